@@ -1,0 +1,124 @@
+//! The data model of SPEC §1: entries, blobs, temps and the inventory the planner reads.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// Where an entry lives: its namespace and its key within it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EntryId {
+    pub namespace: String,
+    pub key: String,
+}
+
+impl EntryId {
+    pub fn new(namespace: impl Into<String>, key: impl Into<String>) -> Self {
+        EntryId {
+            namespace: namespace.into(),
+            key: key.into(),
+        }
+    }
+}
+
+/// An entry's metadata, as stored (MessagePack, see `codec`) and as planned over.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EntryMeta {
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub accessed_at: Millis,
+    pub expires_at: Option<Millis>,
+    /// Bytes of the entry's own inline value.
+    pub size: u64,
+    pub group: Option<String>,
+    /// Never deleted by any policy.
+    pub pinned: bool,
+    /// Never deleted by retention (`keepLast`).
+    pub locked: bool,
+    /// Not a root of its own: lives only while a live entry references it
+    /// (an attachment, a chunk). Deleted as `unreachable` otherwise.
+    pub dependent: bool,
+    /// Keys of other entries in the same namespace.
+    pub refs: Vec<String>,
+    /// Ids (SHA-256, lower-case hex) of blobs.
+    pub blobs: Vec<String>,
+}
+
+/// One entry as the planner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryEntry {
+    pub id: EntryId,
+    pub meta: EntryMeta,
+}
+
+/// A blob's metadata: its id, byte length and when it was first written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobInfo {
+    pub id: String,
+    pub size: u64,
+    pub created_at: Millis,
+}
+
+/// A staging item left by a write that did not commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TempInfo {
+    pub id: String,
+    pub size: u64,
+    pub created_at: Millis,
+}
+
+/// Everything the planner needs to know about a store, read in one listing.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub entries: Vec<InventoryEntry>,
+    /// Entries whose metadata could not be decoded: kept and reported.
+    pub corrupt: Vec<EntryId>,
+    pub blobs: Vec<BlobInfo>,
+    /// Blob metadata records that could not be decoded (by id): kept and reported.
+    pub corrupt_blobs: Vec<String>,
+    pub temps: Vec<TempInfo>,
+    /// Namespaces registered through the API. `None` when the store keeps no
+    /// registry (then no namespace is a zombie).
+    pub namespaces: Option<Vec<String>>,
+}
+
+/// Is `id` a well-formed blob id (64 lower-case hex digits)?
+pub fn is_blob_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The blob id of `bytes`: their SHA-256 in lower-case hex.
+pub fn blob_id(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest.iter() {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_id_is_lowercase_sha256_hex() {
+        assert_eq!(
+            blob_id(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(is_blob_id(&blob_id(b"")));
+        assert!(!is_blob_id("BA7816BF"));
+    }
+}
