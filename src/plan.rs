@@ -157,12 +157,12 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
         ..Summary::default()
     };
 
-    let blob_index: HashMap<&str, usize> = inv
-        .blobs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (b.id.as_str(), i))
-        .collect();
+    // A listing may return a blob twice: every id maps to its first copy, and
+    // liveness is marked and read there only.
+    let mut blob_index: HashMap<&str, usize> = HashMap::with_capacity(inv.blobs.len());
+    for (i, b) in inv.blobs.iter().enumerate() {
+        blob_index.entry(b.id.as_str()).or_insert(i);
+    }
     let mut blob_live = vec![false; inv.blobs.len()];
     let mut entry_actions: Vec<Action> = Vec::new();
 
@@ -240,9 +240,8 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
     // Undecodable entries may reference any blob: then no blob is garbage.
     let blobs_unknowable = !inv.corrupt.is_empty();
     let mut blob_actions = Vec::new();
-    let mut seen_blobs: BTreeSet<&str> = BTreeSet::new();
     for (i, b) in inv.blobs.iter().enumerate() {
-        if blob_live[i] || blobs_unknowable || !seen_blobs.insert(b.id.as_str()) {
+        if blob_live[i] || blobs_unknowable || blob_index[b.id.as_str()] != i {
             continue;
         }
         if now.saturating_sub(b.created_at) < policy.orphan_grace_ms {
@@ -282,7 +281,8 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
     for a in &actions {
         let t = summary.deleted.entry(a.reason).or_default();
         t.count += 1;
-        t.bytes += a.bytes;
+        // Sizes come from stored metadata: a huge one must not overflow the report.
+        t.bytes = t.bytes.saturating_add(a.bytes);
     }
     let mut corrupt = inv.corrupt.clone();
     corrupt.sort();
@@ -378,22 +378,24 @@ fn plan_namespace(
             }
         }
         if let (Some(max), Some(target)) = (rules.max_bytes, rules.byte_target()) {
+            // Exact: a sum of u64 sizes fits in u128, so eviction never
+            // compares or subtracts against a saturated total.
             let mut refcount: HashMap<usize, u32> = HashMap::new();
-            let mut bytes: u64 = 0;
+            let mut bytes: u128 = 0;
             for &j in left.iter().filter(|&&j| dropped[j].is_none()) {
                 let m = &entries[j].meta;
-                bytes = bytes.saturating_add(m.size);
+                bytes += u128::from(m.size);
                 for bi in distinct_blobs(&m.blobs, blob_index) {
                     let c = refcount.entry(bi).or_insert(0);
                     if *c == 0 {
-                        bytes = bytes.saturating_add(blobs[bi].size);
+                        bytes += u128::from(blobs[bi].size);
                     }
                     *c += 1;
                 }
             }
-            if bytes > max {
+            if bytes > u128::from(max) {
                 for &j in &left {
-                    if bytes <= target {
+                    if bytes <= u128::from(target) {
                         break;
                     }
                     let m = &entries[j].meta;
@@ -401,12 +403,12 @@ fn plan_namespace(
                         continue;
                     }
                     dropped[j] = Some(Reason::MaxBytes);
-                    bytes -= m.size;
+                    bytes -= u128::from(m.size);
                     for bi in distinct_blobs(&m.blobs, blob_index) {
                         let c = refcount.get_mut(&bi).expect("counted above");
                         *c -= 1;
                         if *c == 0 {
-                            bytes -= blobs[bi].size;
+                            bytes -= u128::from(blobs[bi].size);
                         }
                     }
                 }

@@ -1,5 +1,6 @@
 //! The Sweeper over a MemoryStore, natively: the walking skeleton's scenario
 //! and the write paths the planner relies on.
+#![cfg(not(target_arch = "wasm32"))]
 
 use futures_executor::block_on;
 use kvsweep::codec::StoredValue;

@@ -8,10 +8,13 @@ use std::rc::Rc;
 use super::{Op, Record, Store, StoreError, Table};
 use crate::model::EntryId;
 
+/// Every record of every table, in key order.
+type Records = BTreeMap<(Table, EntryId), Vec<u8>>;
+
 /// An in-memory store. Clones share the same records.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    records: Rc<RefCell<BTreeMap<(Table, EntryId), Vec<u8>>>>,
+    records: Rc<RefCell<Records>>,
 }
 
 impl MemoryStore {

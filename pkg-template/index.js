@@ -1,0 +1,6 @@
+// Browsers, workers, bundlers and Deno: fetch the module next to this file, then export the API.
+import init from "./kvsweep.js";
+
+await init({ module_or_path: new URL("./kvsweep_bg.wasm", import.meta.url) });
+
+export * from "./kvsweep.js";

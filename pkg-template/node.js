@@ -1,0 +1,7 @@
+// Node: read the module from disk (fetch of file: URLs is not available there).
+import { readFile } from "node:fs/promises";
+import { initSync } from "./kvsweep.js";
+
+initSync({ module: await readFile(new URL("./kvsweep_bg.wasm", import.meta.url)) });
+
+export * from "./kvsweep.js";

@@ -1,0 +1,513 @@
+//! Parsing and validating the options JavaScript passes in (policy, `put`
+//! options, run options) from a plain value tree, so that every message names
+//! the option at fault and nothing a caller passes can panic. Native code can
+//! test and fuzz it without a JS engine; the wasm binding converts `JsValue`s
+//! into [`OptValue`]s.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::model::{is_blob_id, Millis};
+use crate::plan::Mode;
+use crate::policy::{GroupRule, Policy, Rules};
+use crate::sweeper::{Config, PutOptions};
+
+/// Largest integer a JS number holds exactly.
+pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// A JavaScript value as far as option parsing cares.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptValue {
+    Undefined,
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<OptValue>),
+    Object(Vec<(String, OptValue)>),
+    Function,
+    /// Anything else (symbol, bigint, class instance...), by its type name.
+    Other(String),
+}
+
+impl OptValue {
+    fn describe(&self) -> String {
+        match self {
+            OptValue::Undefined => "undefined".into(),
+            OptValue::Null => "null".into(),
+            OptValue::Bool(b) => b.to_string(),
+            OptValue::Number(n) => format!("{n}"),
+            OptValue::String(s) => format!("{s:?}"),
+            OptValue::Array(_) => "an array".into(),
+            OptValue::Object(_) => "an object".into(),
+            OptValue::Function => "a function".into(),
+            OptValue::Other(t) => format!("a {t}"),
+        }
+    }
+
+    fn is_absent(&self) -> bool {
+        matches!(self, OptValue::Undefined)
+    }
+}
+
+/// An option that is missing, mistyped or out of range; the message names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptionError(pub String);
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+type Result<T> = std::result::Result<T, OptionError>;
+
+fn err<T>(msg: String) -> Result<T> {
+    Err(OptionError(msg))
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The fields of an options object, checked against the names it may have.
+struct Fields<'a> {
+    path: String,
+    fields: BTreeMap<&'a str, &'a OptValue>,
+}
+
+impl<'a> Fields<'a> {
+    /// `value` must be undefined (no options) or a plain object with only `known` keys.
+    fn new(value: &'a OptValue, path: &str, known: &[&str]) -> Result<Fields<'a>> {
+        let fields = match value {
+            OptValue::Undefined | OptValue::Null => BTreeMap::new(),
+            OptValue::Object(kv) => {
+                let mut fields = BTreeMap::new();
+                for (k, v) in kv {
+                    if !known.contains(&k.as_str()) {
+                        return err(format!(
+                            "{}: unknown option {k:?}; the options are {}",
+                            if path.is_empty() { "options" } else { path },
+                            known.join(", ")
+                        ));
+                    }
+                    fields.insert(k.as_str(), v);
+                }
+                fields
+            }
+            other => {
+                return err(format!(
+                    "{} must be an object, got {}",
+                    if path.is_empty() { "options" } else { path },
+                    other.describe()
+                ))
+            }
+        };
+        Ok(Fields {
+            path: path.to_string(),
+            fields,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&'a OptValue> {
+        self.fields.get(key).copied().filter(|v| !v.is_absent())
+    }
+
+    fn path(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    fn whole(&self, key: &str) -> Result<Option<u64>> {
+        self.get(key)
+            .map(|v| whole_number(v, &self.path(key)))
+            .transpose()
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(OptValue::Bool(b)) => Ok(*b),
+            Some(v) => err(format!(
+                "{} must be true or false, got {}",
+                self.path(key),
+                v.describe()
+            )),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(OptValue::String(s)) => Ok(Some(s.clone())),
+            Some(v) => err(format!(
+                "{} must be a string, got {}",
+                self.path(key),
+                v.describe()
+            )),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<String>> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(OptValue::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    OptValue::String(s) => Ok(s.clone()),
+                    v => err(format!(
+                        "{}[{i}] must be a string, got {}",
+                        self.path(key),
+                        v.describe()
+                    )),
+                })
+                .collect(),
+            Some(v) => err(format!(
+                "{} must be an array of strings, got {}",
+                self.path(key),
+                v.describe()
+            )),
+        }
+    }
+}
+
+/// A whole number of milliseconds, bytes or items: finite, integral, 0 ≤ n ≤ 2^53−1.
+pub fn whole_number(v: &OptValue, path: &str) -> Result<u64> {
+    match v {
+        OptValue::Number(n)
+            if n.is_finite() && n.fract() == 0.0 && *n >= 0.0 && *n <= MAX_SAFE_INTEGER =>
+        {
+            Ok(*n as u64)
+        }
+        OptValue::Number(n) if *n < 0.0 => err(format!("{path} must not be negative, got {n}")),
+        v => err(format!(
+            "{path} must be a whole number (0 or more), got {}",
+            v.describe()
+        )),
+    }
+}
+
+const RULE_KEYS: [&str; 5] = [
+    "maxAgeMs",
+    "maxEntries",
+    "maxBytes",
+    "lowWatermark",
+    "groups",
+];
+
+fn parse_rules(f: &Fields<'_>) -> Result<Rules> {
+    let low_watermark = match f.get("lowWatermark") {
+        None => None,
+        Some(OptValue::Number(n)) if *n > 0.0 && *n <= 1.0 => Some(*n),
+        Some(v) => {
+            return err(format!(
+                "{} must be a number above 0 and at most 1, got {}",
+                f.path("lowWatermark"),
+                v.describe()
+            ))
+        }
+    };
+    let mut groups = BTreeMap::new();
+    if let Some(g) = f.get("groups") {
+        let path = f.path("groups");
+        let OptValue::Object(kv) = g else {
+            return err(format!(
+                "{path} must be an object of {{ name: {{ keepLast }} }}, got {}",
+                g.describe()
+            ));
+        };
+        for (name, rule) in kv {
+            let rf = Fields::new(rule, &join(&path, name), &["keepLast"])?;
+            let Some(keep_last) = rf.whole("keepLast")? else {
+                return err(format!("{} is required", rf.path("keepLast")));
+            };
+            groups.insert(name.clone(), GroupRule { keep_last });
+        }
+    }
+    Ok(Rules {
+        max_age_ms: f.whole("maxAgeMs")?,
+        max_entries: f.whole("maxEntries")?,
+        max_bytes: f.whole("maxBytes")?,
+        low_watermark,
+        groups,
+    })
+}
+
+/// The `policy` object of SPEC §8.
+pub fn parse_policy(v: &OptValue) -> Result<Policy> {
+    let mut known = RULE_KEYS.to_vec();
+    known.extend(["orphanGraceMs", "tempMaxAgeMs", "namespaces"]);
+    let f = Fields::new(v, "policy", &known)?;
+    let mut policy = Policy {
+        rules: parse_rules(&f)?,
+        ..Policy::default()
+    };
+    if let Some(ms) = f.whole("orphanGraceMs")? {
+        policy.orphan_grace_ms = ms;
+    }
+    if let Some(ms) = f.whole("tempMaxAgeMs")? {
+        policy.temp_max_age_ms = ms;
+    }
+    if let Some(ns) = f.get("namespaces") {
+        let path = f.path("namespaces");
+        let OptValue::Object(kv) = ns else {
+            return err(format!(
+                "{path} must be an object of {{ namespace: rules }}, got {}",
+                ns.describe()
+            ));
+        };
+        for (name, rules) in kv {
+            let rf = Fields::new(rules, &join(&path, name), &RULE_KEYS)?;
+            policy.namespaces.insert(name.clone(), parse_rules(&rf)?);
+        }
+    }
+    Ok(policy)
+}
+
+/// The options of `new Sweeper(store, options)`, but the clock (a function, read by the binding).
+pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config)> {
+    let f = Fields::new(
+        v,
+        "",
+        &["policy", "clock", "schedule", "batchSize", "maxValueBytes"],
+    )?;
+    if f.get("schedule").is_some() {
+        return err("schedule: background scheduling is not available in this release yet; call run() yourself".into());
+    }
+    match f.get("clock") {
+        None | Some(OptValue::Function) => {}
+        Some(v) => {
+            return err(format!(
+                "clock must be a function returning milliseconds, got {}",
+                v.describe()
+            ))
+        }
+    }
+    let policy = parse_policy(f.get("policy").unwrap_or(&OptValue::Undefined))?;
+    let mut config = Config::default();
+    if let Some(n) = f.whole("batchSize")? {
+        if n == 0 || n > 100_000 {
+            return err(format!("batchSize must be between 1 and 100000, got {n}"));
+        }
+        config.exec.batch_size = n as usize;
+    }
+    if let Some(n) = f.whole("maxValueBytes")? {
+        config.max_value_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok((policy, config))
+}
+
+/// The options of `put`: the namespace and the entry's options. `now` turns `ttlMs` into a time.
+pub fn parse_put_options(v: &OptValue) -> Result<(String, PutOptions)> {
+    let f = Fields::new(
+        v,
+        "put options",
+        &[
+            "namespace",
+            "ttlMs",
+            "expiresAt",
+            "group",
+            "pinned",
+            "locked",
+            "dependent",
+            "refs",
+            "blobs",
+        ],
+    )?;
+    let blobs = f.strings("blobs")?;
+    if let Some(b) = blobs.iter().find(|b| !is_blob_id(b)) {
+        return err(format!(
+            "put options.blobs: {b:?} is not a blob id (64 lower-case hex digits, as returned by putBlob)"
+        ));
+    }
+    let refs = f.strings("refs")?;
+    if refs.iter().any(String::is_empty) {
+        return err("put options.refs must not contain an empty key".into());
+    }
+    let opts = PutOptions {
+        ttl_ms: f.whole("ttlMs")?,
+        expires_at: f.whole("expiresAt")?,
+        group: f.string("group")?,
+        pinned: f.boolean("pinned")?,
+        locked: f.boolean("locked")?,
+        dependent: f.boolean("dependent")?,
+        refs,
+        blobs,
+    };
+    Ok((namespace(&f)?, opts))
+}
+
+fn namespace(f: &Fields<'_>) -> Result<String> {
+    Ok(f.string("namespace")?.unwrap_or_default())
+}
+
+/// The options of `get`, `delete` and `detail`: the namespace and `includeExpired`.
+pub fn parse_key_options(v: &OptValue, what: &str) -> Result<(String, bool)> {
+    let f = Fields::new(
+        v,
+        &format!("{what} options"),
+        &["namespace", "includeExpired"],
+    )?;
+    Ok((namespace(&f)?, f.boolean("includeExpired")?))
+}
+
+/// The options of `plan` and `run`, but the signal and callback (read by the binding).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    pub mode: Mode,
+    pub budget_ms: Option<Millis>,
+}
+
+pub fn parse_run_options(v: &OptValue, what: &str) -> Result<RunOptions> {
+    let f = Fields::new(
+        v,
+        &format!("{what} options"),
+        &["mode", "signal", "budgetMs", "onProgress"],
+    )?;
+    let mode = match f.get("mode") {
+        None => Mode::Full,
+        Some(OptValue::String(s)) if s == "full" => Mode::Full,
+        Some(OptValue::String(s)) if s == "light" => Mode::Light,
+        Some(v) => {
+            return err(format!(
+                "{} must be \"light\" or \"full\", got {}",
+                f.path("mode"),
+                v.describe()
+            ))
+        }
+    };
+    match f.get("onProgress") {
+        None | Some(OptValue::Function) => {}
+        Some(v) => {
+            return err(format!(
+                "{} must be a function, got {}",
+                f.path("onProgress"),
+                v.describe()
+            ))
+        }
+    }
+    match f.get("signal") {
+        None | Some(OptValue::Object(_)) | Some(OptValue::Other(_)) => {}
+        Some(v) => {
+            return err(format!(
+                "{} must be an AbortSignal, got {}",
+                f.path("signal"),
+                v.describe()
+            ))
+        }
+    }
+    Ok(RunOptions {
+        mode,
+        budget_ms: f.whole("budgetMs")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(kv: &[(&str, OptValue)]) -> OptValue {
+        OptValue::Object(kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    #[test]
+    fn full_policy_parses() {
+        let p = parse_policy(&obj(&[
+            ("maxAgeMs", OptValue::Number(1000.0)),
+            ("lowWatermark", OptValue::Number(0.5)),
+            (
+                "groups",
+                obj(&[("nightly", obj(&[("keepLast", OptValue::Number(5.0))]))]),
+            ),
+            (
+                "namespaces",
+                obj(&[("u", obj(&[("maxEntries", OptValue::Number(3.0))]))]),
+            ),
+            ("orphanGraceMs", OptValue::Number(0.0)),
+        ]))
+        .unwrap();
+        assert_eq!(p.rules.max_age_ms, Some(1000));
+        assert_eq!(p.rules.groups["nightly"].keep_last, 5);
+        assert_eq!(p.rules_for("u").max_entries, Some(3));
+        assert_eq!(p.orphan_grace_ms, 0);
+    }
+
+    #[test]
+    fn errors_name_the_option_at_fault() {
+        let cases = [
+            (
+                obj(&[("maxAgeMs", OptValue::Number(-1.0))]),
+                "policy.maxAgeMs must not be negative",
+            ),
+            (
+                obj(&[("maxAge", OptValue::Number(1.0))]),
+                "unknown option \"maxAge\"",
+            ),
+            (
+                obj(&[("maxBytes", OptValue::Number(1.5))]),
+                "policy.maxBytes must be a whole number",
+            ),
+            (
+                obj(&[("lowWatermark", OptValue::Number(2.0))]),
+                "policy.lowWatermark must be a number above 0",
+            ),
+            (
+                obj(&[("groups", obj(&[("g", obj(&[]))]))]),
+                "policy.groups.g.keepLast is required",
+            ),
+            (OptValue::String("x".into()), "policy must be an object"),
+        ];
+        for (v, want) in cases {
+            let e = parse_policy(&v).unwrap_err().to_string();
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn put_options_reject_negative_ttl_and_bad_blob_ids() {
+        let e = parse_put_options(&obj(&[("ttlMs", OptValue::Number(-5.0))])).unwrap_err();
+        assert!(
+            e.0.contains("put options.ttlMs must not be negative"),
+            "{e}"
+        );
+        let e = parse_put_options(&obj(&[(
+            "blobs",
+            OptValue::Array(vec![OptValue::String("abc".into())]),
+        )]))
+        .unwrap_err();
+        assert!(e.0.contains("not a blob id"), "{e}");
+        let (ns, o) = parse_put_options(&obj(&[
+            ("namespace", OptValue::String("n".into())),
+            ("pinned", OptValue::Bool(true)),
+        ]))
+        .unwrap();
+        assert_eq!((ns.as_str(), o.pinned), ("n", true));
+    }
+
+    #[test]
+    fn run_mode_must_be_light_or_full() {
+        assert_eq!(
+            parse_run_options(&OptValue::Undefined, "run").unwrap().mode,
+            Mode::Full
+        );
+        let e = parse_run_options(&obj(&[("mode", OptValue::String("fast".into()))]), "run")
+            .unwrap_err();
+        assert!(
+            e.0.contains("run options.mode must be \"light\" or \"full\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nan_and_infinity_are_not_whole_numbers() {
+        for n in [f64::NAN, f64::INFINITY, 1e300] {
+            assert!(whole_number(&OptValue::Number(n), "x").is_err());
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The IndexedDB backend: one object store per table, keys `[namespace, key]`,
+//! values `Uint8Array`. Each `apply` is one transaction. `indexedDB` comes from
+//! the global object, so pages, workers and Node (fake-indexeddb) all work.
+
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    IdbDatabase, IdbFactory, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction,
+    IdbTransactionMode,
+};
+
+use crate::model::EntryId;
+use crate::store::{Op, Record, Store, StoreError, Table};
+
+/// The schema version this release creates.
+const DB_VERSION: u32 = 1;
+
+/// A kvsweep store in one IndexedDB database.
+#[derive(Debug)]
+pub struct IdbStore {
+    db: IdbDatabase,
+}
+
+fn js_error(e: &JsValue) -> StoreError {
+    let name = Reflect::get(e, &"name".into())
+        .ok()
+        .and_then(|n| n.as_string())
+        .unwrap_or_default();
+    let message = Reflect::get(e, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"));
+    match name.as_str() {
+        "QuotaExceededError" => StoreError::QuotaExceeded(message),
+        "InvalidStateError" => StoreError::Closed(message),
+        "" => StoreError::Backend(message),
+        _ => StoreError::Backend(format!("{name}: {message}")),
+    }
+}
+
+/// Waits for a request to succeed or fail, resolving on a microtask so the
+/// transaction stays open for the next request.
+async fn settle(req: &IdbRequest) -> Result<JsValue, StoreError> {
+    // A request that finished while we awaited an earlier one has fired its event already.
+    if req.ready_state() == web_sys::IdbRequestReadyState::Done {
+        return match req.error() {
+            Ok(Some(e)) => Err(js_error(&e)),
+            _ => req.result().map_err(|e| js_error(&e)),
+        };
+    }
+    let promise = Promise::new(&mut |resolve: Function, reject: Function| {
+        req.set_onsuccess(Some(&resolve));
+        req.set_onerror(Some(&reject));
+    });
+    let outcome = JsFuture::from(promise).await;
+    req.set_onsuccess(None);
+    req.set_onerror(None);
+    match outcome {
+        Ok(_) => req.result().map_err(|e| js_error(&e)),
+        Err(_) => Err(req.error().ok().flatten().map_or_else(
+            || StoreError::Backend("request failed".into()),
+            |e| js_error(&e),
+        )),
+    }
+}
+
+/// Waits for a transaction to commit.
+async fn committed(tx: &IdbTransaction) -> Result<(), StoreError> {
+    let promise = Promise::new(&mut |resolve: Function, reject: Function| {
+        tx.set_oncomplete(Some(&resolve));
+        tx.set_onerror(Some(&reject));
+        tx.set_onabort(Some(&reject));
+    });
+    let outcome = JsFuture::from(promise).await;
+    tx.set_oncomplete(None);
+    tx.set_onerror(None);
+    tx.set_onabort(None);
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(_) => Err(tx.error().map_or_else(
+            || StoreError::Backend("transaction aborted".into()),
+            |e| js_error(&e),
+        )),
+    }
+}
+
+fn key_js(id: &EntryId) -> JsValue {
+    Array::of2(
+        &JsValue::from_str(&id.namespace),
+        &JsValue::from_str(&id.key),
+    )
+    .into()
+}
+
+fn key_from_js(v: &JsValue) -> Option<EntryId> {
+    let arr = v.dyn_ref::<Array>()?;
+    Some(EntryId::new(
+        arr.get(0).as_string()?,
+        arr.get(1).as_string()?,
+    ))
+}
+
+fn bytes_from_js(v: &JsValue) -> Vec<u8> {
+    // Anything else was not written by kvsweep: empty bytes decode as corrupt.
+    v.dyn_ref::<Uint8Array>()
+        .map(Uint8Array::to_vec)
+        .unwrap_or_default()
+}
+
+impl IdbStore {
+    /// Opens (creating if needed) the database `name`.
+    pub async fn open(name: &str) -> Result<IdbStore, StoreError> {
+        let global = js_sys::global();
+        let factory = Reflect::get(&global, &"indexedDB".into()).unwrap_or(JsValue::UNDEFINED);
+        if !factory.is_object() {
+            return Err(StoreError::Backend(
+                "IndexedDB is not available here (in Node, import 'fake-indexeddb/auto' first; at the edge, use kvStore)".into(),
+            ));
+        }
+        let factory: IdbFactory = factory.unchecked_into();
+        let req = factory
+            .open_with_u32(name, DB_VERSION)
+            .map_err(|e| js_error(&e))?;
+        let upgrade_req = req.clone();
+        let on_upgrade = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
+            let Ok(db) = upgrade_req.result() else { return };
+            let db: IdbDatabase = db.unchecked_into();
+            let existing = db.object_store_names();
+            for t in Table::ALL {
+                if !existing.contains(t.name()) {
+                    // Failure aborts the upgrade, and the open request then reports it.
+                    let _ = db.create_object_store(t.name());
+                }
+            }
+        });
+        req.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
+        let result = settle(&req).await;
+        req.set_onupgradeneeded(None);
+        drop(on_upgrade);
+        let db: IdbDatabase = result?.unchecked_into();
+        // Another tab upgrading the schema asks us to let go.
+        db.set_onversionchange(Some(&Function::new_no_args("this.close()")));
+        Ok(IdbStore { db })
+    }
+
+    pub fn close(&self) {
+        self.db.close();
+    }
+
+    fn transaction(
+        &self,
+        tables: &[Table],
+        mode: IdbTransactionMode,
+    ) -> Result<IdbTransaction, StoreError> {
+        let names = Array::new();
+        for t in tables {
+            names.push(&JsValue::from_str(t.name()));
+        }
+        self.db
+            .transaction_with_str_sequence_and_mode(&names, mode)
+            .map_err(|e| js_error(&e))
+    }
+
+    fn object_store(tx: &IdbTransaction, table: Table) -> Result<IdbObjectStore, StoreError> {
+        tx.object_store(table.name()).map_err(|e| js_error(&e))
+    }
+}
+
+impl Store for IdbStore {
+    async fn list(
+        &self,
+        table: Table,
+        after: Option<&EntryId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let tx = self.transaction(&[table], IdbTransactionMode::Readonly)?;
+        let store = Self::object_store(&tx, table)?;
+        let range: JsValue = match after {
+            Some(k) => IdbKeyRange::lower_bound_with_open(&key_js(k), true)
+                .map_err(|e| js_error(&e))?
+                .into(),
+            None => JsValue::UNDEFINED,
+        };
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let keys_req = store
+            .get_all_keys_with_key_and_limit(&range, limit)
+            .map_err(|e| js_error(&e))?;
+        let values_req = store
+            .get_all_with_key_and_limit(&range, limit)
+            .map_err(|e| js_error(&e))?;
+        let keys: Array = settle(&keys_req).await?.unchecked_into();
+        let values: Array = settle(&values_req).await?.unchecked_into();
+        let mut out = Vec::with_capacity(keys.length() as usize);
+        for (k, v) in keys.iter().zip(values.iter()) {
+            // Keys of another shape were not written by kvsweep: skip them.
+            if let Some(id) = key_from_js(&k) {
+                out.push((id, bytes_from_js(&v)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(
+        &self,
+        table: Table,
+        keys: &[EntryId],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.transaction(&[table], IdbTransactionMode::Readonly)?;
+        let store = Self::object_store(&tx, table)?;
+        let reqs = keys
+            .iter()
+            .map(|k| store.get(&key_js(k)).map_err(|e| js_error(&e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in &reqs {
+            let v = settle(req).await?;
+            out.push(if v.is_undefined() {
+                None
+            } else {
+                Some(bytes_from_js(&v))
+            });
+        }
+        Ok(out)
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut tables: Vec<Table> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(t, ..) | Op::Delete(t, _) => *t,
+            })
+            .collect();
+        tables.sort();
+        tables.dedup();
+        let tx = self.transaction(&tables, IdbTransactionMode::Readwrite)?;
+        let done = committed(&tx);
+        let issued: Result<(), StoreError> = (|| {
+            for op in &ops {
+                match op {
+                    Op::Put(t, k, v) => {
+                        let store = Self::object_store(&tx, *t)?;
+                        store
+                            .put_with_key(&Uint8Array::from(&v[..]), &key_js(k))
+                            .map_err(|e| js_error(&e))?;
+                    }
+                    Op::Delete(t, k) => {
+                        let store = Self::object_store(&tx, *t)?;
+                        store.delete(&key_js(k)).map_err(|e| js_error(&e))?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = issued {
+            let _ = tx.abort();
+            let _ = done.await;
+            return Err(e);
+        }
+        done.await
+    }
+}

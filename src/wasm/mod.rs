@@ -1,0 +1,547 @@
+//! The JavaScript API (SPEC §8). Every function validates what JS passes and
+//! rejects with an `Error` whose message names the problem; nothing here panics
+//! on input.
+
+mod convert;
+mod idb;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect, Uint8Array};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::exec::{Flow, Progress, RunHost};
+use crate::model::{EntryId, Millis};
+use crate::options::{self, OptValue};
+use crate::plan::{ActionKind, Plan, Reason, Summary};
+use crate::store::{memory::MemoryStore, Op, Record, Store, StoreError, Table};
+use crate::sweeper::Sweeper;
+pub use idb::IdbStore;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+export type Mode = "light" | "full";
+export type Reason = "expired" | "maxAge" | "retention" | "maxEntries" | "maxBytes" | "unreachable" | "orphanBlob" | "staleTemp" | "corrupt";
+export interface Rules {
+  maxAgeMs?: number; maxEntries?: number; maxBytes?: number; lowWatermark?: number;
+  groups?: Record<string, { keepLast: number }>;
+}
+export interface Policy extends Rules {
+  orphanGraceMs?: number; tempMaxAgeMs?: number;
+  namespaces?: Record<string, Rules>;
+}
+export interface SweeperOptions {
+  policy?: Policy;
+  /** Milliseconds since the Unix epoch; defaults to Date.now. */
+  clock?: () => number;
+  /** Items deleted per transaction (default 250). */
+  batchSize?: number;
+  /** Largest value put/putBlob accept, in bytes (default 64 MiB). */
+  maxValueBytes?: number;
+}
+export interface PutOptions {
+  namespace?: string; ttlMs?: number; expiresAt?: number; group?: string;
+  pinned?: boolean; locked?: boolean;
+  /** Lives only while a live entry references it (an attachment). */
+  dependent?: boolean;
+  refs?: string[]; blobs?: string[];
+}
+export interface KeyOptions { namespace?: string; includeExpired?: boolean }
+export interface Progress { running: boolean; phase: "entries" | "blobs" | "temps" | "idle"; processed: number; total: number; deleted: number }
+export interface RunOptions { mode?: Mode; signal?: AbortSignal; budgetMs?: number; onProgress?: (p: Progress) => void }
+export interface Tally { count: number; bytes: number }
+export interface Action { kind: "entry" | "blob" | "temp"; namespace?: string; key?: string; id?: string; reason: Reason; bytes: number }
+export interface PlanSummary {
+  mode: Mode; now: number; scanned: number; reachable: number; blobs: number; temps: number; youngBlobs: number;
+  deleted: Partial<Record<Reason, Tally>>;
+  corrupt: { namespace: string; key: string }[]; corruptBlobs: string[]; zombies: string[];
+}
+export interface PlanResult { actions: Action[]; summary: PlanSummary }
+export interface RunReport {
+  done: boolean; stopped?: "aborted" | "budget"; mode: Mode;
+  deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;
+  errors: { kind: string; namespace?: string; key: string; message: string }[];
+  durationMs: number; corrupt: { namespace: string; key: string }[]; zombies: string[];
+}
+"#;
+
+fn js_err(msg: impl std::fmt::Display) -> JsValue {
+    js_sys::Error::new(&format!("kvsweep: {msg}")).into()
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(js_err)
+}
+
+fn opt(v: &JsValue) -> Result<OptValue, JsValue> {
+    convert::to_opt(v).map_err(js_err)
+}
+
+fn field(obj: &JsValue, name: &str) -> JsValue {
+    if obj.is_object() {
+        Reflect::get(obj, &name.into()).unwrap_or(JsValue::UNDEFINED)
+    } else {
+        JsValue::UNDEFINED
+    }
+}
+
+fn key_arg(key: &JsValue, what: &str) -> Result<String, JsValue> {
+    match key.as_string() {
+        Some(k) if !k.is_empty() => Ok(k),
+        _ => Err(js_err(format!(
+            "{what}: key must be a non-empty string, got {key:?}"
+        ))),
+    }
+}
+
+/// The backends a JS store can be.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Memory(MemoryStore),
+    Idb(Rc<IdbStore>),
+}
+
+impl Store for AnyStore {
+    async fn list(
+        &self,
+        table: Table,
+        after: Option<&EntryId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        match self {
+            AnyStore::Memory(s) => s.list(table, after, limit).await,
+            AnyStore::Idb(s) => s.list(table, after, limit).await,
+        }
+    }
+
+    async fn get(
+        &self,
+        table: Table,
+        keys: &[EntryId],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match self {
+            AnyStore::Memory(s) => s.get(table, keys).await,
+            AnyStore::Idb(s) => s.get(table, keys).await,
+        }
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Memory(s) => s.apply(ops).await,
+            AnyStore::Idb(s) => s.apply(ops).await,
+        }
+    }
+}
+
+/// A store a `Sweeper` can clean: `memoryStore()` or `await openIndexedDb(name)`.
+#[wasm_bindgen(js_name = KvStore)]
+pub struct JsStore {
+    inner: AnyStore,
+}
+
+#[wasm_bindgen(js_class = KvStore)]
+impl JsStore {
+    /// "memory" or "indexeddb".
+    #[wasm_bindgen(getter)]
+    pub fn kind(&self) -> String {
+        match self.inner {
+            AnyStore::Memory(_) => "memory".into(),
+            AnyStore::Idb(_) => "indexeddb".into(),
+        }
+    }
+
+    /// Closes the underlying database connection (IndexedDB).
+    pub fn close(&self) {
+        if let AnyStore::Idb(s) = &self.inner {
+            s.close();
+        }
+    }
+}
+
+/// A store held in memory: for tests, demos, and caches that need not persist.
+#[wasm_bindgen(js_name = memoryStore)]
+pub fn memory_store() -> JsStore {
+    JsStore {
+        inner: AnyStore::Memory(MemoryStore::new()),
+    }
+}
+
+/// Opens (creating it if needed) the IndexedDB database `name` as a store.
+#[wasm_bindgen(js_name = openIndexedDb)]
+pub async fn open_indexed_db(
+    #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+) -> Result<JsStore, JsValue> {
+    let name = match name.as_string() {
+        Some(n) if !n.is_empty() => n,
+        _ => {
+            return Err(js_err(format!(
+                "openIndexedDb: name must be a non-empty string, got {name:?}"
+            )))
+        }
+    };
+    let store = IdbStore::open(&name)
+        .await
+        .map_err(|e| js_err(format!("openIndexedDb({name:?}): {e}")))?;
+    Ok(JsStore {
+        inner: AnyStore::Idb(Rc::new(store)),
+    })
+}
+
+struct Inner {
+    sweeper: Sweeper<AnyStore>,
+    clock: Option<Function>,
+    running: Cell<bool>,
+    closed: Cell<bool>,
+}
+
+impl Inner {
+    fn now(&self) -> Result<Millis, JsValue> {
+        let Some(clock) = &self.clock else {
+            return Ok(js_sys::Date::now() as Millis);
+        };
+        let v = clock
+            .call0(&JsValue::UNDEFINED)
+            .map_err(|e| js_err(format!("clock() threw: {e:?}")))?;
+        match v.as_f64() {
+            Some(ms) if (0.0..=options::MAX_SAFE_INTEGER).contains(&ms) => Ok(ms.floor() as Millis),
+            _ => Err(js_err(format!(
+                "clock() must return milliseconds since the Unix epoch as a non-negative number, got {v:?}"
+            ))),
+        }
+    }
+
+    fn open(&self) -> Result<(), JsValue> {
+        if self.closed.get() {
+            Err(js_err("this Sweeper is closed"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Keeps a store clean under a policy (SPEC §8).
+#[wasm_bindgen(js_name = Sweeper)]
+pub struct JsSweeper {
+    inner: Rc<Inner>,
+}
+
+/// Runs `body` as a promise, turning every error into a rejected `Error`.
+fn promise<F>(inner: &Rc<Inner>, body: impl FnOnce(Rc<Inner>) -> F) -> Promise
+where
+    F: std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+{
+    if let Err(e) = inner.open() {
+        return Promise::reject(&e);
+    }
+    future_to_promise(body(inner.clone()))
+}
+
+#[wasm_bindgen(js_class = Sweeper)]
+impl JsSweeper {
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        store: &JsStore,
+        #[wasm_bindgen(unchecked_param_type = "SweeperOptions | undefined")] options: JsValue,
+    ) -> Result<JsSweeper, JsValue> {
+        let (policy, config) = options::parse_sweeper_options(&opt(&options)?).map_err(js_err)?;
+        let clock = field(&options, "clock").dyn_into::<Function>().ok();
+        Ok(JsSweeper {
+            inner: Rc::new(Inner {
+                sweeper: Sweeper::new(store.inner.clone(), policy, config),
+                clock,
+                running: Cell::new(false),
+                closed: Cell::new(false),
+            }),
+        })
+    }
+
+    /// Stores `value` (any structured value, or a `Uint8Array` as bytes) at `key`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn put(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PutOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let parsed = (|| {
+            let key = key_arg(&key, "put")?;
+            let value =
+                convert::to_stored(&value).map_err(|e| js_err(format!("put({key:?}): {e}")))?;
+            let (ns, opts) = options::parse_put_options(&opt(&options)?).map_err(js_err)?;
+            Ok::<_, JsValue>((EntryId::new(ns, key), value, opts))
+        })();
+        promise(&self.inner, |inner| async move {
+            let (id, value, opts) = parsed?;
+            let now = inner.now()?;
+            inner
+                .sweeper
+                .put(&id, value, opts, now)
+                .await
+                .map_err(js_err)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The value at `key`, or `undefined` when it is missing or expired.
+    #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
+    pub fn get(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "KeyOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let parsed = key_options(&key, &options, "get");
+        promise(&self.inner, |inner| async move {
+            let (id, include_expired) = parsed?;
+            let now = inner.now()?;
+            match inner
+                .sweeper
+                .detail(&id, now, include_expired)
+                .await
+                .map_err(js_err)?
+            {
+                Some((_, value)) => convert::from_stored(&value).map_err(js_err),
+                None => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+
+    /// Deletes the entry at `key`; resolves to true if it existed.
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn delete(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "KeyOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let parsed = key_options(&key, &options, "delete");
+        promise(&self.inner, |inner| async move {
+            let (id, _) = parsed?;
+            Ok(JsValue::from_bool(
+                inner.sweeper.delete(&id).await.map_err(js_err)?,
+            ))
+        })
+    }
+
+    /// Stores bytes under their SHA-256; resolves to the id (lower-case hex).
+    #[wasm_bindgen(js_name = putBlob, unchecked_return_type = "Promise<string>")]
+    pub fn put_blob(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: JsValue,
+    ) -> Promise {
+        let parsed = bytes
+            .dyn_ref::<Uint8Array>()
+            .map(Uint8Array::to_vec)
+            .ok_or_else(|| {
+                js_err(format!(
+                    "putBlob: bytes must be a Uint8Array, got {bytes:?}"
+                ))
+            });
+        promise(&self.inner, |inner| async move {
+            let bytes = parsed?;
+            let now = inner.now()?;
+            Ok(inner
+                .sweeper
+                .put_blob(&bytes, now)
+                .await
+                .map_err(js_err)?
+                .into())
+        })
+    }
+
+    /// The blob's bytes, or `undefined` if the store does not hold it.
+    #[wasm_bindgen(js_name = getBlob, unchecked_return_type = "Promise<Uint8Array | undefined>")]
+    pub fn get_blob(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Promise {
+        promise(&self.inner, |inner| async move {
+            let id = id
+                .as_string()
+                .ok_or_else(|| js_err(format!("getBlob: id must be a string, got {id:?}")))?;
+            match inner.sweeper.get_blob(&id).await.map_err(js_err)? {
+                Some(bytes) => Ok(Uint8Array::from(&bytes[..]).into()),
+                None => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+
+    /// A dry run: what `run` would delete now, and why.
+    #[wasm_bindgen(unchecked_return_type = "Promise<PlanResult>")]
+    pub fn plan(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "{ mode?: Mode } | undefined")] options: JsValue,
+    ) -> Promise {
+        let parsed =
+            opt(&options).and_then(|o| options::parse_run_options(&o, "plan").map_err(js_err));
+        promise(&self.inner, |inner| async move {
+            let run = parsed?;
+            let now = inner.now()?;
+            let plan = inner.sweeper.plan(run.mode, now).await.map_err(js_err)?;
+            to_js(&PlanOut::from(&plan))
+        })
+    }
+
+    /// Plans and runs a cleanup, yielding to the event loop between batches.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RunReport>")]
+    pub fn run(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RunOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let parsed =
+            opt(&options).and_then(|o| options::parse_run_options(&o, "run").map_err(js_err));
+        let signal = field(&options, "signal");
+        let on_progress = field(&options, "onProgress").dyn_into::<Function>().ok();
+        promise(&self.inner, |inner| async move {
+            let run = parsed?;
+            if inner.running.replace(true) {
+                return Err(js_err(
+                    "a run is already in progress on this Sweeper; await it first",
+                ));
+            }
+            let started = js_sys::Date::now();
+            let mut host = JsHost {
+                signal,
+                on_progress,
+                deadline: run.budget_ms.map(|b| started + b as f64),
+                stopped: None,
+            };
+            let result = match inner.now() {
+                Ok(now) => inner
+                    .sweeper
+                    .run(run.mode, now, &mut host)
+                    .await
+                    .map_err(js_err),
+                Err(e) => Err(e),
+            };
+            inner.running.set(false);
+            let mut report = result?;
+            report.duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+            let out = to_js(&report)?;
+            if let Some(why) = host.stopped {
+                let _ = Reflect::set(&out, &"stopped".into(), &why.into());
+            }
+            Ok(out)
+        })
+    }
+
+    /// A snapshot of the current run's progress.
+    #[wasm_bindgen(unchecked_return_type = "Progress")]
+    pub fn progress(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.sweeper.progress())
+    }
+
+    /// Stops accepting calls. A run in progress finishes its current batch.
+    pub fn close(&self) {
+        self.inner.closed.set(true);
+    }
+}
+
+fn key_options(key: &JsValue, options: &JsValue, what: &str) -> Result<(EntryId, bool), JsValue> {
+    let key = key_arg(key, what)?;
+    let (ns, include_expired) = options::parse_key_options(&opt(options)?, what).map_err(js_err)?;
+    Ok((EntryId::new(ns, key), include_expired))
+}
+
+/// The run's driver in JS: progress callback, abort signal, time budget, yielding.
+struct JsHost {
+    signal: JsValue,
+    on_progress: Option<Function>,
+    deadline: Option<f64>,
+    stopped: Option<&'static str>,
+}
+
+impl JsHost {
+    fn should_stop(&mut self) -> bool {
+        if field(&self.signal, "aborted").as_bool() == Some(true) {
+            self.stopped = Some("aborted");
+        } else if self.deadline.is_some_and(|d| js_sys::Date::now() >= d) {
+            self.stopped = Some("budget");
+        }
+        self.stopped.is_some()
+    }
+}
+
+impl RunHost for JsHost {
+    async fn between_batches(&mut self, progress: &Progress) -> Flow {
+        if let Some(cb) = &self.on_progress {
+            if let Ok(p) = to_js(progress) {
+                // A throwing callback must not stop the cleanup.
+                let _ = cb.call1(&JsValue::UNDEFINED, &p);
+            }
+        }
+        if !progress.running || self.should_stop() {
+            return if progress.running {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            };
+        }
+        yield_now().await;
+        if self.should_stop() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+/// Lets the event loop run: `scheduler.yield()` where there is one, else a 0 ms timer.
+async fn yield_now() {
+    let scheduler = field(&js_sys::global(), "scheduler");
+    if let Ok(f) = field(&scheduler, "yield").dyn_into::<Function>() {
+        if let Ok(p) = f.call0(&scheduler) {
+            if let Ok(p) = p.dyn_into::<Promise>() {
+                let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+                return;
+            }
+        }
+    }
+    gloo_timers::future::TimeoutFuture::new(0).await;
+}
+
+/// A plan as JS sees it: entries carry `key`, blobs and temps `id`.
+#[derive(Serialize)]
+struct PlanOut<'a> {
+    actions: Vec<ActionOut<'a>>,
+    summary: &'a Summary,
+}
+
+#[derive(Serialize)]
+struct ActionOut<'a> {
+    kind: ActionKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    reason: Reason,
+    bytes: u64,
+}
+
+impl<'a> From<&'a Plan> for PlanOut<'a> {
+    fn from(plan: &'a Plan) -> Self {
+        let actions = plan
+            .actions
+            .iter()
+            .map(|a| {
+                let is_entry = a.kind == ActionKind::Entry;
+                ActionOut {
+                    kind: a.kind,
+                    namespace: a.namespace.as_deref(),
+                    key: is_entry.then_some(a.key.as_str()),
+                    id: (!is_entry).then_some(a.key.as_str()),
+                    reason: a.reason,
+                    bytes: a.bytes,
+                }
+            })
+            .collect();
+        PlanOut {
+            actions,
+            summary: &plan.summary,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+// The built npm package (pkg/), not the source, under Node's test runner.
+import "fake-indexeddb/auto";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Sweeper, memoryStore, openIndexedDb } from "../../pkg/node.js";
+
+const T0 = 1_700_000_000_000;
+
+/** A clock the test moves by hand. */
+function manualClock(start = T0) {
+  const clock = () => clock.now;
+  clock.now = start;
+  return clock;
+}
+
+async function expireHalf(store) {
+  const clock = manualClock();
+  const sweeper = new Sweeper(store, { clock });
+  for (let i = 0; i < 1000; i++) {
+    await sweeper.put(`k${i}`, { i, tags: ["a", "b"] }, { ttlMs: i % 2 === 0 ? 1_000 : 60_000 });
+  }
+  clock.now += 10_000;
+  const plan = await sweeper.plan({ mode: "full" });
+  assert.equal(plan.actions.length, 500);
+  assert.ok(plan.actions.every((a) => a.kind === "entry" && a.reason === "expired"));
+  const report = await sweeper.run({ mode: "full" });
+  assert.equal(report.done, true);
+  assert.equal(report.deleted.expired.count, 500);
+  // Read back through a fresh sweeper with includeExpired, so lazy expiry cannot hide a leftover.
+  const reader = new Sweeper(store, { clock });
+  for (let i = 0; i < 1000; i++) {
+    const v = await reader.get(`k${i}`, { includeExpired: true });
+    if (i % 2 === 0) assert.equal(v, undefined, `k${i} should be gone`);
+    else assert.deepEqual(v, { i, tags: ["a", "b"] });
+  }
+  return sweeper;
+}
+
+test("memoryStore: a full run deletes exactly the expired half", async () => {
+  await expireHalf(memoryStore());
+});
+
+test("openIndexedDb (fake-indexeddb): a full run deletes exactly the expired half", async () => {
+  const store = await openIndexedDb(`node-${Date.now()}`);
+  await expireHalf(store);
+  store.close();
+});
+
+test("expired entries read as undefined before any run", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock });
+  await s.put("a", "x", { ttlMs: 5 });
+  assert.equal(await s.get("a"), "x");
+  clock.now += 5;
+  assert.equal(await s.get("a"), undefined);
+});
+
+test("values keep their types: bytes, nested objects, dates", async () => {
+  const s = new Sweeper(memoryStore());
+  const bytes = new Uint8Array([1, 2, 3]);
+  await s.put("b", bytes);
+  assert.deepEqual(await s.get("b"), bytes);
+  const value = { n: 1.5, big: 2 ** 40, s: "é", nil: null, arr: [true, false], when: new Date(1234567), raw: new Uint8Array([9]) };
+  await s.put("o", value);
+  assert.deepEqual(await s.get("o"), value);
+});
+
+test("bad input rejects with an Error that says what is wrong", async () => {
+  const s = new Sweeper(memoryStore());
+  await assert.rejects(s.put("k", 1, { ttlMs: -5 }), { name: "Error", message: /ttlMs must not be negative/ });
+  await assert.rejects(s.put("", 1), /key must be a non-empty string/);
+  await assert.rejects(s.put(42, 1), /key must be a non-empty string/);
+  await assert.rejects(s.put("k", undefined), /value is undefined/);
+  await assert.rejects(s.put("k", () => 1), /cannot store/);
+  const cyclic = {};
+  cyclic.self = cyclic;
+  await assert.rejects(s.put("k", cyclic), /deeper than/);
+  await assert.rejects(s.plan({ mode: "fast" }), /mode must be "light" or "full"/);
+  await assert.rejects(s.getBlob("nope"), /not a blob id/);
+  assert.throws(() => new Sweeper(memoryStore(), { policy: { maxAge: 1 } }), /unknown option "maxAge"/);
+  assert.throws(() => new Sweeper(memoryStore(), { policy: { maxBytes: -1 } }), /policy.maxBytes must not be negative/);
+  assert.throws(() => new Sweeper(memoryStore(), { clock: 5 }), /clock must be a function/);
+  const badClock = new Sweeper(memoryStore(), { clock: () => "soon" });
+  await assert.rejects(badClock.put("k", 1), /clock\(\) must return milliseconds/);
+  await assert.rejects(openIndexedDb(""), /name must be a non-empty string/);
+  // After all that, the module still works.
+  await s.put("k", 1);
+  assert.equal(await s.get("k"), 1);
+});
+
+test("blobs: same bytes give the same id and are stored once; orphans go after grace", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock, policy: { orphanGraceMs: 1000 } });
+  const id = await s.putBlob(new TextEncoder().encode("hello"));
+  assert.equal(id, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+  assert.equal(await s.putBlob(new TextEncoder().encode("hello")), id);
+  const kept = await s.putBlob(new Uint8Array([7]));
+  await s.put("doc", { title: "t" }, { blobs: [kept] });
+  clock.now += 1000;
+  const report = await s.run({ mode: "light" });
+  assert.equal(report.deleted.orphanBlob.count, 1);
+  assert.equal(await s.getBlob(id), undefined);
+  assert.deepEqual(await s.getBlob(kept), new Uint8Array([7]));
+});
+
+test("run reports progress and honours an abort signal", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock, batchSize: 10 });
+  for (let i = 0; i < 100; i++) await s.put(`k${i}`, i, { ttlMs: 1 });
+  clock.now += 10;
+  const seen = [];
+  const ctrl = new AbortController();
+  const report = await s.run({
+    onProgress: (p) => {
+      seen.push(p.processed);
+      if (p.processed >= 30) ctrl.abort();
+    },
+    signal: ctrl.signal,
+  });
+  assert.equal(report.done, false);
+  assert.equal(report.stopped, "aborted");
+  assert.equal(report.deleted.expired.count, 30);
+  assert.deepEqual(seen.slice(0, 4), [0, 10, 20, 30]);
+  const rest = await s.run();
+  assert.equal(rest.done, true);
+  assert.equal(rest.deleted.expired.count, 70);
+});
