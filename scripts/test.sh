@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `npm test`: every check and every test, in the order a failure is cheapest to find.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n== test: %s\n' "$*"; }
+
+bash scripts/setup.sh --browser
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "clippy (native and wasm32)"
+cargo clippy --all-targets -- -D warnings
+cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+step "the core builds no_std (wasm32v1-none has no std to fall back on)"
+cargo rustc --no-default-features --lib --crate-type rlib --target wasm32v1-none
+
+step "native tests (unit, integration, planner properties)"
+cargo test
+
+step "npm package (release wasm, wasm-bindgen, wasm-opt)"
+bash scripts/build.sh
+
+step "Rust against a real IndexedDB in headless Chromium"
+cargo test --target wasm32-unknown-unknown --tests
+
+step "Node tests of the built package, and the demo page in Chromium"
+node --test --test-timeout=120000 tests/node/ tests/e2e/
