@@ -76,6 +76,14 @@ impl Store for MemoryStore {
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut records = self.records.borrow_mut();
+        for op in &ops {
+            if let Op::Expect(t, k, want) = op {
+                let have = records.get(&(*t, k.clone())).map(|v| super::stamp(v));
+                if have != *want {
+                    return Err(StoreError::Conflict(format!("{} record {k:?}", t.name())));
+                }
+            }
+        }
         for op in ops {
             match op {
                 Op::Put(t, k, v) => {
@@ -84,6 +92,7 @@ impl Store for MemoryStore {
                 Op::Delete(t, k) => {
                     records.remove(&(t, k));
                 }
+                Op::Expect(..) => {}
             }
         }
         Ok(())

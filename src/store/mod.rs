@@ -57,12 +57,35 @@ pub fn id_key(id: &str) -> EntryId {
     EntryId::new("", id)
 }
 
-/// One write of a batch.
+/// One step of a batch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     Put(Table, EntryId, Vec<u8>),
     /// Deleting a key that is absent is not an error.
     Delete(Table, EntryId),
+    /// A precondition: the batch applies only if the record's bytes have this
+    /// [`stamp`] (`None`: the record is absent). Every `Expect` of a batch is
+    /// checked before any of its writes; one that fails fails the batch with
+    /// [`StoreError::Conflict`] and writes nothing.
+    Expect(Table, EntryId, Option<u64>),
+}
+
+impl Op {
+    pub fn table(&self) -> Table {
+        match self {
+            Op::Put(t, ..) | Op::Delete(t, _) | Op::Expect(t, ..) => *t,
+        }
+    }
+}
+
+/// A fingerprint of a record's bytes (64-bit FNV-1a): equal bytes, equal stamps.
+pub fn stamp(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// Why a store call failed.
@@ -73,6 +96,8 @@ pub enum StoreError {
     QuotaExceeded(String),
     /// The store was closed or deleted under us.
     Closed(String),
+    /// An `Op::Expect` did not hold: the record changed since it was read.
+    Conflict(String),
     /// Anything else the backend reported.
     Backend(String),
 }
@@ -82,6 +107,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::QuotaExceeded(m) => write!(f, "storage quota exceeded: {m}"),
             StoreError::Closed(m) => write!(f, "store is closed: {m}"),
+            StoreError::Conflict(m) => write!(f, "changed concurrently: {m}"),
             StoreError::Backend(m) => write!(f, "store error: {m}"),
         }
     }
@@ -106,6 +132,8 @@ pub trait Store {
     /// The records at `keys`, `None` where absent, in the order asked.
     async fn get(&self, table: Table, keys: &[EntryId])
         -> Result<Vec<Option<Vec<u8>>>, StoreError>;
-    /// Applies `ops` atomically where the backend can (one IndexedDB transaction).
+    /// Checks every `Op::Expect`, then applies the writes in order, atomically
+    /// where the backend can (one IndexedDB transaction). Callers order writes
+    /// so that any prefix leaves a consistent store, for backends that cannot.
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
 }

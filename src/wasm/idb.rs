@@ -232,38 +232,51 @@ impl Store for IdbStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut tables: Vec<Table> = ops
-            .iter()
-            .map(|op| match op {
-                Op::Put(t, ..) | Op::Delete(t, _) => *t,
-            })
-            .collect();
+        let mut tables: Vec<Table> = ops.iter().map(Op::table).collect();
         tables.sort();
         tables.dedup();
         let tx = self.transaction(&tables, IdbTransactionMode::Readwrite)?;
         let done = committed(&tx);
-        let issued: Result<(), StoreError> = (|| {
-            for op in &ops {
-                match op {
-                    Op::Put(t, k, v) => {
-                        let store = Self::object_store(&tx, *t)?;
-                        store
-                            .put_with_key(&Uint8Array::from(&v[..]), &key_js(k))
-                            .map_err(|e| js_error(&e))?;
-                    }
-                    Op::Delete(t, k) => {
-                        let store = Self::object_store(&tx, *t)?;
-                        store.delete(&key_js(k)).map_err(|e| js_error(&e))?;
-                    }
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = issued {
+        // Preconditions and writes in one transaction: nothing can change in between.
+        let outcome = self.apply_in(&tx, &ops).await;
+        if let Err(e) = outcome {
             let _ = tx.abort();
             let _ = done.await;
             return Err(e);
         }
         done.await
+    }
+}
+
+impl IdbStore {
+    async fn apply_in(&self, tx: &IdbTransaction, ops: &[Op]) -> Result<(), StoreError> {
+        let mut checks = Vec::new();
+        for op in ops {
+            if let Op::Expect(t, k, want) = op {
+                let req = Self::object_store(tx, *t)?.get(&key_js(k)).map_err(|e| js_error(&e))?;
+                checks.push((req, *t, k, *want));
+            }
+        }
+        for (req, t, k, want) in checks {
+            let v = settle(&req).await?;
+            let have = if v.is_undefined() { None } else { Some(crate::store::stamp(&bytes_from_js(&v))) };
+            if have != want {
+                return Err(StoreError::Conflict(format!("{} record {k:?}", t.name())));
+            }
+        }
+        for op in ops {
+            match op {
+                Op::Put(t, k, v) => {
+                    Self::object_store(tx, *t)?
+                        .put_with_key(&Uint8Array::from(&v[..]), &key_js(k))
+                        .map_err(|e| js_error(&e))?;
+                }
+                Op::Delete(t, k) => {
+                    Self::object_store(tx, *t)?.delete(&key_js(k)).map_err(|e| js_error(&e))?;
+                }
+                Op::Expect(..) => {}
+            }
+        }
+        Ok(())
     }
 }
