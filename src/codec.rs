@@ -66,38 +66,88 @@ pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, DecodeError> {
 }
 
 /// A blob's record, without its id (the id is the record's key).
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BlobRecord {
-    size: u64,
-    created_at: Millis,
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct BlobRecord {
+    pub size: u64,
+    /// When the blob was written, or last written again: its grace starts here.
+    pub created_at: Millis,
+    /// How many entries reference the blob: it is deleted only at zero.
+    pub refs: u64,
 }
 
+impl BlobRecord {
+    pub fn info(&self, id: &str) -> BlobInfo {
+        BlobInfo {
+            id: id.to_string(),
+            size: self.size,
+            created_at: self.created_at,
+        }
+    }
+}
+
+pub fn encode_blob(record: &BlobRecord) -> Vec<u8> {
+    encode(record)
+}
+
+pub fn decode_blob(bytes: &[u8]) -> Result<BlobRecord, DecodeError> {
+    decode(bytes)
+}
+
+/// The record of an unreferenced blob described by `info`.
 pub fn encode_blob_info(info: &BlobInfo) -> Vec<u8> {
-    encode(&BlobRecord {
+    encode_blob(&BlobRecord {
         size: info.size,
         created_at: info.created_at,
+        refs: 0,
     })
 }
 
 pub fn decode_blob_info(id: &str, bytes: &[u8]) -> Result<BlobInfo, DecodeError> {
-    let r: BlobRecord = decode(bytes)?;
-    Ok(BlobInfo {
-        id: id.to_string(),
-        size: r.size,
-        created_at: r.created_at,
-    })
+    Ok(decode_blob(bytes)?.info(id))
 }
 
+/// What a write staged before it committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Staged {
+    /// An entry's value; the entry's metadata is its commit record.
+    Entry { namespace: String, key: String },
+    /// A blob's bytes; its blob record is the commit record.
+    Blob { id: String },
+}
+
+/// A temp: what a write staged and when. A write puts it first and deletes it
+/// in the same batch, so only an interrupted write leaves one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TempRecord {
+    pub created_at: Millis,
+    pub size: u64,
+    pub staged: Staged,
+}
+
+pub fn encode_temp(record: &TempRecord) -> Vec<u8> {
+    encode(record)
+}
+
+pub fn decode_temp(bytes: &[u8]) -> Result<TempRecord, DecodeError> {
+    decode(bytes)
+}
+
+/// The record of a temp described by `info` that staged the blob `info.id`.
 pub fn encode_temp_info(info: &TempInfo) -> Vec<u8> {
-    encode(&BlobRecord {
-        size: info.size,
+    encode_temp(&TempRecord {
         created_at: info.created_at,
+        size: info.size,
+        staged: Staged::Blob {
+            id: info.id.clone(),
+        },
     })
 }
 
 pub fn decode_temp_info(id: &str, bytes: &[u8]) -> Result<TempInfo, DecodeError> {
-    let r: BlobRecord = decode(bytes)?;
+    let r = decode_temp(bytes)?;
     Ok(TempInfo {
         id: id.to_string(),
         size: r.size,
@@ -177,6 +227,8 @@ mod tests {
             dependent: true,
             refs: vec!["a".into()],
             blobs: vec!["b".into()],
+            write_id: 6,
+            referrers: 7,
         };
         assert_eq!(decode_meta(&encode_meta(&meta)), Ok(meta));
     }

@@ -1,14 +1,16 @@
 //! The executor: runs a plan against a store in batches, entries first, then
 //! the blobs they freed, then temps, re-checking each item before it goes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::codec;
-use crate::model::EntryId;
+use crate::codec::{self, Staged, TempRecord};
+use crate::model::{EntryId, EntryMeta};
 use crate::plan::{Action, ActionKind, Mode, Plan, Reason, Tally};
-use crate::store::{id_key, Op, Store, Table};
+use crate::refcount::{distinct, Counts};
+use crate::store::{id_key, stamp, Op, Store, StoreError, Table};
+use crate::sweeper::{temp_id, Error};
 
 /// How a run is cut into batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +94,15 @@ impl RunHost for RunToEnd {
     }
 }
 
+/// The least batch size for entries that waited for their referrers.
+const WAITING_BATCH: usize = 1024;
+
 /// Runs `plan` against `store`. Errors on items are collected, not returned.
+///
+/// Every item is read again before it goes and deleted under `Op::Expect`
+/// preconditions, so the plan may be stale: an entry rewritten since planning,
+/// an entry still referenced by one that stays, a blob referenced or written
+/// again, or a temp whose write completed, is kept.
 pub async fn execute<S: Store, H: RunHost>(
     store: &S,
     plan: &Plan,
@@ -115,61 +125,56 @@ pub async fn execute<S: Store, H: RunHost>(
         total: plan.actions.len() as u64,
         ..Progress::default()
     };
-    let (entries, rest): (Vec<&Action>, Vec<&Action>) = plan
-        .actions
-        .iter()
-        .partition(|a| a.kind == ActionKind::Entry);
-    let (blobs, temps): (Vec<&Action>, Vec<&Action>) =
-        rest.into_iter().partition(|a| a.kind == ActionKind::Blob);
+    let of_kind =
+        |kind| -> Vec<&Action> { plan.actions.iter().filter(|a| a.kind == kind).collect() };
+    let (entries, blobs, temps) = (
+        of_kind(ActionKind::Entry),
+        of_kind(ActionKind::Blob),
+        of_kind(ActionKind::Temp),
+    );
 
+    // Entries whose referrers are garbage in a later batch wait, then go together.
+    let mut waiting: Vec<&Action> = Vec::new();
     for batch in entries.chunks(batch_size) {
         if host.between_batches(&progress).await == Flow::Stop {
             report.done = false;
             return report;
         }
-        delete_entries(store, batch, &mut report).await;
+        waiting.extend(delete_entries(store, batch, &mut report).await);
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
     }
+    // Garbage cycles go only in one batch: these batches may be larger.
+    let waiting_batch = batch_size.max(WAITING_BATCH);
+    while !waiting.is_empty() {
+        let before = waiting.len();
+        let mut still = Vec::new();
+        for batch in waiting.chunks(waiting_batch) {
+            if host.between_batches(&progress).await == Flow::Stop {
+                report.done = false;
+                return report;
+            }
+            still.extend(delete_entries(store, batch, &mut report).await);
+        }
+        progress.deleted = deleted_count(&report);
+        if still.len() == before {
+            // Referenced by entries that stay.
+            report.kept += still.len() as u64;
+            break;
+        }
+        waiting = still;
+    }
 
     progress.phase = "blobs";
-    if !blobs.is_empty() {
-        // Re-read which blobs entries reference now: one written since planning keeps its blob.
-        match referenced_blobs(store, cfg.page_size).await {
-            Ok(Some(referenced)) => {
-                for batch in blobs.chunks(batch_size) {
-                    if host.between_batches(&progress).await == Flow::Stop {
-                        report.done = false;
-                        return report;
-                    }
-                    let (keep, go): (Vec<&Action>, Vec<&Action>) = batch
-                        .iter()
-                        .partition(|a| referenced.contains(a.key.as_str()));
-                    report.kept += keep.len() as u64;
-                    let ops = go
-                        .iter()
-                        .flat_map(|a| {
-                            [
-                                Op::Delete(Table::Blobs, id_key(&a.key)),
-                                Op::Delete(Table::BlobMeta, id_key(&a.key)),
-                            ]
-                        })
-                        .collect();
-                    apply_batch(store, ops, &go, &mut report).await;
-                    progress.processed += batch.len() as u64;
-                    progress.deleted = deleted_count(&report);
-                }
-            }
-            // Metadata that could not be read may reference any blob: keep them all.
-            Ok(None) => report.kept += blobs.len() as u64,
-            Err(e) => {
-                for a in &blobs {
-                    report
-                        .errors
-                        .push(item_error(a, format!("blob re-check failed: {e}")));
-                }
-            }
+    for batch in blobs.chunks(batch_size) {
+        if host.between_batches(&progress).await == Flow::Stop {
+            report.done = false;
+            return report;
         }
+        let items = blob_deletions(store, batch, &mut report).await;
+        apply_items(store, items, &mut report).await;
+        progress.processed += batch.len() as u64;
+        progress.deleted = deleted_count(&report);
     }
 
     progress.phase = "temps";
@@ -178,11 +183,8 @@ pub async fn execute<S: Store, H: RunHost>(
             report.done = false;
             return report;
         }
-        let ops = batch
-            .iter()
-            .map(|a| Op::Delete(Table::Temps, id_key(&a.key)))
-            .collect();
-        apply_batch(store, ops, batch, &mut report).await;
+        let items = temp_deletions(store, batch, &mut report).await;
+        apply_items(store, items, &mut report).await;
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
     }
@@ -194,6 +196,12 @@ pub async fn execute<S: Store, H: RunHost>(
 
 fn deleted_count(report: &RunReport) -> u64 {
     report.deleted.values().map(|t| t.count).sum()
+}
+
+fn count_deleted(report: &mut RunReport, a: &Action) {
+    let t = report.deleted.entry(a.reason).or_default();
+    t.count += 1;
+    t.bytes = t.bytes.saturating_add(a.bytes);
 }
 
 fn item_error(a: &Action, message: String) -> ItemError {
@@ -209,88 +217,342 @@ fn entry_id(a: &Action) -> EntryId {
     EntryId::new(a.namespace.clone().unwrap_or_default(), a.key.clone())
 }
 
-/// Deletes a batch of entries, each only if its metadata is unchanged since planning.
-async fn delete_entries<S: Store>(store: &S, batch: &[&Action], report: &mut RunReport) {
-    let ids: Vec<EntryId> = batch.iter().map(|a| entry_id(a)).collect();
-    let current = match store.get(Table::Meta, &ids).await {
-        Ok(c) => c,
+/// An entry that is still what the plan saw.
+struct Doomed<'a> {
+    action: &'a Action,
+    id: EntryId,
+    stamp: u64,
+    meta: EntryMeta,
+}
+
+/// Deletes what it can of a batch of entries. Returns the entries held back
+/// because a referrer outside the batch still exists.
+async fn delete_entries<'a, S: Store>(
+    store: &S,
+    batch: &[&'a Action],
+    report: &mut RunReport,
+) -> Vec<&'a Action> {
+    let (doomed, mut held) = match read_doomed(store, batch, report).await {
+        Ok(r) => r,
         Err(e) => {
             for a in batch {
                 report
                     .errors
                     .push(item_error(a, format!("re-check failed: {e}")));
             }
-            return;
+            return Vec::new();
         }
     };
-    let mut go = Vec::new();
-    let mut ops = Vec::new();
-    for ((a, id), meta) in batch.iter().zip(ids).zip(current) {
-        match meta {
-            // Already gone: counts as deleted.
-            None => go.push(*a),
-            Some(bytes) => match codec::decode_meta(&bytes) {
-                Ok(m) if Some(m.updated_at) == a.updated_at => {
-                    go.push(*a);
-                    ops.push(Op::Delete(Table::Meta, id.clone()));
-                    ops.push(Op::Delete(Table::Values, id));
+    if doomed.is_empty() {
+        return held;
+    }
+    match apply_entry_deletions(store, &doomed).await {
+        Ok(()) => doomed.iter().for_each(|d| count_deleted(report, d.action)),
+        // Something changed since the re-read: try each entry alone.
+        Err(StoreError::Conflict(_)) if doomed.len() > 1 => {
+            for d in &doomed {
+                match read_doomed(store, &[d.action], report).await {
+                    Ok((one, h)) => {
+                        held.extend(h);
+                        if one.is_empty() {
+                            continue;
+                        }
+                        match apply_entry_deletions(store, &one).await {
+                            Ok(()) => count_deleted(report, d.action),
+                            Err(StoreError::Conflict(_)) => report.kept += 1,
+                            Err(e) => report.errors.push(item_error(d.action, e.to_string())),
+                        }
+                    }
+                    Err(e) => report
+                        .errors
+                        .push(item_error(d.action, format!("re-check failed: {e}"))),
                 }
-                // Rewritten since planning, or unreadable now: keep it.
-                _ => report.kept += 1,
-            },
+            }
+        }
+        Err(StoreError::Conflict(_)) => report.kept += 1,
+        Err(e) => {
+            for d in &doomed {
+                report.errors.push(item_error(d.action, e.to_string()));
+            }
         }
     }
-    apply_batch(store, ops, &go, report).await;
+    held
 }
 
-async fn apply_batch<S: Store>(
+/// Reads a batch's entries again: those gone count as deleted, those changed
+/// are kept, and those still referenced from outside the batch are held.
+async fn read_doomed<'a, S: Store>(
     store: &S,
-    ops: Vec<Op>,
-    actions: &[&Action],
+    batch: &[&'a Action],
     report: &mut RunReport,
-) {
-    let result = if ops.is_empty() {
-        Ok(())
+) -> Result<(Vec<Doomed<'a>>, Vec<&'a Action>), StoreError> {
+    let ids: Vec<EntryId> = batch.iter().map(|a| entry_id(a)).collect();
+    let fresh = store.get(Table::Meta, &ids).await?;
+    let mut doomed = Vec::new();
+    for ((a, id), raw) in batch.iter().zip(ids).zip(fresh) {
+        let Some(bytes) = raw else {
+            count_deleted(report, a); // already gone
+            continue;
+        };
+        match codec::decode_meta(&bytes) {
+            Ok(meta) if Some(meta.write_id) == a.version => doomed.push(Doomed {
+                action: a,
+                id,
+                stamp: stamp(&bytes),
+                meta,
+            }),
+            // Written again since planning, or unreadable now: it stays.
+            _ => report.kept += 1,
+        }
+    }
+    // An entry goes only if every entry referencing it goes in the same batch.
+    let mut held = Vec::new();
+    loop {
+        let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
+        let mut incoming: HashMap<EntryId, u64> = HashMap::new();
+        for d in &doomed {
+            for r in distinct(&d.meta.refs) {
+                let target = EntryId::new(d.id.namespace.clone(), r);
+                if members.contains(&target) {
+                    *incoming.entry(target).or_default() += 1;
+                }
+            }
+        }
+        let (go, stay): (Vec<Doomed>, Vec<Doomed>) = doomed
+            .into_iter()
+            .partition(|d| d.meta.referrers <= incoming.get(&d.id).copied().unwrap_or(0));
+        doomed = go;
+        if stay.is_empty() {
+            return Ok((doomed, held));
+        }
+        held.extend(stay.iter().map(|d| d.action));
+    }
+}
+
+/// One batch: preconditions, then the entries' metadata (the commit), then
+/// the counts they held, then their values. A store that is not atomic gets a
+/// temp per entry first, so a batch cut short leaves values a run can find.
+async fn apply_entry_deletions<S: Store>(
+    store: &S,
+    doomed: &[Doomed<'_>],
+) -> Result<(), StoreError> {
+    let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
+    let mut outside = Vec::new();
+    let mut blobs = Vec::new();
+    for d in doomed {
+        for r in distinct(&d.meta.refs) {
+            let rid = EntryId::new(d.id.namespace.clone(), r);
+            if !members.contains(&rid) {
+                outside.push(rid);
+            }
+        }
+        blobs.extend(distinct(&d.meta.blobs));
+    }
+    let mut counts = Counts::read(store, distinct_ids(outside.clone()), distinct(&blobs))
+        .await
+        .map_err(|e| match e {
+            Error::Store(e) => e,
+            other => StoreError::Backend(format!("reference counts could not be updated: {other}")),
+        })?;
+    for rid in &outside {
+        counts.add_entry(rid, -1);
+    }
+    for b in &blobs {
+        counts.add_blob(b, -1);
+    }
+    let mut ops: Vec<Op> = doomed
+        .iter()
+        .map(|d| Op::Expect(Table::Meta, d.id.clone(), Some(d.stamp)))
+        .collect();
+    ops.extend(counts.expects());
+    let temps: Vec<(EntryId, Vec<u8>)> = if store.atomic() {
+        Vec::new()
     } else {
-        store.apply(ops).await
+        doomed
+            .iter()
+            .map(|d| {
+                let staged = Staged::Entry {
+                    namespace: d.id.namespace.clone(),
+                    key: d.id.key.clone(),
+                };
+                let key = id_key(&temp_id(&staged));
+                let rec = TempRecord {
+                    created_at: d.meta.updated_at,
+                    size: d.meta.size,
+                    staged,
+                };
+                (key, codec::encode_temp(&rec))
+            })
+            .collect()
     };
-    match result {
-        Ok(()) => {
-            for a in actions {
-                let t = report.deleted.entry(a.reason).or_default();
-                t.count += 1;
-                t.bytes += a.bytes;
+    ops.extend(
+        temps
+            .iter()
+            .map(|(k, v)| Op::Put(Table::Temps, k.clone(), v.clone())),
+    );
+    ops.extend(doomed.iter().map(|d| Op::Delete(Table::Meta, d.id.clone())));
+    ops.extend(counts.decrements());
+    ops.extend(
+        doomed
+            .iter()
+            .map(|d| Op::Delete(Table::Values, d.id.clone())),
+    );
+    ops.extend(temps.into_iter().map(|(k, _)| Op::Delete(Table::Temps, k)));
+    store.apply(ops).await
+}
+
+fn distinct_ids(mut ids: Vec<EntryId>) -> Vec<EntryId> {
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// One item's deletion: its ops, applied with others or alone.
+struct Item<'a> {
+    action: &'a Action,
+    ops: Vec<Op>,
+}
+
+/// Applies items as one batch; if a precondition fails, each alone.
+async fn apply_items<S: Store>(store: &S, items: Vec<Item<'_>>, report: &mut RunReport) {
+    if items.is_empty() {
+        return;
+    }
+    let all: Vec<Op> = items.iter().flat_map(|i| i.ops.iter().cloned()).collect();
+    match store.apply(all).await {
+        Ok(()) => items.iter().for_each(|i| count_deleted(report, i.action)),
+        Err(StoreError::Conflict(_)) => {
+            for item in items {
+                match store.apply(item.ops).await {
+                    Ok(()) => count_deleted(report, item.action),
+                    Err(StoreError::Conflict(_)) => report.kept += 1,
+                    Err(e) => report.errors.push(item_error(item.action, e.to_string())),
+                }
             }
         }
         Err(e) => {
-            for a in actions {
-                report.errors.push(item_error(a, e.to_string()));
+            for item in items {
+                report.errors.push(item_error(item.action, e.to_string()));
             }
         }
     }
 }
 
-/// Every blob id any entry references now; `None` if some metadata is unreadable.
-async fn referenced_blobs<S: Store>(
+/// Reads a batch of blob records again and returns the deletions of those
+/// still unreferenced and unchanged since planning (not written again).
+async fn blob_deletions<'a, S: Store>(
     store: &S,
-    page_size: usize,
-) -> Result<Option<HashSet<String>>, crate::store::StoreError> {
-    let mut referenced = HashSet::new();
-    let mut after: Option<EntryId> = None;
-    loop {
-        let page = store
-            .list(Table::Meta, after.as_ref(), page_size.max(1))
-            .await?;
-        let last = page.last().map(|(k, _)| k.clone());
-        for (_, bytes) in &page {
-            match codec::decode_meta(bytes) {
-                Ok(m) => referenced.extend(m.blobs),
-                Err(_) => return Ok(None),
+    batch: &[&'a Action],
+    report: &mut RunReport,
+) -> Vec<Item<'a>> {
+    let keys: Vec<EntryId> = batch.iter().map(|a| id_key(&a.key)).collect();
+    let fresh = match store.get(Table::BlobMeta, &keys).await {
+        Ok(f) => f,
+        Err(e) => {
+            for a in batch {
+                report
+                    .errors
+                    .push(item_error(a, format!("re-check failed: {e}")));
+            }
+            return Vec::new();
+        }
+    };
+    let mut items = Vec::new();
+    for ((a, key), raw) in batch.iter().zip(keys).zip(fresh) {
+        let Some(bytes) = raw else {
+            count_deleted(report, a);
+            continue;
+        };
+        match codec::decode_blob(&bytes) {
+            Ok(rec) if rec.refs == 0 && Some(rec.created_at) == a.version => {
+                let mut ops = vec![Op::Expect(
+                    Table::BlobMeta,
+                    key.clone(),
+                    Some(stamp(&bytes)),
+                )];
+                let temp = (!store.atomic()).then(|| {
+                    let staged = Staged::Blob { id: a.key.clone() };
+                    let tkey = id_key(&temp_id(&staged));
+                    let rec = TempRecord {
+                        created_at: rec.created_at,
+                        size: rec.size,
+                        staged,
+                    };
+                    (tkey, codec::encode_temp(&rec))
+                });
+                if let Some((k, v)) = &temp {
+                    ops.push(Op::Put(Table::Temps, k.clone(), v.clone()));
+                }
+                // The record first: once it is gone no writer can reference the blob.
+                ops.push(Op::Delete(Table::BlobMeta, key.clone()));
+                ops.push(Op::Delete(Table::Blobs, key));
+                if let Some((k, _)) = temp {
+                    ops.push(Op::Delete(Table::Temps, k));
+                }
+                items.push(Item { action: a, ops });
+            }
+            // Referenced, written again, or unreadable: it stays.
+            _ => report.kept += 1,
+        }
+    }
+    items
+}
+
+/// Reads a batch of stale temps again and returns their deletions: the temp,
+/// and what it staged if the write it belonged to never committed.
+async fn temp_deletions<'a, S: Store>(
+    store: &S,
+    batch: &[&'a Action],
+    report: &mut RunReport,
+) -> Vec<Item<'a>> {
+    let mut items = Vec::new();
+    for a in batch {
+        let key = id_key(&a.key);
+        let found = match store.get(Table::Temps, std::slice::from_ref(&key)).await {
+            Ok(mut f) => f.pop().flatten(),
+            Err(e) => {
+                report
+                    .errors
+                    .push(item_error(a, format!("re-check failed: {e}")));
+                continue;
+            }
+        };
+        let Some(bytes) = found else {
+            count_deleted(report, a);
+            continue;
+        };
+        let mut ops = vec![Op::Expect(Table::Temps, key.clone(), Some(stamp(&bytes)))];
+        // An unreadable temp names nothing to clean: only the temp goes.
+        if let Ok(rec) = codec::decode_temp(&bytes) {
+            let (commit_table, commit_key, payload_table) = match rec.staged {
+                Staged::Entry { namespace, key } => {
+                    (Table::Meta, EntryId::new(namespace, key), Table::Values)
+                }
+                Staged::Blob { id } => (Table::BlobMeta, id_key(&id), Table::Blobs),
+            };
+            let commit = match store
+                .get(commit_table, std::slice::from_ref(&commit_key))
+                .await
+            {
+                Ok(mut f) => f.pop().flatten(),
+                Err(e) => {
+                    report
+                        .errors
+                        .push(item_error(a, format!("re-check failed: {e}")));
+                    continue;
+                }
+            };
+            ops.push(Op::Expect(
+                commit_table,
+                commit_key.clone(),
+                commit.as_deref().map(stamp),
+            ));
+            if commit.is_none() {
+                ops.push(Op::Delete(payload_table, commit_key));
             }
         }
-        if page.len() < page_size.max(1) {
-            return Ok(Some(referenced));
-        }
-        after = last;
+        ops.push(Op::Delete(Table::Temps, key));
+        items.push(Item { action: a, ops });
     }
+    items
 }

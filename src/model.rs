@@ -45,6 +45,12 @@ pub struct EntryMeta {
     pub refs: Vec<String>,
     /// Ids (SHA-256, lower-case hex) of blobs.
     pub blobs: Vec<String>,
+    /// Identifies one write of the entry: the executor deletes an entry only
+    /// if it still carries the write it planned over.
+    pub write_id: u64,
+    /// How many entries reference this one (kept by every write and delete):
+    /// an entry is deleted only when every referrer goes with it.
+    pub referrers: u64,
 }
 
 /// One entry as the planner sees it.

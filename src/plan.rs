@@ -104,10 +104,10 @@ pub struct Action {
     pub key: String,
     pub reason: Reason,
     pub bytes: u64,
-    /// The entry's `updatedAt` when planned: the executor deletes it only if
-    /// it is unchanged. `None` for blobs and temps.
+    /// What the item was when planned (an entry's `writeId`, a blob's
+    /// `createdAt`): the executor deletes it only if it is unchanged.
     #[serde(skip)]
-    pub updated_at: Option<Millis>,
+    pub version: Option<u64>,
 }
 
 /// Count and bytes under one reason.
@@ -206,7 +206,14 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
         } else {
             let entries: Vec<&InventoryEntry> = members.iter().map(|&i| &inv.entries[i]).collect();
             let rules = policy.rules_for(ns);
-            let (live, dropped) = plan_namespace(&entries, &rules, &inv.blobs, &blob_index, now);
+            let (live, dropped) = plan_namespace(
+                &entries,
+                &rules,
+                &inv.blobs,
+                &blob_index,
+                now,
+                policy.orphan_grace_ms,
+            );
             for (j, e) in entries.iter().enumerate() {
                 if !live[j] {
                     // Every entry that is not live was dropped by a rule.
@@ -217,7 +224,7 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
                         key: e.id.key.clone(),
                         reason,
                         bytes: e.meta.size,
-                        updated_at: Some(e.meta.updated_at),
+                        version: Some(e.meta.write_id),
                     });
                 }
             }
@@ -254,7 +261,7 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
             key: b.id.clone(),
             reason: Reason::OrphanBlob,
             bytes: b.size,
-            updated_at: None,
+            version: Some(b.created_at),
         });
     }
     blob_actions.sort_by(|a, b| a.key.cmp(&b.key));
@@ -269,7 +276,7 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
             key: t.id.clone(),
             reason: Reason::StaleTemp,
             bytes: t.size,
-            updated_at: None,
+            version: None,
         })
         .collect();
     temp_actions.sort_by(|a, b| a.key.cmp(&b.key));
@@ -303,6 +310,7 @@ fn plan_namespace(
     blobs: &[crate::model::BlobInfo],
     blob_index: &HashMap<&str, usize>,
     now: Millis,
+    orphan_grace_ms: Millis,
 ) -> (Vec<bool>, Vec<Option<Reason>>) {
     let n = entries.len();
     let mut dropped: Vec<Option<Reason>> = vec![None; n];
@@ -324,7 +332,8 @@ fn plan_namespace(
             .is_some_and(|max| now.saturating_sub(m.updated_at) > max)
         {
             dropped[j] = Some(Reason::MaxAge);
-        } else if m.dependent {
+        } else if m.dependent && now.saturating_sub(m.updated_at) >= orphan_grace_ms {
+            // Young dependents are kept like young blobs: their referrer may be on its way.
             dropped[j] = Some(Reason::Unreachable);
         }
     }

@@ -1,18 +1,17 @@
 //! `Sweeper`: the API users call (SPEC §8), over any [`Store`]. Time is passed
 //! in as `now`; the JS binding reads its injected clock and passes it on.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::codec::{self, DecodeError, StoredValue};
+use crate::codec::{self, BlobRecord, DecodeError, Staged, StoredValue, TempRecord};
 use crate::exec::{self, ExecConfig, Progress, RunHost, RunReport};
-use crate::model::{
-    blob_id, is_blob_id, BlobInfo, EntryId, EntryMeta, Inventory, InventoryEntry, Millis,
-};
+use crate::model::{blob_id, is_blob_id, EntryId, EntryMeta, Inventory, InventoryEntry, Millis};
 use crate::plan::{self, Mode, Plan};
 use crate::policy::Policy;
-use crate::store::{id_key, Op, Store, StoreError, Table};
+use crate::refcount::{distinct, Counts};
+use crate::store::{id_key, stamp, Op, Store, StoreError, Table};
 
 /// Default largest value `put` and `putBlob` accept: 64 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 << 20;
@@ -30,11 +29,20 @@ pub enum Error {
     },
     /// An entry references a blob the store does not hold.
     MissingBlob(String),
+    /// An entry references another that the store does not hold.
+    MissingEntry(EntryId),
+    /// `delete` of an entry that other entries still reference.
+    Referenced {
+        id: EntryId,
+        referrers: u64,
+    },
     /// A record could not be decoded.
     Corrupt {
         what: String,
         cause: DecodeError,
     },
+    /// A write kept colliding with concurrent writes to the same records.
+    Busy(String),
     Store(StoreError),
 }
 
@@ -47,7 +55,20 @@ impl fmt::Display for Error {
                 "value is {size} bytes, more than the limit of {limit} bytes (raise maxValueBytes to store it)"
             ),
             Error::MissingBlob(id) => write!(f, "blob {id} is not in the store: store it with putBlob first"),
+            Error::MissingEntry(id) => write!(
+                f,
+                "refs: entry {:?} is not in namespace {:?}: put it first",
+                id.key, id.namespace
+            ),
+            Error::Referenced { id, referrers } => write!(
+                f,
+                "entry {:?} in namespace {:?} is referenced by {referrers} other entr{}: delete or rewrite those first",
+                id.key,
+                id.namespace,
+                if *referrers == 1 { "y" } else { "ies" }
+            ),
             Error::Corrupt { what, cause } => write!(f, "{what} could not be read: {cause}"),
+            Error::Busy(what) => write!(f, "{what} kept colliding with concurrent writes; try again"),
             Error::Store(e) => e.fmt(f),
         }
     }
@@ -79,6 +100,9 @@ pub struct PutOptions {
 pub struct Config {
     pub exec: ExecConfig,
     pub max_value_bytes: usize,
+    /// Seeds the ids of this sweeper's writes; sweepers sharing a store need
+    /// different ones (the JS binding draws one at random).
+    pub write_nonce: u64,
 }
 
 impl Default for Config {
@@ -86,7 +110,43 @@ impl Default for Config {
         Config {
             exec: ExecConfig::default(),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            write_nonce: default_nonce(),
         }
+    }
+}
+
+/// A nonce that differs between processes and between calls.
+fn default_nonce() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed);
+    #[cfg(not(target_arch = "wasm32"))]
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    #[cfg(target_arch = "wasm32")]
+    let time = 0;
+    splitmix64(time ^ calls.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ u64::from(std::process::id()))
+}
+
+/// A well-mixed 64-bit hash of `x` (splitmix64's finaliser).
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// How often a read may refresh an entry's `accessedAt`.
+pub const TOUCH_INTERVAL_MS: Millis = 1000;
+/// How often a write retries when records it read changed before it applied.
+const MAX_ATTEMPTS: usize = 16;
+
+/// The key of the temp that stages `staged`.
+pub fn temp_id(staged: &Staged) -> String {
+    match staged {
+        Staged::Entry { namespace, key } => format!("e{}:{namespace}{key}", namespace.len()),
+        Staged::Blob { id } => format!("b:{id}"),
     }
 }
 
@@ -98,6 +158,8 @@ pub struct Sweeper<S: Store> {
     /// Namespaces known to be registered, so `put` writes the record once.
     registered: RefCell<BTreeSet<String>>,
     progress: RefCell<Progress>,
+    /// Writes made, for write ids.
+    writes: Cell<u64>,
 }
 
 impl<S: Store> Sweeper<S> {
@@ -111,6 +173,7 @@ impl<S: Store> Sweeper<S> {
                 phase: "idle",
                 ..Progress::default()
             }),
+            writes: Cell::new(0),
         }
     }
 
@@ -122,8 +185,9 @@ impl<S: Store> Sweeper<S> {
         &self.policy
     }
 
-    /// Stores `value` at `id`. Entries it references must exist (blobs) or may
-    /// come later (entries); the namespace is registered on first write.
+    /// Stores `value` at `id`. What it references must exist: blobs (store
+    /// them with `put_blob` first) and entries of the same namespace. The
+    /// namespace is registered on first write.
     pub async fn put(
         &self,
         id: &EntryId,
@@ -140,67 +204,184 @@ impl<S: Store> Sweeper<S> {
                 limit: self.config.max_value_bytes,
             });
         }
-        for b in &opts.blobs {
-            if !is_blob_id(b) {
-                return Err(Error::InvalidInput(format!(
-                    "blobs: {b:?} is not a blob id (64 lower-case hex digits, as returned by putBlob)"
-                )));
-            }
+        if let Some(b) = opts.blobs.iter().find(|b| !is_blob_id(b)) {
+            return Err(Error::InvalidInput(format!(
+                "blobs: {b:?} is not a blob id (64 lower-case hex digits, as returned by putBlob)"
+            )));
         }
         if let Some(r) = opts.refs.iter().find(|r| r.is_empty()) {
             return Err(Error::InvalidInput(format!("refs: {r:?} is not a key")));
         }
-        if !opts.blobs.is_empty() {
-            let keys: Vec<EntryId> = opts.blobs.iter().map(|b| id_key(b)).collect();
-            let found = self.store.get(Table::BlobMeta, &keys).await?;
-            if let Some((b, _)) = opts.blobs.iter().zip(found).find(|(_, f)| f.is_none()) {
-                return Err(Error::MissingBlob(b.clone()));
-            }
-        }
-        let existing = self
-            .store
-            .get(Table::Meta, std::slice::from_ref(id))
-            .await?;
-        let created_at = existing
-            .into_iter()
-            .flatten()
-            .find_map(|bytes| codec::decode_meta(&bytes).ok())
-            .map_or(now, |m| m.created_at);
+        let refs = distinct(&opts.refs);
+        let blobs = distinct(&opts.blobs);
         let expires_at = match (opts.ttl_ms, opts.expires_at) {
             (Some(ttl), Some(at)) => Some(now.saturating_add(ttl).min(at)),
             (Some(ttl), None) => Some(now.saturating_add(ttl)),
             (None, at) => at,
         };
-        let meta = EntryMeta {
-            created_at,
-            updated_at: now,
-            accessed_at: now,
-            expires_at,
-            size: value.len() as u64,
-            group: opts.group,
-            pinned: opts.pinned,
-            locked: opts.locked,
-            dependent: opts.dependent,
-            refs: opts.refs,
-            blobs: opts.blobs,
+        let encoded_value = value.encode();
+        for _ in 0..MAX_ATTEMPTS {
+            let (old_stamp, old) = self.read_meta(id).await?;
+            let old_refs = old.as_ref().map(|m| distinct(&m.refs)).unwrap_or_default();
+            let old_blobs = old.as_ref().map(|m| distinct(&m.blobs)).unwrap_or_default();
+            let added_refs: Vec<String> = refs
+                .iter()
+                .filter(|r| !old_refs.contains(r))
+                .cloned()
+                .collect();
+            let removed_refs: Vec<String> = old_refs
+                .iter()
+                .filter(|r| !refs.contains(r))
+                .cloned()
+                .collect();
+            let added_blobs: Vec<String> = blobs
+                .iter()
+                .filter(|b| !old_blobs.contains(b))
+                .cloned()
+                .collect();
+            let removed_blobs: Vec<String> = old_blobs
+                .iter()
+                .filter(|b| !blobs.contains(b))
+                .cloned()
+                .collect();
+
+            // A reference to itself changes its own count, in its own record.
+            let mut referrers = old.as_ref().map_or(0, |m| m.referrers);
+            if added_refs.contains(&id.key) {
+                referrers += 1;
+            }
+            if removed_refs.contains(&id.key) {
+                referrers = referrers.saturating_sub(1);
+            }
+            let in_ns = |rs: &[String]| -> Vec<EntryId> {
+                rs.iter()
+                    .filter(|r| **r != id.key)
+                    .map(|r| EntryId::new(id.namespace.clone(), r.clone()))
+                    .collect()
+            };
+            let (added_ids, removed_ids) = (in_ns(&added_refs), in_ns(&removed_refs));
+            let ref_ids: Vec<EntryId> = added_ids.iter().chain(&removed_ids).cloned().collect();
+            let blob_ids: Vec<String> = added_blobs.iter().chain(&removed_blobs).cloned().collect();
+            let mut counts = Counts::read(&self.store, ref_ids, blob_ids).await?;
+            for rid in &added_ids {
+                if counts.entry(rid).is_none() {
+                    return Err(Error::MissingEntry(rid.clone()));
+                }
+                counts.add_entry(rid, 1);
+            }
+            for rid in &removed_ids {
+                counts.add_entry(rid, -1);
+            }
+            for b in &added_blobs {
+                if counts.blob(b).is_none() {
+                    return Err(Error::MissingBlob(b.clone()));
+                }
+                counts.add_blob(b, 1);
+            }
+            for b in &removed_blobs {
+                counts.add_blob(b, -1);
+            }
+
+            let meta = EntryMeta {
+                created_at: old.as_ref().map_or(now, |m| m.created_at),
+                updated_at: now,
+                accessed_at: now,
+                expires_at,
+                size: value.len() as u64,
+                group: opts.group.clone(),
+                pinned: opts.pinned,
+                locked: opts.locked,
+                dependent: opts.dependent,
+                refs: refs.clone(),
+                blobs: blobs.clone(),
+                write_id: self.next_write_id(),
+                referrers,
+            };
+            let mut ops = vec![Op::Expect(Table::Meta, id.clone(), old_stamp)];
+            ops.extend(counts.expects());
+            let temp = self.stage(
+                &mut ops,
+                Staged::Entry {
+                    namespace: id.namespace.clone(),
+                    key: id.key.clone(),
+                },
+                value.len() as u64,
+                now,
+            );
+            ops.push(Op::Put(Table::Values, id.clone(), encoded_value.clone()));
+            ops.extend(counts.increments(now));
+            ops.push(Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)));
+            ops.extend(counts.decrements());
+            let new_namespace = !self.registered.borrow().contains(&id.namespace);
+            if new_namespace {
+                ops.push(Op::Put(
+                    Table::Namespaces,
+                    id_key(&id.namespace),
+                    codec::encode_namespace(now),
+                ));
+            }
+            ops.extend(temp);
+            match self.store.apply(ops).await {
+                Ok(()) => {
+                    if new_namespace {
+                        self.registered.borrow_mut().insert(id.namespace.clone());
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Busy(format!("put of {:?}", id.key)))
+    }
+
+    /// When the store is not atomic, puts a temp recording `staged` into `ops`
+    /// and returns the op that removes it, to go last.
+    fn stage(&self, ops: &mut Vec<Op>, staged: Staged, size: u64, now: Millis) -> Option<Op> {
+        if self.store.atomic() {
+            return None;
+        }
+        let key = id_key(&temp_id(&staged));
+        let record = TempRecord {
+            created_at: now,
+            size,
+            staged,
         };
-        let mut ops = vec![
-            Op::Put(Table::Values, id.clone(), value.encode()),
-            Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)),
-        ];
-        let new_namespace = !self.registered.borrow().contains(&id.namespace);
-        if new_namespace {
-            ops.push(Op::Put(
-                Table::Namespaces,
-                id_key(&id.namespace),
-                codec::encode_namespace(now),
-            ));
+        ops.push(Op::Put(
+            Table::Temps,
+            key.clone(),
+            codec::encode_temp(&record),
+        ));
+        Some(Op::Delete(Table::Temps, key))
+    }
+
+    fn next_write_id(&self) -> u64 {
+        let n = self.writes.get().wrapping_add(1);
+        self.writes.set(n);
+        splitmix64(self.config.write_nonce ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// The entry's metadata with its stamp; `(None, None)` when absent.
+    async fn read_meta(&self, id: &EntryId) -> Result<(Option<u64>, Option<EntryMeta>), Error> {
+        match self
+            .store
+            .get(Table::Meta, std::slice::from_ref(id))
+            .await?
+            .pop()
+            .flatten()
+        {
+            None => Ok((None, None)),
+            Some(bytes) => {
+                let meta = codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
+                    what: format!(
+                        "metadata of {:?} in namespace {:?} (its references are unknown, so it is left as it is)",
+                        id.key, id.namespace
+                    ),
+                    cause,
+                })?;
+                Ok((Some(stamp(&bytes)), Some(meta)))
+            }
         }
-        self.store.apply(ops).await?;
-        if new_namespace {
-            self.registered.borrow_mut().insert(id.namespace.clone());
-        }
-        Ok(())
     }
 
     /// The entry at `id`, or `None` when it is missing or expired (unless pinned).
@@ -209,24 +390,21 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// The entry's metadata and value; expired ones too when `include_expired`.
+    /// A read refreshes `accessedAt` (at most once a second) for LRU eviction.
     pub async fn detail(
         &self,
         id: &EntryId,
         now: Millis,
         include_expired: bool,
     ) -> Result<Option<(EntryMeta, StoredValue)>, Error> {
-        let ids = std::slice::from_ref(id);
-        let Some(meta_bytes) = self.store.get(Table::Meta, ids).await?.pop().flatten() else {
+        let (Some(meta_stamp), Some(meta)) = self.read_meta(id).await? else {
             return Ok(None);
         };
-        let meta = codec::decode_meta(&meta_bytes).map_err(|cause| Error::Corrupt {
-            what: format!("metadata of {:?} in namespace {:?}", id.key, id.namespace),
-            cause,
-        })?;
         let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
         if expired && !include_expired {
             return Ok(None);
         }
+        let ids = std::slice::from_ref(id);
         let Some(value_bytes) = self.store.get(Table::Values, ids).await?.pop().flatten() else {
             return Ok(None);
         };
@@ -234,28 +412,70 @@ impl<S: Store> Sweeper<S> {
             what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
             cause,
         })?;
+        if now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
+            let mut touched = meta.clone();
+            touched.accessed_at = now;
+            let ops = vec![
+                Op::Expect(Table::Meta, id.clone(), Some(meta_stamp)),
+                Op::Put(Table::Meta, id.clone(), codec::encode_meta(&touched)),
+            ];
+            // Best effort: a read must not fail because the entry changed meanwhile.
+            let _ = self.store.apply(ops).await;
+        }
         Ok(Some((meta, value)))
     }
 
-    /// Deletes the entry at `id`; true if it existed. Its blobs go in the next light run.
+    /// Deletes the entry at `id`; true if it existed. Refused while other
+    /// entries reference it. Its blobs go in the next run.
     pub async fn delete(&self, id: &EntryId) -> Result<bool, Error> {
-        let existed = self
-            .store
-            .get(Table::Meta, std::slice::from_ref(id))
-            .await?
-            .pop()
-            .flatten()
-            .is_some();
-        self.store
-            .apply(vec![
-                Op::Delete(Table::Meta, id.clone()),
-                Op::Delete(Table::Values, id.clone()),
-            ])
-            .await?;
-        Ok(existed)
+        for _ in 0..MAX_ATTEMPTS {
+            let (Some(old_stamp), Some(old)) = self.read_meta(id).await? else {
+                return Ok(false);
+            };
+            let refs = distinct(&old.refs);
+            let self_ref = refs.contains(&id.key) as u64;
+            if old.referrers > self_ref {
+                return Err(Error::Referenced {
+                    id: id.clone(),
+                    referrers: old.referrers - self_ref,
+                });
+            }
+            let ref_ids: Vec<EntryId> = refs
+                .iter()
+                .filter(|r| **r != id.key)
+                .map(|r| EntryId::new(id.namespace.clone(), r.clone()))
+                .collect();
+            let blobs = distinct(&old.blobs);
+            let mut counts = Counts::read(&self.store, ref_ids.clone(), blobs.clone()).await?;
+            for r in &ref_ids {
+                counts.add_entry(r, -1);
+            }
+            for b in &blobs {
+                counts.add_blob(b, -1);
+            }
+            let mut ops = vec![Op::Expect(Table::Meta, id.clone(), Some(old_stamp))];
+            ops.extend(counts.expects());
+            let staged = Staged::Entry {
+                namespace: id.namespace.clone(),
+                key: id.key.clone(),
+            };
+            let temp = self.stage(&mut ops, staged, old.size, old.updated_at);
+            ops.push(Op::Delete(Table::Meta, id.clone()));
+            ops.extend(counts.decrements());
+            ops.push(Op::Delete(Table::Values, id.clone()));
+            ops.extend(temp);
+            match self.store.apply(ops).await {
+                Ok(()) => return Ok(true),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Busy(format!("delete of {:?}", id.key)))
     }
 
-    /// Stores `bytes` under their SHA-256 and returns the id; the same bytes are stored once.
+    /// Stores `bytes` under their SHA-256 and returns the id; the same bytes
+    /// are stored once. Storing bytes again restarts an unreferenced blob's
+    /// grace period, so a writer can reference it safely.
     pub async fn put_blob(&self, bytes: &[u8], now: Millis) -> Result<String, Error> {
         if bytes.len() > self.config.max_value_bytes {
             return Err(Error::ValueTooLarge {
@@ -265,28 +485,46 @@ impl<S: Store> Sweeper<S> {
         }
         let id = blob_id(bytes);
         let key = id_key(&id);
-        if self
-            .store
-            .get(Table::BlobMeta, std::slice::from_ref(&key))
-            .await?
-            .pop()
-            .flatten()
-            .is_some()
-        {
-            return Ok(id);
+        for _ in 0..MAX_ATTEMPTS {
+            let counts = Counts::read(&self.store, Vec::new(), vec![id.clone()]).await?;
+            let mut ops = counts.expects();
+            match counts.blob(&id) {
+                Some(rec) if rec.refs > 0 || rec.created_at >= now => return Ok(id),
+                Some(rec) => {
+                    let refreshed = BlobRecord {
+                        created_at: now,
+                        ..rec.clone()
+                    };
+                    ops.push(Op::Put(
+                        Table::BlobMeta,
+                        key.clone(),
+                        codec::encode_blob(&refreshed),
+                    ));
+                }
+                None => {
+                    let staged = Staged::Blob { id: id.clone() };
+                    let temp = self.stage(&mut ops, staged, bytes.len() as u64, now);
+                    ops.push(Op::Put(Table::Blobs, key.clone(), bytes.to_vec()));
+                    let rec = BlobRecord {
+                        size: bytes.len() as u64,
+                        created_at: now,
+                        refs: 0,
+                    };
+                    ops.push(Op::Put(
+                        Table::BlobMeta,
+                        key.clone(),
+                        codec::encode_blob(&rec),
+                    ));
+                    ops.extend(temp);
+                }
+            }
+            match self.store.apply(ops).await {
+                Ok(()) => return Ok(id),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        let info = BlobInfo {
-            id: id.clone(),
-            size: bytes.len() as u64,
-            created_at: now,
-        };
-        self.store
-            .apply(vec![
-                Op::Put(Table::Blobs, key.clone(), bytes.to_vec()),
-                Op::Put(Table::BlobMeta, key, codec::encode_blob_info(&info)),
-            ])
-            .await?;
-        Ok(id)
+        Err(Error::Busy(format!("putBlob of {id}")))
     }
 
     /// The blob's bytes, or `None` if the store does not hold it.

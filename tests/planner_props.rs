@@ -15,7 +15,9 @@
 //!   age `>= tempMaxAgeMs`; an entry is too old once `now - updatedAt > maxAgeMs`;
 //! - a listing that returns an id twice is planned over its first copy (the
 //!   generators make duplicates exact copies, as a store listing would);
-//! - `dependent` entries are no roots unless pinned (deleted as `unreachable`),
+//! - `dependent` entries are no roots unless pinned (deleted as `unreachable`)
+//!   or younger than `orphanGraceMs` by `updatedAt` (a writer may be about to
+//!   reference them, as with blobs),
 //!   so they neither count towards `keepLast` nor towards `maxEntries`/`maxBytes`;
 //! - `locked` protects from rule 3 (`retention`) only, not from the quotas;
 //! - a blob referenced by an entry but absent from the listing weighs 0 bytes.
@@ -163,7 +165,7 @@ fn reference(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Expec
                 dropped.insert(&e.id.key, Reason::Expired);
             } else if r.max_age_ms.is_some_and(|max| age(now, m.updated_at) > max) {
                 dropped.insert(&e.id.key, Reason::MaxAge);
-            } else if m.dependent {
+            } else if m.dependent && age(now, m.updated_at) >= policy.orphan_grace_ms {
                 dropped.insert(&e.id.key, Reason::Unreachable);
             }
         }
@@ -499,6 +501,7 @@ fn entry() -> impl Strategy<Value = InventoryEntry> {
                     dependent,
                     refs: refs.into_iter().map(|r| format!("k{r}")).collect(),
                     blobs: blobs.into_iter().map(blob).collect(),
+                    ..EntryMeta::default()
                 },
             }
         },

@@ -84,7 +84,10 @@ fn same_bytes_make_one_blob_and_unreferenced_blobs_go_after_grace() {
         .await
         .unwrap();
         let grace = s.policy().orphan_grace_ms;
-        let report = s.run(Mode::Light, grace, &mut RunToEnd).await.unwrap();
+        // Storing "hello" again at 5 restarted its grace period.
+        let early = s.run(Mode::Light, grace, &mut RunToEnd).await.unwrap();
+        assert!(!early.deleted.contains_key(&Reason::OrphanBlob));
+        let report = s.run(Mode::Light, grace + 5, &mut RunToEnd).await.unwrap();
         assert_eq!(report.deleted[&Reason::OrphanBlob].count, 1);
         assert!(s.get_blob(&a).await.unwrap().is_none());
         assert_eq!(
@@ -157,5 +160,194 @@ fn undecodable_metadata_is_kept_and_reported() {
         assert_eq!(report.corrupt, vec![EntryId::new("", "bad")]);
         assert!(report.deleted.values().all(|t| t.count == 0));
         assert!(s.get_blob(&blob).await.unwrap().is_some());
+    });
+}
+
+fn bytes(b: &[u8]) -> StoredValue {
+    StoredValue::Bytes(b.to_vec())
+}
+
+fn refs(keys: &[&str]) -> PutOptions {
+    PutOptions {
+        refs: keys.iter().map(|k| k.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn expiring(ttl: u64, keys: &[&str]) -> PutOptions {
+    PutOptions {
+        ttl_ms: Some(ttl),
+        ..refs(keys)
+    }
+}
+
+async fn referrers(s: &Sweeper<MemoryStore>, key: &str) -> u64 {
+    let detail = s.detail(&EntryId::new("", key), 0, true).await.unwrap();
+    detail.unwrap().0.referrers
+}
+
+#[test]
+fn references_must_exist_and_are_counted_through_rewrites() {
+    let s = sweeper();
+    block_on(async {
+        let err = s
+            .put(&EntryId::new("", "doc"), bytes(b"d"), refs(&["att"]), 0)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("put it first"), "{err}");
+        s.put(
+            &EntryId::new("", "att"),
+            bytes(b"a"),
+            PutOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
+        s.put(
+            &EntryId::new("", "doc"),
+            bytes(b"d"),
+            refs(&["att", "att"]),
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(referrers(&s, "att").await, 1);
+        s.put(&EntryId::new("", "doc2"), bytes(b"d"), refs(&["att"]), 0)
+            .await
+            .unwrap();
+        assert_eq!(referrers(&s, "att").await, 2);
+        s.put(
+            &EntryId::new("", "doc2"),
+            bytes(b"d"),
+            PutOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(referrers(&s, "att").await, 1);
+        let err = s.delete(&EntryId::new("", "att")).await.unwrap_err();
+        assert!(
+            err.to_string().contains("referenced by 1 other entry"),
+            "{err}"
+        );
+        assert!(s.delete(&EntryId::new("", "doc")).await.unwrap());
+        assert_eq!(referrers(&s, "att").await, 0);
+        assert!(s.delete(&EntryId::new("", "att")).await.unwrap());
+    });
+}
+
+#[test]
+fn entry_referenced_after_planning_is_kept() {
+    let s = sweeper();
+    block_on(async {
+        s.put(&EntryId::new("", "old"), bytes(b"o"), expiring(1, &[]), 0)
+            .await
+            .unwrap();
+        let plan = s.plan(Mode::Full, 10).await.unwrap();
+        assert_eq!(plan.actions.len(), 1);
+        // A writer references the expired entry before the run deletes it.
+        s.put(&EntryId::new("", "new"), bytes(b"n"), refs(&["old"]), 11)
+            .await
+            .unwrap();
+        let report =
+            kvsweep::exec::execute(s.store(), &plan, Default::default(), &mut RunToEnd).await;
+        assert_eq!(report.kept, 1);
+        assert!(s
+            .detail(&EntryId::new("", "old"), 12, true)
+            .await
+            .unwrap()
+            .is_some());
+    });
+}
+
+#[test]
+fn blob_referenced_after_planning_is_kept() {
+    let s = sweeper();
+    block_on(async {
+        let b = s.put_blob(b"shared", 0).await.unwrap();
+        let grace = s.policy().orphan_grace_ms;
+        let plan = s.plan(Mode::Light, grace).await.unwrap();
+        assert_eq!(plan.actions.len(), 1);
+        let opts = PutOptions {
+            blobs: vec![b.clone()],
+            ..Default::default()
+        };
+        s.put(&EntryId::new("", "doc"), bytes(b"d"), opts, grace)
+            .await
+            .unwrap();
+        let report =
+            kvsweep::exec::execute(s.store(), &plan, Default::default(), &mut RunToEnd).await;
+        assert_eq!(report.kept, 1);
+        assert!(s.get_blob(&b).await.unwrap().is_some());
+    });
+}
+
+#[test]
+fn garbage_cycles_and_chains_go_even_across_batches() {
+    let config = kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            batch_size: 1,
+            page_size: 3,
+        },
+        ..Default::default()
+    };
+    let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
+    block_on(async {
+        // a -> b -> c -> a, all expired; chain x -> y -> z with z first in key order.
+        for k in ["a", "b", "c", "z"] {
+            s.put(&EntryId::new("", k), bytes(b"."), expiring(1, &[]), 0)
+                .await
+                .unwrap();
+        }
+        s.put(&EntryId::new("", "y"), bytes(b"."), expiring(1, &["z"]), 0)
+            .await
+            .unwrap();
+        s.put(&EntryId::new("", "x"), bytes(b"."), expiring(1, &["y"]), 0)
+            .await
+            .unwrap();
+        s.put(&EntryId::new("", "a"), bytes(b"."), expiring(1, &["b"]), 0)
+            .await
+            .unwrap();
+        s.put(&EntryId::new("", "b"), bytes(b"."), expiring(1, &["c"]), 0)
+            .await
+            .unwrap();
+        s.put(&EntryId::new("", "c"), bytes(b"."), expiring(1, &["a"]), 0)
+            .await
+            .unwrap();
+        let report = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+        assert_eq!(report.deleted[&Reason::Expired].count, 6, "{report:?}");
+        assert_eq!(s.store().count(Table::Meta), 0);
+        assert_eq!(s.store().count(Table::Values), 0);
+    });
+}
+
+#[test]
+fn live_referrer_holds_an_expired_entry_and_counts_stay_exact() {
+    let s = sweeper();
+    block_on(async {
+        let blob = s.put_blob(b"payload", 0).await.unwrap();
+        let att = PutOptions {
+            ttl_ms: Some(1),
+            blobs: vec![blob.clone()],
+            ..Default::default()
+        };
+        s.put(&EntryId::new("", "att"), bytes(b"a"), att, 0)
+            .await
+            .unwrap();
+        s.put(
+            &EntryId::new("", "doc"),
+            bytes(b"d"),
+            expiring(100, &["att"]),
+            0,
+        )
+        .await
+        .unwrap();
+        let later = s.policy().orphan_grace_ms;
+        let r1 = s.run(Mode::Full, 50, &mut RunToEnd).await.unwrap();
+        assert!(r1.deleted.is_empty(), "{r1:?}");
+        let r2 = s.run(Mode::Full, later, &mut RunToEnd).await.unwrap();
+        assert_eq!(r2.deleted[&Reason::Expired].count, 2);
+        assert_eq!(r2.deleted[&Reason::OrphanBlob].count, 1);
+        assert!(s.get_blob(&blob).await.unwrap().is_none());
     });
 }

@@ -74,6 +74,10 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn atomic(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut records = self.records.borrow_mut();
         for op in &ops {

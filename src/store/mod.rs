@@ -17,7 +17,7 @@ pub enum Table {
     Values,
     /// Blob bytes, keyed by SHA-256.
     Blobs,
-    /// Blob records (`codec::encode_blob_info`).
+    /// Blob records (`codec::BlobRecord`: size, grace start, reference count).
     BlobMeta,
     /// Staging records of writes that have not committed.
     Temps,
@@ -136,4 +136,10 @@ pub trait Store {
     /// where the backend can (one IndexedDB transaction). Callers order writes
     /// so that any prefix leaves a consistent store, for backends that cannot.
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+
+    /// Whether `apply` is all-or-nothing. When it is not, writers stage a temp
+    /// record first so that a batch cut short leaves something a run can find.
+    fn atomic(&self) -> bool {
+        false
+    }
 }

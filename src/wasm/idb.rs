@@ -228,6 +228,10 @@ impl Store for IdbStore {
         Ok(out)
     }
 
+    fn atomic(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());
@@ -253,13 +257,19 @@ impl IdbStore {
         let mut checks = Vec::new();
         for op in ops {
             if let Op::Expect(t, k, want) = op {
-                let req = Self::object_store(tx, *t)?.get(&key_js(k)).map_err(|e| js_error(&e))?;
+                let req = Self::object_store(tx, *t)?
+                    .get(&key_js(k))
+                    .map_err(|e| js_error(&e))?;
                 checks.push((req, *t, k, *want));
             }
         }
         for (req, t, k, want) in checks {
             let v = settle(&req).await?;
-            let have = if v.is_undefined() { None } else { Some(crate::store::stamp(&bytes_from_js(&v))) };
+            let have = if v.is_undefined() {
+                None
+            } else {
+                Some(crate::store::stamp(&bytes_from_js(&v)))
+            };
             if have != want {
                 return Err(StoreError::Conflict(format!("{} record {k:?}", t.name())));
             }
@@ -272,7 +282,9 @@ impl IdbStore {
                         .map_err(|e| js_error(&e))?;
                 }
                 Op::Delete(t, k) => {
-                    Self::object_store(tx, *t)?.delete(&key_js(k)).map_err(|e| js_error(&e))?;
+                    Self::object_store(tx, *t)?
+                        .delete(&key_js(k))
+                        .map_err(|e| js_error(&e))?;
                 }
                 Op::Expect(..) => {}
             }

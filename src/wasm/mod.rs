@@ -129,6 +129,13 @@ impl Store for AnyStore {
         }
     }
 
+    fn atomic(&self) -> bool {
+        match self {
+            AnyStore::Memory(s) => s.atomic(),
+            AnyStore::Idb(s) => s.atomic(),
+        }
+    }
+
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         match self {
             AnyStore::Memory(s) => s.apply(ops).await,
@@ -247,7 +254,13 @@ impl JsSweeper {
         store: &JsStore,
         #[wasm_bindgen(unchecked_param_type = "SweeperOptions | undefined")] options: JsValue,
     ) -> Result<JsSweeper, JsValue> {
-        let (policy, config) = options::parse_sweeper_options(&opt(&options)?).map_err(js_err)?;
+        let (policy, mut config) =
+            options::parse_sweeper_options(&opt(&options)?).map_err(js_err)?;
+        // Sweepers in other tabs and workers share the store: their write ids must differ.
+        config.write_nonce = crate::sweeper::splitmix64(
+            (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
+                ^ (js_sys::Date::now() as u64).rotate_left(32),
+        );
         let clock = field(&options, "clock").dyn_into::<Function>().ok();
         Ok(JsSweeper {
             inner: Rc::new(Inner {

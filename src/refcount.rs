@@ -1,0 +1,157 @@
+//! Reference counts kept by writes and deletes: every entry's metadata counts
+//! the entries that reference it, every blob record the entries that
+//! reference the blob. A batch that changes counts reads the records fresh,
+//! expects them unchanged when it applies, and writes increments before its
+//! commit record and decrements after, so a batch cut short over-counts
+//! (a leak a rebuild repairs) and never under-counts (a live reference lost).
+
+use std::collections::BTreeMap;
+
+use crate::codec::{self, BlobRecord};
+use crate::model::{EntryId, EntryMeta, Millis};
+use crate::store::{id_key, stamp, Op, Store, Table};
+use crate::sweeper::Error;
+
+/// A record as read for a batch: its stamp and decoded form, `None` if absent.
+type Fresh<T> = Option<(u64, T)>;
+
+/// The records whose counts a batch changes, and by how much.
+#[derive(Default)]
+pub struct Counts {
+    entries: BTreeMap<EntryId, Fresh<EntryMeta>>,
+    blobs: BTreeMap<String, Fresh<BlobRecord>>,
+    entry_delta: BTreeMap<EntryId, i64>,
+    blob_delta: BTreeMap<String, i64>,
+}
+
+impl Counts {
+    /// Reads the current records of `entries` and `blobs`. Unreadable ones are
+    /// an error: a count that cannot be read cannot be changed safely.
+    pub async fn read<S: Store>(
+        store: &S,
+        entries: Vec<EntryId>,
+        blobs: Vec<String>,
+    ) -> Result<Counts, Error> {
+        let mut counts = Counts::default();
+        if !entries.is_empty() {
+            for (id, raw) in entries.iter().zip(store.get(Table::Meta, &entries).await?) {
+                let fresh = match raw {
+                    None => None,
+                    Some(bytes) => Some((
+                        stamp(&bytes),
+                        codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
+                            what: format!(
+                                "metadata of {:?} in namespace {:?}",
+                                id.key, id.namespace
+                            ),
+                            cause,
+                        })?,
+                    )),
+                };
+                counts.entries.insert(id.clone(), fresh);
+            }
+        }
+        if !blobs.is_empty() {
+            let keys: Vec<EntryId> = blobs.iter().map(|b| id_key(b)).collect();
+            for (id, raw) in blobs.iter().zip(store.get(Table::BlobMeta, &keys).await?) {
+                let fresh = match raw {
+                    None => None,
+                    Some(bytes) => Some((
+                        stamp(&bytes),
+                        codec::decode_blob(&bytes).map_err(|cause| Error::Corrupt {
+                            what: format!("record of blob {id}"),
+                            cause,
+                        })?,
+                    )),
+                };
+                counts.blobs.insert(id.clone(), fresh);
+            }
+        }
+        Ok(counts)
+    }
+
+    pub fn entry(&self, id: &EntryId) -> Option<&EntryMeta> {
+        self.entries
+            .get(id)
+            .and_then(|f| f.as_ref())
+            .map(|(_, m)| m)
+    }
+
+    pub fn blob(&self, id: &str) -> Option<&BlobRecord> {
+        self.blobs.get(id).and_then(|f| f.as_ref()).map(|(_, b)| b)
+    }
+
+    pub fn add_entry(&mut self, id: &EntryId, delta: i64) {
+        *self.entry_delta.entry(id.clone()).or_default() += delta;
+    }
+
+    pub fn add_blob(&mut self, id: &str, delta: i64) {
+        *self.blob_delta.entry(id.to_string()).or_default() += delta;
+    }
+
+    /// Preconditions: every record read is still as it was read.
+    pub fn expects(&self) -> Vec<Op> {
+        let entries = self
+            .entries
+            .iter()
+            .map(|(id, f)| Op::Expect(Table::Meta, id.clone(), f.as_ref().map(|(s, _)| *s)));
+        let blobs = self
+            .blobs
+            .iter()
+            .map(|(id, f)| Op::Expect(Table::BlobMeta, id_key(id), f.as_ref().map(|(s, _)| *s)));
+        entries.chain(blobs).collect()
+    }
+
+    /// The writes that raise counts (they go before the batch's commit record).
+    /// A referenced entry counts as accessed now.
+    pub fn increments(&self, now: Millis) -> Vec<Op> {
+        self.writes(|d| d > 0, now)
+    }
+
+    /// The writes that lower counts (they go after the batch's commit record).
+    pub fn decrements(&self) -> Vec<Op> {
+        self.writes(|d| d < 0, 0)
+    }
+
+    fn writes(&self, pick: impl Fn(i64) -> bool, now: Millis) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for (id, &d) in self.entry_delta.iter().filter(|(_, &d)| pick(d)) {
+            if let Some((_, meta)) = self.entries.get(id).and_then(|f| f.as_ref()) {
+                let mut meta = meta.clone();
+                meta.referrers = apply_delta(meta.referrers, d);
+                meta.accessed_at = meta.accessed_at.max(now);
+                ops.push(Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)));
+            }
+        }
+        for (id, &d) in self.blob_delta.iter().filter(|(_, &d)| pick(d)) {
+            if let Some((_, rec)) = self.blobs.get(id).and_then(|f| f.as_ref()) {
+                let mut rec = rec.clone();
+                rec.refs = apply_delta(rec.refs, d);
+                ops.push(Op::Put(
+                    Table::BlobMeta,
+                    id_key(id),
+                    codec::encode_blob(&rec),
+                ));
+            }
+        }
+        ops
+    }
+}
+
+fn apply_delta(count: u64, delta: i64) -> u64 {
+    if delta >= 0 {
+        count.saturating_add(delta as u64)
+    } else {
+        count.saturating_sub(delta.unsigned_abs())
+    }
+}
+
+/// `items` without repeats, in first-seen order.
+pub fn distinct(items: &[String]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    items
+        .iter()
+        .filter(|i| seen.insert(i.as_str()))
+        .cloned()
+        .collect()
+}
