@@ -120,13 +120,18 @@ fn default_nonce() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let calls = CALLS.fetch_add(1, Ordering::Relaxed);
+    // Neither a clock nor a process id exists on wasm32-unknown-unknown (both
+    // panic there): the JS binding passes a random nonce instead.
     #[cfg(not(target_arch = "wasm32"))]
-    let time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let process = {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        time ^ u64::from(std::process::id()).rotate_left(40)
+    };
     #[cfg(target_arch = "wasm32")]
-    let time = 0;
-    splitmix64(time ^ calls.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ u64::from(std::process::id()))
+    let process = 0;
+    splitmix64(process ^ calls.wrapping_mul(0xbf58_476d_1ce4_e5b9))
 }
 
 /// A well-mixed 64-bit hash of `x` (splitmix64's finaliser).

@@ -3,7 +3,12 @@
 
 const DB_NAME = "kvsweep-demo";
 /** Drafts keep the newest 5 per namespace; everything else follows TTLs. */
-const POLICY = { groups: { drafts: { keepLast: 5 } } };
+/**
+ * No grace period, so a demo's unreferenced attachments and blobs go at the next
+ * run; an app keeps the default 10 minutes, for writers that store an
+ * attachment before the record that references it.
+ */
+const POLICY = { groups: { drafts: { keepLast: 5 } }, orphanGraceMs: 0 };
 /** Small batches so the progress bar has steps to show on a few hundred deletes. */
 const BATCH_SIZE = 20;
 const NAMESPACES = ["app", "user-1", "user-2"];
