@@ -40,12 +40,13 @@ struct Envelope<'a, T>(u32, &'a T);
 #[derive(Deserialize)]
 struct Versioned<T>(serde::de::IgnoredAny, T);
 
-fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+/// Any record, versioned like the others.
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     // Serializing plain structs of strings and integers into a Vec cannot fail.
     rmp_serde::to_vec_named(&Envelope(FORMAT_VERSION, record)).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     // Read the version alone first, so a newer record says so instead of "malformed".
     let version: (u32, serde::de::IgnoredAny) =
         rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;

@@ -57,6 +57,34 @@ pub struct RunReport {
     pub duration_ms: u64,
     pub corrupt: Vec<EntryId>,
     pub zombies: Vec<String>,
+    /// This run went on from one stopped earlier; `deleted` counts both.
+    pub resumed: bool,
+    /// Where the run stopped, when it did not finish: the last item handled.
+    #[serde(skip)]
+    pub stopped_after: Option<Position>,
+}
+
+/// An item's place in execution order: entries by namespace and key, then
+/// blobs, then temps, by id.
+pub type Position = (ActionKind, String, String);
+
+pub fn position(a: &Action) -> Position {
+    (
+        a.kind,
+        a.namespace.clone().unwrap_or_default(),
+        a.key.clone(),
+    )
+}
+
+/// What a stopped run leaves in the store so that the next run resumes it.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cursor {
+    pub mode: Mode,
+    pub started_at: crate::model::Millis,
+    pub after: Position,
+    pub deleted: BTreeMap<Reason, Tally>,
+    pub kept: u64,
 }
 
 /// Where a run is, readable while it goes.
@@ -141,6 +169,7 @@ pub async fn execute<S: Store, H: RunHost>(
             return report;
         }
         waiting.extend(delete_entries(store, batch, &mut report).await);
+        report.stopped_after = batch.last().map(|a| position(a));
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
     }
@@ -173,6 +202,7 @@ pub async fn execute<S: Store, H: RunHost>(
         }
         let items = blob_deletions(store, batch, &mut report).await;
         apply_items(store, items, &mut report).await;
+        report.stopped_after = batch.last().map(|a| position(a));
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
     }
@@ -185,12 +215,14 @@ pub async fn execute<S: Store, H: RunHost>(
         }
         let items = temp_deletions(store, batch, &mut report).await;
         apply_items(store, items, &mut report).await;
+        report.stopped_after = batch.last().map(|a| position(a));
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
     }
     progress.phase = "idle";
     progress.running = false;
     host.between_batches(&progress).await;
+    report.stopped_after = None;
     report
 }
 

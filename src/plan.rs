@@ -7,14 +7,14 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use hashbrown::HashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mark::mark_reachable;
 use crate::model::{EntryId, Inventory, InventoryEntry, Millis};
 use crate::policy::{Policy, Rules};
 
 /// Why an item is in a plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Reason {
     Expired,
@@ -64,7 +64,9 @@ impl fmt::Display for Reason {
 }
 
 /// How much a run looks at.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
     /// Every entry counts as live; only unreferenced blobs and stale temps go.
@@ -84,7 +86,7 @@ impl Mode {
 }
 
 /// What an action deletes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ActionKind {
     Entry,
@@ -111,7 +113,7 @@ pub struct Action {
 }
 
 /// Count and bytes under one reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     pub count: u64,
     pub bytes: u64,

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::codec::{self, BlobRecord, DecodeError, Staged, StoredValue, TempRecord};
-use crate::exec::{self, ExecConfig, Progress, RunHost, RunReport};
+use crate::exec::{self, Cursor, ExecConfig, Progress, RunHost, RunReport};
 use crate::model::{blob_id, is_blob_id, EntryId, EntryMeta, Inventory, InventoryEntry, Millis};
 use crate::plan::{self, Mode, Plan};
 use crate::policy::Policy;
@@ -141,6 +141,9 @@ pub fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+/// The `State` record of a run that stopped early.
+const CURSOR_KEY: &str = "run-cursor";
 
 /// How often a read may refresh an entry's `accessedAt`.
 pub const TOUCH_INTERVAL_MS: Millis = 1000;
@@ -612,12 +615,65 @@ impl<S: Store> Sweeper<S> {
         now: Millis,
         host: &mut H,
     ) -> Result<RunReport, Error> {
-        let plan = self.plan(mode, now).await?;
+        // A run stopped early (budget, abort) left a cursor: go on from it, in
+        // the stronger of the two modes, over a fresh plan of the store as it is.
+        let cursor_key = id_key(CURSOR_KEY);
+        let stored = self
+            .store
+            .get(Table::State, std::slice::from_ref(&cursor_key))
+            .await?;
+        let cursor: Option<Cursor> = stored
+            .into_iter()
+            .flatten()
+            .find_map(|b| codec::decode(&b).ok());
+        let mode = cursor.as_ref().map_or(mode, |c| c.mode.max(mode));
+        let mut plan = self.plan(mode, now).await?;
+        if let Some(c) = &cursor {
+            plan.actions.retain(|a| exec::position(a) > c.after);
+        }
         let mut tracked = Tracked {
             inner: host,
             progress: &self.progress,
         };
-        Ok(exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await)
+        let mut report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
+        if let Some(c) = &cursor {
+            report.resumed = true;
+            report.kept += c.kept;
+            for (reason, t) in &c.deleted {
+                let total = report.deleted.entry(*reason).or_default();
+                total.count += t.count;
+                total.bytes = total.bytes.saturating_add(t.bytes);
+            }
+        }
+        let op = match (&report.stopped_after, report.done) {
+            (Some(after), false) => {
+                let next = Cursor {
+                    mode,
+                    started_at: cursor.as_ref().map_or(now, |c| c.started_at),
+                    after: after.clone(),
+                    deleted: report.deleted.clone(),
+                    kept: report.kept,
+                };
+                Some(Op::Put(Table::State, cursor_key, codec::encode(&next)))
+            }
+            // Stopped before its first batch: the cursor, if any, stays as it was.
+            (None, false) => None,
+            (_, true) => cursor
+                .is_some()
+                .then_some(Op::Delete(Table::State, cursor_key)),
+        };
+        if let Some(op) = op {
+            if let Err(e) = self.store.apply(vec![op]).await {
+                // The run itself went well; the next one starts from the beginning.
+                report.errors.push(exec::ItemError {
+                    kind: crate::plan::ActionKind::Temp,
+                    namespace: None,
+                    key: CURSOR_KEY.into(),
+                    message: format!("could not save where the run stopped: {e}"),
+                });
+            }
+        }
+        Ok(report)
     }
 
     /// The current run's progress (idle when none runs).

@@ -351,3 +351,67 @@ fn live_referrer_holds_an_expired_entry_and_counts_stay_exact() {
         assert!(s.get_blob(&blob).await.unwrap().is_none());
     });
 }
+
+/// Stops a run after `batches` batches, as a time budget would.
+struct StopAfter {
+    batches: usize,
+}
+
+impl kvsweep::exec::RunHost for StopAfter {
+    async fn between_batches(&mut self, progress: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
+        if !progress.running {
+            return kvsweep::exec::Flow::Continue;
+        }
+        if self.batches == 0 {
+            return kvsweep::exec::Flow::Stop;
+        }
+        self.batches -= 1;
+        kvsweep::exec::Flow::Continue
+    }
+}
+
+#[test]
+fn a_stopped_run_leaves_a_cursor_and_the_next_run_resumes_it() {
+    let config = kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            batch_size: 10,
+            page_size: 100,
+        },
+        ..Default::default()
+    };
+    let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
+    block_on(async {
+        for i in 0..45 {
+            s.put(
+                &EntryId::new("", format!("k{i:02}")),
+                bytes(b"."),
+                expiring(1, &[]),
+                0,
+            )
+            .await
+            .unwrap();
+        }
+        let first = s
+            .run(Mode::Full, 10, &mut StopAfter { batches: 2 })
+            .await
+            .unwrap();
+        assert!(!first.done);
+        assert_eq!(first.deleted[&Reason::Expired].count, 20);
+        assert_eq!(s.store().count(Table::State), 1, "cursor saved");
+        // Light asked, but the stopped run was full: the stronger mode goes on.
+        let second = s
+            .run(Mode::Light, 10, &mut StopAfter { batches: 1 })
+            .await
+            .unwrap();
+        assert!(second.resumed && !second.done);
+        assert_eq!(second.mode, Mode::Full);
+        assert_eq!(second.deleted[&Reason::Expired].count, 30);
+        let last = s.run(Mode::Light, 10, &mut RunToEnd).await.unwrap();
+        assert!(last.resumed && last.done);
+        assert_eq!(last.deleted[&Reason::Expired].count, 45);
+        assert_eq!(s.store().count(Table::Meta), 0);
+        assert_eq!(s.store().count(Table::State), 0, "cursor cleared");
+        let fresh = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+        assert!(!fresh.resumed);
+    });
+}

@@ -5,6 +5,7 @@ use core::fmt;
 
 use crate::model::EntryId;
 
+pub mod faulty;
 pub mod memory;
 
 /// The record tables of a store. Entry tables are keyed by `(namespace, key)`;

@@ -61,7 +61,10 @@ export interface PlanSummary {
 }
 export interface PlanResult { actions: Action[]; summary: PlanSummary }
 export interface RunReport {
+  /** False when the run stopped early; the next run resumes it. */
   done: boolean; stopped?: "aborted" | "budget"; mode: Mode;
+  /** This run went on from one that stopped early; `deleted` counts both. */
+  resumed: boolean;
   deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;
   errors: { kind: string; namespace?: string; key: string; message: string }[];
   durationMs: number; corrupt: { namespace: string; key: string }[]; zombies: string[];
@@ -420,6 +423,7 @@ impl JsSweeper {
                 on_progress,
                 deadline: run.budget_ms.map(|b| started + b as f64),
                 stopped: None,
+                batches: 0,
             };
             let result = match inner.now() {
                 Ok(now) => inner
@@ -464,13 +468,16 @@ struct JsHost {
     on_progress: Option<Function>,
     deadline: Option<f64>,
     stopped: Option<&'static str>,
+    /// Batches begun: the budget never stops a run before its first, so that
+    /// repeated budgeted runs always make progress.
+    batches: u32,
 }
 
 impl JsHost {
     fn should_stop(&mut self) -> bool {
         if field(&self.signal, "aborted").as_bool() == Some(true) {
             self.stopped = Some("aborted");
-        } else if self.deadline.is_some_and(|d| js_sys::Date::now() >= d) {
+        } else if self.batches > 0 && self.deadline.is_some_and(|d| js_sys::Date::now() >= d) {
             self.stopped = Some("budget");
         }
         self.stopped.is_some()
@@ -496,6 +503,7 @@ impl RunHost for JsHost {
         if self.should_stop() {
             Flow::Stop
         } else {
+            self.batches += 1;
             Flow::Continue
         }
     }

@@ -121,7 +121,45 @@ test("run reports progress and honours an abort signal", async () => {
   assert.equal(report.stopped, "aborted");
   assert.equal(report.deleted.expired.count, 30);
   assert.deepEqual(seen.slice(0, 4), [0, 10, 20, 30]);
+  // The aborted run saved a cursor; this one resumes it and counts both.
   const rest = await s.run();
   assert.equal(rest.done, true);
-  assert.equal(rest.deleted.expired.count, 70);
+  assert.equal(rest.resumed, true);
+  assert.equal(rest.deleted.expired.count, 100);
+});
+
+test("budgetMs stops a run early and the next run resumes from the saved cursor", async () => {
+  const clock = manualClock();
+  const store = memoryStore();
+  const s = new Sweeper(store, { clock, batchSize: 10 });
+  for (let i = 0; i < 100; i++) await s.put(`k${String(i).padStart(3, "0")}`, i, { ttlMs: 1 });
+  clock.now += 10;
+  const reports = [];
+  for (let calls = 0; calls < 50; calls++) {
+    // A budget of 0 still lets each run do one batch, so the loop always progresses.
+    const r = await s.run({ budgetMs: 0 });
+    reports.push(r);
+    if (r.done) break;
+  }
+  const last = reports.at(-1);
+  assert.ok(reports.length >= 2, `expected several budgeted runs, got ${reports.length}`);
+  assert.equal(reports[0].stopped, "budget");
+  assert.equal(last.done, true);
+  assert.equal(last.resumed, true);
+  assert.equal(last.deleted.expired.count, 100);
+  const reader = new Sweeper(store, { clock });
+  for (let i = 0; i < 100; i++) {
+    assert.equal(await reader.get(`k${String(i).padStart(3, "0")}`, { includeExpired: true }), undefined);
+  }
+});
+
+test("references are checked and counted: a referenced entry cannot be deleted", async () => {
+  const s = new Sweeper(memoryStore());
+  await assert.rejects(s.put("doc", 1, { refs: ["att"] }), /entry "att" is not in namespace "": put it first/);
+  await s.put("att", "a");
+  await s.put("doc", 1, { refs: ["att"] });
+  await assert.rejects(s.delete("att"), /referenced by 1 other entry/);
+  assert.equal(await s.delete("doc"), true);
+  assert.equal(await s.delete("att"), true);
+  assert.equal(await s.delete("att"), false);
 });
