@@ -844,17 +844,24 @@ proptest! {
         prop_assert!(deleted_entries(&p).is_empty(), "light plan deletes entries: {:?}", p.actions);
     }
 
-    // Replanning the store a full plan leaves, at the same `now`, finds nothing
-    // at all — not just no entry deletions. One might expect the quotas to bite
-    // again: an entry evicted by maxEntries/maxBytes (or dropped by retention)
-    // but kept alive by a reference stays in the store and counts again. It
-    // does not cause new deletions, because such entries rank before every
-    // root in the same order (they were evicted first, least recently accessed;
-    // retention drops rank below the kept `keepLast`), so the rule drops them
-    // again first and they are rescued again by the same live referrers; the
-    // roots of the first plan stay roots, so everything live stays live. Blobs
-    // and temps: the live set and `now` are unchanged, so no new orphans and
-    // no newly stale temps.
+    // Replanning the store a full plan leaves, at the same `now`: what is
+    // left is meant to be stable. An entry evicted by maxEntries/maxBytes but
+    // kept alive by a reference stays and counts again, yet causes no new
+    // deletion: such entries rank before every root (they were evicted first),
+    // so the quota drops them again first and the same live referrers rescue
+    // them again; the first plan's roots stay roots, so all that lived lives.
+    // Blobs and temps: same live set, same `now`, so no new orphans or stale temps.
+    //
+    // One legitimate exception, from the SPEC's rule order: `keepLast` ranks
+    // the group members that rules 1–2 left, including members the quotas then
+    // evict. When a quota deletes a group member, the next plan ranks one
+    // fewer, so a member that retention dropped but a reference kept alive
+    // climbs into the kept `keepLast`, becomes a root, counts towards the
+    // quota again and may push out another entry (and what only that entry
+    // kept alive). So: in a namespace where the first plan evicted a member of
+    // a group with a `keepLast` rule, the second plan may delete more entries
+    // (and the blobs they alone held); elsewhere it deletes nothing at all.
+    // `retention_promotes_a_rescued_entry_after_a_quota_eviction` shows it.
     #[test]
     fn replanning_the_applied_plan_finds_nothing_more(
         inv in inventory(40), policy in policy(),
@@ -862,9 +869,32 @@ proptest! {
         let first = plan(&inv, &policy, NOW, Mode::Full);
         let after = apply(&inv, &first);
         let second = plan(&after, &policy, NOW, Mode::Full);
+        let groups: BTreeMap<&EntryId, Option<&str>> = inv
+            .entries
+            .iter()
+            .map(|e| (&e.id, e.meta.group.as_deref()))
+            .collect();
+        // Namespaces where a quota evicted a member of a group with a rule.
+        let unsettled: BTreeSet<String> = first
+            .actions
+            .iter()
+            .filter(|a| matches!(a.reason, Reason::MaxEntries | Reason::MaxBytes))
+            .filter_map(|a| {
+                let ns = a.namespace.clone()?;
+                let id = EntryId::new(ns.clone(), a.key.clone());
+                let group = groups.get(&id).copied().flatten()?;
+                rules_in(&policy, &ns).groups.contains_key(group).then_some(ns)
+            })
+            .collect();
+        let settled = second.actions.iter().all(|a| match a.kind {
+            ActionKind::Entry => unsettled.contains(a.namespace.as_deref().unwrap_or_default()),
+            _ => !unsettled.is_empty(),
+        });
         prop_assert!(
-            second.actions.is_empty(),
-            "second full plan at the same now still deletes:\n{}first plan:\n{}",
+            settled,
+            "second full plan at the same now still deletes:\n{}\
+             namespaces where a quota evicted a ruled group member: {unsettled:?}\n\
+             first plan:\n{}",
             describe(&items(&second)),
             describe(&items(&first)),
         );
@@ -995,4 +1025,71 @@ fn huge_sizes_neither_overflow_nor_skew_max_bytes() {
     let gone: Vec<&str> = p.actions.iter().map(|a| a.key.as_str()).collect();
     assert_eq!(gone, ["a", "b"]);
     assert_eq!(p.summary.deleted[&Reason::MaxBytes].bytes, u64::MAX);
+}
+
+/// The exception to replanning finding nothing more (see the property): a
+/// quota evicts the newest-but-one draft, so next time the draft retention
+/// dropped (kept alive by a reference) is among the two newest, a root, and
+/// its extra count pushes `k0` out of `maxEntries`.
+#[test]
+fn retention_promotes_a_rescued_entry_after_a_quota_eviction() {
+    let draft = |key: &str, accessed_at, refs: &[&str]| {
+        listed_entry(
+            key,
+            EntryMeta {
+                accessed_at,
+                group: Some("drafts".into()),
+                refs: refs.iter().map(|r| r.to_string()).collect(),
+                ..EntryMeta::default()
+            },
+        )
+    };
+    let inv = Inventory {
+        entries: vec![
+            draft("k0", 30, &["k2"]),
+            draft("k1", 10, &[]),
+            draft("k2", 30, &[]),
+            listed_entry(
+                "k3",
+                EntryMeta {
+                    accessed_at: 20,
+                    refs: vec!["k0".into()],
+                    ..EntryMeta::default()
+                },
+            ),
+            listed_entry(
+                "k4",
+                EntryMeta {
+                    accessed_at: 30,
+                    ..EntryMeta::default()
+                },
+            ),
+        ],
+        ..Inventory::default()
+    };
+    let mut policy = Policy::default();
+    policy
+        .rules
+        .groups
+        .insert("drafts".into(), GroupRule { keep_last: 2 });
+    policy.rules.max_entries = Some(2);
+    let gone = |p: &Plan| -> Vec<(String, Reason)> {
+        p.actions
+            .iter()
+            .map(|a| (a.key.clone(), a.reason))
+            .collect()
+    };
+    // keepLast keeps k0, k1 (same createdAt: by key) and drops k2, which k0
+    // keeps alive; maxEntries then evicts k1 and k3, least recently accessed.
+    let first = plan(&inv, &policy, NOW, Mode::Full);
+    assert_eq!(
+        gone(&first),
+        [
+            ("k1".to_string(), Reason::MaxEntries),
+            ("k3".to_string(), Reason::MaxEntries)
+        ]
+    );
+    // Left: k0, k2, k4. Both drafts are now within keepLast and count.
+    let second = plan(&apply(&inv, &first), &policy, NOW, Mode::Full);
+    assert_eq!(gone(&second), [("k0".to_string(), Reason::MaxEntries)]);
 }
