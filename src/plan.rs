@@ -6,11 +6,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
+use hashbrown::{hash_table, DefaultHashBuilder, HashMap, HashTable};
 use serde::{Deserialize, Serialize};
 
 use crate::mark::mark_reachable;
-use crate::model::{EntryId, Inventory, InventoryEntry, Millis};
+use crate::model::{BlobInfo, EntryId, Inventory, InventoryEntry, Millis};
 use crate::policy::{Policy, Rules};
 
 /// Why an item is in a plan.
@@ -148,6 +149,135 @@ pub struct Plan {
     pub summary: Summary,
 }
 
+/// Item indices. An inventory of 2^32 items would not fit in memory (each
+/// takes tens of bytes), and `u32` halves the planner's tables on 64-bit hosts.
+type Ix = u32;
+
+fn ix(i: usize) -> Ix {
+    Ix::try_from(i).expect("an inventory holds fewer than 2^32 items")
+}
+
+/// Blob state bits.
+const LIVE: u8 = 1;
+/// A later listing of an id already listed: planned over the first one.
+const REPEATED: u8 = 2;
+
+/// Each blob id's first listing, found by hashing the id.
+struct BlobIndex<'a> {
+    list: &'a [BlobInfo],
+    table: HashTable<Ix>,
+    hasher: &'a DefaultHashBuilder,
+}
+
+impl BlobIndex<'_> {
+    fn get(&self, id: &str) -> Option<usize> {
+        let h = self.hasher.hash_one(id);
+        self.table
+            .find(h, |&k| self.list[k as usize].id == id)
+            .map(|&k| k as usize)
+    }
+}
+
+/// Numbers namespaces in order of first appearance. Listings come grouped by
+/// namespace, so the last one is checked before hashing.
+struct NamespaceIds<'a> {
+    ids: HashMap<&'a str, Ix>,
+    names: Vec<&'a str>,
+    last: Option<(&'a str, Ix)>,
+}
+
+impl<'a> NamespaceIds<'a> {
+    fn id(&mut self, ns: &'a str) -> Ix {
+        if let Some((name, id)) = self.last {
+            if name == ns {
+                return id;
+            }
+        }
+        let next = ix(self.names.len());
+        let id = *self.ids.entry(ns).or_insert(next);
+        if id == next {
+            self.names.push(ns);
+        }
+        self.last = Some((ns, id));
+        id
+    }
+}
+
+impl<'a> BlobIndex<'a> {
+    /// Indexes `list`, and returns each listing's state: a listing may return
+    /// a blob twice, every id maps to its first copy, and liveness is marked
+    /// and read there only.
+    fn new(list: &'a [BlobInfo], hasher: &'a DefaultHashBuilder) -> (Self, Vec<u8>) {
+        let mut state = vec![0u8; list.len()];
+        let mut table: HashTable<Ix> = HashTable::with_capacity(list.len());
+        for (i, b) in list.iter().enumerate() {
+            let h = hasher.hash_one(b.id.as_str());
+            let same = |&k: &Ix| list[k as usize].id == b.id;
+            let rehash = |&k: &Ix| hasher.hash_one(list[k as usize].id.as_str());
+            match table.entry(h, same, rehash) {
+                hash_table::Entry::Vacant(v) => {
+                    v.insert(ix(i));
+                }
+                hash_table::Entry::Occupied(_) => state[i] = REPEATED,
+            }
+        }
+        (
+            BlobIndex {
+                list,
+                table,
+                hasher,
+            },
+            state,
+        )
+    }
+}
+
+/// A listing's entries grouped by namespace: `order[starts[k]..starts[k + 1]]`
+/// are the indices of namespace `names[k]`'s entries, in listing order (so
+/// the first copy of a repeated key comes first).
+struct Grouped<'a> {
+    names: Vec<&'a str>,
+    starts: Vec<usize>,
+    order: Vec<Ix>,
+}
+
+/// Groups by a counting sort: 4 bytes per entry, no per-namespace vectors.
+fn group_by_namespace(entries: &[InventoryEntry]) -> Grouped<'_> {
+    let mut ns_ids = NamespaceIds {
+        ids: HashMap::new(),
+        names: Vec::new(),
+        last: None,
+    };
+    let mut starts: Vec<usize> = Vec::new();
+    for e in entries {
+        let id = ns_ids.id(&e.id.namespace) as usize;
+        if id == starts.len() {
+            starts.push(0);
+        }
+        starts[id] += 1;
+    }
+    let mut offset = 0;
+    for s in starts.iter_mut() {
+        let count = *s;
+        *s = offset;
+        offset += count;
+    }
+    starts.push(offset);
+    let mut order: Vec<Ix> = vec![0; entries.len()];
+    let mut next: Vec<usize> = starts[..starts.len() - 1].to_vec();
+    ns_ids.last = None;
+    for (i, e) in entries.iter().enumerate() {
+        let id = ns_ids.id(&e.id.namespace) as usize;
+        order[next[id]] = ix(i);
+        next[id] += 1;
+    }
+    Grouped {
+        names: ns_ids.names,
+        starts,
+        order,
+    }
+}
+
 /// Plans a cleanup of `inv` under `policy` at time `now`.
 pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
     let mut summary = Summary {
@@ -158,27 +288,22 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
         temps: inv.temps.len() as u64,
         ..Summary::default()
     };
+    let hasher = DefaultHashBuilder::default();
 
-    // A listing may return a blob twice: every id maps to its first copy, and
-    // liveness is marked and read there only.
-    let mut blob_index: HashMap<&str, usize> = HashMap::with_capacity(inv.blobs.len());
-    for (i, b) in inv.blobs.iter().enumerate() {
-        blob_index.entry(b.id.as_str()).or_insert(i);
-    }
-    let mut blob_live = vec![false; inv.blobs.len()];
-    let mut entry_actions: Vec<Action> = Vec::new();
+    let (blobs, mut blob_state) = BlobIndex::new(&inv.blobs, &hasher);
+    let Grouped {
+        names,
+        starts,
+        order,
+    } = group_by_namespace(&inv.entries);
 
     // Namespaces whose entries are all kept: they hold undecodable entries
     // (whose references are unknown) or they are zombies (deleted explicitly).
     let corrupt_ns: BTreeSet<&str> = inv.corrupt.iter().map(|id| id.namespace.as_str()).collect();
-    let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, e) in inv.entries.iter().enumerate() {
-        by_ns.entry(e.id.namespace.as_str()).or_default().push(i);
-    }
     if let Some(registered) = &inv.namespaces {
         let registered: BTreeSet<&str> = registered.iter().map(String::as_str).collect();
-        let present: BTreeSet<&str> = by_ns
-            .keys()
+        let present: BTreeSet<&str> = names
+            .iter()
             .copied()
             .chain(corrupt_ns.iter().copied())
             .collect();
@@ -188,15 +313,16 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
             .map(String::from)
             .collect();
     }
-    let mut namespaces: Vec<&str> = by_ns.keys().copied().collect();
-    namespaces.sort_unstable();
+    let mut by_name: Vec<usize> = (0..names.len()).collect();
+    by_name.sort_unstable_by_key(|&k| names[k]);
 
-    for ns in namespaces {
-        let members = by_ns.get_mut(ns).expect("listed above");
-        // A listing may return a key twice (Workers KV does): plan over the first copy.
-        let mut seen: hashbrown::HashSet<&str> = hashbrown::HashSet::with_capacity(members.len());
-        members.retain(|&i| seen.insert(inv.entries[i].id.key.as_str()));
-        let members = &*members;
+    let mut scratch = Scratch::default();
+    // Entries to delete with the first rule that dropped them, by namespace then key.
+    let mut doomed: Vec<(Ix, Reason)> = Vec::new();
+    for k in by_name {
+        let ns = names[k];
+        let members = &order[starts[k]..starts[k + 1]];
+        scratch.distinct(&inv.entries, members, &hasher);
         let frozen = mode == Mode::Light
             || corrupt_ns.contains(ns)
             || summary
@@ -204,60 +330,89 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
                 .binary_search_by(|z| z.as_str().cmp(ns))
                 .is_ok();
         let live = if frozen {
-            vec![true; members.len()]
+            None
         } else {
-            let entries: Vec<&InventoryEntry> = members.iter().map(|&i| &inv.entries[i]).collect();
-            let rules = policy.rules_for(ns);
-            let (live, dropped) = plan_namespace(
-                &entries,
-                &rules,
-                &inv.blobs,
-                &blob_index,
-                now,
-                policy.orphan_grace_ms,
-            );
-            for (j, e) in entries.iter().enumerate() {
+            let merged;
+            let rules = match policy.namespaces.get(ns) {
+                Some(over) => {
+                    merged = policy.rules.overridden_by(over);
+                    &merged
+                }
+                None => &policy.rules,
+            };
+            let live =
+                scratch.plan_namespace(&inv.entries, rules, &blobs, now, policy.orphan_grace_ms);
+            let first = doomed.len();
+            for (j, &i) in scratch.unique.iter().enumerate() {
                 if !live[j] {
                     // Every entry that is not live was dropped by a rule.
-                    let reason = dropped[j].unwrap_or(Reason::Unreachable);
-                    entry_actions.push(Action {
-                        kind: ActionKind::Entry,
-                        namespace: Some(e.id.namespace.clone()),
-                        key: e.id.key.clone(),
-                        reason,
-                        bytes: e.meta.size,
-                        version: Some(e.meta.write_id),
-                    });
+                    doomed.push((i, scratch.dropped[j].unwrap_or(Reason::Unreachable)));
                 }
             }
-            live
+            doomed[first..].sort_unstable_by(|a, b| {
+                let key = |i: Ix| inv.entries[i as usize].id.key.as_str();
+                key(a.0).cmp(key(b.0))
+            });
+            Some(live)
         };
-        for (j, &i) in members.iter().enumerate() {
-            if live[j] {
+        for (j, &i) in scratch.unique.iter().enumerate() {
+            let is_live = match &live {
+                Some(live) => live[j],
+                None => true,
+            };
+            if is_live {
                 summary.reachable += 1;
-                for b in &inv.entries[i].meta.blobs {
-                    if let Some(&bi) = blob_index.get(b.as_str()) {
-                        blob_live[bi] = true;
+                for id in &inv.entries[i as usize].meta.blobs {
+                    if let Some(bi) = blobs.get(id) {
+                        blob_state[bi] |= LIVE;
                     }
                 }
             }
         }
     }
     summary.reachable += inv.corrupt.len() as u64;
-    entry_actions.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
+    drop((order, starts, scratch, blobs));
 
     // Undecodable entries may reference any blob: then no blob is garbage.
-    let blobs_unknowable = !inv.corrupt.is_empty();
-    let mut blob_actions = Vec::new();
-    for (i, b) in inv.blobs.iter().enumerate() {
-        if blob_live[i] || blobs_unknowable || blob_index[b.id.as_str()] != i {
-            continue;
+    let mut orphans: Vec<Ix> = Vec::new();
+    if inv.corrupt.is_empty() {
+        for (i, b) in inv.blobs.iter().enumerate() {
+            if blob_state[i] != 0 {
+                continue;
+            }
+            if now.saturating_sub(b.created_at) < policy.orphan_grace_ms {
+                summary.young_blobs += 1;
+            } else {
+                orphans.push(ix(i));
+            }
         }
-        if now.saturating_sub(b.created_at) < policy.orphan_grace_ms {
-            summary.young_blobs += 1;
-            continue;
-        }
-        blob_actions.push(Action {
+    }
+    drop(blob_state);
+    sort_by_id(&mut orphans, |i| inv.blobs[i as usize].id.as_str());
+
+    let mut stale: Vec<Ix> = (0..inv.temps.len())
+        .filter(|&i| now.saturating_sub(inv.temps[i].created_at) >= policy.temp_max_age_ms)
+        .map(ix)
+        .collect();
+    // Stable, so a repeated id keeps its first listing.
+    stale.sort_by(|&a, &b| inv.temps[a as usize].id.cmp(&inv.temps[b as usize].id));
+    stale.dedup_by(|a, b| inv.temps[*a as usize].id == inv.temps[*b as usize].id);
+
+    let mut actions = Vec::with_capacity(doomed.len() + orphans.len() + stale.len());
+    for (i, reason) in doomed {
+        let e = &inv.entries[i as usize];
+        actions.push(Action {
+            kind: ActionKind::Entry,
+            namespace: Some(e.id.namespace.clone()),
+            key: e.id.key.clone(),
+            reason,
+            bytes: e.meta.size,
+            version: Some(e.meta.write_id),
+        });
+    }
+    for i in orphans {
+        let b = &inv.blobs[i as usize];
+        actions.push(Action {
             kind: ActionKind::Blob,
             namespace: None,
             key: b.id.clone(),
@@ -266,27 +421,17 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
             version: Some(b.created_at),
         });
     }
-    blob_actions.sort_by(|a, b| a.key.cmp(&b.key));
-
-    let mut temp_actions: Vec<Action> = inv
-        .temps
-        .iter()
-        .filter(|t| now.saturating_sub(t.created_at) >= policy.temp_max_age_ms)
-        .map(|t| Action {
+    for i in stale {
+        let t = &inv.temps[i as usize];
+        actions.push(Action {
             kind: ActionKind::Temp,
             namespace: None,
             key: t.id.clone(),
             reason: Reason::StaleTemp,
             bytes: t.size,
             version: None,
-        })
-        .collect();
-    temp_actions.sort_by(|a, b| a.key.cmp(&b.key));
-    temp_actions.dedup_by(|a, b| a.key == b.key);
-
-    let mut actions = entry_actions;
-    actions.extend(blob_actions);
-    actions.extend(temp_actions);
+        });
+    }
     for a in &actions {
         let t = summary.deleted.entry(a.reason).or_default();
         t.count += 1;
@@ -304,151 +449,242 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
     Plan { actions, summary }
 }
 
-/// Applies the rules to one namespace. Returns which entries are live and the
-/// first rule that dropped each entry.
-fn plan_namespace(
-    entries: &[&InventoryEntry],
-    rules: &Rules,
-    blobs: &[crate::model::BlobInfo],
-    blob_index: &HashMap<&str, usize>,
-    now: Millis,
-    orphan_grace_ms: Millis,
-) -> (Vec<bool>, Vec<Option<Reason>>) {
-    let n = entries.len();
-    let mut dropped: Vec<Option<Reason>> = vec![None; n];
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
-    for (j, e) in entries.iter().enumerate() {
-        index.insert(e.id.key.as_str(), j);
-    }
+/// Per-namespace working memory, reused from one namespace to the next.
+#[derive(Default)]
+struct Scratch {
+    /// Inventory indices of the namespace's distinct keys (first copy of each).
+    unique: Vec<Ix>,
+    /// `unique` positions, found by hashing the key.
+    keys: HashTable<Ix>,
+    /// The first rule that dropped each entry (`None`: a root).
+    dropped: Vec<Option<Reason>>,
+    /// Entries in the order a rule looks at them.
+    ranked: Vec<Ix>,
+    /// The distinct known blobs of one entry.
+    entry_blobs: Vec<usize>,
+    /// Entries still counted per blob, for `maxBytes`.
+    refcount: HashMap<usize, u32>,
+}
 
-    // Rules 1–2: expiry and age. Dependent entries are no roots of their own.
-    for (j, e) in entries.iter().enumerate() {
-        let m = &e.meta;
-        if m.pinned {
-            continue;
-        }
-        if m.expires_at.is_some_and(|t| t <= now) {
-            dropped[j] = Some(Reason::Expired);
-        } else if rules
-            .max_age_ms
-            .is_some_and(|max| now.saturating_sub(m.updated_at) > max)
-        {
-            dropped[j] = Some(Reason::MaxAge);
-        } else if m.dependent && now.saturating_sub(m.updated_at) >= orphan_grace_ms {
-            // Young dependents are kept like young blobs: their referrer may be on its way.
-            dropped[j] = Some(Reason::Unreachable);
-        }
-    }
-
-    // Rule 3: keep the newest `keepLast` of each group (unpinned, unlocked, not dropped).
-    if !rules.groups.is_empty() {
-        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (j, e) in entries.iter().enumerate() {
-            let m = &e.meta;
-            if let Some(g) = m.group.as_deref() {
-                if rules.groups.contains_key(g) && !m.pinned && !m.locked && dropped[j].is_none() {
-                    members.entry(g).or_default().push(j);
-                }
+impl Scratch {
+    /// Lists the namespace's distinct keys: a listing may return a key twice
+    /// (Workers KV does), and the namespace is planned over the first copy.
+    fn distinct(
+        &mut self,
+        entries: &[InventoryEntry],
+        members: &[Ix],
+        hasher: &DefaultHashBuilder,
+    ) {
+        self.unique.clear();
+        self.keys.clear();
+        self.keys.reserve(members.len(), |&k| {
+            hasher.hash_one(entries[self.unique[k as usize] as usize].id.key.as_str())
+        });
+        for &i in members {
+            let key = entries[i as usize].id.key.as_str();
+            let unique = &mut self.unique;
+            let h = hasher.hash_one(key);
+            let same = |&k: &Ix| entries[unique[k as usize] as usize].id.key == key;
+            if self.keys.find(h, same).is_none() {
+                let k = ix(unique.len());
+                unique.push(i);
+                self.keys.insert_unique(h, k, |&k| {
+                    hasher.hash_one(entries[unique[k as usize] as usize].id.key.as_str())
+                });
             }
         }
-        for (g, mut js) in members {
-            let keep = rules.groups[g].keep_last;
-            js.sort_by(|&a, &b| {
-                let (ea, eb) = (entries[a], entries[b]);
-                eb.meta
-                    .created_at
-                    .cmp(&ea.meta.created_at)
+    }
+
+    /// Applies the rules to the namespace listed by `distinct`. Returns which
+    /// of its entries are live, and leaves in `dropped` the first rule that
+    /// dropped each entry.
+    fn plan_namespace(
+        &mut self,
+        entries: &[InventoryEntry],
+        rules: &Rules,
+        blobs: &BlobIndex<'_>,
+        now: Millis,
+        orphan_grace_ms: Millis,
+    ) -> Vec<bool> {
+        let Scratch {
+            unique,
+            keys,
+            dropped,
+            ranked,
+            entry_blobs,
+            refcount,
+        } = self;
+        let n = unique.len();
+        let entry = |j: Ix| &entries[unique[j as usize] as usize];
+        dropped.clear();
+        dropped.resize(n, None);
+
+        // Rules 1–2: expiry and age. Dependent entries are no roots of their own.
+        for (&i, drop) in unique.iter().zip(dropped.iter_mut()) {
+            let m = &entries[i as usize].meta;
+            if m.pinned {
+                continue;
+            }
+            if m.expires_at.is_some_and(|t| t <= now) {
+                *drop = Some(Reason::Expired);
+            } else if rules
+                .max_age_ms
+                .is_some_and(|max| now.saturating_sub(m.updated_at) > max)
+            {
+                *drop = Some(Reason::MaxAge);
+            } else if m.dependent && now.saturating_sub(m.updated_at) >= orphan_grace_ms {
+                // Young dependents are kept like young blobs: their referrer may be on its way.
+                *drop = Some(Reason::Unreachable);
+            }
+        }
+
+        // Rule 3: keep the newest `keepLast` of each group (unpinned, unlocked, not dropped).
+        if !rules.groups.is_empty() {
+            ranked.clear();
+            ranked.extend((0..n).map(ix).filter(|&j| {
+                let m = &entry(j).meta;
+                !m.pinned
+                    && !m.locked
+                    && dropped[j as usize].is_none()
+                    && m.group
+                        .as_ref()
+                        .is_some_and(|g| rules.groups.contains_key(g))
+            }));
+            // By group, newest first, ties broken by key (unique: a total order).
+            ranked.sort_unstable_by(|&a, &b| {
+                let (ea, eb) = (entry(a), entry(b));
+                ea.meta
+                    .group
+                    .cmp(&eb.meta.group)
+                    .then_with(|| eb.meta.created_at.cmp(&ea.meta.created_at))
                     .then_with(|| ea.id.key.cmp(&eb.id.key))
             });
-            for &j in js.iter().skip(usize::try_from(keep).unwrap_or(usize::MAX)) {
-                dropped[j] = Some(Reason::Retention);
+            let mut kept = 0;
+            let mut keep_last = 0;
+            for (pos, &j) in ranked.iter().enumerate() {
+                let group = &entry(j).meta.group;
+                if pos == 0 || *group != entry(ranked[pos - 1]).meta.group {
+                    kept = 0;
+                    keep_last = group
+                        .as_ref()
+                        .and_then(|g| rules.groups.get(g))
+                        .map_or(0, |r| r.keep_last);
+                }
+                if kept < keep_last {
+                    kept += 1;
+                } else {
+                    dropped[j as usize] = Some(Reason::Retention);
+                }
             }
         }
-    }
 
-    // Rule 4: maxEntries, then maxBytes, over what is left, least recently accessed first.
-    if rules.max_entries.is_some() || rules.max_bytes.is_some() {
-        let mut left: Vec<usize> = (0..n).filter(|&j| dropped[j].is_none()).collect();
-        left.sort_by(|&a, &b| {
-            let (ea, eb) = (entries[a], entries[b]);
-            ea.meta
-                .accessed_at
-                .cmp(&eb.meta.accessed_at)
-                .then_with(|| ea.id.key.cmp(&eb.id.key))
-        });
-        let mut count = left.len() as u64;
-        if let Some(max) = rules.max_entries {
-            for &j in &left {
-                if count <= max {
-                    break;
-                }
-                if !entries[j].meta.pinned {
-                    dropped[j] = Some(Reason::MaxEntries);
-                    count -= 1;
-                }
-            }
-        }
-        if let (Some(max), Some(target)) = (rules.max_bytes, rules.byte_target()) {
-            // Exact: a sum of u64 sizes fits in u128, so eviction never
-            // compares or subtracts against a saturated total.
-            let mut refcount: HashMap<usize, u32> = HashMap::new();
-            let mut bytes: u128 = 0;
-            for &j in left.iter().filter(|&&j| dropped[j].is_none()) {
-                let m = &entries[j].meta;
-                bytes += u128::from(m.size);
-                for bi in distinct_blobs(&m.blobs, blob_index) {
-                    let c = refcount.entry(bi).or_insert(0);
-                    if *c == 0 {
-                        bytes += u128::from(blobs[bi].size);
-                    }
-                    *c += 1;
-                }
-            }
-            if bytes > u128::from(max) {
-                for &j in &left {
-                    if bytes <= u128::from(target) {
+        // Rule 4: maxEntries, then maxBytes, over what is left, least recently accessed first.
+        if rules.max_entries.is_some() || rules.max_bytes.is_some() {
+            ranked.clear();
+            ranked.extend((0..n).map(ix).filter(|&j| dropped[j as usize].is_none()));
+            ranked.sort_unstable_by(|&a, &b| {
+                let (ea, eb) = (entry(a), entry(b));
+                ea.meta
+                    .accessed_at
+                    .cmp(&eb.meta.accessed_at)
+                    .then_with(|| ea.id.key.cmp(&eb.id.key))
+            });
+            let mut count = ranked.len() as u64;
+            if let Some(max) = rules.max_entries {
+                for &j in ranked.iter() {
+                    if count <= max {
                         break;
                     }
-                    let m = &entries[j].meta;
-                    if m.pinned || dropped[j].is_some() {
-                        continue;
+                    if !entry(j).meta.pinned {
+                        dropped[j as usize] = Some(Reason::MaxEntries);
+                        count -= 1;
                     }
-                    dropped[j] = Some(Reason::MaxBytes);
-                    bytes -= u128::from(m.size);
-                    for bi in distinct_blobs(&m.blobs, blob_index) {
-                        let c = refcount.get_mut(&bi).expect("counted above");
-                        *c -= 1;
+                }
+            }
+            if let (Some(max), Some(target)) = (rules.max_bytes, rules.byte_target()) {
+                // Exact: a sum of u64 sizes fits in u128, so eviction never
+                // compares or subtracts against a saturated total.
+                refcount.clear();
+                let mut bytes: u128 = 0;
+                for &j in ranked.iter().filter(|&&j| dropped[j as usize].is_none()) {
+                    let m = &entry(j).meta;
+                    bytes += u128::from(m.size);
+                    distinct_blobs(&m.blobs, blobs, entry_blobs);
+                    for &bi in entry_blobs.iter() {
+                        let c = refcount.entry(bi).or_insert(0);
                         if *c == 0 {
-                            bytes -= u128::from(blobs[bi].size);
+                            bytes += u128::from(blobs.list[bi].size);
+                        }
+                        *c += 1;
+                    }
+                }
+                if bytes > u128::from(max) {
+                    for &j in ranked.iter() {
+                        if bytes <= u128::from(target) {
+                            break;
+                        }
+                        let m = &entry(j).meta;
+                        if m.pinned || dropped[j as usize].is_some() {
+                            continue;
+                        }
+                        dropped[j as usize] = Some(Reason::MaxBytes);
+                        bytes -= u128::from(m.size);
+                        distinct_blobs(&m.blobs, blobs, entry_blobs);
+                        for bi in entry_blobs.iter() {
+                            if let Some(c) = refcount.get_mut(bi) {
+                                *c -= 1;
+                                if *c == 0 {
+                                    bytes -= u128::from(blobs.list[*bi].size);
+                                }
+                            }
                         }
                     }
                 }
             }
         }
-    }
 
-    // Liveness: roots are the entries no rule dropped (pinned ones always),
-    // plus everything they reference within the namespace.
-    let roots = (0..n).filter(|&j| dropped[j].is_none());
-    let live = mark_reachable(n, roots, |j, out| {
-        for r in &entries[j].meta.refs {
-            if let Some(&k) = index.get(r.as_str()) {
-                out.push(k);
+        // Liveness: roots are the entries no rule dropped (pinned ones always),
+        // plus everything they reference within the namespace.
+        let roots = (0..n).filter(|&j| dropped[j].is_none());
+        mark_reachable(n, roots, |j, out| {
+            for r in &entry(ix(j)).meta.refs {
+                let h = blobs.hasher.hash_one(r.as_str());
+                if let Some(&k) = keys.find(h, |&k| entry(k).id.key == *r) {
+                    out.push(k as usize);
+                }
             }
-        }
-    });
-    (live, dropped)
+        })
+    }
 }
 
-/// The inventory indices of the distinct known blobs in `ids`.
-fn distinct_blobs(ids: &[String], blob_index: &HashMap<&str, usize>) -> Vec<usize> {
-    let mut out: Vec<usize> = ids
-        .iter()
-        .filter_map(|id| blob_index.get(id.as_str()).copied())
-        .collect();
+/// Sorts item indices by the items' ids. Stores list in key order, so the
+/// indices usually are sorted already; otherwise they are sorted by the ids'
+/// first 8 bytes, kept beside the index, so that comparisons rarely have to
+/// follow the ids' pointers (scattered on the heap).
+fn sort_by_id<'a>(ixs: &mut Vec<Ix>, id: impl Fn(Ix) -> &'a str) {
+    if ixs.windows(2).all(|w| id(w[0]) <= id(w[1])) {
+        return;
+    }
+    let prefix = |i: Ix| {
+        let bytes = id(i).as_bytes();
+        let mut p = [0u8; 8];
+        let n = bytes.len().min(8);
+        p[..n].copy_from_slice(&bytes[..n]);
+        // Zero-padded and big-endian: ordered like the ids wherever prefixes differ.
+        u64::from_be_bytes(p)
+    };
+    let mut keyed: Vec<(u64, Ix)> = ixs.iter().map(|&i| (prefix(i), i)).collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| id(a.1).cmp(id(b.1))));
+    ixs.clear();
+    ixs.extend(keyed.into_iter().map(|(_, i)| i));
+}
+
+/// Puts in `out` the inventory indices of the distinct known blobs in `ids`.
+fn distinct_blobs(ids: &[String], blobs: &BlobIndex<'_>, out: &mut Vec<usize>) {
+    out.clear();
+    out.extend(ids.iter().filter_map(|id| blobs.get(id)));
     out.sort_unstable();
     out.dedup();
-    out
 }
 
 #[cfg(test)]
