@@ -152,6 +152,8 @@ struct FaultState {
     snapshot: Option<MemoryStore>,
     hook: Option<Hook>,
     stats: FaultStats,
+    /// What `atomic()` answers; `None`: whatever the inner store answers.
+    atomic: Option<bool>,
 }
 
 /// A store that injects faults into calls to `inner`. Clones share the
@@ -175,6 +177,7 @@ impl<S: Store + Clone> FaultyStore<S> {
                 snapshot: None,
                 hook: None,
                 stats: FaultStats::default(),
+                atomic: None,
             })),
         }
     }
@@ -182,6 +185,15 @@ impl<S: Store + Clone> FaultyStore<S> {
     /// The wrapped store: calls to it bypass every fault and the hook.
     pub fn inner(&self) -> &S {
         &self.inner
+    }
+
+    /// Presents the wrapper as a backend that applies batches atomically or
+    /// not, whatever the inner store does. Writers stage temps only on
+    /// non-atomic stores; on a store presented as atomic, random partial
+    /// applies apply all of a batch or none of it (a lost acknowledgement or a
+    /// plain failure), never a prefix.
+    pub fn set_atomic(&self, atomic: bool) {
+        self.state.borrow_mut().atomic = Some(atomic);
     }
 
     pub fn set_rates(&self, rates: FaultRates) {
@@ -314,9 +326,10 @@ impl<S: Store + Clone> FaultyStore<S> {
         }
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
+        let atomic = st.atomic.unwrap_or_else(|| self.inner.atomic());
         let fault = match st.scheduled.remove(&call.index) {
             Some(f) => Some(f),
-            None => random_fault(&mut st.rng, &st.rates, &call, st.snapshot.is_some()),
+            None => random_fault(&mut st.rng, &st.rates, &call, st.snapshot.is_some(), atomic),
         };
         match fault {
             Some(Fault::Fail) => {
@@ -366,6 +379,7 @@ fn random_fault(
     rates: &FaultRates,
     call: &Call,
     has_snapshot: bool,
+    atomic: bool,
 ) -> Option<Fault> {
     if rng.chance(rates.fail) {
         return Some(Fault::Fail);
@@ -375,7 +389,11 @@ fn random_fault(
     }
     match call.kind {
         CallKind::Apply if call.writes > 0 && rng.chance(rates.partial_apply) => {
-            let n = rng.below(call.writes as u64 + 1) as usize;
+            let n = if atomic {
+                call.writes * rng.below(2) as usize
+            } else {
+                rng.below(call.writes as u64 + 1) as usize
+            };
             Some(Fault::PartialApply(n))
         }
         CallKind::List => {
@@ -461,6 +479,11 @@ impl<S: Store + Clone> Store for FaultyStore<S> {
             Some(Fault::CrashAfter) => Err(self.crash_now()),
             _ => got,
         }
+    }
+
+    fn atomic(&self) -> bool {
+        let claimed = self.state.borrow().atomic;
+        claimed.unwrap_or_else(|| self.inner.atomic())
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
