@@ -18,7 +18,8 @@
 //!   * no entry that must live is missing or differs from its last write
 //!     (must live: written and not deleted by a writer, and pinned, or
 //!     unexpired and not dependent, or dependent and younger than the grace
-//!     period; and what those reference, transitively);
+//!     period — in namespace `c`, which evicts by `maxEntries`, `maxAge` and
+//!     `keepLast`, only pinned; and what those reference, transitively);
 //!   * every entry in the store, live or not, has its value, and its refs
 //!     and blobs exist (blob record and bytes, and the bytes hash to the id);
 //!   * no entry exists that no writer wrote (or that a writer deleted);
@@ -61,7 +62,10 @@ use kvsweep::model::blob_id;
 use kvsweep::store::faulty::{Call, FaultRates, FaultyStore, SplitMix64};
 use kvsweep::store::{id_key, stamp, Record, Store, StoreError, Table};
 use kvsweep::sweeper::Error;
-use kvsweep::{Config, EntryId, EntryMeta, MemoryStore, Millis, Mode, Policy, PutOptions, Sweeper};
+use kvsweep::{
+    Config, EntryId, EntryMeta, GroupRule, MemoryStore, Millis, Mode, Policy, PutOptions, Rules,
+    Sweeper,
+};
 
 /// Seeds `cargo test` runs, `DEFAULT_STEPS` each.
 const DEFAULT_SEEDS: [u64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
@@ -88,6 +92,8 @@ const KNOWN_ISSUES: [(&str, &str); 3] = [
 ];
 
 const T0: Millis = 1_700_000_000_000;
+/// The namespace with eviction rules (`maxEntries`, `maxAge`, `keepLast`).
+const EVICTING_NS: &str = "c";
 const NAMESPACES: [&str; 3] = ["a", "b", "c"];
 const KEYS: u64 = 16;
 /// Distinct blob contents: putBlob often repeats bytes.
@@ -108,6 +114,8 @@ struct ModelEntry {
     dependent: bool,
     refs: BTreeSet<String>,
     blobs: BTreeSet<String>,
+    /// In the namespace whose rules evict by count, age and retention.
+    evictable: bool,
 }
 
 impl ModelEntry {
@@ -118,7 +126,8 @@ impl ModelEntry {
     /// A root for every run up to `now`: the planner keeps it whatever it references.
     fn root(&self, now: Millis) -> bool {
         self.pinned
-            || (!self.expired(now)
+            || (!self.evictable
+                && !self.expired(now)
                 && (!self.dependent || now.saturating_sub(self.written_at) < GRACE_MS))
     }
 }
@@ -155,6 +164,7 @@ struct Stats {
     failed_runs: u64,
     resumed_runs: u64,
     deleted: u64,
+    deleted_by: BTreeMap<&'static str, u64>,
     kept: u64,
     run_item_errors: u64,
     crashes: u64,
@@ -200,7 +210,9 @@ struct Sim {
     gc_store: Faulty,
     /// Two writer processes: the second races the first inside its calls.
     writers: RefCell<[Rc<Sw>; 2]>,
-    gc: RefCell<Rc<Sw>>,
+    /// Cleanup processes: the second one's runs overlap the first one's (a
+    /// lock or lease that failed).
+    gcs: RefCell<[Rc<Sw>; 2]>,
     world: RefCell<World>,
     meta_cache: RefCell<HashMap<Vec<u8>, EntryMeta>>,
     blob_cache: RefCell<HashMap<Vec<u8>, codec::BlobRecord>>,
@@ -357,11 +369,22 @@ impl Sim {
             partial_apply: 0.03,
             ..FaultRates::default()
         });
-        let policy = Policy {
+        let mut policy = Policy {
             orphan_grace_ms: GRACE_MS,
             temp_max_age_ms: TEMP_MAX_AGE_MS,
             ..Policy::default()
         };
+        // One namespace evicts by count, age and group retention: there only
+        // pinned entries (and what they reference) must live.
+        policy.namespaces.insert(
+            EVICTING_NS.into(),
+            Rules {
+                max_entries: Some(6),
+                max_age_ms: Some(10 * GRACE_MS),
+                groups: [("g".to_string(), GroupRule { keep_last: 2 })].into(),
+                ..Rules::default()
+            },
+        );
         let writers = [(); 2].map(|()| {
             Rc::new(Sweeper::new(
                 writer_store.clone(),
@@ -372,7 +395,7 @@ impl Sim {
                 },
             ))
         });
-        let gc = Rc::new(Self::gc_sweeper(&mut rng, &gc_store, &policy));
+        let gcs = [(); 2].map(|()| Rc::new(Self::gc_sweeper(&mut rng, &gc_store, &policy)));
         let sim = Rc::new(Sim {
             seed,
             atomic,
@@ -382,7 +405,7 @@ impl Sim {
             writer_store,
             gc_store,
             writers: RefCell::new(writers),
-            gc: RefCell::new(gc),
+            gcs: RefCell::new(gcs),
             world: RefCell::new(World {
                 rng,
                 now: T0,
@@ -641,11 +664,11 @@ impl Sim {
     }
 
     fn restart_gc(&self) {
-        let gc = {
+        let gcs = {
             let mut w = self.world.borrow_mut();
-            Self::gc_sweeper(&mut w.rng, &self.gc_store, &self.policy)
+            [(); 2].map(|()| Rc::new(Self::gc_sweeper(&mut w.rng, &self.gc_store, &self.policy)))
         };
-        *self.gc.borrow_mut() = Rc::new(gc);
+        *self.gcs.borrow_mut() = gcs;
     }
 
     fn snapshot_step(&self) {
@@ -666,15 +689,28 @@ impl Sim {
 
     /// Before a run's store call: maybe a writer acts first.
     fn before_run_call(&self, call: &Call) {
-        let outer = {
+        let (outer, overlap) = {
             let mut w = self.world.borrow_mut();
-            if w.in_hook || w.quiet || !w.rng.chance(0.2) {
+            if w.in_hook || w.quiet {
+                return;
+            }
+            let roll = w.rng.below(1000);
+            if roll >= 200 {
                 return;
             }
             w.in_hook = true;
-            let phase = format!("writer racing run call #{} ({:?})", call.index, call.kind);
-            std::mem::replace(&mut w.phase, phase)
+            let overlap = roll < 2;
+            let racer = if overlap { "another run" } else { "writer" };
+            let phase = format!("{racer} racing run call #{} ({:?})", call.index, call.kind);
+            (std::mem::replace(&mut w.phase, phase), overlap)
         };
+        if overlap {
+            self.run_by(1, true);
+            let mut w = self.world.borrow_mut();
+            w.in_hook = false;
+            w.phase = outer;
+            return;
+        }
         let n = 1 + self.rng(|r| r.below(2));
         for _ in 0..n {
             {
@@ -746,6 +782,9 @@ impl Sim {
                 let ttl = (rng.below(4) == 0).then(|| 1_000 + rng.below(120_000));
                 let pinned = rng.below(25) == 0;
                 let dependent = rng.below(4) == 0;
+                let evictable = id.namespace == EVICTING_NS;
+                let group = (evictable && rng.below(2) == 0).then(|| "g".to_string());
+                let locked = evictable && rng.below(8) == 0;
                 let mut refs = BTreeSet::new();
                 for _ in 0..rng.below(3) {
                     if let Some(r) = pick(rng, &present) {
@@ -787,11 +826,14 @@ impl Sim {
                     dependent,
                     refs: refs.clone(),
                     blobs: blobs.clone(),
+                    evictable,
                 };
                 let opts = PutOptions {
                     ttl_ms: ttl,
                     pinned,
                     dependent,
+                    group,
+                    locked,
                     refs: refs.into_iter().collect(),
                     blobs: blobs.into_iter().collect(),
                     ..PutOptions::default()
@@ -1276,6 +1318,10 @@ impl Sim {
 
     /// One cleanup run: a random mode, budget, abort rate, faults and maybe a crash.
     fn run_step(&self, nested: bool) {
+        self.run_by(0, nested)
+    }
+
+    fn run_by(&self, which: usize, nested: bool) {
         let (mode, now, budget, abort, rates, crash_in) = {
             let mut w = self.world.borrow_mut();
             let r = &mut w.rng;
@@ -1305,7 +1351,7 @@ impl Sim {
         if let Some(k) = crash_in {
             self.gc_store.crash_after(self.gc_store.calls() + k);
         }
-        let gc = self.gc.borrow().clone();
+        let gc = self.gcs.borrow()[which].clone();
         let mut host = SimHost {
             sim: self,
             budget,
@@ -1327,6 +1373,9 @@ impl Sim {
             match &result {
                 Ok(report) => {
                     s.deleted += report.deleted.values().map(|t| t.count).sum::<u64>();
+                    for (reason, t) in &report.deleted {
+                        *s.deleted_by.entry(reason.as_str()).or_default() += t.count;
+                    }
                     s.stopped_runs += u64::from(!report.done);
                     s.resumed_runs += u64::from(report.resumed);
                     s.kept += report.kept;
@@ -1368,7 +1417,7 @@ impl Sim {
         self.world.borrow_mut().phase = "quiet full run".into();
         self.gc_store.recover();
         self.gc_store.drop_snapshot();
-        let gc = self.gc.borrow().clone();
+        let gc = self.gcs.borrow()[0].clone();
         let now = self.now();
         let mut finished = false;
         // A run stopped earlier left a cursor: the first run resumes it.
@@ -1764,7 +1813,7 @@ fn simulate(seed: u64, steps: u64, knobs: Knobs) -> Outcome {
     let summary = format!(
         "sim seed={seed} {} steps={steps} in {:.1}s: runs={} (light {}, nested {}, stopped {}, \
          failed {}, resumed {}), crashes={}, quiet={}, faults={} (run store {}: stale pages {}, \
-         duplicates {}, cut batches {}; writer store {}), deletions={}, kept={}, conflicts={}, \
+         duplicates {}, cut batches {}; writer store {}), deletions={} {:?}, kept={}, conflicts={}, \
          busy={}, writes: puts {} putBlobs {} deletes {} gets {} errors {} (missing blob {}, \
          missing entry {}, refused deletes {}, hooked {}), missing soon after putBlob={}, \
          leaks: entries {} blobs {}, full checks={}, trace={trace:016x}",
@@ -1785,6 +1834,7 @@ fn simulate(seed: u64, steps: u64, knobs: Knobs) -> Outcome {
         gc.partial_applies,
         wr.injected(),
         s.deleted,
+        s.deleted_by,
         s.kept,
         s.conflicts,
         s.busy,
