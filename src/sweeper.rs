@@ -482,8 +482,8 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Stores `bytes` under their SHA-256 and returns the id; the same bytes
-    /// are stored once. Storing bytes again restarts an unreferenced blob's
-    /// grace period, so a writer can reference it safely.
+    /// are stored once. Storing bytes again restarts the blob's grace period,
+    /// so the caller can reference it safely for `orphanGraceMs`.
     pub async fn put_blob(&self, bytes: &[u8], now: Millis) -> Result<String, Error> {
         if bytes.len() > self.config.max_value_bytes {
             return Err(Error::ValueTooLarge {
@@ -497,7 +497,10 @@ impl<S: Store> Sweeper<S> {
             let counts = Counts::read(&self.store, Vec::new(), vec![id.clone()]).await?;
             let mut ops = counts.expects();
             match counts.blob(&id) {
-                Some(rec) if rec.refs > 0 || rec.created_at >= now => return Ok(id),
+                // Referenced now or not, the caller may reference it soon: its
+                // grace restarts, so that dropping today's referrer does not
+                // let a run take it from under the caller.
+                Some(rec) if rec.created_at >= now => return Ok(id),
                 Some(rec) => {
                     let refreshed = BlobRecord {
                         created_at: now,
