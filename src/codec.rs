@@ -67,8 +67,9 @@ pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, DecodeError> {
 }
 
 /// A blob's record, without its id (the id is the record's key).
+/// Every field is required: a record without them is corrupt, never zeros.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct BlobRecord {
     pub size: u64,
     /// When the blob was written, or last written again: its grace starts here.
@@ -242,6 +243,14 @@ mod tests {
             decode_meta(&bytes),
             Err(DecodeError::UnsupportedVersion(FORMAT_VERSION + 1))
         );
+    }
+
+    #[test]
+    fn records_missing_required_fields_are_corrupt_not_zeros() {
+        // [1, {}] and [1, []]: the right version, nothing in it.
+        assert!(decode_meta(&[0x92, 0x01, 0x80]).is_err());
+        assert!(decode_meta(&[0x92, 0x01, 0x90]).is_err());
+        assert!(decode_blob(&[0x92, 0x01, 0x80]).is_err());
     }
 
     #[test]

@@ -24,26 +24,36 @@ impl EntryId {
 }
 
 /// An entry's metadata, as stored (MessagePack, see `codec`) and as planned over.
+///
+/// Times, size, write id and referrer count are required when decoding: a
+/// record without them is corrupt (kept and reported), never read as zeros.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct EntryMeta {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub accessed_at: Millis,
+    #[serde(default)]
     pub expires_at: Option<Millis>,
     /// Bytes of the entry's own inline value.
     pub size: u64,
+    #[serde(default)]
     pub group: Option<String>,
     /// Never deleted by any policy.
+    #[serde(default)]
     pub pinned: bool,
     /// Never deleted by retention (`keepLast`).
+    #[serde(default)]
     pub locked: bool,
     /// Not a root of its own: lives only while a live entry references it
     /// (an attachment, a chunk). Deleted as `unreachable` otherwise.
+    #[serde(default)]
     pub dependent: bool,
     /// Keys of other entries in the same namespace.
+    #[serde(default)]
     pub refs: Vec<String>,
     /// Ids (SHA-256, lower-case hex) of blobs.
+    #[serde(default)]
     pub blobs: Vec<String>,
     /// Identifies one write of the entry: the executor deletes an entry only
     /// if it still carries the write it planned over.
