@@ -78,21 +78,15 @@ const DEFAULT_STEPS: u64 = 130_000;
 
 const TORN_PUT: &str = "a failed put left a torn entry (neither the old nor the new write)";
 const TORN_DETAIL: &str = "detail returned metadata and a value that are not one write";
-const PUT_BLOB_GRACE: &str =
-    "a blob putBlob returned less than orphanGraceMs ago was collected (it was referenced then)";
 
 /// Broken invariants already reported, each with its minimal reproduction
 /// below (an ignored test): printed with their counts, failing only with
 /// `SIM_STRICT=1`. Remove a line when its bug is fixed.
-const KNOWN_ISSUES: [(&str, &str); 3] = [
+const KNOWN_ISSUES: [(&str, &str); 2] = [
     (TORN_PUT, "cut_put_on_non_atomic_store_is_all_or_nothing"),
     (
         TORN_DETAIL,
         "detail_returns_metadata_and_value_of_one_write",
-    ),
-    (
-        PUT_BLOB_GRACE,
-        "put_blob_restarts_grace_even_for_bytes_referenced_then",
     ),
 ];
 
@@ -140,7 +134,8 @@ impl ModelEntry {
 #[derive(Clone, Debug)]
 struct ModelBlob {
     bytes: Vec<u8>,
-    /// The grace start the store recorded when putBlob last returned Ok.
+    /// The grace start the store recorded when putBlob last returned Ok:
+    /// until `grace_from + orphanGraceMs` the blob may not be collected.
     grace_from: Option<Millis>,
     /// When putBlob last returned Ok.
     put_at: Option<Millis>,
@@ -160,7 +155,6 @@ struct Stats {
     refused_deletes: u64,
     /// MissingBlob for a blob putBlob returned within the grace period, when
     /// the blob was referenced then (so its grace was not restarted).
-    missing_after_recent_put_blob: u64,
     hooked_writes: u64,
     runs: u64,
     light_runs: u64,
@@ -1020,28 +1014,18 @@ impl Sim {
                 if let Error::MissingBlob(b) = e.clone() {
                     let b = &b;
                     let raced = self.world.borrow().blob_log[mark.blobs..].contains(b);
-                    let (young, recent) = {
+                    let young = {
                         let w = self.world.borrow();
                         let now = w.now;
-                        let b = w.blobs.get(b);
-                        (
-                            b.and_then(|b| b.grace_from)
-                                .is_some_and(|t| now.saturating_sub(t) < GRACE_MS),
-                            b.and_then(|b| b.put_at)
-                                .is_some_and(|t| now.saturating_sub(t) < GRACE_MS),
-                        )
+                        w.blobs
+                            .get(b)
+                            .and_then(|b| b.grace_from)
+                            .is_some_and(|t| now.saturating_sub(t) < GRACE_MS)
                     };
-                    if raced {
-                        // A racing putBlob stored the bytes after this put looked for them.
-                    } else if young {
+                    // Unless a racing putBlob stored the bytes after this put looked for them.
+                    if young && !raced {
                         self.violation(
-                            "a blob was collected within its grace period",
-                            format!("put {id:?} referencing blob {b} failed: {e}"),
-                        );
-                    } else if recent {
-                        self.world.borrow_mut().stats.missing_after_recent_put_blob += 1;
-                        self.violation(
-                            PUT_BLOB_GRACE,
+                            "a blob was collected within the grace period putBlob gave",
                             format!("put {id:?} referencing blob {b} failed: {e}"),
                         );
                     }
@@ -1098,10 +1082,10 @@ impl Sim {
                         id.clone(),
                     );
                 }
-                let grace_from = (record.refs == 0).then_some(record.created_at);
-                if record.refs == 0 && now.saturating_sub(record.created_at) >= GRACE_MS {
+                let grace_from = Some(record.created_at);
+                if now.saturating_sub(record.created_at) >= GRACE_MS {
                     self.violation(
-                        "putBlob of unreferenced bytes did not restart their grace period",
+                        "putBlob did not restart the bytes' grace period",
                         format!("{id}: {record:?} at {now}"),
                     );
                 }
@@ -1820,7 +1804,7 @@ fn simulate(seed: u64, steps: u64, knobs: Knobs) -> Outcome {
          failed {}, resumed {}), crashes={}, quiet={}, faults={} (run store {}: stale pages {}, \
          duplicates {}, cut batches {}; writer store {}), deletions={} {:?}, kept={}, conflicts={}, \
          busy={}, writes: puts {} putBlobs {} deletes {} gets {} errors {} (missing blob {}, \
-         missing entry {}, refused deletes {}, hooked {}), missing soon after putBlob={}, \
+         missing entry {}, refused deletes {}, hooked {}), \
          leaks: entries {} blobs {}, full checks={}, trace={trace:016x}",
         if sim.atomic { "atomic" } else { "non-atomic" },
         started.elapsed().as_secs_f64(),
@@ -1852,7 +1836,6 @@ fn simulate(seed: u64, steps: u64, knobs: Knobs) -> Outcome {
         s.missing_entry,
         s.refused_deletes,
         s.hooked_writes,
-        s.missing_after_recent_put_blob,
         s.leaked_entries,
         s.leaked_blobs,
         s.full_checks,
@@ -1944,7 +1927,7 @@ fn same_seed_gives_the_same_trace() {
 }
 
 // ---------------------------------------------------------------------------
-// Minimal reproductions of the known issues (run with `-- --ignored`)
+// Minimal reproductions of what the simulation found (known issues: `-- --ignored`)
 // ---------------------------------------------------------------------------
 
 fn sweeper<S: Store>(store: S, nonce: u64) -> Sweeper<S> {
@@ -2010,8 +1993,8 @@ fn detail_returns_metadata_and_value_of_one_write() {
     assert!(old || new, "{value:?} under {meta:?}");
 }
 
+/// Found by the simulation, fixed in 6457938: a regression test now.
 #[test]
-#[ignore = "known issue: putBlob of bytes still referenced does not restart their grace, so once the reference goes a run may collect them at once"]
 fn put_blob_restarts_grace_even_for_bytes_referenced_then() {
     let s = sweeper(MemoryStore::new(), 1);
     let grace = s.policy().orphan_grace_ms;
