@@ -113,8 +113,13 @@ pub fn decode_blob_info(id: &str, bytes: &[u8]) -> Result<BlobInfo, DecodeError>
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Staged {
-    /// An entry's value; the entry's metadata is its commit record.
-    Entry { namespace: String, key: String },
+    /// Values of an entry's writes (by write id); the entry's metadata is the
+    /// commit record: a value whose write it does not name is left over.
+    Entry {
+        namespace: String,
+        key: String,
+        writes: Vec<u64>,
+    },
     /// A blob's bytes; its blob record is the commit record.
     Blob { id: String },
 }

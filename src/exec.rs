@@ -9,7 +9,7 @@ use crate::codec::{self, Staged, TempRecord};
 use crate::model::{EntryId, EntryMeta};
 use crate::plan::{Action, ActionKind, Mode, Plan, Reason, Tally};
 use crate::refcount::{distinct, Counts};
-use crate::store::{id_key, stamp, Op, Store, StoreError, Table};
+use crate::store::{id_key, stamp, value_key, Op, Store, StoreError, Table};
 use crate::sweeper::{temp_id, Error};
 
 /// How a run is cut into batches.
@@ -406,6 +406,7 @@ async fn apply_entry_deletions<S: Store>(
                 let staged = Staged::Entry {
                     namespace: d.id.namespace.clone(),
                     key: d.id.key.clone(),
+                    writes: vec![d.meta.write_id],
                 };
                 let key = id_key(&temp_id(&staged));
                 let rec = TempRecord {
@@ -427,7 +428,7 @@ async fn apply_entry_deletions<S: Store>(
     ops.extend(
         doomed
             .iter()
-            .map(|d| Op::Delete(Table::Values, d.id.clone())),
+            .map(|d| Op::Delete(Table::Values, value_key(&d.id, d.meta.write_id))),
     );
     ops.extend(temps.into_iter().map(|(k, _)| Op::Delete(Table::Temps, k)));
     store.apply(ops).await
@@ -556,11 +557,11 @@ async fn temp_deletions<'a, S: Store>(
         let mut ops = vec![Op::Expect(Table::Temps, key.clone(), Some(stamp(&bytes)))];
         // An unreadable temp names nothing to clean: only the temp goes.
         if let Ok(rec) = codec::decode_temp(&bytes) {
-            let (commit_table, commit_key, payload_table) = match rec.staged {
-                Staged::Entry { namespace, key } => {
-                    (Table::Meta, EntryId::new(namespace, key), Table::Values)
+            let (commit_table, commit_key) = match &rec.staged {
+                Staged::Entry { namespace, key, .. } => {
+                    (Table::Meta, EntryId::new(namespace.clone(), key.clone()))
                 }
-                Staged::Blob { id } => (Table::BlobMeta, id_key(&id), Table::Blobs),
+                Staged::Blob { id } => (Table::BlobMeta, id_key(id)),
             };
             let commit = match store
                 .get(commit_table, std::slice::from_ref(&commit_key))
@@ -579,8 +580,23 @@ async fn temp_deletions<'a, S: Store>(
                 commit_key.clone(),
                 commit.as_deref().map(stamp),
             ));
-            if commit.is_none() {
-                ops.push(Op::Delete(payload_table, commit_key));
+            match rec.staged {
+                // The value of the write the metadata names stays; other staged ones are left over.
+                Staged::Entry { writes, .. } => match commit.as_deref().map(codec::decode_meta) {
+                    // Unreadable metadata: which value is live is unknown, so all stay.
+                    Some(Err(_)) => {}
+                    named => {
+                        let current = named.and_then(Result::ok).map(|m| m.write_id);
+                        for w in writes.into_iter().filter(|w| Some(*w) != current) {
+                            ops.push(Op::Delete(Table::Values, value_key(&commit_key, w)));
+                        }
+                    }
+                },
+                Staged::Blob { id } => {
+                    if commit.is_none() {
+                        ops.push(Op::Delete(Table::Blobs, id_key(&id)));
+                    }
+                }
             }
         }
         ops.push(Op::Delete(Table::Temps, key));

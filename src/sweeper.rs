@@ -11,7 +11,7 @@ use crate::model::{blob_id, is_blob_id, EntryId, EntryMeta, Inventory, Inventory
 use crate::plan::{self, Mode, Plan};
 use crate::policy::Policy;
 use crate::refcount::{distinct, Counts};
-use crate::store::{id_key, stamp, Op, Store, StoreError, Table};
+use crate::store::{id_key, stamp, value_key, Op, Store, StoreError, Table};
 
 /// Default largest value `put` and `putBlob` accept: 64 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 << 20;
@@ -153,7 +153,20 @@ const MAX_ATTEMPTS: usize = 16;
 /// The key of the temp that stages `staged`.
 pub fn temp_id(staged: &Staged) -> String {
     match staged {
-        Staged::Entry { namespace, key } => format!("e{}:{namespace}{key}", namespace.len()),
+        // Named by every write it stages: a put's temp (new and old write) and
+        // a later delete's (the new write alone) never overwrite each other.
+        Staged::Entry {
+            namespace,
+            key,
+            writes,
+        } => {
+            let writes: Vec<String> = writes.iter().map(|w| format!("{w:016x}")).collect();
+            format!(
+                "e{}:{namespace}{key}\u{1}{}",
+                namespace.len(),
+                writes.join(",")
+            )
+        }
         Staged::Blob { id } => format!("b:{id}"),
     }
 }
@@ -305,6 +318,7 @@ impl<S: Store> Sweeper<S> {
                 write_id: self.next_write_id(),
                 referrers,
             };
+            let old_write = old.as_ref().map(|m| m.write_id);
             let mut ops = vec![Op::Expect(Table::Meta, id.clone(), old_stamp)];
             ops.extend(counts.expects());
             let temp = self.stage(
@@ -312,14 +326,24 @@ impl<S: Store> Sweeper<S> {
                 Staged::Entry {
                     namespace: id.namespace.clone(),
                     key: id.key.clone(),
+                    writes: std::iter::once(meta.write_id).chain(old_write).collect(),
                 },
                 value.len() as u64,
                 now,
             );
-            ops.push(Op::Put(Table::Values, id.clone(), encoded_value.clone()));
+            // The new value under its own key, the counts it adds, the commit,
+            // then what the old write held.
+            ops.push(Op::Put(
+                Table::Values,
+                value_key(id, meta.write_id),
+                encoded_value.clone(),
+            ));
             ops.extend(counts.increments(now));
             ops.push(Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)));
             ops.extend(counts.decrements());
+            if let Some(w) = old_write {
+                ops.push(Op::Delete(Table::Values, value_key(id, w)));
+            }
             let new_namespace = !self.registered.borrow().contains(&id.namespace);
             if new_namespace {
                 ops.push(Op::Put(
@@ -405,32 +429,37 @@ impl<S: Store> Sweeper<S> {
         now: Millis,
         include_expired: bool,
     ) -> Result<Option<(EntryMeta, StoredValue)>, Error> {
-        let (Some(meta_stamp), Some(meta)) = self.read_meta(id).await? else {
-            return Ok(None);
-        };
-        let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
-        if expired && !include_expired {
-            return Ok(None);
+        for _ in 0..MAX_ATTEMPTS {
+            let (Some(meta_stamp), Some(meta)) = self.read_meta(id).await? else {
+                return Ok(None);
+            };
+            let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
+            if expired && !include_expired {
+                return Ok(None);
+            }
+            let key = value_key(id, meta.write_id);
+            let Some(value_bytes) = self.store.get(Table::Values, &[key]).await?.pop().flatten()
+            else {
+                // A newer write replaced this one between the two reads: read again.
+                continue;
+            };
+            let value = StoredValue::decode(&value_bytes).map_err(|cause| Error::Corrupt {
+                what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
+                cause,
+            })?;
+            if now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
+                let mut touched = meta.clone();
+                touched.accessed_at = now;
+                let ops = vec![
+                    Op::Expect(Table::Meta, id.clone(), Some(meta_stamp)),
+                    Op::Put(Table::Meta, id.clone(), codec::encode_meta(&touched)),
+                ];
+                // Best effort: a read must not fail because the entry changed meanwhile.
+                let _ = self.store.apply(ops).await;
+            }
+            return Ok(Some((meta, value)));
         }
-        let ids = std::slice::from_ref(id);
-        let Some(value_bytes) = self.store.get(Table::Values, ids).await?.pop().flatten() else {
-            return Ok(None);
-        };
-        let value = StoredValue::decode(&value_bytes).map_err(|cause| Error::Corrupt {
-            what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
-            cause,
-        })?;
-        if now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
-            let mut touched = meta.clone();
-            touched.accessed_at = now;
-            let ops = vec![
-                Op::Expect(Table::Meta, id.clone(), Some(meta_stamp)),
-                Op::Put(Table::Meta, id.clone(), codec::encode_meta(&touched)),
-            ];
-            // Best effort: a read must not fail because the entry changed meanwhile.
-            let _ = self.store.apply(ops).await;
-        }
-        Ok(Some((meta, value)))
+        Err(Error::Busy(format!("read of {:?}", id.key)))
     }
 
     /// Deletes the entry at `id`; true if it existed. Refused while other
@@ -466,11 +495,12 @@ impl<S: Store> Sweeper<S> {
             let staged = Staged::Entry {
                 namespace: id.namespace.clone(),
                 key: id.key.clone(),
+                writes: vec![old.write_id],
             };
             let temp = self.stage(&mut ops, staged, old.size, old.updated_at);
             ops.push(Op::Delete(Table::Meta, id.clone()));
             ops.extend(counts.decrements());
-            ops.push(Op::Delete(Table::Values, id.clone()));
+            ops.push(Op::Delete(Table::Values, value_key(id, old.write_id)));
             ops.extend(temp);
             match self.store.apply(ops).await {
                 Ok(()) => return Ok(true),

@@ -65,7 +65,7 @@ use kvsweep::codec::{self, Staged, StoredValue};
 use kvsweep::exec::{ExecConfig, Flow, Progress, RunHost, RunToEnd};
 use kvsweep::model::blob_id;
 use kvsweep::store::faulty::{Call, FaultRates, FaultyStore, SplitMix64};
-use kvsweep::store::{id_key, stamp, Record, Store, StoreError, Table};
+use kvsweep::store::{id_key, stamp, value_key, Record, Store, StoreError, Table};
 use kvsweep::sweeper::Error;
 use kvsweep::{
     Config, EntryId, EntryMeta, GroupRule, MemoryStore, Millis, Mode, Policy, PutOptions, Rules,
@@ -82,13 +82,9 @@ const TORN_DETAIL: &str = "detail returned metadata and a value that are not one
 /// Broken invariants already reported, each with its minimal reproduction
 /// below (an ignored test): printed with their counts, failing only with
 /// `SIM_STRICT=1`. Remove a line when its bug is fixed.
-const KNOWN_ISSUES: [(&str, &str); 2] = [
-    (TORN_PUT, "cut_put_on_non_atomic_store_is_all_or_nothing"),
-    (
-        TORN_DETAIL,
-        "detail_returns_metadata_and_value_of_one_write",
-    ),
-];
+/// (Both reported ones are fixed: values are stored per write, see
+/// `store::value_key`; their reproductions below now run as regression tests.)
+const KNOWN_ISSUES: [(&str, &str); 0] = [];
 
 const T0: Millis = 1_700_000_000_000;
 /// The namespace with eviction rules (`maxEntries`, `maxAge`, `keepLast`).
@@ -250,12 +246,30 @@ fn pick<T: Clone>(rng: &mut SplitMix64, items: &[T]) -> Option<T> {
     }
 }
 
-/// A temp's staged item as a sortable key.
-fn staged_key(staged: &Staged) -> String {
+/// A temp's staged items as sortable keys: one per staged write of an entry.
+fn staged_keys(staged: &Staged) -> Vec<String> {
     match staged {
-        Staged::Entry { namespace, key } => format!("entry {namespace:?} {key:?}"),
-        Staged::Blob { id } => format!("blob {id}"),
+        Staged::Entry {
+            namespace,
+            key,
+            writes,
+        } => writes
+            .iter()
+            .map(|w| staged_value_key(&EntryId::new(namespace.clone(), key.clone()), *w))
+            .collect(),
+        Staged::Blob { id } => vec![format!("blob {id}")],
     }
+}
+
+fn staged_value_key(id: &EntryId, write_id: u64) -> String {
+    format!("entry {:?} {:?} {write_id}", id.namespace, id.key)
+}
+
+/// The entry and write a `Values` key belongs to (see `store::value_key`).
+fn value_owner(key: &EntryId) -> Option<(EntryId, u64)> {
+    let (entry_key, write) = key.key.rsplit_once('\u{1}')?;
+    let write_id = u64::from_str_radix(write, 16).ok()?;
+    Some((EntryId::new(key.namespace.clone(), entry_key), write_id))
 }
 
 fn blob_bytes(n: u64) -> Vec<u8> {
@@ -562,8 +576,9 @@ impl Sim {
 
     fn read_entry(&self, id: &EntryId) -> Stored {
         let meta = self.raw_get(Table::Meta, id).map(|b| self.decode_meta(&b));
-        let value = self
-            .raw_get(Table::Values, id)
+        let value = meta
+            .as_ref()
+            .and_then(|m| self.raw_get(Table::Values, &value_key(id, m.write_id)))
             .and_then(|b| decode_value(&b));
         Stored { meta, value }
     }
@@ -1502,7 +1517,7 @@ impl Sim {
             .raw_all(Table::Temps)
             .into_iter()
             .filter_map(|(_, b)| codec::decode_temp(&b).ok())
-            .map(|t| staged_key(&t.staged))
+            .flat_map(|t| staged_keys(&t.staged))
             .collect();
         let w = self.world.borrow();
         let (entries, unknown) = (&w.entries, &w.unknown);
@@ -1539,7 +1554,9 @@ impl Sim {
                 continue;
             }
             match (
-                values.get(id).and_then(|v| decode_value(v)),
+                values
+                    .get(&value_key(id, meta.write_id))
+                    .and_then(|v| decode_value(v)),
                 entries.get(id),
             ) {
                 (None, _) => self.violation(
@@ -1588,20 +1605,21 @@ impl Sim {
                 _ => {}
             }
         }
-        for id in values.keys().filter(|id| !metas.contains_key(*id)) {
-            let staged_by = Staged::Entry {
-                namespace: id.namespace.clone(),
-                key: id.key.clone(),
+        for key in values.keys() {
+            let Some((id, write_id)) = value_owner(key) else {
+                self.violation("a value record has a key no write made", format!("{key:?}"));
+                continue;
             };
-            if !staged.contains(&staged_key(&staged_by)) {
+            let current = metas.get(&id).is_some_and(|m| m.write_id == write_id);
+            if !current && !staged.contains(&staged_value_key(&id, write_id)) {
                 self.violation(
-                    "a value without metadata is not staged by a temp (nothing will clean it)",
-                    format!("{id:?}"),
+                    "a value no metadata names is not staged by a temp (nothing will clean it)",
+                    format!("{id:?} write {write_id:x}"),
                 );
             }
         }
         for b in blob_bytes.keys().filter(|b| !blob_records.contains_key(*b)) {
-            if !staged.contains(&staged_key(&Staged::Blob { id: b.clone() })) {
+            if !staged.contains(&format!("blob {b}")) {
                 self.violation(
                     "blob bytes without a record are not staged by a temp (nothing will clean them)",
                     b.clone(),
@@ -1946,7 +1964,6 @@ fn bytes(b: &[u8]) -> StoredValue {
 }
 
 #[test]
-#[ignore = "known issue: on a non-atomic store a put cut after its value write leaves the new value under the old metadata"]
 fn cut_put_on_non_atomic_store_is_all_or_nothing() {
     let store = FaultyStore::new(MemoryStore::new(), 0);
     store.set_atomic(false);
@@ -1968,7 +1985,6 @@ fn cut_put_on_non_atomic_store_is_all_or_nothing() {
 }
 
 #[test]
-#[ignore = "known issue: detail reads metadata and value in two calls, so a put between them pairs one write's metadata with another's value"]
 fn detail_returns_metadata_and_value_of_one_write() {
     let raw = MemoryStore::new();
     let reader_store = FaultyStore::new(raw.clone(), 0);

@@ -14,7 +14,7 @@ pub mod memory;
 pub enum Table {
     /// Entry metadata (MessagePack, `codec::encode_meta`).
     Meta,
-    /// Entry values (`codec::StoredValue`).
+    /// Entry values (`codec::StoredValue`), one per write: see [`value_key`].
     Values,
     /// Blob bytes, keyed by SHA-256.
     Blobs,
@@ -56,6 +56,17 @@ impl Table {
 /// A key in a table that is not keyed by namespace.
 pub fn id_key(id: &str) -> EntryId {
     EntryId::new("", id)
+}
+
+/// The `Values` record of one write of an entry. Every write has its own
+/// (the metadata names it by `writeId`), so neither a reader nor a batch cut
+/// short can pair one write's metadata with another write's value.
+pub fn value_key(id: &EntryId, write_id: u64) -> EntryId {
+    // The key's last U+0001 ends it: hex digits never contain one.
+    EntryId::new(
+        id.namespace.clone(),
+        format!("{}\u{1}{write_id:016x}", id.key),
+    )
 }
 
 /// One step of a batch.
