@@ -194,30 +194,23 @@ pub async fn execute<S: Store, H: RunHost>(
         waiting = still;
     }
 
-    progress.phase = "blobs";
-    for batch in blobs.chunks(batch_size) {
-        if host.between_batches(&progress).await == Flow::Stop {
-            report.done = false;
-            return report;
+    // Then the blobs the entries freed, then temps: each item re-read, then deleted.
+    for (phase, actions) in [("blobs", &blobs), ("temps", &temps)] {
+        progress.phase = phase;
+        for batch in actions.chunks(batch_size) {
+            if host.between_batches(&progress).await == Flow::Stop {
+                report.done = false;
+                return report;
+            }
+            let items = match phase {
+                "blobs" => blob_deletions(store, batch, &mut report).await,
+                _ => temp_deletions(store, batch, &mut report).await,
+            };
+            apply_items(store, items, &mut report).await;
+            report.stopped_after = batch.last().map(|a| position(a));
+            progress.processed += batch.len() as u64;
+            progress.deleted = deleted_count(&report);
         }
-        let items = blob_deletions(store, batch, &mut report).await;
-        apply_items(store, items, &mut report).await;
-        report.stopped_after = batch.last().map(|a| position(a));
-        progress.processed += batch.len() as u64;
-        progress.deleted = deleted_count(&report);
-    }
-
-    progress.phase = "temps";
-    for batch in temps.chunks(batch_size) {
-        if host.between_batches(&progress).await == Flow::Stop {
-            report.done = false;
-            return report;
-        }
-        let items = temp_deletions(store, batch, &mut report).await;
-        apply_items(store, items, &mut report).await;
-        report.stopped_after = batch.last().map(|a| position(a));
-        progress.processed += batch.len() as u64;
-        progress.deleted = deleted_count(&report);
     }
     progress.phase = "idle";
     progress.running = false;
