@@ -23,6 +23,8 @@ pub mod codec;
 #[cfg(feature = "std")]
 pub mod exec;
 #[cfg(feature = "std")]
+pub mod rebuild;
+#[cfg(feature = "std")]
 pub mod refcount;
 #[cfg(feature = "std")]
 pub mod store;
