@@ -76,6 +76,9 @@ pub struct BlobRecord {
     pub created_at: Millis,
     /// How many entries reference the blob: it is deleted only at zero.
     pub refs: u64,
+    /// Raised by every write of the record (see `EntryMeta::rev`).
+    #[serde(default)]
+    pub rev: u64,
 }
 
 impl BlobRecord {
@@ -102,6 +105,7 @@ pub fn encode_blob_info(info: &BlobInfo) -> Vec<u8> {
         size: info.size,
         created_at: info.created_at,
         refs: 0,
+        rev: 0,
     })
 }
 
@@ -236,6 +240,7 @@ mod tests {
             blobs: vec!["b".into()],
             write_id: 6,
             referrers: 7,
+            rev: 8,
         };
         assert_eq!(decode_meta(&encode_meta(&meta)), Ok(meta));
     }

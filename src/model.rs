@@ -61,6 +61,11 @@ pub struct EntryMeta {
     /// How many entries reference this one (kept by every write and delete):
     /// an entry is deleted only when every referrer goes with it.
     pub referrers: u64,
+    /// Raised by every write of this record (puts, count changes, touches),
+    /// so a record never returns to bytes it had: an unchanged stamp means
+    /// not written, which `rebuild` relies on.
+    #[serde(default)]
+    pub rev: u64,
 }
 
 /// One entry as the planner sees it.

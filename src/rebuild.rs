@@ -72,25 +72,22 @@
 //! written at `a` (an increment) although its stamp was the same at both
 //! reads: a write was undone byte for byte by a later one (ABA).
 //!
-//! # The hole that remains
+//! # ABA, and the revision number that rules it out
 //!
-//! That ABA is possible. A blob record holds nothing an increment changes but
-//! its count, so an increment and a decrement give back the same bytes. An
-//! entry's increment also sets `accessedAt` to `max(accessedAt, now)`, which
-//! changes nothing when `now` does not exceed it (the same millisecond, a
-//! frozen or injected clock, clocks skewed between writers). A few writes
-//! landing in the right windows of a rebuild can then get a count lowered
-//! below the truth: the ignored tests `known_hole_four_writes_with_a_frozen_clock`
-//! and `known_hole_five_writes_to_blob_references` in `tests/rebuild.rs` build
-//! them. Writers can close it: if every write of a count record also raised a
-//! revision number kept in the record, equal stamps would mean "not written",
-//! the argument above would need neither the first collect nor the
-//! unstable-entry rule, and even a concurrent rebuild would be caught by its
-//! stamps. Without that, the simpler protocol (stamps from one listing, counts
-//! from the next) is defeated by two writes: a blob referenced by one more
-//! entry after the listing passed it and by one fewer before the listing
-//! reached it has the same bytes at both reads, and so does an entry with a
-//! frozen clock; a concurrent rebuild's lowering defeats it the same way.
+//! Without more, that ABA is possible: a blob record holds nothing an
+//! increment changes but its count, so an increment and a decrement would give
+//! back the same bytes, and an entry's increment with a clock that does not
+//! move (a frozen or injected clock, clocks skewed between writers) changes
+//! nothing but the count either. So every write of a count record also raises
+//! its revision number (`EntryMeta::rev`, `BlobRecord::rev`: puts, count
+//! changes, touches, putBlob refreshes and this module's fixes), and equal
+//! stamps do mean "not written". The tests
+//! `four_writes_with_a_frozen_clock_cannot_hide_a_reference` and
+//! `five_writes_to_blob_references_cannot_hide_a_reference` in
+//! `tests/rebuild.rs` build the interleavings that defeated the protocol
+//! before revisions existed. The three collects, the epoch and the
+//! unstable-entry rule stay as a second line of defence (records written by a
+//! writer that does not raise `rev`).
 //!
 //! Backends whose batches become visible to readers one write at a time (not
 //! just cut short) break the writers' counts as well as this argument.
@@ -171,7 +168,7 @@ pub struct FixError {
 
 /// Recomputes every entry's `referrers` and every blob record's `refs` from
 /// the entries and rewrites the records that differ, safely while writers
-/// run (see the module documentation for the protocol and its one hole).
+/// run (see the module documentation for the protocol).
 ///
 /// `page_size` records are listed per call and `batch_size` fixes applied per
 /// batch. Listing errors end the rebuild; errors applying fixes are collected
@@ -435,6 +432,7 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
         if let Some((expect, base, raise)) = chosen {
             let meta = EntryMeta {
                 referrers: count,
+                rev: base.rev.wrapping_add(1),
                 ..base.clone()
             };
             fixes.push(Fix {
@@ -473,6 +471,7 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
         if let Some((expect, base, raise)) = chosen {
             let rec = BlobRecord {
                 refs: count,
+                rev: base.rev.wrapping_add(1),
                 ..base.clone()
             };
             fixes.push(Fix {

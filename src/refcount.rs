@@ -119,6 +119,7 @@ impl Counts {
             if let Some((_, meta)) = self.entries.get(id).and_then(|f| f.as_ref()) {
                 let mut meta = meta.clone();
                 meta.referrers = apply_delta(meta.referrers, d);
+                meta.rev = meta.rev.wrapping_add(1);
                 meta.accessed_at = meta.accessed_at.max(now);
                 ops.push(Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)));
             }
@@ -127,6 +128,7 @@ impl Counts {
             if let Some((_, rec)) = self.blobs.get(id).and_then(|f| f.as_ref()) {
                 let mut rec = rec.clone();
                 rec.refs = apply_delta(rec.refs, d);
+                rec.rev = rec.rev.wrapping_add(1);
                 ops.push(Op::Put(
                     Table::BlobMeta,
                     id_key(id),

@@ -317,6 +317,7 @@ impl<S: Store> Sweeper<S> {
                 blobs: blobs.clone(),
                 write_id: self.next_write_id(),
                 referrers,
+                rev: old.as_ref().map_or(0, |m| m.rev.wrapping_add(1)),
             };
             let old_write = old.as_ref().map(|m| m.write_id);
             let mut ops = vec![Op::Expect(Table::Meta, id.clone(), old_stamp)];
@@ -450,6 +451,7 @@ impl<S: Store> Sweeper<S> {
             if now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
                 let mut touched = meta.clone();
                 touched.accessed_at = now;
+                touched.rev = touched.rev.wrapping_add(1);
                 let ops = vec![
                     Op::Expect(Table::Meta, id.clone(), Some(meta_stamp)),
                     Op::Put(Table::Meta, id.clone(), codec::encode_meta(&touched)),
@@ -534,6 +536,7 @@ impl<S: Store> Sweeper<S> {
                 Some(rec) => {
                     let refreshed = BlobRecord {
                         created_at: now,
+                        rev: rec.rev.wrapping_add(1),
                         ..rec.clone()
                     };
                     ops.push(Op::Put(
@@ -550,6 +553,7 @@ impl<S: Store> Sweeper<S> {
                         size: bytes.len() as u64,
                         created_at: now,
                         refs: 0,
+                        rev: 0,
                     };
                     ops.push(Op::Put(
                         Table::BlobMeta,
