@@ -713,6 +713,18 @@ impl<S: Store> Sweeper<S> {
         Ok(report)
     }
 
+    /// Recomputes every reference count from the entries and repairs those
+    /// that differ (SPEC §5): over-counts that batches cut short on
+    /// non-atomic stores leave behind, which would otherwise leak. Safe while
+    /// writers run (see `rebuild`).
+    pub async fn rebuild(&self) -> Result<crate::rebuild::RebuildReport, Error> {
+        let cfg = self.config.exec;
+        Ok(
+            crate::rebuild::rebuild(&self.store, cfg.page_size.max(1), cfg.batch_size.max(1))
+                .await?,
+        )
+    }
+
     /// The current run's progress (idle when none runs).
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()

@@ -211,6 +211,7 @@ fn meta(u: &mut Unstructured<'_>) -> arbitrary::Result<EntryMeta> {
     m.blobs = strings(u)?;
     m.write_id = millis(u)?;
     m.referrers = millis(u)?;
+    m.rev = millis(u)?;
     Ok(m)
 }
 
@@ -282,6 +283,7 @@ fn check_structured(data: &[u8]) -> arbitrary::Result<()> {
                 size: millis(&mut u)?,
                 created_at: millis(&mut u)?,
                 refs: millis(&mut u)?,
+                rev: millis(&mut u)?,
             };
             let bytes = codec::encode_blob(&rec);
             assert_eq!(codec::decode_blob(&bytes), Ok(rec.clone()));
@@ -306,6 +308,7 @@ fn check_structured(data: &[u8]) -> arbitrary::Result<()> {
                     Staged::Entry {
                         namespace: small_string(&mut u)?,
                         key: small_string(&mut u)?,
+                        writes: vec![millis(&mut u)?, millis(&mut u)?],
                     }
                 } else {
                     Staged::Blob {

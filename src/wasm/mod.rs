@@ -60,6 +60,12 @@ export interface PlanSummary {
   corrupt: { namespace: string; key: string }[]; corruptBlobs: string[]; zombies: string[];
 }
 export interface PlanResult { actions: Action[]; summary: PlanSummary }
+export interface RebuildReport {
+  entriesChecked: number; blobsChecked: number; entriesFixed: number; blobsFixed: number;
+  raised: number; lowered: number; skippedChanged: number; skippedCorrupt: number;
+  corrupt: { namespace: string; key: string }[]; corruptBlobs: string[]; superseded: boolean;
+  errors: { kind: "entry" | "blob"; namespace?: string; key: string; message: string }[];
+}
 export interface RunReport {
   /** False when the run stopped early; the next run resumes it. */
   done: boolean; stopped?: "aborted" | "budget"; mode: Mode;
@@ -441,6 +447,16 @@ impl JsSweeper {
                 let _ = Reflect::set(&out, &"stopped".into(), &why.into());
             }
             Ok(out)
+        })
+    }
+
+    /// Recomputes reference counts from the entries and repairs those that
+    /// differ; safe while writers run.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RebuildReport>")]
+    pub fn rebuild(&self) -> Promise {
+        promise(&self.inner, |inner| async move {
+            let report = inner.sweeper.rebuild().await.map_err(js_err)?;
+            to_js(&report)
         })
     }
 

@@ -163,3 +163,15 @@ test("references are checked and counted: a referenced entry cannot be deleted",
   assert.equal(await s.delete("att"), true);
   assert.equal(await s.delete("att"), false);
 });
+
+test("rebuild checks every count and leaves correct ones alone", async () => {
+  const s = new Sweeper(memoryStore());
+  const blob = await s.putBlob(new Uint8Array([1, 2, 3]));
+  await s.put("att", "a", { blobs: [blob] });
+  await s.put("doc", "d", { refs: ["att"], blobs: [blob] });
+  const r = await s.rebuild();
+  assert.equal(r.entriesChecked, 2);
+  assert.equal(r.blobsChecked, 1);
+  assert.equal(r.entriesFixed + r.blobsFixed, 0);
+  assert.deepEqual(r.errors, []);
+});
