@@ -5,38 +5,20 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::pin;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 
 use futures_executor::block_on;
 use kvsweep::codec::{self, StoredValue};
 use kvsweep::exec::RunToEnd;
 use kvsweep::model::blob_id;
 use kvsweep::rebuild::{rebuild, RebuildReport};
-use kvsweep::store::faulty::{Call, CallKind, Fault, FaultyStore};
+use kvsweep::store::faulty::{ready, Call, CallKind, Fault, FaultyStore};
 use kvsweep::store::{id_key, Op, Record, Store, StoreError, Table};
 use kvsweep::{EntryId, EntryMeta, MemoryStore, Mode, Policy, PutOptions, Reason, Sweeper};
 
 /// Every write of these tests happens at this instant: increments then leave
 /// `accessedAt` as it was, the hardest case for a rebuild (see src/rebuild.rs).
 const NOW: u64 = 1_000_000;
-
-/// MemoryStore futures are ready at once: poll once. For calls made inside a
-/// `FaultyStore` hook, where `block_on` would nest executors.
-fn ready<F: Future>(fut: F) -> F::Output {
-    struct Noop;
-    impl Wake for Noop {
-        fn wake(self: Arc<Self>) {}
-    }
-    let waker = Waker::from(Arc::new(Noop));
-    match pin!(fut).poll(&mut Context::from_waker(&waker)) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("a MemoryStore future was not ready"),
-    }
-}
 
 fn sweeper<S: Store>(store: S) -> Sweeper<S> {
     Sweeper::new(store, Policy::default(), Default::default())

@@ -53,18 +53,15 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::pin::pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use futures_executor::block_on;
 use kvsweep::codec::{self, Staged, StoredValue};
 use kvsweep::exec::{ExecConfig, Flow, Progress, RunHost, RunToEnd};
 use kvsweep::model::blob_id;
-use kvsweep::store::faulty::{Call, FaultRates, FaultyStore, SplitMix64};
+use kvsweep::store::faulty::{ready, Call, FaultRates, FaultyStore, SplitMix64};
 use kvsweep::store::{id_key, stamp, value_key, Record, Store, StoreError, Table};
 use kvsweep::sweeper::Error;
 use kvsweep::{
@@ -213,20 +210,6 @@ struct Sim {
     blob_cache: RefCell<HashMap<Vec<u8>, codec::BlobRecord>>,
     /// Broken invariants: kind → (count, first message).
     violations: RefCell<BTreeMap<&'static str, (u64, String)>>,
-}
-
-/// Polls a future once: every store here is in memory, so every future is
-/// ready at once. Used inside hooks, where `block_on` may not nest.
-fn ready<F: Future>(fut: F) -> F::Output {
-    struct Noop;
-    impl Wake for Noop {
-        fn wake(self: Arc<Self>) {}
-    }
-    let waker = Waker::from(Arc::new(Noop));
-    match pin!(fut).poll(&mut Context::from_waker(&waker)) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("a store future over MemoryStore was not ready"),
-    }
 }
 
 fn fnv(h: u64, bytes: &[u8]) -> u64 {

@@ -512,27 +512,27 @@ impl<S: Store + Clone> Store for FaultyStore<S> {
     }
 }
 
+/// Polls a future once and returns its output: for futures over in-memory
+/// stores, which are ready at once, where `block_on` may not nest (inside a
+/// hook). A test utility: panics if the future is not ready.
+pub fn ready<F: std::future::Future>(fut: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    match std::pin::pin!(fut).poll(&mut Context::from_waker(&waker)) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("a store future over MemoryStore was not ready"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{id_key, stamp};
-    use std::future::Future;
-    use std::pin::pin;
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-
-    /// MemoryStore futures are ready at once: poll once, no executor needed.
-    fn ready<F: Future>(fut: F) -> F::Output {
-        struct Noop;
-        impl Wake for Noop {
-            fn wake(self: Arc<Self>) {}
-        }
-        let waker = Waker::from(Arc::new(Noop));
-        match pin!(fut).poll(&mut Context::from_waker(&waker)) {
-            Poll::Ready(v) => v,
-            Poll::Pending => panic!("a MemoryStore future was not ready"),
-        }
-    }
 
     fn put(k: &str, v: &[u8]) -> Op {
         Op::Put(Table::Meta, id_key(k), v.to_vec())
