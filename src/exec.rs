@@ -416,7 +416,13 @@ async fn apply_entry_deletions<S: Store>(
             .iter()
             .map(|(k, v)| Op::Put(Table::Temps, k.clone(), v.clone())),
     );
-    ops.extend(doomed.iter().map(|d| Op::Delete(Table::Meta, d.id.clone())));
+    // Referrers before the entries they reference: a batch cut short must not
+    // leave an entry of the batch referencing one already deleted.
+    ops.extend(
+        referrers_first(doomed)
+            .into_iter()
+            .map(|d| Op::Delete(Table::Meta, d.id.clone())),
+    );
     ops.extend(counts.decrements());
     ops.extend(
         doomed
@@ -425,6 +431,42 @@ async fn apply_entry_deletions<S: Store>(
     );
     ops.extend(temps.into_iter().map(|(k, _)| Op::Delete(Table::Temps, k)));
     store.apply(ops).await
+}
+
+/// `doomed` ordered so that every entry comes after the entries of `doomed`
+/// that reference it (a self-reference aside). Members of a reference cycle,
+/// which no order can serve, follow in their own order.
+fn referrers_first<'d, 'a>(doomed: &'d [Doomed<'a>]) -> Vec<&'d Doomed<'a>> {
+    let index: HashMap<&EntryId, usize> =
+        doomed.iter().enumerate().map(|(i, d)| (&d.id, i)).collect();
+    let targets: Vec<Vec<usize>> = doomed
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            distinct(&d.meta.refs)
+                .into_iter()
+                .filter_map(|r| index.get(&EntryId::new(d.id.namespace.clone(), r)).copied())
+                .filter(|&t| t != i)
+                .collect()
+        })
+        .collect();
+    let mut pending = vec![0usize; doomed.len()];
+    for ts in &targets {
+        for &t in ts {
+            pending[t] += 1;
+        }
+    }
+    let mut done = vec![false; doomed.len()];
+    let mut order = Vec::with_capacity(doomed.len());
+    while let Some(i) = (0..doomed.len()).find(|&i| !done[i] && pending[i] == 0) {
+        done[i] = true;
+        order.push(&doomed[i]);
+        for &t in &targets[i] {
+            pending[t] -= 1;
+        }
+    }
+    order.extend((0..doomed.len()).filter(|&i| !done[i]).map(|i| &doomed[i]));
+    order
 }
 
 fn distinct_ids(mut ids: Vec<EntryId>) -> Vec<EntryId> {
