@@ -238,6 +238,17 @@ fn item_error(a: &Action, message: String) -> ItemError {
     }
 }
 
+/// Records `message` as the error of every action: the run goes on without them.
+fn fail_all<'a>(
+    report: &mut RunReport,
+    actions: impl IntoIterator<Item = &'a Action>,
+    message: &str,
+) {
+    for a in actions {
+        report.errors.push(item_error(a, message.to_string()));
+    }
+}
+
 fn entry_id(a: &Action) -> EntryId {
     EntryId::new(a.namespace.clone().unwrap_or_default(), a.key.clone())
 }
@@ -260,11 +271,11 @@ async fn delete_entries<'a, S: Store>(
     let (doomed, mut held) = match read_doomed(store, batch, report).await {
         Ok(r) => r,
         Err(e) => {
-            for a in batch {
-                report
-                    .errors
-                    .push(item_error(a, format!("re-check failed: {e}")));
-            }
+            fail_all(
+                report,
+                batch.iter().copied(),
+                &format!("re-check failed: {e}"),
+            );
             return Vec::new();
         }
     };
@@ -295,11 +306,7 @@ async fn delete_entries<'a, S: Store>(
             }
         }
         Err(StoreError::Conflict(_)) => report.kept += 1,
-        Err(e) => {
-            for d in &doomed {
-                report.errors.push(item_error(d.action, e.to_string()));
-            }
-        }
+        Err(e) => fail_all(report, doomed.iter().map(|d| d.action), &e.to_string()),
     }
     held
 }
@@ -498,11 +505,7 @@ async fn apply_items<S: Store>(store: &S, items: Vec<Item<'_>>, report: &mut Run
                 }
             }
         }
-        Err(e) => {
-            for item in items {
-                report.errors.push(item_error(item.action, e.to_string()));
-            }
-        }
+        Err(e) => fail_all(report, items.iter().map(|i| i.action), &e.to_string()),
     }
 }
 
@@ -517,11 +520,11 @@ async fn blob_deletions<'a, S: Store>(
     let fresh = match store.get(Table::BlobMeta, &keys).await {
         Ok(f) => f,
         Err(e) => {
-            for a in batch {
-                report
-                    .errors
-                    .push(item_error(a, format!("re-check failed: {e}")));
-            }
+            fail_all(
+                report,
+                batch.iter().copied(),
+                &format!("re-check failed: {e}"),
+            );
             return Vec::new();
         }
     };
