@@ -103,6 +103,9 @@ pub struct Inventory {
     /// Blob metadata records that could not be decoded (by id): kept and reported.
     pub corrupt_blobs: Vec<String>,
     pub temps: Vec<TempInfo>,
+    /// Temp records that could not be decoded (by id): kept and reported,
+    /// since what they staged is unknown.
+    pub corrupt_temps: Vec<String>,
     /// Namespaces registered through the API. `None` when the store keeps no
     /// registry (then no namespace is a zombie).
     pub namespaces: Option<Vec<String>>,

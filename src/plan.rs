@@ -138,6 +138,7 @@ pub struct Summary {
     /// Entries whose metadata could not be decoded: kept and reported.
     pub corrupt: Vec<EntryId>,
     pub corrupt_blobs: Vec<String>,
+    pub corrupt_temps: Vec<String>,
     /// Namespaces holding entries but not registered: reported, never deleted by a run.
     pub zombies: Vec<String>,
 }
@@ -446,6 +447,8 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
     summary.corrupt = corrupt;
     summary.corrupt_blobs = inv.corrupt_blobs.clone();
     summary.corrupt_blobs.sort();
+    summary.corrupt_temps = inv.corrupt_temps.clone();
+    summary.corrupt_temps.sort();
     Plan { actions, summary }
 }
 

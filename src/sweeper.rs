@@ -604,13 +604,10 @@ impl<S: Store> Sweeper<S> {
             }
         }
         for (id, bytes) in self.list_all(Table::Temps).await? {
-            // An unreadable temp is still a temp: date it 0 so it counts as stale.
-            let t = codec::decode_temp_info(&id.key, &bytes).unwrap_or(crate::model::TempInfo {
-                id: id.key.clone(),
-                size: 0,
-                created_at: 0,
-            });
-            inv.temps.push(t);
+            match codec::decode_temp_info(&id.key, &bytes) {
+                Ok(t) => inv.temps.push(t),
+                Err(_) => inv.corrupt_temps.push(id.key),
+            }
         }
         let namespaces: Vec<String> = self
             .list_all(Table::Namespaces)

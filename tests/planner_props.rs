@@ -613,6 +613,7 @@ prop_compose! {
             blobs,
             corrupt_blobs: corrupt_blobs.into_iter().map(|i| blob(BLOBS + i)).collect(),
             temps,
+            corrupt_temps: Vec::new(),
             namespaces: registry
                 .map(|r| r.into_iter().map(|ns| NAMESPACES[ns].to_string()).collect()),
         }

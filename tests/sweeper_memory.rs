@@ -415,3 +415,27 @@ fn a_stopped_run_leaves_a_cursor_and_the_next_run_resumes_it() {
         assert!(!fresh.resumed);
     });
 }
+
+#[test]
+fn unreadable_temp_is_kept_and_reported() {
+    let s = sweeper();
+    block_on(async {
+        use kvsweep::store::{id_key, Op, Store};
+        s.store()
+            .apply(vec![Op::Put(
+                Table::Temps,
+                id_key("t?"),
+                b"not a temp".to_vec(),
+            )])
+            .await
+            .unwrap();
+        let report = s
+            .run(Mode::Full, u64::MAX / 2, &mut RunToEnd)
+            .await
+            .unwrap();
+        assert!(report.deleted.is_empty(), "{report:?}");
+        assert_eq!(s.store().count(Table::Temps), 1);
+        let plan = s.plan(Mode::Full, u64::MAX / 2).await.unwrap();
+        assert_eq!(plan.summary.corrupt_temps, vec!["t?".to_string()]);
+    });
+}

@@ -57,7 +57,7 @@ export interface Action { kind: "entry" | "blob" | "temp"; namespace?: string; k
 export interface PlanSummary {
   mode: Mode; now: number; scanned: number; reachable: number; blobs: number; temps: number; youngBlobs: number;
   deleted: Partial<Record<Reason, Tally>>;
-  corrupt: { namespace: string; key: string }[]; corruptBlobs: string[]; zombies: string[];
+  corrupt: { namespace: string; key: string }[]; corruptBlobs: string[]; corruptTemps: string[]; zombies: string[];
 }
 export interface PlanResult { actions: Action[]; summary: PlanSummary }
 export interface RebuildReport {
