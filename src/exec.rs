@@ -5,12 +5,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::codec::{self, Staged, TempRecord};
+use crate::codec::{self, Staged};
+use crate::error::Error;
 use crate::model::{EntryId, EntryMeta};
 use crate::plan::{Action, ActionKind, Mode, Plan, Reason, Tally};
 use crate::refcount::{distinct, Counts};
-use crate::store::{id_key, stamp, value_key, Op, Store, StoreError, Table};
-use crate::sweeper::{temp_id, Error};
+use crate::store::{
+    id_key, stamp, value_key, Access, Op, Read, Reads, Step, Store, StoreError, Table,
+};
+use crate::write::{stage, ENTRY_TABLES};
 
 /// How a run is cut into batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +140,20 @@ pub async fn execute<S: Store, H: RunHost>(
     cfg: ExecConfig,
     host: &mut H,
 ) -> RunReport {
+    execute_with(store, plan, &HashSet::new(), cfg, host).await
+}
+
+/// [`execute`], told which planned entries `follow` the planned entry before
+/// them in the store's key order (nothing else between them when planned), so
+/// that runs of them are read and deleted as key ranges. A hint only: a run
+/// goes as a range only if the range holds exactly its entries when it goes.
+pub async fn execute_with<S: Store, H: RunHost>(
+    store: &S,
+    plan: &Plan,
+    follows: &HashSet<EntryId>,
+    cfg: ExecConfig,
+    host: &mut H,
+) -> RunReport {
     let batch_size = cfg.batch_size.max(1);
     let mut report = RunReport {
         done: true,
@@ -168,7 +185,7 @@ pub async fn execute<S: Store, H: RunHost>(
             report.done = false;
             return report;
         }
-        waiting.extend(delete_entries(store, batch, &mut report).await);
+        waiting.extend(delete_entries(store, batch, follows, &mut report).await);
         report.stopped_after = batch.last().map(|a| position(a));
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
@@ -183,7 +200,7 @@ pub async fn execute<S: Store, H: RunHost>(
                 report.done = false;
                 return report;
             }
-            still.extend(delete_entries(store, batch, &mut report).await);
+            still.extend(delete_entries(store, batch, &HashSet::new(), &mut report).await);
         }
         progress.deleted = deleted_count(&report);
         if still.len() == before {
@@ -202,11 +219,13 @@ pub async fn execute<S: Store, H: RunHost>(
                 report.done = false;
                 return report;
             }
-            let items = match phase {
-                "blobs" => blob_deletions(store, batch, &mut report).await,
-                _ => temp_deletions(store, batch, &mut report).await,
-            };
-            apply_items(store, items, &mut report).await;
+            match phase {
+                "blobs" => delete_blobs(store, batch, &mut report).await,
+                _ => {
+                    let items = temp_deletions(store, batch, &mut report).await;
+                    apply_items(store, items, &mut report).await;
+                }
+            }
             report.stopped_after = batch.last().map(|a| position(a));
             progress.processed += batch.len() as u64;
             progress.deleted = deleted_count(&report);
@@ -257,88 +276,133 @@ fn entry_id(a: &Action) -> EntryId {
 struct Doomed<'a> {
     action: &'a Action,
     id: EntryId,
-    stamp: u64,
     meta: EntryMeta,
 }
 
-/// Deletes what it can of a batch of entries. Returns the entries held back
-/// because a referrer outside the batch still exists.
+/// What one batch of entries came to.
+#[derive(Default)]
+struct EntryOutcome<'a> {
+    /// Deleted now, or already gone.
+    deleted: Vec<&'a Action>,
+    /// Written again since planning, or unreadable now: they stay.
+    kept: u64,
+    /// Referenced from outside the batch: they wait for their referrers.
+    held: Vec<&'a Action>,
+}
+
+/// Deletes what it can of a batch of entries, in one transaction where the
+/// store has them. Returns the entries held back because a referrer outside
+/// the batch still exists.
 async fn delete_entries<'a, S: Store>(
     store: &S,
     batch: &[&'a Action],
+    follows: &HashSet<EntryId>,
     report: &mut RunReport,
 ) -> Vec<&'a Action> {
-    let (doomed, mut held) = match read_doomed(store, batch, report).await {
-        Ok(r) => r,
-        Err(e) => {
-            fail_all(
-                report,
-                batch.iter().copied(),
-                &format!("re-check failed: {e}"),
-            );
-            return Vec::new();
-        }
+    let caps = store.capabilities();
+    let runs = if caps.transactions && caps.range_delete {
+        runs_of(batch, follows)
+    } else {
+        vec![1; batch.len()]
     };
-    if doomed.is_empty() {
-        return held;
-    }
-    match apply_entry_deletions(store, &doomed).await {
-        Ok(()) => doomed.iter().for_each(|d| count_deleted(report, d.action)),
-        // Something changed since the re-read: try each entry alone.
-        Err(StoreError::Conflict(_)) if doomed.len() > 1 => {
-            for d in &doomed {
-                match read_doomed(store, &[d.action], report).await {
-                    Ok((one, h)) => {
-                        held.extend(h);
-                        if one.is_empty() {
-                            continue;
-                        }
-                        match apply_entry_deletions(store, &one).await {
-                            Ok(()) => count_deleted(report, d.action),
-                            Err(StoreError::Conflict(_)) => report.kept += 1,
-                            Err(e) => report.errors.push(item_error(d.action, e.to_string())),
-                        }
-                    }
-                    Err(e) => report
-                        .errors
-                        .push(item_error(d.action, format!("re-check failed: {e}"))),
-                }
-            }
+    let outcome = store
+        .transact(Access::Write, &ENTRY_TABLES, |reads| {
+            entry_batch_step(reads, batch, &runs, caps.atomic)
+        })
+        .await;
+    match outcome {
+        Ok(o) => {
+            o.deleted.iter().for_each(|a| count_deleted(report, a));
+            report.kept += o.kept;
+            o.held
         }
-        Err(StoreError::Conflict(_)) => report.kept += 1,
-        Err(e) => fail_all(report, doomed.iter().map(|d| d.action), &e.to_string()),
+        // Kept meeting concurrent writes: try each entry alone.
+        Err(Error::Store(StoreError::Busy(_))) if batch.len() > 1 => {
+            let mut held = Vec::new();
+            for a in batch {
+                held.extend(Box::pin(delete_entries(store, &[*a], follows, report)).await);
+            }
+            held
+        }
+        Err(Error::Store(StoreError::Busy(_))) => {
+            report.kept += batch.len() as u64;
+            Vec::new()
+        }
+        Err(e) => {
+            fail_all(report, batch.iter().copied(), &e.to_string());
+            Vec::new()
+        }
     }
-    held
 }
 
-/// Reads a batch's entries again: those gone count as deleted, those changed
-/// are kept, and those still referenced from outside the batch are held.
-async fn read_doomed<'a, S: Store>(
-    store: &S,
+/// The batch cut into runs of entries adjacent in the store when planned
+/// (lengths, in order): each run of two or more is read, checked and deleted
+/// as one key range.
+fn runs_of(batch: &[&Action], follows: &HashSet<EntryId>) -> Vec<usize> {
+    let mut runs: Vec<usize> = Vec::new();
+    for (i, a) in batch.iter().enumerate() {
+        let joins =
+            i > 0 && follows.contains(&entry_id(a)) && batch[i - 1].namespace == a.namespace;
+        match runs.last_mut() {
+            Some(n) if joins => *n += 1,
+            _ => runs.push(1),
+        }
+    }
+    runs
+}
+
+/// The `Values` keys of every write of every entry from `first` to `last`.
+fn value_range(first: &EntryId, last: &EntryId) -> (EntryId, EntryId) {
+    (value_key(first, 0), value_key(last, u64::MAX))
+}
+
+/// The pure step of one batch of entry deletions: read the entries (a run of
+/// adjacent ones as one key range), keep those changed since planning, hold
+/// those still referenced from outside the batch, read the counts the rest
+/// hold, then delete: referrers before what they reference, then the counts
+/// they held, then their values. A run goes as one range delete only if the
+/// range holds exactly its entries and their current values, nothing else.
+fn entry_batch_step<'a>(
+    reads: &Reads,
     batch: &[&'a Action],
-    report: &mut RunReport,
-) -> Result<(Vec<Doomed<'a>>, Vec<&'a Action>), StoreError> {
+    runs: &[usize],
+    atomic: bool,
+) -> Result<Step<EntryOutcome<'a>>, Error> {
     let ids: Vec<EntryId> = batch.iter().map(|a| entry_id(a)).collect();
-    let fresh = store.get(Table::Meta, &ids).await?;
-    let mut doomed = Vec::new();
-    for ((a, id), raw) in batch.iter().zip(ids).zip(fresh) {
-        let Some(bytes) = raw else {
-            count_deleted(report, a); // already gone
-            continue;
-        };
-        match codec::decode_meta(&bytes) {
-            Ok(meta) if Some(meta.write_id) == a.version => doomed.push(Doomed {
-                action: a,
-                id,
-                stamp: stamp(&bytes),
-                meta,
-            }),
-            // Written again since planning, or unreadable now: it stays.
-            _ => report.kept += 1,
+    let spans = spans(runs);
+    let mut wanted = Vec::new();
+    for (start, len) in spans.iter().copied() {
+        let (first, last) = (&ids[start], &ids[start + len - 1]);
+        if len == 1 {
+            if !reads.has(Table::Meta, first) {
+                wanted.push(Read::Key(Table::Meta, first.clone()));
+            }
+        } else if !reads.has(Table::Meta, first) {
+            let (vfirst, vlast) = value_range(first, last);
+            wanted.push(Read::Range(Table::Meta, first.clone(), last.clone()));
+            wanted.push(Read::Range(Table::Values, vfirst, vlast));
+        }
+    }
+    if !wanted.is_empty() {
+        return Ok(Step::Read(wanted));
+    }
+
+    let mut outcome = EntryOutcome::default();
+    let mut doomed: Vec<Doomed<'a>> = Vec::new();
+    for (a, id) in batch.iter().zip(&ids) {
+        match reads.get(Table::Meta, id).flatten() {
+            None => outcome.deleted.push(a),
+            Some(bytes) => match codec::decode_meta(bytes) {
+                Ok(meta) if Some(meta.write_id) == a.version => doomed.push(Doomed {
+                    action: a,
+                    id: id.clone(),
+                    meta,
+                }),
+                _ => outcome.kept += 1,
+            },
         }
     }
     // An entry goes only if every entry referencing it goes in the same batch.
-    let mut held = Vec::new();
     loop {
         let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
         let mut incoming: HashMap<EntryId, u64> = HashMap::new();
@@ -355,23 +419,54 @@ async fn read_doomed<'a, S: Store>(
             .partition(|d| d.meta.referrers <= incoming.get(&d.id).copied().unwrap_or(0));
         doomed = go;
         if stay.is_empty() {
-            return Ok((doomed, held));
+            break;
         }
-        held.extend(stay.iter().map(|d| d.action));
+        outcome.held.extend(stay.iter().map(|d| d.action));
     }
-}
+    if doomed.is_empty() {
+        return Ok(Step::Done(outcome));
+    }
 
-/// One batch: preconditions, then the entries' metadata (the commit), then
-/// the counts they held, then their values. A store that is not atomic gets a
-/// temp per entry first, so a batch cut short leaves values a run can find.
-async fn apply_entry_deletions<S: Store>(
-    store: &S,
-    doomed: &[Doomed<'_>],
-) -> Result<(), StoreError> {
+    if !atomic {
+        // No order of deletes serves a reference cycle on a store that is not
+        // atomic: a batch cut short would leave a member referencing one
+        // deleted, and a later put of that key would start its count at zero
+        // while the reference stands. Cycle members (and what they reference
+        // alone) stay; see `cycle_members`.
+        let cyclic = cycle_members(&doomed);
+        if !cyclic.is_empty() {
+            let before = doomed.len();
+            doomed.retain(|d| !cyclic.contains(&d.id));
+            outcome.kept += (before - doomed.len()) as u64;
+            // What only the cycle referenced now waits in vain: keep it too.
+            loop {
+                let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
+                let mut incoming: HashMap<EntryId, u64> = HashMap::new();
+                for d in &doomed {
+                    for r in distinct(&d.meta.refs) {
+                        let target = EntryId::new(d.id.namespace.clone(), r);
+                        if members.contains(&target) {
+                            *incoming.entry(target).or_default() += 1;
+                        }
+                    }
+                }
+                let before = doomed.len();
+                doomed.retain(|d| d.meta.referrers <= incoming.get(&d.id).copied().unwrap_or(0));
+                outcome.kept += (before - doomed.len()) as u64;
+                if doomed.len() == before {
+                    break;
+                }
+            }
+            if doomed.is_empty() {
+                return Ok(Step::Done(outcome));
+            }
+        }
+    }
+
     let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
     let mut outside = Vec::new();
     let mut blobs = Vec::new();
-    for d in doomed {
+    for d in &doomed {
         for r in distinct(&d.meta.refs) {
             let rid = EntryId::new(d.id.namespace.clone(), r);
             if !members.contains(&rid) {
@@ -380,64 +475,126 @@ async fn apply_entry_deletions<S: Store>(
         }
         blobs.extend(distinct(&d.meta.blobs));
     }
-    let mut counts = Counts::read(store, distinct_ids(outside.clone()), distinct(&blobs))
-        .await
-        .map_err(|e| match e {
-            Error::Store(e) => e,
-            other => StoreError::Backend(format!("reference counts could not be updated: {other}")),
-        })?;
+    let mut counts =
+        match Counts::from_reads(reads, &distinct_ids(outside.clone()), &distinct(&blobs))? {
+            Ok(c) => c,
+            Err(missing) => return Ok(Step::Read(missing)),
+        };
     for rid in &outside {
         counts.add_entry(rid, -1);
     }
     for b in &blobs {
         counts.add_blob(b, -1);
     }
-    let mut ops: Vec<Op> = doomed
+
+    // Runs whose range holds exactly their doomed entries and current values.
+    let whole: Vec<(EntryId, EntryId)> = spans
         .iter()
-        .map(|d| Op::Expect(Table::Meta, d.id.clone(), Some(d.stamp)))
+        .filter(|(_, len)| *len > 1)
+        .filter_map(|&(start, len)| {
+            let (first, last) = (&ids[start], &ids[start + len - 1]);
+            let run: HashMap<&EntryId, u64> = doomed
+                .iter()
+                .filter(|d| first <= &d.id && &d.id <= last)
+                .map(|d| (&d.id, d.meta.write_id))
+                .collect();
+            let metas = reads.found_in(Table::Meta, first, last);
+            let (vfirst, vlast) = value_range(first, last);
+            let values = reads.found_in(Table::Values, &vfirst, &vlast);
+            let exact = run.len() == len
+                && metas.len() == len
+                && metas.iter().all(|k| run.contains_key(k))
+                && values
+                    .iter()
+                    .all(|v| run.iter().any(|(id, w)| value_key(id, *w) == **v));
+            exact.then(|| (first.clone(), last.clone()))
+        })
         .collect();
-    ops.extend(counts.expects());
-    let temps: Vec<(EntryId, Vec<u8>)> = if store.atomic() {
-        Vec::new()
-    } else {
-        doomed
-            .iter()
-            .map(|d| {
-                let staged = Staged::Entry {
-                    namespace: d.id.namespace.clone(),
-                    key: d.id.key.clone(),
-                    writes: vec![d.meta.write_id],
-                };
-                let key = id_key(&temp_id(&staged));
-                let rec = TempRecord {
-                    created_at: d.meta.updated_at,
-                    size: d.meta.size,
-                    staged,
-                };
-                (key, codec::encode_temp(&rec))
-            })
-            .collect()
-    };
-    ops.extend(
-        temps
-            .iter()
-            .map(|(k, v)| Op::Put(Table::Temps, k.clone(), v.clone())),
-    );
+    let in_whole = |id: &EntryId| whole.iter().any(|(f, l)| f <= id && id <= l);
+
+    let temps: Vec<(Op, Op)> = doomed
+        .iter()
+        .filter_map(|d| {
+            let staged = Staged::Entry {
+                namespace: d.id.namespace.clone(),
+                key: d.id.key.clone(),
+                writes: vec![d.meta.write_id],
+            };
+            stage(atomic, staged, d.meta.size, d.meta.updated_at)
+        })
+        .collect();
+    let mut ops: Vec<Op> = temps.iter().map(|(put, _)| put.clone()).collect();
+    for (first, last) in &whole {
+        ops.push(Op::DeleteRange(Table::Meta, first.clone(), last.clone()));
+    }
     // Referrers before the entries they reference: a batch cut short must not
     // leave an entry of the batch referencing one already deleted.
     ops.extend(
-        referrers_first(doomed)
+        referrers_first(&doomed)
             .into_iter()
+            .filter(|d| !in_whole(&d.id))
             .map(|d| Op::Delete(Table::Meta, d.id.clone())),
     );
     ops.extend(counts.decrements());
+    for (first, last) in &whole {
+        let (vfirst, vlast) = value_range(first, last);
+        ops.push(Op::DeleteRange(Table::Values, vfirst, vlast));
+    }
     ops.extend(
         doomed
             .iter()
+            .filter(|d| !in_whole(&d.id))
             .map(|d| Op::Delete(Table::Values, value_key(&d.id, d.meta.write_id))),
     );
-    ops.extend(temps.into_iter().map(|(k, _)| Op::Delete(Table::Temps, k)));
-    store.apply(ops).await
+    ops.extend(temps.into_iter().map(|(_, delete)| delete));
+    outcome.deleted.extend(doomed.iter().map(|d| d.action));
+    Ok(Step::Write(ops, outcome))
+}
+
+/// The members of `doomed` on reference cycles among them (self-references
+/// aside), found by peeling: an entry that no remaining entry references, or
+/// that references none, is on no cycle.
+fn cycle_members(doomed: &[Doomed<'_>]) -> HashSet<EntryId> {
+    let mut rest: HashSet<EntryId> = doomed.iter().map(|d| d.id.clone()).collect();
+    loop {
+        let referenced: HashSet<EntryId> = doomed
+            .iter()
+            .filter(|d| rest.contains(&d.id))
+            .flat_map(|d| {
+                distinct(&d.meta.refs)
+                    .into_iter()
+                    .filter(move |r| *r != d.id.key)
+                    .map(move |r| EntryId::new(d.id.namespace.clone(), r))
+            })
+            .collect();
+        let refers: HashSet<EntryId> = doomed
+            .iter()
+            .filter(|d| rest.contains(&d.id))
+            .filter(|d| {
+                distinct(&d.meta.refs).into_iter().any(|r| {
+                    r != d.id.key && rest.contains(&EntryId::new(d.id.namespace.clone(), r))
+                })
+            })
+            .map(|d| d.id.clone())
+            .collect();
+        let before = rest.len();
+        rest.retain(|id| referenced.contains(id) && refers.contains(id));
+        if rest.len() == before {
+            return rest;
+        }
+    }
+}
+
+/// Run lengths as (start, length).
+fn spans(runs: &[usize]) -> Vec<(usize, usize)> {
+    let mut start = 0;
+    runs.iter()
+        .map(|&len| {
+            let span = (start, len);
+            start += len;
+            span
+        })
+        .collect()
 }
 
 /// `doomed` ordered so that every entry comes after the entries of `doomed`
@@ -509,64 +666,82 @@ async fn apply_items<S: Store>(store: &S, items: Vec<Item<'_>>, report: &mut Run
     }
 }
 
-/// Reads a batch of blob records again and returns the deletions of those
-/// still unreferenced and unchanged since planning (not written again).
-async fn blob_deletions<'a, S: Store>(
-    store: &S,
-    batch: &[&'a Action],
-    report: &mut RunReport,
-) -> Vec<Item<'a>> {
-    let keys: Vec<EntryId> = batch.iter().map(|a| id_key(&a.key)).collect();
-    let fresh = match store.get(Table::BlobMeta, &keys).await {
-        Ok(f) => f,
-        Err(e) => {
-            fail_all(
-                report,
-                batch.iter().copied(),
-                &format!("re-check failed: {e}"),
-            );
-            return Vec::new();
+/// Deletes a batch of blobs, in one transaction where the store has them:
+/// each blob record is read again, and the blob goes only if nothing
+/// references it and it was not written again since planning.
+async fn delete_blobs<S: Store>(store: &S, batch: &[&Action], report: &mut RunReport) {
+    let atomic = store.atomic();
+    let outcome = store
+        .transact(
+            Access::Write,
+            &[Table::Blobs, Table::BlobMeta, Table::Temps],
+            |reads| blob_batch_step(reads, batch, atomic),
+        )
+        .await;
+    match outcome {
+        Ok((deleted, kept)) => {
+            deleted.iter().for_each(|a| count_deleted(report, a));
+            report.kept += kept;
         }
-    };
-    let mut items = Vec::new();
-    for ((a, key), raw) in batch.iter().zip(keys).zip(fresh) {
-        let Some(bytes) = raw else {
-            count_deleted(report, a);
+        Err(Error::Store(StoreError::Busy(_))) if batch.len() > 1 => {
+            for a in batch {
+                Box::pin(delete_blobs(store, &[*a], report)).await;
+            }
+        }
+        Err(Error::Store(StoreError::Busy(_))) => report.kept += 1,
+        Err(e) => fail_all(
+            report,
+            batch.iter().copied(),
+            &format!("re-check failed: {e}"),
+        ),
+    }
+}
+
+/// The pure step of one batch of blob deletions: (deleted, kept).
+fn blob_batch_step<'a>(
+    reads: &Reads,
+    batch: &[&'a Action],
+    atomic: bool,
+) -> Result<Step<(Vec<&'a Action>, u64)>, Error> {
+    let keys: Vec<EntryId> = batch.iter().map(|a| id_key(&a.key)).collect();
+    let missing: Vec<Read> = keys
+        .iter()
+        .filter(|k| !reads.has(Table::BlobMeta, k))
+        .map(|k| Read::Key(Table::BlobMeta, k.clone()))
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Step::Read(missing));
+    }
+    let (mut deleted, mut kept) = (Vec::new(), 0);
+    let mut ops = Vec::new();
+    let mut temps = Vec::new();
+    for (a, key) in batch.iter().zip(keys) {
+        let Some(bytes) = reads.get(Table::BlobMeta, &key).flatten() else {
+            deleted.push(*a); // already gone
             continue;
         };
-        match codec::decode_blob(&bytes) {
+        match codec::decode_blob(bytes) {
             Ok(rec) if rec.refs == 0 && Some(rec.created_at) == a.version => {
-                let mut ops = vec![Op::Expect(
-                    Table::BlobMeta,
-                    key.clone(),
-                    Some(stamp(&bytes)),
-                )];
-                let temp = (!store.atomic()).then(|| {
-                    let staged = Staged::Blob { id: a.key.clone() };
-                    let tkey = id_key(&temp_id(&staged));
-                    let rec = TempRecord {
-                        created_at: rec.created_at,
-                        size: rec.size,
-                        staged,
-                    };
-                    (tkey, codec::encode_temp(&rec))
-                });
-                if let Some((k, v)) = &temp {
-                    ops.push(Op::Put(Table::Temps, k.clone(), v.clone()));
+                let staged = Staged::Blob { id: a.key.clone() };
+                if let Some((put, delete)) = stage(atomic, staged, rec.size, rec.created_at) {
+                    ops.push(put);
+                    temps.push(delete);
                 }
                 // The record first: once it is gone no writer can reference the blob.
                 ops.push(Op::Delete(Table::BlobMeta, key.clone()));
                 ops.push(Op::Delete(Table::Blobs, key));
-                if let Some((k, _)) = temp {
-                    ops.push(Op::Delete(Table::Temps, k));
-                }
-                items.push(Item { action: a, ops });
+                deleted.push(*a);
             }
             // Referenced, written again, or unreadable: it stays.
-            _ => report.kept += 1,
+            _ => kept += 1,
         }
     }
-    items
+    ops.extend(temps);
+    Ok(if ops.is_empty() {
+        Step::Done((deleted, kept))
+    } else {
+        Step::Write(ops, (deleted, kept))
+    })
 }
 
 /// Reads a batch of stale temps again and returns their deletions: the temp,

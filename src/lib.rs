@@ -21,6 +21,8 @@ pub use policy::{GroupRule, Policy, Rules};
 #[cfg(feature = "std")]
 pub mod codec;
 #[cfg(feature = "std")]
+pub mod error;
+#[cfg(feature = "std")]
 pub mod exec;
 #[cfg(feature = "std")]
 pub mod rebuild;
@@ -30,6 +32,8 @@ pub mod refcount;
 pub mod store;
 #[cfg(feature = "std")]
 pub mod sweeper;
+#[cfg(feature = "std")]
+pub mod write;
 
 #[cfg(feature = "std")]
 pub use store::{memory::MemoryStore, Store};

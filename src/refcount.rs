@@ -8,77 +8,75 @@
 use std::collections::BTreeMap;
 
 use crate::codec::{self, BlobRecord};
+use crate::error::Error;
 use crate::model::{EntryId, EntryMeta, Millis};
-use crate::store::{id_key, stamp, Op, Store, Table};
-use crate::sweeper::Error;
+use crate::store::{id_key, Op, Read, Reads, Table};
 
-/// A record as read for a batch: its stamp and decoded form, `None` if absent.
-type Fresh<T> = Option<(u64, T)>;
-
-/// The records whose counts a batch changes, and by how much.
+/// The records whose counts a batch changes, and by how much. Built from what
+/// a step read (`Store::transact`), which also keeps them from changing
+/// before the batch applies.
 #[derive(Default)]
 pub struct Counts {
-    entries: BTreeMap<EntryId, Fresh<EntryMeta>>,
-    blobs: BTreeMap<String, Fresh<BlobRecord>>,
+    entries: BTreeMap<EntryId, Option<EntryMeta>>,
+    blobs: BTreeMap<String, Option<BlobRecord>>,
     entry_delta: BTreeMap<EntryId, i64>,
     blob_delta: BTreeMap<String, i64>,
 }
 
 impl Counts {
-    /// Reads the current records of `entries` and `blobs`. Unreadable ones are
-    /// an error: a count that cannot be read cannot be changed safely.
-    pub async fn read<S: Store>(
-        store: &S,
-        entries: Vec<EntryId>,
-        blobs: Vec<String>,
-    ) -> Result<Counts, Error> {
+    /// The counts of `entries` and `blobs` from `reads`, or the reads still
+    /// missing. Unreadable records are an error: a count that cannot be read
+    /// cannot be changed safely.
+    pub fn from_reads(
+        reads: &Reads,
+        entries: &[EntryId],
+        blobs: &[String],
+    ) -> Result<Result<Counts, Vec<Read>>, Error> {
+        let mut missing: Vec<Read> = entries
+            .iter()
+            .filter(|id| !reads.has(Table::Meta, id))
+            .map(|id| Read::Key(Table::Meta, id.clone()))
+            .collect();
+        missing.extend(
+            blobs
+                .iter()
+                .map(|b| id_key(b))
+                .filter(|k| !reads.has(Table::BlobMeta, k))
+                .map(|k| Read::Key(Table::BlobMeta, k)),
+        );
+        if !missing.is_empty() {
+            return Ok(Err(missing));
+        }
         let mut counts = Counts::default();
-        if !entries.is_empty() {
-            for (id, raw) in entries.iter().zip(store.get(Table::Meta, &entries).await?) {
-                let fresh = match raw {
-                    None => None,
-                    Some(bytes) => Some((
-                        stamp(&bytes),
-                        codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
-                            what: format!(
-                                "metadata of {:?} in namespace {:?}",
-                                id.key, id.namespace
-                            ),
-                            cause,
-                        })?,
-                    )),
-                };
-                counts.entries.insert(id.clone(), fresh);
-            }
+        for id in entries {
+            let meta = match reads.get(Table::Meta, id).flatten() {
+                None => None,
+                Some(bytes) => Some(codec::decode_meta(bytes).map_err(|cause| Error::Corrupt {
+                    what: format!("metadata of {:?} in namespace {:?}", id.key, id.namespace),
+                    cause,
+                })?),
+            };
+            counts.entries.insert(id.clone(), meta);
         }
-        if !blobs.is_empty() {
-            let keys: Vec<EntryId> = blobs.iter().map(|b| id_key(b)).collect();
-            for (id, raw) in blobs.iter().zip(store.get(Table::BlobMeta, &keys).await?) {
-                let fresh = match raw {
-                    None => None,
-                    Some(bytes) => Some((
-                        stamp(&bytes),
-                        codec::decode_blob(&bytes).map_err(|cause| Error::Corrupt {
-                            what: format!("record of blob {id}"),
-                            cause,
-                        })?,
-                    )),
-                };
-                counts.blobs.insert(id.clone(), fresh);
-            }
+        for b in blobs {
+            let rec = match reads.get(Table::BlobMeta, &id_key(b)).flatten() {
+                None => None,
+                Some(bytes) => Some(codec::decode_blob(bytes).map_err(|cause| Error::Corrupt {
+                    what: format!("record of blob {b}"),
+                    cause,
+                })?),
+            };
+            counts.blobs.insert(b.clone(), rec);
         }
-        Ok(counts)
+        Ok(Ok(counts))
     }
 
     pub fn entry(&self, id: &EntryId) -> Option<&EntryMeta> {
-        self.entries
-            .get(id)
-            .and_then(|f| f.as_ref())
-            .map(|(_, m)| m)
+        self.entries.get(id).and_then(|m| m.as_ref())
     }
 
     pub fn blob(&self, id: &str) -> Option<&BlobRecord> {
-        self.blobs.get(id).and_then(|f| f.as_ref()).map(|(_, b)| b)
+        self.blobs.get(id).and_then(|b| b.as_ref())
     }
 
     pub fn add_entry(&mut self, id: &EntryId, delta: i64) {
@@ -87,19 +85,6 @@ impl Counts {
 
     pub fn add_blob(&mut self, id: &str, delta: i64) {
         *self.blob_delta.entry(id.to_string()).or_default() += delta;
-    }
-
-    /// Preconditions: every record read is still as it was read.
-    pub fn expects(&self) -> Vec<Op> {
-        let entries = self
-            .entries
-            .iter()
-            .map(|(id, f)| Op::Expect(Table::Meta, id.clone(), f.as_ref().map(|(s, _)| *s)));
-        let blobs = self
-            .blobs
-            .iter()
-            .map(|(id, f)| Op::Expect(Table::BlobMeta, id_key(id), f.as_ref().map(|(s, _)| *s)));
-        entries.chain(blobs).collect()
     }
 
     /// The writes that raise counts (they go before the batch's commit record).
@@ -116,7 +101,7 @@ impl Counts {
     fn writes(&self, pick: impl Fn(i64) -> bool, now: Millis) -> Vec<Op> {
         let mut ops = Vec::new();
         for (id, &d) in self.entry_delta.iter().filter(|(_, &d)| pick(d)) {
-            if let Some((_, meta)) = self.entries.get(id).and_then(|f| f.as_ref()) {
+            if let Some(meta) = self.entries.get(id).and_then(|m| m.as_ref()) {
                 let mut meta = meta.clone();
                 meta.referrers = apply_delta(meta.referrers, d);
                 meta.rev = meta.rev.wrapping_add(1);
@@ -125,7 +110,7 @@ impl Counts {
             }
         }
         for (id, &d) in self.blob_delta.iter().filter(|(_, &d)| pick(d)) {
-            if let Some((_, rec)) = self.blobs.get(id).and_then(|f| f.as_ref()) {
+            if let Some(rec) = self.blobs.get(id).and_then(|b| b.as_ref()) {
                 let mut rec = rec.clone();
                 rec.refs = apply_delta(rec.refs, d);
                 rec.rev = rec.rev.wrapping_add(1);

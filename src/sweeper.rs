@@ -2,85 +2,20 @@
 //! in as `now`; the JS binding reads its injected clock and passes it on.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
-use std::fmt;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::codec::{self, BlobRecord, DecodeError, Staged, StoredValue, TempRecord};
+use crate::codec::{self, StoredValue};
+pub use crate::error::Error;
 use crate::exec::{self, Cursor, ExecConfig, Progress, RunHost, RunReport};
 use crate::model::{blob_id, is_blob_id, EntryId, EntryMeta, Inventory, InventoryEntry, Millis};
 use crate::plan::{self, Mode, Plan};
 use crate::policy::Policy;
-use crate::refcount::{distinct, Counts};
-use crate::store::{id_key, stamp, value_key, Op, Store, StoreError, Table};
+use crate::refcount::distinct;
+use crate::store::{id_key, value_key, Access, Op, Read, Step, Store, Table};
+use crate::write::{self, EntryWrite, ENTRY_TABLES};
 
 /// Default largest value `put` and `putBlob` accept: 64 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 << 20;
-
-/// Why a sweeper call failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// The caller passed something unusable; the message says what.
-    InvalidInput(String),
-    /// A value is larger than `maxValueBytes`.
-    ValueTooLarge {
-        size: usize,
-        limit: usize,
-    },
-    /// An entry references a blob the store does not hold.
-    MissingBlob(String),
-    /// An entry references another that the store does not hold.
-    MissingEntry(EntryId),
-    /// `delete` of an entry that other entries still reference.
-    Referenced {
-        id: EntryId,
-        referrers: u64,
-    },
-    /// A record could not be decoded.
-    Corrupt {
-        what: String,
-        cause: DecodeError,
-    },
-    /// A write kept colliding with concurrent writes to the same records.
-    Busy(String),
-    Store(StoreError),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::InvalidInput(m) => f.write_str(m),
-            Error::ValueTooLarge { size, limit } => write!(
-                f,
-                "value is {size} bytes, more than the limit of {limit} bytes (raise maxValueBytes to store it)"
-            ),
-            Error::MissingBlob(id) => write!(f, "blob {id} is not in the store: store it with putBlob first"),
-            Error::MissingEntry(id) => write!(
-                f,
-                "refs: entry {:?} is not in namespace {:?}: put it first",
-                id.key, id.namespace
-            ),
-            Error::Referenced { id, referrers } => write!(
-                f,
-                "entry {:?} in namespace {:?} is referenced by {referrers} other entr{}: delete or rewrite those first",
-                id.key,
-                id.namespace,
-                if *referrers == 1 { "y" } else { "ies" }
-            ),
-            Error::Corrupt { what, cause } => write!(f, "{what} could not be read: {cause}"),
-            Error::Busy(what) => write!(f, "{what} kept colliding with concurrent writes; try again"),
-            Error::Store(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Self {
-        Error::Store(e)
-    }
-}
 
 /// Options of `put`, besides the key and value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -147,29 +82,8 @@ const CURSOR_KEY: &str = "run-cursor";
 
 /// How often a read may refresh an entry's `accessedAt`.
 pub const TOUCH_INTERVAL_MS: Millis = 1000;
-/// How often a write retries when records it read changed before it applied.
-const MAX_ATTEMPTS: usize = 16;
 
-/// The key of the temp that stages `staged`.
-pub fn temp_id(staged: &Staged) -> String {
-    match staged {
-        // Named by every write it stages: a put's temp (new and old write) and
-        // a later delete's (the new write alone) never overwrite each other.
-        Staged::Entry {
-            namespace,
-            key,
-            writes,
-        } => {
-            let writes: Vec<String> = writes.iter().map(|w| format!("{w:016x}")).collect();
-            format!(
-                "e{}:{namespace}{key}\u{1}{}",
-                namespace.len(),
-                writes.join(",")
-            )
-        }
-        Staged::Blob { id } => format!("b:{id}"),
-    }
-}
+pub use crate::write::temp_id;
 
 /// Keeps a store clean under a policy.
 pub struct Sweeper<S: Store> {
@@ -181,6 +95,10 @@ pub struct Sweeper<S: Store> {
     progress: RefCell<Progress>,
     /// Writes made, for write ids.
     writes: Cell<u64>,
+    /// `accessedAt` refreshes that reads deferred, by entry: written in one
+    /// batch by `flush_touches` (before every run and plan, and by the JS
+    /// binding on a timer), so a read costs no write of its own.
+    touches: RefCell<BTreeMap<EntryId, Millis>>,
 }
 
 impl<S: Store> Sweeper<S> {
@@ -195,6 +113,7 @@ impl<S: Store> Sweeper<S> {
                 ..Progress::default()
             }),
             writes: Cell::new(0),
+            touches: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -216,6 +135,67 @@ impl<S: Store> Sweeper<S> {
         opts: PutOptions,
         now: Millis,
     ) -> Result<(), Error> {
+        let w = self.entry_write(id, &value, opts, now)?;
+        let register = !self.registered.borrow().contains(&id.namespace);
+        let atomic = self.store.atomic();
+        write::run(
+            &self.store,
+            &ENTRY_TABLES,
+            || format!("put of {:?}", id.key),
+            |reads| write::put_step(reads, &w, now, atomic, register),
+        )
+        .await?;
+        if register {
+            self.registered.borrow_mut().insert(id.namespace.clone());
+        }
+        Ok(())
+    }
+
+    /// Stores several entries in one batch (one transaction where the store
+    /// has them), in order: an entry may reference one put before it in the
+    /// same batch. All go, or none.
+    pub async fn put_many(
+        &self,
+        items: Vec<(EntryId, StoredValue, PutOptions)>,
+        now: Millis,
+    ) -> Result<(), Error> {
+        let mut writes = Vec::with_capacity(items.len());
+        for (i, (id, value, opts)) in items.into_iter().enumerate() {
+            let w = self
+                .entry_write(&id, &value, opts, now)
+                .map_err(|e| match e {
+                    Error::InvalidInput(m) => Error::InvalidInput(format!("items[{i}]: {m}")),
+                    other => other,
+                })?;
+            writes.push(w);
+        }
+        let mut register: Vec<String> = writes
+            .iter()
+            .map(|w| w.id.namespace.clone())
+            .filter(|ns| !self.registered.borrow().contains(ns))
+            .collect();
+        register.sort();
+        register.dedup();
+        let atomic = self.store.atomic();
+        write::run(
+            &self.store,
+            &ENTRY_TABLES,
+            || format!("putMany of {} entries", writes.len()),
+            |reads| write::put_many_step(reads, &writes, now, atomic, &register),
+        )
+        .await?;
+        self.registered.borrow_mut().extend(register);
+        Ok(())
+    }
+
+    /// Checks a put's input and prepares its write.
+    fn entry_write(
+        &self,
+        id: &EntryId,
+        value: &StoredValue,
+        opts: PutOptions,
+        now: Millis,
+    ) -> Result<EntryWrite, Error> {
         if id.key.is_empty() {
             return Err(Error::InvalidInput("key must be a non-empty string".into()));
         }
@@ -233,159 +213,24 @@ impl<S: Store> Sweeper<S> {
         if let Some(r) = opts.refs.iter().find(|r| r.is_empty()) {
             return Err(Error::InvalidInput(format!("refs: {r:?} is not a key")));
         }
-        let refs = distinct(&opts.refs);
-        let blobs = distinct(&opts.blobs);
         let expires_at = match (opts.ttl_ms, opts.expires_at) {
             (Some(ttl), Some(at)) => Some(now.saturating_add(ttl).min(at)),
             (Some(ttl), None) => Some(now.saturating_add(ttl)),
             (None, at) => at,
         };
-        let encoded_value = value.encode();
-        for _ in 0..MAX_ATTEMPTS {
-            let (old_stamp, old) = self.read_meta(id).await?;
-            let old_refs = old.as_ref().map(|m| distinct(&m.refs)).unwrap_or_default();
-            let old_blobs = old.as_ref().map(|m| distinct(&m.blobs)).unwrap_or_default();
-            let added_refs: Vec<String> = refs
-                .iter()
-                .filter(|r| !old_refs.contains(r))
-                .cloned()
-                .collect();
-            let removed_refs: Vec<String> = old_refs
-                .iter()
-                .filter(|r| !refs.contains(r))
-                .cloned()
-                .collect();
-            let added_blobs: Vec<String> = blobs
-                .iter()
-                .filter(|b| !old_blobs.contains(b))
-                .cloned()
-                .collect();
-            let removed_blobs: Vec<String> = old_blobs
-                .iter()
-                .filter(|b| !blobs.contains(b))
-                .cloned()
-                .collect();
-
-            // A reference to itself changes its own count, in its own record.
-            let mut referrers = old.as_ref().map_or(0, |m| m.referrers);
-            if added_refs.contains(&id.key) {
-                referrers += 1;
-            }
-            if removed_refs.contains(&id.key) {
-                referrers = referrers.saturating_sub(1);
-            }
-            let in_ns = |rs: &[String]| -> Vec<EntryId> {
-                rs.iter()
-                    .filter(|r| **r != id.key)
-                    .map(|r| EntryId::new(id.namespace.clone(), r.clone()))
-                    .collect()
-            };
-            let (added_ids, removed_ids) = (in_ns(&added_refs), in_ns(&removed_refs));
-            let ref_ids: Vec<EntryId> = added_ids.iter().chain(&removed_ids).cloned().collect();
-            let blob_ids: Vec<String> = added_blobs.iter().chain(&removed_blobs).cloned().collect();
-            let mut counts = Counts::read(&self.store, ref_ids, blob_ids).await?;
-            for rid in &added_ids {
-                if counts.entry(rid).is_none() {
-                    return Err(Error::MissingEntry(rid.clone()));
-                }
-                counts.add_entry(rid, 1);
-            }
-            for rid in &removed_ids {
-                counts.add_entry(rid, -1);
-            }
-            for b in &added_blobs {
-                if counts.blob(b).is_none() {
-                    return Err(Error::MissingBlob(b.clone()));
-                }
-                counts.add_blob(b, 1);
-            }
-            for b in &removed_blobs {
-                counts.add_blob(b, -1);
-            }
-
-            let meta = EntryMeta {
-                created_at: old.as_ref().map_or(now, |m| m.created_at),
-                updated_at: now,
-                accessed_at: now,
-                expires_at,
-                size: value.len() as u64,
-                group: opts.group.clone(),
-                pinned: opts.pinned,
-                locked: opts.locked,
-                dependent: opts.dependent,
-                refs: refs.clone(),
-                blobs: blobs.clone(),
-                write_id: self.next_write_id(),
-                referrers,
-                rev: old.as_ref().map_or(0, |m| m.rev.wrapping_add(1)),
-            };
-            let old_write = old.as_ref().map(|m| m.write_id);
-            let mut ops = vec![Op::Expect(Table::Meta, id.clone(), old_stamp)];
-            ops.extend(counts.expects());
-            let temp = self.stage(
-                &mut ops,
-                Staged::Entry {
-                    namespace: id.namespace.clone(),
-                    key: id.key.clone(),
-                    writes: std::iter::once(meta.write_id).chain(old_write).collect(),
-                },
-                value.len() as u64,
-                now,
-            );
-            // The new value under its own key, the counts it adds, the commit,
-            // then what the old write held.
-            ops.push(Op::Put(
-                Table::Values,
-                value_key(id, meta.write_id),
-                encoded_value.clone(),
-            ));
-            ops.extend(counts.increments(now));
-            ops.push(Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)));
-            ops.extend(counts.decrements());
-            if let Some(w) = old_write {
-                ops.push(Op::Delete(Table::Values, value_key(id, w)));
-            }
-            let new_namespace = !self.registered.borrow().contains(&id.namespace);
-            if new_namespace {
-                ops.push(Op::Put(
-                    Table::Namespaces,
-                    id_key(&id.namespace),
-                    codec::encode_namespace(now),
-                ));
-            }
-            ops.extend(temp);
-            match self.store.apply(ops).await {
-                Ok(()) => {
-                    if new_namespace {
-                        self.registered.borrow_mut().insert(id.namespace.clone());
-                    }
-                    return Ok(());
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Busy(format!("put of {:?}", id.key)))
-    }
-
-    /// When the store is not atomic, puts a temp recording `staged` into `ops`
-    /// and returns the op that removes it, to go last.
-    fn stage(&self, ops: &mut Vec<Op>, staged: Staged, size: u64, now: Millis) -> Option<Op> {
-        if self.store.atomic() {
-            return None;
-        }
-        let key = id_key(&temp_id(&staged));
-        let record = TempRecord {
-            created_at: now,
-            size,
-            staged,
-        };
-        ops.push(Op::Put(
-            Table::Temps,
-            key.clone(),
-            codec::encode_temp(&record),
-        ));
-        Some(Op::Delete(Table::Temps, key))
+        Ok(EntryWrite {
+            id: id.clone(),
+            value: value.encode(),
+            size: value.len() as u64,
+            expires_at,
+            group: opts.group,
+            pinned: opts.pinned,
+            locked: opts.locked,
+            dependent: opts.dependent,
+            refs: distinct(&opts.refs),
+            blobs: distinct(&opts.blobs),
+            write_id: self.next_write_id(),
+        })
     }
 
     fn next_write_id(&self) -> u64 {
@@ -394,123 +239,98 @@ impl<S: Store> Sweeper<S> {
         splitmix64(self.config.write_nonce ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 
-    /// The entry's metadata with its stamp; `(None, None)` when absent.
-    async fn read_meta(&self, id: &EntryId) -> Result<(Option<u64>, Option<EntryMeta>), Error> {
-        match self
-            .store
-            .get(Table::Meta, std::slice::from_ref(id))
-            .await?
-            .pop()
-            .flatten()
-        {
-            None => Ok((None, None)),
-            Some(bytes) => {
-                let meta = codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
-                    what: format!(
-                        "metadata of {:?} in namespace {:?} (its references are unknown, so it is left as it is)",
-                        id.key, id.namespace
-                    ),
-                    cause,
-                })?;
-                Ok((Some(stamp(&bytes)), Some(meta)))
-            }
-        }
-    }
-
     /// The entry at `id`, or `None` when it is missing or expired (unless pinned).
     pub async fn get(&self, id: &EntryId, now: Millis) -> Result<Option<StoredValue>, Error> {
         Ok(self.detail(id, now, false).await?.map(|(_, v)| v))
     }
 
     /// The entry's metadata and value; expired ones too when `include_expired`.
-    /// A read refreshes `accessedAt` (at most once a second) for LRU eviction.
+    /// A read refreshes `accessedAt` (at most once a second) for LRU
+    /// eviction, deferred: see [`Sweeper::flush_touches`].
     pub async fn detail(
         &self,
         id: &EntryId,
         now: Millis,
         include_expired: bool,
     ) -> Result<Option<(EntryMeta, StoredValue)>, Error> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (Some(meta_stamp), Some(meta)) = self.read_meta(id).await? else {
-                return Ok(None);
-            };
-            let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
-            if expired && !include_expired {
-                return Ok(None);
+        let found = self
+            .store
+            .transact(Access::Read, &[Table::Meta, Table::Values], |reads| {
+                let Some(meta) = write::read_meta(reads, id)? else {
+                    return Ok(Step::Read(vec![Read::Key(Table::Meta, id.clone())]));
+                };
+                let Some(meta) = meta else {
+                    return Ok(Step::Done(None));
+                };
+                let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
+                if expired && !include_expired {
+                    return Ok(Step::Done(None));
+                }
+                let key = value_key(id, meta.write_id);
+                match reads.get(Table::Values, &key) {
+                    None => Ok(Step::Read(vec![Read::Key(Table::Values, key)])),
+                    // A newer write replaced this one between the two reads: read again.
+                    Some(None) => Ok(Step::Retry),
+                    Some(Some(bytes)) => Ok(Step::Done(Some((meta, bytes.to_vec())))),
+                }
+            })
+            .await;
+        let found = match found {
+            Err(Error::Store(crate::store::StoreError::Busy(_))) => {
+                return Err(Error::Busy(format!("read of {:?}", id.key)))
             }
-            let key = value_key(id, meta.write_id);
-            let Some(value_bytes) = self.store.get(Table::Values, &[key]).await?.pop().flatten()
-            else {
-                // A newer write replaced this one between the two reads: read again.
-                continue;
-            };
-            let value = StoredValue::decode(&value_bytes).map_err(|cause| Error::Corrupt {
-                what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
-                cause,
-            })?;
-            if now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
-                let mut touched = meta.clone();
-                touched.accessed_at = now;
-                touched.rev = touched.rev.wrapping_add(1);
-                let ops = vec![
-                    Op::Expect(Table::Meta, id.clone(), Some(meta_stamp)),
-                    Op::Put(Table::Meta, id.clone(), codec::encode_meta(&touched)),
-                ];
-                // Best effort: a read must not fail because the entry changed meanwhile.
-                let _ = self.store.apply(ops).await;
-            }
-            return Ok(Some((meta, value)));
+            other => other?,
+        };
+        let Some((meta, bytes)) = found else {
+            return Ok(None);
+        };
+        let value = StoredValue::decode(&bytes).map_err(|cause| Error::Corrupt {
+            what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
+            cause,
+        })?;
+        if now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
+            let mut touches = self.touches.borrow_mut();
+            let at = touches.entry(id.clone()).or_insert(now);
+            *at = (*at).max(now);
         }
-        Err(Error::Busy(format!("read of {:?}", id.key)))
+        Ok(Some((meta, value)))
+    }
+
+    /// Whether reads have deferred `accessedAt` refreshes not yet written.
+    pub fn touches_pending(&self) -> bool {
+        !self.touches.borrow().is_empty()
+    }
+
+    /// Writes the `accessedAt` refreshes reads deferred, in one batch;
+    /// returns how many entries moved. Best effort: an entry rewritten or
+    /// deleted since its read is left alone.
+    pub async fn flush_touches(&self) -> Result<usize, Error> {
+        let touches: Vec<(EntryId, Millis)> = std::mem::take(&mut *self.touches.borrow_mut())
+            .into_iter()
+            .collect();
+        if touches.is_empty() {
+            return Ok(0);
+        }
+        write::run(
+            &self.store,
+            &[Table::Meta],
+            || "a refresh of accessedAt".into(),
+            |reads| write::touch_step(reads, &touches),
+        )
+        .await
     }
 
     /// Deletes the entry at `id`; true if it existed. Refused while other
     /// entries reference it. Its blobs go in the next run.
     pub async fn delete(&self, id: &EntryId) -> Result<bool, Error> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (Some(old_stamp), Some(old)) = self.read_meta(id).await? else {
-                return Ok(false);
-            };
-            let refs = distinct(&old.refs);
-            let self_ref = refs.contains(&id.key) as u64;
-            if old.referrers > self_ref {
-                return Err(Error::Referenced {
-                    id: id.clone(),
-                    referrers: old.referrers - self_ref,
-                });
-            }
-            let ref_ids: Vec<EntryId> = refs
-                .iter()
-                .filter(|r| **r != id.key)
-                .map(|r| EntryId::new(id.namespace.clone(), r.clone()))
-                .collect();
-            let blobs = distinct(&old.blobs);
-            let mut counts = Counts::read(&self.store, ref_ids.clone(), blobs.clone()).await?;
-            for r in &ref_ids {
-                counts.add_entry(r, -1);
-            }
-            for b in &blobs {
-                counts.add_blob(b, -1);
-            }
-            let mut ops = vec![Op::Expect(Table::Meta, id.clone(), Some(old_stamp))];
-            ops.extend(counts.expects());
-            let staged = Staged::Entry {
-                namespace: id.namespace.clone(),
-                key: id.key.clone(),
-                writes: vec![old.write_id],
-            };
-            let temp = self.stage(&mut ops, staged, old.size, old.updated_at);
-            ops.push(Op::Delete(Table::Meta, id.clone()));
-            ops.extend(counts.decrements());
-            ops.push(Op::Delete(Table::Values, value_key(id, old.write_id)));
-            ops.extend(temp);
-            match self.store.apply(ops).await {
-                Ok(()) => return Ok(true),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Busy(format!("delete of {:?}", id.key)))
+        let atomic = self.store.atomic();
+        write::run(
+            &self.store,
+            &ENTRY_TABLES,
+            || format!("delete of {:?}", id.key),
+            |reads| write::delete_step(reads, id, atomic),
+        )
+        .await
     }
 
     /// Stores `bytes` under their SHA-256 and returns the id; the same bytes
@@ -524,52 +344,15 @@ impl<S: Store> Sweeper<S> {
             });
         }
         let id = blob_id(bytes);
-        let key = id_key(&id);
-        for _ in 0..MAX_ATTEMPTS {
-            let counts = Counts::read(&self.store, Vec::new(), vec![id.clone()]).await?;
-            let mut ops = counts.expects();
-            match counts.blob(&id) {
-                // Referenced now or not, the caller may reference it soon: its
-                // grace restarts, so that dropping today's referrer does not
-                // let a run take it from under the caller.
-                Some(rec) if rec.created_at >= now => return Ok(id),
-                Some(rec) => {
-                    let refreshed = BlobRecord {
-                        created_at: now,
-                        rev: rec.rev.wrapping_add(1),
-                        ..rec.clone()
-                    };
-                    ops.push(Op::Put(
-                        Table::BlobMeta,
-                        key.clone(),
-                        codec::encode_blob(&refreshed),
-                    ));
-                }
-                None => {
-                    let staged = Staged::Blob { id: id.clone() };
-                    let temp = self.stage(&mut ops, staged, bytes.len() as u64, now);
-                    ops.push(Op::Put(Table::Blobs, key.clone(), bytes.to_vec()));
-                    let rec = BlobRecord {
-                        size: bytes.len() as u64,
-                        created_at: now,
-                        refs: 0,
-                        rev: 0,
-                    };
-                    ops.push(Op::Put(
-                        Table::BlobMeta,
-                        key.clone(),
-                        codec::encode_blob(&rec),
-                    ));
-                    ops.extend(temp);
-                }
-            }
-            match self.store.apply(ops).await {
-                Ok(()) => return Ok(id),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Busy(format!("putBlob of {id}")))
+        let atomic = self.store.atomic();
+        write::run(
+            &self.store,
+            &[Table::Blobs, Table::BlobMeta, Table::Temps],
+            || format!("putBlob of {id}"),
+            |reads| write::put_blob_step(reads, &id, bytes, now, atomic),
+        )
+        .await?;
+        Ok(id)
     }
 
     /// The blob's bytes, or `None` if the store does not hold it.
@@ -638,6 +421,9 @@ impl<S: Store> Sweeper<S> {
 
     /// A dry run: what a run in `mode` would delete now, and why.
     pub async fn plan(&self, mode: Mode, now: Millis) -> Result<Plan, Error> {
+        // Reads' deferred refreshes count for LRU eviction; a failure only
+        // leaves accessedAt older, which the next read raises again.
+        let _ = self.flush_touches().await;
         let inv = self.inventory().await?;
         Ok(plan::plan(&inv, &self.policy, now, mode))
     }
@@ -661,15 +447,20 @@ impl<S: Store> Sweeper<S> {
             .flatten()
             .find_map(|b| codec::decode(&b).ok());
         let mode = cursor.as_ref().map_or(mode, |c| c.mode.max(mode));
-        let mut plan = self.plan(mode, now).await?;
+        let _ = self.flush_touches().await;
+        let inv = self.inventory().await?;
+        let mut plan = plan::plan(&inv, &self.policy, now, mode);
         if let Some(c) = &cursor {
             plan.actions.retain(|a| exec::position(a) > c.after);
         }
+        let follows = adjacent_garbage(&inv, &plan);
+        drop(inv);
         let mut tracked = Tracked {
             inner: host,
             progress: &self.progress,
         };
-        let mut report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
+        let mut report =
+            exec::execute_with(&self.store, &plan, &follows, self.config.exec, &mut tracked).await;
         if let Some(c) = &cursor {
             report.resumed = true;
             report.kept += c.kept;
@@ -726,6 +517,28 @@ impl<S: Store> Sweeper<S> {
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
     }
+}
+
+/// The planned entries whose predecessor in the listing (the store's key
+/// order) is a planned entry of the same namespace: runs of them can go as
+/// key ranges. Corrupt records between them break no run here; the executor
+/// checks each range inside its transaction before deleting it.
+fn adjacent_garbage(inv: &Inventory, plan: &Plan) -> std::collections::HashSet<EntryId> {
+    let planned: std::collections::HashSet<(&str, &str)> = plan
+        .actions
+        .iter()
+        .filter(|a| a.kind == plan::ActionKind::Entry)
+        .map(|a| (a.namespace.as_deref().unwrap_or(""), a.key.as_str()))
+        .collect();
+    let is_planned =
+        |e: &InventoryEntry| planned.contains(&(e.id.namespace.as_str(), e.id.key.as_str()));
+    inv.entries
+        .windows(2)
+        .filter(|w| {
+            w[0].id.namespace == w[1].id.namespace && is_planned(&w[0]) && is_planned(&w[1])
+        })
+        .map(|w| w[1].id.clone())
+        .collect()
 }
 
 /// Copies each progress snapshot into the sweeper before passing it on.

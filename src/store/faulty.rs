@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::memory::MemoryStore;
-use super::{Op, Record, Store, StoreError};
+use super::{Capabilities, Op, Record, Store, StoreError};
 use crate::model::EntryId;
 use crate::store::Table;
 
@@ -326,7 +326,9 @@ impl<S: Store + Clone> FaultyStore<S> {
         }
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
-        let atomic = st.atomic.unwrap_or_else(|| self.inner.atomic());
+        let atomic = st
+            .atomic
+            .unwrap_or_else(|| self.inner.capabilities().atomic);
         let fault = match st.scheduled.remove(&call.index) {
             Some(f) => Some(f),
             None => random_fault(&mut st.rng, &st.rates, &call, st.snapshot.is_some(), atomic),
@@ -481,9 +483,17 @@ impl<S: Store + Clone> Store for FaultyStore<S> {
         }
     }
 
-    fn atomic(&self) -> bool {
+    /// The inner store's, without its transactions (every call here is one
+    /// faulty call), and atomic or not as set.
+    fn capabilities(&self) -> Capabilities {
         let claimed = self.state.borrow().atomic;
-        claimed.unwrap_or_else(|| self.inner.atomic())
+        let inner = self.inner.capabilities();
+        Capabilities {
+            atomic: claimed.unwrap_or(inner.atomic),
+            transactions: false,
+            range_delete: false,
+            ..inner
+        }
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {

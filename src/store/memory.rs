@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::rc::Rc;
 
-use super::{Op, Record, Store, StoreError, Table};
+use super::{Access, Capabilities, Op, Read, Reads, Record, Step, Store, StoreError, Table};
 use crate::model::EntryId;
 
 /// Every record of every table, in key order.
@@ -74,11 +74,71 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn atomic(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::transactional()
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.apply_now(ops)
+    }
+
+    /// A real transaction: the step runs against the records with no await in
+    /// between, so no other task can write meanwhile.
+    async fn transact<T, E, F>(&self, _: Access, _: &[Table], mut step: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&Reads) -> Result<Step<T>, E>,
+    {
+        let mut reads = Reads::default();
+        loop {
+            match step(&reads)? {
+                Step::Read(wanted) => {
+                    let records = self.records.borrow();
+                    for r in wanted {
+                        match r {
+                            Read::Key(t, k) => {
+                                let v = records.get(&(t, k.clone())).cloned();
+                                reads.insert(t, k, v);
+                            }
+                            Read::Range(t, from, to) => {
+                                let found = range(&records, t, &from, &to)
+                                    .map(|((_, k), v)| (k.clone(), v.clone()))
+                                    .collect();
+                                reads.insert_range(t, from, to, found);
+                            }
+                        }
+                    }
+                }
+                Step::Write(ops, out) => {
+                    self.apply_now(ops)?;
+                    return Ok(out);
+                }
+                Step::Done(out) => return Ok(out),
+                Step::Retry => {
+                    return Err(StoreError::Backend(
+                        "records read in one transaction do not fit together (an entry's value is missing): the store was changed by something other than kvsweep".into(),
+                    )
+                    .into())
+                }
+            }
+        }
+    }
+}
+
+fn range<'a>(
+    records: &'a Records,
+    table: Table,
+    from: &EntryId,
+    to: &EntryId,
+) -> impl Iterator<Item = (&'a (Table, EntryId), &'a Vec<u8>)> {
+    records.range((
+        Bound::Included((table, from.clone())),
+        Bound::Included((table, to.clone())),
+    ))
+}
+
+impl MemoryStore {
+    fn apply_now(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut records = self.records.borrow_mut();
         for op in &ops {
             if let Op::Expect(t, k, want) = op {
@@ -95,6 +155,14 @@ impl Store for MemoryStore {
                 }
                 Op::Delete(t, k) => {
                     records.remove(&(t, k));
+                }
+                Op::DeleteRange(t, from, to) => {
+                    let doomed: Vec<(Table, EntryId)> = range(&records, t, &from, &to)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in doomed {
+                        records.remove(&k);
+                    }
                 }
                 Op::Expect(..) => {}
             }

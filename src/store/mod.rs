@@ -2,8 +2,9 @@
 //! written in batches. Backends implement it; everything above speaks only to it.
 
 use core::fmt;
+use std::collections::HashMap;
 
-use crate::model::EntryId;
+use crate::model::{EntryId, Millis};
 
 pub mod faulty;
 pub mod memory;
@@ -75,6 +76,9 @@ pub enum Op {
     Put(Table, EntryId, Vec<u8>),
     /// Deleting a key that is absent is not an error.
     Delete(Table, EntryId),
+    /// Deletes every record of the table with a key in `from..=to` (only on
+    /// stores with [`Capabilities::range_delete`]).
+    DeleteRange(Table, EntryId, EntryId),
     /// A precondition: the batch applies only if the record's bytes have this
     /// [`stamp`] (`None`: the record is absent). Every `Expect` of a batch is
     /// checked before any of its writes; one that fails fails the batch with
@@ -85,7 +89,7 @@ pub enum Op {
 impl Op {
     pub fn table(&self) -> Table {
         match self {
-            Op::Put(t, ..) | Op::Delete(t, _) | Op::Expect(t, ..) => *t,
+            Op::Put(t, ..) | Op::Delete(t, _) | Op::DeleteRange(t, ..) | Op::Expect(t, ..) => *t,
         }
     }
 }
@@ -110,6 +114,8 @@ pub enum StoreError {
     Closed(String),
     /// An `Op::Expect` did not hold: the record changed since it was read.
     Conflict(String),
+    /// An optimistic write kept meeting concurrent writes (stores without transactions).
+    Busy(String),
     /// Anything else the backend reported.
     Backend(String),
 }
@@ -120,6 +126,7 @@ impl fmt::Display for StoreError {
             StoreError::QuotaExceeded(m) => write!(f, "storage quota exceeded: {m}"),
             StoreError::Closed(m) => write!(f, "store is closed: {m}"),
             StoreError::Conflict(m) => write!(f, "changed concurrently: {m}"),
+            StoreError::Busy(m) => write!(f, "{m}; try again"),
             StoreError::Backend(m) => write!(f, "store error: {m}"),
         }
     }
@@ -149,9 +156,271 @@ pub trait Store {
     /// so that any prefix leaves a consistent store, for backends that cannot.
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
 
+    /// What the store promises (SPEC §6); the write protocol and the
+    /// executor pick their steps from it.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
     /// Whether `apply` is all-or-nothing. When it is not, writers stage a temp
     /// record first so that a batch cut short leaves something a run can find.
     fn atomic(&self) -> bool {
-        false
+        self.capabilities().atomic
     }
+
+    /// Runs a read-check-write: `step` is called with what has been read so
+    /// far and asks for more records, or answers with the writes to make.
+    /// Where the store has transactions ([`Capabilities::transactions`]) the
+    /// reads and the writes are one transaction, so nothing can change in
+    /// between and the step never conflicts. Elsewhere (this default) the
+    /// writes carry an `Op::Expect` of every record read, and when one fails
+    /// the step runs again from nothing read, up to [`MAX_ATTEMPTS`] times.
+    /// `step` must be a pure function of what it is given.
+    async fn transact<T, E, F>(&self, access: Access, tables: &[Table], step: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&Reads) -> Result<Step<T>, E>,
+    {
+        let _ = (access, tables);
+        optimistic(self, step).await
+    }
+}
+
+/// How many times an optimistic step runs before it gives up ([`StoreError::Busy`]).
+pub const MAX_ATTEMPTS: usize = 16;
+
+/// Whether a transaction writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// What a store promises (SPEC §6), rather than one "atomic" flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `apply` is all or nothing.
+    pub atomic: bool,
+    /// `transact` reads and writes in one transaction: steps never conflict,
+    /// and a step may read key ranges and see that no other key is there.
+    pub transactions: bool,
+    /// `Op::Expect` is checked in the same step as the writes.
+    pub compare_and_set: bool,
+    /// Most writes one `apply` may hold (`None`: no limit).
+    pub max_batch_ops: Option<usize>,
+    /// How long a write may take to show in a listing or a read elsewhere.
+    pub visibility_ms: Millis,
+    /// The store expires keys itself (Workers KV `expirationTtl`, Deno KV `expireIn`).
+    pub native_expiry: bool,
+    /// `Op::DeleteRange` deletes a key range in one request.
+    pub range_delete: bool,
+}
+
+impl Default for Capabilities {
+    /// A store that promises nothing beyond `get`, `list` and `apply` with
+    /// compare-and-set checked per batch.
+    fn default() -> Self {
+        Capabilities {
+            atomic: false,
+            transactions: false,
+            compare_and_set: true,
+            max_batch_ops: None,
+            visibility_ms: 0,
+            native_expiry: false,
+            range_delete: false,
+        }
+    }
+}
+
+impl Capabilities {
+    /// A store with real transactions over key ranges (memory, IndexedDB).
+    pub fn transactional() -> Self {
+        Capabilities {
+            atomic: true,
+            transactions: true,
+            range_delete: true,
+            ..Capabilities::default()
+        }
+    }
+}
+
+/// A read a step asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    Key(Table, EntryId),
+    /// Every record with a key in `from..=to` (only on stores with
+    /// [`Capabilities::transactions`]); keys in the range not found read as absent.
+    Range(Table, EntryId, EntryId),
+}
+
+/// What a step wants next.
+#[derive(Debug)]
+pub enum Step<T> {
+    /// Read these records too, then call the step again.
+    Read(Vec<Read>),
+    /// Make these writes and answer `T`.
+    Write(Vec<Op>, T),
+    /// Nothing to write: answer `T`.
+    Done(T),
+    /// What was read does not fit together (a record replaced between two
+    /// reads of a store without transactions): read everything again.
+    Retry,
+}
+
+/// The records a step has read, by table and key; `None` where absent.
+#[derive(Clone, Debug, Default)]
+pub struct Reads {
+    records: HashMap<(Table, EntryId), Option<Vec<u8>>>,
+    ranges: Vec<(Table, EntryId, EntryId)>,
+}
+
+impl Reads {
+    /// The record at `key`: `None` if not read yet, `Some(None)` if absent.
+    pub fn get(&self, table: Table, key: &EntryId) -> Option<Option<&[u8]>> {
+        if let Some(r) = self.records.get(&(table, key.clone())) {
+            return Some(r.as_deref());
+        }
+        let in_range = self
+            .ranges
+            .iter()
+            .any(|(t, from, to)| *t == table && from <= key && key <= to);
+        in_range.then_some(None)
+    }
+
+    /// Whether `key` has been read (found or not).
+    pub fn has(&self, table: Table, key: &EntryId) -> bool {
+        self.get(table, key).is_some()
+    }
+
+    /// The records found in `table` between `from` and `to`, in key order.
+    pub fn found_in(&self, table: Table, from: &EntryId, to: &EntryId) -> Vec<&EntryId> {
+        let mut keys: Vec<&EntryId> = self
+            .records
+            .iter()
+            .filter(|((t, k), v)| *t == table && v.is_some() && from <= k && k <= to)
+            .map(|((_, k), _)| k)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    pub fn insert(&mut self, table: Table, key: EntryId, value: Option<Vec<u8>>) {
+        self.records.insert((table, key), value);
+    }
+
+    pub fn insert_range(&mut self, table: Table, from: EntryId, to: EntryId, found: Vec<Record>) {
+        for (k, v) in found {
+            self.records.insert((table, k), Some(v));
+        }
+        self.ranges.push((table, from, to));
+    }
+
+    /// These reads as they will be once `ops` apply: a step that makes several
+    /// writes in one batch lets each see the ones before it.
+    pub fn overlay(&mut self, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::Put(t, k, v) => self.insert(*t, k.clone(), Some(v.clone())),
+                Op::Delete(t, k) => self.insert(*t, k.clone(), None),
+                Op::DeleteRange(t, from, to) => {
+                    for (key, v) in self.records.iter_mut() {
+                        if key.0 == *t && from <= &key.1 && &key.1 <= to {
+                            *v = None;
+                        }
+                    }
+                }
+                Op::Expect(..) => {}
+            }
+        }
+    }
+
+    /// Preconditions that every record read is still as read.
+    fn expects(&self) -> Vec<Op> {
+        let mut ops: Vec<Op> = self
+            .records
+            .iter()
+            .map(|((t, k), v)| Op::Expect(*t, k.clone(), v.as_deref().map(stamp)))
+            .collect();
+        ops.sort_by(|a, b| match (a, b) {
+            (Op::Expect(t1, k1, _), Op::Expect(t2, k2, _)) => (t1, k1).cmp(&(t2, k2)),
+            _ => core::cmp::Ordering::Equal,
+        });
+        ops
+    }
+
+    /// `reads` without those already read.
+    pub fn missing(&self, reads: Vec<Read>) -> Vec<Read> {
+        reads
+            .into_iter()
+            .filter(|r| match r {
+                Read::Key(t, k) => !self.has(*t, k),
+                Read::Range(..) => true,
+            })
+            .collect()
+    }
+}
+
+/// The default `transact`: reads with `get`, writes with `apply` under an
+/// `Op::Expect` of every record read, again from the start on a conflict.
+pub async fn optimistic<S, T, E, F>(store: &S, mut step: F) -> Result<T, E>
+where
+    S: Store + ?Sized,
+    E: From<StoreError>,
+    F: FnMut(&Reads) -> Result<Step<T>, E>,
+{
+    'attempt: for _ in 0..MAX_ATTEMPTS {
+        let mut reads = Reads::default();
+        loop {
+            match step(&reads)? {
+                Step::Read(wanted) => {
+                    let wanted = reads.missing(wanted);
+                    if wanted.is_empty() {
+                        return Err(StoreError::Backend(
+                            "internal error: a step asked again for records it had read".into(),
+                        )
+                        .into());
+                    }
+                    let mut by_table: Vec<(Table, Vec<EntryId>)> = Vec::new();
+                    for r in wanted {
+                        let (t, k) = match r {
+                            Read::Key(t, k) => (t, k),
+                            Read::Range(t, ..) => {
+                                return Err(StoreError::Backend(format!(
+                                    "range reads of {} need a store with transactions",
+                                    t.name()
+                                ))
+                                .into())
+                            }
+                        };
+                        match by_table.iter_mut().find(|(bt, _)| *bt == t) {
+                            Some((_, ks)) if !ks.contains(&k) => ks.push(k),
+                            Some(_) => {}
+                            None => by_table.push((t, vec![k])),
+                        }
+                    }
+                    for (t, keys) in by_table {
+                        let got = store.get(t, &keys).await?;
+                        for (k, v) in keys.into_iter().zip(got) {
+                            reads.insert(t, k, v);
+                        }
+                    }
+                }
+                Step::Done(out) => return Ok(out),
+                Step::Retry => continue 'attempt,
+                Step::Write(ops, out) => {
+                    let mut all = reads.expects();
+                    all.extend(ops);
+                    match store.apply(all).await {
+                        Ok(()) => return Ok(out),
+                        Err(StoreError::Conflict(_)) => continue 'attempt,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    Err(StoreError::Busy(format!(
+        "a write kept colliding with concurrent writes ({MAX_ATTEMPTS} attempts)"
+    ))
+    .into())
 }

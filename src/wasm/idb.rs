@@ -11,7 +11,9 @@ use web_sys::{
 };
 
 use crate::model::EntryId;
-use crate::store::{Op, Record, Store, StoreError, Table};
+use crate::store::{
+    stamp, Access, Capabilities, Op, Read, Reads, Record, Step, Store, StoreError, Table,
+};
 
 /// The schema version this release creates.
 const DB_VERSION: u32 = 1;
@@ -228,8 +230,62 @@ impl Store for IdbStore {
         Ok(out)
     }
 
-    fn atomic(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::transactional()
+    }
+
+    /// One IndexedDB transaction: every read the step asks for is issued at
+    /// once and awaited on microtasks, which keeps the transaction open, then
+    /// the writes go in the same transaction.
+    async fn transact<T, E, F>(&self, access: Access, tables: &[Table], mut step: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&Reads) -> Result<Step<T>, E>,
+    {
+        let mode = match access {
+            Access::Read => IdbTransactionMode::Readonly,
+            Access::Write => IdbTransactionMode::Readwrite,
+        };
+        let tx = self.transaction(tables, mode)?;
+        let done = committed(&tx);
+        let mut reads = Reads::default();
+        let outcome: Result<T, E> = loop {
+            let next = match step(&reads) {
+                Ok(next) => next,
+                Err(e) => break Err(e),
+            };
+            match next {
+                Step::Read(wanted) => {
+                    if let Err(e) = read_in(&tx, wanted, &mut reads).await {
+                        break Err(e.into());
+                    }
+                }
+                Step::Write(ops, out) => match self.apply_in(&tx, &ops).await {
+                    Ok(()) => break Ok(out),
+                    Err(e) => break Err(e.into()),
+                },
+                Step::Done(out) => break Ok(out),
+                Step::Retry => {
+                    break Err(StoreError::Backend(
+                        "records read in one transaction do not fit together (an entry's value is missing): the store was changed by something other than kvsweep".into(),
+                    )
+                    .into())
+                }
+            }
+        };
+        match outcome {
+            Ok(out) => {
+                if access == Access::Write {
+                    done.await?;
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = tx.abort();
+                let _ = done.await;
+                Err(e)
+            }
+        }
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -252,6 +308,58 @@ impl Store for IdbStore {
     }
 }
 
+/// Issues every read at once, then awaits them in order.
+async fn read_in(
+    tx: &IdbTransaction,
+    wanted: Vec<Read>,
+    reads: &mut Reads,
+) -> Result<(), StoreError> {
+    enum Pending {
+        Key(Table, EntryId, IdbRequest),
+        Range(Table, EntryId, EntryId, IdbRequest, IdbRequest),
+    }
+    let mut pending = Vec::with_capacity(wanted.len());
+    for r in reads.missing(wanted) {
+        match r {
+            Read::Key(t, k) => {
+                let req = IdbStore::object_store(tx, t)?
+                    .get(&key_js(&k))
+                    .map_err(|e| js_error(&e))?;
+                pending.push(Pending::Key(t, k, req));
+            }
+            Read::Range(t, from, to) => {
+                let store = IdbStore::object_store(tx, t)?;
+                let range =
+                    IdbKeyRange::bound(&key_js(&from), &key_js(&to)).map_err(|e| js_error(&e))?;
+                let keys = store
+                    .get_all_keys_with_key(&range)
+                    .map_err(|e| js_error(&e))?;
+                let values = store.get_all_with_key(&range).map_err(|e| js_error(&e))?;
+                pending.push(Pending::Range(t, from, to, keys, values));
+            }
+        }
+    }
+    for p in pending {
+        match p {
+            Pending::Key(t, k, req) => {
+                let v = settle(&req).await?;
+                reads.insert(t, k, (!v.is_undefined()).then(|| bytes_from_js(&v)));
+            }
+            Pending::Range(t, from, to, keys, values) => {
+                let keys: Array = settle(&keys).await?.unchecked_into();
+                let values: Array = settle(&values).await?.unchecked_into();
+                let found = keys
+                    .iter()
+                    .zip(values.iter())
+                    .filter_map(|(k, v)| Some((key_from_js(&k)?, bytes_from_js(&v))))
+                    .collect();
+                reads.insert_range(t, from, to, found);
+            }
+        }
+    }
+    Ok(())
+}
+
 impl IdbStore {
     async fn apply_in(&self, tx: &IdbTransaction, ops: &[Op]) -> Result<(), StoreError> {
         let mut checks = Vec::new();
@@ -268,7 +376,7 @@ impl IdbStore {
             let have = if v.is_undefined() {
                 None
             } else {
-                Some(crate::store::stamp(&bytes_from_js(&v)))
+                Some(stamp(&bytes_from_js(&v)))
             };
             if have != want {
                 return Err(StoreError::Conflict(format!("{} record {k:?}", t.name())));
@@ -284,6 +392,13 @@ impl IdbStore {
                 Op::Delete(t, k) => {
                     Self::object_store(tx, *t)?
                         .delete(&key_js(k))
+                        .map_err(|e| js_error(&e))?;
+                }
+                Op::DeleteRange(t, from, to) => {
+                    let range =
+                        IdbKeyRange::bound(&key_js(from), &key_js(to)).map_err(|e| js_error(&e))?;
+                    Self::object_store(tx, *t)?
+                        .delete(&range)
                         .map_err(|e| js_error(&e))?;
                 }
                 Op::Expect(..) => {}

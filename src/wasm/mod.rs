@@ -17,7 +17,9 @@ use crate::exec::{Flow, Progress, RunHost};
 use crate::model::{EntryId, Millis};
 use crate::options::{self, OptValue};
 use crate::plan::{ActionKind, Plan, Reason, Summary};
-use crate::store::{memory::MemoryStore, Op, Record, Store, StoreError, Table};
+use crate::store::{
+    memory::MemoryStore, Access, Capabilities, Op, Reads, Record, Step, Store, StoreError, Table,
+};
 use crate::sweeper::Sweeper;
 pub use idb::IdbStore;
 
@@ -138,10 +140,21 @@ impl Store for AnyStore {
         }
     }
 
-    fn atomic(&self) -> bool {
+    fn capabilities(&self) -> Capabilities {
         match self {
-            AnyStore::Memory(s) => s.atomic(),
-            AnyStore::Idb(s) => s.atomic(),
+            AnyStore::Memory(s) => s.capabilities(),
+            AnyStore::Idb(s) => s.capabilities(),
+        }
+    }
+
+    async fn transact<T, E, F>(&self, access: Access, tables: &[Table], step: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&Reads) -> Result<Step<T>, E>,
+    {
+        match self {
+            AnyStore::Memory(s) => s.transact(access, tables, step).await,
+            AnyStore::Idb(s) => s.transact(access, tables, step).await,
         }
     }
 

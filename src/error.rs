@@ -1,0 +1,74 @@
+//! Why a call failed: one error type for the sweeper, the write protocol and
+//! the executor, with messages a user can act on.
+
+use std::fmt;
+
+use crate::codec::DecodeError;
+use crate::model::EntryId;
+use crate::store::StoreError;
+
+/// Why a sweeper call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller passed something unusable; the message says what.
+    InvalidInput(String),
+    /// A value is larger than `maxValueBytes`.
+    ValueTooLarge {
+        size: usize,
+        limit: usize,
+    },
+    /// An entry references a blob the store does not hold.
+    MissingBlob(String),
+    /// An entry references another that the store does not hold.
+    MissingEntry(EntryId),
+    /// `delete` of an entry that other entries still reference.
+    Referenced {
+        id: EntryId,
+        referrers: u64,
+    },
+    /// A record could not be decoded.
+    Corrupt {
+        what: String,
+        cause: DecodeError,
+    },
+    /// A write kept colliding with concurrent writes to the same records.
+    Busy(String),
+    Store(StoreError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidInput(m) => f.write_str(m),
+            Error::ValueTooLarge { size, limit } => write!(
+                f,
+                "value is {size} bytes, more than the limit of {limit} bytes (raise maxValueBytes to store it)"
+            ),
+            Error::MissingBlob(id) => write!(f, "blob {id} is not in the store: store it with putBlob first"),
+            Error::MissingEntry(id) => write!(
+                f,
+                "refs: entry {:?} is not in namespace {:?}: put it first",
+                id.key, id.namespace
+            ),
+            Error::Referenced { id, referrers } => write!(
+                f,
+                "entry {:?} in namespace {:?} is referenced by {referrers} other entr{}: delete or rewrite those first",
+                id.key,
+                id.namespace,
+                if *referrers == 1 { "y" } else { "ies" }
+            ),
+            Error::Corrupt { what, cause } => write!(f, "{what} could not be read: {cause}"),
+            Error::Busy(what) => write!(f, "{what} kept colliding with concurrent writes; try again"),
+            Error::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}

@@ -1,0 +1,409 @@
+//! The write protocol, in one place: every write the store sees (`put`,
+//! `putMany`, `delete`, `putBlob`, a read's deferred touch) is a pure step
+//! over the records it has read, run by [`Store::transact`]: one transaction
+//! where the store has them (memory, IndexedDB), an optimistic batch retried
+//! on conflict elsewhere. Steps order their ops so that a batch cut short on a
+//! store that is not atomic over-counts and never under-counts: a temp first
+//! (what the write staged), the new value, count increments, the commit record
+//! (the entry's metadata), count decrements, what the old write held, and the
+//! temp last. The executor's deletions (`exec`) follow the same order.
+
+use crate::codec::{self, BlobRecord, Staged, TempRecord};
+use crate::error::Error;
+use crate::model::{EntryId, EntryMeta, Millis};
+use crate::refcount::{distinct, Counts};
+use crate::store::{id_key, value_key, Access, Op, Read, Reads, Step, Store, Table};
+
+/// Tables a write of entries touches.
+pub const ENTRY_TABLES: [Table; 5] = [
+    Table::Meta,
+    Table::Values,
+    Table::BlobMeta,
+    Table::Temps,
+    Table::Namespaces,
+];
+
+/// One entry to write, its value already encoded and its options checked.
+#[derive(Clone, Debug)]
+pub struct EntryWrite {
+    pub id: EntryId,
+    /// The encoded value (`codec::StoredValue::encode`).
+    pub value: Vec<u8>,
+    /// Bytes of the value as counted against `maxBytes`.
+    pub size: u64,
+    pub expires_at: Option<Millis>,
+    pub group: Option<String>,
+    pub pinned: bool,
+    pub locked: bool,
+    pub dependent: bool,
+    /// Distinct keys of entries in the same namespace.
+    pub refs: Vec<String>,
+    /// Distinct blob ids.
+    pub blobs: Vec<String>,
+    /// Unique to this write.
+    pub write_id: u64,
+}
+
+/// The key of the temp that stages `staged`.
+pub fn temp_id(staged: &Staged) -> String {
+    match staged {
+        // Named by every write it stages: a put's temp (new and old write) and
+        // a later delete's (the new write alone) never overwrite each other.
+        Staged::Entry {
+            namespace,
+            key,
+            writes,
+        } => {
+            let writes: Vec<String> = writes.iter().map(|w| format!("{w:016x}")).collect();
+            format!(
+                "e{}:{namespace}{key}\u{1}{}",
+                namespace.len(),
+                writes.join(",")
+            )
+        }
+        Staged::Blob { id } => format!("b:{id}"),
+    }
+}
+
+/// On a store that is not atomic, the temp recording `staged`: its put (to go
+/// first) and its delete (to go last).
+pub fn stage(atomic: bool, staged: Staged, size: u64, created_at: Millis) -> Option<(Op, Op)> {
+    if atomic {
+        return None;
+    }
+    let key = id_key(&temp_id(&staged));
+    let record = TempRecord {
+        created_at,
+        size,
+        staged,
+    };
+    Some((
+        Op::Put(Table::Temps, key.clone(), codec::encode_temp(&record)),
+        Op::Delete(Table::Temps, key),
+    ))
+}
+
+/// The entry's metadata as read: `None` if not read yet, `Some(None)` if absent.
+pub fn read_meta(reads: &Reads, id: &EntryId) -> Result<Option<Option<EntryMeta>>, Error> {
+    match reads.get(Table::Meta, id) {
+        None => Ok(None),
+        Some(None) => Ok(Some(None)),
+        Some(Some(bytes)) => codec::decode_meta(bytes)
+            .map(|m| Some(Some(m)))
+            .map_err(|cause| Error::Corrupt {
+                what: format!(
+                    "metadata of {:?} in namespace {:?} (its references are unknown, so it is left as it is)",
+                    id.key, id.namespace
+                ),
+                cause,
+            }),
+    }
+}
+
+/// `refs` as entry ids of `id`'s namespace, without `id` itself (a reference
+/// to itself changes its own count, in its own record).
+fn others(id: &EntryId, refs: &[String]) -> Vec<EntryId> {
+    refs.iter()
+        .filter(|r| **r != id.key)
+        .map(|r| EntryId::new(id.namespace.clone(), r.clone()))
+        .collect()
+}
+
+fn minus(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|x| !b.contains(x)).cloned().collect()
+}
+
+/// The step of one put: read the entry, then the counts its references
+/// change, then write. `register` adds the namespace's record.
+pub fn put_step(
+    reads: &Reads,
+    w: &EntryWrite,
+    now: Millis,
+    atomic: bool,
+    register: bool,
+) -> Result<Step<()>, Error> {
+    let Some(old) = read_meta(reads, &w.id)? else {
+        return Ok(Step::Read(vec![Read::Key(Table::Meta, w.id.clone())]));
+    };
+    let old_refs = old.as_ref().map(|m| distinct(&m.refs)).unwrap_or_default();
+    let old_blobs = old.as_ref().map(|m| distinct(&m.blobs)).unwrap_or_default();
+    let (added_refs, removed_refs) = (minus(&w.refs, &old_refs), minus(&old_refs, &w.refs));
+    let (added_blobs, removed_blobs) = (minus(&w.blobs, &old_blobs), minus(&old_blobs, &w.blobs));
+
+    let mut referrers = old.as_ref().map_or(0, |m| m.referrers);
+    if added_refs.contains(&w.id.key) {
+        referrers += 1;
+    }
+    if removed_refs.contains(&w.id.key) {
+        referrers = referrers.saturating_sub(1);
+    }
+    let (added_ids, removed_ids) = (others(&w.id, &added_refs), others(&w.id, &removed_refs));
+    let ref_ids: Vec<EntryId> = added_ids.iter().chain(&removed_ids).cloned().collect();
+    let blob_ids: Vec<String> = added_blobs.iter().chain(&removed_blobs).cloned().collect();
+    let mut counts = match Counts::from_reads(reads, &ref_ids, &blob_ids)? {
+        Ok(c) => c,
+        Err(missing) => return Ok(Step::Read(missing)),
+    };
+    for rid in &added_ids {
+        if counts.entry(rid).is_none() {
+            return Err(Error::MissingEntry(rid.clone()));
+        }
+        counts.add_entry(rid, 1);
+    }
+    for rid in &removed_ids {
+        counts.add_entry(rid, -1);
+    }
+    for b in &added_blobs {
+        if counts.blob(b).is_none() {
+            return Err(Error::MissingBlob(b.clone()));
+        }
+        counts.add_blob(b, 1);
+    }
+    for b in &removed_blobs {
+        counts.add_blob(b, -1);
+    }
+
+    let meta = EntryMeta {
+        created_at: old.as_ref().map_or(now, |m| m.created_at),
+        updated_at: now,
+        accessed_at: now,
+        expires_at: w.expires_at,
+        size: w.size,
+        group: w.group.clone(),
+        pinned: w.pinned,
+        locked: w.locked,
+        dependent: w.dependent,
+        refs: w.refs.clone(),
+        blobs: w.blobs.clone(),
+        write_id: w.write_id,
+        referrers,
+        rev: old.as_ref().map_or(0, |m| m.rev.wrapping_add(1)),
+    };
+    let old_write = old.as_ref().map(|m| m.write_id);
+    let staged = Staged::Entry {
+        namespace: w.id.namespace.clone(),
+        key: w.id.key.clone(),
+        writes: std::iter::once(w.write_id).chain(old_write).collect(),
+    };
+    let temp = stage(atomic, staged, w.size, now);
+    let mut ops = Vec::with_capacity(8);
+    if let Some((put, _)) = &temp {
+        ops.push(put.clone());
+    }
+    ops.push(Op::Put(
+        Table::Values,
+        value_key(&w.id, w.write_id),
+        w.value.clone(),
+    ));
+    ops.extend(counts.increments(now));
+    ops.push(Op::Put(
+        Table::Meta,
+        w.id.clone(),
+        codec::encode_meta(&meta),
+    ));
+    ops.extend(counts.decrements());
+    if let Some(old_write) = old_write {
+        ops.push(Op::Delete(Table::Values, value_key(&w.id, old_write)));
+    }
+    if register {
+        ops.push(Op::Put(
+            Table::Namespaces,
+            id_key(&w.id.namespace),
+            codec::encode_namespace(now),
+        ));
+    }
+    if let Some((_, delete)) = temp {
+        ops.push(delete);
+    }
+    Ok(Step::Write(ops, ()))
+}
+
+/// The step of several puts in one batch, in order: each sees the writes of
+/// those before it (so one may reference an entry put earlier in the batch).
+/// `register` lists the namespaces whose record the batch adds.
+pub fn put_many_step(
+    reads: &Reads,
+    writes: &[EntryWrite],
+    now: Millis,
+    atomic: bool,
+    register: &[String],
+) -> Result<Step<()>, Error> {
+    let mut view = reads.clone();
+    let mut ops = Vec::with_capacity(writes.len() * 4);
+    let mut missing: Vec<Read> = Vec::new();
+    let mut registered: Vec<&String> = Vec::new();
+    for w in writes {
+        let first_of_ns =
+            register.contains(&w.id.namespace) && !registered.contains(&&w.id.namespace);
+        match put_step(&view, w, now, atomic, first_of_ns) {
+            Ok(Step::Write(item, ())) => {
+                if first_of_ns {
+                    registered.push(&w.id.namespace);
+                }
+                view.overlay(&item);
+                ops.extend(item);
+            }
+            Ok(Step::Read(more)) => missing.extend(more),
+            Ok(Step::Done(())) | Ok(Step::Retry) => {}
+            // An error may come from not seeing an earlier write yet.
+            Err(e) if missing.is_empty() => return Err(e),
+            Err(_) => {}
+        }
+    }
+    if !missing.is_empty() {
+        let mut wanted = reads.missing(missing);
+        wanted.dedup();
+        return Ok(Step::Read(wanted));
+    }
+    Ok(Step::Write(ops, ()))
+}
+
+/// The step of a delete: `true` if the entry existed. Refused while other
+/// entries reference it. Its blobs go in the next run.
+pub fn delete_step(reads: &Reads, id: &EntryId, atomic: bool) -> Result<Step<bool>, Error> {
+    let Some(old) = read_meta(reads, id)? else {
+        return Ok(Step::Read(vec![Read::Key(Table::Meta, id.clone())]));
+    };
+    let Some(old) = old else {
+        return Ok(Step::Done(false));
+    };
+    let refs = distinct(&old.refs);
+    let self_ref = refs.contains(&id.key) as u64;
+    if old.referrers > self_ref {
+        return Err(Error::Referenced {
+            id: id.clone(),
+            referrers: old.referrers - self_ref,
+        });
+    }
+    let ref_ids = others(id, &refs);
+    let blobs = distinct(&old.blobs);
+    let mut counts = match Counts::from_reads(reads, &ref_ids, &blobs)? {
+        Ok(c) => c,
+        Err(missing) => return Ok(Step::Read(missing)),
+    };
+    for r in &ref_ids {
+        counts.add_entry(r, -1);
+    }
+    for b in &blobs {
+        counts.add_blob(b, -1);
+    }
+    let staged = Staged::Entry {
+        namespace: id.namespace.clone(),
+        key: id.key.clone(),
+        writes: vec![old.write_id],
+    };
+    let temp = stage(atomic, staged, old.size, old.updated_at);
+    let mut ops = Vec::new();
+    if let Some((put, _)) = &temp {
+        ops.push(put.clone());
+    }
+    ops.push(Op::Delete(Table::Meta, id.clone()));
+    ops.extend(counts.decrements());
+    ops.push(Op::Delete(Table::Values, value_key(id, old.write_id)));
+    if let Some((_, delete)) = temp {
+        ops.push(delete);
+    }
+    Ok(Step::Write(ops, true))
+}
+
+/// The step of `putBlob`: stores the bytes once, and restarts the grace
+/// period of bytes stored again, so that the caller can reference them
+/// safely for `orphanGraceMs` (referenced now or not: dropping today's
+/// referrer must not let a run take them from under the caller).
+pub fn put_blob_step(
+    reads: &Reads,
+    id: &str,
+    bytes: &[u8],
+    now: Millis,
+    atomic: bool,
+) -> Result<Step<()>, Error> {
+    let key = id_key(id);
+    let counts = match Counts::from_reads(reads, &[], &[id.to_string()])? {
+        Ok(c) => c,
+        Err(missing) => return Ok(Step::Read(missing)),
+    };
+    let mut ops = Vec::new();
+    match counts.blob(id) {
+        Some(rec) if rec.created_at >= now => return Ok(Step::Done(())),
+        Some(rec) => {
+            let refreshed = BlobRecord {
+                created_at: now,
+                rev: rec.rev.wrapping_add(1),
+                ..rec.clone()
+            };
+            ops.push(Op::Put(
+                Table::BlobMeta,
+                key,
+                codec::encode_blob(&refreshed),
+            ));
+        }
+        None => {
+            let staged = Staged::Blob { id: id.to_string() };
+            let temp = stage(atomic, staged, bytes.len() as u64, now);
+            if let Some((put, _)) = &temp {
+                ops.push(put.clone());
+            }
+            ops.push(Op::Put(Table::Blobs, key.clone(), bytes.to_vec()));
+            let rec = BlobRecord {
+                size: bytes.len() as u64,
+                created_at: now,
+                refs: 0,
+                rev: 0,
+            };
+            ops.push(Op::Put(Table::BlobMeta, key, codec::encode_blob(&rec)));
+            if let Some((_, delete)) = temp {
+                ops.push(delete);
+            }
+        }
+    }
+    Ok(Step::Write(ops, ()))
+}
+
+/// The step that moves `accessedAt` forward for entries read earlier, in one
+/// batch: a read defers its touch so that it costs no write of its own. An
+/// entry gone, rewritten later than the read, or unreadable is left alone.
+pub fn touch_step(reads: &Reads, touches: &[(EntryId, Millis)]) -> Result<Step<usize>, Error> {
+    let missing: Vec<Read> = touches
+        .iter()
+        .filter(|(id, _)| !reads.has(Table::Meta, id))
+        .map(|(id, _)| Read::Key(Table::Meta, id.clone()))
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Step::Read(missing));
+    }
+    let mut ops = Vec::new();
+    for (id, at) in touches {
+        let Some(bytes) = reads.get(Table::Meta, id).flatten() else {
+            continue;
+        };
+        let Ok(mut meta) = codec::decode_meta(bytes) else {
+            continue;
+        };
+        if meta.accessed_at >= *at {
+            continue;
+        }
+        meta.accessed_at = *at;
+        meta.rev = meta.rev.wrapping_add(1);
+        ops.push(Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)));
+    }
+    let n = ops.len();
+    Ok(if ops.is_empty() {
+        Step::Done(0)
+    } else {
+        Step::Write(ops, n)
+    })
+}
+
+/// Runs a write step against `store`, turning a store that stays busy into
+/// [`Error::Busy`] for `what`.
+pub async fn run<S: Store, T>(
+    store: &S,
+    tables: &[Table],
+    what: impl FnOnce() -> String,
+    step: impl FnMut(&Reads) -> Result<Step<T>, Error>,
+) -> Result<T, Error> {
+    match store.transact(Access::Write, tables, step).await {
+        Err(Error::Store(crate::store::StoreError::Busy(_))) => Err(Error::Busy(what())),
+        other => other,
+    }
+}
