@@ -305,30 +305,44 @@ pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config)> {
 
 /// The options of `put`: the namespace and the entry's options. `now` turns `ttlMs` into a time.
 pub fn parse_put_options(v: &OptValue) -> Result<(String, PutOptions)> {
-    let f = Fields::new(
-        v,
-        "put options",
-        &[
-            "namespace",
-            "ttlMs",
-            "expiresAt",
-            "group",
-            "pinned",
-            "locked",
-            "dependent",
-            "refs",
-            "blobs",
-        ],
-    )?;
+    put_options(v, "put options", &[])
+}
+
+/// One item of `putMany`: the put options beside its `key` and `value`
+/// (which the caller reads).
+pub fn parse_put_item(v: &OptValue, index: usize) -> Result<(String, PutOptions)> {
+    if !matches!(v, OptValue::Object(_)) {
+        return err(format!(
+            "putMany items[{index}] must be an object {{ key, value, ...options }}, got {}",
+            v.describe()
+        ));
+    }
+    put_options(v, &format!("putMany items[{index}]"), &["key", "value"])
+}
+
+fn put_options(v: &OptValue, path: &str, also: &[&str]) -> Result<(String, PutOptions)> {
+    let mut known = vec![
+        "namespace",
+        "ttlMs",
+        "expiresAt",
+        "group",
+        "pinned",
+        "locked",
+        "dependent",
+        "refs",
+        "blobs",
+    ];
+    known.extend_from_slice(also);
+    let f = Fields::new(v, path, &known)?;
     let blobs = f.strings("blobs")?;
     if let Some(b) = blobs.iter().find(|b| !is_blob_id(b)) {
         return err(format!(
-            "put options.blobs: {b:?} is not a blob id (64 lower-case hex digits, as returned by putBlob)"
+            "{path}.blobs: {b:?} is not a blob id (64 lower-case hex digits, as returned by putBlob)"
         ));
     }
     let refs = f.strings("refs")?;
     if refs.iter().any(String::is_empty) {
-        return err("put options.refs must not contain an empty key".into());
+        return err(format!("{path}.refs must not contain an empty key"));
     }
     let opts = PutOptions {
         ttl_ms: f.whole("ttlMs")?,

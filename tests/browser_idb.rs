@@ -7,6 +7,7 @@ use kvsweep::exec::RunToEnd;
 use kvsweep::store::{Op, Store, Table};
 use kvsweep::wasm::IdbStore;
 use kvsweep::{EntryId, Mode, Policy, PutOptions, Reason, Sweeper};
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -111,4 +112,138 @@ async fn undecodable_metadata_in_indexeddb_is_kept_and_reported() {
         .unwrap();
     assert!(left[0].is_some());
     assert!(codec::decode_meta(left[0].as_ref().unwrap()).is_err());
+}
+
+/// Runs `n` puts at once (each its own future on the event loop) and waits for all.
+async fn concurrent_puts(
+    s: &std::rc::Rc<Sweeper<IdbStore>>,
+    n: usize,
+    key: impl Fn(usize) -> String,
+    opts: impl Fn(usize) -> PutOptions,
+) -> Vec<Result<(), String>> {
+    let promises = js_sys::Array::new();
+    for i in 0..n {
+        let s = s.clone();
+        let (id, o) = (EntryId::new("ns", key(i)), opts(i));
+        promises.push(&wasm_bindgen_futures::future_to_promise(async move {
+            let r = s
+                .put(
+                    &id,
+                    StoredValue::Bytes(vec![i as u8; 4]),
+                    o,
+                    1_000 + i as u64,
+                )
+                .await
+                .map_err(|e| e.to_string());
+            Ok(r.err().map_or(JsValue::NULL, |e| JsValue::from_str(&e)))
+        }));
+    }
+    let settled = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::all(&promises))
+        .await
+        .unwrap();
+    js_sys::Array::from(&settled)
+        .iter()
+        .map(|v| match v.as_string() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        })
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn two_hundred_concurrent_writes_all_succeed_and_the_last_wins() {
+    let s = std::rc::Rc::new(Sweeper::new(
+        fresh("contention").await,
+        Policy::default(),
+        Default::default(),
+    ));
+    let t = EntryId::new("ns", "target");
+    s.put(&t, StoredValue::Bytes(vec![0]), PutOptions::default(), 1)
+        .await
+        .unwrap();
+    let blob = s.put_blob(b"shared bytes", 1).await.unwrap();
+
+    // One key, written 200 times at once.
+    let same = concurrent_puts(&s, 200, |_| "same".into(), |_| PutOptions::default()).await;
+    assert!(same.iter().all(Result::is_ok), "{same:?}");
+    let last = s.get(&EntryId::new("ns", "same"), 5_000).await.unwrap();
+    assert_eq!(last, Some(StoredValue::Bytes(vec![199; 4])));
+
+    // 200 new entries referencing one entry, and 200 referencing one blob.
+    let refs = concurrent_puts(
+        &s,
+        200,
+        |i| format!("r{i:03}"),
+        |_| PutOptions {
+            refs: vec!["target".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(refs.iter().all(Result::is_ok), "{refs:?}");
+    let blobs = concurrent_puts(
+        &s,
+        200,
+        |i| format!("b{i:03}"),
+        |_| PutOptions {
+            blobs: vec![blob.clone()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(blobs.iter().all(Result::is_ok), "{blobs:?}");
+
+    // Every reference was counted: the counts equal the referrers.
+    let meta = s.store().get(Table::Meta, &[t]).await.unwrap();
+    assert_eq!(
+        codec::decode_meta(meta[0].as_ref().unwrap())
+            .unwrap()
+            .referrers,
+        200
+    );
+    let rec = s
+        .store()
+        .get(Table::BlobMeta, &[kvsweep::store::id_key(&blob)])
+        .await
+        .unwrap();
+    assert_eq!(
+        codec::decode_blob(rec[0].as_ref().unwrap()).unwrap().refs,
+        200
+    );
+}
+
+#[wasm_bindgen_test]
+async fn adjacent_garbage_goes_as_key_ranges_and_nothing_between_is_touched() {
+    let s = Sweeper::new(fresh("ranges").await, Policy::default(), Default::default());
+    let items: Vec<_> = (0..600u64)
+        .map(|i| {
+            // a000–a299 expire; b000–b299 stay; c010 stays between expiring c-keys.
+            let (key, ttl) = match i {
+                0..=299 => (format!("a{i:03}"), Some(10)),
+                300..=589 => (format!("b{:03}", i - 300), None),
+                _ => (format!("c{:03}", i - 590), (i != 595).then_some(10)),
+            };
+            let opts = PutOptions {
+                ttl_ms: ttl,
+                ..Default::default()
+            };
+            (
+                EntryId::new("ns", key),
+                StoredValue::Bytes(vec![1; 8]),
+                opts,
+            )
+        })
+        .collect();
+    s.put_many(items, 1_000).await.unwrap();
+    let report = s.run(Mode::Full, 5_000, &mut RunToEnd).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.deleted[&Reason::Expired].count, 309);
+    let meta = all_keys(s.store(), Table::Meta).await;
+    let keys: Vec<&str> = meta.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(keys.len(), 291);
+    assert!(
+        keys.iter().all(|k| k.starts_with('b') || *k == "c005"),
+        "{keys:?}"
+    );
+    assert_eq!(all_keys(s.store(), Table::Values).await.len(), 291);
 }

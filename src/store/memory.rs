@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::rc::Rc;
 
-use super::{Access, Capabilities, Op, Read, Reads, Record, Step, Store, StoreError, Table};
+use super::{
+    Access, Capabilities, DynStep, Op, Read, Reads, Record, Step, Store, StoreError, Table,
+};
+use crate::error::Error;
 use crate::model::EntryId;
 
 /// Every record of every table, in key order.
@@ -84,11 +87,12 @@ impl Store for MemoryStore {
 
     /// A real transaction: the step runs against the records with no await in
     /// between, so no other task can write meanwhile.
-    async fn transact<T, E, F>(&self, _: Access, _: &[Table], mut step: F) -> Result<T, E>
-    where
-        E: From<StoreError>,
-        F: FnMut(&Reads) -> Result<Step<T>, E>,
-    {
+    async fn transact_dyn(
+        &self,
+        _: Access,
+        _: &[Table],
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
         let mut reads = Reads::default();
         loop {
             match step(&reads)? {

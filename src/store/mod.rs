@@ -4,6 +4,7 @@
 use core::fmt;
 use std::collections::HashMap;
 
+use crate::error::Error;
 use crate::model::{EntryId, Millis};
 
 pub mod faulty;
@@ -172,19 +173,56 @@ pub trait Store {
     /// far and asks for more records, or answers with the writes to make.
     /// Where the store has transactions ([`Capabilities::transactions`]) the
     /// reads and the writes are one transaction, so nothing can change in
-    /// between and the step never conflicts. Elsewhere (this default) the
+    /// between and the step never conflicts. Elsewhere (the default) the
     /// writes carry an `Op::Expect` of every record read, and when one fails
     /// the step runs again from nothing read, up to [`MAX_ATTEMPTS`] times.
     /// `step` must be a pure function of what it is given.
-    async fn transact<T, E, F>(&self, access: Access, tables: &[Table], step: F) -> Result<T, E>
+    async fn transact<T, F>(
+        &self,
+        access: Access,
+        tables: &[Table],
+        mut step: F,
+    ) -> Result<T, Error>
     where
-        E: From<StoreError>,
-        F: FnMut(&Reads) -> Result<Step<T>, E>,
+        F: FnMut(&Reads) -> Result<Step<T>, Error>,
     {
+        // Backends implement one untyped loop (`transact_dyn`); the answer
+        // travels beside it, so the loop is not compiled once per caller.
+        let mut answer: Option<T> = None;
+        self.transact_dyn(access, tables, &mut |reads| {
+            Ok(match step(reads)? {
+                Step::Read(r) => Step::Read(r),
+                Step::Retry => Step::Retry,
+                Step::Done(t) => {
+                    answer = Some(t);
+                    Step::Done(())
+                }
+                Step::Write(ops, t) => {
+                    answer = Some(t);
+                    Step::Write(ops, ())
+                }
+            })
+        })
+        .await?;
+        answer.ok_or_else(|| {
+            StoreError::Backend("internal error: a step gave no answer".into()).into()
+        })
+    }
+
+    /// [`Store::transact`] for backends: the step's answer is kept by the caller.
+    async fn transact_dyn(
+        &self,
+        access: Access,
+        tables: &[Table],
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
         let _ = (access, tables);
         optimistic(self, step).await
     }
 }
+
+/// A step whose answer its caller keeps (see [`Store::transact`]).
+pub type DynStep<'a> = dyn FnMut(&Reads) -> Result<Step<()>, Error> + 'a;
 
 /// How many times an optimistic step runs before it gives up ([`StoreError::Busy`]).
 pub const MAX_ATTEMPTS: usize = 16;
@@ -362,12 +400,7 @@ impl Reads {
 
 /// The default `transact`: reads with `get`, writes with `apply` under an
 /// `Op::Expect` of every record read, again from the start on a conflict.
-pub async fn optimistic<S, T, E, F>(store: &S, mut step: F) -> Result<T, E>
-where
-    S: Store + ?Sized,
-    E: From<StoreError>,
-    F: FnMut(&Reads) -> Result<Step<T>, E>,
-{
+pub async fn optimistic<S: Store + ?Sized>(store: &S, step: &mut DynStep<'_>) -> Result<(), Error> {
     'attempt: for _ in 0..MAX_ATTEMPTS {
         let mut reads = Reads::default();
         loop {

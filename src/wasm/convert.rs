@@ -71,6 +71,60 @@ fn is_plain_object(v: &JsValue) -> bool {
         })
 }
 
+/// A value as an error message shows it, the way JavaScript would write it:
+/// `42`, `Infinity`, `"text"`, `null`, `an array`, `a Map`.
+pub fn describe(v: &JsValue) -> String {
+    if v.is_undefined() {
+        "undefined".into()
+    } else if v.is_null() {
+        "null".into()
+    } else if let Some(b) = v.as_bool() {
+        b.to_string()
+    } else if let Some(n) = v.as_f64() {
+        js_number(n)
+    } else if v.is_bigint() {
+        let digits = v
+            .dyn_ref::<js_sys::BigInt>()
+            .and_then(|b| b.to_string(10).ok())
+            .map(String::from)
+            .unwrap_or_default();
+        format!("{digits}n")
+    } else if v.is_symbol() {
+        "a symbol".into()
+    } else if let Some(s) = v.as_string() {
+        format!("{s:?}")
+    } else if v.is_function() {
+        "a function".into()
+    } else if Array::is_array(v) {
+        "an array".into()
+    } else {
+        let name = type_name(v);
+        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) {
+            "an"
+        } else {
+            "a"
+        };
+        if name == "Object" || name == "value" {
+            "an object".into()
+        } else {
+            format!("{article} {name}")
+        }
+    }
+}
+
+/// A number the way JavaScript prints it (`1.5`, `-0` prints as `0`).
+pub fn js_number(n: f64) -> String {
+    if n.is_nan() {
+        "NaN".into()
+    } else if n.is_infinite() {
+        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else if n == n.trunc() && n.abs() < 1e21 {
+        format!("{}", n as i128)
+    } else {
+        format!("{n}")
+    }
+}
+
 fn type_name(v: &JsValue) -> String {
     if v.is_bigint() {
         return "bigint".into();

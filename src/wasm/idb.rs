@@ -10,9 +10,10 @@ use web_sys::{
     IdbTransactionMode,
 };
 
+use crate::error::Error;
 use crate::model::EntryId;
 use crate::store::{
-    stamp, Access, Capabilities, Op, Read, Reads, Record, Step, Store, StoreError, Table,
+    stamp, Access, Capabilities, DynStep, Op, Read, Reads, Record, Step, Store, StoreError, Table,
 };
 
 /// The schema version this release creates.
@@ -237,11 +238,12 @@ impl Store for IdbStore {
     /// One IndexedDB transaction: every read the step asks for is issued at
     /// once and awaited on microtasks, which keeps the transaction open, then
     /// the writes go in the same transaction.
-    async fn transact<T, E, F>(&self, access: Access, tables: &[Table], mut step: F) -> Result<T, E>
-    where
-        E: From<StoreError>,
-        F: FnMut(&Reads) -> Result<Step<T>, E>,
-    {
+    async fn transact_dyn(
+        &self,
+        access: Access,
+        tables: &[Table],
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
         let mode = match access {
             Access::Read => IdbTransactionMode::Readonly,
             Access::Write => IdbTransactionMode::Readwrite,
@@ -249,7 +251,7 @@ impl Store for IdbStore {
         let tx = self.transaction(tables, mode)?;
         let done = committed(&tx);
         let mut reads = Reads::default();
-        let outcome: Result<T, E> = loop {
+        let outcome: Result<(), Error> = loop {
             let next = match step(&reads) {
                 Ok(next) => next,
                 Err(e) => break Err(e),
@@ -338,6 +340,14 @@ async fn read_in(
                 pending.push(Pending::Range(t, from, to, keys, values));
             }
         }
+    }
+    // Requests of a transaction succeed in the order they were made: once the
+    // last has, every other is done and reads without another wait.
+    match pending.last() {
+        Some(Pending::Key(_, _, req)) | Some(Pending::Range(_, _, _, _, req)) => {
+            settle(req).await?;
+        }
+        None => {}
     }
     for p in pending {
         match p {

@@ -13,14 +13,16 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::codec::StoredValue;
+use crate::error::Error;
 use crate::exec::{Flow, Progress, RunHost};
 use crate::model::{EntryId, Millis};
 use crate::options::{self, OptValue};
 use crate::plan::{ActionKind, Plan, Reason, Summary};
 use crate::store::{
-    memory::MemoryStore, Access, Capabilities, Op, Reads, Record, Step, Store, StoreError, Table,
+    memory::MemoryStore, Access, Capabilities, DynStep, Op, Record, Store, StoreError, Table,
 };
-use crate::sweeper::Sweeper;
+use crate::sweeper::{PutOptions, Sweeper};
 pub use idb::IdbStore;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -51,6 +53,7 @@ export interface PutOptions {
   dependent?: boolean;
   refs?: string[]; blobs?: string[];
 }
+export interface PutManyItem extends PutOptions { key: string; value: unknown }
 export interface KeyOptions { namespace?: string; includeExpired?: boolean }
 export interface Progress { running: boolean; phase: "entries" | "blobs" | "temps" | "idle"; processed: number; total: number; deleted: number }
 export interface RunOptions { mode?: Mode; signal?: AbortSignal; budgetMs?: number; onProgress?: (p: Progress) => void }
@@ -147,14 +150,15 @@ impl Store for AnyStore {
         }
     }
 
-    async fn transact<T, E, F>(&self, access: Access, tables: &[Table], step: F) -> Result<T, E>
-    where
-        E: From<StoreError>,
-        F: FnMut(&Reads) -> Result<Step<T>, E>,
-    {
+    async fn transact_dyn(
+        &self,
+        access: Access,
+        tables: &[Table],
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
         match self {
-            AnyStore::Memory(s) => s.transact(access, tables, step).await,
-            AnyStore::Idb(s) => s.transact(access, tables, step).await,
+            AnyStore::Memory(s) => s.transact_dyn(access, tables, step).await,
+            AnyStore::Idb(s) => s.transact_dyn(access, tables, step).await,
         }
     }
 
@@ -225,6 +229,28 @@ struct Inner {
     clock: Option<Function>,
     running: Cell<bool>,
     closed: Cell<bool>,
+    /// A write of the `accessedAt` refreshes reads deferred is due.
+    touch_flush: Cell<bool>,
+}
+
+/// How long reads' `accessedAt` refreshes wait to be written together.
+const TOUCH_FLUSH_MS: u32 = 1000;
+
+impl Inner {
+    /// Writes reads' deferred `accessedAt` refreshes in one batch, a moment
+    /// from now, so that a read costs no write of its own.
+    fn schedule_touch_flush(self: &Rc<Self>) {
+        if !self.sweeper.touches_pending() || self.touch_flush.replace(true) {
+            return;
+        }
+        let inner = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            gloo_timers::future::TimeoutFuture::new(TOUCH_FLUSH_MS).await;
+            inner.touch_flush.set(false);
+            // Best effort: a refresh that fails leaves accessedAt older.
+            let _ = inner.sweeper.flush_touches().await;
+        });
+    }
 }
 
 impl Inner {
@@ -290,6 +316,7 @@ impl JsSweeper {
                 clock,
                 running: Cell::new(false),
                 closed: Cell::new(false),
+                touch_flush: Cell::new(false),
             }),
         })
     }
@@ -321,6 +348,26 @@ impl JsSweeper {
         })
     }
 
+    /// Stores several entries in one transaction (where the store has them),
+    /// in order: an item may reference one put before it. All go, or none.
+    #[wasm_bindgen(js_name = putMany, unchecked_return_type = "Promise<void>")]
+    pub fn put_many(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PutManyItem[]")] items: JsValue,
+    ) -> Promise {
+        let parsed = put_items(&items);
+        promise(&self.inner, |inner| async move {
+            let items = parsed?;
+            let now = inner.now()?;
+            inner
+                .sweeper
+                .put_many(items, now)
+                .await
+                .map_err(|e| js_err(format!("putMany: {e}")))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// The value at `key`, or `undefined` when it is missing or expired.
     #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
     pub fn get(
@@ -332,12 +379,13 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let (id, include_expired) = parsed?;
             let now = inner.now()?;
-            match inner
+            let found = inner
                 .sweeper
                 .detail(&id, now, include_expired)
                 .await
-                .map_err(js_err)?
-            {
+                .map_err(js_err)?;
+            inner.schedule_touch_flush();
+            match found {
                 Some((_, value)) => convert::from_stored(&value).map_err(js_err),
                 None => Ok(JsValue::UNDEFINED),
             }
@@ -483,6 +531,44 @@ impl JsSweeper {
     pub fn close(&self) {
         self.inner.closed.set(true);
     }
+}
+
+/// Most items one `putMany` call takes.
+const MAX_PUT_MANY: usize = 100_000;
+
+/// `putMany`'s items: `[{ key, value, ...putOptions }]`.
+fn put_items(items: &JsValue) -> Result<Vec<(EntryId, StoredValue, PutOptions)>, JsValue> {
+    let Some(array) = items.dyn_ref::<js_sys::Array>() else {
+        return Err(js_err(format!(
+            "putMany: items must be an array of {{ key, value, ...options }}, got {}",
+            convert::describe(items)
+        )));
+    };
+    let n = array.length() as usize;
+    if n > MAX_PUT_MANY {
+        return Err(js_err(format!(
+            "putMany: items holds {n} entries, more than the limit of {MAX_PUT_MANY}; split it into several calls"
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, item) in array.iter().enumerate() {
+        if !item.is_object() {
+            return Err(js_err(format!(
+                "putMany: items[{i}] must be an object {{ key, value, ...options }}, got {}",
+                convert::describe(&item)
+            )));
+        }
+        let key = key_arg(&field(&item, "key"), &format!("putMany items[{i}]"))?;
+        let value = convert::to_stored(&field(&item, "value"))
+            .map_err(|e| js_err(format!("putMany items[{i}] ({key:?}): {e}")))?;
+        // The options are the item less its key and value.
+        let rest = js_sys::Object::assign(&js_sys::Object::new(), item.unchecked_ref());
+        let _ = Reflect::delete_property(&rest, &"key".into());
+        let _ = Reflect::delete_property(&rest, &"value".into());
+        let (ns, opts) = options::parse_put_item(&opt(&rest)?, i).map_err(js_err)?;
+        out.push((EntryId::new(ns, key), value, opts));
+    }
+    Ok(out)
 }
 
 fn key_options(key: &JsValue, options: &JsValue, what: &str) -> Result<(EntryId, bool), JsValue> {

@@ -1,0 +1,593 @@
+// The kvsweep browser benchmark: kvsweep on a real IndexedDB against plain
+// IndexedDB code doing the same work, measured in the same page run.
+// scripts/bench-browser.mjs serves this page and calls window.runBench(size, only)
+// once per size, each in a fresh browser context (so IndexedDB starts empty).
+import { Sweeper, memoryStore, openIndexedDb } from "/pkg/index.js";
+
+/** Every value is a 200-character string, on both sides. */
+const VALUE_BYTES = 200;
+/** One-at-a-time operations are timed over at most this many calls (both sides the same). */
+const MAX_TIMED_OPS = 5000;
+/** Items per putMany call, and records per transaction in the batched baselines. */
+const CHUNK = 1000;
+/** Puts in flight at once when filling a store without putMany (untimed). */
+const FILL_CONCURRENCY = 32;
+/** The heartbeat's interval; the longest gap between its ticks is the main thread's worst stall. */
+const HEARTBEAT_MS = 5;
+/** The TTL of entries meant to expire, and how far the clock jumps before the runs. */
+const TTL_MS = 1000;
+const CLOCK_JUMP_MS = 10_000;
+/** Pause between measurements, so one's background work (compaction, GC) bleeds less into the next. */
+const SETTLE_MS = 200;
+/** The rows runBench knows; `only` picks a subset. */
+const ROWS = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "memory"];
+
+const STORE = "kv"; // the object store of the plain-IndexedDB baselines
+
+// ---------- small helpers ----------
+
+/** Progress for the node driver (it prints console lines starting with [bench]) and for a person watching. */
+function log(message) {
+  console.log(`[bench] ${message}`);
+  const el = document.getElementById("log");
+  if (el) el.textContent += `${message}\n`;
+}
+
+/** An error's message, whatever was thrown, so a row can show it. */
+function messageOf(err) {
+  if (err instanceof Error) return err.message;
+  if (typeof err === "string") return err;
+  try {
+    return JSON.stringify(err);
+  } catch {
+    return String(err);
+  }
+}
+
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+const settle = () => sleep(SETTLE_MS);
+
+/** Zero-padded indexes keep key order equal to index order. */
+const pad = (i) => String(i).padStart(7, "0");
+/** Keys of the main and scattered stores: k0000000, k0000001, … */
+const mainKey = (i) => `k${pad(i)}`;
+/** Keys of the adjacent store: the first half a…, the rest b…, so the expired half is one key range. */
+const adjacentKey = (i, half) => (i < half ? `a${pad(i)}` : `b${pad(i)}`);
+
+/** A 200-character value that differs per key, the same on both sides. */
+function valueFor(i) {
+  const head = `value #${i} `;
+  return head + "x".repeat(VALUE_BYTES - head.length);
+}
+
+/** A seeded PRNG (mulberry32), so both sides read the same "random" keys in the same order. */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Indexes [from, to) split into chunks of `size`, for batched writes. */
+function* chunks(from, to, size) {
+  for (let start = from; start < to; start += size) {
+    const end = Math.min(to, start + size);
+    yield Array.from({ length: end - start }, (_, j) => start + j);
+  }
+}
+
+// ---------- measuring ----------
+
+/**
+ * Watches the main thread while an operation runs: a setTimeout loop records the
+ * longest gap between ticks (what a user would feel as a frozen page), and a
+ * "longtask" PerformanceObserver, where the browser has one, the longest task.
+ */
+function startHeartbeat() {
+  let last = performance.now();
+  let gapMs = 0;
+  let longTaskMs = 0;
+  let running = true;
+  let timer;
+  const tick = () => {
+    const t = performance.now();
+    gapMs = Math.max(gapMs, t - last);
+    last = t;
+    if (running) timer = setTimeout(tick, HEARTBEAT_MS);
+  };
+  timer = setTimeout(tick, HEARTBEAT_MS);
+
+  let observer = null;
+  const noteTasks = (entries) => {
+    for (const e of entries) longTaskMs = Math.max(longTaskMs, e.duration);
+  };
+  try {
+    if (PerformanceObserver.supportedEntryTypes?.includes("longtask")) {
+      observer = new PerformanceObserver((list) => noteTasks(list.getEntries()));
+      observer.observe({ type: "longtask" });
+    }
+  } catch {
+    observer = null;
+  }
+
+  return function stop() {
+    running = false;
+    clearTimeout(timer);
+    // A stall that lasted until the operation ended counts too.
+    gapMs = Math.max(gapMs, performance.now() - last);
+    if (observer) {
+      noteTasks(observer.takeRecords());
+      observer.disconnect();
+    }
+    return { gapMs, longTaskMs: observer ? longTaskMs : null };
+  };
+}
+
+/**
+ * Times `fn` with performance.now() and turns the outcome into a measurement:
+ * { count, ms, rate (per second) } plus the heartbeat's figures when asked for,
+ * or { error } when it throws, so one failing call never stops the whole bench.
+ * `fn` may return { count } to report how many items it really handled.
+ */
+async function measure(what, count, fn, { heartbeat = false } = {}) {
+  const stop = heartbeat ? startHeartbeat() : null;
+  const t0 = performance.now();
+  try {
+    const out = (await fn()) ?? {};
+    const ms = performance.now() - t0;
+    const beat = stop ? stop() : {};
+    const n = typeof out.count === "number" ? out.count : count;
+    const m = { count: n, ms, rate: ms > 0 ? (n / ms) * 1000 : Infinity, ...beat };
+    log(`${what}: ${n} in ${ms.toFixed(0)} ms = ${m.rate.toFixed(0)}/s${stop ? `, longest gap ${beat.gapMs.toFixed(0)} ms` : ""}`);
+    return m;
+  } catch (err) {
+    stop?.();
+    log(`${what}: ERROR ${messageOf(err)}`);
+    return { error: messageOf(err) };
+  }
+}
+
+// ---------- plain IndexedDB (the baselines) ----------
+
+/** Resolves with a request's result, rejects with its error. */
+function request(req) {
+  return new Promise((ok, fail) => {
+    req.onsuccess = () => ok(req.result);
+    req.onerror = () => fail(req.error);
+  });
+}
+
+/** Resolves when a transaction has committed; a write counts only once it has. */
+function committed(tx) {
+  return new Promise((ok, fail) => {
+    tx.oncomplete = () => ok();
+    tx.onerror = () => fail(tx.error);
+    tx.onabort = () => fail(tx.error ?? new Error("transaction aborted"));
+  });
+}
+
+/** Opens (creating) a baseline database with one object store and out-of-line keys. */
+function openPlainDb(name) {
+  const req = indexedDB.open(name, 1);
+  req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+  return request(req);
+}
+
+/** Deletes a database; never hangs on a connection something forgot to close. */
+function deleteDatabase(name) {
+  return new Promise((ok) => {
+    const req = indexedDB.deleteDatabase(name);
+    req.onsuccess = req.onerror = () => ok();
+    req.onblocked = () => {
+      log(`deleting ${name}: blocked by an open connection`);
+      ok();
+    };
+    setTimeout(ok, 10_000);
+  });
+}
+
+/** Baseline put: one readwrite transaction per put, awaited until committed. */
+async function plainPutEach(db, indexes, keyOf) {
+  for (const i of indexes) {
+    const tx = db.transaction(STORE, "readwrite");
+    tx.objectStore(STORE).put(valueFor(i), keyOf(i));
+    await committed(tx);
+  }
+}
+
+/** Baseline batched put: CHUNK puts per readwrite transaction. */
+async function plainPutBatched(db, from, to, keyOf) {
+  for (const batch of chunks(from, to, CHUNK)) {
+    const tx = db.transaction(STORE, "readwrite");
+    const store = tx.objectStore(STORE);
+    for (const i of batch) store.put(valueFor(i), keyOf(i));
+    await committed(tx);
+  }
+}
+
+/** Baseline get: one readonly transaction per get; counts keys that were missing. */
+async function plainGetEach(db, keys) {
+  let missing = 0;
+  for (const key of keys) {
+    const value = await request(db.transaction(STORE, "readonly").objectStore(STORE).get(key));
+    if (value === undefined) missing++;
+  }
+  return missing;
+}
+
+/** Baseline listing: getAllKeys + getAll in pages of CHUNK records, one transaction a page. */
+async function plainListAll(db) {
+  let count = 0;
+  let after;
+  for (;;) {
+    const range = after === undefined ? undefined : IDBKeyRange.lowerBound(after, true);
+    const store = db.transaction(STORE, "readonly").objectStore(STORE);
+    const [keys, values] = await Promise.all([
+      request(store.getAllKeys(range, CHUNK)),
+      request(store.getAll(range, CHUNK)),
+    ]);
+    count += values.length;
+    if (keys.length < CHUNK) return count;
+    after = keys[keys.length - 1];
+  }
+}
+
+/** Baseline delete, like idb-keyval delMany: one readwrite transaction, one delete request per key. */
+async function plainDeleteMany(db, keys) {
+  const tx = db.transaction(STORE, "readwrite");
+  const store = tx.objectStore(STORE);
+  for (const key of keys) store.delete(key);
+  await committed(tx);
+}
+
+/** The reference: one delete over a key range, the cheapest way to drop adjacent keys. */
+async function plainDeleteRange(db, lower, upper) {
+  const tx = db.transaction(STORE, "readwrite");
+  tx.objectStore(STORE).delete(IDBKeyRange.bound(lower, upper));
+  await committed(tx);
+}
+
+/** How many records a baseline store holds, to check a baseline did what it claims. */
+function plainCount(db) {
+  return request(db.transaction(STORE, "readonly").objectStore(STORE).count());
+}
+
+// ---------- kvsweep ----------
+
+/** A Sweeper on `store` whose clock is `clock.now`, so the page decides when entries expire. */
+function sweeperOn(store, clock) {
+  return new Sweeper(store, { clock: () => clock.now, policy: {} });
+}
+
+/** Does this build of the package have putMany? (Older builds do not.) */
+const hasPutMany = (sweeper) => typeof sweeper.putMany === "function";
+
+/** putMany's items for indexes [from, to): { key, value } plus ttlMs where `ttlOf` gives one. */
+function itemsFor(indexes, keyOf, ttlOf) {
+  return indexes.map((i) => {
+    const item = { key: keyOf(i), value: valueFor(i) };
+    const ttl = ttlOf(i);
+    if (ttl !== undefined) item.ttlMs = ttl;
+    return item;
+  });
+}
+
+/** Options of one put: a TTL where `ttlOf` gives one. */
+function putOptions(i, ttlOf) {
+  const ttl = ttlOf(i);
+  return ttl === undefined ? undefined : { ttlMs: ttl };
+}
+
+/** kvsweep putMany over [from, to) in chunks of CHUNK items. */
+async function kvPutManyChunks(sweeper, from, to, keyOf, ttlOf) {
+  for (const batch of chunks(from, to, CHUNK)) await sweeper.putMany(itemsFor(batch, keyOf, ttlOf));
+}
+
+/**
+ * Fills [from, to) of a kvsweep store, untimed: putMany in chunks when the build
+ * has it; otherwise puts, FILL_CONCURRENCY at a time (a group that fails is
+ * redone one put at a time, in case concurrent writers conflict).
+ */
+async function kvFill(sweeper, from, to, keyOf, ttlOf = () => undefined) {
+  if (from >= to) return;
+  const t0 = performance.now();
+  let redone = 0;
+  if (hasPutMany(sweeper)) {
+    await kvPutManyChunks(sweeper, from, to, keyOf, ttlOf);
+  } else {
+    for (const group of chunks(from, to, FILL_CONCURRENCY)) {
+      try {
+        await Promise.all(group.map((i) => sweeper.put(keyOf(i), valueFor(i), putOptions(i, ttlOf))));
+      } catch {
+        redone++;
+        for (const i of group) await sweeper.put(keyOf(i), valueFor(i), putOptions(i, ttlOf));
+      }
+    }
+  }
+  const ms = performance.now() - t0;
+  const how = hasPutMany(sweeper) ? "with putMany" : `with puts, ${FILL_CONCURRENCY} at a time (${redone} groups redone one by one)`;
+  log(`filled ${to - from} entries ${how} in ${(ms / 1000).toFixed(1)} s`);
+}
+
+/** Sums a run report's deleted tally over every reason. */
+function totalDeleted(report) {
+  return Object.values(report?.deleted ?? {}).reduce((sum, t) => sum + (t?.count ?? 0), 0);
+}
+
+/**
+ * Runs a full cleanup and checks it deleted exactly the expired half: anything
+ * else (fewer, more, other reasons, an unfinished run) goes into `warnings`.
+ */
+async function kvRunExpecting(sweeper, expected, what, warnings) {
+  const report = await sweeper.run({ mode: "full" });
+  const expired = report?.deleted?.expired?.count ?? 0;
+  const total = totalDeleted(report);
+  if (expired !== expected) {
+    warnings.push(`${what}: run deleted ${expired} expired entries, expected ${expected} (deleted ${JSON.stringify(report?.deleted)})`);
+  } else if (total !== expected) {
+    warnings.push(`${what}: run deleted ${total} entries in all, expected ${expected} (${JSON.stringify(report?.deleted)})`);
+  }
+  if (report && report.done === false) warnings.push(`${what}: run stopped early (${report.stopped ?? "?"})`);
+  if (report?.errors?.length) warnings.push(`${what}: run reported ${report.errors.length} errors, first: ${JSON.stringify(report.errors[0])}`);
+  return { count: total };
+}
+
+// ---------- the benchmark ----------
+
+/** The rows `only` asks for (all when it is empty); unknown names are an error. */
+function selection(only) {
+  const names = Array.isArray(only) ? only : typeof only === "string" && only ? only.split(",") : [];
+  const unknown = names.filter((n) => !ROWS.includes(n));
+  if (unknown.length) throw new Error(`unknown rows: ${unknown.join(", ")} (known: ${ROWS.join(", ")})`);
+  const chosen = new Set(names.length ? names : ROWS);
+  return (name) => chosen.has(name);
+}
+
+/**
+ * One benchmark size. Stores (each its own database, names unique per run):
+ *   main      kvsweep, N entries without TTL: put, get, listing rows
+ *   scattered kvsweep, N entries, odd indexes with a TTL (putMany row, then run)
+ *   adjacent  kvsweep, N entries, the first half with a TTL (run)
+ * and plain-IndexedDB twins of each, plus a memory store. Everything is written
+ * at a fixed clock time; then the clock jumps so the TTL entries have expired.
+ */
+async function benchSize(size, want, ctx) {
+  const { names, clock, rows, warnings, open } = ctx;
+  const half = Math.floor(size / 2);
+  const timed = Math.min(size, MAX_TIMED_OPS);
+  const oddTtl = (i) => (i % 2 === 1 ? TTL_MS : undefined);
+  const firstHalfTtl = (i) => (i < half ? TTL_MS : undefined);
+  const adjKey = (i) => adjacentKey(i, half);
+  const row = (name) => (rows[name] ??= {});
+
+  /** Opens a kvsweep store and its Sweeper, remembered for cleanup. */
+  const kvOpen = async (name) => {
+    const store = await openIndexedDb(name);
+    const sweeper = sweeperOn(store, clock);
+    open.push(() => {
+      sweeper.close?.();
+      store.close?.();
+    });
+    return sweeper;
+  };
+  /** Opens a baseline database, remembered for cleanup. */
+  const plainOpen = async (name) => {
+    const db = await openPlainDb(name);
+    open.push(() => db.close());
+    return db;
+  };
+
+  // Row 1, put: timed over the first `timed` keys, then both stores filled to N untimed.
+  const needMain = want("put") || want("get") || want("list");
+  let kvMain = null;
+  let plainMain = null;
+  if (needMain || want("range")) plainMain = await plainOpen(names.plainMain);
+  if (needMain) {
+    kvMain = await kvOpen(names.kvMain);
+    if (want("put")) {
+      const indexes = Array.from({ length: timed }, (_, i) => i);
+      row("put").kvsweep = await measure("put kvsweep", timed, async () => {
+        for (const i of indexes) await kvMain.put(mainKey(i), valueFor(i));
+      });
+      await settle();
+      row("put").baseline = await measure("put baseline", timed, () => plainPutEach(plainMain, indexes, mainKey));
+      await settle();
+      await kvFill(kvMain, row("put").kvsweep.error ? 0 : timed, size, mainKey);
+      await plainPutBatched(plainMain, timed, size, mainKey);
+    } else {
+      await kvFill(kvMain, 0, size, mainKey);
+      await plainPutBatched(plainMain, 0, size, mainKey);
+    }
+  } else if (plainMain) {
+    await plainPutBatched(plainMain, 0, size, mainKey);
+  }
+
+  // Row 2, putMany: N items in chunks; the store it fills is the scattered run's.
+  let kvScattered = null;
+  let plainScattered = null;
+  if (want("putMany") || want("scattered")) {
+    kvScattered = await kvOpen(names.kvScattered);
+    plainScattered = await plainOpen(names.plainScattered);
+    await settle();
+    if (want("putMany") && hasPutMany(kvScattered)) {
+      row("putMany").kvsweep = await measure("putMany kvsweep", size, () =>
+        kvPutManyChunks(kvScattered, 0, size, mainKey, oddTtl),
+      );
+    } else {
+      if (want("putMany")) row("putMany").kvsweep = { na: "this build has no putMany" };
+      // Without putMany the fill is slow: only worth it when the scattered run needs it.
+      if (want("scattered")) await kvFill(kvScattered, 0, size, mainKey, oddTtl);
+    }
+    await settle();
+    const plainBatched = () => plainPutBatched(plainScattered, 0, size, mainKey);
+    if (want("putMany")) row("putMany").baseline = await measure("putMany baseline", size, plainBatched);
+    else await plainBatched();
+  }
+
+  // Row 3, get: the same seeded random existing keys on both sides.
+  if (want("get")) {
+    const random = prng(size);
+    const keys = Array.from({ length: timed }, () => mainKey(Math.floor(random() * size)));
+    let kvMissing = 0;
+    await settle();
+    row("get").kvsweep = await measure("get kvsweep", timed, async () => {
+      for (const key of keys) if ((await kvMain.get(key)) === undefined) kvMissing++;
+    });
+    await settle();
+    let plainMissing = 0;
+    row("get").baseline = await measure("get baseline", timed, async () => {
+      plainMissing = await plainGetEach(plainMain, keys);
+    });
+    if (kvMissing) warnings.push(`get: kvsweep found no value for ${kvMissing} of ${timed} existing keys`);
+    if (plainMissing) warnings.push(`get: the baseline found no value for ${plainMissing} of ${timed} keys`);
+  }
+
+  // Row 4, listing: kvsweep's full plan against paging through every record.
+  if (want("list")) {
+    await settle();
+    let plan = null;
+    row("list").kvsweep = await measure("plan(full) kvsweep", size, async () => {
+      plan = await kvMain.plan({ mode: "full" });
+    }, { heartbeat: true });
+    if (plan && plan.summary?.scanned !== size) warnings.push(`listing: plan scanned ${plan.summary?.scanned}, expected ${size}`);
+    if (plan && plan.actions?.length) warnings.push(`listing: plan found ${plan.actions.length} actions in a store with no garbage`);
+    await settle();
+    let listed = 0;
+    row("list").baseline = await measure("getAllKeys+getAll baseline", size, async () => {
+      listed = await plainListAll(plainMain);
+    }, { heartbeat: true });
+    if (listed !== size) warnings.push(`listing: the baseline listed ${listed} records, expected ${size}`);
+  }
+
+  // The adjacent stores: the first half expires.
+  let kvAdjacent = null;
+  let plainAdjacent = null;
+  if (want("adjacent")) {
+    kvAdjacent = await kvOpen(names.kvAdjacent);
+    plainAdjacent = await plainOpen(names.plainAdjacent);
+    await kvFill(kvAdjacent, 0, size, adjKey, firstHalfTtl);
+    await plainPutBatched(plainAdjacent, 0, size, adjKey);
+  }
+
+  // Time passes: every entry written with a TTL has now expired.
+  clock.now += CLOCK_JUMP_MS;
+
+  // Row 5, full run over scattered garbage (every other key) vs deleting those keys one request each.
+  if (want("scattered")) {
+    await settle();
+    row("scattered").kvsweep = await measure("run(full) scattered kvsweep", half, () =>
+      kvRunExpecting(kvScattered, half, "run scattered", warnings), { heartbeat: true });
+    await settle();
+    const oddKeys = Array.from({ length: half }, (_, j) => mainKey(2 * j + 1));
+    row("scattered").baseline = await measure("delMany scattered baseline", half, () =>
+      plainDeleteMany(plainScattered, oddKeys), { heartbeat: true });
+    const left = await plainCount(plainScattered);
+    if (left !== size - half) warnings.push(`run scattered: the baseline left ${left} records, expected ${size - half}`);
+  }
+
+  // Row 6, full run where the garbage is one run of adjacent keys.
+  if (want("adjacent")) {
+    await settle();
+    row("adjacent").kvsweep = await measure("run(full) adjacent kvsweep", half, () =>
+      kvRunExpecting(kvAdjacent, half, "run adjacent", warnings), { heartbeat: true });
+    await settle();
+    const firstHalf = Array.from({ length: half }, (_, i) => adjKey(i));
+    row("adjacent").baseline = await measure("delMany adjacent baseline", half, () =>
+      plainDeleteMany(plainAdjacent, firstHalf), { heartbeat: true });
+  }
+
+  // Reference: one key-range delete over the first half of the main baseline store.
+  if (want("range") && half > 0) {
+    await settle();
+    row("range").baseline = await measure("key-range delete baseline", half, () =>
+      plainDeleteRange(plainMain, mainKey(0), mainKey(half - 1)), { heartbeat: true });
+  }
+
+  if (want("memory")) await benchMemory(size, timed, rows, warnings);
+}
+
+/**
+ * kvsweep on memoryStore(): put, get and a full run over N entries, for scale
+ * (no baseline). Odd keys get a TTL so the run has scattered garbage to delete.
+ */
+async function benchMemory(size, timed, rows, warnings) {
+  const half = Math.floor(size / 2);
+  const clock = { now: Date.now() };
+  const sweeper = sweeperOn(memoryStore(), clock);
+  const oddTtl = (i) => (i % 2 === 1 ? TTL_MS : undefined);
+  await settle();
+  rows.memPut = {
+    kvsweep: await measure("memory put", size, async () => {
+      for (let i = 0; i < size; i++) await sweeper.put(mainKey(i), valueFor(i), putOptions(i, oddTtl));
+    }),
+  };
+  const random = prng(size + 1);
+  const keys = Array.from({ length: timed }, () => mainKey(Math.floor(random() * size)));
+  rows.memGet = {
+    kvsweep: await measure("memory get", timed, async () => {
+      for (const key of keys) await sweeper.get(key);
+    }),
+  };
+  clock.now += CLOCK_JUMP_MS;
+  rows.memRun = {
+    kvsweep: await measure("memory run(full)", half, () => kvRunExpecting(sweeper, half, "memory run", warnings), {
+      heartbeat: true,
+    }),
+  };
+  sweeper.close?.();
+}
+
+/**
+ * The entry point: benchmarks one size and returns plain JSON. Errors of single
+ * calls land in their rows; anything else in `fatal`. The databases are deleted
+ * at the end whatever happened.
+ */
+async function runBench(size, only) {
+  const started = performance.now();
+  const tag = `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+  const names = {
+    kvMain: `bench-kv-main-${tag}`,
+    kvScattered: `bench-kv-scattered-${tag}`,
+    kvAdjacent: `bench-kv-adjacent-${tag}`,
+    plainMain: `bench-plain-main-${tag}`,
+    plainScattered: `bench-plain-scattered-${tag}`,
+    plainAdjacent: `bench-plain-adjacent-${tag}`,
+  };
+  const ctx = { names, clock: { now: Date.now() }, rows: {}, warnings: [], open: [] };
+  const result = {
+    size,
+    timedOps: Math.min(size, MAX_TIMED_OPS),
+    valueBytes: VALUE_BYTES,
+    hasPutMany: typeof Sweeper.prototype.putMany === "function",
+    userAgent: navigator.userAgent,
+    rows: ctx.rows,
+    warnings: ctx.warnings,
+  };
+  log(`size ${size}: start`);
+  try {
+    await benchSize(size, selection(only), ctx);
+  } catch (err) {
+    result.fatal = messageOf(err);
+    log(`size ${size}: FATAL ${result.fatal}`);
+  } finally {
+    for (const close of ctx.open) {
+      try {
+        close();
+      } catch {
+        // closing is best effort; deleteDatabase reports a blocked delete
+      }
+    }
+    for (const name of Object.values(names)) await deleteDatabase(name);
+  }
+  result.totalMs = performance.now() - started;
+  log(`size ${size}: done in ${(result.totalMs / 1000).toFixed(1)} s`);
+  return result;
+}
+
+window.runBench = runBench;
+window.benchRows = ROWS;
+document.getElementById("status").textContent = "Ready: call runBench(size).";
