@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the npm package into pkg/: release wasm, wasm-bindgen glue, wasm-opt
 # (npm binaryen: Debian's corrupts output), the files of pkg-template/.
-# Prints the .wasm size raw and gzipped.
+# Prints the .wasm size raw, gzip and brotli, and fails above its gzip budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +14,12 @@ mv pkg/kvsweep_bg.opt.wasm pkg/kvsweep_bg.wasm
 cp pkg-template/* pkg/
 raw=$(stat -c %s pkg/kvsweep_bg.wasm)
 gz=$(gzip -9 -c pkg/kvsweep_bg.wasm | wc -c)
-echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes gzipped"
+br=$(node -e 'const z=require("zlib"),fs=require("fs");process.stdout.write(String(z.brotliCompressSync(fs.readFileSync(process.argv[1]),{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length))' pkg/kvsweep_bg.wasm)
+echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes gzip, ${br} bytes brotli"
+
+# The size ratchet: a change that grows the module past its budget fails the build.
+budget=245000
+if [ "$gz" -gt "$budget" ]; then
+  echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
+  exit 1
+fi

@@ -316,14 +316,8 @@ async fn delete_entries<'a, S: Store>(
             report.kept += o.kept;
             o.held
         }
-        // Kept meeting concurrent writes: try each entry alone.
-        Err(Error::Store(StoreError::Busy(_))) if batch.len() > 1 => {
-            let mut held = Vec::new();
-            for a in batch {
-                held.extend(Box::pin(delete_entries(store, &[*a], follows, report)).await);
-            }
-            held
-        }
+        // Kept meeting concurrent writes (stores without transactions): the
+        // next run tries again.
         Err(Error::Store(StoreError::Busy(_))) => {
             report.kept += batch.len() as u64;
             Vec::new()
@@ -683,12 +677,7 @@ async fn delete_blobs<S: Store>(store: &S, batch: &[&Action], report: &mut RunRe
             deleted.iter().for_each(|a| count_deleted(report, a));
             report.kept += kept;
         }
-        Err(Error::Store(StoreError::Busy(_))) if batch.len() > 1 => {
-            for a in batch {
-                Box::pin(delete_blobs(store, &[*a], report)).await;
-            }
-        }
-        Err(Error::Store(StoreError::Busy(_))) => report.kept += 1,
+        Err(Error::Store(StoreError::Busy(_))) => report.kept += batch.len() as u64,
         Err(e) => fail_all(
             report,
             batch.iter().copied(),

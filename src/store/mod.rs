@@ -2,7 +2,7 @@
 //! written in batches. Backends implement it; everything above speaks only to it.
 
 use core::fmt;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::error::Error;
 use crate::model::{EntryId, Millis};
@@ -308,7 +308,7 @@ pub enum Step<T> {
 /// The records a step has read, by table and key; `None` where absent.
 #[derive(Clone, Debug, Default)]
 pub struct Reads {
-    records: HashMap<(Table, EntryId), Option<Vec<u8>>>,
+    records: BTreeMap<(Table, EntryId), Option<Vec<u8>>>,
     ranges: Vec<(Table, EntryId, EntryId)>,
 }
 
@@ -332,14 +332,11 @@ impl Reads {
 
     /// The records found in `table` between `from` and `to`, in key order.
     pub fn found_in(&self, table: Table, from: &EntryId, to: &EntryId) -> Vec<&EntryId> {
-        let mut keys: Vec<&EntryId> = self
-            .records
-            .iter()
-            .filter(|((t, k), v)| *t == table && v.is_some() && from <= k && k <= to)
+        self.records
+            .range((table, from.clone())..=(table, to.clone()))
+            .filter(|(_, v)| v.is_some())
             .map(|((_, k), _)| k)
-            .collect();
-        keys.sort();
-        keys
+            .collect()
     }
 
     pub fn insert(&mut self, table: Table, key: EntryId, value: Option<Vec<u8>>) {
@@ -374,16 +371,10 @@ impl Reads {
 
     /// Preconditions that every record read is still as read.
     fn expects(&self) -> Vec<Op> {
-        let mut ops: Vec<Op> = self
-            .records
+        self.records
             .iter()
             .map(|((t, k), v)| Op::Expect(*t, k.clone(), v.as_deref().map(stamp)))
-            .collect();
-        ops.sort_by(|a, b| match (a, b) {
-            (Op::Expect(t1, k1, _), Op::Expect(t2, k2, _)) => (t1, k1).cmp(&(t2, k2)),
-            _ => core::cmp::Ordering::Equal,
-        });
-        ops
+            .collect()
     }
 
     /// `reads` without those already read.

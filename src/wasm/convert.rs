@@ -118,8 +118,8 @@ pub fn js_number(n: f64) -> String {
         "NaN".into()
     } else if n.is_infinite() {
         if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else if n == n.trunc() && n.abs() < 1e21 {
-        format!("{}", n as i128)
+    } else if n == n.trunc() && n.abs() < 9.2e18 {
+        format!("{}", n as i64)
     } else {
         format!("{n}")
     }

@@ -175,3 +175,37 @@ test("rebuild checks every count and leaves correct ones alone", async () => {
   assert.equal(r.entriesFixed + r.blobsFixed, 0);
   assert.deepEqual(r.errors, []);
 });
+
+test("putMany writes a batch in order: an item may reference one before it", async () => {
+  for (const store of [memoryStore(), await openIndexedDb(`putmany-${Date.now()}`)]) {
+    const s = new Sweeper(store);
+    await s.putMany([
+      { key: "att/1", value: "bytes", dependent: true },
+      { key: "doc/1", value: { title: "Notes" }, refs: ["att/1"], namespace: "" },
+    ]);
+    assert.deepEqual(await s.get("doc/1"), { title: "Notes" });
+    // A referenced entry cannot be deleted; the batch counted the reference.
+    await assert.rejects(s.delete("att/1"), /referenced by 1 other entry/);
+    // All or nothing: a bad reference fails the whole batch.
+    await assert.rejects(
+      s.putMany([{ key: "x", value: 1 }, { key: "y", value: 2, refs: ["missing"] }]),
+      /putMany: refs: entry "missing"/,
+    );
+    assert.equal(await s.get("x"), undefined);
+    await assert.rejects(s.putMany("nope"), /putMany: items must be an array .*got "nope"/);
+    await assert.rejects(s.putMany([{ key: "k", value: 1, ttl: 5 }]), /putMany items\[0\]: unknown option "ttl"/);
+    store.close();
+  }
+});
+
+test("concurrent puts to one key and referencing one entry never fail on IndexedDB", async () => {
+  const s = new Sweeper(await openIndexedDb(`contend-${Date.now()}`));
+  await s.put("target", 0);
+  const results = await Promise.allSettled([
+    ...Array.from({ length: 50 }, (_, i) => s.put("same", i)),
+    ...Array.from({ length: 50 }, (_, i) => s.put(`r${i}`, i, { refs: ["target"] })),
+  ]);
+  assert.deepEqual(results.filter((r) => r.status === "rejected"), []);
+  assert.equal(await s.get("same"), 49);
+  await assert.rejects(s.delete("target"), /referenced by 50 other entries/);
+});
