@@ -3,7 +3,8 @@
 
 use core::fmt;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use rmpv::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{BlobInfo, EntryMeta, Millis, TempInfo};
 
@@ -37,25 +38,151 @@ impl std::error::Error for DecodeError {}
 #[derive(Serialize)]
 struct Envelope<'a, T>(u32, &'a T);
 
-#[derive(Deserialize)]
-struct Versioned<T>(serde::de::IgnoredAny, T);
-
 /// Any record, versioned like the others.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     // Serializing plain structs of strings and integers into a Vec cannot fail.
     rmp_serde::to_vec_named(&Envelope(FORMAT_VERSION, record)).unwrap_or_default()
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    // Read the version alone first, so a newer record says so instead of "malformed".
-    let version: (u32, serde::de::IgnoredAny) =
-        rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if version.0 != FORMAT_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version.0));
-    }
-    let Versioned(_, record) = rmp_serde::from_slice::<Versioned<T>>(bytes)
+// Records are written by rmp-serde (named fields) and read back here, by hand,
+// from one `rmpv::Value`: serde's derived readers compile one MessagePack
+// reader per record type and field, which was half the module's size. The
+// rules are serde's: unknown fields are ignored, a repeated field is an
+// error, and a field without a default is required.
+
+/// How deep a stored record may nest (records are flat; this only bounds hostile bytes).
+const MAX_RECORD_DEPTH: usize = 16;
+
+/// The body of a versioned record `[version, body]`.
+pub(crate) fn body(bytes: &[u8]) -> Result<Value, DecodeError> {
+    let mut rest = bytes;
+    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_RECORD_DEPTH)
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    Ok(record)
+    let Value::Array(mut parts) = value else {
+        return Err(malformed("not a versioned record"));
+    };
+    if parts.len() != 2 {
+        return Err(malformed("not a versioned record"));
+    }
+    let body = parts.pop().unwrap_or(Value::Nil);
+    match parts[0].as_u64() {
+        Some(v) if v == u64::from(FORMAT_VERSION) => Ok(body),
+        Some(v) => Err(DecodeError::UnsupportedVersion(
+            u32::try_from(v).unwrap_or(u32::MAX),
+        )),
+        None => Err(malformed("its version is not a number")),
+    }
+}
+
+/// A record that holds one number (the rebuild epoch).
+pub fn decode_number(bytes: &[u8]) -> Result<u64, DecodeError> {
+    body(bytes)?
+        .as_u64()
+        .ok_or_else(|| malformed("expected a whole number"))
+}
+
+pub(crate) fn malformed(why: &str) -> DecodeError {
+    DecodeError::Malformed(why.to_string())
+}
+
+/// The fields of a record's map, by name.
+pub(crate) struct Fields<'a>(Vec<(&'a str, &'a Value)>);
+
+impl<'a> Fields<'a> {
+    pub(crate) fn of(value: &'a Value) -> Result<Fields<'a>, DecodeError> {
+        let Value::Map(pairs) = value else {
+            return Err(malformed("expected a map of fields"));
+        };
+        let mut fields: Vec<(&str, &Value)> = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            let name = k
+                .as_str()
+                .ok_or_else(|| malformed("a field name is not a string"))?;
+            if fields.iter().any(|(n, _)| *n == name) {
+                return Err(DecodeError::Malformed(format!("duplicate field `{name}`")));
+            }
+            fields.push((name, v));
+        }
+        Ok(Fields(fields))
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    fn invalid(name: &str, want: &str) -> DecodeError {
+        DecodeError::Malformed(format!("field `{name}` is not {want}"))
+    }
+
+    pub(crate) fn u64(&self, name: &str) -> Result<u64, DecodeError> {
+        let v = self
+            .get(name)
+            .ok_or_else(|| DecodeError::Malformed(format!("missing field `{name}`")))?;
+        v.as_u64()
+            .ok_or_else(|| Self::invalid(name, "a whole number"))
+    }
+
+    pub(crate) fn u64_or_zero(&self, name: &str) -> Result<u64, DecodeError> {
+        match self.get(name) {
+            None => Ok(0),
+            Some(_) => self.u64(name),
+        }
+    }
+
+    pub(crate) fn opt_u64(&self, name: &str) -> Result<Option<u64>, DecodeError> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(None),
+            Some(_) => self.u64(name).map(Some),
+        }
+    }
+
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, DecodeError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(v) => v.as_bool().ok_or_else(|| Self::invalid(name, "a boolean")),
+        }
+    }
+
+    pub(crate) fn string(&self, name: &str) -> Result<String, DecodeError> {
+        self.opt_string(name)?
+            .ok_or_else(|| DecodeError::Malformed(format!("missing field `{name}`")))
+    }
+
+    pub(crate) fn opt_string(&self, name: &str) -> Result<Option<String>, DecodeError> {
+        match self.get(name) {
+            None | Some(Value::Nil) => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| Self::invalid(name, "a string")),
+        }
+    }
+
+    pub(crate) fn list(&self, name: &str) -> Result<&'a [Value], DecodeError> {
+        match self.get(name) {
+            None => Ok(&[]),
+            Some(v) => v
+                .as_array()
+                .map(Vec::as_slice)
+                .ok_or_else(|| Self::invalid(name, "a list")),
+        }
+    }
+
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, DecodeError> {
+        self.list(name)?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Self::invalid(name, "a list of strings"))
+            })
+            .collect()
+    }
+
+    pub(crate) fn required(&self, name: &str) -> Result<&'a Value, DecodeError> {
+        self.get(name)
+            .ok_or_else(|| DecodeError::Malformed(format!("missing field `{name}`")))
+    }
 }
 
 pub fn encode_meta(meta: &EntryMeta) -> Vec<u8> {
@@ -63,7 +190,24 @@ pub fn encode_meta(meta: &EntryMeta) -> Vec<u8> {
 }
 
 pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, DecodeError> {
-    decode(bytes)
+    let body = body(bytes)?;
+    let f = Fields::of(&body)?;
+    Ok(EntryMeta {
+        created_at: f.u64("createdAt")?,
+        updated_at: f.u64("updatedAt")?,
+        accessed_at: f.u64("accessedAt")?,
+        expires_at: f.opt_u64("expiresAt")?,
+        size: f.u64("size")?,
+        group: f.opt_string("group")?,
+        pinned: f.flag("pinned")?,
+        locked: f.flag("locked")?,
+        dependent: f.flag("dependent")?,
+        refs: f.strings("refs")?,
+        blobs: f.strings("blobs")?,
+        write_id: f.u64("writeId")?,
+        referrers: f.u64("referrers")?,
+        rev: f.u64_or_zero("rev")?,
+    })
 }
 
 /// A blob's record, without its id (the id is the record's key).
@@ -96,7 +240,14 @@ pub fn encode_blob(record: &BlobRecord) -> Vec<u8> {
 }
 
 pub fn decode_blob(bytes: &[u8]) -> Result<BlobRecord, DecodeError> {
-    decode(bytes)
+    let body = body(bytes)?;
+    let f = Fields::of(&body)?;
+    Ok(BlobRecord {
+        size: f.u64("size")?,
+        created_at: f.u64("createdAt")?,
+        refs: f.u64("refs")?,
+        rev: f.u64_or_zero("rev")?,
+    })
 }
 
 /// The record of an unreferenced blob described by `info`.
@@ -143,7 +294,36 @@ pub fn encode_temp(record: &TempRecord) -> Vec<u8> {
 }
 
 pub fn decode_temp(bytes: &[u8]) -> Result<TempRecord, DecodeError> {
-    decode(bytes)
+    let body = body(bytes)?;
+    let f = Fields::of(&body)?;
+    let staged = Fields::of(f.required("staged")?)?;
+    let staged = match staged.string("kind")?.as_str() {
+        "entry" => Staged::Entry {
+            namespace: staged.string("namespace")?,
+            key: staged.string("key")?,
+            writes: staged
+                .list("writes")?
+                .iter()
+                .map(|w| {
+                    w.as_u64()
+                        .ok_or_else(|| malformed("a staged write is not a number"))
+                })
+                .collect::<Result<_, _>>()?,
+        },
+        "blob" => Staged::Blob {
+            id: staged.string("id")?,
+        },
+        other => {
+            return Err(DecodeError::Malformed(format!(
+                "unknown staged kind {other:?}"
+            )))
+        }
+    };
+    Ok(TempRecord {
+        created_at: f.u64("createdAt")?,
+        size: f.u64("size")?,
+        staged,
+    })
 }
 
 /// The record of a temp described by `info` that staged the blob `info.id`.
@@ -261,6 +441,106 @@ mod tests {
         assert!(decode_meta(&[0x92, 0x01, 0x80]).is_err());
         assert!(decode_meta(&[0x92, 0x01, 0x90]).is_err());
         assert!(decode_blob(&[0x92, 0x01, 0x80]).is_err());
+    }
+
+    /// Named fields as rmp-serde writes them, for the compatibility cases.
+    fn record(fields: &[(&str, Value)]) -> Vec<u8> {
+        let map = fields
+            .iter()
+            .map(|(k, v)| (Value::from(*k), v.clone()))
+            .collect();
+        let mut out = Vec::new();
+        rmpv::encode::write_value(
+            &mut out,
+            &Value::Array(vec![Value::from(FORMAT_VERSION), Value::Map(map)]),
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn hand_reader_agrees_with_serde_on_what_serde_wrote() {
+        let temp = TempRecord {
+            created_at: 9,
+            size: 3,
+            staged: Staged::Entry {
+                namespace: "ns".into(),
+                key: "k".into(),
+                writes: vec![1, u64::MAX],
+            },
+        };
+        let bytes = encode_temp(&temp);
+        assert_eq!(decode_temp(&bytes), Ok(temp));
+        let blob_temp = TempRecord {
+            created_at: 1,
+            size: 2,
+            staged: Staged::Blob { id: "b".into() },
+        };
+        assert_eq!(decode_temp(&encode_temp(&blob_temp)), Ok(blob_temp));
+        let blob = BlobRecord {
+            size: 1,
+            created_at: 2,
+            refs: 3,
+            rev: 4,
+        };
+        assert_eq!(decode_blob(&encode_blob(&blob)), Ok(blob));
+        // Serde's own reader reads the same bytes the same way.
+        let meta = EntryMeta {
+            created_at: 1,
+            updated_at: 2,
+            accessed_at: 3,
+            write_id: u64::MAX,
+            refs: vec!["x".into()],
+            ..EntryMeta::default()
+        };
+        let bytes = encode_meta(&meta);
+        let (_, by_serde): (u32, EntryMeta) = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(decode_meta(&bytes), Ok(by_serde));
+    }
+
+    #[test]
+    fn hand_reader_keeps_serdes_rules_for_missing_unknown_and_repeated_fields() {
+        let base = [
+            ("createdAt", Value::from(1)),
+            ("updatedAt", Value::from(2)),
+            ("accessedAt", Value::from(3)),
+            ("size", Value::from(4)),
+            ("writeId", Value::from(5)),
+            ("referrers", Value::from(0)),
+        ];
+        // Defaults where serde has them, unknown fields ignored, nil is None.
+        let mut fields = base.to_vec();
+        fields.push(("expiresAt", Value::Nil));
+        fields.push(("future", Value::from("ignored")));
+        let meta = decode_meta(&record(&fields)).unwrap();
+        assert_eq!((meta.rev, meta.expires_at, meta.pinned), (0, None, false));
+        // A required field missing, a field twice, a wrong type: corrupt.
+        assert!(decode_meta(&record(&base[1..])).is_err());
+        let mut twice = base.to_vec();
+        twice.push(("size", Value::from(4)));
+        assert!(decode_meta(&record(&twice)).is_err());
+        let mut wrong = base.to_vec();
+        wrong.push(("refs", Value::from("k")));
+        assert!(decode_meta(&record(&wrong)).is_err());
+        let mut negative = base.to_vec();
+        negative[3] = ("size", Value::from(-1));
+        assert!(decode_meta(&record(&negative)).is_err());
+    }
+
+    #[test]
+    fn a_run_cursor_and_the_rebuild_epoch_round_trip() {
+        use crate::exec::Cursor;
+        use crate::plan::{ActionKind, Mode, Reason, Tally};
+        let cursor = Cursor {
+            mode: Mode::Light,
+            started_at: 7,
+            after: (ActionKind::Blob, String::new(), "ab".into()),
+            deleted: [(Reason::OrphanBlob, Tally { count: 2, bytes: 9 })].into(),
+            kept: 1,
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        assert_eq!(decode_number(&encode(&42u64)), Ok(42));
+        assert!(Cursor::decode(&encode(&42u64)).is_err());
     }
 
     #[test]

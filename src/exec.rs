@@ -80,7 +80,7 @@ pub fn position(a: &Action) -> Position {
 }
 
 /// What a stopped run leaves in the store so that the next run resumes it.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cursor {
     pub mode: Mode,
@@ -88,6 +88,67 @@ pub struct Cursor {
     pub after: Position,
     pub deleted: BTreeMap<Reason, Tally>,
     pub kept: u64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Cursor, codec::DecodeError> {
+        use codec::{malformed, Fields};
+        let body = codec::body(bytes)?;
+        let f = Fields::of(&body)?;
+        let mode = match f.string("mode")?.as_str() {
+            "light" => Mode::Light,
+            "full" => Mode::Full,
+            _ => return Err(malformed("unknown mode")),
+        };
+        let after = match f.list("after")? {
+            [kind, ns, key] => {
+                let kind = match kind.as_str() {
+                    Some("entry") => ActionKind::Entry,
+                    Some("blob") => ActionKind::Blob,
+                    Some("temp") => ActionKind::Temp,
+                    _ => return Err(malformed("unknown item kind")),
+                };
+                let text = |v: &rmpv::Value| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| malformed("a position is not a string"))
+                };
+                (kind, text(ns)?, text(key)?)
+            }
+            _ => return Err(malformed("a cursor position is not [kind, namespace, key]")),
+        };
+        let mut deleted = BTreeMap::new();
+        match f.required("deleted")? {
+            rmpv::Value::Map(pairs) => {
+                for (k, v) in pairs {
+                    let reason = Reason::ALL
+                        .into_iter()
+                        .find(|r| Some(r.as_str()) == k.as_str())
+                        .ok_or_else(|| malformed("unknown reason"))?;
+                    let t = Fields::of(v)?;
+                    let tally = Tally {
+                        count: t.u64("count")?,
+                        bytes: t.u64("bytes")?,
+                    };
+                    if deleted.insert(reason, tally).is_some() {
+                        return Err(malformed("a reason is counted twice"));
+                    }
+                }
+            }
+            _ => return Err(malformed("deleted is not a map")),
+        }
+        Ok(Cursor {
+            mode,
+            started_at: f.u64("startedAt")?,
+            after,
+            deleted,
+            kept: f.u64("kept")?,
+        })
+    }
 }
 
 /// Where a run is, readable while it goes.
@@ -140,17 +201,18 @@ pub async fn execute<S: Store, H: RunHost>(
     cfg: ExecConfig,
     host: &mut H,
 ) -> RunReport {
-    execute_with(store, plan, &HashSet::new(), cfg, host).await
+    execute_with(store, plan, &HashMap::new(), cfg, host).await
 }
 
-/// [`execute`], told which planned entries `follow` the planned entry before
-/// them in the store's key order (nothing else between them when planned), so
-/// that runs of them are read and deleted as key ranges. A hint only: a run
-/// goes as a range only if the range holds exactly its entries when it goes.
+/// [`execute`], told where each planned entry stood in the listing the plan
+/// was made from (the store's key order), so that entries close together are
+/// read as one key range and runs of adjacent ones deleted as one. A hint
+/// only: a run goes as a range only if the range holds exactly its entries
+/// and their values when it goes.
 pub async fn execute_with<S: Store, H: RunHost>(
     store: &S,
     plan: &Plan,
-    follows: &HashSet<EntryId>,
+    listed: &HashMap<EntryId, usize>,
     cfg: ExecConfig,
     host: &mut H,
 ) -> RunReport {
@@ -185,7 +247,7 @@ pub async fn execute_with<S: Store, H: RunHost>(
             report.done = false;
             return report;
         }
-        waiting.extend(delete_entries(store, batch, follows, &mut report).await);
+        waiting.extend(delete_entries(store, batch, listed, &mut report).await);
         report.stopped_after = batch.last().map(|a| position(a));
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
@@ -200,7 +262,7 @@ pub async fn execute_with<S: Store, H: RunHost>(
                 report.done = false;
                 return report;
             }
-            still.extend(delete_entries(store, batch, &HashSet::new(), &mut report).await);
+            still.extend(delete_entries(store, batch, &HashMap::new(), &mut report).await);
         }
         progress.deleted = deleted_count(&report);
         if still.len() == before {
@@ -296,18 +358,18 @@ struct EntryOutcome<'a> {
 async fn delete_entries<'a, S: Store>(
     store: &S,
     batch: &[&'a Action],
-    follows: &HashSet<EntryId>,
+    listed: &HashMap<EntryId, usize>,
     report: &mut RunReport,
 ) -> Vec<&'a Action> {
     let caps = store.capabilities();
-    let runs = if caps.transactions && caps.range_delete {
-        runs_of(batch, follows)
+    let layout = if caps.transactions && caps.range_delete {
+        Layout::of(batch, listed)
     } else {
-        vec![1; batch.len()]
+        Layout::by_key(batch.len())
     };
     let outcome = store
         .transact(Access::Write, &ENTRY_TABLES, |reads| {
-            entry_batch_step(reads, batch, &runs, caps.atomic)
+            entry_batch_step(reads, batch, &layout, caps.atomic)
         })
         .await;
     match outcome {
@@ -329,20 +391,55 @@ async fn delete_entries<'a, S: Store>(
     }
 }
 
-/// The batch cut into runs of entries adjacent in the store when planned
-/// (lengths, in order): each run of two or more is read, checked and deleted
-/// as one key range.
-fn runs_of(batch: &[&Action], follows: &HashSet<EntryId>) -> Vec<usize> {
-    let mut runs: Vec<usize> = Vec::new();
-    for (i, a) in batch.iter().enumerate() {
-        let joins =
-            i > 0 && follows.contains(&entry_id(a)) && batch[i - 1].namespace == a.namespace;
-        match runs.last_mut() {
-            Some(n) if joins => *n += 1,
-            _ => runs.push(1),
+/// How a batch is read and deleted: spans of entries close together in the
+/// listing are read as one key range (one request instead of one per entry),
+/// and runs of adjacent ones are candidates for one range delete. Spans and
+/// runs are `(start, length)` in the batch.
+struct Layout {
+    reads: Vec<(usize, usize)>,
+    runs: Vec<(usize, usize)>,
+}
+
+/// Entries at most this far apart in the listing share a range read: what
+/// lies between is read too, so the gap stays small.
+const READ_GAP: usize = 4;
+
+impl Layout {
+    fn by_key(n: usize) -> Layout {
+        Layout {
+            reads: (0..n).map(|i| (i, 1)).collect(),
+            runs: Vec::new(),
         }
     }
-    runs
+
+    fn of(batch: &[&Action], listed: &HashMap<EntryId, usize>) -> Layout {
+        let at: Vec<Option<usize>> = batch
+            .iter()
+            .map(|a| listed.get(&entry_id(a)).copied())
+            .collect();
+        // The gap between entry i-1 and i in the listing, when both were listed in one namespace.
+        let gap = |i: usize| -> Option<usize> {
+            let (p, q) = (at[i - 1]?, at[i]?);
+            (q > p && batch[i - 1].namespace == batch[i].namespace).then_some(q - p)
+        };
+        let spans = |joins: &dyn Fn(usize) -> bool| -> Vec<(usize, usize)> {
+            let mut out: Vec<(usize, usize)> = Vec::new();
+            for i in 0..batch.len() {
+                match out.last_mut() {
+                    Some((_, len)) if i > 0 && joins(i) => *len += 1,
+                    _ => out.push((i, 1)),
+                }
+            }
+            out
+        };
+        Layout {
+            reads: spans(&|i| gap(i).is_some_and(|g| g <= READ_GAP)),
+            runs: spans(&|i| gap(i) == Some(1))
+                .into_iter()
+                .filter(|(_, len)| *len > 1)
+                .collect(),
+        }
+    }
 }
 
 /// The `Values` keys of every write of every entry from `first` to `last`.
@@ -359,21 +456,25 @@ fn value_range(first: &EntryId, last: &EntryId) -> (EntryId, EntryId) {
 fn entry_batch_step<'a>(
     reads: &Reads,
     batch: &[&'a Action],
-    runs: &[usize],
+    layout: &Layout,
     atomic: bool,
 ) -> Result<Step<EntryOutcome<'a>>, Error> {
     let ids: Vec<EntryId> = batch.iter().map(|a| entry_id(a)).collect();
-    let spans = spans(runs);
     let mut wanted = Vec::new();
-    for (start, len) in spans.iter().copied() {
+    for &(start, len) in &layout.reads {
         let (first, last) = (&ids[start], &ids[start + len - 1]);
-        if len == 1 {
-            if !reads.has(Table::Meta, first) {
-                wanted.push(Read::Key(Table::Meta, first.clone()));
-            }
-        } else if !reads.has(Table::Meta, first) {
-            let (vfirst, vlast) = value_range(first, last);
-            wanted.push(Read::Range(Table::Meta, first.clone(), last.clone()));
+        if reads.has(Table::Meta, first) {
+            continue;
+        }
+        wanted.push(if len == 1 {
+            Read::Key(Table::Meta, first.clone())
+        } else {
+            Read::Range(Table::Meta, first.clone(), last.clone())
+        });
+    }
+    for &(start, len) in &layout.runs {
+        let (vfirst, vlast) = value_range(&ids[start], &ids[start + len - 1]);
+        if !reads.has(Table::Values, &vfirst) {
             wanted.push(Read::Range(Table::Values, vfirst, vlast));
         }
     }
@@ -397,26 +498,9 @@ fn entry_batch_step<'a>(
         }
     }
     // An entry goes only if every entry referencing it goes in the same batch.
-    loop {
-        let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
-        let mut incoming: HashMap<EntryId, u64> = HashMap::new();
-        for d in &doomed {
-            for r in distinct(&d.meta.refs) {
-                let target = EntryId::new(d.id.namespace.clone(), r);
-                if members.contains(&target) {
-                    *incoming.entry(target).or_default() += 1;
-                }
-            }
-        }
-        let (go, stay): (Vec<Doomed>, Vec<Doomed>) = doomed
-            .into_iter()
-            .partition(|d| d.meta.referrers <= incoming.get(&d.id).copied().unwrap_or(0));
-        doomed = go;
-        if stay.is_empty() {
-            break;
-        }
-        outcome.held.extend(stay.iter().map(|d| d.action));
-    }
+    let (go, stay) = referenced_from_outside(doomed);
+    doomed = go;
+    outcome.held.extend(stay.iter().map(|d| d.action));
     if doomed.is_empty() {
         return Ok(Step::Done(outcome));
     }
@@ -433,24 +517,9 @@ fn entry_batch_step<'a>(
             doomed.retain(|d| !cyclic.contains(&d.id));
             outcome.kept += (before - doomed.len()) as u64;
             // What only the cycle referenced now waits in vain: keep it too.
-            loop {
-                let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
-                let mut incoming: HashMap<EntryId, u64> = HashMap::new();
-                for d in &doomed {
-                    for r in distinct(&d.meta.refs) {
-                        let target = EntryId::new(d.id.namespace.clone(), r);
-                        if members.contains(&target) {
-                            *incoming.entry(target).or_default() += 1;
-                        }
-                    }
-                }
-                let before = doomed.len();
-                doomed.retain(|d| d.meta.referrers <= incoming.get(&d.id).copied().unwrap_or(0));
-                outcome.kept += (before - doomed.len()) as u64;
-                if doomed.len() == before {
-                    break;
-                }
-            }
+            let (go, stay) = referenced_from_outside(doomed);
+            doomed = go;
+            outcome.kept += stay.len() as u64;
             if doomed.is_empty() {
                 return Ok(Step::Done(outcome));
             }
@@ -482,9 +551,9 @@ fn entry_batch_step<'a>(
     }
 
     // Runs whose range holds exactly their doomed entries and current values.
-    let whole: Vec<(EntryId, EntryId)> = spans
+    let whole: Vec<(EntryId, EntryId)> = layout
+        .runs
         .iter()
-        .filter(|(_, len)| *len > 1)
         .filter_map(|&(start, len)| {
             let (first, last) = (&ids[start], &ids[start + len - 1]);
             let run: HashMap<&EntryId, u64> = doomed
@@ -545,6 +614,33 @@ fn entry_batch_step<'a>(
     Ok(Step::Write(ops, outcome))
 }
 
+/// `doomed` split into those every referrer of which is in the set (they may
+/// go together) and those still referenced from outside it, repeated until
+/// what may go references only itself.
+fn referenced_from_outside<'a>(mut doomed: Vec<Doomed<'a>>) -> (Vec<Doomed<'a>>, Vec<Doomed<'a>>) {
+    let mut outside = Vec::new();
+    loop {
+        let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
+        let mut incoming: HashMap<EntryId, u64> = HashMap::new();
+        for d in &doomed {
+            for r in distinct(&d.meta.refs) {
+                let target = EntryId::new(d.id.namespace.clone(), r);
+                if members.contains(&target) {
+                    *incoming.entry(target).or_default() += 1;
+                }
+            }
+        }
+        let (go, stay): (Vec<Doomed>, Vec<Doomed>) = doomed
+            .into_iter()
+            .partition(|d| d.meta.referrers <= incoming.get(&d.id).copied().unwrap_or(0));
+        doomed = go;
+        if stay.is_empty() {
+            return (doomed, outside);
+        }
+        outside.extend(stay);
+    }
+}
+
 /// The members of `doomed` on reference cycles among them (self-references
 /// aside), found by peeling: an entry that no remaining entry references, or
 /// that references none, is on no cycle.
@@ -577,18 +673,6 @@ fn cycle_members(doomed: &[Doomed<'_>]) -> HashSet<EntryId> {
             return rest;
         }
     }
-}
-
-/// Run lengths as (start, length).
-fn spans(runs: &[usize]) -> Vec<(usize, usize)> {
-    let mut start = 0;
-    runs.iter()
-        .map(|&len| {
-            let span = (start, len);
-            start += len;
-            span
-        })
-        .collect()
 }
 
 /// `doomed` ordered so that every entry comes after the entries of `doomed`

@@ -201,7 +201,7 @@ async fn take_epoch<S: Store>(store: &S) -> Result<Op, StoreError> {
         // An unreadable epoch is replaced (its stamp is still expected).
         let epoch: u64 = old
             .as_deref()
-            .and_then(|b| codec::decode(b).ok())
+            .and_then(|b| codec::decode_number(b).ok())
             .unwrap_or(0);
         let bytes = codec::encode(&epoch.wrapping_add(1));
         let ops = vec![

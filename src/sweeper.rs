@@ -445,7 +445,7 @@ impl<S: Store> Sweeper<S> {
         let cursor: Option<Cursor> = stored
             .into_iter()
             .flatten()
-            .find_map(|b| codec::decode(&b).ok());
+            .find_map(|b| Cursor::decode(&b).ok());
         let mode = cursor.as_ref().map_or(mode, |c| c.mode.max(mode));
         let _ = self.flush_touches().await;
         let inv = self.inventory().await?;
@@ -453,14 +453,14 @@ impl<S: Store> Sweeper<S> {
         if let Some(c) = &cursor {
             plan.actions.retain(|a| exec::position(a) > c.after);
         }
-        let follows = adjacent_garbage(&inv, &plan);
+        let listed = listing_positions(&inv, &plan);
         drop(inv);
         let mut tracked = Tracked {
             inner: host,
             progress: &self.progress,
         };
         let mut report =
-            exec::execute_with(&self.store, &plan, &follows, self.config.exec, &mut tracked).await;
+            exec::execute_with(&self.store, &plan, &listed, self.config.exec, &mut tracked).await;
         if let Some(c) = &cursor {
             report.resumed = true;
             report.kept += c.kept;
@@ -479,7 +479,7 @@ impl<S: Store> Sweeper<S> {
                     deleted: report.deleted.clone(),
                     kept: report.kept,
                 };
-                Some(Op::Put(Table::State, cursor_key, codec::encode(&next)))
+                Some(Op::Put(Table::State, cursor_key, next.encode()))
             }
             // Stopped before its first batch: the cursor, if any, stays as it was.
             (None, false) => None,
@@ -519,25 +519,22 @@ impl<S: Store> Sweeper<S> {
     }
 }
 
-/// The planned entries whose predecessor in the listing (the store's key
-/// order) is a planned entry of the same namespace: runs of them can go as
-/// key ranges. Corrupt records between them break no run here; the executor
-/// checks each range inside its transaction before deleting it.
-fn adjacent_garbage(inv: &Inventory, plan: &Plan) -> std::collections::HashSet<EntryId> {
+/// Where each planned entry stood in the listing (the store's key order), so
+/// that the executor reads entries close together as one key range and
+/// deletes runs of adjacent ones as one. Corrupt records between them are not
+/// in the listing; the executor checks each range inside its transaction.
+fn listing_positions(inv: &Inventory, plan: &Plan) -> std::collections::HashMap<EntryId, usize> {
     let planned: std::collections::HashSet<(&str, &str)> = plan
         .actions
         .iter()
         .filter(|a| a.kind == plan::ActionKind::Entry)
         .map(|a| (a.namespace.as_deref().unwrap_or(""), a.key.as_str()))
         .collect();
-    let is_planned =
-        |e: &InventoryEntry| planned.contains(&(e.id.namespace.as_str(), e.id.key.as_str()));
     inv.entries
-        .windows(2)
-        .filter(|w| {
-            w[0].id.namespace == w[1].id.namespace && is_planned(&w[0]) && is_planned(&w[1])
-        })
-        .map(|w| w[1].id.clone())
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| planned.contains(&(e.id.namespace.as_str(), e.id.key.as_str())))
+        .map(|(i, e)| (e.id.clone(), i))
         .collect()
 }
 

@@ -133,9 +133,9 @@ fn check_bytes(data: &[u8]) {
     );
 
     // The cursor a stopped run leaves for the next one.
-    match codec::decode::<Cursor>(data) {
+    match Cursor::decode(data) {
         Ok(c) => {
-            let again = codec::decode::<Cursor>(&codec::encode(&c));
+            let again = Cursor::decode(&c.encode());
             assert_eq!(
                 again,
                 Ok(c),
@@ -334,7 +334,7 @@ fn check_structured(data: &[u8]) -> arbitrary::Result<()> {
             let c = cursor(&mut u)?;
             let bytes = codec::encode(&c);
             assert_eq!(
-                codec::decode::<Cursor>(&bytes),
+                Cursor::decode(&bytes),
                 Ok(c.clone()),
                 "a valid run cursor does not round-trip: {c:?}"
             );

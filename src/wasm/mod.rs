@@ -292,7 +292,10 @@ where
     if let Err(e) = inner.open() {
         return Promise::reject(&e);
     }
-    future_to_promise(body(inner.clone()))
+    // One future type for every method: the promise glue is compiled once.
+    let body: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>> =
+        Box::pin(body(inner.clone()));
+    future_to_promise(body)
 }
 
 #[wasm_bindgen(js_class = Sweeper)]
