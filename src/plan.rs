@@ -341,14 +341,49 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
                 }
                 None => &policy.rules,
             };
-            let live =
+            let mut live =
                 scratch.plan_namespace(&inv.entries, rules, &blobs, now, policy.orphan_grace_ms);
             let first = doomed.len();
-            for (j, &i) in scratch.unique.iter().enumerate() {
-                if !live[j] {
-                    // Every entry that is not live was dropped by a rule.
-                    doomed.push((i, scratch.dropped[j].unwrap_or(Reason::Unreachable)));
+            loop {
+                let round = doomed.len();
+                for (j, &i) in scratch.unique.iter().enumerate() {
+                    if !live[j] {
+                        // Every entry that is not live was dropped by a rule.
+                        doomed.push((i, scratch.dropped[j].unwrap_or(Reason::Unreachable)));
+                    }
                 }
+                // A run leaves a fixpoint (SPEC §2). Rules interact in one
+                // way only: `keepLast` ranks the group members rules 1–2
+                // left, so when a quota evicts a ruled group member, a member
+                // retention dropped but a reference kept alive climbs into
+                // the kept, becomes a root and counts towards the quota. Plan
+                // the survivors again until nothing more drops.
+                let unsettled = doomed[round..].iter().any(|&(i, reason)| {
+                    matches!(reason, Reason::MaxEntries | Reason::MaxBytes)
+                        && inv.entries[i as usize]
+                            .meta
+                            .group
+                            .as_ref()
+                            .is_some_and(|g| rules.groups.contains_key(g))
+                });
+                if !unsettled {
+                    break;
+                }
+                let survivors: Vec<Ix> = scratch
+                    .unique
+                    .iter()
+                    .zip(&live)
+                    .filter(|(_, &l)| l)
+                    .map(|(&i, _)| i)
+                    .collect();
+                scratch.distinct(&inv.entries, &survivors, &hasher);
+                live = scratch.plan_namespace(
+                    &inv.entries,
+                    rules,
+                    &blobs,
+                    now,
+                    policy.orphan_grace_ms,
+                );
             }
             doomed[first..].sort_unstable_by(|a, b| {
                 let key = |i: Ix| inv.entries[i as usize].id.key.as_str();

@@ -388,9 +388,45 @@ fn describe(items: &BTreeSet<Item>) -> String {
 }
 
 /// Compares `plan` with the reference model, listing the difference on failure.
+/// The reference model run to its fixpoint (SPEC §2): apply what it deletes,
+/// model again at the same `now`, until a round deletes no entry. Each item
+/// keeps the reason of the round that deleted it; the counts are the last
+/// round's.
+fn reference_fixpoint(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Expected {
+    let mut round = reference(inv, policy, now, mode);
+    let mut actions = BTreeSet::new();
+    let mut current = inv.clone();
+    loop {
+        let entries: BTreeSet<EntryId> = round
+            .actions
+            .iter()
+            .filter(|a| a.0 == ActionKind::Entry && !actions.contains(*a))
+            .map(|a| EntryId::new(a.1.clone().unwrap_or_default(), a.2.clone()))
+            .collect();
+        let gone = |kind: ActionKind| -> BTreeSet<String> {
+            round
+                .actions
+                .iter()
+                .filter(|a| a.0 == kind)
+                .map(|a| a.2.clone())
+                .collect()
+        };
+        let (blobs, temps) = (gone(ActionKind::Blob), gone(ActionKind::Temp));
+        actions.extend(round.actions.iter().cloned());
+        if entries.is_empty() {
+            round.actions = actions;
+            return round;
+        }
+        current.entries.retain(|e| !entries.contains(&e.id));
+        current.blobs.retain(|b| !blobs.contains(&b.id));
+        current.temps.retain(|t| !temps.contains(&t.id));
+        round = reference(&current, policy, now, mode);
+    }
+}
+
 fn matches_reference(inv: &Inventory, policy: &Policy, mode: Mode) -> Result<(), TestCaseError> {
     let p = plan(inv, policy, NOW, mode);
-    let want = reference(inv, policy, NOW, mode);
+    let want = reference_fixpoint(inv, policy, NOW, mode);
     let got = items(&p);
     let missing: BTreeSet<Item> = want.actions.difference(&got).cloned().collect();
     let extra: BTreeSet<Item> = got.difference(&want.actions).cloned().collect();
@@ -853,16 +889,6 @@ proptest! {
     // them again; the first plan's roots stay roots, so all that lived lives.
     // Blobs and temps: same live set, same `now`, so no new orphans or stale temps.
     //
-    // One legitimate exception, from the SPEC's rule order: `keepLast` ranks
-    // the group members that rules 1–2 left, including members the quotas then
-    // evict. When a quota deletes a group member, the next plan ranks one
-    // fewer, so a member that retention dropped but a reference kept alive
-    // climbs into the kept `keepLast`, becomes a root, counts towards the
-    // quota again and may push out another entry (and what only that entry
-    // kept alive). So: in a namespace where the first plan evicted a member of
-    // a group with a `keepLast` rule, the second plan may delete more entries
-    // (and the blobs they alone held); elsewhere it deletes nothing at all.
-    // `retention_promotes_a_rescued_entry_after_a_quota_eviction` shows it.
     #[test]
     fn replanning_the_applied_plan_finds_nothing_more(
         inv in inventory(40), policy in policy(),
@@ -870,32 +896,9 @@ proptest! {
         let first = plan(&inv, &policy, NOW, Mode::Full);
         let after = apply(&inv, &first);
         let second = plan(&after, &policy, NOW, Mode::Full);
-        let groups: BTreeMap<&EntryId, Option<&str>> = inv
-            .entries
-            .iter()
-            .map(|e| (&e.id, e.meta.group.as_deref()))
-            .collect();
-        // Namespaces where a quota evicted a member of a group with a rule.
-        let unsettled: BTreeSet<String> = first
-            .actions
-            .iter()
-            .filter(|a| matches!(a.reason, Reason::MaxEntries | Reason::MaxBytes))
-            .filter_map(|a| {
-                let ns = a.namespace.clone()?;
-                let id = EntryId::new(ns.clone(), a.key.clone());
-                let group = groups.get(&id).copied().flatten()?;
-                rules_in(&policy, &ns).groups.contains_key(group).then_some(ns)
-            })
-            .collect();
-        let settled = second.actions.iter().all(|a| match a.kind {
-            ActionKind::Entry => unsettled.contains(a.namespace.as_deref().unwrap_or_default()),
-            _ => !unsettled.is_empty(),
-        });
         prop_assert!(
-            settled,
-            "second full plan at the same now still deletes:\n{}\
-             namespaces where a quota evicted a ruled group member: {unsettled:?}\n\
-             first plan:\n{}",
+            second.actions.is_empty(),
+            "second full plan at the same now still deletes:\n{}first plan:\n{}",
             describe(&items(&second)),
             describe(&items(&first)),
         );
@@ -1028,12 +1031,12 @@ fn huge_sizes_neither_overflow_nor_skew_max_bytes() {
     assert_eq!(p.summary.deleted[&Reason::MaxBytes].bytes, u64::MAX);
 }
 
-/// The exception to replanning finding nothing more (see the property): a
-/// quota evicts the newest-but-one draft, so next time the draft retention
-/// dropped (kept alive by a reference) is among the two newest, a root, and
-/// its extra count pushes `k0` out of `maxEntries`.
+/// Where rules interact (SPEC §2, fixpoint): a quota evicts the
+/// newest-but-one draft, so the draft retention dropped (kept alive by a
+/// reference) climbs into the two newest, becomes a root, and its extra count
+/// pushes `k0` out of `maxEntries`. The planner sees it in the same plan.
 #[test]
-fn retention_promotes_a_rescued_entry_after_a_quota_eviction() {
+fn a_quota_eviction_that_promotes_a_rescued_entry_is_planned_at_once() {
     let draft = |key: &str, accessed_at, refs: &[&str]| {
         listed_entry(
             key,
@@ -1082,15 +1085,17 @@ fn retention_promotes_a_rescued_entry_after_a_quota_eviction() {
     };
     // keepLast keeps k0, k1 (same createdAt: by key) and drops k2, which k0
     // keeps alive; maxEntries then evicts k1 and k3, least recently accessed.
+    // Left would be k0, k2, k4: both drafts within keepLast, three roots, so
+    // maxEntries evicts k0 too, and k2 and k4 stay.
     let first = plan(&inv, &policy, NOW, Mode::Full);
     assert_eq!(
         gone(&first),
         [
+            ("k0".to_string(), Reason::MaxEntries),
             ("k1".to_string(), Reason::MaxEntries),
             ("k3".to_string(), Reason::MaxEntries)
         ]
     );
-    // Left: k0, k2, k4. Both drafts are now within keepLast and count.
     let second = plan(&apply(&inv, &first), &policy, NOW, Mode::Full);
-    assert_eq!(gone(&second), [("k0".to_string(), Reason::MaxEntries)]);
+    assert_eq!(gone(&second), []);
 }
