@@ -55,23 +55,65 @@ const MAX_RECORD_DEPTH: usize = 16;
 
 /// The body of a versioned record `[version, body]`.
 pub(crate) fn body(bytes: &[u8]) -> Result<Value, DecodeError> {
+    Ok(envelope(bytes)?.0)
+}
+
+/// A versioned record `[version, body]`, or an entry's `[version, meta, value]`
+/// (see [`encode_entry`]): the body and the inline value.
+fn envelope(bytes: &[u8]) -> Result<(Value, Option<Value>), DecodeError> {
     let mut rest = bytes;
     let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_RECORD_DEPTH)
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let Value::Array(mut parts) = value else {
         return Err(malformed("not a versioned record"));
     };
-    if parts.len() != 2 {
+    if !(2..=3).contains(&parts.len()) {
         return Err(malformed("not a versioned record"));
     }
+    let inline = (parts.len() == 3).then(|| parts.pop().unwrap_or(Value::Nil));
     let body = parts.pop().unwrap_or(Value::Nil);
     match parts[0].as_u64() {
-        Some(v) if v == u64::from(FORMAT_VERSION) => Ok(body),
+        Some(v) if v == u64::from(FORMAT_VERSION) => Ok((body, inline)),
         Some(v) => Err(DecodeError::UnsupportedVersion(
             u32::try_from(v).unwrap_or(u32::MAX),
         )),
         None => Err(malformed("its version is not a number")),
     }
+}
+
+/// Values up to this size are kept in their entry's metadata record on
+/// stores whose batches are atomic: one record to write, read and delete.
+pub const INLINE_MAX: usize = 8 << 10;
+
+/// An entry's record: its metadata, and its encoded value when the value
+/// lives in the record itself (`[version, meta, bin]`) rather than in `Values`.
+pub fn encode_entry(meta: &EntryMeta, inline: Option<&[u8]>) -> Vec<u8> {
+    let Some(value) = inline else {
+        return encode_meta(meta);
+    };
+    let mut out = Vec::with_capacity(value.len() + 128);
+    out.push(0x93); // an array of three
+                    // Writing MessagePack into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, &Value::from(FORMAT_VERSION));
+    out.extend(rmp_serde::to_vec_named(meta).unwrap_or_default());
+    let _ = rmpv::encode::write_value(&mut out, &Value::Binary(value.to_vec()));
+    out
+}
+
+/// The encoded value an entry's record holds in itself, if it does.
+pub fn inline_value(bytes: &[u8]) -> Result<Option<Vec<u8>>, DecodeError> {
+    match envelope(bytes)?.1 {
+        None => Ok(None),
+        Some(Value::Binary(b)) => Ok(Some(b)),
+        Some(_) => Err(malformed("an inline value is not bytes")),
+    }
+}
+
+/// `meta` in place of the metadata of the entry record `old`, keeping the
+/// value `old` holds inline: every rewrite of an entry's record that is not a
+/// put (counts, touches, rebuild) goes through here, so none drops a value.
+pub fn reencode_meta(old: &[u8], meta: &EntryMeta) -> Result<Vec<u8>, DecodeError> {
+    Ok(encode_entry(meta, inline_value(old)?.as_deref()))
 }
 
 /// A record that holds one number (the rebuild epoch).
@@ -190,7 +232,13 @@ pub fn encode_meta(meta: &EntryMeta) -> Vec<u8> {
 }
 
 pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, DecodeError> {
-    let body = body(bytes)?;
+    let (body, inline) = envelope(bytes)?;
+    if inline
+        .as_ref()
+        .is_some_and(|v| !matches!(v, Value::Binary(_)))
+    {
+        return Err(malformed("an inline value is not bytes"));
+    }
     let f = Fields::of(&body)?;
     Ok(EntryMeta {
         created_at: f.u64("createdAt")?,

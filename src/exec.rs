@@ -13,7 +13,7 @@ use crate::refcount::{distinct, Counts};
 use crate::store::{
     id_key, stamp, value_key, Access, Op, Read, Reads, Step, Store, StoreError, Table,
 };
-use crate::write::{stage, ENTRY_TABLES};
+use crate::write::{has_inline_value, stage, ENTRY_TABLES};
 
 /// How a run is cut into batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,6 +339,8 @@ struct Doomed<'a> {
     action: &'a Action,
     id: EntryId,
     meta: EntryMeta,
+    /// Its record holds its value: there is no `Values` record to delete.
+    inline: bool,
 }
 
 /// What one batch of entries came to.
@@ -492,6 +494,7 @@ fn entry_batch_step<'a>(
                     action: a,
                     id: id.clone(),
                     meta,
+                    inline: has_inline_value(bytes),
                 }),
                 _ => outcome.kept += 1,
             },
@@ -601,12 +604,14 @@ fn entry_batch_step<'a>(
     ops.extend(counts.decrements());
     for (first, last) in &whole {
         let (vfirst, vlast) = value_range(first, last);
-        ops.push(Op::DeleteRange(Table::Values, vfirst, vlast));
+        if !reads.found_in(Table::Values, &vfirst, &vlast).is_empty() {
+            ops.push(Op::DeleteRange(Table::Values, vfirst, vlast));
+        }
     }
     ops.extend(
         doomed
             .iter()
-            .filter(|d| !in_whole(&d.id))
+            .filter(|d| !d.inline && !in_whole(&d.id))
             .map(|d| Op::Delete(Table::Values, value_key(&d.id, d.meta.write_id))),
     );
     ops.extend(temps.into_iter().map(|(_, delete)| delete));

@@ -243,11 +243,15 @@ impl<T> Seen<T> {
 /// One complete listing of `Meta`, then of `BlobMeta`.
 struct Collect {
     entries: BTreeMap<EntryId, Seen<EntryMeta>>,
+    /// The values entry records held in themselves, with the record's stamp:
+    /// a fix rewrites the record it expects, value and all.
+    inline: BTreeMap<EntryId, (u64, Vec<u8>)>,
     blobs: BTreeMap<String, Seen<BlobRecord>>,
 }
 
 impl Collect {
     async fn read<S: Store>(store: &S, page: usize) -> Result<Collect, StoreError> {
+        let mut inline = BTreeMap::new();
         let entries = list_all(store, Table::Meta, page)
             .await?
             .into_iter()
@@ -257,6 +261,9 @@ impl Collect {
                     Ok(record) => Seen::Ok { stamp, record },
                     Err(_) => Seen::Corrupt { stamp },
                 };
+                if let Ok(Some(value)) = codec::inline_value(&bytes) {
+                    inline.insert(id.clone(), (stamp, value));
+                }
                 (id, seen)
             })
             .collect();
@@ -272,7 +279,11 @@ impl Collect {
                 (id.key, seen)
             })
             .collect();
-        Ok(Collect { entries, blobs })
+        Ok(Collect {
+            entries,
+            inline,
+            blobs,
+        })
     }
 }
 
@@ -435,12 +446,17 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
                 rev: base.rev.wrapping_add(1),
                 ..base.clone()
             };
+            // The value the expected record holds in itself, if any.
+            let inline = [first, fix, last]
+                .iter()
+                .find_map(|c| c.inline.get(id).filter(|(s, _)| *s == expect))
+                .map(|(_, v)| v.as_slice());
             fixes.push(Fix {
                 kind: RecordKind::Entry,
                 table: Table::Meta,
                 key: id.clone(),
                 expect,
-                bytes: codec::encode_meta(&meta),
+                bytes: codec::encode_entry(&meta, inline),
                 raise,
             });
         }

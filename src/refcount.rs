@@ -17,7 +17,8 @@ use crate::store::{id_key, Op, Read, Reads, Table};
 /// before the batch applies.
 #[derive(Default)]
 pub struct Counts {
-    entries: BTreeMap<EntryId, Option<EntryMeta>>,
+    /// Each entry's metadata with its record as read (which may hold its value).
+    entries: BTreeMap<EntryId, Option<(EntryMeta, Vec<u8>)>>,
     blobs: BTreeMap<String, Option<BlobRecord>>,
     entry_delta: BTreeMap<EntryId, i64>,
     blob_delta: BTreeMap<String, i64>,
@@ -51,10 +52,13 @@ impl Counts {
         for id in entries {
             let meta = match reads.get(Table::Meta, id).flatten() {
                 None => None,
-                Some(bytes) => Some(codec::decode_meta(bytes).map_err(|cause| Error::Corrupt {
-                    what: format!("metadata of {:?} in namespace {:?}", id.key, id.namespace),
-                    cause,
-                })?),
+                Some(bytes) => Some((
+                    codec::decode_meta(bytes).map_err(|cause| Error::Corrupt {
+                        what: format!("metadata of {:?} in namespace {:?}", id.key, id.namespace),
+                        cause,
+                    })?,
+                    bytes.to_vec(),
+                )),
             };
             counts.entries.insert(id.clone(), meta);
         }
@@ -72,7 +76,10 @@ impl Counts {
     }
 
     pub fn entry(&self, id: &EntryId) -> Option<&EntryMeta> {
-        self.entries.get(id).and_then(|m| m.as_ref())
+        self.entries
+            .get(id)
+            .and_then(|m| m.as_ref())
+            .map(|(m, _)| m)
     }
 
     pub fn blob(&self, id: &str) -> Option<&BlobRecord> {
@@ -101,12 +108,15 @@ impl Counts {
     fn writes(&self, pick: impl Fn(i64) -> bool, now: Millis) -> Vec<Op> {
         let mut ops = Vec::new();
         for (id, &d) in self.entry_delta.iter().filter(|(_, &d)| pick(d)) {
-            if let Some(meta) = self.entries.get(id).and_then(|m| m.as_ref()) {
+            if let Some((meta, record)) = self.entries.get(id).and_then(|m| m.as_ref()) {
                 let mut meta = meta.clone();
                 meta.referrers = apply_delta(meta.referrers, d);
                 meta.rev = meta.rev.wrapping_add(1);
                 meta.accessed_at = meta.accessed_at.max(now);
-                ops.push(Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)));
+                // Decoded above, so its record re-encodes; the value it holds stays.
+                let record = codec::reencode_meta(record, &meta)
+                    .unwrap_or_else(|_| codec::encode_meta(&meta));
+                ops.push(Op::Put(Table::Meta, id.clone(), record));
             }
         }
         for (id, &d) in self.blob_delta.iter().filter(|(_, &d)| pick(d)) {

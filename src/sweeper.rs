@@ -266,6 +266,15 @@ impl<S: Store> Sweeper<S> {
                 if expired && !include_expired {
                     return Ok(Step::Done(None));
                 }
+                let record = reads.get(Table::Meta, id).flatten().unwrap_or_default();
+                if let Some(value) =
+                    codec::inline_value(record).map_err(|cause| Error::Corrupt {
+                        what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
+                        cause,
+                    })?
+                {
+                    return Ok(Step::Done(Some((meta, value))));
+                }
                 let key = value_key(id, meta.write_id);
                 match reads.get(Table::Values, &key) {
                     None => Ok(Step::Read(vec![Read::Key(Table::Values, key)])),

@@ -100,6 +100,12 @@ pub fn read_meta(reads: &Reads, id: &EntryId) -> Result<Option<Option<EntryMeta>
     }
 }
 
+/// Whether an entry record holds its value itself (see `codec::encode_entry`).
+pub fn has_inline_value(record: &[u8]) -> bool {
+    // A fixed array of three: the record's first byte says it.
+    record.first() == Some(&0x93)
+}
+
 /// `refs` as entry ids of `id`'s namespace, without `id` itself (a reference
 /// to itself changes its own count, in its own record).
 fn others(id: &EntryId, refs: &[String]) -> Vec<EntryId> {
@@ -180,6 +186,12 @@ pub fn put_step(
         rev: old.as_ref().map_or(0, |m| m.rev.wrapping_add(1)),
     };
     let old_write = old.as_ref().map(|m| m.write_id);
+    // The old write's value has its own record unless its entry record held it.
+    let old_value_record = match reads.get(Table::Meta, &w.id).flatten() {
+        Some(bytes) => !has_inline_value(bytes),
+        None => false,
+    };
+    let inline = atomic && w.value.len() <= codec::INLINE_MAX;
     let staged = Staged::Entry {
         namespace: w.id.namespace.clone(),
         key: w.id.key.clone(),
@@ -190,19 +202,18 @@ pub fn put_step(
     if let Some((put, _)) = &temp {
         ops.push(put.clone());
     }
-    ops.push(Op::Put(
-        Table::Values,
-        value_key(&w.id, w.write_id),
-        w.value.clone(),
-    ));
+    if !inline {
+        ops.push(Op::Put(
+            Table::Values,
+            value_key(&w.id, w.write_id),
+            w.value.clone(),
+        ));
+    }
     ops.extend(counts.increments(now));
-    ops.push(Op::Put(
-        Table::Meta,
-        w.id.clone(),
-        codec::encode_meta(&meta),
-    ));
+    let record = codec::encode_entry(&meta, inline.then_some(&w.value[..]));
+    ops.push(Op::Put(Table::Meta, w.id.clone(), record));
     ops.extend(counts.decrements());
-    if let Some(old_write) = old_write {
+    if let (Some(old_write), true) = (old_write, old_value_record) {
         ops.push(Op::Delete(Table::Values, value_key(&w.id, old_write)));
     }
     if register {
@@ -299,7 +310,13 @@ pub fn delete_step(reads: &Reads, id: &EntryId, atomic: bool) -> Result<Step<boo
     }
     ops.push(Op::Delete(Table::Meta, id.clone()));
     ops.extend(counts.decrements());
-    ops.push(Op::Delete(Table::Values, value_key(id, old.write_id)));
+    let inline = reads
+        .get(Table::Meta, id)
+        .flatten()
+        .is_some_and(has_inline_value);
+    if !inline {
+        ops.push(Op::Delete(Table::Values, value_key(id, old.write_id)));
+    }
     if let Some((_, delete)) = temp {
         ops.push(delete);
     }
@@ -384,7 +401,10 @@ pub fn touch_step(reads: &Reads, touches: &[(EntryId, Millis)]) -> Result<Step<u
         }
         meta.accessed_at = *at;
         meta.rev = meta.rev.wrapping_add(1);
-        ops.push(Op::Put(Table::Meta, id.clone(), codec::encode_meta(&meta)));
+        let Ok(record) = codec::reencode_meta(bytes, &meta) else {
+            continue;
+        };
+        ops.push(Op::Put(Table::Meta, id.clone(), record));
     }
     let n = ops.len();
     Ok(if ops.is_empty() {

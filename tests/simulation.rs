@@ -561,10 +561,14 @@ impl Sim {
     }
 
     fn read_entry(&self, id: &EntryId) -> Stored {
-        let meta = self.raw_get(Table::Meta, id).map(|b| self.decode_meta(&b));
+        let record = self.raw_get(Table::Meta, id);
+        let meta = record.as_ref().map(|b| self.decode_meta(b));
+        let inline = record.and_then(|b| codec::inline_value(&b).ok().flatten());
         let value = meta
             .as_ref()
-            .and_then(|m| self.raw_get(Table::Values, &value_key(id, m.write_id)))
+            .and_then(|m| {
+                inline.or_else(|| self.raw_get(Table::Values, &value_key(id, m.write_id)))
+            })
             .and_then(|b| decode_value(&b));
         Stored { meta, value }
     }
@@ -1495,6 +1499,12 @@ impl Sim {
             .map(|(k, b)| (k, self.decode_meta(&b)))
             .collect();
         let values: BTreeMap<EntryId, Vec<u8>> = self.raw_all(Table::Values).into_iter().collect();
+        // Values entry records hold in themselves (atomic stores, small values).
+        let inline: BTreeMap<EntryId, Vec<u8>> = self
+            .raw_all(Table::Meta)
+            .into_iter()
+            .filter_map(|(k, b)| Some((k, codec::inline_value(&b).ok()??)))
+            .collect();
         let blob_records: BTreeMap<String, codec::BlobRecord> = self
             .raw_all(Table::BlobMeta)
             .into_iter()
@@ -1546,8 +1556,9 @@ impl Sim {
                 continue;
             }
             match (
-                values
-                    .get(&value_key(id, meta.write_id))
+                inline
+                    .get(id)
+                    .or_else(|| values.get(&value_key(id, meta.write_id)))
                     .and_then(|v| decode_value(v)),
                 entries.get(id),
             ) {

@@ -41,7 +41,14 @@ fn run_deletes_exactly_the_expired_half() {
         assert!(keys
             .iter()
             .all(|k| k.key[1..].parse::<u64>().unwrap() % 2 == 1));
-        assert_eq!(s.store().count(Table::Values), 500);
+        // Small values live in their entry's record on an atomic store.
+        assert_eq!(s.store().count(Table::Values), 0);
+        let records = kvsweep::store::Store::get(s.store(), Table::Meta, &keys)
+            .await
+            .unwrap();
+        assert!(records
+            .iter()
+            .all(|r| kvsweep::write::has_inline_value(r.as_ref().unwrap())));
     });
 }
 
@@ -437,5 +444,58 @@ fn unreadable_temp_is_kept_and_reported() {
         assert_eq!(s.store().count(Table::Temps), 1);
         let plan = s.plan(Mode::Full, u64::MAX / 2).await.unwrap();
         assert_eq!(plan.summary.corrupt_temps, vec!["t?".to_string()]);
+    });
+}
+
+#[test]
+fn values_move_between_the_record_and_their_own_without_loss_or_leftovers() {
+    let s = sweeper();
+    block_on(async {
+        let id = EntryId::new("", "v");
+        let big = vec![7u8; kvsweep::codec::INLINE_MAX + 1];
+        let t = EntryId::new("", "t");
+        s.put(&t, bytes(b"target"), PutOptions::default(), 0)
+            .await
+            .unwrap();
+        // Small, then big, then small again: one value record at most, and only for the big one.
+        for (i, value) in [b"small".to_vec(), big.clone(), b"again".to_vec()]
+            .into_iter()
+            .enumerate()
+        {
+            s.put(
+                &id,
+                StoredValue::Bytes(value.clone()),
+                PutOptions::default(),
+                i as u64,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                s.get(&id, 10).await.unwrap(),
+                Some(StoredValue::Bytes(value.clone()))
+            );
+            let separate = value.len() > kvsweep::codec::INLINE_MAX;
+            assert_eq!(
+                s.store().count(Table::Values),
+                separate as usize,
+                "write {i}"
+            );
+        }
+        // Count changes and touches rewrite the target's record: its value stays.
+        let opts = PutOptions {
+            refs: vec!["t".into()],
+            ..PutOptions::default()
+        };
+        s.put(&id, bytes(b"ref"), opts, 20).await.unwrap();
+        s.get(&t, 5_000).await.unwrap();
+        s.flush_touches().await.unwrap();
+        s.put(&id, bytes(b"unref"), PutOptions::default(), 30)
+            .await
+            .unwrap();
+        assert_eq!(s.get(&t, 9_000).await.unwrap(), Some(bytes(b"target")));
+        assert!(s.delete(&id).await.unwrap());
+        assert!(s.delete(&t).await.unwrap());
+        assert_eq!(s.store().count(Table::Meta), 0);
+        assert_eq!(s.store().count(Table::Values), 0);
     });
 }
