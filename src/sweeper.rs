@@ -80,6 +80,9 @@ pub fn splitmix64(x: u64) -> u64 {
 /// The `State` record of a run that stopped early.
 const CURSOR_KEY: &str = "run-cursor";
 
+/// How many entry records a sweeper keeps as guesses for its next writes.
+const SEEN_RECORDS: usize = 1024;
+
 /// How often a read may refresh an entry's `accessedAt`.
 pub const TOUCH_INTERVAL_MS: Millis = 1000;
 
@@ -95,6 +98,9 @@ pub struct Sweeper<S: Store> {
     progress: RefCell<Progress>,
     /// Writes made, for write ids.
     writes: Cell<u64>,
+    /// Entry records as this sweeper last wrote them (`None`: deleted), a
+    /// bounded few: guesses that let a store write without waiting to read.
+    seen: RefCell<std::collections::HashMap<EntryId, Option<Vec<u8>>>>,
     /// `accessedAt` refreshes that reads deferred, by entry: written in one
     /// batch by `flush_touches` (before every run and plan, and by the JS
     /// binding on a timer), so a read costs no write of its own.
@@ -114,7 +120,17 @@ impl<S: Store> Sweeper<S> {
             }),
             writes: Cell::new(0),
             touches: RefCell::new(BTreeMap::new()),
+            seen: RefCell::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Keeps `record` as the guess for the next write of `id`.
+    fn remember(&self, id: &EntryId, record: Option<Vec<u8>>) {
+        let mut seen = self.seen.borrow_mut();
+        if seen.len() >= SEEN_RECORDS {
+            seen.clear();
+        }
+        seen.insert(id.clone(), record);
     }
 
     pub fn store(&self) -> &S {
@@ -138,13 +154,24 @@ impl<S: Store> Sweeper<S> {
         let w = self.entry_write(id, &value, opts, now)?;
         let register = !self.registered.borrow().contains(&id.namespace);
         let atomic = self.store.atomic();
-        write::run(
-            &self.store,
-            &ENTRY_TABLES,
-            || format!("put of {:?}", id.key),
-            |reads| write::put_step(reads, &w, now, atomic, register),
-        )
-        .await?;
+        // The record as this sweeper last saw it, or none: a store may write
+        // on that guess and keep the write only if it was right.
+        let mut guess = crate::store::Reads::default();
+        let last_seen = self.seen.borrow_mut().remove(id).flatten();
+        guess.insert(Table::Meta, id.clone(), last_seen);
+        let record = self
+            .store
+            .transact_with_guess(&ENTRY_TABLES, &guess, |reads| {
+                write::put_step(reads, &w, now, atomic, register)
+            })
+            .await;
+        let record = match record {
+            Err(Error::Store(crate::store::StoreError::Busy(_))) => {
+                return Err(Error::Busy(format!("put of {:?}", id.key)))
+            }
+            other => other?,
+        };
+        self.remember(id, Some(record));
         if register {
             self.registered.borrow_mut().insert(id.namespace.clone());
         }
@@ -333,13 +360,16 @@ impl<S: Store> Sweeper<S> {
     /// entries reference it. Its blobs go in the next run.
     pub async fn delete(&self, id: &EntryId) -> Result<bool, Error> {
         let atomic = self.store.atomic();
-        write::run(
+        self.seen.borrow_mut().remove(id);
+        let existed = write::run(
             &self.store,
             &ENTRY_TABLES,
             || format!("delete of {:?}", id.key),
             |reads| write::delete_step(reads, id, atomic),
         )
-        .await
+        .await?;
+        self.remember(id, None);
+        Ok(existed)
     }
 
     /// Stores `bytes` under their SHA-256 and returns the id; the same bytes

@@ -121,13 +121,22 @@ fn minus(a: &[String], b: &[String]) -> Vec<String> {
 
 /// The step of one put: read the entry, then the counts its references
 /// change, then write. `register` adds the namespace's record.
+///
+/// A store may run it on a guess of the entry's record and, when the guess
+/// was wrong, follow those writes with the ones on the actual record, in the
+/// same transaction (`Store::transact_with_guess`). That is safe: on a guess
+/// it writes only when the references it guessed need no count changes, so it
+/// touches only the entry's record (overwritten by the actual writes), the
+/// new write's value record (the same key and bytes), the value record of the
+/// guessed old write (not the current write of the actual record, so no live
+/// value), and the namespace record (the same).
 pub fn put_step(
     reads: &Reads,
     w: &EntryWrite,
     now: Millis,
     atomic: bool,
     register: bool,
-) -> Result<Step<()>, Error> {
+) -> Result<Step<Vec<u8>>, Error> {
     let Some(old) = read_meta(reads, &w.id)? else {
         return Ok(Step::Read(vec![Read::Key(Table::Meta, w.id.clone())]));
     };
@@ -211,7 +220,7 @@ pub fn put_step(
     }
     ops.extend(counts.increments(now));
     let record = codec::encode_entry(&meta, inline.then_some(&w.value[..]));
-    ops.push(Op::Put(Table::Meta, w.id.clone(), record));
+    ops.push(Op::Put(Table::Meta, w.id.clone(), record.clone()));
     ops.extend(counts.decrements());
     if let (Some(old_write), true) = (old_write, old_value_record) {
         ops.push(Op::Delete(Table::Values, value_key(&w.id, old_write)));
@@ -226,7 +235,7 @@ pub fn put_step(
     if let Some((_, delete)) = temp {
         ops.push(delete);
     }
-    Ok(Step::Write(ops, ()))
+    Ok(Step::Write(ops, record))
 }
 
 /// The step of several puts in one batch, in order: each sees the writes of
@@ -247,7 +256,7 @@ pub fn put_many_step(
         let first_of_ns =
             register.contains(&w.id.namespace) && !registered.contains(&&w.id.namespace);
         match put_step(&view, w, now, atomic, first_of_ns) {
-            Ok(Step::Write(item, ())) => {
+            Ok(Step::Write(item, _)) => {
                 if first_of_ns {
                     registered.push(&w.id.namespace);
                 }
@@ -255,7 +264,7 @@ pub fn put_many_step(
                 ops.extend(item);
             }
             Ok(Step::Read(more)) => missing.extend(more),
-            Ok(Step::Done(())) | Ok(Step::Retry) => {}
+            Ok(Step::Done(_)) | Ok(Step::Retry) => {}
             // An error may come from not seeing an earlier write yet.
             Err(e) if missing.is_empty() => return Err(e),
             Err(_) => {}

@@ -254,3 +254,69 @@ async fn adjacent_garbage_goes_as_key_ranges_and_nothing_between_is_touched() {
     // The a-range's value records went with it (as one key range).
     assert_eq!(all_keys(s.store(), Table::Values).await.len(), 0);
 }
+
+#[wasm_bindgen_test]
+async fn a_put_on_a_stale_guess_still_counts_exactly() {
+    let name = format!("guess-{}", js_sys::Math::random());
+    let one = Sweeper::new(
+        IdbStore::open(&name).await.unwrap(),
+        Policy::default(),
+        Default::default(),
+    );
+    let two = Sweeper::new(
+        IdbStore::open(&name).await.unwrap(),
+        Policy::default(),
+        Default::default(),
+    );
+    let (k, t) = (EntryId::new("ns", "k"), EntryId::new("ns", "t"));
+    one.put(&t, StoredValue::Bytes(vec![1]), PutOptions::default(), 1)
+        .await
+        .unwrap();
+    one.put(&k, StoredValue::Bytes(vec![2]), PutOptions::default(), 2)
+        .await
+        .unwrap();
+    // Another sweeper rewrites k with a reference: `one`'s guess of k is stale.
+    let refs = PutOptions {
+        refs: vec!["t".into()],
+        ..Default::default()
+    };
+    two.put(&k, StoredValue::Bytes(vec![3]), refs, 3)
+        .await
+        .unwrap();
+    one.put(&k, StoredValue::Bytes(vec![4]), PutOptions::default(), 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        two.get(&k, 5).await.unwrap(),
+        Some(StoredValue::Bytes(vec![4]))
+    );
+    let meta = one
+        .store()
+        .get(Table::Meta, std::slice::from_ref(&t))
+        .await
+        .unwrap();
+    assert_eq!(
+        codec::decode_meta(meta[0].as_ref().unwrap())
+            .unwrap()
+            .referrers,
+        0
+    );
+    // And a right guess: k again, as `one` last wrote it.
+    one.put(
+        &k,
+        StoredValue::Bytes(vec![5; 9000]),
+        PutOptions::default(),
+        6,
+    )
+    .await
+    .unwrap();
+    one.put(&k, StoredValue::Bytes(vec![6]), PutOptions::default(), 7)
+        .await
+        .unwrap();
+    assert_eq!(
+        two.get(&k, 8).await.unwrap(),
+        Some(StoredValue::Bytes(vec![6]))
+    );
+    assert!(all_keys(one.store(), Table::Values).await.is_empty());
+    assert!(one.delete(&t).await.unwrap());
+}

@@ -209,6 +209,52 @@ pub trait Store {
         })
     }
 
+    /// [`Store::transact`] of a write, told what the records it will read
+    /// probably hold (`guess`, for instance what this process last wrote
+    /// there). A store may write on the guess in the same flight as the reads
+    /// and keep the writes only if the guess was right; by default the guess
+    /// is ignored. The answer is the step's on what was actually read.
+    async fn transact_with_guess<T, F>(
+        &self,
+        tables: &[Table],
+        guess: &Reads,
+        mut step: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(&Reads) -> Result<Step<T>, Error>,
+    {
+        let mut answer: Option<T> = None;
+        self.transact_guess(tables, guess, &mut |reads| {
+            Ok(match step(reads)? {
+                Step::Read(r) => Step::Read(r),
+                Step::Retry => Step::Retry,
+                Step::Done(t) => {
+                    answer = Some(t);
+                    Step::Done(())
+                }
+                Step::Write(ops, t) => {
+                    answer = Some(t);
+                    Step::Write(ops, ())
+                }
+            })
+        })
+        .await?;
+        answer.ok_or_else(|| {
+            StoreError::Backend("internal error: a step gave no answer".into()).into()
+        })
+    }
+
+    /// [`Store::transact_with_guess`] for backends.
+    async fn transact_guess(
+        &self,
+        tables: &[Table],
+        guess: &Reads,
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
+        let _ = guess;
+        self.transact_dyn(Access::Write, tables, step).await
+    }
+
     /// [`Store::transact`] for backends: the step's answer is kept by the caller.
     async fn transact_dyn(
         &self,
@@ -323,6 +369,11 @@ impl Reads {
             .iter()
             .any(|(t, from, to)| *t == table && from <= key && key <= to);
         in_range.then_some(None)
+    }
+
+    /// The keys read one by one (not ranges), in order.
+    pub fn keys(&self) -> Vec<(Table, EntryId)> {
+        self.records.keys().cloned().collect()
     }
 
     /// Whether `key` has been read (found or not).

@@ -235,61 +235,6 @@ impl Store for IdbStore {
         Capabilities::transactional()
     }
 
-    /// One IndexedDB transaction: every read the step asks for is issued at
-    /// once and awaited on microtasks, which keeps the transaction open, then
-    /// the writes go in the same transaction.
-    async fn transact_dyn(
-        &self,
-        access: Access,
-        tables: &[Table],
-        step: &mut DynStep<'_>,
-    ) -> Result<(), Error> {
-        let mode = match access {
-            Access::Read => IdbTransactionMode::Readonly,
-            Access::Write => IdbTransactionMode::Readwrite,
-        };
-        let tx = self.transaction(tables, mode)?;
-        let done = committed(&tx);
-        let mut reads = Reads::default();
-        let outcome: Result<(), Error> = loop {
-            let next = match step(&reads) {
-                Ok(next) => next,
-                Err(e) => break Err(e),
-            };
-            match next {
-                Step::Read(wanted) => {
-                    if let Err(e) = read_in(&tx, wanted, &mut reads).await {
-                        break Err(e.into());
-                    }
-                }
-                Step::Write(ops, out) => match self.apply_in(&tx, &ops).await {
-                    Ok(()) => break Ok(out),
-                    Err(e) => break Err(e.into()),
-                },
-                Step::Done(out) => break Ok(out),
-                Step::Retry => {
-                    break Err(StoreError::Backend(
-                        "records read in one transaction do not fit together (an entry's value is missing): the store was changed by something other than kvsweep".into(),
-                    )
-                    .into())
-                }
-            }
-        };
-        match outcome {
-            Ok(out) => {
-                if access == Access::Write {
-                    done.await?;
-                }
-                Ok(out)
-            }
-            Err(e) => {
-                let _ = tx.abort();
-                let _ = done.await;
-                Err(e)
-            }
-        }
-    }
-
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());
@@ -308,20 +253,88 @@ impl Store for IdbStore {
         }
         done.await
     }
+
+    /// Writes on the guess and reads in the same flight: the step runs on
+    /// `guess` first, and its writes are issued right behind the reads of
+    /// every guessed record. If the reads match the guess the transaction
+    /// commits, a round trip sooner; if not, the step runs on what was read,
+    /// in the same transaction, and its writes follow the guessed ones. So the
+    /// order of transactions is the order of calls, and a step given a guess
+    /// must be one whose writes on the actual records overwrite whatever its
+    /// writes on a wrong guess did (`write::put_step` is: see there).
+    async fn transact_guess(
+        &self,
+        tables: &[Table],
+        guess: &Reads,
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
+        let Ok(Step::Write(ops, ())) = step(guess) else {
+            return self.transact_dyn(Access::Write, tables, step).await;
+        };
+        let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
+        let done = committed(&tx);
+        let guessed = guess.keys();
+        let mut actual = Reads::default();
+        let flight: Result<bool, StoreError> = async {
+            let wanted = guessed
+                .iter()
+                .map(|(t, k)| Read::Key(*t, k.clone()))
+                .collect();
+            let pending = issue_reads(&tx, wanted)?;
+            self.apply_in(&tx, &ops).await?;
+            await_reads(pending, &mut actual).await?;
+            Ok(guessed
+                .iter()
+                .all(|(t, k)| actual.get(*t, k) == guess.get(*t, k)))
+        }
+        .await;
+        let outcome = match flight {
+            Ok(true) => Ok(()),
+            Ok(false) => self.run_in(&tx, step, actual).await,
+            Err(e) => Err(e.into()),
+        };
+        self.finish(&tx, done, Access::Write, outcome).await
+    }
+
+    /// One IndexedDB transaction: every read the step asks for is issued at
+    /// once and awaited on microtasks, which keeps the transaction open, then
+    /// the writes go in the same transaction.
+    async fn transact_dyn(
+        &self,
+        access: Access,
+        tables: &[Table],
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
+        let mode = match access {
+            Access::Read => IdbTransactionMode::Readonly,
+            Access::Write => IdbTransactionMode::Readwrite,
+        };
+        let tx = self.transaction(tables, mode)?;
+        let done = committed(&tx);
+        let outcome = self.run_in(&tx, step, Reads::default()).await;
+        self.finish(&tx, done, access, outcome).await
+    }
 }
 
-/// Issues every read at once, then awaits them in order.
+/// A read issued in a transaction, not yet awaited.
+enum Pending {
+    Key(Table, EntryId, IdbRequest),
+    Range(Table, EntryId, EntryId, IdbRequest, IdbRequest),
+}
+
+/// Issues every read at once, then awaits them.
 async fn read_in(
     tx: &IdbTransaction,
     wanted: Vec<Read>,
     reads: &mut Reads,
 ) -> Result<(), StoreError> {
-    enum Pending {
-        Key(Table, EntryId, IdbRequest),
-        Range(Table, EntryId, EntryId, IdbRequest, IdbRequest),
-    }
+    let pending = issue_reads(tx, reads.missing(wanted))?;
+    await_reads(pending, reads).await
+}
+
+fn issue_reads(tx: &IdbTransaction, wanted: Vec<Read>) -> Result<Vec<Pending>, StoreError> {
     let mut pending = Vec::with_capacity(wanted.len());
-    for r in reads.missing(wanted) {
+    for r in wanted {
         match r {
             Read::Key(t, k) => {
                 let req = IdbStore::object_store(tx, t)?
@@ -341,6 +354,10 @@ async fn read_in(
             }
         }
     }
+    Ok(pending)
+}
+
+async fn await_reads(pending: Vec<Pending>, reads: &mut Reads) -> Result<(), StoreError> {
     // Requests of a transaction succeed in the order they were made: once the
     // last has, every other is done and reads without another wait.
     match pending.last() {
@@ -371,6 +388,51 @@ async fn read_in(
 }
 
 impl IdbStore {
+    /// Runs `step` in `tx` from what has been `read` until it writes or is done.
+    async fn run_in(
+        &self,
+        tx: &IdbTransaction,
+        step: &mut DynStep<'_>,
+        mut reads: Reads,
+    ) -> Result<(), Error> {
+        loop {
+            match step(&reads)? {
+                Step::Read(wanted) => read_in(tx, wanted, &mut reads).await?,
+                Step::Write(ops, ()) => return Ok(self.apply_in(tx, &ops).await?),
+                Step::Done(()) => return Ok(()),
+                Step::Retry => {
+                    return Err(StoreError::Backend(
+                        "records read in one transaction do not fit together (an entry's value is missing): the store was changed by something other than kvsweep".into(),
+                    )
+                    .into())
+                }
+            }
+        }
+    }
+
+    /// Commits a transaction that wrote, or aborts one that failed.
+    async fn finish(
+        &self,
+        tx: &IdbTransaction,
+        done: impl std::future::Future<Output = Result<(), StoreError>>,
+        access: Access,
+        outcome: Result<(), Error>,
+    ) -> Result<(), Error> {
+        match outcome {
+            Ok(()) => {
+                if access == Access::Write {
+                    done.await?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = tx.abort();
+                let _ = done.await;
+                Err(e)
+            }
+        }
+    }
+
     async fn apply_in(&self, tx: &IdbTransaction, ops: &[Op]) -> Result<(), StoreError> {
         let mut checks = Vec::new();
         for op in ops {

@@ -20,7 +20,7 @@ use crate::model::{EntryId, Millis};
 use crate::options::{self, OptValue};
 use crate::plan::{ActionKind, Plan, Reason, Summary};
 use crate::store::{
-    memory::MemoryStore, Access, Capabilities, DynStep, Op, Record, Store, StoreError, Table,
+    memory::MemoryStore, Access, Capabilities, DynStep, Op, Reads, Record, Store, StoreError, Table,
 };
 use crate::sweeper::{PutOptions, Sweeper};
 pub use idb::IdbStore;
@@ -147,6 +147,18 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.capabilities(),
             AnyStore::Idb(s) => s.capabilities(),
+        }
+    }
+
+    async fn transact_guess(
+        &self,
+        tables: &[Table],
+        guess: &Reads,
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
+        match self {
+            AnyStore::Memory(s) => s.transact_guess(tables, guess, step).await,
+            AnyStore::Idb(s) => s.transact_guess(tables, guess, step).await,
         }
     }
 
