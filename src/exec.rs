@@ -13,7 +13,7 @@ use crate::refcount::{distinct, Counts};
 use crate::store::{
     id_key, stamp, value_key, Access, Op, Read, Reads, Step, Store, StoreError, Table,
 };
-use crate::write::{has_inline_value, stage, ENTRY_TABLES};
+use crate::write::{entry_tables, has_inline_value, stage};
 
 /// How a run is cut into batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -370,7 +370,7 @@ async fn delete_entries<'a, S: Store>(
         Layout::by_key(batch.len())
     };
     let outcome = store
-        .transact(Access::Write, &ENTRY_TABLES, |reads| {
+        .transact(Access::Write, &entry_tables(caps.atomic, false), |reads| {
             entry_batch_step(reads, batch, &layout, caps.atomic)
         })
         .await;

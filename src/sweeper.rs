@@ -12,7 +12,7 @@ use crate::plan::{self, Mode, Plan};
 use crate::policy::Policy;
 use crate::refcount::distinct;
 use crate::store::{id_key, value_key, Access, Op, Read, Step, Store, Table};
-use crate::write::{self, EntryWrite, ENTRY_TABLES};
+use crate::write::{self, entry_tables, EntryWrite};
 
 /// Default largest value `put` and `putBlob` accept: 64 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 << 20;
@@ -161,7 +161,7 @@ impl<S: Store> Sweeper<S> {
         guess.insert(Table::Meta, id.clone(), last_seen);
         let record = self
             .store
-            .transact_with_guess(&ENTRY_TABLES, &guess, |reads| {
+            .transact_with_guess(&entry_tables(atomic, register), &guess, |reads| {
                 write::put_step(reads, &w, now, atomic, register)
             })
             .await;
@@ -206,7 +206,7 @@ impl<S: Store> Sweeper<S> {
         let atomic = self.store.atomic();
         write::run(
             &self.store,
-            &ENTRY_TABLES,
+            &entry_tables(atomic, !register.is_empty()),
             || format!("putMany of {} entries", writes.len()),
             |reads| write::put_many_step(reads, &writes, now, atomic, &register),
         )
@@ -280,45 +280,48 @@ impl<S: Store> Sweeper<S> {
         now: Millis,
         include_expired: bool,
     ) -> Result<Option<(EntryMeta, StoredValue)>, Error> {
-        let found = self
-            .store
-            .transact(Access::Read, &[Table::Meta, Table::Values], |reads| {
-                let Some(meta) = write::read_meta(reads, id)? else {
-                    return Ok(Step::Read(vec![Read::Key(Table::Meta, id.clone())]));
-                };
-                let Some(meta) = meta else {
-                    return Ok(Step::Done(None));
-                };
-                let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
-                if expired && !include_expired {
-                    return Ok(Step::Done(None));
-                }
-                let record = reads.get(Table::Meta, id).flatten().unwrap_or_default();
-                if let Some(value) =
-                    codec::inline_value(record).map_err(|cause| Error::Corrupt {
+        // The record first, alone: a transaction over one table is the
+        // cheapest read, and most values live in their entry's record. A value
+        // with a record of its own is read next; if a newer write replaced it
+        // in between, read again.
+        let mut found = None;
+        for _ in 0..crate::store::MAX_ATTEMPTS {
+            let record = self
+                .store
+                .transact(Access::Read, &[Table::Meta], |reads| {
+                    let Some(meta) = write::read_meta(reads, id)? else {
+                        return Ok(Step::Read(vec![Read::Key(Table::Meta, id.clone())]));
+                    };
+                    let Some(meta) = meta else {
+                        return Ok(Step::Done(None));
+                    };
+                    let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
+                    if expired && !include_expired {
+                        return Ok(Step::Done(None));
+                    }
+                    let record = reads.get(Table::Meta, id).flatten().unwrap_or_default();
+                    let inline = codec::inline_value(record).map_err(|cause| Error::Corrupt {
                         what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
                         cause,
-                    })?
-                {
-                    return Ok(Step::Done(Some((meta, value))));
+                    })?;
+                    Ok(Step::Done(Some((meta, inline))))
+                })
+                .await?;
+            found = match record {
+                None => return Ok(None),
+                Some((meta, Some(value))) => Some((meta, value)),
+                Some((meta, None)) => {
+                    let key = value_key(id, meta.write_id);
+                    match self.store.get(Table::Values, &[key]).await?.pop().flatten() {
+                        Some(value) => Some((meta, value)),
+                        None => continue,
+                    }
                 }
-                let key = value_key(id, meta.write_id);
-                match reads.get(Table::Values, &key) {
-                    None => Ok(Step::Read(vec![Read::Key(Table::Values, key)])),
-                    // A newer write replaced this one between the two reads: read again.
-                    Some(None) => Ok(Step::Retry),
-                    Some(Some(bytes)) => Ok(Step::Done(Some((meta, bytes.to_vec())))),
-                }
-            })
-            .await;
-        let found = match found {
-            Err(Error::Store(crate::store::StoreError::Busy(_))) => {
-                return Err(Error::Busy(format!("read of {:?}", id.key)))
-            }
-            other => other?,
-        };
+            };
+            break;
+        }
         let Some((meta, bytes)) = found else {
-            return Ok(None);
+            return Err(Error::Busy(format!("read of {:?}", id.key)));
         };
         let value = StoredValue::decode(&bytes).map_err(|cause| Error::Corrupt {
             what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
@@ -363,7 +366,7 @@ impl<S: Store> Sweeper<S> {
         self.seen.borrow_mut().remove(id);
         let existed = write::run(
             &self.store,
-            &ENTRY_TABLES,
+            &entry_tables(atomic, false),
             || format!("delete of {:?}", id.key),
             |reads| write::delete_step(reads, id, atomic),
         )

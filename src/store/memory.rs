@@ -118,12 +118,6 @@ impl Store for MemoryStore {
                     return Ok(out);
                 }
                 Step::Done(out) => return Ok(out),
-                Step::Retry => {
-                    return Err(StoreError::Backend(
-                        "records read in one transaction do not fit together (an entry's value is missing): the store was changed by something other than kvsweep".into(),
-                    )
-                    .into())
-                }
             }
         }
     }

@@ -192,7 +192,6 @@ pub trait Store {
         self.transact_dyn(access, tables, &mut |reads| {
             Ok(match step(reads)? {
                 Step::Read(r) => Step::Read(r),
-                Step::Retry => Step::Retry,
                 Step::Done(t) => {
                     answer = Some(t);
                     Step::Done(())
@@ -227,7 +226,6 @@ pub trait Store {
         self.transact_guess(tables, guess, &mut |reads| {
             Ok(match step(reads)? {
                 Step::Read(r) => Step::Read(r),
-                Step::Retry => Step::Retry,
                 Step::Done(t) => {
                     answer = Some(t);
                     Step::Done(())
@@ -346,9 +344,6 @@ pub enum Step<T> {
     Write(Vec<Op>, T),
     /// Nothing to write: answer `T`.
     Done(T),
-    /// What was read does not fit together (a record replaced between two
-    /// reads of a store without transactions): read everything again.
-    Retry,
 }
 
 /// The records a step has read, by table and key; `None` where absent.
@@ -481,7 +476,6 @@ pub async fn optimistic<S: Store + ?Sized>(store: &S, step: &mut DynStep<'_>) ->
                     }
                 }
                 Step::Done(out) => return Ok(out),
-                Step::Retry => continue 'attempt,
                 Step::Write(ops, out) => {
                     let mut all = reads.expects();
                     all.extend(ops);

@@ -400,12 +400,6 @@ impl IdbStore {
                 Step::Read(wanted) => read_in(tx, wanted, &mut reads).await?,
                 Step::Write(ops, ()) => return Ok(self.apply_in(tx, &ops).await?),
                 Step::Done(()) => return Ok(()),
-                Step::Retry => {
-                    return Err(StoreError::Backend(
-                        "records read in one transaction do not fit together (an entry's value is missing): the store was changed by something other than kvsweep".into(),
-                    )
-                    .into())
-                }
             }
         }
     }
