@@ -419,10 +419,14 @@ impl Layout {
             .iter()
             .map(|a| listed.get(&entry_id(a)).copied())
             .collect();
-        // The gap between entry i-1 and i in the listing, when both were listed in one namespace.
+        // The gap between entry i-1 and i in the listing, when both were
+        // listed in one namespace and both keys order the same way here as in
+        // every store (see `rangeable`).
         let gap = |i: usize| -> Option<usize> {
             let (p, q) = (at[i - 1]?, at[i]?);
-            (q > p && batch[i - 1].namespace == batch[i].namespace).then_some(q - p)
+            let same_ns = batch[i - 1].namespace == batch[i].namespace;
+            let plain = rangeable(batch[i - 1]) && rangeable(batch[i]);
+            (q > p && same_ns && plain).then_some(q - p)
         };
         let spans = |joins: &dyn Fn(usize) -> bool| -> Vec<(usize, usize)> {
             let mut out: Vec<(usize, usize)> = Vec::new();
@@ -442,6 +446,17 @@ impl Layout {
                 .collect(),
         }
     }
+}
+
+/// Whether an entry's namespace and key may bound a key range. Rust orders
+/// strings by code point, IndexedDB by UTF-16 unit, and the two disagree only
+/// past U+D7FF; U+0000 and U+0001 could put a value key after the range of
+/// values it should close. Bounds within U+0002..=U+D7FF put every key on the
+/// same side of them in both orders, so a range read and checked here is the
+/// range the store deletes.
+fn rangeable(a: &Action) -> bool {
+    let plain = |s: &str| s.chars().all(|c| ('\u{2}'..='\u{d7ff}').contains(&c));
+    plain(a.namespace.as_deref().unwrap_or_default()) && plain(&a.key)
 }
 
 /// The `Values` keys of every write of every entry from `first` to `last`.
@@ -476,7 +491,7 @@ fn entry_batch_step<'a>(
     }
     for &(start, len) in &layout.runs {
         let (vfirst, vlast) = value_range(&ids[start], &ids[start + len - 1]);
-        if !reads.has(Table::Values, &vfirst) {
+        if vfirst <= vlast && !reads.has(Table::Values, &vfirst) {
             wanted.push(Read::Range(Table::Values, vfirst, vlast));
         }
     }
@@ -567,7 +582,10 @@ fn entry_batch_step<'a>(
             let metas = reads.found_in(Table::Meta, first, last);
             let (vfirst, vlast) = value_range(first, last);
             let values = reads.found_in(Table::Values, &vfirst, &vlast);
-            let exact = run.len() == len
+            let exact = vfirst <= vlast
+                && !reads.tainted(Table::Meta, first, last)
+                && !reads.tainted(Table::Values, &vfirst, &vlast)
+                && run.len() == len
                 && metas.len() == len
                 && metas.iter().all(|k| run.contains_key(k))
                 && values

@@ -344,6 +344,7 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
             let mut live =
                 scratch.plan_namespace(&inv.entries, rules, &blobs, now, policy.orphan_grace_ms);
             let first = doomed.len();
+            let mut rounds = 1;
             loop {
                 let round = doomed.len();
                 for (j, &i) in scratch.unique.iter().enumerate() {
@@ -366,9 +367,13 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
                             .as_ref()
                             .is_some_and(|g| rules.groups.contains_key(g))
                 });
-                if !unsettled {
+                // Each round replans the namespace; a long cascade (many old
+                // group members kept alive by references) is cut off here and
+                // the next run goes on where this one stopped.
+                if !unsettled || rounds == MAX_FIXPOINT_ROUNDS {
                     break;
                 }
+                rounds += 1;
                 let survivors: Vec<Ix> = scratch
                     .unique
                     .iter()
@@ -486,6 +491,10 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
     summary.corrupt_temps.sort();
     Plan { actions, summary }
 }
+
+/// How many times a namespace is planned again towards its fixpoint (SPEC §2)
+/// in one plan: each round costs a full plan of the namespace.
+const MAX_FIXPOINT_ROUNDS: usize = 8;
 
 /// Per-namespace working memory, reused from one namespace to the next.
 #[derive(Default)]

@@ -156,15 +156,20 @@ impl<S: Store> Sweeper<S> {
         let atomic = self.store.atomic();
         // The record as this sweeper last saw it, or none: a store may write
         // on that guess and keep the write only if it was right.
+        // Unseen records are guessed absent only for small values: a wrong
+        // guess then costs one small write more.
         let mut guess = crate::store::Reads::default();
-        let last_seen = self.seen.borrow_mut().remove(id).flatten();
-        guess.insert(Table::Meta, id.clone(), last_seen);
-        let record = self
-            .store
-            .transact_with_guess(&entry_tables(atomic, register), &guess, |reads| {
-                write::put_step(reads, &w, now, atomic, register)
-            })
-            .await;
+        let last_seen = self.seen.borrow_mut().remove(id);
+        if last_seen.is_some() || w.value.len() <= codec::INLINE_MAX {
+            guess.insert(Table::Meta, id.clone(), last_seen.flatten());
+        }
+        let tables = entry_tables(atomic, register);
+        let step = |reads: &crate::store::Reads| write::put_step(reads, &w, now, atomic, register);
+        let record = if guess.keys().is_empty() {
+            self.store.transact(Access::Write, &tables, step).await
+        } else {
+            self.store.transact_with_guess(&tables, &guess, step).await
+        };
         let record = match record {
             Err(Error::Store(crate::store::StoreError::Busy(_))) => {
                 return Err(Error::Busy(format!("put of {:?}", id.key)))

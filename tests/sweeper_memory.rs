@@ -499,3 +499,32 @@ fn values_move_between_the_record_and_their_own_without_loss_or_leftovers() {
         assert_eq!(s.store().count(Table::Values), 0);
     });
 }
+
+#[test]
+fn garbage_keys_that_cannot_bound_a_range_are_deleted_one_by_one() {
+    // "a" < "a\0" as keys, but their value keys sort the other way; an emoji
+    // orders differently in UTF-16 stores. Neither may bound a range delete.
+    let s = sweeper();
+    block_on(async {
+        for key in ["a", "a\0", "a\u{1}", "x\u{1F600}", "y", "z"] {
+            s.put(&EntryId::new("", key), bytes(b"v"), expiring(1, &[]), 0)
+                .await
+                .unwrap();
+        }
+        s.put(
+            &EntryId::new("", "x\u{FF01}"),
+            bytes(b"live"),
+            PutOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
+        let report = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.deleted[&Reason::Expired].count, 6);
+        assert_eq!(
+            s.store().keys(Table::Meta),
+            vec![EntryId::new("", "x\u{FF01}")]
+        );
+    });
+}

@@ -106,6 +106,7 @@ impl Store for MemoryStore {
                             }
                             Read::Range(t, from, to) => {
                                 let found = range(&records, t, &from, &to)
+                                    .into_iter()
                                     .map(|((_, k), v)| (k.clone(), v.clone()))
                                     .collect();
                                 reads.insert_range(t, from, to, found);
@@ -128,11 +129,17 @@ fn range<'a>(
     table: Table,
     from: &EntryId,
     to: &EntryId,
-) -> impl Iterator<Item = (&'a (Table, EntryId), &'a Vec<u8>)> {
-    records.range((
-        Bound::Included((table, from.clone())),
-        Bound::Included((table, to.clone())),
-    ))
+) -> Vec<(&'a (Table, EntryId), &'a Vec<u8>)> {
+    // A range whose start is after its end holds nothing (BTreeMap would panic).
+    if from > to {
+        return Vec::new();
+    }
+    records
+        .range((
+            Bound::Included((table, from.clone())),
+            Bound::Included((table, to.clone())),
+        ))
+        .collect()
 }
 
 impl MemoryStore {
@@ -156,6 +163,7 @@ impl MemoryStore {
                 }
                 Op::DeleteRange(t, from, to) => {
                     let doomed: Vec<(Table, EntryId)> = range(&records, t, &from, &to)
+                        .into_iter()
                         .map(|(k, _)| k.clone())
                         .collect();
                     for k in doomed {

@@ -351,6 +351,7 @@ pub enum Step<T> {
 pub struct Reads {
     records: BTreeMap<(Table, EntryId), Option<Vec<u8>>>,
     ranges: Vec<(Table, EntryId, EntryId)>,
+    tainted: Vec<(Table, EntryId, EntryId)>,
 }
 
 impl Reads {
@@ -378,6 +379,9 @@ impl Reads {
 
     /// The records found in `table` between `from` and `to`, in key order.
     pub fn found_in(&self, table: Table, from: &EntryId, to: &EntryId) -> Vec<&EntryId> {
+        if from > to {
+            return Vec::new();
+        }
         self.records
             .range((table, from.clone())..=(table, to.clone()))
             .filter(|(_, v)| v.is_some())
@@ -387,6 +391,19 @@ impl Reads {
 
     pub fn insert(&mut self, table: Table, key: EntryId, value: Option<Vec<u8>>) {
         self.records.insert((table, key), value);
+    }
+
+    /// A range read held a record that is not kvsweep's (a key of another
+    /// shape): what it holds is not known exactly, so it is no range to delete.
+    pub fn taint(&mut self, table: Table, from: EntryId, to: EntryId) {
+        self.tainted.push((table, from, to));
+    }
+
+    /// Whether a range read overlapping `from..=to` held a foreign record.
+    pub fn tainted(&self, table: Table, from: &EntryId, to: &EntryId) -> bool {
+        self.tainted
+            .iter()
+            .any(|(t, f, l)| *t == table && f <= to && from <= l)
     }
 
     pub fn insert_range(&mut self, table: Table, from: EntryId, to: EntryId, found: Vec<Record>) {

@@ -289,11 +289,21 @@ impl Store for IdbStore {
         }
         .await;
         let outcome = match flight {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(true),
+            // The step on what was read must write, after the guessed writes.
             Ok(false) => self.run_in(&tx, step, actual).await,
             Err(e) => Err(e.into()),
         };
-        self.finish(&tx, done, Access::Write, outcome).await
+        match outcome {
+            Ok(true) => self.finish(&tx, done, Access::Write, Ok(())).await,
+            // It wrote nothing: the guessed writes must not stay.
+            Ok(false) => {
+                let _ = tx.abort();
+                let _ = done.await;
+                self.transact_dyn(Access::Write, tables, step).await
+            }
+            Err(e) => self.finish(&tx, done, Access::Write, Err(e)).await,
+        }
     }
 
     /// One IndexedDB transaction: every read the step asks for is issued at
@@ -311,7 +321,7 @@ impl Store for IdbStore {
         };
         let tx = self.transaction(tables, mode)?;
         let done = committed(&tx);
-        let outcome = self.run_in(&tx, step, Reads::default()).await;
+        let outcome = self.run_in(&tx, step, Reads::default()).await.map(|_| ());
         self.finish(&tx, done, access, outcome).await
     }
 }
@@ -375,11 +385,17 @@ async fn await_reads(pending: Vec<Pending>, reads: &mut Reads) -> Result<(), Sto
             Pending::Range(t, from, to, keys, values) => {
                 let keys: Array = settle(&keys).await?.unchecked_into();
                 let values: Array = settle(&values).await?.unchecked_into();
-                let found = keys
-                    .iter()
-                    .zip(values.iter())
-                    .filter_map(|(k, v)| Some((key_from_js(&k)?, bytes_from_js(&v))))
-                    .collect();
+                let mut found = Vec::with_capacity(keys.length() as usize);
+                let mut foreign = false;
+                for (k, v) in keys.iter().zip(values.iter()) {
+                    match key_from_js(&k) {
+                        Some(id) => found.push((id, bytes_from_js(&v))),
+                        None => foreign = true,
+                    }
+                }
+                if foreign {
+                    reads.taint(t, from.clone(), to.clone());
+                }
                 reads.insert_range(t, from, to, found);
             }
         }
@@ -388,18 +404,22 @@ async fn await_reads(pending: Vec<Pending>, reads: &mut Reads) -> Result<(), Sto
 }
 
 impl IdbStore {
-    /// Runs `step` in `tx` from what has been `read` until it writes or is done.
+    /// Runs `step` in `tx` from what has been `read` until it writes (true)
+    /// or is done without writing (false).
     async fn run_in(
         &self,
         tx: &IdbTransaction,
         step: &mut DynStep<'_>,
         mut reads: Reads,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         loop {
             match step(&reads)? {
                 Step::Read(wanted) => read_in(tx, wanted, &mut reads).await?,
-                Step::Write(ops, ()) => return Ok(self.apply_in(tx, &ops).await?),
-                Step::Done(()) => return Ok(()),
+                Step::Write(ops, ()) => {
+                    self.apply_in(tx, &ops).await?;
+                    return Ok(true);
+                }
+                Step::Done(()) => return Ok(false),
             }
         }
     }
