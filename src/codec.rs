@@ -102,11 +102,12 @@ pub fn encode_entry(meta: &EntryMeta, inline: Option<&[u8]>) -> Vec<u8> {
 
 /// The encoded value an entry's record holds in itself, if it does.
 pub fn inline_value(bytes: &[u8]) -> Result<Option<Vec<u8>>, DecodeError> {
-    match envelope(bytes)?.1 {
-        None => Ok(None),
-        Some(Value::Binary(b)) => Ok(Some(b)),
-        Some(_) => Err(malformed("an inline value is not bytes")),
+    let mut r = Reader::new(bytes);
+    if !r.record_header()? {
+        return Ok(None);
     }
+    r.skip(MAX_RECORD_DEPTH)?;
+    Ok(Some(r.bin()?.to_vec()))
 }
 
 /// `meta` in place of the metadata of the entry record `old`, keeping the
@@ -171,20 +172,6 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(crate) fn opt_u64(&self, name: &str) -> Result<Option<u64>, DecodeError> {
-        match self.get(name) {
-            None | Some(Value::Nil) => Ok(None),
-            Some(_) => self.u64(name).map(Some),
-        }
-    }
-
-    pub(crate) fn flag(&self, name: &str) -> Result<bool, DecodeError> {
-        match self.get(name) {
-            None => Ok(false),
-            Some(v) => v.as_bool().ok_or_else(|| Self::invalid(name, "a boolean")),
-        }
-    }
-
     pub(crate) fn string(&self, name: &str) -> Result<String, DecodeError> {
         self.opt_string(name)?
             .ok_or_else(|| DecodeError::Malformed(format!("missing field `{name}`")))
@@ -210,17 +197,6 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, DecodeError> {
-        self.list(name)?
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| Self::invalid(name, "a list of strings"))
-            })
-            .collect()
-    }
-
     pub(crate) fn required(&self, name: &str) -> Result<&'a Value, DecodeError> {
         self.get(name)
             .ok_or_else(|| DecodeError::Malformed(format!("missing field `{name}`")))
@@ -232,30 +208,279 @@ pub fn encode_meta(meta: &EntryMeta) -> Vec<u8> {
 }
 
 pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, DecodeError> {
-    let (body, inline) = envelope(bytes)?;
-    if inline
-        .as_ref()
-        .is_some_and(|v| !matches!(v, Value::Binary(_)))
-    {
-        return Err(malformed("an inline value is not bytes"));
+    let mut r = Reader::new(bytes);
+    let has_inline = r.record_header()?;
+    let meta = read_meta_fields(&mut r)?;
+    if has_inline {
+        r.bin()?;
     }
-    let f = Fields::of(&body)?;
-    Ok(EntryMeta {
-        created_at: f.u64("createdAt")?,
-        updated_at: f.u64("updatedAt")?,
-        accessed_at: f.u64("accessedAt")?,
-        expires_at: f.opt_u64("expiresAt")?,
-        size: f.u64("size")?,
-        group: f.opt_string("group")?,
-        pinned: f.flag("pinned")?,
-        locked: f.flag("locked")?,
-        dependent: f.flag("dependent")?,
-        refs: f.strings("refs")?,
-        blobs: f.strings("blobs")?,
-        write_id: f.u64("writeId")?,
-        referrers: f.u64("referrers")?,
-        rev: f.u64_or_zero("rev")?,
-    })
+    Ok(meta)
+}
+
+/// The fields of `EntryMeta`, in the order `FIELD_BITS` numbers them.
+const META_FIELDS: [&str; 14] = [
+    "createdAt",
+    "updatedAt",
+    "accessedAt",
+    "expiresAt",
+    "size",
+    "group",
+    "pinned",
+    "locked",
+    "dependent",
+    "refs",
+    "blobs",
+    "writeId",
+    "referrers",
+    "rev",
+];
+
+/// Reads an entry's metadata map straight from its bytes: listing a store
+/// decodes every record, and building a value tree per record cost most of
+/// a listing's time. Serde's rules as in [`Fields`]: unknown fields skipped,
+/// a repeated field an error, a required one missing an error.
+fn read_meta_fields(r: &mut Reader<'_>) -> Result<EntryMeta, DecodeError> {
+    let n = r.map_len()?;
+    let mut meta = EntryMeta::default();
+    let mut seen: u16 = 0;
+    for _ in 0..n {
+        let name = r
+            .str()
+            .map_err(|_| malformed("a field name is not a string"))?;
+        let Some(field) = META_FIELDS.iter().position(|f| *f == name) else {
+            r.skip(MAX_RECORD_DEPTH)?;
+            continue;
+        };
+        if seen & (1 << field) != 0 {
+            return Err(DecodeError::Malformed(format!("duplicate field `{name}`")));
+        }
+        seen |= 1 << field;
+        let invalid = |want: &str| Fields::invalid(name, want);
+        let number = |r: &mut Reader<'_>| r.u64().map_err(|_| invalid("a whole number"));
+        let text = |r: &mut Reader<'_>| -> Result<Option<String>, DecodeError> {
+            if r.nil() {
+                return Ok(None);
+            }
+            Ok(Some(r.str().map_err(|_| invalid("a string"))?.to_string()))
+        };
+        let strings = |r: &mut Reader<'_>| -> Result<Vec<String>, DecodeError> {
+            let n = r.array_len().map_err(|_| invalid("a list"))?;
+            (0..n)
+                .map(|_| {
+                    r.str()
+                        .map(str::to_string)
+                        .map_err(|_| invalid("a list of strings"))
+                })
+                .collect()
+        };
+        let flag = |r: &mut Reader<'_>| r.bool().map_err(|_| invalid("a boolean"));
+        match field {
+            0 => meta.created_at = number(r)?,
+            1 => meta.updated_at = number(r)?,
+            2 => meta.accessed_at = number(r)?,
+            3 => meta.expires_at = if r.nil() { None } else { Some(number(r)?) },
+            4 => meta.size = number(r)?,
+            5 => meta.group = text(r)?,
+            6 => meta.pinned = flag(r)?,
+            7 => meta.locked = flag(r)?,
+            8 => meta.dependent = flag(r)?,
+            9 => meta.refs = strings(r)?,
+            10 => meta.blobs = strings(r)?,
+            11 => meta.write_id = number(r)?,
+            12 => meta.referrers = number(r)?,
+            _ => meta.rev = number(r)?,
+        }
+    }
+    for required in [0, 1, 2, 4, 11, 12] {
+        if seen & (1 << required) == 0 {
+            return Err(DecodeError::Malformed(format!(
+                "missing field `{}`",
+                META_FIELDS[required]
+            )));
+        }
+    }
+    Ok(meta)
+}
+
+/// A MessagePack reader over a record's bytes, for the hot records (entry
+/// metadata and inline values): it borrows strings and bytes rather than
+/// building a value tree.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+fn truncated() -> DecodeError {
+    malformed("the record ends early")
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes }
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let (&b, rest) = self.bytes.split_first().ok_or_else(truncated)?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(truncated());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    /// A big-endian unsigned number of `n` bytes.
+    fn be(&mut self, n: usize) -> Result<u64, DecodeError> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.first().copied()
+    }
+
+    /// Consumes a nil if one comes next.
+    fn nil(&mut self) -> bool {
+        if self.peek() == Some(0xc0) {
+            self.bytes = &self.bytes[1..];
+            true
+        } else {
+            false
+        }
+    }
+
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.byte()? {
+            0xc2 => Ok(false),
+            0xc3 => Ok(true),
+            _ => Err(malformed("not a boolean")),
+        }
+    }
+
+    /// A non-negative integer in any of MessagePack's integer forms.
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.byte()?;
+        let signed = |v: i64| u64::try_from(v).map_err(|_| malformed("a negative number"));
+        match b {
+            0x00..=0x7f => Ok(u64::from(b)),
+            0xcc => self.be(1),
+            0xcd => self.be(2),
+            0xce => self.be(4),
+            0xcf => self.be(8),
+            0xd0 => signed(i64::from(self.be(1)? as u8 as i8)),
+            0xd1 => signed(i64::from(self.be(2)? as u16 as i16)),
+            0xd2 => signed(i64::from(self.be(4)? as u32 as i32)),
+            0xd3 => signed(self.be(8)? as i64),
+            _ => Err(malformed("not a whole number")),
+        }
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let b = self.byte()?;
+        let n = match b {
+            0xa0..=0xbf => usize::from(b & 0x1f),
+            0xd9 => self.be(1)? as usize,
+            0xda => self.be(2)? as usize,
+            0xdb => self.be(4)? as usize,
+            _ => return Err(malformed("not a string")),
+        };
+        core::str::from_utf8(self.take(n)?).map_err(|_| malformed("a string is not UTF-8"))
+    }
+
+    fn bin(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = match self.byte()? {
+            0xc4 => self.be(1)? as usize,
+            0xc5 => self.be(2)? as usize,
+            0xc6 => self.be(4)? as usize,
+            _ => return Err(malformed("an inline value is not bytes")),
+        };
+        self.take(n)
+    }
+
+    fn array_len(&mut self) -> Result<usize, DecodeError> {
+        let b = self.byte()?;
+        match b {
+            0x90..=0x9f => Ok(usize::from(b & 0x0f)),
+            0xdc => Ok(self.be(2)? as usize),
+            0xdd => Ok(self.be(4)? as usize),
+            _ => Err(malformed("not a list")),
+        }
+    }
+
+    fn map_len(&mut self) -> Result<usize, DecodeError> {
+        let b = self.byte()?;
+        match b {
+            0x80..=0x8f => Ok(usize::from(b & 0x0f)),
+            0xde => Ok(self.be(2)? as usize),
+            0xdf => Ok(self.be(4)? as usize),
+            _ => Err(malformed("expected a map of fields")),
+        }
+    }
+
+    /// Skips one value of any kind, nested at most `depth` deep.
+    fn skip(&mut self, depth: usize) -> Result<(), DecodeError> {
+        if depth == 0 {
+            return Err(malformed("nested too deep"));
+        }
+        let b = self.byte()?;
+        let (bytes, items) = match b {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * usize::from(b & 0x0f)),
+            0x90..=0x9f => (0, usize::from(b & 0x0f)),
+            0xa0..=0xbf => (usize::from(b & 0x1f), 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xce | 0xd2 | 0xca => (4, 0),
+            0xcf | 0xd3 | 0xcb => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xc4 | 0xd9 => (self.be(1)? as usize, 0),
+            0xc5 | 0xda => (self.be(2)? as usize, 0),
+            0xc6 | 0xdb => (self.be(4)? as usize, 0),
+            0xc7 => (self.be(1)? as usize + 1, 0),
+            0xc8 => (self.be(2)? as usize + 1, 0),
+            0xc9 => (self.be(4)? as usize + 1, 0),
+            0xdc => (0, self.be(2)? as usize),
+            0xdd => (0, self.be(4)? as usize),
+            0xde => (0, 2 * self.be(2)? as usize),
+            0xdf => (0, 2 * self.be(4)? as usize),
+            _ => return Err(malformed("not MessagePack")),
+        };
+        self.take(bytes)?;
+        for _ in 0..items {
+            self.skip(depth - 1)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `[version, body` or `[version, meta, value`: true when an inline
+    /// value follows the body.
+    fn record_header(&mut self) -> Result<bool, DecodeError> {
+        let parts = self
+            .array_len()
+            .map_err(|_| malformed("not a versioned record"))?;
+        if !(2..=3).contains(&parts) {
+            return Err(malformed("not a versioned record"));
+        }
+        let version = self
+            .u64()
+            .map_err(|_| malformed("its version is not a number"))?;
+        if version != u64::from(FORMAT_VERSION) {
+            return Err(DecodeError::UnsupportedVersion(
+                u32::try_from(version).unwrap_or(u32::MAX),
+            ));
+        }
+        Ok(parts == 3)
+    }
 }
 
 /// A blob's record, without its id (the id is the record's key).
@@ -573,6 +798,52 @@ mod tests {
         let mut negative = base.to_vec();
         negative[3] = ("size", Value::from(-1));
         assert!(decode_meta(&record(&negative)).is_err());
+    }
+
+    #[test]
+    fn streaming_reader_reads_what_serde_wrote_and_refuses_every_truncation() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = crate::sweeper::splitmix64(seed);
+            seed
+        };
+        for i in 0..300 {
+            let pick = |x: u64, n: u64| x % n;
+            let meta = EntryMeta {
+                created_at: next() >> pick(next(), 64),
+                updated_at: next() >> 40,
+                accessed_at: pick(next(), 300),
+                expires_at: (i % 3 == 0).then(|| next() >> 20),
+                size: next() >> pick(next(), 64),
+                group: (i % 4 == 0).then(|| "g".repeat(pick(next(), 300) as usize)),
+                pinned: i % 5 == 0,
+                locked: i % 7 == 0,
+                dependent: i % 2 == 0,
+                refs: (0..pick(next(), 20))
+                    .map(|k| format!("ref-{k}-é"))
+                    .collect(),
+                blobs: (0..pick(next(), 3))
+                    .map(|k| "b".repeat(k as usize * 40))
+                    .collect(),
+                write_id: next(),
+                referrers: pick(next(), 70_000),
+                rev: next() >> pick(next(), 64),
+            };
+            let value = vec![i as u8; pick(next(), 70_000) as usize];
+            let inline = (i % 2 == 0).then_some(&value[..]);
+            let bytes = encode_entry(&meta, inline);
+            assert_eq!(decode_meta(&bytes), Ok(meta.clone()));
+            assert_eq!(inline_value(&bytes), Ok(inline.map(<[u8]>::to_vec)));
+            if inline.is_none() {
+                let (_, by_serde): (u32, EntryMeta) = rmp_serde::from_slice(&bytes).unwrap();
+                assert_eq!(by_serde, meta);
+            }
+            if i < 20 {
+                for cut in 0..bytes.len().min(400) {
+                    assert!(decode_meta(&bytes[..cut]).is_err(), "cut at {cut}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -417,34 +417,43 @@ impl<S: Store> Sweeper<S> {
             .flatten())
     }
 
-    /// Reads the whole store's metadata, page by page. Undecodable records are
-    /// listed as corrupt, never dropped.
+    /// Reads the whole store's metadata, page by page, decoding each page as
+    /// it comes (so no step decodes the whole store at once). Undecodable
+    /// records are listed as corrupt, never dropped.
     pub async fn inventory(&self) -> Result<Inventory, Error> {
         let mut inv = Inventory::default();
-        for (id, bytes) in self.list_all(Table::Meta).await? {
-            match codec::decode_meta(&bytes) {
-                Ok(meta) => inv.entries.push(InventoryEntry { id, meta }),
-                Err(_) => inv.corrupt.push(id),
+        self.list_pages(Table::Meta, |page| {
+            for (id, bytes) in page {
+                match codec::decode_meta(&bytes) {
+                    Ok(meta) => inv.entries.push(InventoryEntry { id, meta }),
+                    Err(_) => inv.corrupt.push(id),
+                }
             }
-        }
-        for (id, bytes) in self.list_all(Table::BlobMeta).await? {
-            match codec::decode_blob_info(&id.key, &bytes) {
-                Ok(b) => inv.blobs.push(b),
-                Err(_) => inv.corrupt_blobs.push(id.key),
+        })
+        .await?;
+        self.list_pages(Table::BlobMeta, |page| {
+            for (id, bytes) in page {
+                match codec::decode_blob_info(&id.key, &bytes) {
+                    Ok(b) => inv.blobs.push(b),
+                    Err(_) => inv.corrupt_blobs.push(id.key),
+                }
             }
-        }
-        for (id, bytes) in self.list_all(Table::Temps).await? {
-            match codec::decode_temp_info(&id.key, &bytes) {
-                Ok(t) => inv.temps.push(t),
-                Err(_) => inv.corrupt_temps.push(id.key),
+        })
+        .await?;
+        self.list_pages(Table::Temps, |page| {
+            for (id, bytes) in page {
+                match codec::decode_temp_info(&id.key, &bytes) {
+                    Ok(t) => inv.temps.push(t),
+                    Err(_) => inv.corrupt_temps.push(id.key),
+                }
             }
-        }
-        let namespaces: Vec<String> = self
-            .list_all(Table::Namespaces)
-            .await?
-            .into_iter()
-            .map(|(id, _)| id.key)
-            .collect();
+        })
+        .await?;
+        let mut namespaces: Vec<String> = Vec::new();
+        self.list_pages(Table::Namespaces, |page| {
+            namespaces.extend(page.into_iter().map(|(id, _)| id.key));
+        })
+        .await?;
         self.registered
             .borrow_mut()
             .extend(namespaces.iter().cloned());
@@ -452,16 +461,21 @@ impl<S: Store> Sweeper<S> {
         Ok(inv)
     }
 
-    async fn list_all(&self, table: Table) -> Result<Vec<crate::store::Record>, Error> {
+    /// Lists `table` in pages, handing each page to `each` as it comes.
+    async fn list_pages(
+        &self,
+        table: Table,
+        mut each: impl FnMut(Vec<crate::store::Record>),
+    ) -> Result<(), Error> {
         let page = self.config.exec.page_size.max(1);
-        let mut out: Vec<crate::store::Record> = Vec::new();
+        let mut after: Option<EntryId> = None;
         loop {
-            let after = out.last().map(|(k, _)| k.clone());
             let got = self.store.list(table, after.as_ref(), page).await?;
             let n = got.len();
-            out.extend(got);
+            after = got.last().map(|(k, _)| k.clone());
+            each(got);
             if n < page {
-                return Ok(out);
+                return Ok(());
             }
         }
     }

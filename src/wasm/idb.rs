@@ -23,6 +23,22 @@ const DB_VERSION: u32 = 1;
 #[derive(Debug)]
 pub struct IdbStore {
     db: IdbDatabase,
+    /// The page after the one `list` last returned, requested before that
+    /// page was converted, so IndexedDB reads it while wasm decodes. Used
+    /// only by the very next call on this store, if that is the `list` call
+    /// asking for it; any other call drops it.
+    next_page: std::cell::RefCell<Option<PageRequest>>,
+}
+
+/// A requested page of a listing: the table, the key it starts after, its
+/// limit, and the two requests reading its keys and values.
+#[derive(Debug)]
+struct PageRequest {
+    table: Table,
+    after: Option<EntryId>,
+    limit: u32,
+    keys: IdbRequest,
+    values: IdbRequest,
 }
 
 fn js_error(e: &JsValue) -> StoreError {
@@ -145,7 +161,10 @@ impl IdbStore {
         let db: IdbDatabase = result?.unchecked_into();
         // Another tab upgrading the schema asks us to let go.
         db.set_onversionchange(Some(&Function::new_no_args("this.close()")));
-        Ok(IdbStore { db })
+        Ok(IdbStore {
+            db,
+            next_page: std::cell::RefCell::new(None),
+        })
     }
 
     pub fn close(&self) {
@@ -157,6 +176,8 @@ impl IdbStore {
         tables: &[Table],
         mode: IdbTransactionMode,
     ) -> Result<IdbTransaction, StoreError> {
+        // Every call but the listing that asked for it drops a prefetched page.
+        self.next_page.borrow_mut().take();
         let names = Array::new();
         for t in tables {
             names.push(&JsValue::from_str(t.name()));
@@ -164,6 +185,34 @@ impl IdbStore {
         self.db
             .transaction_with_str_sequence_and_mode(&names, mode)
             .map_err(|e| js_error(&e))
+    }
+
+    /// Requests one page of `table`'s keys and values, in a transaction of its own.
+    fn request_page(
+        &self,
+        table: Table,
+        after: Option<&EntryId>,
+        limit: u32,
+    ) -> Result<PageRequest, StoreError> {
+        let tx = self.transaction(&[table], IdbTransactionMode::Readonly)?;
+        let store = Self::object_store(&tx, table)?;
+        let range: JsValue = match after {
+            Some(k) => IdbKeyRange::lower_bound_with_open(&key_js(k), true)
+                .map_err(|e| js_error(&e))?
+                .into(),
+            None => JsValue::UNDEFINED,
+        };
+        Ok(PageRequest {
+            table,
+            after: after.cloned(),
+            limit,
+            keys: store
+                .get_all_keys_with_key_and_limit(&range, limit)
+                .map_err(|e| js_error(&e))?,
+            values: store
+                .get_all_with_key_and_limit(&range, limit)
+                .map_err(|e| js_error(&e))?,
+        })
     }
 
     fn object_store(tx: &IdbTransaction, table: Table) -> Result<IdbObjectStore, StoreError> {
@@ -178,23 +227,25 @@ impl Store for IdbStore {
         after: Option<&EntryId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let tx = self.transaction(&[table], IdbTransactionMode::Readonly)?;
-        let store = Self::object_store(&tx, table)?;
-        let range: JsValue = match after {
-            Some(k) => IdbKeyRange::lower_bound_with_open(&key_js(k), true)
-                .map_err(|e| js_error(&e))?
-                .into(),
-            None => JsValue::UNDEFINED,
-        };
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        let keys_req = store
-            .get_all_keys_with_key_and_limit(&range, limit)
-            .map_err(|e| js_error(&e))?;
-        let values_req = store
-            .get_all_with_key_and_limit(&range, limit)
-            .map_err(|e| js_error(&e))?;
-        let keys: Array = settle(&keys_req).await?.unchecked_into();
-        let values: Array = settle(&values_req).await?.unchecked_into();
+        let prefetched = self
+            .next_page
+            .borrow_mut()
+            .take()
+            .filter(|p| p.table == table && p.limit == limit && p.after.as_ref() == after);
+        let page = match prefetched {
+            Some(p) => p,
+            None => self.request_page(table, after, limit)?,
+        };
+        let keys: Array = settle(&page.keys).await?.unchecked_into();
+        // A full page: ask for the next one now, while this one is converted.
+        if keys.length() == limit {
+            if let Some(last) = key_from_js(&keys.get(limit - 1)) {
+                let next = self.request_page(table, Some(&last), limit)?;
+                *self.next_page.borrow_mut() = Some(next);
+            }
+        }
+        let values: Array = settle(&page.values).await?.unchecked_into();
         let mut out = Vec::with_capacity(keys.length() as usize);
         for (k, v) in keys.iter().zip(values.iter()) {
             // Keys of another shape were not written by kvsweep: skip them.
