@@ -175,6 +175,10 @@ pub enum Flow {
 #[allow(async_fn_in_trait)]
 pub trait RunHost {
     async fn between_batches(&mut self, progress: &Progress) -> Flow;
+
+    /// Called often during long computations (planning): a host on a
+    /// page's main thread yields to the event loop when it has held it long.
+    async fn pause(&mut self) {}
 }
 
 /// A host that never yields and never stops: native tests and tools.
@@ -195,24 +199,14 @@ const WAITING_BATCH: usize = 1024;
 /// preconditions, so the plan may be stale: an entry rewritten since planning,
 /// an entry still referenced by one that stays, a blob referenced or written
 /// again, or a temp whose write completed, is kept.
+///
+/// Entries the plan says were listed close together (`Action::listed`, the
+/// store's key order) are read as one key range and runs of adjacent ones
+/// deleted as one: a hint only, as a run goes as a range only if the range
+/// holds exactly its entries and their values when it goes.
 pub async fn execute<S: Store, H: RunHost>(
     store: &S,
     plan: &Plan,
-    cfg: ExecConfig,
-    host: &mut H,
-) -> RunReport {
-    execute_with(store, plan, &HashMap::new(), cfg, host).await
-}
-
-/// [`execute`], told where each planned entry stood in the listing the plan
-/// was made from (the store's key order), so that entries close together are
-/// read as one key range and runs of adjacent ones deleted as one. A hint
-/// only: a run goes as a range only if the range holds exactly its entries
-/// and their values when it goes.
-pub async fn execute_with<S: Store, H: RunHost>(
-    store: &S,
-    plan: &Plan,
-    listed: &HashMap<EntryId, usize>,
     cfg: ExecConfig,
     host: &mut H,
 ) -> RunReport {
@@ -247,7 +241,7 @@ pub async fn execute_with<S: Store, H: RunHost>(
             report.done = false;
             return report;
         }
-        waiting.extend(delete_entries(store, batch, listed, &mut report).await);
+        waiting.extend(delete_entries(store, batch, true, &mut report).await);
         report.stopped_after = batch.last().map(|a| position(a));
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
@@ -262,7 +256,7 @@ pub async fn execute_with<S: Store, H: RunHost>(
                 report.done = false;
                 return report;
             }
-            still.extend(delete_entries(store, batch, &HashMap::new(), &mut report).await);
+            still.extend(delete_entries(store, batch, false, &mut report).await);
         }
         progress.deleted = deleted_count(&report);
         if still.len() == before {
@@ -360,12 +354,12 @@ struct EntryOutcome<'a> {
 async fn delete_entries<'a, S: Store>(
     store: &S,
     batch: &[&'a Action],
-    listed: &HashMap<EntryId, usize>,
+    by_listing: bool,
     report: &mut RunReport,
 ) -> Vec<&'a Action> {
     let caps = store.capabilities();
-    let layout = if caps.transactions && caps.range_delete {
-        Layout::of(batch, listed)
+    let layout = if by_listing && caps.transactions && caps.range_delete {
+        Layout::of(batch)
     } else {
         Layout::by_key(batch.len())
     };
@@ -414,11 +408,8 @@ impl Layout {
         }
     }
 
-    fn of(batch: &[&Action], listed: &HashMap<EntryId, usize>) -> Layout {
-        let at: Vec<Option<usize>> = batch
-            .iter()
-            .map(|a| listed.get(&entry_id(a)).copied())
-            .collect();
+    fn of(batch: &[&Action]) -> Layout {
+        let at: Vec<Option<usize>> = batch.iter().map(|a| a.listed.map(|i| i as usize)).collect();
         // The gap between entry i-1 and i in the listing, when both were
         // listed in one namespace and both keys order the same way here as in
         // every store (see `rangeable`).

@@ -111,6 +111,11 @@ pub struct Action {
     /// `createdAt`): the executor deletes it only if it is unchanged.
     #[serde(skip)]
     pub version: Option<u64>,
+    /// Where an entry stood in the inventory it was planned from (the
+    /// store's key order): a hint that lets the executor read entries close
+    /// together as one key range. It checks every range when it goes.
+    #[serde(skip)]
+    pub listed: Option<u32>,
 }
 
 /// Count and bytes under one reason.
@@ -279,8 +284,45 @@ fn group_by_namespace(entries: &[InventoryEntry]) -> Grouped<'_> {
     }
 }
 
+/// Where a long plan lets its caller pause: planning stays pure, and a
+/// driver on a browser's main thread yields to its event loop there (a plan
+/// of 100,000 entries is too long for one task). Called often; the driver
+/// decides whether to yield.
+#[allow(async_fn_in_trait)]
+pub trait Pause {
+    async fn pause(&mut self);
+}
+
+/// Never pauses.
+pub struct NoPause;
+
+impl Pause for NoPause {
+    async fn pause(&mut self) {}
+}
+
+/// Items a planner loop handles between two pauses.
+const PAUSE_EVERY: usize = 4096;
+
 /// Plans a cleanup of `inv` under `policy` at time `now`.
 pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
+    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    let mut no_pause = NoPause;
+    let mut planning = core::pin::pin!(plan_with(inv, policy, now, mode, &mut no_pause));
+    match core::future::Future::poll(planning.as_mut(), &mut cx) {
+        core::task::Poll::Ready(plan) => plan,
+        // `NoPause` never waits, so the plan is done in one poll.
+        core::task::Poll::Pending => unreachable!("a plan without pauses never waits"),
+    }
+}
+
+/// [`plan`], pausing between its phases and every few thousand items.
+pub async fn plan_with<P: Pause>(
+    inv: &Inventory,
+    policy: &Policy,
+    now: Millis,
+    mode: Mode,
+    pauser: &mut P,
+) -> Plan {
     let mut summary = Summary {
         mode,
         now,
@@ -292,11 +334,13 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
     let hasher = DefaultHashBuilder::default();
 
     let (blobs, mut blob_state) = BlobIndex::new(&inv.blobs, &hasher);
+    pauser.pause().await;
     let Grouped {
         names,
         starts,
         order,
     } = group_by_namespace(&inv.entries);
+    pauser.pause().await;
 
     // Namespaces whose entries are all kept: they hold undecodable entries
     // (whose references are unknown) or they are zombies (deleted explicitly).
@@ -324,6 +368,7 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
         let ns = names[k];
         let members = &order[starts[k]..starts[k + 1]];
         scratch.distinct(&inv.entries, members, &hasher);
+        pauser.pause().await;
         let frozen = mode == Mode::Light
             || corrupt_ns.contains(ns)
             || summary
@@ -341,8 +386,16 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
                 }
                 None => &policy.rules,
             };
-            let mut live =
-                scratch.plan_namespace(&inv.entries, rules, &blobs, now, policy.orphan_grace_ms);
+            let mut live = scratch
+                .plan_namespace(
+                    &inv.entries,
+                    rules,
+                    &blobs,
+                    now,
+                    policy.orphan_grace_ms,
+                    pauser,
+                )
+                .await;
             let first = doomed.len();
             let mut rounds = 1;
             loop {
@@ -382,18 +435,24 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
                     .map(|(&i, _)| i)
                     .collect();
                 scratch.distinct(&inv.entries, &survivors, &hasher);
-                live = scratch.plan_namespace(
-                    &inv.entries,
-                    rules,
-                    &blobs,
-                    now,
-                    policy.orphan_grace_ms,
-                );
+                pauser.pause().await;
+                live = scratch
+                    .plan_namespace(
+                        &inv.entries,
+                        rules,
+                        &blobs,
+                        now,
+                        policy.orphan_grace_ms,
+                        pauser,
+                    )
+                    .await;
             }
+            pauser.pause().await;
             doomed[first..].sort_unstable_by(|a, b| {
                 let key = |i: Ix| inv.entries[i as usize].id.key.as_str();
                 key(a.0).cmp(key(b.0))
             });
+            pauser.pause().await;
             Some(live)
         };
         for (j, &i) in scratch.unique.iter().enumerate() {
@@ -439,8 +498,12 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
     stale.sort_by(|&a, &b| inv.temps[a as usize].id.cmp(&inv.temps[b as usize].id));
     stale.dedup_by(|a, b| inv.temps[*a as usize].id == inv.temps[*b as usize].id);
 
+    pauser.pause().await;
     let mut actions = Vec::with_capacity(doomed.len() + orphans.len() + stale.len());
-    for (i, reason) in doomed {
+    for (n, (i, reason)) in doomed.into_iter().enumerate() {
+        if n % PAUSE_EVERY == PAUSE_EVERY - 1 {
+            pauser.pause().await;
+        }
         let e = &inv.entries[i as usize];
         actions.push(Action {
             kind: ActionKind::Entry,
@@ -449,6 +512,7 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
             reason,
             bytes: e.meta.size,
             version: Some(e.meta.write_id),
+            listed: Some(i),
         });
     }
     for i in orphans {
@@ -460,6 +524,7 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
             reason: Reason::OrphanBlob,
             bytes: b.size,
             version: Some(b.created_at),
+            listed: None,
         });
     }
     for i in stale {
@@ -471,6 +536,7 @@ pub fn plan(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Plan {
             reason: Reason::StaleTemp,
             bytes: t.size,
             version: None,
+            listed: None,
         });
     }
     for a in &actions {
@@ -545,13 +611,14 @@ impl Scratch {
     /// Applies the rules to the namespace listed by `distinct`. Returns which
     /// of its entries are live, and leaves in `dropped` the first rule that
     /// dropped each entry.
-    fn plan_namespace(
+    async fn plan_namespace<P: Pause>(
         &mut self,
         entries: &[InventoryEntry],
         rules: &Rules,
         blobs: &BlobIndex<'_>,
         now: Millis,
         orphan_grace_ms: Millis,
+        pauser: &mut P,
     ) -> Vec<bool> {
         let Scratch {
             unique,
@@ -585,6 +652,7 @@ impl Scratch {
             }
         }
 
+        pauser.pause().await;
         // Rule 3: keep the newest `keepLast` of each group (unpinned, unlocked, not dropped).
         if !rules.groups.is_empty() {
             ranked.clear();
@@ -625,6 +693,7 @@ impl Scratch {
             }
         }
 
+        pauser.pause().await;
         // Rule 4: maxEntries, then maxBytes, over what is left, least recently accessed first.
         if rules.max_entries.is_some() || rules.max_bytes.is_some() {
             ranked.clear();
@@ -690,6 +759,7 @@ impl Scratch {
             }
         }
 
+        pauser.pause().await;
         // Liveness: roots are the entries no rule dropped (pinned ones always),
         // plus everything they reference within the namespace.
         let roots = (0..n).filter(|&j| dropped[j].is_none());
@@ -745,6 +815,73 @@ mod tests {
             id: EntryId::new(ns, key),
             meta,
         }
+    }
+
+    /// Counts its pauses, and really suspends at each.
+    struct Suspending {
+        pauses: usize,
+    }
+
+    impl Pause for Suspending {
+        async fn pause(&mut self) {
+            self.pauses += 1;
+            let mut waited = false;
+            core::future::poll_fn(|_| {
+                if core::mem::replace(&mut waited, true) {
+                    core::task::Poll::Ready(())
+                } else {
+                    core::task::Poll::Pending
+                }
+            })
+            .await;
+        }
+    }
+
+    #[test]
+    fn a_paused_plan_is_the_plan_and_pauses_all_along() {
+        let mut inv = Inventory::default();
+        for i in 0..20_000u64 {
+            let meta = EntryMeta {
+                updated_at: i,
+                accessed_at: i,
+                expires_at: (i % 3 == 0).then_some(5),
+                group: Some(alloc::format!("g{}", i % 7)),
+                refs: if i % 5 == 0 {
+                    vec![alloc::format!("k{:05}", i / 2)]
+                } else {
+                    vec![]
+                },
+                ..EntryMeta::default()
+            };
+            inv.entries.push(entry(
+                ["a", "b"][(i % 2) as usize],
+                &alloc::format!("k{i:05}"),
+                meta,
+            ));
+        }
+        let mut policy = Policy::default();
+        policy.rules.max_entries = Some(5_000);
+        policy
+            .rules
+            .groups
+            .insert("g1".into(), crate::policy::GroupRule { keep_last: 10 });
+        let whole = plan(&inv, &policy, 100, Mode::Full);
+        let mut pauser = Suspending { pauses: 0 };
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        let mut planning = core::pin::pin!(plan_with(&inv, &policy, 100, Mode::Full, &mut pauser));
+        let mut polls = 0;
+        let sliced = loop {
+            polls += 1;
+            if let core::task::Poll::Ready(p) =
+                core::future::Future::poll(planning.as_mut(), &mut cx)
+            {
+                break p;
+            }
+        };
+        assert_eq!(sliced, whole);
+        assert!(!whole.actions.is_empty());
+        // Every phase of both namespaces, and the actions in slices.
+        assert!(polls > 12, "only {polls} slices");
     }
 
     fn keys(p: &Plan) -> Vec<(String, Reason)> {

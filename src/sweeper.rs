@@ -482,11 +482,21 @@ impl<S: Store> Sweeper<S> {
 
     /// A dry run: what a run in `mode` would delete now, and why.
     pub async fn plan(&self, mode: Mode, now: Millis) -> Result<Plan, Error> {
+        self.plan_hosted(mode, now, &mut exec::RunToEnd).await
+    }
+
+    /// [`Sweeper::plan`], pausing where `host` says (a page's event loop).
+    pub async fn plan_hosted<H: RunHost>(
+        &self,
+        mode: Mode,
+        now: Millis,
+        host: &mut H,
+    ) -> Result<Plan, Error> {
         // Reads' deferred refreshes count for LRU eviction; a failure only
         // leaves accessedAt older, which the next read raises again.
         let _ = self.flush_touches().await;
         let inv = self.inventory().await?;
-        Ok(plan::plan(&inv, &self.policy, now, mode))
+        Ok(plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await)
     }
 
     /// Plans and runs a cleanup. `host` yields, reports progress and may stop the run.
@@ -510,18 +520,16 @@ impl<S: Store> Sweeper<S> {
         let mode = cursor.as_ref().map_or(mode, |c| c.mode.max(mode));
         let _ = self.flush_touches().await;
         let inv = self.inventory().await?;
-        let mut plan = plan::plan(&inv, &self.policy, now, mode);
+        let mut plan = plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await;
+        drop(inv);
         if let Some(c) = &cursor {
             plan.actions.retain(|a| exec::position(a) > c.after);
         }
-        let listed = listing_positions(&inv, &plan);
-        drop(inv);
         let mut tracked = Tracked {
             inner: host,
             progress: &self.progress,
         };
-        let mut report =
-            exec::execute_with(&self.store, &plan, &listed, self.config.exec, &mut tracked).await;
+        let mut report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
         if let Some(c) = &cursor {
             report.resumed = true;
             report.kept += c.kept;
@@ -580,23 +588,13 @@ impl<S: Store> Sweeper<S> {
     }
 }
 
-/// Where each planned entry stood in the listing (the store's key order), so
-/// that the executor reads entries close together as one key range and
-/// deletes runs of adjacent ones as one. Corrupt records between them are not
-/// in the listing; the executor checks each range inside its transaction.
-fn listing_positions(inv: &Inventory, plan: &Plan) -> std::collections::HashMap<EntryId, usize> {
-    let planned: std::collections::HashSet<(&str, &str)> = plan
-        .actions
-        .iter()
-        .filter(|a| a.kind == plan::ActionKind::Entry)
-        .map(|a| (a.namespace.as_deref().unwrap_or(""), a.key.as_str()))
-        .collect();
-    inv.entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| planned.contains(&(e.id.namespace.as_str(), e.id.key.as_str())))
-        .map(|(i, e)| (e.id.clone(), i))
-        .collect()
+/// A run's host as the planner's pauser.
+struct HostPause<'a, H>(&'a mut H);
+
+impl<H: RunHost> plan::Pause for HostPause<'_, H> {
+    async fn pause(&mut self) {
+        self.0.pause().await;
+    }
 }
 
 /// Copies each progress snapshot into the sweeper before passing it on.
@@ -606,6 +604,10 @@ struct Tracked<'a, H> {
 }
 
 impl<H: RunHost> RunHost for Tracked<'_, H> {
+    async fn pause(&mut self) {
+        self.inner.pause().await;
+    }
+
     async fn between_batches(&mut self, progress: &Progress) -> exec::Flow {
         *self.progress.borrow_mut() = progress.clone();
         let flow = self.inner.between_batches(progress).await;

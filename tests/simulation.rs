@@ -1674,7 +1674,7 @@ impl Sim {
                 .iter()
                 .filter(|(_, m)| {
                     m.pinned
-                        || (!m.expires_at.is_some_and(|t| t <= now)
+                        || (m.expires_at.is_none_or(|t| t > now)
                             && (!m.dependent || now.saturating_sub(m.updated_at) < GRACE_MS))
                 })
                 .map(|(id, _)| id)

@@ -477,7 +477,12 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let run = parsed?;
             let now = inner.now()?;
-            let plan = inner.sweeper.plan(run.mode, now).await.map_err(js_err)?;
+            let mut host = JsHost::new(JsValue::UNDEFINED, None, None);
+            let plan = inner
+                .sweeper
+                .plan_hosted(run.mode, now, &mut host)
+                .await
+                .map_err(js_err)?;
             to_js(&PlanOut::from(&plan))
         })
     }
@@ -500,13 +505,8 @@ impl JsSweeper {
                 ));
             }
             let started = js_sys::Date::now();
-            let mut host = JsHost {
-                signal,
-                on_progress,
-                deadline: run.budget_ms.map(|b| started + b as f64),
-                stopped: None,
-                batches: 0,
-            };
+            let deadline = run.budget_ms.map(|b| started + b as f64);
+            let mut host = JsHost::new(signal, on_progress, deadline);
             let result = match inner.now() {
                 Ok(now) => inner
                     .sweeper
@@ -601,9 +601,26 @@ struct JsHost {
     /// Batches begun: the budget never stops a run before its first, so that
     /// repeated budgeted runs always make progress.
     batches: u32,
+    /// When this host last let the event loop run.
+    yielded_at: f64,
 }
 
+/// How long a long computation (planning) holds the main thread before it
+/// yields: well under the 50 ms a page may freeze.
+const HOLD_MS: f64 = 12.0;
+
 impl JsHost {
+    fn new(signal: JsValue, on_progress: Option<Function>, deadline: Option<f64>) -> JsHost {
+        JsHost {
+            signal,
+            on_progress,
+            deadline,
+            stopped: None,
+            batches: 0,
+            yielded_at: js_sys::Date::now(),
+        }
+    }
+
     fn should_stop(&mut self) -> bool {
         if field(&self.signal, "aborted").as_bool() == Some(true) {
             self.stopped = Some("aborted");
@@ -615,6 +632,13 @@ impl JsHost {
 }
 
 impl RunHost for JsHost {
+    async fn pause(&mut self) {
+        if js_sys::Date::now() - self.yielded_at >= HOLD_MS {
+            yield_now().await;
+            self.yielded_at = js_sys::Date::now();
+        }
+    }
+
     async fn between_batches(&mut self, progress: &Progress) -> Flow {
         if let Some(cb) = &self.on_progress {
             if let Ok(p) = to_js(progress) {
@@ -630,6 +654,7 @@ impl RunHost for JsHost {
             };
         }
         yield_now().await;
+        self.yielded_at = js_sys::Date::now();
         if self.should_stop() {
             Flow::Stop
         } else {
