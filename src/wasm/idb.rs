@@ -113,6 +113,50 @@ fn key_js(id: &EntryId) -> JsValue {
     .into()
 }
 
+/// One transaction's object stores, each fetched once, and the keys its
+/// requests use, converting a namespace once while it repeats: a batch of
+/// 250 deletes made 500 calls more than its 250 `delete`s otherwise.
+struct Scope<'a> {
+    tx: &'a IdbTransaction,
+    stores: Vec<(Table, IdbObjectStore)>,
+    namespace: Option<(String, JsValue)>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(tx: &'a IdbTransaction) -> Self {
+        Scope {
+            tx,
+            stores: Vec::new(),
+            namespace: None,
+        }
+    }
+
+    fn store(&mut self, table: Table) -> Result<IdbObjectStore, StoreError> {
+        if let Some((_, s)) = self.stores.iter().find(|(t, _)| *t == table) {
+            return Ok(s.clone());
+        }
+        let s = IdbStore::object_store(self.tx, table)?;
+        self.stores.push((table, s.clone()));
+        Ok(s)
+    }
+
+    fn key(&mut self, id: &EntryId) -> JsValue {
+        let ns = match &self.namespace {
+            Some((name, js)) if *name == id.namespace => js.clone(),
+            _ => {
+                let js = JsValue::from_str(&id.namespace);
+                self.namespace = Some((id.namespace.clone(), js.clone()));
+                js
+            }
+        };
+        Array::of2(&ns, &JsValue::from_str(&id.key)).into()
+    }
+
+    fn range(&mut self, from: &EntryId, to: &EntryId) -> Result<IdbKeyRange, StoreError> {
+        IdbKeyRange::bound(&self.key(from), &self.key(to)).map_err(|e| js_error(&e))
+    }
+}
+
 fn key_from_js(v: &JsValue) -> Option<EntryId> {
     let arr = v.dyn_ref::<Array>()?;
     Some(EntryId::new(
@@ -395,18 +439,17 @@ async fn read_in(
 
 fn issue_reads(tx: &IdbTransaction, wanted: Vec<Read>) -> Result<Vec<Pending>, StoreError> {
     let mut pending = Vec::with_capacity(wanted.len());
+    let mut scope = Scope::new(tx);
     for r in wanted {
         match r {
             Read::Key(t, k) => {
-                let req = IdbStore::object_store(tx, t)?
-                    .get(&key_js(&k))
-                    .map_err(|e| js_error(&e))?;
+                let key = scope.key(&k);
+                let req = scope.store(t)?.get(&key).map_err(|e| js_error(&e))?;
                 pending.push(Pending::Key(t, k, req));
             }
             Read::Range(t, from, to) => {
-                let store = IdbStore::object_store(tx, t)?;
-                let range =
-                    IdbKeyRange::bound(&key_js(&from), &key_js(&to)).map_err(|e| js_error(&e))?;
+                let store = scope.store(t)?;
+                let range = scope.range(&from, &to)?;
                 let keys = store
                     .get_all_keys_with_key(&range)
                     .map_err(|e| js_error(&e))?;
@@ -499,12 +542,12 @@ impl IdbStore {
     }
 
     async fn apply_in(&self, tx: &IdbTransaction, ops: &[Op]) -> Result<(), StoreError> {
+        let mut scope = Scope::new(tx);
         let mut checks = Vec::new();
         for op in ops {
             if let Op::Expect(t, k, want) = op {
-                let req = Self::object_store(tx, *t)?
-                    .get(&key_js(k))
-                    .map_err(|e| js_error(&e))?;
+                let key = scope.key(k);
+                let req = scope.store(*t)?.get(&key).map_err(|e| js_error(&e))?;
                 checks.push((req, *t, k, *want));
             }
         }
@@ -522,21 +565,19 @@ impl IdbStore {
         for op in ops {
             match op {
                 Op::Put(t, k, v) => {
-                    Self::object_store(tx, *t)?
-                        .put_with_key(&Uint8Array::from(&v[..]), &key_js(k))
+                    let key = scope.key(k);
+                    scope
+                        .store(*t)?
+                        .put_with_key(&Uint8Array::from(&v[..]), &key)
                         .map_err(|e| js_error(&e))?;
                 }
                 Op::Delete(t, k) => {
-                    Self::object_store(tx, *t)?
-                        .delete(&key_js(k))
-                        .map_err(|e| js_error(&e))?;
+                    let key = scope.key(k);
+                    scope.store(*t)?.delete(&key).map_err(|e| js_error(&e))?;
                 }
                 Op::DeleteRange(t, from, to) => {
-                    let range =
-                        IdbKeyRange::bound(&key_js(from), &key_js(to)).map_err(|e| js_error(&e))?;
-                    Self::object_store(tx, *t)?
-                        .delete(&range)
-                        .map_err(|e| js_error(&e))?;
+                    let range = scope.range(from, to)?;
+                    scope.store(*t)?.delete(&range).map_err(|e| js_error(&e))?;
                 }
                 Op::Expect(..) => {}
             }
