@@ -40,7 +40,4 @@ pub use store::{memory::MemoryStore, Store};
 #[cfg(feature = "std")]
 pub use sweeper::{Config, Error, PutOptions, Sweeper};
 #[cfg(feature = "std")]
-pub mod options;
-
-#[cfg(all(feature = "std", target_arch = "wasm32"))]
-pub mod wasm;
+pub mod js;

@@ -4,8 +4,8 @@
 
 use kvsweep::codec::{self, StoredValue};
 use kvsweep::exec::RunToEnd;
+use kvsweep::store::idb::IdbStore;
 use kvsweep::store::{Op, Store, Table};
-use kvsweep::wasm::IdbStore;
 use kvsweep::{EntryId, Mode, Policy, PutOptions, Reason, Sweeper};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;

@@ -1,4 +1,4 @@
-//! Fuzz target: the JS-facing option parsing (`kvsweep::options`).
+//! Fuzz target: the JS-facing option parsing (`kvsweep::js::options`).
 //!
 //! The wasm binding turns whatever JavaScript passes (`new Sweeper(store,
 //! options)`, `put(key, value, options)`, `get`/`delete`/`detail`, `plan`/`run`)
@@ -42,7 +42,7 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use kvsweep::options::{
+use kvsweep::js::options::{
     parse_key_options, parse_policy, parse_put_options, parse_run_options, parse_sweeper_options,
     OptValue, OptionError, RunOptions, MAX_SAFE_INTEGER,
 };

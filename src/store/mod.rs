@@ -7,7 +7,11 @@ use std::collections::BTreeMap;
 use crate::error::Error;
 use crate::model::{EntryId, Millis};
 
+#[cfg(feature = "testing")]
 pub mod faulty;
+/// IndexedDB, in browsers, workers and (with fake-indexeddb) Node.
+#[cfg(target_arch = "wasm32")]
+pub mod idb;
 pub mod memory;
 
 /// The record tables of a store. Entry tables are keyed by `(namespace, key)`;

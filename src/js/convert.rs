@@ -5,8 +5,8 @@ use js_sys::{Array, ArrayBuffer, Date, Object, Reflect, Uint8Array};
 use rmpv::Value;
 use wasm_bindgen::{JsCast, JsValue};
 
+use super::options::OptValue;
 use crate::codec::StoredValue;
-use crate::options::OptValue;
 
 /// How deep a value or an options object may nest.
 const MAX_DEPTH: usize = 100;
@@ -168,7 +168,7 @@ fn to_msgpack(v: &JsValue, depth: usize, path: &str) -> Result<Value, String> {
         return Ok(Value::Boolean(b));
     }
     if let Some(n) = v.as_f64() {
-        let safe = n.fract() == 0.0 && n.abs() <= crate::options::MAX_SAFE_INTEGER;
+        let safe = n.fract() == 0.0 && n.abs() <= super::options::MAX_SAFE_INTEGER;
         return Ok(if safe {
             Value::from(n as i64)
         } else {

@@ -2,9 +2,6 @@
 //! rejects with an `Error` whose message names the problem; nothing here panics
 //! on input.
 
-mod convert;
-mod idb;
-
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -13,17 +10,18 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use super::convert;
+use super::options::{self, OptValue};
 use crate::codec::StoredValue;
 use crate::error::Error;
 use crate::exec::{Flow, Progress, RunHost};
 use crate::model::{EntryId, Millis};
-use crate::options::{self, OptValue};
 use crate::plan::{ActionKind, Plan, Reason, Summary};
+pub use crate::store::idb::IdbStore;
 use crate::store::{
     memory::MemoryStore, Access, Capabilities, DynStep, Op, Reads, Record, Store, StoreError, Table,
 };
 use crate::sweeper::{PutOptions, Sweeper};
-pub use idb::IdbStore;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
