@@ -332,148 +332,204 @@ pub async fn plan_with<P: Pause>(
         ..Summary::default()
     };
     let hasher = DefaultHashBuilder::default();
-
     let (blobs, mut blob_state) = BlobIndex::new(&inv.blobs, &hasher);
     pauser.pause().await;
-    let Grouped {
-        names,
-        starts,
-        order,
-    } = group_by_namespace(&inv.entries);
+    let grouped = group_by_namespace(&inv.entries);
     pauser.pause().await;
+    summary.zombies = zombies(inv, &grouped.names);
 
-    // Namespaces whose entries are all kept: they hold undecodable entries
-    // (whose references are unknown) or they are zombies (deleted explicitly).
-    let corrupt_ns: BTreeSet<&str> = inv.corrupt.iter().map(|id| id.namespace.as_str()).collect();
-    if let Some(registered) = &inv.namespaces {
-        let registered: BTreeSet<&str> = registered.iter().map(String::as_str).collect();
-        let present: BTreeSet<&str> = names
-            .iter()
-            .copied()
-            .chain(corrupt_ns.iter().copied())
-            .collect();
-        summary.zombies = present
-            .into_iter()
-            .filter(|ns| !registered.contains(ns))
-            .map(String::from)
-            .collect();
+    let doomed = EntryPlanner {
+        inv,
+        policy,
+        now,
+        mode,
+        hasher: &hasher,
+        blobs: &blobs,
     }
-    let mut by_name: Vec<usize> = (0..names.len()).collect();
-    by_name.sort_unstable_by_key(|&k| names[k]);
+    .plan(&grouped, &mut blob_state, &mut summary, pauser)
+    .await;
+    summary.reachable += inv.corrupt.len() as u64;
+    drop((grouped, blobs));
 
-    let mut scratch = Scratch::default();
-    // Entries to delete with the first rule that dropped them, by namespace then key.
-    let mut doomed: Vec<(Ix, Reason)> = Vec::new();
-    for k in by_name {
-        let ns = names[k];
-        let members = &order[starts[k]..starts[k + 1]];
-        scratch.distinct(&inv.entries, members, &hasher);
-        pauser.pause().await;
-        let frozen = mode == Mode::Light
-            || corrupt_ns.contains(ns)
-            || summary
-                .zombies
-                .binary_search_by(|z| z.as_str().cmp(ns))
-                .is_ok();
-        let live = if frozen {
-            None
-        } else {
-            let merged;
-            let rules = match policy.namespaces.get(ns) {
-                Some(over) => {
-                    merged = policy.rules.overridden_by(over);
-                    &merged
-                }
-                None => &policy.rules,
-            };
-            let mut live = scratch
-                .plan_namespace(
-                    &inv.entries,
-                    rules,
-                    &blobs,
-                    now,
-                    policy.orphan_grace_ms,
-                    pauser,
+    let orphans = orphan_blobs(inv, &blob_state, policy, now, &mut summary);
+    drop(blob_state);
+    let stale = stale_temps(inv, policy, now);
+    pauser.pause().await;
+    let actions = actions(inv, doomed, &orphans, &stale, pauser).await;
+    tally(&mut summary, &actions, inv);
+    Plan { actions, summary }
+}
+
+/// Namespaces with data but no namespace record, in order.
+fn zombies(inv: &Inventory, names: &[&str]) -> Vec<String> {
+    let Some(registered) = &inv.namespaces else {
+        return Vec::new();
+    };
+    let registered: BTreeSet<&str> = registered.iter().map(String::as_str).collect();
+    let present: BTreeSet<&str> = names
+        .iter()
+        .copied()
+        .chain(inv.corrupt.iter().map(|id| id.namespace.as_str()))
+        .collect();
+    present
+        .into_iter()
+        .filter(|ns| !registered.contains(ns))
+        .map(String::from)
+        .collect()
+}
+
+/// What the entry phase of a plan reads.
+struct EntryPlanner<'a> {
+    inv: &'a Inventory,
+    policy: &'a Policy,
+    now: Millis,
+    mode: Mode,
+    hasher: &'a DefaultHashBuilder,
+    blobs: &'a BlobIndex<'a>,
+}
+
+impl EntryPlanner<'_> {
+    /// Plans every namespace, in name order: returns the entries to delete
+    /// with the first rule that dropped each (by namespace, then key), marks
+    /// the blobs live entries hold, and counts the reachable.
+    async fn plan<P: Pause>(
+        &self,
+        grouped: &Grouped<'_>,
+        blob_state: &mut [u8],
+        summary: &mut Summary,
+        pauser: &mut P,
+    ) -> Vec<(Ix, Reason)> {
+        let inv = self.inv;
+        // Namespaces whose entries are all kept: they hold undecodable
+        // entries (whose references are unknown) or they are zombies
+        // (deleted explicitly).
+        let corrupt_ns: BTreeSet<&str> =
+            inv.corrupt.iter().map(|id| id.namespace.as_str()).collect();
+        let names = &grouped.names;
+        let mut by_name: Vec<usize> = (0..names.len()).collect();
+        by_name.sort_unstable_by_key(|&k| names[k]);
+
+        let mut scratch = Scratch::default();
+        let mut doomed: Vec<(Ix, Reason)> = Vec::new();
+        for k in by_name {
+            let ns = names[k];
+            let members = &grouped.order[grouped.starts[k]..grouped.starts[k + 1]];
+            scratch.distinct(&inv.entries, members, self.hasher);
+            pauser.pause().await;
+            let frozen = self.mode == Mode::Light
+                || corrupt_ns.contains(ns)
+                || summary
+                    .zombies
+                    .binary_search_by(|z| z.as_str().cmp(ns))
+                    .is_ok();
+            let live = if frozen {
+                None
+            } else {
+                Some(
+                    self.plan_namespace(ns, &mut scratch, &mut doomed, pauser)
+                        .await,
                 )
-                .await;
-            let first = doomed.len();
-            let mut rounds = 1;
-            loop {
-                let round = doomed.len();
-                for (j, &i) in scratch.unique.iter().enumerate() {
-                    if !live[j] {
-                        // Every entry that is not live was dropped by a rule.
-                        doomed.push((i, scratch.dropped[j].unwrap_or(Reason::Unreachable)));
-                    }
-                }
-                // A run leaves a fixpoint (SPEC §2). Rules interact in one
-                // way only: `keepLast` ranks the group members rules 1–2
-                // left, so when a quota evicts a ruled group member, a member
-                // retention dropped but a reference kept alive climbs into
-                // the kept, becomes a root and counts towards the quota. Plan
-                // the survivors again until nothing more drops.
-                let unsettled = doomed[round..].iter().any(|&(i, reason)| {
-                    matches!(reason, Reason::MaxEntries | Reason::MaxBytes)
-                        && inv.entries[i as usize]
-                            .meta
-                            .group
-                            .as_ref()
-                            .is_some_and(|g| rules.groups.contains_key(g))
-                });
-                // Each round replans the namespace; a long cascade (many old
-                // group members kept alive by references) is cut off here and
-                // the next run goes on where this one stopped.
-                if !unsettled || rounds == MAX_FIXPOINT_ROUNDS {
-                    break;
-                }
-                rounds += 1;
-                let survivors: Vec<Ix> = scratch
-                    .unique
-                    .iter()
-                    .zip(&live)
-                    .filter(|(_, &l)| l)
-                    .map(|(&i, _)| i)
-                    .collect();
-                scratch.distinct(&inv.entries, &survivors, &hasher);
-                pauser.pause().await;
-                live = scratch
-                    .plan_namespace(
-                        &inv.entries,
-                        rules,
-                        &blobs,
-                        now,
-                        policy.orphan_grace_ms,
-                        pauser,
-                    )
-                    .await;
-            }
-            pauser.pause().await;
-            doomed[first..].sort_unstable_by(|a, b| {
-                let key = |i: Ix| inv.entries[i as usize].id.key.as_str();
-                key(a.0).cmp(key(b.0))
-            });
-            pauser.pause().await;
-            Some(live)
-        };
-        for (j, &i) in scratch.unique.iter().enumerate() {
-            let is_live = match &live {
-                Some(live) => live[j],
-                None => true,
             };
-            if is_live {
-                summary.reachable += 1;
-                for id in &inv.entries[i as usize].meta.blobs {
-                    if let Some(bi) = blobs.get(id) {
-                        blob_state[bi] |= LIVE;
+            for (j, &i) in scratch.unique.iter().enumerate() {
+                if live.as_ref().is_none_or(|live| live[j]) {
+                    summary.reachable += 1;
+                    for id in &inv.entries[i as usize].meta.blobs {
+                        if let Some(bi) = self.blobs.get(id) {
+                            blob_state[bi] |= LIVE;
+                        }
                     }
                 }
             }
         }
+        doomed
     }
-    summary.reachable += inv.corrupt.len() as u64;
-    drop((order, starts, scratch, blobs));
 
-    // Undecodable entries may reference any blob: then no blob is garbage.
+    /// Plans one namespace (listed in `scratch` by `distinct`) to its
+    /// fixpoint, appending what it drops to `doomed` sorted by key; returns
+    /// which of its entries are live.
+    async fn plan_namespace<P: Pause>(
+        &self,
+        ns: &str,
+        scratch: &mut Scratch,
+        doomed: &mut Vec<(Ix, Reason)>,
+        pauser: &mut P,
+    ) -> Vec<bool> {
+        let inv = self.inv;
+        let merged;
+        let rules = match self.policy.namespaces.get(ns) {
+            Some(over) => {
+                merged = self.policy.rules.overridden_by(over);
+                &merged
+            }
+            None => &self.policy.rules,
+        };
+        let grace = self.policy.orphan_grace_ms;
+        let mut live = scratch
+            .apply_rules(&inv.entries, rules, self.blobs, self.now, grace, pauser)
+            .await;
+        let first = doomed.len();
+        let mut rounds = 1;
+        loop {
+            let round = doomed.len();
+            for (j, &i) in scratch.unique.iter().enumerate() {
+                if !live[j] {
+                    // Every entry that is not live was dropped by a rule.
+                    doomed.push((i, scratch.dropped[j].unwrap_or(Reason::Unreachable)));
+                }
+            }
+            // A run leaves a fixpoint (SPEC §2). Rules interact in one way
+            // only: `keepLast` ranks the group members rules 1–2 left, so
+            // when a quota evicts a ruled group member, a member retention
+            // dropped but a reference kept alive climbs into the kept,
+            // becomes a root and counts towards the quota. Plan the
+            // survivors again until nothing more drops.
+            let unsettled = doomed[round..].iter().any(|&(i, reason)| {
+                matches!(reason, Reason::MaxEntries | Reason::MaxBytes)
+                    && inv.entries[i as usize]
+                        .meta
+                        .group
+                        .as_ref()
+                        .is_some_and(|g| rules.groups.contains_key(g))
+            });
+            // Each round replans the namespace; a long cascade (many old
+            // group members kept alive by references) is cut off here and
+            // the next run goes on where this one stopped.
+            if !unsettled || rounds == MAX_FIXPOINT_ROUNDS {
+                break;
+            }
+            rounds += 1;
+            let survivors: Vec<Ix> = scratch
+                .unique
+                .iter()
+                .zip(&live)
+                .filter(|(_, &l)| l)
+                .map(|(&i, _)| i)
+                .collect();
+            scratch.distinct(&inv.entries, &survivors, self.hasher);
+            pauser.pause().await;
+            live = scratch
+                .apply_rules(&inv.entries, rules, self.blobs, self.now, grace, pauser)
+                .await;
+        }
+        pauser.pause().await;
+        doomed[first..].sort_unstable_by(|a, b| {
+            let key = |i: Ix| inv.entries[i as usize].id.key.as_str();
+            key(a.0).cmp(key(b.0))
+        });
+        pauser.pause().await;
+        live
+    }
+}
+
+/// Blobs no live entry holds and past their grace, by id; young ones are
+/// counted. Undecodable entries may reference any blob: then none is garbage.
+fn orphan_blobs(
+    inv: &Inventory,
+    blob_state: &[u8],
+    policy: &Policy,
+    now: Millis,
+    summary: &mut Summary,
+) -> Vec<Ix> {
     let mut orphans: Vec<Ix> = Vec::new();
     if inv.corrupt.is_empty() {
         for (i, b) in inv.blobs.iter().enumerate() {
@@ -487,9 +543,12 @@ pub async fn plan_with<P: Pause>(
             }
         }
     }
-    drop(blob_state);
     sort_by_id(&mut orphans, |i| inv.blobs[i as usize].id.as_str());
+    orphans
+}
 
+/// Temps older than `tempMaxAgeMs`, by id, each id once.
+fn stale_temps(inv: &Inventory, policy: &Policy, now: Millis) -> Vec<Ix> {
     let mut stale: Vec<Ix> = (0..inv.temps.len())
         .filter(|&i| now.saturating_sub(inv.temps[i].created_at) >= policy.temp_max_age_ms)
         .map(ix)
@@ -497,8 +556,17 @@ pub async fn plan_with<P: Pause>(
     // Stable, so a repeated id keeps its first listing.
     stale.sort_by(|&a, &b| inv.temps[a as usize].id.cmp(&inv.temps[b as usize].id));
     stale.dedup_by(|a, b| inv.temps[*a as usize].id == inv.temps[*b as usize].id);
+    stale
+}
 
-    pauser.pause().await;
+/// The plan's actions: entries, then blobs, then temps.
+async fn actions<P: Pause>(
+    inv: &Inventory,
+    doomed: Vec<(Ix, Reason)>,
+    orphans: &[Ix],
+    stale: &[Ix],
+    pauser: &mut P,
+) -> Vec<Action> {
     let mut actions = Vec::with_capacity(doomed.len() + orphans.len() + stale.len());
     for (n, (i, reason)) in doomed.into_iter().enumerate() {
         if n % PAUSE_EVERY == PAUSE_EVERY - 1 {
@@ -515,7 +583,7 @@ pub async fn plan_with<P: Pause>(
             listed: Some(i),
         });
     }
-    for i in orphans {
+    for &i in orphans {
         let b = &inv.blobs[i as usize];
         actions.push(Action {
             kind: ActionKind::Blob,
@@ -527,7 +595,7 @@ pub async fn plan_with<P: Pause>(
             listed: None,
         });
     }
-    for i in stale {
+    for &i in stale {
         let t = &inv.temps[i as usize];
         actions.push(Action {
             kind: ActionKind::Temp,
@@ -539,7 +607,12 @@ pub async fn plan_with<P: Pause>(
             listed: None,
         });
     }
-    for a in &actions {
+    actions
+}
+
+/// Counts the actions by reason, and lists what could not be read.
+fn tally(summary: &mut Summary, actions: &[Action], inv: &Inventory) {
+    for a in actions {
         let t = summary.deleted.entry(a.reason).or_default();
         t.count += 1;
         // Sizes come from stored metadata: a huge one must not overflow the report.
@@ -555,7 +628,6 @@ pub async fn plan_with<P: Pause>(
     summary.corrupt_blobs.sort();
     summary.corrupt_temps = inv.corrupt_temps.clone();
     summary.corrupt_temps.sort();
-    Plan { actions, summary }
 }
 
 /// How many times a namespace is planned again towards its fixpoint (SPEC §2)
@@ -611,7 +683,7 @@ impl Scratch {
     /// Applies the rules to the namespace listed by `distinct`. Returns which
     /// of its entries are live, and leaves in `dropped` the first rule that
     /// dropped each entry.
-    async fn plan_namespace<P: Pause>(
+    async fn apply_rules<P: Pause>(
         &mut self,
         entries: &[InventoryEntry],
         rules: &Rules,
