@@ -209,13 +209,58 @@ impl<S: Store> Sweeper<S> {
         register.sort();
         register.dedup();
         let atomic = self.store.atomic();
-        write::run(
-            &self.store,
-            &entry_tables(atomic, !register.is_empty()),
-            || format!("putMany of {} entries", writes.len()),
-            |reads| write::put_many_step(reads, &writes, now, atomic, &register),
-        )
-        .await?;
+        let tables = entry_tables(atomic, !register.is_empty());
+        // The entry records the last step wrote, remembered as guesses.
+        let written = RefCell::new(Vec::new());
+        let step = |reads: &crate::store::Reads| {
+            let step = write::put_many_step(reads, &writes, now, atomic, &register)?;
+            if let Step::Write(ops, ()) = &step {
+                *written.borrow_mut() = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::Put(Table::Meta, k, v) => Some((k.clone(), v.clone())),
+                        _ => None,
+                    })
+                    .collect();
+            }
+            Ok(step)
+        };
+        // Entries this sweeper never saw are guessed absent; a store may then
+        // write without reading first. Only when every write is one such
+        // entry's record: a guess that touches counts is not worth its risk.
+        let mut guess = crate::store::Reads::default();
+        {
+            let seen = self.seen.borrow();
+            for w in &writes {
+                if w.value.len() <= codec::INLINE_MAX && seen.get(&w.id).is_none_or(Option::is_none)
+                {
+                    guess.insert(Table::Meta, w.id.clone(), None);
+                }
+            }
+        }
+        let records_only = match step(&guess) {
+            Ok(Step::Write(ops, ())) => {
+                ops.len() == guess.keys().len()
+                    && ops.iter().all(|op| {
+                        matches!(op, Op::Put(Table::Meta, k, _) if guess.get(Table::Meta, k) == Some(None))
+                    })
+            }
+            _ => false,
+        };
+        let outcome = if records_only {
+            self.store.transact_with_guess(&tables, &guess, step).await
+        } else {
+            self.store.transact(Access::Write, &tables, step).await
+        };
+        match outcome {
+            Err(Error::Store(crate::store::StoreError::Busy(_))) => {
+                return Err(Error::Busy(format!("putMany of {} entries", writes.len())))
+            }
+            other => other?,
+        }
+        for (id, record) in written.into_inner() {
+            self.remember(&id, Some(record));
+        }
         self.registered.borrow_mut().extend(register);
         Ok(())
     }

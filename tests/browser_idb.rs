@@ -320,3 +320,53 @@ async fn a_put_on_a_stale_guess_still_counts_exactly() {
     assert!(all_keys(one.store(), Table::Values).await.is_empty());
     assert!(one.delete(&t).await.unwrap());
 }
+
+#[wasm_bindgen_test]
+async fn writes_on_an_absent_guess_that_was_wrong_still_count_exactly() {
+    let name = format!("guess-{}", js_sys::Math::random());
+    let a = Sweeper::new(
+        IdbStore::open(&name).await.unwrap(),
+        Policy::default(),
+        Default::default(),
+    );
+    let b = Sweeper::new(
+        IdbStore::open(&name).await.unwrap(),
+        Policy::default(),
+        Default::default(),
+    );
+    let id = |k: &str| EntryId::new("ns", k);
+    let bytes = |b: u8| StoredValue::Bytes(vec![b; 8]);
+    let refs = PutOptions {
+        refs: vec!["target".into()],
+        ..Default::default()
+    };
+    a.put(&id("target"), bytes(0), PutOptions::default(), 1)
+        .await
+        .unwrap();
+    for k in ["k1", "k2", "k3"] {
+        a.put(&id(k), bytes(1), refs.clone(), 1).await.unwrap();
+    }
+    // b never saw them: it adds on the guess that they are absent, meets
+    // the records a wrote, and must drop their references in the same
+    // transaction; "fresh" is added on the way.
+    b.put_many(
+        vec![
+            (id("fresh"), bytes(2), PutOptions::default()),
+            (id("k1"), bytes(2), PutOptions::default()),
+            (id("k2"), bytes(2), PutOptions::default()),
+        ],
+        2,
+    )
+    .await
+    .unwrap();
+    b.put(&id("k3"), bytes(3), PutOptions::default(), 3)
+        .await
+        .unwrap();
+    for (k, v) in [("fresh", 2), ("k1", 2), ("k2", 2), ("k3", 3)] {
+        assert_eq!(a.get(&id(k), 4).await.unwrap(), Some(bytes(v)), "{k}");
+    }
+    let meta = a.store().get(Table::Meta, &[id("target")]).await.unwrap();
+    let target = codec::decode_meta(meta[0].as_ref().unwrap()).unwrap();
+    assert_eq!(target.referrers, 0);
+    assert!(a.delete(&id("target")).await.unwrap());
+}

@@ -87,14 +87,15 @@ async fn settle(req: &IdbRequest) -> Result<JsValue, StoreError> {
 
 /// Waits for a transaction to commit.
 async fn committed(tx: &IdbTransaction) -> Result<(), StoreError> {
+    // A failed request aborts the transaction unless its error event is
+    // cancelled, and a failed commit aborts it too: `abort` is the failure.
+    // (`error` events are left to `add_all`, which cancels the expected ones.)
     let promise = Promise::new(&mut |resolve: Function, reject: Function| {
         tx.set_oncomplete(Some(&resolve));
-        tx.set_onerror(Some(&reject));
         tx.set_onabort(Some(&reject));
     });
     let outcome = JsFuture::from(promise).await;
     tx.set_oncomplete(None);
-    tx.set_onerror(None);
     tx.set_onabort(None);
     match outcome {
         Ok(_) => Ok(()),
@@ -366,6 +367,23 @@ impl Store for IdbStore {
         let Ok(Step::Write(ops, ())) = step(guess) else {
             return self.transact_dyn(Access::Write, tables, step).await;
         };
+        if adds_only(guess, &ops) {
+            // `add` writes only where no record is: its success is the read.
+            let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
+            let _tolerated = ExistingKeys::tolerate(&tx);
+            let done = committed(&tx);
+            let outcome = match add_all(&tx, &ops).await {
+                Ok(true) => Ok(()),
+                // Some record was there after all. The step reads and writes
+                // in this same transaction, so calls keep their order. It
+                // reads the records added here too: a put over its own
+                // record, with no references, blobs or value record of its
+                // own, writes that record again and changes nothing else.
+                Ok(false) => self.run_in(&tx, step, Reads::default()).await.map(|_| ()),
+                Err(e) => Err(e.into()),
+            };
+            return self.finish(&tx, done, Access::Write, outcome).await;
+        }
         let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
         let done = committed(&tx);
         let guessed = guess.keys();
@@ -419,6 +437,97 @@ impl Store for IdbStore {
         let outcome = self.run_in(&tx, step, Reads::default()).await.map(|_| ());
         self.finish(&tx, done, access, outcome).await
     }
+}
+
+/// Whether every write puts a record guessed absent, and each guessed
+/// record is so written: then `add`s need no reads.
+fn adds_only(guess: &Reads, ops: &[Op]) -> bool {
+    let mut keys: Vec<(Table, &EntryId)> = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Put(t, k, _) if guess.get(*t, k) == Some(None) => keys.push((*t, k)),
+            _ => return false,
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys.len() == ops.len() && keys.len() == guess.keys().len()
+}
+
+/// Cancels the error events of `add`s that met an existing key, so that
+/// they do not abort their transaction, for as long as it lives: an error
+/// event reaches the transaction after the request's own listeners, and the
+/// microtasks those queue run in between.
+struct ExistingKeys {
+    tx: IdbTransaction,
+    _on_error: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl ExistingKeys {
+    fn tolerate(tx: &IdbTransaction) -> Self {
+        let on_error = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::Event)>::new(
+            |event: web_sys::Event| {
+                let exists = event
+                    .target()
+                    .and_then(|t| t.dyn_into::<IdbRequest>().ok())
+                    .and_then(|r| r.error().ok().flatten())
+                    .is_some_and(|e| e.name() == "ConstraintError");
+                if exists {
+                    event.prevent_default();
+                }
+            },
+        );
+        tx.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        ExistingKeys {
+            tx: tx.clone(),
+            _on_error: on_error,
+        }
+    }
+}
+
+impl Drop for ExistingKeys {
+    fn drop(&mut self) {
+        self.tx.set_onerror(None);
+    }
+}
+
+/// Adds every put of `ops` (see [`adds_only`]), in a transaction that
+/// [`ExistingKeys`] guards: true if all were added, false if some key held a
+/// record (those adds wrote nothing; the transaction stays open).
+async fn add_all(tx: &IdbTransaction, ops: &[Op]) -> Result<bool, StoreError> {
+    let mut scope = Scope::new(tx);
+    let mut reqs = Vec::with_capacity(ops.len());
+    for op in ops {
+        if let Op::Put(t, k, v) = op {
+            let key = scope.key(k);
+            let req = scope
+                .store(*t)?
+                .add_with_key(&Uint8Array::from(&v[..]), &key)
+                .map_err(|e| js_error(&e))?;
+            reqs.push(req);
+        }
+    }
+    // Requests finish in order: once the last has, every one has.
+    let Some(last) = reqs.last() else {
+        return Ok(true);
+    };
+    let exists =
+        |e: &StoreError| matches!(e, StoreError::Backend(m) if m.starts_with("ConstraintError"));
+    match settle(last).await {
+        Ok(_) => {}
+        Err(e) if exists(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    for req in &reqs {
+        if let Ok(Some(e)) = req.error() {
+            return if e.name() == "ConstraintError" {
+                Ok(false)
+            } else {
+                Err(js_error(&e))
+            };
+        }
+    }
+    Ok(true)
 }
 
 /// A read issued in a transaction, not yet awaited.

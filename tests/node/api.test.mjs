@@ -209,3 +209,27 @@ test("concurrent puts to one key and referencing one entry never fail on Indexed
   assert.equal(await s.get("same"), 49);
   await assert.rejects(s.delete("target"), /referenced by 50 other entries/);
 });
+
+test("putMany over records another sweeper wrote counts their references exactly (fake-indexeddb)", async () => {
+  const store = await openIndexedDb(`adds-${Date.now()}`);
+  const a = new Sweeper(store);
+  await a.put("target", 0);
+  await a.put("k1", "old", { refs: ["target"] });
+  // b never saw k1: it writes on the guess that k1 is absent, finds it is
+  // not, and must then drop k1's old reference in the same transaction.
+  const b = new Sweeper(store);
+  await b.putMany([
+    { key: "fresh", value: "new entry" },
+    { key: "k1", value: "new" },
+  ]);
+  assert.equal(await b.get("k1"), "new");
+  assert.equal(await b.get("fresh"), "new entry");
+  assert.equal(await a.delete("target"), true);
+  // And a single put the same way.
+  await a.put("target", 0);
+  await a.put("k2", "old", { refs: ["target"] });
+  await b.put("k2", "new");
+  assert.equal(await a.get("k2"), "new");
+  assert.equal(await a.delete("target"), true);
+  store.close();
+});
