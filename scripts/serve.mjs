@@ -8,6 +8,8 @@ import { fileURLToPath } from "node:url";
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const mounts = [
   ["/pkg/", join(root, "pkg")],
+  // Test helpers shared by Node and the browser tests (tests/e2e/).
+  ["/tests/shared/", join(root, "tests", "shared")],
   ["/", join(root, "www")],
 ];
 const types = {

@@ -103,9 +103,13 @@ fn field(obj: &JsValue, name: &str) -> JsValue {
 
 fn key_arg(key: &JsValue, what: &str) -> Result<String, JsValue> {
     match key.as_string() {
+        Some(k) if convert::lone_surrogate(key, &k) => Err(js_err(format!(
+            "{what}: key must be well-formed UTF-16, got a string with a lone surrogate"
+        ))),
         Some(k) if !k.is_empty() => Ok(k),
         _ => Err(js_err(format!(
-            "{what}: key must be a non-empty string, got {key:?}"
+            "{what}: key must be a non-empty string, got {}",
+            convert::describe(key)
         ))),
     }
 }
@@ -222,7 +226,8 @@ pub async fn open_indexed_db(
         Some(n) if !n.is_empty() => n,
         _ => {
             return Err(js_err(format!(
-                "openIndexedDb: name must be a non-empty string, got {name:?}"
+                "openIndexedDb: name must be a non-empty string, got {}",
+                convert::describe(&name)
             )))
         }
     };
@@ -270,11 +275,14 @@ impl Inner {
         };
         let v = clock
             .call0(&JsValue::UNDEFINED)
-            .map_err(|e| js_err(format!("clock() threw: {e:?}")))?;
+            .map_err(|e| js_err(format!("clock() threw {}", convert::thrown(&e))))?;
         match v.as_f64() {
-            Some(ms) if (0.0..=options::MAX_SAFE_INTEGER).contains(&ms) => Ok(ms.floor() as Millis),
+            Some(ms) if (0.0..=options::MAX_SAFE_INTEGER).contains(&ms) && ms.fract() == 0.0 => {
+                Ok(ms as Millis)
+            }
             _ => Err(js_err(format!(
-                "clock() must return milliseconds since the Unix epoch as a non-negative number, got {v:?}"
+                "clock() must return a whole number of milliseconds since the Unix epoch, 0 to 2^53 - 1, got {}",
+                convert::describe(&v)
             ))),
         }
     }
@@ -425,18 +433,26 @@ impl JsSweeper {
     #[wasm_bindgen(js_name = putBlob, unchecked_return_type = "Promise<string>")]
     pub fn put_blob(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer | ArrayBufferView | Blob")]
+        bytes: JsValue,
     ) -> Promise {
-        let parsed = bytes
-            .dyn_ref::<Uint8Array>()
-            .map(Uint8Array::to_vec)
-            .ok_or_else(|| {
-                js_err(format!(
-                    "putBlob: bytes must be a Uint8Array, got {bytes:?}"
-                ))
-            });
+        let parsed = convert::blob_bytes(&bytes)
+            .map_err(|got| js_err(format!("putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got {got}")));
         promise(&self.inner, |inner| async move {
-            let bytes = parsed?;
+            let bytes = match parsed? {
+                convert::BlobBytes::Now(bytes) => bytes,
+                convert::BlobBytes::Later(read) => {
+                    let buf = wasm_bindgen_futures::JsFuture::from(read)
+                        .await
+                        .map_err(|e| {
+                            js_err(format!(
+                                "putBlob: the Blob could not be read: {}",
+                                convert::thrown(&e)
+                            ))
+                        })?;
+                    Uint8Array::new(&buf).to_vec()
+                }
+            };
             let now = inner.now()?;
             Ok(inner
                 .sweeper
@@ -454,9 +470,12 @@ impl JsSweeper {
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
     ) -> Promise {
         promise(&self.inner, |inner| async move {
-            let id = id
-                .as_string()
-                .ok_or_else(|| js_err(format!("getBlob: id must be a string, got {id:?}")))?;
+            let id = id.as_string().ok_or_else(|| {
+                js_err(format!(
+                    "getBlob: id must be a string, got {}",
+                    convert::describe(&id)
+                ))
+            })?;
             match inner.sweeper.get_blob(&id).await.map_err(js_err)? {
                 Some(bytes) => Ok(Uint8Array::from(&bytes[..]).into()),
                 None => Ok(JsValue::UNDEFINED),

@@ -8,7 +8,57 @@ use wasm_bindgen::{JsCast, JsValue};
 use super::options::OptValue;
 use crate::codec::StoredValue;
 
-/// How deep a value or an options object may nest.
+/// What a thrown value says: an Error's `name: message`, else the value.
+pub fn thrown(e: &JsValue) -> String {
+    let text = |k: &str| Reflect::get(e, &k.into()).ok().and_then(|v| v.as_string());
+    match (text("name"), text("message")) {
+        (Some(name), Some(message)) if e.is_object() => format!("{name}: {message}"),
+        _ => describe(e),
+    }
+}
+
+/// The bytes `putBlob` was given: now, or once a `Blob` is read.
+pub enum BlobBytes {
+    Now(Vec<u8>),
+    Later(js_sys::Promise),
+}
+
+/// `putBlob`'s argument as bytes; the argument described if it holds none.
+pub fn blob_bytes(v: &JsValue) -> Result<BlobBytes, String> {
+    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+        return Ok(BlobBytes::Now(bytes.to_vec()));
+    }
+    if let Some(buf) = v.dyn_ref::<ArrayBuffer>() {
+        return Ok(BlobBytes::Now(Uint8Array::new(buf).to_vec()));
+    }
+    if ArrayBuffer::is_view(v) {
+        let get = |f: &str| Reflect::get(v, &f.into()).unwrap_or(JsValue::UNDEFINED);
+        if let Some(buf) = get("buffer").dyn_ref::<ArrayBuffer>() {
+            let (offset, len) = (get("byteOffset").as_f64(), get("byteLength").as_f64());
+            let view = Uint8Array::new_with_byte_offset_and_length(
+                buf,
+                offset.unwrap_or(0.0) as u32,
+                len.unwrap_or(0.0) as u32,
+            );
+            return Ok(BlobBytes::Now(view.to_vec()));
+        }
+    }
+    // A Blob (or File) is read with its own `arrayBuffer()`.
+    if type_name(v) == "Blob" || type_name(v) == "File" {
+        if let Ok(read) = Reflect::get(v, &"arrayBuffer".into()).and_then(|f| {
+            f.dyn_into::<js_sys::Function>()
+                .map_err(|_| JsValue::UNDEFINED)?
+                .call0(v)
+        }) {
+            if let Ok(p) = read.dyn_into::<js_sys::Promise>() {
+                return Ok(BlobBytes::Later(p));
+            }
+        }
+    }
+    Err(describe(v))
+}
+
+/// How deep an options object may nest.
 const MAX_DEPTH: usize = 100;
 /// MessagePack extension type of timestamps (the spec's -1).
 const EXT_TIMESTAMP: i8 = -1;
@@ -31,6 +81,12 @@ fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
     } else if let Some(n) = v.as_f64() {
         OptValue::Number(n)
     } else if let Some(s) = v.as_string() {
+        if lone_surrogate(v, &s) {
+            return Err(
+                "a string in the options holds a lone surrogate (it must be well-formed UTF-16)"
+                    .into(),
+            );
+        }
         OptValue::String(s)
     } else if v.is_function() {
         OptValue::Function
@@ -139,8 +195,48 @@ fn type_name(v: &JsValue) -> String {
         .unwrap_or_else(|| "value".into())
 }
 
+/// How deep a stored value may nest: far beyond any real document, and
+/// within the stack of the WebAssembly module.
+const MAX_VALUE_DEPTH: usize = 1000;
+
+// MessagePack extension types of the JS values MessagePack has no type for,
+// so that every value `put` accepts comes back exactly as it was.
+/// `undefined` inside an object or array.
+const EXT_UNDEFINED: i8 = 1;
+/// A hole of a sparse array.
+const EXT_HOLE: i8 = 2;
+/// An `ArrayBuffer`: its bytes.
+const EXT_ARRAY_BUFFER: i8 = 3;
+/// A `Map`: a MessagePack array of keys and values, alternating.
+const EXT_MAP: i8 = 4;
+/// A `Set`: a MessagePack array of its items.
+const EXT_SET: i8 = 5;
+/// A `BigInt`: its decimal digits, with a leading `-` if negative.
+const EXT_BIGINT: i8 = 6;
+/// A typed array or `DataView` other than `Uint8Array`: one byte naming its
+/// kind (an index into `VIEWS`), then its bytes as they are in memory.
+const EXT_VIEW: i8 = 7;
+/// A string that is not well-formed UTF-16 (a lone surrogate): its UTF-16
+/// code units, little-endian.
+const EXT_UTF16: i8 = 8;
+
+/// The views `EXT_VIEW` stores, by their constructor's name.
+const VIEWS: [&str; 11] = [
+    "Int8Array",
+    "Uint8ClampedArray",
+    "Int16Array",
+    "Uint16Array",
+    "Int32Array",
+    "Uint32Array",
+    "Float32Array",
+    "Float64Array",
+    "BigInt64Array",
+    "BigUint64Array",
+    "DataView",
+];
+
 /// Encodes a value given to `put`: a `Uint8Array` is stored as bytes, anything
-/// else as MessagePack.
+/// else as MessagePack. What cannot be stored exactly is refused, by path.
 pub fn to_stored(v: &JsValue) -> Result<StoredValue, String> {
     if v.is_undefined() {
         return Err("value is undefined; store null to record an empty value".into());
@@ -148,75 +244,231 @@ pub fn to_stored(v: &JsValue) -> Result<StoredValue, String> {
     if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
         return Ok(StoredValue::Bytes(bytes.to_vec()));
     }
-    let value = to_msgpack(v, 0, "value")?;
+    let mut enc = Encoder {
+        path: Vec::new(),
+        open: js_sys::Set::new(&JsValue::UNDEFINED),
+    };
+    let value = enc.encode(v).map_err(|why| {
+        let seg = |s: &Seg| match s {
+            Seg::Index(i) => format!("[{i}]"),
+            Seg::Key(k) => format!(".{k}"),
+            Seg::Entry(i) => format!(" (entry {i})"),
+        };
+        // A long path keeps its ends: where it starts and where it failed.
+        let path = &enc.path;
+        let at: String = if path.len() > 8 {
+            let (head, tail) = (&path[..3], &path[path.len() - 3..]);
+            let middle = format!("…{} more…", path.len() - 6);
+            head.iter()
+                .map(seg)
+                .chain([middle])
+                .chain(tail.iter().map(seg))
+                .collect()
+        } else {
+            path.iter().map(seg).collect()
+        };
+        format!("value{at} {why}")
+    })?;
     let mut out = Vec::new();
     rmpv::encode::write_value(&mut out, &value)
         .map_err(|e| format!("value could not be encoded: {e}"))?;
     Ok(StoredValue::MsgPack(out))
 }
 
-fn to_msgpack(v: &JsValue, depth: usize, path: &str) -> Result<Value, String> {
-    if depth > MAX_DEPTH {
-        return Err(format!(
-            "{path} nests deeper than {MAX_DEPTH} levels (is it cyclic?)"
-        ));
-    }
-    if v.is_null() || v.is_undefined() {
-        return Ok(Value::Nil);
-    }
-    if let Some(b) = v.as_bool() {
-        return Ok(Value::Boolean(b));
-    }
-    if let Some(n) = v.as_f64() {
-        let safe = n.fract() == 0.0 && n.abs() <= super::options::MAX_SAFE_INTEGER;
-        return Ok(if safe {
-            Value::from(n as i64)
+/// One step of the path to a value inside what `put` was given.
+enum Seg {
+    Index(u32),
+    Key(String),
+    Entry(u32),
+}
+
+/// Walks a value into MessagePack, keeping the path to where it is (for an
+/// error) and the objects it is inside of (to name a cycle).
+struct Encoder {
+    path: Vec<Seg>,
+    open: js_sys::Set,
+}
+
+fn packed(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing MessagePack into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, v);
+    out
+}
+
+impl Encoder {
+    fn encode(&mut self, v: &JsValue) -> Result<Value, String> {
+        if v.is_null() {
+            return Ok(Value::Nil);
+        }
+        if v.is_undefined() {
+            return Ok(Value::Ext(EXT_UNDEFINED, Vec::new()));
+        }
+        if let Some(b) = v.as_bool() {
+            return Ok(Value::Boolean(b));
+        }
+        if let Some(n) = v.as_f64() {
+            let negative_zero = n == 0.0 && n.is_sign_negative();
+            let safe = n.fract() == 0.0 && n.abs() <= super::options::MAX_SAFE_INTEGER;
+            return Ok(if safe && !negative_zero {
+                Value::from(n as i64)
+            } else {
+                Value::F64(n)
+            });
+        }
+        if let Some(s) = v.as_string() {
+            return Ok(string_value(v, s));
+        }
+        if v.is_bigint() {
+            let digits = v
+                .dyn_ref::<js_sys::BigInt>()
+                .and_then(|b| b.to_string(10).ok())
+                .map(String::from)
+                .unwrap_or_default();
+            return Ok(Value::Ext(EXT_BIGINT, digits.into_bytes()));
+        }
+        if v.is_symbol() {
+            return Err("is a symbol, which cannot be stored".into());
+        }
+        if v.is_function() {
+            return Err("is a function, which cannot be stored".into());
+        }
+        if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+            return Ok(Value::Binary(bytes.to_vec()));
+        }
+        if let Some(buf) = v.dyn_ref::<ArrayBuffer>() {
+            return Ok(Value::Ext(EXT_ARRAY_BUFFER, Uint8Array::new(buf).to_vec()));
+        }
+        if ArrayBuffer::is_view(v) {
+            let name = type_name(v);
+            let Some(kind) = VIEWS.iter().position(|k| *k == name) else {
+                return Err(format!("is a {name}, which cannot be stored"));
+            };
+            let field = |f: &str| Reflect::get(v, &f.into()).ok().and_then(|x| x.as_f64());
+            let buffer: ArrayBuffer = Reflect::get(v, &"buffer".into())
+                .map_err(|_| "is a view without a buffer".to_string())?
+                .unchecked_into();
+            let (offset, len) = (field("byteOffset"), field("byteLength"));
+            let bytes = Uint8Array::new_with_byte_offset_and_length(
+                &buffer,
+                offset.unwrap_or(0.0) as u32,
+                len.unwrap_or(0.0) as u32,
+            );
+            let mut data = vec![kind as u8];
+            data.extend(bytes.to_vec());
+            return Ok(Value::Ext(EXT_VIEW, data));
+        }
+        if let Some(d) = v.dyn_ref::<Date>() {
+            let ms = d.get_time();
+            if !ms.is_finite() {
+                return Err("is an invalid Date".into());
+            }
+            return Ok(Value::Ext(EXT_TIMESTAMP, timestamp96(ms)));
+        }
+        let is_array = Array::is_array(v);
+        let is_map = v.has_type::<js_sys::Map>();
+        let is_set = v.has_type::<js_sys::Set>();
+        if !(is_array || is_map || is_set || is_plain_object(v)) {
+            return Err(format!(
+                "is a {}, which cannot be stored; store plain objects, arrays, Map, Set, Date, BigInt, ArrayBuffer or typed arrays",
+                type_name(v)
+            ));
+        }
+        if self.open.has(v) {
+            return Err("is a cycle: it holds an object it is inside of".into());
+        }
+        if self.path.len() >= MAX_VALUE_DEPTH {
+            return Err(format!("nests deeper than {MAX_VALUE_DEPTH} levels"));
+        }
+        self.open.add(v);
+        let inner = if is_array {
+            self.array(v.unchecked_ref())
+        } else if is_map {
+            self.map(v.unchecked_ref())
+        } else if is_set {
+            self.set(v.unchecked_ref())
         } else {
-            Value::F64(n)
-        });
+            self.object(v)
+        };
+        self.open.delete(v);
+        inner
     }
-    if let Some(s) = v.as_string() {
-        return Ok(Value::from(s));
+
+    /// Descends into one part, and comes back only if it encoded.
+    fn part(&mut self, seg: Seg, v: &JsValue) -> Result<Value, String> {
+        self.path.push(seg);
+        let value = self.encode(v)?;
+        self.path.pop();
+        Ok(value)
     }
-    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
-        return Ok(Value::Binary(bytes.to_vec()));
-    }
-    if let Some(buf) = v.dyn_ref::<ArrayBuffer>() {
-        return Ok(Value::Binary(Uint8Array::new(buf).to_vec()));
-    }
-    if let Some(d) = v.dyn_ref::<Date>() {
-        let ms = d.get_time();
-        if !ms.is_finite() {
-            return Err(format!("{path} is an invalid Date"));
+
+    fn array(&mut self, arr: &Array) -> Result<Value, String> {
+        let n = arr.length();
+        // A sparse array has fewer own keys than its length: its holes stay holes.
+        let sparse = Object::keys(arr).length() < n;
+        let mut items = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            if sparse && !Reflect::has(arr, &JsValue::from(i)).unwrap_or(true) {
+                items.push(Value::Ext(EXT_HOLE, Vec::new()));
+                continue;
+            }
+            items.push(self.part(Seg::Index(i), &arr.get(i))?);
         }
-        return Ok(Value::Ext(EXT_TIMESTAMP, timestamp96(ms)));
+        Ok(Value::Array(items))
     }
-    if Array::is_array(v) {
-        let arr: &Array = v.unchecked_ref();
-        let mut items = Vec::with_capacity(arr.length() as usize);
-        for (i, item) in arr.iter().enumerate() {
-            items.push(to_msgpack(&item, depth + 1, &format!("{path}[{i}]"))?);
+
+    fn map(&mut self, map: &js_sys::Map) -> Result<Value, String> {
+        let mut items = Vec::with_capacity(2 * map.size() as usize);
+        for (i, pair) in map.entries().into_iter().enumerate() {
+            let pair: Array = pair
+                .map_err(|_| "is a Map that could not be read")?
+                .unchecked_into();
+            items.push(self.part(Seg::Entry(i as u32), &pair.get(0))?);
+            items.push(self.part(Seg::Entry(i as u32), &pair.get(1))?);
         }
-        return Ok(Value::Array(items));
+        Ok(Value::Ext(EXT_MAP, packed(&Value::Array(items))))
     }
-    if is_plain_object(v) {
+
+    fn set(&mut self, set: &js_sys::Set) -> Result<Value, String> {
+        let mut items = Vec::with_capacity(set.size() as usize);
+        for (i, item) in set.values().into_iter().enumerate() {
+            let item = item.map_err(|_| "is a Set that could not be read")?;
+            items.push(self.part(Seg::Entry(i as u32), &item)?);
+        }
+        Ok(Value::Ext(EXT_SET, packed(&Value::Array(items))))
+    }
+
+    fn object(&mut self, v: &JsValue) -> Result<Value, String> {
         let mut fields = Vec::new();
         for pair in Object::entries(v.unchecked_ref()).iter() {
             let pair: Array = pair.unchecked_into();
-            let item = pair.get(1);
-            if item.is_undefined() || item.is_function() {
-                continue; // as JSON.stringify does
-            }
-            let key = pair.get(0).as_string().unwrap_or_default();
-            let encoded = to_msgpack(&item, depth + 1, &format!("{path}.{key}"))?;
-            fields.push((Value::from(key), encoded));
+            let name = pair.get(0);
+            let key = name.as_string().unwrap_or_default();
+            let key_value = string_value(&name, key.clone());
+            let item = self.part(Seg::Key(key), &pair.get(1))?;
+            fields.push((key_value, item));
         }
-        return Ok(Value::Map(fields));
+        Ok(Value::Map(fields))
     }
-    Err(format!(
-        "{path} is a {}, which kvsweep cannot store; use plain objects, arrays, strings, numbers, booleans, null, Date or Uint8Array",
-        type_name(v)
-    ))
+}
+
+/// Whether the JS string `v`, which reached Rust as `s`, held a lone
+/// surrogate (Rust got U+FFFD for it; only then is the original checked).
+pub fn lone_surrogate(v: &JsValue, s: &str) -> bool {
+    s.contains('\u{fffd}')
+        && v.dyn_ref::<js_sys::JsString>()
+            .is_some_and(|js| !js.is_valid_utf16())
+}
+
+/// A string as MessagePack: UTF-8 if it is well-formed, else its UTF-16.
+fn string_value(v: &JsValue, s: String) -> Value {
+    if lone_surrogate(v, &s) {
+        if let Some(js) = v.dyn_ref::<js_sys::JsString>() {
+            let units: Vec<u8> = js.iter().flat_map(u16::to_le_bytes).collect();
+            return Value::Ext(EXT_UTF16, units);
+        }
+    }
+    Value::from(s)
 }
 
 /// The MessagePack timestamp 96 format: nanoseconds (u32) then seconds (i64).
@@ -249,12 +501,23 @@ fn timestamp_ms(data: &[u8]) -> Option<f64> {
 pub fn from_stored(v: &StoredValue) -> Result<JsValue, String> {
     match v {
         StoredValue::Bytes(b) => Ok(Uint8Array::from(&b[..]).into()),
-        StoredValue::MsgPack(b) => {
-            let mut rd = &b[..];
-            let value = rmpv::decode::read_value_with_max_depth(&mut rd, 1024)
-                .map_err(|e| format!("stored value could not be decoded: {e}"))?;
-            from_msgpack(&value)
-        }
+        StoredValue::MsgPack(b) => from_packed(b),
+    }
+}
+
+fn from_packed(b: &[u8]) -> Result<JsValue, String> {
+    let mut rd = b;
+    let value = rmpv::decode::read_value_with_max_depth(&mut rd, 2 * MAX_VALUE_DEPTH + 16)
+        .map_err(|e| format!("stored value could not be decoded: {e}"))?;
+    from_msgpack(&value)
+}
+
+/// The items of an extension that holds a MessagePack array.
+fn packed_items(data: &[u8]) -> Result<Vec<Value>, String> {
+    let mut rd = data;
+    match rmpv::decode::read_value_with_max_depth(&mut rd, 2 * MAX_VALUE_DEPTH + 16) {
+        Ok(Value::Array(items)) => Ok(items),
+        _ => Err("stored value holds a malformed Map or Set".into()),
     }
 }
 
@@ -273,6 +536,9 @@ fn from_msgpack(v: &Value) -> Result<JsValue, String> {
         Value::Array(items) => {
             let arr = Array::new_with_length(items.len() as u32);
             for (i, item) in items.iter().enumerate() {
+                if matches!(item, Value::Ext(EXT_HOLE, _)) {
+                    continue;
+                }
                 arr.set(i as u32, from_msgpack(item)?);
             }
             arr.into()
@@ -280,12 +546,24 @@ fn from_msgpack(v: &Value) -> Result<JsValue, String> {
         Value::Map(fields) => {
             let obj = Object::new();
             for (k, item) in fields {
-                let key = match k {
-                    Value::String(s) => JsValue::from_str(s.as_str().unwrap_or_default()),
-                    other => JsValue::from_str(&other.to_string()),
-                };
-                Reflect::set(&obj, &key, &from_msgpack(item)?)
-                    .map_err(|_| "could not build the stored object")?;
+                let key = from_msgpack(k)?;
+                let item = from_msgpack(item)?;
+                if key.as_string().as_deref() == Some("__proto__") {
+                    // An own property, as it was: assigning would set the prototype.
+                    let desc = Object::new();
+                    for (name, value) in [
+                        ("value", item.clone()),
+                        ("writable", JsValue::TRUE),
+                        ("enumerable", JsValue::TRUE),
+                        ("configurable", JsValue::TRUE),
+                    ] {
+                        let _ = Reflect::set(&desc, &name.into(), &value);
+                    }
+                    Object::define_property(&obj, &key, &desc);
+                } else {
+                    Reflect::set(&obj, &key, &item)
+                        .map_err(|_| "could not build the stored object")?;
+                }
             }
             obj.into()
         }
@@ -293,11 +571,58 @@ fn from_msgpack(v: &Value) -> Result<JsValue, String> {
             Some(ms) => Date::new(&JsValue::from_f64(ms)).into(),
             None => return Err("stored value holds a malformed timestamp".into()),
         },
-        Value::Ext(tag, data) => {
-            let obj = Object::new();
-            let _ = Reflect::set(&obj, &"type".into(), &JsValue::from(*tag));
-            let _ = Reflect::set(&obj, &"data".into(), &Uint8Array::from(&data[..]));
-            obj.into()
+        Value::Ext(EXT_UNDEFINED, _) => JsValue::UNDEFINED,
+        Value::Ext(EXT_ARRAY_BUFFER, data) => Uint8Array::from(&data[..]).buffer().into(),
+        Value::Ext(EXT_MAP, data) => {
+            let map = js_sys::Map::new();
+            let items = packed_items(data)?;
+            for pair in items.chunks(2) {
+                let [k, v] = pair else {
+                    return Err("stored value holds a malformed Map".into());
+                };
+                map.set(&from_msgpack(k)?, &from_msgpack(v)?);
+            }
+            map.into()
+        }
+        Value::Ext(EXT_SET, data) => {
+            let set = js_sys::Set::new(&JsValue::UNDEFINED);
+            for item in packed_items(data)? {
+                set.add(&from_msgpack(&item)?);
+            }
+            set.into()
+        }
+        Value::Ext(EXT_BIGINT, data) => {
+            let digits = core::str::from_utf8(data).map_err(|_| "stored value holds a malformed BigInt")?;
+            js_sys::BigInt::new(&JsValue::from_str(digits))
+                .map_err(|_| "stored value holds a malformed BigInt")?
+                .into()
+        }
+        Value::Ext(EXT_VIEW, data) => {
+            let (&kind, bytes) = data
+                .split_first()
+                .ok_or("stored value holds a malformed typed array")?;
+            let name = VIEWS
+                .get(kind as usize)
+                .ok_or("stored value holds an unknown kind of typed array")?;
+            let ctor: js_sys::Function = Reflect::get(&js_sys::global(), &(*name).into())
+                .ok()
+                .and_then(|c| c.dyn_into().ok())
+                .ok_or_else(|| format!("this runtime has no {name}"))?;
+            let buffer = Uint8Array::from(bytes).buffer();
+            Reflect::construct(&ctor, &Array::of1(&buffer))
+                .map_err(|_| format!("stored value holds a malformed {name}"))?
+        }
+        Value::Ext(EXT_UTF16, data) => {
+            let units: Vec<u16> = data
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            js_sys::JsString::from_char_code(&units).into()
+        }
+        Value::Ext(tag, _) => {
+            return Err(format!(
+                "stored value holds an unknown kind of value (extension {tag}): written by a newer release?"
+            ))
         }
     })
 }

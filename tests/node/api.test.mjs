@@ -71,17 +71,17 @@ test("bad input rejects with an Error that says what is wrong", async () => {
   await assert.rejects(s.put("", 1), /key must be a non-empty string/);
   await assert.rejects(s.put(42, 1), /key must be a non-empty string/);
   await assert.rejects(s.put("k", undefined), /value is undefined/);
-  await assert.rejects(s.put("k", () => 1), /cannot store/);
+  await assert.rejects(s.put("k", () => 1), /value is a function, which cannot be stored/);
   const cyclic = {};
   cyclic.self = cyclic;
-  await assert.rejects(s.put("k", cyclic), /deeper than/);
+  await assert.rejects(s.put("k", cyclic), /value\.self is a cycle/);
   await assert.rejects(s.plan({ mode: "fast" }), /mode must be "light" or "full"/);
   await assert.rejects(s.getBlob("nope"), /not a blob id/);
   assert.throws(() => new Sweeper(memoryStore(), { policy: { maxAge: 1 } }), /unknown option "maxAge"/);
   assert.throws(() => new Sweeper(memoryStore(), { policy: { maxBytes: -1 } }), /policy.maxBytes must not be negative/);
   assert.throws(() => new Sweeper(memoryStore(), { clock: 5 }), /clock must be a function/);
   const badClock = new Sweeper(memoryStore(), { clock: () => "soon" });
-  await assert.rejects(badClock.put("k", 1), /clock\(\) must return milliseconds/);
+  await assert.rejects(badClock.put("k", 1), { message: 'kvsweep: clock() must return a whole number of milliseconds since the Unix epoch, 0 to 2^53 - 1, got "soon"' });
   await assert.rejects(openIndexedDb(""), /name must be a non-empty string/);
   // After all that, the module still works.
   await s.put("k", 1);
@@ -232,4 +232,54 @@ test("putMany over records another sweeper wrote counts their references exactly
   assert.equal(await a.get("k2"), "new");
   assert.equal(await a.delete("target"), true);
   store.close();
+});
+
+test("values come back exactly as they were put (memory store and fake-indexeddb)", async () => {
+  const { roundTripFailures } = await import("../shared/fidelity.mjs");
+  assert.deepEqual(await roundTripFailures(new Sweeper(memoryStore())), []);
+  const store = await openIndexedDb(`fidelity-${Date.now()}`);
+  assert.deepEqual(await roundTripFailures(new Sweeper(store)), []);
+  store.close();
+});
+
+test("what cannot be stored exactly is refused, by path, briefly", async () => {
+  const s = new Sweeper(memoryStore());
+  const cyclic = { a: 1 };
+  cyclic.self = { back: cyclic };
+  await assert.rejects(s.put("c", cyclic), { message: 'kvsweep: put("c"): value.self.back is a cycle: it holds an object it is inside of' });
+  await assert.rejects(s.put("f", { a: 1, f() {} }), /value\.f is a function, which cannot be stored/);
+  await assert.rejects(s.put("s", [Symbol("x")]), /value\[0\] is a symbol, which cannot be stored/);
+  await assert.rejects(s.put("w", new WeakMap()), /value is a WeakMap, which cannot be stored/);
+  let deep = 0;
+  for (let i = 0; i < 1005; i++) deep = [deep];
+  const err = await s.put("d", deep).catch((e) => e);
+  assert.match(err.message, /nests deeper than 1000 levels/);
+  assert.ok(err.message.length < 200, err.message);
+  await assert.rejects(s.put("u", undefined), /value is undefined; store null/);
+});
+
+test("messages show values as JavaScript writes them", async () => {
+  const s = new Sweeper(memoryStore());
+  await assert.rejects(s.put(42, 1), { message: "kvsweep: put: key must be a non-empty string, got 42" });
+  await assert.rejects(s.put("\ud800", "hi"), /put: key must be well-formed UTF-16, got a string with a lone surrogate/);
+  await assert.rejects(s.get("\udc00"), /get: key must be well-formed UTF-16/);
+  await assert.rejects(s.put("k", 1, { namespace: "n\ud800" }), /lone surrogate/);
+  const throwing = new Sweeper(memoryStore(), { clock: () => { throw new RangeError("no time"); } });
+  await assert.rejects(throwing.put("k", 1), { message: "kvsweep: clock() threw RangeError: no time" });
+  const fractional = new Sweeper(memoryStore(), { clock: () => 1.5 });
+  await assert.rejects(fractional.put("k", 1), /whole number of milliseconds .* got 1\.5$/);
+  await assert.rejects(s.getBlob(7), { message: "kvsweep: getBlob: id must be a string, got 7" });
+  await assert.rejects(openIndexedDb(Infinity), { message: "kvsweep: openIndexedDb: name must be a non-empty string, got Infinity" });
+});
+
+test("putBlob takes a Uint8Array, an ArrayBuffer, any typed array or a Blob, all the same bytes", async () => {
+  const s = new Sweeper(memoryStore());
+  const bytes = new Uint8Array([1, 2, 3, 4]);
+  const id = await s.putBlob(bytes);
+  assert.equal(await s.putBlob(bytes.buffer), id);
+  assert.equal(await s.putBlob(new Uint16Array(bytes.buffer)), id);
+  assert.equal(await s.putBlob(new DataView(new Uint8Array([9, 1, 2, 3, 4]).buffer, 1)), id);
+  assert.equal(await s.putBlob(new Blob([bytes])), id);
+  assert.deepEqual(await s.getBlob(id), bytes);
+  await assert.rejects(s.putBlob("text"), /putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got "text"/);
 });
