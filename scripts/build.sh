@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 cargo build --release --lib --target wasm32-unknown-unknown
 rm -rf pkg && mkdir -p pkg
 wasm-bindgen target/wasm32-unknown-unknown/release/kvsweep.wasm --out-dir pkg --out-name kvsweep --target web
+# Options arguments may be left out; wasm-bindgen declares them `T | undefined`,
+# which TypeScript's strict mode reads as required: declare them optional.
+sed -i -E 's/options: ([A-Za-z]+) \| undefined\)/options?: \1)/g' pkg/kvsweep.d.ts
+if grep -q '| undefined)' pkg/kvsweep.d.ts; then
+  echo "build: a parameter of pkg/kvsweep.d.ts is still declared 'T | undefined'" >&2
+  exit 1
+fi
 before=$(stat -c %s pkg/kvsweep_bg.wasm)
 node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers pkg/kvsweep_bg.wasm -o pkg/kvsweep_bg.opt.wasm
 mv pkg/kvsweep_bg.opt.wasm pkg/kvsweep_bg.wasm

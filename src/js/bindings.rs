@@ -54,7 +54,12 @@ export interface PutOptions {
 export interface PutManyItem extends PutOptions { key: string; value: unknown }
 export interface KeyOptions { namespace?: string; includeExpired?: boolean }
 export interface Progress { running: boolean; phase: "entries" | "blobs" | "temps" | "idle"; processed: number; total: number; deleted: number }
-export interface RunOptions { mode?: Mode; signal?: AbortSignal; budgetMs?: number; onProgress?: (p: Progress) => void }
+export interface PlanOptions { mode?: Mode; signal?: AbortSignal }
+export interface RunOptions {
+  mode?: Mode; signal?: AbortSignal; budgetMs?: number;
+  /** Called between batches; a throw or a rejected promise stops the run, which then rejects with it. */
+  onProgress?: (p: Progress) => void | Promise<void>;
+}
 export interface Tally { count: number; bytes: number }
 export interface Action { kind: "entry" | "blob" | "temp"; namespace?: string; key?: string; id?: string; reason: Reason; bytes: number }
 export interface PlanSummary {
@@ -71,7 +76,7 @@ export interface RebuildReport {
 }
 export interface RunReport {
   /** False when the run stopped early; the next run resumes it. */
-  done: boolean; stopped?: "aborted" | "budget"; mode: Mode;
+  done: boolean; stopped?: "aborted" | "budget" | "closed"; mode: Mode;
   /** This run went on from one that stopped early; `deleted` counts both. */
   resumed: boolean;
   deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;
@@ -487,19 +492,30 @@ impl JsSweeper {
     #[wasm_bindgen(unchecked_return_type = "Promise<PlanResult>")]
     pub fn plan(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "{ mode?: Mode } | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PlanOptions | undefined")] options: JsValue,
     ) -> Promise {
         let parsed =
             opt(&options).and_then(|o| options::parse_run_options(&o, "plan").map_err(js_err));
+        let signal = field(&options, "signal");
         promise(&self.inner, |inner| async move {
             let run = parsed?;
+            let aborted = || {
+                (field(&signal, "aborted").as_bool() == Some(true))
+                    .then(|| js_err("plan: aborted by options.signal"))
+            };
+            if let Some(e) = aborted() {
+                return Err(e);
+            }
             let now = inner.now()?;
-            let mut host = JsHost::new(JsValue::UNDEFINED, None, None);
+            let mut host = JsHost::new(inner.clone(), signal.clone(), None, None);
             let plan = inner
                 .sweeper
                 .plan_hosted(run.mode, now, &mut host)
                 .await
                 .map_err(js_err)?;
+            if let Some(e) = aborted() {
+                return Err(e);
+            }
             to_js(&PlanOut::from(&plan))
         })
     }
@@ -521,9 +537,21 @@ impl JsSweeper {
                     "a run is already in progress on this Sweeper; await it first",
                 ));
             }
+            // An aborted signal stops every run the same way, however much
+            // the store holds: before it starts.
+            if field(&signal, "aborted").as_bool() == Some(true) {
+                inner.running.set(false);
+                let report = crate::exec::RunReport {
+                    mode: run.mode,
+                    ..Default::default()
+                };
+                let out = to_js(&report)?;
+                let _ = Reflect::set(&out, &"stopped".into(), &"aborted".into());
+                return Ok(out);
+            }
             let started = js_sys::Date::now();
             let deadline = run.budget_ms.map(|b| started + b as f64);
-            let mut host = JsHost::new(signal, on_progress, deadline);
+            let mut host = JsHost::new(inner.clone(), signal, on_progress, deadline);
             let result = match inner.now() {
                 Ok(now) => inner
                     .sweeper
@@ -534,6 +562,11 @@ impl JsSweeper {
             };
             inner.running.set(false);
             let mut report = result?;
+            // A progress callback that threw or rejected stopped the run: the
+            // run rejects with what it threw (where the run stopped is saved).
+            if let Some(e) = host.failure.take() {
+                return Err(e);
+            }
             report.duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
             let out = to_js(&report)?;
             if let Some(why) = host.stopped {
@@ -559,7 +592,8 @@ impl JsSweeper {
         to_js(&self.inner.sweeper.progress())
     }
 
-    /// Stops accepting calls. A run in progress finishes its current batch.
+    /// Stops accepting calls. A run in progress stops after its current batch
+    /// (`stopped: "closed"`), saving where it stopped for the next run.
     pub fn close(&self) {
         self.inner.closed.set(true);
     }
@@ -609,12 +643,16 @@ fn key_options(key: &JsValue, options: &JsValue, what: &str) -> Result<(EntryId,
     Ok((EntryId::new(ns, key), include_expired))
 }
 
-/// The run's driver in JS: progress callback, abort signal, time budget, yielding.
+/// The run's driver in JS: progress callback, abort signal, `close()`, time
+/// budget, yielding.
 struct JsHost {
+    inner: Rc<Inner>,
     signal: JsValue,
     on_progress: Option<Function>,
     deadline: Option<f64>,
     stopped: Option<&'static str>,
+    /// What the progress callback threw, or its promise rejected with.
+    failure: Option<JsValue>,
     /// Batches begun: the budget never stops a run before its first, so that
     /// repeated budgeted runs always make progress.
     batches: u32,
@@ -627,24 +665,55 @@ struct JsHost {
 const HOLD_MS: f64 = 12.0;
 
 impl JsHost {
-    fn new(signal: JsValue, on_progress: Option<Function>, deadline: Option<f64>) -> JsHost {
+    fn new(
+        inner: Rc<Inner>,
+        signal: JsValue,
+        on_progress: Option<Function>,
+        deadline: Option<f64>,
+    ) -> JsHost {
         JsHost {
+            inner,
             signal,
             on_progress,
             deadline,
             stopped: None,
+            failure: None,
             batches: 0,
             yielded_at: js_sys::Date::now(),
         }
     }
 
     fn should_stop(&mut self) -> bool {
-        if field(&self.signal, "aborted").as_bool() == Some(true) {
+        if self.failure.is_some() {
+            self.stopped = Some("failed");
+        } else if field(&self.signal, "aborted").as_bool() == Some(true) {
             self.stopped = Some("aborted");
+        } else if self.inner.closed.get() {
+            self.stopped = Some("closed");
         } else if self.batches > 0 && self.deadline.is_some_and(|d| js_sys::Date::now() >= d) {
             self.stopped = Some("budget");
         }
         self.stopped.is_some()
+    }
+
+    /// Calls the progress callback, and waits for the promise it returns.
+    async fn report(&mut self, progress: &Progress) {
+        let Some(cb) = &self.on_progress else {
+            return;
+        };
+        let Ok(p) = to_js(progress) else {
+            return;
+        };
+        match cb.call1(&JsValue::UNDEFINED, &p) {
+            Err(e) => self.failure = Some(e),
+            Ok(returned) => {
+                if let Some(pending) = returned.dyn_ref::<Promise>() {
+                    if let Err(e) = wasm_bindgen_futures::JsFuture::from(pending.clone()).await {
+                        self.failure = Some(e);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -657,12 +726,7 @@ impl RunHost for JsHost {
     }
 
     async fn between_batches(&mut self, progress: &Progress) -> Flow {
-        if let Some(cb) = &self.on_progress {
-            if let Ok(p) = to_js(progress) {
-                // A throwing callback must not stop the cleanup.
-                let _ = cb.call1(&JsValue::UNDEFINED, &p);
-            }
-        }
+        self.report(progress).await;
         if !progress.running || self.should_stop() {
             return if progress.running {
                 Flow::Stop

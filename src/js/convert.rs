@@ -168,18 +168,7 @@ pub fn describe(v: &JsValue) -> String {
     }
 }
 
-/// A number the way JavaScript prints it (`1.5`, `-0` prints as `0`).
-pub fn js_number(n: f64) -> String {
-    if n.is_nan() {
-        "NaN".into()
-    } else if n.is_infinite() {
-        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else if n == n.trunc() && n.abs() < 9.2e18 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
-    }
-}
+pub use super::options::js_number;
 
 fn type_name(v: &JsValue) -> String {
     if v.is_bigint() {

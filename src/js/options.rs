@@ -36,17 +36,31 @@ impl OptValue {
             OptValue::Undefined => "undefined".into(),
             OptValue::Null => "null".into(),
             OptValue::Bool(b) => b.to_string(),
-            OptValue::Number(n) => format!("{n}"),
+            OptValue::Number(n) => js_number(*n),
             OptValue::String(s) => format!("{s:?}"),
             OptValue::Array(_) => "an array".into(),
             OptValue::Object(_) => "an object".into(),
             OptValue::Function => "a function".into(),
+            OptValue::Other(t) if t.starts_with(['A', 'E', 'I', 'O', 'U']) => format!("an {t}"),
             OptValue::Other(t) => format!("a {t}"),
         }
     }
 
     fn is_absent(&self) -> bool {
         matches!(self, OptValue::Undefined)
+    }
+}
+
+/// A number the way JavaScript prints it: `42`, `1.5`, `Infinity`, `NaN`.
+pub fn js_number(n: f64) -> String {
+    if n.is_nan() {
+        "NaN".into()
+    } else if n.is_infinite() {
+        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else if n == n.trunc() && n.abs() < 1e21 {
+        format!("{n:.0}")
+    } else {
+        format!("{n}")
     }
 }
 
@@ -185,9 +199,12 @@ pub fn whole_number(v: &OptValue, path: &str) -> Result<u64> {
         {
             Ok(*n as u64)
         }
-        OptValue::Number(n) if *n < 0.0 => err(format!("{path} must not be negative, got {n}")),
+        OptValue::Number(n) if *n < 0.0 => err(format!(
+            "{path} must not be negative, got {}",
+            js_number(*n)
+        )),
         v => err(format!(
-            "{path} must be a whole number (0 or more), got {}",
+            "{path} must be a whole number from 0 to 2^53 - 1 (Number.MAX_SAFE_INTEGER), got {}",
             v.describe()
         )),
     }
@@ -264,8 +281,20 @@ pub fn parse_policy(v: &OptValue) -> Result<Policy> {
         };
         for (name, rules) in kv {
             let rf = Fields::new(rules, &join(&path, name), &RULE_KEYS)?;
-            policy.namespaces.insert(name.clone(), parse_rules(&rf)?);
+            let rules = parse_rules(&rf)?;
+            if rules.low_watermark.is_some()
+                && policy.rules.overridden_by(&rules).max_bytes.is_none()
+            {
+                return err(format!(
+                    "{} needs maxBytes, here or in policy: it is the fraction of maxBytes a run frees down to",
+                    rf.path("lowWatermark")
+                ));
+            }
+            policy.namespaces.insert(name.clone(), rules);
         }
+    }
+    if policy.rules.low_watermark.is_some() && policy.rules.max_bytes.is_none() {
+        return err("policy.lowWatermark needs policy.maxBytes: it is the fraction of maxBytes a run frees down to".into());
     }
     Ok(policy)
 }
@@ -344,6 +373,11 @@ fn put_options(v: &OptValue, path: &str, also: &[&str]) -> Result<(String, PutOp
     if refs.iter().any(String::is_empty) {
         return err(format!("{path}.refs must not contain an empty key"));
     }
+    if f.get("ttlMs").is_some() && f.get("expiresAt").is_some() {
+        return err(format!(
+            "{path}: ttlMs and expiresAt cannot both be set; pass one"
+        ));
+    }
     let opts = PutOptions {
         ttl_ms: f.whole("ttlMs")?,
         expires_at: f.whole("expiresAt")?,
@@ -379,11 +413,13 @@ pub struct RunOptions {
 }
 
 pub fn parse_run_options(v: &OptValue, what: &str) -> Result<RunOptions> {
-    let f = Fields::new(
-        v,
-        &format!("{what} options"),
-        &["mode", "signal", "budgetMs", "onProgress"],
-    )?;
+    // plan() honours a mode and a signal; run() a budget and progress too.
+    let known: &[&str] = if what == "plan" {
+        &["mode", "signal"]
+    } else {
+        &["mode", "signal", "budgetMs", "onProgress"]
+    };
+    let f = Fields::new(v, &format!("{what} options"), known)?;
     let mode = match f.get("mode") {
         None => Mode::Full,
         Some(OptValue::String(s)) if s == "full" => Mode::Full,
@@ -407,7 +443,8 @@ pub fn parse_run_options(v: &OptValue, what: &str) -> Result<RunOptions> {
         }
     }
     match f.get("signal") {
-        None | Some(OptValue::Object(_)) | Some(OptValue::Other(_)) => {}
+        None => {}
+        Some(OptValue::Other(t)) if t == "AbortSignal" => {}
         Some(v) => {
             return err(format!(
                 "{} must be an AbortSignal, got {}",
@@ -434,6 +471,7 @@ mod tests {
     fn full_policy_parses() {
         let p = parse_policy(&obj(&[
             ("maxAgeMs", OptValue::Number(1000.0)),
+            ("maxBytes", OptValue::Number(1e6)),
             ("lowWatermark", OptValue::Number(0.5)),
             (
                 "groups",
@@ -450,6 +488,54 @@ mod tests {
         assert_eq!(p.rules.groups["nightly"].keep_last, 5);
         assert_eq!(p.rules_for("u").max_entries, Some(3));
         assert_eq!(p.orphan_grace_ms, 0);
+    }
+
+    #[test]
+    fn contradictory_and_incomplete_options_are_refused() {
+        let e = parse_policy(&obj(&[("lowWatermark", OptValue::Number(0.5))])).unwrap_err();
+        assert!(
+            e.0.contains("policy.lowWatermark needs policy.maxBytes"),
+            "{e}"
+        );
+        let ns = obj(&[("u", obj(&[("lowWatermark", OptValue::Number(0.5))]))]);
+        let e = parse_policy(&obj(&[("namespaces", ns.clone())])).unwrap_err();
+        assert!(
+            e.0.contains("policy.namespaces.u.lowWatermark needs maxBytes"),
+            "{e}"
+        );
+        // The namespace's fraction applies to the policy's maxBytes.
+        parse_policy(&obj(&[
+            ("maxBytes", OptValue::Number(10.0)),
+            ("namespaces", ns),
+        ]))
+        .unwrap();
+        let both = obj(&[
+            ("ttlMs", OptValue::Number(5.0)),
+            ("expiresAt", OptValue::Number(9.0)),
+        ]);
+        let e = parse_put_options(&both).unwrap_err();
+        assert!(
+            e.0.contains("ttlMs and expiresAt cannot both be set"),
+            "{e}"
+        );
+        let e =
+            parse_run_options(&obj(&[("budgetMs", OptValue::Number(5.0))]), "plan").unwrap_err();
+        assert!(e.0.contains("unknown option \"budgetMs\""), "{e}");
+        let plain = obj(&[("signal", obj(&[]))]);
+        let e = parse_run_options(&plain, "run").unwrap_err();
+        assert!(
+            e.0.contains("run options.signal must be an AbortSignal, got an object"),
+            "{e}"
+        );
+        let signal = obj(&[("signal", OptValue::Other("AbortSignal".into()))]);
+        parse_run_options(&signal, "plan").unwrap();
+        let e = parse_put_options(&obj(&[("ttlMs", OptValue::Number(2f64.powi(53)))])).unwrap_err();
+        assert!(
+            e.0.contains("from 0 to 2^53 - 1 (Number.MAX_SAFE_INTEGER), got 9007199254740992"),
+            "{e}"
+        );
+        let e = parse_put_options(&obj(&[("ttlMs", OptValue::Number(f64::INFINITY))])).unwrap_err();
+        assert!(e.0.ends_with("got Infinity"), "{e}");
     }
 
     #[test]

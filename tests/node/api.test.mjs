@@ -283,3 +283,54 @@ test("putBlob takes a Uint8Array, an ArrayBuffer, any typed array or a Blob, all
   assert.deepEqual(await s.getBlob(id), bytes);
   await assert.rejects(s.putBlob("text"), /putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got "text"/);
 });
+
+/** A memory store with `n` entries that expired at T0 + 1, and a clock past that. */
+async function expiredStore(n) {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock, batchSize: 10 });
+  for (let i = 0; i < n; i++) await s.put(`k${String(i).padStart(3, "0")}`, i, { ttlMs: 1 });
+  clock.now += 10;
+  return s;
+}
+
+test("onProgress that throws or rejects stops the run, which rejects with that error", async () => {
+  const boom = new Error("progress failed");
+  const s = await expiredStore(50);
+  await assert.rejects(s.run({ onProgress: (p) => { if (p.processed >= 10) throw boom; } }), (e) => e === boom);
+  // Where it stopped was saved: the next run goes on and finishes.
+  const rejected = new TypeError("async progress failed");
+  await assert.rejects(s.run({ onProgress: async (p) => { if (p.processed >= 10) throw rejected; } }), (e) => e === rejected);
+  const rest = await s.run();
+  assert.equal(rest.done, true);
+  assert.equal(rest.resumed, true);
+  assert.equal((await s.plan()).actions.length, 0);
+});
+
+test("close() from onProgress stops the run after its current batch", async () => {
+  const s = await expiredStore(50);
+  const seen = [];
+  const report = await s.run({ onProgress: (p) => { seen.push(p.processed); if (p.processed >= 10) s.close(); } });
+  assert.equal(report.done, false);
+  assert.equal(report.stopped, "closed");
+  assert.ok(report.deleted.expired.count < 50, JSON.stringify(report));
+  await assert.rejects(s.run(), /this Sweeper is closed/);
+});
+
+test("an aborted signal gives the same answer on an empty store and a full one; plan takes a signal", async () => {
+  const aborted = AbortSignal.abort();
+  for (const s of [new Sweeper(memoryStore()), await expiredStore(30)]) {
+    const report = await s.run({ signal: aborted });
+    assert.equal(report.done, false);
+    assert.equal(report.stopped, "aborted");
+    assert.deepEqual(report.deleted, {});
+    await assert.rejects(s.plan({ signal: aborted }), /plan: aborted by options.signal/);
+  }
+  const s = new Sweeper(memoryStore());
+  await assert.rejects(s.plan({ budgetMs: 0 }), /plan options: unknown option "budgetMs"/);
+  await assert.rejects(s.plan({ onProgress() {} }), /unknown option "onProgress"/);
+  await assert.rejects(s.run({ signal: {} }), /run options.signal must be an AbortSignal, got an object/);
+  await assert.rejects(s.put("k", 1, { ttlMs: 5, expiresAt: T0 }), /ttlMs and expiresAt cannot both be set/);
+  await assert.rejects(s.put("k", 1, { ttlMs: 2 ** 53 }), /from 0 to 2\^53 - 1 \(Number.MAX_SAFE_INTEGER\), got 9007199254740992/);
+  await assert.rejects(s.put("k", 1, { ttlMs: Infinity }), /got Infinity$/);
+  assert.throws(() => new Sweeper(memoryStore(), { policy: { lowWatermark: 0.5 } }), /policy.lowWatermark needs policy.maxBytes/);
+});

@@ -1,0 +1,42 @@
+// Every method called as the README calls it; `tsc --strict` must accept it
+// (tests/node/types.test.mjs compiles it against pkg/'s declarations).
+import { Sweeper, memoryStore, openIndexedDb, type Progress, type RunReport, type PlanResult } from "../../pkg/index.js";
+
+export async function usage(): Promise<void> {
+  const store = Math.random() < 0.5 ? memoryStore() : await openIndexedDb("my-app");
+  const bare = new Sweeper(store);
+  const sweeper = new Sweeper(store, {
+    policy: {
+      maxAgeMs: 7 * 86400e3, maxEntries: 10_000, maxBytes: 50e6, lowWatermark: 0.8,
+      groups: { nightly: { keepLast: 5 } },
+      namespaces: { "user-42": { maxEntries: 100 } },
+    },
+    clock: () => Date.now(),
+  });
+  const id: string = await sweeper.putBlob(new TextEncoder().encode("bytes"));
+  await sweeper.putBlob(new ArrayBuffer(4));
+  await sweeper.putBlob(new Blob(["text"]));
+  await sweeper.put("att/1", null, { namespace: "user-42", blobs: [id], dependent: true });
+  await sweeper.put("doc/1", { title: "Notes", tags: new Set(["a"]) }, { namespace: "user-42", ttlMs: 86400e3, refs: ["att/1"] });
+  await bare.put("plain", new Map([[1, 2n]]));
+  await sweeper.putMany([
+    { key: "draft/1", value: "…", namespace: "user-42", group: "nightly" },
+    { key: "draft/2", value: "…", namespace: "user-42", group: "nightly", refs: ["draft/1"] },
+  ]);
+  const value: unknown = await sweeper.get("doc/1", { namespace: "user-42" });
+  await bare.get("plain");
+  const bytes: Uint8Array | undefined = await sweeper.getBlob(id);
+  const existed: boolean = await bare.delete("plain");
+  const plan: PlanResult = await sweeper.plan({ mode: "full" });
+  await bare.plan();
+  const controller = new AbortController();
+  const report: RunReport = await sweeper.run({
+    mode: "full", signal: controller.signal, budgetMs: 20,
+    onProgress: async (p: Progress) => { console.log(p.phase, p.processed); },
+  });
+  await bare.run();
+  if (report.stopped === "closed" || report.stopped === "aborted" || report.stopped === "budget") console.log(report.done);
+  const progress: Progress = bare.progress();
+  console.log(value, bytes, existed, plan.actions.length, progress.running, await bare.rebuild());
+  bare.close();
+}
