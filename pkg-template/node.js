@@ -5,3 +5,5 @@ import { initSync } from "./kvsweep.js";
 initSync({ module: await readFile(new URL("./kvsweep_bg.wasm", import.meta.url)) });
 
 export * from "./kvsweep.js";
+// In place of the glue's Sweeper: the same class, with readable errors.
+export { Sweeper } from "./api.js";

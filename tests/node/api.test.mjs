@@ -334,3 +334,16 @@ test("an aborted signal gives the same answer on an empty store and a full one; 
   await assert.rejects(s.put("k", 1, { ttlMs: Infinity }), /got Infinity$/);
   assert.throws(() => new Sweeper(memoryStore(), { policy: { lowWatermark: 0.5 } }), /policy.lowWatermark needs policy.maxBytes/);
 });
+
+test("a Sweeper without a store, or after free(), says so by name", async () => {
+  assert.throws(() => new Sweeper(), { message: "kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore() or openIndexedDb(), got undefined" });
+  assert.throws(() => new Sweeper({}), /store must be a KvStore .* got an object/);
+  const s = new Sweeper(memoryStore());
+  await s.put("k", 1);
+  s.free();
+  await assert.rejects(s.get("k"), { message: "kvsweep: Sweeper.get: this Sweeper was freed (free() was called); make a new one" });
+  assert.throws(() => s.progress(), /Sweeper.progress: this Sweeper was freed/);
+  const store = memoryStore();
+  store.free();
+  assert.throws(() => new Sweeper(store), /store was freed/);
+});

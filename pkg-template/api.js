@@ -1,0 +1,50 @@
+// The API as JavaScript sees it: wasm-bindgen's classes with the checks its
+// glue cannot make readable. A Sweeper needs a KvStore; a freed object says
+// it was freed (the glue's own words are "expected instance of KvStore" and
+// "null pointer passed to rust").
+import { KvStore, Sweeper as RawSweeper } from "./kvsweep.js";
+
+/** A value as an error message shows it, the way JavaScript would write it. */
+function describe(v) {
+  if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean") return String(v);
+  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v === "function") return "a function";
+  if (Array.isArray(v)) return "an array";
+  const name = v?.constructor?.name;
+  return !name || name === "Object" ? "an object" : `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
+}
+
+const freed = (obj) => obj.__wbg_ptr === 0;
+
+export class Sweeper extends RawSweeper {
+  constructor(store, options) {
+    if (!(store instanceof KvStore)) {
+      throw new Error(`kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore() or openIndexedDb(), got ${describe(store)}`);
+    }
+    if (freed(store)) throw new Error("kvsweep: new Sweeper(store, options): store was freed (free() was called on it)");
+    super(store, options);
+  }
+}
+
+// Every method but free(): a call on a freed Sweeper says so, the way the
+// method fails (a rejected promise where it returns one).
+const SYNC = new Set(["progress", "close"]);
+for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
+  const method = RawSweeper.prototype[name];
+  if (name === "constructor" || name === "free" || typeof method !== "function") continue;
+  Object.defineProperty(Sweeper.prototype, name, {
+    configurable: true,
+    writable: true,
+    value: {
+      [name](...args) {
+        if (freed(this)) {
+          const error = new Error(`kvsweep: Sweeper.${name}: this Sweeper was freed (free() was called); make a new one`);
+          if (SYNC.has(name)) throw error;
+          return Promise.reject(error);
+        }
+        return method.apply(this, args);
+      },
+    }[name],
+  });
+}
