@@ -48,3 +48,37 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
     }[name],
   });
 }
+
+// keys() and entries(): async iterators over the pages keysPage reads, like
+// idb-keyval's keys() and entries() but lazy. `limit` caps how many come.
+async function* pages(sweeper, values, options = {}) {
+  const { limit } = options ?? {};
+  // A limit that is not a whole number above 0 goes as it is, to be refused by name.
+  const valid = limit === undefined || (Number.isSafeInteger(limit) && limit > 0);
+  let left = valid ? limit ?? Infinity : 1;
+  let after = options?.after;
+  while (left > 0) {
+    const page = await sweeper.keysPage(values, { ...options, after, limit: valid ? Math.min(left, 1000) : limit });
+    for (const item of page.items) {
+      yield item;
+      left -= 1;
+    }
+    if (page.next === undefined) return;
+    after = page.next;
+  }
+}
+
+Object.defineProperty(Sweeper.prototype, "keys", {
+  configurable: true,
+  writable: true,
+  value: function keys(options) {
+    return pages(this, false, options);
+  },
+});
+Object.defineProperty(Sweeper.prototype, "entries", {
+  configurable: true,
+  writable: true,
+  value: function entries(options) {
+    return pages(this, true, options);
+  },
+});

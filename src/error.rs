@@ -22,6 +22,9 @@ pub enum Error {
     MissingBlob(String),
     /// An entry references another that the store does not hold.
     MissingEntry(EntryId),
+    /// An entry references another that has expired: `get` would not return
+    /// it, so it cannot be referenced either.
+    ExpiredEntry(EntryId),
     /// `delete` of an entry that other entries still reference.
     Referenced {
         id: EntryId,
@@ -49,6 +52,11 @@ impl fmt::Display for Error {
             Error::MissingEntry(id) => write!(
                 f,
                 "refs: entry {:?} is not in namespace {:?}: put it first",
+                id.key, id.namespace
+            ),
+            Error::ExpiredEntry(id) => write!(
+                f,
+                "refs: entry {:?} in namespace {:?} has expired: put it again first",
                 id.key, id.namespace
             ),
             Error::Referenced { id, referrers } => write!(

@@ -26,12 +26,14 @@ pub enum Reason {
     Unreachable,
     OrphanBlob,
     StaleTemp,
+    /// Deleted by `clear(namespace)`, not by a rule.
+    Cleared,
     /// Report only: never deleted.
     Corrupt,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Expired,
         Reason::MaxAge,
         Reason::Retention,
@@ -40,6 +42,7 @@ impl Reason {
         Reason::Unreachable,
         Reason::OrphanBlob,
         Reason::StaleTemp,
+        Reason::Cleared,
         Reason::Corrupt,
     ];
 
@@ -53,6 +56,7 @@ impl Reason {
             Reason::Unreachable => "unreachable",
             Reason::OrphanBlob => "orphanBlob",
             Reason::StaleTemp => "staleTemp",
+            Reason::Cleared => "cleared",
             Reason::Corrupt => "corrupt",
         }
     }

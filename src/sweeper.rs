@@ -390,6 +390,126 @@ impl<S: Store> Sweeper<S> {
         !self.touches.borrow().is_empty()
     }
 
+    /// One page of the keys `get` would return in `namespace` that start with
+    /// `prefix`, in key order, after `after`: at most `limit`, with their
+    /// values when `with_values`. The second part is where the next page
+    /// starts, `None` at the end. Reads the store's listing from the
+    /// namespace's (or prefix's) place in key order, not from its start.
+    pub async fn keys_page(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        with_values: bool,
+        now: Millis,
+    ) -> Result<(Vec<(String, Option<StoredValue>)>, Option<String>), Error> {
+        let limit = limit.max(1);
+        // Listing is exclusive of its start: start just before the prefix
+        // (the prefix less its last character sorts before every key it begins).
+        let mut start = prefix.to_string();
+        start.pop();
+        let start = match after {
+            Some(a) if a >= prefix => a.to_string(),
+            _ => start,
+        };
+        let mut cursor = EntryId::new(namespace, start);
+        let page = self.config.exec.page_size.max(1);
+        let mut out: Vec<(String, Option<StoredValue>)> = Vec::new();
+        loop {
+            let listed = self.store.list(Table::Meta, Some(&cursor), page).await?;
+            let full = listed.len() == page;
+            for (id, bytes) in listed {
+                cursor = id.clone();
+                if id.namespace != namespace
+                    || (id.key.as_str() > prefix && !id.key.starts_with(prefix))
+                {
+                    return Ok((out, None));
+                }
+                if !id.key.starts_with(prefix) {
+                    continue;
+                }
+                let Ok(meta) = codec::decode_meta(&bytes) else {
+                    continue; // Unreadable: not something get returns.
+                };
+                if !meta.pinned && meta.expires_at.is_some_and(|t| t <= now) {
+                    continue;
+                }
+                let value = if !with_values {
+                    None
+                } else {
+                    match codec::inline_value(&bytes) {
+                        Ok(Some(v)) => StoredValue::decode(&v).ok(),
+                        // Its value has a record of its own (or it changed): read it as get does.
+                        _ => match self.detail(&id, now, false).await? {
+                            Some((_, v)) => Some(v),
+                            None => continue,
+                        },
+                    }
+                };
+                out.push((id.key, value));
+                if out.len() == limit {
+                    return Ok((out, Some(cursor.key)));
+                }
+            }
+            if !full {
+                return Ok((out, None));
+            }
+        }
+    }
+
+    /// Deletes every entry of `namespace`, with the executor's guarantees:
+    /// each entry re-read before it goes, references and blob counts kept.
+    /// Entries written while it runs are kept (counted in `kept`).
+    pub async fn clear<H: RunHost>(
+        &self,
+        namespace: &str,
+        host: &mut H,
+    ) -> Result<RunReport, Error> {
+        let page = self.config.exec.page_size.max(1);
+        let mut actions = Vec::new();
+        let mut cursor = EntryId::new(namespace, "");
+        loop {
+            let listed = self.store.list(Table::Meta, Some(&cursor), page).await?;
+            let full = listed.len() == page;
+            for (id, bytes) in listed {
+                if id.namespace != namespace {
+                    break;
+                }
+                cursor = id.clone();
+                let meta = codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
+                    what: format!("entry {:?} in namespace {namespace:?}", id.key),
+                    cause,
+                })?;
+                actions.push(plan::Action {
+                    kind: plan::ActionKind::Entry,
+                    namespace: Some(id.namespace),
+                    key: id.key,
+                    reason: plan::Reason::Cleared,
+                    bytes: meta.size,
+                    version: Some(meta.write_id),
+                    listed: Some(u32::try_from(actions.len()).unwrap_or(u32::MAX)),
+                });
+            }
+            if !full || cursor.namespace != namespace {
+                break;
+            }
+        }
+        let plan = Plan {
+            summary: plan::Summary {
+                mode: Mode::Full,
+                scanned: actions.len() as u64,
+                ..Default::default()
+            },
+            actions,
+        };
+        let mut tracked = Tracked {
+            inner: host,
+            progress: &self.progress,
+        };
+        Ok(exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await)
+    }
+
     /// Writes the `accessedAt` refreshes reads deferred, in one batch;
     /// returns how many entries moved. Best effort: an entry rewritten or
     /// deleted since its read is left alone.

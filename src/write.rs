@@ -167,8 +167,12 @@ pub fn put_step(
         Err(missing) => return Ok(Step::Read(missing)),
     };
     for rid in &added_ids {
-        if counts.entry(rid).is_none() {
+        let Some(target) = counts.entry(rid) else {
             return Err(Error::MissingEntry(rid.clone()));
+        };
+        // What `get` would not return cannot be referenced (SPEC §1).
+        if !target.pinned && target.expires_at.is_some_and(|t| t <= now) {
+            return Err(Error::ExpiredEntry(rid.clone()));
         }
         counts.add_entry(rid, 1);
     }

@@ -969,7 +969,7 @@ impl Sim {
             Error::Store(StoreError::Conflict(_)) => w.stats.conflicts += 1,
             Error::Busy(_) => w.stats.busy += 1,
             Error::MissingBlob(_) => w.stats.missing_blob += 1,
-            Error::MissingEntry(_) => w.stats.missing_entry += 1,
+            Error::MissingEntry(_) | Error::ExpiredEntry(_) => w.stats.missing_entry += 1,
             Error::Referenced { .. } => w.stats.refused_deletes += 1,
             _ => {}
         }
@@ -982,6 +982,7 @@ impl Sim {
                 | Error::Busy(_)
                 | Error::MissingBlob(_)
                 | Error::MissingEntry(_)
+                | Error::ExpiredEntry(_)
                 | Error::Referenced { .. }
         )
     }

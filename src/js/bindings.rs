@@ -26,7 +26,7 @@ use crate::sweeper::{PutOptions, Sweeper};
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
 export type Mode = "light" | "full";
-export type Reason = "expired" | "maxAge" | "retention" | "maxEntries" | "maxBytes" | "unreachable" | "orphanBlob" | "staleTemp" | "corrupt";
+export type Reason = "expired" | "maxAge" | "retention" | "maxEntries" | "maxBytes" | "unreachable" | "orphanBlob" | "staleTemp" | "cleared" | "corrupt";
 export interface Rules {
   maxAgeMs?: number; maxEntries?: number; maxBytes?: number; lowWatermark?: number;
   groups?: Record<string, { keepLast: number }>;
@@ -53,6 +53,8 @@ export interface PutOptions {
 }
 export interface PutManyItem extends PutOptions { key: string; value: unknown }
 export interface KeyOptions { namespace?: string; includeExpired?: boolean }
+export interface ListOptions { namespace?: string; prefix?: string; limit?: number }
+export interface PageOptions extends ListOptions { after?: string }
 export interface Progress { running: boolean; phase: "entries" | "blobs" | "temps" | "idle"; processed: number; total: number; deleted: number }
 export interface PlanOptions { mode?: Mode; signal?: AbortSignal }
 export interface RunOptions {
@@ -485,6 +487,83 @@ impl JsSweeper {
                 Some(bytes) => Ok(Uint8Array::from(&bytes[..]).into()),
                 None => Ok(JsValue::UNDEFINED),
             }
+        })
+    }
+
+    /// One page of keys (or `[key, value]` pairs): `{ items, next }`, where
+    /// `next` is the `after` of the following page (absent at the end). The
+    /// package's `keys()` and `entries()` iterate over these pages.
+    #[wasm_bindgen(js_name = keysPage, unchecked_return_type = "Promise<{ items: unknown[]; next?: string }>")]
+    pub fn keys_page(
+        &self,
+        values: bool,
+        #[wasm_bindgen(unchecked_param_type = "PageOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let what = if values { "entries" } else { "keys" };
+        let parsed =
+            opt(&options).and_then(|o| options::parse_list_options(&o, what).map_err(js_err));
+        promise(&self.inner, |inner| async move {
+            let o = parsed?;
+            let now = inner.now()?;
+            let limit = o.limit.unwrap_or(options::MAX_PAGE).min(options::MAX_PAGE) as usize;
+            let (items, next) = inner
+                .sweeper
+                .keys_page(
+                    &o.namespace,
+                    &o.prefix,
+                    o.after.as_deref(),
+                    limit,
+                    values,
+                    now,
+                )
+                .await
+                .map_err(|e| js_err(format!("{what}: {e}")))?;
+            let out = js_sys::Array::new();
+            for (key, value) in items {
+                let key = JsValue::from_str(&key);
+                match value {
+                    None => out.push(&key),
+                    Some(v) => {
+                        let v = convert::from_stored(&v).map_err(js_err)?;
+                        out.push(&js_sys::Array::of2(&key, &v))
+                    }
+                };
+            }
+            let page = js_sys::Object::new();
+            let _ = Reflect::set(&page, &"items".into(), &out);
+            if let Some(next) = next {
+                let _ = Reflect::set(&page, &"next".into(), &next.into());
+            }
+            Ok(page.into())
+        })
+    }
+
+    /// Deletes every entry of a namespace (re-checked as a run does; entries
+    /// still referenced from outside stay). Resolves with a run report.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RunReport>")]
+    pub fn clear(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] namespace: JsValue,
+    ) -> Promise {
+        let parsed = match namespace.as_string() {
+            Some(ns) if !convert::lone_surrogate(&namespace, &ns) => Ok(ns),
+            _ => Err(js_err(format!(
+                "clear: namespace must be a well-formed string (\"\" is the default namespace), got {}",
+                convert::describe(&namespace)
+            ))),
+        };
+        promise(&self.inner, |inner| async move {
+            let ns = parsed?;
+            if inner.running.replace(true) {
+                return Err(js_err(
+                    "clear: a run is in progress on this Sweeper; await it first",
+                ));
+            }
+            let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
+            let result = inner.sweeper.clear(&ns, &mut host).await;
+            inner.running.set(false);
+            let report = result.map_err(|e| js_err(format!("clear: {e}")))?;
+            to_js(&report)
         })
     }
 

@@ -405,6 +405,36 @@ pub fn parse_key_options(v: &OptValue, what: &str) -> Result<(String, bool)> {
     Ok((namespace(&f)?, f.boolean("includeExpired")?))
 }
 
+/// The options of `keys` and `entries`: which keys, and where a page starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListOptions {
+    pub namespace: String,
+    pub prefix: String,
+    pub limit: Option<u64>,
+    pub after: Option<String>,
+}
+
+/// Most keys one page of `keys`/`entries` reads (the iterators page on).
+pub const MAX_PAGE: u64 = 10_000;
+
+pub fn parse_list_options(v: &OptValue, what: &str) -> Result<ListOptions> {
+    let f = Fields::new(
+        v,
+        &format!("{what} options"),
+        &["namespace", "prefix", "limit", "after"],
+    )?;
+    let limit = f.whole("limit")?;
+    if limit == Some(0) {
+        return err(format!("{} must be 1 or more", f.path("limit")));
+    }
+    Ok(ListOptions {
+        namespace: namespace(&f)?,
+        prefix: f.string("prefix")?.unwrap_or_default(),
+        limit,
+        after: f.string("after")?,
+    })
+}
+
 /// The options of `plan` and `run`, but the signal and callback (read by the binding).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOptions {

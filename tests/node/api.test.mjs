@@ -347,3 +347,47 @@ test("a Sweeper without a store, or after free(), says so by name", async () => 
   store.free();
   assert.throws(() => new Sweeper(store), /store was freed/);
 });
+
+test("a put may not reference an entry get would not return", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock });
+  await s.put("x", 1, { ttlMs: 10 });
+  await s.put("pinned", 1, { ttlMs: 10, pinned: true });
+  clock.now += 20;
+  assert.equal(await s.get("x"), undefined);
+  await assert.rejects(s.put("y", 1, { refs: ["x"] }), { message: 'kvsweep: refs: entry "x" in namespace "" has expired: put it again first' });
+  await s.put("y", 1, { refs: ["pinned"] }); // a pinned entry never expires for get
+  await s.put("x", 2);
+  await s.put("y", 1, { refs: ["x"] });
+});
+
+test("keys, entries and clear, as idb-keyval users expect", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock, batchSize: 7 });
+  for (let i = 0; i < 30; i++) await s.put(`a/${String(i).padStart(2, "0")}`, i, { namespace: "n" });
+  await s.put("b/1", "b", { namespace: "n" });
+  await s.put("a/99", "gone", { namespace: "n", ttlMs: 5 });
+  await s.put("other", 1);
+  clock.now += 10;
+  const all = [];
+  for await (const k of s.keys({ namespace: "n" })) all.push(k);
+  assert.equal(all.length, 31);
+  assert.ok(!all.includes("a/99"), "an expired key is not listed");
+  const some = [];
+  for await (const k of s.keys({ namespace: "n", prefix: "a/1", limit: 5 })) some.push(k);
+  assert.deepEqual(some, ["a/10", "a/11", "a/12", "a/13", "a/14"]);
+  const pairs = [];
+  for await (const pair of s.entries({ namespace: "n", prefix: "b/" })) pairs.push(pair);
+  assert.deepEqual(pairs, [["b/1", "b"]]);
+  const blob = await s.putBlob(new Uint8Array([1]));
+  await s.put("a/ref", 1, { namespace: "n", refs: ["a/00"], blobs: [blob] });
+  const report = await s.clear("n");
+  assert.equal(report.deleted.cleared.count, 33);
+  const left = [];
+  for await (const k of s.keys({ namespace: "n" })) left.push(k);
+  assert.deepEqual(left, []);
+  assert.equal(await s.get("other"), 1);
+  // The blob lost its last reference: a light run collects it after its grace.
+  await assert.rejects(s.clear(5), /clear: namespace must be a well-formed string/);
+  await assert.rejects(s.keys({ limit: 0 }).next(), /keys options.limit must be 1 or more/);
+});

@@ -36,6 +36,10 @@ export async function usage(): Promise<void> {
   });
   await bare.run();
   if (report.stopped === "closed" || report.stopped === "aborted" || report.stopped === "budget") console.log(report.done);
+  for await (const key of sweeper.keys({ namespace: "user-42", prefix: "draft/", limit: 10 })) console.log(key.length);
+  for await (const [key, v] of sweeper.entries({ namespace: "user-42" })) console.log(key, v);
+  const cleared: RunReport = await sweeper.clear("user-42");
+  console.log(cleared.deleted.cleared?.count);
   const progress: Progress = bare.progress();
   console.log(value, bytes, existed, plan.actions.length, progress.running, await bare.rebuild());
   bare.close();
