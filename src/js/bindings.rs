@@ -431,7 +431,11 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let (id, _) = parsed?;
             Ok(JsValue::from_bool(
-                inner.sweeper.delete(&id).await.map_err(js_err)?,
+                inner
+                    .sweeper
+                    .delete_at(&id, inner.now()?)
+                    .await
+                    .map_err(js_err)?,
             ))
         })
     }
