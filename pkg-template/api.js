@@ -60,7 +60,14 @@ async function* pages(sweeper, values, options = {}) {
   while (left > 0) {
     const page = await sweeper.keysPage(values, { ...options, after, limit: valid ? Math.min(left, 1000) : limit });
     for (const item of page.items) {
-      yield item;
+      if (values && item.length === 1) {
+        // A value kept in a record of its own: read as get reads it.
+        const value = await sweeper.get(item[0], { namespace: options?.namespace });
+        if (value === undefined) continue; // deleted or expired meanwhile
+        yield [item[0], value];
+      } else {
+        yield item;
+      }
       left -= 1;
     }
     if (page.next === undefined) return;

@@ -391,8 +391,9 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// One page of the keys `get` would return in `namespace` that start with
-    /// `prefix`, in key order, after `after`: at most `limit`, with their
-    /// values when `with_values`. The second part is where the next page
+    /// `prefix`, in key order, after `after`: at most `limit`, with the
+    /// values their records hold when `with_values` (`None`: read it with
+    /// `get`). The second part is where the next page
     /// starts, `None` at the end. Reads the store's listing from the
     /// namespace's (or prefix's) place in key order, not from its start.
     pub async fn keys_page(
@@ -435,17 +436,15 @@ impl<S: Store> Sweeper<S> {
                 if !meta.pinned && meta.expires_at.is_some_and(|t| t <= now) {
                     continue;
                 }
-                let value = if !with_values {
-                    None
+                // A value with a record of its own is left to the caller to
+                // read with `get` (`None`).
+                let value = if with_values {
+                    codec::inline_value(&bytes)
+                        .ok()
+                        .flatten()
+                        .and_then(|v| StoredValue::decode(&v).ok())
                 } else {
-                    match codec::inline_value(&bytes) {
-                        Ok(Some(v)) => StoredValue::decode(&v).ok(),
-                        // Its value has a record of its own (or it changed): read it as get does.
-                        _ => match self.detail(&id, now, false).await? {
-                            Some((_, v)) => Some(v),
-                            None => continue,
-                        },
-                    }
+                    None
                 };
                 out.push((id.key, value));
                 if out.len() == limit {
@@ -466,34 +465,14 @@ impl<S: Store> Sweeper<S> {
         namespace: &str,
         host: &mut H,
     ) -> Result<RunReport, Error> {
-        let page = self.config.exec.page_size.max(1);
         let mut actions = Vec::new();
-        let mut cursor = EntryId::new(namespace, "");
-        loop {
-            let listed = self.store.list(Table::Meta, Some(&cursor), page).await?;
-            let full = listed.len() == page;
-            for (id, bytes) in listed {
-                if id.namespace != namespace {
-                    break;
-                }
-                cursor = id.clone();
-                let meta = codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
-                    what: format!("entry {:?} in namespace {namespace:?}", id.key),
-                    cause,
-                })?;
-                actions.push(plan::Action {
-                    kind: plan::ActionKind::Entry,
-                    namespace: Some(id.namespace),
-                    key: id.key,
-                    reason: plan::Reason::Cleared,
-                    bytes: meta.size,
-                    version: Some(meta.write_id),
-                    listed: Some(u32::try_from(actions.len()).unwrap_or(u32::MAX)),
-                });
-            }
-            if !full || cursor.namespace != namespace {
-                break;
-            }
+        for (id, bytes) in self.namespace_records(namespace).await? {
+            let meta = codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
+                what: format!("entry {:?} in namespace {namespace:?}", id.key),
+                cause,
+            })?;
+            let listed = u32::try_from(actions.len()).ok();
+            actions.push(entry_action(id, plan::Reason::Cleared, &meta, listed));
         }
         let plan = Plan {
             summary: plan::Summary {
@@ -545,68 +524,24 @@ impl<S: Store> Sweeper<S> {
         Ok(existed)
     }
 
-    /// [`Sweeper::delete`] at `now`, where an entry whose referrers have all
-    /// expired may go too: `get` returns none of them, so nothing readable
-    /// references it. Those referrers go with it, in one batch, each re-read
-    /// as a run would delete them; if one has changed, the delete is refused.
-    pub async fn delete_at(&self, id: &EntryId, now: Millis) -> Result<bool, Error> {
-        let refused = match self.delete(id).await {
-            Err(e @ Error::Referenced { .. }) => e,
-            other => return other,
-        };
-        // The referrers are the namespace's entries whose refs name `id`.
+    /// Every entry record of `namespace`, in key order.
+    async fn namespace_records(&self, namespace: &str) -> Result<Vec<crate::store::Record>, Error> {
         let page = self.config.exec.page_size.max(1);
-        let mut actions = Vec::new();
-        let mut cursor = EntryId::new(id.namespace.clone(), "");
-        'listing: loop {
+        let mut out: Vec<crate::store::Record> = Vec::new();
+        let mut cursor = EntryId::new(namespace, "");
+        loop {
             let listed = self.store.list(Table::Meta, Some(&cursor), page).await?;
             let full = listed.len() == page;
-            for (eid, bytes) in listed {
-                if eid.namespace != id.namespace {
-                    break 'listing;
+            for (id, bytes) in listed {
+                if id.namespace != namespace {
+                    return Ok(out);
                 }
-                cursor = eid.clone();
-                // Unreadable metadata may reference anything: keep the refusal.
-                let meta = codec::decode_meta(&bytes).map_err(|_| refused.clone())?;
-                let refers = eid != *id && meta.refs.iter().any(|r| *r == id.key);
-                if !(refers || eid == *id) {
-                    continue;
-                }
-                let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
-                if refers && !expired {
-                    return Err(refused);
-                }
-                actions.push(plan::Action {
-                    kind: plan::ActionKind::Entry,
-                    namespace: Some(eid.namespace),
-                    key: eid.key,
-                    reason: if refers {
-                        plan::Reason::Expired
-                    } else {
-                        plan::Reason::Cleared
-                    },
-                    bytes: meta.size,
-                    version: Some(meta.write_id),
-                    listed: None,
-                });
+                cursor = id.clone();
+                out.push((id, bytes));
             }
             if !full {
-                break;
+                return Ok(out);
             }
-        }
-        let config = ExecConfig {
-            batch_size: actions.len().max(1),
-            ..self.config.exec
-        };
-        let plan = Plan {
-            summary: plan::Summary::default(),
-            actions,
-        };
-        let report = exec::execute(&self.store, &plan, config, &mut exec::RunToEnd).await;
-        self.seen.borrow_mut().clear();
-        match report.deleted.get(&plan::Reason::Cleared) {
-            Some(t) if t.count > 0 => Ok(true),
-            _ => Err(refused),
         }
     }
 
@@ -815,6 +750,24 @@ impl<S: Store> Sweeper<S> {
     /// The current run's progress (idle when none runs).
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
+    }
+}
+
+/// An action deleting the entry `id` as `meta` describes it.
+fn entry_action(
+    id: EntryId,
+    reason: plan::Reason,
+    meta: &EntryMeta,
+    listed: Option<u32>,
+) -> plan::Action {
+    plan::Action {
+        kind: plan::ActionKind::Entry,
+        namespace: Some(id.namespace),
+        key: id.key,
+        reason,
+        bytes: meta.size,
+        version: Some(meta.write_id),
+        listed,
     }
 }
 

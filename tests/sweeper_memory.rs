@@ -247,20 +247,32 @@ fn references_must_exist_and_are_counted_through_rewrites() {
 fn entry_referenced_after_planning_is_kept() {
     let s = sweeper();
     block_on(async {
-        s.put(&EntryId::new("", "old"), bytes(b"o"), expiring(1, &[]), 0)
+        // A dependent entry nothing references: garbage once past its grace
+        // (an expired one could not be referenced again at all).
+        let dependent = PutOptions {
+            dependent: true,
+            ..Default::default()
+        };
+        s.put(&EntryId::new("", "old"), bytes(b"o"), dependent, 0)
             .await
             .unwrap();
-        let plan = s.plan(Mode::Full, 10).await.unwrap();
+        let later = kvsweep::policy::DEFAULT_ORPHAN_GRACE_MS + 10;
+        let plan = s.plan(Mode::Full, later).await.unwrap();
         assert_eq!(plan.actions.len(), 1);
-        // A writer references the expired entry before the run deletes it.
-        s.put(&EntryId::new("", "new"), bytes(b"n"), refs(&["old"]), 11)
-            .await
-            .unwrap();
+        // A writer references it before the run deletes it.
+        s.put(
+            &EntryId::new("", "new"),
+            bytes(b"n"),
+            refs(&["old"]),
+            later + 1,
+        )
+        .await
+        .unwrap();
         let report =
             kvsweep::exec::execute(s.store(), &plan, Default::default(), &mut RunToEnd).await;
         assert_eq!(report.kept, 1);
         assert!(s
-            .detail(&EntryId::new("", "old"), 12, true)
+            .detail(&EntryId::new("", "old"), later + 2, true)
             .await
             .unwrap()
             .is_some());

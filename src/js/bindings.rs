@@ -431,11 +431,7 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let (id, _) = parsed?;
             Ok(JsValue::from_bool(
-                inner
-                    .sweeper
-                    .delete_at(&id, inner.now()?)
-                    .await
-                    .map_err(js_err)?,
+                inner.sweeper.delete(&id).await.map_err(js_err)?,
             ))
         })
     }
@@ -526,6 +522,8 @@ impl JsSweeper {
             for (key, value) in items {
                 let key = JsValue::from_str(&key);
                 match value {
+                    // `entries()` reads a value with a record of its own with get.
+                    None if values => out.push(&js_sys::Array::of1(&key)),
                     None => out.push(&key),
                     Some(v) => {
                         let v = convert::from_stored(&v).map_err(js_err)?;

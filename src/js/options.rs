@@ -57,8 +57,9 @@ pub fn js_number(n: f64) -> String {
         "NaN".into()
     } else if n.is_infinite() {
         if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else if n == n.trunc() && n.abs() < 1e21 {
-        format!("{n:.0}")
+    } else if n == n.trunc() && n.abs() < 9.2e18 {
+        // As an integer: `{:.0}` would compile in a second float formatter.
+        format!("{}", n as i64)
     } else {
         format!("{n}")
     }
