@@ -53,6 +53,7 @@ export interface PutOptions {
 }
 export interface PutManyItem extends PutOptions { key: string; value: unknown }
 export interface KeyOptions { namespace?: string; includeExpired?: boolean }
+export interface DeleteOptions { namespace?: string }
 export interface ListOptions { namespace?: string; prefix?: string; limit?: number }
 export interface PageOptions extends ListOptions { after?: string }
 export interface Progress { running: boolean; phase: "entries" | "blobs" | "temps" | "idle"; processed: number; total: number; deleted: number }
@@ -425,7 +426,7 @@ impl JsSweeper {
     pub fn delete(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "KeyOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "DeleteOptions | undefined")] options: JsValue,
     ) -> Promise {
         let parsed = key_options(&key, &options, "delete");
         promise(&self.inner, |inner| async move {

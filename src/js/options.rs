@@ -398,11 +398,13 @@ fn namespace(f: &Fields<'_>) -> Result<String> {
 
 /// The options of `get`, `delete` and `detail`: the namespace and `includeExpired`.
 pub fn parse_key_options(v: &OptValue, what: &str) -> Result<(String, bool)> {
-    let f = Fields::new(
-        v,
-        &format!("{what} options"),
-        &["namespace", "includeExpired"],
-    )?;
+    // delete() deletes an entry expired or not: it takes no includeExpired.
+    let known: &[&str] = if what == "delete" {
+        &["namespace"]
+    } else {
+        &["namespace", "includeExpired"]
+    };
+    let f = Fields::new(v, &format!("{what} options"), known)?;
     Ok((namespace(&f)?, f.boolean("includeExpired")?))
 }
 
@@ -556,6 +558,12 @@ mod tests {
         let e = parse_run_options(&plain, "run").unwrap_err();
         assert!(
             e.0.contains("run options.signal must be an AbortSignal, got an object"),
+            "{e}"
+        );
+        let e = parse_key_options(&obj(&[("includeExpired", OptValue::Bool(true))]), "delete")
+            .unwrap_err();
+        assert!(
+            e.0.contains("delete options: unknown option \"includeExpired\""),
             "{e}"
         );
         let signal = obj(&[("signal", OptValue::Other("AbortSignal".into()))]);
