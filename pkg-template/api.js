@@ -52,6 +52,7 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
 // keys() and entries(): async iterators over the pages keysPage reads, like
 // idb-keyval's keys() and entries() but lazy. `limit` caps how many come.
 async function* pages(sweeper, values, options = {}) {
+  if (freed(sweeper)) throw new Error(`kvsweep: Sweeper.${values ? "entries" : "keys"}: this Sweeper was freed (free() was called); make a new one`);
   const { limit } = options ?? {};
   // A limit that is not a whole number above 0 goes as it is, to be refused by name.
   const valid = limit === undefined || (Number.isSafeInteger(limit) && limit > 0);

@@ -341,6 +341,12 @@ impl<'a> Reader<'a> {
             .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
     }
 
+    /// A 32-bit length, which a 32-bit `usize` holds, but not doubled or
+    /// plus one: callers check that arithmetic.
+    fn len32(&mut self) -> Result<usize, DecodeError> {
+        usize::try_from(self.be(4)?).map_err(|_| truncated())
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.first().copied()
     }
@@ -448,11 +454,11 @@ impl<'a> Reader<'a> {
             0xc6 | 0xdb => (self.be(4)? as usize, 0),
             0xc7 => (self.be(1)? as usize + 1, 0),
             0xc8 => (self.be(2)? as usize + 1, 0),
-            0xc9 => (self.be(4)? as usize + 1, 0),
+            0xc9 => (self.len32()?.checked_add(1).ok_or_else(truncated)?, 0),
             0xdc => (0, self.be(2)? as usize),
             0xdd => (0, self.be(4)? as usize),
             0xde => (0, 2 * self.be(2)? as usize),
-            0xdf => (0, 2 * self.be(4)? as usize),
+            0xdf => (0, self.len32()?.checked_mul(2).ok_or_else(truncated)?),
             _ => return Err(malformed("not MessagePack")),
         };
         self.take(bytes)?;

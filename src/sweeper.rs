@@ -422,9 +422,14 @@ impl<S: Store> Sweeper<S> {
             let full = listed.len() == page;
             for (id, bytes) in listed {
                 cursor = id.clone();
-                if id.namespace != namespace
-                    || (id.key.as_str() > prefix && !id.key.starts_with(prefix))
-                {
+                // Past the prefix's keys, which are contiguous in any string
+                // order: stores order by code point (memory) or by UTF-16
+                // unit (IndexedDB), which disagree past U+DFFF, so stop only
+                // where both orders agree that the key comes after them.
+                let after_prefix = !id.key.starts_with(prefix)
+                    && id.key.as_str() > prefix
+                    && id.key.encode_utf16().gt(prefix.encode_utf16());
+                if id.namespace != namespace || after_prefix {
                     return Ok((out, None));
                 }
                 if !id.key.starts_with(prefix) {

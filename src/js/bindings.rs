@@ -786,15 +786,18 @@ impl JsHost {
         let Ok(p) = to_js(progress) else {
             return;
         };
-        match cb.call1(&JsValue::UNDEFINED, &p) {
-            Err(e) => self.failure = Some(e),
-            Ok(returned) => {
-                if let Some(pending) = returned.dyn_ref::<Promise>() {
-                    if let Err(e) = wasm_bindgen_futures::JsFuture::from(pending.clone()).await {
-                        self.failure = Some(e);
-                    }
-                }
-            }
+        let failure = match cb.call1(&JsValue::UNDEFINED, &p) {
+            Err(e) => Some(e),
+            Ok(returned) => match returned.dyn_ref::<Promise>() {
+                Some(pending) => wasm_bindgen_futures::JsFuture::from(pending.clone())
+                    .await
+                    .err(),
+                None => None,
+            },
+        };
+        // The last report comes after the run finished: nothing to stop.
+        if progress.running {
+            self.failure = self.failure.take().or(failure);
         }
     }
 }

@@ -187,6 +187,8 @@ fn type_name(v: &JsValue) -> String {
 /// How deep a stored value may nest: far beyond any real document, and
 /// within the stack of the WebAssembly module.
 const MAX_VALUE_DEPTH: usize = 1000;
+/// Most items (holes too) one array in a value may have.
+const MAX_ARRAY_ITEMS: u32 = 1 << 22;
 
 // MessagePack extension types of the JS values MessagePack has no type for,
 // so that every value `put` accepts comes back exactly as it was.
@@ -393,9 +395,27 @@ impl Encoder {
 
     fn array(&mut self, arr: &Array) -> Result<Value, String> {
         let n = arr.length();
-        // A sparse array has fewer own keys than its length: its holes stay holes.
-        let sparse = Object::keys(arr).length() < n;
-        let mut items = Vec::with_capacity(n as usize);
+        if n > MAX_ARRAY_ITEMS {
+            return Err(format!(
+                "is an array of {n} items, more than the {MAX_ARRAY_ITEMS} a value may hold"
+            ));
+        }
+        // Own keys list indices first, in order, then other properties: the
+        // last one tells whether there are others, which would be lost.
+        let keys = Object::keys(arr);
+        if let Some(last) = keys.get(keys.length().wrapping_sub(1)).as_string() {
+            if last
+                .parse::<u32>()
+                .map_or(true, |i| i >= n || i.to_string() != last)
+            {
+                return Err(format!(
+                    "is an array with a property besides its items ({last:?}), which would be lost"
+                ));
+            }
+        }
+        // Fewer own keys than items: holes, which stay holes.
+        let sparse = keys.length() < n;
+        let mut items = Vec::with_capacity((n as usize).min(1024));
         for i in 0..n {
             if sparse && !Reflect::has(arr, &JsValue::from(i)).unwrap_or(true) {
                 items.push(Value::Ext(EXT_HOLE, Vec::new()));
@@ -498,19 +518,26 @@ fn from_packed(b: &[u8]) -> Result<JsValue, String> {
     let mut rd = b;
     let value = rmpv::decode::read_value_with_max_depth(&mut rd, 2 * MAX_VALUE_DEPTH + 16)
         .map_err(|e| format!("stored value could not be decoded: {e}"))?;
-    from_msgpack(&value)
+    from_msgpack(&value, MAX_VALUE_DEPTH + 8)
 }
 
-/// The items of an extension that holds a MessagePack array.
-fn packed_items(data: &[u8]) -> Result<Vec<Value>, String> {
+/// The items of an extension that holds a MessagePack array, read within
+/// the depth left to the value around it.
+fn packed_items(data: &[u8], depth: usize) -> Result<Vec<Value>, String> {
     let mut rd = data;
-    match rmpv::decode::read_value_with_max_depth(&mut rd, 2 * MAX_VALUE_DEPTH + 16) {
+    match rmpv::decode::read_value_with_max_depth(&mut rd, 2 * depth + 2) {
         Ok(Value::Array(items)) => Ok(items),
-        _ => Err("stored value holds a malformed Map or Set".into()),
+        _ => Err("stored value holds a malformed or too deep Map or Set".into()),
     }
 }
 
-fn from_msgpack(v: &Value) -> Result<JsValue, String> {
+/// A stored value as JS, at most `depth` levels deep (the levels of Map and
+/// Set extensions count: each is read on its own).
+fn from_msgpack(v: &Value, depth: usize) -> Result<JsValue, String> {
+    let Some(depth) = depth.checked_sub(1) else {
+        return Err("stored value nests too deep".into());
+    };
+    let from_msgpack = |v: &Value| from_msgpack(v, depth);
     Ok(match v {
         Value::Nil => JsValue::NULL,
         Value::Boolean(b) => JsValue::from_bool(*b),
@@ -564,7 +591,7 @@ fn from_msgpack(v: &Value) -> Result<JsValue, String> {
         Value::Ext(EXT_ARRAY_BUFFER, data) => Uint8Array::from(&data[..]).buffer().into(),
         Value::Ext(EXT_MAP, data) => {
             let map = js_sys::Map::new();
-            let items = packed_items(data)?;
+            let items = packed_items(data, depth)?;
             for pair in items.chunks(2) {
                 let [k, v] = pair else {
                     return Err("stored value holds a malformed Map".into());
@@ -575,7 +602,7 @@ fn from_msgpack(v: &Value) -> Result<JsValue, String> {
         }
         Value::Ext(EXT_SET, data) => {
             let set = js_sys::Set::new(&JsValue::UNDEFINED);
-            for item in packed_items(data)? {
+            for item in packed_items(data, depth)? {
                 set.add(&from_msgpack(&item)?);
             }
             set.into()

@@ -373,16 +373,25 @@ impl Store for IdbStore {
             let _tolerated = ExistingKeys::tolerate(&tx);
             let done = committed(&tx);
             let outcome = match add_all(&tx, &ops).await {
-                Ok(true) => Ok(()),
+                Ok(true) => Ok(true),
                 // Some record was there after all. The step reads and writes
                 // in this same transaction, so calls keep their order. It
                 // reads the records added here too: a put over its own
                 // record, with no references, blobs or value record of its
                 // own, writes that record again and changes nothing else.
-                Ok(false) => self.run_in(&tx, step, Reads::default()).await.map(|_| ()),
+                Ok(false) => self.run_in(&tx, step, Reads::default()).await,
                 Err(e) => Err(e.into()),
             };
-            return self.finish(&tx, done, Access::Write, outcome).await;
+            return match outcome {
+                Ok(true) => self.finish(&tx, done, Access::Write, Ok(())).await,
+                // It wrote nothing on what was read: the adds must not stay.
+                Ok(false) => {
+                    let _ = tx.abort();
+                    let _ = done.await;
+                    self.transact_dyn(Access::Write, tables, step).await
+                }
+                Err(e) => self.finish(&tx, done, Access::Write, Err(e)).await,
+            };
         }
         let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
         let done = committed(&tx);

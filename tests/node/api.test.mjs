@@ -222,6 +222,14 @@ test("putMany over records another sweeper wrote counts their references exactly
     { key: "fresh", value: "new entry" },
     { key: "k1", value: "new" },
   ]);
+  // The existing key first, then a fresh one: the last add succeeds after one failed.
+  await a.put("k0", "old", { refs: ["target"] });
+  await b.putMany([
+    { key: "k0", value: "new" },
+    { key: "fresh2", value: "new entry" },
+  ]);
+  assert.equal(await a.get("k0"), "new");
+  assert.equal(await a.get("fresh2"), "new entry");
   assert.equal(await b.get("k1"), "new");
   assert.equal(await b.get("fresh"), "new entry");
   assert.equal(await a.delete("target"), true);
@@ -244,6 +252,12 @@ test("values come back exactly as they were put (memory store and fake-indexeddb
 
 test("what cannot be stored exactly is refused, by path, briefly", async () => {
   const s = new Sweeper(memoryStore());
+  const extra = [1, , 3]; // eslint-disable-line no-sparse-arrays
+  extra.x = 1;
+  await assert.rejects(s.put("e", { a: extra }), /value\.a is an array with a property besides its items \("x"\)/);
+  const huge = [];
+  huge.length = 2 ** 32 - 1;
+  await assert.rejects(s.put("h", huge), /value is an array of 4294967295 items, more than the 4194304/);
   const cyclic = { a: 1 };
   cyclic.self = { back: cyclic };
   await assert.rejects(s.put("c", cyclic), { message: 'kvsweep: put("c"): value.self.back is a cycle: it holds an object it is inside of' });
@@ -390,4 +404,24 @@ test("keys, entries and clear, as idb-keyval users expect", async () => {
   // The blob lost its last reference: a light run collects it after its grace.
   await assert.rejects(s.clear(5), /clear: namespace must be a well-formed string/);
   await assert.rejects(s.keys({ limit: 0 }).next(), /keys options.limit must be 1 or more/);
+});
+
+test("keys with a prefix on IndexedDB, whose order differs from code point order past U+DFFF", async () => {
+  const store = await openIndexedDb(`keys-${Date.now()}`);
+  const s = new Sweeper(store, { batchSize: 3 });
+  const keys = ["\u{1F600}", "\uFF01x", "\uFF01y", "\uFF02", "a", "ab", "b"];
+  for (const k of keys) await s.put(k, k);
+  const list = async (options) => {
+    const out = [];
+    for await (const k of s.keys(options)) out.push(k);
+    return out;
+  };
+  assert.deepEqual(await list({ prefix: "\uFF01" }), ["\uFF01x", "\uFF01y"]);
+  assert.deepEqual(await list({ prefix: "\u{1F600}" }), ["\u{1F600}"]);
+  assert.deepEqual(await list({ prefix: "a" }), ["a", "ab"]);
+  assert.deepEqual((await list()).sort(), [...keys].sort());
+  const pairs = [];
+  for await (const p of s.entries({ prefix: "a", limit: 1 })) pairs.push(p);
+  assert.deepEqual(pairs, [["a", "a"]]);
+  store.close();
 });
