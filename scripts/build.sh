@@ -16,7 +16,7 @@ if grep -q '| undefined)' pkg/kvsweep.d.ts; then
   exit 1
 fi
 before=$(stat -c %s pkg/kvsweep_bg.wasm)
-node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers pkg/kvsweep_bg.wasm -o pkg/kvsweep_bg.opt.wasm
+node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers pkg/kvsweep_bg.wasm -o pkg/kvsweep_bg.opt.wasm
 mv pkg/kvsweep_bg.opt.wasm pkg/kvsweep_bg.wasm
 cp pkg-template/* pkg/
 raw=$(stat -c %s pkg/kvsweep_bg.wasm)

@@ -598,7 +598,21 @@ impl JsSweeper {
             if let Some(e) = aborted() {
                 return Err(e);
             }
-            to_js(&PlanOut::from(&plan))
+            // 50,000 actions take a long task to convert: convert them in
+            // slices, letting the page run between them.
+            let out = PlanOut::from(&plan);
+            let actions = js_sys::Array::new();
+            for slice in out.actions.chunks(2048) {
+                let part: js_sys::Array = to_js(&slice)?.unchecked_into();
+                for action in part.iter() {
+                    actions.push(&action);
+                }
+                host.pause().await;
+            }
+            let result = js_sys::Object::new();
+            let _ = Reflect::set(&result, &"actions".into(), &actions);
+            let _ = Reflect::set(&result, &"summary".into(), &to_js(out.summary)?);
+            Ok(result.into())
         })
     }
 
@@ -845,7 +859,6 @@ async fn yield_now() {
 }
 
 /// A plan as JS sees it: entries carry `key`, blobs and temps `id`.
-#[derive(Serialize)]
 struct PlanOut<'a> {
     actions: Vec<ActionOut<'a>>,
     summary: &'a Summary,
