@@ -194,22 +194,10 @@ pub trait Store {
         // travels beside it, so the loop is not compiled once per caller.
         let mut answer: Option<T> = None;
         self.transact_dyn(access, tables, &mut |reads| {
-            Ok(match step(reads)? {
-                Step::Read(r) => Step::Read(r),
-                Step::Done(t) => {
-                    answer = Some(t);
-                    Step::Done(())
-                }
-                Step::Write(ops, t) => {
-                    answer = Some(t);
-                    Step::Write(ops, ())
-                }
-            })
+            keep_answer(step(reads)?, &mut answer)
         })
         .await?;
-        answer.ok_or_else(|| {
-            StoreError::Backend("internal error: a step gave no answer".into()).into()
-        })
+        answered(answer)
     }
 
     /// [`Store::transact`] of a write, told what the records it will read
@@ -228,22 +216,10 @@ pub trait Store {
     {
         let mut answer: Option<T> = None;
         self.transact_guess(tables, guess, &mut |reads| {
-            Ok(match step(reads)? {
-                Step::Read(r) => Step::Read(r),
-                Step::Done(t) => {
-                    answer = Some(t);
-                    Step::Done(())
-                }
-                Step::Write(ops, t) => {
-                    answer = Some(t);
-                    Step::Write(ops, ())
-                }
-            })
+            keep_answer(step(reads)?, &mut answer)
         })
         .await?;
-        answer.ok_or_else(|| {
-            StoreError::Backend("internal error: a step gave no answer".into()).into()
-        })
+        answered(answer)
     }
 
     /// [`Store::transact_with_guess`] for backends.
@@ -267,6 +243,28 @@ pub trait Store {
         let _ = (access, tables);
         optimistic(self, step).await
     }
+}
+
+/// A typed step's outcome as an untyped one, its answer kept in `answer`.
+#[inline(always)]
+fn keep_answer<T>(step: Step<T>, answer: &mut Option<T>) -> Result<Step<()>, Error> {
+    Ok(match step {
+        Step::Read(r) => Step::Read(r),
+        Step::Done(t) => {
+            *answer = Some(t);
+            Step::Done(())
+        }
+        Step::Write(ops, t) => {
+            *answer = Some(t);
+            Step::Write(ops, ())
+        }
+    })
+}
+
+/// The answer `keep_answer` kept; a transaction that ended without one is a bug.
+#[inline(always)]
+fn answered<T>(answer: Option<T>) -> Result<T, Error> {
+    answer.ok_or_else(|| StoreError::Backend("internal error: a step gave no answer".into()).into())
 }
 
 /// A step whose answer its caller keeps (see [`Store::transact`]).
