@@ -13,6 +13,7 @@ pub mod mark;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod schedule;
 
 pub use model::{BlobInfo, EntryId, EntryMeta, Inventory, InventoryEntry, Millis, TempInfo};
 pub use plan::{plan, Action, ActionKind, Mode, Plan, Reason, Summary, Tally};
