@@ -29,7 +29,7 @@ export class Sweeper extends RawSweeper {
 
 // Every method but free(): a call on a freed Sweeper says so, the way the
 // method fails (a rejected promise where it returns one).
-const SYNC = new Set(["progress", "close"]);
+const SYNC = new Set(["progress", "close", "request", "stats"]);
 for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
   const method = RawSweeper.prototype[name];
   if (name === "constructor" || name === "free" || typeof method !== "function") continue;

@@ -10,7 +10,7 @@ rm -rf pkg && mkdir -p pkg
 wasm-bindgen target/wasm32-unknown-unknown/release/kvsweep.wasm --out-dir pkg --out-name kvsweep --target web
 # Options arguments may be left out; wasm-bindgen declares them `T | undefined`,
 # which TypeScript's strict mode reads as required: declare them optional.
-sed -i -E 's/options: ([A-Za-z]+) \| undefined\)/options?: \1)/g' pkg/kvsweep.d.ts
+sed -i -E 's/(options|mode): ([A-Za-z]+) \| undefined\)/\1?: \2)/g' pkg/kvsweep.d.ts
 if grep -q '| undefined)' pkg/kvsweep.d.ts; then
   echo "build: a parameter of pkg/kvsweep.d.ts is still declared 'T | undefined'" >&2
   exit 1

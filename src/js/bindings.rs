@@ -21,7 +21,10 @@ pub use crate::store::idb::IdbStore;
 use crate::store::{
     memory::MemoryStore, Access, Capabilities, DynStep, Op, Reads, Record, Store, StoreError, Table,
 };
+use crate::plan::Mode;
+use crate::schedule::{Input, ScheduleConfig};
 use crate::sweeper::{PutOptions, Sweeper};
+use super::driver::{feed, Driver};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -43,6 +46,50 @@ export interface SweeperOptions {
   batchSize?: number;
   /** Largest value put/putBlob accept, in bytes (default 64 MiB). */
   maxValueBytes?: number;
+  /** Background runs. Without it, runs happen only on run() and request(). */
+  schedule?: ScheduleOptions;
+}
+export interface ScheduleOptions {
+  /** A full run this long after the last one ended (default 24 h; 0 = never). */
+  periodMs?: number;
+  /** A request waits this long for more (default 1000). */
+  debounceMs?: number;
+  /** ...but never longer than this after the first (default 10000, at least debounceMs). */
+  maxWaitMs?: number;
+  /** A full run soon after the Sweeper is made. */
+  runOnStart?: boolean;
+  /** A full run after this many writes (default 0 = never). */
+  autoAfterWrites?: number;
+  /** The Web Locks name that keeps runs of tabs and workers one at a time (default "kvsweep:" + the IndexedDB name). */
+  lockName?: string;
+  /** Each run's time budget; a run that uses it up goes on in the next slice (default 0 = no budget). */
+  sliceMs?: number;
+  /** A full run when navigator.storage.estimate() says usage passed this fraction of the quota (default 0.8; 0 = never). */
+  storageFraction?: number;
+  /** After a failed run, the first retry waits this long (default 1000), doubling with each failure in a row up to retryMaxMs (default 15 min). */
+  retryMs?: number;
+  retryMaxMs?: number;
+  /** Called as background runs start, end and fail; what it throws is ignored. */
+  onRun?: (event: RunEvent) => void;
+}
+export type RunEvent =
+  | { type: "start"; mode: Mode; at: number }
+  | { type: "end"; mode: Mode; at: number; report: RunReport }
+  | { type: "error"; mode: Mode; at: number; error: Error };
+export interface Stats {
+  state: "idle" | "locking" | "running" | "closed";
+  /** The mode of the run waiting for its time (or to follow the one running). */
+  pending?: Mode;
+  /** When the scheduler's timer fires next (ms since the epoch, by the Sweeper's clock). */
+  nextRunAt?: number;
+  /** Background runs that went to their end; slices started; failed runs. */
+  runs: number; slices: number; failures: number; failuresInRow: number;
+  /** Runs skipped because another tab or worker was cleaning. */
+  skipped: number;
+  lastRun?: {
+    startedAt: number; durationMs: number; mode: Mode; outcome: "done" | "stopped" | "failed";
+    deleted: number; bytes: number; error?: string;
+  };
 }
 export interface PutOptions {
   namespace?: string; ttlMs?: number; expiresAt?: number; group?: string;
@@ -88,11 +135,11 @@ export interface RunReport {
 }
 "#;
 
-fn js_err(msg: impl std::fmt::Display) -> JsValue {
+pub(super) fn js_err(msg: impl std::fmt::Display) -> JsValue {
     js_sys::Error::new(&format!("kvsweep: {msg}")).into()
 }
 
-fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
+pub(super) fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(js_err)
 }
@@ -101,7 +148,7 @@ fn opt(v: &JsValue) -> Result<OptValue, JsValue> {
     convert::to_opt(v).map_err(js_err)
 }
 
-fn field(obj: &JsValue, name: &str) -> JsValue {
+pub(super) fn field(obj: &JsValue, name: &str) -> JsValue {
     if obj.is_object() {
         Reflect::get(obj, &name.into()).unwrap_or(JsValue::UNDEFINED)
     } else {
@@ -247,13 +294,18 @@ pub async fn open_indexed_db(
     })
 }
 
-struct Inner {
-    sweeper: Sweeper<AnyStore>,
+pub(super) struct Inner {
+    pub(super) sweeper: Sweeper<AnyStore>,
     clock: Option<Function>,
-    running: Cell<bool>,
-    closed: Cell<bool>,
+    /// A run (by hand or scheduled) or a clear is going.
+    pub(super) running: Cell<bool>,
+    pub(super) closed: Cell<bool>,
+    /// The run going is the scheduler's (`run()` waits for it).
+    pub(super) background: Cell<bool>,
     /// A write of the `accessedAt` refreshes reads deferred is due.
     touch_flush: Cell<bool>,
+    /// Background runs (SPEC §4).
+    pub(super) driver: Driver,
 }
 
 /// How long reads' `accessedAt` refreshes wait to be written together.
@@ -277,22 +329,8 @@ impl Inner {
 }
 
 impl Inner {
-    fn now(&self) -> Result<Millis, JsValue> {
-        let Some(clock) = &self.clock else {
-            return Ok(js_sys::Date::now() as Millis);
-        };
-        let v = clock
-            .call0(&JsValue::UNDEFINED)
-            .map_err(|e| js_err(format!("clock() threw {}", convert::thrown(&e))))?;
-        match v.as_f64() {
-            Some(ms) if (0.0..=options::MAX_SAFE_INTEGER).contains(&ms) && ms.fract() == 0.0 => {
-                Ok(ms as Millis)
-            }
-            _ => Err(js_err(format!(
-                "clock() must return a whole number of milliseconds since the Unix epoch, 0 to 2^53 - 1, got {}",
-                convert::describe(&v)
-            ))),
-        }
+    pub(super) fn now(&self) -> Result<Millis, JsValue> {
+        clock_now(self.clock.as_ref())
     }
 
     fn open(&self) -> Result<(), JsValue> {
@@ -301,6 +339,51 @@ impl Inner {
         } else {
             Ok(())
         }
+    }
+
+    /// Waits for a background run to end: a call by hand comes after it.
+    async fn after_background(&self) -> Result<(), JsValue> {
+        while self.running.get() && self.background.get() && !self.closed.get() {
+            gloo_timers::future::TimeoutFuture::new(20).await;
+        }
+        self.open()
+    }
+
+    /// A write went: the scheduler counts it. A write the store refused as
+    /// full asks for a full run, and says so.
+    /// `prefix` starts the message of an error (`"putMany: "`).
+    fn wrote(self: &Rc<Self>, n: u64, result: Result<(), Error>, prefix: &str) -> Result<(), JsValue> {
+        match result {
+            Ok(()) => {
+                feed(self, Input::Wrote(n));
+                Ok(())
+            }
+            Err(e @ Error::Store(StoreError::QuotaExceeded(_))) => {
+                feed(self, Input::Pressure);
+                Err(js_err(format!(
+                    "{prefix}{e}; a full cleanup has been requested (see stats()): try again after it"
+                )))
+            }
+            Err(e) => Err(js_err(format!("{prefix}{e}"))),
+        }
+    }
+}
+
+fn clock_now(clock: Option<&Function>) -> Result<Millis, JsValue> {
+    let Some(clock) = clock else {
+        return Ok(js_sys::Date::now() as Millis);
+    };
+    let v = clock
+        .call0(&JsValue::UNDEFINED)
+        .map_err(|e| js_err(format!("clock() threw {}", convert::thrown(&e))))?;
+    match v.as_f64() {
+        Some(ms) if (0.0..=options::MAX_SAFE_INTEGER).contains(&ms) && ms.fract() == 0.0 => {
+            Ok(ms as Millis)
+        }
+        _ => Err(js_err(format!(
+            "clock() must return a whole number of milliseconds since the Unix epoch, 0 to 2^53 - 1, got {}",
+            convert::describe(&v)
+        ))),
     }
 }
 
@@ -331,7 +414,7 @@ impl JsSweeper {
         store: &JsStore,
         #[wasm_bindgen(unchecked_param_type = "SweeperOptions | undefined")] options: JsValue,
     ) -> Result<JsSweeper, JsValue> {
-        let (policy, mut config) =
+        let (policy, mut config, schedule) =
             options::parse_sweeper_options(&opt(&options)?).map_err(js_err)?;
         // Sweepers in other tabs and workers share the store: their write ids must differ.
         config.write_nonce = crate::sweeper::splitmix64(
@@ -339,15 +422,33 @@ impl JsSweeper {
                 ^ (js_sys::Date::now() as u64).rotate_left(32),
         );
         let clock = field(&options, "clock").dyn_into::<Function>().ok();
-        Ok(JsSweeper {
-            inner: Rc::new(Inner {
-                sweeper: Sweeper::new(store.inner.clone(), policy, config),
-                clock,
-                running: Cell::new(false),
-                closed: Cell::new(false),
-                touch_flush: Cell::new(false),
-            }),
-        })
+        let now = clock_now(clock.as_ref()).unwrap_or_else(|_| js_sys::Date::now() as Millis);
+        // Without `schedule`, runs happen only when asked (run(), request()).
+        // Sweepers of one IndexedDB database share a lock across tabs and workers.
+        let (schedule, lock_name, fraction) = match schedule {
+            Some(o) => (o.config, o.lock_name, o.storage_fraction),
+            None => (ScheduleConfig::manual(), None, 0.0),
+        };
+        let lock_name = lock_name.or_else(|| match &store.inner {
+            AnyStore::Idb(s) => Some(format!("kvsweep:{}", s.name())),
+            AnyStore::Memory(_) => None,
+        });
+        let on_run = field(&field(&options, "schedule"), "onRun")
+            .dyn_into::<Function>()
+            .ok();
+        let driver = Driver::new(schedule, lock_name, fraction, on_run, now);
+        let inner = Rc::new(Inner {
+            sweeper: Sweeper::new(store.inner.clone(), policy, config),
+            clock,
+            running: Cell::new(false),
+            closed: Cell::new(false),
+            background: Cell::new(false),
+            touch_flush: Cell::new(false),
+            driver,
+        });
+        // The first timer (the period, a run on start).
+        feed(&inner, Input::Timer);
+        Ok(JsSweeper { inner })
     }
 
     /// Stores `value` (any structured value, or a `Uint8Array` as bytes) at `key`.
@@ -368,11 +469,8 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let (id, value, opts) = parsed?;
             let now = inner.now()?;
-            inner
-                .sweeper
-                .put(&id, value, opts, now)
-                .await
-                .map_err(js_err)?;
+            let result = inner.sweeper.put(&id, value, opts, now).await;
+            inner.wrote(1, result, "")?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -388,11 +486,9 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let items = parsed?;
             let now = inner.now()?;
-            inner
-                .sweeper
-                .put_many(items, now)
-                .await
-                .map_err(|e| js_err(format!("putMany: {e}")))?;
+            let n = items.len() as u64;
+            let result = inner.sweeper.put_many(items, now).await;
+            inner.wrote(n, result, "putMany: ")?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -431,9 +527,12 @@ impl JsSweeper {
         let parsed = key_options(&key, &options, "delete");
         promise(&self.inner, |inner| async move {
             let (id, _) = parsed?;
-            Ok(JsValue::from_bool(
-                inner.sweeper.delete(&id).await.map_err(js_err)?,
-            ))
+            let existed = inner.sweeper.delete(&id).await.map_err(js_err)?;
+            if existed {
+                // What the entry held (blobs, attachments) goes in a light run.
+                feed(&inner, Input::Deleted);
+            }
+            Ok(JsValue::from_bool(existed))
         })
     }
 
@@ -462,12 +561,12 @@ impl JsSweeper {
                 }
             };
             let now = inner.now()?;
-            Ok(inner
-                .sweeper
-                .put_blob(&bytes, now)
-                .await
-                .map_err(js_err)?
-                .into())
+            let (id, result) = match inner.sweeper.put_blob(&bytes, now).await {
+                Ok(id) => (id, Ok(())),
+                Err(e) => (String::new(), Err(e)),
+            };
+            inner.wrote(1, result, "")?;
+            Ok(id.into())
         })
     }
 
@@ -557,6 +656,7 @@ impl JsSweeper {
         };
         promise(&self.inner, |inner| async move {
             let ns = parsed?;
+            inner.after_background().await?;
             if inner.running.replace(true) {
                 return Err(js_err(
                     "clear: a run is in progress on this Sweeper; await it first",
@@ -628,6 +728,7 @@ impl JsSweeper {
         let on_progress = field(&options, "onProgress").dyn_into::<Function>().ok();
         promise(&self.inner, |inner| async move {
             let run = parsed?;
+            inner.after_background().await?;
             if inner.running.replace(true) {
                 return Err(js_err(
                     "a run is already in progress on this Sweeper; await it first",
@@ -688,10 +789,41 @@ impl JsSweeper {
         to_js(&self.inner.sweeper.progress())
     }
 
-    /// Stops accepting calls. A run in progress stops after its current batch
-    /// (`stopped: "closed"`), saving where it stopped for the next run.
+    /// Asks for a background run (default `"full"`): debounced, coalesced
+    /// with other requests (the stronger mode wins), never two at once, and
+    /// across tabs and workers one at a time (Web Locks).
+    pub fn request(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Mode | undefined")] mode: JsValue,
+    ) -> Result<(), JsValue> {
+        self.inner.open()?;
+        let mode = match mode.as_string().as_deref() {
+            _ if mode.is_undefined() => Mode::Full,
+            Some("full") => Mode::Full,
+            Some("light") => Mode::Light,
+            _ => {
+                return Err(js_err(format!(
+                    "request: mode must be \"light\" or \"full\", got {}",
+                    convert::describe(&mode)
+                )))
+            }
+        };
+        feed(&self.inner, Input::Request(mode));
+        Ok(())
+    }
+
+    /// The scheduler's state: runs so far, failures, the next run, the last one.
+    #[wasm_bindgen(unchecked_return_type = "Stats")]
+    pub fn stats(&self) -> JsValue {
+        self.inner.driver.stats(self.inner.running.get())
+    }
+
+    /// Stops accepting calls and cancels the scheduler's timer. A run in
+    /// progress stops after its current batch (`stopped: "closed"`), saving
+    /// where it stopped for the next run.
     pub fn close(&self) {
         self.inner.closed.set(true);
+        feed(&self.inner, Input::Close);
     }
 }
 
@@ -741,7 +873,7 @@ fn key_options(key: &JsValue, options: &JsValue, what: &str) -> Result<(EntryId,
 
 /// The run's driver in JS: progress callback, abort signal, `close()`, time
 /// budget, yielding.
-struct JsHost {
+pub(super) struct JsHost {
     inner: Rc<Inner>,
     signal: JsValue,
     on_progress: Option<Function>,
@@ -761,7 +893,7 @@ struct JsHost {
 const HOLD_MS: f64 = 12.0;
 
 impl JsHost {
-    fn new(
+    pub(super) fn new(
         inner: Rc<Inner>,
         signal: JsValue,
         on_progress: Option<Function>,

@@ -9,6 +9,8 @@ pub mod options;
 mod bindings;
 #[cfg(target_arch = "wasm32")]
 mod convert;
+#[cfg(target_arch = "wasm32")]
+mod driver;
 
 #[cfg(target_arch = "wasm32")]
 pub use bindings::*;

@@ -10,6 +10,7 @@ use std::fmt;
 use crate::model::{is_blob_id, Millis};
 use crate::plan::Mode;
 use crate::policy::{GroupRule, Policy, Rules};
+use crate::schedule::{ScheduleConfig, DAY_MS};
 use crate::sweeper::{Config, PutOptions};
 
 /// Largest integer a JS number holds exactly.
@@ -300,16 +301,114 @@ pub fn parse_policy(v: &OptValue) -> Result<Policy> {
     Ok(policy)
 }
 
+/// The `schedule` option of `new Sweeper` (SPEC §4); `onRun` (a function)
+/// is read by the binding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleOptions {
+    pub config: ScheduleConfig,
+    /// `None`: the store's own lock name.
+    pub lock_name: Option<String>,
+    /// Request a full run when storage usage passes this fraction of the quota; 0 = never.
+    pub storage_fraction: f64,
+}
+
+/// Longest `periodMs`, `debounceMs`, `maxWaitMs` and `sliceMs`: a year.
+const MAX_SCHEDULE_MS: u64 = 365 * DAY_MS;
+
+/// `schedule`: absent means no background runs but those `request()` asks for.
+pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
+    if v.is_absent() {
+        return Ok(None);
+    }
+    let f = Fields::new(
+        v,
+        "schedule",
+        &[
+            "periodMs",
+            "debounceMs",
+            "maxWaitMs",
+            "runOnStart",
+            "autoAfterWrites",
+            "lockName",
+            "sliceMs",
+            "storageFraction",
+            "retryMs",
+            "retryMaxMs",
+            "onRun",
+        ],
+    )?;
+    let mut config = ScheduleConfig::default();
+    let ms = |key: &str, into: &mut u64| -> Result<()> {
+        if let Some(n) = f.whole(key)? {
+            if n > MAX_SCHEDULE_MS {
+                return err(format!(
+                    "{} must be at most {MAX_SCHEDULE_MS} (a year), got {n}",
+                    f.path(key)
+                ));
+            }
+            *into = n;
+        }
+        Ok(())
+    };
+    ms("periodMs", &mut config.period_ms)?;
+    ms("debounceMs", &mut config.debounce_ms)?;
+    config.max_wait_ms = config.max_wait_ms.max(config.debounce_ms);
+    ms("maxWaitMs", &mut config.max_wait_ms)?;
+    ms("sliceMs", &mut config.slice_ms)?;
+    ms("retryMs", &mut config.retry_base_ms)?;
+    config.retry_max_ms = config.retry_max_ms.max(config.retry_base_ms);
+    ms("retryMaxMs", &mut config.retry_max_ms)?;
+    if config.retry_max_ms < config.retry_base_ms {
+        return err(format!(
+            "schedule.retryMaxMs ({}) must be at least schedule.retryMs ({})",
+            config.retry_max_ms, config.retry_base_ms
+        ));
+    }
+    if config.max_wait_ms < config.debounce_ms {
+        return err(format!(
+            "schedule.maxWaitMs ({}) must be at least schedule.debounceMs ({})",
+            config.max_wait_ms, config.debounce_ms
+        ));
+    }
+    config.run_on_start = f.boolean("runOnStart")?;
+    config.auto_after_writes = f.whole("autoAfterWrites")?.unwrap_or(0);
+    let lock_name = f.string("lockName")?;
+    if lock_name.as_deref() == Some("") {
+        return err("schedule.lockName must not be empty".into());
+    }
+    let storage_fraction = match f.get("storageFraction") {
+        None => 0.8,
+        Some(OptValue::Number(n)) if (0.0..=1.0).contains(n) => *n,
+        Some(v) => {
+            return err(format!(
+                "schedule.storageFraction must be a number from 0 to 1 (0 = never check), got {}",
+                v.describe()
+            ))
+        }
+    };
+    match f.get("onRun") {
+        None | Some(OptValue::Function) => {}
+        Some(v) => {
+            return err(format!(
+                "schedule.onRun must be a function, got {}",
+                v.describe()
+            ))
+        }
+    }
+    Ok(Some(ScheduleOptions {
+        config,
+        lock_name,
+        storage_fraction,
+    }))
+}
+
 /// The options of `new Sweeper(store, options)`, but the clock (a function, read by the binding).
-pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config)> {
+pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config, Option<ScheduleOptions>)> {
     let f = Fields::new(
         v,
         "",
         &["policy", "clock", "schedule", "batchSize", "maxValueBytes"],
     )?;
-    if f.get("schedule").is_some() {
-        return err("schedule: background scheduling is not available in this release yet; call run() yourself".into());
-    }
     match f.get("clock") {
         None | Some(OptValue::Function) => {}
         Some(v) => {
@@ -330,7 +429,8 @@ pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config)> {
     if let Some(n) = f.whole("maxValueBytes")? {
         config.max_value_bytes = usize::try_from(n).unwrap_or(usize::MAX);
     }
-    Ok((policy, config))
+    let schedule = parse_schedule(f.get("schedule").unwrap_or(&OptValue::Undefined))?;
+    Ok((policy, config, schedule))
 }
 
 /// The options of `put`: the namespace and the entry's options. `now` turns `ttlMs` into a time.

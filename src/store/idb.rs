@@ -212,6 +212,11 @@ impl IdbStore {
         })
     }
 
+    /// The database's name.
+    pub fn name(&self) -> String {
+        self.db.name()
+    }
+
     pub fn close(&self) {
         self.db.close();
     }

@@ -1,6 +1,6 @@
 // Every method called as the README calls it; `tsc --strict` must accept it
 // (tests/node/types.test.mjs compiles it against pkg/'s declarations).
-import { Sweeper, memoryStore, openIndexedDb, type Progress, type RunReport, type PlanResult } from "../../pkg/index.js";
+import { Sweeper, memoryStore, openIndexedDb, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats } from "../../pkg/index.js";
 
 export async function usage(): Promise<void> {
   const store = Math.random() < 0.5 ? memoryStore() : await openIndexedDb("my-app");
@@ -40,6 +40,18 @@ export async function usage(): Promise<void> {
   for await (const [key, v] of sweeper.entries({ namespace: "user-42" })) console.log(key, v);
   const cleared: RunReport = await sweeper.clear("user-42");
   console.log(cleared.deleted.cleared?.count);
+  const scheduled = new Sweeper(store, {
+    schedule: {
+      periodMs: 86400e3, debounceMs: 1000, maxWaitMs: 10_000, runOnStart: true, autoAfterWrites: 500,
+      lockName: "my-app-cleanup", sliceMs: 0, storageFraction: 0.8, retryMs: 1000, retryMaxMs: 900_000,
+      onRun: (e: RunEvent) => { if (e.type === "end") console.log(e.report.deleted); else if (e.type === "error") console.log(e.error.message); },
+    },
+  });
+  scheduled.request("light");
+  scheduled.request();
+  const stats: Stats = scheduled.stats();
+  console.log(stats.state, stats.nextRunAt, stats.runs, stats.lastRun?.outcome);
+  scheduled.close();
   const progress: Progress = bare.progress();
   console.log(value, bytes, existed, plan.actions.length, progress.running, await bare.rebuild());
   bare.close();

@@ -1,0 +1,359 @@
+//! The scheduler's driver in JavaScript: it feeds [`Scheduler`] what happens
+//! (requests, timers, lock answers, run ends, writes) and carries out what it
+//! asks: one `setTimeout` (unref'd in Node, so that it never keeps a process
+//! alive), the Web Locks API across tabs and workers, runs on the event loop,
+//! and storage estimates.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use js_sys::{Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+
+use super::bindings::{field, Inner, JsHost};
+use crate::exec::RunReport;
+use crate::model::Millis;
+use crate::plan::Mode;
+use crate::schedule::{Input, Output, ScheduleConfig, Scheduler};
+
+/// The longest delay `setTimeout` takes (2^31 − 1 ms); a later time is
+/// reached by firing early, which the scheduler tolerates.
+const MAX_DELAY_MS: f64 = 2_147_483_647.0;
+
+/// How a finished run went, for `stats()`.
+struct LastRun {
+    started_at: f64,
+    duration_ms: f64,
+    mode: Mode,
+    outcome: &'static str,
+    deleted: u64,
+    bytes: u64,
+    error: Option<String>,
+}
+
+/// An armed `setTimeout`: its handle, and the callback it will call.
+type Timer = (JsValue, Closure<dyn FnMut()>);
+
+pub(super) struct Driver {
+    sched: RefCell<Scheduler>,
+    /// The armed `setTimeout`: its handle and the callback it holds.
+    timer: RefCell<Option<Timer>>,
+    lock_name: Option<String>,
+    storage_fraction: f64,
+    on_run: Option<Function>,
+    /// Resolving it releases the held Web Lock.
+    release: RefCell<Option<Function>>,
+    last: RefCell<Option<LastRun>>,
+}
+
+impl Driver {
+    /// `lock_name` is used where the Web Locks API exists; `storage_fraction`
+    /// where `navigator.storage.estimate` does.
+    pub(super) fn new(
+        mut config: ScheduleConfig,
+        lock_name: Option<String>,
+        storage_fraction: f64,
+        on_run: Option<Function>,
+        now: Millis,
+    ) -> Driver {
+        let navigator = field(&js_sys::global(), "navigator");
+        let locks = field(&navigator, "locks");
+        let lock_name = lock_name.filter(|_| field(&locks, "request").is_function());
+        config.use_lock = lock_name.is_some();
+        let storage = field(&navigator, "storage");
+        if storage_fraction <= 0.0 || !field(&storage, "estimate").is_function() {
+            config.check_storage_ms = 0;
+        }
+        Driver {
+            sched: RefCell::new(Scheduler::new(config, now)),
+            timer: RefCell::new(None),
+            lock_name,
+            storage_fraction,
+            on_run,
+            release: RefCell::new(None),
+            last: RefCell::new(None),
+        }
+    }
+
+    /// `stats()`: the scheduler's counters, its next run and the last run.
+    pub(super) fn stats(&self, running: bool) -> JsValue {
+        let s = self.sched.borrow();
+        let st = s.stats();
+        let out = Object::new();
+        let set = |o: &Object, k: &str, v: JsValue| {
+            let _ = Reflect::set(o, &k.into(), &v);
+        };
+        let phase = s.phase().as_str();
+        // A run() called by hand counts as running too.
+        let state = if running && phase == "idle" {
+            "running"
+        } else {
+            phase
+        };
+        set(&out, "state", state.into());
+        if let Some(mode) = s.pending() {
+            set(&out, "pending", mode.as_str().into());
+        }
+        if let Some(at) = st.next_at {
+            set(&out, "nextRunAt", (at as f64).into());
+        }
+        set(&out, "runs", (st.runs as f64).into());
+        set(&out, "slices", (st.slices as f64).into());
+        set(&out, "failures", (st.failures as f64).into());
+        set(&out, "failuresInRow", st.failures_in_row.into());
+        set(&out, "skipped", (st.skipped as f64).into());
+        if let Some(l) = &*self.last.borrow() {
+            let last = Object::new();
+            set(&last, "startedAt", l.started_at.into());
+            set(&last, "durationMs", l.duration_ms.into());
+            set(&last, "mode", l.mode.as_str().into());
+            set(&last, "outcome", l.outcome.into());
+            set(&last, "deleted", (l.deleted as f64).into());
+            set(&last, "bytes", (l.bytes as f64).into());
+            if let Some(e) = &l.error {
+                set(&last, "error", e.into());
+            }
+            set(&out, "lastRun", last.into());
+        }
+        out.into()
+    }
+}
+
+/// Tells the scheduler what happened now, and does what it asks.
+pub(super) fn feed(inner: &Rc<Inner>, input: Input) {
+    // A clock that throws or lies here must not stop scheduling: the
+    // scheduler falls back on the system's time.
+    let now = inner
+        .now()
+        .unwrap_or_else(|_| js_sys::Date::now() as Millis);
+    let outputs: Vec<Output> = {
+        let mut s = inner.driver.sched.borrow_mut();
+        s.handle(now, input);
+        std::iter::from_fn(|| s.poll_output()).collect()
+    };
+    for output in outputs {
+        match output {
+            Output::ArmTimer(at) => arm(inner, at.saturating_sub(now) as f64),
+            Output::CancelTimer => cancel(inner),
+            Output::TakeLock => take_lock(inner),
+            Output::StartRun { mode, budget_ms } => {
+                wasm_bindgen_futures::spawn_local(scheduled_run(inner.clone(), mode, budget_ms))
+            }
+            Output::CheckStorage => wasm_bindgen_futures::spawn_local(check_storage(inner.clone())),
+        }
+    }
+}
+
+fn call_global(name: &str, args: &js_sys::Array) -> JsValue {
+    let global = js_sys::global();
+    match field(&global, name).dyn_into::<Function>() {
+        Ok(f) => Reflect::apply(&f, &global, args).unwrap_or(JsValue::UNDEFINED),
+        Err(_) => JsValue::UNDEFINED,
+    }
+}
+
+fn cancel(inner: &Inner) {
+    if let Some((handle, _callback)) = inner.driver.timer.borrow_mut().take() {
+        call_global("clearTimeout", &js_sys::Array::of1(&handle));
+    }
+}
+
+fn arm(inner: &Rc<Inner>, delay: f64) {
+    cancel(inner);
+    // The timer holds the sweeper weakly: a sweeper dropped without close()
+    // leaves a timer that does nothing when it fires.
+    let weak: Weak<Inner> = Rc::downgrade(inner);
+    let callback = Closure::<dyn FnMut()>::new(move || {
+        if let Some(inner) = weak.upgrade() {
+            // The timer has fired: forget it, then tell the scheduler.
+            drop(inner.driver.timer.borrow_mut().take());
+            feed(&inner, Input::Timer);
+        }
+    });
+    let handle = call_global(
+        "setTimeout",
+        &js_sys::Array::of2(callback.as_ref(), &delay.min(MAX_DELAY_MS).into()),
+    );
+    // Node: a timer waiting for the next cleanup does not keep the process alive.
+    if let Ok(unref) = field(&handle, "unref").dyn_into::<Function>() {
+        let _ = unref.call0(&handle);
+    }
+    *inner.driver.timer.borrow_mut() = Some((handle, callback));
+}
+
+/// `navigator.locks.request(name, { ifAvailable: true }, callback)`: the
+/// callback gets `null` when another context holds the lock; else it holds
+/// the lock until the promise it returns settles, which the run's end does.
+fn take_lock(inner: &Rc<Inner>) {
+    let Some(name) = inner.driver.lock_name.clone() else {
+        return feed(inner, Input::LockTaken);
+    };
+    let locks = field(&field(&js_sys::global(), "navigator"), "locks");
+    let request = field(&locks, "request");
+    let options = Object::new();
+    let _ = Reflect::set(&options, &"ifAvailable".into(), &true.into());
+    let weak = Rc::downgrade(inner);
+    let callback = Closure::once_into_js(move |lock: JsValue| -> JsValue {
+        let Some(inner) = weak.upgrade() else {
+            return JsValue::UNDEFINED;
+        };
+        if lock.is_null() || lock.is_undefined() {
+            feed(&inner, Input::LockDenied);
+            return JsValue::UNDEFINED;
+        }
+        let held = Promise::new(&mut |resolve, _| {
+            *inner.driver.release.borrow_mut() = Some(resolve);
+        });
+        feed(&inner, Input::LockTaken);
+        held.into()
+    });
+    let asked = Reflect::apply(
+        &request.unchecked_into::<Function>(),
+        &locks,
+        &js_sys::Array::of3(&name.into(), &options, &callback),
+    );
+    match asked.map(|p| p.dyn_into::<Promise>()) {
+        // The lock's promise settles when it is released; a rejection (an
+        // opaque origin, say) is not the run's failure.
+        Ok(Ok(p)) => {
+            let weak = Rc::downgrade(inner);
+            wasm_bindgen_futures::spawn_local(async move {
+                if wasm_bindgen_futures::JsFuture::from(p).await.is_err() {
+                    // If the callback never ran, go on without the lock.
+                    if let Some(inner) = weak.upgrade() {
+                        feed(&inner, Input::LockTaken);
+                    }
+                }
+            });
+        }
+        // Web Locks refused the call: exclusivity stays within this instance.
+        _ => feed(inner, Input::LockTaken),
+    }
+}
+
+fn release_lock(inner: &Inner) {
+    if let Some(resolve) = inner.driver.release.borrow_mut().take() {
+        let _ = resolve.call0(&JsValue::UNDEFINED);
+    }
+}
+
+/// `onRun(event)`: what it throws is its own affair, never the scheduler's.
+fn notify(inner: &Inner, kind: &str, mode: Mode, extra: Option<(&str, JsValue)>) {
+    let Some(cb) = &inner.driver.on_run else {
+        return;
+    };
+    let event = Object::new();
+    let _ = Reflect::set(&event, &"type".into(), &kind.into());
+    let _ = Reflect::set(&event, &"mode".into(), &mode.as_str().into());
+    let _ = Reflect::set(&event, &"at".into(), &js_sys::Date::now().into());
+    if let Some((k, v)) = extra {
+        let _ = Reflect::set(&event, &k.into(), &v);
+    }
+    if let Ok(p) = cb.call1(&JsValue::UNDEFINED, &event) {
+        if let Ok(p) = p.dyn_into::<Promise>() {
+            // A rejected promise must not end a Node process as unhandled.
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+            });
+        }
+    }
+}
+
+/// A run the scheduler started: waits for a run called by hand to finish,
+/// runs, records the outcome, releases the lock, tells the scheduler.
+async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) {
+    while inner.running.get() && !inner.closed.get() {
+        gloo_timers::future::TimeoutFuture::new(20).await;
+    }
+    let started = js_sys::Date::now();
+    if inner.closed.get() {
+        release_lock(&inner);
+        return feed(&inner, Input::RunEnded { done: false });
+    }
+    inner.running.set(true);
+    inner.background.set(true);
+    notify(&inner, "start", mode, None);
+    let deadline = budget_ms.map(|b| started + b as f64);
+    let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, deadline);
+    let result = match inner.now() {
+        Ok(now) => inner
+            .sweeper
+            .run(mode, now, &mut host)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(super::convert::thrown(&e)),
+    };
+    inner.running.set(false);
+    inner.background.set(false);
+    let duration_ms = (js_sys::Date::now() - started).max(0.0);
+    let (input, last) = match result {
+        Ok(mut report) => {
+            report.duration_ms = duration_ms as u64;
+            let (deleted, bytes) = totals(&report);
+            let out = super::bindings::to_js(&report).unwrap_or(JsValue::UNDEFINED);
+            notify(&inner, "end", mode, Some(("report", out)));
+            (
+                Input::RunEnded { done: report.done },
+                LastRun {
+                    started_at: started,
+                    duration_ms,
+                    mode,
+                    outcome: if report.done { "done" } else { "stopped" },
+                    deleted,
+                    bytes,
+                    error: None,
+                },
+            )
+        }
+        Err(message) => {
+            notify(
+                &inner,
+                "error",
+                mode,
+                Some(("error", super::bindings::js_err(&message))),
+            );
+            (
+                Input::RunFailed,
+                LastRun {
+                    started_at: started,
+                    duration_ms,
+                    mode,
+                    outcome: "failed",
+                    deleted: 0,
+                    bytes: 0,
+                    error: Some(message),
+                },
+            )
+        }
+    };
+    *inner.driver.last.borrow_mut() = Some(last);
+    release_lock(&inner);
+    feed(&inner, input);
+}
+
+fn totals(report: &RunReport) -> (u64, u64) {
+    report.deleted.values().fold((0, 0), |(n, b), t| {
+        (n + t.count, b.saturating_add(t.bytes))
+    })
+}
+
+/// `navigator.storage.estimate()`: usage past the configured fraction of the
+/// quota asks for a full run.
+async fn check_storage(inner: Rc<Inner>) {
+    let storage = field(&field(&js_sys::global(), "navigator"), "storage");
+    let Ok(estimate) = field(&storage, "estimate").dyn_into::<Function>() else {
+        return;
+    };
+    let Ok(Ok(p)) = estimate.call0(&storage).map(|p| p.dyn_into::<Promise>()) else {
+        return;
+    };
+    let Ok(e) = wasm_bindgen_futures::JsFuture::from(p).await else {
+        return;
+    };
+    let (usage, quota) = (field(&e, "usage").as_f64(), field(&e, "quota").as_f64());
+    if let (Some(usage), Some(quota)) = (usage, quota) {
+        if quota > 0.0 && usage >= quota * inner.driver.storage_fraction {
+            feed(&inner, Input::Pressure);
+        }
+    }
+}

@@ -1,0 +1,285 @@
+// Background runs (issue #9, SPEC §4) through the built package under Node:
+// requests debounce and coalesce, deletes and writes trigger runs, failures
+// back off and recover, close() stops everything, and a waiting timer never
+// keeps a Node process alive.
+import "fake-indexeddb/auto";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { Sweeper, memoryStore, openIndexedDb } from "../../pkg/node.js";
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `check()` is true, or fails after `ms`. */
+async function until(check, ms = 5_000, what = "condition") {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+async function putExpired(sweeper, n, prefix = "k") {
+  for (let i = 0; i < n; i++) await sweeper.put(`${prefix}${i}`, i, { ttlMs: 1 });
+  await sleep(5);
+}
+
+test("requests debounce and coalesce into one run, in the stronger mode", async () => {
+  const events = [];
+  const s = new Sweeper(memoryStore(), {
+    schedule: { debounceMs: 30, periodMs: 0, onRun: (e) => events.push(e) },
+  });
+  await putExpired(s, 100);
+  s.request("light");
+  s.request("full");
+  s.request("light");
+  assert.equal(s.stats().pending, "full");
+  assert.equal(s.stats().runs, 0, "debounced: nothing ran yet");
+  await until(() => s.stats().runs === 1, 5_000, "the run");
+  await sleep(100);
+  const st = s.stats();
+  assert.equal(st.runs, 1, "three requests, one run");
+  assert.equal(st.lastRun.mode, "full");
+  assert.equal(st.lastRun.outcome, "done");
+  assert.equal(st.lastRun.deleted, 100);
+  assert.equal(st.state, "idle");
+  assert.equal(st.nextRunAt, undefined, "periodMs 0: no timer left");
+  assert.deepEqual(events.map((e) => e.type), ["start", "end"]);
+  assert.equal(events[1].report.deleted.expired.count, 100);
+  assert.equal(await s.get("k1", { includeExpired: true }), undefined);
+  s.close();
+});
+
+test("a request during a run reruns after it; run() by hand waits for a background run", async () => {
+  const starts = [];
+  let manual;
+  const s = new Sweeper(memoryStore(), {
+    batchSize: 10,
+    schedule: {
+      debounceMs: 0,
+      periodMs: 0,
+      onRun: (e) => {
+        if (e.type !== "start") return;
+        starts.push(e.mode);
+        if (starts.length === 1) {
+          // During the first run: a request, and a run by hand.
+          s.request("full");
+          assert.equal(s.stats().state, "running");
+          assert.equal(s.stats().pending, "full");
+          manual = s.run({ mode: "full" });
+        }
+      },
+    },
+  });
+  await putExpired(s, 300);
+  s.request("light");
+  await until(() => manual !== undefined, 5_000, "the first run");
+  const report = await manual;
+  assert.equal(report.done, true);
+  await until(() => s.stats().runs === 2, 5_000, "the rerun");
+  assert.deepEqual(starts, ["light", "full"]);
+  s.close();
+});
+
+test("a delete asks for a light run, which takes the blob the entry held", async () => {
+  const s = new Sweeper(memoryStore(), {
+    policy: { orphanGraceMs: 0 },
+    schedule: { debounceMs: 10, periodMs: 0 },
+  });
+  const id = await s.putBlob(new Uint8Array([1, 2, 3]));
+  await s.put("doc", "text", { blobs: [id] });
+  assert.equal(await s.delete("doc"), true);
+  assert.equal(s.stats().pending, "light");
+  await until(() => s.stats().runs === 1, 5_000, "the light run");
+  assert.equal(s.stats().lastRun.mode, "light");
+  assert.equal(await s.getBlob(id), undefined);
+  // A delete of nothing asks for nothing.
+  assert.equal(await s.delete("doc"), false);
+  assert.equal(s.stats().pending, undefined);
+  s.close();
+});
+
+test("autoAfterWrites asks for a full run after that many writes", async () => {
+  const s = new Sweeper(memoryStore(), { schedule: { debounceMs: 10, periodMs: 0, autoAfterWrites: 5 } });
+  for (let i = 0; i < 4; i++) await s.put(`k${i}`, i);
+  assert.equal(s.stats().pending, undefined);
+  await s.putMany([{ key: "k4", value: 4 }]);
+  assert.equal(s.stats().pending, "full");
+  await until(() => s.stats().runs === 1, 5_000, "the run");
+  s.close();
+});
+
+test("the periodic run comes by itself and is re-armed after each run", async () => {
+  const s = new Sweeper(memoryStore(), { schedule: { periodMs: 50 } });
+  const first = s.stats().nextRunAt;
+  assert.ok(first > Date.now() - 5 && first <= Date.now() + 50);
+  await until(() => s.stats().runs >= 2, 5_000, "two periodic runs");
+  assert.equal(s.stats().lastRun.mode, "full");
+  s.close();
+});
+
+test("runOnStart runs once the Sweeper is made", async () => {
+  const store = memoryStore();
+  await putExpired(new Sweeper(store), 10);
+  const s = new Sweeper(store, { schedule: { runOnStart: true, debounceMs: 0, periodMs: 0 } });
+  await until(() => s.stats().runs === 1, 5_000, "the start-up run");
+  assert.equal(s.stats().lastRun.deleted, 10);
+  s.close();
+});
+
+test("a store that fails every call: runs back off, then recover when it heals", async () => {
+  const store = await openIndexedDb(`failing-${Date.now()}`);
+  const failures = [];
+  const s = new Sweeper(store, {
+    schedule: {
+      debounceMs: 0,
+      periodMs: 0,
+      retryMs: 40,
+      retryMaxMs: 200,
+      onRun: (e) => e.type === "error" && failures.push({ at: Date.now(), message: e.error.message }),
+    },
+  });
+  await putExpired(s, 20);
+  const transaction = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function () {
+    throw new DOMException("the disk is on fire", "UnknownError");
+  };
+  try {
+    s.request("full");
+    await until(() => failures.length >= 5, 10_000, "five failures");
+    const gaps = failures.slice(1).map((f, i) => f.at - failures[i].at);
+    // 40, 80, 160, 200 (capped), each give or take the event loop.
+    assert.ok(gaps[0] >= 35 && gaps[0] < 150, `first retry after ${gaps[0]} ms`);
+    assert.ok(gaps[1] >= 75, `second retry after ${gaps[1]} ms`);
+    assert.ok(gaps[2] >= 150, `third retry after ${gaps[2]} ms`);
+    assert.ok(gaps[3] >= 195 && gaps[3] < 600, `capped retry after ${gaps[3]} ms`);
+    assert.match(failures[0].message, /disk is on fire/);
+    const st = s.stats();
+    assert.ok(st.failuresInRow >= 5);
+    assert.equal(st.lastRun.outcome, "failed");
+    assert.match(st.lastRun.error, /disk is on fire/);
+    assert.ok(st.nextRunAt !== undefined, "a retry is armed: never stuck");
+  } finally {
+    IDBDatabase.prototype.transaction = transaction;
+  }
+  await until(() => s.stats().runs === 1, 5_000, "recovery");
+  assert.equal(s.stats().failuresInRow, 0);
+  assert.equal(s.stats().lastRun.outcome, "done");
+  assert.equal(s.stats().lastRun.deleted, 20);
+  s.close();
+  store.close();
+});
+
+test("an onRun that throws or rejects never stops scheduling", async () => {
+  const s = new Sweeper(memoryStore(), {
+    schedule: {
+      debounceMs: 0,
+      periodMs: 0,
+      onRun: (e) => {
+        if (e.type === "start") throw new Error("boom");
+        return Promise.reject(new Error("async boom"));
+      },
+    },
+  });
+  s.request();
+  await until(() => s.stats().runs === 1, 5_000, "the first run");
+  s.request();
+  await until(() => s.stats().runs === 2, 5_000, "the second run");
+  s.close();
+});
+
+test("a run that uses up its slice goes on in the next one", async () => {
+  const s = new Sweeper(memoryStore(), { batchSize: 5, schedule: { debounceMs: 0, periodMs: 0, sliceMs: 1 } });
+  await putExpired(s, 200);
+  s.request("full");
+  await until(() => s.stats().runs === 1, 10_000, "the sliced run");
+  const st = s.stats();
+  assert.ok(st.slices > 1, `${st.slices} slices`);
+  assert.equal(st.lastRun.outcome, "done");
+  assert.equal(await s.get("k7", { includeExpired: true }), undefined);
+  s.close();
+});
+
+test("close() cancels the timer and refuses requests", async () => {
+  const s = new Sweeper(memoryStore(), { schedule: { debounceMs: 20 } });
+  s.request("full");
+  assert.ok(s.stats().nextRunAt !== undefined);
+  s.close();
+  const st = s.stats();
+  assert.equal(st.state, "closed");
+  assert.equal(st.nextRunAt, undefined);
+  assert.equal(st.pending, undefined);
+  assert.throws(() => s.request("full"), /kvsweep: this Sweeper is closed/);
+  await sleep(60);
+  assert.equal(s.stats().runs, 0);
+});
+
+test("request() and schedule options are checked", () => {
+  const s = new Sweeper(memoryStore());
+  assert.throws(() => s.request("medium"), /^Error: kvsweep: request: mode must be "light" or "full", got "medium"$/);
+  assert.throws(() => s.request(1), /got 1$/);
+  const bad = [
+    [{ debounceMs: -1 }, /schedule\.debounceMs must not be negative, got -1/],
+    [{ periodMs: 1.5 }, /schedule\.periodMs must be a whole number/],
+    [{ periodMs: 400 * 24 * 3600 * 1000 }, /schedule\.periodMs must be at most 31536000000 \(a year\)/],
+    [{ debounceMs: 500, maxWaitMs: 100 }, /schedule\.maxWaitMs \(100\) must be at least schedule\.debounceMs \(500\)/],
+    [{ runOnStart: "yes" }, /schedule\.runOnStart must be true or false, got "yes"/],
+    [{ lockName: "" }, /schedule\.lockName must not be empty/],
+    [{ storageFraction: 2 }, /schedule\.storageFraction must be a number from 0 to 1/],
+    [{ onRun: 1 }, /schedule\.onRun must be a function, got 1/],
+    [{ every: 5 }, /schedule: unknown option "every"/],
+    [5, /schedule must be an object, got 5/],
+  ];
+  for (const [schedule, message] of bad) {
+    assert.throws(() => new Sweeper(memoryStore(), { schedule }), message, JSON.stringify(schedule));
+  }
+});
+
+test("a Sweeper waiting for its next period does not keep Node running", async () => {
+  const pkg = fileURLToPath(new URL("../../pkg/node.js", import.meta.url));
+  const script = `
+    const { Sweeper, memoryStore } = await import(${JSON.stringify(pkg)});
+    const s = new Sweeper(memoryStore(), { schedule: { periodMs: 3_600_000 } });
+    s.request("full");
+    if (s.stats().nextRunAt === undefined) process.exit(3);
+  `;
+  const started = Date.now();
+  const code = await new Promise((resolve) => {
+    const child = execFile(process.execPath, ["--input-type=module", "-e", script], { timeout: 30_000 }, (err) =>
+      resolve(err ? err.code ?? err.signal : 0),
+    );
+    child.stdin?.end();
+  });
+  assert.equal(code, 0);
+  assert.ok(Date.now() - started < 20_000);
+});
+
+test("a put refused as over quota asks for a full run and says so", async () => {
+  const store = await openIndexedDb(`full-${Date.now()}`);
+  const s = new Sweeper(store, { schedule: { debounceMs: 0, periodMs: 0 } });
+  await putExpired(s, 10);
+  const put = IDBObjectStore.prototype.put;
+  const add = IDBObjectStore.prototype.add;
+  const full = function () {
+    throw new DOMException("no room left", "QuotaExceededError");
+  };
+  IDBObjectStore.prototype.put = full;
+  IDBObjectStore.prototype.add = full;
+  try {
+    await assert.rejects(
+      s.put("more", "data"),
+      /^Error: kvsweep: storage quota exceeded: no room left; a full cleanup has been requested \(see stats\(\)\): try again after it$/,
+    );
+  } finally {
+    IDBObjectStore.prototype.put = put;
+    IDBObjectStore.prototype.add = add;
+  }
+  // No silent retry: the value is not there.
+  assert.equal(await s.get("more"), undefined);
+  await until(() => s.stats().runs === 1, 5_000, "the full run");
+  assert.equal(s.stats().lastRun.mode, "full");
+  assert.equal(s.stats().lastRun.deleted, 10);
+  s.close();
+  store.close();
+});
