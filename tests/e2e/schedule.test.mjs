@@ -1,0 +1,165 @@
+// Background runs in Debian's Chromium (issue #9): two pages of one origin
+// cleaning one IndexedDB database take turns through the Web Locks API; the
+// scheduler runs in a dedicated worker and in a service worker.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { serve } from "../../scripts/serve.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+let server;
+let browser;
+
+before(async () => {
+  server = await serve(0);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 });
+}, { timeout: 60_000 });
+
+after(async () => {
+  try {
+    if (browser) await browser.close();
+  } finally {
+    if (server) await server.close();
+  }
+});
+
+/** A page with a scheduled Sweeper on `db` that logs its runs' starts and ends in localStorage. */
+async function cleaner(context, db, tag, lockName) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(server.url);
+  await page.evaluate(
+    async ({ db, tag, lockName }) => {
+      const kv = await import("/pkg/index.js");
+      const store = await kv.openIndexedDb(db);
+      const log = (type) => {
+        const key = `runs-${tag}`;
+        const runs = JSON.parse(localStorage.getItem(key) ?? "[]");
+        runs.push({ type, at: performance.timeOrigin + performance.now() });
+        localStorage.setItem(key, JSON.stringify(runs));
+      };
+      window.sweeper = new kv.Sweeper(store, {
+        batchSize: 50,
+        schedule: { debounceMs: 0, periodMs: 0, ...(lockName ? { lockName } : {}), onRun: (e) => log(e.type) },
+      });
+      const items = [];
+      for (let i = 0; i < 3000; i++) items.push({ key: `${tag}${i}`, value: { i, pad: "x".repeat(100) }, ttlMs: 1 });
+      await window.sweeper.putMany(items);
+      await new Promise((r) => setTimeout(r, 5));
+    },
+    { db, tag, lockName },
+  );
+  page.errors = errors;
+  return page;
+}
+
+const stats = (page) => page.evaluate(() => window.sweeper.stats());
+
+async function until(check, ms, what) {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** The [start, end] intervals each page logged. */
+async function intervals(page, tag) {
+  const runs = await page.evaluate((key) => JSON.parse(localStorage.getItem(key) ?? "[]"), `runs-${tag}`);
+  const out = [];
+  for (const r of runs) {
+    if (r.type === "start") out.push([r.at, Infinity]);
+    else out[out.length - 1][1] = r.at;
+  }
+  return out;
+}
+
+const overlaps = (as, bs) => as.some(([s1, e1]) => bs.some(([s2, e2]) => s1 < e2 && s2 < e1));
+
+test("two pages of one origin: one cleans at a time, and the other's request is served after", { timeout: 90_000 }, async () => {
+  const context = await browser.newContext();
+  const db = `shared-${Date.now()}`;
+  const a = await cleaner(context, db, "A");
+  const b = await cleaner(context, db, "B");
+  await a.evaluate(() => window.sweeper.request("full"));
+  await until(async () => (await stats(a)).state === "running", 10_000, "A's run to start");
+  // While A cleans, B asks: it cannot take the lock, skips, and tries again.
+  await b.evaluate(() => window.sweeper.request("full"));
+  await until(async () => (await stats(b)).skipped >= 1, 10_000, "B to find the lock taken");
+  await until(
+    async () => {
+      const [sa, sb] = [await stats(a), await stats(b)];
+      return sa.runs >= 1 && sb.runs >= 1 && sa.state === "idle" && sb.state === "idle" && !sa.pending && !sb.pending;
+    },
+    60_000,
+    "both pages' runs",
+  );
+  const [ia, ib] = [await intervals(a, "A"), await intervals(b, "B")];
+  assert.ok(ia.length >= 1 && ib.length >= 1, `runs: A ${ia.length}, B ${ib.length}`);
+  assert.ok(ia.concat(ib).every(([, end]) => end !== Infinity), "every run ended");
+  assert.equal(overlaps(ia, ib), false, `runs overlapped: A ${JSON.stringify(ia)} B ${JSON.stringify(ib)}`);
+  assert.ok(ib[0][0] >= ia[0][1], "B ran after A released the lock");
+  // Between them, every expired entry of both pages is gone.
+  const left = await a.evaluate(async () => (await window.sweeper.plan({ mode: "full" })).actions.length);
+  assert.equal(left, 0);
+  assert.equal((await stats(a)).lastRun.outcome, "done");
+  assert.deepEqual([...a.errors, ...b.errors], []);
+  await context.close();
+});
+
+test("the same two pages with different lock names do overlap (the check above can fail)", { timeout: 90_000 }, async () => {
+  const context = await browser.newContext();
+  const db = `unshared-${Date.now()}`;
+  const c = await cleaner(context, db, "C", "lock-C");
+  const d = await cleaner(context, db, "D", "lock-D");
+  await Promise.all([c.evaluate(() => window.sweeper.request("full")), d.evaluate(() => window.sweeper.request("full"))]);
+  await until(async () => (await stats(c)).runs >= 1 && (await stats(d)).runs >= 1, 60_000, "both runs");
+  const [ic, id] = [await intervals(c, "C"), await intervals(d, "D")];
+  assert.equal(overlaps(ic, id), true, `C ${JSON.stringify(ic)} D ${JSON.stringify(id)}`);
+  await context.close();
+});
+
+test("the scheduler runs in a dedicated worker", { timeout: 60_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url);
+  const result = await page.evaluate(
+    (db) =>
+      new Promise((resolve) => {
+        const worker = new Worker(`/tests/shared/schedule-worker.mjs?db=${db}`, { type: "module" });
+        worker.onmessage = (e) => resolve(e.data);
+        worker.onerror = (e) => resolve({ type: "failed", message: e.message });
+      }),
+    `worker-${Date.now()}`,
+  );
+  assert.equal(result.type, "end", result.message);
+  assert.equal(result.stats.runs, 1);
+  assert.equal(result.stats.lastRun.deleted, 100);
+  assert.equal(result.locks, true, "workers have Web Locks");
+  await context.close();
+});
+
+test("the scheduler runs in a service worker", { timeout: 60_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url);
+  const result = await page.evaluate(async (db) => {
+    const reg = await navigator.serviceWorker.register("/tests/shared/schedule-sw.js", { type: "module" });
+    const worker = reg.installing ?? reg.waiting ?? reg.active;
+    if (worker.state !== "activated") {
+      await new Promise((resolve) => worker.addEventListener("statechange", () => worker.state === "activated" && resolve()));
+    }
+    return new Promise((resolve) => {
+      navigator.serviceWorker.addEventListener("message", (e) => resolve(e.data));
+      worker.postMessage({ db });
+    });
+  }, `sw-${Date.now()}`);
+  assert.equal(result.type, "end", result.message);
+  assert.equal(result.stats.runs, 1);
+  assert.equal(result.stats.lastRun.deleted, 100);
+  assert.equal(result.locks, true);
+  await context.close();
+});
