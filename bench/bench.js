@@ -20,7 +20,7 @@ const CLOCK_JUMP_MS = 10_000;
 /** Pause between measurements, so one's background work (compaction, GC) bleeds less into the next. */
 const SETTLE_MS = 200;
 /** The rows runBench knows; `only` picks a subset. */
-const ROWS = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "memory"];
+const ROWS = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "background", "memory"];
 
 const STORE = "kv"; // the object store of the plain-IndexedDB baselines
 
@@ -473,6 +473,26 @@ async function benchSize(size, want, ctx) {
     await plainPutBatched(plainAdjacent, 0, size, adjKey);
   }
 
+  // The background store: odd keys expire; its Sweeper has a schedule, and
+  // says when its background run ends.
+  let background = null;
+  if (want("background") && typeof Sweeper.prototype.request === "function") {
+    const store = await openIndexedDb(names.kvBackground);
+    let ended = null;
+    const sweeper = new Sweeper(store, {
+      clock: () => clock.now,
+      schedule: { debounceMs: 0, periodMs: 0, onRun: (e) => e.type !== "start" && ended?.(e) },
+    });
+    open.push(() => {
+      sweeper.close();
+      store.close?.();
+    });
+    await kvFill(sweeper, 0, size, mainKey, oddTtl);
+    background = { sweeper, end: () => new Promise((resolve) => (ended = resolve)) };
+  } else if (want("background")) {
+    row("background").kvsweep = { na: "this build has no scheduler" };
+  }
+
   // Time passes: every entry written with a TTL has now expired.
   clock.now += CLOCK_JUMP_MS;
 
@@ -505,6 +525,21 @@ async function benchSize(size, want, ctx) {
     await settle();
     row("range").baseline = await measure("key-range delete baseline", half, () =>
       plainDeleteRange(plainMain, mainKey(0), mainKey(half - 1)), { heartbeat: true });
+  }
+
+  // Row 7, a background cleanup: request("full"), then the page goes on with
+  // its heartbeat until the scheduler's run ends.
+  if (background) {
+    await settle();
+    row("background").kvsweep = await measure("background run(full) kvsweep", half, async () => {
+      const ended = background.end();
+      background.sweeper.request("full");
+      const e = await ended;
+      if (e.type !== "end") throw new Error(`the background run failed: ${e.error?.message}`);
+      const deleted = totalDeleted(e.report);
+      if (deleted !== half) warnings.push(`background run: deleted ${deleted}, expected ${half}`);
+      return { count: deleted };
+    }, { heartbeat: true });
   }
 
   if (want("memory")) await benchMemory(size, timed, rows, warnings);
@@ -553,6 +588,7 @@ async function runBench(size, only) {
     kvMain: `bench-kv-main-${tag}`,
     kvScattered: `bench-kv-scattered-${tag}`,
     kvAdjacent: `bench-kv-adjacent-${tag}`,
+    kvBackground: `bench-kv-background-${tag}`,
     plainMain: `bench-plain-main-${tag}`,
     plainScattered: `bench-plain-scattered-${tag}`,
     plainAdjacent: `bench-plain-adjacent-${tag}`,

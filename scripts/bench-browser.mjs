@@ -34,7 +34,7 @@ const ARGS = [
 ];
 const SIZE_TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MIN ?? 30) * 60_000;
 /** The rows bench/bench.js knows (its ROWS), for --only. */
-const ROW_NAMES = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "memory"];
+const ROW_NAMES = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "background", "memory"];
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -264,6 +264,7 @@ const TABLE = [
   gapRow("main-thread gap: listing", "list"),
   gapRow("main-thread gap: run scattered", "scattered"),
   gapRow("main-thread gap: run adjacent", "adjacent"),
+  gapRow("main-thread gap: background run (request)", "background"),
   {
     label: "key-range delete of the adjacent half (reference)",
     key: "range",
