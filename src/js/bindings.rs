@@ -11,20 +11,20 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::convert;
+use super::driver::{feed, Driver};
 use super::options::{self, OptValue};
 use crate::codec::StoredValue;
 use crate::error::Error;
 use crate::exec::{Flow, Progress, RunHost};
 use crate::model::{EntryId, Millis};
+use crate::plan::Mode;
 use crate::plan::{ActionKind, Plan, Reason, Summary};
+use crate::schedule::{Input, ScheduleConfig};
 pub use crate::store::idb::IdbStore;
 use crate::store::{
     memory::MemoryStore, Access, Capabilities, DynStep, Op, Reads, Record, Store, StoreError, Table,
 };
-use crate::plan::Mode;
-use crate::schedule::{Input, ScheduleConfig};
 use crate::sweeper::{PutOptions, Sweeper};
-use super::driver::{feed, Driver};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -352,7 +352,12 @@ impl Inner {
     /// A write went: the scheduler counts it. A write the store refused as
     /// full asks for a full run, and says so.
     /// `prefix` starts the message of an error (`"putMany: "`).
-    fn wrote(self: &Rc<Self>, n: u64, result: Result<(), Error>, prefix: &str) -> Result<(), JsValue> {
+    fn wrote(
+        self: &Rc<Self>,
+        n: u64,
+        result: Result<(), Error>,
+        prefix: &str,
+    ) -> Result<(), JsValue> {
         match result {
             Ok(()) => {
                 feed(self, Input::Wrote(n));

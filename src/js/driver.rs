@@ -14,7 +14,7 @@ use super::bindings::{field, Inner, JsHost};
 use crate::exec::RunReport;
 use crate::model::Millis;
 use crate::plan::Mode;
-use crate::schedule::{Input, Output, ScheduleConfig, Scheduler};
+use crate::schedule::{Input, Output, Phase, ScheduleConfig, Scheduler};
 
 /// The longest delay `setTimeout` takes (2^31 − 1 ms); a later time is
 /// reached by firing early, which the scheduler tolerates.
@@ -119,6 +119,15 @@ impl Driver {
     }
 }
 
+impl Drop for Driver {
+    /// A Sweeper freed without close(): its timer must not call a dropped closure.
+    fn drop(&mut self) {
+        if let Some((handle, _callback)) = self.timer.get_mut().take() {
+            call_global("clearTimeout", &js_sys::Array::of1(&handle));
+        }
+    }
+}
+
 /// Tells the scheduler what happened now, and does what it asks.
 pub(super) fn feed(inner: &Rc<Inner>, input: Input) {
     // A clock that throws or lies here must not stop scheduling: the
@@ -205,6 +214,10 @@ fn take_lock(inner: &Rc<Inner>) {
             *inner.driver.release.borrow_mut() = Some(resolve);
         });
         feed(&inner, Input::LockTaken);
+        // Closed meanwhile: no run comes to release the lock, so let it go now.
+        if inner.driver.sched.borrow().phase() != Phase::Running {
+            release_lock(&inner);
+        }
         held.into()
     });
     let asked = Reflect::apply(
@@ -332,9 +345,10 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
 }
 
 fn totals(report: &RunReport) -> (u64, u64) {
-    report.deleted.values().fold((0, 0), |(n, b), t| {
-        (n + t.count, b.saturating_add(t.bytes))
-    })
+    report
+        .deleted
+        .values()
+        .fold((0, 0), |(n, b), t| (n + t.count, b.saturating_add(t.bytes)))
 }
 
 /// `navigator.storage.estimate()`: usage past the configured fraction of the

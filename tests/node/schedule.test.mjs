@@ -283,3 +283,19 @@ test("a put refused as over quota asks for a full run and says so", async () => 
   s.close();
   store.close();
 });
+
+test("a Sweeper freed with its timer armed leaves nothing to fire", async () => {
+  const uncaught = [];
+  const onError = (e) => uncaught.push(e);
+  process.on("uncaughtException", onError);
+  try {
+    const s = new Sweeper(memoryStore(), { schedule: { debounceMs: 10 } });
+    s.request("full");
+    s.free();
+    await sleep(60);
+    assert.deepEqual(uncaught, []);
+    assert.throws(() => s.request("full"), /this Sweeper was freed/);
+  } finally {
+    process.off("uncaughtException", onError);
+  }
+});
