@@ -163,3 +163,40 @@ test("the scheduler runs in a service worker", { timeout: 60_000 }, async () => 
   assert.equal(result.locks, true);
   await context.close();
 });
+
+test("storage use past storageFraction of the quota asks for a full run after a write", { timeout: 60_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url);
+  const result = await page.evaluate(async (db) => {
+    const kv = await import("/pkg/index.js");
+    const store = await kv.openIndexedDb(db);
+    const real = navigator.storage.estimate.bind(navigator.storage);
+    let asked = 0;
+    let full = false;
+    // The page's storage as the browser would report it: nearly full once `full` is set.
+    navigator.storage.estimate = async () => {
+      asked++;
+      const e = await real();
+      return full ? { usage: e.quota * 0.95, quota: e.quota } : e;
+    };
+    const sweeper = new kv.Sweeper(store, { schedule: { debounceMs: 0, periodMs: 0, storageFraction: 0.9 } });
+    for (let i = 0; i < 20; i++) await sweeper.put(`k${i}`, i, { ttlMs: 1 });
+    await new Promise((r) => setTimeout(r, 50));
+    const before = sweeper.stats().runs;
+    full = true;
+    // At most one check a minute: a new Sweeper checks on its first write.
+    const second = new kv.Sweeper(store, { schedule: { debounceMs: 0, periodMs: 0, storageFraction: 0.9 } });
+    await second.put("one-more", 1);
+    const end = Date.now() + 10_000;
+    while (second.stats().runs < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    return { before, asked, after: second.stats(), left: (await second.plan()).actions.length };
+  }, `pressure-${Date.now()}`);
+  assert.equal(result.before, 0, "usage under the line: no run");
+  assert.ok(result.asked >= 2, `estimate() called ${result.asked} times`);
+  assert.equal(result.after.runs, 1);
+  assert.equal(result.after.lastRun.mode, "full");
+  assert.equal(result.after.lastRun.deleted, 20);
+  assert.equal(result.left, 0);
+  await context.close();
+});
