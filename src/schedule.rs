@@ -27,7 +27,7 @@
 //!   run due at once. After writes, the storage estimate is checked at most
 //!   once per `check_storage_ms`.
 
-use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 use crate::model::Millis;
 use crate::plan::Mode;
@@ -219,7 +219,8 @@ pub struct Scheduler {
     storage_checked_at: Option<Millis>,
     timer: Option<Millis>,
     stats: Stats,
-    out: VecDeque<Output>,
+    /// Outputs not yet polled, oldest first (a handful at most).
+    out: Vec<Output>,
 }
 
 impl Scheduler {
@@ -239,7 +240,7 @@ impl Scheduler {
             storage_checked_at: None,
             timer: None,
             stats: Stats::default(),
-            out: VecDeque::new(),
+            out: Vec::new(),
         };
         s.rearm_period(now);
         if cfg.run_on_start {
@@ -275,7 +276,7 @@ impl Scheduler {
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        (!self.out.is_empty()).then(|| self.out.remove(0))
     }
 
     /// Takes in what happened at `now`.
@@ -350,7 +351,7 @@ impl Scheduler {
                         .is_none_or(|t| now.saturating_sub(t) >= every)
                 {
                     self.storage_checked_at = Some(now);
-                    self.out.push_back(Output::CheckStorage);
+                    self.out.push(Output::CheckStorage);
                 }
             }
             Input::Deleted if self.cfg.after_delete => self.request(Mode::Light, now),
@@ -452,7 +453,7 @@ impl Scheduler {
         }
         if self.cfg.use_lock {
             self.phase = Phase::Locking;
-            self.out.push_back(Output::TakeLock);
+            self.out.push(Output::TakeLock);
         } else {
             self.start_run();
         }
@@ -461,7 +462,7 @@ impl Scheduler {
     fn start_run(&mut self) {
         self.phase = Phase::Running;
         self.stats.slices += 1;
-        self.out.push_back(Output::StartRun {
+        self.out.push(Output::StartRun {
             mode: self.mode,
             budget_ms: (self.cfg.slice_ms > 0).then_some(self.cfg.slice_ms),
         });
@@ -472,7 +473,7 @@ impl Scheduler {
         let want = self.next_due();
         if want != self.timer {
             self.timer = want;
-            self.out.push_back(match want {
+            self.out.push(match want {
                 Some(at) => Output::ArmTimer(at),
                 None => Output::CancelTimer,
             });

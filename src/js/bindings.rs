@@ -319,7 +319,7 @@ impl Inner {
             return;
         }
         let inner = self.clone();
-        wasm_bindgen_futures::spawn_local(async move {
+        super::driver::spawn(async move {
             gloo_timers::future::TimeoutFuture::new(TOUCH_FLUSH_MS).await;
             inner.touch_flush.set(false);
             // Best effort: a refresh that fails leaves accessedAt older.

@@ -128,6 +128,13 @@ impl Drop for Driver {
     }
 }
 
+/// Runs `task` on the event loop. One future type for every task: the
+/// spawning code is compiled once.
+pub(super) fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
+    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = Box::pin(task);
+    wasm_bindgen_futures::spawn_local(task);
+}
+
 /// Tells the scheduler what happened now, and does what it asks.
 pub(super) fn feed(inner: &Rc<Inner>, input: Input) {
     // A clock that throws or lies here must not stop scheduling: the
@@ -146,9 +153,9 @@ pub(super) fn feed(inner: &Rc<Inner>, input: Input) {
             Output::CancelTimer => cancel(inner),
             Output::TakeLock => take_lock(inner),
             Output::StartRun { mode, budget_ms } => {
-                wasm_bindgen_futures::spawn_local(scheduled_run(inner.clone(), mode, budget_ms))
+                spawn(scheduled_run(inner.clone(), mode, budget_ms))
             }
-            Output::CheckStorage => wasm_bindgen_futures::spawn_local(check_storage(inner.clone())),
+            Output::CheckStorage => spawn(check_storage(inner.clone())),
         }
     }
 }
@@ -230,7 +237,7 @@ fn take_lock(inner: &Rc<Inner>) {
         // opaque origin, say) is not the run's failure.
         Ok(Ok(p)) => {
             let weak = Rc::downgrade(inner);
-            wasm_bindgen_futures::spawn_local(async move {
+            spawn(async move {
                 if wasm_bindgen_futures::JsFuture::from(p).await.is_err() {
                     // If the callback never ran, go on without the lock.
                     if let Some(inner) = weak.upgrade() {
@@ -265,7 +272,7 @@ fn notify(inner: &Inner, kind: &str, mode: Mode, extra: Option<(&str, JsValue)>)
     if let Ok(p) = cb.call1(&JsValue::UNDEFINED, &event) {
         if let Ok(p) = p.dyn_into::<Promise>() {
             // A rejected promise must not end a Node process as unhandled.
-            wasm_bindgen_futures::spawn_local(async move {
+            spawn(async move {
                 let _ = wasm_bindgen_futures::JsFuture::from(p).await;
             });
         }
