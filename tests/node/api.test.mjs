@@ -286,6 +286,23 @@ test("messages show values as JavaScript writes them", async () => {
   await assert.rejects(openIndexedDb(Infinity), { message: "kvsweep: openIndexedDb: name must be a non-empty string, got Infinity" });
 });
 
+test("fractions and huge numbers in messages read as Rust's {} prints them, ties rounded up", async () => {
+  const s = new Sweeper(memoryStore());
+  const cases = [
+    [1.5, "1.5"],
+    [-0.1, "-0.1"],
+    [1e-7, "0.0000001"],
+    [981446413237567.25, "981446413237567.3"],
+    [216486192242783.625, "216486192242783.63"],
+    [1.5e21, "1500000000000000000000"],
+    [1e300, "1" + "0".repeat(300)],
+    [5e-324, "0." + "0".repeat(323) + "5"],
+  ];
+  for (const [n, shown] of cases) {
+    await assert.rejects(s.getBlob(n), { message: `kvsweep: getBlob: id must be a string, got ${shown}` });
+  }
+});
+
 test("putBlob takes a Uint8Array, an ArrayBuffer, any typed array or a Blob, all the same bytes", async () => {
   const s = new Sweeper(memoryStore());
   const bytes = new Uint8Array([1, 2, 3, 4]);
