@@ -726,7 +726,7 @@ fn referrers_first<'d, 'a>(doomed: &'d [Doomed<'a>]) -> Vec<&'d Doomed<'a>> {
 }
 
 fn distinct_ids(mut ids: Vec<EntryId>) -> Vec<EntryId> {
-    ids.sort();
+    crate::sort::sort(&mut ids);
     ids.dedup();
     ids
 }

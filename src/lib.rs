@@ -9,6 +9,8 @@
 
 extern crate alloc;
 
+mod sort;
+
 pub mod mark;
 pub mod model;
 pub mod plan;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::mark::mark_reachable;
 use crate::model::{BlobInfo, EntryId, Inventory, InventoryEntry, Millis};
 use crate::policy::{Policy, Rules};
+use crate::sort::{sort, sort_by, sort_ixs_by};
 
 /// Why an item is in a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -410,12 +411,15 @@ impl EntryPlanner<'_> {
         let corrupt_ns: BTreeSet<&str> =
             inv.corrupt.iter().map(|id| id.namespace.as_str()).collect();
         let names = &grouped.names;
-        let mut by_name: Vec<usize> = (0..names.len()).collect();
-        by_name.sort_unstable_by_key(|&k| names[k]);
+        let mut by_name: Vec<Ix> = (0..names.len()).map(ix).collect();
+        sort_ixs_by(&mut by_name, &|a, b| {
+            names[a as usize].cmp(names[b as usize])
+        });
 
         let mut scratch = Scratch::default();
         let mut doomed: Vec<(Ix, Reason)> = Vec::new();
         for k in by_name {
+            let k = k as usize;
             let ns = names[k];
             let members = &grouped.order[grouped.starts[k]..grouped.starts[k + 1]];
             scratch.distinct(&inv.entries, members, self.hasher);
@@ -516,7 +520,8 @@ impl EntryPlanner<'_> {
                 .await;
         }
         pauser.pause().await;
-        doomed[first..].sort_unstable_by(|a, b| {
+        // Keys are distinct within a namespace: a total order.
+        sort_by(&mut doomed[first..], |a, b| {
             let key = |i: Ix| inv.entries[i as usize].id.key.as_str();
             key(a.0).cmp(key(b.0))
         });
@@ -558,7 +563,9 @@ fn stale_temps(inv: &Inventory, policy: &Policy, now: Millis) -> Vec<Ix> {
         .map(ix)
         .collect();
     // Stable, so a repeated id keeps its first listing.
-    stale.sort_by(|&a, &b| inv.temps[a as usize].id.cmp(&inv.temps[b as usize].id));
+    sort_ixs_by(&mut stale, &|a, b| {
+        inv.temps[a as usize].id.cmp(&inv.temps[b as usize].id)
+    });
     stale.dedup_by(|a, b| inv.temps[*a as usize].id == inv.temps[*b as usize].id);
     stale
 }
@@ -623,15 +630,15 @@ fn tally(summary: &mut Summary, actions: &[Action], inv: &Inventory) {
         t.bytes = t.bytes.saturating_add(a.bytes);
     }
     let mut corrupt = inv.corrupt.clone();
-    corrupt.sort();
+    sort(&mut corrupt);
     if !corrupt.is_empty() {
         summary.deleted.entry(Reason::Corrupt).or_default();
     }
     summary.corrupt = corrupt;
     summary.corrupt_blobs = inv.corrupt_blobs.clone();
-    summary.corrupt_blobs.sort();
+    sort(&mut summary.corrupt_blobs);
     summary.corrupt_temps = inv.corrupt_temps.clone();
-    summary.corrupt_temps.sort();
+    sort(&mut summary.corrupt_temps);
 }
 
 /// How many times a namespace is planned again towards its fixpoint (SPEC §2)
@@ -742,7 +749,7 @@ impl Scratch {
                         .is_some_and(|g| rules.groups.contains_key(g))
             }));
             // By group, newest first, ties broken by key (unique: a total order).
-            ranked.sort_unstable_by(|&a, &b| {
+            sort_ixs_by(ranked, &|a, b| {
                 let (ea, eb) = (entry(a), entry(b));
                 ea.meta
                     .group
@@ -774,7 +781,8 @@ impl Scratch {
         if rules.max_entries.is_some() || rules.max_bytes.is_some() {
             ranked.clear();
             ranked.extend((0..n).map(ix).filter(|&j| dropped[j as usize].is_none()));
-            ranked.sort_unstable_by(|&a, &b| {
+            // Ties broken by key: a total order.
+            sort_ixs_by(ranked, &|a, b| {
                 let (ea, eb) = (entry(a), entry(b));
                 ea.meta
                     .accessed_at

@@ -206,7 +206,7 @@ impl<S: Store> Sweeper<S> {
             .map(|w| w.id.namespace.clone())
             .filter(|ns| !self.registered.borrow().contains(ns))
             .collect();
-        register.sort();
+        crate::sort::sort(&mut register);
         register.dedup();
         let atomic = self.store.atomic();
         let tables = entry_tables(atomic, !register.is_empty());

@@ -341,7 +341,7 @@ impl Store for IdbStore {
             return Ok(());
         }
         let mut tables: Vec<Table> = ops.iter().map(Op::table).collect();
-        tables.sort();
+        crate::sort::sort(&mut tables);
         tables.dedup();
         let tx = self.transaction(&tables, IdbTransactionMode::Readwrite)?;
         let done = committed(&tx);
@@ -463,7 +463,7 @@ fn adds_only(guess: &Reads, ops: &[Op]) -> bool {
             _ => return false,
         }
     }
-    keys.sort_unstable();
+    crate::sort::sort(&mut keys);
     keys.dedup();
     keys.len() == ops.len() && keys.len() == guess.keys().len()
 }
