@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::mark::mark_reachable;
 use crate::model::{BlobInfo, EntryId, Inventory, InventoryEntry, Millis};
 use crate::policy::{Policy, Rules};
-use crate::sort::{sort, sort_by, sort_ixs_by};
+use crate::sort::{set_of, sort, sort_by, sort_ixs_by};
 
 /// Why an item is in a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -370,12 +370,13 @@ fn zombies(inv: &Inventory, names: &[&str]) -> Vec<String> {
     let Some(registered) = &inv.namespaces else {
         return Vec::new();
     };
-    let registered: BTreeSet<&str> = registered.iter().map(String::as_str).collect();
-    let present: BTreeSet<&str> = names
-        .iter()
-        .copied()
-        .chain(inv.corrupt.iter().map(|id| id.namespace.as_str()))
-        .collect();
+    let registered: BTreeSet<&str> = set_of(registered.iter().map(String::as_str));
+    let present: BTreeSet<&str> = set_of(
+        names
+            .iter()
+            .copied()
+            .chain(inv.corrupt.iter().map(|id| id.namespace.as_str())),
+    );
     present
         .into_iter()
         .filter(|ns| !registered.contains(ns))
@@ -408,8 +409,7 @@ impl EntryPlanner<'_> {
         // Namespaces whose entries are all kept: they hold undecodable
         // entries (whose references are unknown) or they are zombies
         // (deleted explicitly).
-        let corrupt_ns: BTreeSet<&str> =
-            inv.corrupt.iter().map(|id| id.namespace.as_str()).collect();
+        let corrupt_ns: BTreeSet<&str> = set_of(inv.corrupt.iter().map(|id| id.namespace.as_str()));
         let names = &grouped.names;
         let mut by_name: Vec<Ix> = (0..names.len()).map(ix).collect();
         sort_ixs_by(&mut by_name, &|a, b| {

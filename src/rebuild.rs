@@ -99,6 +99,7 @@ use serde::Serialize;
 use crate::codec::{self, BlobRecord};
 use crate::model::{EntryId, EntryMeta};
 use crate::refcount::distinct;
+use crate::sort::{map_of, set_of};
 use crate::store::{id_key, stamp, Op, Record, Store, StoreError, Table};
 
 /// The `State` record holding the epoch of the latest rebuild.
@@ -252,10 +253,8 @@ struct Collect {
 impl Collect {
     async fn read<S: Store>(store: &S, page: usize) -> Result<Collect, StoreError> {
         let mut inline = BTreeMap::new();
-        let entries = list_all(store, Table::Meta, page)
-            .await?
-            .into_iter()
-            .map(|(id, bytes)| {
+        let entries = map_of(list_all(store, Table::Meta, page).await?.into_iter().map(
+            |(id, bytes)| {
                 let stamp = stamp(&bytes);
                 let seen = match codec::decode_meta(&bytes) {
                     Ok(record) => Seen::Ok { stamp, record },
@@ -265,20 +264,21 @@ impl Collect {
                     inline.insert(id.clone(), (stamp, value));
                 }
                 (id, seen)
-            })
-            .collect();
-        let blobs = list_all(store, Table::BlobMeta, page)
-            .await?
-            .into_iter()
-            .map(|(id, bytes)| {
-                let stamp = stamp(&bytes);
-                let seen = match codec::decode_blob(&bytes) {
-                    Ok(record) => Seen::Ok { stamp, record },
-                    Err(_) => Seen::Corrupt { stamp },
-                };
-                (id.key, seen)
-            })
-            .collect();
+            },
+        ));
+        let blobs = map_of(
+            list_all(store, Table::BlobMeta, page)
+                .await?
+                .into_iter()
+                .map(|(id, bytes)| {
+                    let stamp = stamp(&bytes);
+                    let seen = match codec::decode_blob(&bytes) {
+                        Ok(record) => Seen::Ok { stamp, record },
+                        Err(_) => Seen::Corrupt { stamp },
+                    };
+                    (id.key, seen)
+                }),
+        );
         Ok(Collect {
             entries,
             inline,
@@ -362,7 +362,7 @@ struct Doubts {
 
 fn doubts(collects: [&Collect; 3]) -> Doubts {
     let mut d = Doubts::default();
-    let keys: BTreeSet<&EntryId> = collects.iter().flat_map(|c| c.entries.keys()).collect();
+    let keys: BTreeSet<&EntryId> = set_of(collects.iter().flat_map(|c| c.entries.keys()));
     for id in keys {
         let seen: Vec<Option<&Seen<EntryMeta>>> =
             collects.iter().map(|c| c.entries.get(id)).collect();
