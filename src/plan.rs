@@ -657,7 +657,7 @@ struct Scratch {
     /// Entries in the order a rule looks at them.
     ranked: Vec<Ix>,
     /// The distinct known blobs of one entry.
-    entry_blobs: Vec<usize>,
+    entry_blobs: Vec<Ix>,
     /// Entries still counted per blob, for `maxBytes`.
     refcount: HashMap<usize, u32>,
 }
@@ -811,6 +811,7 @@ impl Scratch {
                     bytes += u128::from(m.size);
                     distinct_blobs(&m.blobs, blobs, entry_blobs);
                     for &bi in entry_blobs.iter() {
+                        let bi = bi as usize;
                         let c = refcount.entry(bi).or_insert(0);
                         if *c == 0 {
                             bytes += u128::from(blobs.list[bi].size);
@@ -830,11 +831,12 @@ impl Scratch {
                         dropped[j as usize] = Some(Reason::MaxBytes);
                         bytes -= u128::from(m.size);
                         distinct_blobs(&m.blobs, blobs, entry_blobs);
-                        for bi in entry_blobs.iter() {
-                            if let Some(c) = refcount.get_mut(bi) {
+                        for &bi in entry_blobs.iter() {
+                            let bi = bi as usize;
+                            if let Some(c) = refcount.get_mut(&bi) {
                                 *c -= 1;
                                 if *c == 0 {
-                                    bytes -= u128::from(blobs.list[*bi].size);
+                                    bytes -= u128::from(blobs.list[bi].size);
                                 }
                             }
                         }
@@ -881,10 +883,10 @@ fn sort_by_id<'a>(ixs: &mut Vec<Ix>, id: impl Fn(Ix) -> &'a str) {
 }
 
 /// Puts in `out` the inventory indices of the distinct known blobs in `ids`.
-fn distinct_blobs(ids: &[String], blobs: &BlobIndex<'_>, out: &mut Vec<usize>) {
+fn distinct_blobs(ids: &[String], blobs: &BlobIndex<'_>, out: &mut Vec<Ix>) {
     out.clear();
-    out.extend(ids.iter().filter_map(|id| blobs.get(id)));
-    out.sort_unstable();
+    out.extend(ids.iter().filter_map(|id| blobs.get(id)).map(ix));
+    sort_ixs_by(out, &|a, b| a.cmp(&b));
     out.dedup();
 }
 
