@@ -550,6 +550,58 @@ impl<S: Store> Sweeper<S> {
         }
     }
 
+    /// [`Sweeper::delete`] at `now`, where an entry whose referrers have all
+    /// expired may go too: `get` returns none of them, so nothing readable
+    /// references it. Those referrers go with it, in one batch, each re-read
+    /// as a run would delete them; if one has changed, the delete is refused.
+    pub async fn delete_at(&self, id: &EntryId, now: Millis) -> Result<bool, Error> {
+        let refused = match self.delete(id).await {
+            Err(e @ Error::Referenced { .. }) => e,
+            other => return other,
+        };
+        // The referrers are the namespace's entries whose refs name `id`.
+        let mut actions = Vec::new();
+        for (eid, bytes) in self.namespace_records(&id.namespace).await? {
+            // Unreadable metadata may reference anything: keep the refusal.
+            let meta = codec::decode_meta(&bytes).map_err(|_| refused.clone())?;
+            let refers = eid != *id && meta.refs.contains(&id.key);
+            if !(refers || eid == *id) {
+                continue;
+            }
+            let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
+            if refers && !expired {
+                return Err(refused);
+            }
+            actions.push(plan::Action {
+                kind: plan::ActionKind::Entry,
+                namespace: Some(eid.namespace),
+                key: eid.key,
+                reason: if refers {
+                    plan::Reason::Expired
+                } else {
+                    plan::Reason::Cleared
+                },
+                bytes: meta.size,
+                version: Some(meta.write_id),
+                listed: None,
+            });
+        }
+        let config = ExecConfig {
+            batch_size: actions.len().max(1),
+            ..self.config.exec
+        };
+        let plan = Plan {
+            summary: plan::Summary::default(),
+            actions,
+        };
+        let report = exec::execute(&self.store, &plan, config, &mut exec::RunToEnd).await;
+        self.seen.borrow_mut().clear();
+        match report.deleted.get(&plan::Reason::Cleared) {
+            Some(t) if t.count > 0 => Ok(true),
+            _ => Err(refused),
+        }
+    }
+
     /// Stores `bytes` under their SHA-256 and returns the id; the same bytes
     /// are stored once. Storing bytes again restarts the blob's grace period,
     /// so the caller can reference it safely for `orphanGraceMs`.

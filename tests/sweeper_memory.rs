@@ -540,3 +540,51 @@ fn garbage_keys_that_cannot_bound_a_range_are_deleted_one_by_one() {
         );
     });
 }
+
+#[test]
+fn delete_at_takes_an_entry_whose_referrers_all_expired_with_them() {
+    let s = sweeper();
+    let id = |k: &str| EntryId::new("", k);
+    block_on(async {
+        s.put(&id("x"), bytes(b"x"), PutOptions::default(), 0)
+            .await
+            .unwrap();
+        s.put(&id("y"), bytes(b"y"), expiring(10, &["x"]), 0)
+            .await
+            .unwrap();
+        s.put(&id("z"), bytes(b"z"), expiring(10, &["x"]), 0)
+            .await
+            .unwrap();
+        s.put(&id("other"), bytes(b"o"), expiring(10, &[]), 0)
+            .await
+            .unwrap();
+        // Before they expire, the referrers keep it.
+        assert!(matches!(
+            s.delete_at(&id("x"), 5).await,
+            Err(kvsweep::Error::Referenced { referrers: 2, .. })
+        ));
+        assert!(s.delete_at(&id("x"), 20).await.unwrap());
+        for k in ["x", "y", "z"] {
+            assert_eq!(s.detail(&id(k), 20, true).await.unwrap(), None, "{k}");
+        }
+        // Expired but unrelated: left to a run.
+        assert!(s.detail(&id("other"), 20, true).await.unwrap().is_some());
+
+        // A pinned referrer never expires; a live one refuses too.
+        s.put(&id("a"), bytes(b"a"), PutOptions::default(), 0)
+            .await
+            .unwrap();
+        let pinned = PutOptions {
+            pinned: true,
+            ..expiring(10, &["a"])
+        };
+        s.put(&id("p"), bytes(b"p"), pinned, 0).await.unwrap();
+        s.put(&id("old"), bytes(b"o"), expiring(10, &["a"]), 0)
+            .await
+            .unwrap();
+        assert!(s.delete_at(&id("a"), 20).await.is_err());
+        assert!(s.detail(&id("a"), 20, true).await.unwrap().is_some());
+        assert!(s.detail(&id("old"), 20, true).await.unwrap().is_some());
+        assert!(!s.delete_at(&id("missing"), 20).await.unwrap());
+    });
+}

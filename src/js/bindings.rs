@@ -522,7 +522,9 @@ impl JsSweeper {
         })
     }
 
-    /// Deletes the entry at `key`; resolves to true if it existed.
+    /// Deletes the entry at `key`; resolves to true if it existed. An entry
+    /// other live entries reference is refused; one whose referrers have all
+    /// expired goes with them.
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn delete(
         &self,
@@ -532,7 +534,8 @@ impl JsSweeper {
         let parsed = key_options(&key, &options, "delete");
         promise(&self.inner, |inner| async move {
             let (id, _) = parsed?;
-            let existed = inner.sweeper.delete(&id).await.map_err(js_err)?;
+            let now = inner.now()?;
+            let existed = inner.sweeper.delete_at(&id, now).await.map_err(js_err)?;
             if existed {
                 // What the entry held (blobs, attachments) goes in a light run.
                 feed(&inner, Input::Deleted);

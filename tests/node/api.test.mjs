@@ -442,3 +442,22 @@ test("keys with a prefix on IndexedDB, whose order differs from code point order
   assert.deepEqual(pairs, [["a", "a"]]);
   store.close();
 });
+
+test("an entry whose referrers have all expired can be deleted; a live referrer still refuses it", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock });
+  await s.put("x", 1);
+  await s.put("y", 2, { refs: ["x"], ttlMs: 10 });
+  await s.put("z", 3, { refs: ["x"], ttlMs: 10 });
+  await assert.rejects(s.delete("x"), /referenced by 2 other entries/);
+  clock.now += 20;
+  assert.equal(await s.delete("x"), true);
+  assert.equal(await s.get("x"), undefined);
+  assert.equal(await s.get("y", { includeExpired: true }), undefined, "the expired referrers went with it");
+  await s.put("a", 1);
+  await s.put("live", 2, { refs: ["a"] });
+  await s.put("old", 3, { refs: ["a"], ttlMs: 1 });
+  clock.now += 5;
+  await assert.rejects(s.delete("a"), /referenced by 2 other entries/);
+  assert.equal((await s.plan()).actions.length, 1, "only the expired referrer is garbage");
+});
