@@ -43,7 +43,13 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
           if (SYNC.has(name)) throw error;
           return Promise.reject(error);
         }
-        return method.apply(this, args);
+        try {
+          return method.apply(this, args);
+        } catch (error) {
+          // A method that returns a promise fails the way it says: by rejecting.
+          if (SYNC.has(name)) throw error;
+          return Promise.reject(error);
+        }
       },
     }[name],
   });

@@ -846,12 +846,23 @@ fn put_items(items: &JsValue) -> Result<Vec<(EntryId, StoredValue, PutOptions)>,
             convert::describe(items)
         )));
     };
-    let n = array.length() as usize;
+    let read = |e: JsValue| {
+        js_err(format!(
+            "putMany: items threw {} when read (a getter or a Proxy)",
+            convert::thrown(&e)
+        ))
+    };
+    let n = Reflect::get(array, &"length".into())
+        .map_err(read)?
+        .as_f64()
+        .unwrap_or(0.0) as usize;
     if n > MAX_PUT_MANY {
         return Err(js_err(format!(
             "putMany: items holds {n} entries, more than the limit of {MAX_PUT_MANY}; split it into several calls"
         )));
     }
+    // A copy: a Proxy's traps run here, once, and what they throw is an error.
+    let array = convert::try_array_from(array).map_err(read)?;
     let mut out = Vec::with_capacity(n);
     for (i, item) in array.iter().enumerate() {
         if !item.is_object() {
@@ -860,11 +871,21 @@ fn put_items(items: &JsValue) -> Result<Vec<(EntryId, StoredValue, PutOptions)>,
                 convert::describe(&item)
             )));
         }
-        let key = key_arg(&field(&item, "key"), &format!("putMany items[{i}]"))?;
-        let value = convert::to_stored(&field(&item, "value"))
+        // Getters run here: what they throw is this item's error.
+        let read = |e: JsValue| {
+            js_err(format!(
+                "putMany: items[{i}] threw {} when read (a getter or a Proxy)",
+                convert::thrown(&e)
+            ))
+        };
+        let key = Reflect::get(&item, &"key".into()).map_err(read)?;
+        let key = key_arg(&key, &format!("putMany items[{i}]"))?;
+        let value = Reflect::get(&item, &"value".into()).map_err(read)?;
+        let value = convert::to_stored(&value)
             .map_err(|e| js_err(format!("putMany items[{i}] ({key:?}): {e}")))?;
         // The options are the item less its key and value.
-        let rest = js_sys::Object::assign(&js_sys::Object::new(), item.unchecked_ref());
+        let rest = js_sys::Object::new();
+        convert::try_assign(&rest, &item).map_err(read)?;
         let _ = Reflect::delete_property(&rest, &"key".into());
         let _ = Reflect::delete_property(&rest, &"value".into());
         let (ns, opts) = options::parse_put_item(&opt(&rest)?, i).map_err(js_err)?;

@@ -90,8 +90,8 @@ fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
         OptValue::String(s)
     } else if v.is_function() {
         OptValue::Function
-    } else if Array::is_array(v) {
-        let arr: &Array = v.unchecked_ref();
+    } else if try_is_array(v).map_err(|e| format!("an option {}", threw(e)))? {
+        let arr = try_array_from(v).map_err(|e| format!("an option {}", threw(e)))?;
         let mut items = Vec::with_capacity(arr.length() as usize);
         for item in arr.iter() {
             items.push(to_opt_at(&item, depth + 1)?);
@@ -99,7 +99,8 @@ fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
         OptValue::Array(items)
     } else if is_plain_object(v) {
         let mut fields = Vec::new();
-        for pair in Object::entries(v.unchecked_ref()).iter() {
+        let entries = try_entries(v).map_err(|e| format!("an option {}", threw(e)))?;
+        for pair in entries.iter() {
             let pair: Array = pair.unchecked_into();
             let key = pair.get(0).as_string().unwrap_or_default();
             fields.push((key, to_opt_at(&pair.get(1), depth + 1)?));
@@ -110,15 +111,43 @@ fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
     })
 }
 
+// The reads of a value that run its code (getters, Proxy traps), bound so
+// that what they throw comes back as an error: an exception must not unwind
+// through Rust frames.
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(catch, js_namespace = Object, js_name = entries)]
+    fn try_entries(v: &JsValue) -> Result<Array, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = Object, js_name = keys)]
+    fn try_keys(v: &JsValue) -> Result<Array, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = Object, js_name = getPrototypeOf)]
+    fn try_prototype(v: &JsValue) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = Array, js_name = isArray)]
+    fn try_is_array(v: &JsValue) -> Result<bool, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = Array, js_name = from)]
+    pub(super) fn try_array_from(v: &JsValue) -> Result<Array, JsValue>;
+    #[wasm_bindgen(catch, js_namespace = Object, js_name = assign)]
+    pub(super) fn try_assign(target: &JsValue, source: &JsValue) -> Result<JsValue, JsValue>;
+    /// `Date.prototype.getTime.call(d)`.
+    #[wasm_bindgen(catch, js_namespace = ["Date", "prototype", "getTime"], js_name = call)]
+    fn try_time(d: &JsValue) -> Result<f64, JsValue>;
+}
+
+/// What a getter or a Proxy trap threw, as an error of the value's path.
+fn threw(e: JsValue) -> String {
+    format!("threw {} when read (a getter or a Proxy)", thrown(&e))
+}
+
 /// An object literal, `Object.create(null)`, or a class instance that is not a built-in we know.
 fn is_plain_object(v: &JsValue) -> bool {
     if !v.is_object() {
         return false;
     }
-    let proto = Object::get_prototype_of(v);
-    let proto: &JsValue = proto.as_ref();
+    let Ok(proto) = try_prototype(v) else {
+        return false;
+    };
     proto.is_null()
-        || Reflect::get(proto, &"constructor".into()).is_ok_and(|c| {
+        || Reflect::get(&proto, &"constructor".into()).is_ok_and(|c| {
             Reflect::get(&c, &"name".into())
                 .ok()
                 .and_then(|n| n.as_string())
@@ -350,13 +379,13 @@ impl Encoder {
             return Ok(Value::Ext(EXT_VIEW, data));
         }
         if let Some(d) = v.dyn_ref::<Date>() {
-            let ms = d.get_time();
+            let ms = try_time(d).map_err(threw)?;
             if !ms.is_finite() {
                 return Err("is an invalid Date".into());
             }
             return Ok(Value::Ext(EXT_TIMESTAMP, timestamp96(ms)));
         }
-        let is_array = Array::is_array(v);
+        let is_array = try_is_array(v).map_err(threw)?;
         let is_map = v.has_type::<js_sys::Map>();
         let is_set = v.has_type::<js_sys::Set>();
         if !(is_array || is_map || is_set || is_plain_object(v)) {
@@ -375,9 +404,9 @@ impl Encoder {
         let inner = if is_array {
             self.array(v.unchecked_ref())
         } else if is_map {
-            self.map(v.unchecked_ref())
+            self.map(v)
         } else if is_set {
-            self.set(v.unchecked_ref())
+            self.set(v)
         } else {
             self.object(v)
         };
@@ -394,7 +423,10 @@ impl Encoder {
     }
 
     fn array(&mut self, arr: &Array) -> Result<Value, String> {
-        let n = arr.length();
+        let n = Reflect::get(arr, &"length".into())
+            .map_err(threw)?
+            .as_f64()
+            .unwrap_or(0.0) as u32;
         if n > MAX_ARRAY_ITEMS {
             return Err(format!(
                 "is an array of {n} items, more than the {MAX_ARRAY_ITEMS} a value may hold"
@@ -402,7 +434,7 @@ impl Encoder {
         }
         // Own keys list indices first, in order, then other properties: the
         // last one tells whether there are others, which would be lost.
-        let keys = Object::keys(arr);
+        let keys = try_keys(arr).map_err(threw)?;
         if let Some(last) = keys.get(keys.length().wrapping_sub(1)).as_string() {
             if last
                 .parse::<u32>()
@@ -421,27 +453,27 @@ impl Encoder {
                 items.push(Value::Ext(EXT_HOLE, Vec::new()));
                 continue;
             }
-            items.push(self.part(Seg::Index(i), &arr.get(i))?);
+            let item = Reflect::get_u32(arr, i).map_err(threw)?;
+            items.push(self.part(Seg::Index(i), &item)?);
         }
         Ok(Value::Array(items))
     }
 
-    fn map(&mut self, map: &js_sys::Map) -> Result<Value, String> {
-        let mut items = Vec::with_capacity(2 * map.size() as usize);
-        for (i, pair) in map.entries().into_iter().enumerate() {
-            let pair: Array = pair
-                .map_err(|_| "is a Map that could not be read")?
-                .unchecked_into();
+    fn map(&mut self, map: &JsValue) -> Result<Value, String> {
+        let pairs = try_array_from(map).map_err(threw)?;
+        let mut items = Vec::with_capacity(2 * pairs.length() as usize);
+        for (i, pair) in pairs.iter().enumerate() {
+            let pair: Array = pair.unchecked_into();
             items.push(self.part(Seg::Entry(i as u32), &pair.get(0))?);
             items.push(self.part(Seg::Entry(i as u32), &pair.get(1))?);
         }
         Ok(Value::Ext(EXT_MAP, packed(&Value::Array(items))))
     }
 
-    fn set(&mut self, set: &js_sys::Set) -> Result<Value, String> {
-        let mut items = Vec::with_capacity(set.size() as usize);
-        for (i, item) in set.values().into_iter().enumerate() {
-            let item = item.map_err(|_| "is a Set that could not be read")?;
+    fn set(&mut self, set: &JsValue) -> Result<Value, String> {
+        let values = try_array_from(set).map_err(threw)?;
+        let mut items = Vec::with_capacity(values.length() as usize);
+        for (i, item) in values.iter().enumerate() {
             items.push(self.part(Seg::Entry(i as u32), &item)?);
         }
         Ok(Value::Ext(EXT_SET, packed(&Value::Array(items))))
@@ -449,7 +481,7 @@ impl Encoder {
 
     fn object(&mut self, v: &JsValue) -> Result<Value, String> {
         let mut fields = Vec::new();
-        for pair in Object::entries(v.unchecked_ref()).iter() {
+        for pair in try_entries(v).map_err(threw)?.iter() {
             let pair: Array = pair.unchecked_into();
             let name = pair.get(0);
             let key = name.as_string().unwrap_or_default();

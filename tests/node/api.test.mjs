@@ -461,3 +461,31 @@ test("an entry whose referrers have all expired can be deleted; a live referrer 
   await assert.rejects(s.delete("a"), /referenced by 2 other entries/);
   assert.equal((await s.plan()).actions.length, 1, "only the expired referrer is garbage");
 });
+
+test("values whose getters or Proxy traps throw are refused by rejection, and the Sweeper lives on", async () => {
+  const s = new Sweeper(memoryStore());
+  const cases = [
+    [{ get a() { throw new Error("getter threw"); } }, /^Error: kvsweep: put\("k"\): value threw Error: getter threw when read \(a getter or a Proxy\)$/],
+    [{ deep: [new Proxy({}, { ownKeys() { throw new Error("ownKeys threw"); } })] }, /value\.deep\[0\] threw Error: ownKeys threw/],
+    [new Proxy([1, 2], { get(t, k) { if (k === "length") throw new Error("length threw"); return t[k]; } }), /value threw Error: length threw/],
+    [new Proxy(new Map(), {}), /value threw TypeError: .*Map.*incompatible receiver/],
+    [new Proxy(new Date(), {}), /value threw TypeError/],
+  ];
+  for (const [value, message] of cases) {
+    const p = s.put("k", value); // a promise, never a synchronous throw
+    assert.ok(p instanceof Promise);
+    await assert.rejects(p, message);
+  }
+  await assert.rejects(
+    s.putMany([{ key: "a", get value() { throw new Error("item getter"); } }]),
+    /^Error: kvsweep: putMany: items\[0\] threw Error: item getter when read \(a getter or a Proxy\)$/,
+  );
+  await assert.rejects(
+    s.putMany(new Proxy([], { get(t, k) { if (k === "length") throw new Error("no length"); return t[k]; } })),
+    /putMany: items threw Error: no length/,
+  );
+  await assert.rejects(s.put("k", 1, { get ttlMs() { throw new Error("option getter"); } }), /option getter/);
+  await s.put("after", 1);
+  assert.equal(await s.get("after"), 1);
+  s.free(); // no borrow was left behind by an exception
+});
