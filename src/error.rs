@@ -37,6 +37,9 @@ pub enum Error {
     },
     /// A write kept colliding with concurrent writes to the same records.
     Busy(String),
+    /// The host stopped a plan or a run while it listed the store (an abort
+    /// signal, `close()`).
+    Stopped,
     Store(StoreError),
 }
 
@@ -68,6 +71,7 @@ impl fmt::Display for Error {
             ),
             Error::Corrupt { what, cause } => write!(f, "{what} could not be read: {cause}"),
             Error::Busy(what) => write!(f, "{what} kept colliding with concurrent writes; try again"),
+            Error::Stopped => f.write_str("stopped while listing the store"),
             Error::Store(e) => e.fmt(f),
         }
     }

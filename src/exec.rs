@@ -179,6 +179,12 @@ pub trait RunHost {
     /// Called often during long computations (planning): a host on a
     /// page's main thread yields to the event loop when it has held it long.
     async fn pause(&mut self) {}
+
+    /// Asked between listing pages: true stops the listing (and the plan or
+    /// run it is for) with [`Error::Stopped`].
+    fn stopped(&mut self) -> bool {
+        false
+    }
 }
 
 /// A host that never yields and never stops: native tests and tools.

@@ -643,8 +643,13 @@ impl<S: Store> Sweeper<S> {
     /// it comes (so no step decodes the whole store at once). Undecodable
     /// records are listed as corrupt, never dropped.
     pub async fn inventory(&self) -> Result<Inventory, Error> {
+        self.inventory_hosted(&mut exec::RunToEnd).await
+    }
+
+    /// [`Sweeper::inventory`], asking `host` between pages whether to stop.
+    async fn inventory_hosted<H: RunHost>(&self, host: &mut H) -> Result<Inventory, Error> {
         let mut inv = Inventory::default();
-        self.list_pages(Table::Meta, |page| {
+        self.list_pages_hosted(host, Table::Meta, |page| {
             for (id, bytes) in page {
                 match codec::decode_meta(&bytes) {
                     Ok(meta) => inv.entries.push(InventoryEntry { id, meta }),
@@ -653,7 +658,7 @@ impl<S: Store> Sweeper<S> {
             }
         })
         .await?;
-        self.list_pages(Table::BlobMeta, |page| {
+        self.list_pages_hosted(host, Table::BlobMeta, |page| {
             for (id, bytes) in page {
                 match codec::decode_blob_info(&id.key, &bytes) {
                     Ok(b) => inv.blobs.push(b),
@@ -662,7 +667,7 @@ impl<S: Store> Sweeper<S> {
             }
         })
         .await?;
-        self.list_pages(Table::Temps, |page| {
+        self.list_pages_hosted(host, Table::Temps, |page| {
             for (id, bytes) in page {
                 match codec::decode_temp_info(&id.key, &bytes) {
                     Ok(t) => inv.temps.push(t),
@@ -672,7 +677,7 @@ impl<S: Store> Sweeper<S> {
         })
         .await?;
         let mut namespaces: Vec<String> = Vec::new();
-        self.list_pages(Table::Namespaces, |page| {
+        self.list_pages_hosted(host, Table::Namespaces, |page| {
             namespaces.extend(page.into_iter().map(|(id, _)| id.key));
         })
         .await?;
@@ -683,15 +688,20 @@ impl<S: Store> Sweeper<S> {
         Ok(inv)
     }
 
-    /// Lists `table` in pages, handing each page to `each` as it comes.
-    async fn list_pages(
+    /// Lists `table` in pages, handing each page to `each` as it comes;
+    /// between pages, `host` may pause or stop the listing.
+    async fn list_pages_hosted<H: RunHost>(
         &self,
+        host: &mut H,
         table: Table,
         mut each: impl FnMut(Vec<crate::store::Record>),
     ) -> Result<(), Error> {
         let page = self.config.exec.page_size.max(1);
         let mut after: Option<EntryId> = None;
         loop {
+            if host.stopped() {
+                return Err(Error::Stopped);
+            }
             let got = self.store.list(table, after.as_ref(), page).await?;
             let n = got.len();
             after = got.last().map(|(k, _)| k.clone());
@@ -699,6 +709,7 @@ impl<S: Store> Sweeper<S> {
             if n < page {
                 return Ok(());
             }
+            host.pause().await;
         }
     }
 
@@ -717,7 +728,7 @@ impl<S: Store> Sweeper<S> {
         // Reads' deferred refreshes count for LRU eviction; a failure only
         // leaves accessedAt older, which the next read raises again.
         let _ = self.flush_touches().await;
-        let inv = self.inventory().await?;
+        let inv = self.inventory_hosted(host).await?;
         Ok(plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await)
     }
 
@@ -741,7 +752,16 @@ impl<S: Store> Sweeper<S> {
             .find_map(|b| Cursor::decode(&b).ok());
         let mode = cursor.as_ref().map_or(mode, |c| c.mode.max(mode));
         let _ = self.flush_touches().await;
-        let inv = self.inventory().await?;
+        let inv = match self.inventory_hosted(host).await {
+            // Stopped before anything was deleted: the cursor stays as it was.
+            Err(Error::Stopped) => {
+                return Ok(RunReport {
+                    mode,
+                    ..Default::default()
+                })
+            }
+            other => other?,
+        };
         let mut plan = plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await;
         drop(inv);
         if let Some(c) = &cursor {
@@ -846,6 +866,10 @@ struct Tracked<'a, H> {
 impl<H: RunHost> RunHost for Tracked<'_, H> {
     async fn pause(&mut self) {
         self.inner.pause().await;
+    }
+
+    fn stopped(&mut self) -> bool {
+        self.inner.stopped()
     }
 
     async fn between_batches(&mut self, progress: &Progress) -> exec::Flow {

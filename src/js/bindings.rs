@@ -104,10 +104,14 @@ export interface DeleteOptions { namespace?: string }
 export interface ListOptions { namespace?: string; prefix?: string; limit?: number }
 export interface PageOptions extends ListOptions { after?: string }
 export interface Progress { running: boolean; phase: "entries" | "blobs" | "temps" | "idle"; processed: number; total: number; deleted: number }
-export interface PlanOptions { mode?: Mode; signal?: AbortSignal }
+export interface PlanOptions {
+  mode?: Mode;
+  /** Checked between listing pages and once planning ends: an abort rejects the plan. */
+  signal?: AbortSignal;
+}
 export interface RunOptions {
   mode?: Mode; signal?: AbortSignal; budgetMs?: number;
-  /** Called between batches; a throw or a rejected promise stops the run, which then rejects with it. */
+  /** Called between batches; the run waits for a promise it returns (until the run is aborted or the Sweeper closed). A throw or a rejected promise stops the run, which then rejects with it. */
   onProgress?: (p: Progress) => void | Promise<void>;
 }
 export interface Tally { count: number; bytes: number }
@@ -698,11 +702,15 @@ impl JsSweeper {
             }
             let now = inner.now()?;
             let mut host = JsHost::new(inner.clone(), signal.clone(), None, None);
-            let plan = inner
-                .sweeper
-                .plan_hosted(run.mode, now, &mut host)
-                .await
-                .map_err(js_err)?;
+            let plan = match inner.sweeper.plan_hosted(run.mode, now, &mut host).await {
+                Ok(plan) => plan,
+                Err(e) => {
+                    return Err(aborted().unwrap_or_else(|| match e {
+                        Error::Stopped => js_err("plan: this Sweeper was closed while it planned"),
+                        e => js_err(e),
+                    }))
+                }
+            };
             if let Some(e) = aborted() {
                 return Err(e);
             }
@@ -963,11 +971,9 @@ impl JsHost {
         };
         let failure = match cb.call1(&JsValue::UNDEFINED, &p) {
             Err(e) => Some(e),
-            Ok(returned) => match returned.dyn_ref::<Promise>() {
-                Some(pending) => wasm_bindgen_futures::JsFuture::from(pending.clone())
-                    .await
-                    .err(),
-                None => None,
+            Ok(returned) => match returned.dyn_into::<Promise>() {
+                Ok(pending) => self.wait_for(pending).await,
+                Err(_) => None,
             },
         };
         // The last report comes after the run finished: nothing to stop.
@@ -977,7 +983,39 @@ impl JsHost {
     }
 }
 
+impl JsHost {
+    /// Waits for the promise a progress callback returned, and what it
+    /// rejects with; a promise that never settles holds the run only until
+    /// the run is aborted or the Sweeper closed.
+    async fn wait_for(&self, pending: Promise) -> Option<JsValue> {
+        loop {
+            let tick = js_sys::Object::new();
+            let timer = Promise::new(&mut |resolve, _| {
+                super::driver::call_global(
+                    "setTimeout",
+                    &js_sys::Array::of3(&resolve, &50.into(), &tick),
+                );
+            });
+            let first = Promise::race(&js_sys::Array::of2(&pending, &timer));
+            match wasm_bindgen_futures::JsFuture::from(first).await {
+                Err(e) => return Some(e),
+                Ok(v) if js_sys::Object::is(&v, &tick) => {
+                    let aborted = field(&self.signal, "aborted").as_bool() == Some(true);
+                    if aborted || self.inner.closed.get() {
+                        return None;
+                    }
+                }
+                Ok(_) => return None,
+            }
+        }
+    }
+}
+
 impl RunHost for JsHost {
+    fn stopped(&mut self) -> bool {
+        self.should_stop()
+    }
+
     async fn pause(&mut self) {
         if js_sys::Date::now() - self.yielded_at >= HOLD_MS {
             yield_now().await;

@@ -160,7 +160,7 @@ pub(super) fn feed(inner: &Rc<Inner>, input: Input) {
     }
 }
 
-fn call_global(name: &str, args: &js_sys::Array) -> JsValue {
+pub(super) fn call_global(name: &str, args: &js_sys::Array) -> JsValue {
     let global = js_sys::global();
     match field(&global, name).dyn_into::<Function>() {
         Ok(f) => Reflect::apply(&f, &global, args).unwrap_or(JsValue::UNDEFINED),

@@ -489,3 +489,51 @@ test("values whose getters or Proxy traps throw are refused by rejection, and th
   assert.equal(await s.get("after"), 1);
   s.free(); // no borrow was left behind by an exception
 });
+
+test("a progress callback's promise that never settles holds a run only until it is aborted or closed", async () => {
+  for (const how of ["aborted", "closed"]) {
+    const s = new Sweeper(memoryStore(), { batchSize: 10 });
+    for (let i = 0; i < 50; i++) await s.put(`k${i}`, i, { ttlMs: 1 });
+    await new Promise((r) => setTimeout(r, 5));
+    const controller = new AbortController();
+    let calls = 0;
+    const run = s.run({
+      signal: controller.signal,
+      onProgress: () => {
+        calls++;
+        return new Promise(() => {});
+      },
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    if (how === "aborted") controller.abort();
+    else s.close();
+    const report = await run;
+    assert.equal(report.stopped, how);
+    assert.equal(report.done, false);
+    assert.equal(calls, 1);
+  }
+});
+
+test("plan({ signal }) stops listing a store as soon as it is aborted", async () => {
+  const store = await openIndexedDb(`abort-plan-${Date.now()}`);
+  const s = new Sweeper(store);
+  const items = Array.from({ length: 6000 }, (_, i) => ({ key: `k${String(i).padStart(5, "0")}`, value: i }));
+  await s.putMany(items);
+  const controller = new AbortController();
+  const getAll = IDBObjectStore.prototype.getAll;
+  let pages = 0;
+  IDBObjectStore.prototype.getAll = function (...args) {
+    if (++pages === 1) controller.abort();
+    return getAll.apply(this, args);
+  };
+  try {
+    await assert.rejects(s.plan({ signal: controller.signal }), /^Error: kvsweep: plan: aborted by options\.signal$/);
+  } finally {
+    IDBObjectStore.prototype.getAll = getAll;
+  }
+  assert.ok(pages <= 2, `${pages} pages read of 6`);
+  // Nothing was changed: a plan without a signal lists all of it.
+  const full = await s.plan();
+  assert.equal(full.summary.scanned, 6000);
+  store.close();
+});
