@@ -25,10 +25,12 @@ pub enum BlobBytes {
 
 /// `putBlob`'s argument as bytes; the argument described if it holds none.
 pub fn blob_bytes(v: &JsValue) -> Result<BlobBytes, String> {
-    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+    // A Proxy of a buffer is refused below, as what it is not.
+    let real = real_bytes(v).is_ok();
+    if let Some(bytes) = v.dyn_ref::<Uint8Array>().filter(|_| real) {
         return Ok(BlobBytes::Now(bytes.to_vec()));
     }
-    if let Some(buf) = v.dyn_ref::<ArrayBuffer>() {
+    if let Some(buf) = v.dyn_ref::<ArrayBuffer>().filter(|_| real) {
         return Ok(BlobBytes::Now(Uint8Array::new(buf).to_vec()));
     }
     if ArrayBuffer::is_view(v) {
@@ -131,6 +133,14 @@ extern "C" {
     /// `Date.prototype.getTime.call(d)`.
     #[wasm_bindgen(catch, js_namespace = ["Date", "prototype", "getTime"], js_name = call)]
     fn try_time(d: &JsValue) -> Result<f64, JsValue>;
+}
+
+/// Checks that `v`, which passed `instanceof` for a buffer or a typed array,
+/// is one and not a Proxy of one: a Proxy would read as empty.
+fn real_bytes(v: &JsValue) -> Result<(), String> {
+    Reflect::get(v, &"byteLength".into())
+        .map(drop)
+        .map_err(threw)
 }
 
 /// What a getter or a Proxy trap threw, as an error of the value's path.
@@ -262,6 +272,7 @@ pub fn to_stored(v: &JsValue) -> Result<StoredValue, String> {
         return Err("value is undefined; store null to record an empty value".into());
     }
     if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+        real_bytes(v).map_err(|e| format!("value {e}"))?;
         return Ok(StoredValue::Bytes(bytes.to_vec()));
     }
     let mut enc = Encoder {
@@ -354,9 +365,11 @@ impl Encoder {
             return Err("is a function, which cannot be stored".into());
         }
         if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+            real_bytes(v)?;
             return Ok(Value::Binary(bytes.to_vec()));
         }
         if let Some(buf) = v.dyn_ref::<ArrayBuffer>() {
+            real_bytes(v)?;
             return Ok(Value::Ext(EXT_ARRAY_BUFFER, Uint8Array::new(buf).to_vec()));
         }
         if ArrayBuffer::is_view(v) {

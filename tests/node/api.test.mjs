@@ -470,6 +470,10 @@ test("values whose getters or Proxy traps throw are refused by rejection, and th
     [new Proxy([1, 2], { get(t, k) { if (k === "length") throw new Error("length threw"); return t[k]; } }), /value threw Error: length threw/],
     [new Proxy(new Map(), {}), /value threw TypeError: .*Map.*incompatible receiver/],
     [new Proxy(new Date(), {}), /value threw TypeError/],
+    // A Proxy of bytes would read as empty: refused, never stored changed.
+    [new Proxy(new ArrayBuffer(4), {}), /value threw TypeError/],
+    [new Proxy(new Uint8Array([1, 2]), {}), /value threw TypeError/],
+    [{ bytes: new Proxy(new Uint8Array([1, 2]), {}) }, /value\.bytes threw TypeError/],
   ];
   for (const [value, message] of cases) {
     const p = s.put("k", value); // a promise, never a synchronous throw
@@ -485,6 +489,7 @@ test("values whose getters or Proxy traps throw are refused by rejection, and th
     /putMany: items threw Error: no length/,
   );
   await assert.rejects(s.put("k", 1, { get ttlMs() { throw new Error("option getter"); } }), /option getter/);
+  await assert.rejects(s.putBlob(new Proxy(new Uint8Array([1]), {})), /putBlob: bytes must be/);
   await s.put("after", 1);
   assert.equal(await s.get("after"), 1);
   s.free(); // no borrow was left behind by an exception
