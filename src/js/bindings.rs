@@ -80,7 +80,7 @@ export interface Stats {
   state: "idle" | "locking" | "running" | "closed";
   /** The mode of the run waiting for its time (or to follow the one running). */
   pending?: Mode;
-  /** When the scheduler's timer fires next (ms since the epoch, by the Sweeper's clock). */
+  /** When the scheduler's timer fires next (ms since the epoch, by Date.now(): timers run on real time, whatever the clock option says). */
   nextRunAt?: number;
   /** Background runs that went to their end; slices started; failed runs. */
   runs: number; slices: number; failures: number; failuresInRow: number;
@@ -355,25 +355,27 @@ impl Inner {
 
     /// A write went: the scheduler counts it. A write the store refused as
     /// full asks for a full run, and says so.
-    /// `prefix` starts the message of an error (`"putMany: "`).
+    /// `method` names the call in a quota error's message (and in every
+    /// error of putMany's, as before).
     fn wrote(
         self: &Rc<Self>,
         n: u64,
         result: Result<(), Error>,
-        prefix: &str,
+        method: &str,
     ) -> Result<(), JsValue> {
         match result {
             Ok(()) => {
                 feed(self, Input::Wrote(n));
                 Ok(())
             }
-            Err(e @ Error::Store(StoreError::QuotaExceeded(_))) => {
+            Err(e @ Error::Store(StoreError::QuotaExceeded(_))) if self.driver.auto => {
                 feed(self, Input::Pressure);
                 Err(js_err(format!(
-                    "{prefix}{e}; a full cleanup has been requested (see stats()): try again after it"
+                    "{method}: {e}; a full cleanup has been requested (see stats()): try again after it"
                 )))
             }
-            Err(e) => Err(js_err(format!("{prefix}{e}"))),
+            Err(e) if method == "putMany" => Err(js_err(format!("putMany: {e}"))),
+            Err(e) => Err(js_err(e)),
         }
     }
 }
@@ -431,9 +433,9 @@ impl JsSweeper {
                 ^ (js_sys::Date::now() as u64).rotate_left(32),
         );
         let clock = field(&options, "clock").dyn_into::<Function>().ok();
-        let now = clock_now(clock.as_ref()).unwrap_or_else(|_| js_sys::Date::now() as Millis);
         // Without `schedule`, runs happen only when asked (run(), request()).
         // Sweepers of one IndexedDB database share a lock across tabs and workers.
+        let auto = schedule.is_some();
         let (schedule, lock_name, fraction) = match schedule {
             Some(o) => (o.config, o.lock_name, o.storage_fraction),
             None => (ScheduleConfig::manual(), None, 0.0),
@@ -445,7 +447,15 @@ impl JsSweeper {
         let on_run = field(&field(&options, "schedule"), "onRun")
             .dyn_into::<Function>()
             .ok();
-        let driver = Driver::new(schedule, lock_name, fraction, on_run, now);
+        // The scheduler runs on real time, like its timers (see driver::feed).
+        let driver = Driver::new(
+            schedule,
+            lock_name,
+            fraction,
+            on_run,
+            js_sys::Date::now() as Millis,
+            auto,
+        );
         let inner = Rc::new(Inner {
             sweeper: Sweeper::new(store.inner.clone(), policy, config),
             clock,
@@ -479,7 +489,7 @@ impl JsSweeper {
             let (id, value, opts) = parsed?;
             let now = inner.now()?;
             let result = inner.sweeper.put(&id, value, opts, now).await;
-            inner.wrote(1, result, "")?;
+            inner.wrote(1, result, "put")?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -497,7 +507,7 @@ impl JsSweeper {
             let now = inner.now()?;
             let n = items.len() as u64;
             let result = inner.sweeper.put_many(items, now).await;
-            inner.wrote(n, result, "putMany: ")?;
+            inner.wrote(n, result, "putMany")?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -577,7 +587,7 @@ impl JsSweeper {
                 Ok(id) => (id, Ok(())),
                 Err(e) => (String::new(), Err(e)),
             };
-            inner.wrote(1, result, "")?;
+            inner.wrote(1, result, "putBlob")?;
             Ok(id.into())
         })
     }
@@ -669,6 +679,8 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let ns = parsed?;
             inner.after_background().await?;
+            let _lock = super::driver::hand_lock(&inner).await;
+            inner.open()?;
             if inner.running.replace(true) {
                 return Err(js_err(
                     "clear: a run is in progress on this Sweeper; await it first",
@@ -745,6 +757,9 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let run = parsed?;
             inner.after_background().await?;
+            // Across tabs and workers too: held until this run ends.
+            let _lock = super::driver::hand_lock(&inner).await;
+            inner.open()?;
             if inner.running.replace(true) {
                 return Err(js_err(
                     "a run is already in progress on this Sweeper; await it first",
@@ -838,6 +853,14 @@ impl JsSweeper {
     /// progress stops after its current batch (`stopped: "closed"`), saving
     /// where it stopped for the next run.
     pub fn close(&self) {
+        self.inner.closed.set(true);
+        feed(&self.inner, Input::Close);
+    }
+}
+
+impl Drop for JsSweeper {
+    /// free(): as close(), so that a background run stops at its next batch.
+    fn drop(&mut self) {
         self.inner.closed.set(true);
         feed(&self.inner, Input::Close);
     }

@@ -190,7 +190,7 @@ pub fn describe(v: &JsValue) -> String {
         format!("{s:?}")
     } else if v.is_function() {
         "a function".into()
-    } else if Array::is_array(v) {
+    } else if try_is_array(v).unwrap_or(false) {
         "an array".into()
     } else {
         let name = type_name(v);
@@ -476,9 +476,10 @@ impl Encoder {
         let pairs = try_array_from(map).map_err(threw)?;
         let mut items = Vec::with_capacity(2 * pairs.length() as usize);
         for (i, pair) in pairs.iter().enumerate() {
-            let pair: Array = pair.unchecked_into();
-            items.push(self.part(Seg::Entry(i as u32), &pair.get(0))?);
-            items.push(self.part(Seg::Entry(i as u32), &pair.get(1))?);
+            let key = Reflect::get_u32(&pair, 0).map_err(threw)?;
+            let value = Reflect::get_u32(&pair, 1).map_err(threw)?;
+            items.push(self.part(Seg::Entry(i as u32), &key)?);
+            items.push(self.part(Seg::Entry(i as u32), &value)?);
         }
         Ok(Value::Ext(EXT_MAP, packed(&Value::Array(items))))
     }

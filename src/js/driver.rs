@@ -41,6 +41,8 @@ pub(super) struct Driver {
     lock_name: Option<String>,
     storage_fraction: f64,
     on_run: Option<Function>,
+    /// A `schedule` was given: quota errors may start runs by themselves.
+    pub(super) auto: bool,
     /// Resolving it releases the held Web Lock.
     release: RefCell<Option<Function>>,
     last: RefCell<Option<LastRun>>,
@@ -55,6 +57,7 @@ impl Driver {
         storage_fraction: f64,
         on_run: Option<Function>,
         now: Millis,
+        auto: bool,
     ) -> Driver {
         let navigator = field(&js_sys::global(), "navigator");
         let locks = field(&navigator, "locks");
@@ -70,6 +73,7 @@ impl Driver {
             lock_name,
             storage_fraction,
             on_run,
+            auto,
             release: RefCell::new(None),
             last: RefCell::new(None),
         }
@@ -137,11 +141,9 @@ pub(super) fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
 
 /// Tells the scheduler what happened now, and does what it asks.
 pub(super) fn feed(inner: &Rc<Inner>, input: Input) {
-    // A clock that throws or lies here must not stop scheduling: the
-    // scheduler falls back on the system's time.
-    let now = inner
-        .now()
-        .unwrap_or_else(|_| js_sys::Date::now() as Millis);
+    // Timers run on real time, so the scheduler does too: an injected clock
+    // (a test's, frozen or jumping) dates entries, not timers.
+    let now = js_sys::Date::now() as Millis;
     let outputs: Vec<Output> = {
         let mut s = inner.driver.sched.borrow_mut();
         s.handle(now, input);
@@ -169,7 +171,9 @@ pub(super) fn call_global(name: &str, args: &js_sys::Array) -> JsValue {
 }
 
 fn cancel(inner: &Inner) {
-    if let Some((handle, _callback)) = inner.driver.timer.borrow_mut().take() {
+    // Taken out first: clearTimeout (a test's fake timers, say) may call back in.
+    let armed = inner.driver.timer.borrow_mut().take();
+    if let Some((handle, _callback)) = armed {
         call_global("clearTimeout", &js_sys::Array::of1(&handle));
     }
 }
@@ -251,6 +255,62 @@ fn take_lock(inner: &Rc<Inner>) {
     }
 }
 
+/// Holds the Web Lock of a run called by hand until dropped.
+pub(super) struct HandLock(Option<Function>);
+
+impl Drop for HandLock {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            let _ = release.call0(&JsValue::UNDEFINED);
+        }
+    }
+}
+
+/// Takes the Web Lock for a run called by hand (or a clear), waiting for it:
+/// runs are one at a time across tabs and workers whoever starts them.
+/// Without Web Locks (Node, a memory store) it holds nothing.
+pub(super) async fn hand_lock(inner: &Inner) -> HandLock {
+    let Some(name) = inner.driver.lock_name.clone() else {
+        return HandLock(None);
+    };
+    let locks = field(&field(&js_sys::global(), "navigator"), "locks");
+    let Ok(request) = field(&locks, "request").dyn_into::<Function>() else {
+        return HandLock(None);
+    };
+    // Resolves with the function that releases the lock, once it is held;
+    // with undefined if Web Locks refused the request.
+    let granted = Promise::new(&mut |granted, _| {
+        let on_grant = granted.clone();
+        let callback = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
+            Promise::new(&mut |release, _| {
+                let _ = on_grant.call1(&JsValue::UNDEFINED, &release);
+            })
+            .into()
+        });
+        match Reflect::apply(
+            &request,
+            &locks,
+            &js_sys::Array::of2(&name.clone().into(), &callback),
+        ) {
+            Ok(asked) => {
+                let granted = granted.clone();
+                spawn(async move {
+                    if let Ok(p) = asked.dyn_into::<Promise>() {
+                        if wasm_bindgen_futures::JsFuture::from(p).await.is_err() {
+                            let _ = granted.call1(&JsValue::UNDEFINED, &JsValue::UNDEFINED);
+                        }
+                    }
+                });
+            }
+            Err(_) => {
+                let _ = granted.call1(&JsValue::UNDEFINED, &JsValue::UNDEFINED);
+            }
+        }
+    });
+    let release = wasm_bindgen_futures::JsFuture::from(granted).await;
+    HandLock(release.ok().and_then(|r| r.dyn_into::<Function>().ok()))
+}
+
 fn release_lock(inner: &Inner) {
     if let Some(resolve) = inner.driver.release.borrow_mut().take() {
         let _ = resolve.call0(&JsValue::UNDEFINED);
@@ -271,6 +331,8 @@ fn notify(inner: &Inner, kind: &str, mode: Mode, extra: Option<(&str, JsValue)>)
     }
     if let Ok(p) = cb.call1(&JsValue::UNDEFINED, &event) {
         if let Ok(p) = p.dyn_into::<Promise>() {
+            // Through race, a `then` that throws becomes a rejection.
+            let p = Promise::race(&js_sys::Array::of1(&p));
             // A rejected promise must not end a Node process as unhandled.
             spawn(async move {
                 let _ = wasm_bindgen_futures::JsFuture::from(p).await;
@@ -306,12 +368,11 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
     inner.running.set(false);
     inner.background.set(false);
     let duration_ms = (js_sys::Date::now() - started).max(0.0);
-    let (input, last) = match result {
+    let (input, last, event) = match result {
         Ok(mut report) => {
             report.duration_ms = duration_ms as u64;
             let (deleted, bytes) = totals(&report);
             let out = super::bindings::to_js(&report).unwrap_or(JsValue::UNDEFINED);
-            notify(&inner, "end", mode, Some(("report", out)));
             (
                 Input::RunEnded { done: report.done },
                 LastRun {
@@ -323,15 +384,11 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
                     bytes,
                     error: None,
                 },
+                ("end", ("report", out)),
             )
         }
         Err(message) => {
-            notify(
-                &inner,
-                "error",
-                mode,
-                Some(("error", super::bindings::js_err(&message))),
-            );
+            let error = super::bindings::js_err(&message);
             (
                 Input::RunFailed,
                 LastRun {
@@ -343,12 +400,16 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
                     bytes: 0,
                     error: Some(message),
                 },
+                ("error", ("error", error)),
             )
         }
     };
     *inner.driver.last.borrow_mut() = Some(last);
     release_lock(&inner);
     feed(&inner, input);
+    // Told last: stats() in the callback shows the run ended, and a request
+    // from it is a new one.
+    notify(&inner, event.0, mode, Some((event.1 .0, event.1 .1)));
 }
 
 fn totals(report: &RunReport) -> (u64, u64) {

@@ -435,21 +435,21 @@ pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
     ms("retryMaxMs", &mut config.retry_max_ms)?;
     if config.retry_max_ms < config.retry_base_ms {
         return err(format!(
-            "schedule.retryMaxMs ({}) must be at least schedule.retryMs ({})",
-            config.retry_max_ms, config.retry_base_ms
+            "schedule.retryMaxMs must be at least schedule.retryMs ({}), got {}",
+            config.retry_base_ms, config.retry_max_ms
         ));
     }
     if config.max_wait_ms < config.debounce_ms {
         return err(format!(
-            "schedule.maxWaitMs ({}) must be at least schedule.debounceMs ({})",
-            config.max_wait_ms, config.debounce_ms
+            "schedule.maxWaitMs must be at least schedule.debounceMs ({}), got {}",
+            config.debounce_ms, config.max_wait_ms
         ));
     }
     config.run_on_start = f.boolean("runOnStart")?;
     config.auto_after_writes = f.whole("autoAfterWrites")?.unwrap_or(0);
     let lock_name = f.string("lockName")?;
     if lock_name.as_deref() == Some("") {
-        return err("schedule.lockName must not be empty".into());
+        return err("schedule.lockName must be a non-empty string, got \"\"".into());
     }
     let storage_fraction = match f.get("storageFraction") {
         None => 0.8,

@@ -138,7 +138,7 @@ test("the scheduler runs in a dedicated worker", { timeout: 60_000 }, async () =
   assert.equal(result.type, "end", result.message);
   assert.equal(result.stats.runs, 1);
   assert.equal(result.stats.lastRun.deleted, 100);
-  assert.equal(result.locks, true, "workers have Web Locks");
+  assert.deepEqual(result.held, [`kvsweep:${result.db}`], "the run held the database's lock");
   await context.close();
 });
 
@@ -160,7 +160,7 @@ test("the scheduler runs in a service worker", { timeout: 60_000 }, async () => 
   assert.equal(result.type, "end", result.message);
   assert.equal(result.stats.runs, 1);
   assert.equal(result.stats.lastRun.deleted, 100);
-  assert.equal(result.locks, true);
+  assert.deepEqual(result.held, [`kvsweep:${result.db}`], "the run held the database's lock");
   await context.close();
 });
 
@@ -198,5 +198,34 @@ test("storage use past storageFraction of the quota asks for a full run after a 
   assert.equal(result.after.lastRun.mode, "full");
   assert.equal(result.after.lastRun.deleted, 20);
   assert.equal(result.left, 0);
+  await context.close();
+});
+
+test("a run called by hand waits for the lock another context holds", { timeout: 60_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url);
+  const result = await page.evaluate(async (db) => {
+    const kv = await import("/pkg/index.js");
+    const sweeper = new kv.Sweeper(await kv.openIndexedDb(db));
+    await sweeper.put("k", 1, { ttlMs: 1 });
+    let release;
+    // Another tab's cleaner, as far as the lock is concerned.
+    await new Promise((held) =>
+      navigator.locks.request(`kvsweep:${db}`, () => {
+        held();
+        return new Promise((r) => (release = r));
+      }),
+    );
+    let finished = false;
+    const run = sweeper.run().then((r) => ((finished = true), r));
+    await new Promise((r) => setTimeout(r, 300));
+    const early = finished;
+    release();
+    const report = await run;
+    return { early, deleted: report.deleted.expired?.count };
+  }, `hand-${Date.now()}`);
+  assert.equal(result.early, false, "the run went on while another context held the lock");
+  assert.equal(result.deleted, 1);
   await context.close();
 });

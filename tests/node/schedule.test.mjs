@@ -54,6 +54,7 @@ test("requests debounce and coalesce into one run, in the stronger mode", async 
 test("a request during a run reruns after it; run() by hand waits for a background run", async () => {
   const starts = [];
   let manual;
+  let seen;
   const s = new Sweeper(memoryStore(), {
     batchSize: 10,
     schedule: {
@@ -65,8 +66,7 @@ test("a request during a run reruns after it; run() by hand waits for a backgrou
         if (starts.length === 1) {
           // During the first run: a request, and a run by hand.
           s.request("full");
-          assert.equal(s.stats().state, "running");
-          assert.equal(s.stats().pending, "full");
+          seen = { ...s.stats() };
           manual = s.run({ mode: "full" });
         }
       },
@@ -75,6 +75,8 @@ test("a request during a run reruns after it; run() by hand waits for a backgrou
   await putExpired(s, 300);
   s.request("light");
   await until(() => manual !== undefined, 5_000, "the first run");
+  assert.equal(seen.state, "running");
+  assert.equal(seen.pending, "full", "a request during a run waits to rerun");
   const report = await manual;
   assert.equal(report.done, true);
   await until(() => s.stats().runs === 2, 5_000, "the rerun");
@@ -149,11 +151,13 @@ test("a store that fails every call: runs back off, then recover when it heals",
     s.request("full");
     await until(() => failures.length >= 5, 10_000, "five failures");
     const gaps = failures.slice(1).map((f, i) => f.at - failures[i].at);
-    // 40, 80, 160, 200 (capped), each give or take the event loop.
-    assert.ok(gaps[0] >= 35 && gaps[0] < 150, `first retry after ${gaps[0]} ms`);
+    // 40, 80, 160, 200 (capped), each plus the event loop's delay.
+    // Lower bounds only: a loaded machine makes any wait longer, never shorter.
+    assert.ok(gaps[0] >= 35, `first retry after ${gaps[0]} ms`);
     assert.ok(gaps[1] >= 75, `second retry after ${gaps[1]} ms`);
     assert.ok(gaps[2] >= 150, `third retry after ${gaps[2]} ms`);
-    assert.ok(gaps[3] >= 195 && gaps[3] < 600, `capped retry after ${gaps[3]} ms`);
+    assert.ok(gaps[3] >= 195, `capped retry after ${gaps[3]} ms`);
+    // (The cap itself is checked without timers in tests/scheduler.rs.)
     assert.match(failures[0].message, /disk is on fire/);
     const st = s.stats();
     assert.ok(st.failuresInRow >= 5);
@@ -223,9 +227,10 @@ test("request() and schedule options are checked", () => {
     [{ debounceMs: -1 }, /schedule\.debounceMs must not be negative, got -1/],
     [{ periodMs: 1.5 }, /schedule\.periodMs must be a whole number/],
     [{ periodMs: 400 * 24 * 3600 * 1000 }, /schedule\.periodMs must be at most 31536000000 \(a year\)/],
-    [{ debounceMs: 500, maxWaitMs: 100 }, /schedule\.maxWaitMs \(100\) must be at least schedule\.debounceMs \(500\)/],
+    [{ debounceMs: 500, maxWaitMs: 100 }, /schedule\.maxWaitMs must be at least schedule\.debounceMs \(500\), got 100$/],
+    [{ retryMs: 500, retryMaxMs: 100 }, /schedule\.retryMaxMs must be at least schedule\.retryMs \(500\), got 100$/],
     [{ runOnStart: "yes" }, /schedule\.runOnStart must be true or false, got "yes"/],
-    [{ lockName: "" }, /schedule\.lockName must not be empty/],
+    [{ lockName: "" }, /schedule\.lockName must be a non-empty string, got ""$/],
     [{ storageFraction: 2 }, /schedule\.storageFraction must be a number from 0 to 1/],
     [{ onRun: 1 }, /schedule\.onRun must be a function, got 1/],
     [{ every: 5 }, /schedule: unknown option "every"/],
@@ -269,7 +274,7 @@ test("a put refused as over quota asks for a full run and says so", async () => 
   try {
     await assert.rejects(
       s.put("more", "data"),
-      /^Error: kvsweep: storage quota exceeded: no room left; a full cleanup has been requested \(see stats\(\)\): try again after it$/,
+      /^Error: kvsweep: put: storage quota exceeded: no room left; a full cleanup has been requested \(see stats\(\)\): try again after it$/,
     );
   } finally {
     IDBObjectStore.prototype.put = put;
@@ -298,4 +303,15 @@ test("a Sweeper freed with its timer armed leaves nothing to fire", async () => 
   } finally {
     process.off("uncaughtException", onError);
   }
+});
+
+test("timers run on real time: a frozen injected clock still gets its background runs", async () => {
+  const frozen = () => 1_700_000_000_000;
+  const s = new Sweeper(memoryStore(), { clock: frozen, schedule: { debounceMs: 10, periodMs: 0 } });
+  await s.put("old", 1, { expiresAt: 1_600_000_000_000 });
+  s.request("full");
+  assert.ok(Math.abs(s.stats().nextRunAt - (Date.now() + 10)) < 1_000, "nextRunAt is by Date.now()");
+  await until(() => s.stats().runs === 1, 5_000, "the run");
+  assert.equal(s.stats().lastRun.deleted, 1, "the run dated entries by the injected clock");
+  s.close();
 });
