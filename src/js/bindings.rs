@@ -40,7 +40,7 @@ export interface Policy extends Rules {
 }
 export interface SweeperOptions {
   policy?: Policy;
-  /** Milliseconds since the Unix epoch; defaults to Date.now. */
+  /** Milliseconds since the Unix epoch; defaults to Date.now. It dates entries; the scheduler's timers run on real time. */
   clock?: () => number;
   /** Items deleted per transaction (default 250). */
   batchSize?: number;
@@ -84,7 +84,7 @@ export interface Stats {
   nextRunAt?: number;
   /** Background runs that went to their end; slices started; failed runs. */
   runs: number; slices: number; failures: number; failuresInRow: number;
-  /** Runs skipped because another tab or worker was cleaning. */
+  /** Runs skipped because the lock was held: by another tab or worker cleaning, or by a run() called by hand. */
   skipped: number;
   lastRun?: {
     startedAt: number; durationMs: number; mode: Mode; outcome: "done" | "stopped" | "failed";
@@ -679,7 +679,12 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let ns = parsed?;
             inner.after_background().await?;
-            let _lock = super::driver::hand_lock(&inner).await;
+            if inner.running.get() {
+                return Err(js_err(
+                    "clear: a run is in progress on this Sweeper; await it first",
+                ));
+            }
+            let _lock = super::driver::hand_lock(&inner, &JsValue::UNDEFINED).await;
             inner.open()?;
             if inner.running.replace(true) {
                 return Err(js_err(
@@ -757,8 +762,13 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let run = parsed?;
             inner.after_background().await?;
+            if inner.running.get() {
+                return Err(js_err(
+                    "a run is already in progress on this Sweeper; await it first",
+                ));
+            }
             // Across tabs and workers too: held until this run ends.
-            let _lock = super::driver::hand_lock(&inner).await;
+            let _lock = super::driver::hand_lock(&inner, &signal).await;
             inner.open()?;
             if inner.running.replace(true) {
                 return Err(js_err(

@@ -194,9 +194,13 @@ fn arm(inner: &Rc<Inner>, delay: f64) {
         "setTimeout",
         &js_sys::Array::of2(callback.as_ref(), &delay.min(MAX_DELAY_MS).into()),
     );
-    // Node: a timer waiting for the next cleanup does not keep the process alive.
-    if let Ok(unref) = field(&handle, "unref").dyn_into::<Function>() {
-        let _ = unref.call0(&handle);
+    // Node: a timer waiting only for the next period does not keep the
+    // process alive; one for a run that was asked for does, until it runs.
+    let asked = inner.driver.sched.borrow().pending().is_some();
+    if !asked {
+        if let Ok(unref) = field(&handle, "unref").dyn_into::<Function>() {
+            let _ = unref.call0(&handle);
+        }
     }
     *inner.driver.timer.borrow_mut() = Some((handle, callback));
 }
@@ -268,17 +272,27 @@ impl Drop for HandLock {
 
 /// Takes the Web Lock for a run called by hand (or a clear), waiting for it:
 /// runs are one at a time across tabs and workers whoever starts them.
-/// Without Web Locks (Node, a memory store) it holds nothing.
-pub(super) async fn hand_lock(inner: &Inner) -> HandLock {
+/// Without Web Locks (Node, a memory store) it holds nothing. An abort of
+/// `signal` or `close()` ends the wait (holding nothing).
+pub(super) async fn hand_lock(inner: &Inner, signal: &JsValue) -> HandLock {
     let Some(name) = inner.driver.lock_name.clone() else {
         return HandLock(None);
     };
-    let locks = field(&field(&js_sys::global(), "navigator"), "locks");
+    let global = js_sys::global();
+    let locks = field(&field(&global, "navigator"), "locks");
     let Ok(request) = field(&locks, "request").dyn_into::<Function>() else {
         return HandLock(None);
     };
+    // Its signal withdraws the request when the wait must end.
+    let controller = field(&global, "AbortController")
+        .dyn_into::<Function>()
+        .ok()
+        .and_then(|c| Reflect::construct(&c, &js_sys::Array::new()).ok())
+        .unwrap_or(JsValue::UNDEFINED);
+    let options = Object::new();
+    let _ = Reflect::set(&options, &"signal".into(), &field(&controller, "signal"));
     // Resolves with the function that releases the lock, once it is held;
-    // with undefined if Web Locks refused the request.
+    // with undefined if the request failed or was withdrawn.
     let granted = Promise::new(&mut |granted, _| {
         let on_grant = granted.clone();
         let callback = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
@@ -287,11 +301,8 @@ pub(super) async fn hand_lock(inner: &Inner) -> HandLock {
             })
             .into()
         });
-        match Reflect::apply(
-            &request,
-            &locks,
-            &js_sys::Array::of2(&name.clone().into(), &callback),
-        ) {
+        let args = js_sys::Array::of3(&name.clone().into(), &options, &callback);
+        match Reflect::apply(&request, &locks, &args) {
             Ok(asked) => {
                 let granted = granted.clone();
                 spawn(async move {
@@ -307,8 +318,31 @@ pub(super) async fn hand_lock(inner: &Inner) -> HandLock {
             }
         }
     });
-    let release = wasm_bindgen_futures::JsFuture::from(granted).await;
-    HandLock(release.ok().and_then(|r| r.dyn_into::<Function>().ok()))
+    let mut withdrawn = false;
+    let release = loop {
+        let tick = Object::new();
+        let timer = Promise::new(&mut |resolve, _| {
+            call_global(
+                "setTimeout",
+                &js_sys::Array::of3(&resolve, &50.into(), &tick),
+            );
+        });
+        let first = Promise::race(&js_sys::Array::of2(&granted, &timer));
+        match wasm_bindgen_futures::JsFuture::from(first).await {
+            Ok(v) if Object::is(&v, &tick) => {
+                let aborted = field(signal, "aborted").as_bool() == Some(true);
+                if !withdrawn && (aborted || inner.closed.get()) {
+                    withdrawn = true;
+                    if let Ok(abort) = field(&controller, "abort").dyn_into::<Function>() {
+                        let _ = abort.call0(&controller);
+                    }
+                }
+            }
+            Ok(v) => break v,
+            Err(_) => break JsValue::UNDEFINED,
+        }
+    };
+    HandLock(release.dyn_into::<Function>().ok())
 }
 
 fn release_lock(inner: &Inner) {
@@ -318,14 +352,14 @@ fn release_lock(inner: &Inner) {
 }
 
 /// `onRun(event)`: what it throws is its own affair, never the scheduler's.
-fn notify(inner: &Inner, kind: &str, mode: Mode, extra: Option<(&str, JsValue)>) {
+fn notify(inner: &Inner, kind: &str, mode: Mode, at: f64, extra: Option<(&str, JsValue)>) {
     let Some(cb) = &inner.driver.on_run else {
         return;
     };
     let event = Object::new();
     let _ = Reflect::set(&event, &"type".into(), &kind.into());
     let _ = Reflect::set(&event, &"mode".into(), &mode.as_str().into());
-    let _ = Reflect::set(&event, &"at".into(), &js_sys::Date::now().into());
+    let _ = Reflect::set(&event, &"at".into(), &at.into());
     if let Some((k, v)) = extra {
         let _ = Reflect::set(&event, &k.into(), &v);
     }
@@ -354,7 +388,7 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
     }
     inner.running.set(true);
     inner.background.set(true);
-    notify(&inner, "start", mode, None);
+    notify(&inner, "start", mode, started, None);
     let deadline = budget_ms.map(|b| started + b as f64);
     let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, deadline);
     let result = match inner.now() {
@@ -405,11 +439,12 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
         }
     };
     *inner.driver.last.borrow_mut() = Some(last);
+    let ended = js_sys::Date::now();
     release_lock(&inner);
     feed(&inner, input);
     // Told last: stats() in the callback shows the run ended, and a request
     // from it is a new one.
-    notify(&inner, event.0, mode, Some((event.1 .0, event.1 .1)));
+    notify(&inner, event.0, mode, ended, Some((event.1 .0, event.1 .1)));
 }
 
 fn totals(report: &RunReport) -> (u64, u64) {

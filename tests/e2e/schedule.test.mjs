@@ -218,14 +218,40 @@ test("a run called by hand waits for the lock another context holds", { timeout:
       }),
     );
     let finished = false;
-    const run = sweeper.run().then((r) => ((finished = true), r));
+    let heldDuring = null;
+    const run = sweeper
+      .run({
+        // While the run deletes, it holds the lock itself.
+        onProgress: async () => {
+          heldDuring ??= (await navigator.locks.query()).held.map((l) => l.name);
+        },
+      })
+      .then((r) => ((finished = true), r));
     await new Promise((r) => setTimeout(r, 300));
     const early = finished;
     release();
     const report = await run;
-    return { early, deleted: report.deleted.expired?.count };
+    // An abort ends a wait for the lock, which another context keeps.
+    await sweeper.put("k2", 1, { ttlMs: 1 });
+    await new Promise((held) =>
+      navigator.locks.request(`kvsweep:${db}`, () => {
+        held();
+        return new Promise((r) => (release = r));
+      }),
+    );
+    const controller = new AbortController();
+    const started = performance.now();
+    const aborted = sweeper.run({ signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    const stopped = (await aborted).stopped;
+    const waited = performance.now() - started;
+    release();
+    return { early, deleted: report.deleted.expired?.count, heldDuring, stopped, waited };
   }, `hand-${Date.now()}`);
   assert.equal(result.early, false, "the run went on while another context held the lock");
   assert.equal(result.deleted, 1);
+  assert.ok(result.heldDuring?.some((n) => n.startsWith("kvsweep:hand-")), JSON.stringify(result.heldDuring));
+  assert.equal(result.stopped, "aborted");
+  assert.ok(result.waited < 5_000, `the aborted run waited ${result.waited} ms`);
   await context.close();
 });

@@ -27,8 +27,16 @@ async function putExpired(sweeper, n, prefix = "k") {
 
 test("requests debounce and coalesce into one run, in the stronger mode", async () => {
   const events = [];
+  let atEnd;
   const s = new Sweeper(memoryStore(), {
-    schedule: { debounceMs: 30, periodMs: 0, onRun: (e) => events.push(e) },
+    schedule: {
+      debounceMs: 30,
+      periodMs: 0,
+      onRun: (e) => {
+        events.push(e);
+        if (e.type === "end") atEnd = s.stats();
+      },
+    },
   });
   await putExpired(s, 100);
   s.request("light");
@@ -47,6 +55,9 @@ test("requests debounce and coalesce into one run, in the stronger mode", async 
   assert.equal(st.nextRunAt, undefined, "periodMs 0: no timer left");
   assert.deepEqual(events.map((e) => e.type), ["start", "end"]);
   assert.equal(events[1].report.deleted.expired.count, 100);
+  // onRun hears of the end once stats() shows it.
+  assert.equal(atEnd.runs, 1);
+  assert.equal(atEnd.state, "idle");
   assert.equal(await s.get("k1", { includeExpired: true }), undefined);
   s.close();
 });
@@ -306,12 +317,61 @@ test("a Sweeper freed with its timer armed leaves nothing to fire", async () => 
 });
 
 test("timers run on real time: a frozen injected clock still gets its background runs", async () => {
-  const frozen = () => 1_700_000_000_000;
-  const s = new Sweeper(memoryStore(), { clock: frozen, schedule: { debounceMs: 10, periodMs: 0 } });
-  await s.put("old", 1, { expiresAt: 1_600_000_000_000 });
+  // A year ahead: the entry below has expired by this clock, not by Date.now().
+  const inAYear = Date.now() + 365 * 86400e3;
+  const s = new Sweeper(memoryStore(), { clock: () => inAYear, schedule: { debounceMs: 10, periodMs: 0 } });
+  await s.put("old", 1, { expiresAt: Date.now() + 86400e3 });
   s.request("full");
   assert.ok(Math.abs(s.stats().nextRunAt - (Date.now() + 10)) < 1_000, "nextRunAt is by Date.now()");
   await until(() => s.stats().runs === 1, 5_000, "the run");
   assert.equal(s.stats().lastRun.deleted, 1, "the run dated entries by the injected clock");
   s.close();
+});
+
+test("free() during a background run stops it at its next batch", async () => {
+  let s;
+  const ended = new Promise((resolve) => {
+    s = new Sweeper(memoryStore(), {
+      batchSize: 10,
+      schedule: {
+        debounceMs: 0,
+        periodMs: 0,
+        onRun: (e) => {
+          if (e.type === "start") s.free();
+          else resolve(e);
+        },
+      },
+    });
+  });
+  await putExpired(s, 300);
+  s.request("full");
+  const e = await ended;
+  assert.equal(e.type, "end");
+  assert.equal(e.report.done, false, "the run stopped early");
+  assert.ok(totalOf(e.report) < 300, `deleted ${totalOf(e.report)} of 300`);
+});
+
+const totalOf = (report) => Object.values(report.deleted).reduce((n, t) => n + t.count, 0);
+
+test("without a schedule a quota error asks for nothing", async () => {
+  const store = await openIndexedDb(`full-manual-${Date.now()}`);
+  const s = new Sweeper(store);
+  const put = IDBObjectStore.prototype.put;
+  const add = IDBObjectStore.prototype.add;
+  const full = function () {
+    throw new DOMException("no room left", "QuotaExceededError");
+  };
+  IDBObjectStore.prototype.put = full;
+  IDBObjectStore.prototype.add = full;
+  try {
+    await assert.rejects(s.put("more", "data"), /^Error: kvsweep: storage quota exceeded: no room left$/);
+  } finally {
+    IDBObjectStore.prototype.put = put;
+    IDBObjectStore.prototype.add = add;
+  }
+  await sleep(50);
+  assert.equal(s.stats().pending, undefined);
+  assert.equal(s.stats().runs, 0);
+  s.close();
+  store.close();
 });

@@ -14,17 +14,17 @@ self.addEventListener("message", (event) => {
         const store = await openIndexedDb(event.data.db);
         let sweeper;
         let held;
-    const ended = new Promise((resolve) => {
+        const ended = new Promise((resolve) => {
           sweeper = new Sweeper(store, {
             schedule: {
-          debounceMs: 0,
-          periodMs: 0,
-          onRun: (e) => {
-            // While the run goes, the lock it took is held.
-            if (e.type === "start") held = navigator.locks.query().then((q) => q.held.map((l) => l.name));
-            else resolve(e.type);
-          },
-        },
+              debounceMs: 0,
+              periodMs: 0,
+              onRun: (e) => {
+                // While the run goes, the lock it took is held.
+                if (e.type === "start") held = navigator.locks.query().then((q) => q.held.map((l) => l.name));
+                else resolve(e.type);
+              },
+            },
           });
         });
         for (let i = 0; i < 100; i++) await sweeper.put(`sw${i}`, i, { ttlMs: 1 });
