@@ -531,23 +531,38 @@ impl<S: Store> Sweeper<S> {
 
     /// Every entry record of `namespace`, in key order.
     async fn namespace_records(&self, namespace: &str) -> Result<Vec<crate::store::Record>, Error> {
-        let page = self.config.exec.page_size.max(1);
-        let mut out: Vec<crate::store::Record> = Vec::new();
-        let mut cursor = EntryId::new(namespace, "");
+        let mut out = Vec::new();
+        let mut cursor = Some(EntryId::new(namespace, ""));
         loop {
-            let listed = self.store.list(Table::Meta, Some(&cursor), page).await?;
-            let full = listed.len() == page;
-            for (id, bytes) in listed {
-                if id.namespace != namespace {
-                    return Ok(out);
-                }
-                cursor = id.clone();
-                out.push((id, bytes));
-            }
-            if !full {
+            let page = self.namespace_page(namespace, &mut cursor).await?;
+            if page.is_empty() {
                 return Ok(out);
             }
+            out.extend(page);
         }
+    }
+
+    /// The next page of `namespace`'s entry records after `cursor`, which it
+    /// moves on (to `None` after the last page); empty at the end.
+    async fn namespace_page(
+        &self,
+        namespace: &str,
+        cursor: &mut Option<EntryId>,
+    ) -> Result<Vec<crate::store::Record>, Error> {
+        let Some(after) = cursor.take() else {
+            return Ok(Vec::new());
+        };
+        let page = self.config.exec.page_size.max(1);
+        let listed = self.store.list(Table::Meta, Some(&after), page).await?;
+        let full = listed.len() == page;
+        let out: Vec<crate::store::Record> = listed
+            .into_iter()
+            .take_while(|(id, _)| id.namespace == namespace)
+            .collect();
+        if full && out.len() == page {
+            *cursor = out.last().map(|(id, _)| id.clone());
+        }
+        Ok(out)
     }
 
     /// [`Sweeper::delete`] at `now`, where an entry whose referrers have all
@@ -559,32 +574,40 @@ impl<S: Store> Sweeper<S> {
             Err(e @ Error::Referenced { .. }) => e,
             other => return other,
         };
-        // The referrers are the namespace's entries whose refs name `id`.
+        // The referrers are the namespace's entries whose refs name `id`;
+        // read page by page, since the first live one settles it.
         let mut actions = Vec::new();
-        for (eid, bytes) in self.namespace_records(&id.namespace).await? {
-            // Unreadable metadata may reference anything: keep the refusal.
-            let meta = codec::decode_meta(&bytes).map_err(|_| refused.clone())?;
-            let refers = eid != *id && meta.refs.contains(&id.key);
-            if !(refers || eid == *id) {
-                continue;
+        let mut cursor = Some(EntryId::new(id.namespace.clone(), ""));
+        loop {
+            let page = self.namespace_page(&id.namespace, &mut cursor).await?;
+            if page.is_empty() {
+                break;
             }
-            let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
-            if refers && !expired {
-                return Err(refused);
+            for (eid, bytes) in page {
+                // Unreadable metadata may reference anything: keep the refusal.
+                let meta = codec::decode_meta(&bytes).map_err(|_| refused.clone())?;
+                let refers = eid != *id && meta.refs.contains(&id.key);
+                if !(refers || eid == *id) {
+                    continue;
+                }
+                let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
+                if refers && !expired {
+                    return Err(refused);
+                }
+                actions.push(plan::Action {
+                    kind: plan::ActionKind::Entry,
+                    namespace: Some(eid.namespace),
+                    key: eid.key,
+                    reason: if refers {
+                        plan::Reason::Expired
+                    } else {
+                        plan::Reason::Cleared
+                    },
+                    bytes: meta.size,
+                    version: Some(meta.write_id),
+                    listed: None,
+                });
             }
-            actions.push(plan::Action {
-                kind: plan::ActionKind::Entry,
-                namespace: Some(eid.namespace),
-                key: eid.key,
-                reason: if refers {
-                    plan::Reason::Expired
-                } else {
-                    plan::Reason::Cleared
-                },
-                bytes: meta.size,
-                version: Some(meta.write_id),
-                listed: None,
-            });
         }
         let config = ExecConfig {
             batch_size: actions.len().max(1),

@@ -588,3 +588,40 @@ fn delete_at_takes_an_entry_whose_referrers_all_expired_with_them() {
         assert!(!s.delete_at(&id("missing"), 20).await.unwrap());
     });
 }
+
+#[test]
+fn delete_at_reads_the_namespace_page_by_page() {
+    let mut config = kvsweep::Config::default();
+    config.exec.page_size = 2;
+    let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
+    let id = |ns: &str, k: &str| EntryId::new(ns, k);
+    block_on(async {
+        for ns in ["a", "b", "c"] {
+            s.put(&id(ns, "x"), bytes(b"x"), PutOptions::default(), 0)
+                .await
+                .unwrap();
+            for k in ["r1", "r2", "r3", "r4", "r5"] {
+                s.put(&id(ns, k), bytes(b"r"), expiring(10, &["x"]), 0)
+                    .await
+                    .unwrap();
+            }
+        }
+        // A live referrer on a later page still refuses the delete.
+        s.put(&id("b", "z-live"), bytes(b"l"), refs(&["x"]), 0)
+            .await
+            .unwrap();
+        assert!(s.delete_at(&id("b", "x"), 20).await.is_err());
+        assert!(s.delete_at(&id("b", "x"), 20).await.is_err());
+        // Five expired referrers over three pages go with the entry; the
+        // namespaces either side are untouched.
+        assert!(s.delete_at(&id("a", "x"), 20).await.unwrap());
+        for k in ["x", "r1", "r5"] {
+            assert_eq!(s.detail(&id("a", k), 20, true).await.unwrap(), None, "{k}");
+            assert!(
+                s.detail(&id("c", k), 20, true).await.unwrap().is_some(),
+                "c/{k}"
+            );
+        }
+        assert!(s.detail(&id("b", "x"), 20, true).await.unwrap().is_some());
+    });
+}
