@@ -1,21 +1,9 @@
 // End-to-end test of the demo page (www/) in Debian's Chromium, through playwright-core.
 // The page runs the built package from pkg/ against a real IndexedDB, served on 127.0.0.1.
 // Set DEMO_SCREENSHOT=/some/file.png to save a screenshot of the page after the cleanup run.
-import { test, before, after } from "node:test";
+import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { serve } from "../../scripts/serve.mjs";
-
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+import { withBrowser } from "../shared/chromium.mjs";
 
 // What the sample batch holds (see sampleEntries in www/app.js): 160 records and
 // 40 dependent attachments. 40 records have TTL 0, 8 of them pinned; an expired
@@ -23,28 +11,16 @@ const ARGS = [
 // the newest 5 each.
 const BATCH = { added: 200, expired: 32, unreachable: 32, retention: 25 };
 
-let server;
-let browser;
+const env = withBrowser();
 let context;
 let page;
 const pageErrors = [];
 const consoleErrors = [];
 const foreignRequests = [];
 
-/** Resolves with `promise`, or rejects after `ms` so a stuck close cannot hang the run. */
-function within(ms, promise, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 before(async () => {
-  server = await serve(0);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 });
-  context = await browser.newContext(); // fresh storage: IndexedDB starts empty
+  await env.ready;
+  context = await env.browser.newContext(); // fresh storage: IndexedDB starts empty
   context.setDefaultTimeout(15_000);
   page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(err.message));
@@ -52,17 +28,9 @@ before(async () => {
     if (msg.type() === "error") consoleErrors.push(msg.text());
   });
   page.on("request", (req) => {
-    if (!req.url().startsWith(server.url) && !req.url().startsWith("data:")) foreignRequests.push(req.url());
+    if (!req.url().startsWith(env.server.url) && !req.url().startsWith("data:")) foreignRequests.push(req.url());
   });
 }, { timeout: 60_000 });
-
-after(async () => {
-  try {
-    if (browser) await within(10_000, browser.close(), "closing the browser");
-  } finally {
-    if (server) await within(5_000, server.close(), "closing the server");
-  }
-}, { timeout: 20_000 });
 
 const text = (sel) => page.locator(sel).innerText();
 const attr = (sel, name) => page.locator(sel).getAttribute(name);
@@ -103,7 +71,7 @@ async function reasonCounts(rowsSelector) {
 
 test("demo page: add, plan, run, plan again, errors shown", { timeout: 90_000 }, async () => {
   const t0 = Date.now();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await page.waitForSelector('body[data-ready="true"]');
   assert.match(await text("#status"), /Ready/);
   assert.deepEqual(await stats(), { entries: 0, live: 0, garbage: 0 }, "a fresh context starts with an empty store");

@@ -1,33 +1,15 @@
 // Values round-trip exactly through a real IndexedDB in Debian's Chromium
 // (issue #8): the same cases as the Node test, run in a page that loads the
 // built package from pkg/.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { serve } from "../../scripts/serve.mjs";
+import { withBrowser } from "../shared/chromium.mjs";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-
-let server;
-let browser;
-
-before(async () => {
-  server = await serve(0);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 });
-}, { timeout: 60_000 });
-
-after(async () => {
-  try {
-    if (browser) await browser.close();
-  } finally {
-    if (server) await server.close();
-  }
-});
+const env = withBrowser();
 
 test("every structured-clone type comes back exactly from IndexedDB in Chromium", { timeout: 60_000 }, async () => {
-  const page = await (await browser.newContext()).newPage();
-  await page.goto(server.url);
+  const page = await (await env.browser.newContext()).newPage();
+  await page.goto(env.server.url);
   const failures = await page.evaluate(async () => {
     const kv = await import("/pkg/index.js");
     const { roundTripFailures } = await import("/tests/shared/fidelity.mjs");

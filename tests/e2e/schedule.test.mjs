@@ -1,36 +1,18 @@
 // Background runs in Debian's Chromium (issue #9): two pages of one origin
 // cleaning one IndexedDB database take turns through the Web Locks API; the
 // scheduler runs in a dedicated worker and in a service worker.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { serve } from "../../scripts/serve.mjs";
+import { withBrowser } from "../shared/chromium.mjs";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-
-let server;
-let browser;
-
-before(async () => {
-  server = await serve(0);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 });
-}, { timeout: 60_000 });
-
-after(async () => {
-  try {
-    if (browser) await browser.close();
-  } finally {
-    if (server) await server.close();
-  }
-});
+const env = withBrowser();
 
 /** A page with a scheduled Sweeper on `db` that logs its runs' starts and ends in localStorage. */
 async function cleaner(context, db, tag, lockName) {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e));
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await page.evaluate(
     async ({ db, tag, lockName }) => {
       const kv = await import("/pkg/index.js");
@@ -80,7 +62,7 @@ async function intervals(page, tag) {
 const overlaps = (as, bs) => as.some(([s1, e1]) => bs.some(([s2, e2]) => s1 < e2 && s2 < e1));
 
 test("two pages of one origin: one cleans at a time, and the other's request is served after", { timeout: 90_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const db = `shared-${Date.now()}`;
   const a = await cleaner(context, db, "A");
   const b = await cleaner(context, db, "B");
@@ -111,7 +93,7 @@ test("two pages of one origin: one cleans at a time, and the other's request is 
 });
 
 test("the same two pages with different lock names do overlap (the check above can fail)", { timeout: 90_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const db = `unshared-${Date.now()}`;
   const c = await cleaner(context, db, "C", "lock-C");
   const d = await cleaner(context, db, "D", "lock-D");
@@ -123,9 +105,9 @@ test("the same two pages with different lock names do overlap (the check above c
 });
 
 test("the scheduler runs in a dedicated worker", { timeout: 60_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   const result = await page.evaluate(
     (db) =>
       new Promise((resolve) => {
@@ -143,9 +125,9 @@ test("the scheduler runs in a dedicated worker", { timeout: 60_000 }, async () =
 });
 
 test("the scheduler runs in a service worker", { timeout: 60_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   const result = await page.evaluate(async (db) => {
     const reg = await navigator.serviceWorker.register("/tests/shared/schedule-sw.js", { type: "module" });
     const worker = reg.installing ?? reg.waiting ?? reg.active;
@@ -165,9 +147,9 @@ test("the scheduler runs in a service worker", { timeout: 60_000 }, async () => 
 });
 
 test("storage use past storageFraction of the quota asks for a full run after a write", { timeout: 60_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   const result = await page.evaluate(async (db) => {
     const kv = await import("/pkg/index.js");
     const store = await kv.openIndexedDb(db);
@@ -202,9 +184,9 @@ test("storage use past storageFraction of the quota asks for a full run after a 
 });
 
 test("a run called by hand waits for the lock another context holds", { timeout: 60_000 }, async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   const result = await page.evaluate(async (db) => {
     const kv = await import("/pkg/index.js");
     const sweeper = new kv.Sweeper(await kv.openIndexedDb(db));
