@@ -1021,26 +1021,9 @@ impl JsHost {
     /// rejects with; a promise that never settles holds the run only until
     /// the run is aborted or the Sweeper closed.
     async fn wait_for(&self, pending: Promise) -> Option<JsValue> {
-        loop {
-            let tick = js_sys::Object::new();
-            let timer = Promise::new(&mut |resolve, _| {
-                super::driver::call_global(
-                    "setTimeout",
-                    &js_sys::Array::of3(&resolve, &50.into(), &tick),
-                );
-            });
-            let first = Promise::race(&js_sys::Array::of2(&pending, &timer));
-            match wasm_bindgen_futures::JsFuture::from(first).await {
-                Err(e) => return Some(e),
-                Ok(v) if js_sys::Object::is(&v, &tick) => {
-                    let aborted = field(&self.signal, "aborted").as_bool() == Some(true);
-                    if aborted || self.inner.closed.get() {
-                        return None;
-                    }
-                }
-                Ok(_) => return None,
-            }
-        }
+        let stop =
+            || field(&self.signal, "aborted").as_bool() == Some(true) || self.inner.closed.get();
+        super::driver::settle_or(&pending, stop).await?.err()
     }
 }
 

@@ -170,6 +170,33 @@ pub(super) fn call_global(name: &str, args: &js_sys::Array) -> JsValue {
     }
 }
 
+/// Waits for `p` to settle, calling `give_up` every 50 ms meanwhile: `None`
+/// once it says true, else what `p` settled with.
+pub(super) async fn settle_or(
+    p: &Promise,
+    mut give_up: impl FnMut() -> bool,
+) -> Option<Result<JsValue, JsValue>> {
+    loop {
+        let tick = Object::new();
+        let timer = Promise::new(&mut |resolve, _| {
+            call_global(
+                "setTimeout",
+                &js_sys::Array::of3(&resolve, &50.into(), &tick),
+            );
+        });
+        // Through race, a `then` that throws becomes a rejection too.
+        let first = Promise::race(&js_sys::Array::of2(p, &timer));
+        match wasm_bindgen_futures::JsFuture::from(first).await {
+            Ok(v) if Object::is(&v, &tick) => {
+                if give_up() {
+                    return None;
+                }
+            }
+            settled => return Some(settled),
+        }
+    }
+}
+
 fn cancel(inner: &Inner) {
     // Taken out first: clearTimeout (a test's fake timers, say) may call back in.
     let armed = inner.driver.timer.borrow_mut().take();
@@ -318,30 +345,20 @@ pub(super) async fn hand_lock(inner: &Inner, signal: &JsValue) -> HandLock {
             }
         }
     });
+    // Never gives up: an abort withdraws the request, which then settles.
     let mut withdrawn = false;
-    let release = loop {
-        let tick = Object::new();
-        let timer = Promise::new(&mut |resolve, _| {
-            call_global(
-                "setTimeout",
-                &js_sys::Array::of3(&resolve, &50.into(), &tick),
-            );
-        });
-        let first = Promise::race(&js_sys::Array::of2(&granted, &timer));
-        match wasm_bindgen_futures::JsFuture::from(first).await {
-            Ok(v) if Object::is(&v, &tick) => {
-                let aborted = field(signal, "aborted").as_bool() == Some(true);
-                if !withdrawn && (aborted || inner.closed.get()) {
-                    withdrawn = true;
-                    if let Ok(abort) = field(&controller, "abort").dyn_into::<Function>() {
-                        let _ = abort.call0(&controller);
-                    }
-                }
+    let settled = settle_or(&granted, || {
+        let aborted = field(signal, "aborted").as_bool() == Some(true);
+        if !withdrawn && (aborted || inner.closed.get()) {
+            withdrawn = true;
+            if let Ok(abort) = field(&controller, "abort").dyn_into::<Function>() {
+                let _ = abort.call0(&controller);
             }
-            Ok(v) => break v,
-            Err(_) => break JsValue::UNDEFINED,
         }
-    };
+        false
+    })
+    .await;
+    let release = settled.and_then(Result::ok).unwrap_or(JsValue::UNDEFINED);
     HandLock(release.dyn_into::<Function>().ok())
 }
 
