@@ -9,3 +9,38 @@ export declare class Sweeper extends GlueSweeper {
   /** `[key, value]` pairs of the entries `get` would return, in key order. */
   entries(options?: ListOptions): AsyncGenerator<[string, unknown], void, undefined>;
 }
+
+import type { KvStore } from "./kvsweep.js";
+
+export interface KvStoreOptions {
+  /** Every key kvsweep writes starts with it (default "kvsweep/"), so it can share a store with other data. */
+  prefix?: string;
+  /** How long a write takes to show everywhere (unstorage, keyv and generic objects; default 0). */
+  visibilityMs?: number;
+}
+/** Any key–value object kvStore accepts besides the known backends. */
+export interface GenericKv {
+  get(name: string): unknown;
+  put(name: string, value: Uint8Array): unknown;
+  delete(name: string): unknown;
+  list(prefix: string): unknown;
+}
+/**
+ * A store over a key–value object: a Cloudflare Workers KV binding, a
+ * `Deno.Kv`, Durable Object storage, a `Map`, an unstorage or keyv instance,
+ * or any object with get, put, delete and list.
+ */
+export declare function kvStore(x: object, options?: KvStoreOptions): KvStore;
+/** A store in a Durable Object's storage (`ctx.storage`). */
+export declare function durableObjectStore(storage: object, options?: Pick<KvStoreOptions, "prefix">): KvStore;
+/**
+ * One slice of cleanup from a Durable Object's alarm, then the alarm set
+ * again: at once while there is more to do, after periodMs when done.
+ */
+export declare function runFromAlarm(
+  sweeper: Sweeper,
+  storage: object,
+  options?: { periodMs?: number; retryMs?: number } & import("./kvsweep.js").RunOptions,
+): Promise<import("./kvsweep.js").RunReport>;
+/** Sets the Durable Object's alarm delayMs from now (default 0) unless it is set sooner. */
+export declare function scheduleCleanup(storage: object, delayMs?: number): Promise<void>;

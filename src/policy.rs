@@ -9,6 +9,10 @@ use crate::model::Millis;
 pub const DEFAULT_ORPHAN_GRACE_MS: Millis = 10 * 60 * 1000;
 /// Default age after which a temp is stale: 24 hours.
 pub const DEFAULT_TEMP_MAX_AGE_MS: Millis = 24 * 60 * 60 * 1000;
+/// The longest a kvsweep write may take, end to end, on a store without
+/// compare-and-set: grace periods there are at least the store's visibility
+/// window plus this (SPEC §6).
+pub const LONGEST_WRITE_MS: Millis = 60 * 1000;
 /// Default fraction of `max_bytes` that eviction brings the live bytes down to.
 pub const DEFAULT_LOW_WATERMARK: f64 = 0.9;
 
@@ -82,6 +86,30 @@ impl Policy {
             Some(over) => self.rules.overridden_by(over),
             None => self.rules.clone(),
         }
+    }
+}
+
+impl Policy {
+    /// On a store without compare-and-set whose writes take `visibility_ms`
+    /// to show everywhere, the shortest grace period that is safe (SPEC §6):
+    /// the window plus the longest write. `Err` names the first grace period
+    /// shorter than it, and the least it may be.
+    pub fn check_grace(
+        &self,
+        compare_and_set: bool,
+        visibility_ms: Millis,
+    ) -> Result<(), (&'static str, Millis)> {
+        if compare_and_set {
+            return Ok(());
+        }
+        let least = visibility_ms.saturating_add(LONGEST_WRITE_MS);
+        if self.orphan_grace_ms < least {
+            return Err(("orphanGraceMs", least));
+        }
+        if self.temp_max_age_ms < least {
+            return Err(("tempMaxAgeMs", least));
+        }
+        Ok(())
     }
 }
 

@@ -124,6 +124,11 @@ impl Counts {
                 let mut rec = rec.clone();
                 rec.refs = apply_delta(rec.refs, d);
                 rec.rev = rec.rev.wrapping_add(1);
+                // A write that references a blob restarts its grace period,
+                // before the write commits (SPEC §6: on a store without
+                // compare-and-set, a run that read the record before this
+                // write may still be deciding; the grace outlasts it).
+                rec.created_at = rec.created_at.max(now);
                 ops.push(Op::Put(
                     Table::BlobMeta,
                     id_key(id),

@@ -80,6 +80,32 @@ pub fn splitmix64(x: u64) -> u64 {
 /// The `State` record of a run that stopped early.
 const CURSOR_KEY: &str = "run-cursor";
 
+/// The `State` record of the run lease (see [`Sweeper::take_lease`]).
+const LEASE_KEY: &str = "run-lease";
+
+/// Who holds the run lease, and until when: `owner`, U+0000, `until` in
+/// decimal, as UTF-8.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Lease {
+    owner: String,
+    until: Millis,
+}
+
+impl Lease {
+    fn encode(&self) -> Vec<u8> {
+        format!("{}\0{}", self.owner, self.until).into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Lease> {
+        let text = core::str::from_utf8(bytes).ok()?;
+        let (owner, until) = text.rsplit_once('\0')?;
+        Some(Lease {
+            owner: owner.to_owned(),
+            until: until.parse().ok()?,
+        })
+    }
+}
+
 /// How many entry records a sweeper keeps as guesses for its next writes.
 const SEEN_RECORDS: usize = 1024;
 
@@ -833,6 +859,59 @@ impl<S: Store> Sweeper<S> {
             }
         }
         Ok(report)
+    }
+
+    /// Takes the store's run lease for `owner` until `now + ttl_ms` (SPEC §4:
+    /// at the edge, where no lock spans isolates): `Ok(None)` when taken (or
+    /// renewed), `Ok(Some(holder))` when another owner holds it unexpired.
+    /// The record is read and written in one step, checked where the store
+    /// can check (Deno KV, Durable Objects, memory, IndexedDB); on a store
+    /// without compare-and-set (Workers KV) two isolates may both take it, and
+    /// safety rests on the executor's re-checks and grace periods, not on it.
+    pub async fn take_lease(
+        &self,
+        owner: &str,
+        ttl_ms: Millis,
+        now: Millis,
+    ) -> Result<Option<String>, Error> {
+        let key = id_key(LEASE_KEY);
+        let mine = Lease {
+            owner: owner.to_owned(),
+            until: now.saturating_add(ttl_ms),
+        }
+        .encode();
+        self.store
+            .transact(Access::Write, &[Table::State], |reads| {
+                let Some(held) = reads.get(Table::State, &key) else {
+                    return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
+                };
+                match held.and_then(Lease::decode) {
+                    Some(l) if l.owner != owner && l.until > now => Ok(Step::Done(Some(l.owner))),
+                    _ => Ok(Step::Write(
+                        vec![Op::Put(Table::State, key.clone(), mine.clone())],
+                        None,
+                    )),
+                }
+            })
+            .await
+    }
+
+    /// Gives the lease back, if `owner` still holds it.
+    pub async fn release_lease(&self, owner: &str) -> Result<(), Error> {
+        let key = id_key(LEASE_KEY);
+        self.store
+            .transact(Access::Write, &[Table::State], |reads| {
+                let Some(held) = reads.get(Table::State, &key) else {
+                    return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
+                };
+                match held.and_then(Lease::decode) {
+                    Some(l) if l.owner == owner => {
+                        Ok(Step::Write(vec![Op::Delete(Table::State, key.clone())], ()))
+                    }
+                    _ => Ok(Step::Done(())),
+                }
+            })
+            .await
     }
 
     /// Recomputes every reference count from the entries and repairs those

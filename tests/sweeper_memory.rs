@@ -625,3 +625,83 @@ fn delete_at_reads_the_namespace_page_by_page() {
         assert!(s.detail(&id("b", "x"), 20, true).await.unwrap().is_some());
     });
 }
+
+#[test]
+fn one_owner_holds_the_run_lease_until_it_lapses_or_is_given_back() {
+    let s = sweeper();
+    block_on(async {
+        assert_eq!(s.take_lease("a", 1_000, 0).await.unwrap(), None);
+        // Another owner is refused while the lease runs, told who holds it.
+        assert_eq!(
+            s.take_lease("b", 1_000, 999).await.unwrap(),
+            Some("a".to_string())
+        );
+        // The holder renews it.
+        assert_eq!(s.take_lease("a", 1_000, 500).await.unwrap(), None);
+        assert_eq!(
+            s.take_lease("b", 1_000, 1_400).await.unwrap(),
+            Some("a".to_string())
+        );
+        // Lapsed: another takes it, and the first one's release leaves it be.
+        assert_eq!(s.take_lease("b", 1_000, 1_500).await.unwrap(), None);
+        s.release_lease("a").await.unwrap();
+        assert_eq!(
+            s.take_lease("c", 1_000, 1_600).await.unwrap(),
+            Some("b".to_string())
+        );
+        s.release_lease("b").await.unwrap();
+        assert_eq!(s.take_lease("c", 1_000, 1_600).await.unwrap(), None);
+    });
+}
+
+#[test]
+fn without_compare_and_set_grace_periods_must_outlast_visibility_and_a_write() {
+    let mut p = Policy::default();
+    assert_eq!(p.check_grace(true, 60_000), Ok(()));
+    assert_eq!(p.check_grace(false, 60_000), Ok(()));
+    p.orphan_grace_ms = 119_999;
+    assert_eq!(
+        p.check_grace(false, 60_000),
+        Err(("orphanGraceMs", 120_000))
+    );
+    assert_eq!(p.check_grace(true, 60_000), Ok(()));
+    p.orphan_grace_ms = 120_000;
+    p.temp_max_age_ms = 1_000;
+    assert_eq!(p.check_grace(false, 60_000), Err(("tempMaxAgeMs", 120_000)));
+}
+
+#[test]
+fn a_write_that_references_a_blob_restarts_its_grace() {
+    let s = sweeper();
+    block_on(async {
+        let blob = s.put_blob(b"attachment", 0).await.unwrap();
+        let grace = s.policy().orphan_grace_ms;
+        // Referenced just before its grace ends, then unreferenced at once:
+        // the grace counts from the reference, not from the upload.
+        let opts = PutOptions {
+            blobs: vec![blob.clone()],
+            ..Default::default()
+        };
+        s.put(
+            &EntryId::new("", "note"),
+            StoredValue::Bytes(vec![1]),
+            opts,
+            grace - 1,
+        )
+        .await
+        .unwrap();
+        s.put(
+            &EntryId::new("", "note"),
+            StoredValue::Bytes(vec![2]),
+            PutOptions::default(),
+            grace,
+        )
+        .await
+        .unwrap();
+        let plan = s.plan(Mode::Full, grace + 10).await.unwrap();
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        let plan = s.plan(Mode::Full, 2 * grace).await.unwrap();
+        assert_eq!(plan.actions.len(), 1);
+        assert_eq!(plan.actions[0].key, blob);
+    });
+}

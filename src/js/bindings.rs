@@ -21,6 +21,7 @@ use crate::plan::Mode;
 use crate::plan::{ActionKind, Plan, Reason, Summary};
 use crate::schedule::{Input, ScheduleConfig};
 pub use crate::store::idb::IdbStore;
+use crate::store::jskv::JsKvStore;
 use crate::store::{
     memory::MemoryStore, Access, Capabilities, DynStep, Op, Reads, Record, Store, StoreError, Table,
 };
@@ -111,10 +112,23 @@ export interface PlanOptions {
 }
 export interface RunOptions {
   mode?: Mode; signal?: AbortSignal; budgetMs?: number;
+  /** Most backend calls (list pages, reads, writes) the run may make: an edge request's limit (kvStore only). The run stops before the next batch would pass it; the next run resumes. */
+  maxOps?: number;
+  /** How long the run holds a kvStore's run lease (default 5 minutes); another Sweeper's run meanwhile stops at once with stopped: "leased". */
+  leaseMs?: number;
   /** Called between batches; the run waits for a promise it returns (until the run is aborted or the Sweeper closed). A throw or a rejected promise stops the run, which then rejects with it. */
   onProgress?: (p: Progress) => void | Promise<void>;
 }
 export interface Tally { count: number; bytes: number }
+/** What a store promises (SPEC §6). */
+export interface Capabilities {
+  atomic: boolean; transactions: boolean; compareAndSet: boolean;
+  maxBatchOps?: number; maxBatchChecks?: number;
+  /** How long a write may take to show in a listing or a read elsewhere. */
+  visibilityMs: number;
+  /** The backend expires keys itself (Workers KV expiration, Deno KV expireIn). */
+  nativeExpiry: boolean; rangeDelete: boolean;
+}
 export interface Action { kind: "entry" | "blob" | "temp"; namespace?: string; key?: string; id?: string; reason: Reason; bytes: number }
 export interface PlanSummary {
   mode: Mode; now: number; scanned: number; reachable: number; blobs: number; temps: number; youngBlobs: number;
@@ -130,7 +144,11 @@ export interface RebuildReport {
 }
 export interface RunReport {
   /** False when the run stopped early; the next run resumes it. */
-  done: boolean; stopped?: "aborted" | "budget" | "closed"; mode: Mode;
+  done: boolean; stopped?: "aborted" | "budget" | "closed" | "ops" | "leased"; mode: Mode;
+  /** The lease holder's id, when stopped is "leased". */
+  leasedBy?: string;
+  /** Backend calls this run made (kvStore with maxOps). */
+  ops?: number;
   /** This run went on from one that stopped early; `deleted` counts both. */
   resumed: boolean;
   deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;
@@ -178,6 +196,17 @@ fn key_arg(key: &JsValue, what: &str) -> Result<String, JsValue> {
 pub enum AnyStore {
     Memory(MemoryStore),
     Idb(Rc<IdbStore>),
+    Kv(Rc<JsKvStore>),
+}
+
+impl AnyStore {
+    /// Backend calls made so far, where the backend counts them (kvStore).
+    pub(super) fn ops(&self) -> Option<u64> {
+        match self {
+            AnyStore::Kv(s) => Some(s.ops()),
+            _ => None,
+        }
+    }
 }
 
 impl Store for AnyStore {
@@ -190,6 +219,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.list(table, after, limit).await,
             AnyStore::Idb(s) => s.list(table, after, limit).await,
+            AnyStore::Kv(s) => s.list(table, after, limit).await,
         }
     }
 
@@ -201,6 +231,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.get(table, keys).await,
             AnyStore::Idb(s) => s.get(table, keys).await,
+            AnyStore::Kv(s) => s.get(table, keys).await,
         }
     }
 
@@ -208,6 +239,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.capabilities(),
             AnyStore::Idb(s) => s.capabilities(),
+            AnyStore::Kv(s) => s.capabilities(),
         }
     }
 
@@ -220,6 +252,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.transact_guess(tables, guess, step).await,
             AnyStore::Idb(s) => s.transact_guess(tables, guess, step).await,
+            AnyStore::Kv(s) => s.transact_guess(tables, guess, step).await,
         }
     }
 
@@ -232,6 +265,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.transact_dyn(access, tables, step).await,
             AnyStore::Idb(s) => s.transact_dyn(access, tables, step).await,
+            AnyStore::Kv(s) => s.transact_dyn(access, tables, step).await,
         }
     }
 
@@ -239,6 +273,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.apply(ops).await,
             AnyStore::Idb(s) => s.apply(ops).await,
+            AnyStore::Kv(s) => s.apply(ops).await,
         }
     }
 }
@@ -251,13 +286,36 @@ pub struct JsStore {
 
 #[wasm_bindgen(js_class = KvStore)]
 impl JsStore {
-    /// "memory" or "indexeddb".
+    /// "memory", "indexeddb", or a kvStore's backend: "workers-kv",
+    /// "deno-kv", "durable-object", "map", "unstorage", "keyv", "kv".
     #[wasm_bindgen(getter)]
     pub fn kind(&self) -> String {
-        match self.inner {
+        match &self.inner {
             AnyStore::Memory(_) => "memory".into(),
             AnyStore::Idb(_) => "indexeddb".into(),
+            AnyStore::Kv(s) => s.kind().into(),
         }
+    }
+
+    /// What the backend promises (SPEC §6).
+    #[wasm_bindgen(unchecked_return_type = "Capabilities")]
+    pub fn capabilities(&self) -> Result<JsValue, JsValue> {
+        let c = self.inner.capabilities();
+        let out = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| Reflect::set(&out, &k.into(), &v).map(|_| ());
+        set("atomic", c.atomic.into())?;
+        set("transactions", c.transactions.into())?;
+        set("compareAndSet", c.compare_and_set.into())?;
+        if let Some(n) = c.max_batch_ops {
+            set("maxBatchOps", (n as f64).into())?;
+        }
+        if let Some(n) = c.max_batch_checks {
+            set("maxBatchChecks", (n as f64).into())?;
+        }
+        set("visibilityMs", (c.visibility_ms as f64).into())?;
+        set("nativeExpiry", c.native_expiry.into())?;
+        set("rangeDelete", c.range_delete.into())?;
+        Ok(out.into())
     }
 
     /// Closes the underlying database connection (IndexedDB).
@@ -266,6 +324,16 @@ impl JsStore {
             s.close();
         }
     }
+}
+
+/// A store over a driver from the package's `kv.js` (use `kvStore(x)` or
+/// `durableObjectStore(storage)`, which make the driver).
+#[wasm_bindgen(js_name = kvStoreOfDriver, skip_typescript)]
+pub fn kv_store_of_driver(driver: JsValue) -> Result<JsStore, JsValue> {
+    let store = JsKvStore::new(driver).map_err(js_err)?;
+    Ok(JsStore {
+        inner: AnyStore::Kv(Rc::new(store)),
+    })
 }
 
 /// A store held in memory: for tests, demos, and caches that need not persist.
@@ -310,6 +378,44 @@ pub(super) struct Inner {
     touch_flush: Cell<bool>,
     /// Background runs (SPEC §4).
     pub(super) driver: Driver,
+    /// This Sweeper's name as the holder of a kvStore's run lease.
+    lease_owner: String,
+}
+
+/// Items per batch on a kvStore whose backend sets no limit of its own.
+const KV_BATCH: usize = 25;
+
+/// How long a run holds a kvStore's lease unless `leaseMs` says otherwise:
+/// past it, a run that died without giving it back no longer blocks others.
+const DEFAULT_LEASE_MS: Millis = 5 * 60 * 1000;
+
+impl Inner {
+    /// Runs a cleanup; on a kvStore, only while holding the store's run lease
+    /// (SPEC §4: two isolates never clean at once), which it gives back after.
+    pub(super) async fn run_leased(
+        &self,
+        mode: Mode,
+        now: Millis,
+        host: &mut JsHost,
+        lease_ms: Option<Millis>,
+    ) -> Result<crate::exec::RunReport, Error> {
+        if !matches!(self.sweeper.store(), AnyStore::Kv(_)) {
+            return self.sweeper.run(mode, now, host).await;
+        }
+        let ttl = lease_ms.unwrap_or(DEFAULT_LEASE_MS);
+        if let Some(holder) = self.sweeper.take_lease(&self.lease_owner, ttl, now).await? {
+            host.stopped = Some("leased");
+            host.leased_by = Some(holder);
+            return Ok(crate::exec::RunReport {
+                mode,
+                ..Default::default()
+            });
+        }
+        let report = self.sweeper.run(mode, now, host).await;
+        // A lease not given back lapses after its TTL.
+        let _ = self.sweeper.release_lease(&self.lease_owner).await;
+        report
+    }
 }
 
 /// How long reads' `accessedAt` refreshes wait to be written together.
@@ -432,6 +538,24 @@ impl JsSweeper {
             (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
                 ^ (js_sys::Date::now() as u64).rotate_left(32),
         );
+        let config_nonce = config.write_nonce;
+        let caps = store.inner.capabilities();
+        if let Err((name, least)) = policy.check_grace(caps.compare_and_set, caps.visibility_ms) {
+            return Err(js_err(format!(
+                "new Sweeper(store, options): options.policy.{name} must be at least {least} ms on a {} store, which has no compare-and-set and shows writes everywhere only after {} ms: a shorter grace could delete what a write elsewhere is about to reference (SPEC §6)",
+                store.kind(),
+                caps.visibility_ms
+            )));
+        }
+        // Smaller batches where the backend limits a commit (Deno KV: 100
+        // checks) or counts every call (Workers KV), unless batchSize says.
+        if let (AnyStore::Kv(_), true) = (&store.inner, field(&options, "batchSize").is_undefined())
+        {
+            config.exec.batch_size = caps
+                .max_batch_checks
+                .or(caps.max_batch_ops)
+                .map_or(KV_BATCH, |n| (n / 8).clamp(1, KV_BATCH));
+        }
         let clock = field(&options, "clock").dyn_into::<Function>().ok();
         // Without `schedule`, runs happen only when asked (run(), request()).
         // Sweepers of one IndexedDB database share a lock across tabs and workers.
@@ -442,7 +566,7 @@ impl JsSweeper {
         };
         let lock_name = lock_name.or_else(|| match &store.inner {
             AnyStore::Idb(s) => Some(format!("kvsweep:{}", s.name())),
-            AnyStore::Memory(_) => None,
+            AnyStore::Memory(_) | AnyStore::Kv(_) => None,
         });
         let on_run = field(&field(&options, "schedule"), "onRun")
             .dyn_into::<Function>()
@@ -464,6 +588,10 @@ impl JsSweeper {
             background: Cell::new(false),
             touch_flush: Cell::new(false),
             driver,
+            lease_owner: format!(
+                "{:016x}",
+                crate::sweeper::splitmix64(config_nonce ^ 0x006c_6561_7365)
+            ),
         });
         // The first timer (the period, a run on start).
         feed(&inner, Input::Timer);
@@ -790,10 +918,10 @@ impl JsSweeper {
             let started = js_sys::Date::now();
             let deadline = run.budget_ms.map(|b| started + b as f64);
             let mut host = JsHost::new(inner.clone(), signal, on_progress, deadline);
+            host.limit_ops(run.max_ops);
             let result = match inner.now() {
                 Ok(now) => inner
-                    .sweeper
-                    .run(run.mode, now, &mut host)
+                    .run_leased(run.mode, now, &mut host, run.lease_ms)
                     .await
                     .map_err(js_err),
                 Err(e) => Err(e),
@@ -809,6 +937,12 @@ impl JsSweeper {
             let out = to_js(&report)?;
             if let Some(why) = host.stopped {
                 let _ = Reflect::set(&out, &"stopped".into(), &why.into());
+            }
+            if let Some(holder) = &host.leased_by {
+                let _ = Reflect::set(&out, &"leasedBy".into(), &holder.into());
+            }
+            if let Some((used, _)) = host.ops_used() {
+                let _ = Reflect::set(&out, &"ops".into(), &(used as f64).into());
             }
             Ok(out)
         })
@@ -956,6 +1090,12 @@ pub(super) struct JsHost {
     batches: u32,
     /// When this host last let the event loop run.
     yielded_at: f64,
+    /// Who held a kvStore's run lease when this run could not take it.
+    leased_by: Option<String>,
+    /// The most backend calls the run may make, and the count when it began.
+    max_ops: Option<(u64, u64)>,
+    /// The most backend calls one batch has made, and the count after the last.
+    batch_ops: (u64, u64),
 }
 
 /// How long a long computation (planning) holds the main thread before it
@@ -978,7 +1118,36 @@ impl JsHost {
             failure: None,
             batches: 0,
             yielded_at: js_sys::Date::now(),
+            max_ops: None,
+            batch_ops: (0, 0),
+            leased_by: None,
         }
+    }
+
+    /// Stops the run before its backend calls would pass `max` (a kvStore).
+    pub(super) fn limit_ops(&mut self, max: Option<u64>) {
+        if let (Some(max), Some(now)) = (max, self.inner.sweeper.store().ops()) {
+            self.max_ops = Some((max, now));
+            self.batch_ops = (0, now);
+        }
+    }
+
+    /// Backend calls this run has made.
+    fn ops_used(&self) -> Option<(u64, u64)> {
+        let (max, start) = self.max_ops?;
+        let now = self.inner.sweeper.store().ops()?;
+        Some((now.saturating_sub(start), max))
+    }
+
+    /// Whether the next batch (as large as the largest so far) would pass the limit.
+    fn out_of_ops(&mut self) -> bool {
+        let Some((used, max)) = self.ops_used() else {
+            return false;
+        };
+        let now = self.max_ops.map_or(0, |(_, start)| start) + used;
+        let last = now.saturating_sub(self.batch_ops.1);
+        self.batch_ops = (self.batch_ops.0.max(last), now);
+        used.saturating_add(self.batch_ops.0.max(1)) > max
     }
 
     fn should_stop(&mut self) -> bool {
@@ -990,6 +1159,8 @@ impl JsHost {
             self.stopped = Some("closed");
         } else if self.batches > 0 && self.deadline.is_some_and(|d| js_sys::Date::now() >= d) {
             self.stopped = Some("budget");
+        } else if self.batches > 0 && self.out_of_ops() {
+            self.stopped = Some("ops");
         }
         self.stopped.is_some()
     }
@@ -1029,6 +1200,12 @@ impl JsHost {
 
 impl RunHost for JsHost {
     fn stopped(&mut self) -> bool {
+        // Listing: stop when the calls are used up (a store too large to
+        // list within the limit says so in its report, rather than failing).
+        if self.batches == 0 && self.ops_used().is_some_and(|(used, max)| used >= max) {
+            self.stopped = Some("ops");
+            return true;
+        }
         self.should_stop()
     }
 

@@ -410,8 +410,7 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
     let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, deadline);
     let result = match inner.now() {
         Ok(now) => inner
-            .sweeper
-            .run(mode, now, &mut host)
+            .run_leased(mode, now, &mut host, None)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(super::convert::thrown(&e)),

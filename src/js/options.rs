@@ -618,6 +618,11 @@ pub fn parse_list_options(v: &OptValue, what: &str) -> Result<ListOptions> {
 pub struct RunOptions {
     pub mode: Mode,
     pub budget_ms: Option<Millis>,
+    /// Most backend calls the run may make (a kvStore's list pages, reads,
+    /// writes): an edge request's operation limit.
+    pub max_ops: Option<u64>,
+    /// How long the run lease of a kvStore is taken for.
+    pub lease_ms: Option<Millis>,
 }
 
 pub fn parse_run_options(v: &OptValue, what: &str) -> Result<RunOptions> {
@@ -625,7 +630,14 @@ pub fn parse_run_options(v: &OptValue, what: &str) -> Result<RunOptions> {
     let known: &[&str] = if what == "plan" {
         &["mode", "signal"]
     } else {
-        &["mode", "signal", "budgetMs", "onProgress"]
+        &[
+            "mode",
+            "signal",
+            "budgetMs",
+            "maxOps",
+            "leaseMs",
+            "onProgress",
+        ]
     };
     let f = Fields::new(v, &format!("{what} options"), known)?;
     let mode = match f.get("mode") {
@@ -661,9 +673,19 @@ pub fn parse_run_options(v: &OptValue, what: &str) -> Result<RunOptions> {
             ))
         }
     }
+    let max_ops = f.whole("maxOps")?;
+    if max_ops == Some(0) {
+        return err(format!("{} must be 1 or more", f.path("maxOps")));
+    }
+    let lease_ms = f.whole("leaseMs")?;
+    if lease_ms == Some(0) {
+        return err(format!("{} must be 1 or more", f.path("leaseMs")));
+    }
     Ok(RunOptions {
         mode,
         budget_ms: f.whole("budgetMs")?,
+        max_ops,
+        lease_ms,
     })
 }
 

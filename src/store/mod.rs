@@ -12,6 +12,9 @@ pub mod faulty;
 /// IndexedDB, in browsers, workers and (with fake-indexeddb) Node.
 #[cfg(target_arch = "wasm32")]
 pub mod idb;
+/// Workers KV, Deno KV, Durable Objects and other JS key–value objects.
+#[cfg(target_arch = "wasm32")]
+pub mod jskv;
 pub mod memory;
 
 /// The record tables of a store. Entry tables are keyed by `(namespace, key)`;
@@ -292,6 +295,8 @@ pub struct Capabilities {
     pub compare_and_set: bool,
     /// Most writes one `apply` may hold (`None`: no limit).
     pub max_batch_ops: Option<usize>,
+    /// Most `Op::Expect` checks one `apply` may hold (`None`: no limit).
+    pub max_batch_checks: Option<usize>,
     /// How long a write may take to show in a listing or a read elsewhere.
     pub visibility_ms: Millis,
     /// The store expires keys itself (Workers KV `expirationTtl`, Deno KV `expireIn`).
@@ -309,6 +314,7 @@ impl Default for Capabilities {
             transactions: false,
             compare_and_set: true,
             max_batch_ops: None,
+            max_batch_checks: None,
             visibility_ms: 0,
             native_expiry: false,
             range_delete: false,

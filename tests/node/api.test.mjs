@@ -367,7 +367,7 @@ test("an aborted signal gives the same answer on an empty store and a full one; 
 });
 
 test("a Sweeper without a store, or after free(), says so by name", async () => {
-  assert.throws(() => new Sweeper(), { message: "kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore() or openIndexedDb(), got undefined" });
+  assert.throws(() => new Sweeper(), { message: "kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore(), openIndexedDb(), kvStore() or durableObjectStore(), got undefined" });
   assert.throws(() => new Sweeper({}), /store must be a KvStore .* got an object/);
   const s = new Sweeper(memoryStore());
   await s.put("k", 1);

@@ -1,0 +1,12 @@
+// Cloudflare Workers (workerd): it refuses to compile WebAssembly from bytes,
+// so the module is imported as a compiled module and instantiated at once.
+// Bundlers for Workers (wrangler, the Vite plugin) treat `.wasm` imports so.
+import module from "./kvsweep_bg.wasm";
+import { initSync } from "./kvsweep.js";
+
+initSync({ module });
+
+export * from "./kvsweep.js";
+// In place of the glue's Sweeper: the same class, with readable errors.
+export { Sweeper } from "./api.js";
+export { kvStore, durableObjectStore, runFromAlarm, scheduleCleanup } from "./kv.js";

@@ -1,0 +1,58 @@
+// Run by tests/edge/deno.test.mjs in real Deno (npm `deno`): the cleanup
+// scenario on Deno KV in memory and in a file, and two cleaners on one file
+// where only one holds the run lease. Prints one JSON line per check.
+import assert from "node:assert/strict";
+import * as pkg from "../../pkg/index.js";
+import { kvScenario, checkScenario } from "../shared/kv-scenario.mjs";
+
+const dir = Deno.args[0];
+
+async function names(kv) {
+  const out = [];
+  for await (const e of kv.list({ prefix: [] })) if (e.key.length === 1) out.push(e.key[0]);
+  return out;
+}
+
+async function scenario(label, path) {
+  const kv = await Deno.openKv(path);
+  const store = pkg.kvStore(kv);
+  assert.equal(store.kind, "deno-kv");
+  assert.equal(store.capabilities().compareAndSet, true);
+  const out = await kvScenario(pkg, store, () => names(kv));
+  checkScenario(out, assert);
+  // The large blob (200,000 bytes) is over Deno KV's 64 KiB: it went in chunks.
+  let chunks = 0;
+  for await (const _ of kv.list({ prefix: ["kvsweep-chunk"] })) chunks++;
+  assert.ok(chunks >= 4, `chunks: ${chunks}`);
+  kv.close();
+  console.log(JSON.stringify({ ok: label, runs: out.reports.length, chunks }));
+}
+
+await scenario("memory", ":memory:");
+await scenario("file", `${dir}/scenario.sqlite`);
+
+// Two cleaners, each with its own connection to one file: while one runs,
+// the other's run stops at once with stopped "leased".
+{
+  const path = `${dir}/lease.sqlite`;
+  const kvA = await Deno.openKv(path);
+  const kvB = await Deno.openKv(path);
+  const a = new pkg.Sweeper(pkg.kvStore(kvA), { batchSize: 10 });
+  const b = new pkg.Sweeper(pkg.kvStore(kvB), { batchSize: 10 });
+  for (let i = 0; i < 100; i++) await a.put(`k${i}`, i, { ttlMs: 1 });
+  await new Promise((r) => setTimeout(r, 5));
+  const seen = [];
+  const report = await a.run({
+    onProgress: async () => {
+      seen.push(await b.run());
+    },
+  });
+  assert.equal(report.done, true);
+  assert.equal(report.deleted.expired.count, 100);
+  assert.ok(seen.length > 1);
+  assert.ok(seen.every((r) => r.done === false && r.stopped === "leased"), JSON.stringify(seen));
+  assert.equal((await b.run()).done, true);
+  kvA.close();
+  kvB.close();
+  console.log(JSON.stringify({ ok: "lease", blocked: seen.length }));
+}

@@ -1,0 +1,205 @@
+// kvStore over the key–value objects Node users already have: a Map, a real
+// unstorage (memory driver), a real keyv, a generic get/put/delete/list
+// object, and a Workers KV double for 10,000-entry slices under an operation
+// limit. Real Workers KV and Durable Objects: tests/edge/workers.test.mjs;
+// real Deno KV: tests/edge/deno.test.mjs.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createStorage } from "unstorage";
+import Keyv from "keyv";
+import { Sweeper, kvStore, durableObjectStore, memoryStore } from "../../pkg/node.js";
+import { kvScenario, checkScenario, POLICY } from "../shared/kv-scenario.mjs";
+import { roundTripFailures } from "../shared/fidelity.mjs";
+
+const pkg = { Sweeper };
+
+/** A generic store: get, put, delete and list(prefix) over a Map. */
+class Generic {
+  constructor() {
+    this.map = new Map();
+  }
+  async get(k) {
+    return this.map.get(k);
+  }
+  async put(k, v) {
+    this.map.set(k, v);
+  }
+  async delete(k) {
+    this.map.delete(k);
+  }
+  async list(prefix) {
+    return [...this.map.keys()].filter((k) => k.startsWith(prefix));
+  }
+}
+
+/**
+ * Workers KV as its documentation describes it, in memory: list pages of at
+ * most 1,000 keys in byte order with a cursor, `list_complete`, metadata
+ * with each key; pages that come back short (even empty) before the end.
+ * Every call is counted.
+ */
+class KvDouble {
+  constructor() {
+    this.map = new Map();
+    this.calls = 0;
+    this.lists = 0;
+  }
+  async get(name, type) {
+    this.calls++;
+    assert.equal(type, "arrayBuffer");
+    const e = this.map.get(name);
+    return e ? e.value.slice().buffer : null;
+  }
+  async getWithMetadata(name) {
+    this.calls++;
+    const e = this.map.get(name);
+    return { value: e ? e.value.slice().buffer : null, metadata: e?.metadata ?? null };
+  }
+  async put(name, value, options = {}) {
+    this.calls++;
+    assert.ok(value instanceof Uint8Array);
+    if (options.metadata !== undefined) assert.ok(JSON.stringify(options.metadata).length <= 1024, "metadata over 1024 bytes");
+    this.map.set(name, { value: new Uint8Array(value), metadata: options.metadata, expiration: options.expiration });
+  }
+  async delete(name) {
+    this.calls++;
+    this.map.delete(name);
+  }
+  async list({ prefix = "", cursor, limit = 1000 }) {
+    this.calls++;
+    this.lists++;
+    assert.ok(limit >= 1 && limit <= 1000, `list limit ${limit}`);
+    const names = [...this.map.keys()].filter((n) => n.startsWith(prefix)).sort((a, b) => (Buffer.from(a) < Buffer.from(b) ? -1 : 1));
+    let at = cursor ? names.findIndex((n) => Buffer.from(n) > Buffer.from(cursor)) : 0;
+    if (at < 0) at = names.length;
+    // Every third page is cut short, and some come back empty.
+    const take = this.lists % 3 === 0 ? Math.floor(limit / 3) : limit;
+    const page = names.slice(at, at + take);
+    const complete = at + page.length >= names.length;
+    return {
+      keys: page.map((name) => ({ name, metadata: this.map.get(name).metadata })),
+      list_complete: complete,
+      cursor: complete ? undefined : page.at(-1) ?? names[at - 1] ?? "",
+    };
+  }
+}
+
+test("kvStore recognises each backend and says what it promises", () => {
+  const kinds = [
+    [new Map(), "map", { atomic: true, compareAndSet: true }],
+    [createStorage(), "unstorage", { atomic: false, compareAndSet: false }],
+    [new Keyv(), "keyv", { atomic: false, compareAndSet: false }],
+    [new Generic(), "kv", { atomic: false, compareAndSet: false }],
+    [new KvDouble(), "workers-kv", { atomic: false, compareAndSet: false, visibilityMs: 60_000, nativeExpiry: true }],
+  ];
+  for (const [x, kind, caps] of kinds) {
+    const store = kvStore(x);
+    assert.equal(store.kind, kind);
+    const got = store.capabilities();
+    for (const [k, v] of Object.entries(caps)) assert.equal(got[k], v, `${kind}.${k}`);
+  }
+  assert.equal(kvStore(createStorage(), { visibilityMs: 5000 }).capabilities().visibilityMs, 5000);
+});
+
+test("kvStore and durableObjectStore refuse what they cannot use, by name", () => {
+  assert.throws(() => kvStore({ get() {} }), /kvStore\(x\): x must be a Workers KV binding, a Deno\.Kv, .* got an object/);
+  assert.throws(() => kvStore(null), /got null/);
+  assert.throws(() => kvStore(new Map(), { prefix: 5 }), /kvStore\(x\): options\.prefix must be a string, got 5/);
+  assert.throws(() => kvStore(new Map(), { visibilityMs: -1 }), /options\.visibilityMs must be a whole number/);
+  assert.throws(() => durableObjectStore(new Map()), /durableObjectStore\(storage\): storage must be a Durable Object's ctx\.storage, got a Map/);
+});
+
+test("on a store without compare-and-set, grace periods shorter than its visibility window and a write are refused", () => {
+  const store = kvStore(new KvDouble());
+  assert.throws(
+    () => new Sweeper(store, { policy: { orphanGraceMs: 60_000 } }),
+    /options\.policy\.orphanGraceMs must be at least 120000 ms on a workers-kv store/,
+  );
+  assert.throws(() => new Sweeper(store, { policy: { tempMaxAgeMs: 1000 } }), /options\.policy\.tempMaxAgeMs must be at least 120000 ms/);
+  new Sweeper(store, { policy: POLICY });
+  // With compare-and-set, the window does not matter.
+  new Sweeper(kvStore(new Map()), { policy: { orphanGraceMs: 0 } });
+});
+
+for (const [name, make, raw] of [
+  ["a Map", () => new Map(), (m) => [...m.keys()]],
+  ["unstorage (memory driver)", () => createStorage(), async (s) => (await s.getKeys()).map(decodeURIComponent)],
+  ["keyv (memory)", () => new Keyv(), async (k) => {
+    const out = [];
+    for await (const [key] of k.iterator()) out.push(key);
+    return out;
+  }],
+  ["a generic get/put/delete/list object", () => new Generic(), (g) => [...g.map.keys()]],
+  ["a Workers KV double", () => new KvDouble(), (d) => [...d.map.keys()]],
+]) {
+  test(`the cleanup scenario on ${name}: survivors exact, nothing left to clean`, async () => {
+    const backend = make();
+    const out = await kvScenario(pkg, kvStore(backend), () => raw(backend));
+    checkScenario(out, assert);
+  });
+}
+
+test("values round-trip exactly through a byte store (kvsweep's encoding)", async () => {
+  const failures = await roundTripFailures(new Sweeper(kvStore(new Generic())));
+  assert.deepEqual(failures, []);
+});
+
+test("10,000 entries are cleaned in slices, none over 1,000 backend calls, and the result is exact", async () => {
+  const kv = new KvDouble();
+  let now = 1_800_000_000_000;
+  const sweeper = new Sweeper(kvStore(kv), { clock: () => now, policy: POLICY });
+  const items = [];
+  for (let i = 0; i < 10_000; i++) {
+    items.push({ key: `k${String(i).padStart(5, "0")}`, value: i, ttlMs: i % 2 ? 60_000 : 3_600_000 });
+  }
+  for (let i = 0; i < items.length; i += 500) await sweeper.putMany(items.slice(i, i + 500));
+  now += 120_000;
+  let runs = 0;
+  let most = 0;
+  let report;
+  do {
+    const before = kv.calls;
+    report = await sweeper.run({ maxOps: 1000 });
+    const calls = kv.calls - before;
+    most = Math.max(most, calls);
+    assert.ok(calls <= 1000, `run ${runs + 1} made ${calls} calls`);
+    assert.equal(report.ops, calls, "the report counts the calls the backend saw");
+    if (!report.done) assert.equal(report.stopped, "ops");
+    runs++;
+  } while (!report.done && runs < 500);
+  assert.equal(report.done, true);
+  assert.ok(runs > 1, "it took more than one slice");
+  assert.equal(report.deleted.expired.count, 5000);
+  const metas = [...kv.map.keys()].filter((n) => n.startsWith("kvsweep/m/"));
+  assert.equal(metas.length, 5000);
+  assert.ok(metas.every((n) => Number(n.slice(-5)) % 2 === 0), "only the expired half went");
+  console.log(`# 10,000 entries on a Workers KV double: ${runs} runs, at most ${most} calls each (limit 1,000)`);
+});
+
+test("two Sweepers on one store: while one holds the run lease, the other's run stops at once", async () => {
+  const map = new Map();
+  const a = new Sweeper(kvStore(map));
+  const b = new Sweeper(kvStore(map));
+  for (let i = 0; i < 300; i++) await a.put(`k${i}`, i, { ttlMs: 1 });
+  await new Promise((r) => setTimeout(r, 5));
+  let blocked;
+  const first = a.run({
+    onProgress: async () => {
+      blocked ??= await b.run();
+    },
+  });
+  const report = await first;
+  assert.equal(report.done, true);
+  assert.equal(blocked.done, false);
+  assert.equal(blocked.stopped, "leased");
+  assert.match(blocked.leasedBy, /^[0-9a-f]{16}$/);
+  // Given back at the end: the other runs now.
+  assert.equal((await b.run()).done, true);
+});
+
+test("run options of kvStore runs are checked by name", async () => {
+  const s = new Sweeper(memoryStore());
+  await assert.rejects(s.run({ maxOps: 0 }), /run options\.maxOps must be 1 or more/);
+  await assert.rejects(s.run({ maxOps: -1 }), /maxOps/);
+  await assert.rejects(s.run({ leaseMs: 0 }), /run options\.leaseMs must be 1 or more/);
+});
