@@ -56,3 +56,24 @@ await scenario("file", `${dir}/scenario.sqlite`);
   kvB.close();
   console.log(JSON.stringify({ ok: "lease", blocked: seen.length }));
 }
+
+// The Deno.cron pattern (README): a cleanup every 10 minutes, each run
+// limited to a few seconds. The schedule is registered as a server would
+// register it; its handler is called here rather than waiting for the minute.
+{
+  const kv = await Deno.openKv(":memory:");
+  const sweeper = new pkg.Sweeper(pkg.kvStore(kv), { policy: { maxEntries: 50 } });
+  const cleanup = () => sweeper.run({ budgetMs: 5_000 });
+  const stop = new AbortController();
+  Deno.cron("kvsweep cleanup", "*/10 * * * *", { signal: stop.signal }, cleanup);
+  for (let i = 0; i < 80; i++) await sweeper.put(`k${String(i).padStart(2, "0")}`, i);
+  const report = await cleanup();
+  assert.equal(report.done, true);
+  assert.equal(report.deleted.maxEntries.count, 30);
+  let left = 0;
+  for await (const _ of sweeper.keys()) left++;
+  assert.equal(left, 50);
+  stop.abort();
+  kv.close();
+  console.log(JSON.stringify({ ok: "cron", evicted: report.deleted.maxEntries.count }));
+}

@@ -12,14 +12,14 @@ test("Deno KV (in memory and in a file): the cleanup scenario, chunked values, o
     const { stdout, stderr, code } = await new Promise((resolve) => {
       execFile(
         "node_modules/.bin/deno",
-        ["run", "--unstable-kv", "--no-prompt", "--allow-read=.", `--allow-read=${dir}`, `--allow-write=${dir}`, "tests/edge/deno-scenario.mjs", dir],
+        ["run", "--unstable-kv", "--unstable-cron", "--no-prompt", "--allow-read=.", `--allow-read=${dir}`, `--allow-write=${dir}`, "tests/edge/deno-scenario.mjs", dir],
         { timeout: 120_000, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" } },
         (error, stdout, stderr) => resolve({ stdout, stderr, code: error?.code ?? 0 }),
       );
     });
     assert.equal(code, 0, `deno failed:\n${stderr}`);
     const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
-    assert.deepEqual(lines.map((l) => l.ok), ["memory", "file", "lease"]);
+    assert.deepEqual(lines.map((l) => l.ok), ["memory", "file", "lease", "cron"]);
     console.log(`# Deno: ${stdout.trim().replace(/\n/g, " ")}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -20,7 +20,7 @@ before(async () => {
       { type: "ESModule", include: ["**/*.js"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
-    kvNamespaces: ["KV"],
+    kvNamespaces: ["KV", "CRON_KV"],
     durableObjects: { CLEANER: "Cleaner" },
     compatibilityDate: "2025-01-01",
   });
@@ -47,8 +47,8 @@ function expectedSurvivors(n, deleted) {
   return out;
 }
 
-async function kvNames() {
-  const kv = await mf.getKVNamespace("KV");
+async function kvNames(binding = "KV") {
+  const kv = await mf.getKVNamespace(binding);
   const names = [];
   let cursor;
   do {
@@ -91,6 +91,28 @@ test("a Worker cleans Workers KV in slices: every request under its call limit, 
   // Values as written, read back through the Worker.
   assert.deepEqual((await call(`/get?now=${NOW + HOUR}&key=${key(7)}`)).value, { i: 7, text: "note 7" });
   console.log(`# Workers KV: ${N} entries, ${slices.length} requests, calls per request (limit 150): ${slices.map((r) => r.ops).join(", ")}`);
+});
+
+test("a Worker cleans from its Cron Trigger, one slice per trigger, until done", async () => {
+  const N = 80;
+  for (let from = 0; from < N; from += 40) await call(`/seed?ns=cron&now=${NOW}&from=${from}&to=${from + 40}`);
+  const worker = await mf.getWorker();
+  const cron = await mf.getKVNamespace("CRON_KV");
+  const reports = [];
+  for (let i = 0; i < 50; i++) {
+    const result = await worker.scheduled({ scheduledTime: new Date(NOW + HOUR), cron: "*/5 * * * *" });
+    assert.equal(result.outcome, "ok");
+    const report = JSON.parse(await cron.get("test:last-report"));
+    assert.ok(report.calls <= 100, `trigger ${i + 1} made ${report.calls} calls`);
+    reports.push(report);
+    if (report.done) break;
+  }
+  assert.equal(reports.at(-1).done, true);
+  assert.ok(reports.length > 1, "more than one trigger");
+  const records = recordsOf(await kvNames("CRON_KV"));
+  assert.deepEqual(records.m, expectedSurvivors(N, []));
+  assert.deepEqual(records.t, []);
+  console.log(`# Cron Trigger: ${N} entries, ${reports.length} triggers, calls: ${reports.map((r) => r.calls).join(", ")}`);
 });
 
 test("a Durable Object cleans its storage from its alarm, one slice per alarm, until done", async () => {
