@@ -17,7 +17,21 @@ export interface KvStoreOptions {
   prefix?: string;
   /** How long a write takes to show everywhere (unstorage, keyv and generic objects; default 0). */
   visibilityMs?: number;
+  /** Keep blob bytes in an R2 bucket: `{ blobs: r2(env.BUCKET) }`. */
+  blobs?: R2Blobs;
 }
+/** An R2 bucket as the home of a store's blob bytes (from r2()). */
+export interface R2Blobs { readonly __kvsweepR2: unique symbol }
+/** Keeps blob bytes in an R2 bucket binding, records in the store it is given to. */
+export declare function r2(bucket: object): R2Blobs;
+/**
+ * Deletes blob bytes in the store's R2 bucket that no record names and are
+ * older than graceMs (default 10 minutes); dryRun only lists them.
+ */
+export declare function collectR2Orphans(
+  store: KvStore,
+  options?: { graceMs?: number; dryRun?: boolean; limit?: number },
+): Promise<{ checked: number; orphans: string[]; bytes: number; deleted: number }>;
 /** Any key–value object kvStore accepts besides the known backends. */
 export interface GenericKv {
   get(name: string): unknown;
@@ -32,7 +46,7 @@ export interface GenericKv {
  */
 export declare function kvStore(x: object, options?: KvStoreOptions): KvStore;
 /** A store in a Durable Object's storage (`ctx.storage`). */
-export declare function durableObjectStore(storage: object, options?: Pick<KvStoreOptions, "prefix">): KvStore;
+export declare function durableObjectStore(storage: object, options?: Pick<KvStoreOptions, "prefix" | "blobs">): KvStore;
 /**
  * One slice of cleanup from a Durable Object's alarm, then the alarm set
  * again: at once while there is more to do, after periodMs when done.

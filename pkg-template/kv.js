@@ -488,17 +488,173 @@ function durableObjectDriver(storage, prefix) {
   return d;
 }
 
+/** Marks a bucket as the home of a store's blob bytes: `kvStore(x, { blobs: r2(env.BUCKET) })`. */
+const R2 = Symbol("kvsweep.r2");
+
+/**
+ * An R2 bucket to keep blob bytes in, beside records in Workers KV, Deno KV
+ * or a Durable Object: `kvStore(env.KV, { blobs: r2(env.BUCKET) })`.
+ */
+export function r2(bucket) {
+  if (!fn(bucket, "get", "put", "delete", "list", "head")) {
+    throw new TypeError(`kvsweep: r2(bucket): bucket must be an R2 bucket binding (get, put, delete, list, head), got ${describe(bucket)}`);
+  }
+  return { [R2]: bucket };
+}
+
+/**
+ * `base` with blob bytes (table b) in an R2 bucket, under the same names.
+ * Bytes go up before the batch that records them commits, and are deleted
+ * only after the batch that dropped their record did: a crash between the
+ * two leaves bytes without a record, which collectR2Orphans finds after the
+ * grace period, never a record without its bytes.
+ */
+function withR2(base, bucket) {
+  const blobs = `${base.prefix}b/`;
+  const records = `${base.prefix}c/`;
+  const isBlob = (n) => n.startsWith(blobs);
+  let own = 0;
+  const d = {
+    kind: `${base.kind}+r2`,
+    prefix: base.prefix,
+    caps: base.caps,
+    bucket,
+    base,
+    get ops() {
+      return base.ops + own;
+    },
+    async blobBytes(name) {
+      own++;
+      const obj = await bucket.get(name);
+      return obj ? new Uint8Array(await obj.arrayBuffer()) : undefined;
+    },
+    async get(names) {
+      const out = new Array(names.length);
+      const rest = [];
+      await Promise.all(
+        names.map(async (n, i) => {
+          if (!isBlob(n)) return rest.push(i);
+          const bytes = await d.blobBytes(n);
+          out[i] = [bytes, bytes ?? null];
+        }),
+      );
+      const got = await base.get(rest.map((i) => names[i]));
+      rest.forEach((i, j) => (out[i] = got[j]));
+      return out;
+    },
+    async list(tablePrefix, startAfter, cursor, limit) {
+      if (tablePrefix !== blobs) return base.list(tablePrefix, startAfter, cursor, limit);
+      own++;
+      const page = await bucket.list({ prefix: blobs, startAfter: cursor === undefined ? startAfter : undefined, cursor, limit: Math.min(limit, 1000) });
+      const items = [];
+      for (const o of page.objects) {
+        const bytes = await d.blobBytes(o.key);
+        if (bytes) items.push([o.key, bytes]);
+      }
+      return { items, cursor: page.truncated ? page.cursor : undefined };
+    },
+    async apply(checks, writes) {
+      // Blob bytes never change under a name: a check of them is a check of presence.
+      for (const [name, token] of checks.filter(([n]) => isBlob(n))) {
+        own++;
+        if (((await bucket.head(name)) !== null) !== (token !== null)) return false;
+      }
+      const puts = writes.filter(([n, b]) => isBlob(n) && b !== null);
+      const deletes = writes.filter(([n, b]) => isBlob(n) && b === null).map(([n]) => n);
+      await Promise.all(
+        puts.map(([name, bytes]) => {
+          own++;
+          return bucket.put(name, bytes);
+        }),
+      );
+      const ok = await base.apply(
+        checks.filter(([n]) => !isBlob(n)),
+        writes.filter(([n]) => !isBlob(n)),
+      );
+      if (!ok) return false;
+      for (let i = 0; i < deletes.length; i += 1000) {
+        own++;
+        await bucket.delete(deletes.slice(i, i + 1000));
+      }
+      return true;
+    },
+    /** Bytes in the bucket whose record is gone, older than `graceMs`. */
+    async orphans({ graceMs, dryRun, limit }) {
+      const out = { checked: 0, orphans: [], bytes: 0, deleted: 0 };
+      let cursor;
+      do {
+        own++;
+        const page = await bucket.list({ prefix: blobs, cursor, limit: 1000 });
+        const old = page.objects.filter((o) => o.uploaded.getTime() < Date.now() - graceMs);
+        out.checked += page.objects.length;
+        const recorded = await base.get(old.map((o) => records + o.key.slice(blobs.length)));
+        const doomed = old.filter((_, i) => recorded[i][0] === undefined).slice(0, Math.max(0, limit - out.orphans.length));
+        for (const o of doomed) {
+          out.orphans.push(o.key.slice(o.key.indexOf("\0") + 1));
+          out.bytes += o.size;
+        }
+        if (!dryRun && doomed.length) {
+          // Looked at again just before: bytes put again since the listing are young.
+          const still = [];
+          for (const o of doomed) {
+            own++;
+            const now = await bucket.head(o.key);
+            if (now && now.uploaded.getTime() < Date.now() - graceMs) still.push(o.key);
+          }
+          for (let i = 0; i < still.length; i += 1000) {
+            own++;
+            await bucket.delete(still.slice(i, i + 1000));
+          }
+          out.deleted += still.length;
+        }
+        cursor = page.truncated && out.orphans.length < limit ? page.cursor : undefined;
+      } while (cursor);
+      return out;
+    },
+  };
+  return d;
+}
+
+const drivers = new WeakMap();
+
+/**
+ * Deletes blob bytes in a store's R2 bucket that no record names and that
+ * are older than `graceMs` (default 10 minutes): bytes a crash left between
+ * uploading and recording, or between forgetting and deleting them.
+ * `dryRun: true` only lists them. Returns `{ checked, orphans, bytes, deleted }`.
+ */
+export async function collectR2Orphans(store, o = {}) {
+  const d = drivers.get(store);
+  if (!d?.bucket) throw new TypeError(`kvsweep: collectR2Orphans(store, options): store must be a kvStore or durableObjectStore made with { blobs: r2(bucket) }, got ${describe(store)}`);
+  const { graceMs = 600_000, dryRun = false, limit = Infinity } = o ?? {};
+  if (!Number.isSafeInteger(graceMs) || graceMs < 0) {
+    throw new TypeError(`kvsweep: collectR2Orphans(store, options): options.graceMs must be a whole number of milliseconds, 0 or more, got ${describe(graceMs)}`);
+  }
+  if (d.caps.compareAndSet === false && graceMs < d.caps.visibilityMs + 60_000) {
+    throw new TypeError(`kvsweep: collectR2Orphans(store, options): options.graceMs must be at least ${d.caps.visibilityMs + 60_000} ms on a ${d.base.kind} store (its visibility window plus the longest write)`);
+  }
+  return d.orphans({ graceMs, dryRun: dryRun === true, limit });
+}
+
+function make(driver) {
+  const store = kvStoreOfDriver(driver);
+  drivers.set(store, driver);
+  return store;
+}
+
 function options(o, what) {
   if (o === undefined) return { prefix: PREFIX, visibilityMs: 0 };
   if (o === null || typeof o !== "object") throw new TypeError(`kvsweep: ${what}: options must be an object, got ${describe(o)}`);
   const prefix = o.prefix ?? PREFIX;
   if (typeof prefix !== "string") throw new TypeError(`kvsweep: ${what}: options.prefix must be a string, got ${describe(prefix)}`);
   if (prefix.includes("\0")) throw new TypeError(`kvsweep: ${what}: options.prefix must not contain U+0000`);
+  const blobs = o.blobs;
+  if (blobs !== undefined && !blobs?.[R2]) throw new TypeError(`kvsweep: ${what}: options.blobs must be r2(bucket), got ${describe(blobs)}`);
   const visibilityMs = o.visibilityMs ?? 0;
   if (!Number.isSafeInteger(visibilityMs) || visibilityMs < 0) {
     throw new TypeError(`kvsweep: ${what}: options.visibilityMs must be a whole number of milliseconds, 0 or more, got ${describe(visibilityMs)}`);
   }
-  return { prefix, visibilityMs };
+  return { prefix, visibilityMs, bucket: blobs?.[R2] };
 }
 
 const isDurableObjectStorage = (x) => fn(x, "get", "put", "delete", "list", "setAlarm", "getAlarm");
@@ -509,7 +665,12 @@ const isKeyv = (x) => fn(x, "get", "set", "delete", "iterator");
 
 /** The driver for `x`, recognised by its methods. */
 export function driverOf(x, o, what = "kvStore(x)") {
-  const { prefix, visibilityMs } = options(o, what);
+  const { bucket, ...rest } = options(o, what);
+  const d = baseDriver(x, rest, what);
+  return bucket ? withR2(d, bucket) : d;
+}
+
+function baseDriver(x, { prefix, visibilityMs }, what) {
   if (x instanceof Map) return mapDriver(x, prefix);
   if (isDurableObjectStorage(x)) return durableObjectDriver(x, prefix);
   if (isDenoKv(x)) return denoKvDriver(x, prefix);
@@ -531,7 +692,7 @@ export function driverOf(x, o, what = "kvStore(x)") {
  * (unstorage, keyv and generic objects; the others know their own).
  */
 export function kvStore(x, o) {
-  return kvStoreOfDriver(driverOf(x, o));
+  return make(driverOf(x, o));
 }
 
 /** A kvsweep store in a Durable Object's storage (`ctx.storage`). */
@@ -539,7 +700,9 @@ export function durableObjectStore(storage, o) {
   if (!isDurableObjectStorage(storage)) {
     throw new TypeError(`kvsweep: durableObjectStore(storage): storage must be a Durable Object's ctx.storage, got ${describe(storage)}`);
   }
-  return kvStoreOfDriver(durableObjectDriver(storage, options(o, "durableObjectStore(storage)").prefix));
+  const { prefix, bucket } = options(o, "durableObjectStore(storage)");
+  const d = durableObjectDriver(storage, prefix);
+  return make(bucket ? withR2(d, bucket) : d);
 }
 
 /**

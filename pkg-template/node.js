@@ -7,4 +7,4 @@ initSync({ module: await readFile(new URL("./kvsweep_bg.wasm", import.meta.url))
 export * from "./kvsweep.js";
 // In place of the glue's Sweeper: the same class, with readable errors.
 export { Sweeper } from "./api.js";
-export { kvStore, durableObjectStore, runFromAlarm, scheduleCleanup } from "./kv.js";
+export { kvStore, durableObjectStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } from "./kv.js";

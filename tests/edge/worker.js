@@ -1,7 +1,38 @@
 // A Cloudflare Worker that keeps its KV namespace clean with kvsweep, run by
 // tests/edge/workers.test.mjs in real workerd (miniflare). Every request
 // counts its own KV calls, to show that none passes the per-request limit.
-import { Sweeper, kvStore, durableObjectStore, runFromAlarm, scheduleCleanup } from "../../pkg/workerd.js";
+import * as pkg from "../../pkg/workerd.js";
+import { kvScenario } from "../shared/kv-scenario.mjs";
+
+const { Sweeper, kvStore, durableObjectStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } = pkg;
+
+/** The shared scenario (tests/shared/kv-scenario.mjs) on `store`, its outcome as JSON. */
+async function scenario(store, names) {
+  const { sweeper, ...out } = await kvScenario(pkg, store, names);
+  return Response.json(out);
+}
+
+async function kvNames(kv) {
+  const names = [];
+  let cursor;
+  do {
+    const page = await kv.list({ cursor });
+    names.push(...page.keys.map((k) => k.name));
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  return names;
+}
+
+async function bucketNames(bucket) {
+  const names = [];
+  let cursor;
+  do {
+    const page = await bucket.list({ cursor });
+    names.push(...page.objects.map((o) => o.key));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return names;
+}
 
 const LIMIT = 1000; // Workers KV operations per invocation
 
@@ -93,8 +124,18 @@ export default {
 
   async fetch(request, env) {
     const url = new URL(request.url);
+    if (url.pathname === "/scenario/kv-r2") {
+      try {
+        return await scenario(kvStore(env.R2_KV, { blobs: r2(env.BUCKET) }), async () => [
+          ...(await kvNames(env.R2_KV)),
+          ...(await bucketNames(env.BUCKET)),
+        ]);
+      } catch (e) {
+        return Response.json({ error: String(e?.stack ?? e) }, { status: 500 });
+      }
+    }
     if (url.pathname.startsWith("/do/")) {
-      const stub = env.CLEANER.get(env.CLEANER.idFromName("one"));
+      const stub = env.CLEANER.get(env.CLEANER.idFromName(url.searchParams.get("do") ?? "one"));
       return stub.fetch(request);
     }
     const count = { calls: 0 };
@@ -112,8 +153,9 @@ export default {
  * clock (`now`) is kept in its storage, beside kvsweep's keys, for the alarm.
  */
 export class Cleaner {
-  constructor(ctx) {
+  constructor(ctx, env) {
     this.ctx = ctx;
+    this.env = env;
     this.storage = ctx.storage;
   }
 
@@ -131,6 +173,24 @@ export class Cleaner {
           return Response.json({ alarm: await this.storage.getAlarm(), slices: (await this.storage.get("test:slices")) ?? [] });
         case "/raw":
           return Response.json({ names: [...(await this.storage.list()).keys()] });
+        case "/r2-orphans": {
+          // Bytes without a record, as a crash between upload and record leaves them.
+          const store = durableObjectStore(this.storage, { prefix: "orph/", blobs: r2(this.env.DO_BUCKET) });
+          const sweeper = new Sweeper(store);
+          const kept = await sweeper.putBlob(new Uint8Array([1, 2, 3]));
+          await this.env.DO_BUCKET.put(`orph/b/\0${"ab".repeat(32)}`, new Uint8Array([9]));
+          const young = await collectR2Orphans(store, { graceMs: 60_000 });
+          await new Promise((r) => setTimeout(r, 30));
+          const dry = await collectR2Orphans(store, { graceMs: 10, dryRun: true });
+          const real = await collectR2Orphans(store, { graceMs: 10 });
+          const after = await collectR2Orphans(store, { graceMs: 0, dryRun: true });
+          return Response.json({ young, dry, real, after, kept: (await sweeper.getBlob(kept)) !== undefined });
+        }
+        case "/scenario-r2":
+          return await scenario(durableObjectStore(this.storage, { blobs: r2(this.env.DO_BUCKET) }), async () => [
+            ...(await this.storage.list()).keys(),
+            ...(await bucketNames(this.env.DO_BUCKET)),
+          ]);
         default:
           return await handle(url, durableObjectStore(this.storage), count);
       }

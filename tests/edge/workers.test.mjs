@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
-import { recordsOf } from "../shared/kv-scenario.mjs";
+import { recordsOf, checkScenario } from "../shared/kv-scenario.mjs";
 
 const NOW = 1_800_000_000_000;
 const HOUR = 3_600_000;
@@ -17,10 +17,11 @@ before(async () => {
     scriptPath: "tests/edge/worker.js",
     modulesRoot: ".",
     modulesRules: [
-      { type: "ESModule", include: ["**/*.js"] },
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
-    kvNamespaces: ["KV", "CRON_KV"],
+    kvNamespaces: ["KV", "CRON_KV", "R2_KV"],
+    r2Buckets: ["BUCKET", "DO_BUCKET"],
     durableObjects: { CLEANER: "Cleaner" },
     compatibilityDate: "2025-01-01",
   });
@@ -138,4 +139,27 @@ test("a Durable Object cleans its storage from its alarm, one slice per alarm, u
   assert.deepEqual(records.t, []);
   assert.equal(slices.at(-1).deleted.expired.count, (N * 3) / 10);
   console.log(`# Durable Object: ${N} entries, ${slices.length} alarms, ops per alarm (limit 30): ${slices.map((s) => s.ops).join(", ")}`);
+});
+
+for (const [label, path, bucket] of [
+  ["Workers KV", "/scenario/kv-r2", "BUCKET"],
+  ["a Durable Object", "/do/scenario-r2?do=r2", "DO_BUCKET"],
+]) {
+  test(`${label} with blob bytes in R2: the cleanup scenario, bytes gone with their records`, async () => {
+    const out = await call(path);
+    checkScenario(out, assert);
+    // The bytes are in the bucket, not in the records' store.
+    const objects = (await (await mf.getR2Bucket(bucket)).list()).objects.map((o) => o.key);
+    assert.deepEqual(recordsOf(objects).b, out.expected.blobs);
+  });
+}
+
+test("collectR2Orphans finds bytes whose record is gone, after their grace, and a dry run deletes nothing", async () => {
+  const out = await call("/do/r2-orphans?do=orphans");
+  assert.deepEqual(out.young.orphans, []);
+  assert.equal(out.dry.orphans.length, 1);
+  assert.equal(out.dry.deleted, 0);
+  assert.equal(out.real.deleted, 1);
+  assert.equal(out.after.orphans.length, 0);
+  assert.equal(out.kept, true, "a recorded blob is never an orphan");
 });
