@@ -230,7 +230,7 @@ function workersKvDriver(kv, prefix) {
   const d = {
     kind: "workers-kv",
     prefix,
-    caps: { atomic: false, compareAndSet: false, visibilityMs: 60_000, nativeExpiry: true },
+    caps: { atomic: false, compareAndSet: false, visibilityMs: 60_000, nativeExpiry: true, maxValueBytes: 25 * 1024 * 1024 },
     ops: 0,
     async get(names) {
       return Promise.all(

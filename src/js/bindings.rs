@@ -382,6 +382,9 @@ pub(super) struct Inner {
     lease_owner: String,
 }
 
+/// Bytes kept free in a backend's largest value for kvsweep's encoding.
+const VALUE_HEADROOM: usize = 1024;
+
 /// Items per batch on a kvStore whose backend sets no limit of its own.
 const KV_BATCH: usize = 25;
 
@@ -555,6 +558,22 @@ impl JsSweeper {
                 .max_batch_checks
                 .or(caps.max_batch_ops)
                 .map_or(KV_BATCH, |n| (n / 8).clamp(1, KV_BATCH));
+        }
+        // A backend that keeps values up to a size: refuse larger ones at put
+        // with a clear error, before the backend would.
+        if let AnyStore::Kv(kv) = &store.inner {
+            if let Some(cap) = kv.max_value_bytes() {
+                // Room for the encoding's header around the value.
+                let most = cap.saturating_sub(VALUE_HEADROOM);
+                if field(&options, "maxValueBytes").is_undefined() {
+                    config.max_value_bytes = config.max_value_bytes.min(most);
+                } else if config.max_value_bytes > most {
+                    return Err(js_err(format!(
+                        "new Sweeper(store, options): options.maxValueBytes must be at most {most} on a {} store, which keeps values of at most {cap} bytes",
+                        kv.kind()
+                    )));
+                }
+            }
         }
         let clock = field(&options, "clock").dyn_into::<Function>().ok();
         // Without `schedule`, runs happen only when asked (run(), request()).

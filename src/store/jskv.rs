@@ -67,6 +67,8 @@ pub struct JsKvStore {
     tokens: RefCell<HashMap<String, (Option<u64>, JsValue)>>,
     /// Where the listing of a table goes on after a name it returned last.
     cursors: RefCell<Vec<(String, JsValue)>>,
+    /// The largest record the backend keeps (`None`: the driver splits larger ones).
+    max_value_bytes: Option<usize>,
 }
 
 fn err(e: JsValue) -> StoreError {
@@ -125,12 +127,19 @@ impl JsKvStore {
             caps,
             tokens: RefCell::new(HashMap::new()),
             cursors: RefCell::new(Vec::new()),
+            max_value_bytes: limit(&caps_js, "maxValueBytes"),
         })
     }
 
     /// What the backend is: "workers-kv", "deno-kv", "durable-object", "map", …
     pub fn kind(&self) -> &str {
         &self.kind
+    }
+
+    /// The largest record the backend keeps, if it limits them and the
+    /// driver does not split larger ones (Workers KV: 25 MiB).
+    pub fn max_value_bytes(&self) -> Option<usize> {
+        self.max_value_bytes
     }
 
     /// Backend calls made so far (list pages, reads, writes, commits).

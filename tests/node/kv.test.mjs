@@ -197,6 +197,20 @@ test("two Sweepers on one store: while one holds the run lease, the other's run 
   assert.equal((await b.run()).done, true);
 });
 
+test("Workers KV keeps values of at most 25 MiB: a larger one is refused at put, by name, and never cut", async () => {
+  const kv = new KvDouble();
+  const sweeper = new Sweeper(kvStore(kv), { policy: POLICY });
+  const most = 25 * 1024 * 1024 - 1024;
+  await assert.rejects(sweeper.putBlob(new Uint8Array(most + 1)), /value is 26213377 bytes, more than the limit of 26213376 bytes/);
+  assert.equal([...kv.map.keys()].filter((n) => n.startsWith("kvsweep/b/")).length, 0);
+  const id = await sweeper.putBlob(new Uint8Array(most).fill(7));
+  assert.equal((await sweeper.getBlob(id)).length, most);
+  assert.throws(
+    () => new Sweeper(kvStore(kv), { policy: POLICY, maxValueBytes: 30e6 }),
+    /options\.maxValueBytes must be at most 26213376 on a workers-kv store, which keeps values of at most 26214400 bytes/,
+  );
+});
+
 test("run options of kvStore runs are checked by name", async () => {
   const s = new Sweeper(memoryStore());
   await assert.rejects(s.run({ maxOps: 0 }), /run options\.maxOps must be 1 or more/);
