@@ -387,6 +387,20 @@ impl Store for JsKvStore {
         } else if !stale.is_empty() {
             self.read(&stale).await?;
         }
+        // Over the backend's limits the batch would fail inside it: say why here.
+        let over = |n: usize, most: Option<usize>| most.is_some_and(|m| n > m);
+        if over(writes.length() as usize, self.caps.max_batch_ops)
+            || over(checks.len(), self.caps.max_batch_checks)
+        {
+            return Err(StoreError::Backend(format!(
+                "one batch would make {} writes and {} checks, and a {} store commits at most {} writes and {} checks at once: write fewer entries per call (putMany) or lower batchSize",
+                writes.length(),
+                checks.len(),
+                self.kind,
+                self.caps.max_batch_ops.map_or("any".into(), |n| n.to_string()),
+                self.caps.max_batch_checks.map_or("any".into(), |n| n.to_string()),
+            )));
+        }
         let checks_js = Array::new();
         for (name, expected) in &checks {
             let tokens = self.tokens.borrow();

@@ -52,6 +52,12 @@ await scenario("file", `${dir}/scenario.sqlite`);
   assert.ok(seen.length > 1);
   assert.ok(seen.every((r) => r.done === false && r.stopped === "leased"), JSON.stringify(seen));
   assert.equal((await b.run()).done, true);
+  // A putMany over Deno KV's limits of one commit is refused whole, saying so.
+  const many = Array.from({ length: 150 }, (_, i) => ({ key: `m${i}`, value: i }));
+  await assert.rejects(a.putMany(many), /putMany: .*one batch would make \d+ writes and \d+ checks, and a deno-kv store commits at most 1000 writes and 100 checks at once/);
+  assert.equal(await a.get("m0"), undefined);
+  await a.putMany(many.slice(0, 40));
+  assert.equal(await a.get("m39"), 39);
   kvA.close();
   kvB.close();
   console.log(JSON.stringify({ ok: "lease", blocked: seen.length }));
