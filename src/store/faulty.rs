@@ -154,6 +154,8 @@ struct FaultState {
     stats: FaultStats,
     /// What `atomic()` answers; `None`: whatever the inner store answers.
     atomic: Option<bool>,
+    /// False: the store has no compare-and-set; `apply` ignores `Op::Expect`.
+    compare_and_set: bool,
 }
 
 /// A store that injects faults into calls to `inner`. Clones share the
@@ -178,6 +180,7 @@ impl<S: Store + Clone> FaultyStore<S> {
                 hook: None,
                 stats: FaultStats::default(),
                 atomic: None,
+                compare_and_set: true,
             })),
         }
     }
@@ -194,6 +197,13 @@ impl<S: Store + Clone> FaultyStore<S> {
     /// plain failure), never a prefix.
     pub fn set_atomic(&self, atomic: bool) {
         self.state.borrow_mut().atomic = Some(atomic);
+    }
+
+    /// Presents the wrapper as a backend without compare-and-set (Workers
+    /// KV): it says so in its capabilities, and `apply` writes without
+    /// checking any `Op::Expect`.
+    pub fn set_compare_and_set(&self, compare_and_set: bool) {
+        self.state.borrow_mut().compare_and_set = compare_and_set;
     }
 
     pub fn set_rates(&self, rates: FaultRates) {
@@ -486,17 +496,24 @@ impl<S: Store + Clone> Store for FaultyStore<S> {
     /// The inner store's, without its transactions (every call here is one
     /// faulty call), and atomic or not as set.
     fn capabilities(&self) -> Capabilities {
-        let claimed = self.state.borrow().atomic;
+        let (claimed, cas) = {
+            let st = self.state.borrow();
+            (st.atomic, st.compare_and_set)
+        };
         let inner = self.inner.capabilities();
         Capabilities {
             atomic: claimed.unwrap_or(inner.atomic),
             transactions: false,
             range_delete: false,
+            compare_and_set: cas && inner.compare_and_set,
             ..inner
         }
     }
 
-    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+    async fn apply(&self, mut ops: Vec<Op>) -> Result<(), StoreError> {
+        if !self.state.borrow().compare_and_set {
+            ops.retain(|op| !matches!(op, Op::Expect(..)));
+        }
         let writes = ops
             .iter()
             .filter(|op| !matches!(op, Op::Expect(..)))
