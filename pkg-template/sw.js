@@ -1,0 +1,57 @@
+// Service workers, and anywhere a top-level `await` is not allowed: the API
+// without loading the WebAssembly on import. `await ready()` loads it, once,
+// on first use (in a service worker: inside an event handler, e.g. install
+// or fetch); the async functions here wait for it themselves. Constructors
+// (`new Sweeper`, `memoryStore()`, `kvStore()`) need it loaded first and say
+// so if it is not.
+import init, * as glue from "./kvsweep.js";
+import { Sweeper as ApiSweeper } from "./api.js";
+import * as kv from "./kv.js";
+
+export * from "./kvsweep.js";
+
+let loading;
+let loaded = false;
+
+/** Loads the WebAssembly module next to this file, once; resolves when it is ready. */
+export function ready() {
+  loading ??= init({ module_or_path: new URL("./kvsweep_bg.wasm", import.meta.url) }).then(() => {
+    loaded = true;
+  });
+  return loading;
+}
+
+function needReady(what) {
+  if (!loaded) {
+    throw new Error(`kvsweep: ${what}: the WebAssembly module is not loaded yet; call \`await ready()\` first (in a service worker, inside an event handler)`);
+  }
+}
+
+export class Sweeper extends ApiSweeper {
+  constructor(store, options) {
+    needReady("new Sweeper(store, options)");
+    super(store, options);
+  }
+}
+
+export async function openIndexedDb(name) {
+  await ready();
+  return glue.openIndexedDb(name);
+}
+
+export function memoryStore() {
+  needReady("memoryStore()");
+  return glue.memoryStore();
+}
+
+export function kvStore(x, options) {
+  needReady("kvStore(x)");
+  return kv.kvStore(x, options);
+}
+
+export function durableObjectStore(storage, options) {
+  needReady("durableObjectStore(storage)");
+  return kv.durableObjectStore(storage, options);
+}
+
+export const { r2, collectR2Orphans, runFromAlarm, scheduleCleanup } = kv;
