@@ -58,3 +58,28 @@ export declare function runFromAlarm(
 ): Promise<import("./kvsweep.js").RunReport>;
 /** Sets the Durable Object's alarm delayMs from now (default 0) unless it is set sooner. */
 export declare function scheduleCleanup(storage: object, delayMs?: number): Promise<void>;
+
+/** A store for a Cache Storage cache's responses, their metadata in IndexedDB (`kvsweep-cache:<name>`). */
+export declare function openCacheStorage(name: string, options?: { matchOptions?: CacheQueryOptions; concurrency?: number }): Promise<KvStore>;
+/** Records (or refreshes) a cached response as an entry, its size the response's. */
+export declare function track(sweeper: Sweeper, request: Request | string, response?: Response, options?: import("./kvsweep.js").PutOptions): Promise<void>;
+/** Deletes a cache and its kvsweep metadata database. */
+export declare function deleteCacheStorage(name: string): Promise<void>;
+export interface ExpirationPluginOptions {
+  maxEntries?: number; maxAgeSeconds?: number; purgeOnQuotaError?: boolean; matchOptions?: CacheQueryOptions;
+  /** workbox-core's registerQuotaErrorCallback, needed with purgeOnQuotaError. */
+  registerQuotaErrorCallback?: (callback: () => void) => void;
+  /** Response bytes the cache may hold. */
+  maxBytes?: number;
+  /** URLs never expired. */
+  pinned?: (url: string) => boolean;
+  /** Keep the newest keepLast responses of each group. */
+  groups?: Record<string, { match: (url: string) => boolean; keepLast: number }>;
+  concurrency?: number;
+}
+/** A Workbox plugin in place of ExpirationPlugin. */
+export declare function expirationPlugin(options: ExpirationPluginOptions): {
+  cacheDidUpdate(param: { cacheName: string; request: Request; newResponse: Response }): Promise<void>;
+  cachedResponseWillBeUsed(param: { cacheName: string; request: Request; cachedResponse?: Response }): Promise<Response | null>;
+  deleteCacheAndMetadata(): Promise<void>;
+};

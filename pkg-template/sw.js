@@ -7,11 +7,16 @@
 import init, * as glue from "./kvsweep.js";
 import { Sweeper as ApiSweeper } from "./api.js";
 import * as kv from "./kv.js";
+import { setLoader } from "./cache.js";
 
 export * from "./kvsweep.js";
 
 let loading;
 let loaded = false;
+
+export { openCacheStorage, track, deleteCacheStorage, expirationPlugin } from "./cache.js";
+// Cache Storage stores and the Workbox plugin load the module when first used.
+setLoader(ready);
 
 /** Loads the WebAssembly module next to this file, once; resolves when it is ready. */
 export function ready() {

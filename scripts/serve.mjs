@@ -42,8 +42,15 @@ async function resolveFile(pathname) {
 
 /** Starts the server; resolves to { url, close }. */
 export async function serve(port = Number(process.env.PORT ?? 8080)) {
+  let hits = 0;
   const server = createServer(async (req, res) => {
     const { pathname } = new URL(req.url, "http://127.0.0.1");
+    // Responses for service-worker caching tests: each says how many came before it.
+    if (pathname.startsWith("/tests/data/")) {
+      hits += 1;
+      res.writeHead(200, { "content-type": "text/plain", "cache-control": "no-store" }).end(`${pathname} #${hits}`);
+      return;
+    }
     const file = await resolveFile(pathname);
     if (!file) {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
@@ -52,6 +59,8 @@ export async function serve(port = Number(process.env.PORT ?? 8080)) {
     res.writeHead(200, {
       "content-type": types[extname(file)] ?? "application/octet-stream",
       "cache-control": "no-store",
+      // Test service workers (tests/shared/) may control the whole origin.
+      ...(pathname.startsWith("/tests/shared/") ? { "service-worker-allowed": "/" } : {}),
     });
     res.end(await readFile(file));
   });

@@ -28,6 +28,10 @@ pub struct PutOptions {
     pub dependent: bool,
     pub refs: Vec<String>,
     pub blobs: Vec<String>,
+    /// Bytes the entry counts for against `maxBytes`, when it stands for
+    /// more than its value (a cached response kept elsewhere); default: the
+    /// value's size.
+    pub size: Option<u64>,
 }
 
 /// Settings of a sweeper besides its policy.
@@ -324,7 +328,7 @@ impl<S: Store> Sweeper<S> {
         Ok(EntryWrite {
             id: id.clone(),
             value: value.encode(),
-            size: value.len() as u64,
+            size: opts.size.unwrap_or(value.len() as u64),
             expires_at,
             group: opts.group,
             pinned: opts.pinned,

@@ -98,6 +98,8 @@ export interface PutOptions {
   /** Lives only while a live entry references it (an attachment). */
   dependent?: boolean;
   refs?: string[]; blobs?: string[];
+  /** Bytes the entry counts for against maxBytes (default: its value's size): what it stands for, such as a cached response. */
+  size?: number;
 }
 export interface PutManyItem extends PutOptions { key: string; value: unknown }
 export interface KeyOptions { namespace?: string; includeExpired?: boolean }

@@ -536,6 +536,7 @@ fn put_options(v: &OptValue, path: &str, also: &[&str]) -> Result<(String, PutOp
         "dependent",
         "refs",
         "blobs",
+        "size",
     ];
     known.extend_from_slice(also);
     let f = Fields::new(v, path, &known)?;
@@ -563,6 +564,7 @@ fn put_options(v: &OptValue, path: &str, also: &[&str]) -> Result<(String, PutOp
         dependent: f.boolean("dependent")?,
         refs,
         blobs,
+        size: f.whole("size")?,
     };
     Ok((namespace(&f)?, opts))
 }
