@@ -57,30 +57,39 @@ async function openMeta(dbName) {
  * hears the entry keys each committed batch deleted.
  */
 function cacheDriver(db, cache, matchOptions, concurrency) {
+  const spend = (n = 1) => {
+    if (d.ops + n > d.limit) {
+      const e = new Error(`the run's limit of backend calls (maxOps) is reached after ${d.ops} calls`);
+      e.name = "KvsweepOutOfCalls";
+      throw e;
+    }
+    d.ops += n;
+  };
   const d = {
     kind: "cache-storage",
     prefix: "",
-    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false },
+    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize: 1000 },
     ops: 0,
+    limit: Infinity,
     async get(names) {
-      d.ops++;
+      spend();
       const store = db.transaction("records").objectStore("records");
       const got = await Promise.all(names.map((n) => done(store.get(n))));
       return got.map((v) => {
-        const bytes = bytesOf(v);
-        return [bytes, bytes ?? null];
+        const bytes = v === undefined ? null : bytesOf(v) ?? false;
+        return [bytes, bytes || null];
       });
     },
     async list(prefix, startAfter, _cursor, limit) {
-      d.ops++;
+      spend();
       const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
       const range = IDBKeyRange.bound(startAfter ?? prefix, end, startAfter !== undefined, true);
       const store = db.transaction("records").objectStore("records");
       const [keys, values] = await Promise.all([done(store.getAllKeys(range, limit)), done(store.getAll(range, limit))]);
-      return { items: keys.map((k, i) => [k, bytesOf(values[i])]).filter(([, b]) => b) };
+      return { items: keys.map((k, i) => [k, bytesOf(values[i]) ?? false]), done: keys.length < limit };
     },
     async apply(checks, writes) {
-      d.ops++;
+      spend();
       const tx = db.transaction("records", "readwrite");
       const store = tx.objectStore("records");
       const result = finished(tx);
@@ -110,13 +119,18 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
           };
         }
       });
+      // The responses of deleted entries go while the batch commits (the
+      // entries were garbage when checked: should the commit fail, a
+      // response is gone whose entry stays, which reads as a cache miss).
+      const urls = ok ? writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n.slice(n.indexOf("\0") + 1)) : [];
+      const deleting = (async () => {
+        for (let i = 0; i < urls.length; i += concurrency) {
+          await Promise.all(urls.slice(i, i + concurrency).map((u) => cache.delete(u, matchOptions)));
+        }
+      })();
       const committed = await result;
+      await deleting;
       if (!ok || !committed) return false;
-      // The responses of deleted entries, after the commit, a few at a time.
-      const urls = writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n.slice(n.indexOf("\0") + 1));
-      for (let i = 0; i < urls.length; i += concurrency) {
-        await Promise.all(urls.slice(i, i + concurrency).map((u) => cache.delete(u, matchOptions)));
-      }
       return true;
     },
   };
@@ -136,7 +150,7 @@ async function responseSize(response) {
  * responses by request URL, their metadata in the IndexedDB database
  * `kvsweep-cache:<name>`. Use it with a Sweeper and `track(sweeper, request,
  * response)` after each `cache.put`, or through `expirationPlugin`.
- * Options: `matchOptions` (for `cache.delete`), `concurrency` (default 8).
+ * Options: `matchOptions` (for `cache.delete`), `concurrency` (default 64).
  */
 export async function openCacheStorage(name, options = {}) {
   if (typeof name !== "string" || name === "") {
@@ -146,7 +160,7 @@ export async function openCacheStorage(name, options = {}) {
     throw new TypeError("kvsweep: openCacheStorage(name): Cache Storage and IndexedDB are not available here (a page, a worker or a service worker has them)");
   }
   await loader();
-  const { matchOptions, concurrency = 8 } = options ?? {};
+  const { matchOptions, concurrency = 256 } = options ?? {};
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new TypeError(`kvsweep: openCacheStorage(name, options): options.concurrency must be a whole number, 1 or more, got ${describe(concurrency)}`);
   }

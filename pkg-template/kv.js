@@ -12,7 +12,14 @@
 //   `["kvsweep-chunk", name, i]`, the record holding `{ chunks, size }`.
 // - Durable Objects: key `name`; values over 128 KiB split the same way at
 //   `"kvsweep-chunk/" + name + "/" + i`.
-// - Map, unstorage, keyv, generic objects: key `name`; keyv holds base64 text.
+// - Map, unstorage, keyv, generic objects: key `name`; keyv and generic
+//   objects hold base64 text (what any store keeps exactly).
+//
+// Every driver counts its backend calls (`ops`) and refuses the call that
+// would pass `limit` (a run's `maxOps`) with an error named KvsweepOutOfCalls,
+// before making it. `list` returns every name it looked at, its value a
+// Uint8Array, null (gone since listed) or anything else (not kvsweep's
+// bytes: reported as corrupt), with `done` once the table has no more.
 import { kvStoreOfDriver } from "./kvsweep.js";
 
 const PREFIX = "kvsweep/";
@@ -28,17 +35,42 @@ function describe(v) {
 
 const fn = (x, ...names) => x != null && names.every((n) => typeof x[n] === "function");
 
-/** Bytes as a fresh Uint8Array, from what a backend handed back. */
-function bytesOf(v) {
-  if (v === undefined || v === null) return undefined;
+/** Counts `n` backend calls, refusing those past the driver's limit before they are made. */
+function spend(d, n = 1) {
+  if (d.ops + n > d.limit) {
+    const e = new Error(`the run's limit of backend calls (maxOps) is reached after ${d.ops} calls`);
+    e.name = "KvsweepOutOfCalls";
+    throw e;
+  }
+  d.ops += n;
+}
+
+/** A driver's common members. */
+const base = (kind, prefix, caps) => ({ kind, prefix, caps, ops: 0, limit: Infinity });
+
+/**
+ * Bytes as a fresh Uint8Array, from what a backend handed back: `null` when
+ * nothing is there, `undefined` when what is there is not bytes.
+ */
+function bytesOf(v, text = false) {
+  if (v === undefined || v === null) return null;
   if (v instanceof Uint8Array) return new Uint8Array(v);
   if (v instanceof ArrayBuffer) return new Uint8Array(v.slice(0));
   if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
-  if (typeof v === "string") return fromBase64(v);
-  // A Node Buffer serialised to JSON by a store (keyv's JSON serialiser).
+  if (text && typeof v === "string") {
+    try {
+      return fromBase64(v);
+    } catch {
+      return undefined;
+    }
+  }
+  // A Node Buffer serialised to JSON by a store.
   if (v && v.type === "Buffer" && Array.isArray(v.data)) return Uint8Array.from(v.data);
   return undefined;
 }
+
+/** A listed or read value as the Rust side takes it: bytes, null (absent) or `false` (not bytes). */
+const listed = (bytes) => (bytes === undefined ? false : bytes);
 
 function equal(a, b) {
   if (a === b) return true;
@@ -82,63 +114,87 @@ function prefixEnd(prefix) {
 
 // One check-and-write at a time per backing object, within this realm.
 const queues = new WeakMap();
-function serialised(target, task) {
+
+/** Waits for `target`'s turn; resolves to the function that ends it. */
+function acquire(target) {
+  let release;
+  const mine = new Promise((r) => (release = r));
   const before = queues.get(target) ?? Promise.resolve();
-  const run = before.then(task, task);
-  queues.set(target, run.then(() => undefined, () => undefined));
-  return run;
+  queues.set(target, before.then(() => mine));
+  return before.then(() => release);
+}
+
+async function serialised(target, task, held = false) {
+  if (held) return task();
+  const release = await acquire(target);
+  try {
+    return await task();
+  } finally {
+    release();
+  }
 }
 
 /**
  * A driver over a backend that can list every name under a prefix (a Map,
- * unstorage, keyv, a generic object): sorted and paged here.
+ * unstorage, keyv, a generic object): sorted and paged here. `sync`: reads
+ * and writes return at once (a Map), so a batch's checks and writes run with
+ * no await between them and no other code can see half of it.
  */
-function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, versioned }) {
+function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, versioned, text, sync }) {
   const d = {
-    kind,
-    prefix,
-    caps,
-    ops: 0,
+    ...base(kind, prefix, caps),
     async get(list) {
       const out = [];
       for (const name of list) {
-        d.ops++;
+        spend(d);
         const raw = await read(name);
-        const bytes = bytesOf(raw);
+        const bytes = bytesOf(raw, text);
         // A versioned backend (a Map) names the version by the object held.
-        out.push([bytes, versioned ? raw ?? null : bytes ?? null]);
+        out.push([listed(bytes), versioned ? raw ?? null : bytes ?? null]);
       }
       return out;
     },
     async list(tablePrefix, startAfter, _cursor, limit) {
-      d.ops++;
+      spend(d);
       const all = (await names(tablePrefix)).filter(
         (n) => n.startsWith(tablePrefix) && (startAfter === undefined || compareNames(n, startAfter) > 0),
       );
       all.sort(compareNames);
+      const page = all.slice(0, limit);
       const items = [];
-      for (const name of all.slice(0, limit)) {
-        d.ops++;
-        const bytes = bytesOf(await read(name));
-        if (bytes) items.push([name, bytes]);
+      for (const name of page) {
+        if (!sync) spend(d);
+        items.push([name, listed(bytesOf(await read(name), text))]);
       }
-      return { items };
+      return { items, done: all.length <= limit };
     },
-    apply(checks, writes) {
+    // A read-check-write of kvsweep's holds this turn from its first read to
+    // its write (src/store/jskv.rs), so that writers of this realm never collide.
+    lock: () => acquire(target),
+    apply(checks, writes, held) {
+      const same = (now, token) => (versioned ? (now ?? null) === token : equal(bytesOf(now, text) ?? null, token));
+      if (sync) {
+        spend(d, checks.length + writes.length);
+        for (const [name, token] of checks) if (!same(read(name), token)) return Promise.resolve(false);
+        for (const [name, bytes] of writes) {
+          if (bytes === null) remove(name);
+          else write(name, bytes);
+        }
+        return Promise.resolve(true);
+      }
       return serialised(target, async () => {
         for (const [name, token] of checks) {
-          d.ops++;
-          const now = await read(name);
-          const same = versioned ? (now ?? null) === token : equal(bytesOf(now) ?? null, token);
-          if (!same) return false;
+          spend(d);
+          if (!same(await read(name), token)) return false;
         }
+        // One write after another, in order: a batch cut short is a prefix.
         for (const [name, bytes] of writes) {
-          d.ops++;
+          spend(d);
           if (bytes === null) await remove(name);
           else await write(name, bytes);
         }
         return true;
-      });
+      }, held);
     },
   };
   return d;
@@ -149,14 +205,15 @@ function mapDriver(map, prefix) {
     kind: "map",
     target: map,
     prefix,
-    // Only this realm reaches a Map, and every write goes through one queue:
-    // checks hold, and a batch's writes happen with no await between them.
+    // Only this realm reaches a Map, and a batch's checks and writes run with
+    // no await between them: checks hold, and no one sees half a batch.
     caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false },
     read: (n) => map.get(n),
     write: (n, b) => void map.set(n, b),
     remove: (n) => void map.delete(n),
     names: () => [...map.keys()].filter((k) => typeof k === "string"),
     versioned: true,
+    sync: true,
   });
 }
 
@@ -197,10 +254,14 @@ function keyvDriver(keyv, prefix, visibilityMs) {
       for await (const [k] of keyv.iterator()) if (typeof k === "string") out.push(k);
       return out;
     },
+    text: true,
   });
 }
 
-/** Any object with get, put, delete and list(prefix) (names, { keys }, or an async iterable). */
+/**
+ * Any object with get, put, delete and list(prefix) (names, { keys }, or an
+ * iterable): values as base64 text, which any store keeps exactly.
+ */
 function genericDriver(x, prefix, visibilityMs) {
   return sortedDriver({
     kind: "kv",
@@ -208,19 +269,20 @@ function genericDriver(x, prefix, visibilityMs) {
     prefix,
     caps: { atomic: false, compareAndSet: false, visibilityMs, nativeExpiry: false },
     read: (n) => x.get(n),
-    write: (n, b) => x.put(n, b),
+    write: (n, b) => x.put(n, toBase64(b)),
     remove: (n) => x.delete(n),
     names: async (p) => {
-      const listed = await x.list(p);
+      const got = await x.list(p);
       const out = [];
       const add = (k) => out.push(typeof k === "string" ? k : k?.name ?? k?.key);
-      if (Array.isArray(listed)) listed.forEach(add);
-      else if (Array.isArray(listed?.keys)) listed.keys.forEach(add);
-      else if (listed && typeof listed[Symbol.asyncIterator] === "function") for await (const k of listed) add(k);
-      else if (listed && typeof listed[Symbol.iterator] === "function") for (const k of listed) add(k);
-      else throw new TypeError(`kvsweep: kvStore: list(prefix) must return names (an array, { keys }, or an iterable), got ${describe(listed)}`);
+      if (Array.isArray(got)) got.forEach(add);
+      else if (Array.isArray(got?.keys)) got.keys.forEach(add);
+      else if (got && typeof got[Symbol.asyncIterator] === "function") for await (const k of got) add(k);
+      else if (got && typeof got[Symbol.iterator] === "function") for (const k of got) add(k);
+      else throw new TypeError(`kvsweep: kvStore: list(prefix) must return names (an array, { keys }, or an iterable), got ${describe(got)}`);
       return out.filter((k) => typeof k === "string");
     },
+    text: true,
   });
 }
 
@@ -228,53 +290,50 @@ function genericDriver(x, prefix, visibilityMs) {
 function workersKvDriver(kv, prefix) {
   const META_MAX = 700; // bytes kept in a key's metadata too (its limit is 1024 bytes of JSON)
   const d = {
-    kind: "workers-kv",
-    prefix,
-    caps: { atomic: false, compareAndSet: false, visibilityMs: 60_000, nativeExpiry: true, maxValueBytes: 25 * 1024 * 1024 },
-    ops: 0,
+    ...base("workers-kv", prefix, {
+      atomic: false,
+      compareAndSet: false,
+      visibilityMs: 60_000,
+      nativeExpiry: true,
+      maxValueBytes: 25 * 1024 * 1024,
+      maxKeyBytes: 512,
+    }),
     async get(names) {
-      return Promise.all(
-        names.map(async (name) => {
-          d.ops++;
-          const bytes = bytesOf(await kv.get(name, "arrayBuffer"));
-          return [bytes, null];
-        }),
-      );
+      spend(d, names.length);
+      return Promise.all(names.map(async (name) => [listed(bytesOf(await kv.get(name, "arrayBuffer"))), null]));
     },
     async list(tablePrefix, startAfter, cursor, limit) {
-      const items = [];
-      let next = cursor;
       // Without a cursor, a start after a name is found by listing from the
       // table's first name (Workers KV lists by prefix and cursor only).
-      const skip = next === undefined ? startAfter : undefined;
-      for (;;) {
-        d.ops++;
-        const page = await kv.list({ prefix: tablePrefix, cursor: next, limit: Math.min(1000, Math.max(1, limit - items.length)) });
-        const slow = [];
-        for (const k of page.keys) {
-          if (skip !== undefined && compareNames(k.name, skip) <= 0) continue;
-          const inline = typeof k.metadata?.v === "string" ? fromBase64(k.metadata.v) : undefined;
-          const slot = items.push([k.name, inline]) - 1;
-          if (!inline) slow.push(slot);
-        }
-        await Promise.all(
-          slow.map(async (slot) => {
-            d.ops++;
-            items[slot][1] = bytesOf(await kv.get(items[slot][0], "arrayBuffer"));
-          }),
-        );
-        // A page may come back short, even empty, before the listing is complete.
-        if (page.list_complete) return { items: items.filter((i) => i[1]) };
-        next = page.cursor;
-        if (items.length >= limit) return { items: items.filter((i) => i[1]), cursor: next };
+      const skip = cursor === undefined ? startAfter : undefined;
+      spend(d);
+      // At most one get per key listed: a page never passes the call limit.
+      const size = Math.max(1, Math.min(1000, limit, d.limit - d.ops));
+      const page = await kv.list({ prefix: tablePrefix, cursor, limit: size });
+      const items = [];
+      const slow = [];
+      for (const k of page.keys) {
+        if (skip !== undefined && compareNames(k.name, skip) <= 0) continue;
+        const inline = typeof k.metadata?.v === "string" ? fromBase64(k.metadata.v) : undefined;
+        const slot = items.push([k.name, inline]) - 1;
+        if (!inline) slow.push(slot);
       }
+      spend(d, slow.length);
+      await Promise.all(
+        slow.map(async (slot) => {
+          items[slot][1] = listed(bytesOf(await kv.get(items[slot][0], "arrayBuffer")));
+        }),
+      );
+      // A page may come back short, even empty, before the listing is complete.
+      const last = page.keys.at(-1)?.name;
+      return { items, done: page.list_complete === true, cursor: page.list_complete ? undefined : page.cursor, last };
     },
     async apply(_checks, writes) {
       // No compare-and-set: checks cannot be made here (see SPEC §6 on the
-      // grace rule that keeps such stores safe). One write after another, in
-      // order: kvsweep orders a batch so that any prefix of it is consistent.
+      // grace rule). One write after another, in order: kvsweep orders a
+      // batch so that any prefix of it is consistent.
       for (const [name, bytes, expiresAt] of writes) {
-        d.ops++;
+        spend(d);
         if (bytes === null) {
           await kv.delete(name);
           continue;
@@ -310,112 +369,157 @@ function join(parts, size) {
 
 const isHead = (v) => v !== null && typeof v === "object" && !ArrayBuffer.isView(v) && Number.isSafeInteger(v.chunks);
 
-/** Deno KV: atomic commits with versionstamp checks (at most 100 checks and 1,000 mutations each), values up to 64 KiB. */
+/**
+ * Deno KV: atomic commits with versionstamp checks (at most 100 checks,
+ * 1,000 mutations and 800 KiB each), values up to 64 KiB: larger ones are
+ * split into chunks, written in commits of their own before the commit that
+ * records them, and deleted again if that commit fails.
+ */
 function denoKvDriver(kv, prefix) {
   const MAX_VALUE = 65536;
+  const MAX_COMMIT = 800 * 1024;
   const CHUNK = "kvsweep-chunk";
   const d = {
-    kind: "deno-kv",
-    prefix,
-    caps: { atomic: true, compareAndSet: true, maxBatchOps: 1000, maxBatchChecks: 100, visibilityMs: 0, nativeExpiry: true },
-    ops: 0,
+    ...base("deno-kv", prefix, {
+      atomic: true,
+      compareAndSet: true,
+      maxBatchOps: 1000,
+      maxBatchChecks: 100,
+      visibilityMs: 0,
+      nativeExpiry: true,
+      maxKeyBytes: 2048,
+    }),
     async value(name, v) {
       if (!isHead(v)) return bytesOf(v);
       const keys = Array.from({ length: v.chunks }, (_, i) => [CHUNK, name, i]);
       const parts = [];
       for (let i = 0; i < keys.length; i += 10) {
-        d.ops++;
+        spend(d);
         for (const e of await kv.getMany(keys.slice(i, i + 10))) {
-          if (!(e.value instanceof Uint8Array)) return undefined; // a chunk gone: the record is unreadable
+          if (!(e.value instanceof Uint8Array)) return undefined; // a chunk gone: unreadable
           parts.push(e.value);
         }
       }
       return join(parts, v.size);
     },
+    async heads(names) {
+      const out = new Map();
+      for (let i = 0; i < names.length; i += 10) {
+        spend(d);
+        for (const e of await kv.getMany(names.slice(i, i + 10).map((n) => [n]))) if (isHead(e.value)) out.set(e.key[0], e.value.chunks);
+      }
+      return out;
+    },
     async get(names) {
       const out = [];
       for (let i = 0; i < names.length; i += 10) {
-        d.ops++;
+        spend(d);
         const got = await kv.getMany(names.slice(i, i + 10).map((n) => [n]));
-        for (const e of got) out.push([await d.value(e.key[0], e.value), e.versionstamp]);
+        for (const e of got) out.push([listed(await d.value(e.key[0], e.value)), e.versionstamp]);
       }
       return out;
     },
     async list(tablePrefix, startAfter, _cursor, limit) {
-      d.ops++;
+      spend(d);
       const start = startAfter === undefined ? [tablePrefix] : [startAfter + "\0"];
       const items = [];
+      let seen = 0;
       for await (const e of kv.list({ start, end: [prefixEnd(tablePrefix)] }, { limit })) {
+        seen++;
         if (e.key.length !== 1 || typeof e.key[0] !== "string") continue;
-        const bytes = await d.value(e.key[0], e.value);
-        if (bytes) items.push([e.key[0], bytes]);
+        items.push([e.key[0], listed(await d.value(e.key[0], e.value))]);
       }
-      return { items };
+      return { items, done: seen < limit };
     },
     async apply(checks, writes) {
+      const now = Date.now();
+      // Old chunks of every record written go with it (a put over a split
+      // record, or a delete of one).
+      const heads = await d.heads(writes.map(([n]) => n));
       const atomic = kv.atomic();
       for (const [name, versionstamp] of checks) atomic.check({ key: [name], versionstamp });
-      // Chunks go first, each in commits of their own: a crash leaves chunks
-      // no record names, never a record without its chunks.
-      const dropped = writes.filter(([, bytes]) => bytes === null).map(([name]) => name);
-      const heads = new Map();
-      for (let i = 0; i < dropped.length; i += 10) {
-        d.ops++;
-        for (const e of await kv.getMany(dropped.slice(i, i + 10).map((n) => [n]))) if (isHead(e.value)) heads.set(e.key[0], e.value.chunks);
-      }
       let mutations = 0;
+      let size = 0;
+      const chunks = [];
       for (const [name, bytes, expiresAt] of writes) {
-        const options = expiresAt !== undefined && expiresAt > Date.now() ? { expireIn: expiresAt - Date.now() } : undefined;
+        const options = expiresAt !== undefined && expiresAt > now ? { expireIn: expiresAt - now } : undefined;
+        const old = heads.get(name) ?? 0;
+        let fresh = 0;
         mutations++;
+        size += name.length * 3;
         if (bytes === null) {
           atomic.delete([name]);
-          for (let i = 0; i < (heads.get(name) ?? 0); i++) {
-            atomic.delete([CHUNK, name, i]);
-            mutations++;
-          }
         } else if (bytes.length > MAX_VALUE) {
           const parts = split(bytes, MAX_VALUE);
-          for (let i = 0; i < parts.length; i += 10) {
-            const chunkCommit = kv.atomic();
-            parts.slice(i, i + 10).forEach((p, j) => chunkCommit.set([CHUNK, name, i + j], p, options));
-            d.ops++;
-            await chunkCommit.commit();
-          }
+          fresh = parts.length;
+          parts.forEach((p, i) => chunks.push([[CHUNK, name, i], p, options]));
           atomic.set([name], { chunks: parts.length, size: bytes.length }, options);
+          size += 64;
         } else {
           atomic.set([name], bytes, options);
+          size += bytes.length;
+        }
+        for (let i = fresh; i < old; i++) {
+          atomic.delete([CHUNK, name, i]);
+          mutations++;
         }
       }
-      if (mutations > 1000 || checks.length > 100) {
-        throw new Error(`kvsweep: a Deno KV commit would hold ${mutations} mutations and ${checks.length} checks, over Deno KV's limits (1,000 and 100); use a smaller batchSize`);
+      if (mutations > 1000 || checks.length > 100 || size > MAX_COMMIT) {
+        throw new Error(
+          `a Deno KV commit would hold ${mutations} mutations, ${checks.length} checks and about ${size} bytes, over Deno KV's limits (1,000, 100 and 800 KiB): write fewer or smaller entries per call (putMany), or lower batchSize`,
+        );
       }
-      d.ops++;
-      const result = await atomic.commit();
-      return result.ok;
+      // Chunks first, in commits of their own: a crash leaves chunks no
+      // record names, never a record without its chunks.
+      const written = [];
+      try {
+        for (let i = 0; i < chunks.length; i += 10) {
+          const commit = kv.atomic();
+          for (const [key, part, options] of chunks.slice(i, i + 10)) commit.set(key, part, options);
+          spend(d);
+          await commit.commit();
+          written.push(...chunks.slice(i, i + 10).map(([key]) => key));
+        }
+        spend(d);
+        const result = await atomic.commit();
+        if (result.ok) return true;
+      } catch (e) {
+        await d.drop(written);
+        throw e;
+      }
+      await d.drop(written);
+      return false;
+    },
+    /** Deletes chunks whose record was not written after all (best effort). */
+    async drop(keys) {
+      for (let i = 0; i < keys.length; i += 1000) {
+        const commit = kv.atomic();
+        for (const k of keys.slice(i, i + 1000)) commit.delete(k);
+        await commit.commit().catch(() => {});
+      }
     },
   };
   return d;
 }
 
 /**
- * Durable Object storage: strongly consistent. While the object awaits its
- * storage no other event is delivered to it (input gates), so a read and the
- * writes after it are one step; writes made with no await between them
- * commit together (write coalescing). Values up to 128 KiB, 128 keys a call.
+ * Durable Object storage: strongly consistent. Every batch of this object's
+ * kvsweep stores goes through one queue, and its checks and writes run in
+ * it: no other kvsweep write of the object can come between (input gates do
+ * not stop two tasks of one event, so the queue does). The writes of a batch
+ * are made with no await between them, in order, and commit together (write
+ * coalescing). Values up to 128 KiB (larger ones are split), 128 keys a call.
  */
 function durableObjectDriver(storage, prefix) {
   const MAX_VALUE = 128 * 1024;
   const CHUNK = "kvsweep-chunk/";
   const chunkKey = (name, i) => `${CHUNK}${name}/${i}`;
   const d = {
-    kind: "durable-object",
-    prefix,
-    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false },
-    ops: 0,
+    ...base("durable-object", prefix, { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, maxKeyBytes: 2048 }),
     async many(keys) {
       const out = new Map();
       for (let i = 0; i < keys.length; i += 128) {
-        d.ops++;
+        spend(d);
         for (const [k, v] of await storage.get(keys.slice(i, i + 128))) out.set(k, v);
       }
       return out;
@@ -433,56 +537,68 @@ function durableObjectDriver(storage, prefix) {
       const out = [];
       for (const n of names) {
         const bytes = await d.value(n, got.get(n));
-        out.push([bytes, bytes ?? null]);
+        out.push([listed(bytes), bytes ?? null]);
       }
       return out;
     },
     async list(tablePrefix, startAfter, _cursor, limit) {
-      d.ops++;
+      spend(d);
       const options = { prefix: tablePrefix, limit };
       if (startAfter !== undefined) options.startAfter = startAfter;
+      const page = await storage.list(options);
       const items = [];
-      for (const [name, v] of await storage.list(options)) {
-        const bytes = await d.value(name, v);
-        if (bytes) items.push([name, bytes]);
-      }
-      return { items };
+      for (const [name, v] of page) items.push([name, listed(await d.value(name, v))]);
+      return { items, done: page.size < limit };
     },
-    async apply(checks, writes) {
-      const now = await d.many(checks.map(([n]) => n));
-      for (const [name, token] of checks) {
-        if (!equal((await d.value(name, now.get(name))) ?? null, token)) return false;
-      }
-      const dropped = writes.filter(([, b]) => b === null).map(([n]) => n);
-      const heads = await d.many(dropped);
-      const puts = {};
-      const deletes = [];
-      for (const [name, bytes] of writes) {
-        if (bytes === null) {
-          deletes.push(name);
-          const head = heads.get(name);
-          if (isHead(head)) for (let i = 0; i < head.chunks; i++) deletes.push(chunkKey(name, i));
-        } else if (bytes.length > MAX_VALUE) {
-          const parts = split(bytes, MAX_VALUE);
-          parts.forEach((p, i) => (puts[chunkKey(name, i)] = p));
-          puts[name] = { chunks: parts.length, size: bytes.length };
-        } else {
-          puts[name] = bytes;
+    lock: () => acquire(storage),
+    apply(checks, writes, held) {
+      return serialised(storage, async () => {
+        const now = await d.many(checks.map(([n]) => n));
+        for (const [name, token] of checks) {
+          if (!equal((await d.value(name, now.get(name))) ?? null, token)) return false;
         }
-      }
-      // Every call now, none awaited in between: one atomic write.
-      const calls = [];
-      const names = Object.keys(puts);
-      for (let i = 0; i < names.length; i += 128) {
-        d.ops++;
-        calls.push(storage.put(Object.fromEntries(names.slice(i, i + 128).map((n) => [n, puts[n]]))));
-      }
-      for (let i = 0; i < deletes.length; i += 128) {
-        d.ops++;
-        calls.push(storage.delete(deletes.slice(i, i + 128)));
-      }
-      await Promise.all(calls);
-      return true;
+        const heads = await d.many(writes.map(([n]) => n));
+        // In batch order: each write as puts and deletes of 128 keys a call at most.
+        const calls = [];
+        let puts = {};
+        let deletes = [];
+        const flushPuts = () => {
+          const names = Object.keys(puts);
+          for (let i = 0; i < names.length; i += 128) calls.push(["put", Object.fromEntries(names.slice(i, i + 128).map((n) => [n, puts[n]]))]);
+          puts = {};
+        };
+        const flushDeletes = () => {
+          for (let i = 0; i < deletes.length; i += 128) calls.push(["delete", deletes.slice(i, i + 128)]);
+          deletes = [];
+        };
+        const put = (k, v) => {
+          flushDeletes();
+          puts[k] = v;
+        };
+        const del = (k) => {
+          flushPuts();
+          deletes.push(k);
+        };
+        for (const [name, bytes] of writes) {
+          const head = heads.get(name);
+          const old = isHead(head) ? head.chunks : 0;
+          let fresh = 0;
+          if (bytes === null) del(name);
+          else if (bytes.length > MAX_VALUE) {
+            const parts = split(bytes, MAX_VALUE);
+            fresh = parts.length;
+            parts.forEach((p, i) => put(chunkKey(name, i), p));
+            put(name, { chunks: parts.length, size: bytes.length });
+          } else put(name, bytes);
+          for (let i = fresh; i < old; i++) del(chunkKey(name, i));
+        }
+        flushPuts();
+        flushDeletes();
+        spend(d, calls.length);
+        // Every call now, none awaited in between: one atomic write.
+        await Promise.all(calls.map(([op, arg]) => storage[op](arg)));
+        return true;
+      }, held);
     },
   };
   return d;
@@ -503,30 +619,43 @@ export function r2(bucket) {
 }
 
 /**
- * `base` with blob bytes (table b) in an R2 bucket, under the same names.
+ * `inner` with blob bytes (table b) in an R2 bucket, under the same names.
  * Bytes go up before the batch that records them commits, and are deleted
- * only after the batch that dropped their record did: a crash between the
- * two leaves bytes without a record, which collectR2Orphans finds after the
- * grace period, never a record without its bytes.
+ * only after the batch that dropped their record did, unless uploaded again
+ * since: a crash between the two leaves bytes without a record, which
+ * collectR2Orphans finds after the grace period, never a record without its
+ * bytes.
  */
-function withR2(base, bucket) {
-  const blobs = `${base.prefix}b/`;
-  const records = `${base.prefix}c/`;
+function withR2(inner, bucket) {
+  const blobs = `${inner.prefix}b/`;
+  const records = `${inner.prefix}c/`;
   const isBlob = (n) => n.startsWith(blobs);
-  let own = 0;
+  // Blob bytes in R2 are not held to the records' store's value limit.
+  const { maxValueBytes: _, ...caps } = inner.caps;
   const d = {
-    kind: `${base.kind}+r2`,
-    prefix: base.prefix,
-    caps: base.caps,
+    kind: `${inner.kind}+r2`,
+    prefix: inner.prefix,
+    caps,
     bucket,
-    base,
+    inner,
+    own: 0,
     get ops() {
-      return base.ops + own;
+      return inner.ops + d.own;
+    },
+    get limit() {
+      return inner.limit;
+    },
+    set limit(v) {
+      inner.limit = v;
+    },
+    spend(n = 1) {
+      if (d.ops + n > inner.limit) spend({ ops: d.ops, limit: inner.limit }, n);
+      d.own += n;
     },
     async blobBytes(name) {
-      own++;
+      d.spend();
       const obj = await bucket.get(name);
-      return obj ? new Uint8Array(await obj.arrayBuffer()) : undefined;
+      return obj ? new Uint8Array(await obj.arrayBuffer()) : null;
     },
     async get(names) {
       const out = new Array(names.length);
@@ -538,43 +667,43 @@ function withR2(base, bucket) {
           out[i] = [bytes, bytes ?? null];
         }),
       );
-      const got = await base.get(rest.map((i) => names[i]));
+      const got = await inner.get(rest.map((i) => names[i]));
       rest.forEach((i, j) => (out[i] = got[j]));
       return out;
     },
     async list(tablePrefix, startAfter, cursor, limit) {
-      if (tablePrefix !== blobs) return base.list(tablePrefix, startAfter, cursor, limit);
-      own++;
+      if (tablePrefix !== blobs) return inner.list(tablePrefix, startAfter, cursor, limit);
+      d.spend();
       const page = await bucket.list({ prefix: blobs, startAfter: cursor === undefined ? startAfter : undefined, cursor, limit: Math.min(limit, 1000) });
       const items = [];
-      for (const o of page.objects) {
-        const bytes = await d.blobBytes(o.key);
-        if (bytes) items.push([o.key, bytes]);
-      }
-      return { items, cursor: page.truncated ? page.cursor : undefined };
+      for (const o of page.objects) items.push([o.key, await d.blobBytes(o.key)]);
+      return { items, done: !page.truncated, cursor: page.truncated ? page.cursor : undefined, last: page.objects.at(-1)?.key };
     },
-    async apply(checks, writes) {
+    lock: inner.lock,
+    async apply(checks, writes, held) {
+      const started = Date.now();
       // Blob bytes never change under a name: a check of them is a check of presence.
       for (const [name, token] of checks.filter(([n]) => isBlob(n))) {
-        own++;
+        d.spend();
         if (((await bucket.head(name)) !== null) !== (token !== null)) return false;
       }
       const puts = writes.filter(([n, b]) => isBlob(n) && b !== null);
       const deletes = writes.filter(([n, b]) => isBlob(n) && b === null).map(([n]) => n);
-      await Promise.all(
-        puts.map(([name, bytes]) => {
-          own++;
-          return bucket.put(name, bytes);
-        }),
-      );
-      const ok = await base.apply(
+      d.spend(puts.length);
+      await Promise.all(puts.map(([name, bytes]) => bucket.put(name, bytes)));
+      const ok = await inner.apply(
         checks.filter(([n]) => !isBlob(n)),
         writes.filter(([n]) => !isBlob(n)),
+        held,
       );
-      if (!ok) return false;
-      for (let i = 0; i < deletes.length; i += 1000) {
-        own++;
-        await bucket.delete(deletes.slice(i, i + 1000));
+      if (!ok || deletes.length === 0) return ok;
+      // Bytes uploaded again since this batch began belong to a new record: keep them.
+      d.spend(deletes.length);
+      const heads = await Promise.all(deletes.map((n) => bucket.head(n)));
+      const gone = deletes.filter((_, i) => heads[i] !== null && heads[i].uploaded.getTime() < started);
+      for (let i = 0; i < gone.length; i += 1000) {
+        d.spend();
+        await bucket.delete(gone.slice(i, i + 1000));
       }
       return true;
     },
@@ -583,12 +712,12 @@ function withR2(base, bucket) {
       const out = { checked: 0, orphans: [], bytes: 0, deleted: 0 };
       let cursor;
       do {
-        own++;
+        d.spend();
         const page = await bucket.list({ prefix: blobs, cursor, limit: 1000 });
         const old = page.objects.filter((o) => o.uploaded.getTime() < Date.now() - graceMs);
         out.checked += page.objects.length;
-        const recorded = await base.get(old.map((o) => records + o.key.slice(blobs.length)));
-        const doomed = old.filter((_, i) => recorded[i][0] === undefined).slice(0, Math.max(0, limit - out.orphans.length));
+        const recorded = await inner.get(old.map((o) => records + o.key.slice(blobs.length)));
+        const doomed = old.filter((_, i) => recorded[i][0] === null).slice(0, Math.max(0, limit - out.orphans.length));
         for (const o of doomed) {
           out.orphans.push(o.key.slice(o.key.indexOf("\0") + 1));
           out.bytes += o.size;
@@ -597,12 +726,12 @@ function withR2(base, bucket) {
           // Looked at again just before: bytes put again since the listing are young.
           const still = [];
           for (const o of doomed) {
-            own++;
+            d.spend();
             const now = await bucket.head(o.key);
             if (now && now.uploaded.getTime() < Date.now() - graceMs) still.push(o.key);
           }
           for (let i = 0; i < still.length; i += 1000) {
-            own++;
+            d.spend();
             await bucket.delete(still.slice(i, i + 1000));
           }
           out.deleted += still.length;
@@ -621,19 +750,29 @@ const drivers = new WeakMap();
  * Deletes blob bytes in a store's R2 bucket that no record names and that
  * are older than `graceMs` (default 10 minutes): bytes a crash left between
  * uploading and recording, or between forgetting and deleting them.
- * `dryRun: true` only lists them. Returns `{ checked, orphans, bytes, deleted }`.
+ * `dryRun: true` only lists them; `limit` caps how many are taken (default
+ * all). Returns `{ checked, orphans, bytes, deleted }`.
  */
 export async function collectR2Orphans(store, o = {}) {
+  const what = "collectR2Orphans(store, options)";
   const d = drivers.get(store);
-  if (!d?.bucket) throw new TypeError(`kvsweep: collectR2Orphans(store, options): store must be a kvStore or durableObjectStore made with { blobs: r2(bucket) }, got ${describe(store)}`);
-  const { graceMs = 600_000, dryRun = false, limit = Infinity } = o ?? {};
+  if (!d?.bucket) throw new TypeError(`kvsweep: ${what}: store must be a kvStore or durableObjectStore made with { blobs: r2(bucket) }, got ${describe(store)}`);
+  if (o === null || typeof o !== "object") throw new TypeError(`kvsweep: ${what}: options must be an object, got ${describe(o)}`);
+  for (const k of Object.keys(o)) {
+    if (!["graceMs", "dryRun", "limit"].includes(k)) throw new TypeError(`kvsweep: ${what}: unknown option ${JSON.stringify(k)}; the options are graceMs, dryRun, limit`);
+  }
+  const { graceMs = 600_000, dryRun = false, limit = Infinity } = o;
   if (!Number.isSafeInteger(graceMs) || graceMs < 0) {
-    throw new TypeError(`kvsweep: collectR2Orphans(store, options): options.graceMs must be a whole number of milliseconds, 0 or more, got ${describe(graceMs)}`);
+    throw new TypeError(`kvsweep: ${what}: options.graceMs must be a whole number of milliseconds, 0 or more, got ${describe(graceMs)}`);
+  }
+  if (typeof dryRun !== "boolean") throw new TypeError(`kvsweep: ${what}: options.dryRun must be true or false, got ${describe(dryRun)}`);
+  if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 1)) {
+    throw new TypeError(`kvsweep: ${what}: options.limit must be a whole number, 1 or more, got ${describe(limit)}`);
   }
   if (d.caps.compareAndSet === false && graceMs < d.caps.visibilityMs + 60_000) {
-    throw new TypeError(`kvsweep: collectR2Orphans(store, options): options.graceMs must be at least ${d.caps.visibilityMs + 60_000} ms on a ${d.base.kind} store (its visibility window plus the longest write)`);
+    throw new TypeError(`kvsweep: ${what}: options.graceMs must be at least ${d.caps.visibilityMs + 60_000} ms on a ${d.inner.kind} store (its visibility window plus the longest write)`);
   }
-  return d.orphans({ graceMs, dryRun: dryRun === true, limit });
+  return d.orphans({ graceMs, dryRun, limit });
 }
 
 function make(driver) {
@@ -642,16 +781,21 @@ function make(driver) {
   return store;
 }
 
-function options(o, what) {
-  if (o === undefined) return { prefix: PREFIX, visibilityMs: 0 };
+const OPTIONS = ["prefix", "visibilityMs", "blobs"];
+
+function options(o, what, allowed = OPTIONS) {
+  if (o === undefined) return { prefix: PREFIX };
   if (o === null || typeof o !== "object") throw new TypeError(`kvsweep: ${what}: options must be an object, got ${describe(o)}`);
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) throw new TypeError(`kvsweep: ${what}: unknown option ${JSON.stringify(k)}; the options are ${allowed.join(", ")}`);
+  }
   const prefix = o.prefix ?? PREFIX;
   if (typeof prefix !== "string") throw new TypeError(`kvsweep: ${what}: options.prefix must be a string, got ${describe(prefix)}`);
   if (prefix.includes("\0")) throw new TypeError(`kvsweep: ${what}: options.prefix must not contain U+0000`);
   const blobs = o.blobs;
   if (blobs !== undefined && !blobs?.[R2]) throw new TypeError(`kvsweep: ${what}: options.blobs must be r2(bucket), got ${describe(blobs)}`);
-  const visibilityMs = o.visibilityMs ?? 0;
-  if (!Number.isSafeInteger(visibilityMs) || visibilityMs < 0) {
+  const visibilityMs = o.visibilityMs;
+  if (visibilityMs !== undefined && (!Number.isSafeInteger(visibilityMs) || visibilityMs < 0)) {
     throw new TypeError(`kvsweep: ${what}: options.visibilityMs must be a whole number of milliseconds, 0 or more, got ${describe(visibilityMs)}`);
   }
   return { prefix, visibilityMs, bucket: blobs?.[R2] };
@@ -671,13 +815,19 @@ export function driverOf(x, o, what = "kvStore(x)") {
 }
 
 function baseDriver(x, { prefix, visibilityMs }, what) {
-  if (x instanceof Map) return mapDriver(x, prefix);
-  if (isDurableObjectStorage(x)) return durableObjectDriver(x, prefix);
-  if (isDenoKv(x)) return denoKvDriver(x, prefix);
-  if (isWorkersKv(x)) return workersKvDriver(x, prefix);
-  if (isUnstorage(x)) return unstorageDriver(x, prefix, visibilityMs);
-  if (isKeyv(x)) return keyvDriver(x, prefix, visibilityMs);
-  if (fn(x, "get", "put", "delete", "list")) return genericDriver(x, prefix, visibilityMs);
+  // Backends that know their own window take no visibilityMs.
+  const known = (kind) => {
+    if (visibilityMs !== undefined) {
+      throw new TypeError(`kvsweep: ${what}: options.visibilityMs is for unstorage, keyv and generic stores; a ${kind} store knows its own`);
+    }
+  };
+  if (x instanceof Map) return known("Map"), mapDriver(x, prefix);
+  if (isDurableObjectStorage(x)) return known("Durable Object"), durableObjectDriver(x, prefix);
+  if (isDenoKv(x)) return known("Deno KV"), denoKvDriver(x, prefix);
+  if (isWorkersKv(x)) return known("Workers KV"), workersKvDriver(x, prefix);
+  if (isUnstorage(x)) return unstorageDriver(x, prefix, visibilityMs ?? 0);
+  if (isKeyv(x)) return keyvDriver(x, prefix, visibilityMs ?? 0);
+  if (fn(x, "get", "put", "delete", "list")) return genericDriver(x, prefix, visibilityMs ?? 0);
   throw new TypeError(
     `kvsweep: ${what}: x must be a Workers KV binding, a Deno.Kv, Durable Object storage, a Map, an unstorage or keyv instance, or an object with get, put, delete and list; got ${describe(x)}`,
   );
@@ -689,18 +839,19 @@ function baseDriver(x, { prefix, visibilityMs }, what) {
  * instance, or any object with `get`, `put`, `delete` and `list`.
  * Options: `prefix` (default "kvsweep/") under which every key goes;
  * `visibilityMs`, how long the backend takes to show a write everywhere
- * (unstorage, keyv and generic objects; the others know their own).
+ * (unstorage, keyv and generic objects; the others know their own);
+ * `blobs: r2(bucket)` to keep blob bytes in R2.
  */
 export function kvStore(x, o) {
   return make(driverOf(x, o));
 }
 
-/** A kvsweep store in a Durable Object's storage (`ctx.storage`). */
+/** A kvsweep store in a Durable Object's storage (`ctx.storage`). Options: `prefix`, `blobs`. */
 export function durableObjectStore(storage, o) {
   if (!isDurableObjectStorage(storage)) {
     throw new TypeError(`kvsweep: durableObjectStore(storage): storage must be a Durable Object's ctx.storage, got ${describe(storage)}`);
   }
-  const { prefix, bucket } = options(o, "durableObjectStore(storage)");
+  const { prefix, bucket } = options(o, "durableObjectStore(storage)", ["prefix", "blobs"]);
   const d = durableObjectDriver(storage, prefix);
   return make(bucket ? withR2(d, bucket) : d);
 }

@@ -105,6 +105,10 @@ pub enum Input {
     /// The answer to [`Output::TakeLock`].
     LockTaken,
     LockDenied,
+    /// The run started could not begin: the store's run lease is held by
+    /// another context (at the edge, where the lease stands for the lock).
+    /// Treated as [`Input::LockDenied`]: skipped, and retried later.
+    Leased,
     /// The run started by [`Output::StartRun`] ended; `done` is false when it
     /// stopped on its budget and has more to do.
     RunEnded {
@@ -295,21 +299,8 @@ impl Scheduler {
                 }
             }
             Input::LockTaken if self.phase == Phase::Locking => self.start_run(),
-            Input::LockDenied if self.phase == Phase::Locking => {
-                // Another context is cleaning: skip this run.
-                self.phase = Phase::Idle;
-                self.stats.skipped += 1;
-                if self.period_at.is_none() {
-                    self.rearm_period(now);
-                }
-                // A request is retried so that it is still served; the
-                // periodic run alone waits for its next period.
-                let rerun = self.rerun.take();
-                if !self.periodic || rerun.is_some() {
-                    let mode = rerun.map_or(self.mode, |r| r.max(self.mode));
-                    self.soon(mode, now, now.saturating_add(self.cfg.lock_retry_ms));
-                }
-            }
+            Input::LockDenied if self.phase == Phase::Locking => self.skip(now),
+            Input::Leased if self.phase == Phase::Running => self.skip(now),
             Input::RunEnded { done } if self.phase == Phase::Running => {
                 self.count_end(input);
                 self.phase = Phase::Idle;
@@ -380,6 +371,23 @@ impl Scheduler {
         }
         if matches!(input, Input::RunEnded { .. }) {
             self.stats.failures_in_row = 0;
+        }
+    }
+
+    /// Another context is cleaning: this run is skipped.
+    fn skip(&mut self, now: Millis) {
+        // Another context is cleaning: skip this run.
+        self.phase = Phase::Idle;
+        self.stats.skipped += 1;
+        if self.period_at.is_none() {
+            self.rearm_period(now);
+        }
+        // A request is retried so that it is still served; the
+        // periodic run alone waits for its next period.
+        let rerun = self.rerun.take();
+        if !self.periodic || rerun.is_some() {
+            let mode = rerun.map_or(self.mode, |r| r.max(self.mode));
+            self.soon(mode, now, now.saturating_add(self.cfg.lock_retry_ms));
         }
     }
 

@@ -11,7 +11,7 @@ use crate::model::{blob_id, is_blob_id, EntryId, EntryMeta, Inventory, Inventory
 use crate::plan::{self, Mode, Plan};
 use crate::policy::Policy;
 use crate::refcount::distinct;
-use crate::store::{id_key, value_key, Access, Op, Read, Step, Store, Table};
+use crate::store::{id_key, value_key, Access, Op, Read, Step, Store, StoreError, Table};
 use crate::write::{self, entry_tables, EntryWrite};
 
 /// Default largest value `put` and `putBlob` accept: 64 MiB.
@@ -755,7 +755,12 @@ impl<S: Store> Sweeper<S> {
             if host.stopped() {
                 return Err(Error::Stopped);
             }
-            let got = self.store.list(table, after.as_ref(), page).await?;
+            let got = match self.store.list(table, after.as_ref(), page).await {
+                // The run's calls ran out in the middle of a page: it stops
+                // as a budget stops it, planning nothing on half a listing.
+                Err(StoreError::OutOfCalls(_)) => return Err(Error::Stopped),
+                other => other?,
+            };
             let n = got.len();
             after = got.last().map(|(k, _)| k.clone());
             each(got);

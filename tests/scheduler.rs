@@ -206,6 +206,36 @@ fn the_lock_is_taken_before_each_run_and_a_denied_request_is_retried() {
 }
 
 #[test]
+fn a_run_that_finds_the_lease_held_is_skipped_and_retried_not_rerun_at_once() {
+    let mut s = Scheduler::new(
+        ScheduleConfig {
+            lock_retry_ms: 2_000,
+            ..cfg()
+        },
+        0,
+    );
+    drain(&mut s);
+    s.handle(0, Input::Request(Mode::Full));
+    s.handle(100, Input::Timer);
+    assert_eq!(
+        drain(&mut s),
+        vec![Output::ArmTimer(100), start(Mode::Full)]
+    );
+    s.handle(120, Input::Leased);
+    assert_eq!(s.phase(), Phase::Idle);
+    assert_eq!(s.stats().skipped, 1);
+    assert_eq!(s.stats().runs, 0);
+    // Not at once (that would spin on the lease): after the lock's retry delay.
+    assert_eq!(drain(&mut s), vec![Output::ArmTimer(2_120)]);
+    s.handle(2_120, Input::Timer);
+    assert_eq!(drain(&mut s), vec![start(Mode::Full)]);
+    // Outside a run it means nothing.
+    s.handle(2_130, Input::RunEnded { done: true });
+    s.handle(2_140, Input::Leased);
+    assert_eq!(s.stats().skipped, 1);
+}
+
+#[test]
 fn a_denied_periodic_run_waits_for_the_next_period() {
     let mut s = Scheduler::new(
         ScheduleConfig {

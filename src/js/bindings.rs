@@ -88,7 +88,9 @@ export interface Stats {
   /** Runs skipped because the lock was held: by another tab or worker cleaning, or by a run() called by hand. */
   skipped: number;
   lastRun?: {
-    startedAt: number; durationMs: number; mode: Mode; outcome: "done" | "stopped" | "failed";
+    startedAt: number; durationMs: number; mode: Mode;
+    /** "skipped": another context held the store's run lease (kvStore). */
+    outcome: "done" | "stopped" | "skipped" | "failed";
     deleted: number; bytes: number; error?: string;
   };
 }
@@ -387,6 +389,9 @@ pub(super) struct Inner {
 /// Bytes kept free in a backend's largest value for kvsweep's encoding.
 const VALUE_HEADROOM: usize = 1024;
 
+/// Backend calls giving a run lease back takes (a read and a write).
+const LEASE_RELEASE_CALLS: u64 = 2;
+
 /// Items per batch on a kvStore whose backend sets no limit of its own.
 const KV_BATCH: usize = 25;
 
@@ -408,9 +413,18 @@ impl Inner {
             return self.sweeper.run(mode, now, host).await;
         }
         let ttl = lease_ms.unwrap_or(DEFAULT_LEASE_MS);
-        if let Some(holder) = self.sweeper.take_lease(&self.lease_owner, ttl, now).await? {
+        let taken = self.sweeper.take_lease(&self.lease_owner, ttl, now).await;
+        let held_by = match taken {
+            Ok(h) => h,
+            Err(e) => {
+                host.unlimit_ops();
+                return Err(e);
+            }
+        };
+        if let Some(holder) = held_by {
             host.stopped = Some("leased");
             host.leased_by = Some(holder);
+            host.unlimit_ops();
             return Ok(crate::exec::RunReport {
                 mode,
                 ..Default::default()
@@ -419,7 +433,13 @@ impl Inner {
         let report = self.sweeper.run(mode, now, host).await;
         // A lease not given back lapses after its TTL.
         let _ = self.sweeper.release_lease(&self.lease_owner).await;
-        report
+        host.unlimit_ops();
+        let report = report?;
+        // Stopped inside a listing page by the call limit.
+        if !report.done && host.stopped.is_none() && host.max_ops.is_some() {
+            host.stopped = Some("ops");
+        }
+        Ok(report)
     }
 }
 
@@ -554,12 +574,14 @@ impl JsSweeper {
         }
         // Smaller batches where the backend limits a commit (Deno KV: 100
         // checks) or counts every call (Workers KV), unless batchSize says.
-        if let (AnyStore::Kv(_), true) = (&store.inner, field(&options, "batchSize").is_undefined())
+        if let (AnyStore::Kv(kv), true) =
+            (&store.inner, field(&options, "batchSize").is_undefined())
         {
-            config.exec.batch_size = caps
-                .max_batch_checks
-                .or(caps.max_batch_ops)
-                .map_or(KV_BATCH, |n| (n / 8).clamp(1, KV_BATCH));
+            config.exec.batch_size = kv.batch_size().unwrap_or_else(|| {
+                caps.max_batch_checks
+                    .or(caps.max_batch_ops)
+                    .map_or(KV_BATCH, |n| (n / 8).clamp(1, KV_BATCH))
+            });
         }
         // A backend that keeps values up to a size: refuse larger ones at put
         // with a clear error, before the backend would.
@@ -1103,7 +1125,7 @@ pub(super) struct JsHost {
     signal: JsValue,
     on_progress: Option<Function>,
     deadline: Option<f64>,
-    stopped: Option<&'static str>,
+    pub(super) stopped: Option<&'static str>,
     /// What the progress callback threw, or its promise rejected with.
     failure: Option<JsValue>,
     /// Batches begun: the budget never stops a run before its first, so that
@@ -1150,6 +1172,17 @@ impl JsHost {
         if let (Some(max), Some(now)) = (max, self.inner.sweeper.store().ops()) {
             self.max_ops = Some((max, now));
             self.batch_ops = (0, now);
+            // A hard cap too: the driver refuses the call that would pass it.
+            if let AnyStore::Kv(kv) = self.inner.sweeper.store() {
+                kv.set_call_limit(Some(now.saturating_add(max)));
+            }
+        }
+    }
+
+    /// Lifts the cap `limit_ops` set.
+    fn unlimit_ops(&self) {
+        if let (Some(_), AnyStore::Kv(kv)) = (self.max_ops, self.inner.sweeper.store()) {
+            kv.set_call_limit(None);
         }
     }
 
@@ -1168,7 +1201,11 @@ impl JsHost {
         let now = self.max_ops.map_or(0, |(_, start)| start) + used;
         let last = now.saturating_sub(self.batch_ops.1);
         self.batch_ops = (self.batch_ops.0.max(last), now);
-        used.saturating_add(self.batch_ops.0.max(1)) > max
+        // Room for the next batch, as large as the largest so far, and for
+        // giving the lease back (a read and a write).
+        used.saturating_add(self.batch_ops.0.max(1))
+            .saturating_add(LEASE_RELEASE_CALLS)
+            > max
     }
 
     fn should_stop(&mut self) -> bool {

@@ -423,13 +423,26 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
             report.duration_ms = duration_ms as u64;
             let (deleted, bytes) = totals(&report);
             let out = super::bindings::to_js(&report).unwrap_or(JsValue::UNDEFINED);
+            if let (Some(why), true) = (host.stopped, out.is_object()) {
+                let _ = js_sys::Reflect::set(&out, &"stopped".into(), &why.into());
+            }
             (
-                Input::RunEnded { done: report.done },
+                // Another context holds the store's run lease: skipped, and
+                // retried after the lock's delay (not at once: that would spin).
+                if host.stopped == Some("leased") {
+                    Input::Leased
+                } else {
+                    Input::RunEnded { done: report.done }
+                },
                 LastRun {
                     started_at: started,
                     duration_ms,
                     mode,
-                    outcome: if report.done { "done" } else { "stopped" },
+                    outcome: match (report.done, host.stopped) {
+                        (true, _) => "done",
+                        (false, Some("leased")) => "skipped",
+                        _ => "stopped",
+                    },
                     deleted,
                     bytes,
                     error: None,

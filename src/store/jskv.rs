@@ -12,16 +12,20 @@
 //!
 //! The driver (`kv.js`):
 //! - `caps`: `{ atomic, compareAndSet, maxBatchOps, maxBatchChecks,
-//!   visibilityMs, nativeExpiry }`;
-//! - `ops`: how many calls it has made to the backend so far;
-//! - `get(names)` → `[[bytes | undefined, token], …]`: a token names the
-//!   version read (a Deno KV versionstamp, or the bytes themselves);
-//! - `list(prefix, startAfter, cursor, limit)` → `{ items: [[name, bytes],
-//!   …], cursor }`: up to `limit` records after `startAfter` (or where
-//!   `cursor` says), `cursor` undefined at the end;
+//!   visibilityMs, nativeExpiry, maxValueBytes, maxKeyBytes }`;
+//! - `ops`: how many calls it has made to the backend so far, and `limit`:
+//!   the count it must not pass (it fails the call that would with an error
+//!   named `KvsweepOutOfCalls`, before making it);
+//! - `get(names)` → `[[value, token], …]`: the value a `Uint8Array`, `null`
+//!   when absent, anything else when what is there is not kvsweep's bytes;
+//!   a token names the version read (a Deno KV versionstamp, or the bytes);
+//! - `list(prefix, startAfter, cursor, limit)` → `{ items: [[name, value],
+//!   …], done, last, cursor }`: names after `startAfter` (or where `cursor`
+//!   says), every one it looked at (values as for `get`), `done` once the
+//!   table has no more; `last` and `cursor` say where to go on;
 //! - `apply(checks, writes)` → `true`, or `false` when a check failed and
 //!   nothing was written: `checks` are `[name, token]` (token `null`: absent),
-//!   `writes` `[name, bytes | null, expiresAt | undefined]`.
+//!   `writes` `[name, bytes | null, expiresAt | undefined]`, made in order.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,8 +34,12 @@ use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
+use crate::error::Error;
 use crate::model::{EntryId, Millis};
-use crate::store::{stamp, value_key, Capabilities, Op, Record, Store, StoreError, Table};
+use crate::store::{
+    optimistic, stamp, Access, Capabilities, DynStep, Op, Record, Store, StoreError,
+    Table,
+};
 
 /// The letter of each table in backend keys.
 fn letter(table: Table) -> char {
@@ -52,7 +60,7 @@ fn letter(table: Table) -> char {
 /// reaches still empties itself.
 pub const NATIVE_EXPIRY_MARGIN_MS: Millis = 24 * 60 * 60 * 1000;
 
-/// The most tokens kept from reads; past it the oldest half goes (a check
+/// The most tokens kept from reads; past it they are all dropped (a check
 /// then reads its record again).
 const MAX_TOKENS: usize = 4096;
 
@@ -69,6 +77,10 @@ pub struct JsKvStore {
     cursors: RefCell<Vec<(String, JsValue)>>,
     /// The largest record the backend keeps (`None`: the driver splits larger ones).
     max_value_bytes: Option<usize>,
+    /// The longest backend key, in UTF-8 bytes.
+    max_key_bytes: Option<usize>,
+    /// Items per batch the driver asks for, if it knows better than the default.
+    batch_size: Option<usize>,
 }
 
 fn err(e: JsValue) -> StoreError {
@@ -83,6 +95,7 @@ fn err(e: JsValue) -> StoreError {
         .unwrap_or_else(|| "the store failed".into());
     match name.as_str() {
         "QuotaExceededError" => StoreError::QuotaExceeded(message),
+        "KvsweepOutOfCalls" => StoreError::OutOfCalls(message),
         _ => StoreError::Backend(message),
     }
 }
@@ -128,6 +141,8 @@ impl JsKvStore {
             tokens: RefCell::new(HashMap::new()),
             cursors: RefCell::new(Vec::new()),
             max_value_bytes: limit(&caps_js, "maxValueBytes"),
+            max_key_bytes: limit(&caps_js, "maxKeyBytes"),
+            batch_size: limit(&caps_js, "batchSize"),
         })
     }
 
@@ -140,6 +155,19 @@ impl JsKvStore {
     /// driver does not split larger ones (Workers KV: 25 MiB).
     pub fn max_value_bytes(&self) -> Option<usize> {
         self.max_value_bytes
+    }
+
+    /// Items per batch the driver asks for (Cache Storage: as IndexedDB).
+    pub fn batch_size(&self) -> Option<usize> {
+        self.batch_size
+    }
+
+    /// Refuses backend calls past `limit` calls in all (`None`: no limit):
+    /// the driver fails the call that would pass it with
+    /// [`StoreError::OutOfCalls`], before making it.
+    pub fn set_call_limit(&self, limit: Option<u64>) {
+        let v = limit.map_or(f64::INFINITY, |n| n as f64);
+        let _ = Reflect::set(&self.driver, &"limit".into(), &JsValue::from_f64(v));
     }
 
     /// Backend calls made so far (list pages, reads, writes, commits).
@@ -210,7 +238,17 @@ impl JsKvStore {
             let pair = got.get(i as u32);
             let value = Reflect::get(&pair, &0.into()).unwrap_or(JsValue::UNDEFINED);
             let token = Reflect::get(&pair, &1.into()).unwrap_or(JsValue::NULL);
-            let bytes = value.dyn_ref::<Uint8Array>().map(Uint8Array::to_vec);
+            let bytes = match value.dyn_ref::<Uint8Array>() {
+                Some(b) => Some(b.to_vec()),
+                None if value.is_null() || value.is_undefined() => None,
+                // Never read as absent: that would let a put or a run act on
+                // a record it cannot see.
+                None => {
+                    return Err(StoreError::Backend(format!(
+                        "the backend holds a value at {name:?} that is not bytes kvsweep wrote"
+                    )))
+                }
+            };
             self.remember(name.clone(), bytes.as_deref().map(stamp), token);
             out.push(bytes);
         }
@@ -218,8 +256,13 @@ impl JsKvStore {
     }
 
     /// When the backend should expire each record a batch writes, if it
-    /// expires keys itself: an entry's metadata and its value, some time
-    /// after the entry expires (see [`NATIVE_EXPIRY_MARGIN_MS`]).
+    /// expires keys itself: the record of an entry that stands alone — its
+    /// value inside it, no references to or from it, not pinned, not
+    /// dependent — some time after the entry expires (see
+    /// [`NATIVE_EXPIRY_MARGIN_MS`]). Any other entry's record is left to
+    /// runs: the backend dropping it would leave the counts of what it
+    /// references high, or take an entry something still references (SPEC §2
+    /// keeps those), or leave its value record behind.
     fn expiries(&self, ops: &[Op]) -> HashMap<String, Millis> {
         let mut at = HashMap::new();
         if !self.caps.native_expiry {
@@ -229,18 +272,23 @@ impl JsKvStore {
             let Op::Put(Table::Meta, id, bytes) = op else {
                 continue;
             };
+            if !crate::write::has_inline_value(bytes) {
+                continue;
+            }
             let Ok(meta) = crate::codec::decode_meta(bytes) else {
                 continue;
             };
-            let Some(expires) = meta.expires_at.filter(|_| !meta.pinned) else {
-                continue;
-            };
-            let when = expires.saturating_add(NATIVE_EXPIRY_MARGIN_MS);
-            at.insert(self.name(Table::Meta, id), when);
-            at.insert(
-                self.name(Table::Values, &value_key(id, meta.write_id)),
-                when,
-            );
+            let alone = !meta.pinned
+                && !meta.dependent
+                && meta.refs.is_empty()
+                && meta.blobs.is_empty()
+                && meta.referrers == 0;
+            if let (true, Some(expires)) = (alone, meta.expires_at) {
+                at.insert(
+                    self.name(Table::Meta, id),
+                    expires.saturating_add(NATIVE_EXPIRY_MARGIN_MS),
+                );
+            }
         }
         at
     }
@@ -254,8 +302,8 @@ impl Store for JsKvStore {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         let prefix = self.table_prefix(table);
-        let start_after = after.map(|a| self.name(table, a));
-        let cursor = start_after
+        let mut start = after.map(|a| self.name(table, a));
+        let mut cursor = start
             .as_ref()
             .and_then(|s| {
                 let mut cursors = self.cursors.borrow_mut();
@@ -263,51 +311,82 @@ impl Store for JsKvStore {
                 Some(cursors.swap_remove(i).1)
             })
             .unwrap_or(JsValue::UNDEFINED);
-        let start = start_after
-            .as_deref()
-            .map_or(JsValue::UNDEFINED, JsValue::from_str);
-        let page = self
-            .call(
-                "list",
-                &[
-                    JsValue::from_str(&prefix),
-                    start,
-                    cursor,
-                    JsValue::from_f64(limit as f64),
-                ],
-            )
-            .await?;
-        let items: Array = member(&page, "items")
-            .dyn_into()
-            .map_err(|_| StoreError::Backend("the driver's list() gave no items".into()))?;
-        let mut out = Vec::with_capacity(items.length() as usize);
-        let mut last = None;
-        for item in items.iter() {
-            let Some(name) = Reflect::get(&item, &0.into())
-                .ok()
-                .and_then(|n| n.as_string())
-            else {
-                continue;
-            };
-            let bytes = Reflect::get(&item, &1.into())
-                .ok()
-                .and_then(|b| b.dyn_into::<Uint8Array>().ok())
-                .map(|b| b.to_vec());
-            // Names of another shape are not kvsweep's: skip them.
-            if let (Some(id), Some(bytes)) = (self.id_of(&prefix, &name), bytes) {
+        let mut out: Vec<Record> = Vec::new();
+        let mut last_returned: Option<String> = None;
+        // The driver's pages may come back short (records gone between a
+        // listing and a read, names of another shape, Workers KV pages cut
+        // short): page on until `limit` records or the end of the table, so
+        // that a short answer always means the end (the trait's contract).
+        loop {
+            let page = self
+                .call(
+                    "list",
+                    &[
+                        JsValue::from_str(&prefix),
+                        start
+                            .as_deref()
+                            .map_or(JsValue::UNDEFINED, JsValue::from_str),
+                        cursor.clone(),
+                        JsValue::from_f64((limit - out.len()) as f64),
+                    ],
+                )
+                .await?;
+            let items: Array = member(&page, "items")
+                .dyn_into()
+                .map_err(|_| StoreError::Backend("the driver's list() gave no items".into()))?;
+            let mut last_seen = None;
+            for item in items.iter() {
+                let Some(name) = Reflect::get(&item, &0.into())
+                    .ok()
+                    .and_then(|n| n.as_string())
+                else {
+                    continue;
+                };
+                let value = Reflect::get(&item, &1.into()).unwrap_or(JsValue::NULL);
+                last_seen = Some(name.clone());
+                // Gone since it was listed: skip it. Names of another shape
+                // are not kvsweep's: skip them too.
+                let (false, Some(id)) = (
+                    value.is_null() || value.is_undefined(),
+                    self.id_of(&prefix, &name),
+                ) else {
+                    continue;
+                };
+                // A value that is not bytes was not written by kvsweep: empty
+                // bytes decode as corrupt, so it is reported and kept.
+                let bytes = value
+                    .dyn_ref::<Uint8Array>()
+                    .map(Uint8Array::to_vec)
+                    .unwrap_or_default();
                 out.push((id, bytes));
+                last_returned = Some(name);
             }
-            last = Some(name);
-        }
-        let next = member(&page, "cursor");
-        if let (Some(last), false) = (last, next.is_undefined() || next.is_null()) {
-            let mut cursors = self.cursors.borrow_mut();
-            if cursors.len() >= 16 {
-                cursors.remove(0);
+            let done = member(&page, "done").as_bool() != Some(false);
+            let next_cursor = member(&page, "cursor");
+            let last = member(&page, "last").as_string().or(last_seen);
+            if done {
+                return Ok(out);
             }
-            cursors.push((last, next));
+            if out.len() >= limit {
+                if let (Some(name), false) = (last_returned, next_cursor.is_undefined()) {
+                    let mut cursors = self.cursors.borrow_mut();
+                    if cursors.len() >= 16 {
+                        cursors.remove(0);
+                    }
+                    cursors.push((name, next_cursor));
+                }
+                return Ok(out);
+            }
+            if last.is_none() && next_cursor.is_undefined() {
+                return Err(StoreError::Backend(
+                    "the driver's list() said more was left but gave no way on".into(),
+                ));
+            }
+            if last.is_some() {
+                start = last;
+            }
+            cursor = next_cursor;
         }
-        Ok(out)
     }
 
     async fn get(
@@ -324,6 +403,64 @@ impl Store for JsKvStore {
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.apply_with(ops, false).await
+    }
+
+    /// A read-check-write where the driver can hold its backend's turn
+    /// (`lock`: a Durable Object, a Map, unstorage, keyv, generic objects):
+    /// held from the first read to the write, so that kvsweep's writers in
+    /// this realm never collide and retry (twenty writes at once referencing
+    /// one entry would otherwise use up their attempts).
+    async fn transact_dyn(
+        &self,
+        access: Access,
+        _tables: &[Table],
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
+        if access == Access::Read || !member(&self.driver, "lock").is_function() {
+            return optimistic(self, step).await;
+        }
+        let release = self.call("lock", &[]).await?;
+        let result = optimistic(&Held(self), step).await;
+        if let Some(f) = release.dyn_ref::<Function>() {
+            let _ = f.call0(&JsValue::UNDEFINED);
+        }
+        result
+    }
+}
+
+/// A store whose driver's turn this task holds: its batches go straight in.
+struct Held<'a>(&'a JsKvStore);
+
+impl Store for Held<'_> {
+    async fn list(
+        &self,
+        table: Table,
+        after: Option<&EntryId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.0.list(table, after, limit).await
+    }
+
+    async fn get(
+        &self,
+        table: Table,
+        keys: &[EntryId],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.0.get(table, keys).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.0.caps
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.0.apply_with(ops, true).await
+    }
+}
+
+impl JsKvStore {
+    async fn apply_with(&self, ops: Vec<Op>, held: bool) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -343,6 +480,15 @@ impl Store for JsKvStore {
                         )));
                     }
                     let name = self.name(*t, id);
+                    if let Some(most) = self.max_key_bytes.filter(|m| name.len() > *m) {
+                        return Err(StoreError::Backend(format!(
+                            "key {:?} (namespace {:?}) is too long for a {} store: with kvsweep's prefix and suffix its backend key is {} bytes, and the store keeps keys of at most {most} bytes",
+                            id.key,
+                            id.namespace,
+                            self.kind,
+                            name.len()
+                        )));
+                    }
                     let when = expiries
                         .get(&name)
                         .map_or(JsValue::UNDEFINED, |w| JsValue::from_f64(*w as f64));
@@ -416,7 +562,7 @@ impl Store for JsKvStore {
             }
         }
         let ok = self
-            .call("apply", &[checks_js.into(), writes.into()])
+            .call("apply", &[checks_js.into(), writes.into(), held.into()])
             .await?;
         if ok.as_bool() == Some(false) {
             for (name, _) in &checks {

@@ -124,6 +124,9 @@ pub enum StoreError {
     Conflict(String),
     /// An optimistic write kept meeting concurrent writes (stores without transactions).
     Busy(String),
+    /// A call would have passed the limit of backend calls set for a run
+    /// (`maxOps`); it was not made.
+    OutOfCalls(String),
     /// Anything else the backend reported.
     Backend(String),
 }
@@ -135,6 +138,7 @@ impl fmt::Display for StoreError {
             StoreError::Closed(m) => write!(f, "store is closed: {m}"),
             StoreError::Conflict(m) => write!(f, "changed concurrently: {m}"),
             StoreError::Busy(m) => write!(f, "{m}; try again"),
+            StoreError::OutOfCalls(m) => write!(f, "out of backend calls: {m}"),
             StoreError::Backend(m) => write!(f, "store error: {m}"),
         }
     }

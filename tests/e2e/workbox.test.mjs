@@ -75,7 +75,12 @@ test("entries expire after a second (maxAgeSeconds: 1), judged by the response's
   const { context, page } = await controlledPage();
   const bodies = await page.evaluate(async () => {
     const get = async () => (await fetch("/tests/data/age/x")).text();
+    // A Date header counts whole seconds: start early in one, so that the
+    // response is under a second old when it is used again at once.
+    while (Date.now() % 1000 > 200) await new Promise((r) => setTimeout(r, 20));
     const first = await get();
+    // Workbox puts the response in the cache after answering: wait for it.
+    while (!(await caches.match("/tests/data/age/x"))) await new Promise((r) => setTimeout(r, 10));
     const cached = await get();
     await new Promise((r) => setTimeout(r, 2100));
     const afterExpiry = await get();
@@ -90,7 +95,11 @@ test("maxBytes counts response bytes; a pinned URL is never expired", { timeout:
   const { context, page } = await controlledPage();
   // Each body is about 25 bytes: 60 bytes hold two.
   for (const p of ["keep", "a", "b", "c"]) {
-    await page.evaluate((p) => fetch(`/tests/data/bytes/${p}`).then((r) => r.text()), p);
+    // One after another: each in the cache (and recorded) before the next.
+    await page.evaluate(async (p) => {
+      await (await fetch(`/tests/data/bytes/${p}`)).text();
+      while (!(await caches.match(`/tests/data/bytes/${p}`))) await new Promise((r) => setTimeout(r, 10));
+    }, p);
   }
   const left = await until(page, async (src) => {
     const urls = await new Function(`return (${src})`)()("bytes");

@@ -20,10 +20,17 @@ async function scenario(label, path) {
   assert.equal(store.capabilities().compareAndSet, true);
   const out = await kvScenario(pkg, store, () => names(kv));
   checkScenario(out, assert);
-  // The large blob (200,000 bytes) is over Deno KV's 64 KiB: it went in chunks.
+  // Values over Deno KV's 64 KiB went in chunks; those of the deleted blob went with it.
+  const chunked = new Set();
   let chunks = 0;
-  for await (const _ of kv.list({ prefix: ["kvsweep-chunk"] })) chunks++;
-  assert.ok(chunks >= 4, `chunks: ${chunks}`);
+  for await (const e of kv.list({ prefix: ["kvsweep-chunk"] })) {
+    chunks++;
+    chunked.add(e.key[1]);
+  }
+  const owners = [...chunked].map((n) => n.slice(n.indexOf("\0") + 1)).sort();
+  assert.deepEqual(owners.filter((o) => o.length === 64), out.expected.blobs.filter((b) => owners.includes(b)));
+  assert.equal(owners.length, 2, `chunked records: ${owners}`); // the large blob and big-value's value
+  assert.equal(chunks, 4 + 2, `chunks: ${chunks}`);
   kv.close();
   console.log(JSON.stringify({ ok: label, runs: out.reports.length, chunks }));
 }
@@ -52,6 +59,13 @@ await scenario("file", `${dir}/scenario.sqlite`);
   assert.ok(seen.length > 1);
   assert.ok(seen.every((r) => r.done === false && r.stopped === "leased"), JSON.stringify(seen));
   assert.equal((await b.run()).done, true);
+  // A commit over Deno KV's 800 KiB is refused before any chunk is written.
+  const big = Array.from({ length: 20 }, (_, i) => ({ key: `big${i}`, value: new Uint8Array(60_000).fill(i) }));
+  await assert.rejects(a.putMany(big), /putMany: .*a Deno KV commit would hold .* over Deno KV's limits \(1,000, 100 and 800 KiB\)/);
+  let left = 0;
+  for await (const _ of kvA.list({ prefix: ["kvsweep-chunk"] })) left++;
+  assert.equal(left, 0, "no chunk left behind");
+  assert.equal(await a.get("big0"), undefined);
   // A putMany over Deno KV's limits of one commit is refused whole, saying so.
   const many = Array.from({ length: 150 }, (_, i) => ({ key: `m${i}`, value: i }));
   await assert.rejects(a.putMany(many), /putMany: .*one batch would make \d+ writes and \d+ checks, and a deno-kv store commits at most 1000 writes and 100 checks at once/);

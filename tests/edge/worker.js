@@ -186,6 +186,26 @@ export class Cleaner {
           const after = await collectR2Orphans(store, { graceMs: 0, dryRun: true });
           return Response.json({ young, dry, real, after, kept: (await sweeper.getBlob(kept)) !== undefined });
         }
+        case "/scenario":
+          return await scenario(durableObjectStore(this.storage), async () => [...(await this.storage.list()).keys()]);
+        case "/chunks":
+          return Response.json({ names: [...(await this.storage.list({ prefix: "kvsweep-chunk/" })).keys()] });
+        case "/concurrent": {
+          // Twenty writes at once in one event, each referencing one entry:
+          // the object's batches must not interleave (counts stay exact).
+          const sweeper = new Sweeper(durableObjectStore(this.storage, { prefix: "conc/" }));
+          await sweeper.put("child", "shared");
+          await Promise.all(Array.from({ length: 20 }, (_, i) => sweeper.put(`p${i}`, i, { refs: ["child"] })));
+          await Promise.all(Array.from({ length: 19 }, (_, i) => sweeper.delete(`p${i}`)));
+          let refused = null;
+          try {
+            await sweeper.delete("child");
+          } catch (e) {
+            refused = e.message;
+          }
+          const rebuilt = await sweeper.rebuild();
+          return Response.json({ refused, child: (await sweeper.get("child")) ?? null, rebuilt });
+        }
         case "/scenario-r2":
           return await scenario(durableObjectStore(this.storage, { blobs: r2(this.env.DO_BUCKET) }), async () => [
             ...(await this.storage.list()).keys(),

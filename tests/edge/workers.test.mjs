@@ -163,3 +163,20 @@ test("collectR2Orphans finds bytes whose record is gone, after their grace, and 
   assert.equal(out.after.orphans.length, 0);
   assert.equal(out.kept, true, "a recorded blob is never an orphan");
 });
+
+test("a Durable Object store alone: the cleanup scenario, split values and their chunks deleted with them", async () => {
+  const out = await call("/do/scenario?do=plain");
+  checkScenario(out, assert);
+  const { names } = await call("/do/chunks?do=plain");
+  const owners = [...new Set(names.map((n) => n.slice("kvsweep-chunk/".length, n.lastIndexOf("/"))))];
+  // The 200,000-byte blob is over 128 KiB: split; the 150,000-byte one went with its chunks.
+  assert.deepEqual(owners.map((o) => o.slice(o.indexOf("\0") + 1)), [out.expected.blobs.find((b) => names.some((n) => n.includes(b)))]);
+  assert.equal(names.length, 2);
+});
+
+test("a Durable Object's kvsweep writes made at once in one event do not interleave", async () => {
+  const out = await call("/do/concurrent?do=conc");
+  assert.match(out.refused ?? "", /referenced/);
+  assert.equal(out.child, "shared");
+  assert.equal(out.rebuilt.raised + out.rebuilt.lowered, 0, JSON.stringify(out.rebuilt));
+});

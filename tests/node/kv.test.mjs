@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createStorage } from "unstorage";
 import Keyv from "keyv";
-import { Sweeper, kvStore, durableObjectStore, memoryStore } from "../../pkg/node.js";
+import { Sweeper, kvStore, durableObjectStore, memoryStore, r2, collectR2Orphans } from "../../pkg/node.js";
 import { kvScenario, checkScenario, POLICY } from "../shared/kv-scenario.mjs";
 import { roundTripFailures } from "../shared/fidelity.mjs";
 
@@ -214,6 +214,96 @@ test("Workers KV keeps values of at most 25 MiB: a larger one is refused at put,
 test("run options of kvStore runs are checked by name", async () => {
   const s = new Sweeper(memoryStore());
   await assert.rejects(s.run({ maxOps: 0 }), /run options\.maxOps must be 1 or more/);
-  await assert.rejects(s.run({ maxOps: -1 }), /maxOps/);
+  await assert.rejects(s.run({ maxOps: -1 }), /run options\.maxOps must not be negative, got -1/);
   await assert.rejects(s.run({ leaseMs: 0 }), /run options\.leaseMs must be 1 or more/);
+});
+
+test("a record that is not kvsweep's bytes, mid-table, is reported as corrupt and the listing goes on past it", async () => {
+  const map = new Map();
+  let now = 1_800_000_000_000;
+  const s = new Sweeper(kvStore(map), { clock: () => now, batchSize: 50 });
+  const items = [];
+  for (let i = 0; i < 1500; i++) items.push({ key: `k${String(i).padStart(4, "0")}`, value: i, ttlMs: i >= 1000 ? 1000 : undefined });
+  for (let i = 0; i < items.length; i += 100) await s.putMany(items.slice(i, i + 100));
+  map.set("kvsweep/m/\0k0500", 42); // not bytes: another program wrote it
+  now += 5000;
+  const plan = await s.plan();
+  assert.deepEqual(plan.summary.corrupt, [{ namespace: "", key: "k0500" }]);
+  // The namespace with a record it cannot read is frozen (SPEC §2): nothing of it goes.
+  assert.equal(plan.actions.length, 0);
+  assert.equal(plan.summary.scanned, 1500, "every entry was listed, the unreadable one too");
+  await assert.rejects(s.get("k0500"), /holds a value at .*k0500.* that is not bytes kvsweep wrote/);
+});
+
+test("two runs started at the same moment: one takes the lease, the other stops at once", async () => {
+  const map = new Map();
+  const a = new Sweeper(kvStore(map));
+  const b = new Sweeper(kvStore(map));
+  for (let i = 0; i < 50; i++) await a.put(`k${i}`, i, { ttlMs: 1 });
+  await new Promise((r) => setTimeout(r, 5));
+  const reports = await Promise.all([a.run(), b.run()]);
+  assert.deepEqual(reports.map((r) => r.stopped ?? "ran").sort(), ["leased", "ran"]);
+  assert.equal(reports.find((r) => r.done).deleted.expired.count, 50);
+});
+
+test("maxOps holds even when Workers KV listing needs a read per key (metadata too large to carry the record)", async () => {
+  const kv = new KvDouble();
+  let now = 1_800_000_000_000;
+  const s = new Sweeper(kvStore(kv), { clock: () => now, policy: POLICY });
+  const group = "g".repeat(800); // makes every entry record too large for a key's metadata
+  const items = [];
+  for (let i = 0; i < 1200; i++) items.push({ key: `k${String(i).padStart(4, "0")}`, value: i, group, ttlMs: i % 3 ? 3_600_000 : 1000 });
+  for (let i = 0; i < items.length; i += 200) await s.putMany(items.slice(i, i + 200));
+  now += 10_000;
+  let runs = 0;
+  let report;
+  do {
+    const before = kv.calls;
+    report = await s.run({ maxOps: 500 });
+    const calls = kv.calls - before;
+    assert.ok(calls <= 500, `run ${runs + 1} made ${calls} calls`);
+    runs++;
+  } while (!report.done && runs < 200);
+  // Listing 1,200 records one read each cannot fit 500 calls: every slice
+  // stops within its limit, and says why, rather than failing in the backend.
+  assert.equal(report.done, false);
+  assert.equal(report.stopped, "ops");
+  const all = await s.run();
+  assert.equal(all.done, true);
+  assert.equal(all.deleted.expired.count, 400);
+});
+
+test("options are checked by name: unknown ones, visibilityMs where the backend knows its own, collectR2Orphans", async () => {
+  assert.throws(() => kvStore(new Map(), { blob: {} }), /kvStore\(x\): unknown option "blob"; the options are prefix, visibilityMs, blobs/);
+  assert.throws(() => kvStore(new Map(), { visibilityMs: 5 }), /options\.visibilityMs is for unstorage, keyv and generic stores; a Map store knows its own/);
+  assert.throws(() => kvStore(new KvDouble(), { blobs: {} }), /options\.blobs must be r2\(bucket\), got an object/);
+  await assert.rejects(collectR2Orphans(kvStore(new Map())), /collectR2Orphans\(store, options\): store must be a kvStore or durableObjectStore made with \{ blobs: r2\(bucket\) \}/);
+  const bucket = { get() {}, put() {}, delete() {}, list() {}, head() {} };
+  const store = kvStore(new Map(), { blobs: r2(bucket) });
+  await assert.rejects(collectR2Orphans(store, { dryRun: "true" }), /options\.dryRun must be true or false, got "true"/);
+  await assert.rejects(collectR2Orphans(store, { limit: 0 }), /options\.limit must be a whole number, 1 or more, got 0/);
+  await assert.rejects(collectR2Orphans(store, { grace: 1 }), /unknown option "grace"/);
+});
+
+test("a generic store keeps values as text, so a store that keeps only JSON gives them back exactly", async () => {
+  const json = new Map();
+  const store = {
+    async get(k) {
+      return json.has(k) ? JSON.parse(json.get(k)) : undefined;
+    },
+    async put(k, v) {
+      json.set(k, JSON.stringify(v));
+    },
+    async delete(k) {
+      json.delete(k);
+    },
+    async list(p) {
+      return [...json.keys()].filter((k) => k.startsWith(p));
+    },
+  };
+  const s = new Sweeper(kvStore(store));
+  await s.put("k", new Map([[1, new Uint8Array([1, 2])]]));
+  const id = await s.putBlob(new Uint8Array([9, 8, 7]));
+  assert.deepEqual([...(await s.getBlob(id))], [9, 8, 7]);
+  assert.deepEqual([...(await s.get("k")).get(1)], [1, 2]);
 });

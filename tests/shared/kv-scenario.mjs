@@ -54,6 +54,8 @@ export async function kvScenario(pkg, store, names, runOptions = {}) {
   const small = await sweeper.putBlob(bytes(300, 1));
   const large = await sweeper.putBlob(bytes(200_000, 2));
   const lonely = await sweeper.putBlob(bytes(50, 3));
+  // Large enough to be split on Deno KV and Durable Objects, and garbage by the end.
+  const bigLonely = await sweeper.putBlob(bytes(150_000, 5));
   if ((await sweeper.putBlob(bytes(300, 1))) !== small) fail("the same bytes got another id");
 
   const values = {
@@ -70,7 +72,7 @@ export async function kvScenario(pkg, store, names, runOptions = {}) {
   await sweeper.put("keep-1", values["keep-1"], { blobs: [small] });
   await sweeper.put("keep-2", values["keep-2"], { blobs: [small, large] });
   await sweeper.put("big-value", values["big-value"]);
-  await sweeper.put("ttl-short", values["ttl-short"], { ttlMs: MIN, blobs: [lonely] });
+  await sweeper.put("ttl-short", values["ttl-short"], { ttlMs: MIN, blobs: [lonely, bigLonely] });
   await sweeper.put("ttl-long", values["ttl-long"], { ttlMs: 60 * MIN });
   await sweeper.put("child", values.child, { dependent: true });
   await sweeper.put("parent", values.parent, { refs: ["child"] });
@@ -110,6 +112,7 @@ export async function kvScenario(pkg, store, names, runOptions = {}) {
   }
   if (!sameBytes(await sweeper.getBlob(large), bytes(200_000, 2))) fail("the large blob changed");
   if ((await sweeper.getBlob(lonely)) !== undefined) fail("the blob only an expired entry held is still there");
+  if ((await sweeper.getBlob(bigLonely)) !== undefined) fail("the large blob only an expired entry held is still there");
 
   // What the backend holds, read directly.
   const records = recordsOf(await names());
@@ -124,6 +127,7 @@ export async function kvScenario(pkg, store, names, runOptions = {}) {
       blobs: [small, large].sort(),
       planned: [
         `blob:${lonely}:orphanBlob`,
+        `blob:${bigLonely}:orphanBlob`,
         "entry:orphan:unreachable",
         "entry:ttl-short:expired",
       ].sort(),
@@ -148,5 +152,5 @@ export function checkScenario(out, assert) {
   const { deleted } = out.reports.at(-1);
   assert.equal(deleted.expired?.count, 1);
   assert.equal(deleted.unreachable?.count, 1);
-  assert.equal(deleted.orphanBlob?.count, 1);
+  assert.equal(deleted.orphanBlob?.count, 2);
 }

@@ -1,0 +1,68 @@
+// The Cache Storage benchmark's page code (scripts/bench-cache.mjs bundles
+// it with esbuild, workbox-expiration included): expiring 1,000 of 2,000
+// cached responses with workbox-expiration, with kvsweep, and with plain
+// cache.delete calls, each on its own cache, in one page run.
+import { CacheExpiration } from "workbox-expiration";
+
+const body = "x".repeat(200);
+const urls = (name, n) => Array.from({ length: n }, (_, i) => `${location.origin}/bench-cache/${name}/${String(i).padStart(5, "0")}`);
+
+async function fill(name, n) {
+  const cache = await caches.open(name);
+  const list = urls(name, n);
+  for (let i = 0; i < list.length; i += 100) {
+    await Promise.all(list.slice(i, i + 100).map((u) => cache.put(u, new Response(body, { headers: { date: new Date().toUTCString() } }))));
+  }
+  return { cache, list };
+}
+
+async function time(fn) {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+window.benchCache = async (total, keep) => {
+  const kv = await import("/pkg/index.js");
+  const out = {};
+
+  // workbox-expiration: what ExpirationPlugin runs.
+  {
+    const { cache, list } = await fill("wb", total);
+    const expiration = new CacheExpiration("wb", { maxEntries: keep });
+    for (const u of list) await expiration.updateTimestamp(u);
+    out.workbox = await time(() => expiration.expireEntries());
+    out.workboxLeft = (await cache.keys()).length;
+    await expiration.delete();
+  }
+
+  // kvsweep: entries recorded as expirationPlugin records them, then one run.
+  {
+    const { cache, list } = await fill("kv", total);
+    const store = await kv.openCacheStorage("kv");
+    const sweeper = new kv.Sweeper(store, { policy: { maxEntries: keep } });
+    for (let i = 0; i < list.length; i += 500) {
+      await sweeper.putMany(list.slice(i, i + 500).map((key) => ({ key, value: null, size: body.length })));
+    }
+    out.kvsweep = await time(() => sweeper.run());
+    out.kvsweepLeft = (await cache.keys()).length;
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("kv");
+  }
+
+  // Plain code: cache.delete of the oldest, one after another, and all at once.
+  {
+    const { cache, list } = await fill("loop", total);
+    out.loop = await time(async () => {
+      for (const u of list.slice(0, total - keep)) await cache.delete(u);
+    });
+    await caches.delete("loop");
+  }
+  {
+    const { cache, list } = await fill("all", total);
+    out.all = await time(() => Promise.all(list.slice(0, total - keep).map((u) => cache.delete(u))));
+    await caches.delete("all");
+  }
+  return out;
+};

@@ -1,0 +1,45 @@
+// Cache Storage expiration in headless Chromium (run by npm run bench, or
+// alone): kvsweep against workbox-expiration (what ExpirationPlugin runs),
+// expiring 1,000 of 2,000 cached responses, with plain cache.delete code as
+// the floor, all in one page run. Issue #11's target: >= 5x workbox.
+import { build } from "esbuild";
+import { chromium } from "playwright-core";
+import { serve } from "./serve.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const TOTAL = 2000;
+const KEEP = 1000;
+
+await build({
+  entryPoints: ["bench/cache-page.js"],
+  bundle: true,
+  format: "esm",
+  outfile: "tests/shared/.gen/cache-bench.js",
+  external: ["/pkg/*"],
+  define: { "process.env.NODE_ENV": '"production"' },
+  logLevel: "error",
+});
+const server = await serve(0);
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] });
+try {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(server.url);
+  await page.addScriptTag({ url: "/tests/shared/.gen/cache-bench.js", type: "module" });
+  await page.waitForFunction(() => typeof window.benchCache === "function");
+  const r = await page.evaluate(([t, k]) => window.benchCache(t, k), [TOTAL, KEEP]);
+  const ms = (v) => `${Math.round(v)} ms`;
+  console.log(`\n## Cache Storage: expiring ${TOTAL - KEEP} of ${TOTAL} cached responses — Chromium ${browser.version()}\n`);
+  console.log("| code | time | left | workbox-expiration time / this time |");
+  console.log("| --- | --- | --- | --- |");
+  console.log(`| workbox-expiration (ExpirationPlugin's) | ${ms(r.workbox)} | ${r.workboxLeft} | 1.00 |`);
+  console.log(`| kvsweep run (target ≥ 5×) | ${ms(r.kvsweep)} | ${r.kvsweepLeft} | ${(r.workbox / r.kvsweep).toFixed(2)} |`);
+  console.log(`| plain cache.delete loop | ${ms(r.loop)} | ${KEEP} | ${(r.workbox / r.loop).toFixed(2)} |`);
+  console.log(`| plain Promise.all of cache.delete | ${ms(r.all)} | ${KEEP} | ${(r.workbox / r.all).toFixed(2)} |`);
+  if (r.workboxLeft !== KEEP || r.kvsweepLeft !== KEEP) {
+    console.log(`\nWARNING: a cache kept ${r.workboxLeft} (workbox) / ${r.kvsweepLeft} (kvsweep) responses, not ${KEEP}`);
+    process.exitCode = 1;
+  }
+} finally {
+  await browser.close();
+  await server.close();
+}
