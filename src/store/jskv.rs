@@ -37,8 +37,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::error::Error;
 use crate::model::{EntryId, Millis};
 use crate::store::{
-    optimistic, stamp, Access, Capabilities, DynStep, Op, Record, Store, StoreError,
-    Table,
+    optimistic, stamp, Access, Capabilities, DynStep, Op, Record, Store, StoreError, Table,
 };
 
 /// The letter of each table in backend keys.
