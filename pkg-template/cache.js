@@ -29,8 +29,8 @@ const done = (req) =>
 const finished = (tx) =>
   new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve(true);
+    // A failed request aborts the transaction: nothing of the batch is written.
     tx.onabort = () => (tx.error ? reject(tx.error) : resolve(false));
-    tx.onerror = (e) => e.preventDefault?.();
   });
 
 function equal(a, b) {
@@ -58,11 +58,6 @@ async function openMeta(dbName) {
  */
 function cacheDriver(db, cache, matchOptions, concurrency) {
   const spend = (n = 1) => {
-    if (d.ops + n > d.limit) {
-      const e = new Error(`the run's limit of backend calls (maxOps) is reached after ${d.ops} calls`);
-      e.name = "KvsweepOutOfCalls";
-      throw e;
-    }
     d.ops += n;
   };
   const d = {
@@ -70,7 +65,6 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
     prefix: "",
     caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize: 1000 },
     ops: 0,
-    limit: Infinity,
     async get(names) {
       spend();
       const store = db.transaction("records").objectStore("records");
@@ -80,7 +74,12 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
         return [bytes, bytes || null];
       });
     },
-    async list(prefix, startAfter, _cursor, limit) {
+    async list(prefix, startAfter, _cursor, limit, maxCalls = Infinity) {
+      if (maxCalls < 1) {
+        const e = new Error("the run's backend calls (maxOps) are used up");
+        e.name = "KvsweepOutOfCalls";
+        throw e;
+      }
       spend();
       const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
       const range = IDBKeyRange.bound(startAfter ?? prefix, end, startAfter !== undefined, true);
@@ -94,6 +93,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
       const store = tx.objectStore("records");
       const result = finished(tx);
       const ok = await new Promise((resolve) => {
+        tx.addEventListener("abort", () => resolve(false));
         // Every check first, in this transaction; the writes only when all hold.
         let left = checks.length;
         let good = true;
@@ -119,18 +119,14 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
           };
         }
       });
-      // The responses of deleted entries go while the batch commits (the
-      // entries were garbage when checked: should the commit fail, a
-      // response is gone whose entry stays, which reads as a cache miss).
-      const urls = ok ? writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n.slice(n.indexOf("\0") + 1)) : [];
-      const deleting = (async () => {
-        for (let i = 0; i < urls.length; i += concurrency) {
-          await Promise.all(urls.slice(i, i + concurrency).map((u) => cache.delete(u, matchOptions)));
-        }
-      })();
       const committed = await result;
-      await deleting;
       if (!ok || !committed) return false;
+      // The responses of deleted entries, once the batch deleting them has
+      // committed, many at a time.
+      const urls = writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n.slice(n.indexOf("\0") + 1));
+      for (let i = 0; i < urls.length; i += concurrency) {
+        await Promise.all(urls.slice(i, i + concurrency).map((u) => cache.delete(u, matchOptions)));
+      }
       return true;
     },
   };
@@ -150,7 +146,7 @@ async function responseSize(response) {
  * responses by request URL, their metadata in the IndexedDB database
  * `kvsweep-cache:<name>`. Use it with a Sweeper and `track(sweeper, request,
  * response)` after each `cache.put`, or through `expirationPlugin`.
- * Options: `matchOptions` (for `cache.delete`), `concurrency` (default 64).
+ * Options: `matchOptions` (for `cache.delete`), `concurrency` (default 256).
  */
 export async function openCacheStorage(name, options = {}) {
   if (typeof name !== "string" || name === "") {
@@ -160,7 +156,15 @@ export async function openCacheStorage(name, options = {}) {
     throw new TypeError("kvsweep: openCacheStorage(name): Cache Storage and IndexedDB are not available here (a page, a worker or a service worker has them)");
   }
   await loader();
-  const { matchOptions, concurrency = 256 } = options ?? {};
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`kvsweep: openCacheStorage(name, options): options must be an object, got ${describe(options)}`);
+  }
+  for (const k of Object.keys(options)) {
+    if (k !== "matchOptions" && k !== "concurrency") {
+      throw new TypeError(`kvsweep: openCacheStorage(name, options): unknown option ${JSON.stringify(k)}; the options are matchOptions, concurrency`);
+    }
+  }
+  const { matchOptions, concurrency = 256 } = options;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new TypeError(`kvsweep: openCacheStorage(name, options): options.concurrency must be a whole number, 1 or more, got ${describe(concurrency)}`);
   }
@@ -191,6 +195,9 @@ export async function track(sweeper, request, response, options = {}) {
  * either is left behind.
  */
 export async function deleteCacheStorage(name) {
+  if (typeof name !== "string" || name === "") {
+    throw new TypeError(`kvsweep: deleteCacheStorage(name): name must be a non-empty string, got ${describe(name)}`);
+  }
   await caches.delete(name);
   await new Promise((resolve, reject) => {
     const req = indexedDB.deleteDatabase(`kvsweep-cache:${name}`);
@@ -230,10 +237,17 @@ export function expirationPlugin(options = {}) {
   if (purgeOnQuotaError === true && typeof registerQuotaErrorCallback !== "function") {
     throw new TypeError("kvsweep: expirationPlugin(options): purgeOnQuotaError needs options.registerQuotaErrorCallback, from workbox-core (kvsweep does not depend on Workbox)");
   }
+  if (groups === null || typeof groups !== "object") throw new TypeError(`kvsweep: expirationPlugin(options): options.groups must be an object, got ${describe(groups)}`);
   const groupRules = {};
   for (const [g, rule] of Object.entries(groups)) {
-    if (typeof rule?.match !== "function") throw new TypeError(`kvsweep: expirationPlugin(options): options.groups.${g}.match must be a function (url) => boolean`);
+    if (typeof rule?.match !== "function") throw new TypeError(`kvsweep: expirationPlugin(options): options.groups.${g}.match must be a function (url) => boolean, got ${describe(rule?.match)}`);
+    if (!Number.isSafeInteger(rule.keepLast) || rule.keepLast < 0) {
+      throw new TypeError(`kvsweep: expirationPlugin(options): options.groups.${g}.keepLast must be a whole number, 0 or more, got ${describe(rule.keepLast)}`);
+    }
     groupRules[g] = { keepLast: rule.keepLast };
+  }
+  if (concurrency !== undefined && (!Number.isSafeInteger(concurrency) || concurrency < 1)) {
+    throw new TypeError(`kvsweep: expirationPlugin(options): options.concurrency must be a whole number, 1 or more, got ${describe(concurrency)}`);
   }
   const policy = { orphanGraceMs: 0 };
   if (maxEntries !== undefined) policy.maxEntries = maxEntries;
@@ -269,6 +283,10 @@ export function expirationPlugin(options = {}) {
     })().finally(() => (state.running = null));
     return state.running;
   };
+  const entryOptions = (url) => {
+    const group = Object.entries(groups).find(([, r]) => r.match(url))?.[0];
+    return { pinned: pinned?.(url) === true, ...(group ? { group } : {}) };
+  };
   const isFresh = (response) => {
     if (maxAgeSeconds === undefined) return true;
     const date = response.headers.get("date");
@@ -280,18 +298,23 @@ export function expirationPlugin(options = {}) {
   const plugin = {
     async cacheDidUpdate({ cacheName, request, newResponse }) {
       const { sweeper } = await sweeperFor(cacheName);
-      const url = request.url;
-      const group = Object.entries(groups).find(([, r]) => r.match(url))?.[0];
-      await track(sweeper, request, newResponse, { pinned: pinned?.(url) === true, ...(group ? { group } : {}) });
+      await track(sweeper, request, newResponse, entryOptions(request.url));
       await expire(cacheName);
     },
-    async cachedResponseWillBeUsed({ cacheName, request, cachedResponse }) {
+    async cachedResponseWillBeUsed({ cacheName, request, cachedResponse, event }) {
       if (!cachedResponse) return null;
       const fresh = isFresh(cachedResponse);
-      const { sweeper } = await sweeperFor(cacheName);
-      // A use refreshes the entry for LRU (deferred, batched); expiry runs after.
-      sweeper.get(request.url).catch(() => {});
-      expire(cacheName).catch(() => {});
+      if (fresh) {
+        // As ExpirationPlugin: a use makes the entry the newest (for
+        // maxEntries and maxAgeSeconds alike), and expiry runs after, both
+        // kept alive by the event so that an idle worker does not drop them.
+        const after = (async () => {
+          const { sweeper } = await sweeperFor(cacheName);
+          await track(sweeper, request, cachedResponse, entryOptions(request.url));
+          await expire(cacheName);
+        })().catch(() => {});
+        event?.waitUntil?.(after);
+      }
       return fresh ? cachedResponse : null;
     },
     /** Deletes every cache this plugin has seen, with its metadata. */

@@ -35,18 +35,26 @@ function describe(v) {
 
 const fn = (x, ...names) => x != null && names.every((n) => typeof x[n] === "function");
 
-/** Counts `n` backend calls, refusing those past the driver's limit before they are made. */
+/** Counts `n` backend calls. */
 function spend(d, n = 1) {
-  if (d.ops + n > d.limit) {
-    const e = new Error(`the run's limit of backend calls (maxOps) is reached after ${d.ops} calls`);
-    e.name = "KvsweepOutOfCalls";
-    throw e;
-  }
   d.ops += n;
 }
 
+/**
+ * A listing page may make at most `maxCalls` backend calls (what is left of a
+ * run's `maxOps`): past it, it fails before calling, with an error named
+ * KvsweepOutOfCalls, and the run stops there.
+ */
+function budget(maxCalls, n) {
+  if (n > maxCalls) {
+    const e = new Error(`a listing page needs ${n} backend calls and the run has ${maxCalls} left (maxOps)`);
+    e.name = "KvsweepOutOfCalls";
+    throw e;
+  }
+}
+
 /** A driver's common members. */
-const base = (kind, prefix, caps) => ({ kind, prefix, caps, ops: 0, limit: Infinity });
+const base = (kind, prefix, caps) => ({ kind, prefix, caps, ops: 0 });
 
 /**
  * Bytes as a fresh Uint8Array, from what a backend handed back: `null` when
@@ -154,7 +162,10 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
       }
       return out;
     },
-    async list(tablePrefix, startAfter, _cursor, limit) {
+    async list(tablePrefix, startAfter, _cursor, want, maxCalls = Infinity) {
+      // One call for the names, and one read per record unless reads are free.
+      const limit = sync ? want : Math.max(1, Math.min(want, maxCalls - 1));
+      budget(maxCalls, sync ? 1 : 2);
       spend(d);
       const all = (await names(tablePrefix)).filter(
         (n) => n.startsWith(tablePrefix) && (startAfter === undefined || compareNames(n, startAfter) > 0),
@@ -166,7 +177,7 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
         if (!sync) spend(d);
         items.push([name, listed(bytesOf(await read(name), text))]);
       }
-      return { items, done: all.length <= limit };
+      return { items, done: all.length <= limit, last: page.at(-1) };
     },
     // A read-check-write of kvsweep's holds this turn from its first read to
     // its write (src/store/jskv.rs), so that writers of this realm never collide.
@@ -302,13 +313,14 @@ function workersKvDriver(kv, prefix) {
       spend(d, names.length);
       return Promise.all(names.map(async (name) => [listed(bytesOf(await kv.get(name, "arrayBuffer"))), null]));
     },
-    async list(tablePrefix, startAfter, cursor, limit) {
+    async list(tablePrefix, startAfter, cursor, limit, maxCalls = Infinity) {
       // Without a cursor, a start after a name is found by listing from the
       // table's first name (Workers KV lists by prefix and cursor only).
       const skip = cursor === undefined ? startAfter : undefined;
+      budget(maxCalls, 1);
       spend(d);
       // At most one get per key listed: a page never passes the call limit.
-      const size = Math.max(1, Math.min(1000, limit, d.limit - d.ops));
+      const size = Math.max(1, Math.min(1000, limit, maxCalls - 1));
       const page = await kv.list({ prefix: tablePrefix, cursor, limit: size });
       const items = [];
       const slow = [];
@@ -318,6 +330,7 @@ function workersKvDriver(kv, prefix) {
         const slot = items.push([k.name, inline]) - 1;
         if (!inline) slow.push(slot);
       }
+      budget(maxCalls - 1, slow.length);
       spend(d, slow.length);
       await Promise.all(
         slow.map(async (slot) => {
@@ -391,7 +404,7 @@ function denoKvDriver(kv, prefix) {
     }),
     async value(name, v) {
       if (!isHead(v)) return bytesOf(v);
-      const keys = Array.from({ length: v.chunks }, (_, i) => [CHUNK, name, i]);
+      const keys = Array.from({ length: v.chunks }, (_, i) => [CHUNK, name, v.gen ?? 0, i]);
       const parts = [];
       for (let i = 0; i < keys.length; i += 10) {
         spend(d);
@@ -402,11 +415,14 @@ function denoKvDriver(kv, prefix) {
       }
       return join(parts, v.size);
     },
+    /** The chunks each of `names` holds now, as their keys. */
     async heads(names) {
       const out = new Map();
       for (let i = 0; i < names.length; i += 10) {
         spend(d);
-        for (const e of await kv.getMany(names.slice(i, i + 10).map((n) => [n]))) if (isHead(e.value)) out.set(e.key[0], e.value.chunks);
+        for (const e of await kv.getMany(names.slice(i, i + 10).map((n) => [n]))) {
+          if (isHead(e.value)) out.set(e.key[0], Array.from({ length: e.value.chunks }, (_, j) => [CHUNK, e.key[0], e.value.gen ?? 0, j]));
+        }
       }
       return out;
     },
@@ -424,12 +440,14 @@ function denoKvDriver(kv, prefix) {
       const start = startAfter === undefined ? [tablePrefix] : [startAfter + "\0"];
       const items = [];
       let seen = 0;
+      let last;
       for await (const e of kv.list({ start, end: [prefixEnd(tablePrefix)] }, { limit })) {
         seen++;
         if (e.key.length !== 1 || typeof e.key[0] !== "string") continue;
+        last = e.key[0];
         items.push([e.key[0], listed(await d.value(e.key[0], e.value))]);
       }
-      return { items, done: seen < limit };
+      return { items, done: seen < limit, last };
     },
     async apply(checks, writes) {
       const now = Date.now();
@@ -443,24 +461,25 @@ function denoKvDriver(kv, prefix) {
       const chunks = [];
       for (const [name, bytes, expiresAt] of writes) {
         const options = expiresAt !== undefined && expiresAt > now ? { expireIn: expiresAt - now } : undefined;
-        const old = heads.get(name) ?? 0;
-        let fresh = 0;
         mutations++;
         size += name.length * 3;
         if (bytes === null) {
           atomic.delete([name]);
         } else if (bytes.length > MAX_VALUE) {
+          // Chunks of their own for this write (a generation): a reader of
+          // the old record still finds the old chunks until this commit.
+          const gen = `${now.toString(36)}${Math.random().toString(36).slice(2, 8)}`;
           const parts = split(bytes, MAX_VALUE);
-          fresh = parts.length;
-          parts.forEach((p, i) => chunks.push([[CHUNK, name, i], p, options]));
-          atomic.set([name], { chunks: parts.length, size: bytes.length }, options);
-          size += 64;
+          parts.forEach((p, i) => chunks.push([[CHUNK, name, gen, i], p, options]));
+          atomic.set([name], { chunks: parts.length, size: bytes.length, gen }, options);
+          size += 96;
         } else {
           atomic.set([name], bytes, options);
           size += bytes.length;
         }
-        for (let i = fresh; i < old; i++) {
-          atomic.delete([CHUNK, name, i]);
+        // The old record's chunks go in the same commit as the new record.
+        for (const key of heads.get(name) ?? []) {
+          atomic.delete(key);
           mutations++;
         }
       }
@@ -469,24 +488,21 @@ function denoKvDriver(kv, prefix) {
           `a Deno KV commit would hold ${mutations} mutations, ${checks.length} checks and about ${size} bytes, over Deno KV's limits (1,000, 100 and 800 KiB): write fewer or smaller entries per call (putMany), or lower batchSize`,
         );
       }
-      // Chunks first, in commits of their own: a crash leaves chunks no
+      // New chunks first, in commits of their own: a crash leaves chunks no
       // record names, never a record without its chunks.
       const written = [];
-      try {
-        for (let i = 0; i < chunks.length; i += 10) {
-          const commit = kv.atomic();
-          for (const [key, part, options] of chunks.slice(i, i + 10)) commit.set(key, part, options);
-          spend(d);
-          await commit.commit();
-          written.push(...chunks.slice(i, i + 10).map(([key]) => key));
-        }
+      for (let i = 0; i < chunks.length; i += 10) {
+        const commit = kv.atomic();
+        for (const [key, part, options] of chunks.slice(i, i + 10)) commit.set(key, part, options);
         spend(d);
-        const result = await atomic.commit();
-        if (result.ok) return true;
-      } catch (e) {
-        await d.drop(written);
-        throw e;
+        await commit.commit();
+        written.push(...chunks.slice(i, i + 10).map(([key]) => key));
       }
+      spend(d);
+      const result = await atomic.commit();
+      if (result.ok) return true;
+      // A check failed and nothing of the record was written: its new chunks
+      // are named by nothing (those of the old record were not touched).
       await d.drop(written);
       return false;
     },
@@ -547,8 +563,12 @@ function durableObjectDriver(storage, prefix) {
       if (startAfter !== undefined) options.startAfter = startAfter;
       const page = await storage.list(options);
       const items = [];
-      for (const [name, v] of page) items.push([name, listed(await d.value(name, v))]);
-      return { items, done: page.size < limit };
+      let last;
+      for (const [name, v] of page) {
+        last = name;
+        items.push([name, listed(await d.value(name, v))]);
+      }
+      return { items, done: page.size < limit, last };
     },
     lock: () => acquire(storage),
     apply(checks, writes, held) {
@@ -642,14 +662,7 @@ function withR2(inner, bucket) {
     get ops() {
       return inner.ops + d.own;
     },
-    get limit() {
-      return inner.limit;
-    },
-    set limit(v) {
-      inner.limit = v;
-    },
     spend(n = 1) {
-      if (d.ops + n > inner.limit) spend({ ops: d.ops, limit: inner.limit }, n);
       d.own += n;
     },
     async blobBytes(name) {
@@ -671,10 +684,12 @@ function withR2(inner, bucket) {
       rest.forEach((i, j) => (out[i] = got[j]));
       return out;
     },
-    async list(tablePrefix, startAfter, cursor, limit) {
-      if (tablePrefix !== blobs) return inner.list(tablePrefix, startAfter, cursor, limit);
+    async list(tablePrefix, startAfter, cursor, limit, maxCalls = Infinity) {
+      if (tablePrefix !== blobs) return inner.list(tablePrefix, startAfter, cursor, limit, maxCalls);
+      budget(maxCalls, 2);
       d.spend();
-      const page = await bucket.list({ prefix: blobs, startAfter: cursor === undefined ? startAfter : undefined, cursor, limit: Math.min(limit, 1000) });
+      const size = Math.max(1, Math.min(limit, 1000, maxCalls - 1));
+      const page = await bucket.list({ prefix: blobs, startAfter: cursor === undefined ? startAfter : undefined, cursor, limit: size });
       const items = [];
       for (const o of page.objects) items.push([o.key, await d.blobBytes(o.key)]);
       return { items, done: !page.truncated, cursor: page.truncated ? page.cursor : undefined, last: page.objects.at(-1)?.key };
@@ -881,8 +896,10 @@ export async function runFromAlarm(sweeper, storage, options = {}) {
     await storage.setAlarm(Date.now() + retryMs);
     throw e;
   }
-  // Another isolate's run holds the lease: try again when it may be done.
-  const next = report.done ? periodMs : report.stopped === "leased" ? retryMs : 1;
+  // Another isolate's run holds the lease, or a slice got nothing done (its
+  // calls were used up listing): try again later, not at once.
+  const progressed = Object.values(report.deleted ?? {}).some((t) => t.count > 0);
+  const next = report.done ? periodMs : report.stopped === "leased" || !progressed ? retryMs : 1;
   await storage.setAlarm(Date.now() + next);
   return report;
 }

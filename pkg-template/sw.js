@@ -20,9 +20,15 @@ setLoader(ready);
 
 /** Loads the WebAssembly module next to this file, once; resolves when it is ready. */
 export function ready() {
-  loading ??= init({ module_or_path: new URL("./kvsweep_bg.wasm", import.meta.url) }).then(() => {
-    loaded = true;
-  });
+  loading ??= init({ module_or_path: new URL("./kvsweep_bg.wasm", import.meta.url) }).then(
+    () => {
+      loaded = true;
+    },
+    (e) => {
+      loading = undefined; // a failed load (the network) is tried again on next use
+      throw e;
+    },
+  );
   return loading;
 }
 

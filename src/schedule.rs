@@ -376,7 +376,6 @@ impl Scheduler {
 
     /// Another context is cleaning: this run is skipped.
     fn skip(&mut self, now: Millis) {
-        // Another context is cleaning: skip this run.
         self.phase = Phase::Idle;
         self.stats.skipped += 1;
         if self.period_at.is_none() {

@@ -431,9 +431,9 @@ impl Inner {
             });
         }
         let report = self.sweeper.run(mode, now, host).await;
+        host.unlimit_ops();
         // A lease not given back lapses after its TTL.
         let _ = self.sweeper.release_lease(&self.lease_owner).await;
-        host.unlimit_ops();
         let report = report?;
         // Stopped inside a listing page by the call limit.
         if !report.done && host.stopped.is_none() && host.max_ops.is_some() {
@@ -961,12 +961,14 @@ impl JsSweeper {
             let started = js_sys::Date::now();
             let deadline = run.budget_ms.map(|b| started + b as f64);
             let mut host = JsHost::new(inner.clone(), signal, on_progress, deadline);
-            host.limit_ops(run.max_ops);
             let result = match inner.now() {
-                Ok(now) => inner
-                    .run_leased(run.mode, now, &mut host, run.lease_ms)
-                    .await
-                    .map_err(js_err),
+                Ok(now) => {
+                    host.limit_ops(run.max_ops);
+                    inner
+                        .run_leased(run.mode, now, &mut host, run.lease_ms)
+                        .await
+                        .map_err(js_err)
+                }
                 Err(e) => Err(e),
             };
             inner.running.set(false);
@@ -1172,9 +1174,11 @@ impl JsHost {
         if let (Some(max), Some(now)) = (max, self.inner.sweeper.store().ops()) {
             self.max_ops = Some((max, now));
             self.batch_ops = (0, now);
-            // A hard cap too: the driver refuses the call that would pass it.
+            // Listing pages are sized to fit, keeping room to give the lease back.
             if let AnyStore::Kv(kv) = self.inner.sweeper.store() {
-                kv.set_call_limit(Some(now.saturating_add(max)));
+                kv.set_list_budget(Some(
+                    now.saturating_add(max).saturating_sub(LEASE_RELEASE_CALLS),
+                ));
             }
         }
     }
@@ -1182,7 +1186,7 @@ impl JsHost {
     /// Lifts the cap `limit_ops` set.
     fn unlimit_ops(&self) {
         if let (Some(_), AnyStore::Kv(kv)) = (self.max_ops, self.inner.sweeper.store()) {
-            kv.set_call_limit(None);
+            kv.set_list_budget(None);
         }
     }
 

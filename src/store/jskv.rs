@@ -13,16 +13,16 @@
 //! The driver (`kv.js`):
 //! - `caps`: `{ atomic, compareAndSet, maxBatchOps, maxBatchChecks,
 //!   visibilityMs, nativeExpiry, maxValueBytes, maxKeyBytes }`;
-//! - `ops`: how many calls it has made to the backend so far, and `limit`:
-//!   the count it must not pass (it fails the call that would with an error
-//!   named `KvsweepOutOfCalls`, before making it);
+//! - `ops`: how many calls it has made to the backend so far;
 //! - `get(names)` → `[[value, token], …]`: the value a `Uint8Array`, `null`
 //!   when absent, anything else when what is there is not kvsweep's bytes;
 //!   a token names the version read (a Deno KV versionstamp, or the bytes);
-//! - `list(prefix, startAfter, cursor, limit)` → `{ items: [[name, value],
+//! - `list(prefix, startAfter, cursor, limit, maxCalls)` → `{ items: [[name, value],
 //!   …], done, last, cursor }`: names after `startAfter` (or where `cursor`
 //!   says), every one it looked at (values as for `get`), `done` once the
-//!   table has no more; `last` and `cursor` say where to go on;
+//!   table has no more; `last` and `cursor` say where to go on; a page that
+//!   would make more than `maxCalls` calls fails first (`KvsweepOutOfCalls`);
+//! - `lock()` (optional) → a function ending the turn it waited for;
 //! - `apply(checks, writes)` → `true`, or `false` when a check failed and
 //!   nothing was written: `checks` are `[name, token]` (token `null`: absent),
 //!   `writes` `[name, bytes | null, expiresAt | undefined]`, made in order.
@@ -80,6 +80,8 @@ pub struct JsKvStore {
     max_key_bytes: Option<usize>,
     /// Items per batch the driver asks for, if it knows better than the default.
     batch_size: Option<usize>,
+    /// See [`JsKvStore::set_list_budget`].
+    list_budget: std::cell::Cell<Option<u64>>,
 }
 
 fn err(e: JsValue) -> StoreError {
@@ -142,6 +144,7 @@ impl JsKvStore {
             max_value_bytes: limit(&caps_js, "maxValueBytes"),
             max_key_bytes: limit(&caps_js, "maxKeyBytes"),
             batch_size: limit(&caps_js, "batchSize"),
+            list_budget: std::cell::Cell::new(None),
         })
     }
 
@@ -161,12 +164,13 @@ impl JsKvStore {
         self.batch_size
     }
 
-    /// Refuses backend calls past `limit` calls in all (`None`: no limit):
-    /// the driver fails the call that would pass it with
-    /// [`StoreError::OutOfCalls`], before making it.
-    pub fn set_call_limit(&self, limit: Option<u64>) {
-        let v = limit.map_or(f64::INFINITY, |n| n as f64);
-        let _ = Reflect::set(&self.driver, &"limit".into(), &JsValue::from_f64(v));
+    /// Caps what listings may spend: pages are sized so that the backend
+    /// calls made so far never pass `limit` (`None`: no cap); a page that
+    /// cannot fit fails with [`StoreError::OutOfCalls`] before calling. Only
+    /// listings are capped (a page of Workers KV can cost a call per key);
+    /// writes and reads, a user's included, never are.
+    pub fn set_list_budget(&self, limit: Option<u64>) {
+        self.list_budget.set(limit);
     }
 
     /// Backend calls made so far (list pages, reads, writes, commits).
@@ -317,6 +321,17 @@ impl Store for JsKvStore {
         // short): page on until `limit` records or the end of the table, so
         // that a short answer always means the end (the trait's contract).
         loop {
+            let max_calls = match self.list_budget.get() {
+                None => f64::INFINITY,
+                Some(cap) => match cap.checked_sub(self.ops()) {
+                    Some(left) if left > 0 => left as f64,
+                    _ => {
+                        return Err(StoreError::OutOfCalls(
+                            "the run's backend calls (maxOps) are used up".into(),
+                        ))
+                    }
+                },
+            };
             let page = self
                 .call(
                     "list",
@@ -327,6 +342,7 @@ impl Store for JsKvStore {
                             .map_or(JsValue::UNDEFINED, JsValue::from_str),
                         cursor.clone(),
                         JsValue::from_f64((limit - out.len()) as f64),
+                        JsValue::from_f64(max_calls),
                     ],
                 )
                 .await?;
@@ -419,12 +435,20 @@ impl Store for JsKvStore {
         if access == Access::Read || !member(&self.driver, "lock").is_function() {
             return optimistic(self, step).await;
         }
-        let release = self.call("lock", &[]).await?;
-        let result = optimistic(&Held(self), step).await;
-        if let Some(f) = release.dyn_ref::<Function>() {
-            let _ = f.call0(&JsValue::UNDEFINED);
+        // Given back on every path, a dropped future's too.
+        let _turn = Turn(self.call("lock", &[]).await?);
+        optimistic(&Held(self), step).await
+    }
+}
+
+/// A driver's turn, given back when dropped.
+struct Turn(JsValue);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.dyn_ref::<Function>() {
+            let _ = release.call0(&JsValue::UNDEFINED);
         }
-        result
     }
 }
 

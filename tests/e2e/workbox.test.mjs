@@ -113,7 +113,7 @@ test("maxBytes counts response bytes; a pinned URL is never expired", { timeout:
 test("deleteCacheAndMetadata leaves no cache and no database behind", { timeout: 60_000 }, async () => {
   const { context, page } = await controlledPage();
   await page.evaluate(() => fetch("/tests/data/one/z").then((r) => r.text()));
-  await until(page, async () => (await indexedDB.databases()).some((d) => d.name === "kvsweep-cache:one"));
+  assert.ok(await until(page, async () => (await indexedDB.databases()).some((d) => d.name === "kvsweep-cache:one")), "the metadata database was made");
   const after = await page.evaluate(async () => {
     const answer = new Promise((resolve) => navigator.serviceWorker.addEventListener("message", (e) => resolve(e.data), { once: true }));
     navigator.serviceWorker.controller.postMessage("delete");

@@ -66,6 +66,17 @@ await scenario("file", `${dir}/scenario.sqlite`);
   for await (const _ of kvA.list({ prefix: ["kvsweep-chunk"] })) left++;
   assert.equal(left, 0, "no chunk left behind");
   assert.equal(await a.get("big0"), undefined);
+  // Two writers rewriting one split value at once: the loser's check fails and
+  // it writes again; every value read is whole, and only the last one's
+  // chunks remain.
+  const v = (n) => new Uint8Array(100_000).fill(n);
+  await a.put("split", v(1));
+  await Promise.all([a.put("split", v(2)), b.put("split", v(3))]);
+  const got = await a.get("split");
+  assert.ok(got.length === 100_000 && (got.every((x) => x === 2) || got.every((x) => x === 3)), "a whole value");
+  let splitChunks = 0;
+  for await (const e of kvA.list({ prefix: ["kvsweep-chunk"] })) if (e.key[1].endsWith("\0split") || e.key[1].includes("\0split\u0001")) splitChunks++;
+  assert.equal(splitChunks, 2, `chunks of "split": ${splitChunks}`);
   // A putMany over Deno KV's limits of one commit is refused whole, saying so.
   const many = Array.from({ length: 150 }, (_, i) => ({ key: `m${i}`, value: i }));
   await assert.rejects(a.putMany(many), /putMany: .*one batch would make \d+ writes and \d+ checks, and a deno-kv store commits at most 1000 writes and 100 checks at once/);

@@ -268,6 +268,13 @@ test("maxOps holds even when Workers KV listing needs a read per key (metadata t
   // stops within its limit, and says why, rather than failing in the backend.
   assert.equal(report.done, false);
   assert.equal(report.stopped, "ops");
+  // ...and gives its lease back: another Sweeper runs at once.
+  const other = new Sweeper(kvStore(kv), { clock: () => now, policy: POLICY });
+  assert.notEqual((await other.run({ maxOps: 500 })).stopped, "leased");
+  // A user's writes during a limited run are never refused for its limit.
+  const during = s.run({ maxOps: 50 });
+  await s.put("written-during", 1);
+  await during;
   const all = await s.run();
   assert.equal(all.done, true);
   assert.equal(all.deleted.expired.count, 400);
