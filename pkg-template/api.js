@@ -5,7 +5,7 @@
 import { KvStore, Sweeper as RawSweeper } from "./kvsweep.js";
 
 /** A value as an error message shows it, the way JavaScript would write it. */
-function describe(v) {
+export function describe(v) {
   if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean") return String(v);
   if (typeof v === "string") return JSON.stringify(v);
   if (typeof v === "bigint") return `${v}n`;

@@ -9,16 +9,7 @@
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { Sweeper } from "./api.js";
-
-function describe(v) {
-  if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean") return String(v);
-  if (typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "function") return "a function";
-  if (Array.isArray(v)) return "an array";
-  const name = v?.constructor?.name;
-  return !name || name === "Object" ? "an object" : `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
-}
+import { Sweeper, describe } from "./api.js";
 
 const done = (req) =>
   new Promise((resolve, reject) => {

@@ -21,17 +21,9 @@
 // Uint8Array, null (gone since listed) or anything else (not kvsweep's
 // bytes: reported as corrupt), with `done` once the table has no more.
 import { kvStoreOfDriver } from "./kvsweep.js";
+import { describe } from "./api.js";
 
 const PREFIX = "kvsweep/";
-
-function describe(v) {
-  if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean") return String(v);
-  if (typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "function") return "a function";
-  if (Array.isArray(v)) return "an array";
-  const name = v?.constructor?.name;
-  return !name || name === "Object" ? "an object" : `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
-}
 
 const fn = (x, ...names) => x != null && names.every((n) => typeof x[n] === "function");
 
