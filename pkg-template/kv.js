@@ -483,18 +483,25 @@ function denoKvDriver(kv, prefix) {
       // New chunks first, in commits of their own: a crash leaves chunks no
       // record names, never a record without its chunks.
       const written = [];
-      for (let i = 0; i < chunks.length; i += 10) {
-        const commit = kv.atomic();
-        for (const [key, part, options] of chunks.slice(i, i + 10)) commit.set(key, part, options);
+      try {
+        for (let i = 0; i < chunks.length; i += 10) {
+          const commit = kv.atomic();
+          for (const [key, part, options] of chunks.slice(i, i + 10)) commit.set(key, part, options);
+          spend(d);
+          await commit.commit();
+          written.push(...chunks.slice(i, i + 10).map(([key]) => key));
+        }
         spend(d);
-        await commit.commit();
-        written.push(...chunks.slice(i, i + 10).map(([key]) => key));
+        const result = await atomic.commit();
+        if (result.ok) return true;
+      } catch (e) {
+        // Another connection to the same file holds SQLite's lock: nothing
+        // was committed, so it counts as a conflict (read again, try again).
+        if (!/database is locked|busy/i.test(String(e?.message))) throw e;
+        await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
       }
-      spend(d);
-      const result = await atomic.commit();
-      if (result.ok) return true;
-      // A check failed and nothing of the record was written: its new chunks
-      // are named by nothing (those of the old record were not touched).
+      // A check failed (or the file was locked) and nothing of the record was
+      // written: its new chunks are named by nothing (the old ones stay).
       await d.drop(written);
       return false;
     },
