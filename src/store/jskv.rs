@@ -433,11 +433,11 @@ impl Store for JsKvStore {
         step: &mut DynStep<'_>,
     ) -> Result<(), Error> {
         if access == Access::Read || !member(&self.driver, "lock").is_function() {
-            return optimistic(self, step).await;
+            return optimistic(&Held(self, false), step).await;
         }
         // Given back on every path, a dropped future's too.
         let _turn = Turn(self.call("lock", &[]).await?);
-        optimistic(&Held(self), step).await
+        optimistic(&Held(self, true), step).await
     }
 }
 
@@ -453,7 +453,9 @@ impl Drop for Turn {
 }
 
 /// A store whose driver's turn this task holds: its batches go straight in.
-struct Held<'a>(&'a JsKvStore);
+/// The flag says whether the turn is held (`false`: the driver takes one per
+/// batch); one wrapper for both keeps one copy of the optimistic loop.
+struct Held<'a>(&'a JsKvStore, bool);
 
 impl Store for Held<'_> {
     async fn list(
@@ -478,7 +480,7 @@ impl Store for Held<'_> {
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.0.apply_with(ops, true).await
+        self.0.apply_with(ops, self.1).await
     }
 }
 
