@@ -87,8 +87,8 @@ const CURSOR_KEY: &str = "run-cursor";
 /// The `State` record of the run lease (see [`Sweeper::take_lease`]).
 const LEASE_KEY: &str = "run-lease";
 
-/// Who holds the run lease, and until when: `owner`, U+0000, `until` in
-/// decimal, as UTF-8.
+/// Who holds the run lease, and until when: `until` as 8 bytes, little
+/// endian, then `owner` as UTF-8.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Lease {
     owner: String,
@@ -97,15 +97,16 @@ struct Lease {
 
 impl Lease {
     fn encode(&self) -> Vec<u8> {
-        format!("{}\0{}", self.owner, self.until).into_bytes()
+        let mut out = self.until.to_le_bytes().to_vec();
+        out.extend_from_slice(self.owner.as_bytes());
+        out
     }
 
     fn decode(bytes: &[u8]) -> Option<Lease> {
-        let text = core::str::from_utf8(bytes).ok()?;
-        let (owner, until) = text.rsplit_once('\0')?;
+        let (until, owner) = (bytes.get(..8)?, bytes.get(8..)?);
         Some(Lease {
-            owner: owner.to_owned(),
-            until: until.parse().ok()?,
+            owner: String::from_utf8(owner.to_vec()).ok()?,
+            until: Millis::from_le_bytes(until.try_into().ok()?),
         })
     }
 }
@@ -600,6 +601,17 @@ impl<S: Store> Sweeper<S> {
     /// references it. Those referrers go with it, in one batch, each re-read
     /// as a run would delete them; if one has changed, the delete is refused.
     pub async fn delete_at(&self, id: &EntryId, now: Millis) -> Result<bool, Error> {
+        self.delete_at_hosted(id, now, &mut exec::RunToEnd).await
+    }
+
+    /// [`Sweeper::delete_at`], its batch run by `host` (a caller whose runs
+    /// use one host type passes it, so that the executor is compiled once).
+    pub async fn delete_at_hosted<H: RunHost>(
+        &self,
+        id: &EntryId,
+        now: Millis,
+        host: &mut H,
+    ) -> Result<bool, Error> {
         let refused = match self.delete(id).await {
             Err(e @ Error::Referenced { .. }) => e,
             other => return other,
@@ -647,7 +659,13 @@ impl<S: Store> Sweeper<S> {
             summary: plan::Summary::default(),
             actions,
         };
-        let report = exec::execute(&self.store, &plan, config, &mut exec::RunToEnd).await;
+        // Progress of its own: a run going meanwhile keeps its progress().
+        let progress = RefCell::new(Progress::default());
+        let mut tracked = Tracked {
+            inner: host,
+            progress: &progress,
+        };
+        let report = exec::execute(&self.store, &plan, config, &mut tracked).await;
         self.seen.borrow_mut().clear();
         match report.deleted.get(&plan::Reason::Cleared) {
             Some(t) if t.count > 0 => Ok(true),

@@ -409,31 +409,32 @@ impl Inner {
         host: &mut JsHost,
         lease_ms: Option<Millis>,
     ) -> Result<crate::exec::RunReport, Error> {
-        if !matches!(self.sweeper.store(), AnyStore::Kv(_)) {
-            return self.sweeper.run(mode, now, host).await;
-        }
-        let ttl = lease_ms.unwrap_or(DEFAULT_LEASE_MS);
-        let taken = self.sweeper.take_lease(&self.lease_owner, ttl, now).await;
-        let held_by = match taken {
-            Ok(h) => h,
-            Err(e) => {
-                host.unlimit_ops();
-                return Err(e);
+        let leased = matches!(self.sweeper.store(), AnyStore::Kv(_));
+        let held_by = match leased {
+            true => {
+                let ttl = lease_ms.unwrap_or(DEFAULT_LEASE_MS);
+                self.sweeper.take_lease(&self.lease_owner, ttl, now).await
             }
+            false => Ok(None),
         };
-        if let Some(holder) = held_by {
-            host.stopped = Some("leased");
-            host.leased_by = Some(holder);
-            host.unlimit_ops();
-            return Ok(crate::exec::RunReport {
-                mode,
-                ..Default::default()
-            });
-        }
-        let report = self.sweeper.run(mode, now, host).await;
+        let took = leased && matches!(held_by, Ok(None));
+        let report = match held_by {
+            Ok(None) => self.sweeper.run(mode, now, host).await,
+            Ok(Some(holder)) => {
+                host.stopped = Some("leased");
+                host.leased_by = Some(holder);
+                Ok(crate::exec::RunReport {
+                    mode,
+                    ..Default::default()
+                })
+            }
+            Err(e) => Err(e),
+        };
         host.unlimit_ops();
-        // A lease not given back lapses after its TTL.
-        let _ = self.sweeper.release_lease(&self.lease_owner).await;
+        if took {
+            // A lease not given back lapses after its TTL.
+            let _ = self.sweeper.release_lease(&self.lease_owner).await;
+        }
         let report = report?;
         // Stopped inside a listing page by the call limit.
         if !report.done && host.stopped.is_none() && host.max_ops.is_some() {
@@ -720,7 +721,13 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let (id, _) = parsed?;
             let now = inner.now()?;
-            let existed = inner.sweeper.delete_at(&id, now).await.map_err(js_err)?;
+            // The run's host type: the executor is compiled once for both.
+            let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
+            let existed = inner
+                .sweeper
+                .delete_at_hosted(&id, now, &mut host)
+                .await
+                .map_err(js_err)?;
             if existed {
                 // What the entry held (blobs, attachments) goes in a light run.
                 feed(&inner, Input::Deleted);

@@ -41,7 +41,8 @@ struct PageRequest {
     values: IdbRequest,
 }
 
-fn js_error(e: &JsValue) -> StoreError {
+/// A JS error as a store error, by its name (shared with `jskv`).
+pub(crate) fn js_error(e: &JsValue) -> StoreError {
     let name = Reflect::get(e, &"name".into())
         .ok()
         .and_then(|n| n.as_string())
@@ -54,7 +55,9 @@ fn js_error(e: &JsValue) -> StoreError {
     match name.as_str() {
         "QuotaExceededError" => StoreError::QuotaExceeded(message),
         "InvalidStateError" => StoreError::Closed(message),
-        "" => StoreError::Backend(message),
+        // A key–value driver refusing a listing page past a run's maxOps.
+        "KvsweepOutOfCalls" => StoreError::OutOfCalls(message),
+        "" | "Error" => StoreError::Backend(message),
         _ => StoreError::Backend(format!("{name}: {message}")),
     }
 }

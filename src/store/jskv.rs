@@ -28,7 +28,6 @@
 //!   `writes` `[name, bytes | null, expiresAt | undefined]`, made in order.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -63,6 +62,43 @@ pub const NATIVE_EXPIRY_MARGIN_MS: Millis = 24 * 60 * 60 * 1000;
 /// then reads its record again).
 const MAX_TOKENS: usize = 4096;
 
+/// The version each record was last read at, by backend key: its stamp and
+/// the driver's token. A vector kept in key order (a map type of its own
+/// would cost the module more than the lookups cost time).
+#[derive(Debug, Default)]
+struct Tokens(Vec<(String, Option<u64>, JsValue)>);
+
+impl Tokens {
+    fn at(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, ..)| n.as_str().cmp(name))
+    }
+
+    fn get(&self, name: &str) -> Option<(&Option<u64>, &JsValue)> {
+        self.at(name).ok().map(|i| (&self.0[i].1, &self.0[i].2))
+    }
+
+    fn insert(&mut self, name: String, stamp: Option<u64>, token: JsValue) {
+        match self.at(&name) {
+            Ok(i) => self.0[i] = (name, stamp, token),
+            Err(i) => self.0.insert(i, (name, stamp, token)),
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.at(name) {
+            self.0.remove(i);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// A store over a driver from `kv.js`.
 #[derive(Debug)]
 pub struct JsKvStore {
@@ -71,7 +107,7 @@ pub struct JsKvStore {
     prefix: String,
     caps: Capabilities,
     /// The version each record was last read at: its stamp and the driver's token.
-    tokens: RefCell<HashMap<String, (Option<u64>, JsValue)>>,
+    tokens: RefCell<Tokens>,
     /// Where the listing of a table goes on after a name it returned last.
     cursors: RefCell<Vec<(String, JsValue)>>,
     /// The largest record the backend keeps (`None`: the driver splits larger ones).
@@ -85,20 +121,7 @@ pub struct JsKvStore {
 }
 
 fn err(e: JsValue) -> StoreError {
-    let name = Reflect::get(&e, &"name".into())
-        .ok()
-        .and_then(|n| n.as_string())
-        .unwrap_or_default();
-    let message = Reflect::get(&e, &"message".into())
-        .ok()
-        .and_then(|m| m.as_string())
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "the store failed".into());
-    match name.as_str() {
-        "QuotaExceededError" => StoreError::QuotaExceeded(message),
-        "KvsweepOutOfCalls" => StoreError::OutOfCalls(message),
-        _ => StoreError::Backend(message),
-    }
+    crate::store::idb::js_error(&e)
 }
 
 fn member(obj: &JsValue, name: &str) -> JsValue {
@@ -139,7 +162,7 @@ impl JsKvStore {
             prefix: member(&driver, "prefix").as_string().unwrap_or_default(),
             driver,
             caps,
-            tokens: RefCell::new(HashMap::new()),
+            tokens: RefCell::new(Tokens::default()),
             cursors: RefCell::new(Vec::new()),
             max_value_bytes: limit(&caps_js, "maxValueBytes"),
             max_key_bytes: limit(&caps_js, "maxKeyBytes"),
@@ -217,7 +240,7 @@ impl JsKvStore {
         if tokens.len() >= MAX_TOKENS {
             tokens.clear();
         }
-        tokens.insert(name, (bytes, token));
+        tokens.insert(name, bytes, token);
     }
 
     /// Reads `names`, remembering each version's token.
@@ -266,8 +289,8 @@ impl JsKvStore {
     /// runs: the backend dropping it would leave the counts of what it
     /// references high, or take an entry something still references (SPEC §2
     /// keeps those), or leave its value record behind.
-    fn expiries(&self, ops: &[Op]) -> HashMap<String, Millis> {
-        let mut at = HashMap::new();
+    fn expiries(&self, ops: &[Op]) -> Vec<(String, Millis)> {
+        let mut at = Vec::new();
         if !self.caps.native_expiry {
             return at;
         }
@@ -287,10 +310,10 @@ impl JsKvStore {
                 && meta.blobs.is_empty()
                 && meta.referrers == 0;
             if let (true, Some(expires)) = (alone, meta.expires_at) {
-                at.insert(
+                at.push((
                     self.name(Table::Meta, id),
                     expires.saturating_add(NATIVE_EXPIRY_MARGIN_MS),
-                );
+                ));
             }
         }
         at
@@ -498,7 +521,7 @@ impl JsKvStore {
             match op {
                 Op::Expect(t, id, expected) => checks.push((self.name(*t, id), *expected)),
                 Op::Put(t, id, bytes) => {
-                    if id.namespace.contains('\0') {
+                    if id.namespace.bytes().any(|b| b == 0) {
                         return Err(StoreError::Backend(format!(
                             "namespace {:?} contains U+0000, which a key–value store's layout cannot hold",
                             id.namespace
@@ -515,8 +538,9 @@ impl JsKvStore {
                         )));
                     }
                     let when = expiries
-                        .get(&name)
-                        .map_or(JsValue::UNDEFINED, |w| JsValue::from_f64(*w as f64));
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map_or(JsValue::UNDEFINED, |(_, w)| JsValue::from_f64(*w as f64));
                     let bytes: JsValue = Uint8Array::from(bytes.as_slice()).into();
                     writes.push(&Array::of3(&JsValue::from_str(&name), &bytes, &when));
                     self.tokens.borrow_mut().remove(&name);
