@@ -1,7 +1,7 @@
 //! The executor: runs a plan against a store in batches, entries first, then
 //! the blobs they freed, then temps, re-checking each item before it goes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -527,9 +527,10 @@ fn entry_batch_step<'a>(
         // while the reference stands. Cycle members (and what they reference
         // alone) stay; see `cycle_members`.
         let cyclic = cycle_members(&doomed);
-        if !cyclic.is_empty() {
+        if cyclic.contains(&true) {
             let before = doomed.len();
-            doomed.retain(|d| !cyclic.contains(&d.id));
+            let mut on_cycle = cyclic.into_iter();
+            doomed.retain(|_| on_cycle.next() != Some(true));
             outcome.kept += (before - doomed.len()) as u64;
             // What only the cycle referenced now waits in vain: keep it too.
             let (go, stay) = referenced_from_outside(doomed);
@@ -541,13 +542,13 @@ fn entry_batch_step<'a>(
         }
     }
 
-    let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
+    let members = id_map(&doomed);
     let mut outside = Vec::new();
     let mut blobs = Vec::new();
     for d in &doomed {
         for r in distinct(&d.meta.refs) {
             let rid = EntryId::new(d.id.namespace.clone(), r);
-            if !members.contains(&rid) {
+            if !members.contains_key(&rid) {
                 outside.push(rid);
             }
         }
@@ -571,7 +572,7 @@ fn entry_batch_step<'a>(
         .iter()
         .filter_map(|&(start, len)| {
             let (first, last) = (&ids[start], &ids[start + len - 1]);
-            let run: HashMap<&EntryId, u64> = doomed
+            let run: IdMap = doomed
                 .iter()
                 .filter(|d| first <= &d.id && &d.id <= last)
                 .map(|d| (&d.id, d.meta.write_id))
@@ -640,19 +641,25 @@ fn entry_batch_step<'a>(
 fn referenced_from_outside<'a>(mut doomed: Vec<Doomed<'a>>) -> (Vec<Doomed<'a>>, Vec<Doomed<'a>>) {
     let mut outside = Vec::new();
     loop {
-        let members: HashSet<&EntryId> = doomed.iter().map(|d| &d.id).collect();
-        let mut incoming: HashMap<EntryId, u64> = HashMap::new();
+        // How many members reference each member, by index.
+        let index = id_map(&doomed);
+        let mut incoming = vec![0u64; doomed.len()];
         for d in &doomed {
             for r in distinct(&d.meta.refs) {
-                let target = EntryId::new(d.id.namespace.clone(), r);
-                if members.contains(&target) {
-                    *incoming.entry(target).or_default() += 1;
+                if let Some(&t) = index.get(&EntryId::new(d.id.namespace.clone(), r)) {
+                    incoming[t as usize] += 1;
                 }
             }
         }
-        let (go, stay): (Vec<Doomed>, Vec<Doomed>) = doomed
-            .into_iter()
-            .partition(|d| d.meta.referrers <= incoming.get(&d.id).copied().unwrap_or(0));
+        drop(index);
+        let (mut go, mut stay) = (Vec::new(), Vec::new());
+        for (d, n) in doomed.into_iter().zip(incoming) {
+            if d.meta.referrers <= n {
+                go.push(d);
+            } else {
+                stay.push(d);
+            }
+        }
         doomed = go;
         if stay.is_empty() {
             return (doomed, outside);
@@ -661,53 +668,71 @@ fn referenced_from_outside<'a>(mut doomed: Vec<Doomed<'a>>) -> (Vec<Doomed<'a>>,
     }
 }
 
-/// The members of `doomed` on reference cycles among them (self-references
-/// aside), found by peeling: an entry that no remaining entry references, or
-/// that references none, is on no cycle.
-fn cycle_members(doomed: &[Doomed<'_>]) -> HashSet<EntryId> {
-    let mut rest: HashSet<EntryId> = doomed.iter().map(|d| d.id.clone()).collect();
+/// Which members of `doomed` are on reference cycles among them
+/// (self-references aside), by index, found by peeling: an entry that no
+/// remaining entry references, or that references none, is on no cycle.
+fn cycle_members(doomed: &[Doomed<'_>]) -> Vec<bool> {
+    let index = id_map(doomed);
+    // The other members each references, by index.
+    let targets: Vec<Vec<usize>> = doomed
+        .iter()
+        .map(|d| {
+            distinct(&d.meta.refs)
+                .into_iter()
+                .filter(|r| *r != d.id.key)
+                .filter_map(|r| index.get(&EntryId::new(d.id.namespace.clone(), r)))
+                .map(|&t| t as usize)
+                .collect()
+        })
+        .collect();
+    let mut rest = vec![true; doomed.len()];
     loop {
-        let referenced: HashSet<EntryId> = doomed
-            .iter()
-            .filter(|d| rest.contains(&d.id))
-            .flat_map(|d| {
-                distinct(&d.meta.refs)
-                    .into_iter()
-                    .filter(move |r| *r != d.id.key)
-                    .map(move |r| EntryId::new(d.id.namespace.clone(), r))
-            })
-            .collect();
-        let refers: HashSet<EntryId> = doomed
-            .iter()
-            .filter(|d| rest.contains(&d.id))
-            .filter(|d| {
-                distinct(&d.meta.refs).into_iter().any(|r| {
-                    r != d.id.key && rest.contains(&EntryId::new(d.id.namespace.clone(), r))
-                })
-            })
-            .map(|d| d.id.clone())
-            .collect();
-        let before = rest.len();
-        rest.retain(|id| referenced.contains(id) && refers.contains(id));
-        if rest.len() == before {
+        let mut referenced = vec![false; doomed.len()];
+        let mut refers = vec![false; doomed.len()];
+        for (i, ts) in targets.iter().enumerate().filter(|(i, _)| rest[*i]) {
+            for &t in ts.iter().filter(|&&t| rest[t]) {
+                referenced[t] = true;
+                refers[i] = true;
+            }
+        }
+        let mut changed = false;
+        for i in 0..rest.len() {
+            if rest[i] && !(referenced[i] && refers[i]) {
+                rest[i] = false;
+                changed = true;
+            }
+        }
+        if !changed {
             return rest;
         }
     }
+}
+
+/// Entry ids of `doomed` by reference, each with its index there: the one
+/// map type the executor uses (each map type costs the module its own code).
+type IdMap<'a> = HashMap<&'a EntryId, u64>;
+
+fn id_map<'a>(doomed: &'a [Doomed<'_>]) -> IdMap<'a> {
+    doomed
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (&d.id, i as u64))
+        .collect()
 }
 
 /// `doomed` ordered so that every entry comes after the entries of `doomed`
 /// that reference it (a self-reference aside). Members of a reference cycle,
 /// which no order can serve, follow in their own order.
 fn referrers_first<'d, 'a>(doomed: &'d [Doomed<'a>]) -> Vec<&'d Doomed<'a>> {
-    let index: HashMap<&EntryId, usize> =
-        doomed.iter().enumerate().map(|(i, d)| (&d.id, i)).collect();
+    let index = id_map(doomed);
     let targets: Vec<Vec<usize>> = doomed
         .iter()
         .enumerate()
         .map(|(i, d)| {
             distinct(&d.meta.refs)
                 .into_iter()
-                .filter_map(|r| index.get(&EntryId::new(d.id.namespace.clone(), r)).copied())
+                .filter_map(|r| index.get(&EntryId::new(d.id.namespace.clone(), r)))
+                .map(|&t| t as usize)
                 .filter(|&t| t != i)
                 .collect()
         })
