@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import { createStorage } from "unstorage";
 import Keyv from "keyv";
 import { Miniflare } from "miniflare";
+import { WORKER_OPTIONS } from "../tests/edge/worker-options.mjs";
 import { Sweeper, kvStore } from "../pkg/node.js";
 
 const N = Number(process.argv[2] ?? 4000);
@@ -85,19 +86,7 @@ rows.push(await nodeBackend("Workers KV double (Node)", new KvDouble(), 1000));
 
 // Workers KV and a Durable Object in workerd: wall time of the cleaning requests.
 {
-  const mf = new Miniflare({
-    modules: true,
-    scriptPath: "tests/edge/worker.js",
-    modulesRoot: ".",
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    kvNamespaces: ["KV", "CRON_KV", "R2_KV"],
-    r2Buckets: ["BUCKET", "DO_BUCKET"],
-    durableObjects: { CLEANER: "Cleaner" },
-    compatibilityDate: "2025-01-01",
-  });
+  const mf = new Miniflare(WORKER_OPTIONS);
   const M = Math.min(N, 400);
   for (const [label, base, maxOps] of [["Workers KV (workerd)", "", 900], ["Durable Object (workerd)", "/do", 900]]) {
     for (let from = 0; from < M; from += 50) {

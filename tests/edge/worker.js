@@ -2,7 +2,7 @@
 // tests/edge/workers.test.mjs in real workerd (miniflare). Every request
 // counts its own KV calls, to show that none passes the per-request limit.
 import * as pkg from "../../pkg/workerd.js";
-import { kvScenario } from "../shared/kv-scenario.mjs";
+import { kvScenario, kvNamesOf } from "../shared/kv-scenario.mjs";
 
 const { Sweeper, kvStore, durableObjectStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } = pkg;
 
@@ -12,16 +12,6 @@ async function scenario(store, names) {
   return Response.json(out);
 }
 
-async function kvNames(kv) {
-  const names = [];
-  let cursor;
-  do {
-    const page = await kv.list({ cursor });
-    names.push(...page.keys.map((k) => k.name));
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  return names;
-}
 
 async function bucketNames(bucket) {
   const names = [];
@@ -127,7 +117,7 @@ export default {
     if (url.pathname === "/scenario/kv-r2") {
       try {
         return await scenario(kvStore(env.R2_KV, { blobs: r2(env.BUCKET) }), async () => [
-          ...(await kvNames(env.R2_KV)),
+          ...(await kvNamesOf(env.R2_KV)),
           ...(await bucketNames(env.BUCKET)),
         ]);
       } catch (e) {

@@ -5,26 +5,15 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Miniflare } from "miniflare";
-import { recordsOf, checkScenario } from "../shared/kv-scenario.mjs";
+import { recordsOf, checkScenario, kvNamesOf } from "../shared/kv-scenario.mjs";
+import { WORKER_OPTIONS } from "./worker-options.mjs";
 
 const NOW = 1_800_000_000_000;
 const HOUR = 3_600_000;
 let mf;
 
 before(async () => {
-  mf = new Miniflare({
-    modules: true,
-    scriptPath: "tests/edge/worker.js",
-    modulesRoot: ".",
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    kvNamespaces: ["KV", "CRON_KV", "R2_KV"],
-    r2Buckets: ["BUCKET", "DO_BUCKET"],
-    durableObjects: { CLEANER: "Cleaner" },
-    compatibilityDate: "2025-01-01",
-  });
+  mf = new Miniflare(WORKER_OPTIONS);
   await mf.ready;
 });
 
@@ -49,15 +38,7 @@ function expectedSurvivors(n, deleted) {
 }
 
 async function kvNames(binding = "KV") {
-  const kv = await mf.getKVNamespace(binding);
-  const names = [];
-  let cursor;
-  do {
-    const page = await kv.list({ cursor });
-    names.push(...page.keys.map((k) => k.name));
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  return names;
+  return kvNamesOf(await mf.getKVNamespace(binding));
 }
 
 test("a Worker cleans Workers KV in slices: every request under its call limit, survivors exact", async () => {

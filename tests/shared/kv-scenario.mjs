@@ -27,6 +27,18 @@ function sameBytes(a, b) {
   return a instanceof Uint8Array && b instanceof Uint8Array && a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** Every key of a Workers KV namespace, paging on until the listing is complete. */
+export async function kvNamesOf(kv) {
+  const names = [];
+  let cursor;
+  do {
+    const page = await kv.list({ cursor });
+    names.push(...page.keys.map((k) => k.name));
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  return names;
+}
+
 /** The kvsweep records a backend holds, from its raw key names (see kv.js for the layout). */
 export function recordsOf(names, prefix = "kvsweep/") {
   const out = { m: [], v: [], b: [], c: [], t: [], n: [], s: [] };
