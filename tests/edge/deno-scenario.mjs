@@ -60,7 +60,9 @@ await scenario("file", `${dir}/scenario.sqlite`);
   assert.ok(seen.every((r) => r.done === false && r.stopped === "leased"), JSON.stringify(seen));
   assert.equal((await b.run()).done, true);
   // A commit over Deno KV's 800 KiB is refused before any chunk is written.
-  const big = Array.from({ length: 20 }, (_, i) => ({ key: `big${i}`, value: new Uint8Array(60_000).fill(i) }));
+  // The first value is over 64 KiB: were its chunks written before the size
+  // check, they would be left behind.
+  const big = Array.from({ length: 20 }, (_, i) => ({ key: `big${i}`, value: new Uint8Array(i === 0 ? 70_000 : 60_000).fill(i) }));
   await assert.rejects(a.putMany(big), /putMany: .*a Deno KV commit would hold .* over Deno KV's limits \(1,000, 100 and 800 KiB\)/);
   let left = 0;
   for await (const _ of kvA.list({ prefix: ["kvsweep-chunk"] })) left++;
