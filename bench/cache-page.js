@@ -22,8 +22,8 @@ async function time(fn) {
   return performance.now() - t;
 }
 
-window.benchCache = async (total, keep) => {
-  const kv = await import("/pkg/index.js");
+// One round: each code once, in this order.
+async function round(kv, total, keep) {
   const out = {};
 
   // workbox-expiration: what ExpirationPlugin runs.
@@ -64,5 +64,21 @@ window.benchCache = async (total, keep) => {
     out.all = await time(() => Promise.all(list.slice(0, total - keep).map((u) => cache.delete(u))));
     await caches.delete("all");
   }
+  return out;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** `rounds` rounds; each figure is the median of its rounds, each ratio the median of the rounds' ratios. */
+window.benchCache = async (total, keep, rounds) => {
+  const kv = await import("/pkg/index.js");
+  const all = [];
+  for (let i = 0; i < rounds; i++) all.push(await round(kv, total, keep));
+  const out = {};
+  for (const k of Object.keys(all[0])) out[k] = median(all.map((r) => r[k]));
+  for (const k of ["kvsweep", "loop", "all"]) out[`${k}Ratio`] = median(all.map((r) => r.workbox / r[k]));
+  out.workboxLeft = all.every((r) => r.workboxLeft === keep) ? keep : all.find((r) => r.workboxLeft !== keep).workboxLeft;
+  out.kvsweepLeft = all.every((r) => r.kvsweepLeft === keep) ? keep : all.find((r) => r.kvsweepLeft !== keep).kvsweepLeft;
+  out.rounds = all;
   return out;
 };

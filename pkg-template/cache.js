@@ -43,24 +43,82 @@ async function openMeta(dbName) {
 }
 
 /**
+ * Reads `names` from `store` (in one transaction): `[values, keys]`, values
+ * by name, and — when the names lie close together — every key between the
+ * first and the last, read as one key range (two requests, not one per
+ * name), so that runs of adjacent deletes can go as one range delete.
+ */
+async function readMany(store, names) {
+  const sorted = [...new Set(names)].sort(); // UTF-16 order, as IndexedDB compares string keys
+  const values = new Map();
+  if (sorted.length >= 8) {
+    const range = IDBKeyRange.bound(sorted[0], sorted[sorted.length - 1]);
+    const keys = await done(store.getAllKeys(range, 2 * sorted.length + 1));
+    // Only if little else lies between: otherwise the range reads more than it saves.
+    if (keys.length <= 2 * sorted.length) {
+      const got = keys.length ? await done(store.getAll(range, keys.length)) : [];
+      keys.forEach((k, i) => values.set(k, got[i]));
+      return [values, keys];
+    }
+  }
+  const got = await Promise.all(sorted.map((n) => done(store.get(n))));
+  sorted.forEach((n, i) => got[i] !== undefined && values.set(n, got[i]));
+  return [values, null];
+}
+
+/**
+ * Deletes `names` from `store`: each run of names that are adjacent among
+ * `keys` (every key of the range, read in this same transaction, so nothing
+ * can come between) as one range delete, the rest one by one.
+ */
+function deleteMany(store, names, keys) {
+  const doomed = new Set(names);
+  if (keys) {
+    for (let i = 0; i < keys.length; ) {
+      if (!doomed.has(keys[i])) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j + 1 < keys.length && doomed.has(keys[j + 1])) j++;
+      store.delete(i === j ? keys[i] : IDBKeyRange.bound(keys[i], keys[j]));
+      for (let k = i; k <= j; k++) doomed.delete(keys[k]);
+      i = j + 1;
+    }
+  }
+  for (const n of doomed) store.delete(n);
+}
+
+/**
  * A driver (see src/store/jskv.rs) over one IndexedDB object store, in
- * transactions: batches are atomic and their checks hold. `onDeleted(keys)`
- * hears the entry keys each committed batch deleted.
+ * transactions: batches are atomic and their checks hold. The responses of
+ * the entries a batch deleted go from the cache after it commits, at most
+ * `concurrency` at a time, while the next batches run: a batch of deletions
+ * waits only for those of the batches two before it, and any other write
+ * (a run's last, giving its lease back; a put) waits for all of them, so a
+ * run returns when every response it deleted is gone.
  */
 function cacheDriver(db, cache, matchOptions, concurrency) {
   const spend = (n = 1) => {
     d.ops += n;
   };
+  const responses = responseDeleter(cache, matchOptions, concurrency);
+  let prefetched = null; // the page after the one list() last returned
+  const page = (range, limit) => {
+    const store = db.transaction("records").objectStore("records");
+    return Promise.all([done(store.getAllKeys(range, limit)), done(store.getAll(range, limit))]);
+  };
   const d = {
     kind: "cache-storage",
     prefix: "",
-    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize: 1000 },
+    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize: 250 },
     ops: 0,
     async get(names) {
       spend();
-      const store = db.transaction("records").objectStore("records");
-      const got = await Promise.all(names.map((n) => done(store.get(n))));
-      return got.map((v) => {
+      prefetched = null;
+      const [values] = await readMany(db.transaction("records").objectStore("records"), names);
+      return names.map((n) => {
+        const v = values.get(n);
         const bytes = v === undefined ? null : bytesOf(v) ?? false;
         return [bytes, bytes || null];
       });
@@ -73,55 +131,110 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
       }
       spend();
       const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-      const range = IDBKeyRange.bound(startAfter ?? prefix, end, startAfter !== undefined, true);
-      const store = db.transaction("records").objectStore("records");
-      const [keys, values] = await Promise.all([done(store.getAllKeys(range, limit)), done(store.getAll(range, limit))]);
+      const rangeAfter = (after) => IDBKeyRange.bound(after ?? prefix, end, after !== undefined, true);
+      const ask = prefetched?.prefix === prefix && prefetched.after === startAfter && prefetched.limit === limit ? prefetched.page : page(rangeAfter(startAfter), limit);
+      prefetched = null;
+      const [keys, values] = await ask;
+      // A full page: read the next one while this one is converted.
+      if (keys.length === limit && limit > 0) {
+        const after = keys[keys.length - 1];
+        prefetched = { prefix, after, limit, page: page(rangeAfter(after), limit) };
+        prefetched.page.catch(() => {});
+      }
       return { items: keys.map((k, i) => [k, bytesOf(values[i]) ?? false]), done: keys.length < limit };
     },
     async apply(checks, writes) {
       spend();
-      const tx = db.transaction("records", "readwrite");
+      prefetched = null;
+      const onlyDeletes = writes.every(([, bytes]) => bytes === null);
+      // A batch that only deletes, or writes only a run's own state (its
+      // lease, its cursor), commits without waiting for the disk: were the
+      // system to crash before it got there, the entries would come back
+      // and the next run delete them again, and a lost lease or cursor only
+      // makes a run start over. (IndexedDB keeps commits in order, so a
+      // later durable commit takes these with it.) Entries commit durably.
+      const relaxed = writes.every(([n, bytes]) => bytes === null || n.startsWith("s/"));
+      const tx = db.transaction("records", "readwrite", relaxed ? { durability: "relaxed" } : undefined);
       const store = tx.objectStore("records");
       const result = finished(tx);
-      const ok = await new Promise((resolve) => {
-        tx.addEventListener("abort", () => resolve(false));
+      result.catch(() => {}); // awaited below, unless a request threw first
+      const ok = await (async () => {
         // Every check first, in this transaction; the writes only when all hold.
-        let left = checks.length;
-        let good = true;
-        const write = () => {
+        const names = checks.map(([n]) => n);
+        if (onlyDeletes) names.push(...writes.map(([n]) => n));
+        const [values, keys] = names.length ? await readMany(store, names) : [new Map(), null];
+        if (!checks.every(([name, token]) => equal(bytesOf(values.get(name)) ?? null, token))) {
+          tx.abort();
+          return false;
+        }
+        if (onlyDeletes) deleteMany(store, writes.map(([n]) => n), keys);
+        else {
           for (const [name, bytes] of writes) {
             if (bytes === null) store.delete(name);
             else store.put(bytes, name);
           }
-          resolve(true);
-        };
-        if (left === 0) return write();
-        for (const [name, token] of checks) {
-          const req = store.get(name);
-          req.onsuccess = () => {
-            if (!equal(bytesOf(req.result) ?? null, token)) good = false;
-            if (--left === 0) {
-              if (good) write();
-              else {
-                tx.abort();
-                resolve(false);
-              }
-            }
-          };
         }
+        return true;
+      })().catch((e) => {
+        tx.abort();
+        throw e;
       });
       const committed = await result;
-      if (!ok || !committed) return false;
-      // The responses of deleted entries, once the batch deleting them has
-      // committed, many at a time.
-      const urls = writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n.slice(n.indexOf("\0") + 1));
-      for (let i = 0; i < urls.length; i += concurrency) {
-        await Promise.all(urls.slice(i, i + concurrency).map((u) => cache.delete(u, matchOptions)));
-      }
-      return true;
+      // The responses of deleted entries, once the batch deleting them has committed.
+      const urls = ok && committed ? writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n.slice(n.indexOf("\0") + 1)) : [];
+      await responses.delete(urls);
+      return ok && committed;
     },
   };
   return d;
+}
+
+/**
+ * `cache.delete` of URLs, at most `concurrency` at a time, one batch's after
+ * another's without waiting for the slowest of each. `delete(urls)` queues a
+ * batch and returns once the batches two before it are done; with no URLs,
+ * once all are. A failed `cache.delete` is thrown by the call that waits for
+ * its batch (the response stays, and `track()` adopts it again).
+ */
+function responseDeleter(cache, matchOptions, concurrency) {
+  const queue = [];
+  let head = 0;
+  let active = 0;
+  let batches = [];
+  const pump = () => {
+    while (active < concurrency && head < queue.length) {
+      const [url, settle] = queue[head];
+      queue[head++] = undefined;
+      active++;
+      cache.delete(url, matchOptions).then(
+        () => settle(null),
+        (e) => settle(e),
+      ).finally(() => {
+        active--;
+        pump();
+      });
+    }
+    if (head === queue.length) queue.length = head = 0;
+  };
+  const batch = (urls) =>
+    Promise.all(urls.map((url) => new Promise((settle) => queue.push([url, settle])))).then((errors) => {
+      const e = errors.find((x) => x !== null);
+      if (e) throw e;
+    });
+  return {
+    async delete(urls) {
+      if (urls.length) {
+        const b = batch(urls);
+        b.catch(() => {}); // thrown by the call that waits for it
+        batches.push(b);
+        pump();
+      }
+      const keep = urls.length ? 2 : 0;
+      const due = batches.slice(0, Math.max(0, batches.length - keep));
+      batches = batches.slice(due.length);
+      await Promise.all(due);
+    },
+  };
 }
 
 /** The size of a response's body, without reading it when its headers say. */
@@ -137,7 +250,9 @@ async function responseSize(response) {
  * responses by request URL, their metadata in the IndexedDB database
  * `kvsweep-cache:<name>`. Use it with a Sweeper and `track(sweeper, request,
  * response)` after each `cache.put`, or through `expirationPlugin`.
- * Options: `matchOptions` (for `cache.delete`), `concurrency` (default 256).
+ * Options: `matchOptions` (for `cache.delete`; `ignoreVary` is true unless
+ * they say otherwise, since an entry stands for every response cached under
+ * its URL), `concurrency` (`cache.delete` calls at once, default 1024).
  */
 export async function openCacheStorage(name, options = {}) {
   if (typeof name !== "string" || name === "") {
@@ -155,12 +270,15 @@ export async function openCacheStorage(name, options = {}) {
       throw new TypeError(`kvsweep: openCacheStorage(name, options): unknown option ${JSON.stringify(k)}; the options are matchOptions, concurrency`);
     }
   }
-  const { matchOptions, concurrency = 256 } = options;
+  const { matchOptions, concurrency = 1024 } = options;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new TypeError(`kvsweep: openCacheStorage(name, options): options.concurrency must be a whole number, 1 or more, got ${describe(concurrency)}`);
   }
   const [db, cache] = await Promise.all([openMeta(`kvsweep-cache:${name}`), caches.open(name)]);
-  const store = kvStoreOfDriver(cacheDriver(db, cache, matchOptions, concurrency));
+  // An entry stands for every response cached under its URL: without
+  // ignoreVary, a response cached with a Vary header would not match the
+  // bare URL and would outlive its entry.
+  const store = kvStoreOfDriver(cacheDriver(db, cache, { ignoreVary: true, ...matchOptions }, concurrency));
   meta.set(store, { db, cache, name });
   return store;
 }

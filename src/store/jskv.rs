@@ -517,6 +517,10 @@ impl JsKvStore {
         // last, when that is the version expected; else read it again now.
         let mut checks: Vec<(String, Option<u64>)> = Vec::new();
         let writes = Array::new();
+        // Forgotten once the checks have their tokens: a batch checks and
+        // then deletes the same records (a run's), and forgetting first
+        // would read every one of them again.
+        let mut written: Vec<String> = Vec::new();
         for op in &ops {
             match op {
                 Op::Expect(t, id, expected) => checks.push((self.name(*t, id), *expected)),
@@ -543,12 +547,12 @@ impl JsKvStore {
                         .map_or(JsValue::UNDEFINED, |(_, w)| JsValue::from_f64(*w as f64));
                     let bytes: JsValue = Uint8Array::from(bytes.as_slice()).into();
                     writes.push(&Array::of3(&JsValue::from_str(&name), &bytes, &when));
-                    self.tokens.borrow_mut().remove(&name);
+                    written.push(name);
                 }
                 Op::Delete(t, id) => {
                     let name = self.name(*t, id);
                     writes.push(&Array::of2(&JsValue::from_str(&name), &JsValue::NULL));
-                    self.tokens.borrow_mut().remove(&name);
+                    written.push(name);
                 }
                 Op::DeleteRange(t, ..) => {
                     return Err(StoreError::Backend(format!(
@@ -609,6 +613,9 @@ impl JsKvStore {
                     )))
                 }
             }
+        }
+        for name in &written {
+            self.tokens.borrow_mut().remove(name);
         }
         let ok = self
             .call("apply", &[checks_js.into(), writes.into(), held.into()])

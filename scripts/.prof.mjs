@@ -1,0 +1,26 @@
+import { build } from "esbuild";
+import { chromium } from "playwright-core";
+import { serve } from "./serve.mjs";
+import fs from "node:fs";
+process.chdir("/work/main");
+await build({ entryPoints: ["bench/cache-page.js"], bundle: true, format: "esm", outfile: "tests/shared/.gen/cache-bench.js", external: ["/pkg/*"], define: { "process.env.NODE_ENV": '"production"' }, logLevel: "error" });
+const server = await serve(0);
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu"] });
+const page = await (await browser.newContext()).newPage();
+await page.goto(server.url);
+await page.addScriptTag({ url: "/tests/shared/.gen/cache-bench.js", type: "module" });
+await page.waitForFunction(() => typeof window.benchCache === "function");
+const cdp = await page.context().newCDPSession(page);
+await cdp.send("Profiler.enable");
+await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+await page.evaluate(() => { window.__startProfile = true; });
+await cdp.send("Profiler.start");
+const r = await page.evaluate(() => window.benchCache(2000, 1000));
+const { profile } = await cdp.send("Profiler.stop");
+console.log(r.kvsweep, r.workbox);
+// self time by function
+const self = new Map(); const byId = new Map(profile.nodes.map(n => [n.id, n]));
+const dt = profile.timeDeltas; 
+profile.samples.forEach((id, i) => { const n = byId.get(id); const k = `${n.callFrame.functionName || "(anon)"} ${n.callFrame.url.split("/").pop()}:${n.callFrame.lineNumber}`; self.set(k, (self.get(k) || 0) + (dt[i] || 0)); });
+[...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 40).forEach(([k, v]) => console.log((v / 1000).toFixed(1), k));
+await browser.close(); await server.close();
