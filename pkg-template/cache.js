@@ -3,8 +3,10 @@
 // put them, in Cache Storage; kvsweep keeps one entry per request URL in
 // IndexedDB — its size the response's, so `maxBytes` counts them — and when
 // a run deletes an entry, its response goes too, right after the batch that
-// deleted the entry commits (`cache.delete`, a few at a time). A crash in
-// between leaves a response without an entry, which `track()` adopts again.
+// deleted the entry commits (`cache.delete`, many at a time, while the next
+// batch runs). The batch records those URLs in its own transaction, and the
+// record goes when they are gone: a crash in between leaves it, and the next
+// `openCacheStorage` deletes the responses whose entries are still gone.
 //
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
@@ -102,7 +104,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
   const spend = (n = 1) => {
     d.ops += n;
   };
-  const responses = responseDeleter(cache, matchOptions, concurrency);
+  const responses = responseDeleter(db, cache, matchOptions, concurrency);
   let prefetched = null; // the page after the one list() last returned
   const page = (range, limit) => {
     const store = db.transaction("records").objectStore("records");
@@ -158,6 +160,11 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
       const store = tx.objectStore("records");
       const result = finished(tx);
       result.catch(() => {}); // awaited below, unless a request threw first
+      // The entries whose responses go once this batch commits, and a record
+      // of them in the same transaction, deleted once they are gone: a crash
+      // in between leaves it for the next openCacheStorage to finish.
+      const gone = writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n);
+      const pending = gone.length ? `${PENDING}${Date.now()}-${Math.random().toString(36).slice(2)}` : null;
       const ok = await (async () => {
         // Every check first, in this transaction; the writes only when all hold.
         const names = checks.map(([n]) => n);
@@ -174,6 +181,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
             else store.put(bytes, name);
           }
         }
+        if (pending) store.put(gone, pending);
         return true;
       })().catch((e) => {
         tx.abort();
@@ -181,8 +189,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
       });
       const committed = await result;
       // The responses of deleted entries, once the batch deleting them has committed.
-      const urls = ok && committed ? writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n.slice(n.indexOf("\0") + 1)) : [];
-      await responses.delete(urls);
+      await (ok && committed && pending ? responses.delete(gone.map(urlOf), pending) : responses.delete([]));
       return ok && committed;
     },
   };
@@ -193,10 +200,11 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
  * `cache.delete` of URLs, at most `concurrency` at a time, one batch's after
  * another's without waiting for the slowest of each. `delete(urls)` queues a
  * batch and returns once the batches two before it are done; with no URLs,
- * once all are. A failed `cache.delete` is thrown by the call that waits for
- * its batch (the response stays, and `track()` adopts it again).
+ * once all are. When a batch's responses are gone, its `pending` record
+ * goes. A failed `cache.delete` is thrown by the call that waits for its
+ * batch, and the record stays for the next `openCacheStorage`.
  */
-function responseDeleter(cache, matchOptions, concurrency) {
+function responseDeleter(db, cache, matchOptions, concurrency) {
   const queue = [];
   let head = 0;
   let active = 0;
@@ -216,15 +224,16 @@ function responseDeleter(cache, matchOptions, concurrency) {
     }
     if (head === queue.length) queue.length = head = 0;
   };
-  const batch = (urls) =>
+  const batch = (urls, pending) =>
     Promise.all(urls.map((url) => new Promise((settle) => queue.push([url, settle])))).then((errors) => {
       const e = errors.find((x) => x !== null);
       if (e) throw e;
+      db.transaction("records", "readwrite", { durability: "relaxed" }).objectStore("records").delete(pending);
     });
   return {
-    async delete(urls) {
+    async delete(urls, pending) {
       if (urls.length) {
-        const b = batch(urls);
+        const b = batch(urls, pending);
         b.catch(() => {}); // thrown by the call that waits for it
         batches.push(b);
         pump();
@@ -235,6 +244,29 @@ function responseDeleter(cache, matchOptions, concurrency) {
       await Promise.all(due);
     },
   };
+}
+
+/** Where the entries a committed batch deleted wait for their responses to go. */
+const PENDING = "d/";
+const urlOf = (name) => name.slice(name.indexOf("\0") + 1);
+
+/**
+ * Finishes what a crash interrupted: the responses of entries that batches
+ * deleted, unless an entry of the URL is back since.
+ */
+async function finishPending(db, cache, matchOptions) {
+  const range = IDBKeyRange.bound(PENDING, PENDING.slice(0, -1) + "0", false, true);
+  const store = () => db.transaction("records").objectStore("records");
+  const [names, lists] = await Promise.all([done(store().getAllKeys(range)), done(store().getAll(range))]);
+  for (let i = 0; i < names.length; i++) {
+    const entries = Array.isArray(lists[i]) ? lists[i].filter((n) => typeof n === "string") : [];
+    const s = store();
+    const back = await Promise.all(entries.map((n) => done(s.get(n))));
+    await Promise.all(entries.filter((_, j) => back[j] === undefined).map((n) => cache.delete(urlOf(n), matchOptions)));
+    const tx = db.transaction("records", "readwrite");
+    tx.objectStore("records").delete(names[i]);
+    await finished(tx);
+  }
 }
 
 /** The size of a response's body, without reading it when its headers say. */
@@ -278,7 +310,9 @@ export async function openCacheStorage(name, options = {}) {
   // An entry stands for every response cached under its URL: without
   // ignoreVary, a response cached with a Vary header would not match the
   // bare URL and would outlive its entry.
-  const store = kvStoreOfDriver(cacheDriver(db, cache, { ignoreVary: true, ...matchOptions }, concurrency));
+  const match = { ignoreVary: true, ...matchOptions };
+  await finishPending(db, cache, match);
+  const store = kvStoreOfDriver(cacheDriver(db, cache, match, concurrency));
   meta.set(store, { db, cache, name });
   return store;
 }
