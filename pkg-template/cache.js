@@ -12,199 +12,52 @@
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
 import { Sweeper, describe } from "./api.js";
-
-const done = (req) =>
-  new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-
-const finished = (tx) =>
-  new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve(true);
-    // A failed request aborts the transaction: nothing of the batch is written.
-    tx.onabort = () => (tx.error ? reject(tx.error) : resolve(false));
-  });
-
-function equal(a, b) {
-  if (a === b) return true;
-  if (!a || !b || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-const bytesOf = (v) => (v instanceof Uint8Array ? v : v instanceof ArrayBuffer ? new Uint8Array(v) : undefined);
-
-/** The metadata database: one object store of kvsweep records, keyed by name. */
-async function openMeta(dbName) {
-  const req = indexedDB.open(dbName, 1);
-  req.onupgradeneeded = () => req.result.createObjectStore("records");
-  const db = await done(req);
-  db.onversionchange = () => db.close();
-  return db;
-}
+import { done, finished, openRecords, recordsDriver } from "./idbkv.js";
 
 /**
- * Reads `names` from `store` (in one transaction): `[values, keys]`, values
- * by name, and — when the names lie close together — every key between the
- * first and the last, read as one key range (two requests, not one per
- * name), so that runs of adjacent deletes can go as one range delete.
- */
-async function readMany(store, names) {
-  const sorted = [...new Set(names)].sort(); // UTF-16 order, as IndexedDB compares string keys
-  const values = new Map();
-  if (sorted.length >= 8) {
-    const range = IDBKeyRange.bound(sorted[0], sorted[sorted.length - 1]);
-    const keys = await done(store.getAllKeys(range, 2 * sorted.length + 1));
-    // Only if little else lies between: otherwise the range reads more than it saves.
-    if (keys.length <= 2 * sorted.length) {
-      const got = keys.length ? await done(store.getAll(range, keys.length)) : [];
-      keys.forEach((k, i) => values.set(k, got[i]));
-      return [values, keys];
-    }
-  }
-  const got = await Promise.all(sorted.map((n) => done(store.get(n))));
-  sorted.forEach((n, i) => got[i] !== undefined && values.set(n, got[i]));
-  return [values, null];
-}
-
-/**
- * Deletes `names` from `store`: each run of names that are adjacent among
- * `keys` (every key of the range, read in this same transaction, so nothing
- * can come between) as one range delete, the rest one by one.
- */
-function deleteMany(store, names, keys) {
-  const doomed = new Set(names);
-  if (keys) {
-    for (let i = 0; i < keys.length; ) {
-      if (!doomed.has(keys[i])) {
-        i++;
-        continue;
-      }
-      let j = i;
-      while (j + 1 < keys.length && doomed.has(keys[j + 1])) j++;
-      store.delete(i === j ? keys[i] : IDBKeyRange.bound(keys[i], keys[j]));
-      for (let k = i; k <= j; k++) doomed.delete(keys[k]);
-      i = j + 1;
-    }
-  }
-  for (const n of doomed) store.delete(n);
-}
-
-/**
- * A driver (see src/store/jskv.rs) over one IndexedDB object store, in
- * transactions: batches are atomic and their checks hold. The responses of
- * the entries a batch deleted go from the cache after it commits, at most
- * `concurrency` at a time, while the next batches run: a batch of deletions
- * waits only for those of the batches two before it, and any other write
- * (a run's last, giving its lease back; a put) waits for all of them, so a
- * run returns when every response it deleted is gone.
+ * The Cache Storage driver: records in IndexedDB (see idbkv.js). The
+ * responses of the entries a batch deleted go from the cache after it
+ * commits, at most `concurrency` at a time, while the next batches run: a
+ * batch of deletions waits only for those of the batches two before it, and
+ * any other write (a run's last, giving its lease back; a put) waits for all
+ * of them, so a run returns when every response it deleted is gone. Each
+ * batch records those URLs in its own transaction (`PENDING`), and the
+ * first batch after they are gone deletes the record.
  */
 function cacheDriver(db, cache, matchOptions, concurrency) {
-  const spend = (n = 1) => {
-    d.ops += n;
-  };
-  const responses = responseDeleter(db, cache, matchOptions, concurrency);
-  let prefetched = null; // the page after the one list() last returned
-  const page = (range, limit) => {
-    const store = db.transaction("records").objectStore("records");
-    return Promise.all([done(store.getAllKeys(range, limit)), done(store.getAll(range, limit))]);
-  };
-  const d = {
-    kind: "cache-storage",
-    prefix: "",
-    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize: 250 },
-    ops: 0,
-    async get(names) {
-      spend();
-      prefetched = null;
-      const [values] = await readMany(db.transaction("records").objectStore("records"), names);
-      return names.map((n) => {
-        const v = values.get(n);
-        const bytes = v === undefined ? null : bytesOf(v) ?? false;
-        return [bytes, bytes || null];
-      });
-    },
-    async list(prefix, startAfter, _cursor, limit, maxCalls = Infinity) {
-      if (maxCalls < 1) {
-        const e = new Error("the run's backend calls (maxOps) are used up");
-        e.name = "KvsweepOutOfCalls";
-        throw e;
-      }
-      spend();
-      const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-      const rangeAfter = (after) => IDBKeyRange.bound(after ?? prefix, end, after !== undefined, true);
-      const ask = prefetched?.prefix === prefix && prefetched.after === startAfter && prefetched.limit === limit ? prefetched.page : page(rangeAfter(startAfter), limit);
-      prefetched = null;
-      const [keys, values] = await ask;
-      // A full page: read the next one while this one is converted.
-      if (keys.length === limit && limit > 0) {
-        const after = keys[keys.length - 1];
-        prefetched = { prefix, after, limit, page: page(rangeAfter(after), limit) };
-        prefetched.page.catch(() => {});
-      }
-      return { items: keys.map((k, i) => [k, bytesOf(values[i]) ?? false]), done: keys.length < limit };
-    },
-    async apply(checks, writes) {
-      spend();
-      prefetched = null;
-      const onlyDeletes = writes.every(([, bytes]) => bytes === null);
-      // A batch that only deletes, or writes only a run's own state (its
-      // lease, its cursor), commits without waiting for the disk: were the
-      // system to crash before it got there, the entries would come back
-      // and the next run delete them again, and a lost lease or cursor only
-      // makes a run start over. (IndexedDB keeps commits in order, so a
-      // later durable commit takes these with it.) Entries commit durably.
-      const relaxed = writes.every(([n, bytes]) => bytes === null || n.startsWith("s/"));
-      const tx = db.transaction("records", "readwrite", relaxed ? { durability: "relaxed" } : undefined);
-      const store = tx.objectStore("records");
-      const result = finished(tx);
-      result.catch(() => {}); // awaited below, unless a request threw first
-      // The entries whose responses go once this batch commits, and a record
-      // of them in the same transaction, deleted once they are gone: a crash
-      // in between leaves it for the next openCacheStorage to finish.
+  // Records of batches whose responses are gone: the next batch deletes them.
+  const emptied = [];
+  const responses = responseDeleter(cache, matchOptions, concurrency, (pending) => emptied.push(pending));
+  return recordsDriver(db, "cache-storage", 250, {
+    extra(store, writes) {
+      const cleared = emptied.splice(0);
+      for (const name of cleared) store.delete(name);
       const gone = writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n);
       const pending = gone.length ? `${PENDING}${Date.now()}-${Math.random().toString(36).slice(2)}` : null;
-      const ok = await (async () => {
-        // Every check first, in this transaction; the writes only when all hold.
-        const names = checks.map(([n]) => n);
-        if (onlyDeletes) names.push(...writes.map(([n]) => n));
-        const [values, keys] = names.length ? await readMany(store, names) : [new Map(), null];
-        if (!checks.every(([name, token]) => equal(bytesOf(values.get(name)) ?? null, token))) {
-          tx.abort();
-          return false;
-        }
-        if (onlyDeletes) deleteMany(store, writes.map(([n]) => n), keys);
-        else {
-          for (const [name, bytes] of writes) {
-            if (bytes === null) store.delete(name);
-            else store.put(bytes, name);
-          }
-        }
-        if (pending) store.put(gone, pending);
-        return true;
-      })().catch((e) => {
-        tx.abort();
-        throw e;
-      });
-      const committed = await result;
-      // The responses of deleted entries, once the batch deleting them has committed.
-      await (ok && committed && pending ? responses.delete(gone.map(urlOf), pending) : responses.delete([]));
-      return ok && committed;
+      if (pending) store.put(gone, pending);
+      return { cleared, gone, pending };
     },
-  };
-  return d;
+    committed(_writes, ok, batch) {
+      if (!ok) {
+        emptied.push(...(batch?.cleared ?? []));
+        return responses.delete([]);
+      }
+      // The responses of deleted entries, once the batch deleting them has committed.
+      return batch.pending ? responses.delete(batch.gone.map(urlOf), batch.pending) : responses.delete([]);
+    },
+  });
 }
 
 /**
  * `cache.delete` of URLs, at most `concurrency` at a time, one batch's after
- * another's without waiting for the slowest of each. `delete(urls)` queues a
- * batch and returns once the batches two before it are done; with no URLs,
- * once all are. When a batch's responses are gone, its `pending` record
- * goes. A failed `cache.delete` is thrown by the call that waits for its
- * batch, and the record stays for the next `openCacheStorage`.
+ * another's without waiting for the slowest of each. `delete(urls, pending)`
+ * queues a batch and returns once the batches two before it are done; with
+ * no URLs, once all are. When a batch's responses are gone, `onGone` hears
+ * its `pending` record's name. A failed `cache.delete` is thrown by the call
+ * that waits for its batch, and the record stays for the next
+ * `openCacheStorage`.
  */
-function responseDeleter(db, cache, matchOptions, concurrency) {
+function responseDeleter(cache, matchOptions, concurrency, onGone) {
   const queue = [];
   let head = 0;
   let active = 0;
@@ -228,7 +81,7 @@ function responseDeleter(db, cache, matchOptions, concurrency) {
     Promise.all(urls.map((url) => new Promise((settle) => queue.push([url, settle])))).then((errors) => {
       const e = errors.find((x) => x !== null);
       if (e) throw e;
-      db.transaction("records", "readwrite", { durability: "relaxed" }).objectStore("records").delete(pending);
+      onGone(pending);
     });
   return {
     async delete(urls, pending) {
@@ -306,7 +159,7 @@ export async function openCacheStorage(name, options = {}) {
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new TypeError(`kvsweep: openCacheStorage(name, options): options.concurrency must be a whole number, 1 or more, got ${describe(concurrency)}`);
   }
-  const [db, cache] = await Promise.all([openMeta(`kvsweep-cache:${name}`), caches.open(name)]);
+  const [db, cache] = await Promise.all([openRecords(`kvsweep-cache:${name}`), caches.open(name)]);
   // An entry stands for every response cached under its URL: without
   // ignoreVary, a response cached with a Vary header would not match the
   // bare URL and would outlive its entry.

@@ -1,0 +1,184 @@
+// A key–value driver (see src/store/jskv.rs) over one IndexedDB object
+// store of kvsweep records keyed by name, shared by the Cache Storage and
+// OPFS stores, which keep their records here and their bytes elsewhere.
+// Batches are transactions: atomic, their checks read in them. Names lying
+// close together are read as one key range, runs of adjacent deletes go as
+// one range delete, and listing reads the next page while one is converted.
+
+export const done = (req) =>
+  new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+
+export const finished = (tx) =>
+  new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve(true);
+    // A failed request aborts the transaction: nothing of the batch is written.
+    tx.onabort = () => (tx.error ? reject(tx.error) : resolve(false));
+  });
+
+export function equal(a, b) {
+  if (a === b) return true;
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export const bytesOf = (v) => (v instanceof Uint8Array ? v : v instanceof ArrayBuffer ? new Uint8Array(v) : undefined);
+
+/** Opens (creating) the database `dbName`: one object store of records, keyed by name. */
+export async function openRecords(dbName) {
+  const req = indexedDB.open(dbName, 1);
+  req.onupgradeneeded = () => req.result.createObjectStore("records");
+  const db = await done(req);
+  db.onversionchange = () => db.close();
+  return db;
+}
+
+/** The error a listing page past a run's maxOps fails with. */
+export function outOfCalls() {
+  const e = new Error("the run's backend calls (maxOps) are used up");
+  e.name = "KvsweepOutOfCalls";
+  return e;
+}
+
+/**
+ * Reads `names` from `store` (in one transaction): `[values, keys]`, values
+ * by name, and — when the names lie close together — every key between the
+ * first and the last, read as one key range (two requests, not one per
+ * name), so that runs of adjacent deletes can go as one range delete.
+ */
+async function readMany(store, names) {
+  const sorted = [...new Set(names)].sort(); // UTF-16 order, as IndexedDB compares string keys
+  const values = new Map();
+  if (sorted.length >= 8) {
+    const range = IDBKeyRange.bound(sorted[0], sorted[sorted.length - 1]);
+    const keys = await done(store.getAllKeys(range, 2 * sorted.length + 1));
+    // Only if little else lies between: otherwise the range reads more than it saves.
+    if (keys.length <= 2 * sorted.length) {
+      const got = keys.length ? await done(store.getAll(range, keys.length)) : [];
+      keys.forEach((k, i) => values.set(k, got[i]));
+      return [values, keys];
+    }
+  }
+  const got = await Promise.all(sorted.map((n) => done(store.get(n))));
+  sorted.forEach((n, i) => got[i] !== undefined && values.set(n, got[i]));
+  return [values, null];
+}
+
+/**
+ * Deletes `names` from `store`: each run of names that are adjacent among
+ * `keys` (every key of the range, read in this same transaction, so nothing
+ * can come between) as one range delete, the rest one by one.
+ */
+function deleteMany(store, names, keys) {
+  const doomed = new Set(names);
+  if (keys) {
+    for (let i = 0; i < keys.length; ) {
+      if (!doomed.has(keys[i])) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j + 1 < keys.length && doomed.has(keys[j + 1])) j++;
+      store.delete(i === j ? keys[i] : IDBKeyRange.bound(keys[i], keys[j]));
+      for (let k = i; k <= j; k++) doomed.delete(keys[k]);
+      i = j + 1;
+    }
+  }
+  for (const n of doomed) store.delete(n);
+}
+
+/**
+ * The driver over `db`'s records. `hooks` (all optional):
+ * - `extra(store, writes)`: more writes for the batch's transaction, made
+ *   once its checks hold; what it returns goes to `committed`;
+ * - `committed(writes, ok, extra)`: awaited after the transaction ends (ok:
+ *   it committed), before `apply` returns.
+ */
+export function recordsDriver(db, kind, batchSize, hooks = {}) {
+  const spend = (n = 1) => {
+    d.ops += n;
+  };
+  let prefetched = null; // the page after the one list() last returned
+  const page = (range, limit) => {
+    const store = db.transaction("records").objectStore("records");
+    return Promise.all([done(store.getAllKeys(range, limit)), done(store.getAll(range, limit))]);
+  };
+  const d = {
+    kind,
+    prefix: "",
+    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize },
+    ops: 0,
+    async get(names) {
+      spend();
+      prefetched = null;
+      const [values] = await readMany(db.transaction("records").objectStore("records"), names);
+      return names.map((n) => {
+        const v = values.get(n);
+        const bytes = v === undefined ? null : bytesOf(v) ?? false;
+        return [bytes, bytes || null];
+      });
+    },
+    async list(prefix, startAfter, _cursor, limit, maxCalls = Infinity) {
+      if (maxCalls < 1) throw outOfCalls();
+      spend();
+      const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+      const rangeAfter = (after) => IDBKeyRange.bound(after ?? prefix, end, after !== undefined, true);
+      const ask = prefetched?.prefix === prefix && prefetched.after === startAfter && prefetched.limit === limit ? prefetched.page : page(rangeAfter(startAfter), limit);
+      prefetched = null;
+      const [keys, values] = await ask;
+      // A full page: read the next one while this one is converted.
+      if (keys.length === limit && limit > 0) {
+        const after = keys[keys.length - 1];
+        prefetched = { prefix, after, limit, page: page(rangeAfter(after), limit) };
+        prefetched.page.catch(() => {});
+      }
+      return { items: keys.map((k, i) => [k, bytesOf(values[i]) ?? false]), done: keys.length < limit };
+    },
+    async apply(checks, writes) {
+      spend();
+      prefetched = null;
+      const onlyDeletes = writes.every(([, bytes]) => bytes === null);
+      // A batch that only deletes, or writes only a run's own state (its
+      // lease, its cursor), commits without waiting for the disk: were the
+      // system to crash before it got there, the entries would come back
+      // and the next run delete them again, and a lost lease or cursor only
+      // makes a run start over. (IndexedDB keeps commits in order, so a
+      // later durable commit takes these with it.) Entries commit durably.
+      const relaxed = writes.every(([n, bytes]) => bytes === null || n.startsWith("s/"));
+      const tx = db.transaction("records", "readwrite", relaxed ? { durability: "relaxed" } : undefined);
+      const store = tx.objectStore("records");
+      const result = finished(tx);
+      result.catch(() => {}); // awaited below, unless a request threw first
+      let extra;
+      const ok = await (async () => {
+        // Every check first, in this transaction; the writes only when all hold.
+        const names = checks.map(([n]) => n);
+        if (onlyDeletes) names.push(...writes.map(([n]) => n));
+        const [values, keys] = names.length ? await readMany(store, names) : [new Map(), null];
+        if (!checks.every(([name, token]) => equal(bytesOf(values.get(name)) ?? null, token))) {
+          tx.abort();
+          return false;
+        }
+        if (onlyDeletes) deleteMany(store, writes.map(([n]) => n), keys);
+        else {
+          for (const [name, bytes] of writes) {
+            if (bytes === null) store.delete(name);
+            else store.put(bytes, name);
+          }
+        }
+        extra = hooks.extra?.(store, writes);
+        return true;
+      })().catch((e) => {
+        tx.abort();
+        throw e;
+      });
+      const committed = ok && (await result);
+      await hooks.committed?.(writes, committed, extra);
+      return committed;
+    },
+  };
+  return d;
+}
