@@ -12,7 +12,7 @@
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
 import { Sweeper, describe } from "./api.js";
-import { done, finished, openRecords, recordsDriver } from "./idbkv.js";
+import { closesWith, done, finished, loaded, openRecords, recordsDriver } from "./idbkv.js";
 
 /**
  * The Cache Storage driver: records in IndexedDB (see idbkv.js). The
@@ -146,7 +146,7 @@ export async function openCacheStorage(name, options = {}) {
   if (typeof caches === "undefined" || typeof indexedDB === "undefined") {
     throw new TypeError("kvsweep: openCacheStorage(name): Cache Storage and IndexedDB are not available here (a page, a worker or a service worker has them)");
   }
-  await loader();
+  await loaded();
   if (options === null || typeof options !== "object") {
     throw new TypeError(`kvsweep: openCacheStorage(name, options): options must be an object, got ${describe(options)}`);
   }
@@ -166,17 +166,13 @@ export async function openCacheStorage(name, options = {}) {
   const match = { ignoreVary: true, ...matchOptions };
   await finishPending(db, cache, match);
   const store = kvStoreOfDriver(cacheDriver(db, cache, match, concurrency));
+  closesWith(store, db);
   meta.set(store, { db, cache, name });
   return store;
 }
 
 const meta = new WeakMap();
 
-// What loads the WebAssembly first, where importing did not (kvsweep/sw).
-let loader = async () => {};
-export function setLoader(load) {
-  loader = load;
-}
 
 /** Records (or refreshes) `request`'s cached response as an entry of `sweeper`'s Cache Storage store. */
 export async function track(sweeper, request, response, options = {}) {

@@ -36,6 +36,24 @@ export async function openRecords(dbName) {
   return db;
 }
 
+// What loads the WebAssembly first, where importing did not (kvsweep/sw).
+let loader = async () => {};
+export function setLoader(load) {
+  loader = load;
+}
+export const loaded = () => loader();
+
+/** `store.close()` closes `db` too (a KvStore's own close() has no connection to close). */
+export function closesWith(store, db) {
+  const close = store.close.bind(store);
+  Object.defineProperty(store, "close", {
+    value: () => {
+      db.close();
+      close();
+    },
+  });
+}
+
 /** The error a listing page past a run's maxOps fails with. */
 export function outOfCalls() {
   const e = new Error("the run's backend calls (maxOps) are used up");

@@ -59,6 +59,15 @@ export declare function runFromAlarm(
 /** Sets the Durable Object's alarm delayMs from now (default 0) unless it is set sooner. */
 export declare function scheduleCleanup(storage: object, delayMs?: number): Promise<void>;
 
+/**
+ * A store whose blob bytes are files in the origin private file system
+ * (directory `kvsweep-<name>`), its other records in IndexedDB
+ * (`kvsweep-opfs:<name>`). Opening it removes files a crash left unrecorded.
+ */
+export declare function openOpfs(name: string, options?: Record<string, never>): Promise<KvStore>;
+/** Deletes an OPFS store: its directory and its database. */
+export declare function deleteOpfs(name: string): Promise<void>;
+
 /** A store for a Cache Storage cache's responses, their metadata in IndexedDB (`kvsweep-cache:<name>`). */
 export declare function openCacheStorage(name: string, options?: { matchOptions?: CacheQueryOptions; concurrency?: number }): Promise<KvStore>;
 /** Records (or refreshes) a cached response as an entry, its size the response's. */

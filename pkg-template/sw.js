@@ -7,7 +7,7 @@
 import init, * as glue from "./kvsweep.js";
 import { Sweeper as ApiSweeper } from "./api.js";
 import * as kv from "./kv.js";
-import { setLoader } from "./cache.js";
+import { setLoader } from "./idbkv.js";
 
 export * from "./kvsweep.js";
 
@@ -15,7 +15,8 @@ let loading;
 let loaded = false;
 
 export { openCacheStorage, track, deleteCacheStorage, expirationPlugin } from "./cache.js";
-// Cache Storage stores and the Workbox plugin load the module when first used.
+export { openOpfs, deleteOpfs } from "./opfs.js";
+// Cache Storage and OPFS stores and the Workbox plugin load the module when first used.
 setLoader(ready);
 
 /** Loads the WebAssembly module next to this file, once; resolves when it is ready. */

@@ -1,0 +1,220 @@
+// OPFS (issue #11): blob bytes as files in a directory of the origin private
+// file system, `kvsweep-<name>`, one file per blob named by its SHA-256;
+// every other record (entries, values, blob records with their reference
+// counts, temps, namespaces, run state) in the IndexedDB database
+// `kvsweep-opfs:<name>` (see idbkv.js).
+//
+// The IndexedDB transaction stays the one commit point, so the store is as
+// atomic as IndexedDB alone:
+// - a blob's file is written before the transaction that records it, under
+//   another name and then moved into place, so that no reader ever sees part
+//   of a file;
+// - a blob's file is removed after the transaction that deleted its record;
+// - both hold one Web Lock per store (`kvsweep-opfs:<name>`), in every tab
+//   and worker, so that a file is never removed between another writer's
+//   write of it and that writer's commit.
+// A crash between writing a file and recording it (or between deleting a
+// record and its file) leaves a file that no record claims: the next
+// `openOpfs` removes it, holding the lock, when no write can be in flight.
+//
+// In a dedicated worker, files are written through sync access handles
+// (`createSyncAccessHandle`); elsewhere through `createWritable`.
+import { kvStoreOfDriver } from "./kvsweep.js";
+import { describe } from "./api.js";
+import { closesWith, done, loaded, openRecords, recordsDriver, outOfCalls } from "./idbkv.js";
+
+const BLOBS = "b/\0"; // blob bytes: the names of files (blobs have no namespace)
+const RECORDS = "c/\0"; // blob records
+const HASH = /^[0-9a-f]{64}$/;
+const isBlob = (name) => name.startsWith("b/");
+const PART = ".part-";
+
+function fileOf(name) {
+  const file = name.slice(BLOBS.length);
+  if (!name.startsWith(BLOBS) || !HASH.test(file)) {
+    throw new Error(`kvsweep: an OPFS store keeps blob bytes by SHA-256 id only, got ${JSON.stringify(name)}`);
+  }
+  return file;
+}
+
+const notFound = (e) => e?.name === "NotFoundError";
+
+async function readFile(dir, file) {
+  try {
+    const handle = await dir.getFileHandle(file);
+    return new Uint8Array(await (await handle.getFile()).arrayBuffer());
+  } catch (e) {
+    if (notFound(e)) return null;
+    throw e;
+  }
+}
+
+/** Writes `bytes` as `file`: under another name first, then moved into place. */
+async function writeFile(dir, file, bytes) {
+  const part = `${file}${PART}${Math.random().toString(36).slice(2)}`;
+  const handle = await dir.getFileHandle(part, { create: true });
+  try {
+    if (typeof handle.createSyncAccessHandle === "function") {
+      const access = await handle.createSyncAccessHandle();
+      try {
+        access.truncate(0);
+        for (let at = 0; at < bytes.length; ) at += access.write(bytes.subarray(at), { at });
+        access.flush();
+      } finally {
+        access.close();
+      }
+    } else {
+      const w = await handle.createWritable();
+      try {
+        await w.write(bytes);
+        await w.close();
+      } catch (e) {
+        await w.abort().catch(() => {});
+        throw e;
+      }
+    }
+    await handle.move(file);
+  } catch (e) {
+    await dir.removeEntry(part).catch(() => {});
+    throw e;
+  }
+}
+
+async function removeFile(dir, file) {
+  try {
+    await dir.removeEntry(file);
+  } catch (e) {
+    if (!notFound(e)) throw e;
+  }
+}
+
+/** The names of the directory's files, sorted. */
+async function filesOf(dir) {
+  const out = [];
+  for await (const [name, handle] of dir.entries()) if (handle.kind === "file") out.push(name);
+  return out.sort();
+}
+
+/** Holds the store's Web Lock while `fn` runs (where there are Web Locks). */
+const locked = (lock, fn) => (globalThis.navigator?.locks ? navigator.locks.request(lock, fn) : fn());
+
+/**
+ * The OPFS driver: IndexedDB records (idbkv.js), and the blob table's bytes
+ * as files of `dir`.
+ */
+function opfsDriver(db, dir, lock) {
+  const records = recordsDriver(db, "opfs", 250);
+  const d = {
+    kind: "opfs",
+    prefix: "",
+    caps: records.caps,
+    get ops() {
+      return records.ops;
+    },
+    set ops(n) {
+      records.ops = n;
+    },
+    async get(names) {
+      const blobs = names.filter(isBlob);
+      if (blobs.length === 0) return records.get(names);
+      const others = names.filter((n) => !isBlob(n));
+      records.ops += blobs.length;
+      const [got, files] = await Promise.all([others.length ? records.get(others) : [], Promise.all(blobs.map((n) => readFile(dir, fileOf(n))))]);
+      const by = new Map();
+      others.forEach((n, i) => by.set(n, got[i]));
+      // A blob's bytes are its name's: whether the file is there is its version.
+      blobs.forEach((n, i) => by.set(n, [files[i], files[i] ? true : null]));
+      return names.map((n) => by.get(n));
+    },
+    async list(prefix, startAfter, cursor, limit, maxCalls = Infinity) {
+      if (!isBlob(prefix)) return records.list(prefix, startAfter, cursor, limit, maxCalls);
+      if (maxCalls < 1) throw outOfCalls();
+      records.ops += 1;
+      const names = (await filesOf(dir)).filter((f) => HASH.test(f)).map((f) => BLOBS + f);
+      const page = names.filter((n) => n.startsWith(prefix) && (startAfter === undefined || n > startAfter)).slice(0, limit);
+      const items = await Promise.all(page.map(async (n) => [n, await readFile(dir, fileOf(n))]));
+      return { items, done: page.length < limit };
+    },
+    async apply(checks, writes) {
+      if (!writes.some(([n]) => isBlob(n)) && !checks.some(([n]) => isBlob(n))) return records.apply(checks, writes);
+      return locked(lock, async () => {
+        for (const [name, token] of checks.filter(([n]) => isBlob(n))) {
+          if (((await readFile(dir, fileOf(name))) !== null) !== (token !== null)) return false;
+        }
+        // Files first: invisible to the store until the transaction records them.
+        for (const [name, bytes] of writes) if (isBlob(name) && bytes !== null) await writeFile(dir, fileOf(name), bytes);
+        records.ops += writes.filter(([n]) => isBlob(n)).length;
+        const ok = await records.apply(checks.filter(([n]) => !isBlob(n)), writes.filter(([n]) => !isBlob(n)));
+        // Files last: only once no record claims them.
+        if (ok) for (const [name, bytes] of writes) if (isBlob(name) && bytes === null) await removeFile(dir, fileOf(name));
+        return ok;
+      });
+    },
+  };
+  return d;
+}
+
+/**
+ * Removes the files no record claims — left by a crash between writing a
+ * file and recording it, or between deleting a record and its file — and
+ * the parts of writes a crash cut short. Holds the store's lock, so no write
+ * is in flight.
+ */
+async function removeUnclaimed(db, dir, lock) {
+  return locked(lock, async () => {
+    const range = IDBKeyRange.bound(RECORDS, RECORDS + "\uffff");
+    const claimed = new Set((await done(db.transaction("records").objectStore("records").getAllKeys(range))).map((n) => n.slice(RECORDS.length)));
+    for (const file of await filesOf(dir)) {
+      if (file.includes(PART) || (HASH.test(file) && !claimed.has(file))) await removeFile(dir, file);
+    }
+  });
+}
+
+function checkName(name, call) {
+  if (typeof name !== "string" || name === "") {
+    throw new TypeError(`kvsweep: ${call}(name): name must be a non-empty string, got ${describe(name)}`);
+  }
+  if (name.length > 200 || /[\/\\\0]/.test(name)) {
+    throw new TypeError(`kvsweep: ${call}(name): name must be at most 200 characters, without / \\ or U+0000 (it names a directory), got ${JSON.stringify(name.slice(0, 40))}`);
+  }
+  if (typeof navigator === "undefined" || typeof navigator.storage?.getDirectory !== "function" || typeof indexedDB === "undefined") {
+    throw new TypeError(`kvsweep: ${call}(name): the origin private file system and IndexedDB are not available here (a page, a worker or a service worker has them)`);
+  }
+}
+
+/**
+ * A kvsweep store whose blob bytes are files in the origin private file
+ * system (directory `kvsweep-<name>`), the rest of its records in the
+ * IndexedDB database `kvsweep-opfs:<name>`. Opening it removes files a crash
+ * left unrecorded. Works on the main thread and in workers; in a dedicated
+ * worker it writes through sync access handles.
+ */
+export async function openOpfs(name, options = {}) {
+  checkName(name, "openOpfs");
+  if (options === null || typeof options !== "object" || Object.keys(options).length) {
+    throw new TypeError(`kvsweep: openOpfs(name, options): openOpfs takes no options yet, got ${describe(options)}`);
+  }
+  await loaded();
+  const root = await navigator.storage.getDirectory();
+  const [db, dir] = await Promise.all([openRecords(`kvsweep-opfs:${name}`), root.getDirectoryHandle(`kvsweep-${name}`, { create: true })]);
+  const lock = `kvsweep-opfs:${name}`;
+  await removeUnclaimed(db, dir, lock);
+  const store = kvStoreOfDriver(opfsDriver(db, dir, lock));
+  closesWith(store, db);
+  return store;
+}
+
+/** Deletes the OPFS store `name`: its directory and its database. */
+export async function deleteOpfs(name) {
+  checkName(name, "deleteOpfs");
+  const root = await navigator.storage.getDirectory();
+  await root.removeEntry(`kvsweep-${name}`, { recursive: true }).catch((e) => {
+    if (!notFound(e)) throw e;
+  });
+  await new Promise((resolve, reject) => {
+    const req = indexedDB.deleteDatabase(`kvsweep-opfs:${name}`);
+    req.onsuccess = () => resolve();
+    req.onerror = () => reject(req.error);
+    req.onblocked = () => resolve(); // deleted once the last connection closes
+  });
+}

@@ -1,0 +1,275 @@
+// OPFS stores (issue #11) in headless Chromium: the key–value scenario (TTLs,
+// references, shared blobs, a large blob) on the main thread and in a
+// dedicated worker, checked against the raw IndexedDB records and files;
+// crashes (the renderer killed) while blobs are written and while a run
+// deletes them; files a crash left unrecorded; bad arguments.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { withBrowser } from "../shared/chromium.mjs";
+import { checkScenario } from "../shared/kv-scenario.mjs";
+
+const env = withBrowser();
+
+async function newPage(context) {
+  const page = await context.newPage();
+  await page.goto(env.server.url);
+  return page;
+}
+
+/** Kills the page's renderer, as a crash would, and waits until it is gone. */
+async function crash(context, page) {
+  const cdp = await context.newCDPSession(page);
+  const crashed = new Promise((resolve) => page.once("crash", resolve));
+  cdp.send("Page.crash").catch(() => {}); // never answered: the session goes with the renderer
+  await crashed;
+  await page.close().catch(() => {});
+}
+
+test("the key–value scenario on an OPFS store, on the main thread", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await newPage(context);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const { kvScenario } = await import("/tests/shared/kv-scenario.mjs");
+    const { opfsNames } = await import("/tests/shared/opfs-names.js");
+    await kv.deleteOpfs("scenario");
+    const store = await kv.openOpfs("scenario");
+    const { sweeper, ...out } = await kvScenario(kv, store, () => opfsNames("scenario"));
+    out.kind = store.kind;
+    sweeper.close();
+    store.close();
+    await kv.deleteOpfs("scenario");
+    return out;
+  });
+  assert.equal(out.kind, "opfs");
+  checkScenario(out, assert);
+  await context.close();
+});
+
+test("the key–value scenario on an OPFS store, in a dedicated worker (sync access handles)", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await newPage(context);
+  const got = await page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const worker = new Worker("/tests/shared/opfs-worker.js", { type: "module", name: "worker-scenario" });
+        worker.onmessage = ({ data }) => resolve(data);
+        worker.onerror = (e) => resolve({ error: e.message });
+      }),
+  );
+  assert.equal(got.error, undefined, got.error);
+  assert.equal(got.sync, true, "the worker has sync access handles");
+  checkScenario(got.out, assert);
+  await context.close();
+});
+
+/** In the page: `n` blobs of `size` bytes, each its own, all different. */
+const blobsOf = (n, size, seed) =>
+  Array.from({ length: n }, (_, i) => {
+    const b = new Uint8Array(size);
+    for (let j = 0; j < size; j += 997) b[j] = (i * 31 + j + seed) & 255;
+    b[0] = i & 255;
+    b[1] = i >> 8;
+    b[2] = seed;
+    return b;
+  });
+
+test("a crash while blobs are written leaves no file unrecorded after the next openOpfs, and every recorded blob intact", { timeout: 90_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  let page = await newPage(context);
+  await page.evaluate(async (src) => {
+    const kv = await import("/pkg/index.js");
+    await kv.deleteOpfs("crash-write");
+    const store = await kv.openOpfs("crash-write");
+    const sweeper = new kv.Sweeper(store);
+    window.written = 0;
+    // 1 MB blobs, one after another, until the crash.
+    const blobs = new Function(`return (${src})`)()(400, 1 << 20, 7);
+    (async () => {
+      for (const b of blobs) {
+        await sweeper.putBlob(b);
+        window.written++;
+      }
+    })().catch(() => {});
+  }, blobsOf.toString());
+  await page.waitForFunction(() => window.written >= 3);
+  await crash(context, page);
+
+  page = await newPage(context);
+  const after = await page.evaluate(async (src) => {
+    const kv = await import("/pkg/index.js");
+    const { opfsFiles, opfsNames } = await import("/tests/shared/opfs-names.js");
+    const before = await opfsFiles("crash-write");
+    const store = await kv.openOpfs("crash-write");
+    const files = await opfsFiles("crash-write");
+    const sweeper = new kv.Sweeper(store);
+    // The blob records, read from the database directly.
+    const recorded = (await opfsNames("crash-write")).filter((n) => n.startsWith("kvsweep/c/\0")).map((n) => n.slice(11)).sort();
+    // Each recorded blob reads back as the bytes put (its id is their SHA-256).
+    let intact = 0;
+    for (const id of recorded) {
+      const bytes = await sweeper.getBlob(id);
+      const hex = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))].map((x) => x.toString(16).padStart(2, "0")).join("");
+      if (hex === id) intact++;
+    }
+    const all = new Function(`return (${src})`)()(400, 1 << 20, 7);
+    sweeper.close();
+    store.close();
+    await kv.deleteOpfs("crash-write");
+    return { before, files, recorded, intact, total: all.length };
+  }, blobsOf.toString());
+  assert.ok(after.recorded.length >= 3 && after.recorded.length < after.total, `the crash came part of the way (${after.recorded.length} of ${after.total} recorded)`);
+  assert.deepEqual(after.files, after.recorded, "after openOpfs, the files are exactly the recorded blobs");
+  assert.equal(after.intact, after.recorded.length, "every recorded blob reads back intact");
+  await context.close();
+});
+
+// With `stall`, file removals after the first `stall` never return: the
+// crash then finds batches committed whose files are still there.
+for (const stall of [0, 10]) {
+test(`a crash while a run deletes blobs${stall ? " (files of committed batches not yet removed)" : ""} loses no live entry's blob, and the next open and run finish the job`, { timeout: 90_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  let page = await newPage(context);
+  const setUp = async ([src, fill]) => {
+    const kv = await import("/pkg/index.js");
+    if (fill) await kv.deleteOpfs("crash-run");
+    const store = await kv.openOpfs("crash-run");
+    let now = fill ? 1_000_000 : 1_000_000 + 10 * 60_000;
+    const sweeper = new kv.Sweeper(store, { clock: () => now, batchSize: 5, policy: { orphanGraceMs: 0 } });
+    const blobs = new Function(`return (${src})`)()(120, 30_000, 3);
+    if (fill) {
+      const ids = [];
+      for (const b of blobs) ids.push(await sweeper.putBlob(b));
+      // Even entries expire; odd ones stay. Entries 0 and 1 share blob 0.
+      for (let i = 0; i < ids.length; i++) {
+        await sweeper.put(`e${i}`, i, { blobs: i === 1 ? [ids[0], ids[1]] : [ids[i]], ...(i % 2 === 0 ? { ttlMs: 1_000 } : {}) });
+      }
+      now += 60_000;
+    }
+    window.state = { kv, store, sweeper, blobs };
+  };
+  await page.evaluate(setUp, [blobsOf.toString(), true]);
+  await page.evaluate((stall) => {
+    if (stall) {
+      const real = FileSystemDirectoryHandle.prototype.removeEntry;
+      let calls = 0;
+      FileSystemDirectoryHandle.prototype.removeEntry = function (...args) {
+        return ++calls > stall ? new Promise(() => {}) : real.apply(this, args);
+      };
+    }
+    window.progress = [];
+    window.state.sweeper.run({ onProgress: (p) => (window.progress.push(p.deleted), new Promise((r) => setTimeout(r, 20))) }).catch(() => {});
+  }, stall);
+  const counts = () =>
+    page.evaluate(async () => {
+      const { opfsNames } = await import("/tests/shared/opfs-names.js");
+      const names = await opfsNames("crash-run");
+      const count = (t) => names.filter((x) => x.startsWith(`kvsweep/${t}/`)).length;
+      return { records: count("c"), files: count("b") };
+    });
+  if (stall) {
+    // Stalled inside a batch: its blob records are deleted, its files not.
+    for (let c = await counts(); !(c.records < 120 - stall && c.files > c.records); c = await counts()) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } else await page.waitForFunction(() => window.progress.at(-1) >= 30);
+  await crash(context, page);
+
+  page = await newPage(context);
+  const left = await counts();
+  if (stall) assert.ok(left.files > left.records, `the crash left files of deleted blob records (${left.files} files, ${left.records} records)`);
+  await page.evaluate(setUp, [blobsOf.toString(), false]);
+  const out = await page.evaluate(async () => {
+    const { sweeper, blobs } = window.state;
+    const { opfsFiles } = await import("/tests/shared/opfs-names.js");
+    const hex = async (b) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))].map((x) => x.toString(16).padStart(2, "0")).join("");
+    const ids = await Promise.all(blobs.map(hex));
+    // Live before the next run: every odd entry's blob, and blob 0 (entry 1 holds it).
+    const live = [0, ...ids.keys()].filter((i) => i === 0 || i % 2 === 1);
+    const liveBefore = [];
+    for (const i of live) {
+      const b = await sweeper.getBlob(ids[i]);
+      liveBefore.push(b !== undefined && (await hex(b)) === ids[i]);
+    }
+    const report = await sweeper.run();
+    const files = await opfsFiles("crash-run");
+    const entries = [];
+    for await (const k of sweeper.keys()) entries.push(k);
+    const expectFiles = [...new Set(live.map((i) => ids[i]))].sort();
+    sweeper.close();
+    window.state.store.close();
+    await window.state.kv.deleteOpfs("crash-run");
+    return { liveBefore, done: report.done, errors: report.errors.length, files, expectFiles, entries: entries.sort() };
+  });
+  assert.ok(out.liveBefore.every(Boolean), "every live blob survived the crash intact");
+  assert.deepEqual([out.done, out.errors], [true, 0]);
+  assert.deepEqual(out.files, out.expectFiles, "the files left are exactly the live blobs");
+  assert.deepEqual(out.entries, Array.from({ length: 60 }, (_, i) => `e${2 * i + 1}`).sort());
+  await context.close();
+});
+}
+
+test("openOpfs removes files that no record claims and parts of cut-short writes", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await newPage(context);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const { opfsFiles } = await import("/tests/shared/opfs-names.js");
+    await kv.deleteOpfs("unclaimed");
+    let store = await kv.openOpfs("unclaimed");
+    let sweeper = new kv.Sweeper(store);
+    const kept = await sweeper.putBlob(new Uint8Array([1, 2, 3]));
+    sweeper.close();
+    store.close();
+    // What a crash leaves: a whole file with no record, and part of a write.
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("kvsweep-unclaimed");
+    for (const name of ["a".repeat(64), `${"b".repeat(64)}.part-xyz`]) {
+      const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
+      await w.write(new Uint8Array([9]));
+      await w.close();
+    }
+    const before = await opfsFiles("unclaimed");
+    store = await kv.openOpfs("unclaimed");
+    const after = await opfsFiles("unclaimed");
+    sweeper = new kv.Sweeper(store);
+    const bytes = [...(await sweeper.getBlob(kept))];
+    sweeper.close();
+    store.close();
+    await kv.deleteOpfs("unclaimed");
+    return { kept, before, after, bytes };
+  });
+  assert.equal(out.before.length, 3);
+  assert.deepEqual(out.after, [out.kept]);
+  assert.deepEqual(out.bytes, [1, 2, 3]);
+  await context.close();
+});
+
+test("openOpfs and deleteOpfs refuse bad arguments with clear errors", { timeout: 30_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await newPage(context);
+  const messages = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const out = [];
+    for (const f of [() => kv.openOpfs(""), () => kv.openOpfs("a/b"), () => kv.openOpfs(42), () => kv.openOpfs("x", { sync: true }), () => kv.deleteOpfs(undefined)]) {
+      try {
+        await f();
+        out.push("no error");
+      } catch (e) {
+        out.push(`${e.name}: ${e.message}`);
+      }
+    }
+    return out;
+  });
+  assert.match(messages[0], /^TypeError: kvsweep: openOpfs\(name\): name must be a non-empty string, got ""/);
+  assert.match(messages[1], /openOpfs\(name\): name must be at most 200 characters, without \/ \\ or U\+0000/);
+  assert.match(messages[2], /got 42/);
+  assert.match(messages[3], /openOpfs\(name, options\): openOpfs takes no options yet/);
+  assert.match(messages[4], /^TypeError: kvsweep: deleteOpfs\(name\): name must be a non-empty string, got undefined/);
+  await context.close();
+});
