@@ -160,12 +160,14 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
       prefetched = null;
       const onlyDeletes = writes.every(([, bytes]) => bytes === null);
       // A batch that only deletes, or writes only a run's own state (its
-      // lease, its cursor), commits without waiting for the disk: were the
-      // system to crash before it got there, the entries would come back
-      // and the next run delete them again, and a lost lease or cursor only
-      // makes a run start over. (IndexedDB keeps commits in order, so a
-      // later durable commit takes these with it.) Entries commit durably.
-      const relaxed = writes.every(([n, bytes]) => bytes === null || n.startsWith("s/"));
+      // lease, its cursor) and blob records, commits without waiting for the
+      // disk. Were the system to crash before it got there: deleted entries
+      // would come back, and the next run delete them again; a lost lease or
+      // cursor only makes a run start over; a blob no entry references yet
+      // is garbage once its grace ends, and the put of an entry that
+      // references it commits durably, taking the blob's record with it
+      // (IndexedDB keeps commits in order). Entries commit durably.
+      const relaxed = writes.every(([n, bytes]) => bytes === null || n.startsWith("s/") || n.startsWith("c/"));
       const tx = db.transaction("records", "readwrite", relaxed ? { durability: "relaxed" } : undefined);
       const store = tx.objectStore("records");
       const result = finished(tx);

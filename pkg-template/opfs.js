@@ -6,9 +6,8 @@
 //
 // The IndexedDB transaction stays the one commit point, so the store is as
 // atomic as IndexedDB alone:
-// - a blob's file is written before the transaction that records it, under
-//   another name and then moved into place, so that no reader ever sees part
-//   of a file;
+// - a blob's file is written before the transaction that records it, so
+//   that no reader ever sees part of it (see writeFile);
 // - a blob's file is removed after the transaction that deleted its record;
 // - both hold one Web Lock per store (`kvsweep-opfs:<name>`), in every tab
 //   and worker, so that a file is never removed between another writer's
@@ -42,36 +41,47 @@ const notFound = (e) => e?.name === "NotFoundError";
 async function readFile(dir, file) {
   try {
     const handle = await dir.getFileHandle(file);
-    return new Uint8Array(await (await handle.getFile()).arrayBuffer());
+    const bytes = new Uint8Array(await (await handle.getFile()).arrayBuffer());
+    // Empty while its first write is under way (see writeFile): not there yet.
+    return bytes.length === 0 && file !== EMPTY ? null : bytes;
   } catch (e) {
     if (notFound(e)) return null;
     throw e;
   }
 }
 
-/** Writes `bytes` as `file`: under another name first, then moved into place. */
-async function writeFile(dir, file, bytes) {
+/** The SHA-256 of no bytes: the one blob whose file may be empty. */
+const EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/**
+ * Writes `bytes` as `file`, so that no reader ever sees part of it:
+ * `createWritable` writes a swap file that replaces the file on `close()`
+ * (until then the file is empty, which `readFile` takes for no file); a sync
+ * access handle (dedicated workers) writes in place, so there the bytes go
+ * to another name first and are moved into place.
+ */
+async function writeFile(dir, file, bytes, sync) {
+  if (!sync) {
+    const w = await (await dir.getFileHandle(file, { create: true })).createWritable();
+    try {
+      await w.write(bytes);
+      await w.close();
+    } catch (e) {
+      await w.abort().catch(() => {});
+      throw e;
+    }
+    return;
+  }
   const part = `${file}${PART}${Math.random().toString(36).slice(2)}`;
   const handle = await dir.getFileHandle(part, { create: true });
   try {
-    if (typeof handle.createSyncAccessHandle === "function") {
-      const access = await handle.createSyncAccessHandle();
-      try {
-        access.truncate(0);
-        for (let at = 0; at < bytes.length; ) at += access.write(bytes.subarray(at), { at });
-        access.flush();
-      } finally {
-        access.close();
-      }
-    } else {
-      const w = await handle.createWritable();
-      try {
-        await w.write(bytes);
-        await w.close();
-      } catch (e) {
-        await w.abort().catch(() => {});
-        throw e;
-      }
+    const access = await handle.createSyncAccessHandle();
+    try {
+      access.truncate(0);
+      for (let at = 0; at < bytes.length; ) at += access.write(bytes.subarray(at), { at });
+      access.flush();
+    } finally {
+      access.close();
     }
     await handle.move(file);
   } catch (e) {
@@ -102,7 +112,7 @@ const locked = (lock, fn) => (globalThis.navigator?.locks ? navigator.locks.requ
  * The OPFS driver: IndexedDB records (idbkv.js), and the blob table's bytes
  * as files of `dir`.
  */
-function opfsDriver(db, dir, lock) {
+function opfsDriver(db, dir, lock, sync) {
   const records = recordsDriver(db, "opfs", 250);
   const d = {
     kind: "opfs",
@@ -142,7 +152,7 @@ function opfsDriver(db, dir, lock) {
           if (((await readFile(dir, fileOf(name))) !== null) !== (token !== null)) return false;
         }
         // Files first: invisible to the store until the transaction records them.
-        for (const [name, bytes] of writes) if (isBlob(name) && bytes !== null) await writeFile(dir, fileOf(name), bytes);
+        for (const [name, bytes] of writes) if (isBlob(name) && bytes !== null) await writeFile(dir, fileOf(name), bytes, sync);
         records.ops += writes.filter(([n]) => isBlob(n)).length;
         const ok = await records.apply(checks.filter(([n]) => !isBlob(n)), writes.filter(([n]) => !isBlob(n)));
         // Files last: only once no record claims them.
@@ -199,7 +209,9 @@ export async function openOpfs(name, options = {}) {
   const [db, dir] = await Promise.all([openRecords(`kvsweep-opfs:${name}`), root.getDirectoryHandle(`kvsweep-${name}`, { create: true })]);
   const lock = `kvsweep-opfs:${name}`;
   await removeUnclaimed(db, dir, lock);
-  const store = kvStoreOfDriver(opfsDriver(db, dir, lock));
+  // Sync access handles exist in dedicated workers only.
+  const sync = typeof globalThis.FileSystemFileHandle?.prototype.createSyncAccessHandle === "function";
+  const store = kvStoreOfDriver(opfsDriver(db, dir, lock, sync));
   closesWith(store, db);
   return store;
 }

@@ -67,18 +67,21 @@ function parseCommandLine() {
     fail(`${e.message}\n${usage}`);
   }
   if (values.help) {
-    console.log(`${usage}\nrows for --only: ${ROW_NAMES.join(", ")}, cache (the Cache Storage table)`);
+    console.log(`${usage}\nrows for --only: ${ROW_NAMES.join(", ")}, cache (the Cache Storage table), opfs (the OPFS table)`);
     process.exit(0);
   }
   const sizes = values.sizes.split(",").map((s) => Number(s.trim().replace(/_/g, "")));
   if (!sizes.length || sizes.some((n) => !Number.isInteger(n) || n < 2)) fail(`--sizes: integers ≥ 2, got ${values.sizes}`);
   const only = values.only ? values.only.split(",").map((s) => s.trim()).filter(Boolean) : [];
-  const unknown = only.filter((n) => !ROW_NAMES.includes(n) && n !== "cache");
-  if (unknown.length) fail(`--only: unknown rows ${unknown.join(", ")} (known: ${ROW_NAMES.join(", ")}, cache)`);
-  // "cache": the Cache Storage table (scripts/bench-cache.mjs), after the IndexedDB one.
+  const tables = ["cache", "opfs"];
+  const unknown = only.filter((n) => !ROW_NAMES.includes(n) && !tables.includes(n));
+  if (unknown.length) fail(`--only: unknown rows ${unknown.join(", ")} (known: ${ROW_NAMES.join(", ")}, ${tables.join(", ")})`);
+  // "cache" and "opfs": the Cache Storage and OPFS tables (scripts/bench-cache.mjs,
+  // scripts/bench-opfs.mjs), after the IndexedDB one.
   const cache = only.length === 0 || only.includes("cache");
-  const rows = only.filter((n) => n !== "cache");
-  return { sizes, pkg: resolve(values.pkg), only: rows, json: values.json, cache, skipPage: only.length > 0 && rows.length === 0 };
+  const opfs = only.length === 0 || only.includes("opfs");
+  const rows = only.filter((n) => !tables.includes(n));
+  return { sizes, pkg: resolve(values.pkg), only: rows, json: values.json, cache, opfs, skipPage: only.length > 0 && rows.length === 0 };
 }
 
 function fail(message) {
@@ -384,8 +387,13 @@ async function main() {
 
 const opts = parseCommandLine();
 if (!opts.skipPage) await main();
-if (opts.cache && !process.exitCode) {
-  // Cache Storage against workbox-expiration, in its own page run.
-  const r = spawnSync(process.execPath, [join(ROOT, "scripts", "bench-cache.mjs")], { stdio: "inherit" });
+// Cache Storage against workbox-expiration, and OPFS against plain OPFS
+// code, each in its own browser.
+for (const [wanted, script] of [
+  [opts.cache, "bench-cache.mjs"],
+  [opts.opfs, "bench-opfs.mjs"],
+]) {
+  if (!wanted || process.exitCode) continue;
+  const r = spawnSync(process.execPath, [join(ROOT, "scripts", script)], { stdio: "inherit" });
   if (r.status !== 0) process.exitCode = 1;
 }

@@ -10,6 +10,8 @@ const mounts = [
   ["/pkg/", join(root, "pkg")],
   // Test helpers shared by Node and the browser tests (tests/e2e/).
   ["/tests/shared/", join(root, "tests", "shared")],
+  // The benchmarks' page and worker code (npm run bench).
+  ["/bench/", join(root, "bench")],
   ["/", join(root, "www")],
 ];
 const types = {

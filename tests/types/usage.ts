@@ -1,6 +1,6 @@
 // Every method called as the README calls it; `tsc --strict` must accept it
 // (tests/node/types.test.mjs compiles it against pkg/'s declarations).
-import { Sweeper, memoryStore, openIndexedDb, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats } from "../../pkg/index.js";
+import { Sweeper, memoryStore, openIndexedDb, openOpfs, deleteOpfs, openCacheStorage, track, deleteCacheStorage, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats } from "../../pkg/index.js";
 
 export async function usage(): Promise<void> {
   const store = Math.random() < 0.5 ? memoryStore() : await openIndexedDb("my-app");
@@ -55,4 +55,20 @@ export async function usage(): Promise<void> {
   const progress: Progress = bare.progress();
   console.log(value, bytes, existed, plan.actions.length, progress.running, await bare.rebuild());
   bare.close();
+}
+
+/** Blobs as OPFS files, and a Cache Storage cache's responses, as the README uses them. */
+export async function browserStores(request: Request, response: Response) {
+  const files = await openOpfs("media");
+  const media = new Sweeper(files);
+  const id: string = await media.putBlob(new Uint8Array([1, 2, 3]));
+  await media.put("photo", { caption: "a" }, { blobs: [id] });
+  media.close();
+  files.close();
+  await deleteOpfs("media");
+  const responses = await openCacheStorage("api", { matchOptions: { ignoreSearch: true }, concurrency: 64 });
+  const api = new Sweeper(responses, { policy: { maxEntries: 50 } });
+  await track(api, request, response, { pinned: true });
+  await api.run();
+  await deleteCacheStorage("api");
 }
