@@ -3,10 +3,12 @@
 // different moment each round. Afterwards no live response is missing, and
 // after the next openCacheStorage and one run the cache holds exactly the
 // entries the policy keeps, every one with its response. And a response
-// cached with a Vary header goes with its entry.
+// cached with a Vary header goes with its entry, and the key–value scenario
+// of the other stores (references, shared blobs, TTLs) runs on it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { withBrowser } from "../shared/chromium.mjs";
+import { checkScenario } from "../shared/kv-scenario.mjs";
 
 const env = withBrowser();
 const TOTAL = 400;
@@ -126,5 +128,27 @@ test("a response cached with a Vary header goes with its entry", { timeout: 60_0
     return { deleted: report.deleted, urls };
   });
   assert.deepEqual(left.urls, ["/vary/new"]);
+  await context.close();
+});
+
+test("the key–value scenario on a Cache Storage store", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  await page.goto(env.server.url);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const { kvScenario } = await import("/tests/shared/kv-scenario.mjs");
+    const { recordNames } = await import("/tests/shared/store-names.js");
+    const store = await kv.openCacheStorage("scenario");
+    const { sweeper, ...out } = await kvScenario(kv, store, () => recordNames("kvsweep-cache:scenario"));
+    out.kind = store.kind;
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("scenario");
+    return out;
+  });
+  assert.equal(out.kind, "cache-storage");
+  checkScenario(out, assert);
   await context.close();
 });

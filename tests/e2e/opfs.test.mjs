@@ -32,7 +32,7 @@ test("the key–value scenario on an OPFS store, on the main thread", { timeout:
   const out = await page.evaluate(async () => {
     const kv = await import("/pkg/index.js");
     const { kvScenario } = await import("/tests/shared/kv-scenario.mjs");
-    const { opfsNames } = await import("/tests/shared/opfs-names.js");
+    const { opfsNames } = await import("/tests/shared/store-names.js");
     await kv.deleteOpfs("scenario");
     const store = await kv.openOpfs("scenario");
     const { sweeper, ...out } = await kvScenario(kv, store, () => opfsNames("scenario"));
@@ -101,7 +101,7 @@ test("a crash while blobs are written leaves no file unrecorded after the next o
   page = await newPage(context);
   const after = await page.evaluate(async (src) => {
     const kv = await import("/pkg/index.js");
-    const { opfsFiles, opfsNames } = await import("/tests/shared/opfs-names.js");
+    const { opfsFiles, opfsNames } = await import("/tests/shared/store-names.js");
     const before = await opfsFiles("crash-write");
     const store = await kv.openOpfs("crash-write");
     const files = await opfsFiles("crash-write");
@@ -166,7 +166,7 @@ test(`a crash while a run deletes blobs${stall ? " (files of committed batches n
   }, stall);
   const counts = () =>
     page.evaluate(async () => {
-      const { opfsNames } = await import("/tests/shared/opfs-names.js");
+      const { opfsNames } = await import("/tests/shared/store-names.js");
       const names = await opfsNames("crash-run");
       const count = (t) => names.filter((x) => x.startsWith(`kvsweep/${t}/`)).length;
       return { records: count("c"), files: count("b") };
@@ -185,7 +185,7 @@ test(`a crash while a run deletes blobs${stall ? " (files of committed batches n
   await page.evaluate(setUp, [blobsOf.toString(), false]);
   const out = await page.evaluate(async () => {
     const { sweeper, blobs } = window.state;
-    const { opfsFiles } = await import("/tests/shared/opfs-names.js");
+    const { opfsFiles } = await import("/tests/shared/store-names.js");
     const hex = async (b) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))].map((x) => x.toString(16).padStart(2, "0")).join("");
     const ids = await Promise.all(blobs.map(hex));
     // Live before the next run: every odd entry's blob, and blob 0 (entry 1 holds it).
@@ -219,7 +219,7 @@ test("openOpfs removes files that no record claims and parts of cut-short writes
   const page = await newPage(context);
   const out = await page.evaluate(async () => {
     const kv = await import("/pkg/index.js");
-    const { opfsFiles } = await import("/tests/shared/opfs-names.js");
+    const { opfsFiles } = await import("/tests/shared/store-names.js");
     await kv.deleteOpfs("unclaimed");
     let store = await kv.openOpfs("unclaimed");
     let sweeper = new kv.Sweeper(store);

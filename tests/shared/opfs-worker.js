@@ -2,7 +2,7 @@
 // #11): in a worker, blob files are written through sync access handles.
 import * as kv from "/pkg/index.js";
 import { kvScenario } from "/tests/shared/kv-scenario.mjs";
-import { opfsNames } from "/tests/shared/opfs-names.js";
+import { opfsNames } from "/tests/shared/store-names.js";
 
 // The store's name is the worker's (a message could come before the module
 // has loaded, and be lost).

@@ -1,8 +1,11 @@
-// The raw records of an OPFS store, read directly (IndexedDB records and the
-// directory's files), named as kv-scenario's recordsOf reads them.
-export async function opfsNames(name) {
+// The raw records of the browser stores built on pkg-template/idbkv.js,
+// read directly (IndexedDB records, and an OPFS store's files), named as
+// kv-scenario's recordsOf reads them.
+
+/** The names of the records in the IndexedDB database `dbName`. */
+export async function recordNames(dbName) {
   const db = await new Promise((resolve, reject) => {
-    const req = indexedDB.open(`kvsweep-opfs:${name}`);
+    const req = indexedDB.open(dbName);
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
   });
@@ -12,10 +15,16 @@ export async function opfsNames(name) {
     req.onerror = () => reject(req.error);
   });
   db.close();
+  return keys.map((n) => `kvsweep/${n}`);
+}
+
+/** An OPFS store's records and files. */
+export async function opfsNames(name) {
+  const keys = await recordNames(`kvsweep-opfs:${name}`);
   const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(`kvsweep-${name}`);
   const files = [];
   for await (const [file] of dir.entries()) files.push(file);
-  return [...keys, ...files.map((f) => `b/\0${f}`)].map((n) => `kvsweep/${n}`);
+  return [...keys, ...files.map((f) => `kvsweep/b/\0${f}`)];
 }
 
 /** The names of the files in an OPFS store's directory. */
