@@ -37,13 +37,22 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
       if (pending) store.put(gone, pending);
       return { cleared, gone, pending };
     },
-    committed(_writes, ok, batch) {
+    async committed(_writes, ok, batch) {
       if (!ok) {
         emptied.push(...(batch?.cleared ?? []));
         return responses.delete([]);
       }
       // The responses of deleted entries, once the batch deleting them has committed.
-      return batch.pending ? responses.delete(batch.gone.map(urlOf), batch.pending) : responses.delete([]);
+      if (batch.pending) return responses.delete(batch.gone.map(urlOf), batch.pending);
+      // Any other write (a run's last, giving its lease back) waits for every
+      // response to go, and then for their records to: none is left to
+      // outlive the run and be finished again by the next openCacheStorage.
+      await responses.delete([]);
+      if (emptied.length) {
+        const tx = db.transaction("records", "readwrite");
+        for (const name of emptied.splice(0)) tx.objectStore("records").delete(name);
+        await finished(tx).catch(() => {}); // left for the next openCacheStorage
+      }
     },
   });
 }
@@ -52,10 +61,9 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
  * `cache.delete` of URLs, at most `concurrency` at a time, one batch's after
  * another's without waiting for the slowest of each. `delete(urls, pending)`
  * queues a batch and returns once the batches two before it are done; with
- * no URLs, once all are. When a batch's responses are gone, `onGone` hears
- * its `pending` record's name. A failed `cache.delete` is thrown by the call
- * that waits for its batch, and the record stays for the next
- * `openCacheStorage`.
+ * no URLs, once all are; it never fails. When a batch's responses are gone,
+ * `onGone` hears its `pending` record's name. When a `cache.delete` failed,
+ * the record stays, and the next `openCacheStorage` tries again.
  */
 function responseDeleter(cache, matchOptions, concurrency, onGone) {
   const queue = [];
@@ -79,16 +87,12 @@ function responseDeleter(cache, matchOptions, concurrency, onGone) {
   };
   const batch = (urls, pending) =>
     Promise.all(urls.map((url) => new Promise((settle) => queue.push([url, settle])))).then((errors) => {
-      const e = errors.find((x) => x !== null);
-      if (e) throw e;
-      onGone(pending);
+      if (errors.every((e) => e === null)) onGone(pending);
     });
   return {
     async delete(urls, pending) {
       if (urls.length) {
-        const b = batch(urls, pending);
-        b.catch(() => {}); // thrown by the call that waits for it
-        batches.push(b);
+        batches.push(batch(urls, pending));
         pump();
       }
       const keep = urls.length ? 2 : 0;
@@ -104,21 +108,36 @@ const PENDING = "d/";
 const urlOf = (name) => name.slice(name.indexOf("\0") + 1);
 
 /**
- * Finishes what a crash interrupted: the responses of entries that batches
- * deleted, unless an entry of the URL is back since.
+ * Finishes what a crash (or a failed `cache.delete`) left: the responses of
+ * entries that batches deleted — unless an entry of the URL is back since,
+ * or the cached response's `Date` header is not older than the batch (in
+ * whole seconds): cached again after the batch, it is about to be tracked
+ * (a service worker's first `cacheDidUpdate` opens the store between its
+ * `cache.put` and its `track`). What fails stays for the next open.
  */
 async function finishPending(db, cache, matchOptions) {
   const range = IDBKeyRange.bound(PENDING, PENDING.slice(0, -1) + "0", false, true);
   const store = () => db.transaction("records").objectStore("records");
   const [names, lists] = await Promise.all([done(store().getAllKeys(range)), done(store().getAll(range))]);
   for (let i = 0; i < names.length; i++) {
-    const entries = Array.isArray(lists[i]) ? lists[i].filter((n) => typeof n === "string") : [];
-    const s = store();
-    const back = await Promise.all(entries.map((n) => done(s.get(n))));
-    await Promise.all(entries.filter((_, j) => back[j] === undefined).map((n) => cache.delete(urlOf(n), matchOptions)));
-    const tx = db.transaction("records", "readwrite");
-    tx.objectStore("records").delete(names[i]);
-    await finished(tx);
+    try {
+      const when = Math.floor(Number(names[i].slice(PENDING.length).split("-")[0]) / 1000) * 1000;
+      const entries = Array.isArray(lists[i]) ? lists[i].filter((n) => typeof n === "string") : [];
+      const s = store();
+      const back = await Promise.all(entries.map((n) => done(s.get(n))));
+      const gone = async (url) => {
+        const response = await cache.match(url, matchOptions);
+        const date = response ? new Date(response.headers.get("date") ?? NaN).getTime() : NaN;
+        if (response && date >= when) return; // cached again since
+        await cache.delete(url, matchOptions);
+      };
+      await Promise.all(entries.filter((_, j) => back[j] === undefined).map((n) => gone(urlOf(n))));
+      const tx = db.transaction("records", "readwrite");
+      tx.objectStore("records").delete(names[i]);
+      await finished(tx);
+    } catch {
+      // Left for the next openCacheStorage.
+    }
   }
 }
 
@@ -144,7 +163,7 @@ export async function openCacheStorage(name, options = {}) {
     throw new TypeError(`kvsweep: openCacheStorage(name): name must be a non-empty string, got ${describe(name)}`);
   }
   if (typeof caches === "undefined" || typeof indexedDB === "undefined") {
-    throw new TypeError("kvsweep: openCacheStorage(name): Cache Storage and IndexedDB are not available here (a page, a worker or a service worker has them)");
+    throw new TypeError("kvsweep: openCacheStorage(name): Cache Storage and IndexedDB are not available here (pages, workers and service workers have them, in a secure context: https or localhost)");
   }
   await loaded();
   if (options === null || typeof options !== "object") {
@@ -167,11 +186,8 @@ export async function openCacheStorage(name, options = {}) {
   await finishPending(db, cache, match);
   const store = kvStoreOfDriver(cacheDriver(db, cache, match, concurrency));
   closesWith(store, db);
-  meta.set(store, { db, cache, name });
   return store;
 }
-
-const meta = new WeakMap();
 
 
 /** Records (or refreshes) `request`'s cached response as an entry of `sweeper`'s Cache Storage store. */
@@ -250,10 +266,10 @@ export function expirationPlugin(options = {}) {
   const sweepers = new Map();
   const sweeperFor = (cacheName) => {
     if (!sweepers.has(cacheName)) {
-      sweepers.set(
-        cacheName,
-        openCacheStorage(cacheName, { matchOptions, concurrency }).then((store) => ({ store, sweeper: new Sweeper(store, { policy }) })),
-      );
+      const opening = openCacheStorage(cacheName, { matchOptions, concurrency }).then((store) => ({ store, sweeper: new Sweeper(store, { policy }) }));
+      // A failed open is tried again on the next use, not kept.
+      opening.catch(() => sweepers.get(cacheName) === opening && sweepers.delete(cacheName));
+      sweepers.set(cacheName, opening);
     }
     return sweepers.get(cacheName);
   };
@@ -313,9 +329,11 @@ export function expirationPlugin(options = {}) {
     async deleteCacheAndMetadata() {
       const names = [...sweepers.keys()];
       for (const name of names) {
-        const { store, sweeper } = await sweepers.get(name);
-        sweeper.close();
-        meta.get(store)?.db.close();
+        const opened = await sweepers.get(name)?.catch(() => null);
+        if (opened) {
+          opened.sweeper.close();
+          opened.store.close();
+        }
         sweepers.delete(name);
         await deleteCacheStorage(name);
       }

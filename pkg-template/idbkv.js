@@ -113,7 +113,11 @@ function deleteMany(store, names, keys) {
  * - `extra(store, writes)`: more writes for the batch's transaction, made
  *   once its checks hold; what it returns goes to `committed`;
  * - `committed(writes, ok, extra)`: awaited after the transaction ends (ok:
- *   it committed), before `apply` returns.
+ *   it committed), before `apply` returns — also when it failed.
+ * `commit(checks, writes, durability)` is `apply` with IndexedDB's
+ * durability hint: "strict" where something outside the database is
+ * deleted once the batch commits (browsers may default to "relaxed", which a
+ * system crash could undo after the outside deletion).
  */
 export function recordsDriver(db, kind, batchSize, hooks = {}) {
   const spend = (n = 1) => {
@@ -155,49 +159,49 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
       }
       return { items: keys.map((k, i) => [k, bytesOf(values[i]) ?? false]), done: keys.length < limit };
     },
-    async apply(checks, writes) {
+    apply(checks, writes) {
+      return d.commit(checks, writes);
+    },
+    async commit(checks, writes, durability) {
       spend();
       prefetched = null;
       const onlyDeletes = writes.every(([, bytes]) => bytes === null);
-      // A batch that only deletes, or writes only a run's own state (its
-      // lease, its cursor) and blob records, commits without waiting for the
-      // disk. Were the system to crash before it got there: deleted entries
-      // would come back, and the next run delete them again; a lost lease or
-      // cursor only makes a run start over; a blob no entry references yet
-      // is garbage once its grace ends, and the put of an entry that
-      // references it commits durably, taking the blob's record with it
-      // (IndexedDB keeps commits in order). Entries commit durably.
-      const relaxed = writes.every(([n, bytes]) => bytes === null || n.startsWith("s/") || n.startsWith("c/"));
-      const tx = db.transaction("records", "readwrite", relaxed ? { durability: "relaxed" } : undefined);
+      const tx = db.transaction("records", "readwrite", durability ? { durability } : undefined);
       const store = tx.objectStore("records");
       const result = finished(tx);
       result.catch(() => {}); // awaited below, unless a request threw first
       let extra;
-      const ok = await (async () => {
-        // Every check first, in this transaction; the writes only when all hold.
-        const names = checks.map(([n]) => n);
-        if (onlyDeletes) names.push(...writes.map(([n]) => n));
-        const [values, keys] = names.length ? await readMany(store, names) : [new Map(), null];
-        if (!checks.every(([name, token]) => equal(bytesOf(values.get(name)) ?? null, token))) {
-          tx.abort();
-          return false;
-        }
-        if (onlyDeletes) deleteMany(store, writes.map(([n]) => n), keys);
-        else {
-          for (const [name, bytes] of writes) {
-            if (bytes === null) store.delete(name);
-            else store.put(bytes, name);
+      let committed = false;
+      try {
+        const ok = await (async () => {
+          // Every check first, in this transaction; the writes only when all hold.
+          const names = checks.map(([n]) => n);
+          if (onlyDeletes) names.push(...writes.map(([n]) => n));
+          const [values, keys] = names.length ? await readMany(store, names) : [new Map(), null];
+          if (!checks.every(([name, token]) => equal(bytesOf(values.get(name)) ?? null, token))) {
+            tx.abort();
+            return false;
           }
-        }
-        extra = hooks.extra?.(store, writes);
-        return true;
-      })().catch((e) => {
-        tx.abort();
-        throw e;
-      });
-      const committed = ok && (await result);
-      await hooks.committed?.(writes, committed, extra);
-      return committed;
+          if (onlyDeletes) deleteMany(store, writes.map(([n]) => n), keys);
+          else {
+            for (const [name, bytes] of writes) {
+              if (bytes === null) store.delete(name);
+              else store.put(bytes, name);
+            }
+          }
+          extra = hooks.extra?.(store, writes);
+          return true;
+        })().catch((e) => {
+          try {
+            tx.abort();
+          } catch {} // already finished
+          throw e;
+        });
+        committed = (await result) && ok;
+        return committed;
+      } finally {
+        await hooks.committed?.(writes, committed, extra);
+      }
     },
   };
   return d;

@@ -39,14 +39,17 @@ function fileOf(name) {
 const notFound = (e) => e?.name === "NotFoundError";
 
 async function readFile(dir, file) {
-  try {
-    const handle = await dir.getFileHandle(file);
-    const bytes = new Uint8Array(await (await handle.getFile()).arrayBuffer());
-    // Empty while its first write is under way (see writeFile): not there yet.
-    return bytes.length === 0 && file !== EMPTY ? null : bytes;
-  } catch (e) {
-    if (notFound(e)) return null;
-    throw e;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const handle = await dir.getFileHandle(file);
+      const bytes = new Uint8Array(await (await handle.getFile()).arrayBuffer());
+      // Empty while its first write is under way (see writeFile): not there yet.
+      return bytes.length === 0 && file !== EMPTY ? null : bytes;
+    } catch (e) {
+      if (notFound(e)) return null;
+      // Replaced or removed between getFile() and reading it: read again.
+      if (e?.name !== "NotReadableError" || attempt === 2) throw e;
+    }
   }
 }
 
@@ -58,9 +61,16 @@ const EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
  * `createWritable` writes a swap file that replaces the file on `close()`
  * (until then the file is empty, which `readFile` takes for no file); a sync
  * access handle (dedicated workers) writes in place, so there the bytes go
- * to another name first and are moved into place.
+ * to another name first and are moved into place. A file already there with
+ * as many bytes is left as it is.
  */
 async function writeFile(dir, file, bytes, sync) {
+  // Already there whole (a file is named by its bytes' SHA-256): nothing to write.
+  try {
+    if ((await (await dir.getFileHandle(file)).getFile()).size === bytes.length) return;
+  } catch (e) {
+    if (!notFound(e)) throw e;
+  }
   if (!sync) {
     const w = await (await dir.getFileHandle(file, { create: true })).createWritable();
     try {
@@ -152,9 +162,30 @@ function opfsDriver(db, dir, lock, sync) {
           if (((await readFile(dir, fileOf(name))) !== null) !== (token !== null)) return false;
         }
         // Files first: invisible to the store until the transaction records them.
-        for (const [name, bytes] of writes) if (isBlob(name) && bytes !== null) await writeFile(dir, fileOf(name), bytes, sync);
-        records.ops += writes.filter(([n]) => isBlob(n)).length;
-        const ok = await records.apply(checks.filter(([n]) => !isBlob(n)), writes.filter(([n]) => !isBlob(n)));
+        const written = [];
+        let ok = false;
+        try {
+          for (const [name, bytes] of writes) {
+            if (isBlob(name) && bytes !== null) {
+              await writeFile(dir, fileOf(name), bytes, sync);
+              written.push(fileOf(name));
+            }
+          }
+          records.ops += writes.filter(([n]) => isBlob(n)).length;
+          // A batch that removes files commits durably first: were a system
+          // crash to undo a relaxed commit, a record would come back
+          // claiming a file that is gone.
+          const removes = writes.some(([n, b]) => isBlob(n) && b === null);
+          ok = await records.commit(
+            checks.filter(([n]) => !isBlob(n)),
+            writes.filter(([n]) => !isBlob(n)),
+            removes ? "strict" : undefined,
+          );
+        } finally {
+          // Not recorded after all: what this batch wrote goes, unless a
+          // record claims it (written before by another batch).
+          if (!ok && written.length) await removeUnrecorded(db, dir, written).catch(() => {});
+        }
         // Files last: only once no record claims them.
         if (ok) for (const [name, bytes] of writes) if (isBlob(name) && bytes === null) await removeFile(dir, fileOf(name));
         return ok;
@@ -162,6 +193,13 @@ function opfsDriver(db, dir, lock, sync) {
     },
   };
   return d;
+}
+
+/** Removes those of `files` that no blob record claims (the caller holds the lock). */
+async function removeUnrecorded(db, dir, files) {
+  const store = db.transaction("records").objectStore("records");
+  const claimed = await Promise.all(files.map((f) => done(store.get(RECORDS + f))));
+  for (let i = 0; i < files.length; i++) if (claimed[i] === undefined) await removeFile(dir, files[i]);
 }
 
 /**
@@ -188,7 +226,7 @@ function checkName(name, call) {
     throw new TypeError(`kvsweep: ${call}(name): name must be at most 200 characters, without / \\ or U+0000 (it names a directory), got ${JSON.stringify(name.slice(0, 40))}`);
   }
   if (typeof navigator === "undefined" || typeof navigator.storage?.getDirectory !== "function" || typeof indexedDB === "undefined") {
-    throw new TypeError(`kvsweep: ${call}(name): the origin private file system and IndexedDB are not available here (a page, a worker or a service worker has them)`);
+    throw new TypeError(`kvsweep: ${call}(name): the origin private file system and IndexedDB are not available here (pages, workers and service workers have them, in a secure context: https or localhost)`);
   }
 }
 
@@ -220,9 +258,12 @@ export async function openOpfs(name, options = {}) {
 export async function deleteOpfs(name) {
   checkName(name, "deleteOpfs");
   const root = await navigator.storage.getDirectory();
-  await root.removeEntry(`kvsweep-${name}`, { recursive: true }).catch((e) => {
-    if (!notFound(e)) throw e;
-  });
+  // Holding the lock: no write of the store's is under way.
+  await locked(`kvsweep-opfs:${name}`, () =>
+    root.removeEntry(`kvsweep-${name}`, { recursive: true }).catch((e) => {
+      if (!notFound(e)) throw e;
+    }),
+  );
   await new Promise((resolve, reject) => {
     const req = indexedDB.deleteDatabase(`kvsweep-opfs:${name}`);
     req.onsuccess = () => resolve();
