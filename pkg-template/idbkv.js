@@ -71,11 +71,13 @@ async function readMany(store, names) {
   const sorted = [...new Set(names)].sort(); // UTF-16 order, as IndexedDB compares string keys
   const values = new Map();
   if (sorted.length >= 8) {
+    // Keys and values side by side (one round trip), of at most twice as
+    // many records as asked for; more than that between the first and the
+    // last, and single reads cost less than the range.
     const range = IDBKeyRange.bound(sorted[0], sorted[sorted.length - 1]);
-    const keys = await done(store.getAllKeys(range, 2 * sorted.length + 1));
-    // Only if little else lies between: otherwise the range reads more than it saves.
-    if (keys.length <= 2 * sorted.length) {
-      const got = keys.length ? await done(store.getAll(range, keys.length)) : [];
+    const most = 2 * sorted.length + 1;
+    const [keys, got] = await Promise.all([done(store.getAllKeys(range, most)), done(store.getAll(range, most))]);
+    if (keys.length < most) {
       keys.forEach((k, i) => values.set(k, got[i]));
       return [values, keys];
     }
