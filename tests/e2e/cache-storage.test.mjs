@@ -7,7 +7,7 @@
 // of the other stores (references, shared blobs, TTLs) runs on it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { withBrowser } from "../shared/chromium.mjs";
+import { withBrowser, crashPage, stallAfter } from "../shared/chromium.mjs";
 import { checkScenario } from "../shared/kv-scenario.mjs";
 
 const env = withBrowser();
@@ -55,24 +55,14 @@ for (const [round, delay, stall] of [[1, 0], [2, 100], [3, 0, 25]]) {
     assert.equal((await page.evaluate(cachedUrls, name)).length, TOTAL);
 
     // A slow run (each batch waits 10 ms), killed part of the way through.
-    await page.evaluate((stall) => {
-      if (stall) {
-        const real = Cache.prototype.delete;
-        let calls = 0;
-        Cache.prototype.delete = function (...args) {
-          return ++calls > stall ? new Promise(() => {}) : real.apply(this, args);
-        };
-      }
+    if (stall) await stallAfter(page, "Cache", "delete", stall);
+    await page.evaluate(() => {
       window.progress = [];
       window.state.sweeper.run({ onProgress: (p) => (window.progress.push(p.deleted), new Promise((r) => setTimeout(r, 10))) }).catch(() => {});
-    }, stall);
+    });
     await page.waitForFunction((n) => window.progress.at(-1) >= n, stall ? stall + 5 : 20);
     await new Promise((r) => setTimeout(r, delay));
-    const cdp = await context.newCDPSession(page);
-    const crashed = new Promise((resolve) => page.once("crash", resolve));
-    cdp.send("Page.crash").catch(() => {}); // never answered: the session goes with the renderer
-    await crashed;
-    await page.close().catch(() => {});
+    await crashPage(context, page);
 
     page = await context.newPage();
     await page.goto(env.server.url);

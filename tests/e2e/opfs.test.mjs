@@ -5,7 +5,7 @@
 // deletes them; files a crash left unrecorded; bad arguments.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { withBrowser } from "../shared/chromium.mjs";
+import { withBrowser, crashPage, stallAfter } from "../shared/chromium.mjs";
 import { checkScenario } from "../shared/kv-scenario.mjs";
 
 const env = withBrowser();
@@ -14,15 +14,6 @@ async function newPage(context) {
   const page = await context.newPage();
   await page.goto(env.server.url);
   return page;
-}
-
-/** Kills the page's renderer, as a crash would, and waits until it is gone. */
-async function crash(context, page) {
-  const cdp = await context.newCDPSession(page);
-  const crashed = new Promise((resolve) => page.once("crash", resolve));
-  cdp.send("Page.crash").catch(() => {}); // never answered: the session goes with the renderer
-  await crashed;
-  await page.close().catch(() => {});
 }
 
 test("the key–value scenario on an OPFS store, on the main thread", { timeout: 60_000 }, async () => {
@@ -80,18 +71,14 @@ test("a crash while blobs are written leaves no file unrecorded after the next o
   await env.ready;
   const context = await env.browser.newContext();
   let page = await newPage(context);
+  // The fourth file's write never finishes: the crash finds it begun.
+  await stallAfter(page, "FileSystemWritableFileStream", "close", 3);
   await page.evaluate(async (src) => {
     const kv = await import("/pkg/index.js");
     await kv.deleteOpfs("crash-write");
     const store = await kv.openOpfs("crash-write");
     const sweeper = new kv.Sweeper(store);
     window.written = 0;
-    // The fourth file's write never finishes: the crash finds it begun.
-    const close = FileSystemWritableFileStream.prototype.close;
-    let closes = 0;
-    FileSystemWritableFileStream.prototype.close = function (...args) {
-      return ++closes > 3 ? new Promise(() => {}) : close.apply(this, args);
-    };
     // 1 MB blobs, one after another, until the crash.
     const blobs = new Function(`return (${src})`)()(400, 1 << 20, 7);
     (async () => {
@@ -102,7 +89,7 @@ test("a crash while blobs are written leaves no file unrecorded after the next o
     })().catch(() => {});
   }, blobsOf.toString());
   await page.waitForFunction(() => window.written >= 3);
-  await crash(context, page);
+  await crashPage(context, page);
 
   page = await newPage(context);
   const after = await page.evaluate(async (src) => {
@@ -160,17 +147,11 @@ test(`a crash while a run deletes blobs${stall ? " (files of committed batches n
     window.state = { kv, store, sweeper, blobs };
   };
   await page.evaluate(setUp, [blobsOf.toString(), true]);
-  await page.evaluate((stall) => {
-    if (stall) {
-      const real = FileSystemDirectoryHandle.prototype.removeEntry;
-      let calls = 0;
-      FileSystemDirectoryHandle.prototype.removeEntry = function (...args) {
-        return ++calls > stall ? new Promise(() => {}) : real.apply(this, args);
-      };
-    }
+  if (stall) await stallAfter(page, "FileSystemDirectoryHandle", "removeEntry", stall);
+  await page.evaluate(() => {
     window.progress = [];
     window.state.sweeper.run({ onProgress: (p) => (window.progress.push(p.deleted), new Promise((r) => setTimeout(r, 20))) }).catch(() => {});
-  }, stall);
+  });
   const counts = () =>
     page.evaluate(async () => {
       const { opfsNames } = await import("/tests/shared/store-names.js");
@@ -184,7 +165,7 @@ test(`a crash while a run deletes blobs${stall ? " (files of committed batches n
       await new Promise((r) => setTimeout(r, 50));
     }
   } else await page.waitForFunction(() => window.progress.at(-1) >= 30);
-  await crash(context, page);
+  await crashPage(context, page);
 
   page = await newPage(context);
   const left = await counts();

@@ -55,3 +55,31 @@ export function withBrowser() {
   }, { timeout: 20_000 });
   return env;
 }
+
+/** Kills `page`'s renderer, as a crash would (CDP Page.crash), and waits until it is gone. */
+export async function crashPage(context, page) {
+  const cdp = await context.newCDPSession(page);
+  const crashed = new Promise((resolve) => page.once("crash", resolve));
+  cdp.send("Page.crash").catch(() => {}); // never answered: the session goes with the renderer
+  await crashed;
+  await page.close().catch(() => {});
+}
+
+/**
+ * In `page`, makes `globalThis[cls].prototype[method]` hang after its first
+ * `n` calls (they return a promise that never settles): a crash then finds
+ * the work those calls would have done not done.
+ */
+export function stallAfter(page, cls, method, n) {
+  return page.evaluate(
+    ([cls, method, n]) => {
+      const proto = globalThis[cls].prototype;
+      const real = proto[method];
+      let calls = 0;
+      proto[method] = function (...args) {
+        return ++calls > n ? new Promise(() => {}) : real.apply(this, args);
+      };
+    },
+    [cls, method, n],
+  );
+}
