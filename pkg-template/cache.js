@@ -5,8 +5,9 @@
 // a run deletes an entry, its response goes too, right after the batch that
 // deleted the entry commits (`cache.delete`, many at a time, while the next
 // batch runs). The batch records those URLs in its own transaction, and the
-// record goes when they are gone: a crash in between leaves it, and the next
-// `openCacheStorage` deletes the responses whose entries are still gone.
+// record goes when they are gone: a crash in between leaves it, and the
+// store, before its first listing after it opens again, deletes the responses
+// whose entries are still gone.
 //
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
@@ -25,10 +26,11 @@ import { closesWith, done, finished, loaded, openRecords, recordsDriver } from "
  * first batch after they are gone deletes the record.
  */
 function cacheDriver(db, cache, matchOptions, concurrency) {
+  let recovered = null; // finishPending, once, before the first listing
   // Records of batches whose responses are gone: the next batch deletes them.
   const emptied = [];
   const responses = responseDeleter(cache, matchOptions, concurrency, (pending) => emptied.push(pending));
-  return recordsDriver(db, "cache-storage", 250, {
+  const d = recordsDriver(db, "cache-storage", 250, {
     extra(store, writes) {
       const cleared = emptied.splice(0);
       for (const name of cleared) store.delete(name);
@@ -46,15 +48,27 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
       if (batch.pending) return responses.delete(batch.gone.map(urlOf), batch.pending);
       // Any other write (a run's last, giving its lease back) waits for every
       // response to go, and then for their records to: none is left to
-      // outlive the run and be finished again by the next openCacheStorage.
+      // outlive the run and be finished again after the store opens again.
       await responses.delete([]);
       if (emptied.length) {
-        const tx = db.transaction("records", "readwrite");
-        for (const name of emptied.splice(0)) tx.objectStore("records").delete(name);
-        await finished(tx).catch(() => {}); // left for the next openCacheStorage
+        const names = emptied.splice(0);
+        try {
+          const tx = db.transaction("records", "readwrite");
+          for (const name of names) tx.objectStore("records").delete(name);
+          await finished(tx);
+        } catch {
+          // Closed meanwhile: left for the next time the store opens.
+        }
       }
     },
   });
+  const list = d.list;
+  d.list = async (...args) => {
+    recovered ??= finishPending(db, cache, matchOptions).catch(() => {});
+    await recovered;
+    return list(...args);
+  };
+  return d;
 }
 
 /**
@@ -63,7 +77,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
  * queues a batch and returns once the batches two before it are done; with
  * no URLs, once all are; it never fails. When a batch's responses are gone,
  * `onGone` hears its `pending` record's name. When a `cache.delete` failed,
- * the record stays, and the next `openCacheStorage` tries again.
+ * the record stays, and the store tries again after it opens again.
  */
 function responseDeleter(cache, matchOptions, concurrency, onGone) {
   const queue = [];
@@ -92,13 +106,14 @@ function responseDeleter(cache, matchOptions, concurrency, onGone) {
   return {
     async delete(urls, pending) {
       if (urls.length) {
-        batches.push(batch(urls, pending));
+        const b = batch(urls, pending);
+        // In flight until settled, for every caller that waits for it.
+        batches.push(b);
+        b.then(() => (batches = batches.filter((x) => x !== b)));
         pump();
       }
       const keep = urls.length ? 2 : 0;
-      const due = batches.slice(0, Math.max(0, batches.length - keep));
-      batches = batches.slice(due.length);
-      await Promise.all(due);
+      await Promise.all(batches.slice(0, Math.max(0, batches.length - keep)));
     },
   };
 }
@@ -109,11 +124,11 @@ const urlOf = (name) => name.slice(name.indexOf("\0") + 1);
 
 /**
  * Finishes what a crash (or a failed `cache.delete`) left: the responses of
- * entries that batches deleted — unless an entry of the URL is back since,
- * or the cached response's `Date` header is not older than the batch (in
- * whole seconds): cached again after the batch, it is about to be tracked
- * (a service worker's first `cacheDidUpdate` opens the store between its
- * `cache.put` and its `track`). What fails stays for the next open.
+ * entries that batches deleted, unless an entry of the URL is back since.
+ * It runs before the store's first listing (a run's or a plan's), not when
+ * the store opens: a service worker's first `cacheDidUpdate` opens the store
+ * between its `cache.put` and its `track`, and the response it just cached
+ * must not go. A record whose deletions fail stays for the next time.
  */
 async function finishPending(db, cache, matchOptions) {
   const range = IDBKeyRange.bound(PENDING, PENDING.slice(0, -1) + "0", false, true);
@@ -121,22 +136,15 @@ async function finishPending(db, cache, matchOptions) {
   const [names, lists] = await Promise.all([done(store().getAllKeys(range)), done(store().getAll(range))]);
   for (let i = 0; i < names.length; i++) {
     try {
-      const when = Math.floor(Number(names[i].slice(PENDING.length).split("-")[0]) / 1000) * 1000;
       const entries = Array.isArray(lists[i]) ? lists[i].filter((n) => typeof n === "string") : [];
       const s = store();
       const back = await Promise.all(entries.map((n) => done(s.get(n))));
-      const gone = async (url) => {
-        const response = await cache.match(url, matchOptions);
-        const date = response ? new Date(response.headers.get("date") ?? NaN).getTime() : NaN;
-        if (response && date >= when) return; // cached again since
-        await cache.delete(url, matchOptions);
-      };
-      await Promise.all(entries.filter((_, j) => back[j] === undefined).map((n) => gone(urlOf(n))));
+      await Promise.all(entries.filter((_, j) => back[j] === undefined).map((n) => cache.delete(urlOf(n), matchOptions)));
       const tx = db.transaction("records", "readwrite");
       tx.objectStore("records").delete(names[i]);
       await finished(tx);
     } catch {
-      // Left for the next openCacheStorage.
+      // Left for the next time the store opens.
     }
   }
 }
@@ -183,7 +191,6 @@ export async function openCacheStorage(name, options = {}) {
   // ignoreVary, a response cached with a Vary header would not match the
   // bare URL and would outlive its entry.
   const match = { ignoreVary: true, ...matchOptions };
-  await finishPending(db, cache, match);
   const store = kvStoreOfDriver(cacheDriver(db, cache, match, concurrency));
   closesWith(store, db);
   return store;

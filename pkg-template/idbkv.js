@@ -168,13 +168,13 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
       spend();
       prefetched = null;
       const onlyDeletes = writes.every(([, bytes]) => bytes === null);
-      const tx = db.transaction("records", "readwrite", durability ? { durability } : undefined);
-      const store = tx.objectStore("records");
-      const result = finished(tx);
-      result.catch(() => {}); // awaited below, unless a request threw first
       let extra;
       let committed = false;
       try {
+        const tx = db.transaction("records", "readwrite", durability ? { durability } : undefined);
+        const store = tx.objectStore("records");
+        const result = finished(tx);
+        result.catch(() => {}); // awaited below, unless a request threw first
         const ok = await (async () => {
           // Every check first, in this transaction; the writes only when all hold.
           const names = checks.map(([n]) => n);

@@ -167,8 +167,9 @@ function opfsDriver(db, dir, lock, sync) {
         try {
           for (const [name, bytes] of writes) {
             if (isBlob(name) && bytes !== null) {
-              await writeFile(dir, fileOf(name), bytes, sync);
+              // Listed first: a write that fails may leave an empty file.
               written.push(fileOf(name));
+              await writeFile(dir, fileOf(name), bytes, sync);
             }
           }
           records.ops += writes.filter(([n]) => isBlob(n)).length;

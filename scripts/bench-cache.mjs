@@ -41,7 +41,7 @@ try {
   const r = await page.evaluate(([t, k, n]) => window.benchCache(t, k, n), [TOTAL, KEEP, ROUNDS]);
   const ms = (v) => `${Math.round(v)} ms`;
   const where = onDisk ? "a profile on disk" : "an off-the-record context (storage in memory; PROFILE=disk for a profile on disk)";
-  console.log(`\n## Cache Storage: expiring ${TOTAL - KEEP} of ${TOTAL} cached responses — Chromium ${browser?.version() ?? ""}, ${where}, median of ${ROUNDS} rounds\n`);
+  console.log(`\n## Cache Storage: expiring ${TOTAL - KEEP} of ${TOTAL} cached responses — Chromium${browser ? ` ${browser.version()}` : ""}, ${where}, median of ${ROUNDS} rounds\n`);
   console.log("| code | time | left | workbox-expiration time / this time |");
   console.log("| --- | --- | --- | --- |");
   console.log(`| workbox-expiration (ExpirationPlugin's) | ${ms(r.workbox)} | ${r.workboxLeft} | 1.00 |`);

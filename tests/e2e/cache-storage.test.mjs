@@ -1,7 +1,7 @@
 // Cache Storage (issue #11) through a crash: the page's renderer is killed
 // (CDP Page.crash) while a run deletes entries and their responses, at a
 // different moment each round. Afterwards no live response is missing, and
-// after the next openCacheStorage and one run the cache holds exactly the
+// after the store is opened again and one run the cache holds exactly the
 // entries the policy keeps, every one with its response. And a response
 // cached with a Vary header goes with its entry, and the key–value scenario
 // of the other stores (references, shared blobs, TTLs) runs on it.
@@ -69,6 +69,7 @@ for (const [round, delay, stall] of [[1, 0], [2, 100], [3, 0, 25]]) {
     const afterCrash = await page.evaluate(cachedUrls, name);
     for (const u of live) assert.ok(afterCrash.includes(u), `live response ${u} was deleted`);
     assert.ok(afterCrash.length < TOTAL, "the run had deleted responses before the crash");
+    assert.ok(afterCrash.length > KEEP, "the crash came before the run was done");
     if (stall) assert.equal(afterCrash.length, TOTAL - stall, "the crash came with responses of deleted entries left");
 
     // Reopened (which finishes deletions a crash interrupted) and run to the
@@ -83,6 +84,11 @@ for (const [round, delay, stall] of [[1, 0], [2, 100], [3, 0, 25]]) {
     });
     assert.deepEqual(entries, [...live].sort(), "the entries are the newest, as maxEntries keeps");
     assert.deepEqual(await page.evaluate(cachedUrls, name), [...live].sort(), "each kept entry has its response, and no other response is left");
+    const pending = await page.evaluate(async (db) => {
+      const { recordNames } = await import("/tests/shared/store-names.js");
+      return (await recordNames(db)).filter((n) => n.startsWith("kvsweep/d/"));
+    }, `kvsweep-cache:${name}`);
+    assert.deepEqual(pending, [], "the run left no record of pending deletions");
     await page.evaluate(async (n) => {
       window.state.sweeper.close();
       window.state.store.close();
