@@ -88,7 +88,12 @@ test("a crash while blobs are written leaves no file unrecorded after the next o
       }
     })().catch(() => {});
   }, blobsOf.toString());
+  // Three blobs recorded, and the fourth's file begun (its close never returns).
   await page.waitForFunction(() => window.written >= 3);
+  for (let n = 0; n < 4; ) {
+    n = await page.evaluate(async () => (await (await import("/tests/shared/store-names.js")).opfsFiles("crash-write")).length);
+    if (n < 4) await new Promise((r) => setTimeout(r, 20));
+  }
   await crashPage(context, page);
 
   page = await newPage(context);
