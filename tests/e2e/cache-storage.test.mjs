@@ -61,6 +61,8 @@ for (const [round, delay, stall] of [[1, 0], [2, 100], [3, 0, 25]]) {
       window.state.sweeper.run({ onProgress: (p) => (window.progress.push(p.deleted), new Promise((r) => setTimeout(r, 10))) }).catch(() => {});
     });
     await page.waitForFunction((n) => window.progress.at(-1) >= n, stall ? stall + 5 : 20);
+    // Some responses gone already, so that the crash finds the run under way.
+    while ((await page.evaluate(cachedUrls, name)).length === TOTAL) await new Promise((r) => setTimeout(r, 10));
     await new Promise((r) => setTimeout(r, delay));
     await crashPage(context, page);
 
