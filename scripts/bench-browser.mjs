@@ -11,10 +11,13 @@
 // the same page run, their ratio, and the target.
 //
 // Environment: BENCH_SKIP_BUILD=1, CHROMIUM (default /usr/bin/chromium),
-// BENCH_TIMEOUT_MIN (per size, default 30).
+// BENCH_TIMEOUT_MIN (per size, default 30), PROFILE=disk (each size in a fresh
+// profile on disk, as a user's is; by default an off-the-record context, where
+// Chromium keeps IndexedDB in memory).
 import { spawnSync } from "node:child_process";
 import { createServer } from "node:http";
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { existsSync } from "node:fs";
 import { extname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +35,7 @@ const ARGS = [
   "--disable-component-update",
   "--disable-sync",
 ];
+const ON_DISK = process.env.PROFILE === "disk";
 const SIZE_TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MIN ?? 30) * 60_000;
 /** The rows bench/bench.js knows (its ROWS), for --only. */
 const ROW_NAMES = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "background", "memory"];
@@ -181,11 +185,16 @@ function within(ms, promise, what) {
 }
 
 /**
- * One size in a fresh context and page, so IndexedDB starts empty. The page's
- * [bench] console lines are echoed as progress; its errors are kept for the report.
+ * One size in a fresh context and page, so IndexedDB starts empty: an
+ * off-the-record context of `browser`, or with PROFILE=disk a new profile
+ * directory (removed afterwards). The page's [bench] console lines are echoed
+ * as progress; its errors are kept for the report.
  */
 async function benchOneSize(browser, url, size, only) {
-  const context = await browser.newContext();
+  const profile = ON_DISK ? await mkdtemp(join(tmpdir(), "kvsweep-bench-")) : null;
+  const context = ON_DISK
+    ? await (await import("playwright-core")).chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: ARGS, timeout: 60_000 })
+    : await browser.newContext();
   context.setDefaultTimeout(SIZE_TIMEOUT_MS);
   const errors = [];
   try {
@@ -213,6 +222,7 @@ async function benchOneSize(browser, url, size, only) {
     return { size, fatal: e.message, rows: {}, warnings: [], pageErrors: errors };
   } finally {
     await within(30_000, context.close(), "closing the context").catch(() => {});
+    if (profile) await rm(profile, { recursive: true, force: true });
   }
 }
 
@@ -366,7 +376,8 @@ async function main() {
   }
 
   const first = results.find((r) => r.timedOps !== undefined);
-  console.log(`\n## kvsweep vs plain IndexedDB — Chromium ${version}, package ${opts.pkg}\n`);
+  const where = ON_DISK ? "a profile on disk" : "an off-the-record context (IndexedDB in memory; PROFILE=disk for a profile on disk)";
+  console.log(`\n## kvsweep vs plain IndexedDB — Chromium ${version}, ${where}, package ${opts.pkg}\n`);
   console.log(renderTable(results));
   console.log(
     `\nRates per second (time in brackets). ratio = kvsweep rate / baseline rate in the same page run` +

@@ -1,7 +1,9 @@
 //! The executor: runs a plan against a store in batches, entries first, then
 //! the blobs they freed, then temps, re-checking each item before it goes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use crate::vecmap::VecMap;
 
 use serde::Serialize;
 
@@ -51,7 +53,7 @@ pub struct RunReport {
     /// False when the run stopped early (aborted or out of budget).
     pub done: bool,
     pub mode: Mode,
-    pub deleted: BTreeMap<Reason, Tally>,
+    pub deleted: VecMap<Reason, Tally>,
     /// Items planned for deletion that were kept because they were no longer garbage.
     pub kept: u64,
     pub scanned: u64,
@@ -86,7 +88,7 @@ pub struct Cursor {
     pub mode: Mode,
     pub started_at: crate::model::Millis,
     pub after: Position,
-    pub deleted: BTreeMap<Reason, Tally>,
+    pub deleted: VecMap<Reason, Tally>,
     pub kept: u64,
 }
 
@@ -121,7 +123,7 @@ impl Cursor {
             }
             _ => return Err(malformed("a cursor position is not [kind, namespace, key]")),
         };
-        let mut deleted = BTreeMap::new();
+        let mut deleted = VecMap::new();
         match f.required("deleted")? {
             rmpv::Value::Map(pairs) => {
                 for (k, v) in pairs {

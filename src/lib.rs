@@ -10,6 +10,7 @@
 extern crate alloc;
 
 mod sort;
+pub mod vecmap;
 
 pub mod mark;
 pub mod model;

@@ -1,6 +1,6 @@
 //! The planner: inventory + policy + `now` → plan. Pure: no I/O, no clock.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use crate::vecmap::{VecMap, VecSet};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::mark::mark_reachable;
 use crate::model::{BlobInfo, EntryId, Inventory, InventoryEntry, Millis};
 use crate::policy::{Policy, Rules};
-use crate::sort::{set_of, sort, sort_by, sort_ixs_by};
+use crate::sort::{sort, sort_by, sort_ixs_by};
 
 /// Why an item is in a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -144,7 +144,7 @@ pub struct Summary {
     pub temps: u64,
     /// Unreferenced blobs kept because they are younger than `orphanGraceMs`.
     pub young_blobs: u64,
-    pub deleted: BTreeMap<Reason, Tally>,
+    pub deleted: VecMap<Reason, Tally>,
     /// Entries whose metadata could not be decoded: kept and reported.
     pub corrupt: Vec<EntryId>,
     pub corrupt_blobs: Vec<String>,
@@ -370,8 +370,8 @@ fn zombies(inv: &Inventory, names: &[&str]) -> Vec<String> {
     let Some(registered) = &inv.namespaces else {
         return Vec::new();
     };
-    let registered: BTreeSet<&str> = set_of(registered.iter().map(String::as_str));
-    let present: BTreeSet<&str> = set_of(
+    let registered: VecSet<&str> = VecSet::from_iter(registered.iter().map(String::as_str));
+    let present: VecSet<&str> = VecSet::from_iter(
         names
             .iter()
             .copied()
@@ -409,7 +409,8 @@ impl EntryPlanner<'_> {
         // Namespaces whose entries are all kept: they hold undecodable
         // entries (whose references are unknown) or they are zombies
         // (deleted explicitly).
-        let corrupt_ns: BTreeSet<&str> = set_of(inv.corrupt.iter().map(|id| id.namespace.as_str()));
+        let corrupt_ns: VecSet<&str> =
+            VecSet::from_iter(inv.corrupt.iter().map(|id| id.namespace.as_str()));
         let names = &grouped.names;
         let mut by_name: Vec<Ix> = (0..names.len()).map(ix).collect();
         sort_ixs_by(&mut by_name, &|a, b| {

@@ -1,6 +1,6 @@
 //! What to keep: the policy of SPEC §2, with per-namespace overrides.
 
-use alloc::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use alloc::string::String;
 
 use crate::model::Millis;
@@ -31,7 +31,7 @@ pub struct Rules {
     pub max_bytes: Option<u64>,
     /// In (0, 1]; defaults to [`DEFAULT_LOW_WATERMARK`].
     pub low_watermark: Option<f64>,
-    pub groups: BTreeMap<String, GroupRule>,
+    pub groups: VecMap<String, GroupRule>,
 }
 
 impl Rules {
@@ -63,7 +63,7 @@ impl Rules {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub rules: Rules,
-    pub namespaces: BTreeMap<String, Rules>,
+    pub namespaces: VecMap<String, Rules>,
     pub orphan_grace_ms: Millis,
     pub temp_max_age_ms: Millis,
 }
@@ -72,7 +72,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             rules: Rules::default(),
-            namespaces: BTreeMap::new(),
+            namespaces: VecMap::new(),
             orphan_grace_ms: DEFAULT_ORPHAN_GRACE_MS,
             temp_max_age_ms: DEFAULT_TEMP_MAX_AGE_MS,
         }

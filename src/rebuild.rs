@@ -92,14 +92,13 @@
 //! Backends whose batches become visible to readers one write at a time (not
 //! just cut short) break the writers' counts as well as this argument.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::vecmap::{VecMap, VecSet};
 
 use serde::Serialize;
 
 use crate::codec::{self, BlobRecord};
 use crate::model::{EntryId, EntryMeta};
 use crate::refcount::distinct;
-use crate::sort::{map_of, set_of};
 use crate::store::{id_key, stamp, Op, Record, Store, StoreError, Table};
 
 /// The `State` record holding the epoch of the latest rebuild.
@@ -243,17 +242,17 @@ impl<T> Seen<T> {
 
 /// One complete listing of `Meta`, then of `BlobMeta`.
 struct Collect {
-    entries: BTreeMap<EntryId, Seen<EntryMeta>>,
+    entries: VecMap<EntryId, Seen<EntryMeta>>,
     /// The values entry records held in themselves, with the record's stamp:
     /// a fix rewrites the record it expects, value and all.
-    inline: BTreeMap<EntryId, (u64, Vec<u8>)>,
-    blobs: BTreeMap<String, Seen<BlobRecord>>,
+    inline: VecMap<EntryId, (u64, Vec<u8>)>,
+    blobs: VecMap<String, Seen<BlobRecord>>,
 }
 
 impl Collect {
     async fn read<S: Store>(store: &S, page: usize) -> Result<Collect, StoreError> {
-        let mut inline = BTreeMap::new();
-        let entries = map_of(list_all(store, Table::Meta, page).await?.into_iter().map(
+        let mut inline = VecMap::new();
+        let entries = VecMap::from_iter(list_all(store, Table::Meta, page).await?.into_iter().map(
             |(id, bytes)| {
                 let stamp = stamp(&bytes);
                 let seen = match codec::decode_meta(&bytes) {
@@ -266,7 +265,7 @@ impl Collect {
                 (id, seen)
             },
         ));
-        let blobs = map_of(
+        let blobs = VecMap::from_iter(
             list_all(store, Table::BlobMeta, page)
                 .await?
                 .into_iter()
@@ -353,16 +352,16 @@ impl Fix {
 #[derive(Default)]
 struct Doubts {
     /// Namespaces with undecodable metadata in some collect.
-    corrupt_namespaces: BTreeSet<String>,
+    corrupt_namespaces: VecSet<String>,
     /// Entries that an unstable entry was seen referencing.
-    entries: BTreeSet<EntryId>,
+    entries: VecSet<EntryId>,
     /// Blobs that an unstable entry was seen referencing.
-    blobs: BTreeSet<String>,
+    blobs: VecSet<String>,
 }
 
 fn doubts(collects: [&Collect; 3]) -> Doubts {
     let mut d = Doubts::default();
-    let keys: BTreeSet<&EntryId> = set_of(collects.iter().flat_map(|c| c.entries.keys()));
+    let keys: VecSet<&EntryId> = VecSet::from_iter(collects.iter().flat_map(|c| c.entries.keys()));
     for id in keys {
         let seen: Vec<Option<&Seen<EntryMeta>>> =
             collects.iter().map(|c| c.entries.get(id)).collect();
@@ -399,8 +398,8 @@ enum Hold {
 /// The fixes to make, from the three collects (see the module documentation).
 fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildReport) -> Vec<Fix> {
     // The counts, from the last collect.
-    let mut entry_counts: BTreeMap<EntryId, u64> = BTreeMap::new();
-    let mut blob_counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut entry_counts: VecMap<EntryId, u64> = VecMap::new();
+    let mut blob_counts: VecMap<String, u64> = VecMap::new();
     for (id, seen) in &last.entries {
         let Some(meta) = seen.record() else {
             report.corrupt.push(id.clone());

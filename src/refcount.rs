@@ -5,7 +5,7 @@
 //! commit record and decrements after, so a batch cut short over-counts
 //! (a leak a rebuild repairs) and never under-counts (a live reference lost).
 
-use std::collections::BTreeMap;
+use crate::vecmap::{VecMap, VecSet};
 
 use crate::codec::{self, BlobRecord};
 use crate::error::Error;
@@ -18,10 +18,10 @@ use crate::store::{id_key, Op, Read, Reads, Table};
 #[derive(Default)]
 pub struct Counts {
     /// Each entry's metadata with its record as read (which may hold its value).
-    entries: BTreeMap<EntryId, Option<(EntryMeta, Vec<u8>)>>,
-    blobs: BTreeMap<String, Option<BlobRecord>>,
-    entry_delta: BTreeMap<EntryId, i64>,
-    blob_delta: BTreeMap<String, i64>,
+    entries: VecMap<EntryId, Option<(EntryMeta, Vec<u8>)>>,
+    blobs: VecMap<String, Option<BlobRecord>>,
+    entry_delta: VecMap<EntryId, i64>,
+    blob_delta: VecMap<String, i64>,
 }
 
 impl Counts {
@@ -150,7 +150,7 @@ fn apply_delta(count: u64, delta: i64) -> u64 {
 
 /// `items` without repeats, in first-seen order.
 pub fn distinct(items: &[String]) -> Vec<String> {
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = VecSet::new();
     items
         .iter()
         .filter(|i| seen.insert(i.as_str()))

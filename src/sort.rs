@@ -3,7 +3,6 @@
 //! the .wasm each); these helpers sort `u32` indices under a `dyn` comparator,
 //! so the module holds a single copy. Stable, they order exactly as `sort_by`.
 
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
@@ -36,22 +35,6 @@ pub fn sort_by<T>(items: &mut [T], cmp: impl Fn(&T, &T) -> Ordering) {
 /// Sorts `items` in their order: what `items.sort()` does.
 pub fn sort<T: Ord>(items: &mut [T]) {
     sort_by(items, T::cmp);
-}
-
-/// A set of `items`, built by insertion: `collect()` sorts them first, with
-/// a sort copy of its own per element type.
-pub fn set_of<T: Ord>(items: impl IntoIterator<Item = T>) -> BTreeSet<T> {
-    let mut set = BTreeSet::new();
-    set.extend(items);
-    set
-}
-
-/// A map of `pairs`, built by insertion (the last value of a key wins, as
-/// with `collect()`, which would sort them first).
-pub fn map_of<K: Ord, V>(pairs: impl IntoIterator<Item = (K, V)>) -> BTreeMap<K, V> {
-    let mut map = BTreeMap::new();
-    map.extend(pairs);
-    map
 }
 
 #[cfg(test)]

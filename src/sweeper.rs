@@ -1,8 +1,8 @@
 //! `Sweeper`: the API users call (SPEC §8), over any [`Store`]. Time is passed
 //! in as `now`; the JS binding reads its injected clock and passes it on.
 
+use crate::vecmap::VecSet;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec::{self, StoredValue};
 pub use crate::error::Error;
@@ -125,7 +125,7 @@ pub struct Sweeper<S: Store> {
     policy: Policy,
     config: Config,
     /// Namespaces known to be registered, so `put` writes the record once.
-    registered: RefCell<BTreeSet<String>>,
+    registered: RefCell<VecSet<String>>,
     progress: RefCell<Progress>,
     /// Writes made, for write ids.
     writes: Cell<u64>,
@@ -134,8 +134,9 @@ pub struct Sweeper<S: Store> {
     seen: RefCell<std::collections::HashMap<EntryId, Option<Vec<u8>>>>,
     /// `accessedAt` refreshes that reads deferred, by entry: written in one
     /// batch by `flush_touches` (before every run and plan, and by the JS
-    /// binding on a timer), so a read costs no write of its own.
-    touches: RefCell<BTreeMap<EntryId, Millis>>,
+    /// binding on a timer), so a read costs no write of its own. In read
+    /// order, with repeats: the flush merges them.
+    touches: RefCell<Vec<(EntryId, Millis)>>,
 }
 
 impl<S: Store> Sweeper<S> {
@@ -144,13 +145,13 @@ impl<S: Store> Sweeper<S> {
             store,
             policy,
             config,
-            registered: RefCell::new(BTreeSet::new()),
+            registered: RefCell::new(VecSet::new()),
             progress: RefCell::new(Progress {
                 phase: "idle",
                 ..Progress::default()
             }),
             writes: Cell::new(0),
-            touches: RefCell::new(BTreeMap::new()),
+            touches: RefCell::new(Vec::new()),
             seen: RefCell::new(std::collections::HashMap::new()),
         }
     }
@@ -409,9 +410,7 @@ impl<S: Store> Sweeper<S> {
             cause,
         })?;
         if now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
-            let mut touches = self.touches.borrow_mut();
-            let at = touches.entry(id.clone()).or_insert(now);
-            *at = (*at).max(now);
+            self.touches.borrow_mut().push((id.clone(), now));
         }
         Ok(Some((meta, value)))
     }
@@ -529,9 +528,16 @@ impl<S: Store> Sweeper<S> {
     /// returns how many entries moved. Best effort: an entry rewritten or
     /// deleted since its read is left alone.
     pub async fn flush_touches(&self) -> Result<usize, Error> {
-        let touches: Vec<(EntryId, Millis)> = std::mem::take(&mut *self.touches.borrow_mut())
-            .into_iter()
-            .collect();
+        let mut read: Vec<(EntryId, Millis)> = std::mem::take(&mut *self.touches.borrow_mut());
+        // One refresh per entry, to its latest read.
+        crate::sort::sort_by(&mut read, |a, b| a.0.cmp(&b.0));
+        let mut touches: Vec<(EntryId, Millis)> = Vec::with_capacity(read.len());
+        for (id, at) in read {
+            match touches.last_mut() {
+                Some(last) if last.0 == id => last.1 = last.1.max(at),
+                _ => touches.push((id, at)),
+            }
+        }
         if touches.is_empty() {
             return Ok(0);
         }

@@ -3,7 +3,7 @@
 //! (`benches/plan_bench.rs`) and the wasm one (`examples/plan_bench_wasm.rs`)
 //! plan the very same store.
 
-use std::collections::BTreeMap;
+use kvsweep::vecmap::VecMap;
 
 use kvsweep::{
     BlobInfo, EntryId, EntryMeta, GroupRule, Inventory, InventoryEntry, Millis, Policy, Rules,
@@ -58,10 +58,10 @@ fn namespace_name(n: usize) -> String {
 /// The policy the store is planned under: global age and group rules, and
 /// quotas on some namespaces.
 pub fn bench_policy(namespaces: usize) -> Policy {
-    let mut groups = BTreeMap::new();
+    let mut groups = VecMap::new();
     groups.insert("nightly".to_string(), GroupRule { keep_last: 7 });
     groups.insert("drafts".to_string(), GroupRule { keep_last: 20 });
-    let mut overrides = BTreeMap::new();
+    let mut overrides = VecMap::new();
     for n in 0..namespaces {
         let rules = if n % 10 == 3 {
             Rules {

@@ -4,7 +4,7 @@
 //! test and fuzz it without a JS engine; the wasm binding converts `JsValue`s
 //! into [`OptValue`]s.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use std::fmt;
 
 use crate::model::{is_blob_id, Millis};
@@ -170,16 +170,16 @@ fn join(path: &str, key: &str) -> String {
 /// The fields of an options object, checked against the names it may have.
 struct Fields<'a> {
     path: String,
-    fields: BTreeMap<&'a str, &'a OptValue>,
+    fields: VecMap<&'a str, &'a OptValue>,
 }
 
 impl<'a> Fields<'a> {
     /// `value` must be undefined (no options) or a plain object with only `known` keys.
     fn new(value: &'a OptValue, path: &str, known: &[&str]) -> Result<Fields<'a>> {
         let fields = match value {
-            OptValue::Undefined | OptValue::Null => BTreeMap::new(),
+            OptValue::Undefined | OptValue::Null => VecMap::new(),
             OptValue::Object(kv) => {
-                let mut fields = BTreeMap::new();
+                let mut fields = VecMap::new();
                 for (k, v) in kv {
                     if !known.contains(&k.as_str()) {
                         return err(format!(
@@ -307,7 +307,7 @@ fn parse_rules(f: &Fields<'_>) -> Result<Rules> {
             ))
         }
     };
-    let mut groups = BTreeMap::new();
+    let mut groups = VecMap::new();
     if let Some(g) = f.get("groups") {
         let path = f.path("groups");
         let OptValue::Object(kv) = g else {

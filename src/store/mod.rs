@@ -1,8 +1,8 @@
 //! The store trait: a few tables of byte records, listed in pages, read and
 //! written in batches. Backends implement it; everything above speaks only to it.
 
+use crate::vecmap::VecMap;
 use core::fmt;
-use std::collections::BTreeMap;
 
 use crate::error::Error;
 use crate::model::{EntryId, Millis};
@@ -361,7 +361,7 @@ pub enum Step<T> {
 /// The records a step has read, by table and key; `None` where absent.
 #[derive(Clone, Debug, Default)]
 pub struct Reads {
-    records: BTreeMap<(Table, EntryId), Option<Vec<u8>>>,
+    records: VecMap<(Table, EntryId), Option<Vec<u8>>>,
     ranges: Vec<(Table, EntryId, EntryId)>,
     tainted: Vec<(Table, EntryId, EntryId)>,
 }
@@ -395,7 +395,7 @@ impl Reads {
             return Vec::new();
         }
         self.records
-            .range((table, from.clone())..=(table, to.clone()))
+            .range_incl(&(table, from.clone()), &(table, to.clone()))
             .filter(|(_, v)| v.is_some())
             .map(|((_, k), _)| k)
             .collect()
