@@ -96,3 +96,25 @@ Object.defineProperty(Sweeper.prototype, "entries", {
     return pages(this, true, options);
   },
 });
+
+// The maintenance operations (SPEC §5): the module has one entry point for
+// all of them (maintain), so their promise glue is compiled once; each is a
+// method here.
+for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zombies", "deleteNamespace", "health"]) {
+  Object.defineProperty(Sweeper.prototype, name, {
+    configurable: true,
+    writable: true,
+    value: {
+      [name](a, b) {
+        if (freed(this)) {
+          return Promise.reject(new Error(`kvsweep: Sweeper.${name}: this Sweeper was freed (free() was called); make a new one`));
+        }
+        try {
+          return RawSweeper.prototype.maintain.call(this, name, a, b);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      },
+    }[name],
+  });
+}

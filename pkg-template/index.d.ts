@@ -1,6 +1,6 @@
 // The package initialises its WebAssembly on import; these are the API's types.
 export * from "./kvsweep.js";
-import { Sweeper as GlueSweeper, type ListOptions } from "./kvsweep.js";
+import { Sweeper as GlueSweeper, type ListOptions, type RunReport } from "./kvsweep.js";
 
 /** The glue's Sweeper, with readable errors and the iterators below. */
 export declare class Sweeper extends GlueSweeper {
@@ -8,6 +8,50 @@ export declare class Sweeper extends GlueSweeper {
   keys(options?: ListOptions): AsyncGenerator<string, void, undefined>;
   /** `[key, value]` pairs of the entries `get` would return, in key order. */
   entries(options?: ListOptions): AsyncGenerator<[string, unknown], void, undefined>;
+  /** The most recently updated entries (of one namespace, or of all), newest first; limit 1–10,000, default 50. */
+  history(options?: { namespace?: string; limit?: number }): Promise<EntryDetail[]>;
+  /** One entry with its metadata and decoded value; expired ones only with includeExpired. Does not count as a use (no accessedAt refresh). */
+  detail(key: string, options?: { namespace?: string; includeExpired?: boolean }): Promise<(EntryDetail & { value: unknown }) | undefined>;
+  /** The key a prefix names: itself when it is a key, the only key it begins, else up to 20 candidates, or none. */
+  resolvePrefix(prefix: string, options?: { namespace?: string }): Promise<{ key: string } | { ambiguous: string[] } | { none: true }>;
+  /** Deletes entries not updated for olderThanMs (pinned ones, and old ones fresher entries reference, stay): a full run under that age alone. */
+  prune(options: { olderThanMs: number }): Promise<RunReport>;
+  /** Hashes blobs again (those of one shard when given) and reports corrupt and missing ones and the entries that reference them; repair removes corrupt blobs. */
+  verify(options?: { shard?: { index: number; count: number }; repair?: boolean }): Promise<VerifyReport>;
+  /** Namespaces that hold entries but have no registration record. */
+  zombies(): Promise<{ namespace: string; entries: number; bytes: number }[]>;
+  /** Deletes every entry of a namespace, then its registration record. */
+  deleteNamespace(namespace: string): Promise<RunReport>;
+  /** healthy / warning / critical, with the reasons, from the run log kept in the store. */
+  health(): Promise<Health>;
+}
+
+/** An entry's metadata, as history() and detail() show it. */
+export interface EntryDetail {
+  namespace: string; key: string;
+  createdAt: number; updatedAt: number; accessedAt: number; expiresAt?: number;
+  size: number; group?: string; pinned: boolean; locked: boolean; dependent: boolean;
+  refs: string[]; blobs: string[];
+  /** How many entries reference this one. */
+  referrers: number;
+}
+/** What verify() found. */
+export interface VerifyReport {
+  checked: number; bytes: number;
+  corrupt: string[]; missing: string[]; unreadable: string[]; removed: string[];
+  referrers: { namespace: string; key: string; blob: string }[];
+}
+/** One run in the store's run log. */
+export interface LoggedRun {
+  at: number; durationMs: number; mode: "light" | "full";
+  done: boolean; failed: boolean; deleted: number; bytes: number; errors: number;
+}
+export interface Health {
+  status: "healthy" | "warning" | "critical";
+  reasons: string[];
+  lastSuccessAt?: number;
+  /** The last runs, newest last (at most 32). */
+  runs: LoggedRun[];
 }
 
 import type { KvStore } from "./kvsweep.js";

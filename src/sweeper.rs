@@ -14,6 +14,12 @@ use crate::refcount::distinct;
 use crate::store::{id_key, value_key, Access, Op, Read, Step, Store, StoreError, Table};
 use crate::write::{self, entry_tables, EntryWrite};
 
+mod maint;
+pub use maint::{
+    assess, decode_run_log, Health, HealthFacts, HealthStatus, LoggedRun, Referrer, Resolved,
+    Shard, VerifyReport, Zombie, AMBIGUOUS_MAX, RUN_LOG_LEN,
+};
+
 /// Default largest value `put` and `putBlob` accept: 64 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 << 20;
 
@@ -362,6 +368,18 @@ impl<S: Store> Sweeper<S> {
         now: Millis,
         include_expired: bool,
     ) -> Result<Option<(EntryMeta, StoredValue)>, Error> {
+        self.read_entry(id, now, include_expired, true).await
+    }
+
+    /// [`Sweeper::detail`] as an operator reads it (`touch` false): the
+    /// read does not count as a use, so it moves no `accessedAt`.
+    pub async fn read_entry(
+        &self,
+        id: &EntryId,
+        now: Millis,
+        include_expired: bool,
+        touch: bool,
+    ) -> Result<Option<(EntryMeta, StoredValue)>, Error> {
         // The record first, alone: a transaction over one table is the
         // cheapest read, and most values live in their entry's record. A value
         // with a record of its own is read next; if a newer write replaced it
@@ -409,7 +427,7 @@ impl<S: Store> Sweeper<S> {
             what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
             cause,
         })?;
-        if now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
+        if touch && now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
             self.touches.borrow_mut().push((id.clone(), now));
         }
         Ok(Some((meta, value)))

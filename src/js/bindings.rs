@@ -418,6 +418,7 @@ impl Inner {
             false => Ok(None),
         };
         let took = leased && matches!(held_by, Ok(None));
+        let started = js_sys::Date::now();
         let report = match held_by {
             Ok(None) => self.sweeper.run(mode, now, host).await,
             Ok(Some(holder)) => {
@@ -434,6 +435,11 @@ impl Inner {
         if took {
             // A lease not given back lapses after its TTL.
             let _ = self.sweeper.release_lease(&self.lease_owner).await;
+        }
+        if host.leased_by.is_none() {
+            let mut logged = crate::sweeper::LoggedRun::of(now, report.as_ref().map_err(|_| ()));
+            logged.duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+            self.sweeper.log_run(logged).await;
         }
         let report = report?;
         // Stopped inside a listing page by the call limit.
@@ -1039,6 +1045,118 @@ impl JsSweeper {
         Ok(())
     }
 
+    /// The maintenance operations of SPEC §5 behind one entry point, so the
+    /// promise glue is compiled once: `api.js` gives each its method
+    /// (`history`, `detail`, `resolvePrefix`, `prune`, `verify`, `zombies`,
+    /// `deleteNamespace`, `health`), `a` and `b` being that method's arguments.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn maintain(&self, op: &str, a: JsValue, b: JsValue) -> Promise {
+        let op = op.to_string();
+        promise(&self.inner, |inner| async move {
+            let now = inner.now()?;
+            let sw = &inner.sweeper;
+            let fail = |e: Error| js_err(format!("{op}: {e}"));
+            // The run's host type: listing and planning are compiled once.
+            let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
+            match op.as_str() {
+                "history" => {
+                    let (ns, limit) = options::parse_history_options(&opt(&a)?).map_err(js_err)?;
+                    if let Some(ns) = &ns {
+                        sw.known_namespace(ns, "history").await.map_err(js_err)?;
+                    }
+                    let _ = sw.flush_touches().await;
+                    let found = sw
+                        .history(ns.as_deref(), limit, &mut host)
+                        .await
+                        .map_err(fail)?;
+                    let out: Vec<EntryOut> =
+                        found.iter().map(|e| EntryOut::of(&e.id, &e.meta)).collect();
+                    to_js(&out)
+                }
+                "detail" => {
+                    let (id, include_expired) = key_options(&a, &b, "detail")?;
+                    sw.known_namespace(&id.namespace, "detail")
+                        .await
+                        .map_err(js_err)?;
+                    let _ = sw.flush_touches().await;
+                    let Some((meta, value)) = sw
+                        .read_entry(&id, now, include_expired, false)
+                        .await
+                        .map_err(fail)?
+                    else {
+                        return Ok(JsValue::UNDEFINED);
+                    };
+                    let out = to_js(&EntryOut::of(&id, &meta))?;
+                    let value = convert::from_stored(&value).map_err(js_err)?;
+                    let _ = Reflect::set(&out, &"value".into(), &value);
+                    Ok(out)
+                }
+                "resolvePrefix" => {
+                    let prefix = match a.as_string() {
+                        Some(p) if !p.is_empty() && !convert::lone_surrogate(&a, &p) => p,
+                        _ => {
+                            return Err(js_err(format!(
+                            "resolvePrefix: prefix must be a non-empty, well-formed string, got {}",
+                            convert::describe(&a)
+                        )))
+                        }
+                    };
+                    let ns = options::parse_namespace_options(&opt(&b)?, "resolvePrefix")
+                        .map_err(js_err)?;
+                    sw.known_namespace(&ns, "resolvePrefix")
+                        .await
+                        .map_err(js_err)?;
+                    let out = js_sys::Object::new();
+                    let (k, v): (&str, JsValue) =
+                        match sw.resolve_prefix(&ns, &prefix, now).await.map_err(fail)? {
+                            crate::sweeper::Resolved::Key(k) => ("key", k.into()),
+                            crate::sweeper::Resolved::Ambiguous(keys) => {
+                                ("ambiguous", to_js(&keys)?)
+                            }
+                            crate::sweeper::Resolved::None => ("none", true.into()),
+                        };
+                    let _ = Reflect::set(&out, &k.into(), &v);
+                    Ok(out.into())
+                }
+                "prune" => {
+                    let older = options::parse_prune_options(&opt(&a)?).map_err(js_err)?;
+                    inner.running.set(true);
+                    let report = sw.prune(older, now, &mut host).await;
+                    inner.running.set(false);
+                    to_js(&report.map_err(fail)?)
+                }
+                "verify" => {
+                    let (shard, repair) =
+                        options::parse_verify_options(&opt(&a)?).map_err(js_err)?;
+                    to_js(&sw.verify(shard, repair, &mut host).await.map_err(fail)?)
+                }
+                "zombies" => to_js(&sw.zombies(&mut host).await.map_err(fail)?),
+                "deleteNamespace" => {
+                    let ns = match a.as_string() {
+                        Some(ns) if !convert::lone_surrogate(&a, &ns) => ns,
+                        _ => {
+                            return Err(js_err(format!(
+                                "deleteNamespace: namespace must be a well-formed string, got {}",
+                                convert::describe(&a)
+                            )))
+                        }
+                    };
+                    inner.running.set(true);
+                    let report = sw.delete_namespace(&ns, &mut host).await;
+                    inner.running.set(false);
+                    to_js(&report.map_err(js_err)?)
+                }
+                "health" => {
+                    let period = inner.driver.period_ms();
+                    to_js(&sw.health(period, now).await.map_err(fail)?)
+                }
+                _ => Err(js_err(format!(
+                    "Sweeper.maintain: unknown operation {op:?}"
+                ))),
+            }
+        })
+    }
+
     /// The scheduler's state: runs so far, failures, the next run, the last one.
     #[wasm_bindgen(unchecked_return_type = "Stats")]
     pub fn stats(&self) -> JsValue {
@@ -1119,6 +1237,50 @@ fn put_items(items: &JsValue) -> Result<Vec<(EntryId, StoredValue, PutOptions)>,
         out.push((EntryId::new(ns, key), value, opts));
     }
     Ok(out)
+}
+
+/// An entry as `history` and `detail` show it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryOut<'a> {
+    namespace: &'a str,
+    key: &'a str,
+    created_at: Millis,
+    updated_at: Millis,
+    accessed_at: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Millis>,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    pinned: bool,
+    locked: bool,
+    dependent: bool,
+    refs: &'a [String],
+    blobs: &'a [String],
+    /// Entries that reference this one.
+    referrers: u64,
+}
+
+impl<'a> EntryOut<'a> {
+    fn of(id: &'a EntryId, m: &'a crate::model::EntryMeta) -> Self {
+        EntryOut {
+            namespace: &id.namespace,
+            key: &id.key,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            accessed_at: m.accessed_at,
+            expires_at: m.expires_at,
+            size: m.size,
+            group: m.group.as_deref(),
+            pinned: m.pinned,
+            locked: m.locked,
+            dependent: m.dependent,
+            refs: &m.refs,
+            blobs: &m.blobs,
+            referrers: m.referrers,
+        }
+    }
 }
 
 fn key_options(key: &JsValue, options: &JsValue, what: &str) -> Result<(EntryId, bool), JsValue> {

@@ -79,6 +79,11 @@ impl Driver {
         }
     }
 
+    /// The scheduler's period (0: no periodic runs).
+    pub(super) fn period_ms(&self) -> Millis {
+        self.sched.borrow().config().period_ms
+    }
+
     /// `stats()`: the scheduler's counters, its next run and the last run.
     pub(super) fn stats(&self, running: bool) -> JsValue {
         let s = self.sched.borrow();

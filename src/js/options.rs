@@ -11,7 +11,7 @@ use crate::model::{is_blob_id, Millis};
 use crate::plan::Mode;
 use crate::policy::{GroupRule, Policy, Rules};
 use crate::schedule::{ScheduleConfig, DAY_MS};
-use crate::sweeper::{Config, PutOptions};
+use crate::sweeper::{Config, PutOptions, Shard};
 
 /// Largest integer a JS number holds exactly.
 pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
@@ -53,92 +53,27 @@ impl OptValue {
 }
 
 /// A number the way JavaScript prints it: `42`, `1.5`, `Infinity`, `NaN`.
+/// In the .wasm, JavaScript's own `String(n)` (`1e+21`), so that no float
+/// formatter is compiled in.
+#[cfg(target_arch = "wasm32")]
+pub fn js_number(n: f64) -> String {
+    js_sys::Number::from(n)
+        .to_string_with_radix(10)
+        .map(String::from)
+        .unwrap_or_default()
+}
+
+/// A number the way JavaScript prints it: `42`, `1.5`, `Infinity`, `NaN`;
+/// natively with Rust's digits (`1000000000000000000000` for `1e+21`).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn js_number(n: f64) -> String {
     if n.is_nan() {
         "NaN".into()
     } else if n.is_infinite() {
         if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else if n == n.trunc() && n.abs() < 9.2e18 {
-        // As an integer: `{:.0}` would compile in a second float formatter.
-        format!("{}", n as i64)
     } else {
-        // Rust's `{n}` laid out from the shortest digits: the wasm build takes
-        // them from JavaScript instead of compiling core's float formatter.
-        let (digits, point) = shortest_digits(n.abs());
-        let mut out = String::with_capacity(digits.len() + 4);
-        if n < 0.0 {
-            out.push('-');
-        }
-        if point <= 0 {
-            out.push_str("0.");
-            out.extend(core::iter::repeat_n('0', point.unsigned_abs() as usize));
-            out.push_str(&digits);
-        } else if point as usize >= digits.len() {
-            out.push_str(&digits);
-            out.extend(core::iter::repeat_n('0', point as usize - digits.len()));
-        } else {
-            out.push_str(&digits[..point as usize]);
-            out.push('.');
-            out.push_str(&digits[point as usize..]);
-        }
-        out
+        format!("{n}")
     }
-}
-
-/// The shortest digits that read back as `n` (finite, positive) without
-/// leading or trailing zeros, and where the point goes: `0.` + digits × 10^point.
-fn shortest_digits(n: f64) -> (String, i32) {
-    // Either notation: `1.5e300`, `1e-7` (Rust's `{:e}`), `1.5e+300`, `0.000001`,
-    // `123456789012345680000` (JavaScript's `String(n)`; both pick the closest
-    // of the shortest digits).
-    #[cfg(not(target_arch = "wasm32"))]
-    let text = format!("{n:e}");
-    #[cfg(target_arch = "wasm32")]
-    let text: String = js_sys::Number::from(n)
-        .to_string_with_radix(10)
-        .map(String::from)
-        .unwrap_or_default();
-    let (mantissa, exp) = text.split_once(['e', 'E']).unwrap_or((&text, "0"));
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let mut point = exp.parse::<i32>().unwrap_or(0) + int.len() as i32;
-    let all = format!("{int}{frac}");
-    let trimmed = all.trim_start_matches('0');
-    point -= (all.len() - trimmed.len()) as i32;
-    let mut digits = trimmed.trim_end_matches('0').to_string();
-    if is_lower_of_tie(n, &digits, point - digits.len() as i32) {
-        // JavaScript breaks the tie towards the even digit, Rust's `{n}` upwards;
-        // an even last digit has room for one more.
-        let last = digits.pop().map_or(b'0', |c| c as u8);
-        digits.push(char::from(last + 1));
-    }
-    (digits, point)
-}
-
-/// Whether `n` (finite, positive) is exactly halfway between `digits` × 10^exp
-/// and the next number of as many digits: `2n = (2·digits + 1) × 10^exp`.
-fn is_lower_of_tie(n: f64, digits: &str, exp: i32) -> bool {
-    let Ok(d) = digits.parse::<u64>() else {
-        return false;
-    };
-    // n = odd × 2^e
-    let bits = n.to_bits();
-    let (mut odd, mut e) = match bits >> 52 {
-        0 => (bits, -1074),
-        b => ((bits & ((1 << 52) - 1)) | (1 << 52), b as i32 - 1075),
-    };
-    if odd == 0 {
-        return false;
-    }
-    e += odd.trailing_zeros() as i32;
-    odd >>= odd.trailing_zeros();
-    // Both sides odd: the powers of two must cancel, the rest match.
-    let twice_plus_one = 2 * u128::from(d) + 1;
-    e + 1 == exp
-        && match exp {
-            0..=22 => u128::from(odd) == twice_plus_one * 5u128.pow(exp as u32),
-            -25..=-1 => u128::from(odd) * 5u128.pow(exp.unsigned_abs()) == twice_plus_one,
-            _ => false,
-        }
 }
 
 /// An option that is missing, mistyped or out of range; the message names it.
@@ -585,6 +520,68 @@ pub fn parse_key_options(v: &OptValue, what: &str) -> Result<(String, bool)> {
     Ok((namespace(&f)?, f.boolean("includeExpired")?))
 }
 
+/// Most entries `history` returns.
+pub const MAX_HISTORY: u64 = 10_000;
+
+/// The options of `history`: a namespace (all when absent) and how many (default 50).
+pub fn parse_history_options(v: &OptValue) -> Result<(Option<String>, usize)> {
+    let f = Fields::new(v, "history options", &["namespace", "limit"])?;
+    let limit = match f.whole("limit")? {
+        None => 50,
+        Some(n) if (1..=MAX_HISTORY).contains(&n) => n as usize,
+        Some(n) => {
+            return err(format!(
+                "history options.limit must be from 1 to {MAX_HISTORY}, got {n}"
+            ))
+        }
+    };
+    Ok((f.string("namespace")?, limit))
+}
+
+/// The options of `resolvePrefix` and `deleteNamespace`: the namespace.
+pub fn parse_namespace_options(v: &OptValue, what: &str) -> Result<String> {
+    let f = Fields::new(v, &format!("{what} options"), &["namespace"])?;
+    namespace(&f)
+}
+
+/// The options of `prune`: `olderThanMs`, required.
+pub fn parse_prune_options(v: &OptValue) -> Result<Millis> {
+    let f = Fields::new(v, "prune options", &["olderThanMs"])?;
+    match f.whole("olderThanMs")? {
+        Some(ms) => Ok(ms),
+        None => err("prune options.olderThanMs is required: entries not updated for that many milliseconds are deleted".into()),
+    }
+}
+
+/// The options of `verify`: `shard: { index, count }` and `repair`.
+pub fn parse_verify_options(v: &OptValue) -> Result<(Option<Shard>, bool)> {
+    let f = Fields::new(v, "verify options", &["shard", "repair"])?;
+    let shard = match f.get("shard") {
+        None => None,
+        Some(s) => {
+            let sf = Fields::new(s, &f.path("shard"), &["index", "count"])?;
+            let (Some(index), Some(count)) = (sf.whole("index")?, sf.whole("count")?) else {
+                return err(format!(
+                    "{} must be {{ index, count }} with both set, got {}",
+                    f.path("shard"),
+                    s.describe()
+                ));
+            };
+            if count == 0 || count > u64::from(u32::MAX) || index >= count {
+                return err(format!(
+                    "{} must have 0 <= index < count <= 4294967295, got index {index} and count {count}",
+                    f.path("shard")
+                ));
+            }
+            Some(Shard {
+                index: index as u32,
+                count: count as u32,
+            })
+        }
+    };
+    Ok((shard, f.boolean("repair")?))
+}
+
 /// The options of `keys` and `entries`: which keys, and where a page starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListOptions {
@@ -840,43 +837,6 @@ mod tests {
             e.0.contains("run options.mode must be \"light\" or \"full\""),
             "{e}"
         );
-    }
-
-    #[test]
-    fn js_number_prints_fractions_and_huge_numbers_as_rust_display_does() {
-        let mut seeds = vec![
-            0.1,
-            -2.5,
-            1e-7,
-            5e-324,
-            1.5e300,
-            9.3e18,
-            -1.7976931348623157e308,
-            123.456,
-        ];
-        seeds.extend((-1074..1024).map(|e| 2f64.powi(e)));
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            seeds.push(f64::from_bits(x));
-        }
-        for n in seeds.into_iter().filter(|n| n.is_finite()) {
-            if n != n.trunc() || n.abs() >= 9.2e18 {
-                assert_eq!(js_number(n), format!("{n}"), "{n:e}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_tie_between_shortest_digits_rounds_up_as_rust_display_does() {
-        // 981446413237567.25: JavaScript prints ...567.2 (even), Rust ...567.3.
-        let n = f64::from_bits(0x430b_e4f6_669d_e9fa);
-        assert!(is_lower_of_tie(n, "9814464132375672", -1));
-        assert!(!is_lower_of_tie(n, "9814464132375673", -1));
-        assert!(!is_lower_of_tie(0.5, "5", -1));
-        assert_eq!(js_number(n), "981446413237567.3");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 // Every method called as the README calls it; `tsc --strict` must accept it
 // (tests/node/types.test.mjs compiles it against pkg/'s declarations).
-import { Sweeper, memoryStore, openIndexedDb, openOpfs, deleteOpfs, openCacheStorage, track, deleteCacheStorage, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats } from "../../pkg/index.js";
+import { Sweeper, memoryStore, openIndexedDb, openOpfs, deleteOpfs, openCacheStorage, track, deleteCacheStorage, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats, type EntryDetail, type VerifyReport, type Health } from "../../pkg/index.js";
 
 export async function usage(): Promise<void> {
   const store = Math.random() < 0.5 ? memoryStore() : await openIndexedDb("my-app");
@@ -71,4 +71,21 @@ export async function browserStores(request: Request, response: Response) {
   await track(api, request, response, { pinned: true });
   await api.run();
   await deleteCacheStorage("api");
+}
+
+/** The maintenance operations (SPEC §5), as an operator's console would call them. */
+export async function maintenance(sweeper: Sweeper) {
+  const recent: EntryDetail[] = await sweeper.history({ namespace: "notes", limit: 20 });
+  const one = await sweeper.detail("note-1", { namespace: "notes", includeExpired: true });
+  if (one) console.log(one.value, one.updatedAt, one.referrers, recent.length);
+  const resolved = await sweeper.resolvePrefix("note-", { namespace: "notes" });
+  if ("key" in resolved) console.log(resolved.key);
+  else if ("ambiguous" in resolved) console.log(resolved.ambiguous.join(", "));
+  else console.log(resolved.none);
+  const pruned = await sweeper.prune({ olderThanMs: 30 * 86_400_000 });
+  const checked: VerifyReport = await sweeper.verify({ shard: { index: 0, count: 8 }, repair: true });
+  const zombies = await sweeper.zombies();
+  for (const z of zombies) await sweeper.deleteNamespace(z.namespace);
+  const health: Health = await sweeper.health();
+  console.log(pruned.deleted, checked.corrupt, checked.referrers[0]?.blob, health.status, health.reasons, health.runs[0]?.durationMs);
 }

@@ -1,0 +1,681 @@
+//! Maintenance operations (SPEC §5) beside a cleanup: history, prefix
+//! lookup, prune, blob verification, zombie namespaces, the run log and
+//! health. Each works through the [`Store`] trait, so on every backend.
+
+use serde::Serialize;
+
+use super::{Sweeper, Tracked};
+use crate::codec;
+use crate::error::Error;
+use crate::exec::{self, RunHost, RunReport};
+use crate::model::{blob_id, EntryId, InventoryEntry, Millis};
+use crate::plan::{self, Mode};
+use crate::policy::{Policy, Rules};
+use crate::store::{id_key, Access, Op, Read, Step, Store, Table};
+use crate::vecmap::{VecMap, VecSet};
+
+/// How many keys `resolve_prefix` lists when a prefix is ambiguous.
+pub const AMBIGUOUS_MAX: usize = 20;
+/// How many runs the run log keeps.
+pub const RUN_LOG_LEN: usize = 32;
+/// Blobs `verify` reads at once.
+const VERIFY_BATCH: usize = 16;
+/// The `State` record of the run log.
+const RUN_LOG_KEY: &str = "runs";
+
+/// What a prefix names: one key, several, or none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Key(String),
+    Ambiguous(Vec<String>),
+    None,
+}
+
+/// A namespace with entries and no registration record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Zombie {
+    pub namespace: String,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Which blobs `verify` reads: those whose id falls in shard `index` of `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether the blob `id` (64 hex digits) is in this shard: by its first
+    /// eight hex digits, which SHA-256 spreads evenly.
+    pub fn holds(&self, id: &str) -> bool {
+        let head = id.get(..8).and_then(|h| u32::from_str_radix(h, 16).ok());
+        self.count <= 1 || head.is_some_and(|h| h % self.count == self.index)
+    }
+}
+
+/// An entry that references a blob `verify` found corrupt or missing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Referrer {
+    pub namespace: String,
+    pub key: String,
+    pub blob: String,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    /// Blobs read and hashed.
+    pub checked: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Blobs whose bytes no longer hash to their id.
+    pub corrupt: Vec<String>,
+    /// Blobs entries reference that the store does not hold (no record, or
+    /// a record without bytes).
+    pub missing: Vec<String>,
+    /// Blob records that could not be decoded (kept, never inferred garbage).
+    pub unreadable: Vec<String>,
+    /// Corrupt blobs removed (with `repair`).
+    pub removed: Vec<String>,
+    /// The entries that reference a corrupt or missing blob: reported, never deleted.
+    pub referrers: Vec<Referrer>,
+}
+
+/// One run as the run log keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedRun {
+    /// When it started (the run's `now`).
+    pub at: Millis,
+    pub duration_ms: u64,
+    pub mode: Mode,
+    /// It went to the end of its plan.
+    pub done: bool,
+    /// It failed as a whole (the store could not be listed, …).
+    pub failed: bool,
+    pub deleted: u64,
+    pub bytes: u64,
+    /// Items that could not be deleted.
+    pub errors: u64,
+}
+
+impl LoggedRun {
+    /// The log line of a run that ended with `report` or failed.
+    pub fn of(at: Millis, result: Result<&RunReport, ()>) -> LoggedRun {
+        match result {
+            Ok(r) => LoggedRun {
+                at,
+                duration_ms: r.duration_ms,
+                mode: r.mode,
+                done: r.done,
+                failed: false,
+                deleted: r.deleted.values().map(|t| t.count).sum(),
+                bytes: r
+                    .deleted
+                    .values()
+                    .fold(0u64, |a, t| a.saturating_add(t.bytes)),
+                errors: r.errors.len() as u64,
+            },
+            Err(()) => LoggedRun {
+                at,
+                failed: true,
+                ..LoggedRun::default()
+            },
+        }
+    }
+
+    const BYTES: usize = 41;
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        for n in [
+            self.at,
+            self.duration_ms,
+            self.deleted,
+            self.bytes,
+            self.errors,
+        ] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        let flags = u8::from(self.done)
+            | u8::from(self.failed) << 1
+            | u8::from(self.mode == Mode::Full) << 2;
+        out.push(flags);
+    }
+
+    fn decode(b: &[u8]) -> Option<LoggedRun> {
+        let n = |i: usize| {
+            Some(u64::from_le_bytes(
+                b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
+        let flags = *b.get(40)?;
+        Some(LoggedRun {
+            at: n(0)?,
+            duration_ms: n(1)?,
+            deleted: n(2)?,
+            bytes: n(3)?,
+            errors: n(4)?,
+            done: flags & 1 != 0,
+            failed: flags & 2 != 0,
+            mode: if flags & 4 != 0 {
+                Mode::Full
+            } else {
+                Mode::Light
+            },
+        })
+    }
+}
+
+/// The run log's record: newest last, at most [`RUN_LOG_LEN`]. Bytes that are
+/// not a whole log read as none (a log is advice, not data).
+pub fn decode_run_log(bytes: &[u8]) -> Vec<LoggedRun> {
+    if bytes.len() % LoggedRun::BYTES != 0 {
+        return Vec::new();
+    }
+    bytes
+        .chunks(LoggedRun::BYTES)
+        .filter_map(LoggedRun::decode)
+        .collect()
+}
+
+fn encode_run_log(runs: &[LoggedRun]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(runs.len() * LoggedRun::BYTES);
+    for r in runs {
+        r.encode_into(&mut out);
+    }
+    out
+}
+
+/// How maintenance is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Healthy,
+    Warning,
+    Critical,
+}
+
+/// `health()`: a status, the reasons for it, and what it was judged on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub status: HealthStatus,
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<Millis>,
+    /// The run log, newest last.
+    pub runs: Vec<LoggedRun>,
+}
+
+/// What `health` judges besides the run log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HealthFacts {
+    /// The scheduler's period (0: no periodic runs).
+    pub period_ms: Millis,
+    /// A run's lease that ran out without being released: its end.
+    pub lapsed_lease: Option<Millis>,
+    /// A run stopped before the end of its plan and left a cursor: when that run began.
+    pub unfinished_since: Option<Millis>,
+}
+
+/// Judges health from the run log (SPEC §5), purely. Critical: no successful
+/// run within two periods, or the last three runs failed. Warning: a run's
+/// lease lapsed (it crashed or is stuck), the last run failed or could not
+/// delete some items, a run left garbage behind for more than a period, or no
+/// run is logged yet.
+pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
+    let mut reasons: Vec<(HealthStatus, String)> = Vec::new();
+    let success = |r: &&LoggedRun| !r.failed && r.errors == 0;
+    let last_success_at = runs.iter().rev().find(success).map(|r| r.at);
+    let period = facts.period_ms;
+    match (runs.last(), last_success_at) {
+        (None, _) => reasons.push((
+            HealthStatus::Warning,
+            "no run is logged in this store yet".into(),
+        )),
+        (Some(_), Some(at)) if period > 0 && now.saturating_sub(at) > 2 * period => reasons.push((
+            HealthStatus::Critical,
+            format!(
+                "no successful run for {} ms, more than two periods of {period} ms",
+                now - at
+            ),
+        )),
+        (Some(_), None) if runs.len() >= 3 => {
+            reasons.push((HealthStatus::Critical, "no run in the log succeeded".into()))
+        }
+        _ => {}
+    }
+    let failed_in_row = runs.iter().rev().take_while(|r| r.failed).count();
+    if failed_in_row >= 3 {
+        reasons.push((
+            HealthStatus::Critical,
+            format!("the last {failed_in_row} runs failed"),
+        ));
+    } else if let Some(last) = runs.last() {
+        if last.failed {
+            reasons.push((HealthStatus::Warning, "the last run failed".into()));
+        } else if last.errors > 0 {
+            reasons.push((
+                HealthStatus::Warning,
+                format!("the last run could not delete {} items", last.errors),
+            ));
+        }
+    }
+    if let Some(until) = facts.lapsed_lease {
+        reasons.push((
+            HealthStatus::Warning,
+            format!(
+                "a run's lease ran out {} ms ago without being released: it crashed or is stuck",
+                now.saturating_sub(until)
+            ),
+        ));
+    }
+    if let Some(since) = facts.unfinished_since {
+        let age = now.saturating_sub(since);
+        if period > 0 && age > period {
+            reasons.push((
+                HealthStatus::Warning,
+                format!("garbage is left behind: a run begun {age} ms ago stopped before its end and has not been finished"),
+            ));
+        }
+    }
+    let status = reasons
+        .iter()
+        .map(|r| r.0)
+        .max()
+        .unwrap_or(HealthStatus::Healthy);
+    Health {
+        status,
+        reasons: reasons.into_iter().map(|r| r.1).collect(),
+        last_success_at,
+        runs,
+    }
+}
+
+impl<S: Store> Sweeper<S> {
+    /// Whether `namespace` is registered or holds entries.
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool, Error> {
+        if self.registered.borrow().contains(namespace) {
+            return Ok(true);
+        }
+        let record = self
+            .store
+            .get(Table::Namespaces, &[id_key(namespace)])
+            .await?;
+        if record.into_iter().flatten().next().is_some() {
+            return Ok(true);
+        }
+        let mut cursor = Some(EntryId::new(namespace, ""));
+        Ok(!self
+            .namespace_page(namespace, &mut cursor)
+            .await?
+            .is_empty())
+    }
+
+    /// An error for a namespace that is neither registered nor holds entries.
+    pub async fn known_namespace(&self, namespace: &str, what: &str) -> Result<(), Error> {
+        if self.namespace_exists(namespace).await? {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!(
+                "{what}: no namespace {namespace:?} (none is registered or holds entries)"
+            )))
+        }
+    }
+
+    /// The `limit` most recently updated entries (of `namespace`, or of
+    /// all), newest first, with their metadata. Expired entries count; undecodable ones do not.
+    pub async fn history<H: RunHost>(
+        &self,
+        namespace: Option<&str>,
+        limit: usize,
+        host: &mut H,
+    ) -> Result<Vec<InventoryEntry>, Error> {
+        let limit = limit.max(1);
+        let mut best: Vec<InventoryEntry> = Vec::new();
+        let newest_first = |a: &InventoryEntry, b: &InventoryEntry| {
+            b.meta
+                .updated_at
+                .cmp(&a.meta.updated_at)
+                .then_with(|| a.id.cmp(&b.id))
+        };
+        let keep = |page: Vec<crate::store::Record>, best: &mut Vec<InventoryEntry>| {
+            for (id, bytes) in page {
+                if let Ok(meta) = codec::decode_meta(&bytes) {
+                    best.push(InventoryEntry { id, meta });
+                }
+            }
+            if best.len() > 2 * limit {
+                crate::sort::sort_by(best, newest_first);
+                best.truncate(limit);
+            }
+        };
+        match namespace {
+            Some(ns) => {
+                let mut cursor = Some(EntryId::new(ns, ""));
+                loop {
+                    let page = self.namespace_page(ns, &mut cursor).await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    keep(page, &mut best);
+                }
+            }
+            None => {
+                self.list_pages_hosted(host, Table::Meta, |page| keep(page, &mut best))
+                    .await?
+            }
+        }
+        crate::sort::sort_by(&mut best, newest_first);
+        best.truncate(limit);
+        Ok(best)
+    }
+
+    /// The key `prefix` names in `namespace`: itself when an entry has it,
+    /// else the only key that starts with it; the candidates (at most
+    /// [`AMBIGUOUS_MAX`]) when several do. Only keys `get` would return count.
+    /// Reads from the prefix's place in key order, never the whole store.
+    pub async fn resolve_prefix(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        now: Millis,
+    ) -> Result<Resolved, Error> {
+        if prefix.is_empty() {
+            return Err(Error::InvalidInput(
+                "resolvePrefix: prefix must be a non-empty string, got \"\"".into(),
+            ));
+        }
+        let (keys, _) = self
+            .keys_page(namespace, prefix, None, AMBIGUOUS_MAX + 1, false, now)
+            .await?;
+        let mut keys: Vec<String> = keys.into_iter().map(|(k, _)| k).collect();
+        Ok(match keys.len() {
+            0 => Resolved::None,
+            1 => Resolved::Key(keys.remove(0)),
+            _ if keys.iter().any(|k| k == prefix) => Resolved::Key(prefix.to_string()),
+            _ => {
+                keys.truncate(AMBIGUOUS_MAX);
+                Resolved::Ambiguous(keys)
+            }
+        })
+    }
+
+    /// Deletes the entries not updated for `older_than_ms` (pinned ones
+    /// excepted), with what they alone held: a full run under a policy of that
+    /// age alone, so an old entry a fresher one references stays (SPEC §2).
+    /// It neither resumes nor leaves a run cursor.
+    pub async fn prune<H: RunHost>(
+        &self,
+        older_than_ms: Millis,
+        now: Millis,
+        host: &mut H,
+    ) -> Result<RunReport, Error> {
+        let policy = Policy {
+            rules: Rules {
+                max_age_ms: Some(older_than_ms),
+                ..Rules::default()
+            },
+            namespaces: VecMap::new(),
+            ..self.policy.clone()
+        };
+        let _ = self.flush_touches().await;
+        let inv = match self.inventory_hosted(host).await {
+            Err(Error::Stopped) => {
+                return Ok(RunReport {
+                    mode: Mode::Full,
+                    ..Default::default()
+                })
+            }
+            other => other?,
+        };
+        let plan =
+            plan::plan_with(&inv, &policy, now, Mode::Full, &mut super::HostPause(host)).await;
+        drop(inv);
+        let mut tracked = Tracked {
+            inner: host,
+            progress: &self.progress,
+        };
+        Ok(exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await)
+    }
+
+    /// Namespaces that hold entries but have no registration record, with
+    /// their entries and bytes.
+    pub async fn zombies<H: RunHost>(&self, host: &mut H) -> Result<Vec<Zombie>, Error> {
+        let inv = self.inventory_hosted(host).await?;
+        let registered: VecSet<&str> = inv
+            .namespaces
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut found: VecMap<&str, Zombie> = VecMap::new();
+        let ids = inv
+            .entries
+            .iter()
+            .map(|e| (&e.id, e.meta.size))
+            .chain(inv.corrupt.iter().map(|id| (id, 0)));
+        for (id, size) in ids {
+            if registered.contains(id.namespace.as_str()) {
+                continue;
+            }
+            let z = found
+                .entry(id.namespace.as_str())
+                .or_insert_with(|| Zombie {
+                    namespace: id.namespace.clone(),
+                    entries: 0,
+                    bytes: 0,
+                });
+            z.entries += 1;
+            z.bytes = z.bytes.saturating_add(size);
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Deletes a namespace: every entry (as `clear` does, counted under
+    /// `cleared`), then its registration record. Entries written meanwhile
+    /// are kept, and so is the record then (they would be zombies otherwise).
+    pub async fn delete_namespace<H: RunHost>(
+        &self,
+        namespace: &str,
+        host: &mut H,
+    ) -> Result<RunReport, Error> {
+        self.known_namespace(namespace, "deleteNamespace").await?;
+        let report = self.clear(namespace, host).await?;
+        if report.done && report.kept == 0 && report.errors.is_empty() {
+            let key = id_key(namespace);
+            self.registered.borrow_mut().remove(namespace);
+            self.store
+                .transact(Access::Write, &[Table::Namespaces], |reads| {
+                    match reads.get(Table::Namespaces, &key) {
+                        None => Ok(Step::Read(vec![Read::Key(Table::Namespaces, key.clone())])),
+                        Some(None) => Ok(Step::Done(())),
+                        Some(Some(_)) => Ok(Step::Write(
+                            vec![Op::Delete(Table::Namespaces, key.clone())],
+                            (),
+                        )),
+                    }
+                })
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Recomputes the SHA-256 of the blobs in `shard` (all by default) and
+    /// compares it with their ids; with `repair`, removes a corrupt blob
+    /// (re-checked in the transaction that removes it) and reports the
+    /// entries that referenced it, which are never deleted for it.
+    pub async fn verify<H: RunHost>(
+        &self,
+        shard: Option<Shard>,
+        repair: bool,
+        host: &mut H,
+    ) -> Result<VerifyReport, Error> {
+        let shard = shard.unwrap_or(Shard { index: 0, count: 1 });
+        let inv = self.inventory_hosted(host).await?;
+        let mut report = VerifyReport::default();
+        let held: VecSet<&str> = inv
+            .blobs
+            .iter()
+            .map(|b| b.id.as_str())
+            .chain(inv.corrupt_blobs.iter().map(String::as_str))
+            .collect();
+        report.unreadable = inv
+            .corrupt_blobs
+            .iter()
+            .filter(|id| shard.holds(id))
+            .cloned()
+            .collect();
+        let ids: Vec<&str> = inv
+            .blobs
+            .iter()
+            .map(|b| b.id.as_str())
+            .filter(|id| shard.holds(id))
+            .collect();
+        let mut missing: VecSet<String> = VecSet::new();
+        let mut corrupt: VecSet<String> = VecSet::new();
+        for chunk in ids.chunks(VERIFY_BATCH) {
+            let keys: Vec<EntryId> = chunk.iter().map(|id| id_key(id)).collect();
+            let got = self.store.get(Table::Blobs, &keys).await?;
+            for (id, bytes) in chunk.iter().zip(got) {
+                match bytes {
+                    None => {
+                        missing.insert(id.to_string());
+                    }
+                    Some(b) => {
+                        report.checked += 1;
+                        report.bytes += b.len() as u64;
+                        if blob_id(&b) != *id {
+                            corrupt.insert(id.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        // Referenced blobs that have no record at all.
+        for e in &inv.entries {
+            for b in &e.meta.blobs {
+                if shard.holds(b) && !held.contains(b.as_str()) {
+                    missing.insert(b.clone());
+                }
+            }
+        }
+        for e in &inv.entries {
+            for b in &e.meta.blobs {
+                if missing.contains(b.as_str()) || corrupt.contains(b.as_str()) {
+                    report.referrers.push(Referrer {
+                        namespace: e.id.namespace.clone(),
+                        key: e.id.key.clone(),
+                        blob: b.clone(),
+                    });
+                }
+            }
+        }
+        if repair {
+            for id in corrupt.iter() {
+                if self.remove_corrupt_blob(id).await? {
+                    report.removed.push(id.clone());
+                }
+            }
+        }
+        report.corrupt = corrupt.into_iter().collect();
+        report.missing = missing.into_iter().collect();
+        Ok(report)
+    }
+
+    /// Removes blob `id`'s bytes and record if its bytes, read again in the
+    /// same transaction, still do not hash to it; whether it did.
+    async fn remove_corrupt_blob(&self, id: &str) -> Result<bool, Error> {
+        let key = id_key(id);
+        self.store
+            .transact(Access::Write, &[Table::Blobs, Table::BlobMeta], |reads| {
+                let (Some(bytes), Some(record)) = (
+                    reads.get(Table::Blobs, &key),
+                    reads.get(Table::BlobMeta, &key),
+                ) else {
+                    return Ok(Step::Read(vec![
+                        Read::Key(Table::Blobs, key.clone()),
+                        Read::Key(Table::BlobMeta, key.clone()),
+                    ]));
+                };
+                match bytes {
+                    Some(b) if blob_id(b) != id => {
+                        let mut ops = vec![Op::Delete(Table::Blobs, key.clone())];
+                        if record.is_some() {
+                            ops.push(Op::Delete(Table::BlobMeta, key.clone()));
+                        }
+                        Ok(Step::Write(ops, true))
+                    }
+                    _ => Ok(Step::Done(false)),
+                }
+            })
+            .await
+    }
+
+    /// Appends a run to the store's run log (best effort: a log is advice).
+    pub async fn log_run(&self, run: LoggedRun) {
+        let key = id_key(RUN_LOG_KEY);
+        let _ = self
+            .store
+            .transact(Access::Write, &[Table::State], |reads| {
+                let Some(old) = reads.get(Table::State, &key) else {
+                    return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
+                };
+                let mut runs = old.map(decode_run_log).unwrap_or_default();
+                runs.push(run.clone());
+                let drop = runs.len().saturating_sub(RUN_LOG_LEN);
+                runs.drain(..drop);
+                Ok(Step::Write(
+                    vec![Op::Put(Table::State, key.clone(), encode_run_log(&runs))],
+                    (),
+                ))
+            })
+            .await;
+    }
+
+    /// The run log, newest last.
+    pub async fn run_log(&self) -> Result<Vec<LoggedRun>, Error> {
+        let got = self.store.get(Table::State, &[id_key(RUN_LOG_KEY)]).await?;
+        Ok(got
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|b| decode_run_log(&b))
+            .unwrap_or_default())
+    }
+
+    /// Health from the run log, the lease and the run cursor (see [`assess`]).
+    pub async fn health(&self, period_ms: Millis, now: Millis) -> Result<Health, Error> {
+        let keys = [
+            id_key(RUN_LOG_KEY),
+            id_key(super::LEASE_KEY),
+            id_key(super::CURSOR_KEY),
+        ];
+        let mut got = self.store.get(Table::State, &keys).await?.into_iter();
+        let runs = got
+            .next()
+            .flatten()
+            .map(|b| decode_run_log(&b))
+            .unwrap_or_default();
+        let lapsed_lease = got
+            .next()
+            .flatten()
+            .and_then(|b| super::Lease::decode(&b))
+            .map(|l| l.until)
+            .filter(|&until| until <= now);
+        let unfinished_since = got
+            .next()
+            .flatten()
+            .and_then(|b| exec::Cursor::decode(&b).ok())
+            .map(|c| c.started_at);
+        let facts = HealthFacts {
+            period_ms,
+            lapsed_lease,
+            unfinished_since,
+        };
+        Ok(assess(runs, facts, now))
+    }
+}

@@ -1,0 +1,356 @@
+//! The maintenance operations of SPEC §5 on a MemoryStore, natively: each
+//! checked against the store read back, not only against its own report.
+#![cfg(not(target_arch = "wasm32"))]
+
+use futures_executor::block_on;
+use kvsweep::codec::StoredValue;
+use kvsweep::exec::RunToEnd;
+use kvsweep::store::{id_key, Op, Store, Table};
+use kvsweep::sweeper::{
+    assess, HealthFacts, HealthStatus, LoggedRun, Resolved, Shard, AMBIGUOUS_MAX, RUN_LOG_LEN,
+};
+use kvsweep::{EntryId, MemoryStore, Mode, Policy, PutOptions, Reason, Sweeper};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn sweeper() -> Sweeper<MemoryStore> {
+    Sweeper::new(MemoryStore::new(), Policy::default(), Default::default())
+}
+
+fn put(s: &Sweeper<MemoryStore>, ns: &str, key: &str, at: u64, opts: PutOptions) {
+    block_on(s.put(
+        &EntryId::new(ns, key),
+        StoredValue::Bytes(key.as_bytes().to_vec()),
+        opts,
+        at,
+    ))
+    .unwrap();
+}
+
+#[test]
+fn history_lists_the_newest_updates_first_in_one_namespace_or_all() {
+    let s = sweeper();
+    for i in 0..30u64 {
+        let ns = if i % 3 == 0 { "a" } else { "b" };
+        put(
+            &s,
+            ns,
+            &format!("k{i:02}"),
+            T0 + i * 10,
+            PutOptions::default(),
+        );
+    }
+    // Rewriting an old entry makes it the newest.
+    put(&s, "b", "k01", T0 + 1_000, PutOptions::default());
+    block_on(async {
+        let all = s.history(None, 4, &mut RunToEnd).await.unwrap();
+        let keys: Vec<&str> = all.iter().map(|e| e.id.key.as_str()).collect();
+        assert_eq!(keys, ["k01", "k29", "k28", "k27"]);
+        assert_eq!(all[0].meta.updated_at, T0 + 1_000);
+        let a = s.history(Some("a"), 100, &mut RunToEnd).await.unwrap();
+        assert_eq!(a.len(), 10);
+        assert!(a.iter().all(|e| e.id.namespace == "a"));
+        assert!(a
+            .windows(2)
+            .all(|w| w[0].meta.updated_at >= w[1].meta.updated_at));
+        assert!(s.known_namespace("nope", "history").await.is_err());
+    });
+}
+
+#[test]
+fn resolve_prefix_finds_one_key_several_or_none() {
+    let s = sweeper();
+    for k in ["app", "apple", "apricot", "banana"] {
+        put(&s, "", k, T0, PutOptions::default());
+    }
+    put(
+        &s,
+        "",
+        "cherry",
+        T0,
+        PutOptions {
+            ttl_ms: Some(1_000),
+            ..Default::default()
+        },
+    );
+    for i in 0..30 {
+        put(&s, "", &format!("z{i:02}"), T0, PutOptions::default());
+    }
+    let now = T0 + 5_000;
+    block_on(async {
+        let r = |p: &'static str| s.resolve_prefix("", p, now);
+        assert_eq!(
+            r("ap").await.unwrap(),
+            Resolved::Ambiguous(vec!["app".into(), "apple".into(), "apricot".into()])
+        );
+        assert_eq!(r("app").await.unwrap(), Resolved::Key("app".into()));
+        assert_eq!(r("appl").await.unwrap(), Resolved::Key("apple".into()));
+        assert_eq!(r("b").await.unwrap(), Resolved::Key("banana".into()));
+        // Expired: get would not return it, so no prefix names it.
+        assert_eq!(r("ch").await.unwrap(), Resolved::None);
+        assert_eq!(r("q").await.unwrap(), Resolved::None);
+        match r("z").await.unwrap() {
+            Resolved::Ambiguous(keys) => assert_eq!(keys.len(), AMBIGUOUS_MAX),
+            other => panic!("{other:?}"),
+        }
+        let e = r("").await.unwrap_err().to_string();
+        assert!(e.contains("prefix must be a non-empty string"), "{e}");
+    });
+}
+
+#[test]
+fn prune_deletes_old_entries_but_not_pinned_or_referenced_ones() {
+    let s = sweeper();
+    let day = 86_400_000;
+    put(&s, "", "old", T0, PutOptions::default());
+    put(
+        &s,
+        "",
+        "old-pinned",
+        T0,
+        PutOptions {
+            pinned: true,
+            ..Default::default()
+        },
+    );
+    put(&s, "", "old-referenced", T0, PutOptions::default());
+    put(
+        &s,
+        "",
+        "fresh",
+        T0 + 10 * day,
+        PutOptions {
+            refs: vec!["old-referenced".into()],
+            ..Default::default()
+        },
+    );
+    block_on(async {
+        let report = s
+            .prune(5 * day, T0 + 10 * day, &mut RunToEnd)
+            .await
+            .unwrap();
+        assert!(report.done);
+        assert_eq!(report.deleted[&Reason::MaxAge].count, 1, "{report:?}");
+        let keys: Vec<String> = s
+            .store()
+            .keys(Table::Meta)
+            .into_iter()
+            .map(|id| id.key)
+            .collect();
+        assert_eq!(keys, ["fresh", "old-pinned", "old-referenced"]);
+        // The sweeper's own policy (none) is untouched: a run deletes nothing more.
+        let again = s
+            .run(Mode::Full, T0 + 10 * day, &mut RunToEnd)
+            .await
+            .unwrap();
+        assert!(again.deleted.values().all(|t| t.count == 0), "{again:?}");
+    });
+}
+
+#[test]
+fn verify_finds_corrupt_and_missing_blobs_and_repair_removes_only_corrupt_ones() {
+    let s = sweeper();
+    block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..8u8 {
+            let id = s.put_blob(&[i; 100], T0).await.unwrap();
+            let opts = PutOptions {
+                blobs: vec![id.clone()],
+                ..Default::default()
+            };
+            let entry = EntryId::new("docs", format!("d{i}"));
+            s.put(&entry, StoredValue::Bytes(vec![i]), opts, T0)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        let clean = s.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert_eq!((clean.checked, clean.bytes), (8, 800));
+        assert!(clean.corrupt.is_empty() && clean.missing.is_empty() && clean.referrers.is_empty());
+
+        // Damage one blob's bytes and lose another's, in the store directly.
+        let store = s.store();
+        store
+            .apply(vec![
+                Op::Put(Table::Blobs, id_key(&ids[0]), vec![9; 100]),
+                Op::Delete(Table::Blobs, id_key(&ids[1])),
+            ])
+            .await
+            .unwrap();
+        let found = s.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert_eq!(found.checked, 7);
+        assert_eq!(found.corrupt, [ids[0].clone()]);
+        assert_eq!(found.missing, [ids[1].clone()]);
+        let referrers: Vec<(&str, &str)> = found
+            .referrers
+            .iter()
+            .map(|r| (r.key.as_str(), r.blob.as_str()))
+            .collect();
+        assert_eq!(referrers.len(), 2);
+        assert!(referrers.contains(&("d0", ids[0].as_str())));
+        assert!(referrers.contains(&("d1", ids[1].as_str())));
+        assert!(found.removed.is_empty());
+        assert!(store.get(Table::Blobs, &[id_key(&ids[0])]).await.unwrap()[0].is_some());
+
+        // Shards cover every blob exactly once.
+        let mut per_shard = 0;
+        for index in 0..3 {
+            let part = s
+                .verify(Some(Shard { index, count: 3 }), false, &mut RunToEnd)
+                .await
+                .unwrap();
+            per_shard += part.checked + part.missing.len() as u64;
+        }
+        assert_eq!(per_shard, 8);
+
+        let repaired = s.verify(None, true, &mut RunToEnd).await.unwrap();
+        assert_eq!(repaired.removed, [ids[0].clone()]);
+        for t in [Table::Blobs, Table::BlobMeta] {
+            assert!(store.get(t, &[id_key(&ids[0])]).await.unwrap()[0].is_none());
+        }
+        // The entry that referenced it is reported, never deleted.
+        assert!(s.store().keys(Table::Meta).iter().any(|id| id.key == "d0"));
+        let after = s.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert!(after.corrupt.is_empty());
+        assert_eq!(after.missing.len(), 2, "{after:?}");
+    });
+}
+
+#[test]
+fn zombies_are_listed_and_delete_namespace_removes_entries_and_record() {
+    let s = sweeper();
+    for i in 0..5 {
+        put(&s, "ghost", &format!("g{i}"), T0, PutOptions::default());
+        put(&s, "live", &format!("l{i}"), T0, PutOptions::default());
+    }
+    block_on(async {
+        assert!(s.zombies(&mut RunToEnd).await.unwrap().is_empty());
+        // The namespace's record lost (a partial restore, another writer).
+        s.store()
+            .apply(vec![Op::Delete(Table::Namespaces, id_key("ghost"))])
+            .await
+            .unwrap();
+        let z = Sweeper::new(s.store().clone(), Policy::default(), Default::default());
+        let zombies = z.zombies(&mut RunToEnd).await.unwrap();
+        assert_eq!(zombies.len(), 1);
+        assert_eq!(
+            (
+                zombies[0].namespace.as_str(),
+                zombies[0].entries,
+                zombies[0].bytes
+            ),
+            ("ghost", 5, 10)
+        );
+        // A full run keeps a zombie's entries: deletion is explicit.
+        z.run(Mode::Full, T0, &mut RunToEnd).await.unwrap();
+        assert_eq!(z.store().keys(Table::Meta).len(), 10);
+
+        let report = z.delete_namespace("ghost", &mut RunToEnd).await.unwrap();
+        assert_eq!(report.deleted[&Reason::Cleared].count, 5);
+        assert!(z
+            .store()
+            .keys(Table::Meta)
+            .iter()
+            .all(|id| id.namespace == "live"));
+        assert!(z.zombies(&mut RunToEnd).await.unwrap().is_empty());
+
+        let report = z.delete_namespace("live", &mut RunToEnd).await.unwrap();
+        assert_eq!(report.deleted[&Reason::Cleared].count, 5);
+        assert_eq!(z.store().count(Table::Namespaces), 0);
+        let e = z
+            .delete_namespace("live", &mut RunToEnd)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no namespace \"live\""), "{e}");
+    });
+}
+
+#[test]
+fn the_run_log_keeps_the_last_runs_and_health_reads_it() {
+    let s = sweeper();
+    block_on(async {
+        let h = s.health(1_000, T0).await.unwrap();
+        assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
+        for i in 0..(RUN_LOG_LEN as u64 + 5) {
+            let report = s.run(Mode::Full, T0 + i, &mut RunToEnd).await.unwrap();
+            s.log_run(LoggedRun::of(T0 + i, Ok(&report))).await;
+        }
+        let log = s.run_log().await.unwrap();
+        assert_eq!(log.len(), RUN_LOG_LEN);
+        assert_eq!(log.last().unwrap().at, T0 + RUN_LOG_LEN as u64 + 4);
+        assert!(log
+            .iter()
+            .all(|r| r.done && !r.failed && r.mode == Mode::Full));
+        let h = s.health(1_000, T0 + 100).await.unwrap();
+        assert_eq!(
+            (h.status, h.reasons.len()),
+            (HealthStatus::Healthy, 0),
+            "{h:?}"
+        );
+        // Two periods without success.
+        let h = s.health(1_000, T0 + 5_000).await.unwrap();
+        assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
+        assert!(h.reasons[0].contains("no successful run"), "{h:?}");
+        for i in 0..3 {
+            s.log_run(LoggedRun::of(T0 + 200 + i, Err(()))).await;
+        }
+        let h = s.health(0, T0 + 300).await.unwrap();
+        assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
+        assert!(
+            h.reasons
+                .iter()
+                .any(|r| r.contains("the last 3 runs failed")),
+            "{h:?}"
+        );
+    });
+}
+
+#[test]
+fn health_weighs_each_reason() {
+    let ok = |at| LoggedRun {
+        at,
+        done: true,
+        ..Default::default()
+    };
+    let facts = HealthFacts {
+        period_ms: 1_000,
+        ..Default::default()
+    };
+    assert_eq!(
+        assess(vec![ok(T0)], facts, T0 + 10).status,
+        HealthStatus::Healthy
+    );
+    let with_errors = LoggedRun {
+        errors: 2,
+        ..ok(T0)
+    };
+    let h = assess(vec![ok(T0 - 10), with_errors], facts, T0 + 10);
+    assert_eq!(h.status, HealthStatus::Warning);
+    assert_eq!(h.last_success_at, Some(T0 - 10));
+    let lapsed = HealthFacts {
+        lapsed_lease: Some(T0),
+        ..facts
+    };
+    let h = assess(vec![ok(T0)], lapsed, T0 + 10);
+    assert_eq!(h.status, HealthStatus::Warning);
+    assert!(h.reasons[0].contains("lease ran out"), "{h:?}");
+    let unfinished = HealthFacts {
+        unfinished_since: Some(T0),
+        ..facts
+    };
+    assert_eq!(
+        assess(vec![ok(T0 + 1_500)], unfinished, T0 + 1_600).status,
+        HealthStatus::Warning
+    );
+    assert_eq!(
+        assess(vec![ok(T0 + 500)], unfinished, T0 + 600).status,
+        HealthStatus::Healthy
+    );
+    // A period of 0 (no periodic runs) never makes a run overdue.
+    let none = HealthFacts::default();
+    assert_eq!(
+        assess(vec![ok(T0)], none, T0 + 1_000_000).status,
+        HealthStatus::Healthy
+    );
+}

@@ -1,0 +1,192 @@
+// The maintenance operations (SPEC §5, issue #12) through the built package's
+// JS API in Node: on memoryStore(), on IndexedDB (fake-indexeddb) and on a
+// key-value store (a Map), whose bytes the test can damage directly.
+import "fake-indexeddb/auto";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Sweeper, memoryStore, openIndexedDb, kvStore } from "../../pkg/node.js";
+
+const T0 = 1_700_000_000_000;
+const DAY = 86_400_000;
+
+function manualClock(start = T0) {
+  const clock = () => clock.now;
+  clock.now = start;
+  return clock;
+}
+
+const stores = {
+  memory: async () => memoryStore(),
+  indexeddb: async () => openIndexedDb(`maintenance-${Math.random()}`),
+  map: async () => kvStore(new Map()),
+};
+
+for (const [kind, open] of Object.entries(stores)) {
+  test(`${kind}: history, detail and resolvePrefix show what is stored`, async () => {
+    const clock = manualClock();
+    const s = new Sweeper(await open(), { clock });
+    await s.put("apple", new Map([["a", 1n]]), { namespace: "fruit", group: "g", refs: [] });
+    clock.now += 10;
+    await s.put("apricot", new Uint8Array([1, 2, 3]), { namespace: "fruit", ttlMs: 1_000 });
+    clock.now += 10;
+    await s.put("banana", { n: -0 }, { namespace: "fruit", pinned: true });
+    clock.now += 10;
+    await s.put("x", 1);
+
+    const all = await s.history();
+    assert.deepEqual(all.map((e) => e.key), ["x", "banana", "apricot", "apple"]);
+    const fruit = await s.history({ namespace: "fruit", limit: 2 });
+    assert.deepEqual(fruit.map((e) => [e.namespace, e.key]), [["fruit", "banana"], ["fruit", "apricot"]]);
+    assert.equal(fruit[0].pinned, true);
+    assert.equal(fruit[1].expiresAt, T0 + 10 + 1_000);
+    assert.equal(fruit[1].updatedAt, T0 + 10);
+
+    const apple = await s.detail("apple", { namespace: "fruit" });
+    assert.deepEqual(apple.value, new Map([["a", 1n]]));
+    assert.equal(apple.group, "g");
+    assert.equal(apple.createdAt, T0);
+    const banana = await s.detail("banana", { namespace: "fruit" });
+    assert.ok(Object.is(banana.value.n, -0));
+    assert.deepEqual((await s.detail("apricot", { namespace: "fruit" })).value, new Uint8Array([1, 2, 3]));
+    assert.equal(await s.detail("nope", { namespace: "fruit" }), undefined);
+
+    // Expired: only when asked, and then no prefix names it.
+    clock.now += 5_000;
+    assert.equal(await s.detail("apricot", { namespace: "fruit" }), undefined);
+    assert.deepEqual((await s.detail("apricot", { namespace: "fruit", includeExpired: true })).value, new Uint8Array([1, 2, 3]));
+    assert.deepEqual(await s.resolvePrefix("ap", { namespace: "fruit" }), { key: "apple" });
+    await s.put("apple pie", 2, { namespace: "fruit" });
+    assert.deepEqual(await s.resolvePrefix("ap", { namespace: "fruit" }), { ambiguous: ["apple", "apple pie"] });
+    assert.deepEqual(await s.resolvePrefix("apple", { namespace: "fruit" }), { key: "apple" });
+    assert.deepEqual(await s.resolvePrefix("c", { namespace: "fruit" }), { none: true });
+
+    // detail is an operator's look, not a use: accessedAt stays.
+    const before = (await s.detail("banana", { namespace: "fruit" })).accessedAt;
+    clock.now += 60_000;
+    await s.detail("banana", { namespace: "fruit" });
+    await s.run({ mode: "light" }); // flushes deferred refreshes, were there any
+    assert.equal((await s.detail("banana", { namespace: "fruit" })).accessedAt, before);
+    // A get is a use: the same steps move it.
+    await s.get("banana", { namespace: "fruit" });
+    await s.run({ mode: "light" });
+    assert.equal((await s.detail("banana", { namespace: "fruit" })).accessedAt, clock.now);
+    s.close();
+  });
+
+  test(`${kind}: prune deletes what was not updated for a while, zombies and deleteNamespace`, async () => {
+    const clock = manualClock();
+    const store = await open();
+    const s = new Sweeper(store, { clock, policy: { orphanGraceMs: 0 } });
+    const blob = await s.putBlob(new Uint8Array(64).fill(7));
+    for (let i = 0; i < 10; i++) await s.put(`old${i}`, i, { namespace: "n", blobs: i === 0 ? [blob] : [] });
+    await s.put("old-pinned", 1, { namespace: "n", pinned: true });
+    clock.now += 10 * DAY;
+    await s.put("fresh", 2, { namespace: "n", refs: ["old5"] });
+
+    const report = await s.prune({ olderThanMs: 5 * DAY });
+    assert.equal(report.done, true);
+    assert.equal(report.deleted.maxAge.count, 9);
+    assert.equal(report.deleted.orphanBlob.count, 1);
+    const keys = [];
+    for await (const k of s.keys({ namespace: "n" })) keys.push(k);
+    assert.deepEqual(keys, ["fresh", "old-pinned", "old5"]);
+    assert.equal(await s.getBlob(blob), undefined);
+
+    assert.deepEqual(await s.zombies(), []);
+    const gone = await s.deleteNamespace("n");
+    assert.equal(gone.deleted.cleared.count, 3);
+    assert.deepEqual(await s.history({ limit: 10 }), []);
+    await assert.rejects(s.deleteNamespace("n"), { message: 'kvsweep: deleteNamespace: no namespace "n" (none is registered or holds entries)' });
+    s.close();
+  });
+}
+
+test("verify finds a damaged and a lost blob on a key-value store, and repair removes the damaged one", async () => {
+  const map = new Map();
+  const s = new Sweeper(kvStore(map));
+  const ids = [];
+  for (let i = 0; i < 4; i++) {
+    const id = await s.putBlob(new Uint8Array(1000).fill(i));
+    await s.put(`doc${i}`, { i }, { blobs: [id] });
+    ids.push(id);
+  }
+  const clean = await s.verify();
+  assert.deepEqual([clean.checked, clean.bytes, clean.corrupt, clean.missing], [4, 4000, [], []]);
+
+  const bytesKey = (id) => [...map.keys()].find((k) => k.includes(id) && map.get(k)?.length === 1000);
+  const damaged = bytesKey(ids[0]);
+  const bytes = new Uint8Array(map.get(damaged));
+  bytes[10] ^= 1;
+  map.set(damaged, bytes);
+  map.delete(bytesKey(ids[1]));
+
+  const found = await s.verify();
+  assert.deepEqual(found.corrupt, [ids[0]]);
+  assert.deepEqual(found.missing, [ids[1]]);
+  assert.deepEqual(
+    found.referrers.map((r) => r.key).sort(),
+    ["doc0", "doc1"],
+  );
+  assert.deepEqual(found.removed, []);
+  // One shard of two sees part of the store; both see all of it.
+  const parts = [await s.verify({ shard: { index: 0, count: 2 } }), await s.verify({ shard: { index: 1, count: 2 } })];
+  assert.equal(parts[0].checked + parts[1].checked, 3);
+
+  const repaired = await s.verify({ repair: true });
+  assert.deepEqual(repaired.removed, [ids[0]]);
+  assert.equal(await s.getBlob(ids[0]), undefined);
+  // The entry that referenced it stays, reported.
+  assert.deepEqual(await s.get("doc0"), { i: 0 });
+  assert.deepEqual((await s.verify()).missing.sort(), [ids[0], ids[1]].sort());
+});
+
+test("health reads the run log kept in the store, across sweepers", async () => {
+  const clock = manualClock();
+  const store = memoryStore();
+  const s = new Sweeper(store, { clock, schedule: { periodMs: 60_000 } });
+  const fresh = await s.health();
+  assert.equal(fresh.status, "warning");
+  assert.deepEqual(fresh.reasons, ["no run is logged in this store yet"]);
+  await s.put("a", 1, { ttlMs: 1 });
+  clock.now += 10;
+  await s.run({ mode: "full" });
+  const ok = await s.health();
+  assert.equal(ok.status, "healthy");
+  assert.equal(ok.lastSuccessAt, T0 + 10);
+  assert.equal(ok.runs.length, 1);
+  assert.equal(ok.runs[0].deleted, 1);
+  assert.equal(ok.runs[0].mode, "full");
+  s.close();
+  // A new sweeper (a reload) sees the same log; two periods later it is critical.
+  clock.now += 3 * 60_000;
+  const later = new Sweeper(store, { clock, schedule: { periodMs: 60_000 } });
+  const h = await later.health();
+  assert.equal(h.status, "critical");
+  assert.match(h.reasons[0], /^no successful run for 180000 ms, more than two periods of 60000 ms$/);
+  later.close();
+});
+
+test("maintenance calls refuse bad arguments by name", async () => {
+  const s = new Sweeper(memoryStore());
+  await s.put("k", 1);
+  const cases = [
+    [() => s.resolvePrefix(""), 'kvsweep: resolvePrefix: prefix must be a non-empty, well-formed string, got ""'],
+    [() => s.resolvePrefix(5), "kvsweep: resolvePrefix: prefix must be a non-empty, well-formed string, got 5"],
+    [() => s.resolvePrefix("k", { namespace: "nobody" }), 'kvsweep: resolvePrefix: no namespace "nobody" (none is registered or holds entries)'],
+    [() => s.history({ namespace: "nobody" }), 'kvsweep: history: no namespace "nobody" (none is registered or holds entries)'],
+    [() => s.history({ limit: 0 }), "kvsweep: history options.limit must be from 1 to 10000, got 0"],
+    [() => s.history({ limit: 1.5 }), "kvsweep: history options.limit must be a whole number from 0 to 2^53 - 1 (Number.MAX_SAFE_INTEGER), got 1.5"],
+    [() => s.history({ lmit: 1 }), 'kvsweep: history options: unknown option "lmit"; the options are namespace, limit'],
+    [() => s.prune(), "kvsweep: prune options.olderThanMs is required: entries not updated for that many milliseconds are deleted"],
+    [() => s.prune({ olderThanMs: -1 }), "kvsweep: prune options.olderThanMs must not be negative, got -1"],
+    [() => s.prune({ olderThanMs: 1e21 }), "kvsweep: prune options.olderThanMs must be a whole number from 0 to 2^53 - 1 (Number.MAX_SAFE_INTEGER), got 1e+21"],
+    [() => s.verify({ shard: { index: 2, count: 2 } }), "kvsweep: verify options.shard must have 0 <= index < count <= 4294967295, got index 2 and count 2"],
+    [() => s.verify({ shard: { index: 0 } }), "kvsweep: verify options.shard must be { index, count } with both set, got an object"],
+    [() => s.verify({ repair: "yes" }), 'kvsweep: verify options.repair must be true or false, got "yes"'],
+    [() => s.detail("", {}), "kvsweep: detail: key must be a non-empty string, got \"\""],
+    [() => s.deleteNamespace(7), "kvsweep: deleteNamespace: namespace must be a well-formed string, got 7"],
+  ];
+  for (const [call, message] of cases) await assert.rejects(call(), { message });
+  s.free();
+  await assert.rejects(s.health(), { message: "kvsweep: Sweeper.health: this Sweeper was freed (free() was called); make a new one" });
+});
