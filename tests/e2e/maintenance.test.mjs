@@ -1,0 +1,79 @@
+// The maintenance operations (issue #12) on a real IndexedDB in Chromium: a
+// blob's bytes damaged in the database directly, found by verify and removed
+// by repair; history, resolvePrefix, prune, zombies and health on the same store.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { withBrowser } from "../shared/chromium.mjs";
+
+const env = withBrowser();
+
+test("verify finds a blob damaged in IndexedDB; the other operations work on the same database", { timeout: 90_000 }, async () => {
+  const page = await (await env.browser.newContext()).newPage();
+  await page.goto(env.server.url);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const name = `maintenance-${Date.now()}`;
+    const store = await kv.openIndexedDb(name);
+    let now = 1_700_000_000_000;
+    const s = new kv.Sweeper(store, { clock: () => now, schedule: { periodMs: 3_600_000 } });
+    const ids = [];
+    for (let i = 0; i < 3; i++) {
+      const id = await s.putBlob(new Uint8Array(5000).fill(i + 1));
+      await s.put(`note-${i}`, { title: `n${i}` }, { namespace: "notes", blobs: [id] });
+      ids.push(id);
+    }
+    now += 1000;
+    await s.put("note-10", { title: "late" }, { namespace: "notes" });
+    const clean = await s.verify();
+
+    // Damage one byte of the first blob in the database itself.
+    const db = await new Promise((ok, ko) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => ko(r.error);
+    });
+    const inDb = async (mode, body) => {
+      const tx = db.transaction("blobs", mode);
+      const result = await body(tx.objectStore("blobs"));
+      await new Promise((ok, ko) => {
+        tx.oncomplete = ok;
+        tx.onerror = () => ko(tx.error);
+      });
+      return result;
+    };
+    const key = ["", ids[0]];
+    const stored = await inDb("readonly", (os) => new Promise((ok) => (os.get(key).onsuccess = (e) => ok(e.target.result))));
+    const damaged = new Uint8Array(stored);
+    damaged[4321] ^= 0xff;
+    await inDb("readwrite", (os) => os.put(damaged, key));
+    db.close();
+
+    const found = await s.verify();
+    const repaired = await s.verify({ repair: true });
+    const after = await s.verify();
+    const history = (await s.history({ namespace: "notes", limit: 2 })).map((e) => e.key);
+    const prefix = [await s.resolvePrefix("note-1", { namespace: "notes" }), await s.resolvePrefix("note-", { namespace: "notes" })];
+    now += 10 * 86_400_000;
+    await s.put("note-new", 1, { namespace: "notes" });
+    const pruned = await s.prune({ olderThanMs: 86_400_000 });
+    const left = [];
+    for await (const k of s.keys({ namespace: "notes" })) left.push(k);
+    await s.run();
+    const health = await s.health();
+    s.close();
+    return { ids, clean, found, repaired, after, history, prefix, pruned, left, health };
+  });
+  const { ids, clean, found, repaired, after } = out;
+  assert.deepEqual([clean.checked, clean.bytes, clean.corrupt, clean.missing], [3, 15000, [], []]);
+  assert.deepEqual(found.corrupt, [ids[0]]);
+  assert.deepEqual(found.referrers, [{ namespace: "notes", key: "note-0", blob: ids[0] }]);
+  assert.deepEqual(repaired.removed, [ids[0]]);
+  assert.deepEqual(after.corrupt, []);
+  assert.deepEqual(after.missing, [ids[0]]);
+  assert.deepEqual(out.history, ["note-10", "note-0"]);
+  assert.deepEqual(out.prefix, [{ key: "note-1" }, { ambiguous: ["note-0", "note-1", "note-10", "note-2"] }]);
+  assert.equal(out.pruned.deleted.maxAge.count, 4);
+  assert.deepEqual(out.left, ["note-new"]);
+  assert.equal(out.health.status, "healthy", JSON.stringify(out.health));
+  assert.equal(out.health.runs.length, 1);
+});
