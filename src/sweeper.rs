@@ -16,8 +16,8 @@ use crate::write::{self, entry_tables, EntryWrite};
 
 mod maint;
 pub use maint::{
-    assess, decode_run_log, Health, HealthFacts, HealthStatus, LoggedRun, Referrer, Resolved,
-    Shard, VerifyReport, Zombie, AMBIGUOUS_MAX, RUN_LOG_LEN,
+    assess, decode_run_log, Health, HealthFacts, HealthStatus, LoggedRun, MoveReport, Referrer,
+    Resolved, Shard, VerifyReport, Zombie, AMBIGUOUS_MAX, RUN_LOG_LEN,
 };
 
 /// Default largest value `put` and `putBlob` accept: 64 MiB.

@@ -354,3 +354,195 @@ fn health_weighs_each_reason() {
         HealthStatus::Healthy
     );
 }
+
+#[test]
+fn delete_is_tolerant_of_a_missing_blob_and_leaves_it_to_a_light_run() {
+    let s = sweeper();
+    block_on(async {
+        let blob = s.put_blob(&[5; 50], T0).await.unwrap();
+        let other = s.put_blob(&[6; 50], T0).await.unwrap();
+        let opts = PutOptions {
+            blobs: vec![blob.clone(), other.clone()],
+            ..Default::default()
+        };
+        let id = EntryId::new("", "doc");
+        s.put(&id, StoredValue::Bytes(vec![1]), opts, T0)
+            .await
+            .unwrap();
+        // One blob lost entirely (bytes and record), as a bad restore leaves it.
+        s.store()
+            .apply(vec![
+                Op::Delete(Table::Blobs, id_key(&blob)),
+                Op::Delete(Table::BlobMeta, id_key(&blob)),
+            ])
+            .await
+            .unwrap();
+        assert!(s.delete(&id).await.unwrap());
+        assert!(s.store().keys(Table::Meta).is_empty());
+        // The other blob, now unreferenced, goes in the next light run past its grace.
+        let grace = Policy::default().orphan_grace_ms;
+        let light = s
+            .run(Mode::Light, T0 + grace + 1, &mut RunToEnd)
+            .await
+            .unwrap();
+        assert_eq!(light.deleted[&Reason::OrphanBlob].count, 1, "{light:?}");
+        assert_eq!(s.store().count(Table::Blobs), 0);
+    });
+}
+
+/// A store with entries in two namespaces, a value too large to live in its
+/// entry's record, and two blobs, one shared.
+fn filled() -> Sweeper<MemoryStore> {
+    let s = sweeper();
+    block_on(async {
+        let a = s.put_blob(&[1; 3000], T0).await.unwrap();
+        let b = s.put_blob(&[2; 10], T0).await.unwrap();
+        for (ns, key, blobs) in [("x", "one", vec![a.clone()]), ("y", "two", vec![a, b])] {
+            let opts = PutOptions {
+                blobs,
+                ..Default::default()
+            };
+            s.put(
+                &EntryId::new(ns, key),
+                StoredValue::Bytes(key.as_bytes().to_vec()),
+                opts,
+                T0,
+            )
+            .await
+            .unwrap();
+        }
+        let big = StoredValue::Bytes(vec![7; 20_000]);
+        s.put(&EntryId::new("x", "big"), big, PutOptions::default(), T0)
+            .await
+            .unwrap();
+    });
+    s
+}
+
+#[test]
+fn move_to_copies_verifies_and_then_clears_the_source() {
+    let s = filled();
+    let other = filled();
+    let target = MemoryStore::new();
+    block_on(async {
+        let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
+        assert_eq!(
+            (
+                report.entries,
+                report.values,
+                report.blobs,
+                report.namespaces
+            ),
+            (3, 1, 2, 2),
+            "{report:?}"
+        );
+        assert_eq!(report.blob_bytes, 3010);
+        assert!(report.verified && report.changed.is_empty() && !report.resumed);
+        for t in [
+            Table::Meta,
+            Table::Values,
+            Table::Blobs,
+            Table::BlobMeta,
+            Table::Namespaces,
+        ] {
+            assert_eq!(s.store().count(t), 0, "{t:?} left in the source");
+        }
+        assert_eq!(target.count(Table::State), 0, "the move's mark is gone");
+        let t = Sweeper::new(target.clone(), Policy::default(), Default::default());
+        let big = t.get(&EntryId::new("x", "big"), T0).await.unwrap();
+        assert_eq!(big, Some(StoredValue::Bytes(vec![7; 20_000])));
+        let two = t
+            .detail(&EntryId::new("y", "two"), T0, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            t.get_blob(&two.0.blobs[0]).await.unwrap().unwrap(),
+            vec![1; 3000]
+        );
+        let plan = t.plan(Mode::Full, T0 + 86_400_000).await.unwrap();
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        let check = t.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert_eq!(
+            (check.checked, check.corrupt.len(), check.missing.len()),
+            (2, 0, 0)
+        );
+        assert!(t.zombies(&mut RunToEnd).await.unwrap().is_empty());
+        // A second move into a store that now holds entries is refused.
+        let e = other
+            .move_to(&target, &mut RunToEnd)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the target store already holds entries"), "{e}");
+    });
+}
+
+#[test]
+fn move_to_stops_before_clearing_when_a_source_blob_is_corrupt() {
+    let s = filled();
+    let target = MemoryStore::new();
+    block_on(async {
+        let blob = s.store().keys(Table::Blobs)[0].clone();
+        s.store()
+            .apply(vec![Op::Put(Table::Blobs, blob.clone(), vec![0; 3])])
+            .await
+            .unwrap();
+        let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
+        assert_eq!(report.corrupt, [blob.key]);
+        assert!(!report.verified);
+        assert_eq!(report.cleared, 0);
+        assert_eq!(s.store().count(Table::Meta), 3);
+        assert_eq!(s.store().count(Table::Blobs), 2);
+        // Resumable: the mark stays, so a second try is not refused as a non-empty target.
+        let again = s.move_to(&target, &mut RunToEnd).await.unwrap();
+        assert!(again.resumed);
+    });
+}
+
+/// Writes to the source once, at the first pause (the move's verification,
+/// with pages larger than the store): a write during the move.
+struct WriteDuringMove {
+    source: MemoryStore,
+    write: Option<Op>,
+}
+
+impl kvsweep::exec::RunHost for WriteDuringMove {
+    async fn between_batches(&mut self, _: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
+        kvsweep::exec::Flow::Continue
+    }
+    async fn pause(&mut self) {
+        if let Some(op) = self.write.take() {
+            self.source.apply(vec![op]).await.unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_record_written_during_a_move_stays_in_the_source() {
+    let s = filled();
+    let target = MemoryStore::new();
+    block_on(async {
+        let one = EntryId::new("x", "one");
+        let mut record = s
+            .store()
+            .get(Table::Meta, std::slice::from_ref(&one))
+            .await
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        record.push(0); // other bytes: a newer write of the entry
+        let mut host = WriteDuringMove {
+            source: s.store().clone(),
+            write: Some(Op::Put(Table::Meta, one.clone(), record)),
+        };
+        let report = s.move_to(&target, &mut host).await.unwrap();
+        assert!(report.verified);
+        assert_eq!(report.changed, ["one"]);
+        // The changed entry stays, with every blob and namespace it may use.
+        assert_eq!(s.store().keys(Table::Meta), [one]);
+        assert_eq!(s.store().count(Table::Blobs), 2);
+        assert_eq!(s.store().count(Table::Namespaces), 2);
+        assert_eq!(target.count(Table::Meta), 3);
+    });
+}

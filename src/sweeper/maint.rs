@@ -679,3 +679,199 @@ impl<S: Store> Sweeper<S> {
         Ok(assess(runs, facts, now))
     }
 }
+
+/// The target's `State` record that marks a move into it as begun, so that
+/// a move cut short is resumed rather than refused as a non-empty target.
+const MOVE_MARK_KEY: &str = "move-in";
+
+/// The tables `move_to` copies, blobs first so that no entry copied ever
+/// references a blob the target lacks; the source is cleared in the reverse
+/// order, entries first, so that it stays consistent if the clear is cut short.
+const MOVED: [Table; 5] = [
+    Table::Blobs,
+    Table::BlobMeta,
+    Table::Values,
+    Table::Namespaces,
+    Table::Meta,
+];
+
+/// What `move_to` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveReport {
+    /// Entries (metadata records) copied, and their values kept in records of their own.
+    pub entries: u64,
+    pub values: u64,
+    /// Blobs copied and their bytes, every one hashed on the way.
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub namespaces: u64,
+    /// Every copied record read back from the target and found equal (blobs
+    /// hashed again there). False leaves the source untouched.
+    pub verified: bool,
+    /// Records deleted from the source after the copy was verified.
+    pub cleared: u64,
+    /// Source records that changed after they were copied (a write during
+    /// the move): left in the source, never deleted.
+    pub changed: Vec<String>,
+    /// Blobs whose source bytes do not hash to their id: the move stops
+    /// before it clears anything.
+    pub corrupt: Vec<String>,
+    /// A move cut short before was resumed.
+    pub resumed: bool,
+}
+
+impl<S: Store> Sweeper<S> {
+    /// Copies every namespace, entry and blob to `target`, verifies the copy
+    /// (record by record, blobs hashed), then clears the source of what was
+    /// copied, each record only if unchanged since its copy: a write during
+    /// the move stays in the source (reported in `changed`), never lost. The
+    /// target must hold no entries, unless a move into it was cut short:
+    /// then it resumes (copies are idempotent). Runs' state (cursor, lease,
+    /// log) and temps stay with the source.
+    pub async fn move_to<H: RunHost>(&self, target: &S, host: &mut H) -> Result<MoveReport, Error> {
+        let mark = id_key(MOVE_MARK_KEY);
+        let mut report = MoveReport::default();
+        report.resumed = target
+            .get(Table::State, std::slice::from_ref(&mark))
+            .await?[0]
+            .is_some();
+        if !report.resumed && !target.list(Table::Meta, None, 1).await?.is_empty() {
+            return Err(Error::InvalidInput(
+                "moveTo: the target store already holds entries; move into an empty store".into(),
+            ));
+        }
+        target
+            .apply(vec![Op::Put(Table::State, mark.clone(), vec![1])])
+            .await?;
+        let batch = self.config.exec.batch_size.max(1);
+        let mut copied: Vec<(Table, EntryId, u64)> = Vec::new();
+        for table in MOVED {
+            let mut after: Option<EntryId> = None;
+            // Blobs a few at a time: their bytes may be large.
+            let page = if table == Table::Blobs {
+                VERIFY_BATCH
+            } else {
+                self.config.exec.page_size.max(1)
+            };
+            loop {
+                if host.stopped() {
+                    return Err(Error::Stopped);
+                }
+                let records = self.store.list(table, after.as_ref(), page).await?;
+                let n = records.len();
+                after = records.last().map(|(k, _)| k.clone());
+                let mut ops = Vec::with_capacity(n);
+                for (key, bytes) in records {
+                    match table {
+                        Table::Blobs if blob_id(&bytes) != key.key => {
+                            report.corrupt.push(key.key);
+                            continue;
+                        }
+                        Table::Blobs => {
+                            report.blobs += 1;
+                            report.blob_bytes += bytes.len() as u64;
+                        }
+                        Table::Values => report.values += 1,
+                        Table::Namespaces => report.namespaces += 1,
+                        Table::Meta => report.entries += 1,
+                        _ => {}
+                    }
+                    copied.push((table, key.clone(), crate::store::stamp(&bytes)));
+                    ops.push(Op::Put(table, key, bytes));
+                }
+                while !ops.is_empty() {
+                    let rest = ops.split_off(ops.len().min(batch));
+                    target.apply(std::mem::replace(&mut ops, rest)).await?;
+                }
+                if n < page {
+                    break;
+                }
+                host.pause().await;
+            }
+        }
+        if !report.corrupt.is_empty() {
+            return Ok(report);
+        }
+        // Read every copied record back from the target.
+        for chunk in copied.chunks(VERIFY_BATCH) {
+            for table in MOVED {
+                let keys: Vec<EntryId> = chunk
+                    .iter()
+                    .filter(|c| c.0 == table)
+                    .map(|c| c.1.clone())
+                    .collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                let got = target.get(table, &keys).await?;
+                let want = chunk.iter().filter(|c| c.0 == table);
+                for ((_, key, stamp), bytes) in want.zip(got) {
+                    let same = bytes.is_some_and(|b| {
+                        crate::store::stamp(&b) == *stamp
+                            && (table != Table::Blobs || blob_id(&b) == key.key)
+                    });
+                    if !same {
+                        return Err(Error::InvalidInput(format!(
+                            "moveTo: the target did not keep the record {:?} of {} as written; the source is untouched",
+                            key.key,
+                            table.name()
+                        )));
+                    }
+                }
+            }
+            host.pause().await;
+        }
+        report.verified = true;
+        // Clear the source, entries first, each record only if unchanged. A
+        // changed entry or value stops the clear there: the namespaces and
+        // blobs it may use stay. A blob whose record changed (referenced
+        // again) keeps its bytes.
+        for table in [
+            Table::Meta,
+            Table::Values,
+            Table::Namespaces,
+            Table::BlobMeta,
+            Table::Blobs,
+        ] {
+            if table == Table::Namespaces && !report.changed.is_empty() {
+                break;
+            }
+            // By now `changed` can only hold blob records (and namespaces).
+            let mine: Vec<&(Table, EntryId, u64)> = copied
+                .iter()
+                .filter(|c| {
+                    c.0 == table && !(table == Table::Blobs && report.changed.contains(&c.1.key))
+                })
+                .collect();
+            for chunk in mine.chunks(batch) {
+                let guarded = |c: &&(Table, EntryId, u64)| {
+                    [
+                        Op::Expect(c.0, c.1.clone(), Some(c.2)),
+                        Op::Delete(c.0, c.1.clone()),
+                    ]
+                };
+                let ops: Vec<Op> = chunk.iter().flat_map(guarded).collect();
+                match self.store.apply(ops).await {
+                    Ok(()) => report.cleared += chunk.len() as u64,
+                    Err(crate::store::StoreError::Conflict(_)) => {
+                        for c in chunk {
+                            match self.store.apply(guarded(c).into()).await {
+                                Ok(()) => report.cleared += 1,
+                                Err(crate::store::StoreError::Conflict(_)) => {
+                                    report.changed.push(c.1.key.clone())
+                                }
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                host.pause().await;
+            }
+        }
+        *self.registered.borrow_mut() = VecSet::new();
+        target.apply(vec![Op::Delete(Table::State, mark)]).await?;
+        Ok(report)
+    }
+}
