@@ -731,11 +731,14 @@ impl<S: Store> Sweeper<S> {
     /// log) and temps stay with the source.
     pub async fn move_to<H: RunHost>(&self, target: &S, host: &mut H) -> Result<MoveReport, Error> {
         let mark = id_key(MOVE_MARK_KEY);
-        let mut report = MoveReport::default();
-        report.resumed = target
+        let resumed = target
             .get(Table::State, std::slice::from_ref(&mark))
             .await?[0]
             .is_some();
+        let mut report = MoveReport {
+            resumed,
+            ..MoveReport::default()
+        };
         if !report.resumed && !target.list(Table::Meta, None, 1).await?.is_empty() {
             return Err(Error::InvalidInput(
                 "moveTo: the target store already holds entries; move into an empty store".into(),
