@@ -1,5 +1,6 @@
-//! How records are stored: MessagePack (rmp-serde) with a format version, so a
-//! store written by one release is read by the next.
+//! How records are stored: MessagePack in rmp-serde's layout (named fields)
+//! with a format version, so a store written by one release is read by the
+//! next. Written and read by hand here, to rmp-serde's bytes.
 
 use core::fmt;
 
@@ -35,17 +36,162 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct Envelope<'a, T>(u32, &'a T);
 
-/// Any record, versioned like the others.
-pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    // Serializing plain structs of strings and integers into a Vec cannot fail.
-    rmp_serde::to_vec_named(&Envelope(FORMAT_VERSION, record)).unwrap_or_default()
+/// Writes MessagePack by hand, the bytes rmp-serde's `to_vec_named` writes
+/// for the same records (a test holds them equal): the serde serializer
+/// compiled one writer per record type and field.
+pub(crate) struct Writer(pub(crate) Vec<u8>);
+
+impl Writer {
+    /// A versioned record: `[version, body]`, the body written by `body`.
+    pub(crate) fn record(body: impl FnOnce(&mut Writer)) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(64));
+        w.array(2);
+        w.uint(u64::from(FORMAT_VERSION));
+        body(&mut w);
+        w.0
+    }
+
+    /// A header of `n` items: fix form below 16 (`fix`), else 16 or 32 bits.
+    fn header(&mut self, n: usize, fix: u8, h16: u8) {
+        if n < 16 {
+            self.0.push(fix | n as u8);
+        } else if let Ok(n) = u16::try_from(n) {
+            self.0.push(h16);
+            self.0.extend_from_slice(&n.to_be_bytes());
+        } else {
+            self.0.push(h16 + 1);
+            self.0.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+
+    pub(crate) fn array(&mut self, n: usize) {
+        self.header(n, 0x90, 0xdc);
+    }
+
+    pub(crate) fn map(&mut self, n: usize) {
+        self.header(n, 0x80, 0xde);
+    }
+
+    /// The most compact unsigned form, as rmp's `write_uint`.
+    pub(crate) fn uint(&mut self, n: u64) {
+        let bytes = n.to_be_bytes();
+        match n {
+            0..=0x7f => self.0.push(n as u8),
+            0x80..=0xff => self.0.extend_from_slice(&[0xcc, n as u8]),
+            0x100..=0xffff => {
+                self.0.push(0xcd);
+                self.0.extend_from_slice(&bytes[6..]);
+            }
+            0x1_0000..=0xffff_ffff => {
+                self.0.push(0xce);
+                self.0.extend_from_slice(&bytes[4..]);
+            }
+            _ => {
+                self.0.push(0xcf);
+                self.0.extend_from_slice(&bytes);
+            }
+        }
+    }
+
+    /// A length-prefixed run of bytes: `fix` (or none) below 32, then 8, 16, 32 bits.
+    fn sized(&mut self, bytes: &[u8], fix: Option<u8>, h8: u8) {
+        let n = bytes.len();
+        match fix {
+            Some(fix) if n < 32 => self.0.push(fix | n as u8),
+            _ if n <= 0xff => self.0.extend_from_slice(&[h8, n as u8]),
+            _ if n <= 0xffff => {
+                self.0.push(h8 + 1);
+                self.0.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            _ => {
+                self.0.push(h8 + 2);
+                self.0.extend_from_slice(&(n as u32).to_be_bytes());
+            }
+        }
+        self.0.extend_from_slice(bytes);
+    }
+
+    pub(crate) fn str(&mut self, s: &str) {
+        self.sized(s.as_bytes(), Some(0xa0), 0xd9);
+    }
+
+    pub(crate) fn bin(&mut self, b: &[u8]) {
+        self.sized(b, None, 0xc4);
+    }
+
+    pub(crate) fn bool(&mut self, b: bool) {
+        self.0.push(0xc2 | u8::from(b));
+    }
+
+    pub(crate) fn nil(&mut self) {
+        self.0.push(0xc0);
+    }
+
+    pub(crate) fn strs(&mut self, items: &[String]) {
+        self.array(items.len());
+        for s in items {
+            self.str(s);
+        }
+    }
+
+    /// The fields of a map, each a name and a number.
+    pub(crate) fn uints(&mut self, fields: &[(&str, u64)]) {
+        for (name, n) in fields {
+            self.str(name);
+            self.uint(*n);
+        }
+    }
 }
 
-// Records are written by rmp-serde (named fields) and read back here, by hand,
-// from one `rmpv::Value`: serde's derived readers compile one MessagePack
+/// A record holding one number (the rebuild epoch).
+pub fn encode_number(n: u64) -> Vec<u8> {
+    Writer::record(|w| w.uint(n))
+}
+
+/// An entry's metadata fields, a map in declaration order.
+fn write_meta(w: &mut Writer, m: &EntryMeta) {
+    w.map(14);
+    w.uints(&[
+        ("createdAt", m.created_at),
+        ("updatedAt", m.updated_at),
+        ("accessedAt", m.accessed_at),
+    ]);
+    w.str("expiresAt");
+    match m.expires_at {
+        Some(t) => w.uint(t),
+        None => w.nil(),
+    }
+    w.uints(&[("size", m.size)]);
+    w.str("group");
+    match &m.group {
+        Some(g) => w.str(g),
+        None => w.nil(),
+    }
+    for (name, flag) in [
+        ("pinned", m.pinned),
+        ("locked", m.locked),
+        ("dependent", m.dependent),
+    ] {
+        w.str(name);
+        w.bool(flag);
+    }
+    w.str("refs");
+    w.strs(&m.refs);
+    w.str("blobs");
+    w.strs(&m.blobs);
+    w.uints(&[
+        ("writeId", m.write_id),
+        ("referrers", m.referrers),
+        ("rev", m.rev),
+    ]);
+}
+
+// Records are read back here, by hand, from one `rmpv::Value` (or, for entry
+// metadata, straight from the bytes): serde's derived readers compile one MessagePack
 // reader per record type and field, which was half the module's size. The
 // rules are serde's: unknown fields are ignored, a repeated field is an
 // error, and a field without a default is required.
@@ -91,13 +237,12 @@ pub fn encode_entry(meta: &EntryMeta, inline: Option<&[u8]>) -> Vec<u8> {
     let Some(value) = inline else {
         return encode_meta(meta);
     };
-    let mut out = Vec::with_capacity(value.len() + 128);
-    out.push(0x93); // an array of three
-                    // Writing MessagePack into a Vec cannot fail.
-    let _ = rmpv::encode::write_value(&mut out, &Value::from(FORMAT_VERSION));
-    out.extend(rmp_serde::to_vec_named(meta).unwrap_or_default());
-    let _ = rmpv::encode::write_value(&mut out, &Value::Binary(value.to_vec()));
-    out
+    let mut w = Writer(Vec::with_capacity(value.len() + 160));
+    w.array(3);
+    w.uint(u64::from(FORMAT_VERSION));
+    write_meta(&mut w, meta);
+    w.bin(value);
+    w.0
 }
 
 /// The encoded value an entry's record holds in itself, if it does.
@@ -204,7 +349,7 @@ impl<'a> Fields<'a> {
 }
 
 pub fn encode_meta(meta: &EntryMeta) -> Vec<u8> {
-    encode(meta)
+    Writer::record(|w| write_meta(w, meta))
 }
 
 pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, DecodeError> {
@@ -514,8 +659,16 @@ impl BlobRecord {
     }
 }
 
-pub fn encode_blob(record: &BlobRecord) -> Vec<u8> {
-    encode(record)
+pub fn encode_blob(r: &BlobRecord) -> Vec<u8> {
+    Writer::record(|w| {
+        w.map(4);
+        w.uints(&[
+            ("size", r.size),
+            ("createdAt", r.created_at),
+            ("refs", r.refs),
+            ("rev", r.rev),
+        ]);
+    })
 }
 
 pub fn decode_blob(bytes: &[u8]) -> Result<BlobRecord, DecodeError> {
@@ -568,8 +721,37 @@ pub struct TempRecord {
     pub staged: Staged,
 }
 
-pub fn encode_temp(record: &TempRecord) -> Vec<u8> {
-    encode(record)
+pub fn encode_temp(r: &TempRecord) -> Vec<u8> {
+    Writer::record(|w| {
+        w.map(3);
+        w.uints(&[("createdAt", r.created_at), ("size", r.size)]);
+        w.str("staged");
+        match &r.staged {
+            Staged::Entry {
+                namespace,
+                key,
+                writes,
+            } => {
+                w.map(4);
+                for (name, value) in [("kind", "entry"), ("namespace", namespace), ("key", key)] {
+                    w.str(name);
+                    w.str(value);
+                }
+                w.str("writes");
+                w.array(writes.len());
+                for n in writes {
+                    w.uint(*n);
+                }
+            }
+            Staged::Blob { id } => {
+                w.map(2);
+                for (name, value) in [("kind", "blob"), ("id", id)] {
+                    w.str(name);
+                    w.str(value);
+                }
+            }
+        }
+    })
 }
 
 pub fn decode_temp(bytes: &[u8]) -> Result<TempRecord, DecodeError> {
@@ -626,6 +808,7 @@ pub fn decode_temp_info(id: &str, bytes: &[u8]) -> Result<TempInfo, DecodeError>
 }
 
 /// A namespace's registration record.
+#[cfg(test)]
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NamespaceRecord {
@@ -633,7 +816,10 @@ struct NamespaceRecord {
 }
 
 pub fn encode_namespace(registered_at: Millis) -> Vec<u8> {
-    encode(&NamespaceRecord { registered_at })
+    Writer::record(|w| {
+        w.map(1);
+        w.uints(&[("registeredAt", registered_at)]);
+    })
 }
 
 /// An entry's inline value as stored: raw bytes, or any value as MessagePack.
@@ -682,6 +868,116 @@ impl StoredValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What rmp-serde writes for a record: the format the hand writer keeps.
+    fn by_serde<T: Serialize>(record: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(&Envelope(FORMAT_VERSION, record)).unwrap()
+    }
+
+    /// Every size class of every MessagePack form the records use.
+    #[test]
+    fn the_hand_writer_writes_exactly_what_rmp_serde_wrote() {
+        let long = |n: usize| "é".repeat(n / 2) + &"x".repeat(n % 2);
+        for (i, n) in [
+            0u64,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX as u64,
+            u32::MAX as u64 + 1,
+            u64::MAX,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let text = long([0, 1, 31, 32, 255, 256, 65_535, 65_536, 5, 70_000, 3][i]);
+            let items: Vec<String> = (0..[0, 1, 15, 16, 3, 65_536, 2, 0, 1, 17, 4][i])
+                .map(|k| format!("r{k}"))
+                .collect();
+            let meta = EntryMeta {
+                created_at: n,
+                updated_at: n / 2,
+                accessed_at: n / 3,
+                expires_at: (i % 2 == 0).then_some(n),
+                size: n ^ 0x55,
+                group: (i % 3 == 0).then(|| text.clone()),
+                pinned: i % 2 == 1,
+                locked: i % 3 == 1,
+                dependent: i % 5 == 1,
+                refs: items.clone(),
+                blobs: items.iter().take(3).cloned().collect(),
+                write_id: n.rotate_left(7),
+                referrers: n >> 3,
+                rev: n.wrapping_mul(3),
+            };
+            assert_eq!(encode_meta(&meta), by_serde(&meta), "meta {i}");
+            let value = vec![7u8; [0, 1, 255, 256, 65_535, 65_536, 3, 0, 0, 0, 0][i]];
+            let mut entry = vec![0x93];
+            entry.extend(rmp_serde::to_vec(&FORMAT_VERSION).unwrap());
+            entry.extend(rmp_serde::to_vec_named(&meta).unwrap());
+            rmpv::encode::write_value(&mut entry, &Value::Binary(value.clone())).unwrap();
+            assert_eq!(encode_entry(&meta, Some(&value)), entry, "entry {i}");
+            let blob = BlobRecord {
+                size: n,
+                created_at: n / 5,
+                refs: n / 7,
+                rev: n / 11,
+            };
+            assert_eq!(encode_blob(&blob), by_serde(&blob), "blob {i}");
+            let temps = [
+                TempRecord {
+                    created_at: n,
+                    size: n / 3,
+                    staged: Staged::Blob { id: text.clone() },
+                },
+                TempRecord {
+                    created_at: n,
+                    size: 1,
+                    staged: Staged::Entry {
+                        namespace: text.clone(),
+                        key: "k".into(),
+                        writes: vec![n, 1, u64::MAX],
+                    },
+                },
+            ];
+            for t in temps {
+                assert_eq!(encode_temp(&t), by_serde(&t), "temp {i}");
+            }
+            assert_eq!(
+                encode_namespace(n),
+                by_serde(&NamespaceRecord { registered_at: n })
+            );
+            assert_eq!(encode_number(n), by_serde(&n));
+            let cursor = crate::exec::Cursor {
+                mode: if i % 2 == 0 {
+                    crate::plan::Mode::Full
+                } else {
+                    crate::plan::Mode::Light
+                },
+                started_at: n,
+                after: (crate::plan::ActionKind::Temp, text.clone(), "id".into()),
+                deleted: crate::plan::Reason::ALL
+                    .iter()
+                    .take(i)
+                    .map(|r| {
+                        (
+                            *r,
+                            crate::plan::Tally {
+                                count: n,
+                                bytes: n / 2,
+                            },
+                        )
+                    })
+                    .collect(),
+                kept: n,
+            };
+            assert_eq!(cursor.encode(), by_serde(&cursor), "cursor {i}");
+        }
+    }
 
     #[test]
     fn meta_round_trips_through_msgpack() {
@@ -864,8 +1160,8 @@ mod tests {
             kept: 1,
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
-        assert_eq!(decode_number(&encode(&42u64)), Ok(42));
-        assert!(Cursor::decode(&encode(&42u64)).is_err());
+        assert_eq!(decode_number(&encode_number(42)), Ok(42));
+        assert!(Cursor::decode(&encode_number(42)).is_err());
     }
 
     #[test]

@@ -94,7 +94,31 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(self)
+        codec::Writer::record(|w| {
+            w.map(5);
+            w.str("mode");
+            w.str(self.mode.as_str());
+            w.uints(&[("startedAt", self.started_at)]);
+            w.str("after");
+            w.array(3);
+            let (kind, namespace, key) = &self.after;
+            let kind = match kind {
+                ActionKind::Entry => "entry",
+                ActionKind::Blob => "blob",
+                ActionKind::Temp => "temp",
+            };
+            for s in [kind, namespace, key] {
+                w.str(s);
+            }
+            w.str("deleted");
+            w.map(self.deleted.len());
+            for (reason, t) in &self.deleted {
+                w.str(reason.as_str());
+                w.map(2);
+                w.uints(&[("count", t.count), ("bytes", t.bytes)]);
+            }
+            w.uints(&[("kept", self.kept)]);
+        })
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Cursor, codec::DecodeError> {

@@ -203,7 +203,7 @@ async fn take_epoch<S: Store>(store: &S) -> Result<Op, StoreError> {
             .as_deref()
             .and_then(|b| codec::decode_number(b).ok())
             .unwrap_or(0);
-        let bytes = codec::encode(&epoch.wrapping_add(1));
+        let bytes = codec::encode_number(epoch.wrapping_add(1));
         let ops = vec![
             Op::Expect(Table::State, key.clone(), old.as_deref().map(stamp)),
             Op::Put(Table::State, key.clone(), bytes.clone()),
