@@ -546,3 +546,23 @@ fn a_record_written_during_a_move_stays_in_the_source() {
         assert_eq!(target.count(Table::Meta), 3);
     });
 }
+
+#[test]
+fn move_to_refuses_the_source_itself_even_when_marked_as_a_move_target() {
+    let s = filled();
+    block_on(async {
+        // A mark left by a move into this store that was cut short.
+        s.store()
+            .apply(vec![Op::Put(Table::State, id_key("move-in"), vec![1])])
+            .await
+            .unwrap();
+        let same = s.store().clone();
+        let e = s
+            .move_to(&same, &mut RunToEnd)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the target is the source store itself"), "{e}");
+        assert_eq!(s.store().count(Table::Meta), 3);
+    });
+}

@@ -159,6 +159,20 @@ export interface RunReport {
   errors: { kind: string; namespace?: string; key: string; message: string }[];
   durationMs: number; corrupt: { namespace: string; key: string }[]; zombies: string[];
 }
+/** What moveTo did: what it copied, whether the copy read back equal, what it cleared from the source. */
+export interface MoveReport {
+  entries: number; values: number; blobs: number; blobBytes: number; namespaces: number;
+  /** Every copied record was read back from the target and found equal (blobs hashed); false leaves the source untouched. */
+  verified: boolean;
+  /** Records deleted from the source after the copy was verified. */
+  cleared: number;
+  /** Keys of source records written during the move: left in the source, never deleted. */
+  changed: string[];
+  /** Blobs whose source bytes do not match their id: the move stopped before clearing anything. */
+  corrupt: string[];
+  /** A move cut short before was resumed. */
+  resumed: boolean;
+}
 "#;
 
 pub(super) fn js_err(msg: impl std::fmt::Display) -> JsValue {
@@ -1154,6 +1168,21 @@ impl JsSweeper {
                     "Sweeper.maintain: unknown operation {op:?}"
                 ))),
             }
+        })
+    }
+
+    /// Copies every namespace, entry and blob to `target`, verifies the
+    /// copy, then clears the source of what was copied (what changed
+    /// meanwhile stays, reported); resumes a move cut short.
+    #[wasm_bindgen(js_name = moveTo, unchecked_return_type = "Promise<MoveReport>")]
+    pub fn move_to(&self, target: &JsStore) -> Promise {
+        let target = target.inner.clone();
+        promise(&self.inner, |inner| async move {
+            let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
+            inner.running.set(true);
+            let report = inner.sweeper.move_to(&target, &mut host).await;
+            inner.running.set(false);
+            to_js(&report.map_err(js_err)?)
         })
     }
 

@@ -730,6 +730,22 @@ impl<S: Store> Sweeper<S> {
     /// then it resumes (copies are idempotent). Runs' state (cursor, lease,
     /// log) and temps stay with the source.
     pub async fn move_to<H: RunHost>(&self, target: &S, host: &mut H) -> Result<MoveReport, Error> {
+        // The same store twice (one database opened twice) would be copied
+        // onto itself and then cleared: a record only the source holds tells.
+        let probe = id_key("move-probe");
+        let nonce = self.next_write_id().to_le_bytes().to_vec();
+        self.store
+            .apply(vec![Op::Put(Table::State, probe.clone(), nonce.clone())])
+            .await?;
+        let seen = target.get(Table::State, std::slice::from_ref(&probe)).await;
+        self.store
+            .apply(vec![Op::Delete(Table::State, probe)])
+            .await?;
+        if seen?[0].as_deref() == Some(&nonce[..]) {
+            return Err(Error::InvalidInput(
+                "moveTo: the target is the source store itself".into(),
+            ));
+        }
         let mark = id_key(MOVE_MARK_KEY);
         let resumed = target
             .get(Table::State, std::slice::from_ref(&mark))
