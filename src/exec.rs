@@ -1,8 +1,6 @@
 //! The executor: runs a plan against a store in batches, entries first, then
 //! the blobs they freed, then temps, re-checking each item before it goes.
 
-use std::collections::HashMap;
-
 use crate::vecmap::VecMap;
 
 use serde::Serialize;
@@ -736,7 +734,7 @@ fn cycle_members(doomed: &[Doomed<'_>]) -> Vec<bool> {
 
 /// Entry ids of `doomed` by reference, each with its index there: the one
 /// map type the executor uses (each map type costs the module its own code).
-type IdMap<'a> = HashMap<&'a EntryId, u64>;
+type IdMap<'a> = VecMap<&'a EntryId, u64>;
 
 fn id_map<'a>(doomed: &'a [Doomed<'_>]) -> IdMap<'a> {
     doomed

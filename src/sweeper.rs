@@ -137,7 +137,7 @@ pub struct Sweeper<S: Store> {
     writes: Cell<u64>,
     /// Entry records as this sweeper last wrote them (`None`: deleted), a
     /// bounded few: guesses that let a store write without waiting to read.
-    seen: RefCell<std::collections::HashMap<EntryId, Option<Vec<u8>>>>,
+    seen: RefCell<crate::vecmap::VecMap<EntryId, Option<Vec<u8>>>>,
     /// `accessedAt` refreshes that reads deferred, by entry: written in one
     /// batch by `flush_touches` (before every run and plan, and by the JS
     /// binding on a timer), so a read costs no write of its own. In read
@@ -158,7 +158,7 @@ impl<S: Store> Sweeper<S> {
             }),
             writes: Cell::new(0),
             touches: RefCell::new(Vec::new()),
-            seen: RefCell::new(std::collections::HashMap::new()),
+            seen: RefCell::new(crate::vecmap::VecMap::new()),
         }
     }
 
