@@ -566,3 +566,61 @@ fn move_to_refuses_the_source_itself_even_when_marked_as_a_move_target() {
         assert_eq!(s.store().count(Table::Meta), 3);
     });
 }
+
+#[test]
+fn the_rolling_audit_covers_every_blob_in_count_calls_and_health_reports_what_it_found() {
+    let s = sweeper();
+    block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..12u8 {
+            ids.push(s.put_blob(&[i; 40], T0).await.unwrap());
+        }
+        let mut seen = 0;
+        let mut shards = Vec::new();
+        for _ in 0..4 {
+            let (shard, report) = s.audit(4, T0, &mut RunToEnd).await.unwrap();
+            shards.push(shard.index);
+            seen += report.checked;
+        }
+        assert_eq!(shards, [0, 1, 2, 3]);
+        assert_eq!(seen, 12, "4 audits of 4 shards see every blob once");
+        // Another shard count starts over.
+        assert_eq!(s.audit(3, T0, &mut RunToEnd).await.unwrap().0.index, 0);
+
+        s.store()
+            .apply(vec![Op::Put(Table::Blobs, id_key(&ids[5]), vec![0; 40])])
+            .await
+            .unwrap();
+        let holds = |c: u32| {
+            (0..c)
+                .find(|&i| Shard { index: i, count: c }.holds(&ids[5]))
+                .unwrap()
+        };
+        while s.audit(3, T0, &mut RunToEnd).await.unwrap().0.index != holds(3) {}
+        let h = s.health(0, T0).await.unwrap();
+        let audit = h
+            .reasons
+            .iter()
+            .find(|r| r.contains("rolling audit"))
+            .expect("an audit reason");
+        assert!(
+            audit.contains(&format!("shard {} of 3 found 1 corrupt", holds(3))),
+            "{audit}"
+        );
+        // Audits of clean shards keep it; the shard's own next audit, once
+        // repaired, clears it.
+        s.audit(3, T0, &mut RunToEnd).await.unwrap();
+        let h = s.health(0, T0).await.unwrap();
+        assert!(
+            h.reasons.iter().any(|r| r.contains("rolling audit")),
+            "{h:?}"
+        );
+        s.verify(None, true, &mut RunToEnd).await.unwrap();
+        while s.audit(3, T0, &mut RunToEnd).await.unwrap().0.index != holds(3) {}
+        let h = s.health(0, T0).await.unwrap();
+        assert!(
+            !h.reasons.iter().any(|r| r.contains("rolling audit")),
+            "{h:?}"
+        );
+    });
+}

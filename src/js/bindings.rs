@@ -70,6 +70,8 @@ export interface ScheduleOptions {
   /** After a failed run, the first retry waits this long (default 1000), doubling with each failure in a row up to retryMaxMs (default 15 min). */
   retryMs?: number;
   retryMaxMs?: number;
+  /** The rolling audit: after each scheduled full run that finishes, verify() the next of this many shards of the blobs, so every blob is hashed again every auditShards runs; what it finds shows in health() (default 0 = never). */
+  auditShards?: number;
   /** Called as background runs start, end and fail; what it throws is ignored. */
   onRun?: (event: RunEvent) => void;
 }
@@ -624,9 +626,9 @@ impl JsSweeper {
         // Without `schedule`, runs happen only when asked (run(), request()).
         // Sweepers of one IndexedDB database share a lock across tabs and workers.
         let auto = schedule.is_some();
-        let (schedule, lock_name, fraction) = match schedule {
-            Some(o) => (o.config, o.lock_name, o.storage_fraction),
-            None => (ScheduleConfig::manual(), None, 0.0),
+        let (schedule, lock_name, fraction, audit_shards) = match schedule {
+            Some(o) => (o.config, o.lock_name, o.storage_fraction, o.audit_shards),
+            None => (ScheduleConfig::manual(), None, 0.0, 0),
         };
         let lock_name = lock_name.or_else(|| match &store.inner {
             AnyStore::Idb(s) => Some(format!("kvsweep:{}", s.name())),
@@ -643,6 +645,7 @@ impl JsSweeper {
             on_run,
             js_sys::Date::now() as Millis,
             auto,
+            audit_shards,
         );
         let inner = Rc::new(Inner {
             sweeper: Sweeper::new(store.inner.clone(), policy, config),

@@ -43,6 +43,8 @@ pub(super) struct Driver {
     on_run: Option<Function>,
     /// A `schedule` was given: quota errors may start runs by themselves.
     pub(super) auto: bool,
+    /// The rolling audit's shard count (`schedule.auditShards`; 0 = off).
+    audit_shards: u32,
     /// Resolving it releases the held Web Lock.
     release: RefCell<Option<Function>>,
     last: RefCell<Option<LastRun>>,
@@ -58,6 +60,7 @@ impl Driver {
         on_run: Option<Function>,
         now: Millis,
         auto: bool,
+        audit_shards: u32,
     ) -> Driver {
         let navigator = field(&js_sys::global(), "navigator");
         let locks = field(&navigator, "locks");
@@ -74,6 +77,7 @@ impl Driver {
             storage_fraction,
             on_run,
             auto,
+            audit_shards,
             release: RefCell::new(None),
             last: RefCell::new(None),
         }
@@ -414,10 +418,16 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
     let deadline = budget_ms.map(|b| started + b as f64);
     let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, deadline);
     let result = match inner.now() {
-        Ok(now) => inner
-            .run_leased(mode, now, &mut host, None)
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(now) => {
+            let run = inner.run_leased(mode, now, &mut host, None).await;
+            // The rolling audit: the next shard of the blobs after each full
+            // run that finished; what it finds shows in health().
+            let shards = inner.driver.audit_shards;
+            if shards > 0 && mode == Mode::Full && run.as_ref().is_ok_and(|r| r.done) {
+                let _ = inner.sweeper.audit(shards, now, &mut host).await;
+            }
+            run.map_err(|e| e.to_string())
+        }
         Err(e) => Err(super::convert::thrown(&e)),
     };
     inner.running.set(false);

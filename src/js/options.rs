@@ -320,10 +320,16 @@ pub struct ScheduleOptions {
     pub lock_name: Option<String>,
     /// Request a full run when storage usage passes this fraction of the quota; 0 = never.
     pub storage_fraction: f64,
+    /// After each scheduled full run, verify the next of this many shards of
+    /// the blobs (the rolling audit); 0 = never.
+    pub audit_shards: u32,
 }
 
 /// Longest `periodMs`, `debounceMs`, `maxWaitMs` and `sliceMs`: a year.
 const MAX_SCHEDULE_MS: u64 = 365 * DAY_MS;
+
+/// Most shards the rolling audit splits the blobs into.
+pub const MAX_AUDIT_SHARDS: u64 = 1_000_000;
 
 /// `schedule`: absent means no background runs but those `request()` asks for.
 pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
@@ -345,6 +351,7 @@ pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
             "retryMs",
             "retryMaxMs",
             "onRun",
+            "auditShards",
         ],
     )?;
     let mut config = ScheduleConfig::default();
@@ -405,10 +412,20 @@ pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
             ))
         }
     }
+    let audit_shards = match f.whole("auditShards")? {
+        None => 0,
+        Some(n) if n <= MAX_AUDIT_SHARDS => n as u32,
+        Some(n) => {
+            return err(format!(
+                "schedule.auditShards must be at most {MAX_AUDIT_SHARDS}, got {n}"
+            ))
+        }
+    };
     Ok(Some(ScheduleOptions {
         config,
         lock_name,
         storage_fraction,
+        audit_shards,
     }))
 }
 

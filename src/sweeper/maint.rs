@@ -219,13 +219,15 @@ pub struct HealthFacts {
     pub lapsed_lease: Option<Millis>,
     /// A run stopped before the end of its plan and left a cursor: when that run began.
     pub unfinished_since: Option<Millis>,
+    /// The rolling audit's last shard, when it found problems.
+    pub audit: Option<AuditState>,
 }
 
 /// Judges health from the run log (SPEC §5), purely. Critical: no successful
 /// run within two periods, or the last three runs failed. Warning: a run's
 /// lease lapsed (it crashed or is stuck), the last run failed or could not
-/// delete some items, a run left garbage behind for more than a period, or no
-/// run is logged yet.
+/// delete some items, a run left garbage behind for more than a period, the
+/// rolling audit found bad blobs, or no run is logged yet.
 pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
     let mut reasons: Vec<(HealthStatus, String)> = Vec::new();
     let success = |r: &&LoggedRun| !r.failed && r.errors == 0;
@@ -281,6 +283,13 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
                 format!("garbage is left behind: a run begun {age} ms ago stopped before its end and has not been finished"),
             ));
         }
+    }
+    if let Some(a) = facts.audit {
+        let shard = a.bad;
+        reasons.push((
+            HealthStatus::Warning,
+            format!("the rolling audit of shard {shard} of {} found {} corrupt, missing or unreadable blobs; verify() lists them", a.count, a.problems),
+        ));
     }
     let status = reasons
         .iter()
@@ -615,6 +624,54 @@ impl<S: Store> Sweeper<S> {
             .await
     }
 
+    /// The rolling audit (SPEC §5): verifies the next of `count` shards (no
+    /// repair) and records where it stands, so that successive calls, one
+    /// per scheduled full run, cover the whole store every `count` calls.
+    /// Problems found are kept for `health` until the next audit of a shard.
+    pub async fn audit<H: RunHost>(
+        &self,
+        count: u32,
+        now: Millis,
+        host: &mut H,
+    ) -> Result<(Shard, VerifyReport), Error> {
+        let key = id_key(AUDIT_KEY);
+        let got = self
+            .store
+            .get(Table::State, std::slice::from_ref(&key))
+            .await?;
+        let state = got[0]
+            .as_deref()
+            .and_then(AuditState::decode)
+            .unwrap_or_default();
+        let count = count.max(1);
+        let index = if state.count == u64::from(count) {
+            (state.next % u64::from(count)) as u32
+        } else {
+            0
+        };
+        let shard = Shard { index, count };
+        let report = self.verify(Some(shard), false, host).await?;
+        let problems =
+            (report.corrupt.len() + report.missing.len() + report.unreadable.len()) as u64;
+        // What an earlier shard found stays until that shard is audited again.
+        let (at, problems, bad) = match (problems, state.count == u64::from(count)) {
+            (0, true) if state.bad != u64::from(index) => (state.at, state.problems, state.bad),
+            (0, _) => (now, 0, 0),
+            (p, _) => (now, p, u64::from(index)),
+        };
+        let next = AuditState {
+            next: u64::from((index + 1) % count),
+            count: u64::from(count),
+            at,
+            problems,
+            bad,
+        };
+        self.store
+            .apply(vec![Op::Put(Table::State, key, next.encode())])
+            .await?;
+        Ok((shard, report))
+    }
+
     /// Appends a run to the store's run log (best effort: a log is advice).
     pub async fn log_run(&self, run: LoggedRun) {
         let key = id_key(RUN_LOG_KEY);
@@ -653,6 +710,7 @@ impl<S: Store> Sweeper<S> {
             id_key(RUN_LOG_KEY),
             id_key(super::LEASE_KEY),
             id_key(super::CURSOR_KEY),
+            id_key(AUDIT_KEY),
         ];
         let mut got = self.store.get(Table::State, &keys).await?.into_iter();
         let runs = got
@@ -671,12 +729,58 @@ impl<S: Store> Sweeper<S> {
             .flatten()
             .and_then(|b| exec::Cursor::decode(&b).ok())
             .map(|c| c.started_at);
+        let audit = got
+            .next()
+            .flatten()
+            .and_then(|b| AuditState::decode(&b))
+            .filter(|a| a.problems > 0);
         let facts = HealthFacts {
             period_ms,
             lapsed_lease,
             unfinished_since,
+            audit,
         };
         Ok(assess(runs, facts, now))
+    }
+}
+
+/// The `State` record of the rolling audit: the next shard, the shard
+/// count, and the last shard found with problems (corrupt, missing or
+/// unreadable blobs): when, how many, which; each a little-endian u64.
+const AUDIT_KEY: &str = "audit";
+
+/// Where the rolling audit stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditState {
+    pub next: u64,
+    pub count: u64,
+    pub at: Millis,
+    /// Problems in shard `bad`, until an audit of that shard finds none.
+    pub problems: u64,
+    pub bad: u64,
+}
+
+impl AuditState {
+    fn encode(&self) -> Vec<u8> {
+        [self.next, self.count, self.at, self.problems, self.bad]
+            .iter()
+            .flat_map(|n| n.to_le_bytes())
+            .collect()
+    }
+
+    fn decode(b: &[u8]) -> Option<AuditState> {
+        let n = |i: usize| {
+            Some(u64::from_le_bytes(
+                b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
+        Some(AuditState {
+            next: n(0)?,
+            count: n(1)?,
+            at: n(2)?,
+            problems: n(3)?,
+            bad: n(4)?,
+        })
     }
 }
 

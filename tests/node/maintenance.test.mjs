@@ -238,3 +238,23 @@ test("moveTo refuses a target that is not a store, and the source store opened t
   await assert.rejects(s.moveTo(await openIndexedDb(name)), { message: "kvsweep: moveTo: the target is the source store itself" });
   s.close();
 });
+
+test("schedule.auditShards: scheduled full runs verify the next shard each, and health() says what they found", async () => {
+  const map = new Map();
+  const s = new Sweeper(kvStore(map), { schedule: { periodMs: 0, debounceMs: 0, maxWaitMs: 0, auditShards: 2 } });
+  const ids = [];
+  for (let i = 0; i < 6; i++) ids.push(await s.putBlob(new Uint8Array(300).fill(i)));
+  await s.put("doc", 1, { blobs: ids });
+  const key = [...map.keys()].find((k) => k.includes(ids[4]) && map.get(k)?.length === 300);
+  map.set(key, new Uint8Array(300));
+  for (let runs = 1; runs <= 2; runs++) {
+    s.request("full");
+    while (s.stats().runs < runs) await new Promise((r) => setTimeout(r, 5));
+  }
+  const h = await s.health();
+  assert.equal(h.status, "warning", JSON.stringify(h));
+  assert.match(h.reasons.join("\n"), /^the rolling audit of shard [01] of 2 found 1 corrupt, missing or unreadable blobs; verify\(\) lists them$/m);
+  s.close();
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 2e6 } }), { message: "kvsweep: schedule.auditShards must be at most 1000000, got 2000000" });
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: -2 } }), { message: "kvsweep: schedule.auditShards must not be negative, got -2" });
+});
