@@ -3,13 +3,9 @@
 // expiring 1,000 of 2,000 cached responses, with plain cache.delete code as
 // the floor, all in one page run. Issue #11's target: >= 5x workbox.
 import { build } from "esbuild";
-import { chromium } from "playwright-core";
 import { serve } from "./serve.mjs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { benchContext } from "./bench-context.mjs";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const TOTAL = 2000;
 const KEEP = 1000;
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
@@ -24,15 +20,7 @@ await build({
   logLevel: "error",
 });
 const server = await serve(0);
-// An off-the-record context, as the other benchmarks use: IndexedDB and
-// Cache Storage in memory. PROFILE=disk: a profile on disk, as a user's is.
-const onDisk = process.env.PROFILE === "disk";
-const profile = onDisk ? await mkdtemp(join(tmpdir(), "kvsweep-bench-")) : null;
-const args = ["--no-sandbox", "--disable-gpu"];
-const context = onDisk
-  ? await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args })
-  : await (await chromium.launch({ executablePath: CHROMIUM, args })).newContext();
-const browser = context.browser();
+const { context, version, where, close } = await benchContext();
 try {
   const page = await context.newPage();
   await page.goto(server.url);
@@ -40,8 +28,7 @@ try {
   await page.waitForFunction(() => typeof window.benchCache === "function");
   const r = await page.evaluate(([t, k, n]) => window.benchCache(t, k, n), [TOTAL, KEEP, ROUNDS]);
   const ms = (v) => `${Math.round(v)} ms`;
-  const where = onDisk ? "a profile on disk" : "an off-the-record context (storage in memory; PROFILE=disk for a profile on disk)";
-  console.log(`\n## Cache Storage: expiring ${TOTAL - KEEP} of ${TOTAL} cached responses — Chromium${browser ? ` ${browser.version()}` : ""}, ${where}, median of ${ROUNDS} rounds\n`);
+  console.log(`\n## Cache Storage: expiring ${TOTAL - KEEP} of ${TOTAL} cached responses — Chromium ${version}, ${where}, median of ${ROUNDS} rounds\n`);
   console.log("| code | time | left | workbox-expiration time / this time |");
   console.log("| --- | --- | --- | --- |");
   console.log(`| workbox-expiration (ExpirationPlugin's) | ${ms(r.workbox)} | ${r.workboxLeft} | 1.00 |`);
@@ -53,8 +40,6 @@ try {
     process.exitCode = 1;
   }
 } finally {
-  await context.close();
-  await browser?.close();
+  await close();
   await server.close();
-  if (profile) await rm(profile, { recursive: true, force: true });
 }

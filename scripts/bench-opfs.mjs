@@ -2,13 +2,9 @@
 // openOpfs store against plain OPFS code writing and deleting the same
 // files, on the main thread and in a dedicated worker, ratios from the same
 // run (medians of rounds). Issue #11.
-import { chromium } from "playwright-core";
 import { serve } from "./serve.mjs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { benchContext } from "./bench-context.mjs";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const CASES = [
   [200, 64 * 1024],
@@ -17,18 +13,11 @@ const CASES = [
 ];
 
 const server = await serve(0);
-// An off-the-record context, as the other benchmarks use: storage in
-// memory. PROFILE=disk: a profile on disk, as a user's is.
-const onDisk = process.env.PROFILE === "disk";
-const profile = onDisk ? await mkdtemp(join(tmpdir(), "kvsweep-bench-")) : null;
-const args = ["--no-sandbox", "--disable-gpu"];
-const browser = onDisk ? null : await chromium.launch({ executablePath: CHROMIUM, args });
-const context = onDisk ? await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args }) : await browser.newContext();
+const { context, version, where, close } = await benchContext();
 try {
   const page = await context.newPage();
   await page.goto(server.url);
-  const where = onDisk ? "a profile on disk" : "an off-the-record context (storage in memory; PROFILE=disk for a profile on disk)";
-  console.log(`\n## OPFS: kvsweep's openOpfs against plain OPFS code — Chromium, ${where}, median of ${ROUNDS} rounds\n`);
+  console.log(`\n## OPFS: kvsweep's openOpfs against plain OPFS code — Chromium ${version}, ${where}, median of ${ROUNDS} rounds\n`);
   console.log("| where | files | plain write | kvsweep putBlob | ratio (plain time / kvsweep time) | plain removeEntry | kvsweep run deleting them | ratio |");
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   const ms = (v) => `${Math.round(v)} ms`;
@@ -63,8 +52,6 @@ try {
     }
   }
 } finally {
-  await context.close();
-  await browser?.close();
+  await close();
   await server.close();
-  if (profile) await rm(profile, { recursive: true, force: true });
 }

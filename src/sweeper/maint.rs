@@ -916,20 +916,19 @@ impl<S: Store> Sweeper<S> {
         if !report.corrupt.is_empty() {
             return Ok(report);
         }
-        // Read every copied record back from the target.
-        for chunk in copied.chunks(VERIFY_BATCH) {
-            for table in MOVED {
-                let keys: Vec<EntryId> = chunk
-                    .iter()
-                    .filter(|c| c.0 == table)
-                    .map(|c| c.1.clone())
-                    .collect();
-                if keys.is_empty() {
-                    continue;
-                }
+        // Read every copied record back from the target, a table at a time:
+        // blobs a few at once, other records a batch at once.
+        for same_table in copied.chunk_by(|a, b| a.0 == b.0) {
+            let table = same_table[0].0;
+            let size = if table == Table::Blobs {
+                VERIFY_BATCH
+            } else {
+                batch
+            };
+            for chunk in same_table.chunks(size) {
+                let keys: Vec<EntryId> = chunk.iter().map(|c| c.1.clone()).collect();
                 let got = target.get(table, &keys).await?;
-                let want = chunk.iter().filter(|c| c.0 == table);
-                for ((_, key, stamp), bytes) in want.zip(got) {
+                for ((_, key, stamp), bytes) in chunk.iter().zip(got) {
                     let same = bytes.is_some_and(|b| {
                         crate::store::stamp(&b) == *stamp
                             && (table != Table::Blobs || blob_id(&b) == key.key)
@@ -942,8 +941,8 @@ impl<S: Store> Sweeper<S> {
                         )));
                     }
                 }
+                host.pause().await;
             }
-            host.pause().await;
         }
         report.verified = true;
         // Clear the source, entries first, each record only if unchanged. A
