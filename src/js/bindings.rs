@@ -405,8 +405,9 @@ pub(super) struct Inner {
 /// Bytes kept free in a backend's largest value for kvsweep's encoding.
 const VALUE_HEADROOM: usize = 1024;
 
-/// Backend calls giving a run lease back takes (a read and a write).
-const LEASE_RELEASE_CALLS: u64 = 2;
+/// Backend calls kept for after a run: giving its lease back and logging
+/// it (a read and a write each).
+const AFTER_RUN_CALLS: u64 = 4;
 
 /// Items per batch on a kvStore whose backend sets no limit of its own.
 const KV_BATCH: usize = 25;
@@ -1375,10 +1376,11 @@ impl JsHost {
         if let (Some(max), Some(now)) = (max, self.inner.sweeper.store().ops()) {
             self.max_ops = Some((max, now));
             self.batch_ops = (0, now);
-            // Listing pages are sized to fit, keeping room to give the lease back.
+            // Listing pages are sized to fit, keeping room to give the lease
+            // back and log the run.
             if let AnyStore::Kv(kv) = self.inner.sweeper.store() {
                 kv.set_list_budget(Some(
-                    now.saturating_add(max).saturating_sub(LEASE_RELEASE_CALLS),
+                    now.saturating_add(max).saturating_sub(AFTER_RUN_CALLS),
                 ));
             }
         }
@@ -1407,9 +1409,9 @@ impl JsHost {
         let last = now.saturating_sub(self.batch_ops.1);
         self.batch_ops = (self.batch_ops.0.max(last), now);
         // Room for the next batch, as large as the largest so far, and for
-        // giving the lease back (a read and a write).
+        // giving the lease back and logging the run.
         used.saturating_add(self.batch_ops.0.max(1))
-            .saturating_add(LEASE_RELEASE_CALLS)
+            .saturating_add(AFTER_RUN_CALLS)
             > max
     }
 
