@@ -398,22 +398,26 @@ enum Hold {
 /// The fixes to make, from the three collects (see the module documentation).
 fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildReport) -> Vec<Fix> {
     // The counts, from the last collect.
-    let mut entry_counts: VecMap<EntryId, u64> = VecMap::new();
-    let mut blob_counts: VecMap<String, u64> = VecMap::new();
+    // Every reference once per referrer, then counted in one sort: the
+    // targets come in no order (blob ids are hashes), and inserting each
+    // into a sorted vector would take quadratic time over a large store.
+    let mut entry_refs: Vec<EntryId> = Vec::new();
+    let mut blob_refs: Vec<String> = Vec::new();
     for (id, seen) in &last.entries {
         let Some(meta) = seen.record() else {
             report.corrupt.push(id.clone());
             continue;
         };
-        for r in distinct(&meta.refs) {
-            *entry_counts
-                .entry(EntryId::new(id.namespace.clone(), r))
-                .or_default() += 1;
-        }
-        for b in distinct(&meta.blobs) {
-            *blob_counts.entry(b).or_default() += 1;
-        }
+        let namespace = &id.namespace;
+        entry_refs.extend(
+            distinct(&meta.refs)
+                .into_iter()
+                .map(|r| EntryId::new(namespace.clone(), r)),
+        );
+        blob_refs.extend(distinct(&meta.blobs));
     }
+    let entry_counts = counted(entry_refs);
+    let blob_counts = counted(blob_refs);
     let doubts = doubts([first, fix, last]);
     let any_corrupt = !doubts.corrupt_namespaces.is_empty();
     let mut fixes = Vec::new();
@@ -604,4 +608,17 @@ async fn superseded<S: Store>(store: &S, epoch: &Op) -> bool {
         Ok(mut got) => got.pop().flatten().as_deref().map(stamp) != *want,
         Err(_) => false,
     }
+}
+
+/// How many times each key occurs in `keys`, in key order.
+fn counted<K: Ord>(mut keys: Vec<K>) -> VecMap<K, u64> {
+    crate::sort::sort(&mut keys);
+    let mut counts: Vec<(K, u64)> = Vec::new();
+    for k in keys {
+        match counts.last_mut() {
+            Some((last, n)) if *last == k => *n += 1,
+            _ => counts.push((k, 1)),
+        }
+    }
+    counts.into_iter().collect()
 }

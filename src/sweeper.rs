@@ -428,7 +428,15 @@ impl<S: Store> Sweeper<S> {
             cause,
         })?;
         if touch && now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
-            self.touches.borrow_mut().push((id.clone(), now));
+            let mut touches = self.touches.borrow_mut();
+            touches.push((id.clone(), now));
+            // Reads of the same entries between flushes (a caller that never
+            // flushes): merged at each doubling past a few thousand, so the
+            // list grows with the entries read, not with the reads.
+            if touches.len() >= 4096 && touches.len().is_power_of_two() {
+                let read = std::mem::take(&mut *touches);
+                *touches = merged_touches(read);
+            }
         }
         Ok(Some((meta, value)))
     }
@@ -546,16 +554,7 @@ impl<S: Store> Sweeper<S> {
     /// returns how many entries moved. Best effort: an entry rewritten or
     /// deleted since its read is left alone.
     pub async fn flush_touches(&self) -> Result<usize, Error> {
-        let mut read: Vec<(EntryId, Millis)> = std::mem::take(&mut *self.touches.borrow_mut());
-        // One refresh per entry, to its latest read.
-        crate::sort::sort_by(&mut read, |a, b| a.0.cmp(&b.0));
-        let mut touches: Vec<(EntryId, Millis)> = Vec::with_capacity(read.len());
-        for (id, at) in read {
-            match touches.last_mut() {
-                Some(last) if last.0 == id => last.1 = last.1.max(at),
-                _ => touches.push((id, at)),
-            }
-        }
+        let touches = merged_touches(std::mem::take(&mut *self.touches.borrow_mut()));
         if touches.is_empty() {
             return Ok(0);
         }
@@ -981,6 +980,19 @@ impl<S: Store> Sweeper<S> {
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
     }
+}
+
+/// One refresh per entry of `read`, to its latest read, in entry order.
+fn merged_touches(mut read: Vec<(EntryId, Millis)>) -> Vec<(EntryId, Millis)> {
+    crate::sort::sort_by(&mut read, |a, b| a.0.cmp(&b.0));
+    let mut touches: Vec<(EntryId, Millis)> = Vec::with_capacity(read.len());
+    for (id, at) in read {
+        match touches.last_mut() {
+            Some(last) if last.0 == id => last.1 = last.1.max(at),
+            _ => touches.push((id, at)),
+        }
+    }
+    touches
 }
 
 /// An action deleting the entry `id` as `meta` describes it.

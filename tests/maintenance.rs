@@ -318,33 +318,33 @@ fn health_weighs_each_reason() {
         ..Default::default()
     };
     assert_eq!(
-        assess(vec![ok(T0)], facts, T0 + 10).status,
+        assess(vec![ok(T0)], facts.clone(), T0 + 10).status,
         HealthStatus::Healthy
     );
     let with_errors = LoggedRun {
         errors: 2,
         ..ok(T0)
     };
-    let h = assess(vec![ok(T0 - 10), with_errors], facts, T0 + 10);
+    let h = assess(vec![ok(T0 - 10), with_errors], facts.clone(), T0 + 10);
     assert_eq!(h.status, HealthStatus::Warning);
     assert_eq!(h.last_success_at, Some(T0 - 10));
     let lapsed = HealthFacts {
         lapsed_lease: Some(T0),
-        ..facts
+        ..facts.clone()
     };
-    let h = assess(vec![ok(T0)], lapsed, T0 + 10);
+    let h = assess(vec![ok(T0)], lapsed.clone(), T0 + 10);
     assert_eq!(h.status, HealthStatus::Warning);
     assert!(h.reasons[0].contains("lease ran out"), "{h:?}");
     let unfinished = HealthFacts {
         unfinished_since: Some(T0),
-        ..facts
+        ..facts.clone()
     };
     assert_eq!(
-        assess(vec![ok(T0 + 1_500)], unfinished, T0 + 1_600).status,
+        assess(vec![ok(T0 + 1_500)], unfinished.clone(), T0 + 1_600).status,
         HealthStatus::Warning
     );
     assert_eq!(
-        assess(vec![ok(T0 + 500)], unfinished, T0 + 600).status,
+        assess(vec![ok(T0 + 500)], unfinished.clone(), T0 + 600).status,
         HealthStatus::Healthy
     );
     // A period of 0 (no periodic runs) never makes a run overdue.
@@ -540,9 +540,16 @@ fn a_record_written_during_a_move_stays_in_the_source() {
         assert!(report.verified);
         assert_eq!(report.changed, ["one"]);
         // The changed entry stays, with every blob and namespace it may use.
-        assert_eq!(s.store().keys(Table::Meta), [one]);
-        assert_eq!(s.store().count(Table::Blobs), 2);
-        assert_eq!(s.store().count(Table::Namespaces), 2);
+        assert_eq!(s.store().keys(Table::Meta), std::slice::from_ref(&one));
+        assert_eq!(report.left, 1);
+        // It stays with its namespace and its blob (bytes and record); what
+        // only moved entries used is gone.
+        assert_eq!(s.store().keys(Table::Namespaces), [id_key("x")]);
+        assert_eq!(s.store().count(Table::Blobs), 1);
+        assert_eq!(s.store().count(Table::BlobMeta), 1);
+        let source = Sweeper::new(s.store().clone(), Policy::default(), Default::default());
+        let (meta, _) = source.detail(&one, T0, false).await.unwrap().unwrap();
+        assert!(source.get_blob(&meta.blobs[0]).await.unwrap().is_some());
         assert_eq!(target.count(Table::Meta), 3);
     });
 }
@@ -604,7 +611,10 @@ fn the_rolling_audit_covers_every_blob_in_count_calls_and_health_reports_what_it
             .find(|r| r.contains("rolling audit"))
             .expect("an audit reason");
         assert!(
-            audit.contains(&format!("shard {} of 3 found 1 corrupt", holds(3))),
+            audit.contains(&format!(
+                "found 1 corrupt, missing or unreadable blobs in shard {} of 3",
+                holds(3)
+            )),
             "{audit}"
         );
         // Audits of clean shards keep it; the shard's own next audit, once
@@ -622,5 +632,219 @@ fn the_rolling_audit_covers_every_blob_in_count_calls_and_health_reports_what_it
             !h.reasons.iter().any(|r| r.contains("rolling audit")),
             "{h:?}"
         );
+    });
+}
+
+/// Calls `act` once, at the first pause where `when` holds: a writer racing
+/// the move at a chosen moment.
+struct RaceAt<W, A> {
+    when: W,
+    act: Option<A>,
+}
+
+impl<W: FnMut() -> bool, A: AsyncFnOnce()> kvsweep::exec::RunHost for RaceAt<W, A> {
+    async fn between_batches(&mut self, _: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
+        kvsweep::exec::Flow::Continue
+    }
+    async fn pause(&mut self) {
+        if (self.when)() {
+            if let Some(act) = self.act.take() {
+                act().await;
+            }
+        }
+    }
+}
+
+/// A sweeper over `filled()` that pauses after every record it lists.
+fn filled_small_pages() -> Sweeper<MemoryStore> {
+    let s = filled();
+    let mut config = kvsweep::Config::default();
+    config.exec.page_size = 1;
+    config.exec.batch_size = 1;
+    Sweeper::new(s.store().clone(), Policy::default(), config)
+}
+
+#[test]
+fn an_entry_written_during_the_copy_is_moved_by_a_later_pass() {
+    let s = filled_small_pages();
+    let writer = Sweeper::new(s.store().clone(), Policy::default(), Default::default());
+    let target = MemoryStore::new();
+    let late = EntryId::new("x", "a-late");
+    block_on(async {
+        let mut host = RaceAt {
+            when: || true,
+            act: Some(async || {
+                let blob = writer.put_blob(&[9; 500], T0).await.unwrap();
+                let opts = PutOptions {
+                    blobs: vec![blob],
+                    ..Default::default()
+                };
+                let value = StoredValue::Bytes(vec![4; 30_000]);
+                writer.put(&late, value, opts, T0).await.unwrap();
+            }),
+        };
+        let report = s.move_to(&target, &mut host).await.unwrap();
+        assert!(report.passes >= 2, "{report:?}");
+        assert_eq!(
+            (report.entries, report.blobs, report.left),
+            (4, 3, 0),
+            "{report:?}"
+        );
+        let t = Sweeper::new(target.clone(), Policy::default(), Default::default());
+        let got = t.detail(&late, T0, false).await.unwrap().unwrap();
+        assert_eq!(got.1, StoredValue::Bytes(vec![4; 30_000]));
+        assert_eq!(
+            t.get_blob(&got.0.blobs[0]).await.unwrap().unwrap(),
+            vec![9; 500]
+        );
+        for table in [
+            Table::Meta,
+            Table::Values,
+            Table::Blobs,
+            Table::BlobMeta,
+            Table::Namespaces,
+        ] {
+            assert_eq!(s.store().count(table), 0, "{table:?}");
+        }
+    });
+}
+
+#[test]
+fn an_entry_written_during_the_clear_keeps_its_blob_and_namespace_in_the_source() {
+    let s = filled_small_pages();
+    let source = s.store().clone();
+    let writer = Sweeper::new(source.clone(), Policy::default(), Default::default());
+    let target = MemoryStore::new();
+    let fresh = EntryId::new("y", "fresh");
+    block_on(async {
+        let shared = {
+            let two = writer
+                .detail(&EntryId::new("y", "two"), T0, false)
+                .await
+                .unwrap()
+                .unwrap();
+            two.0.blobs.clone()
+        };
+        let mut host = RaceAt {
+            // Once the clear has deleted an entry.
+            when: || source.count(Table::Meta) < 3,
+            act: Some(async || {
+                // The same bytes again (as an app re-caching them), then an entry using them.
+                writer.put_blob(&[2; 10], T0).await.unwrap();
+                let opts = PutOptions {
+                    blobs: shared.clone(),
+                    ..Default::default()
+                };
+                writer
+                    .put(&fresh, StoredValue::Bytes(vec![1]), opts, T0)
+                    .await
+                    .unwrap();
+            }),
+        };
+        let report = s.move_to(&target, &mut host).await.unwrap();
+        assert_eq!(report.left, 1, "{report:?}");
+        assert_eq!(s.store().keys(Table::Meta), std::slice::from_ref(&fresh));
+        assert_eq!(s.store().keys(Table::Namespaces), [id_key("y")]);
+        // Every blob the entry left behind uses is whole: nothing missing.
+        let check = writer.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert!(
+            check.missing.is_empty() && check.corrupt.is_empty(),
+            "{check:?}"
+        );
+        assert_eq!(check.checked, shared.len() as u64);
+        assert!(writer.zombies(&mut RunToEnd).await.unwrap().is_empty());
+        assert_eq!(target.count(Table::Meta), 3);
+    });
+}
+
+#[test]
+fn an_entry_with_a_value_record_changed_during_the_move_keeps_its_value() {
+    let s = filled();
+    let target = MemoryStore::new();
+    let big = EntryId::new("x", "big");
+    block_on(async {
+        let mut record = s
+            .store()
+            .get(Table::Meta, std::slice::from_ref(&big))
+            .await
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        record.push(0);
+        let mut host = WriteDuringMove {
+            source: s.store().clone(),
+            write: Some(Op::Put(Table::Meta, big.clone(), record)),
+        };
+        let report = s.move_to(&target, &mut host).await.unwrap();
+        assert_eq!(report.changed, ["big"]);
+        assert_eq!(s.store().keys(Table::Meta), std::slice::from_ref(&big));
+        assert_eq!(
+            s.store().count(Table::Values),
+            1,
+            "its value record stays with it"
+        );
+    });
+}
+
+#[test]
+fn the_rolling_audit_remembers_every_bad_shard_until_each_is_audited_clean() {
+    let s = sweeper();
+    block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..40u8 {
+            ids.push(s.put_blob(&[i; 40], T0).await.unwrap());
+        }
+        let shard_of = |id: &str| {
+            (0..4)
+                .find(|&i| Shard { index: i, count: 4 }.holds(id))
+                .unwrap()
+        };
+        // Two damaged blobs in two different shards.
+        let a = ids[0].clone();
+        let b = ids
+            .iter()
+            .find(|id| shard_of(id) != shard_of(&a))
+            .unwrap()
+            .clone();
+        for id in [&a, &b] {
+            s.store()
+                .apply(vec![Op::Put(Table::Blobs, id_key(id), vec![255; 40])])
+                .await
+                .unwrap();
+        }
+        for _ in 0..4 {
+            s.audit(4, T0, &mut RunToEnd).await.unwrap();
+        }
+        let mut bad = [shard_of(&a), shard_of(&b)];
+        bad.sort();
+        let h = s.health(0, T0).await.unwrap();
+        let want = format!(
+            "found 2 corrupt, missing or unreadable blobs in shards {}, {} of 4",
+            bad[0], bad[1]
+        );
+        assert!(h.reasons.iter().any(|r| r.contains(&want)), "{h:?}");
+    });
+}
+
+#[test]
+fn deferred_refreshes_grow_with_the_entries_read_not_with_the_reads() {
+    let s = sweeper();
+    for i in 0..3 {
+        put(&s, "", &format!("k{i}"), T0, PutOptions::default());
+    }
+    block_on(async {
+        // 10,000 reads of three entries, merged as they come (past 4,096):
+        // one refresh each, to its latest read.
+        for n in 0..10_000u64 {
+            let id = EntryId::new("", format!("k{}", n % 3));
+            s.get(&id, T0 + 2_000 + n).await.unwrap();
+        }
+        assert_eq!(s.flush_touches().await.unwrap(), 3);
+        let (meta, _) = s
+            .detail(&EntryId::new("", "k1"), T0, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(meta.accessed_at, T0 + 2_000 + 9_997);
     });
 }

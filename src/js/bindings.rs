@@ -161,24 +161,19 @@ export interface RunReport {
   errors: { kind: string; namespace?: string; key: string; message: string }[];
   durationMs: number; corrupt: { namespace: string; key: string }[]; zombies: string[];
 }
-/** What moveTo did: what it copied, whether the copy read back equal, what it cleared from the source. */
-export interface MoveReport {
-  entries: number; values: number; blobs: number; blobBytes: number; namespaces: number;
-  /** Every copied record was read back from the target and found equal (blobs hashed); false leaves the source untouched. */
-  verified: boolean;
-  /** Records deleted from the source after the copy was verified. */
-  cleared: number;
-  /** Keys of source records written during the move: left in the source, never deleted. */
-  changed: string[];
-  /** Blobs whose source bytes do not match their id: the move stopped before clearing anything. */
-  corrupt: string[];
-  /** A move cut short before was resumed. */
-  resumed: boolean;
-}
 "#;
 
 pub(super) fn js_err(msg: impl std::fmt::Display) -> JsValue {
     js_sys::Error::new(&format!("kvsweep: {msg}")).into()
+}
+
+/// `e` as the error of the call `what`, named once.
+fn named(what: &str, e: Error) -> JsValue {
+    let message = e.to_string();
+    match message.strip_prefix(what) {
+        Some(rest) if rest.starts_with(':') => js_err(message),
+        _ => js_err(format!("{what}: {message}")),
+    }
 }
 
 pub(super) fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
@@ -501,6 +496,28 @@ impl Inner {
     }
 
     /// Waits for a background run to end: a call by hand comes after it.
+    /// What `clear`, `prune`, `deleteNamespace` and `moveTo` do first, so
+    /// that they never overlap a run: wait for a background run, take the
+    /// store's lock (across tabs), and mark a run as going. The caller sets
+    /// `running` back to false when done, and holds the lock till then.
+    async fn exclusive(&self, what: &str) -> Result<super::driver::HandLock, JsValue> {
+        let busy = || {
+            js_err(format!(
+                "{what}: a run is in progress on this Sweeper; await it first"
+            ))
+        };
+        self.after_background().await?;
+        if self.running.get() {
+            return Err(busy());
+        }
+        let lock = super::driver::hand_lock(self, &JsValue::UNDEFINED).await;
+        self.open()?;
+        if self.running.replace(true) {
+            return Err(busy());
+        }
+        Ok(lock)
+    }
+
     async fn after_background(&self) -> Result<(), JsValue> {
         while self.running.get() && self.background.get() && !self.closed.get() {
             gloo_timers::future::TimeoutFuture::new(20).await;
@@ -880,19 +897,7 @@ impl JsSweeper {
         };
         promise(&self.inner, |inner| async move {
             let ns = parsed?;
-            inner.after_background().await?;
-            if inner.running.get() {
-                return Err(js_err(
-                    "clear: a run is in progress on this Sweeper; await it first",
-                ));
-            }
-            let _lock = super::driver::hand_lock(&inner, &JsValue::UNDEFINED).await;
-            inner.open()?;
-            if inner.running.replace(true) {
-                return Err(js_err(
-                    "clear: a run is in progress on this Sweeper; await it first",
-                ));
-            }
+            let _lock = inner.exclusive("clear").await?;
             let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
             let result = inner.sweeper.clear(&ns, &mut host).await;
             inner.running.set(false);
@@ -1073,7 +1078,7 @@ impl JsSweeper {
         promise(&self.inner, |inner| async move {
             let now = inner.now()?;
             let sw = &inner.sweeper;
-            let fail = |e: Error| js_err(format!("{op}: {e}"));
+            let fail = |e: Error| named(&op, e);
             // The run's host type: listing and planning are compiled once.
             let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
             match op.as_str() {
@@ -1138,7 +1143,7 @@ impl JsSweeper {
                 }
                 "prune" => {
                     let older = options::parse_prune_options(&opt(&a)?).map_err(js_err)?;
-                    inner.running.set(true);
+                    let _lock = inner.exclusive("prune").await?;
                     let report = sw.prune(older, now, &mut host).await;
                     inner.running.set(false);
                     to_js(&report.map_err(fail)?)
@@ -1159,10 +1164,10 @@ impl JsSweeper {
                             )))
                         }
                     };
-                    inner.running.set(true);
+                    let _lock = inner.exclusive("deleteNamespace").await?;
                     let report = sw.delete_namespace(&ns, &mut host).await;
                     inner.running.set(false);
-                    to_js(&report.map_err(js_err)?)
+                    to_js(&report.map_err(fail)?)
                 }
                 "health" => {
                     let period = inner.driver.period_ms();
@@ -1172,21 +1177,6 @@ impl JsSweeper {
                     "Sweeper.maintain: unknown operation {op:?}"
                 ))),
             }
-        })
-    }
-
-    /// Copies every namespace, entry and blob to `target`, verifies the
-    /// copy, then clears the source of what was copied (what changed
-    /// meanwhile stays, reported); resumes a move cut short.
-    #[wasm_bindgen(js_name = moveTo, unchecked_return_type = "Promise<MoveReport>")]
-    pub fn move_to(&self, target: &JsStore) -> Promise {
-        let target = target.inner.clone();
-        promise(&self.inner, |inner| async move {
-            let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
-            inner.running.set(true);
-            let report = inner.sweeper.move_to(&target, &mut host).await;
-            inner.running.set(false);
-            to_js(&report.map_err(js_err)?)
         })
     }
 

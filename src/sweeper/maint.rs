@@ -172,22 +172,27 @@ impl LoggedRun {
 /// The run log's record: newest last, at most [`RUN_LOG_LEN`]. Bytes that are
 /// not a whole log read as none (a log is advice, not data).
 pub fn decode_run_log(bytes: &[u8]) -> Vec<LoggedRun> {
-    if bytes.len() % LoggedRun::BYTES != 0 {
-        return Vec::new();
+    match bytes.split_first() {
+        Some((&STATE_FORMAT, runs)) if runs.len() % LoggedRun::BYTES == 0 => runs,
+        _ => return Vec::new(),
     }
-    bytes
-        .chunks(LoggedRun::BYTES)
-        .filter_map(LoggedRun::decode)
-        .collect()
+    .chunks(LoggedRun::BYTES)
+    .filter_map(LoggedRun::decode)
+    .collect()
 }
 
 fn encode_run_log(runs: &[LoggedRun]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(runs.len() * LoggedRun::BYTES);
+    let mut out = Vec::with_capacity(1 + runs.len() * LoggedRun::BYTES);
+    out.push(STATE_FORMAT);
     for r in runs {
         r.encode_into(&mut out);
     }
     out
 }
+
+/// The first byte of the run log and the audit record: their layout's
+/// version, so that a later layout is read as none rather than misread.
+const STATE_FORMAT: u8 = 1;
 
 /// How maintenance is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -211,7 +216,7 @@ pub struct Health {
 }
 
 /// What `health` judges besides the run log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HealthFacts {
     /// The scheduler's period (0: no periodic runs).
     pub period_ms: Millis,
@@ -284,11 +289,17 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
             ));
         }
     }
-    if let Some(a) = facts.audit {
-        let shard = a.bad;
+    if let Some(a) = &facts.audit {
+        let problems: u64 = a.bad.iter().map(|b| b.1).sum();
+        let shards: Vec<String> = a.bad.iter().map(|b| b.0.to_string()).collect();
+        let s = if shards.len() == 1 { "" } else { "s" };
         reasons.push((
             HealthStatus::Warning,
-            format!("the rolling audit of shard {shard} of {} found {} corrupt, missing or unreadable blobs; verify() lists them", a.count, a.problems),
+            format!(
+                "the rolling audit found {problems} corrupt, missing or unreadable blobs in shard{s} {} of {}; verify() lists them",
+                shards.join(", "),
+                a.count
+            ),
         ));
     }
     let status = reasons
@@ -494,7 +505,13 @@ impl<S: Store> Sweeper<S> {
     ) -> Result<RunReport, Error> {
         self.known_namespace(namespace, "deleteNamespace").await?;
         let report = self.clear(namespace, host).await?;
-        if report.done && report.kept == 0 && report.errors.is_empty() {
+        // The record goes only if no entry is left (one written since the
+        // clear keeps it, or that entry would be a zombie). A put racing this
+        // check in another context can still land unregistered: zombies()
+        // lists it.
+        let mut after = Some(EntryId::new(namespace, ""));
+        let left = !self.namespace_page(namespace, &mut after).await?.is_empty();
+        if report.done && !left && report.errors.is_empty() {
             let key = id_key(namespace);
             self.registered.borrow_mut().remove(namespace);
             self.store
@@ -653,17 +670,25 @@ impl<S: Store> Sweeper<S> {
         let report = self.verify(Some(shard), false, host).await?;
         let problems =
             (report.corrupt.len() + report.missing.len() + report.unreadable.len()) as u64;
-        // What an earlier shard found stays until that shard is audited again.
-        let (at, problems, bad) = match (problems, state.count == u64::from(count)) {
-            (0, true) if state.bad != u64::from(index) => (state.at, state.problems, state.bad),
-            (0, _) => (now, 0, 0),
-            (p, _) => (now, p, u64::from(index)),
+        // What other shards found stays until each is audited again; another
+        // shard count starts afresh.
+        let mut bad = if state.count == u64::from(count) {
+            state.bad
+        } else {
+            Vec::new()
         };
+        bad.retain(|&(s, _)| s != u64::from(index));
+        let mut at = state.at;
+        if problems > 0 {
+            bad.push((u64::from(index), problems));
+            at = now;
+        }
+        let drop = bad.len().saturating_sub(AUDIT_BAD_MAX);
+        bad.drain(..drop);
         let next = AuditState {
             next: u64::from((index + 1) % count),
             count: u64::from(count),
             at,
-            problems,
             bad,
         };
         self.store
@@ -733,7 +758,7 @@ impl<S: Store> Sweeper<S> {
             .next()
             .flatten()
             .and_then(|b| AuditState::decode(&b))
-            .filter(|a| a.problems > 0);
+            .filter(|a| !a.bad.is_empty());
         let facts = HealthFacts {
             period_ms,
             lapsed_lease,
@@ -744,42 +769,51 @@ impl<S: Store> Sweeper<S> {
     }
 }
 
-/// The `State` record of the rolling audit: the next shard, the shard
-/// count, and the last shard found with problems (corrupt, missing or
-/// unreadable blobs): when, how many, which; each a little-endian u64.
+/// The `State` record of the rolling audit: after a format byte, the next
+/// shard, the shard count, when a shard last found problems, then each shard
+/// found with problems and how many; each a little-endian u64.
 const AUDIT_KEY: &str = "audit";
 
+/// Most shards with problems the audit record keeps (the oldest go first).
+const AUDIT_BAD_MAX: usize = 64;
+
 /// Where the rolling audit stands.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditState {
     pub next: u64,
     pub count: u64,
     pub at: Millis,
-    /// Problems in shard `bad`, until an audit of that shard finds none.
-    pub problems: u64,
-    pub bad: u64,
+    /// Shards found with problems (corrupt, missing or unreadable blobs) and
+    /// how many, oldest first: each stays until that shard is audited clean.
+    pub bad: Vec<(u64, u64)>,
 }
 
 impl AuditState {
     fn encode(&self) -> Vec<u8> {
-        [self.next, self.count, self.at, self.problems, self.bad]
-            .iter()
-            .flat_map(|n| n.to_le_bytes())
-            .collect()
+        let mut out = vec![STATE_FORMAT];
+        let numbers = [self.next, self.count, self.at].into_iter();
+        for n in numbers.chain(self.bad.iter().flat_map(|&(s, p)| [s, p])) {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out
     }
 
     fn decode(b: &[u8]) -> Option<AuditState> {
-        let n = |i: usize| {
-            Some(u64::from_le_bytes(
-                b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
-            ))
+        let (&STATE_FORMAT, rest) = b.split_first()? else {
+            return None;
         };
+        if rest.len() < 24 || rest.len() % 16 != 8 {
+            return None;
+        }
+        let n: Vec<u64> = rest
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
         Some(AuditState {
-            next: n(0)?,
-            count: n(1)?,
-            at: n(2)?,
-            problems: n(3)?,
-            bad: n(4)?,
+            next: n[0],
+            count: n[1],
+            at: n[2],
+            bad: n[3..].chunks(2).map(|p| (p[0], p[1])).collect(),
         })
     }
 }
@@ -799,6 +833,10 @@ const MOVED: [Table; 5] = [
     Table::Meta,
 ];
 
+/// How many times `move_to` lists the source before it gives up on a
+/// source that keeps changing under it.
+const MOVE_PASSES: usize = 4;
+
 /// What `move_to` did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -810,14 +848,20 @@ pub struct MoveReport {
     pub blobs: u64,
     pub blob_bytes: u64,
     pub namespaces: u64,
-    /// Every copied record read back from the target and found equal (blobs
-    /// hashed again there). False leaves the source untouched.
+    /// Passes over the source: the first copies, each next one copies what
+    /// changed meanwhile, until one finds nothing new.
+    pub passes: u64,
+    /// Every copied record was read back from the target and found equal
+    /// (blobs hashed again there). False leaves the source untouched.
     pub verified: bool,
     /// Records deleted from the source after the copy was verified.
     pub cleared: u64,
-    /// Source records that changed after they were copied (a write during
-    /// the move): left in the source, never deleted.
+    /// Keys of source records that changed after their last copy (a write
+    /// during the move): left in the source, never deleted.
     pub changed: Vec<String>,
+    /// Entries left in the source at the end (changed or written during the
+    /// clear), with the namespaces and blobs they use.
+    pub left: u64,
     /// Blobs whose source bytes do not hash to their id: the move stops
     /// before it clears anything.
     pub corrupt: Vec<String>,
@@ -825,14 +869,20 @@ pub struct MoveReport {
     pub resumed: bool,
 }
 
+/// What one move has copied, per table of [`MOVED`]: each record's stamp.
+type Copied = [VecMap<EntryId, u64>; 5];
+
 impl<S: Store> Sweeper<S> {
     /// Copies every namespace, entry and blob to `target`, verifies the copy
     /// (record by record, blobs hashed), then clears the source of what was
-    /// copied, each record only if unchanged since its copy: a write during
-    /// the move stays in the source (reported in `changed`), never lost. The
-    /// target must hold no entries, unless a move into it was cut short:
-    /// then it resumes (copies are idempotent). Runs' state (cursor, lease,
-    /// log) and temps stay with the source.
+    /// copied, each entry with its value and each blob with its record only
+    /// if unchanged since the copy: a write during the move stays in the
+    /// source (reported in `changed` and `left`) with whatever it uses, never
+    /// lost. The source is listed again until a pass finds nothing new, so
+    /// writes during the copy are copied too. The target must hold no
+    /// entries, unless a move into it was cut short: then it resumes (copies
+    /// are idempotent). Runs' state (cursor, lease, log) and temps stay with
+    /// the source.
     pub async fn move_to<H: RunHost>(&self, target: &S, host: &mut H) -> Result<MoveReport, Error> {
         // The same store twice (one database opened twice) would be copied
         // onto itself and then cleared: a record only the source holds tells.
@@ -855,11 +905,7 @@ impl<S: Store> Sweeper<S> {
             .get(Table::State, std::slice::from_ref(&mark))
             .await?[0]
             .is_some();
-        let mut report = MoveReport {
-            resumed,
-            ..MoveReport::default()
-        };
-        if !report.resumed && !target.list(Table::Meta, None, 1).await?.is_empty() {
+        if !resumed && !target.list(Table::Meta, None, 1).await?.is_empty() {
             return Err(Error::InvalidInput(
                 "moveTo: the target store already holds entries; move into an empty store".into(),
             ));
@@ -867,9 +913,59 @@ impl<S: Store> Sweeper<S> {
         target
             .apply(vec![Op::Put(Table::State, mark.clone(), vec![1])])
             .await?;
+        let mut report = MoveReport {
+            resumed,
+            ..MoveReport::default()
+        };
+        let mut copied: Copied = Default::default();
+        // The value record of each entry whose value has one.
+        let mut values_of: VecMap<EntryId, EntryId> = VecMap::new();
+        loop {
+            report.passes += 1;
+            let changes = self
+                .copy_pass(target, &mut copied, &mut values_of, &mut report, host)
+                .await?;
+            if !report.corrupt.is_empty() {
+                return Ok(report);
+            }
+            if changes == 0 {
+                break;
+            }
+            if report.passes as usize == MOVE_PASSES {
+                return Err(Error::InvalidInput(format!(
+                    "moveTo: the source changed during each of {MOVE_PASSES} passes over it; stop writing to it and call moveTo again (the target holds a partial copy, the source is untouched)"
+                )));
+            }
+        }
+        let count = |t: Table| copied[MOVED.iter().position(|m| *m == t).unwrap_or(0)].len() as u64;
+        report.entries = count(Table::Meta);
+        report.values = count(Table::Values);
+        report.blobs = count(Table::Blobs);
+        report.namespaces = count(Table::Namespaces);
+        self.check_copy(target, &copied, host).await?;
+        report.verified = true;
+        self.clear_moved(&copied, &values_of, &mut report, host)
+            .await?;
+        *self.registered.borrow_mut() = VecSet::new();
+        target.apply(vec![Op::Delete(Table::State, mark)]).await?;
+        Ok(report)
+    }
+
+    /// One pass over the source: copies to `target` every record that is
+    /// new or changed since its last copy, deletes from `target` what the
+    /// source no longer holds; returns how many records it copied or deleted.
+    async fn copy_pass<H: RunHost>(
+        &self,
+        target: &S,
+        copied: &mut Copied,
+        values_of: &mut VecMap<EntryId, EntryId>,
+        report: &mut MoveReport,
+        host: &mut H,
+    ) -> Result<usize, Error> {
         let batch = self.config.exec.batch_size.max(1);
-        let mut copied: Vec<(Table, EntryId, u64)> = Vec::new();
-        for table in MOVED {
+        let mut changes = 0;
+        for (i, table) in MOVED.into_iter().enumerate() {
+            let mut listed: VecSet<EntryId> = VecSet::new();
             let mut after: Option<EntryId> = None;
             // Blobs a few at a time: their bytes may be large.
             let page = if table == Table::Blobs {
@@ -884,25 +980,35 @@ impl<S: Store> Sweeper<S> {
                 let records = self.store.list(table, after.as_ref(), page).await?;
                 let n = records.len();
                 after = records.last().map(|(k, _)| k.clone());
-                let mut ops = Vec::with_capacity(n);
+                let mut ops = Vec::new();
                 for (key, bytes) in records {
-                    match table {
-                        Table::Blobs if blob_id(&bytes) != key.key => {
+                    listed.insert(key.clone());
+                    let stamp = crate::store::stamp(&bytes);
+                    if copied[i].get(&key) == Some(&stamp) {
+                        continue;
+                    }
+                    if table == Table::Blobs {
+                        if blob_id(&bytes) != key.key {
                             report.corrupt.push(key.key);
                             continue;
                         }
-                        Table::Blobs => {
-                            report.blobs += 1;
-                            report.blob_bytes += bytes.len() as u64;
-                        }
-                        Table::Values => report.values += 1,
-                        Table::Namespaces => report.namespaces += 1,
-                        Table::Meta => report.entries += 1,
-                        _ => {}
+                        report.blob_bytes += bytes.len() as u64;
                     }
-                    copied.push((table, key.clone(), crate::store::stamp(&bytes)));
+                    if table == Table::Meta {
+                        match codec::decode_meta(&bytes) {
+                            Ok(m) if !crate::write::has_inline_value(&bytes) => {
+                                values_of
+                                    .insert(key.clone(), crate::store::value_key(&key, m.write_id));
+                            }
+                            _ => {
+                                values_of.remove(&key);
+                            }
+                        }
+                    }
+                    copied[i].insert(key.clone(), stamp);
                     ops.push(Op::Put(table, key, bytes));
                 }
+                changes += ops.len();
                 while !ops.is_empty() {
                     let rest = ops.split_off(ops.len().min(batch));
                     target.apply(std::mem::replace(&mut ops, rest)).await?;
@@ -912,25 +1018,47 @@ impl<S: Store> Sweeper<S> {
                 }
                 host.pause().await;
             }
+            // Gone from the source since its copy (a run deleted it): gone from the target too.
+            let gone: Vec<EntryId> = copied[i]
+                .keys()
+                .filter(|k| !listed.contains(*k))
+                .cloned()
+                .collect();
+            for key in &gone {
+                copied[i].remove(key);
+                values_of.remove(key);
+            }
+            changes += gone.len();
+            let deletes: Vec<Op> = gone.into_iter().map(|k| Op::Delete(table, k)).collect();
+            for chunk in deletes.chunks(batch) {
+                target.apply(chunk.to_vec()).await?;
+            }
         }
-        if !report.corrupt.is_empty() {
-            return Ok(report);
-        }
-        // Read every copied record back from the target, a table at a time:
-        // blobs a few at once, other records a batch at once.
-        for same_table in copied.chunk_by(|a, b| a.0 == b.0) {
-            let table = same_table[0].0;
+        Ok(changes)
+    }
+
+    /// Reads every copied record back from `target`, a table at a time
+    /// (blobs a few at once), and checks it is what was copied.
+    async fn check_copy<H: RunHost>(
+        &self,
+        target: &S,
+        copied: &Copied,
+        host: &mut H,
+    ) -> Result<(), Error> {
+        let batch = self.config.exec.batch_size.max(1);
+        for (i, table) in MOVED.into_iter().enumerate() {
+            let pairs: Vec<(&EntryId, &u64)> = copied[i].iter().collect();
             let size = if table == Table::Blobs {
                 VERIFY_BATCH
             } else {
                 batch
             };
-            for chunk in same_table.chunks(size) {
-                let keys: Vec<EntryId> = chunk.iter().map(|c| c.1.clone()).collect();
+            for chunk in pairs.chunks(size) {
+                let keys: Vec<EntryId> = chunk.iter().map(|(k, _)| (*k).clone()).collect();
                 let got = target.get(table, &keys).await?;
-                for ((_, key, stamp), bytes) in chunk.iter().zip(got) {
+                for ((key, stamp), bytes) in chunk.iter().zip(got) {
                     let same = bytes.is_some_and(|b| {
-                        crate::store::stamp(&b) == *stamp
+                        crate::store::stamp(&b) == **stamp
                             && (table != Table::Blobs || blob_id(&b) == key.key)
                     });
                     if !same {
@@ -944,56 +1072,135 @@ impl<S: Store> Sweeper<S> {
                 host.pause().await;
             }
         }
-        report.verified = true;
-        // Clear the source, entries first, each record only if unchanged. A
-        // changed entry or value stops the clear there: the namespaces and
-        // blobs it may use stay. A blob whose record changed (referenced
-        // again) keeps its bytes.
-        for table in [
-            Table::Meta,
-            Table::Values,
-            Table::Namespaces,
-            Table::BlobMeta,
-            Table::Blobs,
-        ] {
-            if table == Table::Namespaces && !report.changed.is_empty() {
-                break;
+        Ok(())
+    }
+
+    /// Clears the source of what was copied: each entry with its value
+    /// record, then stray value records, then namespaces and blobs that no
+    /// entry left in the source uses, each blob with its record; every
+    /// record only if unchanged since its copy.
+    async fn clear_moved<H: RunHost>(
+        &self,
+        copied: &Copied,
+        values_of: &VecMap<EntryId, EntryId>,
+        report: &mut MoveReport,
+        host: &mut H,
+    ) -> Result<(), Error> {
+        let batch = self.config.exec.batch_size.max(1);
+        let of = |t: Table| &copied[MOVED.iter().position(|m| *m == t).unwrap_or(0)];
+        let guarded = |t: Table, key: &EntryId, stamp: u64| {
+            [
+                Op::Expect(t, key.clone(), Some(stamp)),
+                Op::Delete(t, key.clone()),
+            ]
+        };
+        // Entries, each with its value record.
+        let mut groups: Vec<(String, Vec<Op>)> = Vec::new();
+        let mut grouped_values: Vec<&EntryId> = Vec::new();
+        for (id, stamp) in of(Table::Meta).iter() {
+            let mut ops = guarded(Table::Meta, id, *stamp).to_vec();
+            if let Some((vk, vs)) = values_of
+                .get(id)
+                .and_then(|vk| Some((vk, of(Table::Values).get(vk)?)))
+            {
+                ops.extend(guarded(Table::Values, vk, *vs));
+                grouped_values.push(vk);
             }
-            // By now `changed` can only hold blob records (and namespaces).
-            let mine: Vec<&(Table, EntryId, u64)> = copied
-                .iter()
-                .filter(|c| {
-                    c.0 == table && !(table == Table::Blobs && report.changed.contains(&c.1.key))
-                })
-                .collect();
-            for chunk in mine.chunks(batch) {
-                let guarded = |c: &&(Table, EntryId, u64)| {
-                    [
-                        Op::Expect(c.0, c.1.clone(), Some(c.2)),
-                        Op::Delete(c.0, c.1.clone()),
-                    ]
-                };
-                let ops: Vec<Op> = chunk.iter().flat_map(guarded).collect();
-                match self.store.apply(ops).await {
-                    Ok(()) => report.cleared += chunk.len() as u64,
-                    Err(crate::store::StoreError::Conflict(_)) => {
-                        for c in chunk {
-                            match self.store.apply(guarded(c).into()).await {
-                                Ok(()) => report.cleared += 1,
-                                Err(crate::store::StoreError::Conflict(_)) => {
-                                    report.changed.push(c.1.key.clone())
-                                }
-                                Err(e) => return Err(e.into()),
-                            }
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                host.pause().await;
+            groups.push((id.key.clone(), ops));
+        }
+        let grouped_values: VecSet<&EntryId> = grouped_values.into_iter().collect();
+        for (key, stamp) in of(Table::Values).iter() {
+            if !grouped_values.contains(&key) {
+                groups.push((
+                    key.key.clone(),
+                    guarded(Table::Values, key, *stamp).to_vec(),
+                ));
             }
         }
-        *self.registered.borrow_mut() = VecSet::new();
-        target.apply(vec![Op::Delete(Table::State, mark)]).await?;
-        Ok(report)
+        self.clear_groups(groups, batch, report, host).await?;
+        // What entries the source still holds use: their namespaces and blobs stay.
+        let mut in_use_ns: Vec<String> = Vec::new();
+        let mut in_use_blobs: Vec<String> = Vec::new();
+        self.list_pages_hosted(host, Table::Meta, |page| {
+            for (id, bytes) in page {
+                report.left += 1;
+                if let Ok(m) = codec::decode_meta(&bytes) {
+                    in_use_blobs.extend(m.blobs);
+                } else {
+                    // Undecodable: which blobs it holds is unknown, so all stay.
+                    in_use_blobs.push(String::new());
+                }
+                in_use_ns.push(id.namespace);
+            }
+        })
+        .await?;
+        let in_use_ns: VecSet<String> = in_use_ns.into_iter().collect();
+        let in_use_blobs: VecSet<String> = in_use_blobs.into_iter().collect();
+        let keep_all_blobs = in_use_blobs.contains("");
+        let mut groups = Vec::new();
+        for (ns, stamp) in of(Table::Namespaces).iter() {
+            if !in_use_ns.contains(&ns.key) {
+                groups.push((
+                    ns.key.clone(),
+                    guarded(Table::Namespaces, ns, *stamp).to_vec(),
+                ));
+            }
+        }
+        // Each blob with its record, in one step.
+        let ids: VecSet<&EntryId> = of(Table::Blobs)
+            .keys()
+            .chain(of(Table::BlobMeta).keys())
+            .collect();
+        for id in ids.iter() {
+            if keep_all_blobs || in_use_blobs.contains(&id.key) {
+                continue;
+            }
+            let mut ops = Vec::new();
+            for t in [Table::BlobMeta, Table::Blobs] {
+                if let Some(stamp) = of(t).get(*id) {
+                    ops.extend(guarded(t, id, *stamp));
+                }
+            }
+            groups.push((id.key.clone(), ops));
+        }
+        self.clear_groups(groups, batch, report, host).await
+    }
+
+    /// Applies `groups` of guarded deletes, `batch` groups at once; when a
+    /// batch meets a changed record, group by group, reporting the groups
+    /// that changed and leaving them.
+    async fn clear_groups<H: RunHost>(
+        &self,
+        groups: Vec<(String, Vec<Op>)>,
+        batch: usize,
+        report: &mut MoveReport,
+        host: &mut H,
+    ) -> Result<(), Error> {
+        for chunk in groups.chunks(batch) {
+            let records = |g: &[(String, Vec<Op>)]| {
+                g.iter().map(|(_, ops)| ops.len() as u64 / 2).sum::<u64>()
+            };
+            let all: Vec<Op> = chunk
+                .iter()
+                .flat_map(|(_, ops)| ops.iter().cloned())
+                .collect();
+            match self.store.apply(all).await {
+                Ok(()) => report.cleared += records(chunk),
+                Err(crate::store::StoreError::Conflict(_)) => {
+                    for group in chunk {
+                        match self.store.apply(group.1.clone()).await {
+                            Ok(()) => report.cleared += records(std::slice::from_ref(group)),
+                            Err(crate::store::StoreError::Conflict(_)) => {
+                                report.changed.push(group.0.clone())
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            host.pause().await;
+        }
+        Ok(())
     }
 }
