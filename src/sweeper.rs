@@ -143,7 +143,12 @@ pub struct Sweeper<S: Store> {
     /// binding on a timer), so a read costs no write of its own. In read
     /// order, with repeats: the flush merges them.
     touches: RefCell<Vec<(EntryId, Millis)>>,
+    /// The length of `touches` at which reads merge it.
+    touch_merge_at: Cell<usize>,
 }
+
+/// Deferred refreshes are merged once this many are pending, at the least.
+const TOUCH_MERGE_MIN: usize = 4096;
 
 impl<S: Store> Sweeper<S> {
     pub fn new(store: S, policy: Policy, config: Config) -> Self {
@@ -158,6 +163,7 @@ impl<S: Store> Sweeper<S> {
             }),
             writes: Cell::new(0),
             touches: RefCell::new(Vec::new()),
+            touch_merge_at: Cell::new(TOUCH_MERGE_MIN),
             seen: RefCell::new(crate::vecmap::VecMap::new()),
         }
     }
@@ -433,9 +439,13 @@ impl<S: Store> Sweeper<S> {
             // Reads of the same entries between flushes (a caller that never
             // flushes): merged at each doubling past a few thousand, so the
             // list grows with the entries read, not with the reads.
-            if touches.len() >= 4096 && touches.len().is_power_of_two() {
+            if touches.len() >= self.touch_merge_at.get() {
                 let read = std::mem::take(&mut *touches);
                 *touches = merged_touches(read);
+                // Next at twice what is left, so a large working set is not
+                // sorted again at every read.
+                self.touch_merge_at
+                    .set((2 * touches.len()).max(TOUCH_MERGE_MIN));
             }
         }
         Ok(Some((meta, value)))

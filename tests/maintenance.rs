@@ -437,7 +437,7 @@ fn move_to_copies_verifies_and_then_clears_the_source() {
             "{report:?}"
         );
         assert_eq!(report.blob_bytes, 3010);
-        assert!(report.verified && report.changed.is_empty() && !report.resumed);
+        assert!(report.verified && report.left == 0 && !report.resumed);
         for t in [
             Table::Meta,
             Table::Values,
@@ -497,60 +497,6 @@ fn move_to_stops_before_clearing_when_a_source_blob_is_corrupt() {
         // Resumable: the mark stays, so a second try is not refused as a non-empty target.
         let again = s.move_to(&target, &mut RunToEnd).await.unwrap();
         assert!(again.resumed);
-    });
-}
-
-/// Writes to the source once, at the first pause (the move's verification,
-/// with pages larger than the store): a write during the move.
-struct WriteDuringMove {
-    source: MemoryStore,
-    write: Option<Op>,
-}
-
-impl kvsweep::exec::RunHost for WriteDuringMove {
-    async fn between_batches(&mut self, _: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
-        kvsweep::exec::Flow::Continue
-    }
-    async fn pause(&mut self) {
-        if let Some(op) = self.write.take() {
-            self.source.apply(vec![op]).await.unwrap();
-        }
-    }
-}
-
-#[test]
-fn a_record_written_during_a_move_stays_in_the_source() {
-    let s = filled();
-    let target = MemoryStore::new();
-    block_on(async {
-        let one = EntryId::new("x", "one");
-        let mut record = s
-            .store()
-            .get(Table::Meta, std::slice::from_ref(&one))
-            .await
-            .unwrap()[0]
-            .clone()
-            .unwrap();
-        record.push(0); // other bytes: a newer write of the entry
-        let mut host = WriteDuringMove {
-            source: s.store().clone(),
-            write: Some(Op::Put(Table::Meta, one.clone(), record)),
-        };
-        let report = s.move_to(&target, &mut host).await.unwrap();
-        assert!(report.verified);
-        assert_eq!(report.changed, ["one"]);
-        // The changed entry stays, with every blob and namespace it may use.
-        assert_eq!(s.store().keys(Table::Meta), std::slice::from_ref(&one));
-        assert_eq!(report.left, 1);
-        // It stays with its namespace and its blob (bytes and record); what
-        // only moved entries used is gone.
-        assert_eq!(s.store().keys(Table::Namespaces), [id_key("x")]);
-        assert_eq!(s.store().count(Table::Blobs), 1);
-        assert_eq!(s.store().count(Table::BlobMeta), 1);
-        let source = Sweeper::new(s.store().clone(), Policy::default(), Default::default());
-        let (meta, _) = source.detail(&one, T0, false).await.unwrap().unwrap();
-        assert!(source.get_blob(&meta.blobs[0]).await.unwrap().is_some());
-        assert_eq!(target.count(Table::Meta), 3);
     });
 }
 
@@ -635,23 +581,30 @@ fn the_rolling_audit_covers_every_blob_in_count_calls_and_health_reports_what_it
     });
 }
 
-/// Calls `act` once, at the first pause where `when` holds: a writer racing
-/// the move at a chosen moment.
+/// Calls `act` once, at the first pause (or between two of the executor's
+/// batches) where `when` holds: a writer racing the move at a chosen moment.
 struct RaceAt<W, A> {
     when: W,
     act: Option<A>,
 }
 
-impl<W: FnMut() -> bool, A: AsyncFnOnce()> kvsweep::exec::RunHost for RaceAt<W, A> {
-    async fn between_batches(&mut self, _: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
-        kvsweep::exec::Flow::Continue
-    }
-    async fn pause(&mut self) {
+impl<W: FnMut() -> bool, A: AsyncFnOnce()> RaceAt<W, A> {
+    async fn maybe(&mut self) {
         if (self.when)() {
             if let Some(act) = self.act.take() {
                 act().await;
             }
         }
+    }
+}
+
+impl<W: FnMut() -> bool, A: AsyncFnOnce()> kvsweep::exec::RunHost for RaceAt<W, A> {
+    async fn between_batches(&mut self, _: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
+        self.maybe().await;
+        kvsweep::exec::Flow::Continue
+    }
+    async fn pause(&mut self) {
+        self.maybe().await;
     }
 }
 
@@ -758,35 +711,6 @@ fn an_entry_written_during_the_clear_keeps_its_blob_and_namespace_in_the_source(
 }
 
 #[test]
-fn an_entry_with_a_value_record_changed_during_the_move_keeps_its_value() {
-    let s = filled();
-    let target = MemoryStore::new();
-    let big = EntryId::new("x", "big");
-    block_on(async {
-        let mut record = s
-            .store()
-            .get(Table::Meta, std::slice::from_ref(&big))
-            .await
-            .unwrap()[0]
-            .clone()
-            .unwrap();
-        record.push(0);
-        let mut host = WriteDuringMove {
-            source: s.store().clone(),
-            write: Some(Op::Put(Table::Meta, big.clone(), record)),
-        };
-        let report = s.move_to(&target, &mut host).await.unwrap();
-        assert_eq!(report.changed, ["big"]);
-        assert_eq!(s.store().keys(Table::Meta), std::slice::from_ref(&big));
-        assert_eq!(
-            s.store().count(Table::Values),
-            1,
-            "its value record stays with it"
-        );
-    });
-}
-
-#[test]
 fn the_rolling_audit_remembers_every_bad_shard_until_each_is_audited_clean() {
     let s = sweeper();
     block_on(async {
@@ -847,4 +771,135 @@ fn deferred_refreshes_grow_with_the_entries_read_not_with_the_reads() {
             .unwrap();
         assert_eq!(meta.accessed_at, T0 + 2_000 + 9_997);
     });
+}
+
+#[test]
+fn an_entry_written_again_during_the_move_stays_in_the_source_with_what_it_uses() {
+    let s = filled();
+    let writer = Sweeper::new(s.store().clone(), Policy::default(), Default::default());
+    let target = MemoryStore::new();
+    let big = EntryId::new("x", "big");
+    block_on(async {
+        let (meta, _) = writer
+            .detail(&EntryId::new("x", "one"), T0, false)
+            .await
+            .unwrap()
+            .unwrap();
+        // At the first pause (the read-back, after the copy): a new write of
+        // an entry with a value record of its own, now using a blob.
+        let mut host = RaceAt {
+            when: || true,
+            act: Some(async || {
+                let opts = PutOptions {
+                    blobs: meta.blobs.clone(),
+                    ..Default::default()
+                };
+                let value = StoredValue::Bytes(vec![8; 25_000]);
+                writer.put(&big, value, opts, T0 + 1).await.unwrap();
+            }),
+        };
+        let report = s.move_to(&target, &mut host).await.unwrap();
+        assert!(report.verified);
+        assert_eq!(report.left, 1, "{report:?}");
+        assert_eq!(s.store().keys(Table::Meta), std::slice::from_ref(&big));
+        // It stays whole: its value, its namespace, its blob.
+        assert_eq!(
+            writer.get(&big, T0).await.unwrap(),
+            Some(StoredValue::Bytes(vec![8; 25_000]))
+        );
+        assert_eq!(s.store().keys(Table::Namespaces), [id_key("x")]);
+        let check = writer.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert_eq!((check.checked, check.missing.len()), (1, 0), "{check:?}");
+        // The target has the copy as it was.
+        let t = Sweeper::new(target.clone(), Policy::default(), Default::default());
+        assert_eq!(
+            t.get(&big, T0).await.unwrap(),
+            Some(StoredValue::Bytes(vec![7; 20_000]))
+        );
+    });
+}
+
+#[test]
+fn an_entry_referenced_by_one_written_again_during_the_move_stays_too() {
+    let s = sweeper();
+    let writer = Sweeper::new(s.store().clone(), Policy::default(), Default::default());
+    let (a, b) = (EntryId::new("n", "a"), EntryId::new("n", "b"));
+    let refs_a = || PutOptions {
+        refs: vec!["a".into()],
+        ..Default::default()
+    };
+    put(&s, "n", "a", T0, PutOptions::default());
+    put(&s, "n", "b", T0, refs_a());
+    let target = MemoryStore::new();
+    block_on(async {
+        let mut host = RaceAt {
+            when: || true,
+            act: Some(async || {
+                writer
+                    .put(&b, StoredValue::Bytes(vec![2]), refs_a(), T0 + 1)
+                    .await
+                    .unwrap();
+            }),
+        };
+        let report = s.move_to(&target, &mut host).await.unwrap();
+        assert_eq!(report.left, 2, "{report:?}");
+        assert_eq!(s.store().keys(Table::Meta), [a.clone(), b.clone()]);
+        // Nothing in the source points at a missing entry: a run deletes nothing.
+        let run = writer.run(Mode::Full, T0 + 2, &mut RunToEnd).await.unwrap();
+        assert!(run.deleted.values().all(|t| t.count == 0), "{run:?}");
+        assert!(writer.get(&a, T0 + 2).await.unwrap().is_some());
+    });
+}
+
+/// Stops the move at its `n`th look at whether to stop.
+struct StopAt(usize);
+
+impl kvsweep::exec::RunHost for StopAt {
+    async fn between_batches(&mut self, _: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
+        kvsweep::exec::Flow::Continue
+    }
+    fn stopped(&mut self) -> bool {
+        self.0 = self.0.saturating_sub(1);
+        self.0 == 0
+    }
+}
+
+#[test]
+fn a_resumed_move_drops_from_the_target_what_the_source_deleted_meanwhile() {
+    let s = filled_small_pages();
+    let target = MemoryStore::new();
+    block_on(async {
+        // Cut short in the copy: blobs and records copied, entries not all.
+        let cut = s.move_to(&target, &mut StopAt(8)).await;
+        assert!(matches!(cut, Err(kvsweep::Error::Stopped)), "{cut:?}");
+        assert!(target.count(Table::Meta) > 0 || target.count(Table::Blobs) > 0);
+        // Meanwhile the source loses an entry (a delete, a run).
+        let one = EntryId::new("x", "one");
+        assert!(s.delete(&one).await.unwrap());
+        let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
+        assert!(report.resumed && report.verified, "{report:?}");
+        assert_eq!(report.entries, 2);
+        assert!(
+            !target.keys(Table::Meta).contains(&one),
+            "deleted in the source, so not in the target"
+        );
+        let t = Sweeper::new(target.clone(), Policy::default(), Default::default());
+        assert!(t.plan(Mode::Full, T0).await.unwrap().actions.is_empty());
+    });
+}
+
+#[test]
+fn move_to_refuses_a_source_without_compare_and_set() {
+    // A source whose deletes cannot be checked (Workers KV) would lose a
+    // write landing between a copy and its delete.
+    let store = || {
+        let s = kvsweep::store::faulty::FaultyStore::new(MemoryStore::new(), 1);
+        s.set_compare_and_set(false);
+        s
+    };
+    let s = Sweeper::new(store(), Policy::default(), Default::default());
+    let e = block_on(s.move_to(&store(), &mut RunToEnd))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the source store has no compare-and-set"), "{e}");
 }

@@ -495,11 +495,12 @@ impl Inner {
         }
     }
 
-    /// Waits for a background run to end: a call by hand comes after it.
-    /// What `clear`, `prune`, `deleteNamespace` and `moveTo` do first, so
-    /// that they never overlap a run: wait for a background run, take the
-    /// store's lock (across tabs), and mark a run as going. The caller sets
+    /// What `clear`, `prune` and `deleteNamespace` do first, so that they
+    /// never overlap a run: wait for a background run, take the store's
+    /// lock (across tabs), and mark a run as going. The caller sets
     /// `running` back to false when done, and holds the lock till then.
+    /// (At the edge, the kvStore run lease is not taken: on a store with
+    /// compare-and-set the executor's checks keep an overlap safe.)
     async fn exclusive(&self, what: &str) -> Result<super::driver::HandLock, JsValue> {
         let busy = || {
             js_err(format!(
@@ -518,6 +519,7 @@ impl Inner {
         Ok(lock)
     }
 
+    /// Waits for a background run to end: a call by hand comes after it.
     async fn after_background(&self) -> Result<(), JsValue> {
         while self.running.get() && self.background.get() && !self.closed.get() {
             gloo_timers::future::TimeoutFuture::new(20).await;

@@ -837,6 +837,12 @@ const MOVED: [Table; 5] = [
 /// source that keeps changing under it.
 const MOVE_PASSES: usize = 4;
 
+/// The move mark's phases: copying (a resumed move may delete from the
+/// target what the source no longer holds), and clearing (it must not: the
+/// source's copies may be what the move already cleared).
+const MOVE_COPYING: u8 = 1;
+const MOVE_CLEARING: u8 = 2;
+
 /// What `move_to` did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -854,13 +860,11 @@ pub struct MoveReport {
     /// Every copied record was read back from the target and found equal
     /// (blobs hashed again there). False leaves the source untouched.
     pub verified: bool,
-    /// Records deleted from the source after the copy was verified.
+    /// Entries, namespaces and blobs deleted from the source after the copy
+    /// was verified.
     pub cleared: u64,
-    /// Keys of source records that changed after their last copy (a write
-    /// during the move): left in the source, never deleted.
-    pub changed: Vec<String>,
-    /// Entries left in the source at the end (changed or written during the
-    /// clear), with the namespaces and blobs they use.
+    /// Entries the source kept (rewritten since their copy, or referenced by
+    /// one written since): with the namespaces and blobs they use.
     pub left: u64,
     /// Blobs whose source bytes do not hash to their id: the move stops
     /// before it clears anything.
@@ -869,21 +873,39 @@ pub struct MoveReport {
     pub resumed: bool,
 }
 
-/// What one move has copied, per table of [`MOVED`]: each record's stamp.
-type Copied = [VecMap<EntryId, u64>; 5];
+/// What one move has copied, per table of [`MOVED`]: each record's stamp;
+/// and of entries their write and size, of blobs when their record began.
+#[derive(Default)]
+struct Copied {
+    stamps: [VecMap<EntryId, u64>; 5],
+    entries: VecMap<EntryId, (u64, u64)>,
+    blobs: VecMap<EntryId, Millis>,
+}
+
+impl Copied {
+    fn of(&self, table: Table) -> &VecMap<EntryId, u64> {
+        &self.stamps[MOVED.iter().position(|m| *m == table).unwrap_or(0)]
+    }
+}
 
 impl<S: Store> Sweeper<S> {
     /// Copies every namespace, entry and blob to `target`, verifies the copy
-    /// (record by record, blobs hashed), then clears the source of what was
-    /// copied, each entry with its value and each blob with its record only
-    /// if unchanged since the copy: a write during the move stays in the
-    /// source (reported in `changed` and `left`) with whatever it uses, never
-    /// lost. The source is listed again until a pass finds nothing new, so
-    /// writes during the copy are copied too. The target must hold no
-    /// entries, unless a move into it was cut short: then it resumes (copies
-    /// are idempotent). Runs' state (cursor, lease, log) and temps stay with
-    /// the source.
+    /// (record by record, blobs hashed), then empties the source of what it
+    /// copied the way `clear` deletes (the executor's checks: an entry goes
+    /// only if it still holds the write copied and nothing left references
+    /// it), then namespaces no entry is left in, then blobs no entry
+    /// references. A write during the copy is copied by a later pass; one
+    /// during the clear stays in the source with what it uses. The target
+    /// must hold no entries, unless a move into it was cut short: then it
+    /// resumes. Runs' state (cursor, lease, log), temps and stray value
+    /// records stay with the source. Refused on a source without
+    /// compare-and-set, whose deletes could not be checked.
     pub async fn move_to<H: RunHost>(&self, target: &S, host: &mut H) -> Result<MoveReport, Error> {
+        if !self.store.capabilities().compare_and_set {
+            return Err(Error::InvalidInput(
+                "moveTo: the source store has no compare-and-set, so a write during the move could be lost; copy it with the store's own tools".into(),
+            ));
+        }
         // The same store twice (one database opened twice) would be copied
         // onto itself and then cleared: a record only the source holds tells.
         let probe = id_key("move-probe");
@@ -901,29 +923,44 @@ impl<S: Store> Sweeper<S> {
             ));
         }
         let mark = id_key(MOVE_MARK_KEY);
-        let resumed = target
+        let phase = target
             .get(Table::State, std::slice::from_ref(&mark))
             .await?[0]
-            .is_some();
-        if !resumed && !target.list(Table::Meta, None, 1).await?.is_empty() {
+            .as_ref()
+            .and_then(|m| m.first().copied());
+        if phase.is_none() && !target.list(Table::Meta, None, 1).await?.is_empty() {
             return Err(Error::InvalidInput(
                 "moveTo: the target store already holds entries; move into an empty store".into(),
             ));
         }
-        target
-            .apply(vec![Op::Put(Table::State, mark.clone(), vec![1])])
-            .await?;
         let mut report = MoveReport {
-            resumed,
+            resumed: phase.is_some(),
             ..MoveReport::default()
         };
-        let mut copied: Copied = Default::default();
-        // The value record of each entry whose value has one.
-        let mut values_of: VecMap<EntryId, EntryId> = VecMap::new();
+        let clearing = phase == Some(MOVE_CLEARING);
+        let mut copied = Copied::default();
+        if !clearing {
+            target
+                .apply(vec![Op::Put(
+                    Table::State,
+                    mark.clone(),
+                    vec![MOVE_COPYING],
+                )])
+                .await?;
+            if phase.is_some() {
+                // What an earlier try copied: so that what the source has
+                // dropped since goes from the target too.
+                for (i, table) in MOVED.into_iter().enumerate() {
+                    let mut listed = Vec::new();
+                    list_all_into(target, table, &mut listed).await?;
+                    copied.stamps[i] = listed.into_iter().collect();
+                }
+            }
+        }
         loop {
             report.passes += 1;
             let changes = self
-                .copy_pass(target, &mut copied, &mut values_of, &mut report, host)
+                .copy_pass(target, &mut copied, !clearing, &mut report, host)
                 .await?;
             if !report.corrupt.is_empty() {
                 return Ok(report);
@@ -937,35 +974,43 @@ impl<S: Store> Sweeper<S> {
                 )));
             }
         }
-        let count = |t: Table| copied[MOVED.iter().position(|m| *m == t).unwrap_or(0)].len() as u64;
-        report.entries = count(Table::Meta);
-        report.values = count(Table::Values);
-        report.blobs = count(Table::Blobs);
-        report.namespaces = count(Table::Namespaces);
+        report.entries = copied.of(Table::Meta).len() as u64;
+        report.values = copied.of(Table::Values).len() as u64;
+        report.blobs = copied.of(Table::Blobs).len() as u64;
+        report.namespaces = copied.of(Table::Namespaces).len() as u64;
         self.check_copy(target, &copied, host).await?;
         report.verified = true;
-        self.clear_moved(&copied, &values_of, &mut report, host)
+        target
+            .apply(vec![Op::Put(
+                Table::State,
+                mark.clone(),
+                vec![MOVE_CLEARING],
+            )])
             .await?;
-        *self.registered.borrow_mut() = VecSet::new();
+        self.clear_moved(&copied, &mut report, host).await?;
         target.apply(vec![Op::Delete(Table::State, mark)]).await?;
         Ok(report)
     }
 
     /// One pass over the source: copies to `target` every record that is
-    /// new or changed since its last copy, deletes from `target` what the
-    /// source no longer holds; returns how many records it copied or deleted.
+    /// new or changed since its last copy and, when `drop_gone`, deletes
+    /// from `target` what the source no longer holds; returns how many
+    /// records it copied or deleted.
     async fn copy_pass<H: RunHost>(
         &self,
         target: &S,
         copied: &mut Copied,
-        values_of: &mut VecMap<EntryId, EntryId>,
+        drop_gone: bool,
         report: &mut MoveReport,
         host: &mut H,
     ) -> Result<usize, Error> {
         let batch = self.config.exec.batch_size.max(1);
         let mut changes = 0;
+        let mut entries: Vec<(EntryId, (u64, u64))> = Vec::new();
+        let mut blobs: Vec<(EntryId, Millis)> = Vec::new();
         for (i, table) in MOVED.into_iter().enumerate() {
-            let mut listed: VecSet<EntryId> = VecSet::new();
+            // This pass's listing, in key order: the next state of `copied`.
+            let mut listed: Vec<(EntryId, u64)> = Vec::new();
             let mut after: Option<EntryId> = None;
             // Blobs a few at a time: their bytes may be large.
             let page = if table == Table::Blobs {
@@ -982,9 +1027,22 @@ impl<S: Store> Sweeper<S> {
                 after = records.last().map(|(k, _)| k.clone());
                 let mut ops = Vec::new();
                 for (key, bytes) in records {
-                    listed.insert(key.clone());
                     let stamp = crate::store::stamp(&bytes);
-                    if copied[i].get(&key) == Some(&stamp) {
+                    match table {
+                        Table::Meta => {
+                            if let Ok(m) = codec::decode_meta(&bytes) {
+                                entries.push((key.clone(), (m.write_id, m.size)));
+                            }
+                        }
+                        Table::BlobMeta => {
+                            if let Ok(b) = codec::decode_blob(&bytes) {
+                                blobs.push((key.clone(), b.created_at));
+                            }
+                        }
+                        _ => {}
+                    }
+                    listed.push((key.clone(), stamp));
+                    if copied.stamps[i].get(&key) == Some(&stamp) {
                         continue;
                     }
                     if table == Table::Blobs {
@@ -994,18 +1052,6 @@ impl<S: Store> Sweeper<S> {
                         }
                         report.blob_bytes += bytes.len() as u64;
                     }
-                    if table == Table::Meta {
-                        match codec::decode_meta(&bytes) {
-                            Ok(m) if !crate::write::has_inline_value(&bytes) => {
-                                values_of
-                                    .insert(key.clone(), crate::store::value_key(&key, m.write_id));
-                            }
-                            _ => {
-                                values_of.remove(&key);
-                            }
-                        }
-                    }
-                    copied[i].insert(key.clone(), stamp);
                     ops.push(Op::Put(table, key, bytes));
                 }
                 changes += ops.len();
@@ -1018,22 +1064,22 @@ impl<S: Store> Sweeper<S> {
                 }
                 host.pause().await;
             }
-            // Gone from the source since its copy (a run deleted it): gone from the target too.
-            let gone: Vec<EntryId> = copied[i]
+            let now: VecMap<EntryId, u64> = listed.into_iter().collect();
+            let gone: Vec<Op> = copied.stamps[i]
                 .keys()
-                .filter(|k| !listed.contains(*k))
-                .cloned()
+                .filter(|k| !now.contains_key(*k))
+                .map(|k| Op::Delete(table, k.clone()))
                 .collect();
-            for key in &gone {
-                copied[i].remove(key);
-                values_of.remove(key);
+            if drop_gone {
+                changes += gone.len();
+                for chunk in gone.chunks(batch) {
+                    target.apply(chunk.to_vec()).await?;
+                }
             }
-            changes += gone.len();
-            let deletes: Vec<Op> = gone.into_iter().map(|k| Op::Delete(table, k)).collect();
-            for chunk in deletes.chunks(batch) {
-                target.apply(chunk.to_vec()).await?;
-            }
+            copied.stamps[i] = now;
         }
+        copied.entries = entries.into_iter().collect();
+        copied.blobs = blobs.into_iter().collect();
         Ok(changes)
     }
 
@@ -1047,7 +1093,7 @@ impl<S: Store> Sweeper<S> {
     ) -> Result<(), Error> {
         let batch = self.config.exec.batch_size.max(1);
         for (i, table) in MOVED.into_iter().enumerate() {
-            let pairs: Vec<(&EntryId, &u64)> = copied[i].iter().collect();
+            let pairs: Vec<(&EntryId, &u64)> = copied.stamps[i].iter().collect();
             let size = if table == Table::Blobs {
                 VERIFY_BATCH
             } else {
@@ -1075,132 +1121,115 @@ impl<S: Store> Sweeper<S> {
         Ok(())
     }
 
-    /// Clears the source of what was copied: each entry with its value
-    /// record, then stray value records, then namespaces and blobs that no
-    /// entry left in the source uses, each blob with its record; every
-    /// record only if unchanged since its copy.
+    /// Empties the source of what was copied: the entries through the
+    /// executor (as `clear` does), then each namespace no entry is left in,
+    /// then each blob no entry references and not written again since.
     async fn clear_moved<H: RunHost>(
         &self,
         copied: &Copied,
-        values_of: &VecMap<EntryId, EntryId>,
         report: &mut MoveReport,
         host: &mut H,
     ) -> Result<(), Error> {
-        let batch = self.config.exec.batch_size.max(1);
-        let of = |t: Table| &copied[MOVED.iter().position(|m| *m == t).unwrap_or(0)];
-        let guarded = |t: Table, key: &EntryId, stamp: u64| {
-            [
-                Op::Expect(t, key.clone(), Some(stamp)),
-                Op::Delete(t, key.clone()),
-            ]
-        };
-        // Entries, each with its value record.
-        let mut groups: Vec<(String, Vec<Op>)> = Vec::new();
-        let mut grouped_values: Vec<&EntryId> = Vec::new();
-        for (id, stamp) in of(Table::Meta).iter() {
-            let mut ops = guarded(Table::Meta, id, *stamp).to_vec();
-            if let Some((vk, vs)) = values_of
-                .get(id)
-                .and_then(|vk| Some((vk, of(Table::Values).get(vk)?)))
-            {
-                ops.extend(guarded(Table::Values, vk, *vs));
-                grouped_values.push(vk);
-            }
-            groups.push((id.key.clone(), ops));
-        }
-        let grouped_values: VecSet<&EntryId> = grouped_values.into_iter().collect();
-        for (key, stamp) in of(Table::Values).iter() {
-            if !grouped_values.contains(&key) {
-                groups.push((
-                    key.key.clone(),
-                    guarded(Table::Values, key, *stamp).to_vec(),
-                ));
-            }
-        }
-        self.clear_groups(groups, batch, report, host).await?;
-        // What entries the source still holds use: their namespaces and blobs stay.
-        let mut in_use_ns: Vec<String> = Vec::new();
-        let mut in_use_blobs: Vec<String> = Vec::new();
-        self.list_pages_hosted(host, Table::Meta, |page| {
-            for (id, bytes) in page {
-                report.left += 1;
-                if let Ok(m) = codec::decode_meta(&bytes) {
-                    in_use_blobs.extend(m.blobs);
-                } else {
-                    // Undecodable: which blobs it holds is unknown, so all stay.
-                    in_use_blobs.push(String::new());
-                }
-                in_use_ns.push(id.namespace);
-            }
-        })
-        .await?;
-        let in_use_ns: VecSet<String> = in_use_ns.into_iter().collect();
-        let in_use_blobs: VecSet<String> = in_use_blobs.into_iter().collect();
-        let keep_all_blobs = in_use_blobs.contains("");
-        let mut groups = Vec::new();
-        for (ns, stamp) in of(Table::Namespaces).iter() {
-            if !in_use_ns.contains(&ns.key) {
-                groups.push((
-                    ns.key.clone(),
-                    guarded(Table::Namespaces, ns, *stamp).to_vec(),
-                ));
-            }
-        }
-        // Each blob with its record, in one step.
-        let ids: VecSet<&EntryId> = of(Table::Blobs)
-            .keys()
-            .chain(of(Table::BlobMeta).keys())
+        let actions: Vec<plan::Action> = copied
+            .entries
+            .iter()
+            .map(|(id, &(write_id, size))| plan::Action {
+                kind: plan::ActionKind::Entry,
+                namespace: Some(id.namespace.clone()),
+                key: id.key.clone(),
+                reason: plan::Reason::Cleared,
+                bytes: size,
+                version: Some(write_id),
+                listed: None,
+            })
             .collect();
-        for id in ids.iter() {
-            if keep_all_blobs || in_use_blobs.contains(&id.key) {
+        let plan = plan::Plan {
+            summary: plan::Summary {
+                mode: Mode::Full,
+                scanned: actions.len() as u64,
+                ..Default::default()
+            },
+            actions,
+        };
+        let mut tracked = Tracked {
+            inner: &mut *host,
+            progress: &self.progress,
+        };
+        let run = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
+        report.cleared += run.deleted.values().map(|t| t.count).sum::<u64>();
+        if !run.done {
+            return Err(Error::Stopped);
+        }
+        // A put by this sweeper would skip registering a namespace it knows.
+        *self.registered.borrow_mut() = VecSet::new();
+        for (ns, stamp) in copied.of(Table::Namespaces).iter() {
+            let mut after = Some(EntryId::new(ns.key.as_str(), ""));
+            if !self.namespace_page(&ns.key, &mut after).await?.is_empty() {
                 continue;
             }
-            let mut ops = Vec::new();
-            for t in [Table::BlobMeta, Table::Blobs] {
-                if let Some(stamp) = of(t).get(*id) {
-                    ops.extend(guarded(t, id, *stamp));
-                }
-            }
-            groups.push((id.key.clone(), ops));
-        }
-        self.clear_groups(groups, batch, report, host).await
-    }
-
-    /// Applies `groups` of guarded deletes, `batch` groups at once; when a
-    /// batch meets a changed record, group by group, reporting the groups
-    /// that changed and leaving them.
-    async fn clear_groups<H: RunHost>(
-        &self,
-        groups: Vec<(String, Vec<Op>)>,
-        batch: usize,
-        report: &mut MoveReport,
-        host: &mut H,
-    ) -> Result<(), Error> {
-        for chunk in groups.chunks(batch) {
-            let records = |g: &[(String, Vec<Op>)]| {
-                g.iter().map(|(_, ops)| ops.len() as u64 / 2).sum::<u64>()
-            };
-            let all: Vec<Op> = chunk
-                .iter()
-                .flat_map(|(_, ops)| ops.iter().cloned())
-                .collect();
-            match self.store.apply(all).await {
-                Ok(()) => report.cleared += records(chunk),
-                Err(crate::store::StoreError::Conflict(_)) => {
-                    for group in chunk {
-                        match self.store.apply(group.1.clone()).await {
-                            Ok(()) => report.cleared += records(std::slice::from_ref(group)),
-                            Err(crate::store::StoreError::Conflict(_)) => {
-                                report.changed.push(group.0.clone())
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
+            let gone = self
+                .store
+                .transact(Access::Write, &[Table::Namespaces], |reads| {
+                    match reads.get(Table::Namespaces, ns) {
+                        None => Ok(Step::Read(vec![Read::Key(Table::Namespaces, ns.clone())])),
+                        Some(Some(b)) if crate::store::stamp(b) == *stamp => Ok(Step::Write(
+                            vec![Op::Delete(Table::Namespaces, ns.clone())],
+                            true,
+                        )),
+                        Some(_) => Ok(Step::Done(false)),
                     }
-                }
-                Err(e) => return Err(e.into()),
-            }
+                })
+                .await?;
+            report.cleared += u64::from(gone);
+        }
+        for (id, created_at) in copied.blobs.iter() {
+            let gone = self
+                .store
+                .transact(Access::Write, &[Table::BlobMeta, Table::Blobs], |reads| {
+                    let (Some(record), Some(bytes)) =
+                        (reads.get(Table::BlobMeta, id), reads.get(Table::Blobs, id))
+                    else {
+                        return Ok(Step::Read(vec![
+                            Read::Key(Table::BlobMeta, id.clone()),
+                            Read::Key(Table::Blobs, id.clone()),
+                        ]));
+                    };
+                    // Unreferenced and not written again since its copy.
+                    let unused = record
+                        .and_then(|r| codec::decode_blob(r).ok())
+                        .is_some_and(|r| r.refs == 0 && r.created_at == *created_at);
+                    if !unused {
+                        return Ok(Step::Done(false));
+                    }
+                    let mut ops = vec![Op::Delete(Table::BlobMeta, id.clone())];
+                    if bytes.is_some() {
+                        ops.push(Op::Delete(Table::Blobs, id.clone()));
+                    }
+                    Ok(Step::Write(ops, true))
+                })
+                .await?;
+            report.cleared += u64::from(gone);
             host.pause().await;
         }
-        Ok(())
+        self.list_pages_hosted(host, Table::Meta, |page| report.left += page.len() as u64)
+            .await
+    }
+}
+
+/// Every record of `table` in `store`, with its stamp, in key order.
+async fn list_all_into<S: Store>(
+    store: &S,
+    table: Table,
+    out: &mut Vec<(EntryId, u64)>,
+) -> Result<(), Error> {
+    let mut after: Option<EntryId> = None;
+    loop {
+        let page = store.list(table, after.as_ref(), 1000).await?;
+        let n = page.len();
+        after = page.last().map(|(k, _)| k.clone());
+        out.extend(page.into_iter().map(|(k, b)| (k, crate::store::stamp(&b))));
+        if n < 1000 {
+            return Ok(());
+        }
     }
 }
