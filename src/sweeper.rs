@@ -545,6 +545,16 @@ impl<S: Store> Sweeper<S> {
             let listed = u32::try_from(actions.len()).ok();
             actions.push(entry_action(id, plan::Reason::Cleared, &meta, listed));
         }
+        Ok(self.delete_entries(actions, host).await)
+    }
+
+    /// Runs `actions` (entries to delete, planned by hand) with the
+    /// executor's guarantees, reporting progress as a run does.
+    async fn delete_entries<H: RunHost>(
+        &self,
+        actions: Vec<plan::Action>,
+        host: &mut H,
+    ) -> RunReport {
         let plan = Plan {
             summary: plan::Summary {
                 mode: Mode::Full,
@@ -557,7 +567,7 @@ impl<S: Store> Sweeper<S> {
             inner: host,
             progress: &self.progress,
         };
-        Ok(exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await)
+        exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await
     }
 
     /// Writes the `accessedAt` refreshes reads deferred, in one batch;

@@ -1143,19 +1143,7 @@ impl<S: Store> Sweeper<S> {
                 listed: None,
             })
             .collect();
-        let plan = plan::Plan {
-            summary: plan::Summary {
-                mode: Mode::Full,
-                scanned: actions.len() as u64,
-                ..Default::default()
-            },
-            actions,
-        };
-        let mut tracked = Tracked {
-            inner: &mut *host,
-            progress: &self.progress,
-        };
-        let run = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
+        let run = self.delete_entries(actions, host).await;
         report.cleared += run.deleted.values().map(|t| t.count).sum::<u64>();
         if !run.done {
             return Err(Error::Stopped);
