@@ -823,8 +823,9 @@ impl AuditState {
 const MOVE_MARK_KEY: &str = "move-in";
 
 /// The tables `move_to` copies, blobs first so that no entry copied ever
-/// references a blob the target lacks; the source is cleared in the reverse
-/// order, entries first, so that it stays consistent if the clear is cut short.
+/// references a blob the target lacks. The source is cleared the other way
+/// round, entries first and blobs last, so that it stays consistent if the
+/// clear is cut short.
 const MOVED: [Table; 5] = [
     Table::Blobs,
     Table::BlobMeta,
