@@ -12,6 +12,9 @@ const mounts = [
   ["/tests/shared/", join(root, "tests", "shared")],
   // The benchmarks' page and worker code (npm run bench).
   ["/bench/", join(root, "bench")],
+  // The demo's chart library (uPlot, an npm dev dependency): served from
+  // node_modules, never from a CDN.
+  ["/vendor/uplot/", join(root, "node_modules", "uplot", "dist")],
   ["/", join(root, "www")],
 ];
 const types = {
