@@ -9,3 +9,4 @@ export * from "./kvsweep.js";
 export { Sweeper } from "./api.js";
 export { kvStore, durableObjectStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } from "./kv.js";
 export { openCacheStorage, track, deleteCacheStorage, expirationPlugin } from "./cache.js";
+export { openOpfs, deleteOpfs } from "./opfs.js";

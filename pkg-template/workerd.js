@@ -10,3 +10,5 @@ export * from "./kvsweep.js";
 // In place of the glue's Sweeper: the same class, with readable errors.
 export { Sweeper } from "./api.js";
 export { kvStore, durableObjectStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } from "./kv.js";
+export { openCacheStorage, track, deleteCacheStorage, expirationPlugin } from "./cache.js";
+export { openOpfs, deleteOpfs } from "./opfs.js";
