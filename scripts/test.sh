@@ -29,4 +29,4 @@ step "Rust against a real IndexedDB in headless Chromium"
 cargo test --target wasm32-unknown-unknown --tests
 
 step "Node tests of the built package, and the demo page in Chromium"
-node --test --test-timeout=120000 tests/node/ tests/edge/ tests/e2e/
+node --test --test-timeout=120000 tests/node/ tests/edge/ tests/e2e/ tests/packaging/
