@@ -4,10 +4,10 @@
 
 use core::fmt;
 
-use rmpv::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{BlobInfo, EntryMeta, Millis, TempInfo};
+use crate::mpv::Value;
 
 /// The format version written by this release.
 pub const FORMAT_VERSION: u32 = 1;
@@ -116,7 +116,61 @@ impl Writer {
     }
 
     pub(crate) fn str(&mut self, s: &str) {
-        self.sized(s.as_bytes(), Some(0xa0), 0xd9);
+        self.str_bytes(s.as_bytes());
+    }
+
+    /// A string of the bytes given, UTF-8 or not (as stored).
+    pub(crate) fn str_bytes(&mut self, s: &[u8]) {
+        self.sized(s, Some(0xa0), 0xd9);
+    }
+
+    /// The most compact signed form, as rmp's `write_sint` (for negative numbers).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn sint(&mut self, n: i64) {
+        if n >= 0 {
+            return self.uint(n as u64);
+        }
+        let bytes = n.to_be_bytes();
+        match n {
+            -32..=-1 => self.0.push(n as u8),
+            -128..=-33 => self.0.extend_from_slice(&[0xd0, n as u8]),
+            -32_768..=-129 => {
+                self.0.push(0xd1);
+                self.0.extend_from_slice(&bytes[6..]);
+            }
+            -2_147_483_648..=-32_769 => {
+                self.0.push(0xd2);
+                self.0.extend_from_slice(&bytes[4..]);
+            }
+            _ => {
+                self.0.push(0xd3);
+                self.0.extend_from_slice(&bytes);
+            }
+        }
+    }
+
+    /// An extension: fixed forms for 1, 2, 4, 8 and 16 bytes, else 8, 16, 32-bit lengths.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn ext(&mut self, tag: i8, data: &[u8]) {
+        let n = data.len();
+        match n {
+            1 => self.0.push(0xd4),
+            2 => self.0.push(0xd5),
+            4 => self.0.push(0xd6),
+            8 => self.0.push(0xd7),
+            16 => self.0.push(0xd8),
+            _ if n <= 0xff => self.0.extend_from_slice(&[0xc7, n as u8]),
+            _ if n <= 0xffff => {
+                self.0.push(0xc8);
+                self.0.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            _ => {
+                self.0.push(0xc9);
+                self.0.extend_from_slice(&(n as u32).to_be_bytes());
+            }
+        }
+        self.0.push(tag as u8);
+        self.0.extend_from_slice(data);
     }
 
     pub(crate) fn bin(&mut self, b: &[u8]) {
@@ -190,7 +244,7 @@ fn write_meta(w: &mut Writer, m: &EntryMeta) {
     ]);
 }
 
-// Records are read back here, by hand, from one `rmpv::Value` (or, for entry
+// Records are read back here, by hand, from one `mpv::Value` (or, for entry
 // metadata, straight from the bytes): serde's derived readers compile one MessagePack
 // reader per record type and field, which was half the module's size. The
 // rules are serde's: unknown fields are ignored, a repeated field is an
@@ -207,9 +261,7 @@ pub(crate) fn body(bytes: &[u8]) -> Result<Value, DecodeError> {
 /// A versioned record `[version, body]`, or an entry's `[version, meta, value]`
 /// (see [`encode_entry`]): the body and the inline value.
 fn envelope(bytes: &[u8]) -> Result<(Value, Option<Value>), DecodeError> {
-    let mut rest = bytes;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_RECORD_DEPTH)
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let value = Reader::new(bytes).value(MAX_RECORD_DEPTH)?;
     let Value::Array(mut parts) = value else {
         return Err(malformed("not a versioned record"));
     };
@@ -450,7 +502,7 @@ fn read_meta_fields(r: &mut Reader<'_>) -> Result<EntryMeta, DecodeError> {
 /// A MessagePack reader over a record's bytes, for the hot records (entry
 /// metadata and inline values): it borrows strings and bytes rather than
 /// building a value tree.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
 }
 
@@ -459,8 +511,88 @@ fn truncated() -> DecodeError {
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes }
+    }
+
+    /// What is left after what was read.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// One value of any kind as a tree, nested at most `depth` deep.
+    pub(crate) fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+        let Some(inner) = depth.checked_sub(1) else {
+            return Err(malformed("nested too deep"));
+        };
+        let b = self.byte()?;
+        let n = |r: &mut Self, len: usize| -> Result<usize, DecodeError> {
+            usize::try_from(r.be(len)?).map_err(|_| truncated())
+        };
+        let int = |v: i64| Value::int(v);
+        Ok(match b {
+            0x00..=0x7f => Value::Uint(u64::from(b)),
+            0xe0..=0xff => Value::Int(i64::from(b as i8)),
+            0xc0 => Value::Nil,
+            0xc2 => Value::Boolean(false),
+            0xc3 => Value::Boolean(true),
+            0xcc => Value::Uint(self.be(1)?),
+            0xcd => Value::Uint(self.be(2)?),
+            0xce => Value::Uint(self.be(4)?),
+            0xcf => Value::Uint(self.be(8)?),
+            0xd0 => int(i64::from(self.be(1)? as u8 as i8)),
+            0xd1 => int(i64::from(self.be(2)? as u16 as i16)),
+            0xd2 => int(i64::from(self.be(4)? as u32 as i32)),
+            0xd3 => int(self.be(8)? as i64),
+            0xca => Value::F32(f32::from_bits(self.be(4)? as u32)),
+            0xcb => Value::F64(f64::from_bits(self.be(8)?)),
+            0xa0..=0xbf => Value::String(self.take(usize::from(b & 0x1f))?.to_vec()),
+            0xd9..=0xdb => {
+                let len = n(self, 1 << (b - 0xd9))?;
+                Value::String(self.take(len)?.to_vec())
+            }
+            0xc4..=0xc6 => {
+                let len = n(self, 1 << (b - 0xc4))?;
+                Value::Binary(self.take(len)?.to_vec())
+            }
+            0xd4..=0xd8 => {
+                let tag = self.byte()? as i8;
+                Value::Ext(tag, self.take(1 << (b - 0xd4))?.to_vec())
+            }
+            0xc7..=0xc9 => {
+                let len = n(self, 1 << (b - 0xc7))?;
+                let tag = self.byte()? as i8;
+                Value::Ext(tag, self.take(len)?.to_vec())
+            }
+            0x90..=0x9f | 0xdc | 0xdd => {
+                let len = match b {
+                    0xdc => n(self, 2)?,
+                    0xdd => n(self, 4)?,
+                    _ => usize::from(b & 0x0f),
+                };
+                // Each item takes a byte at least: a length the bytes cannot hold is refused as it is read.
+                let mut items = Vec::with_capacity(len.min(self.bytes.len()));
+                for _ in 0..len {
+                    items.push(self.value(inner)?);
+                }
+                Value::Array(items)
+            }
+            0x80..=0x8f | 0xde | 0xdf => {
+                let len = match b {
+                    0xde => n(self, 2)?,
+                    0xdf => n(self, 4)?,
+                    _ => usize::from(b & 0x0f),
+                };
+                let mut pairs = Vec::with_capacity(len.min(self.bytes.len() / 2));
+                for _ in 0..len {
+                    let k = self.value(inner)?;
+                    pairs.push((k, self.value(inner)?));
+                }
+                Value::Map(pairs)
+            }
+            _ => return Err(malformed("not MessagePack")),
+        })
     }
 
     fn byte(&mut self) -> Result<u8, DecodeError> {
@@ -868,6 +1000,8 @@ impl StoredValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The records are built by rmpv here, independently of the hand-written code.
+    use rmpv::Value;
 
     /// What rmp-serde writes for a record: the format the hand writer keeps.
     fn by_serde<T: Serialize>(record: &T) -> Vec<u8> {

@@ -136,7 +136,7 @@ impl Cursor {
                     Some("temp") => ActionKind::Temp,
                     _ => return Err(malformed("unknown item kind")),
                 };
-                let text = |v: &rmpv::Value| {
+                let text = |v: &crate::mpv::Value| {
                     v.as_str()
                         .map(str::to_string)
                         .ok_or_else(|| malformed("a position is not a string"))
@@ -147,7 +147,7 @@ impl Cursor {
         };
         let mut deleted = VecMap::new();
         match f.required("deleted")? {
-            rmpv::Value::Map(pairs) => {
+            crate::mpv::Value::Map(pairs) => {
                 for (k, v) in pairs {
                     let reason = Reason::ALL
                         .into_iter()

@@ -29,6 +29,8 @@ pub mod error;
 #[cfg(feature = "std")]
 pub mod exec;
 #[cfg(feature = "std")]
+pub(crate) mod mpv;
+#[cfg(feature = "std")]
 pub mod rebuild;
 #[cfg(feature = "std")]
 pub mod refcount;

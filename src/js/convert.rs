@@ -1,8 +1,8 @@
 //! JsValue ⇄ option trees and JsValue ⇄ stored values (MessagePack), with
 //! depth limits so cyclic or hostile input gives an error, not a stack overflow.
 
+use crate::mpv::{self, Value};
 use js_sys::{Array, ArrayBuffer, Date, Object, Reflect, Uint8Array};
-use rmpv::Value;
 use wasm_bindgen::{JsCast, JsValue};
 
 use super::options::OptValue;
@@ -300,10 +300,7 @@ pub fn to_stored(v: &JsValue) -> Result<StoredValue, String> {
         };
         format!("value{at} {why}")
     })?;
-    let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &value)
-        .map_err(|e| format!("value could not be encoded: {e}"))?;
-    Ok(StoredValue::MsgPack(out))
+    Ok(StoredValue::MsgPack(mpv::to_vec(&value)))
 }
 
 /// One step of the path to a value inside what `put` was given.
@@ -321,10 +318,7 @@ struct Encoder {
 }
 
 fn packed(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing MessagePack into a Vec cannot fail.
-    let _ = rmpv::encode::write_value(&mut out, v);
-    out
+    mpv::to_vec(v)
 }
 
 impl Encoder {
@@ -342,7 +336,7 @@ impl Encoder {
             let negative_zero = n == 0.0 && n.is_sign_negative();
             let safe = n.fract() == 0.0 && n.abs() <= super::options::MAX_SAFE_INTEGER;
             return Ok(if safe && !negative_zero {
-                Value::from(n as i64)
+                Value::int(n as i64)
             } else {
                 Value::F64(n)
             });
@@ -562,7 +556,7 @@ pub fn from_stored(v: &StoredValue) -> Result<JsValue, String> {
 
 fn from_packed(b: &[u8]) -> Result<JsValue, String> {
     let mut rd = b;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rd, 2 * MAX_VALUE_DEPTH + 16)
+    let value = mpv::read_value(&mut rd, 2 * MAX_VALUE_DEPTH + 16)
         .map_err(|e| format!("stored value could not be decoded: {e}"))?;
     from_msgpack(&value, MAX_VALUE_DEPTH + 8)
 }
@@ -571,7 +565,7 @@ fn from_packed(b: &[u8]) -> Result<JsValue, String> {
 /// the depth left to the value around it.
 fn packed_items(data: &[u8], depth: usize) -> Result<Vec<Value>, String> {
     let mut rd = data;
-    match rmpv::decode::read_value_with_max_depth(&mut rd, 2 * depth + 2) {
+    match mpv::read_value(&mut rd, 2 * depth + 2) {
         Ok(Value::Array(items)) => Ok(items),
         _ => Err("stored value holds a malformed or too deep Map or Set".into()),
     }
@@ -587,10 +581,11 @@ fn from_msgpack(v: &Value, depth: usize) -> Result<JsValue, String> {
     Ok(match v {
         Value::Nil => JsValue::NULL,
         Value::Boolean(b) => JsValue::from_bool(*b),
-        Value::Integer(i) => JsValue::from_f64(i.as_f64().unwrap_or(f64::NAN)),
+        Value::Uint(n) => JsValue::from_f64(*n as f64),
+        Value::Int(n) => JsValue::from_f64(*n as f64),
         Value::F32(f) => JsValue::from_f64(*f as f64),
         Value::F64(f) => JsValue::from_f64(*f),
-        Value::String(s) => match s.as_str() {
+        Value::String(_) => match v.as_str() {
             Some(s) => JsValue::from_str(s),
             None => return Err("stored value holds a string that is not UTF-8".into()),
         },
