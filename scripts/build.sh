@@ -16,7 +16,11 @@ if grep -q '| undefined)' pkg/kvsweep.d.ts; then
   exit 1
 fi
 before=$(stat -c %s pkg/kvsweep_bg.wasm)
-node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers pkg/kvsweep_bg.wasm -o pkg/kvsweep_bg.opt.wasm
+# --low-memory-unused: Rust's wasm32 places its 1 MiB stack first, growing down
+# to address 0, and data above it; the lowest 1 KiB is reached only by a stack
+# within 1 KiB of overflowing. The assumption lets wasm-opt fold address
+# arithmetic into loads and stores: 1.5 KB gzip.
+node_modules/.bin/wasm-opt -Oz --converge --low-memory-unused --strip-debug --strip-producers pkg/kvsweep_bg.wasm -o pkg/kvsweep_bg.opt.wasm
 mv pkg/kvsweep_bg.opt.wasm pkg/kvsweep_bg.wasm
 cp pkg-template/* pkg/
 raw=$(stat -c %s pkg/kvsweep_bg.wasm)

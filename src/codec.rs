@@ -908,7 +908,8 @@ pub fn decode_temp(bytes: &[u8]) -> Result<TempRecord, DecodeError> {
         },
         other => {
             return Err(DecodeError::Malformed(format!(
-                "unknown staged kind {other:?}"
+                "unknown staged kind {}",
+                crate::error::Quoted(other)
             )))
         }
     };

@@ -7,6 +7,30 @@ use crate::codec::DecodeError;
 use crate::model::EntryId;
 use crate::store::StoreError;
 
+/// A string in double quotes, escaped as JavaScript's `JSON.stringify`
+/// escapes it: how messages name keys, namespaces and values. (Rust's `{:?}`
+/// would do, in Rust's escapes, with 4 KB of Unicode tables in the module.)
+pub(crate) struct Quoted<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if u32::from(c) < 0x20 => write!(f, "\\u{:04x}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
+
 /// Why a sweeper call failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -54,19 +78,19 @@ impl fmt::Display for Error {
             Error::MissingBlob(id) => write!(f, "blob {id} is not in the store: store it with putBlob first"),
             Error::MissingEntry(id) => write!(
                 f,
-                "refs: entry {:?} is not in namespace {:?}: put it first",
-                id.key, id.namespace
+                "refs: entry {} is not in namespace {}: put it first",
+                Quoted(&id.key), Quoted(&id.namespace)
             ),
             Error::ExpiredEntry(id) => write!(
                 f,
-                "refs: entry {:?} in namespace {:?} has expired: put it again first",
-                id.key, id.namespace
+                "refs: entry {} in namespace {} has expired: put it again first",
+                Quoted(&id.key), Quoted(&id.namespace)
             ),
             Error::Referenced { id, referrers } => write!(
                 f,
-                "entry {:?} in namespace {:?} is referenced by {referrers} other entr{}: delete or rewrite those first",
-                id.key,
-                id.namespace,
+                "entry {} in namespace {} is referenced by {referrers} other entr{}: delete or rewrite those first",
+                Quoted(&id.key),
+                Quoted(&id.namespace),
                 if *referrers == 1 { "y" } else { "ies" }
             ),
             Error::Corrupt { what, cause } => write!(f, "{what} could not be read: {cause}"),

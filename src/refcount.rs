@@ -5,6 +5,7 @@
 //! commit record and decrements after, so a batch cut short over-counts
 //! (a leak a rebuild repairs) and never under-counts (a live reference lost).
 
+use crate::error::Quoted;
 use crate::vecmap::{VecMap, VecSet};
 
 use crate::codec::{self, BlobRecord};
@@ -54,7 +55,11 @@ impl Counts {
                 None => None,
                 Some(bytes) => Some((
                     codec::decode_meta(bytes).map_err(|cause| Error::Corrupt {
-                        what: format!("metadata of {:?} in namespace {:?}", id.key, id.namespace),
+                        what: format!(
+                            "metadata of {} in namespace {}",
+                            Quoted(&id.key),
+                            Quoted(&id.namespace)
+                        ),
                         cause,
                     })?,
                     bytes.to_vec(),

@@ -1,6 +1,7 @@
 //! `Sweeper`: the API users call (SPEC §8), over any [`Store`]. Time is passed
 //! in as `now`; the JS binding reads its injected clock and passes it on.
 
+use crate::error::Quoted;
 use crate::vecmap::VecSet;
 use std::cell::{Cell, RefCell};
 
@@ -216,7 +217,7 @@ impl<S: Store> Sweeper<S> {
         };
         let record = match record {
             Err(Error::Store(crate::store::StoreError::Busy(_))) => {
-                return Err(Error::Busy(format!("put of {:?}", id.key)))
+                return Err(Error::Busy(format!("put of {}", Quoted(&id.key))))
             }
             other => other?,
         };
@@ -328,11 +329,15 @@ impl<S: Store> Sweeper<S> {
         }
         if let Some(b) = opts.blobs.iter().find(|b| !is_blob_id(b)) {
             return Err(Error::InvalidInput(format!(
-                "blobs: {b:?} is not a blob id (64 lower-case hex digits, as returned by putBlob)"
+                "blobs: {} is not a blob id (64 lower-case hex digits, as returned by putBlob)",
+                Quoted(b)
             )));
         }
         if let Some(r) = opts.refs.iter().find(|r| r.is_empty()) {
-            return Err(Error::InvalidInput(format!("refs: {r:?} is not a key")));
+            return Err(Error::InvalidInput(format!(
+                "refs: {} is not a key",
+                Quoted(r)
+            )));
         }
         let expires_at = match (opts.ttl_ms, opts.expires_at) {
             (Some(ttl), Some(at)) => Some(now.saturating_add(ttl).min(at)),
@@ -407,7 +412,11 @@ impl<S: Store> Sweeper<S> {
                     }
                     let record = reads.get(Table::Meta, id).flatten().unwrap_or_default();
                     let inline = codec::inline_value(record).map_err(|cause| Error::Corrupt {
-                        what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
+                        what: format!(
+                            "value of {} in namespace {}",
+                            Quoted(&id.key),
+                            Quoted(&id.namespace)
+                        ),
                         cause,
                     })?;
                     Ok(Step::Done(Some((meta, inline))))
@@ -427,10 +436,14 @@ impl<S: Store> Sweeper<S> {
             break;
         }
         let Some((meta, bytes)) = found else {
-            return Err(Error::Busy(format!("read of {:?}", id.key)));
+            return Err(Error::Busy(format!("read of {}", Quoted(&id.key))));
         };
         let value = StoredValue::decode(&bytes).map_err(|cause| Error::Corrupt {
-            what: format!("value of {:?} in namespace {:?}", id.key, id.namespace),
+            what: format!(
+                "value of {} in namespace {}",
+                Quoted(&id.key),
+                Quoted(&id.namespace)
+            ),
             cause,
         })?;
         if touch && now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
@@ -539,7 +552,11 @@ impl<S: Store> Sweeper<S> {
         let mut actions = Vec::new();
         for (id, bytes) in self.namespace_records(namespace).await? {
             let meta = codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
-                what: format!("entry {:?} in namespace {namespace:?}", id.key),
+                what: format!(
+                    "entry {} in namespace {}",
+                    Quoted(&id.key),
+                    Quoted(namespace)
+                ),
                 cause,
             })?;
             let listed = u32::try_from(actions.len()).ok();
@@ -595,7 +612,7 @@ impl<S: Store> Sweeper<S> {
         let existed = write::run(
             &self.store,
             &entry_tables(atomic, false),
-            || format!("delete of {:?}", id.key),
+            || format!("delete of {}", Quoted(&id.key)),
             |reads| write::delete_step(reads, id, atomic),
         )
         .await?;
@@ -742,7 +759,8 @@ impl<S: Store> Sweeper<S> {
     pub async fn get_blob(&self, id: &str) -> Result<Option<Vec<u8>>, Error> {
         if !is_blob_id(id) {
             return Err(Error::InvalidInput(format!(
-                "{id:?} is not a blob id (64 lower-case hex digits, as returned by putBlob)"
+                "{} is not a blob id (64 lower-case hex digits, as returned by putBlob)",
+                Quoted(id)
             )));
         }
         Ok(self

@@ -10,6 +10,7 @@
 
 use crate::codec::{self, BlobRecord, Staged, TempRecord};
 use crate::error::Error;
+use crate::error::Quoted;
 use crate::model::{EntryId, EntryMeta, Millis};
 use crate::refcount::{distinct, Counts};
 use crate::store::{id_key, value_key, Access, Op, Read, Reads, Step, Store, Table};
@@ -99,8 +100,8 @@ pub fn read_meta(reads: &Reads, id: &EntryId) -> Result<Option<Option<EntryMeta>
             .map(|m| Some(Some(m)))
             .map_err(|cause| Error::Corrupt {
                 what: format!(
-                    "metadata of {:?} in namespace {:?} (its references are unknown, so it is left as it is)",
-                    id.key, id.namespace
+                    "metadata of {} in namespace {} (its references are unknown, so it is left as it is)",
+                    Quoted(&id.key), Quoted(&id.namespace)
                 ),
                 cause,
             }),

@@ -1,6 +1,7 @@
 //! JsValue ⇄ option trees and JsValue ⇄ stored values (MessagePack), with
 //! depth limits so cyclic or hostile input gives an error, not a stack overflow.
 
+use crate::error::Quoted;
 use crate::mpv::{self, Value};
 use js_sys::{Array, ArrayBuffer, Date, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -187,7 +188,7 @@ pub fn describe(v: &JsValue) -> String {
     } else if v.is_symbol() {
         "a symbol".into()
     } else if let Some(s) = v.as_string() {
-        format!("{s:?}")
+        Quoted(&s).to_string()
     } else if v.is_function() {
         "a function".into()
     } else if try_is_array(v).unwrap_or(false) {
@@ -448,7 +449,8 @@ impl Encoder {
                 .map_or(true, |i| i >= n || i.to_string() != last)
             {
                 return Err(format!(
-                    "is an array with a property besides its items ({last:?}), which would be lost"
+                    "is an array with a property besides its items ({}), which would be lost",
+                    Quoted(&last)
                 ));
             }
         }

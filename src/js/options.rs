@@ -4,6 +4,7 @@
 //! test and fuzz it without a JS engine; the wasm binding converts `JsValue`s
 //! into [`OptValue`]s.
 
+use crate::error::Quoted;
 use crate::vecmap::VecMap;
 use std::fmt;
 
@@ -38,7 +39,7 @@ impl OptValue {
             OptValue::Null => "null".into(),
             OptValue::Bool(b) => b.to_string(),
             OptValue::Number(n) => js_number(*n),
-            OptValue::String(s) => format!("{s:?}"),
+            OptValue::String(s) => Quoted(s).to_string(),
             OptValue::Array(_) => "an array".into(),
             OptValue::Object(_) => "an object".into(),
             OptValue::Function => "a function".into(),
@@ -118,8 +119,9 @@ impl<'a> Fields<'a> {
                 for (k, v) in kv {
                     if !known.contains(&k.as_str()) {
                         return err(format!(
-                            "{}: unknown option {k:?}; the options are {}",
+                            "{}: unknown option {}; the options are {}",
                             if path.is_empty() { "options" } else { path },
+                            Quoted(k),
                             known.join(", ")
                         ));
                     }
@@ -495,7 +497,8 @@ fn put_options(v: &OptValue, path: &str, also: &[&str]) -> Result<(String, PutOp
     let blobs = f.strings("blobs")?;
     if let Some(b) = blobs.iter().find(|b| !is_blob_id(b)) {
         return err(format!(
-            "{path}.blobs: {b:?} is not a blob id (64 lower-case hex digits, as returned by putBlob)"
+            "{path}.blobs: {} is not a blob id (64 lower-case hex digits, as returned by putBlob)",
+            Quoted(b)
         ));
     }
     let refs = f.strings("refs")?;

@@ -2,6 +2,7 @@
 //! values `Uint8Array`. Each `apply` is one transaction. `indexedDB` comes from
 //! the global object, so pages, workers and Node (fake-indexeddb) all work.
 
+use crate::error::Quoted;
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -685,7 +686,12 @@ impl IdbStore {
                 Some(stamp(&bytes_from_js(&v)))
             };
             if have != want {
-                return Err(StoreError::Conflict(format!("{} record {k:?}", t.name())));
+                return Err(StoreError::Conflict(format!(
+                    "{} record {} in namespace {}",
+                    t.name(),
+                    Quoted(&k.key),
+                    Quoted(&k.namespace)
+                )));
             }
         }
         for op in ops {

@@ -27,6 +27,7 @@
 //!   nothing was written: `checks` are `[name, token]` (token `null`: absent),
 //!   `writes` `[name, bytes | null, expiresAt | undefined]`, made in order.
 
+use crate::error::Quoted;
 use std::cell::RefCell;
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
@@ -271,7 +272,8 @@ impl JsKvStore {
                 // a record it cannot see.
                 None => {
                     return Err(StoreError::Backend(format!(
-                        "the backend holds a value at {name:?} that is not bytes kvsweep wrote"
+                        "the backend holds a value at {} that is not bytes kvsweep wrote",
+                        Quoted(name)
                     )))
                 }
             };
@@ -527,16 +529,16 @@ impl JsKvStore {
                 Op::Put(t, id, bytes) => {
                     if id.namespace.bytes().any(|b| b == 0) {
                         return Err(StoreError::Backend(format!(
-                            "namespace {:?} contains U+0000, which a key–value store's layout cannot hold",
-                            id.namespace
+                            "namespace {} contains U+0000, which a key–value store's layout cannot hold",
+                            Quoted(&id.namespace)
                         )));
                     }
                     let name = self.name(*t, id);
                     if let Some(most) = self.max_key_bytes.filter(|m| name.len() > *m) {
                         return Err(StoreError::Backend(format!(
-                            "key {:?} (namespace {:?}) is too long for a {} store: with kvsweep's prefix and suffix its backend key is {} bytes, and the store keeps keys of at most {most} bytes",
-                            id.key,
-                            id.namespace,
+                            "key {} (namespace {}) is too long for a {} store: with kvsweep's prefix and suffix its backend key is {} bytes, and the store keeps keys of at most {most} bytes",
+                            Quoted(&id.key),
+                            Quoted(&id.namespace),
                             self.kind,
                             name.len()
                         )));
@@ -579,7 +581,8 @@ impl JsKvStore {
                 .find(|(name, expected)| matches!(tokens.get(name), Some((s, _)) if s != expected))
             {
                 return Err(StoreError::Conflict(format!(
-                    "{name:?} changed since it was read"
+                    "{} changed since it was read",
+                    Quoted(name)
                 )));
             }
             checks.clear();
@@ -609,7 +612,8 @@ impl JsKvStore {
                 }
                 _ => {
                     return Err(StoreError::Conflict(format!(
-                        "{name:?} changed since it was read"
+                        "{} changed since it was read",
+                        Quoted(name)
                     )))
                 }
             }

@@ -1,5 +1,6 @@
 //! `MemoryStore`: the store in a `BTreeMap`, for tests, demos and Node.
 
+use crate::error::Quoted;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -149,7 +150,12 @@ impl MemoryStore {
             if let Op::Expect(t, k, want) = op {
                 let have = records.get(&(*t, k.clone())).map(|v| super::stamp(v));
                 if have != *want {
-                    return Err(StoreError::Conflict(format!("{} record {k:?}", t.name())));
+                    return Err(StoreError::Conflict(format!(
+                        "{} record {} in namespace {}",
+                        t.name(),
+                        Quoted(&k.key),
+                        Quoted(&k.namespace)
+                    )));
                 }
             }
         }
