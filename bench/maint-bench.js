@@ -34,6 +34,9 @@ export async function benchMaint(kv, n, blobs, bytes) {
     const pruned = await time(backend, "prune({ olderThanMs: 30 days }), half deleted", n, () => s.prune({ olderThanMs: 30 * DAY }));
     if (pruned.deleted.maxAge?.count !== n / 2) throw new Error(`prune deleted ${JSON.stringify(pruned.deleted)}`);
     await time(backend, "deleteNamespace (a tenth of what is left)", n / 20, () => s.deleteNamespace("ns1"));
+    const left = n / 2 - n / 20;
+    const moved = await time(backend, "moveTo(memoryStore()), what is left", left, () => s.moveTo(kv.memoryStore()));
+    if (moved.entries !== left) throw new Error(`moveTo moved ${moved.entries} of ${left}`);
     s.close();
   }
   // verify: hashing the blobs again, against the browser's own SHA-256.

@@ -118,3 +118,18 @@ for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zo
     }[name],
   });
 }
+
+// moveTo(target): the glue's own check of its argument says "expected
+// instance of KvStore"; say which call and what it got.
+const rawMoveTo = Sweeper.prototype.moveTo;
+Object.defineProperty(Sweeper.prototype, "moveTo", {
+  configurable: true,
+  writable: true,
+  value: function moveTo(target) {
+    if (!(target instanceof KvStore)) {
+      return Promise.reject(new Error(`kvsweep: Sweeper.moveTo(target): target must be a KvStore from memoryStore(), openIndexedDb(), openOpfs(), kvStore() or durableObjectStore(), got ${describe(target)}`));
+    }
+    if (freed(target)) return Promise.reject(new Error("kvsweep: Sweeper.moveTo(target): target was freed (free() was called on it)"));
+    return rawMoveTo.call(this, target);
+  },
+});

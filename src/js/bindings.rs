@@ -2,6 +2,7 @@
 //! rejects with an `Error` whose message names the problem; nothing here panics
 //! on input.
 
+use crate::error::Quoted;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -160,6 +161,25 @@ export interface RunReport {
   deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;
   errors: { kind: string; namespace?: string; key: string; message: string }[];
   durationMs: number; corrupt: { namespace: string; key: string }[]; zombies: string[];
+}
+/** What moveTo did. */
+export interface MoveReport {
+  /** Entries copied, and those whose values have records of their own. */
+  entries: number; values: number;
+  /** Blobs copied (each hashed on the way) and their bytes. */
+  blobs: number; blobBytes: number; namespaces: number;
+  /** Passes over the source: each after the first copies what changed meanwhile. */
+  passes: number;
+  /** Every record was read back from the target and found as written; false leaves the source untouched. */
+  verified: boolean;
+  /** Entries, namespaces and blobs deleted from the source once the copy was verified. */
+  cleared: number;
+  /** Entries the source kept: written during the move (they and what they use stay). */
+  left: number;
+  /** Blobs whose source bytes do not hash to their id: the move stopped before clearing anything. */
+  corrupt: string[];
+  /** A move cut short before was resumed. */
+  resumed: boolean;
 }
 "#;
 
@@ -375,7 +395,7 @@ pub async fn open_indexed_db(
     };
     let store = IdbStore::open(&name)
         .await
-        .map_err(|e| js_err(format!("openIndexedDb({name:?}): {e}")))?;
+        .map_err(|e| js_err(format!("openIndexedDb({}): {e}", Quoted(&name))))?;
     Ok(JsStore {
         inner: AnyStore::Idb(Rc::new(store)),
     })
@@ -695,8 +715,8 @@ impl JsSweeper {
     ) -> Promise {
         let parsed = (|| {
             let key = key_arg(&key, "put")?;
-            let value =
-                convert::to_stored(&value).map_err(|e| js_err(format!("put({key:?}): {e}")))?;
+            let value = convert::to_stored(&value)
+                .map_err(|e| js_err(format!("put({}): {e}", Quoted(&key))))?;
             let (ns, opts) = options::parse_put_options(&opt(&options)?).map_err(js_err)?;
             Ok::<_, JsValue>((EntryId::new(ns, key), value, opts))
         })();
@@ -1176,9 +1196,25 @@ impl JsSweeper {
                     to_js(&sw.health(period, now).await.map_err(fail)?)
                 }
                 _ => Err(js_err(format!(
-                    "Sweeper.maintain: unknown operation {op:?}"
+                    "Sweeper.maintain: unknown operation {}",
+                    Quoted(&op)
                 ))),
             }
+        })
+    }
+
+    /// Copies every namespace, entry and blob to `target`, reads the copy
+    /// back (blobs hashed), then empties this store of what was copied (an
+    /// entry rewritten meanwhile stays); resumes a move cut short.
+    #[wasm_bindgen(js_name = moveTo, unchecked_return_type = "Promise<MoveReport>")]
+    pub fn move_to(&self, target: &JsStore) -> Promise {
+        let target = target.inner.clone();
+        promise(&self.inner, |inner| async move {
+            let _lock = inner.exclusive("moveTo").await?;
+            let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
+            let report = inner.sweeper.move_to(&target, &mut host).await;
+            inner.running.set(false);
+            to_js(&report.map_err(|e| named("moveTo", e))?)
         })
     }
 
@@ -1252,7 +1288,7 @@ fn put_items(items: &JsValue) -> Result<Vec<(EntryId, StoredValue, PutOptions)>,
         let key = key_arg(&key, &format!("putMany items[{i}]"))?;
         let value = Reflect::get(&item, &"value".into()).map_err(read)?;
         let value = convert::to_stored(&value)
-            .map_err(|e| js_err(format!("putMany items[{i}] ({key:?}): {e}")))?;
+            .map_err(|e| js_err(format!("putMany items[{i}] ({}): {e}", Quoted(&key))))?;
         // The options are the item less its key and value.
         let rest = js_sys::Object::new();
         convert::try_assign(&rest, &item).map_err(read)?;

@@ -2,6 +2,7 @@
 //! lookup, prune, blob verification, zombie namespaces, the run log and
 //! health. Each works through the [`Store`] trait, so on every backend.
 
+use crate::error::Quoted;
 use serde::Serialize;
 
 use super::{Sweeper, Tracked};
@@ -341,7 +342,8 @@ impl<S: Store> Sweeper<S> {
             Ok(())
         } else {
             Err(Error::InvalidInput(format!(
-                "{what}: no namespace {namespace:?} (none is registered or holds entries)"
+                "{what}: no namespace {} (none is registered or holds entries)",
+                Quoted(namespace)
             )))
         }
     }
@@ -1110,8 +1112,8 @@ impl<S: Store> Sweeper<S> {
                     });
                     if !same {
                         return Err(Error::InvalidInput(format!(
-                            "moveTo: the target did not keep the record {:?} of {} as written; the source is untouched",
-                            key.key,
+                            "moveTo: the target did not keep the record {} of {} as written; the source is untouched",
+                            Quoted(&key.key),
                             table.name()
                         )));
                     }

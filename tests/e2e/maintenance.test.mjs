@@ -78,6 +78,46 @@ test("verify finds a blob damaged in IndexedDB; the other operations work on the
   assert.equal(out.health.runs.length, 1);
 });
 
+test("moveTo moves an IndexedDB store to OPFS in Chromium, blobs as files", { timeout: 90_000 }, async () => {
+  const page = await (await env.browser.newContext()).newPage();
+  await page.goto(env.server.url);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const name = `move-${Date.now()}`;
+    const s = new kv.Sweeper(await kv.openIndexedDb(name));
+    const ids = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(await s.putBlob(new Uint8Array(100_000).fill(i)));
+      await s.put(`photo-${i}`, { caption: `c${i}` }, { namespace: "album", blobs: [ids[i]] });
+    }
+    const files = await kv.openOpfs(name);
+    const report = await s.moveTo(files);
+    const left = await s.history();
+    s.close();
+    const t = new kv.Sweeper(files);
+    const captions = [];
+    for await (const [key, value] of t.entries({ namespace: "album" })) captions.push(`${key}=${value.caption}`);
+    const blob = await t.getBlob(ids[3]);
+    const check = await t.verify();
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(`kvsweep-${name}`);
+    const onDisk = [];
+    for await (const [file] of dir.entries()) onDisk.push(file);
+    t.close();
+    return { ids, report, left: left.length, captions, blob: [blob.length, blob[0], blob[99_999]], check, onDisk: onDisk.sort() };
+  });
+  const { report } = out;
+  assert.deepEqual(
+    [report.entries, report.blobs, report.blobBytes, report.verified, report.left, report.cleared],
+    [5, 5, 500_000, true, 0, 11],
+    JSON.stringify(report),
+  );
+  assert.equal(out.left, 0);
+  assert.deepEqual(out.captions, [0, 1, 2, 3, 4].map((i) => `photo-${i}=c${i}`));
+  assert.deepEqual(out.blob, [100_000, 3, 3]);
+  assert.deepEqual([out.check.checked, out.check.corrupt, out.check.missing], [5, [], []]);
+  assert.deepEqual(out.onDisk, [...out.ids].sort());
+});
+
 test("verify finds an OPFS file whose bytes no longer match their SHA-256 (issue #11)", { timeout: 90_000 }, async () => {
   const page = await (await env.browser.newContext()).newPage();
   await page.goto(env.server.url);

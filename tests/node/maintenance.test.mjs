@@ -4,6 +4,7 @@
 import "fake-indexeddb/auto";
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createStorage } from "unstorage";
 import { Sweeper, memoryStore, openIndexedDb, kvStore } from "../../pkg/node.js";
 
 const T0 = 1_700_000_000_000;
@@ -189,6 +190,67 @@ test("maintenance calls refuse bad arguments by name", async () => {
   for (const [call, message] of cases) await assert.rejects(call(), { message });
   s.free();
   await assert.rejects(s.health(), { message: "kvsweep: Sweeper.health: this Sweeper was freed (free() was called); make a new one" });
+});
+
+test("moveTo copies a store to another backend, reads it back, and empties the source", async () => {
+  for (const [from, to] of [
+    [memoryStore(), await openIndexedDb(`move-${Math.random()}`)],
+    [await openIndexedDb(`move-${Math.random()}`), memoryStore()],
+  ]) {
+    const clock = manualClock();
+    const s = new Sweeper(from, { clock });
+    const photo = await s.putBlob(new Uint8Array(20_000).fill(9));
+    await s.put("note", { title: "t", at: new Date(5) }, { namespace: "a", blobs: [photo], group: "g" });
+    await s.put("big", new Uint8Array(50_000).fill(1), { namespace: "b", ttlMs: 60_000 });
+    await s.put("x", 1n);
+    const report = await s.moveTo(to);
+    const what = `${from.kind} → ${to.kind}: ${JSON.stringify(report)}`;
+    assert.deepEqual(
+      [report.entries, report.blobs, report.blobBytes, report.namespaces, report.verified, report.left, report.corrupt, report.resumed],
+      [3, 1, 20_000, 3, true, 0, [], false],
+      what,
+    );
+    // Three entries, three namespaces and the blob went from the source.
+    assert.equal(report.cleared, 7, what);
+    assert.equal(report.passes, 2, what);
+    assert.deepEqual(await s.history(), []);
+    assert.equal(await s.getBlob(photo), undefined);
+    const t = new Sweeper(to, { clock });
+    const note = await t.detail("note", { namespace: "a" });
+    assert.deepEqual(note.value, { title: "t", at: new Date(5) });
+    assert.equal(note.group, "g");
+    assert.equal(note.createdAt, T0);
+    assert.deepEqual(await t.get("big", { namespace: "b" }), new Uint8Array(50_000).fill(1));
+    assert.equal(await t.get("x"), 1n);
+    assert.deepEqual(await t.getBlob(photo), new Uint8Array(20_000).fill(9));
+    assert.equal((await t.verify()).checked, 1);
+    assert.deepEqual((await t.plan({ mode: "full" })).actions, []);
+    // Not into a store that holds entries, not into the source itself.
+    await s.put("again", 2);
+    await assert.rejects(s.moveTo(to), { message: "kvsweep: moveTo: the target store already holds entries; move into an empty store" });
+    await assert.rejects(s.moveTo(from), { message: "kvsweep: moveTo: the target is the source store itself" });
+    s.close();
+    t.close();
+  }
+});
+
+test("moveTo refuses a target that is not a store, the source opened twice, and a source without compare-and-set", async () => {
+  const name = `twice-${Math.random()}`;
+  const s = new Sweeper(await openIndexedDb(name));
+  await assert.rejects(s.moveTo({}), { message: "kvsweep: Sweeper.moveTo(target): target must be a KvStore from memoryStore(), openIndexedDb(), openOpfs(), kvStore() or durableObjectStore(), got an object" });
+  await assert.rejects(s.moveTo(), { message: /target must be a KvStore .* got undefined$/ });
+  // Empty, so only the probe can tell that it is the same database.
+  await assert.rejects(s.moveTo(await openIndexedDb(name)), { message: "kvsweep: moveTo: the target is the source store itself" });
+  const target = memoryStore();
+  target.free();
+  await assert.rejects(s.moveTo(target), { message: "kvsweep: Sweeper.moveTo(target): target was freed (free() was called on it)" });
+  s.close();
+  // unstorage: no compare-and-set.
+  const k = new Sweeper(kvStore(createStorage()));
+  await k.put("a", 1);
+  await assert.rejects(k.moveTo(memoryStore()), { message: /^kvsweep: moveTo: the source store has no compare-and-set, so a write during the move could be lost/ });
+  assert.equal(await k.get("a"), 1);
+  k.close();
 });
 
 test("schedule.auditShards: scheduled full runs verify the next shard each, and health() says what they found", async () => {
