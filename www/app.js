@@ -265,7 +265,7 @@ async function applyPolicy(ev) {
 
 // ---------- generated data ----------
 
-const WORDS = ("groceries trip ideas meeting recipe garden budget reading list book notes sketch plan draft " +
+const WORDS = ("groceries trip ideas meeting recipe garden budget reading list book notes sketch plan errands " +
   "weekend project photos receipt travel packing birthday gift workout journal summary todo").split(" ");
 
 function sentence(rnd, n) {
