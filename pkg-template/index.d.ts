@@ -44,6 +44,7 @@ export interface VerifyReport {
 /** One run in the store's run log. */
 export interface LoggedRun {
   at: number; durationMs: number; mode: "light" | "full";
+  /** What this run deleted itself (a resumed run's RunReport counts the run it went on from too; its log line does not). */
   done: boolean; failed: boolean; deleted: number; bytes: number; errors: number;
 }
 export interface Health {

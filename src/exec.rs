@@ -65,6 +65,10 @@ pub struct RunReport {
     /// Where the run stopped, when it did not finish: the last item handled.
     #[serde(skip)]
     pub stopped_after: Option<Position>,
+    /// Of `deleted`, what the run it resumed had deleted (the run log counts
+    /// each run's own deletions).
+    #[serde(skip)]
+    pub carried: Tally,
 }
 
 /// An item's place in execution order: entries by namespace and key, then

@@ -916,6 +916,8 @@ impl<S: Store> Sweeper<S> {
                 let total = report.deleted.entry(*reason).or_default();
                 total.count += t.count;
                 total.bytes = total.bytes.saturating_add(t.bytes);
+                report.carried.count += t.count;
+                report.carried.bytes = report.carried.bytes.saturating_add(t.bytes);
             }
         }
         let op = match (&report.stopped_after, report.done) {

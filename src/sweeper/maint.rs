@@ -97,6 +97,8 @@ pub struct LoggedRun {
     pub done: bool,
     /// It failed as a whole (the store could not be listed, …).
     pub failed: bool,
+    /// What this run deleted itself: a resumed run's report counts the run
+    /// it went on from too, its log line does not.
     pub deleted: u64,
     pub bytes: u64,
     /// Items that could not be deleted.
@@ -113,11 +115,17 @@ impl LoggedRun {
                 mode: r.mode,
                 done: r.done,
                 failed: false,
-                deleted: r.deleted.values().map(|t| t.count).sum(),
+                deleted: r
+                    .deleted
+                    .values()
+                    .map(|t| t.count)
+                    .sum::<u64>()
+                    .saturating_sub(r.carried.count),
                 bytes: r
                     .deleted
                     .values()
-                    .fold(0u64, |a, t| a.saturating_add(t.bytes)),
+                    .fold(0u64, |a, t| a.saturating_add(t.bytes))
+                    .saturating_sub(r.carried.bytes),
                 errors: r.errors.len() as u64,
             },
             Err(()) => LoggedRun {

@@ -167,6 +167,22 @@ test("health reads the run log kept in the store, across sweepers", async () => 
   later.close();
 });
 
+test("the run log counts what each run deleted itself, a resumed run too", async () => {
+  const s = new Sweeper(memoryStore(), { batchSize: 10 });
+  await s.putMany(Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: i, expiresAt: 1 })));
+  const stop = new AbortController();
+  const first = await s.run({ mode: "full", signal: stop.signal, onProgress: (p) => { if (p.processed >= 10) stop.abort(); } });
+  const firstDeleted = first.deleted.expired.count;
+  assert.ok(!first.done && firstDeleted > 0 && firstDeleted < 50, JSON.stringify(first));
+  const second = await s.run({ mode: "full" });
+  assert.equal(second.resumed, true);
+  assert.equal(second.deleted.expired.count, 50, "the report counts the run it resumed too");
+  const { runs } = await s.health();
+  assert.deepEqual(runs.map((r) => [r.done, r.deleted]), [[false, firstDeleted], [true, 50 - firstDeleted]]);
+  assert.equal(runs[0].bytes + runs[1].bytes, second.deleted.expired.bytes);
+  s.close();
+});
+
 test("maintenance calls refuse bad arguments by name", async () => {
   const s = new Sweeper(memoryStore());
   await s.put("k", 1);
