@@ -11,6 +11,8 @@ mod bindings;
 mod convert;
 #[cfg(target_arch = "wasm32")]
 mod driver;
+#[cfg(target_arch = "wasm32")]
+mod tojs;
 
 #[cfg(target_arch = "wasm32")]
 pub use bindings::*;
