@@ -100,7 +100,7 @@ Object.defineProperty(Sweeper.prototype, "entries", {
 // The maintenance operations (SPEC §5): the module has one entry point for
 // all of them (maintain), so their promise glue is compiled once; each is a
 // method here.
-for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zombies", "deleteNamespace", "health"]) {
+for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zombies", "deleteNamespace", "health", "migrate"]) {
   Object.defineProperty(Sweeper.prototype, name, {
     configurable: true,
     writable: true,

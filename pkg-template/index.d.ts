@@ -22,8 +22,10 @@ export declare class Sweeper extends GlueSweeper {
   zombies(): Promise<{ namespace: string; entries: number; bytes: number }[]>;
   /** Deletes every entry of a namespace, then its registration record. */
   deleteNamespace(namespace: string): Promise<RunReport>;
-  /** healthy / warning / critical, with the reasons, from the run log kept in the store. */
-  health(): Promise<Health>;
+  /** healthy / warning / critical, with the reasons, from the run log kept in the store; with maxBacklog, a full plan is made too and more garbage than that warns. */
+  health(options?: { maxBacklog?: number }): Promise<Health>;
+  /** Rewrites entry records an earlier release wrote in an older layout (metadata without accessedAt; small values in records of their own): guarded, resumable by calling it again; unreadable records are reported, never touched. */
+  migrate(): Promise<MigrateReport>;
 }
 
 /** An entry's metadata, as history() and detail() show it. */
@@ -46,6 +48,14 @@ export interface LoggedRun {
   at: number; durationMs: number; mode: "light" | "full";
   /** What this run deleted itself (a resumed run's RunReport counts the run it went on from too; its log line does not). */
   done: boolean; failed: boolean; deleted: number; bytes: number; errors: number;
+}
+export interface MigrateReport {
+  scanned: number; current: number; upgraded: number;
+  /** Of upgraded: values moved into their entry's record. */
+  inlined: number;
+  /** Entries written again meanwhile, left as their writer wrote them. */
+  changed: number;
+  unreadable: { namespace: string; key: string }[];
 }
 export interface Health {
   status: "healthy" | "warning" | "critical";

@@ -405,13 +405,21 @@ pub fn encode_meta(meta: &EntryMeta) -> Vec<u8> {
 }
 
 pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, DecodeError> {
+    Ok(decode_meta_layout(bytes)?.0)
+}
+
+/// An entry's metadata, and whether the record was written before
+/// `accessedAt` (SPEC §1) was recorded: such a record reads with
+/// `accessedAt` = `updatedAt` (no use known since its write), and
+/// `migrate` rewrites it with the field.
+pub fn decode_meta_layout(bytes: &[u8]) -> Result<(EntryMeta, bool), DecodeError> {
     let mut r = Reader::new(bytes);
     let has_inline = r.record_header()?;
-    let meta = read_meta_fields(&mut r)?;
+    let (meta, before_accessed_at) = read_meta_fields(&mut r)?;
     if has_inline {
         r.bin()?;
     }
-    Ok(meta)
+    Ok((meta, before_accessed_at))
 }
 
 /// The fields of `EntryMeta`, in the order `FIELD_BITS` numbers them.
@@ -436,7 +444,7 @@ const META_FIELDS: [&str; 14] = [
 /// decodes every record, and building a value tree per record cost most of
 /// a listing's time. Serde's rules as in [`Fields`]: unknown fields skipped,
 /// a repeated field an error, a required one missing an error.
-fn read_meta_fields(r: &mut Reader<'_>) -> Result<EntryMeta, DecodeError> {
+fn read_meta_fields(r: &mut Reader<'_>) -> Result<(EntryMeta, bool), DecodeError> {
     let n = r.map_len()?;
     let mut meta = EntryMeta::default();
     let mut seen: u16 = 0;
@@ -488,7 +496,7 @@ fn read_meta_fields(r: &mut Reader<'_>) -> Result<EntryMeta, DecodeError> {
             _ => meta.rev = number(r)?,
         }
     }
-    for required in [0, 1, 2, 4, 11, 12] {
+    for required in [0, 1, 4, 11, 12] {
         if seen & (1 << required) == 0 {
             return Err(DecodeError::Malformed(format!(
                 "missing field `{}`",
@@ -496,7 +504,11 @@ fn read_meta_fields(r: &mut Reader<'_>) -> Result<EntryMeta, DecodeError> {
             )));
         }
     }
-    Ok(meta)
+    let before_accessed_at = seen & (1 << 2) == 0;
+    if before_accessed_at {
+        meta.accessed_at = meta.updated_at;
+    }
+    Ok((meta, before_accessed_at))
 }
 
 /// A MessagePack reader over a record's bytes, for the hot records (entry
@@ -1235,6 +1247,24 @@ mod tests {
         let mut negative = base.to_vec();
         negative[3] = ("size", Value::from(-1));
         assert!(decode_meta(&record(&negative)).is_err());
+    }
+
+    #[test]
+    fn metadata_written_before_accessed_at_reads_as_never_used_since_its_write() {
+        let old = record(&[
+            ("createdAt", Value::from(1)),
+            ("updatedAt", Value::from(7)),
+            ("size", Value::from(4)),
+            ("writeId", Value::from(5)),
+            ("referrers", Value::from(0)),
+        ]);
+        let (meta, before) = decode_meta_layout(&old).unwrap();
+        assert!(before);
+        assert_eq!((meta.updated_at, meta.accessed_at, meta.size), (7, 7, 4));
+        // Written again, it has the field and reads as current.
+        let (again, before) = decode_meta_layout(&encode_meta(&meta)).unwrap();
+        assert!(!before);
+        assert_eq!(again, meta);
     }
 
     #[test]

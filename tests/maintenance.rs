@@ -903,3 +903,119 @@ fn move_to_refuses_a_source_without_compare_and_set() {
         .to_string();
     assert!(e.contains("the source store has no compare-and-set"), "{e}");
 }
+
+/// `meta`'s record as a release from before `accessedAt` wrote it.
+fn without_accessed_at(record: &[u8]) -> Vec<u8> {
+    let value = rmpv::decode::read_value(&mut &record[..]).unwrap();
+    let rmpv::Value::Array(mut parts) = value else {
+        panic!("not a record")
+    };
+    let rmpv::Value::Map(fields) = &mut parts[1] else {
+        panic!("no fields")
+    };
+    fields.retain(|(k, _)| k.as_str() != Some("accessedAt"));
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &rmpv::Value::Array(parts)).unwrap();
+    out
+}
+
+#[test]
+fn migrate_rewrites_records_of_older_layouts_and_touches_nothing_else() {
+    use kvsweep::codec;
+    use kvsweep::store::value_key;
+    let s = sweeper();
+    for key in ["current", "old-meta", "old-value", "both"] {
+        put(&s, "m", key, T0, PutOptions::default());
+    }
+    let big = StoredValue::Bytes(vec![3; 20_000]);
+    block_on(s.put(
+        &EntryId::new("m", "big"),
+        big.clone(),
+        PutOptions::default(),
+        T0,
+    ))
+    .unwrap();
+    let id = |k: &str| EntryId::new("m", k);
+    let read = |t: Table, k: &EntryId| {
+        block_on(s.store().get(t, std::slice::from_ref(k))).unwrap()[0].clone()
+    };
+    // Older layouts, written as earlier releases wrote them.
+    let mut older = Vec::new();
+    for key in ["old-meta", "old-value", "both"] {
+        let record = read(Table::Meta, &id(key)).unwrap();
+        let meta = codec::decode_meta(&record).unwrap();
+        let value = codec::inline_value(&record).unwrap().unwrap();
+        let mut ops = Vec::new();
+        let mut meta_record = record.clone();
+        if key != "old-meta" {
+            // The value in a record of its own.
+            meta_record = codec::encode_meta(&meta);
+            ops.push(Op::Put(
+                Table::Values,
+                value_key(&id(key), meta.write_id),
+                value,
+            ));
+        }
+        if key != "old-value" {
+            meta_record = without_accessed_at(&meta_record);
+        }
+        ops.push(Op::Put(Table::Meta, id(key), meta_record));
+        block_on(s.store().apply(ops)).unwrap();
+        older.push((key, meta));
+    }
+    // A record no release can read: reported, never rewritten.
+    block_on(
+        s.store()
+            .apply(vec![Op::Put(Table::Meta, id("damaged"), vec![0xc1])]),
+    )
+    .unwrap();
+    let report = block_on(s.migrate(&mut RunToEnd)).unwrap();
+    assert_eq!(
+        (
+            report.scanned,
+            report.current,
+            report.upgraded,
+            report.inlined,
+            report.changed
+        ),
+        (6, 2, 3, 2, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.unreadable, vec![id("damaged")]);
+    assert_eq!(read(Table::Meta, &id("damaged")), Some(vec![0xc1]));
+    for (key, meta) in older {
+        let record = read(Table::Meta, &id(key)).unwrap();
+        let (now, before) = codec::decode_meta_layout(&record).unwrap();
+        assert!(!before, "{key} has accessedAt now");
+        assert_eq!(now.accessed_at, now.updated_at);
+        assert_eq!(
+            now,
+            kvsweep::EntryMeta {
+                accessed_at: now.updated_at,
+                ..meta
+            }
+        );
+        // Every value inline, its own record gone.
+        assert!(codec::inline_value(&record).unwrap().is_some(), "{key}");
+        assert_eq!(
+            read(Table::Values, &value_key(&id(key), now.write_id)),
+            None
+        );
+        let got = block_on(s.get(&id(key), T0 + 1)).unwrap().unwrap();
+        assert_eq!(got, StoredValue::Bytes(key.as_bytes().to_vec()));
+    }
+    let got = block_on(s.get(&id("big"), T0 + 1)).unwrap().unwrap();
+    assert_eq!(got, big);
+    // Again: nothing left to do.
+    let again = block_on(s.migrate(&mut RunToEnd)).unwrap();
+    assert_eq!((again.scanned, again.current, again.upgraded), (6, 5, 0));
+}
+
+#[test]
+fn migrate_refuses_a_store_without_compare_and_set() {
+    let store = kvsweep::store::faulty::FaultyStore::new(MemoryStore::new(), 1);
+    store.set_compare_and_set(false);
+    let s = Sweeper::new(store, Policy::default(), Default::default());
+    let e = block_on(s.migrate(&mut RunToEnd)).unwrap_err();
+    assert!(e.to_string().contains("no compare-and-set"), "{e}");
+}

@@ -197,8 +197,7 @@ fn named(what: &str, e: Error) -> JsValue {
 }
 
 pub(super) fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(js_err)
+    super::tojs::to_js(v).map_err(js_err)
 }
 
 fn opt(v: &JsValue) -> Result<OptValue, JsValue> {
@@ -1193,7 +1192,19 @@ impl JsSweeper {
                 }
                 "health" => {
                     let period = inner.driver.period_ms();
-                    to_js(&sw.health(period, now).await.map_err(fail)?)
+                    let max_backlog = options::parse_health_options(&opt(&a)?).map_err(js_err)?;
+                    let mut health = sw.health(period, now).await.map_err(fail)?;
+                    if let Some(max) = max_backlog {
+                        let found = sw.backlog(now, &mut host).await.map_err(fail)?;
+                        health.weigh_backlog(found, max);
+                    }
+                    to_js(&health)
+                }
+                "migrate" => {
+                    let _lock = inner.exclusive("migrate").await?;
+                    let report = sw.migrate(&mut host).await;
+                    inner.running.set(false);
+                    to_js(&report.map_err(fail)?)
                 }
                 _ => Err(js_err(format!(
                     "Sweeper.maintain: unknown operation {}",

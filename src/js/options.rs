@@ -573,6 +573,12 @@ pub fn parse_prune_options(v: &OptValue) -> Result<Millis> {
     }
 }
 
+/// The options of `health`: `maxBacklog`, the garbage a full plan may find
+/// before health warns (none: no plan is made).
+pub fn parse_health_options(v: &OptValue) -> Result<Option<u64>> {
+    Fields::new(v, "health options", &["maxBacklog"])?.whole("maxBacklog")
+}
+
 /// The options of `verify`: `shard: { index, count }` and `repair`.
 pub fn parse_verify_options(v: &OptValue) -> Result<(Option<Shard>, bool)> {
     let f = Fields::new(v, "verify options", &["shard", "repair"])?;

@@ -324,6 +324,19 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
     }
 }
 
+impl Health {
+    /// Weighs the garbage backlog too: a warning when a full plan found
+    /// more than `max` items to delete.
+    pub fn weigh_backlog(&mut self, found: u64, max: u64) {
+        if found > max {
+            self.status = self.status.max(HealthStatus::Warning);
+            self.reasons.push(format!(
+                "{found} items of garbage wait for a cleanup, more than maxBacklog ({max}); run a full cleanup"
+            ));
+        }
+    }
+}
+
 impl<S: Store> Sweeper<S> {
     /// Whether `namespace` is registered or holds entries.
     async fn namespace_exists(&self, namespace: &str) -> Result<bool, Error> {
@@ -740,6 +753,12 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Health from the run log, the lease and the run cursor (see [`assess`]).
+    /// How many items a full run would delete now: the garbage backlog
+    /// `health` can weigh ([`Health::weigh_backlog`]).
+    pub async fn backlog<H: RunHost>(&self, now: Millis, host: &mut H) -> Result<u64, Error> {
+        Ok(self.plan_hosted(Mode::Full, now, host).await?.actions.len() as u64)
+    }
+
     pub async fn health(&self, period_ms: Millis, now: Millis) -> Result<Health, Error> {
         let keys = [
             id_key(RUN_LOG_KEY),
@@ -1213,6 +1232,169 @@ impl<S: Store> Sweeper<S> {
         self.list_pages_hosted(host, Table::Meta, |page| report.left += page.len() as u64)
             .await
     }
+}
+
+/// What `migrate` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrateReport {
+    /// Entry records read.
+    pub scanned: u64,
+    /// Already in the layout this release writes.
+    pub current: u64,
+    /// Rewritten in this release's layout.
+    pub upgraded: u64,
+    /// Of those, entries whose value moved from a record of its own into
+    /// the entry's record (stores with all-or-nothing batches).
+    pub inlined: u64,
+    /// Entries written again while `migrate` read them: left as their
+    /// writer wrote them (in this release's layout).
+    pub changed: u64,
+    /// Records that could not be read (damaged, or written by a newer
+    /// format version): kept as they are, never rewritten.
+    pub unreadable: Vec<EntryId>,
+}
+
+impl<S: Store> Sweeper<S> {
+    /// Rewrites entry records an earlier release wrote in an older layout of
+    /// the format: metadata from before `accessedAt` (SPEC §1) gets the
+    /// field (its `updatedAt`: no use known since), and on stores with
+    /// all-or-nothing batches a value of at most [`codec::INLINE_MAX`] bytes
+    /// kept in a record of its own moves into its entry's record, the way
+    /// this release writes it (one record to read). Each rewrite is guarded:
+    /// an entry written meanwhile is left as its writer wrote it. Records
+    /// that cannot be read are reported, never touched. Safe to call again:
+    /// a migrate cut short resumes where it finds older records, and the
+    /// records already rewritten count as current. Refused on a store
+    /// without compare-and-set, where a rewrite could undo a write made
+    /// meanwhile (its older records are read as they are).
+    pub async fn migrate<H: RunHost>(&self, host: &mut H) -> Result<MigrateReport, Error> {
+        if !self.store.capabilities().compare_and_set {
+            return Err(Error::InvalidInput(
+                "migrate: the store has no compare-and-set, so a rewrite could undo a write made meanwhile; its older records are read as they are".into(),
+            ));
+        }
+        let atomic = self.store.atomic();
+        let page = self.config.exec.page_size.max(1);
+        let batch = self.config.exec.batch_size.max(1);
+        let mut report = MigrateReport::default();
+        let mut after: Option<EntryId> = None;
+        loop {
+            if host.stopped() {
+                return Err(Error::Stopped);
+            }
+            let records = self.store.list(Table::Meta, after.as_ref(), page).await?;
+            let n = records.len();
+            after = records.last().map(|(k, _)| k.clone());
+            // Older records, each with its stamp and whether its value may move inline.
+            let mut older: Vec<(EntryId, u64, bool)> = Vec::new();
+            for (id, bytes) in records {
+                report.scanned += 1;
+                match codec::decode_meta_layout(&bytes) {
+                    Err(_) => report.unreadable.push(id),
+                    Ok((meta, before)) => {
+                        let inline = atomic
+                            && !crate::write::has_inline_value(&bytes)
+                            && meta.size <= codec::INLINE_MAX as u64;
+                        if before || inline {
+                            older.push((id, crate::store::stamp(&bytes), inline));
+                        } else {
+                            report.current += 1;
+                        }
+                    }
+                }
+            }
+            for chunk in older.chunks(batch) {
+                let [current, upgraded, inlined, changed] = self
+                    .store
+                    .transact(Access::Write, &[Table::Meta, Table::Values], |reads| {
+                        migrate_step(reads, chunk)
+                    })
+                    .await?;
+                report.current += current;
+                report.upgraded += upgraded;
+                report.inlined += inlined;
+                report.changed += changed;
+            }
+            if n < page {
+                return Ok(report);
+            }
+            host.pause().await;
+        }
+    }
+}
+
+/// The step of `migrate` over some older entries (id, stamp when listed,
+/// whether the value may move inline): answers how many were current after
+/// all, rewritten, inlined, and changed meanwhile.
+fn migrate_step(
+    reads: &crate::store::Reads,
+    older: &[(EntryId, u64, bool)],
+) -> Result<Step<[u64; 4]>, Error> {
+    let mut need: Vec<Read> = older
+        .iter()
+        .filter(|(id, _, _)| reads.get(Table::Meta, id).is_none())
+        .map(|(id, _, _)| Read::Key(Table::Meta, id.clone()))
+        .collect();
+    if !need.is_empty() {
+        return Ok(Step::Read(need));
+    }
+    let mut ops = Vec::new();
+    let mut counts = [0u64; 4];
+    for (id, listed, inline) in older {
+        let Some(Some(bytes)) = reads.get(Table::Meta, id) else {
+            counts[3] += 1;
+            continue;
+        };
+        let decoded = codec::decode_meta_layout(bytes);
+        let (Ok((meta, before)), true) = (decoded, crate::store::stamp(bytes) == *listed) else {
+            counts[3] += 1;
+            continue;
+        };
+        let mut value = None;
+        if *inline {
+            let key = crate::store::value_key(id, meta.write_id);
+            match reads.get(Table::Values, &key) {
+                None => {
+                    need.push(Read::Key(Table::Values, key));
+                    continue;
+                }
+                Some(Some(v)) if v.len() <= codec::INLINE_MAX => value = Some((key, v)),
+                Some(_) => {}
+            }
+        }
+        let record = match &value {
+            Some((_, v)) => codec::encode_entry(&meta, Some(v)),
+            None if before => {
+                codec::reencode_meta(bytes, &meta).map_err(|cause| Error::Corrupt {
+                    what: format!(
+                        "metadata of {} in namespace {}",
+                        Quoted(&id.key),
+                        Quoted(&id.namespace)
+                    ),
+                    cause,
+                })?
+            }
+            None => {
+                counts[0] += 1;
+                continue;
+            }
+        };
+        ops.push(Op::Put(Table::Meta, id.clone(), record));
+        counts[1] += 1;
+        if let Some((key, _)) = value {
+            ops.push(Op::Delete(Table::Values, key));
+            counts[2] += 1;
+        }
+    }
+    if !need.is_empty() {
+        return Ok(Step::Read(need));
+    }
+    Ok(if ops.is_empty() {
+        Step::Done(counts)
+    } else {
+        Step::Write(ops, counts)
+    })
 }
 
 /// Every record of `table` in `store`, with its stamp, in key order.

@@ -183,6 +183,103 @@ test("the run log counts what each run deleted itself, a resumed run too", async
   s.close();
 });
 
+// Byte surgery on entry records, to write them as earlier releases did.
+const enc = new TextEncoder();
+function find(bytes, needle) {
+  outer: for (let i = 0; i + needle.length <= bytes.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+/** The length and value of the MessagePack unsigned integer at `at`. */
+function uintAt(bytes, at) {
+  const m = bytes[at];
+  if (m < 0x80) return [1, BigInt(m)];
+  const n = { 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8 }[m];
+  let v = 0n;
+  for (let i = 1; i <= n; i++) v = (v << 8n) | BigInt(bytes[at + i]);
+  return [1 + n, v];
+}
+/** The record without its `accessedAt` field (and one field less in its map header). */
+function withoutAccessedAt(record) {
+  const name = Uint8Array.of(0xaa, ...enc.encode("accessedAt"));
+  const at = find(record, name);
+  assert.ok(at > 0 && (record[2] & 0xf0) === 0x80);
+  const [len] = uintAt(record, at + name.length);
+  const out = Uint8Array.of(...record.slice(0, at), ...record.slice(at + name.length + len));
+  out[2] -= 1;
+  return out;
+}
+/** An inline record `[1, meta, bin]` split into `[1, meta]` and the value's bytes, with the write id. */
+function splitInline(record) {
+  assert.equal(record[0], 0x93);
+  let n = 1;
+  while (!(record[record.length - n - 2] === 0xc4 && record[record.length - n - 1] === n)) n++;
+  const meta = Uint8Array.of(0x92, ...record.slice(1, record.length - n - 2));
+  const value = record.slice(record.length - n);
+  const name = Uint8Array.of(0xa7, ...enc.encode("writeId"));
+  const [, writeId] = uintAt(record, find(record, name) + name.length);
+  return { meta, value, writeId: writeId.toString(16).padStart(16, "0") };
+}
+
+test("migrate rewrites entry records written in older layouts, on a key-value store", async () => {
+  const map = new Map();
+  const clock = manualClock();
+  const s = new Sweeper(kvStore(map), { clock });
+  await s.put("fresh", { v: 0 }, { namespace: "n" });
+  await s.put("no-accessed", { v: 1 }, { namespace: "n" });
+  await s.put("own-value", { v: 2 }, { namespace: "n" });
+  clock.now += 1_000;
+  await s.get("no-accessed", { namespace: "n" });
+  await s.get("own-value", { namespace: "n" });
+  await s.history(); // writes the deferred accessedAt refreshes
+  const meta = (key) => `kvsweep/m/n\u0000${key}`;
+  map.set(meta("no-accessed"), withoutAccessedAt(new Uint8Array(map.get(meta("no-accessed")))));
+  const split = splitInline(new Uint8Array(map.get(meta("own-value"))));
+  map.set(meta("own-value"), split.meta);
+  const valueKey = `kvsweep/v/n\u0000own-value\u0001${split.writeId}`;
+  map.set(valueKey, split.value);
+  map.set(meta("damaged"), Uint8Array.of(0xc1));
+  // Older records read as they are: no use known since the write.
+  const old = await s.detail("no-accessed", { namespace: "n" });
+  assert.equal(old.accessedAt, old.updatedAt);
+  assert.deepEqual((await s.detail("own-value", { namespace: "n" })).value, { v: 2 });
+
+  const report = await s.migrate();
+  assert.deepEqual(report, { scanned: 4, current: 1, upgraded: 2, inlined: 1, changed: 0, unreadable: [{ namespace: "n", key: "damaged" }] });
+  assert.ok(find(new Uint8Array(map.get(meta("no-accessed"))), enc.encode("accessedAt")) > 0);
+  assert.equal(map.get(meta("own-value"))[0], 0x93, "the value is in the entry's record");
+  assert.equal(map.has(valueKey), false);
+  assert.deepEqual(map.get(meta("damaged")), Uint8Array.of(0xc1), "never rewritten");
+  for (const [key, v] of [["fresh", 0], ["no-accessed", 1], ["own-value", 2]]) {
+    assert.deepEqual(await s.get(key, { namespace: "n" }), { v });
+  }
+  const again = await s.migrate();
+  assert.deepEqual([again.scanned, again.current, again.upgraded], [4, 3, 0]);
+  s.close();
+  // Without compare-and-set a rewrite could undo a write made meanwhile.
+  const k = new Sweeper(kvStore(createStorage()));
+  await assert.rejects(k.migrate(), { message: /^kvsweep: migrate: the store has no compare-and-set/ });
+  k.close();
+});
+
+test("health({ maxBacklog }) warns when a full plan finds more garbage than that", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock });
+  await s.run();
+  await s.putMany(Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: i, ttlMs: 10 })));
+  clock.now += 100;
+  assert.equal((await s.health()).status, "healthy");
+  assert.equal((await s.health({ maxBacklog: 5 })).status, "healthy");
+  const h = await s.health({ maxBacklog: 4 });
+  assert.equal(h.status, "warning");
+  assert.deepEqual(h.reasons, ["5 items of garbage wait for a cleanup, more than maxBacklog (4); run a full cleanup"]);
+  await assert.rejects(s.health({ maxBacklog: -1 }), { message: "kvsweep: health options.maxBacklog must not be negative, got -1" });
+  await assert.rejects(s.health({ backlog: 1 }), { message: /^kvsweep: health options: unknown option "backlog"; the options are maxBacklog$/ });
+  s.close();
+});
+
 test("maintenance calls refuse bad arguments by name", async () => {
   const s = new Sweeper(memoryStore());
   await s.put("k", 1);

@@ -1,6 +1,6 @@
 // Every method called as the README calls it; `tsc --strict` must accept it
 // (tests/node/types.test.mjs compiles it against pkg/'s declarations).
-import { Sweeper, memoryStore, openIndexedDb, openOpfs, deleteOpfs, openCacheStorage, track, deleteCacheStorage, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats, type EntryDetail, type VerifyReport, type Health, type MoveReport } from "../../pkg/index.js";
+import { Sweeper, memoryStore, openIndexedDb, openOpfs, deleteOpfs, openCacheStorage, track, deleteCacheStorage, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats, type EntryDetail, type VerifyReport, type Health, type MoveReport, type MigrateReport } from "../../pkg/index.js";
 
 export async function usage(): Promise<void> {
   const store = Math.random() < 0.5 ? memoryStore() : await openIndexedDb("my-app");
@@ -87,6 +87,9 @@ export async function maintenance(sweeper: Sweeper) {
   const zombies = await sweeper.zombies();
   for (const z of zombies) await sweeper.deleteNamespace(z.namespace);
   const health: Health = await sweeper.health();
+  const migrated: MigrateReport = await sweeper.migrate();
+  const backlog: Health = await sweeper.health({ maxBacklog: 1000 });
+  console.log(migrated.upgraded, migrated.unreadable[0]?.key, backlog.status);
   const moved: MoveReport = await sweeper.moveTo(memoryStore());
   console.log(moved.verified, moved.cleared, moved.left, moved.corrupt.length);
   console.log(pruned.deleted, checked.corrupt, checked.referrers[0]?.blob, health.status, health.reasons, health.runs[0]?.durationMs);
