@@ -16,6 +16,9 @@ cargo clippy --all-targets -- -D warnings
 # Benches are native tools (a counting allocator); everything else is linted for wasm too.
 cargo clippy --target wasm32-unknown-unknown --lib --tests --examples -- -D warnings
 
+step "Rust API docs (cargo doc, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+
 step "the core builds no_std (wasm32v1-none has no std to fall back on)"
 cargo rustc --no-default-features --lib --crate-type rlib --target wasm32v1-none
 

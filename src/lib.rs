@@ -5,6 +5,42 @@
 //! plain data in, plain data out, with `now` passed in. With the `std` feature
 //! come the codec, the store trait and its backends, the executor and the
 //! [`Sweeper`]; on `wasm32` also the JavaScript bindings.
+//!
+//! # Example
+//!
+//! A [`Sweeper`] over the in-memory store: an entry older than the policy's
+//! `max_age_ms` is planned for deletion with its reason, and a run deletes it.
+//!
+//! ```
+//! use kvsweep::codec::StoredValue;
+//! use kvsweep::exec::RunToEnd;
+//! use kvsweep::{EntryId, MemoryStore, Mode, Policy, PutOptions, Reason, Rules, Sweeper};
+//!
+//! let policy = Policy {
+//!     rules: Rules { max_age_ms: Some(60_000), ..Rules::default() },
+//!     ..Policy::default()
+//! };
+//! let sweeper = Sweeper::new(MemoryStore::new(), policy, Default::default());
+//! let note = EntryId::new("notes", "a");
+//! futures_executor::block_on(async {
+//!     let value = StoredValue::Bytes(b"hello".to_vec());
+//!     sweeper.put(&note, value, PutOptions::default(), 0).await?;
+//!     // Two minutes later it is too old.
+//!     let plan = sweeper.plan(Mode::Full, 120_000).await?;
+//!     assert_eq!(plan.actions.len(), 1);
+//!     assert_eq!(plan.actions[0].reason, Reason::MaxAge);
+//!     let report = sweeper.run(Mode::Full, 120_000, &mut RunToEnd).await?;
+//!     assert!(report.done);
+//!     assert_eq!(report.deleted[&Reason::MaxAge].count, 1);
+//!     assert_eq!(sweeper.get(&note, 120_000).await?, None);
+//!     Ok::<(), kvsweep::Error>(())
+//! })
+//! .unwrap();
+//! ```
+//!
+//! The planner alone is a pure function: [`plan()`] of an [`Inventory`], a
+//! [`Policy`] and `now` gives a [`Plan`] of [`Action`]s, each with its
+//! [`Reason`].
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
