@@ -31,6 +31,9 @@ export async function benchMaint(kv, n, blobs, bytes) {
     await time(backend, "resolvePrefix (ambiguous, 20 listed)", n / 10, () => s.resolvePrefix("k00", { namespace: "ns3" }));
     await time(backend, "zombies()", n, () => s.zombies());
     await time(backend, "health()", n, () => s.health());
+    await time(backend, "health({ maxBacklog }): a full plan too", n, () => s.health({ maxBacklog: n }));
+    const migrated = await time(backend, "migrate(), every record current", n, () => s.migrate());
+    if (migrated.current !== n || migrated.upgraded !== 0) throw new Error(`migrate: ${JSON.stringify(migrated)}`);
     const pruned = await time(backend, "prune({ olderThanMs: 30 days }), half deleted", n, () => s.prune({ olderThanMs: 30 * DAY }));
     if (pruned.deleted.maxAge?.count !== n / 2) throw new Error(`prune deleted ${JSON.stringify(pruned.deleted)}`);
     await time(backend, "deleteNamespace (a tenth of what is left)", n / 20, () => s.deleteNamespace("ns1"));

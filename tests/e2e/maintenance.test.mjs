@@ -60,8 +60,37 @@ test("verify finds a blob damaged in IndexedDB; the other operations work on the
     for await (const k of s.keys({ namespace: "notes" })) left.push(k);
     await s.run();
     const health = await s.health();
+    // migrate: the entry's record rewritten as a release from before
+    // accessedAt wrote it (the field dropped, the map one field shorter).
+    const db2 = await new Promise((ok, ko) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => ko(r.error);
+    });
+    const metaStore = db2.objectStoreNames.contains("meta") ? "meta" : db2.objectStoreNames[0];
+    const tx = db2.transaction(metaStore, "readwrite");
+    const os = tx.objectStore(metaStore);
+    const metaKey = ["notes", "note-new"];
+    const record = new Uint8Array(await new Promise((ok) => (os.get(metaKey).onsuccess = (e) => ok(e.target.result))));
+    const field = [0xaa, ...new TextEncoder().encode("accessedAt")];
+    let at = -1;
+    for (let i = 0; at < 0 && i < record.length; i++) if (field.every((b, j) => record[i + j] === b)) at = i;
+    const m = record[at + field.length];
+    const len = m < 0x80 ? 1 : 1 + { 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8 }[m];
+    const old = Uint8Array.of(...record.slice(0, at), ...record.slice(at + field.length + len));
+    old[2] -= 1;
+    os.put(old, metaKey);
+    await new Promise((ok, ko) => {
+      tx.oncomplete = ok;
+      tx.onerror = () => ko(tx.error);
+    });
+    db2.close();
+    const migrated = await s.migrate();
+    const again = await s.migrate();
+    const value = await s.get("note-new", { namespace: "notes" });
+    const backlog = await s.health({ maxBacklog: 0 });
     s.close();
-    return { ids, clean, found, repaired, after, history, prefix, pruned, left, health };
+    return { ids, clean, found, repaired, after, history, prefix, pruned, left, health, stores: [...db2.objectStoreNames], migrated, again, value, backlog };
   });
   const { ids, clean, found, repaired, after } = out;
   assert.deepEqual([clean.checked, clean.bytes, clean.corrupt, clean.missing], [3, 15000, [], []]);
@@ -76,6 +105,10 @@ test("verify finds a blob damaged in IndexedDB; the other operations work on the
   assert.deepEqual(out.left, ["note-new"]);
   assert.equal(out.health.status, "healthy", JSON.stringify(out.health));
   assert.equal(out.health.runs.length, 1);
+  assert.deepEqual([out.migrated.scanned, out.migrated.upgraded, out.migrated.unreadable], [1, 1, []], JSON.stringify(out.migrated));
+  assert.deepEqual([out.again.current, out.again.upgraded], [1, 0]);
+  assert.equal(out.value, 1);
+  assert.equal(out.backlog.status, "healthy", JSON.stringify(out.backlog));
 });
 
 test("moveTo moves an IndexedDB store to OPFS in Chromium, blobs as files", { timeout: 90_000 }, async () => {
