@@ -46,8 +46,9 @@ export interface VerifyReport {
 /** One run in the store's run log. */
 export interface LoggedRun {
   at: number; durationMs: number; mode: "light" | "full";
+  done: boolean; failed: boolean;
   /** What this run deleted itself (a resumed run's RunReport counts the run it went on from too; its log line does not). */
-  done: boolean; failed: boolean; deleted: number; bytes: number; errors: number;
+  deleted: number; bytes: number; errors: number;
 }
 export interface MigrateReport {
   scanned: number; current: number; upgraded: number;

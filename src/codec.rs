@@ -250,6 +250,9 @@ fn write_meta(w: &mut Writer, m: &EntryMeta) {
 // rules are serde's: unknown fields are ignored, a repeated field is an
 // error, and a field without a default is required.
 
+/// Items [`Reader::value`] reserves room for before it has read them.
+const PREALLOC_MAX: usize = 64;
+
 /// How deep a stored record may nest (records are flat; this only bounds hostile bytes).
 const MAX_RECORD_DEPTH: usize = 16;
 
@@ -583,8 +586,10 @@ impl<'a> Reader<'a> {
                     0xdd => n(self, 4)?,
                     _ => usize::from(b & 0x0f),
                 };
-                // Each item takes a byte at least: a length the bytes cannot hold is refused as it is read.
-                let mut items = Vec::with_capacity(len.min(self.bytes.len()));
+                // A length the bytes cannot hold is refused item by item as
+                // it is read; room is reserved for a few items only, since
+                // nested headers would each reserve for the bytes left.
+                let mut items = Vec::with_capacity(len.min(PREALLOC_MAX));
                 for _ in 0..len {
                     items.push(self.value(inner)?);
                 }
@@ -596,13 +601,14 @@ impl<'a> Reader<'a> {
                     0xdf => n(self, 4)?,
                     _ => usize::from(b & 0x0f),
                 };
-                let mut pairs = Vec::with_capacity(len.min(self.bytes.len() / 2));
+                let mut pairs = Vec::with_capacity(len.min(PREALLOC_MAX));
                 for _ in 0..len {
                     let k = self.value(inner)?;
                     pairs.push((k, self.value(inner)?));
                 }
                 Value::Map(pairs)
             }
+            // 0xc1 is reserved: never written, so refused (rmpv read it as nil).
             _ => return Err(malformed("not MessagePack")),
         })
     }

@@ -23,6 +23,8 @@ impl fmt::Display for Quoted<'_> {
                 '\n' => f.write_str("\\n")?,
                 '\r' => f.write_str("\\r")?,
                 '\t' => f.write_str("\\t")?,
+                '\u{8}' => f.write_str("\\b")?,
+                '\u{c}' => f.write_str("\\f")?,
                 c if u32::from(c) < 0x20 => write!(f, "\\u{:04x}", u32::from(c))?,
                 c => f.write_char(c)?,
             }

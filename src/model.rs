@@ -27,6 +27,8 @@ impl EntryId {
 ///
 /// Times, size, write id and referrer count are required when decoding: a
 /// record without them is corrupt (kept and reported), never read as zeros.
+/// Only `accessedAt` may be missing, in records written before it existed:
+/// it reads as `updatedAt` (no use known since the write).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryMeta {

@@ -74,7 +74,9 @@ impl From<String> for Value {
 }
 
 /// Reads one value from the front of `bytes`, nested at most `depth` deep
-/// (a scalar counts one level, as in rmpv), and moves `bytes` past it.
+/// (every value counts one level, a scalar too: `[[1]]` takes 3; rmpv
+/// counted about two per level), and moves `bytes` past it. The reserved
+/// byte 0xc1 is refused (rmpv read it as nil).
 pub fn read_value(bytes: &mut &[u8], depth: usize) -> Result<Value, DecodeError> {
     let mut r = Reader::new(bytes);
     let value = r.value(depth)?;
@@ -97,6 +99,8 @@ pub fn write_value(w: &mut Writer, v: &Value) {
             w.0.push(0xcb);
             w.0.extend_from_slice(&f.to_be_bytes());
         }
+        // As rmpv: a string that is not UTF-8 is written as bytes.
+        Value::String(b) if core::str::from_utf8(b).is_err() => w.bin(b),
         Value::String(b) => w.str_bytes(b),
         Value::Binary(b) => w.bin(b),
         Value::Array(items) => {
@@ -193,10 +197,13 @@ mod tests {
             Value::F64(f) => rmpv::Value::F64(*f),
             Value::String(b) => match String::from_utf8(b.clone()) {
                 Ok(s) => rmpv::Value::from(s),
-                // rmpv writes an invalid string's bytes as they are.
-                Err(e) => rmpv::Value::String(rmpv::Utf8String::from(
-                    String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                )),
+                // A string read from bytes that are not UTF-8, as rmpv holds it.
+                Err(_) => {
+                    assert!(b.len() < 32, "a fixstr in these samples");
+                    let mut bytes = vec![0xa0 | b.len() as u8];
+                    bytes.extend(b);
+                    rmpv::decode::read_value(&mut &bytes[..]).unwrap()
+                }
             },
             Value::Binary(b) => rmpv::Value::Binary(b.clone()),
             Value::Array(items) => rmpv::Value::Array(items.iter().map(to_rmpv).collect()),
@@ -214,14 +221,19 @@ mod tests {
     fn writes_rmpvs_bytes_and_reads_them_back() {
         for v in samples() {
             let ours = to_vec(&v);
-            if v.as_str().is_some() || !matches!(v, Value::String(_)) {
-                let mut theirs = Vec::new();
-                rmpv::encode::write_value(&mut theirs, &to_rmpv(&v)).unwrap();
-                assert_eq!(ours, theirs, "{v:?}");
-            }
+            let mut theirs = Vec::new();
+            rmpv::encode::write_value(&mut theirs, &to_rmpv(&v)).unwrap();
+            assert_eq!(ours, theirs, "{v:?}");
             let mut rest = &ours[..];
-            assert_eq!(read_value(&mut rest, 4).unwrap(), v);
+            let back = read_value(&mut rest, 4).unwrap();
             assert!(rest.is_empty());
+            match &v {
+                // Written as bytes, as rmpv writes it.
+                Value::String(b) if v.as_str().is_none() => {
+                    assert_eq!(back, Value::Binary(b.clone()))
+                }
+                _ => assert_eq!(back, v),
+            }
         }
     }
 
@@ -253,6 +265,14 @@ mod tests {
             let mut rest = bytes;
             assert!(read_value(&mut rest, 8).is_err(), "{bytes:?}");
         }
+        // Nested array headers claiming 65,535 items each, over bytes that
+        // end early: refused, without reserving room for what they claim.
+        let mut hostile = [0xdc, 0xff, 0xff].repeat(400);
+        hostile.extend([0u8; 4_096]);
+        assert!(read_value(&mut &hostile[..], 500).is_err());
+        let mut maps = [0xdf, 0xff, 0xff, 0xff, 0xff, 0x01].repeat(200);
+        maps.extend([0u8; 4_096]);
+        assert!(read_value(&mut &maps[..], 500).is_err());
         // Depth: [[[]]] needs 3 levels.
         let nested = [0x91, 0x91, 0x90];
         assert!(read_value(&mut &nested[..], 2).is_err());

@@ -1019,3 +1019,68 @@ fn migrate_refuses_a_store_without_compare_and_set() {
     let e = block_on(s.migrate(&mut RunToEnd)).unwrap_err();
     assert!(e.to_string().contains("no compare-and-set"), "{e}");
 }
+
+/// Runs a future that does not wait (the memory store's) to its end, from
+/// inside a hook, where `block_on` cannot nest.
+fn now<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("the memory store never waits"),
+    }
+}
+
+#[test]
+fn migrate_without_transactions_leaves_an_entry_that_keeps_changing_and_rewrites_the_rest() {
+    use kvsweep::codec;
+    use kvsweep::store::faulty::{CallKind, FaultyStore};
+    let inner = MemoryStore::new();
+    let store = FaultyStore::new(inner.clone(), 1);
+    let s = Sweeper::new(store.clone(), Policy::default(), Default::default());
+    let id = |k: &str| EntryId::new("m", k);
+    for key in ["a", "busy", "c"] {
+        let value = StoredValue::Bytes(key.as_bytes().to_vec());
+        block_on(s.put(&id(key), value, PutOptions::default(), T0)).unwrap();
+        let record = block_on(inner.get(Table::Meta, &[id(key)])).unwrap()[0]
+            .clone()
+            .unwrap();
+        let old = without_accessed_at(&record);
+        block_on(inner.apply(vec![Op::Put(Table::Meta, id(key), old)])).unwrap();
+    }
+    // Before every batch the migrate applies, a writer rewrites "busy" (in
+    // the older layout, so that it stays a candidate).
+    let writer = inner.clone();
+    let mut rev = 0u64;
+    store.set_hook(move |call| {
+        if call.kind == CallKind::Apply {
+            let record = now(writer.get(Table::Meta, &[id("busy")])).unwrap()[0]
+                .clone()
+                .unwrap();
+            let mut meta = codec::decode_meta(&record).unwrap();
+            rev += 1;
+            meta.rev = rev;
+            let again = without_accessed_at(&codec::encode_entry(
+                &meta,
+                codec::inline_value(&record).unwrap().as_deref(),
+            ));
+            now(writer.apply(vec![Op::Put(Table::Meta, id("busy"), again)])).unwrap();
+        }
+    });
+    let report = block_on(s.migrate(&mut RunToEnd)).unwrap();
+    store.clear_hook();
+    assert_eq!(
+        (report.scanned, report.upgraded, report.changed),
+        (3, 2, 1),
+        "{report:?}"
+    );
+    for (key, upgraded) in [("a", true), ("busy", false), ("c", true)] {
+        let record = block_on(inner.get(Table::Meta, &[id(key)])).unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_eq!(
+            !codec::decode_meta_layout(&record).unwrap().1,
+            upgraded,
+            "{key}"
+        );
+    }
+}

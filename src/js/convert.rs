@@ -558,7 +558,8 @@ pub fn from_stored(v: &StoredValue) -> Result<JsValue, String> {
 
 fn from_packed(b: &[u8]) -> Result<JsValue, String> {
     let mut rd = b;
-    let value = mpv::read_value(&mut rd, 2 * MAX_VALUE_DEPTH + 16)
+    // Every level counts one, the innermost scalar too (see `mpv::read_value`).
+    let value = mpv::read_value(&mut rd, MAX_VALUE_DEPTH + 8)
         .map_err(|e| format!("stored value could not be decoded: {e}"))?;
     from_msgpack(&value, MAX_VALUE_DEPTH + 8)
 }
@@ -567,7 +568,7 @@ fn from_packed(b: &[u8]) -> Result<JsValue, String> {
 /// the depth left to the value around it.
 fn packed_items(data: &[u8], depth: usize) -> Result<Vec<Value>, String> {
     let mut rd = data;
-    match mpv::read_value(&mut rd, 2 * depth + 2) {
+    match mpv::read_value(&mut rd, depth + 1) {
         Ok(Value::Array(items)) => Ok(items),
         _ => Err("stored value holds a malformed or too deep Map or Set".into()),
     }

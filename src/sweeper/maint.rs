@@ -12,7 +12,7 @@ use crate::exec::{self, RunHost, RunReport};
 use crate::model::{blob_id, EntryId, InventoryEntry, Millis};
 use crate::plan::{self, Mode};
 use crate::policy::{Policy, Rules};
-use crate::store::{id_key, Access, Op, Read, Step, Store, Table};
+use crate::store::{id_key, Access, Op, Read, Step, Store, StoreError, Table};
 use crate::vecmap::{VecMap, VecSet};
 
 /// How many keys `resolve_prefix` lists when a prefix is ambiguous.
@@ -752,13 +752,13 @@ impl<S: Store> Sweeper<S> {
             .unwrap_or_default())
     }
 
-    /// Health from the run log, the lease and the run cursor (see [`assess`]).
     /// How many items a full run would delete now: the garbage backlog
     /// `health` can weigh ([`Health::weigh_backlog`]).
     pub async fn backlog<H: RunHost>(&self, now: Millis, host: &mut H) -> Result<u64, Error> {
         Ok(self.plan_hosted(Mode::Full, now, host).await?.actions.len() as u64)
     }
 
+    /// Health from the run log, the lease and the run cursor (see [`assess`]).
     pub async fn health(&self, period_ms: Millis, now: Millis) -> Result<Health, Error> {
         let keys = [
             id_key(RUN_LOG_KEY),
@@ -1267,7 +1267,10 @@ impl<S: Store> Sweeper<S> {
     /// a migrate cut short resumes where it finds older records, and the
     /// records already rewritten count as current. Refused on a store
     /// without compare-and-set, where a rewrite could undo a write made
-    /// meanwhile (its older records are read as they are).
+    /// meanwhile (its older records are read as they are). Whether a value
+    /// may move is judged by the entry's recorded `size`: an entry put with
+    /// a `size` above 8 KiB (Cache Storage's, which records the response's
+    /// size) keeps its value in its own record.
     pub async fn migrate<H: RunHost>(&self, host: &mut H) -> Result<MigrateReport, Error> {
         if !self.store.capabilities().compare_and_set {
             return Err(Error::InvalidInput(
@@ -1304,13 +1307,30 @@ impl<S: Store> Sweeper<S> {
                     }
                 }
             }
-            for chunk in older.chunks(batch) {
-                let [current, upgraded, inlined, changed] = self
-                    .store
-                    .transact(Access::Write, &[Table::Meta, Table::Values], |reads| {
-                        migrate_step(reads, chunk)
-                    })
-                    .await?;
+            // Values to move are read in the transaction: a few at a time,
+            // as `size` (which `put` may be given) only hints at their bytes.
+            let (values, metas): (Vec<_>, Vec<_>) = older.into_iter().partition(|o| o.2);
+            for chunk in values.chunks(VERIFY_BATCH).chain(metas.chunks(batch)) {
+                let counts = match self.migrate_chunk(chunk).await {
+                    // Without transactions, an entry that keeps changing fails
+                    // its whole chunk: the others go one by one, and it counts
+                    // as changed.
+                    Err(Error::Store(StoreError::Busy(_))) => {
+                        let mut sum = [0u64; 4];
+                        for one in chunk.chunks(1) {
+                            let counts = match self.migrate_chunk(one).await {
+                                Err(Error::Store(StoreError::Busy(_))) => [0, 0, 0, 1],
+                                other => other?,
+                            };
+                            for (s, c) in sum.iter_mut().zip(counts) {
+                                *s += c;
+                            }
+                        }
+                        sum
+                    }
+                    other => other?,
+                };
+                let [current, upgraded, inlined, changed] = counts;
                 report.current += current;
                 report.upgraded += upgraded;
                 report.inlined += inlined;
@@ -1321,6 +1341,17 @@ impl<S: Store> Sweeper<S> {
             }
             host.pause().await;
         }
+    }
+}
+
+impl<S: Store> Sweeper<S> {
+    /// One guarded rewrite of some older entries (see [`migrate_step`]).
+    async fn migrate_chunk(&self, chunk: &[(EntryId, u64, bool)]) -> Result<[u64; 4], Error> {
+        self.store
+            .transact(Access::Write, &[Table::Meta, Table::Values], |reads| {
+                migrate_step(reads, chunk)
+            })
+            .await
     }
 }
 
