@@ -5,9 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --lib --target wasm32-unknown-unknown
+# The release module is built by the nightly toolchain that scripts/setup.sh
+# installs, with the standard library rebuilt for size: a panic traps at once
+# (as it did, but without formatting a message no one can read: wasm32 has no
+# stderr), panic locations and Debug formatting are left out. 17 KB gzip less
+# than stable. Everything else (tests, clippy) uses stable.
+source scripts/nightly.sh
+CARGO_TARGET_DIR=target/nightly \
+  RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none" \
+  cargo "+$KVSWEEP_NIGHTLY" build --release --lib --target wasm32-unknown-unknown \
+  -Zbuild-std=std,panic_abort
 rm -rf pkg && mkdir -p pkg
-wasm-bindgen target/wasm32-unknown-unknown/release/kvsweep.wasm --out-dir pkg --out-name kvsweep --target web
+wasm-bindgen target/nightly/wasm32-unknown-unknown/release/kvsweep.wasm --out-dir pkg --out-name kvsweep --target web
 # Options arguments may be left out; wasm-bindgen declares them `T | undefined`,
 # which TypeScript's strict mode reads as required: declare them optional.
 sed -i -E 's/(options|mode): ([A-Za-z]+) \| undefined\)/\1?: \2)/g' pkg/kvsweep.d.ts
@@ -29,7 +38,7 @@ br=$(node -e 'const z=require("zlib"),fs=require("fs");process.stdout.write(Stri
 echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes gzip, ${br} bytes brotli"
 
 # The size ratchet: a change that grows the module past its budget fails the build.
-budget=220000
+budget=211000
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -16,6 +16,22 @@ for target in wasm32-unknown-unknown wasm32v1-none; do
   fi
 done
 
+# The release .wasm is built by a pinned nightly with its standard library's
+# source (scripts/build.sh): install what of it is missing.
+source scripts/nightly.sh
+if ! rustc "+$KVSWEEP_NIGHTLY" --version >/dev/null 2>&1; then
+  say "installing Rust $KVSWEEP_NIGHTLY (the release .wasm's toolchain)"
+  rustup toolchain install "$KVSWEEP_NIGHTLY" --profile minimal
+fi
+if ! rustup "+$KVSWEEP_NIGHTLY" target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding wasm32-unknown-unknown to $KVSWEEP_NIGHTLY"
+  rustup "+$KVSWEEP_NIGHTLY" target add wasm32-unknown-unknown
+fi
+if ! rustup "+$KVSWEEP_NIGHTLY" component list --installed | grep -q '^rust-src'; then
+  say "adding rust-src to $KVSWEEP_NIGHTLY"
+  rustup "+$KVSWEEP_NIGHTLY" component add rust-src
+fi
+
 # The CLI must match the wasm-bindgen crate exactly (pinned in Cargo.toml).
 want=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/[^0-9.]/, "", $0); print; exit }' Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)

@@ -52,7 +52,8 @@ pub(crate) fn js_error(e: &JsValue) -> StoreError {
         .ok()
         .and_then(|m| m.as_string())
         .or_else(|| e.as_string())
-        .unwrap_or_else(|| format!("{e:?}"));
+        // String(e), for a thrown value that is neither an Error nor a string.
+        .unwrap_or_else(|| String::from(js_sys::Array::of1(e).join("")));
     match name.as_str() {
         "QuotaExceededError" => StoreError::QuotaExceeded(message),
         "InvalidStateError" => StoreError::Closed(message),
