@@ -1,6 +1,7 @@
 // The maintenance operations (issue #12) on a real IndexedDB in Chromium: a
 // blob's bytes damaged in the database directly, found by verify and removed
-// by repair; history, resolvePrefix, prune, zombies and health on the same store.
+// by repair; history, detail, resolvePrefix, prune, zombies, deleteNamespace,
+// health, migrate and moveTo on the same kind of store.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { withBrowser } from "../shared/chromium.mjs";
@@ -89,8 +90,13 @@ test("verify finds a blob damaged in IndexedDB; the other operations work on the
     const again = await s.migrate();
     const value = await s.get("note-new", { namespace: "notes" });
     const backlog = await s.health({ maxBacklog: 0 });
+    const detail = await s.detail("note-new", { namespace: "notes" });
+    await s.put("draft", { text: "d" }, { namespace: "drafts" });
+    const zombies = await s.zombies();
+    const dropped = await s.deleteNamespace("drafts");
+    const drafts = await s.history({ limit: 10 });
     s.close();
-    return { ids, clean, found, repaired, after, history, prefix, pruned, left, health, stores: [...db2.objectStoreNames], migrated, again, value, backlog };
+    return { ids, clean, found, repaired, after, history, prefix, pruned, left, health, migrated, again, value, backlog, detail, zombies, dropped, drafts: drafts.map((e) => e.key) };
   });
   const { ids, clean, found, repaired, after } = out;
   assert.deepEqual([clean.checked, clean.bytes, clean.corrupt, clean.missing], [3, 15000, [], []]);
@@ -109,6 +115,10 @@ test("verify finds a blob damaged in IndexedDB; the other operations work on the
   assert.deepEqual([out.again.current, out.again.upgraded], [1, 0]);
   assert.equal(out.value, 1);
   assert.equal(out.backlog.status, "healthy", JSON.stringify(out.backlog));
+  assert.deepEqual([out.detail.key, out.detail.namespace, out.detail.value], ["note-new", "notes", 1]);
+  assert.deepEqual(out.zombies, []);
+  assert.equal(out.dropped.deleted.cleared.count, 1);
+  assert.deepEqual(out.drafts, ["note-new"]);
 });
 
 test("moveTo moves an IndexedDB store to OPFS in Chromium, blobs as files", { timeout: 90_000 }, async () => {
