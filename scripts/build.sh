@@ -31,7 +31,7 @@ before=$(stat -c %s pkg/kvsweep_bg.wasm)
 # arithmetic into loads and stores: 1.5 KB gzip.
 node_modules/.bin/wasm-opt -Oz --converge --low-memory-unused --strip-debug --strip-producers pkg/kvsweep_bg.wasm -o pkg/kvsweep_bg.opt.wasm
 mv pkg/kvsweep_bg.opt.wasm pkg/kvsweep_bg.wasm
-cp pkg-template/* pkg/
+cp pkg-template/* LICENSE-MIT LICENSE-APACHE pkg/
 raw=$(stat -c %s pkg/kvsweep_bg.wasm)
 gz=$(gzip -9 -c pkg/kvsweep_bg.wasm | wc -c)
 br=$(node -e 'const z=require("zlib"),fs=require("fs");process.stdout.write(String(z.brotliCompressSync(fs.readFileSync(process.argv[1]),{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length))' pkg/kvsweep_bg.wasm)

@@ -217,6 +217,10 @@ test("npm pack: the tarball holds every file exports points at, types included, 
   // Only package.json and what `files` lists (npm adds README and LICENSE on its own; they are listed or absent).
   assert.deepEqual(files.filter((f) => f !== "package.json" && !manifest.files.includes(f)), [], "packed but not in files");
   assert.deepEqual(manifest.files.filter((f) => !files.includes(f)), [], "in files but not packed");
+  // The licenses that `license` names travel with it, and tools may read its package.json.
+  for (const f of ["LICENSE-MIT", "LICENSE-APACHE"]) assert.ok(files.includes(f), `${f} is packed`);
+  assert.equal(manifest.license, "MIT OR Apache-2.0");
+  assert.equal(manifest.exports["./package.json"], "./package.json");
 
   // Every target of main, types and exports (every condition, every subpath) is in it.
   const targets = new Set([manifest.main, manifest.types]);
