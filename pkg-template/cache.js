@@ -310,11 +310,21 @@ export function expirationPlugin(options = {}) {
     if (Number.isNaN(at)) return true;
     return at >= Date.now() - maxAgeSeconds * 1000;
   };
+  // What the plugin's hooks still do (tracking, expiring): deleteCacheAndMetadata
+  // waits for it, or a hook finishing after the deletion would make the cache again.
+  const busy = new Set();
+  const inFlight = (work) => {
+    busy.add(work);
+    work.then(() => busy.delete(work), () => busy.delete(work));
+    return work;
+  };
   const plugin = {
-    async cacheDidUpdate({ cacheName, request, newResponse }) {
-      const { sweeper } = await sweeperFor(cacheName);
-      await track(sweeper, request, newResponse, entryOptions(request.url));
-      await expire(cacheName);
+    cacheDidUpdate({ cacheName, request, newResponse }) {
+      return inFlight((async () => {
+        const { sweeper } = await sweeperFor(cacheName);
+        await track(sweeper, request, newResponse, entryOptions(request.url));
+        await expire(cacheName);
+      })());
     },
     async cachedResponseWillBeUsed({ cacheName, request, cachedResponse, event }) {
       if (!cachedResponse) return null;
@@ -323,17 +333,19 @@ export function expirationPlugin(options = {}) {
         // As ExpirationPlugin: a use makes the entry the newest (for
         // maxEntries and maxAgeSeconds alike), and expiry runs after, both
         // kept alive by the event so that an idle worker does not drop them.
-        const after = (async () => {
+        const after = inFlight((async () => {
           const { sweeper } = await sweeperFor(cacheName);
           await track(sweeper, request, cachedResponse, entryOptions(request.url));
           await expire(cacheName);
-        })().catch(() => {});
+        })().catch(() => {}));
         event?.waitUntil?.(after);
       }
       return fresh ? cachedResponse : null;
     },
     /** Deletes every cache this plugin has seen, with its metadata. */
     async deleteCacheAndMetadata() {
+      // Hooks begun before this call; later ones belong to later traffic.
+      await Promise.allSettled([...busy]);
       const names = [...sweepers.keys()];
       for (const name of names) {
         const opened = await sweepers.get(name)?.catch(() => null);
