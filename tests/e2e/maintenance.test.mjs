@@ -27,27 +27,28 @@ test("verify finds a blob damaged in IndexedDB; the other operations work on the
     await s.put("note-10", { title: "late" }, { namespace: "notes" });
     const clean = await s.verify();
 
-    // Damage one byte of the first blob in the database itself.
-    const db = await new Promise((ok, ko) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => ok(r.result);
-      r.onerror = () => ko(r.error);
-    });
-    const inDb = async (mode, body) => {
-      const tx = db.transaction("blobs", mode);
-      const result = await body(tx.objectStore("blobs"));
+    // The database itself, a transaction at a time, beside the store's own connection.
+    const inDb = async (table, mode, body) => {
+      const db = await new Promise((ok, ko) => {
+        const r = indexedDB.open(name);
+        r.onsuccess = () => ok(r.result);
+        r.onerror = () => ko(r.error);
+      });
+      const tx = db.transaction(table, mode);
+      const result = await body(tx.objectStore(table));
       await new Promise((ok, ko) => {
         tx.oncomplete = ok;
         tx.onerror = () => ko(tx.error);
       });
+      db.close();
       return result;
     };
+    const read = (os, key) => new Promise((ok) => (os.get(key).onsuccess = (e) => ok(e.target.result)));
+    // Damage one byte of the first blob.
     const key = ["", ids[0]];
-    const stored = await inDb("readonly", (os) => new Promise((ok) => (os.get(key).onsuccess = (e) => ok(e.target.result))));
-    const damaged = new Uint8Array(stored);
+    const damaged = new Uint8Array(await inDb("blobs", "readonly", (os) => read(os, key)));
     damaged[4321] ^= 0xff;
-    await inDb("readwrite", (os) => os.put(damaged, key));
-    db.close();
+    await inDb("blobs", "readwrite", (os) => os.put(damaged, key));
 
     const found = await s.verify();
     const repaired = await s.verify({ repair: true });
@@ -63,29 +64,18 @@ test("verify finds a blob damaged in IndexedDB; the other operations work on the
     const health = await s.health();
     // migrate: the entry's record rewritten as a release from before
     // accessedAt wrote it (the field dropped, the map one field shorter).
-    const db2 = await new Promise((ok, ko) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => ok(r.result);
-      r.onerror = () => ko(r.error);
-    });
-    const metaStore = db2.objectStoreNames.contains("meta") ? "meta" : db2.objectStoreNames[0];
-    const tx = db2.transaction(metaStore, "readwrite");
-    const os = tx.objectStore(metaStore);
     const metaKey = ["notes", "note-new"];
-    const record = new Uint8Array(await new Promise((ok) => (os.get(metaKey).onsuccess = (e) => ok(e.target.result))));
-    const field = [0xaa, ...new TextEncoder().encode("accessedAt")];
-    let at = -1;
-    for (let i = 0; at < 0 && i < record.length; i++) if (field.every((b, j) => record[i + j] === b)) at = i;
-    const m = record[at + field.length];
-    const len = m < 0x80 ? 1 : 1 + { 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8 }[m];
-    const old = Uint8Array.of(...record.slice(0, at), ...record.slice(at + field.length + len));
-    old[2] -= 1;
-    os.put(old, metaKey);
-    await new Promise((ok, ko) => {
-      tx.oncomplete = ok;
-      tx.onerror = () => ko(tx.error);
+    await inDb("meta", "readwrite", async (os) => {
+      const record = new Uint8Array(await read(os, metaKey));
+      const field = [0xaa, ...new TextEncoder().encode("accessedAt")];
+      let at = -1;
+      for (let i = 0; at < 0 && i < record.length; i++) if (field.every((b, j) => record[i + j] === b)) at = i;
+      const m = record[at + field.length];
+      const len = m < 0x80 ? 1 : 1 + { 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8 }[m];
+      const old = Uint8Array.of(...record.slice(0, at), ...record.slice(at + field.length + len));
+      old[2] -= 1;
+      os.put(old, metaKey);
     });
-    db2.close();
     const migrated = await s.migrate();
     const again = await s.migrate();
     const value = await s.get("note-new", { namespace: "notes" });
