@@ -29,7 +29,7 @@ export class Sweeper extends RawSweeper {
 
 // Every method but free(): a call on a freed Sweeper says so, the way the
 // method fails (a rejected promise where it returns one).
-const SYNC = new Set(["progress", "close", "request", "stats"]);
+const SYNC = new Set(["progress", "close", "request", "stats", "readStart", "readEnd"]);
 for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
   const method = RawSweeper.prototype[name];
   if (name === "constructor" || name === "free" || typeof method !== "function") continue;
@@ -54,6 +54,58 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
     }[name],
   });
 }
+
+// get(key, options) on IndexedDB: one plain request for the entry's record,
+// judged by the module in one synchronous call (readStart checks the
+// arguments, readEnd decodes and counts the read for LRU). The promise glue of
+// an async method in the module costs about as much as the read itself. Any
+// other store, a value kept in a record of its own, or a request that fails
+// (a closed database, say) goes the module's way, which says what went wrong.
+const rawGet = RawSweeper.prototype.get;
+const ONLY_SLOW = Symbol("kvsweep.getSlow");
+Object.defineProperty(Sweeper.prototype, "get", {
+  configurable: true,
+  writable: true,
+  value: function get(key, options) {
+    const gone = () => new Error("kvsweep: Sweeper.get: this Sweeper was freed (free() was called); make a new one");
+    if (freed(this)) return Promise.reject(gone());
+    const slow = () => (freed(this) ? Promise.reject(gone()) : rawGet.call(this, key, options));
+    let request, recordKey, includeExpired;
+    try {
+      if (this[ONLY_SLOW]) return rawGet.call(this, key, options);
+      const start = this.readStart(key, options);
+      if (start === undefined) {
+        this[ONLY_SLOW] = true;
+        return rawGet.call(this, key, options);
+      }
+      const db = start[0];
+      recordKey = start[1];
+      includeExpired = start[2];
+      try {
+        request = db.transaction("meta", "readonly").objectStore("meta").get(recordKey);
+      } catch {
+        return slow();
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      request.onsuccess = () => {
+        if (freed(this)) return reject(gone());
+        try {
+          const found = this.readEnd(recordKey, includeExpired, request.result);
+          resolve(found === null ? slow() : found?.[0]);
+        } catch (error) {
+          reject(error);
+        }
+      };
+      request.onerror = (event) => {
+        event.preventDefault();
+        resolve(slow());
+      };
+    });
+  },
+});
 
 // keys() and entries(): async iterators over the pages keysPage reads, like
 // idb-keyval's keys() and entries() but lazy. `limit` caps how many come.

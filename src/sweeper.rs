@@ -400,26 +400,12 @@ impl<S: Store> Sweeper<S> {
             let record = self
                 .store
                 .transact(Access::Read, &[Table::Meta], |reads| {
-                    let Some(meta) = write::read_meta(reads, id)? else {
-                        return Ok(Step::Read(vec![Read::Key(Table::Meta, id.clone())]));
-                    };
-                    let Some(meta) = meta else {
-                        return Ok(Step::Done(None));
-                    };
-                    let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
-                    if expired && !include_expired {
-                        return Ok(Step::Done(None));
+                    match reads.get(Table::Meta, id) {
+                        None => Ok(Step::Read(vec![Read::Key(Table::Meta, id.clone())])),
+                        Some(record) => {
+                            judge_record(id, record, now, include_expired).map(Step::Done)
+                        }
                     }
-                    let record = reads.get(Table::Meta, id).flatten().unwrap_or_default();
-                    let inline = codec::inline_value(record).map_err(|cause| Error::Corrupt {
-                        what: format!(
-                            "value of {} in namespace {}",
-                            Quoted(&id.key),
-                            Quoted(&id.namespace)
-                        ),
-                        cause,
-                    })?;
-                    Ok(Step::Done(Some((meta, inline))))
                 })
                 .await?;
             found = match record {
@@ -438,14 +424,42 @@ impl<S: Store> Sweeper<S> {
         let Some((meta, bytes)) = found else {
             return Err(Error::Busy(format!("read of {}", Quoted(&id.key))));
         };
-        let value = StoredValue::decode(&bytes).map_err(|cause| Error::Corrupt {
-            what: format!(
-                "value of {} in namespace {}",
-                Quoted(&id.key),
-                Quoted(&id.namespace)
-            ),
-            cause,
-        })?;
+        self.finish_read(id, meta, &bytes, now, touch).map(Some)
+    }
+
+    /// A read whose caller fetched the entry's record itself (`None`: no
+    /// record), as [`Sweeper::detail`] would judge it: `Ok(None)` when the
+    /// entry is missing or expired, `Ok(Some(None))` when its value lives in
+    /// a record of its own (read it with `detail`), else the value, its
+    /// read counted as a use. The JS bindings read IndexedDB this way, one
+    /// plain request, where every microsecond of glue shows.
+    pub fn read_record(
+        &self,
+        id: &EntryId,
+        record: Option<&[u8]>,
+        now: Millis,
+        include_expired: bool,
+    ) -> Result<Option<Option<StoredValue>>, Error> {
+        Ok(match judge_record(id, record, now, include_expired)? {
+            None => None,
+            Some((_, None)) => Some(None),
+            Some((meta, Some(bytes))) => {
+                Some(Some(self.finish_read(id, meta, &bytes, now, true)?.1))
+            }
+        })
+    }
+
+    /// Decodes a read's value and, when `touch`, defers its refresh of
+    /// `accessedAt` (at most once a second).
+    fn finish_read(
+        &self,
+        id: &EntryId,
+        meta: EntryMeta,
+        bytes: &[u8],
+        now: Millis,
+        touch: bool,
+    ) -> Result<(EntryMeta, StoredValue), Error> {
+        let value = StoredValue::decode(bytes).map_err(|cause| value_corrupt(id, cause))?;
         if touch && now >= meta.accessed_at.saturating_add(TOUCH_INTERVAL_MS) {
             let mut touches = self.touches.borrow_mut();
             touches.push((id.clone(), now));
@@ -461,7 +475,7 @@ impl<S: Store> Sweeper<S> {
                     .set((2 * touches.len()).max(TOUCH_MERGE_MIN));
             }
         }
-        Ok(Some((meta, value)))
+        Ok((meta, value))
     }
 
     /// Whether reads have deferred `accessedAt` refreshes not yet written.
@@ -1019,6 +1033,43 @@ impl<S: Store> Sweeper<S> {
     /// The current run's progress (idle when none runs).
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
+    }
+}
+
+/// A live entry's metadata, and its value's bytes when its record holds them.
+type Judged = (EntryMeta, Option<Vec<u8>>);
+
+/// What an entry's record (`None`: none) says to a read at `now`: `None`
+/// when the entry is missing or expired (pinned entries never are, and
+/// `include_expired` keeps expired ones), else its metadata and its value's
+/// bytes when the record holds them (`None`: the value has a record of its own).
+fn judge_record(
+    id: &EntryId,
+    record: Option<&[u8]>,
+    now: Millis,
+    include_expired: bool,
+) -> Result<Option<Judged>, Error> {
+    let Some(bytes) = record else {
+        return Ok(None);
+    };
+    let meta = write::decode_entry_meta(id, bytes)?;
+    let expired = !meta.pinned && meta.expires_at.is_some_and(|t| t <= now);
+    if expired && !include_expired {
+        return Ok(None);
+    }
+    let inline = codec::inline_value(bytes).map_err(|cause| value_corrupt(id, cause))?;
+    Ok(Some((meta, inline)))
+}
+
+/// The error for an entry whose value cannot be decoded.
+fn value_corrupt(id: &EntryId, cause: codec::DecodeError) -> Error {
+    Error::Corrupt {
+        what: format!(
+            "value of {} in namespace {}",
+            Quoted(&id.key),
+            Quoted(&id.namespace)
+        ),
+        cause,
     }
 }
 

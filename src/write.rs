@@ -96,16 +96,20 @@ pub fn read_meta(reads: &Reads, id: &EntryId) -> Result<Option<Option<EntryMeta>
     match reads.get(Table::Meta, id) {
         None => Ok(None),
         Some(None) => Ok(Some(None)),
-        Some(Some(bytes)) => codec::decode_meta(bytes)
-            .map(|m| Some(Some(m)))
-            .map_err(|cause| Error::Corrupt {
-                what: format!(
-                    "metadata of {} in namespace {} (its references are unknown, so it is left as it is)",
-                    Quoted(&id.key), Quoted(&id.namespace)
-                ),
-                cause,
-            }),
+        Some(Some(bytes)) => decode_entry_meta(id, bytes).map(|m| Some(Some(m))),
     }
+}
+
+/// The metadata in `id`'s record, or the error that says it is corrupt.
+pub fn decode_entry_meta(id: &EntryId, bytes: &[u8]) -> Result<EntryMeta, Error> {
+    codec::decode_meta(bytes).map_err(|cause| Error::Corrupt {
+        what: format!(
+            "metadata of {} in namespace {} (its references are unknown, so it is left as it is)",
+            Quoted(&id.key),
+            Quoted(&id.namespace)
+        ),
+        cause,
+    })
 }
 
 /// Whether an entry record holds its value itself (see `codec::encode_entry`).

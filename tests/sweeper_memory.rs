@@ -705,3 +705,74 @@ fn a_write_that_references_a_blob_restarts_its_grace() {
         assert_eq!(plan.actions[0].key, blob);
     });
 }
+
+/// `read_record` (the JS bindings' IndexedDB fast path for `get`) judges a
+/// record exactly as `detail` does, and counts the read as a use.
+#[test]
+fn read_record_agrees_with_detail() {
+    use kvsweep::store::Store;
+    let s = sweeper();
+    let t0 = 1_000_000;
+    let id = |k: &str| EntryId::new("", k);
+    block_on(async {
+        for (k, bytes, ttl_ms, pinned) in [
+            ("small", 10, None, false),
+            ("large", 20_000, None, false),
+            ("ttl", 10, Some(5), false),
+            ("pinned", 10, Some(5), true),
+        ] {
+            let opts = PutOptions {
+                ttl_ms,
+                pinned,
+                ..Default::default()
+            };
+            s.put(&id(k), StoredValue::Bytes(vec![7; bytes]), opts, t0)
+                .await
+                .unwrap();
+        }
+        let now = t0 + 10;
+        let mut own_record = 0;
+        for key in ["small", "large", "ttl", "pinned", "missing"] {
+            let record = s
+                .store()
+                .get(Table::Meta, &[id(key)])
+                .await
+                .unwrap()
+                .pop()
+                .flatten();
+            for include_expired in [false, true] {
+                let read = s
+                    .read_record(&id(key), record.as_deref(), now, include_expired)
+                    .unwrap();
+                let detail = s.detail(&id(key), now, include_expired).await.unwrap();
+                match read {
+                    None => assert!(detail.is_none(), "{key}: {include_expired}"),
+                    // The value has a record of its own: detail reads it.
+                    Some(None) => {
+                        assert_eq!(key, "large");
+                        assert!(detail.is_some());
+                        own_record += 1;
+                    }
+                    Some(Some(value)) => assert_eq!(Some(value), detail.map(|d| d.1), "{key}"),
+                }
+            }
+        }
+        assert_eq!(own_record, 2, "the large value's record of its own");
+        // A read at least a second later is a use: accessedAt moves when flushed.
+        let later = t0 + 2_000;
+        let record = s.store().get(Table::Meta, &[id("small")]).await.unwrap();
+        let read = s.read_record(&id("small"), record[0].as_deref(), later, false);
+        assert!(matches!(read, Ok(Some(Some(_)))));
+        assert_eq!(s.flush_touches().await.unwrap(), 1);
+        let (meta, _) = s
+            .read_entry(&id("small"), later, false, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(meta.accessed_at, later);
+        // A record that does not decode is an error, never a missing entry.
+        assert!(s
+            .read_record(&id("bad"), Some(&[0xc1]), later, false)
+            .is_err());
+    });
+}

@@ -770,6 +770,60 @@ impl JsSweeper {
         })
     }
 
+    /// `get`'s fast path on IndexedDB, first half: checks the arguments as
+    /// `get` does and returns `[database, recordKey, includeExpired]` for
+    /// `api.js` to read the entry's record with one plain request, or
+    /// `undefined` on other stores (`get` then). The glue of an async Rust
+    /// method (a promise, a future, a closure per request) costs more than
+    /// the read itself.
+    #[wasm_bindgen(js_name = readStart, skip_typescript)]
+    pub fn read_start(&self, key: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
+        let (id, include_expired) = key_options(&key, &options, "get")?;
+        self.inner.open()?;
+        let AnyStore::Idb(store) = self.inner.sweeper.store() else {
+            return Ok(JsValue::UNDEFINED);
+        };
+        Ok(js_sys::Array::of3(
+            store.database(),
+            &crate::store::idb::key_js(&id),
+            &include_expired.into(),
+        )
+        .into())
+    }
+
+    /// `get`'s fast path, second half: the record read (`undefined`: none)
+    /// judged as `get` judges it. Returns `[value]`, `undefined` when the
+    /// entry is missing or expired, or `null` when its value lives in a
+    /// record of its own (`get` reads it).
+    #[wasm_bindgen(js_name = readEnd, skip_typescript)]
+    pub fn read_end(
+        &self,
+        record_key: JsValue,
+        include_expired: bool,
+        record: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let part = |i| js_sys::Reflect::get_u32(&record_key, i).ok()?.as_string();
+        let (Some(namespace), Some(key)) = (part(0), part(1)) else {
+            return Err(js_err("get: the record key is not [namespace, key]"));
+        };
+        let id = EntryId::new(namespace, key);
+        let bytes = (!record.is_undefined()).then(|| crate::store::idb::bytes_from_js(&record));
+        let now = self.inner.now()?;
+        let found = self
+            .inner
+            .sweeper
+            .read_record(&id, bytes.as_deref(), now, include_expired)
+            .map_err(js_err)?;
+        self.inner.schedule_touch_flush();
+        match found {
+            None => Ok(JsValue::UNDEFINED),
+            Some(None) => Ok(JsValue::NULL),
+            Some(Some(value)) => {
+                Ok(js_sys::Array::of1(&convert::from_stored(&value).map_err(js_err)?).into())
+            }
+        }
+    }
+
     /// Deletes the entry at `key`; resolves to true if it existed. An entry
     /// other live entries reference is refused; one whose referrers have all
     /// expired goes with them.

@@ -111,7 +111,8 @@ async fn committed(tx: &IdbTransaction) -> Result<(), StoreError> {
     }
 }
 
-fn key_js(id: &EntryId) -> JsValue {
+/// An entry's IndexedDB key, `[namespace, key]`.
+pub(crate) fn key_js(id: &EntryId) -> JsValue {
     Array::of2(
         &JsValue::from_str(&id.namespace),
         &JsValue::from_str(&id.key),
@@ -171,7 +172,7 @@ fn key_from_js(v: &JsValue) -> Option<EntryId> {
     ))
 }
 
-fn bytes_from_js(v: &JsValue) -> Vec<u8> {
+pub(crate) fn bytes_from_js(v: &JsValue) -> Vec<u8> {
     // Anything else was not written by kvsweep: empty bytes decode as corrupt.
     v.dyn_ref::<Uint8Array>()
         .map(Uint8Array::to_vec)
@@ -179,6 +180,11 @@ fn bytes_from_js(v: &JsValue) -> Vec<u8> {
 }
 
 impl IdbStore {
+    /// The database, for reads the JS glue makes itself (`Sweeper.get`).
+    pub(crate) fn database(&self) -> &IdbDatabase {
+        &self.db
+    }
+
     /// Opens (creating if needed) the database `name`.
     pub async fn open(name: &str) -> Result<IdbStore, StoreError> {
         let global = js_sys::global();

@@ -543,3 +543,67 @@ test("plan({ signal }) stops listing a store as soon as it is aborted", async ()
   assert.equal(full.summary.scanned, 6000);
   store.close();
 });
+
+test("get on IndexedDB reads the entry's record with one plain request, and goes the module's way where it must", async () => {
+  const clock = manualClock();
+  const name = `fast-get-${Math.random()}`;
+  const store = await openIndexedDb(name);
+  const s = new Sweeper(store, { clock });
+  // Count the fast path's second half on this instance.
+  let judged = 0;
+  const readEnd = s.readEnd;
+  s.readEnd = function (...args) {
+    judged++;
+    return readEnd.apply(this, args);
+  };
+  const value = { n: 1, when: new Date(5), set: new Set(["a"]), raw: new Uint8Array([1, 2]) };
+  await s.put("small", value);
+  await s.put("large", "x".repeat(20_000)); // a record of its own
+  await s.put("ttl", "soon gone", { ttlMs: 10 });
+  await s.put("pinned", "stays", { ttlMs: 10, pinned: true });
+  await s.put("other", "in b", { namespace: "b" });
+  assert.deepEqual(await s.get("small"), value);
+  assert.equal(judged, 1);
+  assert.equal(await s.get("large"), "x".repeat(20_000));
+  assert.equal(judged, 2, "the record was judged first, then get read the value's own record");
+  assert.equal(await s.get("missing"), undefined);
+  assert.equal(await s.get("other"), undefined);
+  assert.equal(await s.get("other", { namespace: "b" }), "in b");
+  clock.now += 10;
+  assert.equal(await s.get("ttl"), undefined);
+  assert.equal(await s.get("ttl", { includeExpired: true }), "soon gone");
+  assert.equal(await s.get("pinned"), "stays");
+  assert.equal(judged, 8);
+  // Bad arguments reject with get's own words, before any request.
+  await assert.rejects(s.get(""), { message: "kvsweep: get: key must be a non-empty string, got \"\"" });
+  await assert.rejects(s.get("k", { namespace: 5 }), /get options.namespace must be a string, got 5/);
+  assert.equal(judged, 8);
+
+  // A read counts as a use: accessedAt moves (written by the deferred flush a plan makes first).
+  clock.now += 5_000;
+  assert.equal((await s.detail("small")).accessedAt, T0, "detail is not a use");
+  await s.get("small");
+  await s.plan();
+  assert.equal((await s.detail("small")).accessedAt, clock.now);
+
+  // A record that does not decode is reported, never read as missing.
+  const db = await new Promise((ok, fail) => {
+    const req = indexedDB.open(name);
+    req.onsuccess = () => ok(req.result);
+    req.onerror = () => fail(req.error);
+  });
+  await new Promise((ok, fail) => {
+    const tx = db.transaction("meta", "readwrite");
+    tx.objectStore("meta").put(new Uint8Array([0xc1]), ["", "bad"]);
+    tx.oncomplete = ok;
+    tx.onerror = () => fail(tx.error);
+  });
+  db.close();
+  await assert.rejects(s.get("bad"), /metadata of "bad" in namespace "" .*left as it is/);
+
+  // A closed store and a freed Sweeper fail as the module's get fails.
+  store.close();
+  await assert.rejects(s.get("small"), /kvsweep: /);
+  s.free();
+  await assert.rejects(s.get("small"), { message: "kvsweep: Sweeper.get: this Sweeper was freed (free() was called); make a new one" });
+});
