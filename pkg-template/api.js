@@ -70,39 +70,43 @@ Object.defineProperty(Sweeper.prototype, "get", {
     const gone = () => new Error("kvsweep: Sweeper.get: this Sweeper was freed (free() was called); make a new one");
     if (freed(this)) return Promise.reject(gone());
     const slow = () => (freed(this) ? Promise.reject(gone()) : rawGet.call(this, key, options));
-    let request, recordKey, includeExpired;
+    let start;
     try {
       if (this[ONLY_SLOW]) return rawGet.call(this, key, options);
-      const start = this.readStart(key, options);
+      start = this.readStart(key, options);
       if (start === undefined) {
         this[ONLY_SLOW] = true;
         return rawGet.call(this, key, options);
       }
-      const db = start[0];
-      recordKey = start[1];
-      includeExpired = start[2];
-      try {
-        request = db.transaction("meta", "readonly").objectStore("meta").get(recordKey);
-      } catch {
-        return slow();
-      }
     } catch (error) {
       return Promise.reject(error);
     }
+    const [db, recordKey, includeExpired] = start;
     return new Promise((resolve, reject) => {
-      request.onsuccess = () => {
-        if (freed(this)) return reject(gone());
+      // The module's methods begin their transactions on a microtask, and
+      // IndexedDB orders transactions as they begin: so does this read, so
+      // that it sees a put or delete called before it, awaited or not.
+      queueMicrotask(() => {
+        let request;
         try {
-          const found = this.readEnd(recordKey, includeExpired, request.result);
-          resolve(found === null ? slow() : found?.[0]);
-        } catch (error) {
-          reject(error);
+          request = db.transaction("meta", "readonly").objectStore("meta").get(recordKey);
+        } catch {
+          return resolve(slow()); // a closed database, say: get says what went wrong
         }
-      };
-      request.onerror = (event) => {
-        event.preventDefault();
-        resolve(slow());
-      };
+        request.onsuccess = () => {
+          if (freed(this)) return reject(gone());
+          try {
+            const found = this.readEnd(recordKey, includeExpired, request.result);
+            resolve(found === null ? slow() : found?.[0]);
+          } catch (error) {
+            reject(error);
+          }
+        };
+        request.onerror = (event) => {
+          event.preventDefault();
+          resolve(slow());
+        };
+      });
     });
   },
 });

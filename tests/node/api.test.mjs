@@ -574,14 +574,25 @@ test("get on IndexedDB reads the entry's record with one plain request, and goes
   assert.equal(await s.get("ttl", { includeExpired: true }), "soon gone");
   assert.equal(await s.get("pinned"), "stays");
   assert.equal(judged, 8);
+  // A read sees the writes called before it, awaited or not, as the module's own methods do.
+  s.put("small", 2);
+  assert.equal(await s.get("small"), 2);
+  s.put("small", 3);
+  s.put("small", 4);
+  assert.equal(await s.get("small"), 4);
+  s.delete("small");
+  assert.equal(await s.get("small"), undefined);
+  await s.put("small", value);
+  const putAt = clock.now;
+  assert.equal(judged, 11);
   // Bad arguments reject with get's own words, before any request.
   await assert.rejects(s.get(""), { message: "kvsweep: get: key must be a non-empty string, got \"\"" });
   await assert.rejects(s.get("k", { namespace: 5 }), /get options.namespace must be a string, got 5/);
-  assert.equal(judged, 8);
+  assert.equal(judged, 11);
 
   // A read counts as a use: accessedAt moves (written by the deferred flush a plan makes first).
   clock.now += 5_000;
-  assert.equal((await s.detail("small")).accessedAt, T0, "detail is not a use");
+  assert.equal((await s.detail("small")).accessedAt, putAt, "detail is not a use");
   await s.get("small");
   await s.plan();
   assert.equal((await s.detail("small")).accessedAt, clock.now);
