@@ -29,7 +29,7 @@ export class Sweeper extends RawSweeper {
 
 // Every method but free(): a call on a freed Sweeper says so, the way the
 // method fails (a rejected promise where it returns one).
-const SYNC = new Set(["progress", "close", "request", "stats", "readStart", "readEnd"]);
+const SYNC = new Set(["progress", "close", "request", "stats"]);
 for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
   const method = RawSweeper.prototype[name];
   if (name === "constructor" || name === "free" || typeof method !== "function") continue;
@@ -58,10 +58,15 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
 // get(key, options) on IndexedDB: one plain request for the entry's record,
 // judged by the module in one synchronous call (readStart checks the
 // arguments, readEnd decodes and counts the read for LRU). The promise glue of
-// an async method in the module costs about as much as the read itself. Any
-// other store, a value kept in a record of its own, or a request that fails
-// (a closed database, say) goes the module's way, which says what went wrong.
+// an async method in the module costs about as much as the read itself.
+// readStart calls back from the module's task queue, where its methods begin
+// their transactions, so the read keeps its place among the calls before and
+// after it. Any other store, a value kept in a record of its own, or a
+// request that fails (a closed database, say) goes the module's way, which
+// says what went wrong.
 const rawGet = RawSweeper.prototype.get;
+const readStart = RawSweeper.prototype.readStart;
+const readEnd = RawSweeper.prototype.readEnd;
 const ONLY_SLOW = Symbol("kvsweep.getSlow");
 Object.defineProperty(Sweeper.prototype, "get", {
   configurable: true,
@@ -69,45 +74,43 @@ Object.defineProperty(Sweeper.prototype, "get", {
   value: function get(key, options) {
     const gone = () => new Error("kvsweep: Sweeper.get: this Sweeper was freed (free() was called); make a new one");
     if (freed(this)) return Promise.reject(gone());
+    if (this[ONLY_SLOW]) return rawGet.call(this, key, options);
     const slow = () => (freed(this) ? Promise.reject(gone()) : rawGet.call(this, key, options));
-    let start;
+    let resolve, reject;
+    const result = new Promise((ok, fail) => {
+      resolve = ok;
+      reject = fail;
+    });
+    const read = (db, recordKey, includeExpired) => {
+      let request;
+      try {
+        request = db.transaction("meta", "readonly").objectStore("meta").get(recordKey);
+      } catch {
+        return resolve(slow()); // a closed database, say: get says what went wrong
+      }
+      request.onsuccess = () => {
+        if (freed(this)) return reject(gone());
+        try {
+          const found = readEnd.call(this, recordKey, includeExpired, request.result);
+          resolve(found === null ? slow() : found?.[0]);
+        } catch (error) {
+          reject(error);
+        }
+      };
+      request.onerror = (event) => {
+        event.preventDefault();
+        resolve(slow());
+      };
+    };
     try {
-      if (this[ONLY_SLOW]) return rawGet.call(this, key, options);
-      start = this.readStart(key, options);
-      if (start === undefined) {
+      if (!readStart.call(this, key, options, read)) {
         this[ONLY_SLOW] = true;
         return rawGet.call(this, key, options);
       }
     } catch (error) {
       return Promise.reject(error);
     }
-    const [db, recordKey, includeExpired] = start;
-    return new Promise((resolve, reject) => {
-      // The module's methods begin their transactions on a microtask, and
-      // IndexedDB orders transactions as they begin: so does this read, so
-      // that it sees a put or delete called before it, awaited or not.
-      queueMicrotask(() => {
-        let request;
-        try {
-          request = db.transaction("meta", "readonly").objectStore("meta").get(recordKey);
-        } catch {
-          return resolve(slow()); // a closed database, say: get says what went wrong
-        }
-        request.onsuccess = () => {
-          if (freed(this)) return reject(gone());
-          try {
-            const found = this.readEnd(recordKey, includeExpired, request.result);
-            resolve(found === null ? slow() : found?.[0]);
-          } catch (error) {
-            reject(error);
-          }
-        };
-        request.onerror = (event) => {
-          event.preventDefault();
-          resolve(slow());
-        };
-      });
-    });
+    return result;
   },
 });
 

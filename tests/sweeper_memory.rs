@@ -745,12 +745,20 @@ fn read_record_agrees_with_detail() {
                     .read_record(&id(key), record.as_deref(), now, include_expired)
                     .unwrap();
                 let detail = s.detail(&id(key), now, include_expired).await.unwrap();
+                // What each read must give, not only that both agree.
+                let small = Some(StoredValue::Bytes(vec![7; 10]));
+                let want = match (key, include_expired) {
+                    ("small" | "pinned", _) | ("ttl", true) => Some(small),
+                    ("large", _) => Some(None),
+                    _ => None,
+                };
+                assert_eq!(read, want, "{key}, include_expired {include_expired}");
                 match read {
                     None => assert!(detail.is_none(), "{key}: {include_expired}"),
                     // The value has a record of its own: detail reads it.
                     Some(None) => {
-                        assert_eq!(key, "large");
-                        assert!(detail.is_some());
+                        let (_, value) = detail.expect("large");
+                        assert_eq!(value, StoredValue::Bytes(vec![7; 20_000]));
                         own_record += 1;
                     }
                     Some(Some(value)) => assert_eq!(Some(value), detail.map(|d| d.1), "{key}"),

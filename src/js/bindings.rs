@@ -771,24 +771,37 @@ impl JsSweeper {
     }
 
     /// `get`'s fast path on IndexedDB, first half: checks the arguments as
-    /// `get` does and returns `[database, recordKey, includeExpired]` for
-    /// `api.js` to read the entry's record with one plain request, or
-    /// `undefined` on other stores (`get` then). The glue of an async Rust
+    /// `get` does and, on an IndexedDB store, calls `read(database,
+    /// recordKey, includeExpired)` from the module's own task queue, where
+    /// every method begins its transaction: so `api.js`'s one plain request
+    /// for the record keeps its place among the calls before and after it.
+    /// Returns false on other stores (`get` then). The glue of an async Rust
     /// method (a promise, a future, a closure per request) costs more than
     /// the read itself.
     #[wasm_bindgen(js_name = readStart, skip_typescript)]
-    pub fn read_start(&self, key: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
-        let (id, include_expired) = key_options(&key, &options, "get")?;
+    pub fn read_start(
+        &self,
+        key: JsValue,
+        options: JsValue,
+        read: Function,
+    ) -> Result<bool, JsValue> {
         self.inner.open()?;
+        let (id, include_expired) = key_options(&key, &options, "get")?;
         let AnyStore::Idb(store) = self.inner.sweeper.store() else {
-            return Ok(JsValue::UNDEFINED);
+            return Ok(false);
         };
-        Ok(js_sys::Array::of3(
-            store.database(),
-            &crate::store::idb::key_js(&id),
-            &include_expired.into(),
-        )
-        .into())
+        let db: JsValue = store.database().clone().into();
+        let record_key = crate::store::idb::key_js(&id);
+        super::driver::spawn(async move {
+            // What it throws it reports itself, by rejecting its promise.
+            let _ = read.call3(
+                &JsValue::UNDEFINED,
+                &db,
+                &record_key,
+                &include_expired.into(),
+            );
+        });
+        Ok(true)
     }
 
     /// `get`'s fast path, second half: the record read (`undefined`: none)
