@@ -383,7 +383,7 @@ async function main() {
   console.log(
     `\nRates per second (time in brackets). ratio = kvsweep rate / baseline rate in the same page run` +
       ` (listing: baseline time / kvsweep time). Values ${first?.valueBytes ?? 200} characters;` +
-      ` put and get timed over min(N, 5,000) calls${first && first.hasPutMany === false ? "; this build has no putMany" : ""}.` +
+      ` put and get timed over min(N, 5,000) calls, in 10 slices alternating with the baseline's${first && first.hasPutMany === false ? "; this build has no putMany" : ""}.` +
       ` Runs delete the expired half (N/2 entries); the baseline deletes the same keys, one request each, in one transaction.`,
   );
   const problems = renderProblems(results);

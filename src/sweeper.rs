@@ -124,6 +124,27 @@ const SEEN_RECORDS: usize = 1024;
 /// How often a read may refresh an entry's `accessedAt`.
 pub const TOUCH_INTERVAL_MS: Millis = 1000;
 
+/// Reads' deferred refreshes of `accessedAt` are written once reads have
+/// paused this long: a write transaction on the entries holds back every read
+/// begun after it, so a burst of reads does not wait for its own refreshes.
+pub const TOUCH_QUIET_MS: Millis = 1000;
+
+/// ... and at the latest this long after the first read deferred one.
+pub const TOUCH_MAX_DELAY_MS: Millis = 10_000;
+
+/// Refreshes written per transaction: each is a read and a write, and a
+/// slice this size keeps the page's main thread free well under 50 ms.
+const TOUCH_BATCH: usize = 512;
+
+/// When deferred refreshes are due, for reads first deferring one at
+/// `first` and last reading at `last`: `None` now, else how long to wait.
+pub fn touch_flush_wait(first: Millis, last: Millis, now: Millis) -> Option<Millis> {
+    let due = last
+        .saturating_add(TOUCH_QUIET_MS)
+        .min(first.saturating_add(TOUCH_MAX_DELAY_MS));
+    (now < due).then(|| due - now)
+}
+
 pub use crate::write::temp_id;
 
 /// Keeps a store clean under a policy.
@@ -601,21 +622,23 @@ impl<S: Store> Sweeper<S> {
         exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await
     }
 
-    /// Writes the `accessedAt` refreshes reads deferred, in one batch;
-    /// returns how many entries moved. Best effort: an entry rewritten or
-    /// deleted since its read is left alone.
+    /// Writes the `accessedAt` refreshes reads deferred, a slice of them
+    /// per transaction; returns how many entries moved. Best effort: an
+    /// entry rewritten or deleted since its read is left alone, and a slice
+    /// that fails is dropped with those after it.
     pub async fn flush_touches(&self) -> Result<usize, Error> {
         let touches = merged_touches(std::mem::take(&mut *self.touches.borrow_mut()));
-        if touches.is_empty() {
-            return Ok(0);
+        let mut moved = 0;
+        for slice in touches.chunks(TOUCH_BATCH) {
+            moved += write::run(
+                &self.store,
+                &[Table::Meta],
+                || "a refresh of accessedAt".into(),
+                |reads| write::touch_step(reads, slice),
+            )
+            .await?;
         }
-        write::run(
-            &self.store,
-            &[Table::Meta],
-            || "a refresh of accessedAt".into(),
-            |reads| write::touch_step(reads, &touches),
-        )
-        .await
+        Ok(moved)
     }
 
     /// Deletes the entry at `id`; true if it existed. Refused while other

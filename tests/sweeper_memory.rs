@@ -784,3 +784,42 @@ fn read_record_agrees_with_detail() {
             .is_err());
     });
 }
+
+/// Reads' refreshes of `accessedAt` are written a second after reads pause,
+/// and at the latest ten seconds after the first; in slices, every one.
+#[test]
+fn touches_wait_for_a_pause_and_flush_in_slices() {
+    use kvsweep::sweeper::{touch_flush_wait, TOUCH_MAX_DELAY_MS, TOUCH_QUIET_MS};
+    let first = 50_000;
+    assert_eq!(touch_flush_wait(first, first, first), Some(TOUCH_QUIET_MS));
+    assert_eq!(touch_flush_wait(first, first + 600, first + 900), Some(700));
+    assert_eq!(touch_flush_wait(first, first + 600, first + 1_600), None);
+    // Reads that never pause wait no longer than the bound.
+    let busy = first + TOUCH_MAX_DELAY_MS - 10;
+    assert_eq!(touch_flush_wait(first, busy, busy), Some(10));
+    assert_eq!(touch_flush_wait(first, busy + 10, busy + 10), None);
+
+    let s = sweeper();
+    let t0 = 1_000_000;
+    block_on(async {
+        let n = 1_300u64; // over two slices
+        for i in 0..n {
+            let id = EntryId::new("", format!("k{i:05}"));
+            s.put(&id, StoredValue::Bytes(vec![1]), PutOptions::default(), t0)
+                .await
+                .unwrap();
+            assert!(s.get(&id, t0 + 5_000).await.unwrap().is_some());
+        }
+        assert_eq!(s.flush_touches().await.unwrap(), n as usize);
+        assert!(!s.touches_pending());
+        for i in [0, 511, 512, 1_299] {
+            let id = EntryId::new("", format!("k{i:05}"));
+            let (meta, _) = s
+                .read_entry(&id, t0 + 5_000, false, false)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(meta.accessed_at, t0 + 5_000, "k{i}");
+        }
+    });
+}

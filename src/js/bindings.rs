@@ -410,6 +410,8 @@ pub(super) struct Inner {
     pub(super) background: Cell<bool>,
     /// A write of the `accessedAt` refreshes reads deferred is due.
     touch_flush: Cell<bool>,
+    /// When a read last deferred a refresh of `accessedAt` (real time).
+    last_read: Cell<Millis>,
     /// Background runs (SPEC §4).
     pub(super) driver: Driver,
     /// This Sweeper's name as the holder of a kvStore's run lease.
@@ -481,19 +483,28 @@ impl Inner {
     }
 }
 
-/// How long reads' `accessedAt` refreshes wait to be written together.
-const TOUCH_FLUSH_MS: u32 = 1000;
-
 impl Inner {
-    /// Writes reads' deferred `accessedAt` refreshes in one batch, a moment
-    /// from now, so that a read costs no write of its own.
+    /// Writes reads' deferred `accessedAt` refreshes together once reads
+    /// pause (see `touch_flush_wait`), so that a read costs no write of its
+    /// own and a burst of reads does not wait behind its refreshes.
     fn schedule_touch_flush(self: &Rc<Self>) {
-        if !self.sweeper.touches_pending() || self.touch_flush.replace(true) {
+        if !self.sweeper.touches_pending() {
+            return;
+        }
+        let now = js_sys::Date::now() as Millis;
+        self.last_read.set(now);
+        if self.touch_flush.replace(true) {
             return;
         }
         let inner = self.clone();
         super::driver::spawn(async move {
-            gloo_timers::future::TimeoutFuture::new(TOUCH_FLUSH_MS).await;
+            while let Some(wait) = crate::sweeper::touch_flush_wait(
+                now,
+                inner.last_read.get(),
+                js_sys::Date::now() as Millis,
+            ) {
+                gloo_timers::future::TimeoutFuture::new(wait.min(u32::MAX as Millis) as u32).await;
+            }
             inner.touch_flush.set(false);
             // Best effort: a refresh that fails leaves accessedAt older.
             let _ = inner.sweeper.flush_touches().await;
@@ -693,6 +704,7 @@ impl JsSweeper {
             closed: Cell::new(false),
             background: Cell::new(false),
             touch_flush: Cell::new(false),
+            last_read: Cell::new(0),
             driver,
             lease_owner: format!(
                 "{:016x}",
