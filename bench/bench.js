@@ -163,7 +163,8 @@ async function interleaved(what, items, sides) {
   const ms = [0, 0];
   const errors = [null, null];
   const per = Math.ceil(items.length / ROUNDS);
-  for (let r = 0; r * per < items.length; r++) {
+  const rounds = Math.ceil(items.length / per);
+  for (let r = 0; r < rounds; r++) {
     const slice = items.slice(r * per, (r + 1) * per);
     for (const side of r % 2 ? [1, 0] : [0, 1]) {
       if (errors[side]) continue;
@@ -182,7 +183,7 @@ async function interleaved(what, items, sides) {
       return { error: errors[side] };
     }
     const m = { count: items.length, ms: ms[side], rate: ms[side] > 0 ? (items.length / ms[side]) * 1000 : Infinity };
-    log(`${what} ${name}: ${items.length} in ${ms[side].toFixed(0)} ms = ${m.rate.toFixed(0)}/s (${ROUNDS} alternating slices)`);
+    log(`${what} ${name}: ${items.length} in ${ms[side].toFixed(0)} ms = ${m.rate.toFixed(0)}/s (${rounds} alternating slices)`);
     return m;
   });
 }

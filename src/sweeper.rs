@@ -137,12 +137,14 @@ pub const TOUCH_MAX_DELAY_MS: Millis = 10_000;
 const TOUCH_BATCH: usize = 512;
 
 /// When deferred refreshes are due, for reads first deferring one at
-/// `first` and last reading at `last`: `None` now, else how long to wait.
+/// `first` and last reading at `last`: `None` now, else how long to wait
+/// (never more than [`TOUCH_MAX_DELAY_MS`]). A clock set back before
+/// `first` makes them due at once.
 pub fn touch_flush_wait(first: Millis, last: Millis, now: Millis) -> Option<Millis> {
     let due = last
         .saturating_add(TOUCH_QUIET_MS)
         .min(first.saturating_add(TOUCH_MAX_DELAY_MS));
-    (now < due).then(|| due - now)
+    (first <= now && now < due).then(|| (due - now).min(TOUCH_MAX_DELAY_MS))
 }
 
 pub use crate::write::temp_id;
@@ -160,10 +162,10 @@ pub struct Sweeper<S: Store> {
     /// Entry records as this sweeper last wrote them (`None`: deleted), a
     /// bounded few: guesses that let a store write without waiting to read.
     seen: RefCell<crate::vecmap::VecMap<EntryId, Option<Vec<u8>>>>,
-    /// `accessedAt` refreshes that reads deferred, by entry: written in one
-    /// batch by `flush_touches` (before every run and plan, and by the JS
-    /// binding on a timer), so a read costs no write of its own. In read
-    /// order, with repeats: the flush merges them.
+    /// `accessedAt` refreshes that reads deferred, by entry: written in
+    /// slices by `flush_touches` (before every run and plan, and by the JS
+    /// binding once reads pause), so a read costs no write of its own. In
+    /// read order, with repeats: the flush merges them.
     touches: RefCell<Vec<(EntryId, Millis)>>,
     /// The length of `touches` at which reads merge it.
     touch_merge_at: Cell<usize>,
@@ -623,18 +625,34 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Writes the `accessedAt` refreshes reads deferred, a slice of them
-    /// per transaction; returns how many entries moved. Best effort: an
-    /// entry rewritten or deleted since its read is left alone, and a slice
-    /// that fails is dropped with those after it.
+    /// per transaction; returns how many entries moved. Those not yet
+    /// written stay pending meanwhile, so a flush begun later (a plan's, a
+    /// run's) writes the rest itself before it reads: none is read stale. It
+    /// writes as many as were pending when it began, not the refreshes of
+    /// reads that keep coming. Best effort: an entry rewritten or deleted
+    /// since its read is left alone; a slice that fails is dropped, the rest
+    /// stay pending.
     pub async fn flush_touches(&self) -> Result<usize, Error> {
-        let touches = merged_touches(std::mem::take(&mut *self.touches.borrow_mut()));
+        let mut left = self.touches.borrow().len();
         let mut moved = 0;
-        for slice in touches.chunks(TOUCH_BATCH) {
+        while left > 0 {
+            let slice = {
+                let mut touches = self.touches.borrow_mut();
+                let mut slice = merged_touches(std::mem::take(&mut *touches));
+                if slice.len() > TOUCH_BATCH {
+                    *touches = slice.split_off(TOUCH_BATCH);
+                }
+                slice
+            };
+            if slice.is_empty() {
+                break;
+            }
+            left = left.saturating_sub(slice.len());
             moved += write::run(
                 &self.store,
                 &[Table::Meta],
                 || "a refresh of accessedAt".into(),
-                |reads| write::touch_step(reads, slice),
+                |reads| write::touch_step(reads, &slice),
             )
             .await?;
         }

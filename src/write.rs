@@ -402,7 +402,7 @@ pub fn put_blob_step(
 }
 
 /// The step that moves `accessedAt` forward for entries read earlier, in one
-/// batch: a read defers its touch so that it costs no write of its own. An
+/// transaction: a read defers its touch so that it costs no write of its own. An
 /// entry gone, rewritten later than the read, or unreadable is left alone.
 pub fn touch_step(reads: &Reads, touches: &[(EntryId, Millis)]) -> Result<Step<usize>, Error> {
     let missing: Vec<Read> = touches

@@ -789,7 +789,9 @@ fn read_record_agrees_with_detail() {
 /// and at the latest ten seconds after the first; in slices, every one.
 #[test]
 fn touches_wait_for_a_pause_and_flush_in_slices() {
+    use kvsweep::store::faulty::{CallKind, FaultyStore};
     use kvsweep::sweeper::{touch_flush_wait, TOUCH_MAX_DELAY_MS, TOUCH_QUIET_MS};
+    use std::{cell::RefCell, rc::Rc};
     let first = 50_000;
     assert_eq!(touch_flush_wait(first, first, first), Some(TOUCH_QUIET_MS));
     assert_eq!(touch_flush_wait(first, first + 600, first + 900), Some(700));
@@ -798,8 +800,19 @@ fn touches_wait_for_a_pause_and_flush_in_slices() {
     let busy = first + TOUCH_MAX_DELAY_MS - 10;
     assert_eq!(touch_flush_wait(first, busy, busy), Some(10));
     assert_eq!(touch_flush_wait(first, busy + 10, busy + 10), None);
+    // A clock set back makes them due at once, never later.
+    assert_eq!(touch_flush_wait(first, first, first - 5_000), None);
+    assert_eq!(
+        touch_flush_wait(first, u64::MAX - 1, first),
+        Some(TOUCH_MAX_DELAY_MS)
+    );
 
-    let s = sweeper();
+    let store = FaultyStore::new(MemoryStore::new(), 1);
+    let s = Rc::new(Sweeper::new(
+        store.clone(),
+        Policy::default(),
+        Default::default(),
+    ));
     let t0 = 1_000_000;
     block_on(async {
         let n = 1_300u64; // over two slices
@@ -810,7 +823,25 @@ fn touches_wait_for_a_pause_and_flush_in_slices() {
                 .unwrap();
             assert!(s.get(&id, t0 + 5_000).await.unwrap().is_some());
         }
+        let writes = Rc::new(RefCell::new(Vec::new()));
+        let seen = writes.clone();
+        // While a slice is written, the rest stay pending: a plan begun
+        // meanwhile writes them itself before it reads.
+        let pending = Rc::new(RefCell::new(Vec::new()));
+        let (sweeper, during) = (s.clone(), pending.clone());
+        store.set_hook(move |call| {
+            if call.kind == CallKind::Apply {
+                seen.borrow_mut().push(call.writes);
+                during.borrow_mut().push(sweeper.touches_pending());
+            }
+        });
         assert_eq!(s.flush_touches().await.unwrap(), n as usize);
+        store.clear_hook();
+        assert_eq!(
+            *writes.borrow(),
+            vec![512, 512, 276],
+            "a transaction a slice"
+        );
         assert!(!s.touches_pending());
         for i in [0, 511, 512, 1_299] {
             let id = EntryId::new("", format!("k{i:05}"));

@@ -1316,10 +1316,19 @@ impl JsSweeper {
 
     /// Stops accepting calls and cancels the scheduler's timer. A run in
     /// progress stops after its current batch (`stopped: "closed"`), saving
-    /// where it stopped for the next run.
+    /// where it stopped for the next run. Reads' deferred refreshes of
+    /// `accessedAt` are written now.
     pub fn close(&self) {
         self.inner.closed.set(true);
         feed(&self.inner, Input::Close);
+        // Reads' deferred refreshes of accessedAt go now, not when reads
+        // pause (best effort: a store closed at once drops them).
+        if self.inner.sweeper.touches_pending() {
+            let inner = self.inner.clone();
+            super::driver::spawn(async move {
+                let _ = inner.sweeper.flush_touches().await;
+            });
+        }
     }
 }
 

@@ -552,9 +552,11 @@ test("get on IndexedDB reads the entry's record with one plain request, and goes
   // Which way each read went: api.js names its one object store as a string,
   // the module's IndexedDB code passes a list of names.
   const reads = { fast: 0, module: 0 };
+  let refreshes = 0; // write transactions on the entries' records alone: accessedAt refreshes
   const transaction = IDBDatabase.prototype.transaction;
   IDBDatabase.prototype.transaction = function (names, mode, ...rest) {
-    if (mode === undefined || mode === "readonly") reads[typeof names === "string" ? "fast" : "module"]++;
+    if (this.name === name && (mode === undefined || mode === "readonly")) reads[typeof names === "string" ? "fast" : "module"]++;
+    if (this.name === name && mode === "readwrite" && [].concat(names).join() === "meta") refreshes++;
     return transaction.call(this, names, mode, ...rest);
   };
   try {
@@ -605,8 +607,12 @@ test("get on IndexedDB reads the entry's record with one plain request, and goes
     // A read counts as a use: its deferred refresh of accessedAt is written a second later.
     clock.now += 5_000;
     assert.equal((await s.detail("small")).accessedAt, putAt, "detail is not a use");
+    const written = refreshes;
     await s.get("small");
-    await new Promise((ok) => setTimeout(ok, 1_300));
+    await new Promise((ok) => setTimeout(ok, 400));
+    assert.equal(refreshes, written, "not written before reads pause for a second");
+    for (let i = 0; i < 50 && refreshes === written; i++) await new Promise((ok) => setTimeout(ok, 100));
+    assert.equal(refreshes, written + 1, "written once reads paused");
     assert.equal((await s.detail("small")).accessedAt, clock.now);
 
     // A record that does not decode is reported, never read as missing.
