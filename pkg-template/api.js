@@ -57,8 +57,8 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
 
 // get(key, options) on IndexedDB: one plain request for the entry's record,
 // judged by the module in one synchronous call (readStart checks the
-// arguments, readEnd decodes and counts the read for LRU): about 30% less
-// main-thread time than an async method's promise, future and closures.
+// arguments, readEnd decodes and counts the read for LRU), without an async
+// method's promise, future and closures.
 // readStart calls back from the module's task queue, where its methods begin
 // their transactions, so the read keeps its place among the calls before and
 // after it. Any other store, a value kept in a record of its own, or a

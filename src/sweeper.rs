@@ -454,8 +454,8 @@ impl<S: Store> Sweeper<S> {
     /// record), as [`Sweeper::detail`] would judge it: `Ok(None)` when the
     /// entry is missing or expired, `Ok(Some(None))` when its value lives in
     /// a record of its own (read it with `detail`), else the value, its
-    /// read counted as a use. The JS bindings read IndexedDB this way, one
-    /// plain request, where every microsecond of glue shows.
+    /// read counted as a use. The JS bindings read IndexedDB this way, with
+    /// one plain request and no async glue.
     pub fn read_record(
         &self,
         id: &EntryId,
