@@ -306,14 +306,27 @@ impl<S: Store> Sweeper<S> {
                 }
             }
         }
-        let records_only = match step(&guess) {
-            Ok(Step::Write(ops, ())) => {
+        // The step on the guess is worked out once: for the check here, and
+        // for a store that writes on the guess (it asks first, for the guess
+        // itself). Working it out twice cost putMany about 8% of its time
+        // on IndexedDB in Chromium.
+        let on_guess = RefCell::new(Some(step(&guess)));
+        let records_only = match &*on_guess.borrow() {
+            Some(Ok(Step::Write(ops, ()))) => {
                 ops.len() == guess.keys().len()
                     && ops.iter().all(|op| {
                         matches!(op, Op::Put(Table::Meta, k, _) if guess.get(Table::Meta, k) == Some(None))
                     })
             }
             _ => false,
+        };
+        let step = |reads: &crate::store::Reads| {
+            if core::ptr::eq(reads, &guess) {
+                if let Some(known) = on_guess.borrow_mut().take() {
+                    return known;
+                }
+            }
+            step(reads)
         };
         let outcome = if records_only {
             self.store.transact_with_guess(&tables, &guess, step).await
