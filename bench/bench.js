@@ -156,19 +156,21 @@ async function measure(what, count, fn, { heartbeat = false } = {}) {
 }
 
 /**
- * Times two sides of one row in alternating slices of `items` (ROUNDS of
- * them, the side that goes first alternating too), so that the machine's
- * speed drifting over seconds weighs on both alike; one long block each was
- * at the mercy of that drift. Returns both measurements, as `measure` would.
+ * Times the sides of one row (kvsweep, the baseline, and where there is one
+ * the floor) in alternating slices of `items` (ROUNDS of them, the order of
+ * the sides rotating too), so that the machine's speed drifting over seconds
+ * weighs on all alike; one long block each was at the mercy of that drift.
+ * Returns one measurement per side, as `measure` would.
  */
-async function interleaved(what, items, sides) {
-  const ms = [0, 0];
-  const errors = [null, null];
+async function interleaved(what, items, sides, names = ["kvsweep", "baseline", "floor"]) {
+  const ms = sides.map(() => 0);
+  const errors = sides.map(() => null);
   const per = Math.ceil(items.length / ROUNDS);
   const rounds = Math.ceil(items.length / per);
   for (let r = 0; r < rounds; r++) {
     const slice = items.slice(r * per, (r + 1) * per);
-    for (const side of r % 2 ? [1, 0] : [0, 1]) {
+    for (let k = 0; k < sides.length; k++) {
+      const side = (r + k) % sides.length;
       if (errors[side]) continue;
       const t0 = performance.now();
       try {
@@ -179,7 +181,8 @@ async function interleaved(what, items, sides) {
       ms[side] += performance.now() - t0;
     }
   }
-  return ["kvsweep", "baseline"].map((name, side) => {
+  return sides.map((_, side) => {
+    const name = names[side];
     if (errors[side]) {
       log(`${what} ${name}: ERROR ${errors[side]}`);
       return { error: errors[side] };
@@ -293,6 +296,64 @@ async function plainDeleteRange(db, lower, upper) {
 /** How many records a baseline store holds, to check a baseline did what it claims. */
 function plainCount(db) {
   return request(db.transaction(STORE, "readonly").objectStore(STORE).count());
+}
+
+// ---------- the floors: plain code doing kvsweep's I/O ----------
+//
+// What no design keeping kvsweep's stored format (SPEC §1) can beat, so a
+// target above it asks for another format, not faster code:
+// - put and get: plain requests on records as kvsweep stores them (its
+//   object stores, `[namespace, key]` keys, the bytes it writes for the same
+//   value), in a transaction over the object stores its put spans;
+// - runs: reading every record (a plan must: what is garbage depends on
+//   each entry's metadata), then the baseline's deletes.
+
+/** kvsweep's object stores, made by opening the database with kvsweep once, then opened plainly. */
+async function openFloorDb(name) {
+  const store = await openIndexedDb(name);
+  store.close?.();
+  return request(indexedDB.open(name));
+}
+
+/** The object stores a kvsweep put of a small value spans (write::entry_tables). */
+const PUT_SCOPE = ["blobMeta", "meta", "values"];
+
+/** The record kvsweep stores for `valueFor(0)`, written by kvsweep itself into the floor's database. */
+async function kvsweepRecord(name, clock) {
+  const store = await openIndexedDb(name);
+  const sweeper = sweeperOn(store, clock);
+  await sweeper.put(mainKey(0), valueFor(0));
+  sweeper.close?.();
+  store.close?.();
+  const db = await request(indexedDB.open(name));
+  const record = await request(db.transaction("meta", "readonly").objectStore("meta").get(["", mainKey(0)]));
+  db.close();
+  if (!(record instanceof Uint8Array)) throw new Error("the floor: kvsweep's record of key 0 is not bytes");
+  return record;
+}
+
+/** Floor put: one readwrite transaction per put of kvsweep's record. */
+async function floorPutEach(db, indexes, record) {
+  for (const i of indexes) {
+    const tx = db.transaction(PUT_SCOPE, "readwrite");
+    tx.objectStore("meta").put(record, ["", mainKey(i)]);
+    await committed(tx);
+  }
+}
+
+/** Floor batched put (and the floor's fill): CHUNK puts of kvsweep's record per transaction. */
+async function floorPutBatched(db, from, to, record) {
+  for (const batch of chunks(from, to, CHUNK)) {
+    const tx = db.transaction(PUT_SCOPE, "readwrite");
+    const store = tx.objectStore("meta");
+    for (const i of batch) store.put(record, ["", mainKey(i)]);
+    await committed(tx);
+  }
+}
+
+/** Floor get: one readonly transaction per get of a record. */
+async function floorGetEach(db, keys) {
+  for (const key of keys) await request(db.transaction("meta", "readonly").objectStore("meta").get(["", key]));
 }
 
 // ---------- kvsweep ----------
@@ -413,6 +474,12 @@ async function benchSize(size, want, ctx) {
     });
     return sweeper;
   };
+  /** Opens the floor's database (kvsweep's object stores, see openFloorDb), remembered for cleanup. */
+  const plainOpenExisting = async (name) => {
+    const db = await openFloorDb(name);
+    open.push(() => db.close());
+    return db;
+  };
   /** Opens a baseline database, remembered for cleanup. */
   const plainOpen = async (name) => {
     const db = await openPlainDb(name);
@@ -424,17 +491,24 @@ async function benchSize(size, want, ctx) {
   const needMain = want("put") || want("get") || want("list");
   let kvMain = null;
   let plainMain = null;
+  let floorMain = null; // the floor of put and get (see floorPutEach)
+  let floorRecord = null;
   if (needMain || want("range")) plainMain = await plainOpen(names.plainMain);
   if (needMain) {
     kvMain = await kvOpen(names.kvMain);
+    if (want("put") || want("get")) {
+      floorRecord = await kvsweepRecord(names.floorMain, clock);
+      floorMain = await plainOpenExisting(names.floorMain);
+    }
     if (want("put")) {
       const indexes = Array.from({ length: timed }, (_, i) => i);
       await settle();
-      [row("put").kvsweep, row("put").baseline] = await interleaved("put", indexes, [
+      [row("put").kvsweep, row("put").baseline, row("put").floor] = await interleaved("put", indexes, [
         async (slice) => {
           for (const i of slice) await kvMain.put(mainKey(i), valueFor(i));
         },
         (slice) => plainPutEach(plainMain, slice, mainKey),
+        (slice) => floorPutEach(floorMain, slice, floorRecord),
       ]);
       await settle();
       await kvFill(kvMain, row("put").kvsweep.error ? 0 : timed, size, mainKey);
@@ -467,6 +541,12 @@ async function benchSize(size, want, ctx) {
     const plainBatched = () => plainPutBatched(plainScattered, 0, size, mainKey);
     if (want("putMany")) row("putMany").baseline = await measure("putMany baseline", size, plainBatched);
     else await plainBatched();
+    if (want("putMany")) {
+      const record = await kvsweepRecord(names.floorMany, clock);
+      const floor = await plainOpenExisting(names.floorMany);
+      await settle();
+      row("putMany").floor = await measure("putMany floor", size, () => floorPutBatched(floor, 0, size, record));
+    }
   }
 
   // Row 3, get: the same seeded random existing keys on both sides.
@@ -479,13 +559,16 @@ async function benchSize(size, want, ctx) {
     clock.now += READ_LATER_MS;
     await settle();
     let plainMissing = 0;
-    [row("get").kvsweep, row("get").baseline] = await interleaved("get", keys, [
+    await floorPutBatched(floorMain, 0, size, floorRecord);
+    await settle();
+    [row("get").kvsweep, row("get").baseline, row("get").floor] = await interleaved("get", keys, [
       async (slice) => {
         for (const key of slice) if ((await kvMain.get(key)) === undefined) kvMissing++;
       },
       async (slice) => {
         plainMissing += await plainGetEach(plainMain, slice);
       },
+      (slice) => floorGetEach(floorMain, slice),
     ]);
     // What the reads deferred, timed apart: detail() writes pending refreshes first.
     const t0 = performance.now();
@@ -557,6 +640,14 @@ async function benchSize(size, want, ctx) {
       plainDeleteMany(plainScattered, oddKeys), { heartbeat: true });
     const left = await plainCount(plainScattered);
     if (left !== size - half) warnings.push(`run scattered: the baseline left ${left} records, expected ${size - half}`);
+    // The floor: the same records, all read (as a plan must), then the same deletes.
+    const floor = await plainOpen(names.floorScattered);
+    await plainPutBatched(floor, 0, size, mainKey);
+    await settle();
+    row("scattered").floor = await measure("listing + delMany scattered floor", half, async () => {
+      await plainListAll(floor);
+      await plainDeleteMany(floor, oddKeys);
+    }, { heartbeat: true });
   }
 
   // Row 6, full run where the garbage is one run of adjacent keys.
@@ -568,6 +659,14 @@ async function benchSize(size, want, ctx) {
     const firstHalf = Array.from({ length: half }, (_, i) => adjKey(i));
     row("adjacent").baseline = await measure("delMany adjacent baseline", half, () =>
       plainDeleteMany(plainAdjacent, firstHalf), { heartbeat: true });
+    // The floor: every record read, then one key-range delete.
+    const floor = await plainOpen(names.floorAdjacent);
+    await plainPutBatched(floor, 0, size, adjKey);
+    await settle();
+    row("adjacent").floor = await measure("listing + key-range delete adjacent floor", half, async () => {
+      await plainListAll(floor);
+      await plainDeleteRange(floor, adjKey(0), adjKey(half - 1));
+    }, { heartbeat: true });
   }
 
   // Reference: one key-range delete over the first half of the main baseline store.
@@ -642,6 +741,10 @@ async function runBench(size, only) {
     plainMain: `bench-plain-main-${tag}`,
     plainScattered: `bench-plain-scattered-${tag}`,
     plainAdjacent: `bench-plain-adjacent-${tag}`,
+    floorMain: `bench-floor-main-${tag}`,
+    floorMany: `bench-floor-many-${tag}`,
+    floorScattered: `bench-floor-scattered-${tag}`,
+    floorAdjacent: `bench-floor-adjacent-${tag}`,
   };
   const ctx = { names, clock: { now: Date.now() }, rows: {}, warnings: [], open: [] };
   const result = {
