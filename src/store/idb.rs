@@ -94,7 +94,7 @@ async fn settle(req: &IdbRequest) -> Result<JsValue, StoreError> {
 async fn committed(tx: &IdbTransaction) -> Result<(), StoreError> {
     // A failed request aborts the transaction unless its error event is
     // cancelled, and a failed commit aborts it too: `abort` is the failure.
-    // (`error` events are left to `add_all`, which cancels the expected ones.)
+    // (`error` events are left to `ExistingKeys`, which cancels the expected ones.)
     let promise = Promise::new(&mut |resolve: Function, reject: Function| {
         tx.set_oncomplete(Some(&resolve));
         tx.set_onabort(Some(&reject));
@@ -385,20 +385,28 @@ impl Store for IdbStore {
         };
         if adds_only(guess, &ops) {
             // `add` writes only where no record is: its success is the read.
+            // Nothing waits for the adds' success events, so the transaction
+            // commits as soon as they are done; only one that meets a record
+            // wakes this code, while the transaction is still open.
             let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
-            let _tolerated = ExistingKeys::tolerate(&tx);
+            let mut watch = ExistingKeys::watch(&tx);
+            if let Err(e) = issue_adds(&tx, &ops) {
+                let _ = tx.abort();
+                let _ = (&mut watch.outcome).await;
+                return Err(e.into());
+            }
+            match (&mut watch.outcome).await {
+                Ok(Adds::Committed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+                Ok(Adds::Found) => {}
+            }
+            // Some record was there after all. The step reads and writes in
+            // this same transaction, so calls keep their order. It reads the
+            // records added here too: a put over its own record, with no
+            // references, blobs or value record of its own, writes that
+            // record again and changes nothing else.
             let done = committed(&tx);
-            let outcome = match add_all(&tx, &ops).await {
-                Ok(true) => Ok(true),
-                // Some record was there after all. The step reads and writes
-                // in this same transaction, so calls keep their order. It
-                // reads the records added here too: a put over its own
-                // record, with no references, blobs or value record of its
-                // own, writes that record again and changes nothing else.
-                Ok(false) => self.run_in(&tx, step, Reads::default()).await,
-                Err(e) => Err(e.into()),
-            };
-            return match outcome {
+            return match self.run_in(&tx, step, Reads::default()).await {
                 Ok(true) => self.finish(&tx, done, Access::Write, Ok(())).await,
                 // It wrote nothing on what was read: the adds must not stay.
                 Ok(false) => {
@@ -479,19 +487,35 @@ fn adds_only(guess: &Reads, ops: &[Op]) -> bool {
     keys.len() == ops.len() && keys.len() == guess.keys().len()
 }
 
+/// What a transaction of `add`s came to, as [`ExistingKeys::watch`] sees it.
+enum Adds {
+    /// It committed: every add wrote its record.
+    Committed,
+    /// An add met an existing record; the transaction is still open.
+    Found,
+}
+
 /// Cancels the error events of `add`s that met an existing key, so that
-/// they do not abort their transaction, for as long as it lives: an error
-/// event reaches the transaction after the request's own listeners, and the
-/// microtasks those queue run in between.
+/// they do not abort their transaction, for as long as it lives (an error
+/// event reaches the transaction after the request's own listeners), and
+/// says when the first one comes (`outcome`), or the transaction ends.
 struct ExistingKeys {
     tx: IdbTransaction,
     _on_error: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::Event)>,
+    /// `Found` once an add meets a record, else how the transaction ended.
+    outcome: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Adds, StoreError>>>>,
 }
 
 impl ExistingKeys {
-    fn tolerate(tx: &IdbTransaction) -> Self {
+    fn watch(tx: &IdbTransaction) -> Self {
+        let mut settle: Option<Function> = None;
+        let promise = Promise::new(&mut |resolve: Function, reject: Function| {
+            tx.set_oncomplete(Some(&resolve));
+            tx.set_onabort(Some(&reject));
+            settle = Some(resolve);
+        });
         let on_error = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::Event)>::new(
-            |event: web_sys::Event| {
+            move |event: web_sys::Event| {
                 let exists = event
                     .target()
                     .and_then(|t| t.dyn_into::<IdbRequest>().ok())
@@ -499,13 +523,34 @@ impl ExistingKeys {
                     .is_some_and(|e| e.name() == "ConstraintError");
                 if exists {
                     event.prevent_default();
+                    // The waiting code runs on a microtask of this event,
+                    // while the transaction still takes requests.
+                    if let Some(found) = &settle {
+                        let _ = found.call1(&JsValue::UNDEFINED, &JsValue::FALSE);
+                    }
                 }
             },
         );
         tx.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let ended = tx.clone();
+        let outcome = Box::pin(async move {
+            let outcome = JsFuture::from(promise).await;
+            ended.set_oncomplete(None);
+            ended.set_onabort(None);
+            match outcome {
+                // `complete` resolves with its event; a found record with false.
+                Ok(v) if v.is_object() => Ok(Adds::Committed),
+                Ok(_) => Ok(Adds::Found),
+                Err(_) => Err(ended.error().map_or_else(
+                    || StoreError::Backend("transaction aborted".into()),
+                    |e| js_error(&e),
+                )),
+            }
+        });
         ExistingKeys {
             tx: tx.clone(),
             _on_error: on_error,
+            outcome,
         }
     }
 }
@@ -516,43 +561,20 @@ impl Drop for ExistingKeys {
     }
 }
 
-/// Adds every put of `ops` (see [`adds_only`]), in a transaction that
-/// [`ExistingKeys`] guards: true if all were added, false if some key held a
-/// record (those adds wrote nothing; the transaction stays open).
-async fn add_all(tx: &IdbTransaction, ops: &[Op]) -> Result<bool, StoreError> {
+/// Issues an `add` for every put of `ops` (see [`adds_only`]), in a
+/// transaction that [`ExistingKeys`] watches.
+fn issue_adds(tx: &IdbTransaction, ops: &[Op]) -> Result<(), StoreError> {
     let mut scope = Scope::new(tx);
-    let mut reqs = Vec::with_capacity(ops.len());
     for op in ops {
         if let Op::Put(t, k, v) = op {
             let key = scope.key(k);
-            let req = scope
+            scope
                 .store(*t)?
                 .add_with_key(&Uint8Array::from(&v[..]), &key)
                 .map_err(|e| js_error(&e))?;
-            reqs.push(req);
         }
     }
-    // Requests finish in order: once the last has, every one has.
-    let Some(last) = reqs.last() else {
-        return Ok(true);
-    };
-    let exists =
-        |e: &StoreError| matches!(e, StoreError::Backend(m) if m.starts_with("ConstraintError"));
-    match settle(last).await {
-        Ok(_) => {}
-        Err(e) if exists(&e) => return Ok(false),
-        Err(e) => return Err(e),
-    }
-    for req in &reqs {
-        if let Ok(Some(e)) = req.error() {
-            return if e.name() == "ConstraintError" {
-                Ok(false)
-            } else {
-                Err(js_error(&e))
-            };
-        }
-    }
-    Ok(true)
+    Ok(())
 }
 
 /// A read issued in a transaction, not yet awaited.
