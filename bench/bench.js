@@ -157,10 +157,14 @@ async function measure(what, count, fn, { heartbeat = false } = {}) {
 
 /**
  * Times the sides of one row (kvsweep, the baseline, and where there is one
- * the floor) in alternating slices of `items` (ROUNDS of them, the order of
- * the sides rotating too), so that the machine's speed drifting over seconds
- * weighs on all alike; one long block each was at the mercy of that drift.
- * Returns one measurement per side, as `measure` would.
+ * the floor) in alternating slices of `items` (ROUNDS of them), so that the
+ * machine's speed drifting over seconds weighs on all alike; one long block
+ * each was at the mercy of that drift. With two sides, each goes first every
+ * other round; with three, kvsweep goes in the middle and the other two
+ * swap, so no more than two slices of theirs come between two of kvsweep's
+ * (reads' deferred refreshes wait for a 1 s pause: a longer wait would let
+ * them be written during another side's slice). Returns one measurement per
+ * side, as `measure` would.
  */
 async function interleaved(what, items, sides, names = ["kvsweep", "baseline", "floor"]) {
   const ms = sides.map(() => 0);
@@ -169,8 +173,8 @@ async function interleaved(what, items, sides, names = ["kvsweep", "baseline", "
   const rounds = Math.ceil(items.length / per);
   for (let r = 0; r < rounds; r++) {
     const slice = items.slice(r * per, (r + 1) * per);
-    for (let k = 0; k < sides.length; k++) {
-      const side = (r + k) % sides.length;
+    const order = sides.length === 3 ? (r % 2 ? [2, 0, 1] : [1, 0, 2]) : r % 2 ? [1, 0] : [0, 1];
+    for (const side of order) {
       if (errors[side]) continue;
       const t0 = performance.now();
       try {
@@ -262,12 +266,12 @@ async function plainGetEach(db, keys) {
 }
 
 /** Baseline listing: getAllKeys + getAll in pages of CHUNK records, one transaction a page. */
-async function plainListAll(db) {
+async function plainListAll(db, storeName = STORE) {
   let count = 0;
   let after;
   for (;;) {
     const range = after === undefined ? undefined : IDBKeyRange.lowerBound(after, true);
-    const store = db.transaction(STORE, "readonly").objectStore(STORE);
+    const store = db.transaction(storeName, "readonly").objectStore(storeName);
     const [keys, values] = await Promise.all([
       request(store.getAllKeys(range, CHUNK)),
       request(store.getAll(range, CHUNK)),
@@ -294,8 +298,8 @@ async function plainDeleteRange(db, lower, upper) {
 }
 
 /** How many records a baseline store holds, to check a baseline did what it claims. */
-function plainCount(db) {
-  return request(db.transaction(STORE, "readonly").objectStore(STORE).count());
+function plainCount(db, storeName = STORE) {
+  return request(db.transaction(storeName, "readonly").objectStore(storeName).count());
 }
 
 // ---------- the floors: plain code doing kvsweep's I/O ----------
@@ -305,8 +309,10 @@ function plainCount(db) {
 // - put and get: plain requests on records as kvsweep stores them (its
 //   object stores, `[namespace, key]` keys, the bytes it writes for the same
 //   value), in a transaction over the object stores its put spans;
-// - runs: reading every record (a plan must: what is garbage depends on
-//   each entry's metadata), then the baseline's deletes.
+// - runs: reading every record of that shape (a plan must: what is garbage
+//   depends on each entry's metadata), then deleting the garbage's records
+//   one request each (scattered garbage) or as one key range (adjacent).
+// One measurement each, on a shared machine: an estimate, not a bound.
 
 /** kvsweep's object stores, made by opening the database with kvsweep once, then opened plainly. */
 async function openFloorDb(name) {
@@ -327,6 +333,10 @@ async function kvsweepRecord(name, clock) {
   store.close?.();
   const db = await request(indexedDB.open(name));
   const record = await request(db.transaction("meta", "readonly").objectStore("meta").get(["", mainKey(0)]));
+  // The floor's records are all its own.
+  const tx = db.transaction("meta", "readwrite");
+  tx.objectStore("meta").delete(["", mainKey(0)]);
+  await committed(tx);
   db.close();
   if (!(record instanceof Uint8Array)) throw new Error("the floor: kvsweep's record of key 0 is not bytes");
   return record;
@@ -342,18 +352,49 @@ async function floorPutEach(db, indexes, record) {
 }
 
 /** Floor batched put (and the floor's fill): CHUNK puts of kvsweep's record per transaction. */
-async function floorPutBatched(db, from, to, record) {
+async function floorPutBatched(db, from, to, record, keyOf = mainKey) {
   for (const batch of chunks(from, to, CHUNK)) {
     const tx = db.transaction(PUT_SCOPE, "readwrite");
     const store = tx.objectStore("meta");
-    for (const i of batch) store.put(record, ["", mainKey(i)]);
+    for (const i of batch) store.put(record, ["", keyOf(i)]);
     await committed(tx);
   }
 }
 
-/** Floor get: one readonly transaction per get of a record. */
+/** Floor get: one readonly transaction per get of a record; counts keys that were missing. */
 async function floorGetEach(db, keys) {
-  for (const key of keys) await request(db.transaction("meta", "readonly").objectStore("meta").get(["", key]));
+  let missing = 0;
+  for (const key of keys) {
+    const record = await request(db.transaction("meta", "readonly").objectStore("meta").get(["", key]));
+    if (record === undefined) missing++;
+  }
+  return missing;
+}
+
+/** Floor delete: one readwrite transaction, one delete request per record. */
+async function floorDeleteMany(db, keys) {
+  const tx = db.transaction("meta", "readwrite");
+  const store = tx.objectStore("meta");
+  for (const key of keys) store.delete(["", key]);
+  await committed(tx);
+}
+
+/**
+ * The floor of a run, set up beside the stores it compares with: kvsweep's
+ * record for `valueFor(0)` under every key of `keyOf` in [0, size), in a
+ * database of kvsweep's object stores. Returns the open database, or
+ * { error } so that the rows beside it are still measured.
+ */
+async function floorRunStore(name, size, keyOf, clock, openExisting) {
+  try {
+    const record = await kvsweepRecord(name, clock);
+    const db = await openExisting(name);
+    await floorPutBatched(db, 0, size, record, keyOf);
+    return { db };
+  } catch (err) {
+    log(`floor ${name}: ERROR ${messageOf(err)}`);
+    return { error: messageOf(err) };
+  }
 }
 
 // ---------- kvsweep ----------
@@ -493,12 +534,18 @@ async function benchSize(size, want, ctx) {
   let plainMain = null;
   let floorMain = null; // the floor of put and get (see floorPutEach)
   let floorRecord = null;
+  let floorError = null;
   if (needMain || want("range")) plainMain = await plainOpen(names.plainMain);
   if (needMain) {
     kvMain = await kvOpen(names.kvMain);
     if (want("put") || want("get")) {
-      floorRecord = await kvsweepRecord(names.floorMain, clock);
-      floorMain = await plainOpenExisting(names.floorMain);
+      try {
+        floorRecord = await kvsweepRecord(names.floorMain, clock);
+        floorMain = await plainOpenExisting(names.floorMain);
+      } catch (err) {
+        floorError = messageOf(err);
+        log(`floor of put and get: ERROR ${floorError}`);
+      }
     }
     if (want("put")) {
       const indexes = Array.from({ length: timed }, (_, i) => i);
@@ -508,8 +555,9 @@ async function benchSize(size, want, ctx) {
           for (const i of slice) await kvMain.put(mainKey(i), valueFor(i));
         },
         (slice) => plainPutEach(plainMain, slice, mainKey),
-        (slice) => floorPutEach(floorMain, slice, floorRecord),
+        ...(floorMain ? [(slice) => floorPutEach(floorMain, slice, floorRecord)] : []),
       ]);
+      if (floorError) row("put").floor = { error: floorError };
       await settle();
       await kvFill(kvMain, row("put").kvsweep.error ? 0 : timed, size, mainKey);
       await plainPutBatched(plainMain, timed, size, mainKey);
@@ -524,6 +572,7 @@ async function benchSize(size, want, ctx) {
   // Row 2, putMany: N items in chunks; the store it fills is the scattered run's.
   let kvScattered = null;
   let plainScattered = null;
+  let scatteredFloor = null; // the scattered run's floor (floorRunStore)
   if (want("putMany") || want("scattered")) {
     kvScattered = await kvOpen(names.kvScattered);
     plainScattered = await plainOpen(names.plainScattered);
@@ -539,13 +588,18 @@ async function benchSize(size, want, ctx) {
     }
     await settle();
     const plainBatched = () => plainPutBatched(plainScattered, 0, size, mainKey);
+    if (want("scattered")) scatteredFloor = await floorRunStore(names.floorScattered, size, mainKey, clock, plainOpenExisting);
     if (want("putMany")) row("putMany").baseline = await measure("putMany baseline", size, plainBatched);
     else await plainBatched();
     if (want("putMany")) {
-      const record = await kvsweepRecord(names.floorMany, clock);
-      const floor = await plainOpenExisting(names.floorMany);
-      await settle();
-      row("putMany").floor = await measure("putMany floor", size, () => floorPutBatched(floor, 0, size, record));
+      try {
+        const record = await kvsweepRecord(names.floorMany, clock);
+        const floor = await plainOpenExisting(names.floorMany);
+        await settle();
+        row("putMany").floor = await measure("putMany floor", size, () => floorPutBatched(floor, 0, size, record));
+      } catch (err) {
+        row("putMany").floor = { error: messageOf(err) };
+      }
     }
   }
 
@@ -559,7 +613,8 @@ async function benchSize(size, want, ctx) {
     clock.now += READ_LATER_MS;
     await settle();
     let plainMissing = 0;
-    await floorPutBatched(floorMain, 0, size, floorRecord);
+    let floorMissing = 0;
+    if (floorMain) await floorPutBatched(floorMain, 0, size, floorRecord);
     await settle();
     [row("get").kvsweep, row("get").baseline, row("get").floor] = await interleaved("get", keys, [
       async (slice) => {
@@ -568,8 +623,10 @@ async function benchSize(size, want, ctx) {
       async (slice) => {
         plainMissing += await plainGetEach(plainMain, slice);
       },
-      (slice) => floorGetEach(floorMain, slice),
+      ...(floorMain ? [async (slice) => (floorMissing += await floorGetEach(floorMain, slice))] : []),
     ]);
+    if (floorError) row("get").floor = { error: floorError };
+    if (floorMissing) warnings.push(`get: the floor found no record for ${floorMissing} of ${timed} keys`);
     // What the reads deferred, timed apart: detail() writes pending refreshes first.
     const t0 = performance.now();
     await kvMain.detail(keys[0]);
@@ -599,11 +656,13 @@ async function benchSize(size, want, ctx) {
   // The adjacent stores: the first half expires.
   let kvAdjacent = null;
   let plainAdjacent = null;
+  let adjacentFloor = null;
   if (want("adjacent")) {
     kvAdjacent = await kvOpen(names.kvAdjacent);
     plainAdjacent = await plainOpen(names.plainAdjacent);
     await kvFill(kvAdjacent, 0, size, adjKey, firstHalfTtl);
     await plainPutBatched(plainAdjacent, 0, size, adjKey);
+    adjacentFloor = await floorRunStore(names.floorAdjacent, size, adjKey, clock, plainOpenExisting);
   }
 
   // The background store: odd keys expire; its Sweeper has a schedule, and
@@ -640,14 +699,16 @@ async function benchSize(size, want, ctx) {
       plainDeleteMany(plainScattered, oddKeys), { heartbeat: true });
     const left = await plainCount(plainScattered);
     if (left !== size - half) warnings.push(`run scattered: the baseline left ${left} records, expected ${size - half}`);
-    // The floor: the same records, all read (as a plan must), then the same deletes.
-    const floor = await plainOpen(names.floorScattered);
-    await plainPutBatched(floor, 0, size, mainKey);
-    await settle();
-    row("scattered").floor = await measure("listing + delMany scattered floor", half, async () => {
-      await plainListAll(floor);
-      await plainDeleteMany(floor, oddKeys);
-    }, { heartbeat: true });
+    // The floor: kvsweep's records, all read (as a plan must), then the same keys deleted.
+    if (scatteredFloor.db) {
+      await settle();
+      row("scattered").floor = await measure("listing + delMany scattered floor", half, async () => {
+        await plainListAll(scatteredFloor.db, "meta");
+        await floorDeleteMany(scatteredFloor.db, oddKeys);
+      }, { heartbeat: true });
+      const floorLeft = await plainCount(scatteredFloor.db, "meta");
+      if (floorLeft !== size - half) warnings.push(`run scattered: the floor left ${floorLeft} records, expected ${size - half}`);
+    } else row("scattered").floor = { error: scatteredFloor.error };
   }
 
   // Row 6, full run where the garbage is one run of adjacent keys.
@@ -659,14 +720,18 @@ async function benchSize(size, want, ctx) {
     const firstHalf = Array.from({ length: half }, (_, i) => adjKey(i));
     row("adjacent").baseline = await measure("delMany adjacent baseline", half, () =>
       plainDeleteMany(plainAdjacent, firstHalf), { heartbeat: true });
-    // The floor: every record read, then one key-range delete.
-    const floor = await plainOpen(names.floorAdjacent);
-    await plainPutBatched(floor, 0, size, adjKey);
-    await settle();
-    row("adjacent").floor = await measure("listing + key-range delete adjacent floor", half, async () => {
-      await plainListAll(floor);
-      await plainDeleteRange(floor, adjKey(0), adjKey(half - 1));
-    }, { heartbeat: true });
+    // The floor: kvsweep's records, all read, then the garbage's as one key range.
+    if (adjacentFloor.db) {
+      await settle();
+      row("adjacent").floor = await measure("listing + key-range delete adjacent floor", half, async () => {
+        await plainListAll(adjacentFloor.db, "meta");
+        const tx = adjacentFloor.db.transaction("meta", "readwrite");
+        tx.objectStore("meta").delete(IDBKeyRange.bound(["", adjKey(0)], ["", adjKey(half - 1)]));
+        await committed(tx);
+      }, { heartbeat: true });
+      const floorLeft = await plainCount(adjacentFloor.db, "meta");
+      if (floorLeft !== size - half) warnings.push(`run adjacent: the floor left ${floorLeft} records, expected ${size - half}`);
+    } else row("adjacent").floor = { error: adjacentFloor.error };
   }
 
   // Reference: one key-range delete over the first half of the main baseline store.
