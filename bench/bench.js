@@ -304,8 +304,8 @@ function plainCount(db, storeName = STORE) {
 
 // ---------- the floors: plain code doing kvsweep's I/O ----------
 //
-// What no design keeping kvsweep's stored format (SPEC §1) can beat, so a
-// target above it asks for another format, not faster code:
+// About the most a design keeping kvsweep's stored format (SPEC §1) can
+// reach, so a target above it asks for another format, not faster code:
 // - put and get: plain requests on records as kvsweep stores them (its
 //   object stores, `[namespace, key]` keys, the bytes it writes for the same
 //   value), in a transaction over the object stores its put spans;
