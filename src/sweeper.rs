@@ -308,8 +308,7 @@ impl<S: Store> Sweeper<S> {
         }
         // The step on the guess is worked out once: for the check here, and
         // for a store that writes on the guess (it asks first, for the guess
-        // itself). Working it out twice cost putMany about 8% of its time
-        // on IndexedDB in Chromium.
+        // itself).
         let on_guess = RefCell::new(Some(step(&guess)));
         let records_only = match &*on_guess.borrow() {
             Some(Ok(Step::Write(ops, ()))) => {
