@@ -88,6 +88,51 @@ async fn list_pages_cover_every_record_once_in_order() {
     assert!(keys.windows(2).all(|w| w[0] < w[1]));
 }
 
+/// A batch of thousands of writes is issued over several tasks (the event
+/// loop runs in between: a timer set before it fires with only part of its
+/// requests made) and still commits as one transaction.
+#[wasm_bindgen_test]
+async fn a_long_batch_lets_the_event_loop_run_and_commits_whole() {
+    let store = fresh("slices").await;
+    let count_puts = js_sys::Function::new_no_args(
+        r#"
+        const put = IDBObjectStore.prototype.put;
+        const seen = { puts: 0, atTimer: -1 };
+        IDBObjectStore.prototype.put = function (...args) {
+          seen.puts++;
+          return put.apply(this, args);
+        };
+        setTimeout(() => (seen.atTimer = seen.puts), 0);
+        seen.restore = () => (IDBObjectStore.prototype.put = put);
+        return seen;
+        "#,
+    );
+    let seen = count_puts.call0(&JsValue::NULL).unwrap();
+    let n = 5000;
+    let ops = (0..n)
+        .map(|i| {
+            Op::Put(
+                Table::Temps,
+                EntryId::new("", format!("t{i:05}")),
+                vec![7; 64],
+            )
+        })
+        .collect();
+    let applied = store.apply(ops).await;
+    let field = |name: &str| js_sys::Reflect::get(&seen, &name.into()).unwrap();
+    js_sys::Function::from(field("restore"))
+        .call0(&JsValue::NULL)
+        .unwrap();
+    applied.unwrap();
+    let at_timer = field("atTimer").as_f64().unwrap();
+    assert_eq!(field("puts").as_f64(), Some(n as f64));
+    assert!(
+        at_timer > 0.0 && at_timer < n as f64,
+        "the timer fired after {at_timer} of {n} puts"
+    );
+    assert_eq!(all_keys(&store, Table::Temps).await.len(), n);
+}
+
 #[wasm_bindgen_test]
 async fn undecodable_metadata_in_indexeddb_is_kept_and_reported() {
     let store = fresh("corrupt").await;

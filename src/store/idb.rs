@@ -723,26 +723,74 @@ impl IdbStore {
                 )));
             }
         }
+        let mut slice = Slice::new();
         for op in ops {
-            match op {
+            let req = match op {
                 Op::Put(t, k, v) => {
                     let key = scope.key(k);
                     scope
                         .store(*t)?
                         .put_with_key(&Uint8Array::from(&v[..]), &key)
-                        .map_err(|e| js_error(&e))?;
+                        .map_err(|e| js_error(&e))?
                 }
                 Op::Delete(t, k) => {
                     let key = scope.key(k);
-                    scope.store(*t)?.delete(&key).map_err(|e| js_error(&e))?;
+                    scope.store(*t)?.delete(&key).map_err(|e| js_error(&e))?
                 }
                 Op::DeleteRange(t, from, to) => {
                     let range = scope.range(from, to)?;
-                    scope.store(*t)?.delete(&range).map_err(|e| js_error(&e))?;
+                    scope.store(*t)?.delete(&range).map_err(|e| js_error(&e))?
                 }
-                Op::Expect(..) => {}
-            }
+                Op::Expect(..) => continue,
+            };
+            slice.issued(req).await?;
         }
+        Ok(())
+    }
+}
+
+/// Spreads a batch's requests over several tasks of the event loop, in its
+/// one transaction. Each request costs the main thread tens of microseconds
+/// (IndexedDB's own `delete` or `put` call), so 250 of them in one go held
+/// it 10-20 ms, and a page froze when a garbage collection fell in the same
+/// task. After [`SLICE_MS`] of issuing, this waits for the success of a
+/// request from the middle of the slice: the event loop runs meanwhile, the
+/// transaction stays active (the code goes on in that success event's
+/// microtasks), and the requests after it keep IndexedDB busy, so it never
+/// waits for more work.
+struct Slice {
+    started: f64,
+    count: u32,
+    /// Every [`MARK_EVERY`]th request of this slice.
+    marks: Vec<IdbRequest>,
+}
+
+/// How long one task issues requests before it lets the event loop run.
+const SLICE_MS: f64 = 6.0;
+const MARK_EVERY: u32 = 16;
+
+impl Slice {
+    fn new() -> Self {
+        Slice {
+            started: js_sys::Date::now(),
+            count: 0,
+            marks: Vec::new(),
+        }
+    }
+
+    async fn issued(&mut self, req: IdbRequest) -> Result<(), StoreError> {
+        self.count += 1;
+        if self.count % MARK_EVERY != 0 {
+            return Ok(());
+        }
+        self.marks.push(req);
+        if js_sys::Date::now() - self.started < SLICE_MS {
+            return Ok(());
+        }
+        let middle = self.marks.swap_remove(self.marks.len() / 2);
+        self.marks.clear();
+        settle(&middle).await?;
+        self.started = js_sys::Date::now();
         Ok(())
     }
 }
