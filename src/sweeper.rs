@@ -121,6 +121,9 @@ impl Lease {
 /// How many entry records a sweeper keeps as guesses for its next writes.
 const SEEN_RECORDS: usize = 1024;
 
+/// Records of a listing page decoded between two of the host's pauses.
+const DECODE_CHUNK: usize = 250;
+
 /// How often a read may refresh an entry's `accessedAt`.
 pub const TOUCH_INTERVAL_MS: Millis = 1000;
 
@@ -887,8 +890,9 @@ impl<S: Store> Sweeper<S> {
         Ok(inv)
     }
 
-    /// Lists `table` in pages, handing each page to `each` as it comes;
-    /// between pages, `host` may pause or stop the listing.
+    /// Lists `table` in pages, handing each page to `each` as it comes, in
+    /// parts of at most [`DECODE_CHUNK`] records; between parts `host` may
+    /// pause, and between pages it may stop the listing.
     async fn list_pages_hosted<H: RunHost>(
         &self,
         host: &mut H,
@@ -909,7 +913,16 @@ impl<S: Store> Sweeper<S> {
             };
             let n = got.len();
             after = got.last().map(|(k, _)| k.clone());
-            each(got);
+            // Decoded a part at a time, the host pausing in between: a page
+            // converted and decoded in one go held a page's main thread for
+            // 20-35 ms at 1,000 records.
+            let mut rest = got;
+            while !rest.is_empty() {
+                host.pause().await;
+                let tail = rest.split_off(rest.len().min(DECODE_CHUNK));
+                each(rest);
+                rest = tail;
+            }
             if n < page {
                 return Ok(());
             }
