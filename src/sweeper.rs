@@ -913,9 +913,8 @@ impl<S: Store> Sweeper<S> {
             };
             let n = got.len();
             after = got.last().map(|(k, _)| k.clone());
-            // Decoded a part at a time, the host pausing in between: a page
-            // converted and decoded in one go held a page's main thread for
-            // 20-35 ms at 1,000 records.
+            // Decoded a part at a time, the host pausing in between: a whole
+            // page decoded in one go is one long task on a page's main thread.
             let mut rest = got;
             while !rest.is_empty() {
                 host.pause().await;

@@ -88,28 +88,39 @@ async fn list_pages_cover_every_record_once_in_order() {
     assert!(keys.windows(2).all(|w| w[0] < w[1]));
 }
 
-/// A batch of thousands of writes is issued over several tasks (the event
-/// loop runs in between: a timer set before it fires with only part of its
-/// requests made) and still commits as one transaction.
-#[wasm_bindgen_test]
-async fn a_long_batch_lets_the_event_loop_run_and_commits_whole() {
-    let store = fresh("slices").await;
-    let count_puts = js_sys::Function::new_no_args(
+/// Counts the `put`s issued from now on and the transactions they went in,
+/// and, at the first turn of the event loop (a `MessageChannel` message, which
+/// no timer throttling delays), records how many were issued and, when
+/// `abort` is true, aborts their transaction. `restore()` undoes it.
+fn watch_puts(abort: bool) -> JsValue {
+    js_sys::Function::new_with_args(
+        "abort",
         r#"
         const put = IDBObjectStore.prototype.put;
-        const seen = { puts: 0, atTimer: -1 };
+        const seen = { puts: 0, atTurn: -1, transactions: new Set() };
         IDBObjectStore.prototype.put = function (...args) {
           seen.puts++;
+          seen.transactions.add(this.transaction);
           return put.apply(this, args);
         };
-        setTimeout(() => (seen.atTimer = seen.puts), 0);
+        const channel = new MessageChannel();
+        channel.port1.onmessage = () => {
+          seen.atTurn = seen.puts;
+          if (abort) for (const tx of seen.transactions) tx.abort();
+          channel.port1.close();
+        };
+        channel.port2.postMessage(0);
         seen.restore = () => (IDBObjectStore.prototype.put = put);
+        seen.count = () => seen.transactions.size;
         return seen;
         "#,
-    );
-    let seen = count_puts.call0(&JsValue::NULL).unwrap();
-    let n = 5000;
-    let ops = (0..n)
+    )
+    .call1(&JsValue::NULL, &abort.into())
+    .unwrap()
+}
+
+fn many_puts(n: usize) -> Vec<Op> {
+    (0..n)
         .map(|i| {
             Op::Put(
                 Table::Temps,
@@ -117,20 +128,51 @@ async fn a_long_batch_lets_the_event_loop_run_and_commits_whole() {
                 vec![7; 64],
             )
         })
-        .collect();
-    let applied = store.apply(ops).await;
+        .collect()
+}
+
+/// A batch of thousands of writes is issued over several tasks (the event
+/// loop turns with only part of its requests made) and still goes in one
+/// transaction, whole.
+#[wasm_bindgen_test]
+async fn a_long_batch_lets_the_event_loop_run_and_commits_whole() {
+    let store = fresh("slices").await;
+    let seen = watch_puts(false);
+    let n = 5000;
+    let applied = store.apply(many_puts(n)).await;
     let field = |name: &str| js_sys::Reflect::get(&seen, &name.into()).unwrap();
-    js_sys::Function::from(field("restore"))
-        .call0(&JsValue::NULL)
-        .unwrap();
+    let call = |name: &str| js_sys::Function::from(field(name)).call0(&seen).unwrap();
+    call("restore");
     applied.unwrap();
-    let at_timer = field("atTimer").as_f64().unwrap();
+    let at_turn = field("atTurn").as_f64().unwrap();
     assert_eq!(field("puts").as_f64(), Some(n as f64));
+    assert_eq!(call("count").as_f64(), Some(1.0), "one transaction");
     assert!(
-        at_timer > 0.0 && at_timer < n as f64,
-        "the timer fired after {at_timer} of {n} puts"
+        at_turn > 0.0 && at_turn < n as f64,
+        "the event loop turned after {at_turn} of {n} puts"
     );
     assert_eq!(all_keys(&store, Table::Temps).await.len(), n);
+}
+
+/// The same batch, its transaction aborted at the first turn of the event
+/// loop, mid-batch: the batch fails and leaves nothing written.
+#[wasm_bindgen_test]
+async fn a_long_batch_aborted_midway_writes_nothing() {
+    let store = fresh("slices-abort").await;
+    let seen = watch_puts(true);
+    let n = 5000;
+    let applied = store.apply(many_puts(n)).await;
+    let field = |name: &str| js_sys::Reflect::get(&seen, &name.into()).unwrap();
+    js_sys::Function::from(field("restore"))
+        .call0(&seen)
+        .unwrap();
+    let at_turn = field("atTurn").as_f64().unwrap();
+    assert!(
+        at_turn > 0.0 && at_turn < n as f64,
+        "the event loop turned after {at_turn} of {n} puts"
+    );
+    assert!(applied.is_err(), "an aborted batch must fail");
+    assert!(all_keys(&store, Table::Temps).await.is_empty());
 }
 
 #[wasm_bindgen_test]

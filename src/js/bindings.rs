@@ -1047,8 +1047,7 @@ impl JsSweeper {
                 return Err(e);
             }
             // 50,000 actions take a long task to convert: convert them in
-            // slices, letting the page run between them (2,048 actions took
-            // about 19 ms on this machine's Chromium).
+            // small slices, letting the page run between them.
             let out = PlanOut::from(&plan);
             let actions = js_sys::Array::new();
             for slice in out.actions.chunks(256) {

@@ -723,7 +723,7 @@ impl IdbStore {
                 )));
             }
         }
-        let mut slice = Slice::new();
+        let mut slice = Slice::new(tx);
         for op in ops {
             let req = match op {
                 Op::Put(t, k, v) => {
@@ -750,15 +750,15 @@ impl IdbStore {
 }
 
 /// Spreads a batch's requests over several tasks of the event loop, in its
-/// one transaction. Each request costs the main thread tens of microseconds
-/// (IndexedDB's own `delete` or `put` call), so 250 of them in one go held
-/// it 10-20 ms, and a page froze when a garbage collection fell in the same
-/// task. After [`SLICE_MS`] of issuing, this waits for the success of a
-/// request from the middle of the slice: the event loop runs meanwhile, the
-/// transaction stays active (the code goes on in that success event's
-/// microtasks), and the requests after it keep IndexedDB busy, so it never
-/// waits for more work.
-struct Slice {
+/// one transaction. Each request costs the main thread IndexedDB's own
+/// `delete` or `put` call, so a batch of hundreds held it in one long task,
+/// and a page froze when a garbage collection fell in the same task. After
+/// [`SLICE_MS`] of issuing, this waits for the success of a request from
+/// the middle of the slice: the event loop runs meanwhile, the transaction
+/// stays active (the code goes on in that success event's microtasks), and
+/// the requests after it usually keep IndexedDB busy until then.
+struct Slice<'a> {
+    tx: &'a IdbTransaction,
     started: f64,
     count: u32,
     /// Every [`MARK_EVERY`]th request of this slice.
@@ -769,9 +769,10 @@ struct Slice {
 const SLICE_MS: f64 = 6.0;
 const MARK_EVERY: u32 = 16;
 
-impl Slice {
-    fn new() -> Self {
+impl<'a> Slice<'a> {
+    fn new(tx: &'a IdbTransaction) -> Self {
         Slice {
+            tx,
             started: js_sys::Date::now(),
             count: 0,
             marks: Vec::new(),
@@ -789,7 +790,11 @@ impl Slice {
         }
         let middle = self.marks.swap_remove(self.marks.len() / 2);
         self.marks.clear();
-        settle(&middle).await?;
+        // An earlier request that failed aborted the transaction, and this
+        // one then fails with an AbortError: the transaction says why.
+        settle(&middle)
+            .await
+            .map_err(|e| self.tx.error().map_or(e, |cause| js_error(&cause)))?;
         self.started = js_sys::Date::now();
         Ok(())
     }
