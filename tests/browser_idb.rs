@@ -5,7 +5,7 @@
 use kvsweep::codec::{self, StoredValue};
 use kvsweep::exec::RunToEnd;
 use kvsweep::store::idb::IdbStore;
-use kvsweep::store::{Op, Store, Table};
+use kvsweep::store::{Op, Store, StoreError, Table};
 use kvsweep::{EntryId, Mode, Policy, PutOptions, Reason, Sweeper};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
@@ -119,8 +119,26 @@ fn watch_puts(abort: bool) -> JsValue {
     .unwrap()
 }
 
-fn many_puts(n: usize) -> Vec<Op> {
-    (0..n)
+/// What [`long_batch`] saw: the puts made, how many of them had been made at
+/// the first turn of the event loop, and the transactions they went in.
+struct Seen {
+    puts: f64,
+    at_turn: f64,
+    transactions: f64,
+}
+
+const LONG_BATCH: usize = 5000;
+
+impl Seen {
+    fn turned_mid_batch(&self) -> bool {
+        self.at_turn > 0.0 && self.at_turn < LONG_BATCH as f64
+    }
+}
+
+/// Applies a batch of [`LONG_BATCH`] puts, watched by [`watch_puts`].
+async fn long_batch(store: &IdbStore, abort: bool) -> (Result<(), StoreError>, Seen) {
+    let watch = watch_puts(abort);
+    let ops = (0..LONG_BATCH)
         .map(|i| {
             Op::Put(
                 Table::Temps,
@@ -128,7 +146,17 @@ fn many_puts(n: usize) -> Vec<Op> {
                 vec![7; 64],
             )
         })
-        .collect()
+        .collect();
+    let applied = store.apply(ops).await;
+    let field = |name: &str| js_sys::Reflect::get(&watch, &name.into()).unwrap();
+    let call = |name: &str| js_sys::Function::from(field(name)).call0(&watch).unwrap();
+    call("restore");
+    let seen = Seen {
+        puts: field("puts").as_f64().unwrap(),
+        at_turn: field("atTurn").as_f64().unwrap(),
+        transactions: call("count").as_f64().unwrap(),
+    };
+    (applied, seen)
 }
 
 /// A batch of thousands of writes is issued over several tasks (the event
@@ -137,21 +165,16 @@ fn many_puts(n: usize) -> Vec<Op> {
 #[wasm_bindgen_test]
 async fn a_long_batch_lets_the_event_loop_run_and_commits_whole() {
     let store = fresh("slices").await;
-    let seen = watch_puts(false);
-    let n = 5000;
-    let applied = store.apply(many_puts(n)).await;
-    let field = |name: &str| js_sys::Reflect::get(&seen, &name.into()).unwrap();
-    let call = |name: &str| js_sys::Function::from(field(name)).call0(&seen).unwrap();
-    call("restore");
+    let (applied, seen) = long_batch(&store, false).await;
     applied.unwrap();
-    let at_turn = field("atTurn").as_f64().unwrap();
-    assert_eq!(field("puts").as_f64(), Some(n as f64));
-    assert_eq!(call("count").as_f64(), Some(1.0), "one transaction");
+    assert_eq!(seen.puts, LONG_BATCH as f64);
+    assert_eq!(seen.transactions, 1.0, "one transaction");
     assert!(
-        at_turn > 0.0 && at_turn < n as f64,
-        "the event loop turned after {at_turn} of {n} puts"
+        seen.turned_mid_batch(),
+        "the event loop turned after {} of {LONG_BATCH} puts",
+        seen.at_turn
     );
-    assert_eq!(all_keys(&store, Table::Temps).await.len(), n);
+    assert_eq!(all_keys(&store, Table::Temps).await.len(), LONG_BATCH);
 }
 
 /// The same batch, its transaction aborted at the first turn of the event
@@ -159,17 +182,11 @@ async fn a_long_batch_lets_the_event_loop_run_and_commits_whole() {
 #[wasm_bindgen_test]
 async fn a_long_batch_aborted_midway_writes_nothing() {
     let store = fresh("slices-abort").await;
-    let seen = watch_puts(true);
-    let n = 5000;
-    let applied = store.apply(many_puts(n)).await;
-    let field = |name: &str| js_sys::Reflect::get(&seen, &name.into()).unwrap();
-    js_sys::Function::from(field("restore"))
-        .call0(&seen)
-        .unwrap();
-    let at_turn = field("atTurn").as_f64().unwrap();
+    let (applied, seen) = long_batch(&store, true).await;
     assert!(
-        at_turn > 0.0 && at_turn < n as f64,
-        "the event loop turned after {at_turn} of {n} puts"
+        seen.turned_mid_batch(),
+        "the event loop turned after {} of {LONG_BATCH} puts",
+        seen.at_turn
     );
     assert!(applied.is_err(), "an aborted batch must fail");
     assert!(all_keys(&store, Table::Temps).await.is_empty());

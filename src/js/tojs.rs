@@ -66,8 +66,8 @@ fn field(target: &Object, key: &'static str, value: Result) -> Result<()> {
 
 std::thread_local! {
     /// The JS strings of field and variant names, by the address and length
-    /// of their text, sorted: made once, not once per object (a plan's
-    /// entry actions made seven per action).
+    /// of their text, sorted: made once, not once per object (each entry
+    /// action of a plan needed seven).
     static NAMES: core::cell::RefCell<Vec<((usize, usize), JsValue)>> =
         const { core::cell::RefCell::new(Vec::new()) };
 }

@@ -767,6 +767,7 @@ struct Slice<'a> {
 
 /// How long one task issues requests before it lets the event loop run.
 const SLICE_MS: f64 = 6.0;
+/// Every how many requests one is kept to be waited for, and the clock read.
 const MARK_EVERY: u32 = 16;
 
 impl<'a> Slice<'a> {
