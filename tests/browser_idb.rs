@@ -474,3 +474,118 @@ async fn writes_on_an_absent_guess_that_was_wrong_still_count_exactly() {
     assert_eq!(target.referrers, 0);
     assert!(a.delete(&id("target")).await.unwrap());
 }
+
+/// Writes records whose keys kvsweep never makes into the object store
+/// `table` of the database `name`, in plain IndexedDB: a string (which sorts
+/// before every array key), an array of one string and one of three, which
+/// sort among kvsweep's `[namespace, key]`.
+async fn put_foreign_keys(name: &str, table: &str) {
+    in_plain_idb(
+        name,
+        table,
+        r#"
+        store.put(new Uint8Array([1]), "foreign");
+        store.put(new Uint8Array([2]), ["ns"]);
+        store.put(new Uint8Array([3]), ["ns", "k0150", 1]);
+        "#,
+    )
+    .await;
+}
+
+/// How many records of any key the object store `table` of `name` holds.
+async fn count_all(name: &str, table: &str) -> f64 {
+    in_plain_idb(name, table, "return store.count();")
+        .await
+        .as_f64()
+        .unwrap()
+}
+
+/// Runs `body` (JS, with `store` the object store `table` of the database
+/// `name`, in a readwrite transaction) in plain IndexedDB; resolves to the
+/// result of the request it returns, if any, once the transaction commits.
+async fn in_plain_idb(name: &str, table: &str, body: &str) -> JsValue {
+    let promise = js_sys::Function::new_with_args(
+        "name, table, body",
+        r#"
+        return new Promise((ok, fail) => {
+          const open = indexedDB.open(name);
+          open.onerror = () => fail(open.error);
+          open.onsuccess = () => {
+            const db = open.result;
+            const tx = db.transaction(table, "readwrite");
+            const store = tx.objectStore(table);
+            const request = new Function("store", body)(store);
+            tx.oncomplete = () => { db.close(); ok(request?.result); };
+            tx.onabort = () => { db.close(); fail(tx.error); };
+          };
+        });
+        "#,
+    )
+    .call3(&JsValue::NULL, &name.into(), &table.into(), &body.into())
+    .unwrap();
+    wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise))
+        .await
+        .unwrap()
+}
+
+/// Records of another key shape (written by other code into kvsweep's
+/// object stores) are skipped, and the listing still goes on to the end: a
+/// page short of them would read as the end of the table, and `rebuild`,
+/// counting references over half a listing, would lower a blob's count that
+/// an unlisted entry holds, so that the next run deleted a live blob. A run
+/// of adjacent garbage around one of them goes, and it stays.
+#[wasm_bindgen_test]
+async fn records_of_another_key_shape_neither_end_a_listing_nor_lose_a_blob() {
+    let store = fresh("foreign").await;
+    let name = store.name();
+    let config = kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            page_size: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let s = Sweeper::new(store, Policy::default(), config);
+    let t0 = 1_700_000_000_000;
+    let blob = s.put_blob(b"attachment", t0).await.unwrap();
+    for i in 0..300u64 {
+        let opts = PutOptions {
+            // The last entry, on the listing's third page, holds the blob.
+            blobs: if i == 299 { vec![blob.clone()] } else { vec![] },
+            // Adjacent garbage on both sides of ["ns", "k0150", 1].
+            ttl_ms: (140..=160).contains(&i).then_some(1000),
+            ..Default::default()
+        };
+        s.put(
+            &EntryId::new("ns", format!("k{i:04}")),
+            StoredValue::Bytes(vec![1]),
+            opts,
+            t0,
+        )
+        .await
+        .unwrap();
+    }
+    put_foreign_keys(&name, "meta").await;
+
+    let keys = all_keys(s.store(), Table::Meta).await;
+    assert_eq!(keys.len(), 300, "a listing with records of another shape");
+    assert!(keys.windows(2).all(|w| w[0] < w[1]));
+
+    s.rebuild().await.unwrap();
+    // Well past the blob's grace period: only its holder keeps it.
+    let later = t0 + 24 * 60 * 60 * 1000;
+    let report = s.run(Mode::Full, later, &mut RunToEnd).await.unwrap();
+    assert_eq!(report.scanned, 300, "{report:?}");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.deleted.len(), 1, "{:?}", report.deleted);
+    assert_eq!(report.deleted[&Reason::Expired].count, 21);
+    assert_eq!(
+        s.get_blob(&blob).await.unwrap().as_deref(),
+        Some(&b"attachment"[..])
+    );
+    // The other records are left as they were, and nothing else went.
+    assert_eq!(all_keys(s.store(), Table::Meta).await.len(), 279);
+    assert_eq!(count_all(&name, "meta").await, 282.0);
+    let foreign = in_plain_idb(&name, "meta", r#"return store.get(["ns", "k0150", 1]);"#).await;
+    assert_eq!(js_sys::Uint8Array::new(&foreign).to_vec(), vec![3]);
+}

@@ -164,8 +164,9 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// kvsweep's key `[namespace, key]`; `None` for a key of any other shape.
 fn key_from_js(v: &JsValue) -> Option<EntryId> {
-    let arr = v.dyn_ref::<Array>()?;
+    let arr = v.dyn_ref::<Array>().filter(|a| a.length() == 2)?;
     Some(EntryId::new(
         arr.get(0).as_string()?,
         arr.get(1).as_string()?,
@@ -248,24 +249,29 @@ impl IdbStore {
             .map_err(|e| js_error(&e))
     }
 
-    /// Requests one page of `table`'s keys and values, in a transaction of its own.
+    /// Requests one page of `table`'s keys and values after `lower` (a raw
+    /// IndexedDB key; `undefined`: from the start), in a transaction of its
+    /// own. `after` is `lower` as kvsweep's key, which a prefetched page is
+    /// matched by.
     fn request_page(
         &self,
         table: Table,
-        after: Option<&EntryId>,
+        lower: &JsValue,
+        after: Option<EntryId>,
         limit: u32,
     ) -> Result<PageRequest, StoreError> {
         let tx = self.transaction(&[table], IdbTransactionMode::Readonly)?;
         let store = Self::object_store(&tx, table)?;
-        let range: JsValue = match after {
-            Some(k) => IdbKeyRange::lower_bound_with_open(&key_js(k), true)
+        let range: JsValue = if lower.is_undefined() {
+            JsValue::UNDEFINED
+        } else {
+            IdbKeyRange::lower_bound_with_open(lower, true)
                 .map_err(|e| js_error(&e))?
-                .into(),
-            None => JsValue::UNDEFINED,
+                .into()
         };
         Ok(PageRequest {
             table,
-            after: after.cloned(),
+            after,
             limit,
             keys: store
                 .get_all_keys_with_key_and_limit(&range, limit)
@@ -288,33 +294,55 @@ impl Store for IdbStore {
         after: Option<&EntryId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
+        let want = limit;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let prefetched = self
             .next_page
             .borrow_mut()
             .take()
             .filter(|p| p.table == table && p.limit == limit && p.after.as_ref() == after);
-        let page = match prefetched {
+        let mut page = match prefetched {
             Some(p) => p,
-            None => self.request_page(table, after, limit)?,
+            None => {
+                let lower = after.map_or(JsValue::UNDEFINED, key_js);
+                self.request_page(table, &lower, after.cloned(), limit)?
+            }
         };
-        let keys: Array = settle(&page.keys).await?.unchecked_into();
-        // A full page: ask for the next one now, while this one is converted.
-        if keys.length() == limit {
-            if let Some(last) = key_from_js(&keys.get(limit - 1)) {
-                let next = self.request_page(table, Some(&last), limit)?;
-                *self.next_page.borrow_mut() = Some(next);
+        let mut out = Vec::new();
+        loop {
+            let keys: Array = settle(&page.keys).await?.unchecked_into();
+            // A full page: ask for the next one now, while this one is converted.
+            let next = if keys.length() == limit {
+                let last = keys.get(limit - 1);
+                let after = key_from_js(&last);
+                Some(self.request_page(table, &last, after, limit)?)
+            } else {
+                None
+            };
+            let values: Array = settle(&page.values).await?.unchecked_into();
+            out.reserve(keys.length() as usize);
+            for (k, v) in keys.iter().zip(values.iter()) {
+                // Keys of another shape were not written by kvsweep: skip them.
+                if let Some(id) = key_from_js(&k) {
+                    out.push((id, bytes_from_js(&v)));
+                }
             }
-        }
-        let values: Array = settle(&page.values).await?.unchecked_into();
-        let mut out = Vec::with_capacity(keys.length() as usize);
-        for (k, v) in keys.iter().zip(values.iter()) {
-            // Keys of another shape were not written by kvsweep: skip them.
-            if let Some(id) = key_from_js(&k) {
-                out.push((id, bytes_from_js(&v)));
+            let Some(next) = next else {
+                return Ok(out);
+            };
+            if out.len() >= want {
+                out.truncate(want);
+                // The next call goes on after the last record returned: the
+                // page asked for goes on from there unless it was cut.
+                if next.after.as_ref() == out.last().map(|(k, _)| k) {
+                    *self.next_page.borrow_mut() = Some(next);
+                }
+                return Ok(out);
             }
+            // Short of `want` by keys of another shape: read on after them,
+            // so that a short answer still means the end of the table.
+            page = next;
         }
-        Ok(out)
     }
 
     async fn get(
