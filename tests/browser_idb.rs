@@ -589,3 +589,81 @@ async fn records_of_another_key_shape_neither_end_a_listing_nor_lose_a_blob() {
     let foreign = in_plain_idb(&name, "meta", r#"return store.get(["ns", "k0150", 1]);"#).await;
     assert_eq!(js_sys::Uint8Array::new(&foreign).to_vec(), vec![3]);
 }
+
+/// A write committed early on a wrong guess (its add met a record another
+/// sweeper wrote, so its transaction aborted) goes again in a transaction of
+/// its own; the calls made after it, before it was confirmed, still come
+/// after it: a read sees it, a delete removes what it wrote.
+#[wasm_bindgen_test]
+async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
+    let name = format!("order-{}", js_sys::Math::random());
+    let a = Sweeper::new(
+        IdbStore::open(&name).await.unwrap(),
+        Policy::default(),
+        Default::default(),
+    );
+    let b = std::rc::Rc::new(Sweeper::new(
+        IdbStore::open(&name).await.unwrap(),
+        Policy::default(),
+        Default::default(),
+    ));
+    let id = |k: &str| EntryId::new("ns", k);
+    let bytes = |b: u8| StoredValue::Bytes(vec![b; 8]);
+    for k in ["read", "gone"] {
+        a.put(&id(k), bytes(0), PutOptions::default(), 1)
+            .await
+            .unwrap();
+    }
+    // b registered the namespace, so its puts need no other write, and it
+    // never saw those two: each of its puts on them adds, meets a's record
+    // and goes again. The calls start in this order, none waiting for another.
+    b.put(&id("b's own"), bytes(0), PutOptions::default(), 1)
+        .await
+        .unwrap();
+    let calls = js_sys::Array::new();
+    let start = |f: std::pin::Pin<Box<dyn std::future::Future<Output = String>>>| {
+        calls.push(&wasm_bindgen_futures::future_to_promise(async move {
+            Ok(JsValue::from_str(&f.await))
+        }));
+    };
+    let s = b.clone();
+    start(Box::pin(async move {
+        format!(
+            "{:?}",
+            s.put(&id("read"), bytes(1), PutOptions::default(), 2).await
+        )
+    }));
+    let s = b.clone();
+    start(Box::pin(async move {
+        format!("{:?}", s.get(&id("read"), 3).await)
+    }));
+    let s = b.clone();
+    start(Box::pin(async move {
+        format!(
+            "{:?}",
+            s.put(&id("gone"), bytes(1), PutOptions::default(), 2).await
+        )
+    }));
+    let s = b.clone();
+    start(Box::pin(async move {
+        format!("{:?}", s.delete(&id("gone")).await)
+    }));
+    let done = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::all(&calls))
+        .await
+        .unwrap();
+    let outcomes: Vec<String> = js_sys::Array::from(&done)
+        .iter()
+        .map(|v| v.as_string().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            "Ok(())".to_string(),
+            format!("{:?}", Ok::<_, ()>(Some(bytes(1)))),
+            "Ok(())".to_string(),
+            "Ok(true)".to_string(),
+        ]
+    );
+    assert_eq!(a.get(&id("read"), 4).await.unwrap(), Some(bytes(1)));
+    assert_eq!(a.get(&id("gone"), 4).await.unwrap(), None);
+}

@@ -810,9 +810,12 @@ impl JsSweeper {
         let AnyStore::Idb(store) = self.inner.sweeper.store() else {
             return Ok(false);
         };
-        let db: JsValue = store.database().clone().into();
+        let store = store.clone();
         let record_key = crate::store::idb::key_js(&id);
         super::driver::spawn(async move {
+            // Its transaction comes after those of the calls before it.
+            store.gate().pass().await;
+            let db: JsValue = store.database().clone().into();
             // What it throws it reports itself, by rejecting its promise.
             let _ = read.call3(
                 &JsValue::UNDEFINED,

@@ -29,6 +29,74 @@ pub struct IdbStore {
     /// only by the very next call on this store, if that is the `list` call
     /// asking for it; any other call drops it.
     next_page: std::cell::RefCell<Option<PageRequest>>,
+    /// Holds later calls back while a write committed early is unconfirmed.
+    gate: Gate,
+}
+
+/// The order of this store's transactions is the order of the calls that
+/// make them: IndexedDB runs transactions over the same tables in the order
+/// they were created. A write of `add`s is committed without waiting for
+/// their success (see `transact_guess`), and when an add meets a record
+/// after all the whole transaction aborts and the write goes again, in a
+/// transaction of its own that must still come before every later call's.
+/// So while such a write is unconfirmed, the calls after it wait here, in
+/// call order, before they begin their transactions.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// The last place taken in the queue, released when its holder lets
+    /// the calls after it go.
+    tail: std::cell::RefCell<Option<(u64, Promise)>>,
+    places: std::cell::Cell<u64>,
+}
+
+/// A place in a [`Gate`]'s queue: the calls after it wait until it drops.
+pub(crate) struct Place<'a> {
+    gate: &'a Gate,
+    id: u64,
+    release: Option<Function>,
+}
+
+impl Gate {
+    /// Waits until every call queued before this one has gone; at once when
+    /// none is. A transaction begun right after (no `await` in between)
+    /// keeps its call's place.
+    pub(crate) async fn pass(&self) {
+        if self.tail.borrow().is_some() {
+            drop(self.hold().await);
+        }
+    }
+
+    /// [`Gate::pass`], holding every call after this one back until the
+    /// place returned drops.
+    async fn hold(&self) -> Place<'_> {
+        let mut release = None;
+        let mine = Promise::new(&mut |resolve: Function, _| release = Some(resolve));
+        let id = self.places.get().wrapping_add(1);
+        self.places.set(id);
+        let before = self.tail.replace(Some((id, mine)));
+        let place = Place {
+            gate: self,
+            id,
+            release,
+        };
+        if let Some((_, before)) = before {
+            // It only ever resolves.
+            let _ = JsFuture::from(before).await;
+        }
+        place
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let last = matches!(&*self.gate.tail.borrow(), Some((id, _)) if *id == self.id);
+        if last {
+            self.gate.tail.replace(None);
+        }
+        if let Some(release) = &self.release {
+            let _ = release.call0(&JsValue::UNDEFINED);
+        }
+    }
 }
 
 /// A requested page of a listing: the table, the key it starts after, its
@@ -92,9 +160,14 @@ async fn settle(req: &IdbRequest) -> Result<JsValue, StoreError> {
 
 /// Waits for a transaction to commit.
 async fn committed(tx: &IdbTransaction) -> Result<(), StoreError> {
+    ended(tx).await.map_err(aborted)
+}
+
+/// How `tx` ended: with the error it aborted with, if it did (`None`: an
+/// abort with no error, as `abort()` makes).
+async fn ended(tx: &IdbTransaction) -> Result<(), Option<web_sys::DomException>> {
     // A failed request aborts the transaction unless its error event is
     // cancelled, and a failed commit aborts it too: `abort` is the failure.
-    // (`error` events are left to `ExistingKeys`, which cancels the expected ones.)
     let promise = Promise::new(&mut |resolve: Function, reject: Function| {
         tx.set_oncomplete(Some(&resolve));
         tx.set_onabort(Some(&reject));
@@ -102,13 +175,15 @@ async fn committed(tx: &IdbTransaction) -> Result<(), StoreError> {
     let outcome = JsFuture::from(promise).await;
     tx.set_oncomplete(None);
     tx.set_onabort(None);
-    match outcome {
-        Ok(_) => Ok(()),
-        Err(_) => Err(tx.error().map_or_else(
-            || StoreError::Backend("transaction aborted".into()),
-            |e| js_error(&e),
-        )),
-    }
+    outcome.map(|_| ()).map_err(|_| tx.error())
+}
+
+/// The store error of a transaction that aborted with `error`.
+fn aborted(error: Option<web_sys::DomException>) -> StoreError {
+    error.map_or_else(
+        || StoreError::Backend("transaction aborted".into()),
+        |e| js_error(&e),
+    )
 }
 
 /// An entry's IndexedDB key, `[namespace, key]`.
@@ -181,6 +256,12 @@ pub(crate) fn bytes_from_js(v: &JsValue) -> Vec<u8> {
 }
 
 impl IdbStore {
+    /// Where a call waits for its turn to begin a transaction: the JS
+    /// glue's own reads (`Sweeper.get`) pass it too.
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
     /// The database, for reads the JS glue makes itself (`Sweeper.get`).
     pub(crate) fn database(&self) -> &IdbDatabase {
         &self.db
@@ -221,6 +302,7 @@ impl IdbStore {
         Ok(IdbStore {
             db,
             next_page: std::cell::RefCell::new(None),
+            gate: Gate::default(),
         })
     }
 
@@ -296,6 +378,7 @@ impl Store for IdbStore {
     ) -> Result<Vec<Record>, StoreError> {
         let want = limit;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        self.gate.pass().await;
         let prefetched = self
             .next_page
             .borrow_mut()
@@ -353,6 +436,7 @@ impl Store for IdbStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        self.gate.pass().await;
         let tx = self.transaction(&[table], IdbTransactionMode::Readonly)?;
         let store = Self::object_store(&tx, table)?;
         let reqs = keys
@@ -382,6 +466,7 @@ impl Store for IdbStore {
         let mut tables: Vec<Table> = ops.iter().map(Op::table).collect();
         crate::sort::sort(&mut tables);
         tables.dedup();
+        self.gate.pass().await;
         let tx = self.transaction(&tables, IdbTransactionMode::Readwrite)?;
         let done = committed(&tx);
         // Preconditions and writes in one transaction: nothing can change in between.
@@ -413,38 +498,34 @@ impl Store for IdbStore {
         };
         if adds_only(guess, &ops) {
             // `add` writes only where no record is: its success is the read.
-            // Nothing waits for the adds' success events, so the transaction
-            // commits as soon as they are done; only one that meets a record
-            // wakes this code, while the transaction is still open.
+            // So the transaction is committed as soon as the adds are made, a
+            // round trip sooner than waiting for their success, and an add
+            // that meets a record aborts it whole. The write then goes
+            // again, on the records as they are; the calls after this one
+            // wait until then, so their transactions still come after it.
+            let place = self.gate.hold().await;
             let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
-            let mut watch = ExistingKeys::watch(&tx);
+            let done = ended(&tx);
             if let Err(e) = issue_adds(&tx, &ops) {
                 let _ = tx.abort();
-                let _ = (&mut watch.outcome).await;
+                let _ = done.await;
                 return Err(e.into());
             }
-            match (&mut watch.outcome).await {
-                Ok(Adds::Committed) => return Ok(()),
-                Err(e) => return Err(e.into()),
-                Ok(Adds::Found) => {}
+            // `commit()` is IndexedDB 3.0's (every current engine has it;
+            // web-sys marks it deprecated by mistake). Where it is missing,
+            // the transaction commits once the adds are done.
+            #[allow(deprecated)]
+            let _ = tx.commit();
+            match done.await {
+                Ok(()) => return Ok(()),
+                Err(Some(e)) if e.name() == "ConstraintError" => {}
+                Err(e) => return Err(aborted(e).into()),
             }
-            // Some record was there after all. The step reads and writes in
-            // this same transaction, so calls keep their order. It reads the
-            // records added here too: a put over its own record, with no
-            // references, blobs or value record of its own, writes that
-            // record again and changes nothing else.
-            let done = committed(&tx);
-            return match self.run_in(&tx, step, Reads::default()).await {
-                Ok(true) => self.finish(&tx, done, Access::Write, Ok(())).await,
-                // It wrote nothing on what was read: the adds must not stay.
-                Ok(false) => {
-                    let _ = tx.abort();
-                    let _ = done.await;
-                    self.transact_dyn(Access::Write, tables, step).await
-                }
-                Err(e) => self.finish(&tx, done, Access::Write, Err(e)).await,
-            };
+            let again = self.transact_in(Access::Write, tables, step).await;
+            drop(place);
+            return again;
         }
+        self.gate.pass().await;
         let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
         let done = committed(&tx);
         let guessed = guess.keys();
@@ -474,7 +555,7 @@ impl Store for IdbStore {
             Ok(false) => {
                 let _ = tx.abort();
                 let _ = done.await;
-                self.transact_dyn(Access::Write, tables, step).await
+                self.transact_in(Access::Write, tables, step).await
             }
             Err(e) => self.finish(&tx, done, Access::Write, Err(e)).await,
         }
@@ -484,6 +565,19 @@ impl Store for IdbStore {
     /// once and awaited on microtasks, which keeps the transaction open, then
     /// the writes go in the same transaction.
     async fn transact_dyn(
+        &self,
+        access: Access,
+        tables: &[Table],
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
+        self.gate.pass().await;
+        self.transact_in(access, tables, step).await
+    }
+}
+
+impl IdbStore {
+    /// [`Store::transact_dyn`] once this call's turn has come.
+    async fn transact_in(
         &self,
         access: Access,
         tables: &[Table],
@@ -515,82 +609,7 @@ fn adds_only(guess: &Reads, ops: &[Op]) -> bool {
     keys.len() == ops.len() && keys.len() == guess.keys().len()
 }
 
-/// What a transaction of `add`s came to, as [`ExistingKeys::watch`] sees it.
-enum Adds {
-    /// It committed: every add wrote its record.
-    Committed,
-    /// An add met an existing record; the transaction is still open.
-    Found,
-}
-
-/// Cancels the error events of `add`s that met an existing key, so that
-/// they do not abort their transaction, for as long as it lives (an error
-/// event reaches the transaction after the request's own listeners), and
-/// says when the first one comes (`outcome`), or the transaction ends.
-struct ExistingKeys {
-    tx: IdbTransaction,
-    _on_error: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::Event)>,
-    /// `Found` once an add meets a record, else how the transaction ended.
-    outcome: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Adds, StoreError>>>>,
-}
-
-impl ExistingKeys {
-    fn watch(tx: &IdbTransaction) -> Self {
-        let mut settle: Option<Function> = None;
-        let promise = Promise::new(&mut |resolve: Function, reject: Function| {
-            tx.set_oncomplete(Some(&resolve));
-            tx.set_onabort(Some(&reject));
-            settle = Some(resolve);
-        });
-        let on_error = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::Event)>::new(
-            move |event: web_sys::Event| {
-                let exists = event
-                    .target()
-                    .and_then(|t| t.dyn_into::<IdbRequest>().ok())
-                    .and_then(|r| r.error().ok().flatten())
-                    .is_some_and(|e| e.name() == "ConstraintError");
-                if exists {
-                    event.prevent_default();
-                    // The waiting code runs on a microtask of this event,
-                    // while the transaction still takes requests.
-                    if let Some(found) = &settle {
-                        let _ = found.call1(&JsValue::UNDEFINED, &JsValue::FALSE);
-                    }
-                }
-            },
-        );
-        tx.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        let ended = tx.clone();
-        let outcome = Box::pin(async move {
-            let outcome = JsFuture::from(promise).await;
-            ended.set_oncomplete(None);
-            ended.set_onabort(None);
-            match outcome {
-                // `complete` resolves with its event; a found record with false.
-                Ok(v) if v.is_object() => Ok(Adds::Committed),
-                Ok(_) => Ok(Adds::Found),
-                Err(_) => Err(ended.error().map_or_else(
-                    || StoreError::Backend("transaction aborted".into()),
-                    |e| js_error(&e),
-                )),
-            }
-        });
-        ExistingKeys {
-            tx: tx.clone(),
-            _on_error: on_error,
-            outcome,
-        }
-    }
-}
-
-impl Drop for ExistingKeys {
-    fn drop(&mut self) {
-        self.tx.set_onerror(None);
-    }
-}
-
-/// Issues an `add` for every put of `ops` (see [`adds_only`]), in a
-/// transaction that [`ExistingKeys`] watches.
+/// Issues an `add` for every put of `ops` (see [`adds_only`]).
 fn issue_adds(tx: &IdbTransaction, ops: &[Op]) -> Result<(), StoreError> {
     let mut scope = Scope::new(tx);
     for op in ops {

@@ -210,6 +210,31 @@ test("concurrent puts to one key and referencing one entry never fail on Indexed
   await assert.rejects(s.delete("target"), /referenced by 50 other entries/);
 });
 
+test("calls made after a put on a wrong guess come after it, the get's plain read too (fake-indexeddb)", async () => {
+  const store = await openIndexedDb(`order-${Date.now()}`);
+  const a = new Sweeper(store);
+  await a.put("read", "old");
+  await a.put("gone", "old");
+  // b never saw them: its puts add on the guess they are absent, commit at
+  // once, meet a's records and go again. The calls after them, made before
+  // they were confirmed, must still come after them.
+  const b = new Sweeper(store);
+  await b.put("b's own", 0);
+  const [, read, , deleted, again] = await Promise.all([
+    b.put("read", "new"),
+    b.get("read"),
+    b.put("gone", "new"),
+    b.delete("gone"),
+    b.get("gone"),
+  ]);
+  assert.equal(read, "new");
+  assert.equal(deleted, true);
+  assert.equal(again, undefined);
+  assert.equal(await a.get("read"), "new");
+  assert.equal(await a.get("gone"), undefined);
+  store.close();
+});
+
 test("putMany over records another sweeper wrote counts their references exactly (fake-indexeddb)", async () => {
   const store = await openIndexedDb(`adds-${Date.now()}`);
   const a = new Sweeper(store);
