@@ -50,6 +50,7 @@ pub(crate) struct Gate {
 }
 
 /// A place in a [`Gate`]'s queue: the calls after it wait until it drops.
+/// (This crate's futures run to their end: none is dropped while it waits.)
 pub(crate) struct Place<'a> {
     gate: &'a Gate,
     id: u64,
