@@ -192,12 +192,6 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
             }
           }
           extra = hooks.extra?.(store, writes);
-          // Every request is made: commit now, not once their success
-          // events have run (a round trip sooner). Without commit() (an
-          // engine before IndexedDB 3.0), it commits as it always did.
-          try {
-            tx.commit?.();
-          } catch {} // no longer active: it commits by itself
           return true;
         })().catch((e) => {
           try {

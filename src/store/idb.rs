@@ -179,16 +179,6 @@ async fn ended(tx: &IdbTransaction) -> Result<(), Option<web_sys::DomException>>
     outcome.map(|_| ()).map_err(|_| tx.error())
 }
 
-/// Asks `tx` to commit now that every request of it is made, not once their
-/// success events have run: a round trip sooner. `commit()` is IndexedDB
-/// 3.0's, in every current engine (web-sys marks it deprecated by mistake);
-/// where it is missing, or the transaction is no longer active, it throws,
-/// and the transaction commits as before, once its requests are done.
-fn commit_now(tx: &IdbTransaction) {
-    #[allow(deprecated)]
-    let _ = tx.commit();
-}
-
 /// The store error of a transaction that aborted with `error`.
 fn aborted(error: Option<web_sys::DomException>) -> StoreError {
     error.map_or_else(
@@ -487,7 +477,6 @@ impl Store for IdbStore {
             let _ = done.await;
             return Err(e);
         }
-        commit_now(&tx);
         done.await
     }
 
@@ -523,7 +512,11 @@ impl Store for IdbStore {
                 let _ = done.await;
                 return Err(e.into());
             }
-            commit_now(&tx);
+            // `commit()` is IndexedDB 3.0's (every current engine has it;
+            // web-sys marks it deprecated by mistake). Where it is missing,
+            // the transaction commits once the adds are done.
+            #[allow(deprecated)]
+            let _ = tx.commit();
             match done.await {
                 Ok(()) => return Ok(()),
                 Err(Some(e)) if e.name() == "ConstraintError" => {}
@@ -740,7 +733,6 @@ impl IdbStore {
         match outcome {
             Ok(()) => {
                 if access == Access::Write {
-                    commit_now(tx);
                     done.await?;
                 }
                 Ok(())
