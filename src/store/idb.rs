@@ -31,16 +31,20 @@ pub struct IdbStore {
     next_page: std::cell::RefCell<Option<PageRequest>>,
     /// Holds later calls back while a write committed early is unconfirmed.
     gate: Gate,
+    /// Pages requested so far, to tell a prefetched page from another.
+    pages: std::cell::Cell<u64>,
 }
 
 /// The order of this store's transactions is the order of the calls that
 /// make them: IndexedDB runs transactions over the same tables in the order
-/// they were created. A write of `add`s is committed without waiting for
-/// their success (see `transact_guess`), and when an add meets a record
-/// after all the whole transaction aborts and the write goes again, in a
-/// transaction of its own that must still come before every later call's.
-/// So while such a write is unconfirmed, the calls after it wait here, in
-/// call order, before they begin their transactions.
+/// they were created. A write of one `add` is committed without waiting for
+/// its success (`IdbStore::add_one`), and when the add meets a record after
+/// all, the write goes again in a transaction of its own that must still
+/// come before every later call's. So while such a write is unconfirmed, the
+/// calls after it wait here, in call order, before they begin their
+/// transactions. (One retry is outside this, as it was before the gate: a
+/// write on guessed records whose step writes nothing on the records as
+/// read goes again after the calls begun meanwhile.)
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
     /// The last place taken in the queue, released when its holder lets
@@ -105,8 +109,13 @@ impl Drop for Place<'_> {
 #[derive(Debug)]
 struct PageRequest {
     table: Table,
+    /// The key it starts after, when it is kvsweep's (`None`: from the start).
     after: Option<EntryId>,
+    /// It starts after a key of another shape: no call asks for it.
+    after_foreign: bool,
     limit: u32,
+    /// Which request it is, among this store's.
+    serial: u64,
     keys: IdbRequest,
     values: IdbRequest,
 }
@@ -168,7 +177,9 @@ async fn committed(tx: &IdbTransaction) -> Result<(), StoreError> {
 /// abort with no error, as `abort()` makes).
 async fn ended(tx: &IdbTransaction) -> Result<(), Option<web_sys::DomException>> {
     // A failed request aborts the transaction unless its error event is
-    // cancelled, and a failed commit aborts it too: `abort` is the failure.
+    // cancelled (or, by the spec's text, `commit()` was called: see
+    // `add_one`), and a failed commit aborts it too: `abort` is the failure.
+    // (`error` events are left to `ExistingKeys`, which cancels the expected ones.)
     let promise = Promise::new(&mut |resolve: Function, reject: Function| {
         tx.set_oncomplete(Some(&resolve));
         tx.set_onabort(Some(&reject));
@@ -304,6 +315,7 @@ impl IdbStore {
             db,
             next_page: std::cell::RefCell::new(None),
             gate: Gate::default(),
+            pages: std::cell::Cell::new(0),
         })
     }
 
@@ -333,29 +345,30 @@ impl IdbStore {
     }
 
     /// Requests one page of `table`'s keys and values after `lower` (a raw
-    /// IndexedDB key; `undefined`: from the start), in a transaction of its
-    /// own. `after` is `lower` as kvsweep's key, which a prefetched page is
-    /// matched by.
+    /// IndexedDB key; `undefined`: from the start), in a transaction of its own.
     fn request_page(
         &self,
         table: Table,
         lower: &JsValue,
-        after: Option<EntryId>,
         limit: u32,
     ) -> Result<PageRequest, StoreError> {
         let tx = self.transaction(&[table], IdbTransactionMode::Readonly)?;
         let store = Self::object_store(&tx, table)?;
-        let range: JsValue = if lower.is_undefined() {
-            JsValue::UNDEFINED
+        let (range, after): (JsValue, _) = if lower.is_undefined() {
+            (JsValue::UNDEFINED, None)
         } else {
-            IdbKeyRange::lower_bound_with_open(lower, true)
-                .map_err(|e| js_error(&e))?
-                .into()
+            let range =
+                IdbKeyRange::lower_bound_with_open(lower, true).map_err(|e| js_error(&e))?;
+            (range.into(), Some(key_from_js(lower)))
         };
+        let serial = self.pages.get().wrapping_add(1);
+        self.pages.set(serial);
         Ok(PageRequest {
             table,
-            after,
+            after_foreign: matches!(after, Some(None)),
+            after: after.flatten(),
             limit,
+            serial,
             keys: store
                 .get_all_keys_with_key_and_limit(&range, limit)
                 .map_err(|e| js_error(&e))?,
@@ -380,29 +393,26 @@ impl Store for IdbStore {
         let want = limit;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         self.gate.pass().await;
-        let prefetched = self
-            .next_page
-            .borrow_mut()
-            .take()
-            .filter(|p| p.table == table && p.limit == limit && p.after.as_ref() == after);
+        let prefetched = self.next_page.borrow_mut().take().filter(|p| {
+            p.table == table && p.limit == limit && !p.after_foreign && p.after.as_ref() == after
+        });
         let mut page = match prefetched {
             Some(p) => p,
-            None => {
-                let lower = after.map_or(JsValue::UNDEFINED, key_js);
-                self.request_page(table, &lower, after.cloned(), limit)?
-            }
+            None => self.request_page(table, &after.map_or(JsValue::UNDEFINED, key_js), limit)?,
         };
         let mut out = Vec::new();
         loop {
             let keys: Array = settle(&page.keys).await?.unchecked_into();
-            // A full page: ask for the next one now, while this one is converted.
-            let next = if keys.length() == limit {
-                let last = keys.get(limit - 1);
-                let after = key_from_js(&last);
-                Some(self.request_page(table, &last, after, limit)?)
-            } else {
-                None
-            };
+            // A full page: ask for the next one now, while this one is
+            // converted. Any other call on this store drops it meanwhile
+            // (`transaction`): it reads what was there before that call.
+            let last = (keys.length() == limit).then(|| keys.get(limit - 1));
+            let mut next = None;
+            if let Some(last) = &last {
+                let p = self.request_page(table, last, limit)?;
+                next = Some(p.serial);
+                *self.next_page.borrow_mut() = Some(p);
+            }
             let values: Array = settle(&page.values).await?.unchecked_into();
             out.reserve(keys.length() as usize);
             for (k, v) in keys.iter().zip(values.iter()) {
@@ -411,21 +421,29 @@ impl Store for IdbStore {
                     out.push((id, bytes_from_js(&v)));
                 }
             }
-            let Some(next) = next else {
+            let (Some(last), Some(next)) = (last, next) else {
                 return Ok(out);
             };
             if out.len() >= want {
-                out.truncate(want);
-                // The next call goes on after the last record returned: the
-                // page asked for goes on from there unless it was cut.
-                if next.after.as_ref() == out.last().map(|(k, _)| k) {
-                    *self.next_page.borrow_mut() = Some(next);
+                if out.len() > want {
+                    // The next call goes on after the last record returned,
+                    // not where the page asked for starts.
+                    out.truncate(want);
+                    self.next_page.borrow_mut().take();
                 }
                 return Ok(out);
             }
             // Short of `want` by keys of another shape: read on after them,
             // so that a short answer still means the end of the table.
-            page = next;
+            let asked = self
+                .next_page
+                .borrow_mut()
+                .take()
+                .filter(|p| p.serial == next);
+            page = match asked {
+                Some(p) => p,
+                None => self.request_page(table, &last, limit)?,
+            };
         }
     }
 
@@ -487,7 +505,10 @@ impl Store for IdbStore {
     /// in the same transaction, and its writes follow the guessed ones. So the
     /// order of transactions is the order of calls, and a step given a guess
     /// must be one whose writes on the actual records overwrite whatever its
-    /// writes on a wrong guess did (`write::put_step` is: see there).
+    /// writes on a wrong guess did (`write::put_step` is: see there). Writes
+    /// of records guessed absent are `add`s instead, which need no reads: one
+    /// alone is committed at once (`add_one`), several are watched by
+    /// [`ExistingKeys`].
     async fn transact_guess(
         &self,
         tables: &[Table],
@@ -497,34 +518,45 @@ impl Store for IdbStore {
         let Ok(Step::Write(ops, ())) = step(guess) else {
             return self.transact_dyn(Access::Write, tables, step).await;
         };
+        if let [Op::Put(table, key, bytes)] = &ops[..] {
+            if adds_only(guess, &ops) {
+                return self.add_one(tables, *table, key, bytes, step).await;
+            }
+        }
         if adds_only(guess, &ops) {
+            self.gate.pass().await;
             // `add` writes only where no record is: its success is the read.
-            // So the transaction is committed as soon as the adds are made, a
-            // round trip sooner than waiting for their success, and an add
-            // that meets a record aborts it whole. The write then goes
-            // again, on the records as they are; the calls after this one
-            // wait until then, so their transactions still come after it.
-            let place = self.gate.hold().await;
+            // Nothing waits for the adds' success events, so the transaction
+            // commits as soon as they are done; only one that meets a record
+            // wakes this code, while the transaction is still open.
             let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
-            let done = ended(&tx);
+            let mut watch = ExistingKeys::watch(&tx);
             if let Err(e) = issue_adds(&tx, &ops) {
                 let _ = tx.abort();
-                let _ = done.await;
+                let _ = (&mut watch.outcome).await;
                 return Err(e.into());
             }
-            // `commit()` is IndexedDB 3.0's (every current engine has it;
-            // web-sys marks it deprecated by mistake). Where it is missing,
-            // the transaction commits once the adds are done.
-            #[allow(deprecated)]
-            let _ = tx.commit();
-            match done.await {
-                Ok(()) => return Ok(()),
-                Err(Some(e)) if e.name() == "ConstraintError" => {}
-                Err(e) => return Err(aborted(e).into()),
+            match (&mut watch.outcome).await {
+                Ok(Adds::Committed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+                Ok(Adds::Found) => {}
             }
-            let again = self.transact_in(Access::Write, tables, step).await;
-            drop(place);
-            return again;
+            // Some record was there after all. The step reads and writes in
+            // this same transaction, so calls keep their order. It reads the
+            // records added here too: a put over its own record, with no
+            // references, blobs or value record of its own, writes that
+            // record again and changes nothing else.
+            let done = committed(&tx);
+            return match self.run_in(&tx, step, Reads::default()).await {
+                Ok(true) => self.finish(&tx, done, Access::Write, Ok(())).await,
+                // It wrote nothing on what was read: the adds must not stay.
+                Ok(false) => {
+                    let _ = tx.abort();
+                    let _ = done.await;
+                    self.transact_in(Access::Write, tables, step).await
+                }
+                Err(e) => self.finish(&tx, done, Access::Write, Err(e)).await,
+            };
         }
         self.gate.pass().await;
         let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
@@ -577,6 +609,56 @@ impl Store for IdbStore {
 }
 
 impl IdbStore {
+    /// A write of one record guessed absent: one `add`, and the transaction
+    /// committed at once, a round trip sooner than waiting for the add's
+    /// success. If the add meets a record after all, it wrote nothing
+    /// (engines differ on whether the transaction then aborts, and with
+    /// which error: its own error is what counts), and the write goes again
+    /// on the record as it is, in a transaction of its own; the calls after
+    /// this one wait at the gate until then, so theirs still come after it.
+    /// One record only: after `commit()` a failed request need not abort its
+    /// transaction, so a batch of adds could commit in part.
+    async fn add_one(
+        &self,
+        tables: &[Table],
+        table: Table,
+        key: &EntryId,
+        bytes: &[u8],
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
+        let place = self.gate.hold().await;
+        let tx = self.transaction(tables, IdbTransactionMode::Readwrite)?;
+        let done = ended(&tx);
+        let added = Self::object_store(&tx, table).and_then(|s| {
+            s.add_with_key(&Uint8Array::from(bytes), &key_js(key))
+                .map_err(|e| js_error(&e))
+        });
+        let request = match added {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.abort();
+                let _ = done.await;
+                return Err(e.into());
+            }
+        };
+        // `commit()` is IndexedDB 3.0's, in every current engine (web-sys
+        // marks it deprecated by mistake); where it is missing, the
+        // transaction commits once the add is done.
+        #[allow(deprecated)]
+        let _ = tx.commit();
+        let outcome = done.await;
+        match request.error() {
+            Ok(Some(e)) if e.name() == "ConstraintError" => {}
+            // The add's own failure (WebKit refuses quota per request); an
+            // AbortError only says the transaction failed: its error says why.
+            Ok(Some(e)) if e.name() != "AbortError" => return Err(js_error(&e).into()),
+            _ => return outcome.map_err(|e| aborted(e).into()),
+        }
+        let again = self.transact_in(Access::Write, tables, step).await;
+        drop(place);
+        again
+    }
+
     /// [`Store::transact_dyn`] once this call's turn has come.
     async fn transact_in(
         &self,
@@ -610,7 +692,82 @@ fn adds_only(guess: &Reads, ops: &[Op]) -> bool {
     keys.len() == ops.len() && keys.len() == guess.keys().len()
 }
 
-/// Issues an `add` for every put of `ops` (see [`adds_only`]).
+/// What a transaction of `add`s came to, as [`ExistingKeys::watch`] sees it.
+enum Adds {
+    /// It committed: every add wrote its record.
+    Committed,
+    /// An add met an existing record; the transaction is still open.
+    Found,
+}
+
+/// Cancels the error events of `add`s that met an existing key, so that
+/// they do not abort their transaction, for as long as it lives (an error
+/// event reaches the transaction after the request's own listeners), and
+/// says when the first one comes (`outcome`), or the transaction ends.
+struct ExistingKeys {
+    tx: IdbTransaction,
+    _on_error: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::Event)>,
+    /// `Found` once an add meets a record, else how the transaction ended.
+    outcome: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Adds, StoreError>>>>,
+}
+
+impl ExistingKeys {
+    fn watch(tx: &IdbTransaction) -> Self {
+        let mut settle: Option<Function> = None;
+        let promise = Promise::new(&mut |resolve: Function, reject: Function| {
+            tx.set_oncomplete(Some(&resolve));
+            tx.set_onabort(Some(&reject));
+            settle = Some(resolve);
+        });
+        let on_error = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::Event)>::new(
+            move |event: web_sys::Event| {
+                let exists = event
+                    .target()
+                    .and_then(|t| t.dyn_into::<IdbRequest>().ok())
+                    .and_then(|r| r.error().ok().flatten())
+                    .is_some_and(|e| e.name() == "ConstraintError");
+                if exists {
+                    event.prevent_default();
+                    // The waiting code runs on a microtask of this event,
+                    // while the transaction still takes requests.
+                    if let Some(found) = &settle {
+                        let _ = found.call1(&JsValue::UNDEFINED, &JsValue::FALSE);
+                    }
+                }
+            },
+        );
+        tx.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let ended = tx.clone();
+        let outcome = Box::pin(async move {
+            let outcome = JsFuture::from(promise).await;
+            ended.set_oncomplete(None);
+            ended.set_onabort(None);
+            match outcome {
+                // `complete` resolves with its event; a found record with false.
+                Ok(v) if v.is_object() => Ok(Adds::Committed),
+                Ok(_) => Ok(Adds::Found),
+                Err(_) => Err(ended.error().map_or_else(
+                    || StoreError::Backend("transaction aborted".into()),
+                    |e| js_error(&e),
+                )),
+            }
+        });
+        ExistingKeys {
+            tx: tx.clone(),
+            _on_error: on_error,
+            outcome,
+        }
+    }
+}
+
+impl Drop for ExistingKeys {
+    fn drop(&mut self) {
+        self.tx.set_onerror(None);
+    }
+}
+
+/// Issues an `add` for every put of `ops` (see [`adds_only`]), in a
+/// transaction that [`ExistingKeys`] watches.
 fn issue_adds(tx: &IdbTransaction, ops: &[Op]) -> Result<(), StoreError> {
     let mut scope = Scope::new(tx);
     for op in ops {

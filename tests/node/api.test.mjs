@@ -235,6 +235,37 @@ test("calls made after a put on a wrong guess come after it, the get's plain rea
   store.close();
 });
 
+test("a put whose add, committed at once, failed without aborting its transaction still writes (fake-indexeddb)", async () => {
+  // A put of a record it guesses absent commits its add at once. By the
+  // spec's text a failed request then leaves its transaction to commit
+  // without it (Chromium aborts it; fake-indexeddb does what the text says
+  // when the error event is cancelled, as here): the add's own error, not
+  // how the transaction ended, must send the write again.
+  const store = await openIndexedDb(`quiet-${Date.now()}`);
+  const a = new Sweeper(store);
+  await a.put("k", "old");
+  const b = new Sweeper(store);
+  await b.put("b's own", 0);
+  const add = IDBObjectStore.prototype.add;
+  let cancelled = 0;
+  IDBObjectStore.prototype.add = function (...args) {
+    const request = add.apply(this, args);
+    request.addEventListener("error", (event) => {
+      cancelled++;
+      event.preventDefault();
+    });
+    return request;
+  };
+  try {
+    await b.put("k", "new");
+  } finally {
+    IDBObjectStore.prototype.add = add;
+  }
+  assert.equal(cancelled, 1, "the add met a's record");
+  assert.equal(await a.get("k"), "new");
+  store.close();
+});
+
 test("putMany over records another sweeper wrote counts their references exactly (fake-indexeddb)", async () => {
   const store = await openIndexedDb(`adds-${Date.now()}`);
   const a = new Sweeper(store);
