@@ -66,9 +66,14 @@ impl Gate {
     /// none is. A transaction begun right after (no `await` in between)
     /// keeps its call's place.
     pub(crate) async fn pass(&self) {
-        if self.tail.borrow().is_some() {
+        if self.busy() {
             drop(self.hold().await);
         }
+    }
+
+    /// Whether a call waits here, or holds the calls after it back.
+    fn busy(&self) -> bool {
+        self.tail.borrow().is_some()
     }
 
     /// [`Gate::pass`], holding every call after this one back until the
@@ -519,7 +524,9 @@ impl Store for IdbStore {
             return self.transact_dyn(Access::Write, tables, step).await;
         };
         if let [Op::Put(table, key, bytes)] = &ops[..] {
-            if adds_only(guess, &ops) {
+            // Behind other calls, a write is better queued in IndexedDB
+            // with theirs than held back until they are confirmed.
+            if adds_only(guess, &ops) && !self.gate.busy() {
                 return self.add_one(tables, *table, key, bytes, step).await;
             }
         }
