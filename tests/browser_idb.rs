@@ -590,8 +590,28 @@ async fn records_of_another_key_shape_neither_end_a_listing_nor_lose_a_blob() {
     assert_eq!(js_sys::Uint8Array::new(&foreign).to_vec(), vec![3]);
 }
 
+/// Starts `calls` at once, in order (none waits for another), and gives
+/// what each came to, as `{:?}` of its result.
+async fn at_once(
+    calls: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = String>>>>,
+) -> Vec<String> {
+    let promises = js_sys::Array::new();
+    for f in calls {
+        promises.push(&wasm_bindgen_futures::future_to_promise(async move {
+            Ok(JsValue::from_str(&f.await))
+        }));
+    }
+    let done = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::all(&promises))
+        .await
+        .unwrap();
+    js_sys::Array::from(&done)
+        .iter()
+        .map(|v| v.as_string().unwrap())
+        .collect()
+}
+
 /// A write committed early on a wrong guess (its add met a record another
-/// sweeper wrote, so its transaction aborted) goes again in a transaction of
+/// sweeper wrote, so nothing was written) goes again in a transaction of
 /// its own; the calls made after it, before it was confirmed, still come
 /// after it: a read sees it, a delete removes what it wrote.
 #[wasm_bindgen_test]
@@ -615,55 +635,79 @@ async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
             .unwrap();
     }
     // b registered the namespace, so its puts need no other write, and it
-    // never saw those two: each of its puts on them adds, meets a's record
-    // and goes again. The calls start in this order, none waiting for another.
+    // never saw those two: a put of one of them, made while no other call
+    // waits, commits its add at once, meets a's record and goes again.
     b.put(&id("b's own"), bytes(0), PutOptions::default(), 1)
         .await
         .unwrap();
-    let calls = js_sys::Array::new();
-    let start = |f: std::pin::Pin<Box<dyn std::future::Future<Output = String>>>| {
-        calls.push(&wasm_bindgen_futures::future_to_promise(async move {
-            Ok(JsValue::from_str(&f.await))
-        }));
-    };
-    let s = b.clone();
-    start(Box::pin(async move {
-        format!(
-            "{:?}",
-            s.put(&id("read"), bytes(1), PutOptions::default(), 2).await
-        )
-    }));
-    let s = b.clone();
-    start(Box::pin(async move {
-        format!("{:?}", s.get(&id("read"), 3).await)
-    }));
-    let s = b.clone();
-    start(Box::pin(async move {
-        format!(
-            "{:?}",
-            s.put(&id("gone"), bytes(1), PutOptions::default(), 2).await
-        )
-    }));
-    let s = b.clone();
-    start(Box::pin(async move {
-        format!("{:?}", s.delete(&id("gone")).await)
-    }));
-    let done = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::all(&calls))
-        .await
-        .unwrap();
-    let outcomes: Vec<String> = js_sys::Array::from(&done)
-        .iter()
-        .map(|v| v.as_string().unwrap())
-        .collect();
-    assert_eq!(
-        outcomes,
-        vec![
-            "Ok(())".to_string(),
-            format!("{:?}", Ok::<_, ()>(Some(bytes(1)))),
-            "Ok(())".to_string(),
-            "Ok(true)".to_string(),
-        ]
-    );
+    let (s, t) = (b.clone(), b.clone());
+    let read = at_once(vec![
+        Box::pin(async move {
+            let key = id("read");
+            let put = s.put(&key, bytes(1), PutOptions::default(), 2);
+            format!("{:?}", put.await)
+        }),
+        Box::pin(async move { format!("{:?}", t.get(&id("read"), 3).await) }),
+    ])
+    .await;
+    let some_1 = format!("{:?}", Ok::<_, ()>(Some(bytes(1))));
+    assert_eq!(read, ["Ok(())", some_1.as_str()]);
+    let (s, t, u) = (b.clone(), b.clone(), b.clone());
+    let gone = at_once(vec![
+        Box::pin(async move {
+            let key = id("gone");
+            let put = s.put(&key, bytes(1), PutOptions::default(), 2);
+            format!("{:?}", put.await)
+        }),
+        Box::pin(async move { format!("{:?}", t.delete(&id("gone")).await) }),
+        Box::pin(async move { format!("{:?}", u.get(&id("gone"), 3).await) }),
+    ])
+    .await;
+    assert_eq!(gone, ["Ok(())", "Ok(true)", "Ok(None)"]);
     assert_eq!(a.get(&id("read"), 4).await.unwrap(), Some(bytes(1)));
     assert_eq!(a.get(&id("gone"), 4).await.unwrap(), None);
+}
+
+/// A listing page that ends on a key of another shape is read as the next
+/// page of that listing only: a listing from the start does not take it.
+#[wasm_bindgen_test]
+async fn a_page_after_a_key_of_another_shape_serves_no_other_listing() {
+    let store = fresh("foreign-end").await;
+    let name = store.name();
+    let ops = (0..20)
+        .map(|i| {
+            Op::Put(
+                Table::Temps,
+                EntryId::new("", format!("k{i:02}")),
+                vec![i as u8],
+            )
+        })
+        .collect();
+    store.apply(ops).await.unwrap();
+    // Five keys of another shape after k04 and five after k09: the first
+    // listing of 10 reads k00-k04 and five of them, then k05-k09 and five
+    // more, and asks for the page after the last of those.
+    in_plain_idb(
+        &name,
+        "temps",
+        r#"
+        for (let i = 1; i <= 5; i++) {
+          store.put(new Uint8Array([i]), ["", "k04", i]);
+          store.put(new Uint8Array([i]), ["", "k09", i]);
+        }
+        "#,
+    )
+    .await;
+    let keys = |page: Vec<(EntryId, Vec<u8>)>| -> Vec<String> {
+        page.into_iter().map(|(k, _)| k.key).collect()
+    };
+    let first: Vec<String> = (0..10).map(|i| format!("k{i:02}")).collect();
+    assert_eq!(
+        keys(store.list(Table::Temps, None, 10).await.unwrap()),
+        first
+    );
+    assert_eq!(
+        keys(store.list(Table::Temps, None, 10).await.unwrap()),
+        first
+    );
 }

@@ -24,10 +24,11 @@ const DB_VERSION: u32 = 1;
 #[derive(Debug)]
 pub struct IdbStore {
     db: IdbDatabase,
-    /// The page after the one `list` last returned, requested before that
-    /// page was converted, so IndexedDB reads it while wasm decodes. Used
-    /// only by the very next call on this store, if that is the `list` call
-    /// asking for it; any other call drops it.
+    /// The page after the one `list` last read, requested before that page
+    /// was converted, so IndexedDB reads it while wasm decodes. Used only by
+    /// that `list` call, reading on past keys of another shape, or by the
+    /// very next call on this store if that is the `list` call asking for
+    /// it; any call that begins a transaction drops it.
     next_page: std::cell::RefCell<Option<PageRequest>>,
     /// Holds later calls back while a write committed early is unconfirmed.
     gate: Gate,
@@ -37,8 +38,9 @@ pub struct IdbStore {
 
 /// The order of this store's transactions is the order of the calls that
 /// make them: IndexedDB runs transactions over the same tables in the order
-/// they were created. A write of one `add` is committed without waiting for
-/// its success (`IdbStore::add_one`), and when the add meets a record after
+/// they were created. A write of one `add`, made while no call waits here,
+/// is committed without waiting for its success (`IdbStore::add_one`), and
+/// when the add meets a record after
 /// all, the write goes again in a transaction of its own that must still
 /// come before every later call's. So while such a write is unconfirmed, the
 /// calls after it wait here, in call order, before they begin their
@@ -54,11 +56,12 @@ pub(crate) struct Gate {
 }
 
 /// A place in a [`Gate`]'s queue: the calls after it wait until it drops.
-/// (This crate's futures run to their end: none is dropped while it waits.)
 pub(crate) struct Place<'a> {
     gate: &'a Gate,
     id: u64,
     release: Option<Function>,
+    /// The place before it, while this one still waits for it.
+    before: Option<Promise>,
 }
 
 impl Gate {
@@ -83,29 +86,37 @@ impl Gate {
         let mine = Promise::new(&mut |resolve: Function, _| release = Some(resolve));
         let id = self.places.get().wrapping_add(1);
         self.places.set(id);
-        let before = self.tail.replace(Some((id, mine)));
-        let place = Place {
+        let before = self.tail.replace(Some((id, mine))).map(|(_, p)| p);
+        let mut place = Place {
             gate: self,
             id,
             release,
+            before: before.clone(),
         };
-        if let Some((_, before)) = before {
+        if let Some(before) = before {
             // It only ever resolves.
             let _ = JsFuture::from(before).await;
         }
+        place.before = None;
         place
     }
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
+        // A place given up while it still waits (its future dropped) lets
+        // the calls after it go only when the one before it does: resolved
+        // with that promise, it follows it. It stays last meanwhile.
+        let Some(release) = &self.release else { return };
+        if let Some(before) = &self.before {
+            let _ = release.call1(&JsValue::UNDEFINED, before);
+            return;
+        }
         let last = matches!(&*self.gate.tail.borrow(), Some((id, _)) if *id == self.id);
         if last {
             self.gate.tail.replace(None);
         }
-        if let Some(release) = &self.release {
-            let _ = release.call0(&JsValue::UNDEFINED);
-        }
+        let _ = release.call0(&JsValue::UNDEFINED);
     }
 }
 
@@ -512,8 +523,8 @@ impl Store for IdbStore {
     /// must be one whose writes on the actual records overwrite whatever its
     /// writes on a wrong guess did (`write::put_step` is: see there). Writes
     /// of records guessed absent are `add`s instead, which need no reads: one
-    /// alone is committed at once (`add_one`), several are watched by
-    /// [`ExistingKeys`].
+    /// alone, with no call waiting at the gate, is committed at once
+    /// (`add_one`); others are watched by [`ExistingKeys`].
     async fn transact_guess(
         &self,
         tables: &[Table],
