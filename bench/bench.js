@@ -308,7 +308,8 @@ function plainCount(db, storeName = STORE) {
 // reach, so a target above it asks for another format, not faster code:
 // - put and get: plain requests on records as kvsweep stores them (its
 //   object stores, `[namespace, key]` keys, the bytes it writes for the same
-//   value), in a transaction over the object stores its put spans;
+//   value), in a transaction over the object stores its put spans, a put
+//   committed right behind its request as kvsweep's own is;
 // - runs: reading every record of that shape (a plan must: what is garbage
 //   depends on each entry's metadata), then deleting the garbage's records
 //   one request each (scattered garbage) or as one key range (adjacent).
@@ -342,11 +343,16 @@ async function kvsweepRecord(name, clock) {
   return record;
 }
 
-/** Floor put: one readwrite transaction per put of kvsweep's record. */
+/**
+ * Floor put: one readwrite transaction per put of kvsweep's record,
+ * committed right behind it (`commit()`, as kvsweep's own put of a new
+ * record is), not once the request's success has come back.
+ */
 async function floorPutEach(db, indexes, record) {
   for (const i of indexes) {
     const tx = db.transaction(PUT_SCOPE, "readwrite");
     tx.objectStore("meta").put(record, ["", mainKey(i)]);
+    tx.commit?.();
     await committed(tx);
   }
 }
