@@ -610,6 +610,46 @@ async fn at_once(
         .collect()
 }
 
+/// Counts, until `restore()`, the `commit()` calls on transactions and the
+/// `add`s whose request failed: a put that committed early on a wrong guess
+/// shows as one of each.
+fn watch_early_commits() -> JsValue {
+    js_sys::Function::new_no_args(
+        r#"
+        const add = IDBObjectStore.prototype.add;
+        const commit = IDBTransaction.prototype.commit;
+        const seen = { commits: 0, failedAdds: 0 };
+        IDBObjectStore.prototype.add = function (...args) {
+          const request = add.apply(this, args);
+          request.addEventListener("error", () => seen.failedAdds++);
+          return request;
+        };
+        IDBTransaction.prototype.commit = function () {
+          seen.commits++;
+          return commit.call(this);
+        };
+        seen.restore = () => {
+          IDBObjectStore.prototype.add = add;
+          IDBTransaction.prototype.commit = commit;
+          return [seen.commits, seen.failedAdds];
+        };
+        return seen;
+        "#,
+    )
+    .call0(&JsValue::NULL)
+    .unwrap()
+}
+
+/// Undoes [`watch_early_commits`]; `[commits, failed adds]` it counted.
+fn early_commits_seen(watch: &JsValue) -> Vec<f64> {
+    let restore = js_sys::Reflect::get(watch, &"restore".into()).unwrap();
+    let counts = js_sys::Function::from(restore).call0(watch).unwrap();
+    js_sys::Array::from(&counts)
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
 /// A write committed early on a wrong guess (its add met a record another
 /// sweeper wrote, so nothing was written) goes again in a transaction of
 /// its own; the calls made after it, before it was confirmed, still come
@@ -641,6 +681,7 @@ async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
         .await
         .unwrap();
     let (s, t) = (b.clone(), b.clone());
+    let watch = watch_early_commits();
     let read = at_once(vec![
         Box::pin(async move {
             let key = id("read");
@@ -652,7 +693,13 @@ async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
     .await;
     let some_1 = format!("{:?}", Ok::<_, ()>(Some(bytes(1))));
     assert_eq!(read, ["Ok(())", some_1.as_str()]);
+    assert_eq!(
+        early_commits_seen(&watch),
+        [1.0, 1.0],
+        "one early commit, one failed add"
+    );
     let (s, t, u) = (b.clone(), b.clone(), b.clone());
+    let watch = watch_early_commits();
     let gone = at_once(vec![
         Box::pin(async move {
             let key = id("gone");
@@ -664,6 +711,11 @@ async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
     ])
     .await;
     assert_eq!(gone, ["Ok(())", "Ok(true)", "Ok(None)"]);
+    assert_eq!(
+        early_commits_seen(&watch),
+        [1.0, 1.0],
+        "one early commit, one failed add"
+    );
     assert_eq!(a.get(&id("read"), 4).await.unwrap(), Some(bytes(1)));
     assert_eq!(a.get(&id("gone"), 4).await.unwrap(), None);
 }

@@ -795,7 +795,8 @@ impl JsSweeper {
     /// `get` does and, on an IndexedDB store, calls `read(database,
     /// recordKey, includeExpired)` from the module's own task queue, where
     /// every method begins its transaction, once the calls before it have
-    /// begun theirs (the store's gate): so `api.js`'s one plain request for
+    /// begun theirs and a put committed early before it is confirmed (the
+    /// store's gate): so `api.js`'s one plain request for
     /// the record keeps its place among the calls before and after it.
     /// Returns false on other stores (`get` then). It spares a read the
     /// glue of an async method: a promise, a future, a closure per request.

@@ -106,7 +106,8 @@ impl Drop for Place<'_> {
     fn drop(&mut self) {
         // A place given up while it still waits (its future dropped) lets
         // the calls after it go only when the one before it does: resolved
-        // with that promise, it follows it. It stays last meanwhile.
+        // with that promise, it follows it. It stays the gate's tail until a
+        // later call takes its place there (so one more call waits for it).
         let Some(release) = &self.release else { return };
         if let Some(before) = &self.before {
             let _ = release.call1(&JsValue::UNDEFINED, before);
@@ -125,7 +126,8 @@ impl Drop for Place<'_> {
 #[derive(Debug)]
 struct PageRequest {
     table: Table,
-    /// The key it starts after, when it is kvsweep's (`None`: from the start).
+    /// The key it starts after, when it is kvsweep's (`None`: from the
+    /// start, or after a key of another shape: see `after_foreign`).
     after: Option<EntryId>,
     /// It starts after a key of another shape: no call asks for it.
     after_foreign: bool,
@@ -1021,5 +1023,44 @@ impl<'a> Slice<'a> {
             .map_err(|e| self.tx.error().map_or(e, |cause| js_error(&cause)))?;
         self.started = js_sys::Date::now();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::rc::Rc;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    /// Lets the promise jobs queued so far, and those they queue, run.
+    async fn turns(n: usize) {
+        for _ in 0..n {
+            let _ = JsFuture::from(Promise::resolve(&JsValue::UNDEFINED)).await;
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_place_given_up_while_waiting_keeps_later_calls_behind_the_one_before_it() {
+        let gate = Rc::new(Gate::default());
+        let first = gate.hold().await;
+        // A second call queues behind it, and is given up while it waits.
+        let mut second = Box::pin(gate.hold());
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        drop(second);
+        // A third call still waits for the first.
+        let passed = Rc::new(Cell::new(false));
+        let (g, p) = (gate.clone(), passed.clone());
+        wasm_bindgen_futures::spawn_local(async move {
+            g.pass().await;
+            p.set(true);
+        });
+        turns(20).await;
+        assert!(!passed.get(), "the third call went before the first let it");
+        drop(first);
+        turns(20).await;
+        assert!(passed.get(), "the third call never went");
     }
 }

@@ -221,11 +221,31 @@ test("calls made after a put on a wrong guess come after it, the get's plain rea
   // come after it.
   const b = new Sweeper(store);
   await b.put("b's own", 0);
-  const [, read] = await Promise.all([b.put("read", "new"), b.get("read")]);
-  assert.equal(read, "new");
-  const [, deleted, again] = await Promise.all([b.put("gone", "new"), b.delete("gone"), b.get("gone")]);
-  assert.equal(deleted, true);
-  assert.equal(again, undefined);
+  // Each round is one early commit and one failed add: the path it names.
+  const commit = IDBTransaction.prototype.commit;
+  const add = IDBObjectStore.prototype.add;
+  const seen = { commits: 0, failedAdds: 0 };
+  IDBTransaction.prototype.commit = function () {
+    seen.commits++;
+    return commit.call(this);
+  };
+  IDBObjectStore.prototype.add = function (...args) {
+    const request = add.apply(this, args);
+    request.addEventListener("error", () => seen.failedAdds++);
+    return request;
+  };
+  try {
+    const [, read] = await Promise.all([b.put("read", "new"), b.get("read")]);
+    assert.equal(read, "new");
+    assert.deepEqual(seen, { commits: 1, failedAdds: 1 });
+    const [, deleted, again] = await Promise.all([b.put("gone", "new"), b.delete("gone"), b.get("gone")]);
+    assert.equal(deleted, true);
+    assert.equal(again, undefined);
+    assert.deepEqual(seen, { commits: 2, failedAdds: 2 });
+  } finally {
+    IDBTransaction.prototype.commit = commit;
+    IDBObjectStore.prototype.add = add;
+  }
   assert.equal(await a.get("read"), "new");
   assert.equal(await a.get("gone"), undefined);
   store.close();
