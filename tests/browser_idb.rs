@@ -70,19 +70,20 @@ async fn run_leaves_exactly_the_live_half_in_indexeddb() {
     }
 }
 
+/// `n` temp records, the i-th at `key(i)` holding the byte `i`.
+fn temps(n: usize, key: impl Fn(usize) -> String) -> Vec<Op> {
+    (0..n)
+        .map(|i| Op::Put(Table::Temps, EntryId::new("", key(i)), vec![i as u8]))
+        .collect()
+}
+
 #[wasm_bindgen_test]
 async fn list_pages_cover_every_record_once_in_order() {
     let store = fresh("pages").await;
-    let ops = (0..300)
-        .map(|i| {
-            Op::Put(
-                Table::Temps,
-                EntryId::new("", format!("t{i:03}")),
-                vec![i as u8],
-            )
-        })
-        .collect();
-    store.apply(ops).await.unwrap();
+    store
+        .apply(temps(300, |i| format!("t{i:03}")))
+        .await
+        .unwrap();
     let keys = all_keys(&store, Table::Temps).await;
     assert_eq!(keys.len(), 300);
     assert!(keys.windows(2).all(|w| w[0] < w[1]));
@@ -726,16 +727,10 @@ async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
 async fn a_page_after_a_key_of_another_shape_serves_no_other_listing() {
     let store = fresh("foreign-end").await;
     let name = store.name();
-    let ops = (0..20)
-        .map(|i| {
-            Op::Put(
-                Table::Temps,
-                EntryId::new("", format!("k{i:02}")),
-                vec![i as u8],
-            )
-        })
-        .collect();
-    store.apply(ops).await.unwrap();
+    store
+        .apply(temps(20, |i| format!("k{i:02}")))
+        .await
+        .unwrap();
     // Five keys of another shape after k04 and five after k09: the first
     // listing of 10 reads k00-k04 and five of them, then k05-k09 and five
     // more, and asks for the page after the last of those.
