@@ -360,19 +360,22 @@ async fn adjacent_garbage_goes_as_key_ranges_and_nothing_between_is_touched() {
     assert_eq!(all_keys(s.store(), Table::Values).await.len(), 0);
 }
 
+/// Two sweepers on one new database, as two tabs would have.
+async fn two_sweepers(name: &str) -> (Sweeper<IdbStore>, Sweeper<IdbStore>) {
+    let name = format!("{name}-{}", js_sys::Math::random());
+    let open = || async {
+        Sweeper::new(
+            IdbStore::open(&name).await.unwrap(),
+            Policy::default(),
+            Default::default(),
+        )
+    };
+    (open().await, open().await)
+}
+
 #[wasm_bindgen_test]
 async fn a_put_on_a_stale_guess_still_counts_exactly() {
-    let name = format!("guess-{}", js_sys::Math::random());
-    let one = Sweeper::new(
-        IdbStore::open(&name).await.unwrap(),
-        Policy::default(),
-        Default::default(),
-    );
-    let two = Sweeper::new(
-        IdbStore::open(&name).await.unwrap(),
-        Policy::default(),
-        Default::default(),
-    );
+    let (one, two) = two_sweepers("guess").await;
     let (k, t) = (EntryId::new("ns", "k"), EntryId::new("ns", "t"));
     one.put(&t, StoredValue::Bytes(vec![1]), PutOptions::default(), 1)
         .await
@@ -428,17 +431,7 @@ async fn a_put_on_a_stale_guess_still_counts_exactly() {
 
 #[wasm_bindgen_test]
 async fn writes_on_an_absent_guess_that_was_wrong_still_count_exactly() {
-    let name = format!("guess-{}", js_sys::Math::random());
-    let a = Sweeper::new(
-        IdbStore::open(&name).await.unwrap(),
-        Policy::default(),
-        Default::default(),
-    );
-    let b = Sweeper::new(
-        IdbStore::open(&name).await.unwrap(),
-        Policy::default(),
-        Default::default(),
-    );
+    let (a, b) = two_sweepers("guess").await;
     let id = |k: &str| EntryId::new("ns", k);
     let bytes = |b: u8| StoredValue::Bytes(vec![b; 8]);
     let refs = PutOptions {
@@ -657,17 +650,8 @@ fn early_commits_seen(watch: &JsValue) -> Vec<f64> {
 /// after it: a read sees it, a delete removes what it wrote.
 #[wasm_bindgen_test]
 async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
-    let name = format!("order-{}", js_sys::Math::random());
-    let a = Sweeper::new(
-        IdbStore::open(&name).await.unwrap(),
-        Policy::default(),
-        Default::default(),
-    );
-    let b = std::rc::Rc::new(Sweeper::new(
-        IdbStore::open(&name).await.unwrap(),
-        Policy::default(),
-        Default::default(),
-    ));
+    let (a, b) = two_sweepers("order").await;
+    let b = std::rc::Rc::new(b);
     let id = |k: &str| EntryId::new("ns", k);
     let bytes = |b: u8| StoredValue::Bytes(vec![b; 8]);
     for k in ["read", "gone"] {
