@@ -644,6 +644,23 @@ fn early_commits_seen(watch: &JsValue) -> Vec<f64> {
         .collect()
 }
 
+/// `s.put(key, [1; 8])` in namespace "ns", as a call for [`at_once`].
+fn put_call(
+    s: std::rc::Rc<Sweeper<IdbStore>>,
+    key: &'static str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = String>>> {
+    Box::pin(async move {
+        let id = EntryId::new("ns", key);
+        let put = s.put(
+            &id,
+            StoredValue::Bytes(vec![1; 8]),
+            PutOptions::default(),
+            2,
+        );
+        format!("{:?}", put.await)
+    })
+}
+
 /// A write committed early on a wrong guess (its add met a record another
 /// sweeper wrote, so nothing was written) goes again in a transaction of
 /// its own; the calls made after it, before it was confirmed, still come
@@ -665,14 +682,10 @@ async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
     b.put(&id("b's own"), bytes(0), PutOptions::default(), 1)
         .await
         .unwrap();
-    let (s, t) = (b.clone(), b.clone());
+    let t = b.clone();
     let watch = watch_early_commits();
     let read = at_once(vec![
-        Box::pin(async move {
-            let key = id("read");
-            let put = s.put(&key, bytes(1), PutOptions::default(), 2);
-            format!("{:?}", put.await)
-        }),
+        put_call(b.clone(), "read"),
         Box::pin(async move { format!("{:?}", t.get(&id("read"), 3).await) }),
     ])
     .await;
@@ -683,14 +696,10 @@ async fn calls_after_a_write_on_a_wrong_guess_keep_their_order() {
         [1.0, 1.0],
         "one early commit, one failed add"
     );
-    let (s, t, u) = (b.clone(), b.clone(), b.clone());
+    let (t, u) = (b.clone(), b.clone());
     let watch = watch_early_commits();
     let gone = at_once(vec![
-        Box::pin(async move {
-            let key = id("gone");
-            let put = s.put(&key, bytes(1), PutOptions::default(), 2);
-            format!("{:?}", put.await)
-        }),
+        put_call(b.clone(), "gone"),
         Box::pin(async move { format!("{:?}", t.delete(&id("gone")).await) }),
         Box::pin(async move { format!("{:?}", u.get(&id("gone"), 3).await) }),
     ])
