@@ -51,14 +51,14 @@ pub struct IdbStore {
 pub(crate) struct Gate {
     /// The last place taken in the queue, released when its holder lets
     /// the calls after it go.
-    tail: std::cell::RefCell<Option<(u64, Promise)>>,
-    places: std::cell::Cell<u64>,
+    tail: std::cell::RefCell<Option<Promise>>,
 }
 
 /// A place in a [`Gate`]'s queue: the calls after it wait until it drops.
 pub(crate) struct Place<'a> {
     gate: &'a Gate,
-    id: u64,
+    /// Resolved when it lets the calls after it go: what they wait for.
+    mine: Promise,
     release: Option<Function>,
     /// The place before it, while this one still waits for it.
     before: Option<Promise>,
@@ -84,12 +84,10 @@ impl Gate {
     async fn hold(&self) -> Place<'_> {
         let mut release = None;
         let mine = Promise::new(&mut |resolve: Function, _| release = Some(resolve));
-        let id = self.places.get().wrapping_add(1);
-        self.places.set(id);
-        let before = self.tail.replace(Some((id, mine))).map(|(_, p)| p);
+        let before = self.tail.replace(Some(mine.clone()));
         let mut place = Place {
             gate: self,
-            id,
+            mine,
             release,
             before: before.clone(),
         };
@@ -113,7 +111,8 @@ impl Drop for Place<'_> {
             let _ = release.call1(&JsValue::UNDEFINED, before);
             return;
         }
-        let last = matches!(&*self.gate.tail.borrow(), Some((id, _)) if *id == self.id);
+        let last =
+            matches!(&*self.gate.tail.borrow(), Some(p) if js_sys::Object::is(p, &self.mine));
         if last {
             self.gate.tail.replace(None);
         }
