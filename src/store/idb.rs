@@ -32,8 +32,6 @@ pub struct IdbStore {
     next_page: std::cell::RefCell<Option<PageRequest>>,
     /// Holds later calls back while a write committed early is unconfirmed.
     gate: Gate,
-    /// Pages requested so far, to tell a prefetched page from another.
-    pages: std::cell::Cell<u64>,
 }
 
 /// The order of this store's transactions is the order of the calls that
@@ -131,8 +129,6 @@ struct PageRequest {
     /// It starts after a key of another shape: no call asks for it.
     after_foreign: bool,
     limit: u32,
-    /// Which request it is, among this store's.
-    serial: u64,
     keys: IdbRequest,
     values: IdbRequest,
 }
@@ -332,7 +328,6 @@ impl IdbStore {
             db,
             next_page: std::cell::RefCell::new(None),
             gate: Gate::default(),
-            pages: std::cell::Cell::new(0),
         })
     }
 
@@ -378,14 +373,11 @@ impl IdbStore {
                 IdbKeyRange::lower_bound_with_open(lower, true).map_err(|e| js_error(&e))?;
             (range.into(), Some(key_from_js(lower)))
         };
-        let serial = self.pages.get().wrapping_add(1);
-        self.pages.set(serial);
         Ok(PageRequest {
             table,
             after_foreign: matches!(after, Some(None)),
             after: after.flatten(),
             limit,
-            serial,
             keys: store
                 .get_all_keys_with_key_and_limit(&range, limit)
                 .map_err(|e| js_error(&e))?,
@@ -427,7 +419,8 @@ impl Store for IdbStore {
             let mut next = None;
             if let Some(last) = &last {
                 let p = self.request_page(table, last, limit)?;
-                next = Some(p.serial);
+                // Its request tells it from a page another call stored.
+                next = Some(p.keys.clone());
                 *self.next_page.borrow_mut() = Some(p);
             }
             let values: Array = settle(&page.values).await?.unchecked_into();
@@ -456,7 +449,7 @@ impl Store for IdbStore {
                 .next_page
                 .borrow_mut()
                 .take()
-                .filter(|p| p.serial == next);
+                .filter(|p| js_sys::Object::is(&p.keys, &next));
             page = match asked {
                 Some(p) => p,
                 None => self.request_page(table, &last, limit)?,
