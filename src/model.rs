@@ -124,10 +124,14 @@ pub fn is_blob_id(id: &str) -> bool {
 /// The blob id of `bytes`: their SHA-256 in lower-case hex.
 pub fn blob_id(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest.iter() {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+    hex(&Sha256::digest(bytes))
+}
+
+/// `bytes` in lower-case hex: a blob id, given their SHA-256.
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
         out.push(HEX[(b >> 4) as usize] as char);
         out.push(HEX[(b & 15) as usize] as char);
     }

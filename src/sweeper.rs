@@ -807,13 +807,26 @@ impl<S: Store> Sweeper<S> {
     /// are stored once. Storing bytes again restarts the blob's grace period,
     /// so the caller can reference it safely for `orphanGraceMs`.
     pub async fn put_blob(&self, bytes: &[u8], now: Millis) -> Result<String, Error> {
+        self.put_blob_as(bytes, None, now).await
+    }
+
+    /// [`Sweeper::put_blob`] with the id already worked out, where `id` is
+    /// given: it must be the SHA-256 of `bytes` in lower-case hex (the JS
+    /// binding has the host's Web Crypto work it out, off the main thread).
+    pub(crate) async fn put_blob_as(
+        &self,
+        bytes: &[u8],
+        id: Option<String>,
+        now: Millis,
+    ) -> Result<String, Error> {
         if bytes.len() > self.config.max_value_bytes {
             return Err(Error::ValueTooLarge {
                 size: bytes.len(),
                 limit: self.config.max_value_bytes,
             });
         }
-        let id = blob_id(bytes);
+        let id = id.unwrap_or_else(|| blob_id(bytes));
+        debug_assert!(is_blob_id(&id));
         let atomic = self.store.atomic();
         write::run(
             &self.store,

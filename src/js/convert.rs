@@ -18,9 +18,10 @@ pub fn thrown(e: &JsValue) -> String {
     }
 }
 
-/// The bytes `putBlob` was given: now, or once a `Blob` is read.
+/// The bytes `putBlob` was given: now (a copy, and the view of the caller's
+/// memory it was copied from), or once a `Blob` is read.
 pub enum BlobBytes {
-    Now(Vec<u8>),
+    Now(Vec<u8>, Uint8Array),
     Later(js_sys::Promise),
 }
 
@@ -28,22 +29,22 @@ pub enum BlobBytes {
 pub fn blob_bytes(v: &JsValue) -> Result<BlobBytes, String> {
     // A Proxy of a buffer is refused below, as what it is not.
     let real = real_bytes(v).is_ok();
+    let now = |view: Uint8Array| Ok(BlobBytes::Now(view.to_vec(), view));
     if let Some(bytes) = v.dyn_ref::<Uint8Array>().filter(|_| real) {
-        return Ok(BlobBytes::Now(bytes.to_vec()));
+        return now(bytes.clone());
     }
     if let Some(buf) = v.dyn_ref::<ArrayBuffer>().filter(|_| real) {
-        return Ok(BlobBytes::Now(Uint8Array::new(buf).to_vec()));
+        return now(Uint8Array::new(buf));
     }
     if ArrayBuffer::is_view(v) {
         let get = |f: &str| Reflect::get(v, &f.into()).unwrap_or(JsValue::UNDEFINED);
         if let Some(buf) = get("buffer").dyn_ref::<ArrayBuffer>() {
             let (offset, len) = (get("byteOffset").as_f64(), get("byteLength").as_f64());
-            let view = Uint8Array::new_with_byte_offset_and_length(
+            return now(Uint8Array::new_with_byte_offset_and_length(
                 buf,
                 offset.unwrap_or(0.0) as u32,
                 len.unwrap_or(0.0) as u32,
-            );
-            return Ok(BlobBytes::Now(view.to_vec()));
+            ));
         }
     }
     // A Blob (or File) is read with its own `arrayBuffer()`.

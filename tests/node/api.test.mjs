@@ -388,6 +388,66 @@ test("putBlob takes a Uint8Array, an ArrayBuffer, any typed array or a Blob, all
   await assert.rejects(s.putBlob("text"), /putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got "text"/);
 });
 
+test("putBlob's id is the SHA-256 of the bytes it was given, hashed by Web Crypto or by the module", async () => {
+  const { createHash } = await import("node:crypto");
+  const sha = (b) => createHash("sha256").update(b).digest("hex");
+  const sized = (n, seed) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
+  // Count the digests Web Crypto makes, so the test knows which path hashed.
+  const subtle = globalThis.crypto.subtle;
+  const digest = subtle.digest;
+  let digests = 0;
+  subtle.digest = function (...args) {
+    digests++;
+    return digest.apply(this, args);
+  };
+  try {
+    const s = new Sweeper(memoryStore());
+    // Below 16 KiB the module hashes; from it up, Web Crypto does.
+    for (const [n, web] of [[0, 0], [16 * 1024 - 1, 0], [16 * 1024, 1], [1 << 20, 1]]) {
+      const bytes = sized(n, n & 7);
+      const before = digests;
+      assert.equal(await s.putBlob(bytes), sha(bytes), `${n} bytes`);
+      assert.equal(digests - before, web, `${n} bytes: Web Crypto digests`);
+      assert.deepEqual(await s.getBlob(sha(bytes)), bytes);
+    }
+    const big = sized(100_000, 3);
+    // A view at an offset, a Blob, and shared memory (which Web Crypto may refuse).
+    const framed = new Uint8Array(big.length + 10);
+    framed.set(big, 7);
+    assert.equal(await s.putBlob(new DataView(framed.buffer, 7, big.length)), sha(big));
+    assert.equal(await s.putBlob(new Blob([big])), sha(big));
+    const shared = new Uint8Array(new SharedArrayBuffer(big.length));
+    shared.set(big);
+    assert.equal(await s.putBlob(shared), sha(big));
+    // Bytes changed by the caller right after the call: what was given is stored, under its id.
+    const changing = sized(50_000, 5);
+    const given = changing.slice();
+    const put = s.putBlob(changing);
+    changing.fill(0);
+    assert.equal(await put, sha(given));
+    assert.deepEqual(await s.getBlob(sha(given)), given);
+    // Web Crypto's answer is the id (a stand-in's here, to show it is used).
+    const stand = sized(20_000, 2);
+    subtle.digest = (algorithm) => digest.call(subtle, algorithm, new Uint8Array([1, 2, 3]));
+    assert.equal(await s.putBlob(stand), sha(new Uint8Array([1, 2, 3])));
+    // A Web Crypto that fails: the module hashes instead.
+    subtle.digest = () => Promise.reject(new Error("no"));
+    const other = sized(40_000, 9);
+    assert.equal(await s.putBlob(other), sha(other));
+  } finally {
+    subtle.digest = digest;
+  }
+  // No Web Crypto at all (a page that is not a secure context).
+  const crypto = Object.getOwnPropertyDescriptor(globalThis, "crypto");
+  Object.defineProperty(globalThis, "crypto", { value: undefined, configurable: true });
+  try {
+    const bytes = sized(70_000, 1);
+    assert.equal(await new Sweeper(memoryStore()).putBlob(bytes), sha(bytes));
+  } finally {
+    Object.defineProperty(globalThis, "crypto", crypto);
+  }
+});
+
 /** A memory store with `n` entries that expired at T0 + 1, and a clock past that. */
 async function expiredStore(n) {
   const clock = manualClock();
