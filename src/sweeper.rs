@@ -121,6 +121,9 @@ impl Lease {
 /// How many entry records a sweeper keeps as guesses for its next writes.
 const SEEN_RECORDS: usize = 1024;
 
+/// Blobs up to this size are guessed new by `put_blob` (see there).
+const BLOB_GUESS_MAX: usize = 256 * 1024;
+
 /// Records of a listing page decoded between two of the host's pauses.
 const DECODE_CHUNK: usize = 250;
 
@@ -828,14 +831,24 @@ impl<S: Store> Sweeper<S> {
         let id = id.unwrap_or_else(|| blob_id(bytes));
         debug_assert!(is_blob_id(&id));
         let atomic = self.store.atomic();
-        write::run(
-            &self.store,
-            &[Table::Blobs, Table::BlobMeta, Table::Temps],
-            || format!("putBlob of {id}"),
-            |reads| write::put_blob_step(reads, &id, bytes, now, atomic),
-        )
-        .await?;
-        Ok(id)
+        let tables = [Table::Blobs, Table::BlobMeta, Table::Temps];
+        let step =
+            |reads: &crate::store::Reads| write::put_blob_step(reads, &id, bytes, now, atomic);
+        // A small blob is guessed new: a store may then write it without
+        // reading first, and a wrong guess costs one small write more.
+        let outcome = if bytes.len() <= BLOB_GUESS_MAX {
+            let mut guess = crate::store::Reads::default();
+            guess.insert(Table::BlobMeta, id_key(&id), None);
+            self.store.transact_with_guess(&tables, &guess, step).await
+        } else {
+            self.store.transact(Access::Write, &tables, step).await
+        };
+        match outcome {
+            Err(Error::Store(crate::store::StoreError::Busy(_))) => {
+                Err(Error::Busy(format!("putBlob of {id}")))
+            }
+            other => other.map(|()| id),
+        }
     }
 
     /// The blob's bytes, or `None` if the store does not hold it.

@@ -37,7 +37,8 @@ use wasm_bindgen_futures::JsFuture;
 use crate::error::Error;
 use crate::model::{EntryId, Millis};
 use crate::store::{
-    optimistic, stamp, Access, Capabilities, DynStep, Op, Record, Store, StoreError, Table,
+    optimistic, stamp, Access, Capabilities, DynStep, Op, Reads, Record, Step, Store, StoreError,
+    Table,
 };
 
 /// The letter of each table in backend keys.
@@ -446,6 +447,34 @@ impl Store for JsKvStore {
         self.apply_with(ops, false).await
     }
 
+    /// A write on a guess of records absent, where the backend checks
+    /// (compare-and-set): the step's writes go at once, under checks that
+    /// those records are still absent, one backend call and no read. A
+    /// guess found wrong wrote nothing, and the write goes again the usual
+    /// way, reading first. A guess of a record present would need the token
+    /// of its version, which only a read gives: that goes the usual way.
+    async fn transact_guess(
+        &self,
+        tables: &[Table],
+        guess: &Reads,
+        step: &mut DynStep<'_>,
+    ) -> Result<(), Error> {
+        let keys = guess.keys();
+        let absent = !keys.is_empty() && keys.iter().all(|(t, k)| guess.get(*t, k) == Some(None));
+        if self.caps.compare_and_set && absent {
+            // A step that fails on the guess may not on the records as they are.
+            if let Ok(Step::Write(ops, ())) = step(guess) {
+                let mut all = guess.expects();
+                all.extend(ops);
+                match self.apply_with(all, false).await {
+                    Err(StoreError::Conflict(_)) => {}
+                    other => return other.map_err(Error::from),
+                }
+            }
+        }
+        self.transact_dyn(Access::Write, tables, step).await
+    }
+
     /// A read-check-write where the driver can hold its backend's turn
     /// (`lock`: a Durable Object, a Map, unstorage, keyv, generic objects):
     /// held from the first read to the write, so that kvsweep's writers in
@@ -564,10 +593,12 @@ impl JsKvStore {
                 }
             }
         }
+        // A check of absence needs no token: the driver's is `null`.
         let stale: Vec<String> = checks
             .iter()
             .filter(|(name, expected)| {
-                !matches!(self.tokens.borrow().get(name), Some((s, _)) if s == expected)
+                expected.is_some()
+                    && !matches!(self.tokens.borrow().get(name), Some((s, _)) if s == expected)
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -607,6 +638,9 @@ impl JsKvStore {
         for (name, expected) in &checks {
             let tokens = self.tokens.borrow();
             match tokens.get(name) {
+                _ if expected.is_none() => {
+                    checks_js.push(&Array::of2(&JsValue::from_str(name), &JsValue::NULL));
+                }
                 Some((s, token)) if s == expected => {
                     checks_js.push(&Array::of2(&JsValue::from_str(name), token));
                 }

@@ -445,7 +445,7 @@ impl Reads {
     }
 
     /// Preconditions that every record read is still as read.
-    fn expects(&self) -> Vec<Op> {
+    pub fn expects(&self) -> Vec<Op> {
         self.records
             .iter()
             .map(|((t, k), v)| Op::Expect(*t, k.clone(), v.as_deref().map(stamp)))

@@ -314,3 +314,48 @@ test("a generic store keeps values as text, so a store that keeps only JSON give
   assert.deepEqual([...(await s.getBlob(id))], [9, 8, 7]);
   assert.deepEqual([...(await s.get("k")).get(1)], [1, 2]);
 });
+
+test("on a compare-and-set store, a new entry or blob is written without a read first; over one that is there, the write reads and keeps its counts", async () => {
+  /** A Map that counts its reads. */
+  class Counted extends Map {
+    reads = 0;
+    get(k) {
+      this.reads++;
+      return super.get(k);
+    }
+  }
+  const map = new Counted();
+  const clock = () => clock.now;
+  clock.now = 1_000_000;
+  const a = new Sweeper(kvStore(map), { clock, policy: { orphanGraceMs: 0 } });
+  await a.put("first", 1); // registers the namespace
+  const reads = async (fn) => {
+    const before = map.reads;
+    await fn();
+    return map.reads - before;
+  };
+  // One read: the check, in the write itself. Reading first would make two.
+  assert.equal(await reads(() => a.put("doc", "v1")), 1, "a put of a new entry");
+  const bytes = new Uint8Array([1, 2, 3]);
+  let blob;
+  assert.equal(await reads(async () => (blob = await a.putBlob(bytes))), 1, "a putBlob of a new blob");
+
+  // Another Sweeper has not seen them: it guesses them new, and is wrong.
+  await a.put("att", "x");
+  await a.put("note", "n", { refs: ["att"], blobs: [blob] });
+  clock.now += 5_000;
+  const b = new Sweeper(kvStore(map), { clock, policy: { orphanGraceMs: 0 } });
+  await b.put("att", "y");
+  assert.equal(await b.get("att"), "y");
+  // The reference from "note" still counts, as does the blob's.
+  await assert.rejects(b.delete("att"), /referenced by 1 other entry/);
+  assert.equal(await b.putBlob(bytes), blob);
+  let report = await b.run({ mode: "full" });
+  assert.equal(report.deleted.orphanBlob?.count ?? 0, 0, "the blob is referenced");
+  assert.deepEqual(await b.getBlob(blob), bytes);
+  await b.delete("note");
+  report = await b.run({ mode: "full" });
+  assert.equal(report.deleted.orphanBlob.count, 1, "its last reference gone, the blob goes");
+  assert.equal(await b.getBlob(blob), undefined);
+  assert.equal(await b.delete("att"), true);
+});
