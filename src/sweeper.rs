@@ -124,6 +124,35 @@ const SEEN_RECORDS: usize = 1024;
 /// Blobs up to this size are guessed new by `put_blob` (see there).
 const BLOB_GUESS_MAX: usize = 256 * 1024;
 
+/// Whether to guess that a record this sweeper has not seen is absent, by
+/// what writes of such records found lately. A right guess lets a store
+/// write without reading first, a round trip saved; a wrong one costs a
+/// round trip more. So the guess is made while records have more often been
+/// absent than present, within the last [`AbsentGuess::BOUND`] or so: a
+/// burst of overwrites turns it off, and writes of new records (which are
+/// still counted when not guessed) turn it on again.
+#[derive(Debug, Default)]
+struct AbsentGuess(Cell<i8>);
+
+impl AbsentGuess {
+    const BOUND: i8 = 4;
+
+    /// Whether to guess the next unseen record absent.
+    fn guess(&self) -> bool {
+        self.0.get() >= 0
+    }
+
+    /// What a write of an unseen record found.
+    fn found(&self, present: bool) {
+        let s = self.0.get();
+        self.0.set(if present {
+            (s - 1).max(-Self::BOUND)
+        } else {
+            (s + 1).min(Self::BOUND)
+        });
+    }
+}
+
 /// Records of a listing page decoded between two of the host's pauses.
 const DECODE_CHUNK: usize = 250;
 
@@ -175,6 +204,9 @@ pub struct Sweeper<S: Store> {
     touches: RefCell<Vec<(EntryId, Millis)>>,
     /// The length of `touches` at which reads merge it.
     touch_merge_at: Cell<usize>,
+    /// Whether entries and blobs not seen are guessed absent.
+    absent_entries: AbsentGuess,
+    absent_blobs: AbsentGuess,
 }
 
 /// Deferred refreshes are merged once this many are pending, at the least.
@@ -194,6 +226,8 @@ impl<S: Store> Sweeper<S> {
             writes: Cell::new(0),
             touches: RefCell::new(Vec::new()),
             touch_merge_at: Cell::new(TOUCH_MERGE_MIN),
+            absent_entries: AbsentGuess::default(),
+            absent_blobs: AbsentGuess::default(),
             seen: RefCell::new(crate::vecmap::VecMap::new()),
         }
     }
@@ -232,13 +266,24 @@ impl<S: Store> Sweeper<S> {
         // on that guess and keep the write only if it was right.
         // Unseen records are guessed absent only for small values: a wrong
         // guess then costs one small write more.
+        // Unseen records are guessed absent while such guesses pay (see
+        // `AbsentGuess`).
         let mut guess = crate::store::Reads::default();
         let last_seen = self.seen.borrow_mut().remove(id);
-        if last_seen.is_some() || w.value.len() <= codec::INLINE_MAX {
+        let unseen = last_seen.is_none();
+        if !unseen || (w.value.len() <= codec::INLINE_MAX && self.absent_entries.guess()) {
             guess.insert(Table::Meta, id.clone(), last_seen.flatten());
         }
         let tables = entry_tables(atomic, register);
-        let step = |reads: &crate::store::Reads| write::put_step(reads, &w, now, atomic, register);
+        // Whether the record was there, as read (not as guessed).
+        let present = Cell::new(false);
+        let step = |reads: &crate::store::Reads| {
+            if !core::ptr::eq(reads, &guess) && matches!(reads.get(Table::Meta, id), Some(Some(_)))
+            {
+                present.set(true);
+            }
+            write::put_step(reads, &w, now, atomic, register)
+        };
         let record = if guess.keys().is_empty() {
             self.store.transact(Access::Write, &tables, step).await
         } else {
@@ -250,6 +295,9 @@ impl<S: Store> Sweeper<S> {
             }
             other => other?,
         };
+        if unseen {
+            self.absent_entries.found(present.get());
+        }
         self.remember(id, Some(record));
         if register {
             self.registered.borrow_mut().insert(id.namespace.clone());
@@ -303,7 +351,7 @@ impl<S: Store> Sweeper<S> {
         // write without reading first. Only when every write is one such
         // entry's record: a guess that touches counts is not worth its risk.
         let mut guess = crate::store::Reads::default();
-        {
+        if self.absent_entries.guess() {
             let seen = self.seen.borrow();
             for w in &writes {
                 if w.value.len() <= codec::INLINE_MAX && seen.get(&w.id).is_none_or(Option::is_none)
@@ -325,11 +373,26 @@ impl<S: Store> Sweeper<S> {
             }
             _ => false,
         };
+        // Whether some record not seen was there, as read (not as guessed).
+        let unseen: Vec<&EntryId> = {
+            let seen = self.seen.borrow();
+            writes
+                .iter()
+                .map(|w| &w.id)
+                .filter(|id| seen.get(id).is_none())
+                .collect()
+        };
+        let present = Cell::new(false);
         let step = |reads: &crate::store::Reads| {
             if core::ptr::eq(reads, &guess) {
                 if let Some(known) = on_guess.borrow_mut().take() {
                     return known;
                 }
+            } else if unseen
+                .iter()
+                .any(|id| matches!(reads.get(Table::Meta, id), Some(Some(_))))
+            {
+                present.set(true);
             }
             step(reads)
         };
@@ -343,6 +406,9 @@ impl<S: Store> Sweeper<S> {
                 return Err(Error::Busy(format!("putMany of {} entries", writes.len())))
             }
             other => other?,
+        }
+        if !unseen.is_empty() {
+            self.absent_entries.found(present.get());
         }
         for (id, record) in written.into_inner() {
             self.remember(&id, Some(record));
@@ -832,23 +898,37 @@ impl<S: Store> Sweeper<S> {
         debug_assert!(is_blob_id(&id));
         let atomic = self.store.atomic();
         let tables = [Table::Blobs, Table::BlobMeta, Table::Temps];
-        let step =
-            |reads: &crate::store::Reads| write::put_blob_step(reads, &id, bytes, now, atomic);
-        // A small blob is guessed new: a store may then write it without
-        // reading first, and a wrong guess costs one small write more.
-        let outcome = if bytes.len() <= BLOB_GUESS_MAX {
-            let mut guess = crate::store::Reads::default();
-            guess.insert(Table::BlobMeta, id_key(&id), None);
-            self.store.transact_with_guess(&tables, &guess, step).await
-        } else {
+        let key = id_key(&id);
+        // A small blob is guessed new while such guesses pay (see
+        // `AbsentGuess`): a store may then write it without reading first,
+        // and a wrong guess costs one small write more.
+        let mut guess = crate::store::Reads::default();
+        if bytes.len() <= BLOB_GUESS_MAX && self.absent_blobs.guess() {
+            guess.insert(Table::BlobMeta, key.clone(), None);
+        }
+        // Whether the blob was there, as read (not as guessed).
+        let present = Cell::new(false);
+        let step = |reads: &crate::store::Reads| {
+            if !core::ptr::eq(reads, &guess)
+                && matches!(reads.get(Table::BlobMeta, &key), Some(Some(_)))
+            {
+                present.set(true);
+            }
+            write::put_blob_step(reads, &id, bytes, now, atomic)
+        };
+        let outcome = if guess.keys().is_empty() {
             self.store.transact(Access::Write, &tables, step).await
+        } else {
+            self.store.transact_with_guess(&tables, &guess, step).await
         };
         match outcome {
             Err(Error::Store(crate::store::StoreError::Busy(_))) => {
-                Err(Error::Busy(format!("putBlob of {id}")))
+                return Err(Error::Busy(format!("putBlob of {id}")))
             }
-            other => other.map(|()| id),
+            other => other?,
         }
+        self.absent_blobs.found(present.get());
+        Ok(id)
     }
 
     /// The blob's bytes, or `None` if the store does not hold it.
@@ -1228,5 +1308,30 @@ impl<H: RunHost> RunHost for Tracked<'_, H> {
             p.phase = "idle";
         }
         flow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AbsentGuess;
+
+    #[test]
+    fn absent_guesses_stop_after_overwrites_and_resume_after_new_records() {
+        let g = AbsentGuess::default();
+        assert!(g.guess(), "a new sweeper guesses");
+        g.found(true);
+        assert!(!g.guess(), "one record found there: no guess");
+        g.found(false);
+        assert!(g.guess());
+        for _ in 0..20 {
+            g.found(true);
+        }
+        // Bounded: as many new records as the bound bring the guess back.
+        for _ in 0..AbsentGuess::BOUND - 1 {
+            g.found(false);
+        }
+        assert!(!g.guess());
+        g.found(false);
+        assert!(g.guess());
     }
 }

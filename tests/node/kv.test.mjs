@@ -359,3 +359,35 @@ test("on a compare-and-set store, a new entry or blob is written without a read 
   assert.equal(await b.getBlob(blob), undefined);
   assert.equal(await b.delete("att"), true);
 });
+
+test("a Sweeper stops guessing unseen records absent while they turn out to be there, and starts again when they are not", async () => {
+  class Counted extends Map {
+    reads = 0;
+    get(k) {
+      this.reads++;
+      return super.get(k);
+    }
+  }
+  const map = new Counted();
+  const a = new Sweeper(kvStore(map));
+  for (let i = 0; i < 20; i++) await a.put(`k${i}`, i);
+  const b = new Sweeper(kvStore(map));
+  await b.put("b", 0);
+  const reads = async (fn) => {
+    const before = map.reads;
+    await fn();
+    return map.reads - before;
+  };
+  // Reading first costs two reads (the read, the check); a right guess one,
+  // a wrong one three. Guessing on would make 60.
+  const over = await reads(async () => {
+    for (let i = 0; i < 20; i++) await b.put(`k${i}`, -i);
+  });
+  assert.ok(over <= 44, `20 overwrites made ${over} reads`);
+  for (let i = 0; i < 20; i++) assert.equal(await b.get(`k${i}`), -i);
+  // Guessing off for good would make 40.
+  const fresh = await reads(async () => {
+    for (let i = 0; i < 20; i++) await b.put(`n${i}`, i);
+  });
+  assert.ok(fresh <= 26, `20 new entries made ${fresh} reads`);
+});
