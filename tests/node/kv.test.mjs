@@ -391,3 +391,26 @@ test("a Sweeper stops guessing unseen records absent while they turn out to be t
   });
   assert.ok(fresh <= 26, `20 new entries made ${fresh} reads`);
 });
+
+test("puts racing to one new key from two Sweepers, each guessing it absent, all succeed on a Map and on unstorage, and the last to commit wins", async () => {
+  for (const backend of [new Map(), createStorage()]) {
+    const store = kvStore(backend);
+    const a = new Sweeper(store);
+    const b = new Sweeper(store);
+    await a.put("target", "t");
+    await b.put("b", 0);
+    const puts = Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).put("same", i, { refs: i % 4 === 0 ? ["target"] : [] }));
+    const outcomes = await Promise.allSettled(puts);
+    assert.deepEqual(outcomes.filter((o) => o.status === "rejected").map((o) => String(o.reason)), []);
+    const last = await a.get("same");
+    assert.ok(Number.isInteger(last) && last >= 0 && last < 40);
+    // The reference is counted exactly once, or not at all, as the winner says.
+    const refs = last % 4 === 0;
+    if (refs) await assert.rejects(a.delete("target"), /referenced by 1 other entry/);
+    // Nothing left over for a run to clean.
+    const plan = await a.plan({ mode: "full" });
+    assert.deepEqual(plan.actions, []);
+    if (refs) await a.delete("same");
+    assert.equal(await a.delete("target"), true);
+  }
+});
