@@ -396,7 +396,7 @@ function denoKvDriver(kv, prefix) {
     }),
     async value(name, v) {
       if (!isHead(v)) return bytesOf(v);
-      const keys = Array.from({ length: v.chunks }, (_, i) => [CHUNK, name, v.gen ?? 0, i]);
+      const keys = d.chunkKeys(name, v);
       const parts = [];
       for (let i = 0; i < keys.length; i += 10) {
         spend(d);
@@ -407,13 +407,17 @@ function denoKvDriver(kv, prefix) {
       }
       return join(parts, v.size);
     },
+    /** The chunks of a split record's head, as their keys. */
+    chunkKeys(name, v) {
+      return isHead(v) ? Array.from({ length: v.chunks }, (_, i) => [CHUNK, name, v.gen ?? 0, i]) : [];
+    },
     /** The chunks each of `names` holds now, as their keys. */
     async heads(names) {
       const out = new Map();
       for (let i = 0; i < names.length; i += 10) {
         spend(d);
         for (const e of await kv.getMany(names.slice(i, i + 10).map((n) => [n]))) {
-          if (isHead(e.value)) out.set(e.key[0], Array.from({ length: e.value.chunks }, (_, j) => [CHUNK, e.key[0], e.value.gen ?? 0, j]));
+          if (isHead(e.value)) out.set(e.key[0], d.chunkKeys(e.key[0], e.value));
         }
       }
       return out;
@@ -423,9 +427,22 @@ function denoKvDriver(kv, prefix) {
       for (let i = 0; i < names.length; i += 10) {
         spend(d);
         const got = await kv.getMany(names.slice(i, i + 10).map((n) => [n]));
-        for (const e of got) out.push([listed(await d.value(e.key[0], e.value)), e.versionstamp]);
+        for (const e of got) {
+          out.push([listed(await d.value(e.key[0], e.value)), e.versionstamp]);
+          if (e.versionstamp !== null) d.read(e.key[0], e.versionstamp, d.chunkKeys(e.key[0], e.value));
+        }
       }
       return out;
+    },
+    /**
+     * The chunks of records as read, by name, with the versionstamp read: a
+     * write checked at that versionstamp finds the record as read, and
+     * `apply` does not read its chunks again. A bounded few.
+     */
+    seen: new Map(),
+    read(name, versionstamp, chunks) {
+      if (d.seen.size >= 4096) d.seen.clear();
+      d.seen.set(name, [versionstamp, chunks]);
     },
     async list(tablePrefix, startAfter, _cursor, limit) {
       spend(d);
@@ -444,8 +461,16 @@ function denoKvDriver(kv, prefix) {
     async apply(checks, writes) {
       const now = Date.now();
       // Old chunks of every record written go with it (a put over a split
-      // record, or a delete of one).
-      const heads = await d.heads(writes.map(([n]) => n));
+      // record, or a delete of one). Where the commit checks the record, it
+      // is as checked: none if absent, else as read at that versionstamp.
+      const known = new Map();
+      for (const [name, versionstamp] of checks) {
+        const seen = d.seen.get(name);
+        if (versionstamp === null) known.set(name, []);
+        else if (seen?.[0] === versionstamp) known.set(name, seen[1]);
+      }
+      const heads = await d.heads(writes.map(([n]) => n).filter((n) => !known.has(n)));
+      for (const [name, chunks] of known) heads.set(name, chunks);
       const atomic = kv.atomic();
       for (const [name, versionstamp] of checks) atomic.check({ key: [name], versionstamp });
       let mutations = 0;
@@ -576,7 +601,11 @@ function durableObjectDriver(storage, prefix) {
         for (const [name, token] of checks) {
           if (!equal((await d.value(name, now.get(name))) ?? null, token)) return false;
         }
-        const heads = await d.many(writes.map(([n]) => n));
+        // What the checks read is as it is now (the queue holds this
+        // object's kvsweep writes): only records written unchecked are read.
+        const checked = new Set(checks.map(([n]) => n));
+        const more = await d.many(writes.map(([n]) => n).filter((n) => !checked.has(n)));
+        const heads = { get: (n) => (checked.has(n) ? now : more).get(n) };
         // In batch order: each write as puts and deletes of 128 keys a call at most.
         const calls = [];
         let puts = {};

@@ -90,6 +90,42 @@ await scenario("file", `${dir}/scenario.sqlite`);
   console.log(JSON.stringify({ ok: "lease", blocked: seen.length }));
 }
 
+// What a write costs in Deno KV calls: a put of a new entry is one commit;
+// a run's batch reads its entries (a getMany per ten) and commits once, and
+// does not read them again for their chunks.
+{
+  const kv = await Deno.openKv(":memory:");
+  // Every call the store makes: reads, commits, listings.
+  let made = 0;
+  for (const m of ["get", "getMany", "list", "atomic"]) {
+    const f = kv[m].bind(kv);
+    kv[m] = (...args) => (made++, f(...args));
+  }
+  const store = pkg.kvStore(kv);
+  const sweeper = new pkg.Sweeper(store, { batchSize: 50 });
+  await sweeper.put("first", 0);
+  const calls = async (fn) => {
+    const before = made;
+    await fn();
+    return made - before;
+  };
+  const put = await calls(async () => {
+    for (let i = 0; i < 100; i++) await sweeper.put(`c${i}`, i, { ttlMs: 1 });
+  });
+  assert.equal(put, 100, "one commit per put of a new entry");
+  await new Promise((r) => setTimeout(r, 5));
+  const listing = await calls(() => sweeper.plan());
+  let report;
+  const run = await calls(async () => (report = await sweeper.run()));
+  assert.equal(report.deleted.expired.count, 100);
+  // The run: its listing, two batches of (5 getMany + 1 commit), and 7 for
+  // its lease (taken, given back), cursor and history. Reading each batch's
+  // entries again for their chunks would make 10 more.
+  assert.ok(run <= listing + 2 * 6 + 7, `the run made ${run} calls, its listing ${listing}`);
+  kv.close();
+  console.log(JSON.stringify({ ok: "calls", put, run, listing }));
+}
+
 // The Deno.cron pattern (README): a cleanup every 10 minutes, each run
 // limited to a few seconds. The schedule is registered as a server would
 // register it; its handler is called here rather than waiting for the minute.
