@@ -180,7 +180,9 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
           const names = checks.map(([n]) => n);
           if (onlyDeletes) names.push(...writes.map(([n]) => n));
           const [values, keys] = names.length ? await readMany(store, names) : [new Map(), null];
-          if (!checks.every(([name, token]) => equal(bytesOf(values.get(name)) ?? null, token))) {
+          // Absent means nothing there at all, readable or not.
+          const holds = ([name, token]) => (token === null ? values.get(name) === undefined : equal(bytesOf(values.get(name)) ?? null, token));
+          if (!checks.every(holds)) {
             tx.abort();
             return false;
           }

@@ -175,7 +175,8 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
     // its write (src/store/jskv.rs), so that writers of this realm never collide.
     lock: () => acquire(target),
     apply(checks, writes, held) {
-      const same = (now, token) => (versioned ? (now ?? null) === token : equal(bytesOf(now, text) ?? null, token));
+      // Absent (a null token) means nothing there at all, readable or not.
+      const same = (now, token) => (versioned || token === null ? (now ?? null) === token : equal(bytesOf(now, text) ?? null, token));
       if (sync) {
         spend(d, checks.length + writes.length);
         for (const [name, token] of checks) if (!same(read(name), token)) return Promise.resolve(false);
@@ -599,7 +600,8 @@ function durableObjectDriver(storage, prefix) {
       return serialised(storage, async () => {
         const now = await d.many(checks.map(([n]) => n));
         for (const [name, token] of checks) {
-          if (!equal((await d.value(name, now.get(name))) ?? null, token)) return false;
+          // Absent means nothing there at all, readable or not.
+          if (token === null ? now.get(name) !== undefined : !equal((await d.value(name, now.get(name))) ?? null, token)) return false;
         }
         // What the checks read is as it is now (the queue holds this
         // object's kvsweep writes): only records written unchecked are read.
@@ -678,8 +680,12 @@ function withR2(inner, bucket) {
   const blobs = `${inner.prefix}b/`;
   const records = `${inner.prefix}c/`;
   const isBlob = (n) => n.startsWith(blobs);
-  // Blob bytes in R2 are not held to the records' store's value limit.
-  const { maxValueBytes: _, ...caps } = inner.caps;
+  // Blob bytes in R2 are not held to the records' store's value limit. They
+  // are uploaded before the batch that records them, and a run deletes
+  // bytes uploaded before its batch: a blob's bytes go only after a read
+  // found its record absent, never on a guess (src/store/jskv.rs).
+  const { maxValueBytes: _, ...innerCaps } = inner.caps;
+  const caps = { ...innerCaps, blobsUnlocked: true };
   const d = {
     kind: `${inner.kind}+r2`,
     prefix: inner.prefix,

@@ -61,14 +61,16 @@ const EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
  * `createWritable` writes a swap file that replaces the file on `close()`
  * (until then the file is empty, which `readFile` takes for no file); a sync
  * access handle (dedicated workers) writes in place, so there the bytes go
- * to another name first and are moved into place. Unless `unclaimed` (no
- * record claims the file: it is at most a crash's leftover), a file already
- * there with as many bytes is left as it is.
+ * to another name first and are moved into place. A file already there with
+ * as many bytes is left as it is; with `createWritable`, it is not looked up
+ * when `expectNew` (the batch checks that no record claims the file: it is
+ * then new, a crash's leftover, or, if that check is to fail, the live file
+ * of the same bytes, replaced whole by its swap file).
  */
-async function writeFile(dir, file, bytes, sync, unclaimed) {
+async function writeFile(dir, file, bytes, sync, expectNew) {
   // Already there whole (a file is named by its bytes' SHA-256): nothing to write.
   try {
-    if (!unclaimed && (await (await dir.getFileHandle(file)).getFile()).size === bytes.length) return;
+    if (!(expectNew && !sync) && (await (await dir.getFileHandle(file)).getFile()).size === bytes.length) return;
   } catch (e) {
     if (!notFound(e)) throw e;
   }
@@ -164,17 +166,16 @@ function opfsDriver(db, dir, lock, sync) {
         }
         // Files first: invisible to the store until the transaction records them.
         const written = [];
-        // Files whose record the transaction checks is absent: no record
-        // claims them, so there is no file of the store's to keep (a new
-        // blob's, the common case, is not looked up first).
-        const unclaimed = new Set(checks.filter(([n, token]) => n.startsWith(RECORDS) && token === null).map(([n]) => n.slice(RECORDS.length)));
+        // Files whose record the transaction checks is absent: new blobs',
+        // the common case (see writeFile).
+        const expectNew = new Set(checks.filter(([n, token]) => n.startsWith(RECORDS) && token === null).map(([n]) => n.slice(RECORDS.length)));
         let ok = false;
         try {
           for (const [name, bytes] of writes) {
             if (isBlob(name) && bytes !== null) {
               // Listed first: a write that fails may leave an empty file.
               written.push(fileOf(name));
-              await writeFile(dir, fileOf(name), bytes, sync, unclaimed.has(fileOf(name)));
+              await writeFile(dir, fileOf(name), bytes, sync, expectNew.has(fileOf(name)));
             }
           }
           records.ops += writes.filter(([n]) => isBlob(n)).length;

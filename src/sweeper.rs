@@ -263,10 +263,9 @@ impl<S: Store> Sweeper<S> {
         let register = !self.registered.borrow().contains(&id.namespace);
         let atomic = self.store.atomic();
         // The record as this sweeper last saw it, or none: a store may write
-        // on that guess and keep the write only if it was right.
-        // Unseen records are guessed absent only for small values: a wrong
-        // guess then costs one small write more.
-        // Unseen records are guessed absent while such guesses pay (see
+        // on that guess and keep the write only if it was right. Unseen
+        // records are guessed absent only for small values (a wrong guess
+        // then costs one small write more), and while such guesses pay (see
         // `AbsentGuess`).
         let mut guess = crate::store::Reads::default();
         let last_seen = self.seen.borrow_mut().remove(id);
@@ -901,14 +900,15 @@ impl<S: Store> Sweeper<S> {
         let key = id_key(&id);
         // A small blob is guessed new while such guesses pay (see
         // `AbsentGuess`): a store may then write it without reading first,
-        // and a wrong guess costs one small write more.
+        // and a wrong guess costs a write of its bytes (at most
+        // `BLOB_GUESS_MAX`) more, over the same bytes (under their SHA-256).
         let mut guess = crate::store::Reads::default();
         if bytes.len() <= BLOB_GUESS_MAX && self.absent_blobs.guess() {
             guess.insert(Table::BlobMeta, key.clone(), None);
         }
         // Whether the blob was there, as read (not as guessed).
         let present = Cell::new(false);
-        let step = |reads: &crate::store::Reads| {
+        let mut step = |reads: &crate::store::Reads| {
             if !core::ptr::eq(reads, &guess)
                 && matches!(reads.get(Table::BlobMeta, &key), Some(Some(_)))
             {
@@ -916,11 +916,19 @@ impl<S: Store> Sweeper<S> {
             }
             write::put_blob_step(reads, &id, bytes, now, atomic)
         };
-        let outcome = if guess.keys().is_empty() {
-            self.store.transact(Access::Write, &tables, step).await
+        let mut outcome = if guess.keys().is_empty() {
+            self.store.transact(Access::Write, &tables, &mut step).await
         } else {
-            self.store.transact_with_guess(&tables, &guess, step).await
+            self.store
+                .transact_with_guess(&tables, &guess, &mut step)
+                .await
         };
+        // A write on the guess stores the bytes; if the blob was there after
+        // all, the usual way only refreshes its record, and may succeed where
+        // that failed (storage full, say). Nothing of a failed write stays.
+        if !guess.keys().is_empty() && outcome.is_err() && !present.get() {
+            outcome = self.store.transact(Access::Write, &tables, &mut step).await;
+        }
         match outcome {
             Err(Error::Store(crate::store::StoreError::Busy(_))) => {
                 return Err(Error::Busy(format!("putBlob of {id}")))

@@ -897,12 +897,16 @@ impl JsSweeper {
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer | ArrayBufferView | Blob")]
         bytes: JsValue,
     ) -> Promise {
+        // Looked up before the bytes are copied in, and begun right after:
+        // no code of the caller's runs between the copy and the digest's own
+        // (Web Crypto copies the bytes it is given at once), so both hold the
+        // same bytes whatever the caller does with them next. Not begun on
+        // a closed Sweeper, whose promise would leave it unawaited.
+        let web = WebDigest::find().filter(|_| self.inner.open().is_ok());
         let parsed = convert::blob_bytes(&bytes)
             .map_err(|got| js_err(format!("putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got {got}")));
-        // Begun now, in the turn the bytes were copied in: the digest copies
-        // the same bytes, whatever the caller does with them next.
-        let digest = match &parsed {
-            Ok(convert::BlobBytes::Now(bytes, view)) => web_digest(view, bytes.len()),
+        let digest = match (&parsed, &web) {
+            (Ok(convert::BlobBytes::Now(bytes, view)), Some(web)) => web.start(view, bytes.len()),
             _ => None,
         };
         promise(&self.inner, |inner| async move {
@@ -917,8 +921,9 @@ impl JsSweeper {
                                 convert::thrown(&e)
                             ))
                         })?;
+                    // The Blob's own buffer: no one else holds it.
                     let bytes = Uint8Array::new(&buf).to_vec();
-                    let digest = web_digest(&buf, bytes.len());
+                    let digest = web.and_then(|web| web.start(&buf, bytes.len()));
                     (bytes, digest)
                 }
             };
@@ -1732,29 +1737,51 @@ impl<'a> From<&'a Plan> for PlanOut<'a> {
 /// hashing here costs less than the hop to another thread.
 const WEB_DIGEST_MIN: usize = 16 * 1024;
 
-/// The SHA-256 of `data` (`len` bytes) by the host's Web Crypto, begun now:
-/// `crypto.subtle.digest` copies the bytes at once and hashes them off the
-/// main thread, about ten times faster than this module's own code does on
-/// it. `None` for small data, or where the host has no Web Crypto (a page
-/// that is not a secure context): the module then hashes them itself.
-fn web_digest(data: &JsValue, len: usize) -> Option<Promise> {
-    if len < WEB_DIGEST_MIN {
-        return None;
-    }
-    let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).ok();
-    let subtle = get(&js_sys::global(), "crypto").and_then(|c| get(&c, "subtle"))?;
-    let digest: Function = get(&subtle, "digest")?.dyn_into().ok()?;
-    digest
-        .call2(&subtle, &"SHA-256".into(), data)
-        .ok()?
-        .dyn_into()
-        .ok()
+/// The host's Web Crypto `digest`: it copies the bytes it is given at once
+/// and hashes them off the main thread, about ten times faster than this
+/// module's own code does on it. The host is trusted for it as it is for
+/// its storage. Absent where the host has no Web Crypto (a page that is not
+/// a secure context): the module then hashes the bytes itself.
+struct WebDigest {
+    subtle: JsValue,
+    digest: Function,
 }
 
-/// The blob id of a digest begun by [`web_digest`]; `None` if it failed
-/// (shared memory, say), and the module hashes the bytes itself.
+impl WebDigest {
+    fn find() -> Option<WebDigest> {
+        let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).ok();
+        let subtle = get(&js_sys::global(), "crypto").and_then(|c| get(&c, "subtle"))?;
+        let digest = get(&subtle, "digest")?.dyn_into().ok()?;
+        Some(WebDigest { subtle, digest })
+    }
+
+    /// The SHA-256 of `data` (a view of `len` bytes, or an `ArrayBuffer`),
+    /// begun now; `None` for small data, and for shared memory (which Web
+    /// Crypto refuses).
+    fn start(&self, data: &JsValue, len: usize) -> Option<Promise> {
+        let buffer = match data.dyn_ref::<Uint8Array>() {
+            Some(view) => view.buffer().into(),
+            None => data.clone(),
+        };
+        if len < WEB_DIGEST_MIN || !buffer.is_instance_of::<js_sys::ArrayBuffer>() {
+            return None;
+        }
+        self.digest
+            .call2(&self.subtle, &"SHA-256".into(), data)
+            .ok()?
+            .dyn_into()
+            .ok()
+    }
+}
+
+/// The blob id of a digest begun by [`WebDigest::start`]; `None` if it
+/// failed, and the module hashes the bytes itself.
 async fn digest_hex(digest: Promise) -> Option<String> {
-    let buf = wasm_bindgen_futures::JsFuture::from(digest).await.ok()?;
+    let buf: js_sys::ArrayBuffer = wasm_bindgen_futures::JsFuture::from(digest)
+        .await
+        .ok()?
+        .dyn_into()
+        .ok()?;
     let bytes = Uint8Array::new(&buf).to_vec();
     (bytes.len() == 32).then(|| crate::model::hex(&bytes))
 }

@@ -24,8 +24,13 @@
 //!   would make more than `maxCalls` calls fails first (`KvsweepOutOfCalls`);
 //! - `lock()` (optional) → a function ending the turn it waited for;
 //! - `apply(checks, writes)` → `true`, or `false` when a check failed and
-//!   nothing was written: `checks` are `[name, token]` (token `null`: absent),
-//!   `writes` `[name, bytes | null, expiresAt | undefined]`, made in order.
+//!   nothing was written: `checks` are `[name, token]` (token `null`:
+//!   nothing at all is there, not even what is not kvsweep's bytes or a
+//!   split value missing a part), `writes` `[name, bytes | null, expiresAt |
+//!   undefined]`, made in order;
+//! - `caps.blobsUnlocked`: blob bytes are written outside the batch, before
+//!   its checks, where a concurrent run may delete them (R2): a batch of
+//!   blob bytes is never written on a guess.
 
 use crate::error::Quoted;
 use std::cell::RefCell;
@@ -120,6 +125,9 @@ pub struct JsKvStore {
     batch_size: Option<usize>,
     /// See [`JsKvStore::set_list_budget`].
     list_budget: std::cell::Cell<Option<u64>>,
+    /// The driver writes blob bytes outside the batch, before its checks,
+    /// where a concurrent run may delete them (R2): see `transact_guess`.
+    blobs_unlocked: bool,
 }
 
 fn err(e: JsValue) -> StoreError {
@@ -170,6 +178,7 @@ impl JsKvStore {
             max_key_bytes: limit(&caps_js, "maxKeyBytes"),
             batch_size: limit(&caps_js, "batchSize"),
             list_budget: std::cell::Cell::new(None),
+            blobs_unlocked: flag("blobsUnlocked"),
         })
     }
 
@@ -450,9 +459,15 @@ impl Store for JsKvStore {
     /// A write on a guess of records absent, where the backend checks
     /// (compare-and-set): the step's writes go at once, under checks that
     /// those records are still absent, one backend call and no read. A
-    /// guess found wrong wrote nothing, and the write goes again the usual
-    /// way, reading first. A guess of a record present would need the token
-    /// of its version, which only a read gives: that goes the usual way.
+    /// guess found wrong commits no record (blob bytes kept outside the
+    /// batch may have been written again: the same bytes, under their
+    /// SHA-256), and the write goes again the usual way, reading first. A
+    /// guess of a record present would need the token of its version, which
+    /// only a read gives: that goes the usual way. So does a batch of blob
+    /// bytes a driver writes unlocked before its checks (R2): a run
+    /// deleting that blob's record between the upload and the check would
+    /// then delete the bytes as uploaded before it, and the record written
+    /// on the guess would have none.
     async fn transact_guess(
         &self,
         tables: &[Table],
@@ -464,11 +479,15 @@ impl Store for JsKvStore {
         if self.caps.compare_and_set && absent {
             // A step that fails on the guess may not on the records as they are.
             if let Ok(Step::Write(ops, ())) = step(guess) {
-                let mut all = guess.expects();
-                all.extend(ops);
-                match self.apply_with(all, false).await {
-                    Err(StoreError::Conflict(_)) => {}
-                    other => return other.map_err(Error::from),
+                let unlocked = self.blobs_unlocked
+                    && ops.iter().any(|op| matches!(op, Op::Put(Table::Blobs, ..)));
+                if !unlocked {
+                    let mut all = guess.expects();
+                    all.extend(ops);
+                    match self.apply_with(all, false).await {
+                        Err(StoreError::Conflict(_)) => {}
+                        other => return other.map_err(Error::from),
+                    }
                 }
             }
         }

@@ -353,6 +353,9 @@ test("on a compare-and-set store, a new entry or blob is written without a read 
   let report = await b.run({ mode: "full" });
   assert.equal(report.deleted.orphanBlob?.count ?? 0, 0, "the blob is referenced");
   assert.deepEqual(await b.getBlob(blob), bytes);
+  // Nothing for rebuild() to mend: every count is as the records say.
+  const rebuilt = await b.rebuild();
+  assert.equal(rebuilt.raised + rebuilt.lowered, 0, JSON.stringify(rebuilt));
   await b.delete("note");
   report = await b.run({ mode: "full" });
   assert.equal(report.deleted.orphanBlob.count, 1, "its last reference gone, the blob goes");
@@ -468,4 +471,68 @@ test("Durable Object storage: a batch reads what it writes once, in its checks, 
   // lease taken and given back, the cursor and the history (7; the listing
   // lists, it does not get). Reading written records again would make 5 more.
   assert.ok(run <= 4 + 7, `the run made ${run} reads`);
+});
+
+test("a write on a guess never overwrites what it cannot read, nor uploads blob bytes to R2", async () => {
+  // Durable Object storage holding, at an entry's record, a value that is not kvsweep's bytes.
+  const storage = {
+    map: new Map(),
+    async get(keys) {
+      return Array.isArray(keys) ? new Map(keys.filter((k) => this.map.has(k)).map((k) => [k, this.map.get(k)])) : this.map.get(keys);
+    },
+    async put(k, v) {
+      for (const [name, value] of typeof k === "string" ? [[k, v]] : Object.entries(k)) this.map.set(name, value);
+    },
+    async delete(keys) {
+      for (const k of [].concat(keys)) this.map.delete(k);
+    },
+    async list({ prefix = "" } = {}) {
+      return new Map([...this.map].filter(([n]) => n.startsWith(prefix)).sort());
+    },
+    async setAlarm() {},
+    async getAlarm() {
+      return null;
+    },
+  };
+  const sweeper = new Sweeper(durableObjectStore(storage));
+  await sweeper.put("probe", 1);
+  const name = [...storage.map.keys()].find((n) => n.endsWith("probe")).replace("probe", "foreign");
+  storage.map.set(name, { not: "bytes" });
+  await assert.rejects(sweeper.put("foreign", 2), /not bytes kvsweep wrote/);
+  assert.deepEqual(storage.map.get(name), { not: "bytes" });
+
+  // Blob bytes in R2 go up only after a read found the blob's record absent.
+  class Counted extends Map {
+    reads = 0;
+    get(k) {
+      this.reads++;
+      return super.get(k);
+    }
+  }
+  const objects = new Map();
+  const bucket = {
+    async get(k) {
+      const o = objects.get(k);
+      return o ? { arrayBuffer: async () => o.bytes.slice().buffer } : null;
+    },
+    async put(k, v) {
+      objects.set(k, { bytes: new Uint8Array(v), uploaded: new Date() });
+    },
+    async delete(keys) {
+      for (const k of [].concat(keys)) objects.delete(k);
+    },
+    async head(k) {
+      return objects.has(k) ? { uploaded: objects.get(k).uploaded } : null;
+    },
+    async list() {
+      return { objects: [...objects.keys()].map((key) => ({ key })), truncated: false };
+    },
+  };
+  const map = new Counted();
+  const withR2 = new Sweeper(kvStore(map, { blobs: r2(bucket) }));
+  await withR2.put("first", 0);
+  const before = map.reads;
+  const id = await withR2.putBlob(new Uint8Array([4, 5, 6]));
+  assert.equal(map.reads - before, 2, "the blob's record read, then checked");
+  assert.deepEqual(await withR2.getBlob(id), new Uint8Array([4, 5, 6]));
 });
