@@ -352,6 +352,10 @@ pub fn delete_step(reads: &Reads, id: &EntryId, atomic: bool) -> Result<Step<boo
 /// period of bytes stored again, so that the caller can reference them
 /// safely for `orphanGraceMs` (referenced now or not: dropping today's
 /// referrer must not let a run take them from under the caller).
+///
+/// On a guess of the blob absent, a store may write its bytes before it
+/// learns the blob was there, and keep that write beside the refreshed
+/// record: the bytes are the same, since a blob's id is their SHA-256.
 pub fn put_blob_step(
     reads: &Reads,
     id: &str,

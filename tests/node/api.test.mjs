@@ -210,6 +210,33 @@ test("concurrent puts to one key and referencing one entry never fail on Indexed
   await assert.rejects(s.delete("target"), /referenced by 50 other entries/);
 });
 
+test("on IndexedDB a Sweeper stops adding on a guess while its guesses are wrong, and starts again (fake-indexeddb)", async () => {
+  const store = await openIndexedDb(`guess-${Date.now()}`);
+  const a = new Sweeper(store);
+  for (let i = 0; i < 20; i++) await a.put(`k${i}`, i);
+  const b = new Sweeper(store);
+  await b.put("b", 0);
+  // Each add is a write on the guess that its record is absent.
+  const add = IDBObjectStore.prototype.add;
+  let adds = 0;
+  IDBObjectStore.prototype.add = function (...args) {
+    adds++;
+    return add.apply(this, args);
+  };
+  try {
+    for (let i = 0; i < 20; i++) await b.put(`k${i}`, -i);
+    // Guessing on would make 20 (each failing); the guess stops after two.
+    assert.ok(adds <= 2, `${adds} adds over 20 records that were there`);
+    for (let i = 0; i < 20; i++) assert.equal(await b.get(`k${i}`), -i);
+    adds = 0;
+    for (let i = 0; i < 20; i++) await b.put(`n${i}`, i);
+    // New records bring the guess back within a few writes.
+    assert.ok(adds >= 15, `${adds} adds for 20 new records`);
+  } finally {
+    IDBObjectStore.prototype.add = add;
+  }
+});
+
 test("calls made after a put on a wrong guess come after it, the get's plain read too (fake-indexeddb)", async () => {
   const store = await openIndexedDb(`order-${Date.now()}`);
   const a = new Sweeper(store);
