@@ -133,7 +133,8 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
   const d = {
     kind,
     prefix: "",
-    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize },
+    // A token is the bytes themselves (checks compare them).
+    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize, tokensAreBytes: true },
     ops: 0,
     async get(names) {
       spend();

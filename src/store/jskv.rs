@@ -28,6 +28,8 @@
 //!   nothing at all is there, not even what is not kvsweep's bytes or a
 //!   split value missing a part), `writes` `[name, bytes | null, expiresAt |
 //!   undefined]`, made in order;
+//! - `caps.tokensAreBytes`: a token is the value's bytes (as `get` and
+//!   `list` give them): a write may begin from the records as listed;
 //! - `caps.blobsUnlocked`: blob bytes are written outside the batch, before
 //!   its checks, where a concurrent run may delete them (R2): a batch of
 //!   blob bytes is never written on a guess.
@@ -125,6 +127,9 @@ pub struct JsKvStore {
     batch_size: Option<usize>,
     /// See [`JsKvStore::set_list_budget`].
     list_budget: std::cell::Cell<Option<u64>>,
+    /// A token is the bytes read themselves (the IndexedDB records of OPFS
+    /// and Cache Storage): a listing's records are remembered as read.
+    tokens_are_bytes: bool,
     /// The driver writes blob bytes outside the batch, before its checks,
     /// where a concurrent run may delete them (R2): see `transact_guess`.
     blobs_unlocked: bool,
@@ -179,6 +184,7 @@ impl JsKvStore {
             batch_size: limit(&caps_js, "batchSize"),
             list_budget: std::cell::Cell::new(None),
             blobs_unlocked: flag("blobsUnlocked"),
+            tokens_are_bytes: flag("tokensAreBytes"),
         })
     }
 
@@ -408,6 +414,9 @@ impl Store for JsKvStore {
                     .dyn_ref::<Uint8Array>()
                     .map(Uint8Array::to_vec)
                     .unwrap_or_default();
+                if self.tokens_are_bytes && value.is_instance_of::<Uint8Array>() {
+                    self.remember(name.clone(), Some(stamp(&bytes)), value.clone());
+                }
                 out.push((id, bytes));
                 last_returned = Some(name);
             }
@@ -505,12 +514,14 @@ impl Store for JsKvStore {
         _tables: &[Table],
         step: &mut DynStep<'_>,
     ) -> Result<(), Error> {
+        // A write may begin from records as listed (see `Held`).
+        let listed = access == Access::Write && self.tokens_are_bytes && self.caps.compare_and_set;
         if access == Access::Read || !member(&self.driver, "lock").is_function() {
-            return optimistic(&Held(self, false), step).await;
+            return optimistic(&Held(self, false, listed), step).await;
         }
         // Given back on every path, a dropped future's too.
         let _turn = Turn(self.call("lock", &[]).await?);
-        optimistic(&Held(self, true), step).await
+        optimistic(&Held(self, true, listed), step).await
     }
 }
 
@@ -526,9 +537,14 @@ impl Drop for Turn {
 }
 
 /// A store whose driver's turn this task holds: its batches go straight in.
-/// The flag says whether the turn is held (`false`: the driver takes one per
-/// batch); one wrapper for both keeps one copy of the optimistic loop.
-struct Held<'a>(&'a JsKvStore, bool);
+/// The first flag says whether the turn is held (`false`: the driver takes
+/// one per batch); one wrapper for both keeps one copy of the optimistic
+/// loop. The second says whether reads may be answered by the records as
+/// last read or listed, where a token is the bytes themselves: a write's
+/// checks then hold it to them, and one that finds them changed forgets
+/// them, so its next attempt reads (a run's batch, listed just before,
+/// saves its read that way).
+struct Held<'a>(&'a JsKvStore, bool, bool);
 
 impl Store for Held<'_> {
     async fn list(
@@ -545,7 +561,33 @@ impl Store for Held<'_> {
         table: Table,
         keys: &[EntryId],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.0.get(table, keys).await
+        if !self.2 {
+            return self.0.get(table, keys).await;
+        }
+        let names: Vec<String> = keys.iter().map(|k| self.0.name(table, k)).collect();
+        let mut out: Vec<Option<Option<Vec<u8>>>> = {
+            let tokens = self.0.tokens.borrow();
+            names
+                .iter()
+                .map(|n| match tokens.get(n) {
+                    Some((Some(_), token)) => {
+                        token.dyn_ref::<Uint8Array>().map(|b| Some(b.to_vec()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let missing: Vec<String> = names
+            .iter()
+            .zip(&out)
+            .filter(|(_, got)| got.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut read = self.0.read(&missing).await?.into_iter();
+        Ok(out
+            .iter_mut()
+            .map(|got| got.take().unwrap_or_else(|| read.next().flatten()))
+            .collect())
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -809,3 +809,38 @@ test("get on IndexedDB reads the entry's record with one plain request, and goes
     IDBDatabase.prototype.transaction = transaction;
   }
 });
+
+test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batch from the records it listed, rechecked in its transaction (fake-indexeddb)", async () => {
+  const { kvStoreOfDriver } = await import("../../pkg/node.js");
+  const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
+  const db = await openRecords(`records-${Date.now()}`);
+  const driver = recordsDriver(db, "records", 250);
+  let gets = 0;
+  const get = driver.get;
+  driver.get = (...args) => (gets++, get(...args));
+  const clock = manualClock();
+  const s = new Sweeper(kvStoreOfDriver(driver), { clock, batchSize: 10 });
+  const key = (i) => `k${String(i).padStart(3, "0")}`;
+  for (let i = 0; i < 100; i++) await s.put(key(i), i, { ttlMs: i % 2 ? 1_000 : 60_000 });
+  clock.now += 5_000;
+  // Another writer rewrites an expired entry of the last batch after the
+  // run listed it: the batch's check must find it changed, and keep it.
+  const other = new Sweeper(kvStoreOfDriver(recordsDriver(db, "records", 250)), { clock });
+  let rewritten = false;
+  gets = 0;
+  const report = await s.run({
+    onProgress: async () => {
+      if (!rewritten) await other.put(key(99), "rewritten");
+      rewritten = true;
+    },
+  });
+  assert.equal(report.deleted.expired.count, 49);
+  // Five batches, none read before its transaction but the one whose
+  // record changed (read again after its check failed); the rest are the
+  // run's lease, cursor and history.
+  const runGets = gets;
+  assert.equal(await s.get(key(99)), "rewritten");
+  for (let i = 0; i < 99; i++) assert.equal(await s.get(key(i)), i % 2 ? undefined : i);
+  assert.ok(runGets <= 6, `${runGets} reads in the run`);
+  db.close();
+});
