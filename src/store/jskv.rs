@@ -465,15 +465,16 @@ impl Store for JsKvStore {
         self.apply_with(ops, false).await
     }
 
-    /// A write on a guess of records absent, where the backend checks
-    /// (compare-and-set): the step's writes go at once, under checks that
-    /// those records are still absent, one backend call and no read. A
-    /// guess found wrong commits no record (blob bytes kept outside the
-    /// batch may have been written again: the same bytes, under their
-    /// SHA-256), and the write goes again the usual way, reading first. A
-    /// guess of a record present would need the token of its version, which
-    /// only a read gives: that goes the usual way. So does a batch of blob
-    /// bytes a driver writes unlocked before its checks (R2): a run
+    /// A write on a guess, where the backend checks (compare-and-set): the
+    /// step's writes go at once, under checks that the records are still as
+    /// guessed, one backend call and no read. A guess found wrong commits no
+    /// record (blob bytes kept outside the batch may have been written
+    /// again: the same bytes, under their SHA-256), and the write goes again
+    /// the usual way, reading first. A record guessed present needs the
+    /// token of its version: only where a token is the bytes themselves is
+    /// the guess its token; elsewhere only a read gives one, and the write
+    /// goes the usual way. So does a batch of blob bytes a driver writes
+    /// unlocked before its checks (R2): a run
     /// deleting that blob's record between the upload and the check would
     /// then delete the bytes as uploaded before it, and the record written
     /// on the guess would have none.
@@ -483,9 +484,24 @@ impl Store for JsKvStore {
         guess: &Reads,
         step: &mut DynStep<'_>,
     ) -> Result<(), Error> {
+        // A record guessed present can be checked without a read only where
+        // its token is its bytes.
         let keys = guess.keys();
-        let absent = !keys.is_empty() && keys.iter().all(|(t, k)| guess.get(*t, k) == Some(None));
-        if self.caps.compare_and_set && absent {
+        let checkable =
+            |g: Option<Option<&[u8]>>| g == Some(None) || (self.tokens_are_bytes && g.is_some());
+        if self.caps.compare_and_set
+            && !keys.is_empty()
+            && keys.iter().all(|(t, k)| checkable(guess.get(*t, k)))
+        {
+            for (t, k) in &keys {
+                if let Some(Some(bytes)) = guess.get(*t, k) {
+                    self.remember(
+                        self.name(*t, k),
+                        Some(stamp(bytes)),
+                        Uint8Array::from(bytes).into(),
+                    );
+                }
+            }
             // A step that fails on the guess may not on the records as they are.
             if let Ok(Step::Write(ops, ())) = step(guess) {
                 let unlocked = self.blobs_unlocked

@@ -844,3 +844,28 @@ test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batc
   assert.ok(runGets <= 6, `${runGets} reads in the run`);
   db.close();
 });
+
+test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry the Sweeper wrote is one transaction, checked as it wrote it (fake-indexeddb)", async () => {
+  const { kvStoreOfDriver } = await import("../../pkg/node.js");
+  const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
+  const db = await openRecords(`records-put-${Date.now()}`);
+  const driver = recordsDriver(db, "records", 250);
+  let gets = 0;
+  const get = driver.get;
+  driver.get = (...args) => (gets++, get(...args));
+  const s = new Sweeper(kvStoreOfDriver(driver));
+  await s.put("page", 1);
+  gets = 0;
+  for (let i = 2; i <= 10; i++) await s.put("page", i);
+  assert.equal(gets, 0, "no read before the writes");
+  assert.equal(await s.get("page"), 10);
+  // Another writer's change makes the guess wrong: the put reads and still writes.
+  const other = new Sweeper(kvStoreOfDriver(recordsDriver(db, "records", 250)));
+  await other.put("page", "theirs", { refs: [] });
+  await other.put("ref", 0, { refs: ["page"] });
+  await s.put("page", 11);
+  assert.equal(await s.get("page"), 11);
+  // The reference from "ref" still counts.
+  await assert.rejects(s.delete("page"), /referenced by 1 other entry/);
+  db.close();
+});
