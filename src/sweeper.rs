@@ -232,6 +232,15 @@ impl<S: Store> Sweeper<S> {
         }
     }
 
+    /// [`Sweeper::remember`] after a write of `id` that changed other
+    /// entries' records too (`others`: their counts), whose guesses it drops.
+    fn remember_after(&self, id: &EntryId, record: Option<Vec<u8>>, others: bool) {
+        if others {
+            self.seen.borrow_mut().clear();
+        }
+        self.remember(id, record);
+    }
+
     /// Keeps `record` as the guess for the next write of `id`.
     fn remember(&self, id: &EntryId, record: Option<Vec<u8>>) {
         let mut seen = self.seen.borrow_mut();
@@ -276,12 +285,16 @@ impl<S: Store> Sweeper<S> {
         let tables = entry_tables(atomic, register);
         // Whether the record was there, as read (not as guessed).
         let present = Cell::new(false);
+        // Whether the write changes other entries' records (their counts).
+        let others = Cell::new(false);
         let step = |reads: &crate::store::Reads| {
             if !core::ptr::eq(reads, &guess) && matches!(reads.get(Table::Meta, id), Some(Some(_)))
             {
                 present.set(true);
             }
-            write::put_step(reads, &w, now, atomic, register)
+            let out = write::put_step(reads, &w, now, atomic, register);
+            others.set(writes_others(&out, id));
+            out
         };
         let record = if guess.keys().is_empty() {
             self.store.transact(Access::Write, &tables, step).await
@@ -297,7 +310,7 @@ impl<S: Store> Sweeper<S> {
         if unseen {
             self.absent_entries.found(present.get());
         }
-        self.remember(id, Some(record));
+        self.remember_after(id, Some(record), others.get());
         if register {
             self.registered.borrow_mut().insert(id.namespace.clone());
         }
@@ -704,7 +717,9 @@ impl<S: Store> Sweeper<S> {
             inner: host,
             progress: &self.progress,
         };
-        exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await
+        let report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
+        self.seen.borrow_mut().clear();
+        report
     }
 
     /// Writes the `accessedAt` refreshes reads deferred, a slice of them
@@ -731,6 +746,8 @@ impl<S: Store> Sweeper<S> {
                 break;
             }
             left = left.saturating_sub(slice.len());
+            // Refreshed records are no guesses now.
+            self.seen.borrow_mut().clear();
             moved += write::run(
                 &self.store,
                 &[Table::Meta],
@@ -747,14 +764,19 @@ impl<S: Store> Sweeper<S> {
     pub async fn delete(&self, id: &EntryId) -> Result<bool, Error> {
         let atomic = self.store.atomic();
         self.seen.borrow_mut().remove(id);
+        let others = Cell::new(false);
         let existed = write::run(
             &self.store,
             &entry_tables(atomic, false),
             || format!("delete of {}", Quoted(&id.key)),
-            |reads| write::delete_step(reads, id, atomic),
+            |reads| {
+                let out = write::delete_step(reads, id, atomic);
+                others.set(writes_others(&out, id));
+                out
+            },
         )
         .await?;
-        self.remember(id, None);
+        self.remember_after(id, None, others.get());
         Ok(existed)
     }
 
@@ -1102,6 +1124,8 @@ impl<S: Store> Sweeper<S> {
             progress: &self.progress,
         };
         let mut report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
+        // What it deleted, and the counts it lowered, are no guesses now.
+        self.seen.borrow_mut().clear();
         if let Some(c) = &cursor {
             report.resumed = true;
             report.kept += c.kept;
@@ -1317,6 +1341,15 @@ impl<H: RunHost> RunHost for Tracked<'_, H> {
         }
         flow
     }
+}
+
+/// Whether a step's write changes the records of entries other than `id`.
+fn writes_others<T>(step: &Result<Step<T>, Error>, id: &EntryId) -> bool {
+    let Ok(Step::Write(ops, _)) = step else {
+        return false;
+    };
+    ops.iter()
+        .any(|op| matches!(op, Op::Put(Table::Meta, k, _) | Op::Delete(Table::Meta, k) if k != id))
 }
 
 #[cfg(test)]

@@ -71,6 +71,9 @@ pub const NATIVE_EXPIRY_MARGIN_MS: Millis = 24 * 60 * 60 * 1000;
 /// then reads its record again).
 const MAX_TOKENS: usize = 4096;
 
+/// The largest listed record remembered as read (see `remember_listed`).
+const LISTED_MAX: usize = 1024;
+
 /// The version each record was last read at, by backend key: its stamp and
 /// the driver's token. A vector kept in key order (a map type of its own
 /// would cost the module more than the lookups cost time).
@@ -254,10 +257,20 @@ impl JsKvStore {
 
     fn remember(&self, name: String, bytes: Option<u64>, token: JsValue) {
         let mut tokens = self.tokens.borrow_mut();
-        if tokens.len() >= MAX_TOKENS {
+        if tokens.len() >= MAX_TOKENS && tokens.get(&name).is_none() {
             tokens.clear();
         }
         tokens.insert(name, bytes, token);
+    }
+
+    /// Remembers a listed record as read, where a token is its bytes: an
+    /// entry's or a blob's record (what a run's batches read), small, and
+    /// while there is room (a listing never pushes out what reads left).
+    fn remember_listed(&self, table: Table, name: &str, bytes: &[u8], value: &JsValue) {
+        let wanted = matches!(table, Table::Meta | Table::BlobMeta) && bytes.len() <= LISTED_MAX;
+        if self.tokens_are_bytes && wanted && self.tokens.borrow().len() < MAX_TOKENS {
+            self.remember(name.to_string(), Some(stamp(bytes)), value.clone());
+        }
     }
 
     /// Reads `names`, remembering each version's token.
@@ -414,8 +427,8 @@ impl Store for JsKvStore {
                     .dyn_ref::<Uint8Array>()
                     .map(Uint8Array::to_vec)
                     .unwrap_or_default();
-                if self.tokens_are_bytes && value.is_instance_of::<Uint8Array>() {
-                    self.remember(name.clone(), Some(stamp(&bytes)), value.clone());
+                if value.is_instance_of::<Uint8Array>() {
+                    self.remember_listed(table, &name, &bytes, &value);
                 }
                 out.push((id, bytes));
                 last_returned = Some(name);
@@ -493,20 +506,18 @@ impl Store for JsKvStore {
             && !keys.is_empty()
             && keys.iter().all(|(t, k)| checkable(guess.get(*t, k)))
         {
-            for (t, k) in &keys {
-                if let Some(Some(bytes)) = guess.get(*t, k) {
-                    self.remember(
-                        self.name(*t, k),
-                        Some(stamp(bytes)),
-                        Uint8Array::from(bytes).into(),
-                    );
-                }
-            }
             // A step that fails on the guess may not on the records as they are.
             if let Ok(Step::Write(ops, ())) = step(guess) {
                 let unlocked = self.blobs_unlocked
                     && ops.iter().any(|op| matches!(op, Op::Put(Table::Blobs, ..)));
                 if !unlocked {
+                    // The guess is the token its checks send.
+                    for (t, k) in &keys {
+                        if let Some(Some(bytes)) = guess.get(*t, k) {
+                            let token = Uint8Array::from(bytes).into();
+                            self.remember(self.name(*t, k), Some(stamp(bytes)), token);
+                        }
+                    }
                     let mut all = guess.expects();
                     all.extend(ops);
                     match self.apply_with(all, false).await {
@@ -530,14 +541,40 @@ impl Store for JsKvStore {
         _tables: &[Table],
         step: &mut DynStep<'_>,
     ) -> Result<(), Error> {
-        // A write may begin from records as listed (see `Held`).
-        let listed = access == Access::Write && self.tokens_are_bytes && self.caps.compare_and_set;
-        if access == Access::Read || !member(&self.driver, "lock").is_function() {
-            return optimistic(&Held(self, false, listed), step).await;
-        }
+        let turn = access == Access::Write && member(&self.driver, "lock").is_function();
         // Given back on every path, a dropped future's too.
-        let _turn = Turn(self.call("lock", &[]).await?);
-        optimistic(&Held(self, true, listed), step).await
+        let _turn = match turn {
+            true => Some(Turn(self.call("lock", &[]).await?)),
+            false => None,
+        };
+        // A write may begin from records remembered as read (see `Held`).
+        if access == Access::Read || !(self.tokens_are_bytes && self.caps.compare_and_set) {
+            return optimistic(&Held::new(self, turn, false), step).await;
+        }
+        let held = Held::new(self, turn, true);
+        let doubtful = std::cell::Cell::new(false);
+        let first = optimistic(&held, &mut |reads: &Reads| {
+            if reads.keys().is_empty() {
+                held.used.borrow_mut().clear(); // an attempt begins
+            }
+            let out = step(reads);
+            let wrote_or_reads = matches!(out, Ok(Step::Read(_) | Step::Write(..)));
+            if !wrote_or_reads && !held.used.borrow().is_empty() {
+                doubtful.set(true);
+            }
+            out
+        })
+        .await;
+        if !doubtful.get() {
+            return first;
+        }
+        // It wrote nothing, so no check held it to the records it
+        // remembered (a lease another store gave back since, say): it goes
+        // again on records read now.
+        for name in held.used.take() {
+            self.tokens.borrow_mut().remove(&name);
+        }
+        optimistic(&Held::new(self, turn, false), step).await
     }
 }
 
@@ -553,14 +590,31 @@ impl Drop for Turn {
 }
 
 /// A store whose driver's turn this task holds: its batches go straight in.
-/// The first flag says whether the turn is held (`false`: the driver takes
-/// one per batch); one wrapper for both keeps one copy of the optimistic
-/// loop. The second says whether reads may be answered by the records as
-/// last read or listed, where a token is the bytes themselves: a write's
-/// checks then hold it to them, and one that finds them changed forgets
-/// them, so its next attempt reads (a run's batch, listed just before,
-/// saves its read that way).
-struct Held<'a>(&'a JsKvStore, bool, bool);
+/// `turn` says whether the turn is held (`false`: the driver takes one per
+/// batch); one wrapper for both keeps one copy of the optimistic loop.
+/// `remembered` says whether reads may be answered by the records as last
+/// read or listed, where a token is the bytes themselves (`used` names
+/// those): a write's checks hold it to them, and one that finds them
+/// changed forgets them, so its next attempt reads (a run's batch, listed
+/// just before, saves its read that way). A step that ends without writing
+/// sent no check: `transact_dyn` runs it again on records read then.
+struct Held<'a> {
+    store: &'a JsKvStore,
+    turn: bool,
+    remembered: bool,
+    used: RefCell<Vec<String>>,
+}
+
+impl<'a> Held<'a> {
+    fn new(store: &'a JsKvStore, turn: bool, remembered: bool) -> Self {
+        Held {
+            store,
+            turn,
+            remembered,
+            used: RefCell::new(Vec::new()),
+        }
+    }
+}
 
 impl Store for Held<'_> {
     async fn list(
@@ -569,7 +623,7 @@ impl Store for Held<'_> {
         after: Option<&EntryId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        self.0.list(table, after, limit).await
+        self.store.list(table, after, limit).await
     }
 
     async fn get(
@@ -577,12 +631,12 @@ impl Store for Held<'_> {
         table: Table,
         keys: &[EntryId],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        if !self.2 {
-            return self.0.get(table, keys).await;
+        if !self.remembered {
+            return self.store.get(table, keys).await;
         }
-        let names: Vec<String> = keys.iter().map(|k| self.0.name(table, k)).collect();
+        let names: Vec<String> = keys.iter().map(|k| self.store.name(table, k)).collect();
         let mut out: Vec<Option<Option<Vec<u8>>>> = {
-            let tokens = self.0.tokens.borrow();
+            let tokens = self.store.tokens.borrow();
             names
                 .iter()
                 .map(|n| match tokens.get(n) {
@@ -593,13 +647,14 @@ impl Store for Held<'_> {
                 })
                 .collect()
         };
-        let missing: Vec<String> = names
-            .iter()
-            .zip(&out)
-            .filter(|(_, got)| got.is_none())
-            .map(|(n, _)| n.clone())
-            .collect();
-        let mut read = self.0.read(&missing).await?.into_iter();
+        let mut missing = Vec::new();
+        for (name, got) in names.into_iter().zip(&out) {
+            match got {
+                None => missing.push(name),
+                Some(_) => self.used.borrow_mut().push(name),
+            }
+        }
+        let mut read = self.store.read(&missing).await?.into_iter();
         Ok(out
             .iter_mut()
             .map(|got| got.take().unwrap_or_else(|| read.next().flatten()))
@@ -607,11 +662,11 @@ impl Store for Held<'_> {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.0.caps
+        self.store.caps
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.0.apply_with(ops, self.1).await
+        self.store.apply_with(ops, self.turn).await
     }
 }
 

@@ -818,6 +818,13 @@ test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batc
   let gets = 0;
   const get = driver.get;
   driver.get = (...args) => (gets++, get(...args));
+  let refused = 0;
+  const apply = driver.apply;
+  driver.apply = async (...args) => {
+    const ok = await apply(...args);
+    if (ok === false) refused++;
+    return ok;
+  };
   const clock = manualClock();
   const s = new Sweeper(kvStoreOfDriver(driver), { clock, batchSize: 10 });
   const key = (i) => `k${String(i).padStart(3, "0")}`;
@@ -835,13 +842,18 @@ test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batc
     },
   });
   assert.equal(report.deleted.expired.count, 49);
-  // Five batches, none read before its transaction but the one whose
-  // record changed (read again after its check failed); the rest are the
-  // run's lease, cursor and history.
-  const runGets = gets;
+  // The batch holding the rewritten record found it changed in its own
+  // transaction, and wrote nothing; read again, it kept it.
+  assert.equal(refused, 1);
+  // Five batches, none read before its transaction but that one (read
+  // again after its check failed); the rest are the run's lease, cursor and
+  // history.
+  assert.ok(gets <= 6, `${gets} reads in the run`);
+  // Exactly the 50 live entries and the rewritten one are left.
+  const left = (await driver.list("m/", undefined, undefined, 1000)).items.map(([name]) => name.slice(name.indexOf("\0") + 1));
+  const live = Array.from({ length: 99 }, (_, i) => i).filter((i) => i % 2 === 0).map(key);
+  assert.deepEqual(left, [...live, key(99)]);
   assert.equal(await s.get(key(99)), "rewritten");
-  for (let i = 0; i < 99; i++) assert.equal(await s.get(key(i)), i % 2 ? undefined : i);
-  assert.ok(runGets <= 6, `${runGets} reads in the run`);
   db.close();
 });
 
@@ -867,5 +879,24 @@ test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry th
   assert.equal(await s.get("page"), 11);
   // The reference from "ref" still counts.
   await assert.rejects(s.delete("page"), /referenced by 1 other entry/);
+  db.close();
+});
+
+test("on the IndexedDB records of OPFS and Cache Storage, a write that ends without writing never decides on remembered records (fake-indexeddb)", async () => {
+  const { kvStoreOfDriver } = await import("../../pkg/node.js");
+  const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
+  const db = await openRecords(`records-done-${Date.now()}`);
+  const clock = manualClock();
+  const a = new Sweeper(kvStoreOfDriver(recordsDriver(db, "records", 250)), { clock });
+  const b = new Sweeper(kvStoreOfDriver(recordsDriver(db, "records", 250)), { clock });
+  await a.put("target", 1, { ttlMs: 1_000 });
+  clock.now += 5_000;
+  // a's listing remembers "target" as expired...
+  assert.equal((await a.plan()).actions.length, 1);
+  // ...then another store writes it again, with a longer TTL.
+  await b.put("target", 2, { ttlMs: 60_000 });
+  // A refusal ("expired") would rest on the remembered record: it reads again first.
+  await a.put("ref", 3, { refs: ["target"] });
+  await assert.rejects(b.delete("target"), /referenced by 1 other entry/);
   db.close();
 });
