@@ -232,13 +232,11 @@ impl<S: Store> Sweeper<S> {
         }
     }
 
-    /// [`Sweeper::remember`] after a write of `id` that changed other
-    /// entries' records too (`others`: their counts), whose guesses it drops.
-    fn remember_after(&self, id: &EntryId, record: Option<Vec<u8>>, others: bool) {
-        if others {
-            self.seen.borrow_mut().clear();
+    /// Keeps the entry records a write made as the guesses for the next.
+    fn remember_all(&self, written: Vec<(EntryId, Option<Vec<u8>>)>) {
+        for (id, record) in written {
+            self.remember(&id, record);
         }
-        self.remember(id, record);
     }
 
     /// Keeps `record` as the guess for the next write of `id`.
@@ -285,15 +283,18 @@ impl<S: Store> Sweeper<S> {
         let tables = entry_tables(atomic, register);
         // Whether the record was there, as read (not as guessed).
         let present = Cell::new(false);
-        // Whether the write changes other entries' records (their counts).
-        let others = Cell::new(false);
+        // The entry records the write makes, its own and those whose counts
+        // it changes: remembered as guesses.
+        let written = RefCell::new(Vec::new());
         let step = |reads: &crate::store::Reads| {
             if !core::ptr::eq(reads, &guess) && matches!(reads.get(Table::Meta, id), Some(Some(_)))
             {
                 present.set(true);
             }
             let out = write::put_step(reads, &w, now, atomic, register);
-            others.set(writes_others(&out, id));
+            if let Ok(Step::Write(ops, _)) = &out {
+                *written.borrow_mut() = meta_writes(ops);
+            }
             out
         };
         let record = if guess.keys().is_empty() {
@@ -301,7 +302,7 @@ impl<S: Store> Sweeper<S> {
         } else {
             self.store.transact_with_guess(&tables, &guess, step).await
         };
-        let record = match record {
+        match record {
             Err(Error::Store(crate::store::StoreError::Busy(_))) => {
                 return Err(Error::Busy(format!("put of {}", Quoted(&id.key))))
             }
@@ -310,7 +311,7 @@ impl<S: Store> Sweeper<S> {
         if unseen {
             self.absent_entries.found(present.get());
         }
-        self.remember_after(id, Some(record), others.get());
+        self.remember_all(written.into_inner());
         if register {
             self.registered.borrow_mut().insert(id.namespace.clone());
         }
@@ -349,13 +350,7 @@ impl<S: Store> Sweeper<S> {
         let step = |reads: &crate::store::Reads| {
             let step = write::put_many_step(reads, &writes, now, atomic, &register)?;
             if let Step::Write(ops, ()) = &step {
-                *written.borrow_mut() = ops
-                    .iter()
-                    .filter_map(|op| match op {
-                        Op::Put(Table::Meta, k, v) => Some((k.clone(), v.clone())),
-                        _ => None,
-                    })
-                    .collect();
+                *written.borrow_mut() = meta_writes(ops);
             }
             Ok(step)
         };
@@ -422,9 +417,7 @@ impl<S: Store> Sweeper<S> {
         if !unseen.is_empty() {
             self.absent_entries.found(present.get());
         }
-        for (id, record) in written.into_inner() {
-            self.remember(&id, Some(record));
-        }
+        self.remember_all(written.into_inner());
         self.registered.borrow_mut().extend(register);
         Ok(())
     }
@@ -717,9 +710,7 @@ impl<S: Store> Sweeper<S> {
             inner: host,
             progress: &self.progress,
         };
-        let report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
-        self.seen.borrow_mut().clear();
-        report
+        exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await
     }
 
     /// Writes the `accessedAt` refreshes reads deferred, a slice of them
@@ -746,15 +737,21 @@ impl<S: Store> Sweeper<S> {
                 break;
             }
             left = left.saturating_sub(slice.len());
-            // Refreshed records are no guesses now.
-            self.seen.borrow_mut().clear();
+            let written = RefCell::new(Vec::new());
             moved += write::run(
                 &self.store,
                 &[Table::Meta],
                 || "a refresh of accessedAt".into(),
-                |reads| write::touch_step(reads, &slice),
+                |reads| {
+                    let out = write::touch_step(reads, &slice);
+                    if let Ok(Step::Write(ops, _)) = &out {
+                        *written.borrow_mut() = meta_writes(ops);
+                    }
+                    out
+                },
             )
             .await?;
+            self.remember_all(written.into_inner());
         }
         Ok(moved)
     }
@@ -764,19 +761,22 @@ impl<S: Store> Sweeper<S> {
     pub async fn delete(&self, id: &EntryId) -> Result<bool, Error> {
         let atomic = self.store.atomic();
         self.seen.borrow_mut().remove(id);
-        let others = Cell::new(false);
+        let written = RefCell::new(Vec::new());
         let existed = write::run(
             &self.store,
             &entry_tables(atomic, false),
             || format!("delete of {}", Quoted(&id.key)),
             |reads| {
                 let out = write::delete_step(reads, id, atomic);
-                others.set(writes_others(&out, id));
+                if let Ok(Step::Write(ops, _)) = &out {
+                    *written.borrow_mut() = meta_writes(ops);
+                }
                 out
             },
         )
         .await?;
-        self.remember_after(id, None, others.get());
+        self.remember_all(written.into_inner());
+        self.remember(id, None);
         Ok(existed)
     }
 
@@ -1124,8 +1124,6 @@ impl<S: Store> Sweeper<S> {
             progress: &self.progress,
         };
         let mut report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
-        // What it deleted, and the counts it lowered, are no guesses now.
-        self.seen.borrow_mut().clear();
         if let Some(c) = &cursor {
             report.resumed = true;
             report.kept += c.kept;
@@ -1343,13 +1341,15 @@ impl<H: RunHost> RunHost for Tracked<'_, H> {
     }
 }
 
-/// Whether a step's write changes the records of entries other than `id`.
-fn writes_others<T>(step: &Result<Step<T>, Error>, id: &EntryId) -> bool {
-    let Ok(Step::Write(ops, _)) = step else {
-        return false;
-    };
+/// The entry records `ops` write (`None`: deleted).
+fn meta_writes(ops: &[Op]) -> Vec<(EntryId, Option<Vec<u8>>)> {
     ops.iter()
-        .any(|op| matches!(op, Op::Put(Table::Meta, k, _) | Op::Delete(Table::Meta, k) if k != id))
+        .filter_map(|op| match op {
+            Op::Put(Table::Meta, k, v) => Some((k.clone(), Some(v.clone()))),
+            Op::Delete(Table::Meta, k) => Some((k.clone(), None)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

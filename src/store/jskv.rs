@@ -554,7 +554,7 @@ impl Store for JsKvStore {
         let held = Held::new(self, turn, true);
         let doubtful = std::cell::Cell::new(false);
         let first = optimistic(&held, &mut |reads: &Reads| {
-            if reads.keys().is_empty() {
+            if reads.is_empty() {
                 held.used.borrow_mut().clear(); // an attempt begins
             }
             let out = step(reads);

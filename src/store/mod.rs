@@ -444,6 +444,11 @@ impl Reads {
         }
     }
 
+    /// Whether nothing has been read.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// Preconditions that every record read is still as read.
     pub fn expects(&self) -> Vec<Op> {
         self.records

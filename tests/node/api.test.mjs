@@ -900,3 +900,27 @@ test("on the IndexedDB records of OPFS and Cache Storage, a write that ends with
   await assert.rejects(b.delete("target"), /referenced by 1 other entry/);
   db.close();
 });
+
+test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry the Sweeper wrote stays one transaction after a run and a refresh of accessedAt (fake-indexeddb)", async () => {
+  const { kvStoreOfDriver } = await import("../../pkg/node.js");
+  const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
+  const db = await openRecords(`records-seen-${Date.now()}`);
+  const driver = recordsDriver(db, "records", 250);
+  let gets = 0;
+  const get = driver.get;
+  driver.get = (...args) => (gets++, get(...args));
+  const clock = manualClock();
+  const s = new Sweeper(kvStoreOfDriver(driver), { clock });
+  await s.put("page", 1);
+  await s.put("old", 0, { ttlMs: 10 });
+  clock.now += 2_000;
+  // A read that defers a refresh of accessedAt, then a run: it writes the
+  // refresh first and deletes "old".
+  assert.equal(await s.get("page"), 1);
+  assert.equal((await s.run()).deleted.expired.count, 1);
+  gets = 0;
+  await s.put("page", 2);
+  assert.equal(gets, 0, "the record as refreshed is the guess");
+  assert.equal(await s.get("page"), 2);
+  db.close();
+});
