@@ -29,7 +29,9 @@
 //!   split value missing a part), `writes` `[name, bytes | null, expiresAt |
 //!   undefined]`, made in order;
 //! - `caps.tokensAreBytes`: a token is the value's bytes (as `get` and
-//!   `list` give them): a write may begin from the records as listed;
+//!   `list` give them), blob bytes kept outside the records aside (OPFS
+//!   files: their token says only that they are there): a write may begin
+//!   from the records as listed;
 //! - `caps.blobsUnlocked`: blob bytes are written outside the batch, before
 //!   its checks, where a concurrent run may delete them (R2): a batch of
 //!   blob bytes is never written on a guess.
@@ -265,7 +267,8 @@ impl JsKvStore {
 
     /// Remembers a listed record as read, where a token is its bytes: an
     /// entry's or a blob's record (what a run's batches read), small, and
-    /// while there is room (a listing never pushes out what reads left).
+    /// while there is room: a listing clears no token, though the next read
+    /// past the limit clears them all, as ever.
     fn remember_listed(&self, table: Table, name: &str, bytes: &[u8], value: &JsValue) {
         let wanted = matches!(table, Table::Meta | Table::BlobMeta) && bytes.len() <= LISTED_MAX;
         if self.tokens_are_bytes && wanted && self.tokens.borrow().len() < MAX_TOKENS {

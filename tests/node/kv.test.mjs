@@ -315,15 +315,41 @@ test("a generic store keeps values as text, so a store that keeps only JSON give
   assert.deepEqual([...(await s.get("k")).get(1)], [1, 2]);
 });
 
-test("on a compare-and-set store, a new entry or blob is written without a read first; over one that is there, the write reads and keeps its counts", async () => {
-  /** A Map that counts its reads. */
-  class Counted extends Map {
-    reads = 0;
-    get(k) {
-      this.reads++;
-      return super.get(k);
-    }
+/** A Map that counts its reads. */
+class Counted extends Map {
+  reads = 0;
+  get(k) {
+    this.reads++;
+    return super.get(k);
   }
+}
+
+/** Durable Object storage as its API reads, in memory; reads are counted. */
+class DoStorage {
+  map = new Map();
+  gets = 0;
+  async get(keys) {
+    this.gets++;
+    if (!Array.isArray(keys)) return this.map.get(keys);
+    return new Map(keys.filter((k) => this.map.has(k)).map((k) => [k, this.map.get(k)]));
+  }
+  async put(k, v) {
+    for (const [name, value] of typeof k === "string" ? [[k, v]] : Object.entries(k)) this.map.set(name, value);
+  }
+  async delete(keys) {
+    for (const k of [].concat(keys)) this.map.delete(k);
+  }
+  async list({ prefix = "", startAfter, limit = Infinity } = {}) {
+    const names = [...this.map.keys()].filter((n) => n.startsWith(prefix) && (startAfter === undefined || n > startAfter)).sort();
+    return new Map(names.slice(0, limit).map((n) => [n, this.map.get(n)]));
+  }
+  async setAlarm() {}
+  async getAlarm() {
+    return null;
+  }
+}
+
+test("on a compare-and-set store, a new entry or blob is written without a read first; over one that is there, the write reads and keeps its counts", async () => {
   const map = new Counted();
   const clock = () => clock.now;
   clock.now = 1_000_000;
@@ -364,13 +390,6 @@ test("on a compare-and-set store, a new entry or blob is written without a read 
 });
 
 test("a Sweeper stops guessing unseen records absent while they turn out to be there, and starts again when they are not", async () => {
-  class Counted extends Map {
-    reads = 0;
-    get(k) {
-      this.reads++;
-      return super.get(k);
-    }
-  }
   const map = new Counted();
   const a = new Sweeper(kvStore(map));
   for (let i = 0; i < 20; i++) await a.put(`k${i}`, i);
@@ -419,30 +438,6 @@ test("puts racing to one new key from two Sweepers, each guessing it absent, all
 });
 
 test("Durable Object storage: a batch reads what it writes once, in its checks, not again for old chunks", async () => {
-  /** Durable Object storage as its API reads, in memory; reads are counted. */
-  class DoStorage {
-    map = new Map();
-    gets = 0;
-    async get(keys) {
-      this.gets++;
-      if (!Array.isArray(keys)) return this.map.get(keys);
-      return new Map(keys.filter((k) => this.map.has(k)).map((k) => [k, this.map.get(k)]));
-    }
-    async put(k, v) {
-      for (const [name, value] of typeof k === "string" ? [[k, v]] : Object.entries(k)) this.map.set(name, value);
-    }
-    async delete(keys) {
-      for (const k of [].concat(keys)) this.map.delete(k);
-    }
-    async list({ prefix = "", startAfter, limit = Infinity } = {}) {
-      const names = [...this.map.keys()].filter((n) => n.startsWith(prefix) && (startAfter === undefined || n > startAfter)).sort();
-      return new Map(names.slice(0, limit).map((n) => [n, this.map.get(n)]));
-    }
-    async setAlarm() {}
-    async getAlarm() {
-      return null;
-    }
-  }
   const storage = new DoStorage();
   const clock = () => clock.now;
   clock.now = 1_000_000;
@@ -475,25 +470,7 @@ test("Durable Object storage: a batch reads what it writes once, in its checks, 
 
 test("a write on a guess never overwrites what it cannot read, nor uploads blob bytes to R2", async () => {
   // Durable Object storage holding, at an entry's record, a value that is not kvsweep's bytes.
-  const storage = {
-    map: new Map(),
-    async get(keys) {
-      return Array.isArray(keys) ? new Map(keys.filter((k) => this.map.has(k)).map((k) => [k, this.map.get(k)])) : this.map.get(keys);
-    },
-    async put(k, v) {
-      for (const [name, value] of typeof k === "string" ? [[k, v]] : Object.entries(k)) this.map.set(name, value);
-    },
-    async delete(keys) {
-      for (const k of [].concat(keys)) this.map.delete(k);
-    },
-    async list({ prefix = "" } = {}) {
-      return new Map([...this.map].filter(([n]) => n.startsWith(prefix)).sort());
-    },
-    async setAlarm() {},
-    async getAlarm() {
-      return null;
-    },
-  };
+  const storage = new DoStorage();
   const sweeper = new Sweeper(durableObjectStore(storage));
   await sweeper.put("probe", 1);
   const name = [...storage.map.keys()].find((n) => n.endsWith("probe")).replace("probe", "foreign");
@@ -502,13 +479,6 @@ test("a write on a guess never overwrites what it cannot read, nor uploads blob 
   assert.deepEqual(storage.map.get(name), { not: "bytes" });
 
   // Blob bytes in R2 go up only after a read found the blob's record absent.
-  class Counted extends Map {
-    reads = 0;
-    get(k) {
-      this.reads++;
-      return super.get(k);
-    }
-  }
   const objects = new Map();
   const bucket = {
     async get(k) {
