@@ -810,14 +810,25 @@ test("get on IndexedDB reads the entry's record with one plain request, and goes
   }
 });
 
-test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batch from the records it listed, rechecked in its transaction (fake-indexeddb)", async () => {
+/**
+ * The IndexedDB records driver of OPFS and Cache Storage on a database of
+ * its own: a store whose driver's reads are counted, and more stores on
+ * the same database (other writers).
+ */
+async function recordsDb(name) {
   const { kvStoreOfDriver } = await import("../../pkg/node.js");
   const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
-  const db = await openRecords(`records-${Date.now()}`);
+  const db = await openRecords(`${name}-${Date.now()}`);
   const driver = recordsDriver(db, "records", 250);
-  let gets = 0;
+  const count = { gets: 0 };
   const get = driver.get;
-  driver.get = (...args) => (gets++, get(...args));
+  driver.get = (...args) => (count.gets++, get(...args));
+  const another = () => kvStoreOfDriver(recordsDriver(db, "records", 250));
+  return { db, driver, count, store: kvStoreOfDriver(driver), another };
+}
+
+test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batch from the records it listed, rechecked in its transaction (fake-indexeddb)", async () => {
+  const { db, driver, count, store, another } = await recordsDb("records-run");
   let refused = 0;
   const apply = driver.apply;
   driver.apply = async (...args) => {
@@ -826,15 +837,15 @@ test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batc
     return ok;
   };
   const clock = manualClock();
-  const s = new Sweeper(kvStoreOfDriver(driver), { clock, batchSize: 10 });
+  const s = new Sweeper(store, { clock, batchSize: 10 });
   const key = (i) => `k${String(i).padStart(3, "0")}`;
   for (let i = 0; i < 100; i++) await s.put(key(i), i, { ttlMs: i % 2 ? 1_000 : 60_000 });
   clock.now += 5_000;
   // Another writer rewrites an expired entry of the last batch after the
   // run listed it: the batch's check must find it changed, and keep it.
-  const other = new Sweeper(kvStoreOfDriver(recordsDriver(db, "records", 250)), { clock });
+  const other = new Sweeper(another(), { clock });
   let rewritten = false;
-  gets = 0;
+  count.gets = 0;
   const report = await s.run({
     onProgress: async () => {
       if (!rewritten) await other.put(key(99), "rewritten");
@@ -848,7 +859,7 @@ test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batc
   // Five batches, none read before its transaction but that one (read
   // again after its check failed); the rest are the run's lease, cursor and
   // history.
-  assert.ok(gets <= 6, `${gets} reads in the run`);
+  assert.ok(count.gets <= 6, `${count.gets} reads in the run`);
   // Exactly the 50 live entries and the rewritten one are left.
   const left = (await driver.list("m/", undefined, undefined, 1000)).items.map(([name]) => name.slice(name.indexOf("\0") + 1));
   const live = Array.from({ length: 99 }, (_, i) => i).filter((i) => i % 2 === 0).map(key);
@@ -858,21 +869,15 @@ test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batc
 });
 
 test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry the Sweeper wrote is one transaction, checked as it wrote it (fake-indexeddb)", async () => {
-  const { kvStoreOfDriver } = await import("../../pkg/node.js");
-  const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
-  const db = await openRecords(`records-put-${Date.now()}`);
-  const driver = recordsDriver(db, "records", 250);
-  let gets = 0;
-  const get = driver.get;
-  driver.get = (...args) => (gets++, get(...args));
-  const s = new Sweeper(kvStoreOfDriver(driver));
+  const { db, count, store, another } = await recordsDb("records-put");
+  const s = new Sweeper(store);
   await s.put("page", 1);
-  gets = 0;
+  count.gets = 0;
   for (let i = 2; i <= 10; i++) await s.put("page", i);
-  assert.equal(gets, 0, "no read before the writes");
+  assert.equal(count.gets, 0, "no read before the writes");
   assert.equal(await s.get("page"), 10);
   // Another writer's change makes the guess wrong: the put reads and still writes.
-  const other = new Sweeper(kvStoreOfDriver(recordsDriver(db, "records", 250)));
+  const other = new Sweeper(another());
   await other.put("page", "theirs", { refs: [] });
   await other.put("ref", 0, { refs: ["page"] });
   await s.put("page", 11);
@@ -883,12 +888,10 @@ test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry th
 });
 
 test("on the IndexedDB records of OPFS and Cache Storage, a write that ends without writing never decides on remembered records (fake-indexeddb)", async () => {
-  const { kvStoreOfDriver } = await import("../../pkg/node.js");
-  const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
-  const db = await openRecords(`records-done-${Date.now()}`);
+  const { db, store, another } = await recordsDb("records-done");
   const clock = manualClock();
-  const a = new Sweeper(kvStoreOfDriver(recordsDriver(db, "records", 250)), { clock });
-  const b = new Sweeper(kvStoreOfDriver(recordsDriver(db, "records", 250)), { clock });
+  const a = new Sweeper(store, { clock });
+  const b = new Sweeper(another(), { clock });
   await a.put("target", 1, { ttlMs: 1_000 });
   clock.now += 5_000;
   // a's listing remembers "target" as expired...
@@ -902,15 +905,9 @@ test("on the IndexedDB records of OPFS and Cache Storage, a write that ends with
 });
 
 test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry the Sweeper wrote stays one transaction after a run and a refresh of accessedAt (fake-indexeddb)", async () => {
-  const { kvStoreOfDriver } = await import("../../pkg/node.js");
-  const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
-  const db = await openRecords(`records-seen-${Date.now()}`);
-  const driver = recordsDriver(db, "records", 250);
-  let gets = 0;
-  const get = driver.get;
-  driver.get = (...args) => (gets++, get(...args));
+  const { db, count, store } = await recordsDb("records-seen");
   const clock = manualClock();
-  const s = new Sweeper(kvStoreOfDriver(driver), { clock });
+  const s = new Sweeper(store, { clock });
   await s.put("page", 1);
   await s.put("old", 0, { ttlMs: 10 });
   clock.now += 2_000;
@@ -918,9 +915,9 @@ test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry th
   // refresh first and deletes "old".
   assert.equal(await s.get("page"), 1);
   assert.equal((await s.run()).deleted.expired.count, 1);
-  gets = 0;
+  count.gets = 0;
   await s.put("page", 2);
-  assert.equal(gets, 0, "the record as refreshed is the guess");
+  assert.equal(count.gets, 0, "the record as refreshed is the guess");
   assert.equal(await s.get("page"), 2);
   db.close();
 });
