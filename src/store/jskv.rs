@@ -490,10 +490,10 @@ impl Store for JsKvStore {
     /// token of its version: only where a token is the bytes themselves is
     /// the guess its token; elsewhere only a read gives one, and the write
     /// goes the usual way. So does a batch of blob bytes a driver writes
-    /// unlocked before its checks (R2): a run
-    /// deleting that blob's record between the upload and the check would
-    /// then delete the bytes as uploaded before it, and the record written
-    /// on the guess would have none.
+    /// unlocked before its checks (R2): a run deleting that blob's record
+    /// between the upload and the check would then delete the bytes as
+    /// uploaded before it, and the record written on the guess would have
+    /// none.
     async fn transact_guess(
         &self,
         tables: &[Table],
