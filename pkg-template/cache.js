@@ -13,7 +13,7 @@
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
 import { Sweeper, describe } from "./api.js";
-import { closesWith, done, finished, loaded, openRecords, recordsDriver } from "./idbkv.js";
+import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriver } from "./idbkv.js";
 
 /**
  * The Cache Storage driver: records in IndexedDB (see idbkv.js). The
@@ -133,7 +133,7 @@ const urlOf = (name) => name.slice(name.indexOf("\0") + 1);
 async function finishPending(db, cache, matchOptions) {
   const range = IDBKeyRange.bound(PENDING, PENDING.slice(0, -1) + "0", false, true);
   const store = () => db.transaction("records").objectStore("records");
-  const [names, lists] = await Promise.all([done(store().getAllKeys(range)), done(store().getAll(range))]);
+  const [names, lists] = await readRange(store(), range);
   for (let i = 0; i < names.length; i++) {
     try {
       const entries = Array.isArray(lists[i]) ? lists[i].filter((n) => typeof n === "string") : [];

@@ -62,6 +62,19 @@ export function outOfCalls() {
 }
 
 /**
+ * Keys and values of the records of `range` in `store`, at most `limit`
+ * (all if undefined): `[keys, values]`. One request where the browser has
+ * `getAllRecords` (keys and values together, about half the time of the two
+ * requests for both here), two where it has not.
+ */
+export function readRange(store, range, limit) {
+  if (typeof store.getAllRecords === "function") {
+    return done(store.getAllRecords({ query: range, count: limit })).then((rs) => [rs.map((r) => r.primaryKey), rs.map((r) => r.value)]);
+  }
+  return Promise.all([done(store.getAllKeys(range, limit)), done(store.getAll(range, limit))]);
+}
+
+/**
  * Reads `names` from `store` (in one transaction): `[values, keys]`, values
  * by name, and — when the names lie close together — every key between the
  * first and the last, read as one key range (two requests, not one per
@@ -71,12 +84,12 @@ async function readMany(store, names) {
   const sorted = [...new Set(names)].sort(); // UTF-16 order, as IndexedDB compares string keys
   const values = new Map();
   if (sorted.length >= 8) {
-    // Keys and values side by side (one round trip), of at most twice as
+    // Keys and values together (one round trip), of at most twice as
     // many records as asked for; more than that between the first and the
     // last, and single reads cost less than the range.
     const range = IDBKeyRange.bound(sorted[0], sorted[sorted.length - 1]);
     const most = 2 * sorted.length + 1;
-    const [keys, got] = await Promise.all([done(store.getAllKeys(range, most)), done(store.getAll(range, most))]);
+    const [keys, got] = await readRange(store, range, most);
     if (keys.length < most) {
       keys.forEach((k, i) => values.set(k, got[i]));
       return [values, keys];
@@ -127,8 +140,7 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
   };
   let prefetched = null; // the page after the one list() last returned
   const page = (range, limit) => {
-    const store = db.transaction("records").objectStore("records");
-    return Promise.all([done(store.getAllKeys(range, limit)), done(store.getAll(range, limit))]);
+    return readRange(db.transaction("records").objectStore("records"), range, limit);
   };
   const d = {
     kind,

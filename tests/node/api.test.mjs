@@ -827,8 +827,43 @@ async function recordsDb(name) {
   return { db, driver, count, store: kvStoreOfDriver(driver), another };
 }
 
-test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batch from the records it listed, rechecked in its transaction (fake-indexeddb)", async () => {
-  const { db, driver, count, store, another } = await recordsDb("records-run");
+/**
+ * Counts the calls of the IDBObjectStore methods `names` and makes the
+ * store lack getAllRecords (as browsers before it do) when `withRecords` is
+ * false; `restore()` undoes both.
+ */
+function countStoreCalls(names, withRecords) {
+  const proto = IDBObjectStore.prototype;
+  const saved = Object.fromEntries(names.map((n) => [n, Object.getOwnPropertyDescriptor(proto, n)]));
+  const calls = Object.fromEntries(names.map((n) => [n, 0]));
+  for (const n of names) {
+    const f = saved[n].value;
+    const counted = function (...a) {
+      calls[n]++;
+      return f.apply(this, a);
+    };
+    Object.defineProperty(proto, n, { ...saved[n], value: withRecords || n !== "getAllRecords" ? counted : undefined });
+  }
+  return { calls, restore: () => names.forEach((n) => Object.defineProperty(proto, n, saved[n])) };
+}
+
+for (const withRecords of [true, false]) {
+  const how = withRecords ? "read with getAllRecords" : "where there is no getAllRecords";
+  test(`a run on the IndexedDB records of OPFS and Cache Storage deletes each batch from the records it listed, rechecked in its transaction, ${how} (fake-indexeddb)`, async () => {
+    const { calls, restore } = countStoreCalls(["getAllRecords", "getAll", "getAllKeys"], withRecords);
+    try {
+      await recordsRun(`records-run-${withRecords}`);
+    } finally {
+      restore();
+    }
+    // Listing pages and batches read keys and values in one request where they can.
+    if (withRecords) assert.ok(calls.getAllRecords >= 6 && calls.getAll === 0 && calls.getAllKeys === 0, JSON.stringify(calls));
+    else assert.ok(calls.getAll >= 6 && calls.getAll === calls.getAllKeys, JSON.stringify(calls));
+  });
+}
+
+async function recordsRun(name) {
+  const { db, driver, count, store, another } = await recordsDb(name);
   let refused = 0;
   const apply = driver.apply;
   driver.apply = async (...args) => {
@@ -866,7 +901,7 @@ test("a run on the IndexedDB records of OPFS and Cache Storage deletes each batc
   assert.deepEqual(left, [...live, key(99)]);
   assert.equal(await s.get(key(99)), "rewritten");
   db.close();
-});
+}
 
 test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry the Sweeper wrote is one transaction, checked as it wrote it (fake-indexeddb)", async () => {
   const { db, count, store, another } = await recordsDb("records-put");
