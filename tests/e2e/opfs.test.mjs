@@ -56,6 +56,28 @@ test("the key–value scenario on an OPFS store, in a dedicated worker (sync acc
   await context.close();
 });
 
+test("in a dedicated worker a new blob's file is one part file moved into place, and files already under a blob's name are replaced whole or kept whole", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await newPage(context);
+  const got = await page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const worker = new Worker("/tests/shared/opfs-worker-files.js", { type: "module", name: "worker-files" });
+        worker.onmessage = ({ data }) => resolve(data);
+        worker.onerror = (e) => resolve({ error: e.message });
+      }),
+  );
+  assert.equal(got.error, undefined, got.error);
+  const { out } = got;
+  // Four new blobs: no lookup of the file's own name and no truncate first.
+  assert.deepEqual(out.freshCalls, { getFileHandle: 4, truncate: 0, move: 4 });
+  // Each blob reads back exactly, and no part file is left.
+  assert.deepEqual(out.read, [true, true, true]);
+  assert.deepEqual(out.files, out.ids);
+  await context.close();
+});
+
 /** In the page: `n` blobs of `size` bytes, each its own, all different. */
 const blobsOf = (n, size, seed) =>
   Array.from({ length: n }, (_, i) => {
