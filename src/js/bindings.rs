@@ -225,6 +225,10 @@ fn key_arg(key: &JsValue, what: &str) -> Result<String, JsValue> {
     }
 }
 
+/// A backend's future behind one pointer: each backend's is compiled once,
+/// not again in every caller it would be inlined into.
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
 /// The backends a JS store can be.
 #[derive(Clone, Debug)]
 pub enum AnyStore {
@@ -250,11 +254,12 @@ impl Store for AnyStore {
         after: Option<&EntryId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        match self {
-            AnyStore::Memory(s) => s.list(table, after, limit).await,
-            AnyStore::Idb(s) => s.list(table, after, limit).await,
-            AnyStore::Kv(s) => s.list(table, after, limit).await,
-        }
+        let f: Boxed<'_, Result<Vec<Record>, StoreError>> = match self {
+            AnyStore::Memory(s) => Box::pin(s.list(table, after, limit)),
+            AnyStore::Idb(s) => Box::pin(s.list(table, after, limit)),
+            AnyStore::Kv(s) => Box::pin(s.list(table, after, limit)),
+        };
+        f.await
     }
 
     async fn get(
@@ -262,11 +267,12 @@ impl Store for AnyStore {
         table: Table,
         keys: &[EntryId],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        match self {
-            AnyStore::Memory(s) => s.get(table, keys).await,
-            AnyStore::Idb(s) => s.get(table, keys).await,
-            AnyStore::Kv(s) => s.get(table, keys).await,
-        }
+        let f: Boxed<'_, Result<Vec<Option<Vec<u8>>>, StoreError>> = match self {
+            AnyStore::Memory(s) => Box::pin(s.get(table, keys)),
+            AnyStore::Idb(s) => Box::pin(s.get(table, keys)),
+            AnyStore::Kv(s) => Box::pin(s.get(table, keys)),
+        };
+        f.await
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -283,11 +289,12 @@ impl Store for AnyStore {
         guess: &Reads,
         step: &mut DynStep<'_>,
     ) -> Result<(), Error> {
-        match self {
-            AnyStore::Memory(s) => s.transact_guess(tables, guess, step).await,
-            AnyStore::Idb(s) => s.transact_guess(tables, guess, step).await,
-            AnyStore::Kv(s) => s.transact_guess(tables, guess, step).await,
-        }
+        let f: Boxed<'_, Result<(), Error>> = match self {
+            AnyStore::Memory(s) => Box::pin(s.transact_guess(tables, guess, step)),
+            AnyStore::Idb(s) => Box::pin(s.transact_guess(tables, guess, step)),
+            AnyStore::Kv(s) => Box::pin(s.transact_guess(tables, guess, step)),
+        };
+        f.await
     }
 
     async fn transact_dyn(
@@ -296,19 +303,21 @@ impl Store for AnyStore {
         tables: &[Table],
         step: &mut DynStep<'_>,
     ) -> Result<(), Error> {
-        match self {
-            AnyStore::Memory(s) => s.transact_dyn(access, tables, step).await,
-            AnyStore::Idb(s) => s.transact_dyn(access, tables, step).await,
-            AnyStore::Kv(s) => s.transact_dyn(access, tables, step).await,
-        }
+        let f: Boxed<'_, Result<(), Error>> = match self {
+            AnyStore::Memory(s) => Box::pin(s.transact_dyn(access, tables, step)),
+            AnyStore::Idb(s) => Box::pin(s.transact_dyn(access, tables, step)),
+            AnyStore::Kv(s) => Box::pin(s.transact_dyn(access, tables, step)),
+        };
+        f.await
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        match self {
-            AnyStore::Memory(s) => s.apply(ops).await,
-            AnyStore::Idb(s) => s.apply(ops).await,
-            AnyStore::Kv(s) => s.apply(ops).await,
-        }
+        let f: Boxed<'_, Result<(), StoreError>> = match self {
+            AnyStore::Memory(s) => Box::pin(s.apply(ops)),
+            AnyStore::Idb(s) => Box::pin(s.apply(ops)),
+            AnyStore::Kv(s) => Box::pin(s.apply(ops)),
+        };
+        f.await
     }
 }
 
