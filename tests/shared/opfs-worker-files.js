@@ -1,8 +1,8 @@
 // A dedicated worker writing blobs to an OPFS store through sync access
 // handles (tests/e2e/opfs.test.mjs): the calls a new blob's file costs, and
-// files already there under a blob's name (a crash's leftovers, which no
-// record claims) met by writes that do not look them up first, also where
-// move() does not replace a file.
+// files already under a blob's name, a crash's leftovers (no record claims
+// them) or live ones, met by writes that guess the blob new, and by writes
+// that do not, also where move() refuses to replace a file.
 import * as kv from "/pkg/index.js";
 import { opfsFiles } from "/tests/shared/store-names.js";
 
@@ -25,6 +25,11 @@ const count = (proto, m) => {
     return f.apply(this, a);
   };
 };
+const counted = async (fn) => {
+  for (const k in calls) calls[k] = 0;
+  const out = await fn();
+  return [out, { ...calls }];
+};
 count(FileSystemDirectoryHandle.prototype, "getFileHandle");
 count(FileSystemSyncAccessHandle.prototype, "truncate");
 const moveOwner = Object.hasOwn(FileSystemFileHandle.prototype, "move") ? FileSystemFileHandle.prototype : FileSystemHandle.prototype;
@@ -41,38 +46,64 @@ try {
     a.write(bytes, { at: 0 });
     a.close();
   };
-  const out = {};
+  const out = { calls: {} };
+  const put = async (what, bytes) => {
+    const [id, c] = await counted(() => sweeper.putBlob(bytes));
+    out.calls[what] = c;
+    return id;
+  };
+  const blobs = {};
 
-  // New blobs: one getFileHandle (the part file), no truncate, one move each.
-  const fresh = [1, 2, 3, 4].map((s) => bytesOf(s));
-  for (const k in calls) calls[k] = 0;
-  for (const b of fresh) await sweeper.putBlob(b);
-  out.freshCalls = { ...calls };
+  // New blobs, guessed new: the part file and the lookup of the blob's own
+  // name (while the part is written), no truncate, one move each.
+  const fresh = [1, 2, 3].map((s) => bytesOf(s));
+  for (const [i, b] of fresh.entries()) blobs[`fresh${i}`] = [await put(`fresh${i}`, b), b];
 
-  // Files left under their blobs' names, whole and cut short: replaced by the move.
+  // Leftovers under the blob's name, met by a put that guesses it new:
+  // kept when whole (no move), replaced when cut short.
   const whole = bytesOf(5);
   const cut = bytesOf(6);
   await leave(whole);
   await leave(cut, cut.subarray(0, 1000));
-  const ids = [await sweeper.putBlob(whole), await sweeper.putBlob(cut)];
+  blobs.whole = [await put("whole", whole), whole];
+  blobs.cut = [await put("cut", cut), cut];
 
-  // Where move() does not replace a file, the put goes again the usual way,
-  // which finds the file there whole and keeps it.
+  // The live file of a blob, put again by another store that guesses it
+  // new: left as it is, never moved over.
+  const other = await kv.openOpfs(name);
+  const second = new kv.Sweeper(other);
+  const [again, againCalls] = await counted(() => second.putBlob(fresh[0]));
+  out.calls.live = againCalls;
+  out.liveSameId = again === blobs.fresh0[0];
+  second.close();
+  other.close();
+
+  // Where move() refuses to replace a file: blobs over 256 KiB (not
+  // guessed new, their record read first), a leftover whole and one cut
+  // short, never meet a move over a file.
   const move = moveOwner.move;
+  let refused = 0;
   moveOwner.move = async function (to) {
     const there = await dir.getFileHandle(to).then(() => true, () => false);
-    if (there) throw new DOMException("the destination exists", "InvalidModificationError");
+    if (there) {
+      refused++;
+      throw new DOMException("the destination exists", "InvalidModificationError");
+    }
     return move.call(this, to);
   };
-  const kept = bytesOf(7);
-  await leave(kept);
-  ids.push(await sweeper.putBlob(kept));
+  const bigWhole = bytesOf(7, 300_000);
+  const bigCut = bytesOf(8, 300_000);
+  await leave(bigWhole);
+  await leave(bigCut, bigCut.subarray(0, 5000));
+  blobs.bigWhole = [await put("bigWhole", bigWhole), bigWhole];
+  blobs.bigCut = [await put("bigCut", bigCut), bigCut];
   moveOwner.move = move;
+  out.refused = refused;
 
-  out.read = [];
-  for (const [i, b] of [whole, cut, kept].entries()) out.read.push(same(await sweeper.getBlob(ids[i]), b));
+  out.read = {};
+  for (const [k, [id, b]] of Object.entries(blobs)) out.read[k] = same(await sweeper.getBlob(id), b);
   out.files = await opfsFiles(name);
-  out.ids = [...(await Promise.all(fresh.map(hex))), ...ids].sort();
+  out.ids = (await Promise.all(Object.values(blobs).map(([, b]) => hex(b)))).sort();
   sweeper.close();
   store.close();
   await kv.deleteOpfs(name);
