@@ -41,7 +41,7 @@ pub enum Error {
     InvalidInput(String),
     /// A value is larger than `maxValueBytes`.
     ValueTooLarge {
-        size: usize,
+        size: u64,
         limit: usize,
     },
     /// An entry references a blob the store does not hold.

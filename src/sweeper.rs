@@ -252,6 +252,11 @@ impl<S: Store> Sweeper<S> {
         &self.store
     }
 
+    /// The largest value or blob it stores (`maxValueBytes`).
+    pub fn max_value_bytes(&self) -> usize {
+        self.config.max_value_bytes
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -435,7 +440,7 @@ impl<S: Store> Sweeper<S> {
         }
         if value.len() > self.config.max_value_bytes {
             return Err(Error::ValueTooLarge {
-                size: value.len(),
+                size: value.len() as u64,
                 limit: self.config.max_value_bytes,
             });
         }
@@ -911,7 +916,7 @@ impl<S: Store> Sweeper<S> {
     ) -> Result<String, Error> {
         if bytes.len() > self.config.max_value_bytes {
             return Err(Error::ValueTooLarge {
-                size: bytes.len(),
+                size: bytes.len() as u64,
                 limit: self.config.max_value_bytes,
             });
         }

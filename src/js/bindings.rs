@@ -46,7 +46,7 @@ export interface SweeperOptions {
   clock?: () => number;
   /** Items deleted per transaction (default 250). */
   batchSize?: number;
-  /** Largest value put/putBlob accept, in bytes (default 64 MiB). */
+  /** Largest value put/putBlob accept, in bytes (default 64 MiB, at most 1 GiB). */
   maxValueBytes?: number;
   /** Background runs. Without it, runs happen only on run() and request(). */
   schedule?: ScheduleOptions;
@@ -744,7 +744,7 @@ impl JsSweeper {
     ) -> Promise {
         let parsed = (|| {
             let key = key_arg(&key, "put")?;
-            let value = convert::to_stored(&value)
+            let value = convert::to_stored(&value, self.inner.sweeper.max_value_bytes())
                 .map_err(|e| js_err(format!("put({}): {e}", Quoted(&key))))?;
             let (ns, opts) = options::parse_put_options(&opt(&options)?).map_err(js_err)?;
             Ok::<_, JsValue>((EntryId::new(ns, key), value, opts))
@@ -765,7 +765,7 @@ impl JsSweeper {
         &self,
         #[wasm_bindgen(unchecked_param_type = "PutManyItem[]")] items: JsValue,
     ) -> Promise {
-        let parsed = put_items(&items);
+        let parsed = put_items(&items, self.inner.sweeper.max_value_bytes());
         promise(&self.inner, |inner| async move {
             let items = parsed?;
             let now = inner.now()?;
@@ -911,6 +911,16 @@ impl JsSweeper {
         // (Web Crypto copies the bytes it is given at once), so both hold the
         // same bytes whatever the caller does with them next. Not begun on
         // a closed Sweeper, whose promise would leave it unawaited.
+        let limit = self.inner.sweeper.max_value_bytes();
+        let size = convert::blob_size(&bytes);
+        if size > limit as f64 && self.inner.open().is_ok() {
+            // Refused before the bytes are copied in or hashed: a copy larger
+            // than the module's memory would trap.
+            return Promise::reject(&js_err(format!(
+                "putBlob: bytes holds {} bytes, more than the limit of {limit} bytes (raise maxValueBytes to store it)",
+                size as u64
+            )));
+        }
         let web = WebDigest::find().filter(|_| self.inner.open().is_ok());
         let parsed = convert::blob_bytes(&bytes)
             .map_err(|got| js_err(format!("putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got {got}")));
@@ -1383,7 +1393,10 @@ impl Drop for JsSweeper {
 const MAX_PUT_MANY: usize = 100_000;
 
 /// `putMany`'s items: `[{ key, value, ...putOptions }]`.
-fn put_items(items: &JsValue) -> Result<Vec<(EntryId, StoredValue, PutOptions)>, JsValue> {
+fn put_items(
+    items: &JsValue,
+    limit: usize,
+) -> Result<Vec<(EntryId, StoredValue, PutOptions)>, JsValue> {
     let Some(array) = items.dyn_ref::<js_sys::Array>() else {
         return Err(js_err(format!(
             "putMany: items must be an array of {{ key, value, ...options }}, got {}",
@@ -1425,7 +1438,7 @@ fn put_items(items: &JsValue) -> Result<Vec<(EntryId, StoredValue, PutOptions)>,
         let key = Reflect::get(&item, &"key".into()).map_err(read)?;
         let key = key_arg(&key, &format!("putMany items[{i}]"))?;
         let value = Reflect::get(&item, &"value".into()).map_err(read)?;
-        let value = convert::to_stored(&value)
+        let value = convert::to_stored(&value, limit)
             .map_err(|e| js_err(format!("putMany items[{i}] ({}): {e}", Quoted(&key))))?;
         // The options are the item less its key and value.
         let rest = js_sys::Object::new();

@@ -267,19 +267,46 @@ const VIEWS: [&str; 11] = [
     "DataView",
 ];
 
+/// How many bytes `putBlob` would copy in: a buffer's or a view's
+/// `byteLength`, a Blob's `size`; 0 for anything else (refused later).
+pub fn blob_size(v: &JsValue) -> f64 {
+    let field = if v.is_instance_of::<ArrayBuffer>() || ArrayBuffer::is_view(v) {
+        "byteLength"
+    } else if matches!(type_name(v).as_str(), "Blob" | "File") {
+        "size"
+    } else {
+        return 0.0;
+    };
+    Reflect::get(v, &field.into())
+        .ok()
+        .and_then(|n| n.as_f64())
+        .unwrap_or(0.0)
+}
+
 /// Encodes a value given to `put`: a `Uint8Array` is stored as bytes, anything
-/// else as MessagePack. What cannot be stored exactly is refused, by path.
-pub fn to_stored(v: &JsValue) -> Result<StoredValue, String> {
+/// else as MessagePack. What cannot be stored exactly is refused, by path, and
+/// so is a value past `limit` bytes, before its bytes and strings are copied
+/// in (a copy larger than the module's memory would trap).
+pub fn to_stored(v: &JsValue, limit: usize) -> Result<StoredValue, String> {
     if v.is_undefined() {
         return Err("value is undefined; store null to record an empty value".into());
     }
     if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
         real_bytes(v).map_err(|e| format!("value {e}"))?;
+        if bytes.length() as usize > limit {
+            return Err(crate::error::Error::ValueTooLarge {
+                size: bytes.length().into(),
+                limit,
+            }
+            .to_string());
+        }
         return Ok(StoredValue::Bytes(bytes.to_vec()));
     }
     let mut enc = Encoder {
         path: Vec::new(),
         open: js_sys::Set::new(&JsValue::UNDEFINED),
+        limit,
+        left: limit,
     };
     let value = enc.encode(v).map_err(|why| {
         let seg = |s: &Seg| match s {
@@ -317,6 +344,9 @@ enum Seg {
 struct Encoder {
     path: Vec<Seg>,
     open: js_sys::Set,
+    /// The size limit, and what is left of it for the bytes and strings to come.
+    limit: usize,
+    left: usize,
 }
 
 fn packed(v: &Value) -> Vec<u8> {
@@ -324,6 +354,18 @@ fn packed(v: &Value) -> Vec<u8> {
 }
 
 impl Encoder {
+    /// Takes `n` bytes (a string's UTF-16 length: no more than its UTF-8
+    /// one) from what is left of the limit, before they are copied in.
+    fn spend(&mut self, n: u32) -> Result<(), String> {
+        self.left = self.left.checked_sub(n as usize).ok_or_else(|| {
+            format!(
+                "takes the value past the limit of {} bytes (raise maxValueBytes to store it)",
+                self.limit
+            )
+        })?;
+        Ok(())
+    }
+
     fn encode(&mut self, v: &JsValue) -> Result<Value, String> {
         if v.is_null() {
             return Ok(Value::Nil);
@@ -342,6 +384,9 @@ impl Encoder {
             } else {
                 Value::F64(n)
             });
+        }
+        if let Some(s) = v.dyn_ref::<js_sys::JsString>() {
+            self.spend(s.length())?;
         }
         if let Some(s) = v.as_string() {
             return Ok(string_value(v, s));
@@ -362,11 +407,14 @@ impl Encoder {
         }
         if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
             real_bytes(v)?;
+            self.spend(bytes.length())?;
             return Ok(Value::Binary(bytes.to_vec()));
         }
         if let Some(buf) = v.dyn_ref::<ArrayBuffer>() {
             real_bytes(v)?;
-            return Ok(Value::Ext(EXT_ARRAY_BUFFER, Uint8Array::new(buf).to_vec()));
+            let bytes = Uint8Array::new(buf);
+            self.spend(bytes.length())?;
+            return Ok(Value::Ext(EXT_ARRAY_BUFFER, bytes.to_vec()));
         }
         if ArrayBuffer::is_view(v) {
             let name = type_name(v);
@@ -383,6 +431,7 @@ impl Encoder {
                 offset.unwrap_or(0.0) as u32,
                 len.unwrap_or(0.0) as u32,
             );
+            self.spend(bytes.length())?;
             let mut data = vec![kind as u8];
             data.extend(bytes.to_vec());
             return Ok(Value::Ext(EXT_VIEW, data));

@@ -456,11 +456,21 @@ pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config, Option<Sch
         config.exec.batch_size = n as usize;
     }
     if let Some(n) = f.whole("maxValueBytes")? {
-        config.max_value_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        // A value is copied into the module's memory, which holds 4 GiB.
+        if n > MAX_VALUE_BYTES as u64 {
+            return err(format!(
+                "{} must be at most {MAX_VALUE_BYTES} (1 GiB), got {n}",
+                f.path("maxValueBytes")
+            ));
+        }
+        config.max_value_bytes = n as usize;
     }
     let schedule = parse_schedule(f.get("schedule").unwrap_or(&OptValue::Undefined))?;
     Ok((policy, config, schedule))
 }
+
+/// The largest `maxValueBytes`.
+pub const MAX_VALUE_BYTES: usize = 1 << 30;
 
 /// The options of `put`: the namespace and the entry's options. `now` turns `ttlMs` into a time.
 pub fn parse_put_options(v: &OptValue) -> Result<(String, PutOptions)> {

@@ -487,6 +487,66 @@ async function expiredStore(n) {
   return s;
 }
 
+test("values and blobs over maxValueBytes are refused before they are copied in, read or hashed", async () => {
+  const subtle = globalThis.crypto.subtle;
+  const { digest } = subtle;
+  const { arrayBuffer } = Blob.prototype;
+  const calls = { digest: 0, arrayBuffer: 0 };
+  subtle.digest = function (...args) {
+    calls.digest++;
+    return digest.apply(this, args);
+  };
+  Blob.prototype.arrayBuffer = function (...args) {
+    calls.arrayBuffer++;
+    return arrayBuffer.apply(this, args);
+  };
+  try {
+    const s = new Sweeper(memoryStore(), { maxValueBytes: 16_000 });
+    // The walk stops at the string past the limit: what comes after it is
+    // never read (an object's own getters run when it is reached).
+    let read = false;
+    const value = {
+      text: "x".repeat(20_000),
+      later: {
+        get after() {
+          read = true;
+          return 1;
+        },
+      },
+    };
+    await assert.rejects(s.put("k", value), { message: 'kvsweep: put("k"): value.text takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    assert.equal(read, false);
+    await assert.rejects(s.put("k", new Uint8Array(20_000)), { message: 'kvsweep: put("k"): value is 20000 bytes, more than the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    await assert.rejects(s.putMany([{ key: "a", value: [new ArrayBuffer(10_000), new Float64Array(1_000)] }]), /putMany items\[0\] \("a"\): value\[1\] takes the value past the limit of 16000 bytes/);
+    // Blobs by their byteLength or size: no digest begun, no Blob read.
+    for (const bytes of [new Uint8Array(20_000), new DataView(new ArrayBuffer(20_000)), new Blob([new Uint8Array(20_000)])]) {
+      await assert.rejects(s.putBlob(bytes), { message: "kvsweep: putBlob: bytes holds 20000 bytes, more than the limit of 16000 bytes (raise maxValueBytes to store it)" });
+    }
+    assert.deepEqual(calls, { digest: 0, arrayBuffer: 0 });
+    // Within the limit all goes as before.
+    await s.put("k", { text: "x".repeat(15_000) });
+    assert.equal(typeof (await s.putBlob(new Uint8Array(16_000))), "string");
+    // Larger than the module's memory could take in: refused, not a trap.
+    let huge = null;
+    try {
+      huge = new Uint8Array(3 * 2 ** 30);
+    } catch {
+      // This host cannot make one: nothing more to check.
+    }
+    if (huge) {
+      const big = new Sweeper(memoryStore());
+      await assert.rejects(big.put("huge", huge), /^Error: kvsweep: put\("huge"\): value is 3221225472 bytes, more than the limit of 67108864 bytes/);
+      await assert.rejects(big.putBlob(huge), /^Error: kvsweep: putBlob: bytes holds 3221225472 bytes, more than the limit of 67108864 bytes/);
+      assert.equal(await big.put("after", 1).then(() => "ok"), "ok");
+    }
+    // The limit itself is held to what the module's memory can take.
+    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 2 ** 30 + 1 }), { message: "kvsweep: maxValueBytes must be at most 1073741824 (1 GiB), got 1073741825" });
+  } finally {
+    subtle.digest = digest;
+    Blob.prototype.arrayBuffer = arrayBuffer;
+  }
+});
+
 test("onProgress that throws or rejects stops the run, which rejects with that error", async () => {
   const boom = new Error("progress failed");
   const s = await expiredStore(50);

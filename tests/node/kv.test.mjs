@@ -201,7 +201,7 @@ test("Workers KV keeps values of at most 25 MiB: a larger one is refused at put,
   const kv = new KvDouble();
   const sweeper = new Sweeper(kvStore(kv), { policy: POLICY });
   const most = 25 * 1024 * 1024 - 1024;
-  await assert.rejects(sweeper.putBlob(new Uint8Array(most + 1)), /value is 26213377 bytes, more than the limit of 26213376 bytes/);
+  await assert.rejects(sweeper.putBlob(new Uint8Array(most + 1)), /putBlob: bytes holds 26213377 bytes, more than the limit of 26213376 bytes/);
   assert.equal([...kv.map.keys()].filter((n) => n.startsWith("kvsweep/b/")).length, 0);
   const id = await sweeper.putBlob(new Uint8Array(most).fill(7));
   assert.equal((await sweeper.getBlob(id)).length, most);
