@@ -88,6 +88,78 @@ test("in a dedicated worker a new blob's file is a part file moved into place, n
   await context.close();
 });
 
+test("on the main thread a blob's swap file never replaces a file there whole", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await newPage(context);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const { opfsFiles } = await import("/tests/shared/store-names.js");
+    const hex = async (b) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))].map((x) => x.toString(16).padStart(2, "0")).join("");
+    const bytesOf = (seed) => Uint8Array.from({ length: 70_000 }, (_, i) => (i * 7 + seed) & 255);
+    // How each write of a swap file ended: replacing the file, or thrown away.
+    const ended = { close: 0, abort: 0 };
+    const proto = FileSystemWritableFileStream.prototype;
+    const { close, abort } = proto;
+    proto.close = function (...a) {
+      ended.close++;
+      return close.apply(this, a);
+    };
+    proto.abort = function (...a) {
+      ended.abort++;
+      return abort.apply(this, a);
+    };
+    const counted = async (fn) => {
+      ended.close = ended.abort = 0;
+      await fn();
+      return { ...ended };
+    };
+    await kv.deleteOpfs("swap");
+    const store = await kv.openOpfs("swap");
+    const sweeper = new kv.Sweeper(store);
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("kvsweep-swap");
+    const leave = async (blob, bytes) => {
+      const w = await (await dir.getFileHandle(await hex(blob), { create: true })).createWritable();
+      await w.write(bytes);
+      await close.call(w);
+    };
+    const res = {};
+    const fresh = bytesOf(1);
+    res.fresh = await counted(() => sweeper.putBlob(fresh));
+    // The live file put again by another store that guesses it new.
+    const other = await kv.openOpfs("swap");
+    const second = new kv.Sweeper(other);
+    res.live = await counted(() => second.putBlob(fresh));
+    second.close();
+    other.close();
+    // Leftovers no record claims: whole (kept), cut short (replaced).
+    const whole = bytesOf(2);
+    const cut = bytesOf(3);
+    await leave(whole, whole);
+    await leave(cut, cut.subarray(0, 100));
+    res.whole = await counted(() => sweeper.putBlob(whole));
+    res.cut = await counted(() => sweeper.putBlob(cut));
+    res.read = [];
+    for (const b of [fresh, whole, cut]) {
+      const got = await sweeper.getBlob(await hex(b));
+      res.read.push(got?.length === b.length && got.every((x, i) => x === b[i]));
+    }
+    res.files = await opfsFiles("swap");
+    res.ids = (await Promise.all([fresh, whole, cut].map(hex))).sort();
+    sweeper.close();
+    store.close();
+    await kv.deleteOpfs("swap");
+    return res;
+  });
+  assert.deepEqual(out.fresh, { close: 1, abort: 0 });
+  assert.deepEqual(out.live, { close: 0, abort: 1 });
+  assert.deepEqual(out.whole, { close: 0, abort: 1 });
+  assert.deepEqual(out.cut, { close: 1, abort: 0 });
+  assert.deepEqual(out.read, [true, true, true]);
+  assert.deepEqual(out.files, out.ids);
+  await context.close();
+});
+
 /** In the page: `n` blobs of `size` bytes, each its own, all different. */
 const blobsOf = (n, size, seed) =>
   Array.from({ length: n }, (_, i) => {
