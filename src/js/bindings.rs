@@ -46,7 +46,7 @@ export interface SweeperOptions {
   clock?: () => number;
   /** Items deleted per transaction (default 250). */
   batchSize?: number;
-  /** Largest value put/putBlob accept, in bytes (default 64 MiB, at most 1 GiB). */
+  /** Largest value put/putBlob accept, in bytes (default 64 MiB, at most 256 MiB). */
   maxValueBytes?: number;
   /** Background runs. Without it, runs happen only on run() and request(). */
   schedule?: ScheduleOptions;
@@ -744,7 +744,8 @@ impl JsSweeper {
     ) -> Promise {
         let parsed = (|| {
             let key = key_arg(&key, "put")?;
-            let value = convert::to_stored(&value, self.inner.sweeper.max_value_bytes())
+            let limit = self.inner.sweeper.max_value_bytes();
+            let value = convert::to_stored(&value, limit, &past_limit(limit))
                 .map_err(|e| js_err(format!("put({}): {e}", Quoted(&key))))?;
             let (ns, opts) = options::parse_put_options(&opt(&options)?).map_err(js_err)?;
             Ok::<_, JsValue>((EntryId::new(ns, key), value, opts))
@@ -911,17 +912,24 @@ impl JsSweeper {
         // (Web Crypto copies the bytes it is given at once), so both hold the
         // same bytes whatever the caller does with them next. Not begun on
         // a closed Sweeper, whose promise would leave it unawaited.
-        let limit = self.inner.sweeper.max_value_bytes();
-        let size = convert::blob_size(&bytes);
-        if size > limit as f64 && self.inner.open().is_ok() {
-            // Refused before the bytes are copied in or hashed: a copy larger
-            // than the module's memory would trap.
-            return Promise::reject(&js_err(format!(
-                "putBlob: bytes holds {} bytes, more than the limit of {limit} bytes (raise maxValueBytes to store it)",
-                size as u64
-            )));
+        if let Err(e) = self.inner.open() {
+            return Promise::reject(&e);
         }
-        let web = WebDigest::find().filter(|_| self.inner.open().is_ok());
+        // Refused before the bytes are copied in or hashed: a copy larger
+        // than the module's memory would trap.
+        let limit = self.inner.sweeper.max_value_bytes();
+        let too_large = move |size: f64| {
+            js_err(format!(
+                "putBlob: bytes holds {} bytes, more than {}",
+                size as u64,
+                past_limit(limit)
+            ))
+        };
+        let size = convert::blob_size(&bytes);
+        if size > limit as f64 {
+            return Promise::reject(&too_large(size));
+        }
+        let web = WebDigest::find();
         let parsed = convert::blob_bytes(&bytes)
             .map_err(|got| js_err(format!("putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got {got}")));
         let digest = match (&parsed, &web) {
@@ -941,7 +949,11 @@ impl JsSweeper {
                             ))
                         })?;
                     // The Blob's own buffer: no one else holds it.
-                    let bytes = Uint8Array::new(&buf).to_vec();
+                    let view = Uint8Array::new(&buf);
+                    if view.length() as usize > limit {
+                        return Err(too_large(view.length().into()));
+                    }
+                    let bytes = view.to_vec();
                     let digest = web.and_then(|web| web.start(&buf, bytes.len()));
                     (bytes, digest)
                 }
@@ -1389,6 +1401,11 @@ impl Drop for JsSweeper {
     }
 }
 
+/// The limit a value is held to, as its error says it.
+fn past_limit(limit: usize) -> String {
+    format!("the limit of {limit} bytes (raise maxValueBytes to store it)")
+}
+
 /// Most items one `putMany` call takes.
 const MAX_PUT_MANY: usize = 100_000;
 
@@ -1421,6 +1438,7 @@ fn put_items(
     // A copy: a Proxy's traps run here, once, and what they throw is an error.
     let array = convert::try_array_from(array).map_err(read)?;
     let mut out = Vec::with_capacity(n);
+    let mut left = options::MAX_VALUE_BYTES;
     for (i, item) in array.iter().enumerate() {
         if !item.is_object() {
             return Err(js_err(format!(
@@ -1438,8 +1456,21 @@ fn put_items(
         let key = Reflect::get(&item, &"key".into()).map_err(read)?;
         let key = key_arg(&key, &format!("putMany items[{i}]"))?;
         let value = Reflect::get(&item, &"value".into()).map_err(read)?;
-        let value = convert::to_stored(&value, limit)
+        // Each value within the limit, and all within what the module's memory takes.
+        let (most, past) = if left < limit {
+            (
+                left,
+                format!(
+                    "the {} bytes one putMany call takes in all (split it into several calls)",
+                    options::MAX_VALUE_BYTES
+                ),
+            )
+        } else {
+            (limit, past_limit(limit))
+        };
+        let value = convert::to_stored(&value, most, &past)
             .map_err(|e| js_err(format!("putMany items[{i}] ({}): {e}", Quoted(&key))))?;
+        left = left.saturating_sub(value.len());
         // The options are the item less its key and value.
         let rest = js_sys::Object::new();
         convert::try_assign(&rest, &item).map_err(read)?;

@@ -285,27 +285,27 @@ pub fn blob_size(v: &JsValue) -> f64 {
 
 /// Encodes a value given to `put`: a `Uint8Array` is stored as bytes, anything
 /// else as MessagePack. What cannot be stored exactly is refused, by path, and
-/// so is a value past `limit` bytes, before its bytes and strings are copied
-/// in (a copy larger than the module's memory would trap).
-pub fn to_stored(v: &JsValue, limit: usize) -> Result<StoredValue, String> {
+/// so is a value of more than `limit` bytes (`past` says which limit), before
+/// its bytes and strings are copied in: a copy larger than the module's
+/// memory would trap.
+pub fn to_stored(v: &JsValue, limit: usize, past: &str) -> Result<StoredValue, String> {
     if v.is_undefined() {
         return Err("value is undefined; store null to record an empty value".into());
     }
     if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
         real_bytes(v).map_err(|e| format!("value {e}"))?;
         if bytes.length() as usize > limit {
-            return Err(crate::error::Error::ValueTooLarge {
-                size: bytes.length().into(),
-                limit,
-            }
-            .to_string());
+            return Err(format!(
+                "value is {} bytes, more than {past}",
+                bytes.length()
+            ));
         }
         return Ok(StoredValue::Bytes(bytes.to_vec()));
     }
     let mut enc = Encoder {
         path: Vec::new(),
         open: js_sys::Set::new(&JsValue::UNDEFINED),
-        limit,
+        past,
         left: limit,
     };
     let value = enc.encode(v).map_err(|why| {
@@ -341,11 +341,12 @@ enum Seg {
 
 /// Walks a value into MessagePack, keeping the path to where it is (for an
 /// error) and the objects it is inside of (to name a cycle).
-struct Encoder {
+struct Encoder<'a> {
     path: Vec<Seg>,
     open: js_sys::Set,
-    /// The size limit, and what is left of it for the bytes and strings to come.
-    limit: usize,
+    /// Which size limit the value is held to, and what is left of it for the
+    /// nodes, keys, strings and bytes to come.
+    past: &'a str,
     left: usize,
 }
 
@@ -353,20 +354,21 @@ fn packed(v: &Value) -> Vec<u8> {
     mpv::to_vec(v)
 }
 
-impl Encoder {
-    /// Takes `n` bytes (a string's UTF-16 length: no more than its UTF-8
-    /// one) from what is left of the limit, before they are copied in.
+impl Encoder<'_> {
+    /// Takes `n` bytes from what is left of the limit, before they are
+    /// copied in: no more than they take encoded (a string's UTF-16 length
+    /// is no more than its UTF-8 one; each node takes a byte at least).
     fn spend(&mut self, n: u32) -> Result<(), String> {
-        self.left = self.left.checked_sub(n as usize).ok_or_else(|| {
-            format!(
-                "takes the value past the limit of {} bytes (raise maxValueBytes to store it)",
-                self.limit
-            )
-        })?;
+        let past = self.past;
+        self.left = self
+            .left
+            .checked_sub(n as usize)
+            .ok_or_else(|| format!("takes the value past {past}"))?;
         Ok(())
     }
 
     fn encode(&mut self, v: &JsValue) -> Result<Value, String> {
+        self.spend(1)?;
         if v.is_null() {
             return Ok(Value::Nil);
         }
@@ -394,9 +396,11 @@ impl Encoder {
         if v.is_bigint() {
             let digits = v
                 .dyn_ref::<js_sys::BigInt>()
-                .and_then(|b| b.to_string(10).ok())
-                .map(String::from)
-                .unwrap_or_default();
+                .and_then(|b| b.to_string(10).ok());
+            if let Some(d) = &digits {
+                self.spend(d.length())?;
+            }
+            let digits = digits.map(String::from).unwrap_or_default();
             return Ok(Value::Ext(EXT_BIGINT, digits.into_bytes()));
         }
         if v.is_symbol() {
@@ -544,6 +548,10 @@ impl Encoder {
         for pair in try_entries(v).map_err(threw)?.iter() {
             let pair: Array = pair.unchecked_into();
             let name = pair.get(0);
+            // The key, copied in (and again for the path).
+            if let Some(k) = name.dyn_ref::<js_sys::JsString>() {
+                self.spend(k.length())?;
+            }
             let key = name.as_string().unwrap_or_default();
             let key_value = string_value(&name, key.clone());
             let item = self.part(Seg::Key(key), &pair.get(1))?;

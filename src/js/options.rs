@@ -456,10 +456,9 @@ pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config, Option<Sch
         config.exec.batch_size = n as usize;
     }
     if let Some(n) = f.whole("maxValueBytes")? {
-        // A value is copied into the module's memory, which holds 4 GiB.
         if n > MAX_VALUE_BYTES as u64 {
             return err(format!(
-                "{} must be at most {MAX_VALUE_BYTES} (1 GiB), got {n}",
+                "{} must be at most {MAX_VALUE_BYTES} (256 MiB), got {n}",
                 f.path("maxValueBytes")
             ));
         }
@@ -469,8 +468,11 @@ pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config, Option<Sch
     Ok((policy, config, schedule))
 }
 
-/// The largest `maxValueBytes`.
-pub const MAX_VALUE_BYTES: usize = 1 << 30;
+/// The largest `maxValueBytes`, and the most one `putMany` takes in all. A
+/// value is copied into the module's memory (4 GiB) and encoded there, a
+/// string's UTF-8 up to three times its length: at this size the copies
+/// still fit.
+pub const MAX_VALUE_BYTES: usize = 1 << 28;
 
 /// The options of `put`: the namespace and the entry's options. `now` turns `ttlMs` into a time.
 pub fn parse_put_options(v: &OptValue) -> Result<(String, PutOptions)> {

@@ -523,6 +523,8 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
       await assert.rejects(s.putBlob(bytes), { message: "kvsweep: putBlob: bytes holds 20000 bytes, more than the limit of 16000 bytes (raise maxValueBytes to store it)" });
     }
     assert.deepEqual(calls, { digest: 0, arrayBuffer: 0 });
+    // Keys count too.
+    await assert.rejects(s.put("k", { ["k".repeat(20_000)]: 0 }), { message: 'kvsweep: put("k"): value takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
     // Within the limit all goes as before.
     await s.put("k", { text: "x".repeat(15_000) });
     assert.equal(typeof (await s.putBlob(new Uint8Array(16_000))), "string");
@@ -538,9 +540,20 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
       await assert.rejects(big.put("huge", huge), /^Error: kvsweep: put\("huge"\): value is 3221225472 bytes, more than the limit of 67108864 bytes/);
       await assert.rejects(big.putBlob(huge), /^Error: kvsweep: putBlob: bytes holds 3221225472 bytes, more than the limit of 67108864 bytes/);
       assert.equal(await big.put("after", 1).then(() => "ok"), "ok");
+      // A closed Sweeper says so before it looks at the bytes.
+      const shut = new Sweeper(memoryStore());
+      shut.close();
+      await assert.rejects(shut.putBlob(huge), { message: "kvsweep: this Sweeper is closed" });
     }
-    // The limit itself is held to what the module's memory can take.
-    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 2 ** 30 + 1 }), { message: "kvsweep: maxValueBytes must be at most 1073741824 (1 GiB), got 1073741825" });
+    // The limit itself is held to what the module's memory can take, and so
+    // is all that one putMany takes: the items past it are not copied in.
+    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 2 ** 28 + 1 }), { message: "kvsweep: maxValueBytes must be at most 268435456 (256 MiB), got 268435457" });
+    const many = new Sweeper(memoryStore());
+    const sixty = "x".repeat(60 * 2 ** 20);
+    await assert.rejects(many.putMany(Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: sixty }))), {
+      message: 'kvsweep: putMany items[4] ("k4"): value takes the value past the 268435456 bytes one putMany call takes in all (split it into several calls)',
+    });
+    assert.equal(await many.get("k0"), undefined, "nothing of a refused putMany is written");
   } finally {
     subtle.digest = digest;
     Blob.prototype.arrayBuffer = arrayBuffer;
