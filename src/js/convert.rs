@@ -294,11 +294,10 @@ pub fn to_stored(v: &JsValue, limit: usize, past: &str) -> Result<StoredValue, S
     }
     if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
         real_bytes(v).map_err(|e| format!("value {e}"))?;
-        if bytes.length() as usize > limit {
-            return Err(format!(
-                "value is {} bytes, more than {past}",
-                bytes.length()
-            ));
+        // Its length as JS has it: past 4 GiB a u32 would wrap.
+        let size = blob_size(v);
+        if size > limit as f64 {
+            return Err(format!("value is {} bytes, more than {past}", size as u64));
         }
         return Ok(StoredValue::Bytes(bytes.to_vec()));
     }
@@ -358,12 +357,12 @@ impl Encoder<'_> {
     /// Takes `n` bytes from what is left of the limit, before they are
     /// copied in: no more than they take encoded (a string's UTF-16 length
     /// is no more than its UTF-8 one; each node takes a byte at least).
-    fn spend(&mut self, n: u32) -> Result<(), String> {
-        let past = self.past;
-        self.left = self
-            .left
-            .checked_sub(n as usize)
-            .ok_or_else(|| format!("takes the value past {past}"))?;
+    fn spend(&mut self, n: impl Into<f64>) -> Result<(), String> {
+        let n = n.into();
+        if n > self.left as f64 {
+            return Err(format!("takes the value past {}", self.past));
+        }
+        self.left -= n as usize;
         Ok(())
     }
 
@@ -411,13 +410,13 @@ impl Encoder<'_> {
         }
         if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
             real_bytes(v)?;
-            self.spend(bytes.length())?;
+            self.spend(blob_size(v))?;
             return Ok(Value::Binary(bytes.to_vec()));
         }
         if let Some(buf) = v.dyn_ref::<ArrayBuffer>() {
             real_bytes(v)?;
+            self.spend(blob_size(v))?;
             let bytes = Uint8Array::new(buf);
-            self.spend(bytes.length())?;
             return Ok(Value::Ext(EXT_ARRAY_BUFFER, bytes.to_vec()));
         }
         if ArrayBuffer::is_view(v) {
@@ -430,12 +429,12 @@ impl Encoder<'_> {
                 .map_err(|_| "is a view without a buffer".to_string())?
                 .unchecked_into();
             let (offset, len) = (field("byteOffset"), field("byteLength"));
+            self.spend(len.unwrap_or(0.0))?;
             let bytes = Uint8Array::new_with_byte_offset_and_length(
                 &buffer,
                 offset.unwrap_or(0.0) as u32,
                 len.unwrap_or(0.0) as u32,
             );
-            self.spend(bytes.length())?;
             let mut data = vec![kind as u8];
             data.extend(bytes.to_vec());
             return Ok(Value::Ext(EXT_VIEW, data));
