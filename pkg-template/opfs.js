@@ -88,8 +88,11 @@ async function writeFile(dir, file, bytes, sync, expectNew) {
     const w = await (await dir.getFileHandle(file, { create: true })).createWritable();
     try {
       await w.write(bytes);
-      // Whole already: the swap file goes, and the file stays as it is.
-      await ((await whole()) ? w.abort() : w.close());
+      // Whole already: the swap file goes, and the file stays as it is. A
+      // lookup that failed (a browser that would not read a file a writable
+      // is open on, say) leaves it to the swap file, as a plain write would.
+      const size = await there.catch(() => null);
+      await (size === bytes.length ? w.abort() : w.close());
     } catch (e) {
       await w.abort().catch(() => {});
       throw e;
