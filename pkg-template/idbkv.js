@@ -64,8 +64,8 @@ export function outOfCalls() {
 /**
  * Keys and values of the records of `range` in `store`, at most `limit`
  * (all if undefined): `[keys, values]`. One request where the browser has
- * `getAllRecords` (keys and values together, about half the time of the two
- * requests for both here), two where it has not.
+ * `getAllRecords` (2,000 records with their fields took 32 ms here, against
+ * 39 ms for the two requests), two where it has not.
  */
 export function readRange(store, range, limit) {
   if (typeof store.getAllRecords === "function") {
