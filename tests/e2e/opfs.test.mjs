@@ -16,6 +16,21 @@ async function newPage(context) {
   return page;
 }
 
+/** Runs the module `url` in a dedicated worker named `name` of `page`: what it posts, its error checked. */
+async function inWorker(page, url, name) {
+  const got = await page.evaluate(
+    ([url, name]) =>
+      new Promise((resolve) => {
+        const worker = new Worker(url, { type: "module", name });
+        worker.onmessage = ({ data }) => resolve(data);
+        worker.onerror = (e) => resolve({ error: e.message });
+      }),
+    [url, name],
+  );
+  assert.equal(got.error, undefined, got.error);
+  return got;
+}
+
 test("the key–value scenario on an OPFS store, on the main thread", { timeout: 60_000 }, async () => {
   await env.ready;
   const context = await env.browser.newContext();
@@ -41,16 +56,7 @@ test("the key–value scenario on an OPFS store, on the main thread", { timeout:
 test("the key–value scenario on an OPFS store, in a dedicated worker (sync access handles)", { timeout: 60_000 }, async () => {
   await env.ready;
   const context = await env.browser.newContext();
-  const page = await newPage(context);
-  const got = await page.evaluate(
-    () =>
-      new Promise((resolve) => {
-        const worker = new Worker("/tests/shared/opfs-worker.js", { type: "module", name: "worker-scenario" });
-        worker.onmessage = ({ data }) => resolve(data);
-        worker.onerror = (e) => resolve({ error: e.message });
-      }),
-  );
-  assert.equal(got.error, undefined, got.error);
+  const got = await inWorker(await newPage(context), "/tests/shared/opfs-worker.js", "worker-scenario");
   assert.equal(got.sync, true, "the worker has sync access handles");
   checkScenario(got.out, assert);
   await context.close();
@@ -59,16 +65,7 @@ test("the key–value scenario on an OPFS store, in a dedicated worker (sync acc
 test("in a dedicated worker a new blob's file is a part file moved into place, never over a file there whole", { timeout: 60_000 }, async () => {
   await env.ready;
   const context = await env.browser.newContext();
-  const page = await newPage(context);
-  const got = await page.evaluate(
-    () =>
-      new Promise((resolve) => {
-        const worker = new Worker("/tests/shared/opfs-worker-files.js", { type: "module", name: "worker-files" });
-        worker.onmessage = ({ data }) => resolve(data);
-        worker.onerror = (e) => resolve({ error: e.message });
-      }),
-  );
-  assert.equal(got.error, undefined, got.error);
+  const got = await inWorker(await newPage(context), "/tests/shared/opfs-worker-files.js", "worker-files");
   const { out } = got;
   // A new blob: its part file and the lookup of its own name, no truncate, one move.
   for (const k of ["fresh0", "fresh1", "fresh2"]) assert.deepEqual(out.calls[k], { getFileHandle: 2, truncate: 0, move: 1 }, k);
