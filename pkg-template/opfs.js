@@ -83,7 +83,6 @@ async function writeFile(dir, file, bytes, sync, expectNew) {
   const there = sizeOf(dir, file);
   there.catch(() => {}); // awaited below, unless the write fails first
   if (!expectNew && (await there) === bytes.length) return;
-  const whole = async () => (await there) === bytes.length;
   if (!sync) {
     const w = await (await dir.getFileHandle(file, { create: true })).createWritable();
     try {
@@ -111,12 +110,13 @@ async function writeFile(dir, file, bytes, sync, expectNew) {
     } finally {
       access.close();
     }
-    if (await whole()) {
+    const size = await there;
+    if (size === bytes.length) {
       await dir.removeEntry(part).catch(() => {}); // else the next openOpfs removes it
       return;
     }
     // Not whole, so not live: a crash's leftover, gone before the move.
-    if ((await there) !== null) await removeFile(dir, file);
+    if (size !== null) await removeFile(dir, file);
     await handle.move(file);
   } catch (e) {
     await dir.removeEntry(part).catch(() => {});
