@@ -4,7 +4,11 @@
 // IndexedDB — its size the response's, so `maxBytes` counts them — and when
 // a run deletes an entry, its response goes too, right after the batch that
 // deleted the entry commits (`cache.delete`, many at a time, while the next
-// batch runs). The batch records those URLs in its own transaction, and the
+// batch runs), unless the entry is back by then (its URL cached and tracked
+// again: each entry is read again right before its response goes; a
+// `cache.put` whose `track` has not yet written is the window left, as in
+// Workbox, and its entry then stands for no response until the URL is
+// cached again). The batch records those URLs in its own transaction, and the
 // record goes when they are gone: a crash in between leaves it, and the
 // store, before its first listing after it opens again, deletes the responses
 // whose entries are still gone.
@@ -29,7 +33,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
   let recovered = null; // finishPending, once, before the first listing
   // Records of batches whose responses are gone: the next batch deletes them.
   const emptied = [];
-  const responses = responseDeleter(cache, matchOptions, concurrency, (pending) => emptied.push(pending));
+  const responses = responseDeleter(db, cache, matchOptions, concurrency, (pending) => emptied.push(pending));
   const d = recordsDriver(db, "cache-storage", 250, {
     extra(store, writes) {
       const cleared = emptied.splice(0);
@@ -39,16 +43,17 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
       if (pending) store.put(gone, pending);
       return { cleared, gone, pending };
     },
-    async committed(_writes, ok, batch) {
-      if (!ok) {
-        emptied.push(...(batch?.cleared ?? []));
-        return responses.delete([]);
-      }
+    async committed(writes, ok, batch) {
+      if (!ok) emptied.push(...(batch?.cleared ?? []));
       // The responses of deleted entries, once the batch deleting them has committed.
-      if (batch.pending) return responses.delete(batch.gone.map(urlOf), batch.pending);
-      // Any other write (a run's last, giving its lease back) waits for every
-      // response to go, and then for their records to: none is left to
-      // outlive the run and be finished again after the store opens again.
+      else if (batch.pending) return responses.delete(batch.gone, batch.pending);
+      // A run's own records (its lease given back, its log: its last writes)
+      // wait for every response to go, and then for their records to: a run
+      // returns with the responses it deleted gone, none left to be finished
+      // again after the store opens again. Other writes do not wait: a put
+      // that made an entry again is written at once, and its response, read
+      // again before it would go, stays.
+      if (!writes.some(([name]) => name.startsWith("s/"))) return;
       await responses.delete([]);
       if (emptied.length) {
         const names = emptied.splice(0);
@@ -72,47 +77,72 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
 }
 
 /**
- * `cache.delete` of URLs, at most `concurrency` at a time, one batch's after
- * another's without waiting for the slowest of each. `delete(urls, pending)`
- * queues a batch and returns once the batches two before it are done; with
- * no URLs, once all are; it never fails. When a batch's responses are gone,
- * `onGone` hears its `pending` record's name. When a `cache.delete` failed,
- * the record stays, and the store tries again after it opens again.
+ * `cache.delete` of the responses of deleted entries (by entry record name),
+ * at most `concurrency` at a time, one batch's after another's without
+ * waiting for the slowest of each. Right before its `cache.delete`, each
+ * name is read again (the names about to go, together, in one transaction):
+ * an entry made again since its batch (the URL cached and tracked anew)
+ * keeps its response. `delete(names, pending)` queues a batch and returns
+ * once the batches two before it are done; with no names, once all are; it
+ * never fails. When a batch's responses are gone (or back in use), `onGone`
+ * hears its `pending` record's name. When a `cache.delete` or the reading
+ * failed, the record stays, and the store tries again after it opens again.
  */
-function responseDeleter(cache, matchOptions, concurrency, onGone) {
+function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
   const queue = [];
   let head = 0;
   let active = 0;
   let batches = [];
+  const settled = (settle) => (e) => {
+    active--;
+    settle(e);
+    pump();
+  };
   const pump = () => {
     while (active < concurrency && head < queue.length) {
-      const [url, settle] = queue[head];
-      queue[head++] = undefined;
-      active++;
-      cache.delete(url, matchOptions).then(
-        () => settle(null),
-        (e) => settle(e),
-      ).finally(() => {
-        active--;
-        pump();
-      });
+      const take = [];
+      while (active + take.length < concurrency && head < queue.length) {
+        take.push(queue[head]);
+        queue[head++] = undefined;
+      }
+      if (head === queue.length) queue.length = head = 0;
+      let store;
+      try {
+        store = db.transaction("records").objectStore("records");
+      } catch (e) {
+        // Closed: each record stays for the next time the store opens.
+        for (const [, settle] of take) settle(e);
+        continue;
+      }
+      active += take.length;
+      for (const [name, settle] of take) {
+        const done = settled(settle);
+        const read = store.get(name);
+        read.onsuccess = () => {
+          if (read.result !== undefined) return done(null); // made again: its response is live
+          cache.delete(urlOf(name), matchOptions).then(() => done(null), done);
+        };
+        read.onerror = (event) => {
+          event.preventDefault();
+          done(read.error ?? new Error("the entry could not be read"));
+        };
+      }
     }
-    if (head === queue.length) queue.length = head = 0;
   };
-  const batch = (urls, pending) =>
-    Promise.all(urls.map((url) => new Promise((settle) => queue.push([url, settle])))).then((errors) => {
+  const batch = (names, pending) =>
+    Promise.all(names.map((name) => new Promise((settle) => queue.push([name, settle])))).then((errors) => {
       if (errors.every((e) => e === null)) onGone(pending);
     });
   return {
-    async delete(urls, pending) {
-      if (urls.length) {
-        const b = batch(urls, pending);
+    async delete(names, pending) {
+      if (names.length) {
+        const b = batch(names, pending);
         // In flight until settled, for every caller that waits for it.
         batches.push(b);
         b.then(() => (batches = batches.filter((x) => x !== b)));
         pump();
       }
-      const keep = urls.length ? 2 : 0;
+      const keep = names.length ? 2 : 0;
       await Promise.all(batches.slice(0, Math.max(0, batches.length - keep)));
     },
   };
@@ -149,11 +179,19 @@ async function finishPending(db, cache, matchOptions) {
   }
 }
 
-/** The size of a response's body, without reading it when its headers say. */
+/**
+ * The size of a response's body, without reading it when its headers say.
+ * An opaque response (a no-cors fetch) shows neither: it counts 0 bytes
+ * unless `track` is given its `size`.
+ */
 async function responseSize(response) {
-  const header = response.headers.get("content-length");
-  const length = header === null ? NaN : Number(header);
-  if (Number.isSafeInteger(length) && length >= 0 && response.headers.get("content-encoding") === null) return length;
+  const header = response.headers.get("content-length")?.trim();
+  const length = header && /^[0-9]+$/.test(header) ? Number(header) : NaN;
+  if (Number.isSafeInteger(length) && response.headers.get("content-encoding") === null) return length;
+  if (response.type === "opaque" || response.type === "opaqueredirect") return 0;
+  if (response.bodyUsed) {
+    throw new TypeError("kvsweep: track(sweeper, request, response): response's body is already read, and its headers give no content-length; pass a response before reading it, or its size in options.size");
+  }
   return (await response.clone().arrayBuffer()).byteLength;
 }
 
@@ -166,7 +204,12 @@ async function responseSize(response) {
  * they say otherwise, since an entry stands for every response cached under
  * its URL), `concurrency` (`cache.delete` calls at once, default 1024).
  */
-export async function openCacheStorage(name, options = {}) {
+export function openCacheStorage(name, options = {}) {
+  return openCache(name, options);
+}
+
+/** `openCacheStorage`, telling `onClosed` when the database is deleted from elsewhere. */
+async function openCache(name, options, onClosed) {
   if (typeof name !== "string" || name === "") {
     throw new TypeError(`kvsweep: openCacheStorage(name): name must be a non-empty string, got ${describe(name)}`);
   }
@@ -186,7 +229,7 @@ export async function openCacheStorage(name, options = {}) {
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new TypeError(`kvsweep: openCacheStorage(name, options): options.concurrency must be a whole number, 1 or more, got ${describe(concurrency)}`);
   }
-  const [db, cache] = await Promise.all([openRecords(`kvsweep-cache:${name}`), caches.open(name)]);
+  const [db, cache] = await Promise.all([openRecords(`kvsweep-cache:${name}`, onClosed), caches.open(name)]);
   // An entry stands for every response cached under its URL: without
   // ignoreVary, a response cached with a Vary header would not match the
   // bare URL and would outlive its entry.
@@ -197,11 +240,40 @@ export async function openCacheStorage(name, options = {}) {
 }
 
 
+/**
+ * The entry key of `request`: its URL as Cache Storage matches it, absolute
+ * (resolved as `cache.put` resolves it) and without its fragment, so that
+ * `/a`, `https://host/a` and `/a#top` are one entry, as they are one
+ * cached response.
+ */
+function entryUrl(request) {
+  const url = typeof request === "string" ? request : request instanceof Request ? request.url : undefined;
+  if (typeof url !== "string" || url === "") {
+    throw new TypeError(`kvsweep: track(sweeper, request, response): request must be a Request or a non-empty URL string, got ${describe(request)}`);
+  }
+  let parsed;
+  try {
+    parsed = new URL(url, globalThis.document?.baseURI ?? globalThis.location?.href);
+  } catch {
+    throw new TypeError(`kvsweep: track(sweeper, request, response): request ${JSON.stringify(url)} is not a URL here`);
+  }
+  parsed.hash = "";
+  return parsed.href;
+}
+
 /** Records (or refreshes) `request`'s cached response as an entry of `sweeper`'s Cache Storage store. */
 export async function track(sweeper, request, response, options = {}) {
-  const url = typeof request === "string" ? request : request?.url;
-  if (typeof url !== "string") throw new TypeError(`kvsweep: track(sweeper, request, response): request must be a Request or a URL string, got ${describe(request)}`);
-  const size = response ? await responseSize(response) : 0;
+  if (!(sweeper instanceof Sweeper)) {
+    throw new TypeError(`kvsweep: track(sweeper, request, response): sweeper must be a Sweeper, got ${describe(sweeper)}`);
+  }
+  const url = entryUrl(request);
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`kvsweep: track(sweeper, request, response, options): options must be an object, got ${describe(options)}`);
+  }
+  if (response !== undefined && response !== null && !(response instanceof Response)) {
+    throw new TypeError(`kvsweep: track(sweeper, request, response): response must be a Response (or null), got ${describe(response)}`);
+  }
+  const size = options.size ?? (response ? await responseSize(response) : 0);
   await sweeper.put(url, null, { ...options, size });
 }
 
@@ -273,9 +345,16 @@ export function expirationPlugin(options = {}) {
   const sweepers = new Map();
   const sweeperFor = (cacheName) => {
     if (!sweepers.has(cacheName)) {
-      const opening = openCacheStorage(cacheName, { matchOptions, concurrency }).then((store) => ({ store, sweeper: new Sweeper(store, { policy }) }));
+      // Deleted from elsewhere (deleteCacheStorage), the store is closed and
+      // forgotten, and the next use opens it again.
+      let opened = null;
+      const forget = () => {
+        if (sweepers.get(cacheName) === opening) sweepers.delete(cacheName);
+        opened?.sweeper.close();
+      };
+      const opening = openCache(cacheName, { matchOptions, concurrency }, forget).then((store) => (opened = { store, sweeper: new Sweeper(store, { policy }) }));
       // A failed open is tried again on the next use, not kept.
-      opening.catch(() => sweepers.get(cacheName) === opening && sweepers.delete(cacheName));
+      opening.catch(forget);
       sweepers.set(cacheName, opening);
     }
     return sweepers.get(cacheName);

@@ -27,12 +27,18 @@ export function equal(a, b) {
 
 export const bytesOf = (v) => (v instanceof Uint8Array ? v : v instanceof ArrayBuffer ? new Uint8Array(v) : undefined);
 
-/** Opens (creating) the database `dbName`: one object store of records, keyed by name. */
-export async function openRecords(dbName) {
+/**
+ * Opens (creating) the database `dbName`: one object store of records, keyed
+ * by name. Deleted from elsewhere, the connection closes, and `onClosed` hears it.
+ */
+export async function openRecords(dbName, onClosed) {
   const req = indexedDB.open(dbName, 1);
   req.onupgradeneeded = () => req.result.createObjectStore("records");
   const db = await done(req);
-  db.onversionchange = () => db.close();
+  db.onversionchange = () => {
+    db.close();
+    onClosed?.();
+  };
   return db;
 }
 

@@ -4,7 +4,10 @@
 // after the store is opened again and one run the cache holds exactly the
 // entries the policy keeps, every one with its response. And a response
 // cached with a Vary header goes with its entry, and the key–value scenario
-// of the other stores (references, shared blobs, TTLs) runs on it.
+// of the other stores (references, shared blobs, TTLs) runs on it. And each
+// cached response is one entry however its URL is written; a response cached
+// again while its old entry's deletion waits stays; the Workbox plugin opens
+// its store again after a deletion from elsewhere.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { withBrowser, crashPage, stallAfter } from "../shared/chromium.mjs";
@@ -149,5 +152,157 @@ test("the key–value scenario on a Cache Storage store", { timeout: 60_000 }, a
   });
   assert.equal(out.kind, "cache-storage");
   checkScenario(out, assert);
+  await context.close();
+});
+
+test("one entry per cached response: a URL's fragment, or its relative form, names the same entry, and track checks what it is given", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  await page.goto(env.server.url);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    let now = 1_000;
+    // Cache Storage ignores the fragment and resolves a relative URL: each
+    // pair below is one response, which must outlive the run.
+    const runs = {};
+    for (const [name, first, second] of [
+      ["fragment", "/forms/a#one", "/forms/a#two"],
+      ["relative", "/forms/b", new Request("/forms/b")],
+    ]) {
+      const cache = await caches.open(`forms-${name}`);
+      const store = await kv.openCacheStorage(`forms-${name}`);
+      const sweeper = new kv.Sweeper(store, { policy: { maxEntries: 1 }, clock: () => now });
+      for (const request of [first, second]) {
+        await cache.put(request, new Response(`body of ${name}`));
+        now += 1;
+        await kv.track(sweeper, request, new Response(`body of ${name}`));
+      }
+      const report = await sweeper.run();
+      const keys = [];
+      for await (const k of sweeper.keys()) keys.push(k);
+      runs[name] = { deleted: report.deleted, keys, cached: (await cache.keys()).map((r) => new URL(r.url).pathname) };
+      sweeper.close();
+      store.close();
+      await kv.deleteCacheStorage(`forms-${name}`);
+    }
+    const store = await kv.openCacheStorage("forms");
+    const sweeper = new kv.Sweeper(store, { clock: () => now });
+    const message = async (f) => {
+      try {
+        await f();
+        return "no error";
+      } catch (e) {
+        return e.message;
+      }
+    };
+    const used = new Response("read already");
+    await used.text();
+    const bad = {
+      noSweeper: await message(() => kv.track(store, "/forms/c", new Response("x"))),
+      noUrl: await message(() => kv.track(sweeper, "", new Response("x"))),
+      notResponse: await message(() => kv.track(sweeper, "/forms/c", { headers: {} })),
+      usedBody: await message(() => kv.track(sweeper, "/forms/c", used)),
+    };
+    // A content-length in hexadecimal is not a size: the body is measured.
+    await kv.track(sweeper, "/forms/hex", new Response("1234567890", { headers: { "content-length": "0x10" } }));
+    await kv.track(sweeper, "/forms/given", new Response("x"), { size: 99 });
+    const sizes = {};
+    for await (const [k] of sweeper.entries()) sizes[new URL(k).pathname] = (await sweeper.detail(k)).size;
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("forms");
+    return { runs, bad, sizes, origin: location.origin };
+  });
+  for (const [name, path] of [["fragment", "/forms/a"], ["relative", "/forms/b"]]) {
+    const run = out.runs[name];
+    assert.deepEqual(run.deleted, {}, `${name}: the one response is one live entry`);
+    assert.deepEqual(run.keys, [`${out.origin}${path}`], `${name}: its key is the absolute URL without its fragment`);
+    assert.ok(run.cached.includes(path), `${name}: its response stays`);
+  }
+  assert.match(out.bad.noSweeper, /^kvsweep: track\(sweeper, request, response\): sweeper must be a Sweeper, got a KvStore$/);
+  assert.match(out.bad.noUrl, /request must be a Request or a non-empty URL string, got ""/);
+  assert.match(out.bad.notResponse, /response must be a Response \(or null\), got an object/);
+  assert.match(out.bad.usedBody, /response's body is already read, and its headers give no content-length/);
+  assert.equal(out.sizes["/forms/hex"], 10);
+  assert.equal(out.sizes["/forms/given"], 99);
+  await context.close();
+});
+
+test("a response cached and tracked again while its old entry's deletion waits its turn stays", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  await page.goto(env.server.url);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const cache = await caches.open("again");
+    // One cache.delete at a time: the run's deletions wait in line long
+    // after the batch that deleted their entries committed.
+    const store = await kv.openCacheStorage("again", { concurrency: 1 });
+    let now = 1_000;
+    const sweeper = new kv.Sweeper(store, { policy: { maxAgeMs: 1_000 }, clock: () => now });
+    const urls = Array.from({ length: 200 }, (_, i) => `${location.origin}/again/${String(i).padStart(3, "0")}`);
+    for (const u of urls) {
+      await cache.put(u, new Response(`old ${u}`));
+      await kv.track(sweeper, u, new Response(`old ${u}`));
+    }
+    now += 5_000;
+    const last = urls[urls.length - 1];
+    let again = false;
+    const report = await sweeper.run({
+      async onProgress(p) {
+        // The app fetches the last URL again once its entry is deleted.
+        if (!again && p.deleted > 0) {
+          again = true;
+          await cache.put(last, new Response("fresh"));
+          await kv.track(sweeper, last, new Response("fresh"));
+        }
+      },
+    });
+    const cached = await cache.match(last);
+    const out = { again, deleted: report.deleted.maxAge?.count, live: (await sweeper.detail(last)) !== undefined, body: cached ? await cached.text() : null, left: (await cache.keys()).length };
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("again");
+    return out;
+  });
+  assert.equal(out.again, true);
+  assert.equal(out.deleted, 200);
+  assert.equal(out.live, true, "the entry made again is live");
+  assert.equal(out.body, "fresh", "and its response stays");
+  assert.equal(out.left, 1);
+  await context.close();
+});
+
+test("expirationPlugin opens its store again after its cache and database were deleted from elsewhere", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  await page.goto(env.server.url);
+  const out = await page.evaluate(async () => {
+    const kv = await import("/pkg/index.js");
+    const plugin = kv.expirationPlugin({ maxEntries: 2 });
+    const cacheName = "reopened";
+    // As a Workbox strategy calls it: cache.put, then cacheDidUpdate.
+    const cacheOne = async (i) => {
+      const request = new Request(`${location.origin}/reopened/${i}`);
+      const cache = await caches.open(cacheName);
+      await cache.put(request, new Response(`body ${i}`));
+      await plugin.cacheDidUpdate({ cacheName, request, newResponse: new Response(`body ${i}`) });
+      await new Promise((r) => setTimeout(r, 5));
+    };
+    for (let i = 0; i < 3; i++) await cacheOne(i);
+    const before = (await (await caches.open(cacheName)).keys()).length;
+    await kv.deleteCacheStorage(cacheName);
+    const errors = [];
+    for (let i = 3; i < 7; i++) await cacheOne(i).catch((e) => errors.push(e.message));
+    const after = (await (await caches.open(cacheName)).keys()).map((r) => new URL(r.url).pathname);
+    await plugin.deleteCacheAndMetadata();
+    return { before, after, errors };
+  });
+  assert.equal(out.before, 2);
+  assert.deepEqual(out.errors, []);
+  assert.deepEqual(out.after, ["/reopened/5", "/reopened/6"]);
   await context.close();
 });
