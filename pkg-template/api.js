@@ -15,7 +15,54 @@ export function describe(v) {
   return !name || name === "Object" ? "an object" : `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
 }
 
-const freed = (obj) => obj.__wbg_ptr === 0;
+/** Whether `obj` holds no object of the module: freed, or never one (a look-alike, or `undefined` when a method is called off its object). */
+const freed = (obj) => typeof obj?.__wbg_ptr !== "number" || obj.__wbg_ptr === 0;
+
+/** Why the call `what` cannot be made on `obj` (see `freed`). */
+function gone(obj, what, kind = "Sweeper") {
+  if (typeof obj?.__wbg_ptr === "number") return new Error(`kvsweep: ${what}: this ${kind} was freed (free() was called); make a new one`);
+  if (obj === undefined || obj === null) return new Error(`kvsweep: ${what}: called without its ${kind}, on ${obj} (a method taken off its ${kind} needs .bind)`);
+  return new Error(`kvsweep: ${what}: called on ${describe(obj)} the module did not make (not a live ${kind})`);
+}
+
+/**
+ * free() for the glue's class `Class`: a second call does nothing, and a call
+ * while one of the object's own methods runs (from a getter or a Proxy of its
+ * argument) frees it once that method returns — what the glue does, while
+ * throwing "attempted to take ownership of Rust value while it was borrowed".
+ */
+function safeFree(Class) {
+  const free = Class.prototype.free;
+  const safe = function free_() {
+    if (freed(this)) return;
+    try {
+      free.call(this);
+    } catch {
+      // Released by JS already; the module drops it when the call ends.
+    }
+  };
+  for (const key of ["free", Symbol.dispose].filter((k) => k !== undefined)) {
+    Object.defineProperty(Class.prototype, key, { configurable: true, writable: true, value: safe });
+  }
+}
+safeFree(RawSweeper);
+safeFree(KvStore);
+
+// A freed KvStore says so, by name.
+for (const name of ["capabilities", "close", "kind"]) {
+  const d = Object.getOwnPropertyDescriptor(KvStore.prototype, name);
+  const key = d.get ? "get" : "value";
+  const raw = d[key];
+  Object.defineProperty(KvStore.prototype, name, {
+    ...d,
+    [key]: {
+      [name](...args) {
+        if (freed(this)) throw gone(this, `KvStore.${name}`, "KvStore");
+        return raw.apply(this, args);
+      },
+    }[name],
+  });
+}
 
 export class Sweeper extends RawSweeper {
   constructor(store, options) {
@@ -32,14 +79,14 @@ export class Sweeper extends RawSweeper {
 const SYNC = new Set(["progress", "close", "request", "stats"]);
 for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
   const method = RawSweeper.prototype[name];
-  if (name === "constructor" || name === "free" || typeof method !== "function") continue;
+  if (name === "constructor" || name === "free" || name.startsWith("__") || typeof method !== "function") continue;
   Object.defineProperty(Sweeper.prototype, name, {
     configurable: true,
     writable: true,
     value: {
       [name](...args) {
         if (freed(this)) {
-          const error = new Error(`kvsweep: Sweeper.${name}: this Sweeper was freed (free() was called); make a new one`);
+          const error = gone(this, `Sweeper.${name}`);
           if (SYNC.has(name)) throw error;
           return Promise.reject(error);
         }
@@ -72,10 +119,10 @@ Object.defineProperty(Sweeper.prototype, "get", {
   configurable: true,
   writable: true,
   value: function get(key, options) {
-    const gone = () => new Error("kvsweep: Sweeper.get: this Sweeper was freed (free() was called); make a new one");
-    if (freed(this)) return Promise.reject(gone());
+    const dead = () => gone(this, "Sweeper.get");
+    if (freed(this)) return Promise.reject(dead());
     if (this[ONLY_SLOW]) return rawGet.call(this, key, options);
-    const slow = () => (freed(this) ? Promise.reject(gone()) : rawGet.call(this, key, options));
+    const slow = () => (freed(this) ? Promise.reject(dead()) : rawGet.call(this, key, options));
     let resolve, reject;
     const result = new Promise((ok, fail) => {
       resolve = ok;
@@ -89,7 +136,7 @@ Object.defineProperty(Sweeper.prototype, "get", {
         return resolve(slow()); // a closed database, say: get says what went wrong
       }
       request.onsuccess = () => {
-        if (freed(this)) return reject(gone());
+        if (freed(this)) return reject(dead());
         try {
           const found = readEnd.call(this, recordKey, includeExpired, request.result);
           resolve(found === null ? slow() : found?.[0]);
@@ -117,7 +164,7 @@ Object.defineProperty(Sweeper.prototype, "get", {
 // keys() and entries(): async iterators over the pages keysPage reads, like
 // idb-keyval's keys() and entries() but lazy. `limit` caps how many come.
 async function* pages(sweeper, values, options = {}) {
-  if (freed(sweeper)) throw new Error(`kvsweep: Sweeper.${values ? "entries" : "keys"}: this Sweeper was freed (free() was called); make a new one`);
+  if (freed(sweeper)) throw gone(sweeper, `Sweeper.${values ? "entries" : "keys"}`);
   const { limit } = options ?? {};
   // A limit that is not a whole number above 0 goes as it is, to be refused by name.
   const valid = limit === undefined || (Number.isSafeInteger(limit) && limit > 0);
@@ -165,9 +212,7 @@ for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zo
     writable: true,
     value: {
       [name](a, b) {
-        if (freed(this)) {
-          return Promise.reject(new Error(`kvsweep: Sweeper.${name}: this Sweeper was freed (free() was called); make a new one`));
-        }
+        if (freed(this)) return Promise.reject(gone(this, `Sweeper.${name}`));
         try {
           return RawSweeper.prototype.maintain.call(this, name, a, b);
         } catch (error) {

@@ -841,6 +841,10 @@ function options(o, what, allowed = OPTIONS) {
   const prefix = o.prefix ?? PREFIX;
   if (typeof prefix !== "string") throw new TypeError(`kvsweep: ${what}: options.prefix must be a string, got ${describe(prefix)}`);
   if (prefix.includes("\0")) throw new TypeError(`kvsweep: ${what}: options.prefix must not contain U+0000`);
+  // Encoded as UTF-8, a lone surrogate becomes U+FFFD: two prefixes would name one store.
+  if (!prefix.isWellFormed?.() && /[\uD800-\uDFFF]/.test(prefix.replace(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g, ""))) {
+    throw new TypeError(`kvsweep: ${what}: options.prefix holds a lone surrogate (it must be well-formed UTF-16)`);
+  }
   const blobs = o.blobs;
   if (blobs !== undefined && !blobs?.[R2]) throw new TypeError(`kvsweep: ${what}: options.blobs must be r2(bucket), got ${describe(blobs)}`);
   const visibilityMs = o.visibilityMs;

@@ -94,6 +94,9 @@ const CURSOR_KEY: &str = "run-cursor";
 /// The `State` record of the run lease (see [`Sweeper::take_lease`]).
 const LEASE_KEY: &str = "run-lease";
 
+/// The latest time an expiry can be: 2^53 - 1 ms, JavaScript's largest exact integer.
+const LAST_TIME: Millis = (1 << 53) - 1;
+
 /// Who holds the run lease, and until when: `until` as 8 bytes, little
 /// endian, then `owner` as UTF-8.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -456,9 +459,12 @@ impl<S: Store> Sweeper<S> {
                 Quoted(r)
             )));
         }
+        // A TTL reaching past 2^53 - 1 ms (`ttlMs: Number.MAX_SAFE_INTEGER`
+        // for "never") ends there: every time stays a JavaScript number.
+        let until = |ttl: Millis| now.saturating_add(ttl).min(LAST_TIME);
         let expires_at = match (opts.ttl_ms, opts.expires_at) {
-            (Some(ttl), Some(at)) => Some(now.saturating_add(ttl).min(at)),
-            (Some(ttl), None) => Some(now.saturating_add(ttl)),
+            (Some(ttl), Some(at)) => Some(until(ttl).min(at)),
+            (Some(ttl), None) => Some(until(ttl)),
             (None, at) => at,
         };
         Ok(EntryWrite {

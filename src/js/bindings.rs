@@ -930,8 +930,7 @@ impl JsSweeper {
             return Promise::reject(&too_large(size));
         }
         let web = WebDigest::find();
-        let parsed = convert::blob_bytes(&bytes)
-            .map_err(|got| js_err(format!("putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got {got}")));
+        let parsed = convert::blob_bytes(&bytes).map_err(|why| js_err(format!("putBlob: {why}")));
         let digest = match (&parsed, &web) {
             (Ok(convert::BlobBytes::Now(bytes, view)), Some(web)) => web.start(view, bytes.len()),
             _ => None,
@@ -985,7 +984,12 @@ impl JsSweeper {
                     convert::describe(&id)
                 ))
             })?;
-            match inner.sweeper.get_blob(&id).await.map_err(js_err)? {
+            match inner
+                .sweeper
+                .get_blob(&id)
+                .await
+                .map_err(|e| named("getBlob", e))?
+            {
                 Some(bytes) => Ok(Uint8Array::from(&bytes[..]).into()),
                 None => Ok(JsValue::UNDEFINED),
             }

@@ -25,27 +25,10 @@ pub enum BlobBytes {
     Later(js_sys::Promise),
 }
 
-/// `putBlob`'s argument as bytes; the argument described if it holds none.
+/// `putBlob`'s argument as bytes; why not, if it holds none (`putBlob: ` comes first).
 pub fn blob_bytes(v: &JsValue) -> Result<BlobBytes, String> {
-    // A Proxy of a buffer is refused below, as what it is not.
-    let real = real_bytes(v).is_ok();
-    let now = |view: Uint8Array| Ok(BlobBytes::Now(view.to_vec(), view));
-    if let Some(bytes) = v.dyn_ref::<Uint8Array>().filter(|_| real) {
-        return now(bytes.clone());
-    }
-    if let Some(buf) = v.dyn_ref::<ArrayBuffer>().filter(|_| real) {
-        return now(Uint8Array::new(buf));
-    }
-    if ArrayBuffer::is_view(v) {
-        let get = |f: &str| Reflect::get(v, &f.into()).unwrap_or(JsValue::UNDEFINED);
-        if let Some(buf) = get("buffer").dyn_ref::<ArrayBuffer>() {
-            let (offset, len) = (get("byteOffset").as_f64(), get("byteLength").as_f64());
-            return now(Uint8Array::new_with_byte_offset_and_length(
-                buf,
-                offset.unwrap_or(0.0) as u32,
-                len.unwrap_or(0.0) as u32,
-            ));
-        }
+    if let Some(view) = exact_bytes(v, false).map_err(|e| format!("bytes {e}"))? {
+        return Ok(BlobBytes::Now(view.to_vec(), view));
     }
     // A Blob (or File) is read with its own `arrayBuffer()`.
     if type_name(v) == "Blob" || type_name(v) == "File" {
@@ -59,7 +42,23 @@ pub fn blob_bytes(v: &JsValue) -> Result<BlobBytes, String> {
             }
         }
     }
-    Err(describe(v))
+    Err(format!(
+        "bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got {}",
+        describe(v)
+    ))
+}
+
+/// The length of a view `exact_bytes` made, as a JS number: past 4 GiB a
+/// u32 would wrap.
+fn len_of(view: &Uint8Array) -> f64 {
+    Reflect::get(view, &"byteLength".into())
+        .ok()
+        .and_then(|n| n.as_f64())
+        .unwrap_or(0.0)
+}
+
+fn field_is_true(v: &JsValue, name: &str) -> bool {
+    Reflect::get(v, &name.into()).ok().and_then(|d| d.as_bool()) == Some(true)
 }
 
 /// How deep an options object may nest.
@@ -85,12 +84,7 @@ fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
     } else if let Some(n) = v.as_f64() {
         OptValue::Number(n)
     } else if let Some(s) = v.as_string() {
-        if lone_surrogate(v, &s) {
-            return Err(
-                "a string in the options holds a lone surrogate (it must be well-formed UTF-16)"
-                    .into(),
-            );
-        }
+        well_formed(v, &s)?;
         OptValue::String(s)
     } else if v.is_function() {
         OptValue::Function
@@ -106,7 +100,16 @@ fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
         let entries = try_entries(v).map_err(|e| format!("an option {}", threw(e)))?;
         for pair in entries.iter() {
             let pair: Array = pair.unchecked_into();
-            let key = pair.get(0).as_string().unwrap_or_default();
+            // A name is checked as a string is: a namespace or a group
+            // named with a lone surrogate would name another one.
+            let name = pair.get(0);
+            let key = name.as_string().unwrap_or_default();
+            if lone_surrogate(&name, &key) {
+                return Err(
+                    "an option's name holds a lone surrogate (it must be well-formed UTF-16)"
+                        .into(),
+                );
+            }
             fields.push((key, to_opt_at(&pair.get(1), depth + 1)?));
         }
         OptValue::Object(fields)
@@ -137,12 +140,87 @@ extern "C" {
     fn try_time(d: &JsValue) -> Result<f64, JsValue>;
 }
 
-/// Checks that `v`, which passed `instanceof` for a buffer or a typed array,
-/// is one and not a Proxy of one: a Proxy would read as empty.
-fn real_bytes(v: &JsValue) -> Result<(), String> {
-    Reflect::get(v, &"byteLength".into())
-        .map(drop)
-        .map_err(threw)
+/// The built-in getters of buffers and views, which no subclass, own
+/// property or Proxy can make lie about what memory a view covers.
+struct Slots {
+    uint8: js_sys::Function,
+    buffer_length: js_sys::Function,
+    /// `buffer`, `byteOffset`, `byteLength` of typed arrays, then of `DataView`s.
+    views: [[js_sys::Function; 3]; 2],
+}
+
+impl Slots {
+    fn find() -> Option<Slots> {
+        let uint8 = Uint8Array::new_with_length(0).constructor();
+        let get = |proto: &JsValue, name: &str| -> Option<js_sys::Function> {
+            let d = Reflect::get_own_property_descriptor(proto.dyn_ref::<Object>()?, &name.into())
+                .ok()?;
+            Reflect::get(&d, &"get".into()).ok()?.dyn_into().ok()
+        };
+        let proto = |of: &JsValue| Reflect::get(of, &"prototype".into()).ok();
+        let typed = Object::get_prototype_of(&proto(&uint8)?).into();
+        let data = proto(&js_sys::DataView::new(&ArrayBuffer::new(0), 0, 0).constructor())?;
+        let three = |p: &JsValue| {
+            Some([
+                get(p, "buffer")?,
+                get(p, "byteOffset")?,
+                get(p, "byteLength")?,
+            ])
+        };
+        Some(Slots {
+            buffer_length: get(&proto(&ArrayBuffer::new(0).constructor())?, "byteLength")?,
+            views: [three(&typed)?, three(&data)?],
+            uint8,
+        })
+    }
+}
+
+std::thread_local! {
+    static SLOTS: Option<Slots> = Slots::find();
+}
+
+/// The bytes of an `ArrayBuffer` or of a view (a typed array, a `DataView`)
+/// as a new `Uint8Array` over exactly them, their extent read from the
+/// built-in getters; `None` if `v` is neither. What cannot be read so (a
+/// Proxy, a detached buffer) is refused, saying why, and so is, for a
+/// `value` (not a blob's bytes), a view of a `SharedArrayBuffer` or of a
+/// resizable buffer, which would come back as something else.
+fn exact_bytes(v: &JsValue, value: bool) -> Result<Option<Uint8Array>, String> {
+    let is_buffer = v.is_instance_of::<ArrayBuffer>();
+    SLOTS.with(|slots| {
+        let slots = slots.as_ref().ok_or("cannot be read here")?;
+        let call = |f: &js_sys::Function, on: &JsValue| f.call0(on).map_err(threw);
+        if !is_buffer && !ArrayBuffer::is_view(v) {
+            if v.is_instance_of::<Uint8Array>() {
+                // Not one, though it says so (a Proxy): the getter says why.
+                call(&slots.views[0][2], v)?;
+                return Err("is not a Uint8Array".into());
+            }
+            return Ok(None);
+        }
+        let (buffer, offset, length) = if is_buffer {
+            (v.clone(), 0.0.into(), call(&slots.buffer_length, v)?)
+        } else {
+            // A typed array's getters throw for a DataView, and the reverse.
+            let [b, o, l] = slots.views.iter().find(|g| g[0].call0(v).is_ok()).ok_or("is a view whose extent cannot be read (a Proxy?)")?;
+            (call(b, v)?, call(o, v)?, call(l, v)?)
+        };
+        if value && !buffer.is_instance_of::<ArrayBuffer>() {
+            return Err("is a view of a SharedArrayBuffer, which would come back as an ArrayBuffer; copy it first".into());
+        }
+        if value && field_is_true(&buffer, "resizable") {
+            return Err("is (a view of) a resizable ArrayBuffer, which would come back fixed-length; copy it first".into());
+        }
+        let args = js_sys::Array::of3(&buffer, &offset, &length);
+        match Reflect::construct(&slots.uint8, &args) {
+            Ok(view) => Ok(Some(view.unchecked_into())),
+            Err(e) if field_is_true(&buffer, "detached") => Err(format!(
+                "is a detached ArrayBuffer (its bytes were transferred away): {}",
+                thrown(&e)
+            )),
+            Err(e) => Err(format!("cannot be viewed: {}", thrown(&e))),
+        }
+    })
 }
 
 /// What a getter or a Proxy trap threw, as an error of the value's path.
@@ -196,7 +274,8 @@ pub fn describe(v: &JsValue) -> String {
         "an array".into()
     } else {
         let name = type_name(v);
-        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) {
+        // "a Uint8Array": its U sounds as "you".
+        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) && !name.starts_with("Ui") {
             "an"
         } else {
             "a"
@@ -267,20 +346,16 @@ const VIEWS: [&str; 11] = [
     "DataView",
 ];
 
-/// How many bytes `putBlob` would copy in: a buffer's or a view's
-/// `byteLength`, a Blob's `size`; 0 for anything else (refused later).
+/// How many bytes `putBlob` would copy in: a buffer's or a view's length
+/// (as its built-in getter reads it), a Blob's `size`; 0 for anything else
+/// (refused later, as what cannot be read is).
 pub fn blob_size(v: &JsValue) -> f64 {
-    let field = if v.is_instance_of::<ArrayBuffer>() || ArrayBuffer::is_view(v) {
-        "byteLength"
-    } else if matches!(type_name(v).as_str(), "Blob" | "File") {
-        "size"
-    } else {
-        return 0.0;
-    };
-    Reflect::get(v, &field.into())
-        .ok()
-        .and_then(|n| n.as_f64())
-        .unwrap_or(0.0)
+    if matches!(type_name(v).as_str(), "Blob" | "File") {
+        let size = Reflect::get(v, &"size".into()).ok();
+        return size.and_then(|n| n.as_f64()).unwrap_or(0.0);
+    }
+    let view = exact_bytes(v, false).ok().flatten();
+    view.map_or(0.0, |b| len_of(&b))
 }
 
 /// Encodes a value given to `put`: a `Uint8Array` is stored as bytes, anything
@@ -292,10 +367,10 @@ pub fn to_stored(v: &JsValue, limit: usize, past: &str) -> Result<StoredValue, S
     if v.is_undefined() {
         return Err("value is undefined; store null to record an empty value".into());
     }
-    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
-        real_bytes(v).map_err(|e| format!("value {e}"))?;
-        // Its length as JS has it: past 4 GiB a u32 would wrap.
-        let size = blob_size(v);
+    if v.is_instance_of::<Uint8Array>() {
+        let bytes = exact_bytes(v, true).map_err(|e| format!("value {e}"))?;
+        let bytes = bytes.ok_or("value is not a Uint8Array")?;
+        let size = len_of(&bytes);
         if size > limit as f64 {
             return Err(format!("value is {} bytes, more than {past}", size as u64));
         }
@@ -408,33 +483,19 @@ impl Encoder<'_> {
         if v.is_function() {
             return Err("is a function, which cannot be stored".into());
         }
-        if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
-            real_bytes(v)?;
-            self.spend(blob_size(v))?;
-            return Ok(Value::Binary(bytes.to_vec()));
-        }
-        if let Some(buf) = v.dyn_ref::<ArrayBuffer>() {
-            real_bytes(v)?;
-            self.spend(blob_size(v))?;
-            let bytes = Uint8Array::new(buf);
-            return Ok(Value::Ext(EXT_ARRAY_BUFFER, bytes.to_vec()));
-        }
-        if ArrayBuffer::is_view(v) {
+        if let Some(bytes) = exact_bytes(v, true)? {
+            let len = len_of(&bytes);
+            self.spend(len)?;
+            if v.is_instance_of::<Uint8Array>() {
+                return Ok(Value::Binary(bytes.to_vec()));
+            }
+            if v.is_instance_of::<ArrayBuffer>() {
+                return Ok(Value::Ext(EXT_ARRAY_BUFFER, bytes.to_vec()));
+            }
             let name = type_name(v);
             let Some(kind) = VIEWS.iter().position(|k| *k == name) else {
                 return Err(format!("is a {name}, which cannot be stored"));
             };
-            let field = |f: &str| Reflect::get(v, &f.into()).ok().and_then(|x| x.as_f64());
-            let buffer: ArrayBuffer = Reflect::get(v, &"buffer".into())
-                .map_err(|_| "is a view without a buffer".to_string())?
-                .unchecked_into();
-            let (offset, len) = (field("byteOffset"), field("byteLength"));
-            self.spend(len.unwrap_or(0.0))?;
-            let bytes = Uint8Array::new_with_byte_offset_and_length(
-                &buffer,
-                offset.unwrap_or(0.0) as u32,
-                len.unwrap_or(0.0) as u32,
-            );
             let mut data = vec![kind as u8];
             data.extend(bytes.to_vec());
             return Ok(Value::Ext(EXT_VIEW, data));
@@ -557,6 +618,16 @@ impl Encoder<'_> {
             fields.push((key_value, item));
         }
         Ok(Value::Map(fields))
+    }
+}
+
+/// Refuses an option string (a value or a name) holding a lone surrogate.
+fn well_formed(v: &JsValue, s: &str) -> Result<(), String> {
+    match lone_surrogate(v, s) {
+        true => Err(
+            "a string in the options holds a lone surrogate (it must be well-formed UTF-16)".into(),
+        ),
+        false => Ok(()),
     }
 }
 

@@ -43,7 +43,11 @@ impl OptValue {
             OptValue::Array(_) => "an array".into(),
             OptValue::Object(_) => "an object".into(),
             OptValue::Function => "a function".into(),
-            OptValue::Other(t) if t.starts_with(['A', 'E', 'I', 'O', 'U']) => format!("an {t}"),
+            OptValue::Other(t)
+                if t.starts_with(['A', 'E', 'I', 'O', 'U']) && !t.starts_with("Ui") =>
+            {
+                format!("an {t}")
+            }
             OptValue::Other(t) => format!("a {t}"),
         }
     }

@@ -1,7 +1,8 @@
 //! Reports as JavaScript values: a serde serializer that builds plain
 //! objects, arrays, strings and numbers, the JSON-compatible shapes
 //! serde-wasm-bindgen's `json_compatible()` gave (`None` is `null`, maps are
-//! objects, whole numbers beyond 2^53 are refused), in a third of its code.
+//! objects), in a third of its code. Whole numbers beyond 2^53 come out as
+//! the nearest Number (see `serialize_u64`).
 
 use core::fmt;
 
@@ -37,18 +38,6 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result {
 /// The serializer: stateless, each value converted on its own.
 #[derive(Clone, Copy)]
 pub struct ToJs;
-
-/// A whole number as a JavaScript number, if it is one exactly (what is
-/// shown in the error is the number as it was, not a float's digits).
-fn whole(n: f64, exact: bool, shown: &dyn fmt::Display) -> Result {
-    if exact && n.abs() <= 9_007_199_254_740_991.0 {
-        Ok(JsValue::from_f64(n))
-    } else {
-        Err(ToJsError(format!(
-            "{shown} can't be represented as a JavaScript number"
-        )))
-    }
-}
 
 fn set(target: &Object, key: &JsValue, value: &JsValue) {
     // Setting a property of a plain object cannot fail.
@@ -163,8 +152,11 @@ impl ser::Serializer for ToJs {
     fn serialize_i32(self, v: i32) -> Result {
         Ok(JsValue::from_f64(v.into()))
     }
+    // Beyond 2^53 (byte totals past 8 PiB) the nearest Number: a report
+    // whose count cannot be exact still reaches its caller, who is told of
+    // a run's deletions rather than an error after them.
     fn serialize_i64(self, v: i64) -> Result {
-        whole(v as f64, v as f64 as i64 == v, &v)
+        Ok(JsValue::from_f64(v as f64))
     }
     fn serialize_u8(self, v: u8) -> Result {
         Ok(JsValue::from_f64(v.into()))
@@ -176,7 +168,7 @@ impl ser::Serializer for ToJs {
         Ok(JsValue::from_f64(v.into()))
     }
     fn serialize_u64(self, v: u64) -> Result {
-        whole(v as f64, v as f64 as u64 == v, &v)
+        Ok(JsValue::from_f64(v as f64))
     }
     fn serialize_f32(self, v: f32) -> Result {
         Ok(JsValue::from_f64(v.into()))

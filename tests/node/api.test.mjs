@@ -377,6 +377,10 @@ test("messages show values as JavaScript writes them", async () => {
   await assert.rejects(s.put("\ud800", "hi"), /put: key must be well-formed UTF-16, got a string with a lone surrogate/);
   await assert.rejects(s.get("\udc00"), /get: key must be well-formed UTF-16/);
   await assert.rejects(s.put("k", 1, { namespace: "n\ud800" }), /lone surrogate/);
+  // A policy's namespace or group named with a lone surrogate would name
+  // U+FFFD's, and delete there: refused.
+  assert.throws(() => new Sweeper(memoryStore(), { policy: { namespaces: { "\ud800": { maxEntries: 0 } } } }), /an option's name holds a lone surrogate/);
+  assert.throws(() => new Sweeper(memoryStore(), { policy: { groups: { "\udc00": { keepLast: 1 } } } }), /an option's name holds a lone surrogate/);
   const throwing = new Sweeper(memoryStore(), { clock: () => { throw new RangeError("no time"); } });
   await assert.rejects(throwing.put("k", 1), { message: "kvsweep: clock() threw RangeError: no time" });
   const fractional = new Sweeper(memoryStore(), { clock: () => 1.5 });
@@ -413,6 +417,73 @@ test("putBlob takes a Uint8Array, an ArrayBuffer, any typed array or a Blob, all
   assert.equal(await s.putBlob(new Blob([bytes])), id);
   assert.deepEqual(await s.getBlob(id), bytes);
   await assert.rejects(s.putBlob("text"), /putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got "text"/);
+  // A buffer whose bytes were transferred away is refused by putBlob's own
+  // rejection (named as detached where the runtime says so: not Node 20).
+  const gone = new ArrayBuffer(8);
+  structuredClone(gone, { transfer: [gone] });
+  await assert.rejects(s.putBlob(gone), /^Error: kvsweep: putBlob: bytes (is a detached ArrayBuffer \(its bytes were transferred away\)|cannot be viewed): TypeError: .*detached/);
+  // A view's own byteLength cannot make putBlob read other bytes.
+  const view = new Uint16Array(new Uint8Array([9, 9, 9, 9, 1, 2, 3, 4]).buffer, 4);
+  Object.defineProperty(view, "byteLength", { value: 64 });
+  assert.equal(await s.putBlob(view), id);
+  assert.equal(await s.putBlob(bytes), id);
+  // getBlob names itself in what it refuses.
+  await assert.rejects(s.getBlob(id.toUpperCase()), /^Error: kvsweep: getBlob: "[0-9A-F]{64}" is not a blob id/);
+});
+
+test("put and putBlob read a buffer's or a view's bytes through the built-in getters: no subclass, own property or detached buffer makes them copy other bytes", async () => {
+  const s = new Sweeper(memoryStore());
+  // A length that lies would have copied module memory past the two bytes.
+  class Lying extends Uint8Array {
+    get length() {
+      return 1 << 20;
+    }
+  }
+  await s.put("lying", new Lying([1, 2]));
+  assert.deepEqual(await s.get("lying"), new Uint8Array([1, 2]));
+  // A byteLength that throws would have stored nothing, silently.
+  const throwing = (v) => Object.defineProperty(v, "byteLength", { get: () => { throw new Error("no"); } });
+  await s.put("floats", { f: throwing(new Float64Array([1.5, 2.5])) });
+  assert.deepEqual(await s.get("floats"), { f: new Float64Array([1.5, 2.5]) });
+  const id = await s.putBlob(throwing(new Uint8Array([1, 2, 3])));
+  assert.deepEqual(await s.getBlob(id), new Uint8Array([1, 2, 3]));
+  // What would come back as something else is refused, by path.
+  await assert.rejects(s.put("shared", { v: new Uint8Array(new SharedArrayBuffer(4)) }), /^Error: kvsweep: put\("shared"\): value\.v is a view of a SharedArrayBuffer, which would come back as an ArrayBuffer/);
+  await assert.rejects(s.put("resizable", new ArrayBuffer(4, { maxByteLength: 8 })), /value is \(a view of\) a resizable ArrayBuffer, which would come back fixed-length/);
+  // A detached buffer is refused, and leaves no call of the Sweeper's half done.
+  const gone = new ArrayBuffer(8);
+  structuredClone(gone, { transfer: [gone] });
+  await assert.rejects(s.put("gone", { b: gone }), /^Error: kvsweep: put\("gone"\): value\.b (is a detached ArrayBuffer|cannot be viewed)/);
+  const emptied = new Uint8Array(8);
+  structuredClone(emptied.buffer, { transfer: [emptied.buffer] });
+  await assert.rejects(s.put("gone", emptied), /value (is a detached ArrayBuffer|cannot be viewed)/);
+  await s.put("after", 1);
+  assert.equal(await s.get("after"), 1);
+  s.free();
+});
+
+test("a TTL past 2^53 - 1 ms ends there: the entry's times stay JavaScript numbers, and listing it works", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock });
+  await s.put("forever", 1, { ttlMs: Number.MAX_SAFE_INTEGER });
+  assert.equal((await s.detail("forever")).expiresAt, Number.MAX_SAFE_INTEGER);
+  assert.equal((await s.history()).length, 1);
+});
+
+test("byte totals past 2^53 come back as the nearest Number: plan and run resolve, and the run's deletions are reported", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock, policy: { maxBytes: 1 } });
+  const size = 2 ** 52 + 10;
+  for (const k of ["a", "b", "c"]) await s.put(k, null, { size });
+  clock.now += 1;
+  const plan = await s.plan();
+  assert.equal(plan.actions.length, 3);
+  assert.deepEqual(plan.actions.map((a) => a.bytes), [size, size, size]);
+  assert.equal(plan.summary.deleted.maxBytes.bytes, 3 * size);
+  const report = await s.run();
+  assert.equal(report.deleted.maxBytes.count, 3);
+  assert.equal(report.deleted.maxBytes.bytes, 3 * size, "the nearest Number to the exact total");
+  assert.equal(await s.get("a"), undefined);
 });
 
 test("putBlob's id is the SHA-256 of the bytes it was given, hashed by Web Crypto or by the module", async () => {
@@ -615,6 +686,51 @@ test("a Sweeper without a store, or after free(), says so by name", async () => 
   assert.throws(() => new Sweeper(store), /store was freed/);
 });
 
+test("free() twice, dispose after free(), a method off its Sweeper, or free() from inside a call: errors by name, never a crash or an object no one can free", async () => {
+  const rejections = [];
+  const onRejection = (e) => rejections.push(e);
+  process.on("unhandledRejection", onRejection);
+  try {
+    const s = new Sweeper(memoryStore());
+    s.free();
+    s.free(); // nothing more to do
+    s[Symbol.dispose]?.();
+    const store = memoryStore();
+    store.free();
+    store.free();
+    assert.throws(() => store.kind, { message: "kvsweep: KvStore.kind: this KvStore was freed (free() was called); make a new one" });
+    assert.throws(() => store.capabilities(), /KvStore.capabilities: this KvStore was freed/);
+    assert.throws(() => store.close(), /KvStore.close: this KvStore was freed/);
+    // A method taken off its Sweeper fails as the method does, saying why.
+    const t = new Sweeper(memoryStore());
+    const { get, put, run } = t;
+    for (const [name, p] of [["get", get("k")], ["put", put("k", 1)], ["run", run()]]) {
+      await assert.rejects(p, { message: `kvsweep: Sweeper.${name}: called without its Sweeper, on undefined (a method taken off its Sweeper needs .bind)` });
+    }
+    await assert.rejects(Sweeper.prototype.plan.call(Object.create(Sweeper.prototype)), { message: "kvsweep: Sweeper.plan: called on a Sweeper the module did not make (not a live Sweeper)" });
+    // free() from a getter of the value a put is reading frees the Sweeper
+    // once the put returns (the put itself goes on).
+    let threw = null;
+    await t.put("k", {
+      get a() {
+        try {
+          t.free();
+        } catch (e) {
+          threw = e;
+        }
+        return 1;
+      },
+    });
+    assert.equal(threw, null);
+    await assert.rejects(t.get("k"), /Sweeper.get: this Sweeper was freed/);
+    t.free();
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(rejections, []);
+  } finally {
+    process.off("unhandledRejection", onRejection);
+  }
+});
+
 test("a put may not reference an entry get would not return", async () => {
   const clock = manualClock();
   const s = new Sweeper(memoryStore(), { clock });
@@ -725,7 +841,7 @@ test("values whose getters or Proxy traps throw are refused by rejection, and th
     /putMany: items threw Error: no length/,
   );
   await assert.rejects(s.put("k", 1, { get ttlMs() { throw new Error("option getter"); } }), /option getter/);
-  await assert.rejects(s.putBlob(new Proxy(new Uint8Array([1]), {})), /putBlob: bytes must be/);
+  await assert.rejects(s.putBlob(new Proxy(new Uint8Array([1]), {})), /^Error: kvsweep: putBlob: bytes threw TypeError: .*incompatible receiver/);
   await s.put("after", 1);
   assert.equal(await s.get("after"), 1);
   s.free(); // no borrow was left behind by an exception

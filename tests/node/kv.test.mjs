@@ -105,6 +105,8 @@ test("kvStore and durableObjectStore refuse what they cannot use, by name", () =
   assert.throws(() => kvStore({ get() {} }), /kvStore\(x\): x must be a Workers KV binding, a Deno\.Kv, .* got an object/);
   assert.throws(() => kvStore(null), /got null/);
   assert.throws(() => kvStore(new Map(), { prefix: 5 }), /kvStore\(x\): options\.prefix must be a string, got 5/);
+  // Encoded as UTF-8 a lone surrogate turns into U+FFFD: two prefixes would be one store.
+  assert.throws(() => kvStore(new Map(), { prefix: "a\ud800/" }), /kvStore\(x\): options\.prefix holds a lone surrogate \(it must be well-formed UTF-16\)/);
   assert.throws(() => kvStore(new Map(), { visibilityMs: -1 }), /options\.visibilityMs must be a whole number/);
   assert.throws(() => durableObjectStore(new Map()), /durableObjectStore\(storage\): storage must be a Durable Object's ctx\.storage, got a Map/);
 });
