@@ -379,6 +379,7 @@ pub fn to_stored(v: &JsValue, limit: usize, past: &str) -> Result<StoredValue, S
     let mut enc = Encoder {
         path: Vec::new(),
         open: js_sys::Set::new(&JsValue::UNDEFINED),
+        seen: js_sys::Set::new(&JsValue::UNDEFINED),
         past,
         left: limit,
     };
@@ -414,10 +415,12 @@ enum Seg {
 }
 
 /// Walks a value into MessagePack, keeping the path to where it is (for an
-/// error) and the objects it is inside of (to name a cycle).
+/// error), the objects it is inside of (to name a cycle) and those it met.
 struct Encoder<'a> {
     path: Vec<Seg>,
     open: js_sys::Set,
+    /// Every object met so far.
+    seen: js_sys::Set,
     /// Which size limit the value is held to, and what is left of it for the
     /// nodes, keys, strings and bytes to come.
     past: &'a str,
@@ -483,6 +486,18 @@ impl Encoder<'_> {
         if v.is_function() {
             return Err("is a function, which cannot be stored".into());
         }
+        if self.open.has(v) {
+            return Err("is a cycle: it holds an object it is inside of".into());
+        }
+        // Each object once: a value is stored as a tree, and an object met
+        // twice would come back as two (and a value sharing its parts
+        // without end would take the walk exponentially long to refuse).
+        if self.seen.has(v) {
+            return Err("is an object met before in this value, which would come back as a copy of it; store a copy, or store it once".into());
+        }
+        if v.is_object() {
+            self.seen.add(v);
+        }
         if let Some(bytes) = exact_bytes(v, true)? {
             let len = len_of(&bytes);
             self.spend(len)?;
@@ -492,9 +507,8 @@ impl Encoder<'_> {
             if v.is_instance_of::<ArrayBuffer>() {
                 return Ok(Value::Ext(EXT_ARRAY_BUFFER, bytes.to_vec()));
             }
-            let name = type_name(v);
-            let Some(kind) = VIEWS.iter().position(|k| *k == name) else {
-                return Err(format!("is a {name}, which cannot be stored"));
+            let Some(kind) = VIEWS.iter().position(|k| *k == type_name(v)) else {
+                return Err(format!("is {}, which cannot be stored", describe(v)));
             };
             let mut data = vec![kind as u8];
             data.extend(bytes.to_vec());
@@ -512,12 +526,9 @@ impl Encoder<'_> {
         let is_set = v.has_type::<js_sys::Set>();
         if !(is_array || is_map || is_set || is_plain_object(v)) {
             return Err(format!(
-                "is a {}, which cannot be stored; store plain objects, arrays, Map, Set, Date, BigInt, ArrayBuffer or typed arrays",
-                type_name(v)
+                "is {}, which cannot be stored; store plain objects, arrays, Map, Set, Date, BigInt, ArrayBuffer or typed arrays",
+                describe(v)
             ));
-        }
-        if self.open.has(v) {
-            return Err("is a cycle: it holds an object it is inside of".into());
         }
         if self.path.len() >= MAX_VALUE_DEPTH {
             return Err(format!("nests deeper than {MAX_VALUE_DEPTH} levels"));

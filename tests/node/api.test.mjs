@@ -462,6 +462,26 @@ test("put and putBlob read a buffer's or a view's bytes through the built-in get
   s.free();
 });
 
+test("an object met twice in one value is refused by path, at once, however its parts are shared", async () => {
+  const s = new Sweeper(memoryStore());
+  const tags = ["a"];
+  await assert.rejects(s.put("k", { a: tags, b: tags }), { message: 'kvsweep: put("k"): value.b is an object met before in this value, which would come back as a copy of it; store a copy, or store it once' });
+  const d = new Date(0);
+  await assert.rejects(s.put("k", [d, d]), /value\[1\] is an object met before/);
+  const bytes = new Uint8Array([1]);
+  await assert.rejects(s.put("k", new Map([["x", bytes], ["y", bytes]])), /is an object met before/);
+  // Each level shares the one below twice: 2^40 paths through 40 Maps.
+  let v = new Map();
+  for (let i = 0; i < 40; i++) v = new Map([[v, v]]);
+  const started = performance.now();
+  await assert.rejects(s.put("k", v), /is an object met before/);
+  assert.ok(performance.now() - started < 1_000, "refused at once, not after walking every path");
+  // Copies, and the same object in separate values, are fine.
+  await s.put("k", { a: tags, b: [...tags], d, e: new Date(d) });
+  await s.putMany([{ key: "x", value: tags }, { key: "y", value: tags }]);
+  assert.deepEqual(await s.get("y"), ["a"]);
+});
+
 test("a TTL past 2^53 - 1 ms ends there: the entry's times stay JavaScript numbers, and listing it works", async () => {
   const clock = manualClock();
   const s = new Sweeper(memoryStore(), { clock });
