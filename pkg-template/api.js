@@ -164,7 +164,13 @@ Object.defineProperty(Sweeper.prototype, "get", {
 // keys() and entries(): async iterators over the pages keysPage reads, like
 // idb-keyval's keys() and entries() but lazy. `limit` caps how many come.
 async function* pages(sweeper, values, options = {}) {
-  if (freed(sweeper)) throw gone(sweeper, `Sweeper.${values ? "entries" : "keys"}`);
+  const what = `Sweeper.${values ? "entries" : "keys"}`;
+  if (freed(sweeper)) throw gone(sweeper, what);
+  // Spread below, a Date or a class instance would pass as {}: refused as keysPage refuses it.
+  const proto = options === null || typeof options !== "object" ? undefined : Object.getPrototypeOf(options);
+  if (options !== undefined && proto !== Object.prototype && proto !== null) {
+    throw new TypeError(`kvsweep: ${what}(options): options must be a plain object, got ${describe(options)}`);
+  }
   const { limit } = options ?? {};
   // A limit that is not a whole number above 0 goes as it is, to be refused by name.
   const valid = limit === undefined || (Number.isSafeInteger(limit) && limit > 0);

@@ -792,7 +792,7 @@ impl JsSweeper {
                 .sweeper
                 .detail(&id, now, include_expired)
                 .await
-                .map_err(js_err)?;
+                .map_err(|e| named("get", e))?;
             inner.schedule_touch_flush();
             match found {
                 Some((_, value)) => convert::from_stored(&value).map_err(js_err),
@@ -891,7 +891,7 @@ impl JsSweeper {
                 .sweeper
                 .delete_at_hosted(&id, now, &mut host)
                 .await
-                .map_err(js_err)?;
+                .map_err(|e| named("delete", e))?;
             if existed {
                 // What the entry held (blobs, attachments) goes in a light run.
                 feed(&inner, Input::Deleted);
@@ -1168,7 +1168,7 @@ impl JsSweeper {
                     inner
                         .run_leased(run.mode, now, &mut host, run.lease_ms)
                         .await
-                        .map_err(js_err)
+                        .map_err(|e| named("run", e))
                 }
                 Err(e) => Err(e),
             };
@@ -1199,7 +1199,11 @@ impl JsSweeper {
     #[wasm_bindgen(unchecked_return_type = "Promise<RebuildReport>")]
     pub fn rebuild(&self) -> Promise {
         promise(&self.inner, |inner| async move {
-            let report = inner.sweeper.rebuild().await.map_err(js_err)?;
+            let report = inner
+                .sweeper
+                .rebuild()
+                .await
+                .map_err(|e| named("rebuild", e))?;
             to_js(&report)
         })
     }

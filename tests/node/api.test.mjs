@@ -793,6 +793,8 @@ test("keys, entries and clear, as idb-keyval users expect", async () => {
   // The blob lost its last reference: a light run collects it after its grace.
   await assert.rejects(s.clear(5), /clear: namespace must be a well-formed string/);
   await assert.rejects(s.keys({ limit: 0 }).next(), /keys options.limit must be 1 or more/);
+  await assert.rejects(s.keys(new Date()).next(), { message: "kvsweep: Sweeper.keys(options): options must be a plain object, got a Date" });
+  await assert.rejects(s.entries(5).next(), /Sweeper.entries\(options\): options must be a plain object, got 5/);
 });
 
 test("keys with a prefix on IndexedDB, whose order differs from code point order past U+DFFF", async () => {
@@ -1011,7 +1013,7 @@ test("get on IndexedDB reads the entry's record with one plain request, and goes
     closing.close();
     await assert.rejects(closing.get(""), { message: "kvsweep: this Sweeper is closed" });
     store.close();
-    await assert.rejects(s.get("small"), /^Error: kvsweep: store is closed: /);
+    await assert.rejects(s.get("small"), /^Error: kvsweep: get: store is closed: /);
     s.free();
     await assert.rejects(s.get("small"), { message: "kvsweep: Sweeper.get: this Sweeper was freed (free() was called); make a new one" });
   } finally {
