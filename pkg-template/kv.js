@@ -308,8 +308,9 @@ function workersKvDriver(kv, prefix) {
     },
     async list(tablePrefix, startAfter, cursor, limit, maxCalls = Infinity) {
       // Without a cursor, a start after a name is found by listing from the
-      // table's first name (Workers KV lists by prefix and cursor only).
-      const skip = cursor === undefined ? startAfter : undefined;
+      // table's first name (Workers KV lists by prefix and cursor only); the
+      // pages after that one come with a cursor and the same start.
+      const skip = startAfter;
       budget(maxCalls, 1);
       spend(d);
       // At most one get per key listed: a page never passes the call limit.
@@ -725,7 +726,9 @@ function withR2(inner, bucket) {
       const size = Math.max(1, Math.min(limit, 1000, maxCalls - 1));
       const page = await bucket.list({ prefix: blobs, startAfter: cursor === undefined ? startAfter : undefined, cursor, limit: size });
       const items = [];
-      for (const o of page.objects) items.push([o.key, await d.blobBytes(o.key)]);
+      // With a cursor, R2 leaves startAfter out: what it passes over is skipped here.
+      const after = (o) => startAfter === undefined || compareNames(o.key, startAfter) > 0;
+      for (const o of page.objects.filter(after)) items.push([o.key, await d.blobBytes(o.key)]);
       return { items, done: !page.truncated, cursor: page.truncated ? page.cursor : undefined, last: page.objects.at(-1)?.key };
     },
     lock: inner.lock,

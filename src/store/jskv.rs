@@ -457,7 +457,12 @@ impl Store for JsKvStore {
                     "the driver's list() said more was left but gave no way on".into(),
                 ));
             }
-            if last.is_some() {
+            // With a cursor to go on from, the start stays where the caller
+            // asked the listing to begin: a driver that found no cursor for
+            // it (Workers KV) lists from the table's first name and skips up
+            // to it, and passing it the page's last name instead would make
+            // it return names before the start (each twice).
+            if last.is_some() && next_cursor.is_undefined() {
                 start = last;
             }
             cursor = next_cursor;
