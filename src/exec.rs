@@ -213,6 +213,13 @@ pub trait RunHost {
     fn stopped(&mut self) -> bool {
         false
     }
+
+    /// True when the run may make only so many backend calls (`maxOps`):
+    /// then it spends none of them on reads' deferred `accessedAt`
+    /// refreshes, which stay pending for a flush of their own.
+    fn calls_counted(&self) -> bool {
+        false
+    }
 }
 
 /// A host that never yields and never stops: native tests and tools.

@@ -1090,7 +1090,9 @@ impl<S: Store> Sweeper<S> {
     ) -> Result<Plan, Error> {
         // Reads' deferred refreshes count for LRU eviction; a failure only
         // leaves accessedAt older, which the next read raises again.
-        let _ = self.flush_touches().await;
+        if !host.calls_counted() {
+            let _ = self.flush_touches().await;
+        }
         let inv = self.inventory_hosted(host).await?;
         Ok(plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await)
     }
@@ -1114,7 +1116,9 @@ impl<S: Store> Sweeper<S> {
             .flatten()
             .find_map(|b| Cursor::decode(&b).ok());
         let mode = cursor.as_ref().map_or(mode, |c| c.mode.max(mode));
-        let _ = self.flush_touches().await;
+        if !host.calls_counted() {
+            let _ = self.flush_touches().await;
+        }
         let inv = match self.inventory_hosted(host).await {
             // Stopped before anything was deleted: the cursor stays as it was.
             Err(Error::Stopped) => {
@@ -1332,6 +1336,10 @@ struct Tracked<'a, H> {
 }
 
 impl<H: RunHost> RunHost for Tracked<'_, H> {
+    fn calls_counted(&self) -> bool {
+        self.inner.calls_counted()
+    }
+
     async fn pause(&mut self) {
         self.inner.pause().await;
     }

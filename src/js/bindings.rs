@@ -1682,6 +1682,10 @@ impl JsHost {
 }
 
 impl RunHost for JsHost {
+    fn calls_counted(&self) -> bool {
+        self.max_ops.is_some()
+    }
+
     fn stopped(&mut self) -> bool {
         // Listing: stop when the calls are used up (a store too large to
         // list within the limit says so in its report, rather than failing).
