@@ -385,6 +385,8 @@ const isHead = (v) => v !== null && typeof v === "object" && !ArrayBuffer.isView
 function denoKvDriver(kv, prefix) {
   const MAX_VALUE = 65536;
   const MAX_COMMIT = 800 * 1024;
+  const MAX_COMMIT_KEYS = 80 * 1024;
+  const keyBytes = new TextEncoder();
   const CHUNK = "kvsweep-chunk";
   const d = {
     ...base("deno-kv", prefix, {
@@ -394,7 +396,8 @@ function denoKvDriver(kv, prefix) {
       maxBatchChecks: 100,
       visibilityMs: 0,
       nativeExpiry: true,
-      maxKeyBytes: 2048,
+      // 2,048 bytes per key, less what a chunk's key adds to a record's name.
+      maxKeyBytes: 2000,
     }),
     async value(name, v) {
       if (!isHead(v)) return bytesOf(v);
@@ -477,11 +480,17 @@ function denoKvDriver(kv, prefix) {
       for (const [name, versionstamp] of checks) atomic.check({ key: [name], versionstamp });
       let mutations = 0;
       let size = 0;
+      // Deno KV's limit on the keys of one commit (checks and mutations):
+      // a record's key is its name and 2 bytes, each U+0000 in it taking 2;
+      // a chunk's adds about 44.
+      const keyOf = (name) => keyBytes.encode(name).length + (name.match(/\0/g)?.length ?? 0) + 2;
+      let keys = checks.reduce((n, [name]) => n + keyOf(name), 0);
       const chunks = [];
       for (const [name, bytes, expiresAt] of writes) {
         const options = expiresAt !== undefined && expiresAt > now ? { expireIn: expiresAt - now } : undefined;
         mutations++;
         size += name.length * 3;
+        keys += keyOf(name);
         if (bytes === null) {
           atomic.delete([name]);
         } else if (bytes.length > MAX_VALUE) {
@@ -500,11 +509,12 @@ function denoKvDriver(kv, prefix) {
         for (const key of heads.get(name) ?? []) {
           atomic.delete(key);
           mutations++;
+          keys += keyOf(name) + 44;
         }
       }
-      if (mutations > 1000 || checks.length > 100 || size > MAX_COMMIT) {
+      if (mutations > 1000 || checks.length > 100 || size > MAX_COMMIT || keys > MAX_COMMIT_KEYS) {
         throw new Error(
-          `a Deno KV commit would hold ${mutations} mutations, ${checks.length} checks and about ${size} bytes, over Deno KV's limits (1,000, 100 and 800 KiB): write fewer or smaller entries per call (putMany), or lower batchSize`,
+          `a Deno KV commit would hold ${mutations} mutations, ${checks.length} checks, about ${size} bytes and ${keys} bytes of keys, over Deno KV's limits (1,000, 100, 800 KiB and 80 KiB of keys): write fewer or smaller entries per call (putMany), with shorter keys, or lower batchSize`,
         );
       }
       // New chunks first, in commits of their own: a crash leaves chunks no
@@ -557,7 +567,8 @@ function durableObjectDriver(storage, prefix) {
   const CHUNK = "kvsweep-chunk/";
   const chunkKey = (name, i) => `${CHUNK}${name}/${i}`;
   const d = {
-    ...base("durable-object", prefix, { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, maxKeyBytes: 2048 }),
+    // 2,048 bytes per key, less what a chunk's key adds to a record's name.
+    ...base("durable-object", prefix, { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, maxKeyBytes: 2024 }),
     async many(keys) {
       const out = new Map();
       for (let i = 0; i < keys.length; i += 128) {
@@ -686,7 +697,8 @@ function withR2(inner, bucket) {
   // bytes uploaded before its batch: a blob's bytes go only after a read
   // found its record absent, never on a guess (src/store/jskv.rs).
   const { maxValueBytes: _, ...innerCaps } = inner.caps;
-  const caps = { ...innerCaps, blobsUnlocked: true };
+  // Entries stay held to the records' store's limit.
+  const caps = { ...innerCaps, maxEntryBytes: inner.caps.maxValueBytes, blobsUnlocked: true };
   const d = {
     kind: `${inner.kind}+r2`,
     prefix: inner.prefix,

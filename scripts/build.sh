@@ -40,8 +40,9 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # The size ratchet: a change that grows the module past its budget fails the build.
 # (211,000 until the fixes of 2026-11-27 for what a review found JS could
 # make it do: read buffers' extents through the built-in getters, never a
-# value's own properties, and refuse option names with lone surrogates.)
-budget=212500
+# value's own properties, refuse option names with lone surrogates, and
+# refuse keys and values the edge backends cannot hold before writing.)
+budget=213500
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

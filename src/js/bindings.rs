@@ -530,6 +530,26 @@ impl Inner {
         clock_now(self.clock.as_ref())
     }
 
+    /// The most bytes one value may take: `maxValueBytes`, and no more than
+    /// the backend keeps in an entry's record (less the encoding's header).
+    fn value_limit(&self) -> usize {
+        let most = self.sweeper.max_value_bytes();
+        match self.sweeper.store() {
+            AnyStore::Kv(kv) => kv
+                .max_entry_bytes()
+                .map_or(most, |cap| most.min(cap.saturating_sub(VALUE_HEADROOM))),
+            _ => most,
+        }
+    }
+
+    /// Why the store cannot hold the backend keys of `id`'s records, if it cannot.
+    fn key_too_long(&self, id: &EntryId) -> Option<String> {
+        match self.sweeper.store() {
+            AnyStore::Kv(kv) => kv.key_too_long(id),
+            _ => None,
+        }
+    }
+
     fn open(&self) -> Result<(), JsValue> {
         if self.closed.get() {
             Err(js_err("this Sweeper is closed"))
@@ -744,11 +764,16 @@ impl JsSweeper {
     ) -> Promise {
         let parsed = (|| {
             let key = key_arg(&key, "put")?;
-            let limit = self.inner.sweeper.max_value_bytes();
-            let value = convert::to_stored(&value, limit, &past_limit(limit))
+            let limit = self.inner.value_limit();
+            let past = past_limit(limit, self.inner.sweeper.store());
+            let value = convert::to_stored(&value, limit, &past)
                 .map_err(|e| js_err(format!("put({}): {e}", Quoted(&key))))?;
             let (ns, opts) = options::parse_put_options(&opt(&options)?).map_err(js_err)?;
-            Ok::<_, JsValue>((EntryId::new(ns, key), value, opts))
+            let id = EntryId::new(ns, key);
+            if let Some(why) = self.inner.key_too_long(&id) {
+                return Err(js_err(format!("put({}): {why}", Quoted(&id.key))));
+            }
+            Ok::<_, JsValue>((id, value, opts))
         })();
         promise(&self.inner, |inner| async move {
             let (id, value, opts) = parsed?;
@@ -766,7 +791,17 @@ impl JsSweeper {
         &self,
         #[wasm_bindgen(unchecked_param_type = "PutManyItem[]")] items: JsValue,
     ) -> Promise {
-        let parsed = put_items(&items, self.inner.sweeper.max_value_bytes());
+        let limit = self.inner.value_limit();
+        let past = past_limit(limit, self.inner.sweeper.store());
+        let parsed = put_items(&items, limit, &past).and_then(|items| {
+            for (i, (id, ..)) in items.iter().enumerate() {
+                if let Some(why) = self.inner.key_too_long(id) {
+                    let item = format!("putMany items[{i}] ({})", Quoted(&id.key));
+                    return Err(js_err(format!("{item}: {why}")));
+                }
+            }
+            Ok(items)
+        });
         promise(&self.inner, |inner| async move {
             let items = parsed?;
             let now = inner.now()?;
@@ -918,11 +953,11 @@ impl JsSweeper {
         // Refused before the bytes are copied in or hashed: a copy larger
         // than the module's memory would trap.
         let limit = self.inner.sweeper.max_value_bytes();
+        let past = past_limit(limit, self.inner.sweeper.store());
         let too_large = move |size: f64| {
             js_err(format!(
-                "putBlob: bytes holds {} bytes, more than {}",
-                size as u64,
-                past_limit(limit)
+                "putBlob: bytes holds {} bytes, more than {past}",
+                size as u64
             ))
         };
         let size = convert::blob_size(&bytes);
@@ -1409,9 +1444,22 @@ impl Drop for JsSweeper {
     }
 }
 
-/// The limit a value is held to, as its error says it.
-fn past_limit(limit: usize) -> String {
-    format!("the limit of {limit} bytes (raise maxValueBytes to store it)")
+/// The limit a value is held to, as its error says it: raising
+/// `maxValueBytes` is the way past it unless the store holds no more.
+fn past_limit(limit: usize, store: &AnyStore) -> String {
+    match store {
+        AnyStore::Kv(kv)
+            if kv
+                .max_entry_bytes()
+                .is_some_and(|cap| limit == cap.saturating_sub(VALUE_HEADROOM)) =>
+        {
+            format!(
+                "the limit of {limit} bytes (a {} store keeps no larger values)",
+                kv.kind()
+            )
+        }
+        _ => format!("the limit of {limit} bytes (raise maxValueBytes to store it)"),
+    }
 }
 
 /// Most items one `putMany` call takes.
@@ -1421,6 +1469,7 @@ const MAX_PUT_MANY: usize = 100_000;
 fn put_items(
     items: &JsValue,
     limit: usize,
+    past_it: &str,
 ) -> Result<Vec<(EntryId, StoredValue, PutOptions)>, JsValue> {
     let Some(array) = items.dyn_ref::<js_sys::Array>() else {
         return Err(js_err(format!(
@@ -1474,7 +1523,7 @@ fn put_items(
                 ),
             )
         } else {
-            (limit, past_limit(limit))
+            (limit, past_it.to_string())
         };
         let value = convert::to_stored(&value, most, &past)
             .map_err(|e| js_err(format!("putMany items[{i}] ({}): {e}", Quoted(&key))))?;

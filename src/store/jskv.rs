@@ -50,6 +50,12 @@ use crate::store::{
     Table,
 };
 
+/// A backend key's length as the strictest backend counts it: its UTF-8
+/// bytes, each U+0000 twice (Deno KV escapes it).
+fn key_bytes(name: &str) -> usize {
+    name.len() + name.bytes().filter(|b| *b == 0).count()
+}
+
 /// The letter of each table in backend keys.
 fn letter(table: Table) -> char {
     match table {
@@ -128,6 +134,8 @@ pub struct JsKvStore {
     max_value_bytes: Option<usize>,
     /// The longest backend key, in UTF-8 bytes.
     max_key_bytes: Option<usize>,
+    /// The largest entry record, where only blobs may be larger (R2).
+    max_entry_bytes: Option<usize>,
     /// Items per batch the driver asks for, if it knows better than the default.
     batch_size: Option<usize>,
     /// See [`JsKvStore::set_list_budget`].
@@ -185,6 +193,7 @@ impl JsKvStore {
             tokens: RefCell::new(Tokens::default()),
             cursors: RefCell::new(Vec::new()),
             max_value_bytes: limit(&caps_js, "maxValueBytes"),
+            max_entry_bytes: limit(&caps_js, "maxEntryBytes"),
             max_key_bytes: limit(&caps_js, "maxKeyBytes"),
             batch_size: limit(&caps_js, "batchSize"),
             list_budget: std::cell::Cell::new(None),
@@ -202,6 +211,41 @@ impl JsKvStore {
     /// driver does not split larger ones (Workers KV: 25 MiB).
     pub fn max_value_bytes(&self) -> Option<usize> {
         self.max_value_bytes
+    }
+
+    /// Why a put of `id` would write a backend key past the store's limit
+    /// (its records' names: the entry's, its value's and the staging
+    /// temp's, each with kvsweep's prefix, namespace and suffix), in words
+    /// naming the key's own length and the most it may have.
+    pub fn key_too_long(&self, id: &EntryId) -> Option<String> {
+        let most = self.max_key_bytes?;
+        let temp = crate::write::temp_id(&crate::codec::Staged::Entry {
+            namespace: id.namespace.clone(),
+            key: id.key.clone(),
+            writes: vec![0, 0],
+        });
+        let longest = [
+            self.name(Table::Meta, id),
+            self.name(Table::Values, &crate::store::value_key(id, 0)),
+            self.name(Table::Temps, &crate::store::id_key(&temp)),
+        ]
+        .iter()
+        .map(|n| key_bytes(n))
+        .max()?;
+        let own = key_bytes(&id.key);
+        (longest > most).then(|| {
+            format!(
+                "key is {own} bytes, too long for a {} store, which keeps keys of at most {most} bytes: with kvsweep's prefix, namespace and suffixes its records' keys take {longest} (a key may have at most {} bytes)",
+                self.kind,
+                (most + own).saturating_sub(longest)
+            )
+        })
+    }
+
+    /// The largest entry record the backend keeps: as any record's, or
+    /// smaller where blob bytes go elsewhere (R2).
+    pub fn max_entry_bytes(&self) -> Option<usize> {
+        self.max_entry_bytes.or(self.max_value_bytes)
     }
 
     /// Items per batch the driver asks for (Cache Storage: as IndexedDB).
@@ -278,11 +322,14 @@ impl JsKvStore {
 
     /// Reads `names`, remembering each version's token.
     async fn read(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        if names.is_empty() {
-            return Ok(Vec::new());
+        // A name past the store's key limit holds nothing it could have
+        // written: absent, without asking a backend that would refuse it.
+        let fits = |n: &str| self.max_key_bytes.is_none_or(|most| key_bytes(n) <= most);
+        if names.iter().all(|n| !fits(n)) {
+            return Ok(vec![None; names.len()]);
         }
         let arr = Array::new();
-        for n in names {
+        for n in names.iter().filter(|n| fits(n)) {
             arr.push(&JsValue::from_str(n));
         }
         let got: Array = self
@@ -293,8 +340,14 @@ impl JsKvStore {
                 StoreError::Backend("the driver's get() did not return an array".into())
             })?;
         let mut out = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
-            let pair = got.get(i as u32);
+        let mut asked = 0;
+        for name in names {
+            if !fits(name) {
+                out.push(None);
+                continue;
+            }
+            let pair = got.get(asked);
+            asked += 1;
             let value = Reflect::get(&pair, &0.into()).unwrap_or(JsValue::UNDEFINED);
             let token = Reflect::get(&pair, &1.into()).unwrap_or(JsValue::NULL);
             let bytes = match value.dyn_ref::<Uint8Array>() {
@@ -703,13 +756,12 @@ impl JsKvStore {
                         )));
                     }
                     let name = self.name(*t, id);
-                    if let Some(most) = self.max_key_bytes.filter(|m| name.len() > *m) {
+                    if let Some(most) = self.max_key_bytes.filter(|m| key_bytes(&name) > *m) {
                         return Err(StoreError::Backend(format!(
-                            "key {} (namespace {}) is too long for a {} store: with kvsweep's prefix and suffix its backend key is {} bytes, and the store keeps keys of at most {most} bytes",
-                            Quoted(&id.key),
+                            "a record's key of {} bytes (namespace {}) is too long for a {} store, which keeps keys of at most {most} bytes",
+                            key_bytes(&name),
                             Quoted(&id.namespace),
                             self.kind,
-                            name.len()
                         )));
                     }
                     let when = expiries

@@ -63,11 +63,23 @@ await scenario("file", `${dir}/scenario.sqlite`);
   // The first value is over 64 KiB: were its chunks written before the size
   // check, they would be left behind.
   const big = Array.from({ length: 20 }, (_, i) => ({ key: `big${i}`, value: new Uint8Array(i === 0 ? 70_000 : 60_000).fill(i) }));
-  await assert.rejects(a.putMany(big), /putMany: .*a Deno KV commit would hold .* over Deno KV's limits \(1,000, 100 and 800 KiB\)/);
+  await assert.rejects(a.putMany(big), /putMany: .*a Deno KV commit would hold .* over Deno KV's limits \(1,000, 100, 800 KiB and 80 KiB of keys\)/);
   let left = 0;
   for await (const _ of kvA.list({ prefix: ["kvsweep-chunk"] })) left++;
   assert.equal(left, 0, "no chunk left behind");
   assert.equal(await a.get("big0"), undefined);
+  // Keys: one that Deno KV would refuse with its prefix, suffix or a
+  // chunk's key is refused at put, by name; one commit's keys are held to
+  // Deno KV's 80 KiB before anything is written; a key no record could
+  // have is read as absent.
+  await assert.rejects(a.put("k".repeat(1990), new Uint8Array(100_000)), /^Error: kvsweep: put\("k{1990}"\): key is 1990 bytes, too long for a deno-kv store, which keeps keys of at most 2000 bytes/);
+  const room = Number(/a key may have at most (\d+) bytes/.exec(await a.put("k".repeat(1990), 1).catch((e) => e.message))[1]);
+  await a.put("k".repeat(room), new Uint8Array(100_000).fill(3));
+  assert.equal((await a.get("k".repeat(room))).length, 100_000);
+  const longKeys = Array.from({ length: 60 }, (_, i) => ({ key: `${i}`.padStart(1800, "k"), value: i }));
+  await assert.rejects(a.putMany(longKeys), /putMany: .*bytes of keys, over Deno KV's limits/);
+  assert.equal(await a.get(longKeys[0].key), undefined);
+  assert.equal(await a.get("k".repeat(3000)), undefined);
   // Two writers rewriting one split value at once: the loser's check fails and
   // it writes again; every value read is whole, and only the last one's
   // chunks remain.

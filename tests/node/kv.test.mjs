@@ -252,6 +252,47 @@ test("Workers KV keeps values of at most 25 MiB: a larger one is refused at put,
   );
 });
 
+test("keys and values past what the backend keeps are refused at put, naming the user's key and the limit; a get of such a key is undefined", async () => {
+  const kv = new KvDouble();
+  const s = new Sweeper(kvStore(kv), { policy: POLICY });
+  const long = "k".repeat(500);
+  // Under Workers KV's 512 bytes itself, but not with kvsweep's prefix and suffixes.
+  await assert.rejects(s.put(long, 1), /^Error: kvsweep: put\("k{500}"\): key is 500 bytes, too long for a workers-kv store, which keeps keys of at most 512 bytes: .* \(a key may have at most \d+ bytes\)$/);
+  await assert.rejects(s.putMany([{ key: "a", value: 1 }, { key: long, value: 2 }]), /^Error: kvsweep: putMany items\[1\] \("k{500}"\): key is 500 bytes, too long/);
+  assert.equal(kv.map.size, 0, "nothing written, not even a temp");
+  const room = Number(/a key may have at most (\d+) bytes/.exec(await s.put(long, 1).catch((e) => e.message))[1]);
+  await s.put("k".repeat(room), 1);
+  assert.equal(await s.get("k".repeat(room)), 1);
+  await assert.rejects(s.put("k".repeat(room + 1), 1), /key is \d+ bytes, too long/);
+  const calls = kv.calls;
+  assert.equal(await s.get("k".repeat(600)), undefined);
+  assert.equal(kv.calls, calls, "a key the backend cannot hold is not asked for");
+  // With blobs in R2 an entry's record stays held to Workers KV's 25 MiB.
+  const objects = new Map();
+  const bucket = {
+    async get(k) {
+      const o = objects.get(k);
+      return o ? { arrayBuffer: async () => o.slice().buffer } : null;
+    },
+    async put(k, v) {
+      objects.set(k, new Uint8Array(v));
+    },
+    async delete(keys) {
+      for (const k of [].concat(keys)) objects.delete(k);
+    },
+    async head(k) {
+      return objects.has(k) ? { uploaded: new Date() } : null;
+    },
+    async list() {
+      return { objects: [...objects.keys()].map((key) => ({ key })), truncated: false };
+    },
+  };
+  const withR2 = new Sweeper(kvStore(new KvDouble(), { blobs: r2(bucket) }));
+  await assert.rejects(withR2.put("big", new Uint8Array(26 * 1024 * 1024)), /^Error: kvsweep: put\("big"\): value is 27262976 bytes, more than the limit of 26213376 bytes \(a workers-kv\+r2 store keeps no larger values\)$/);
+  const id = await withR2.putBlob(new Uint8Array(26 * 1024 * 1024).fill(1));
+  assert.equal((await withR2.getBlob(id)).length, 26 * 1024 * 1024, "blobs in R2 are not held to it");
+});
+
 test("run options of kvStore runs are checked by name", async () => {
   const s = new Sweeper(memoryStore());
   await assert.rejects(s.run({ maxOps: 0 }), /run options\.maxOps must be 1 or more/);
