@@ -396,8 +396,10 @@ function denoKvDriver(kv, prefix) {
       maxBatchChecks: 100,
       visibilityMs: 0,
       nativeExpiry: true,
-      // 2,048 bytes per key, less what a chunk's key adds to a record's name.
-      maxKeyBytes: 2000,
+      // 2,048 bytes per key as Deno encodes it; a write leaves room for a chunk's key.
+      maxKeyBytes: 2048,
+      keyRoom: 48,
+      keyEscaped: true,
     }),
     async value(name, v) {
       if (!isHead(v)) return bytesOf(v);
@@ -567,8 +569,8 @@ function durableObjectDriver(storage, prefix) {
   const CHUNK = "kvsweep-chunk/";
   const chunkKey = (name, i) => `${CHUNK}${name}/${i}`;
   const d = {
-    // 2,048 bytes per key, less what a chunk's key adds to a record's name.
-    ...base("durable-object", prefix, { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, maxKeyBytes: 2024 }),
+    // 2,048 bytes per key; a write leaves room for a chunk's key.
+    ...base("durable-object", prefix, { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, maxKeyBytes: 2048, keyRoom: 24 }),
     async many(keys) {
       const out = new Map();
       for (let i = 0; i < keys.length; i += 128) {

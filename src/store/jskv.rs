@@ -50,12 +50,6 @@ use crate::store::{
     Table,
 };
 
-/// A backend key's length as the strictest backend counts it: its UTF-8
-/// bytes, each U+0000 twice (Deno KV escapes it).
-fn key_bytes(name: &str) -> usize {
-    name.len() + name.bytes().filter(|b| *b == 0).count()
-}
-
 /// The letter of each table in backend keys.
 fn letter(table: Table) -> char {
     match table {
@@ -134,6 +128,10 @@ pub struct JsKvStore {
     max_value_bytes: Option<usize>,
     /// The longest backend key, in UTF-8 bytes.
     max_key_bytes: Option<usize>,
+    /// Bytes a write leaves free in each record's key (for a chunk's key).
+    key_room: usize,
+    /// Keys are tuples whose encoding adds 2 bytes and escapes each U+0000 (Deno KV).
+    key_escaped: bool,
     /// The largest entry record, where only blobs may be larger (R2).
     max_entry_bytes: Option<usize>,
     /// Items per batch the driver asks for, if it knows better than the default.
@@ -195,6 +193,8 @@ impl JsKvStore {
             max_value_bytes: limit(&caps_js, "maxValueBytes"),
             max_entry_bytes: limit(&caps_js, "maxEntryBytes"),
             max_key_bytes: limit(&caps_js, "maxKeyBytes"),
+            key_room: limit(&caps_js, "keyRoom").unwrap_or(0),
+            key_escaped: flag("keyEscaped"),
             batch_size: limit(&caps_js, "batchSize"),
             list_budget: std::cell::Cell::new(None),
             blobs_unlocked: flag("blobsUnlocked"),
@@ -213,12 +213,20 @@ impl JsKvStore {
         self.max_value_bytes
     }
 
+    /// A record's key as the backend measures it against its limit.
+    fn key_bytes(&self, name: &str) -> usize {
+        match self.key_escaped {
+            true => name.len() + name.bytes().filter(|b| *b == 0).count() + 2,
+            false => name.len(),
+        }
+    }
+
     /// Why a put of `id` would write a backend key past the store's limit
     /// (its records' names: the entry's, its value's and the staging
     /// temp's, each with kvsweep's prefix, namespace and suffix), in words
     /// naming the key's own length and the most it may have.
     pub fn key_too_long(&self, id: &EntryId) -> Option<String> {
-        let most = self.max_key_bytes?;
+        let most = self.max_key_bytes?.saturating_sub(self.key_room);
         let temp = crate::write::temp_id(&crate::codec::Staged::Entry {
             namespace: id.namespace.clone(),
             key: id.key.clone(),
@@ -230,9 +238,9 @@ impl JsKvStore {
             self.name(Table::Temps, &crate::store::id_key(&temp)),
         ]
         .iter()
-        .map(|n| key_bytes(n))
+        .map(|n| self.key_bytes(n))
         .max()?;
-        let own = key_bytes(&id.key);
+        let own = id.key.len();
         (longest > most).then(|| {
             format!(
                 "key is {own} bytes, too long for a {} store, which keeps keys of at most {most} bytes: with kvsweep's prefix, namespace and suffixes its records' keys take {longest} (a key may have at most {} bytes)",
@@ -324,7 +332,10 @@ impl JsKvStore {
     async fn read(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         // A name past the store's key limit holds nothing it could have
         // written: absent, without asking a backend that would refuse it.
-        let fits = |n: &str| self.max_key_bytes.is_none_or(|most| key_bytes(n) <= most);
+        let fits = |n: &str| {
+            self.max_key_bytes
+                .is_none_or(|most| self.key_bytes(n) <= most)
+        };
         if names.iter().all(|n| !fits(n)) {
             return Ok(vec![None; names.len()]);
         }
@@ -756,10 +767,10 @@ impl JsKvStore {
                         )));
                     }
                     let name = self.name(*t, id);
-                    if let Some(most) = self.max_key_bytes.filter(|m| key_bytes(&name) > *m) {
+                    if let Some(most) = self.max_key_bytes.filter(|m| self.key_bytes(&name) > *m) {
                         return Err(StoreError::Backend(format!(
                             "a record's key of {} bytes (namespace {}) is too long for a {} store, which keeps keys of at most {most} bytes",
-                            key_bytes(&name),
+                            self.key_bytes(&name),
                             Quoted(&id.namespace),
                             self.kind,
                         )));

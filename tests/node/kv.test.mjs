@@ -267,6 +267,17 @@ test("keys and values past what the backend keeps are refused at put, naming the
   const calls = kv.calls;
   assert.equal(await s.get("k".repeat(600)), undefined);
   assert.equal(kv.calls, calls, "a key the backend cannot hold is not asked for");
+  // A record an earlier version wrote with a key within the backend's limit
+  // but past the room a write now leaves (for a chunk's key) is still read.
+  const storage = new DoStorage();
+  const d = new Sweeper(durableObjectStore(storage));
+  await d.put("short", "kept");
+  const longer = "x".repeat(2000);
+  const name = [...storage.map.keys()].find((n) => n.endsWith("\0short"));
+  storage.map.set(name.replace("\0short", `\0${longer}`), storage.map.get(name));
+  assert.ok(name.length - 5 + longer.length <= 2048);
+  assert.equal(await d.get(longer), "kept");
+  await assert.rejects(d.put(longer, 1), /too long for a durable-object store/);
   // With blobs in R2 an entry's record stays held to Workers KV's 25 MiB.
   const objects = new Map();
   const bucket = {
