@@ -168,7 +168,7 @@ async function* pages(sweeper, values, options = {}) {
   if (freed(sweeper)) throw gone(sweeper, what);
   // Spread below, a Date or a class instance would pass as {}: refused as keysPage refuses it.
   const proto = options === null || typeof options !== "object" ? undefined : Object.getPrototypeOf(options);
-  if (options !== undefined && proto !== Object.prototype && proto !== null) {
+  if (options !== undefined && options !== null && proto !== Object.prototype && proto !== null) {
     throw new TypeError(`kvsweep: ${what}(options): options must be a plain object, got ${describe(options)}`);
   }
   const { limit } = options ?? {};

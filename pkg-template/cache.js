@@ -24,8 +24,8 @@ import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriv
  * responses of the entries a batch deleted go from the cache after it
  * commits, at most `concurrency` at a time, while the next batches run: a
  * batch of deletions waits only for those of the batches two before it, and
- * any other write (a run's last, giving its lease back; a put) waits for all
- * of them, so a run returns when every response it deleted is gone. Each
+ * a run's own last writes (giving its lease back, its log) wait for all of
+ * them, so a run returns when every response it deleted is gone. Each
  * batch records those URLs in its own transaction (`PENDING`), and the
  * first batch after they are gone deletes the record.
  */
@@ -93,10 +93,12 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
   let head = 0;
   let active = 0;
   let batches = [];
+  // Refilled by halves: with a queue longer than `concurrency`, not one
+  // transaction of reads per cache.delete settled.
   const settled = (settle) => (e) => {
     active--;
     settle(e);
-    pump();
+    if (active <= concurrency >> 1) pump();
   };
   const pump = () => {
     while (active < concurrency && head < queue.length) {
@@ -116,16 +118,15 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
       }
       active += take.length;
       for (const [name, settle] of take) {
-        const done = settled(settle);
-        const read = store.get(name);
-        read.onsuccess = () => {
-          if (read.result !== undefined) return done(null); // made again: its response is live
-          cache.delete(urlOf(name), matchOptions).then(() => done(null), done);
-        };
-        read.onerror = (event) => {
-          event.preventDefault();
-          done(read.error ?? new Error("the entry could not be read"));
-        };
+        const finish = settled(settle);
+        const reads = standsFor(name).map((n) => done(store.get(n)));
+        Promise.all(reads).then(
+          (found) => {
+            if (found.some((r) => r !== undefined)) return finish(null); // made again: its response is live
+            cache.delete(urlOf(name), matchOptions).then(() => finish(null), finish);
+          },
+          (e) => finish(e ?? new Error("the entry could not be read")),
+        );
       }
     }
   };
@@ -153,6 +154,21 @@ const PENDING = "d/";
 const urlOf = (name) => name.slice(name.indexOf("\0") + 1);
 
 /**
+ * The records that stand for `name`'s response: its own and, for an entry an
+ * earlier version keyed by a relative or `#fragment` URL, the one `track`
+ * keys the same response by now. Either present keeps the response.
+ */
+function standsFor(name) {
+  const url = urlOf(name);
+  try {
+    const now = entryUrl(url);
+    return now === url ? [name] : [name, name.slice(0, name.length - url.length) + now];
+  } catch {
+    return [name];
+  }
+}
+
+/**
  * Finishes what a crash (or a failed `cache.delete`) left: the responses of
  * entries that batches deleted, unless an entry of the URL is back since.
  * It runs before the store's first listing (a run's or a plan's), not when
@@ -168,8 +184,9 @@ async function finishPending(db, cache, matchOptions) {
     try {
       const entries = Array.isArray(lists[i]) ? lists[i].filter((n) => typeof n === "string") : [];
       const s = store();
-      const back = await Promise.all(entries.map((n) => done(s.get(n))));
-      await Promise.all(entries.filter((_, j) => back[j] === undefined).map((n) => cache.delete(urlOf(n), matchOptions)));
+      const back = await Promise.all(entries.map((n) => Promise.all(standsFor(n).map((m) => done(s.get(m))))));
+      const gone = entries.filter((_, j) => back[j].every((r) => r === undefined));
+      await Promise.all(gone.map((n) => cache.delete(urlOf(n), matchOptions)));
       const tx = db.transaction("records", "readwrite");
       tx.objectStore("records").delete(names[i]);
       await finished(tx);
@@ -269,6 +286,11 @@ export async function track(sweeper, request, response, options = {}) {
   const url = entryUrl(request);
   if (options === null || typeof options !== "object") {
     throw new TypeError(`kvsweep: track(sweeper, request, response, options): options must be an object, got ${describe(options)}`);
+  }
+  // One cached response is one entry: in two namespaces, a run deleting
+  // one would take the other's response.
+  if (options.namespace !== undefined) {
+    throw new TypeError("kvsweep: track(sweeper, request, response, options): options.namespace is not for Cache Storage entries (one response, one entry); use options.group");
   }
   if (response !== undefined && response !== null && !(response instanceof Response)) {
     throw new TypeError(`kvsweep: track(sweeper, request, response): response must be a Response (or null), got ${describe(response)}`);

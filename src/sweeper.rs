@@ -602,6 +602,24 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Whether reads have deferred `accessedAt` refreshes not yet written.
+    /// Raises the listed `accessedAt` of entries whose reads' refreshes are
+    /// still pending (a run with a call budget leaves them unwritten), so
+    /// that eviction by recency sees those reads all the same.
+    fn touch_inventory(&self, inv: &mut Inventory) {
+        if !self.touches_pending() {
+            return;
+        }
+        // Merged (sorted by id, one each) as reads merge them.
+        let read = merged_touches(std::mem::take(&mut *self.touches.borrow_mut()));
+        for e in &mut inv.entries {
+            if let Ok(i) = read.binary_search_by(|(id, _)| id.cmp(&e.id)) {
+                e.meta.accessed_at = e.meta.accessed_at.max(read[i].1);
+            }
+        }
+        // Still to be written by a flush of their own.
+        self.touches.borrow_mut().extend(read);
+    }
+
     pub fn touches_pending(&self) -> bool {
         !self.touches.borrow().is_empty()
     }
@@ -1093,7 +1111,8 @@ impl<S: Store> Sweeper<S> {
         if !host.calls_counted() {
             let _ = self.flush_touches().await;
         }
-        let inv = self.inventory_hosted(host).await?;
+        let mut inv = self.inventory_hosted(host).await?;
+        self.touch_inventory(&mut inv);
         Ok(plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await)
     }
 
@@ -1119,7 +1138,7 @@ impl<S: Store> Sweeper<S> {
         if !host.calls_counted() {
             let _ = self.flush_touches().await;
         }
-        let inv = match self.inventory_hosted(host).await {
+        let mut inv = match self.inventory_hosted(host).await {
             // Stopped before anything was deleted: the cursor stays as it was.
             Err(Error::Stopped) => {
                 return Ok(RunReport {
@@ -1129,6 +1148,7 @@ impl<S: Store> Sweeper<S> {
             }
             other => other?,
         };
+        self.touch_inventory(&mut inv);
         let mut plan = plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await;
         drop(inv);
         if let Some(c) = &cursor {

@@ -518,6 +518,11 @@ impl Inner {
                 // At most TOUCH_MAX_DELAY_MS: it fits.
                 gloo_timers::future::TimeoutFuture::new(wait as u32).await;
             }
+            // Not while a run deletes: on a store without compare-and-set a
+            // refresh read before a deletion would write the entry back.
+            while inner.running.get() && !inner.closed.get() {
+                gloo_timers::future::TimeoutFuture::new(20).await;
+            }
             inner.touch_flush.set(false);
             // Best effort: a refresh that fails leaves accessedAt older.
             let _ = inner.sweeper.flush_touches().await;

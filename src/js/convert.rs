@@ -27,8 +27,8 @@ pub enum BlobBytes {
 
 /// `putBlob`'s argument as bytes; why not, if it holds none (`putBlob: ` comes first).
 pub fn blob_bytes(v: &JsValue) -> Result<BlobBytes, String> {
-    if let Some(view) = exact_bytes(v, false).map_err(|e| format!("bytes {e}"))? {
-        return Ok(BlobBytes::Now(view.to_vec(), view));
+    if let Some(b) = exact_bytes(v, false).map_err(|e| format!("bytes {e}"))? {
+        return Ok(BlobBytes::Now(b.view.to_vec(), b.view));
     }
     // A Blob (or File) is read with its own `arrayBuffer()`.
     if type_name(v) == "Blob" || type_name(v) == "File" {
@@ -48,18 +48,13 @@ pub fn blob_bytes(v: &JsValue) -> Result<BlobBytes, String> {
     ))
 }
 
-/// The length of a view `exact_bytes` made, as a JS number: past 4 GiB a
-/// u32 would wrap.
-fn len_of(view: &Uint8Array) -> f64 {
-    Reflect::get(view, &"byteLength".into())
-        .ok()
-        .and_then(|n| n.as_f64())
-        .unwrap_or(0.0)
-}
-
 fn field_is_true(v: &JsValue, name: &str) -> bool {
     Reflect::get(v, &name.into()).ok().and_then(|d| d.as_bool()) == Some(true)
 }
+
+/// How often a value may meet an object it met before (each walked again:
+/// 100,000 repeats of small Maps take about a second).
+const MAX_REPEATS: u32 = 100_000;
 
 /// How deep an options object may nest.
 const MAX_DEPTH: usize = 100;
@@ -185,42 +180,62 @@ std::thread_local! {
 /// Proxy, a detached buffer) is refused, saying why, and so is, for a
 /// `value` (not a blob's bytes), a view of a `SharedArrayBuffer` or of a
 /// resizable buffer, which would come back as something else.
-fn exact_bytes(v: &JsValue, value: bool) -> Result<Option<Uint8Array>, String> {
-    let is_buffer = v.is_instance_of::<ArrayBuffer>();
+fn exact_bytes(v: &JsValue, value: bool) -> Result<Option<Bytes>, String> {
     SLOTS.with(|slots| {
         let slots = slots.as_ref().ok_or("cannot be read here")?;
         let call = |f: &js_sys::Function, on: &JsValue| f.call0(on).map_err(threw);
-        if !is_buffer && !ArrayBuffer::is_view(v) {
+        // Brand checks, not instanceof: a buffer from another realm (an
+        // iframe, a vm context) is one all the same.
+        let own_length = slots.buffer_length.call0(v);
+        let buffer = own_length.is_ok();
+        if !buffer && !ArrayBuffer::is_view(v) {
+            // One that says it is, but is not (a Proxy): the getter says why.
+            if v.is_instance_of::<ArrayBuffer>() {
+                own_length.map_err(threw)?;
+            }
             if v.is_instance_of::<Uint8Array>() {
-                // Not one, though it says so (a Proxy): the getter says why.
                 call(&slots.views[0][2], v)?;
                 return Err("is not a Uint8Array".into());
             }
             return Ok(None);
         }
-        let (buffer, offset, length) = if is_buffer {
-            (v.clone(), 0.0.into(), call(&slots.buffer_length, v)?)
-        } else {
-            // A typed array's getters throw for a DataView, and the reverse.
-            let [b, o, l] = slots.views.iter().find(|g| g[0].call0(v).is_ok()).ok_or("is a view whose extent cannot be read (a Proxy?)")?;
-            (call(b, v)?, call(o, v)?, call(l, v)?)
+        let (of, offset, length) = match own_length {
+            Ok(length) => (v.clone(), 0.0.into(), length),
+            Err(_) => {
+                // A typed array's getters throw for a DataView, and the reverse.
+                let [b, o, l] = slots.views.iter().find(|g| g[0].call0(v).is_ok()).ok_or("is a view whose extent cannot be read (a Proxy?)")?;
+                (call(b, v)?, call(o, v)?, call(l, v)?)
+            }
         };
-        if value && !buffer.is_instance_of::<ArrayBuffer>() {
+        if value && slots.buffer_length.call0(&of).is_err() {
             return Err("is a view of a SharedArrayBuffer, which would come back as an ArrayBuffer; copy it first".into());
         }
-        if value && field_is_true(&buffer, "resizable") {
+        if value && field_is_true(&of, "resizable") {
             return Err("is (a view of) a resizable ArrayBuffer, which would come back fixed-length; copy it first".into());
         }
-        let args = js_sys::Array::of3(&buffer, &offset, &length);
+        let args = js_sys::Array::of3(&of, &offset, &length);
         match Reflect::construct(&slots.uint8, &args) {
-            Ok(view) => Ok(Some(view.unchecked_into())),
-            Err(e) if field_is_true(&buffer, "detached") => Err(format!(
+            Ok(view) => Ok(Some(Bytes {
+                view: view.unchecked_into(),
+                len: length.as_f64().unwrap_or(0.0),
+                buffer,
+            })),
+            Err(e) if field_is_true(&of, "detached") => Err(format!(
                 "is a detached ArrayBuffer (its bytes were transferred away): {}",
                 thrown(&e)
             )),
             Err(e) => Err(format!("cannot be viewed: {}", thrown(&e))),
         }
     })
+}
+
+/// What `exact_bytes` read: a new view of exactly the bytes, their length
+/// as a JS number (past 4 GiB a u32 would wrap), and whether they were a
+/// whole `ArrayBuffer` rather than a view.
+struct Bytes {
+    view: Uint8Array,
+    len: f64,
+    buffer: bool,
 }
 
 /// What a getter or a Proxy trap threw, as an error of the value's path.
@@ -354,8 +369,8 @@ pub fn blob_size(v: &JsValue) -> f64 {
         let size = Reflect::get(v, &"size".into()).ok();
         return size.and_then(|n| n.as_f64()).unwrap_or(0.0);
     }
-    let view = exact_bytes(v, false).ok().flatten();
-    view.map_or(0.0, |b| len_of(&b))
+    let bytes = exact_bytes(v, false).ok().flatten();
+    bytes.map_or(0.0, |b| b.len)
 }
 
 /// Encodes a value given to `put`: a `Uint8Array` is stored as bytes, anything
@@ -370,16 +385,19 @@ pub fn to_stored(v: &JsValue, limit: usize, past: &str) -> Result<StoredValue, S
     if v.is_instance_of::<Uint8Array>() {
         let bytes = exact_bytes(v, true).map_err(|e| format!("value {e}"))?;
         let bytes = bytes.ok_or("value is not a Uint8Array")?;
-        let size = len_of(&bytes);
-        if size > limit as f64 {
-            return Err(format!("value is {} bytes, more than {past}", size as u64));
+        if bytes.len > limit as f64 {
+            return Err(format!(
+                "value is {} bytes, more than {past}",
+                bytes.len as u64
+            ));
         }
-        return Ok(StoredValue::Bytes(bytes.to_vec()));
+        return Ok(StoredValue::Bytes(bytes.view.to_vec()));
     }
     let mut enc = Encoder {
         path: Vec::new(),
         open: js_sys::Set::new(&JsValue::UNDEFINED),
         seen: js_sys::Set::new(&JsValue::UNDEFINED),
+        repeats: 0,
         past,
         left: limit,
     };
@@ -419,8 +437,9 @@ enum Seg {
 struct Encoder<'a> {
     path: Vec<Seg>,
     open: js_sys::Set,
-    /// Every object met so far.
+    /// Every object met so far, and how often one was met again.
     seen: js_sys::Set,
+    repeats: u32,
     /// Which size limit the value is held to, and what is left of it for the
     /// nodes, keys, strings and bytes to come.
     past: &'a str,
@@ -489,29 +508,31 @@ impl Encoder<'_> {
         if self.open.has(v) {
             return Err("is a cycle: it holds an object it is inside of".into());
         }
-        // Each object once: a value is stored as a tree, and an object met
-        // twice would come back as two (and a value sharing its parts
-        // without end would take the walk exponentially long to refuse).
+        // A value is stored as a tree: an object met again is written
+        // again (and comes back as a copy). A value whose parts share each
+        // other at every level would take the walk exponentially long
+        // before its size refused it: past so many repeats it is refused.
         if self.seen.has(v) {
-            return Err("is an object met before in this value, which would come back as a copy of it; store a copy, or store it once".into());
-        }
-        if v.is_object() {
+            self.repeats += 1;
+            if self.repeats > MAX_REPEATS {
+                return Err(format!("repeats objects met before in this value more than {MAX_REPEATS} times (each is written again, as a copy); store a value that shares fewer of its parts"));
+            }
+        } else if v.is_object() {
             self.seen.add(v);
         }
         if let Some(bytes) = exact_bytes(v, true)? {
-            let len = len_of(&bytes);
-            self.spend(len)?;
-            if v.is_instance_of::<Uint8Array>() {
-                return Ok(Value::Binary(bytes.to_vec()));
+            self.spend(bytes.len)?;
+            if bytes.buffer {
+                return Ok(Value::Ext(EXT_ARRAY_BUFFER, bytes.view.to_vec()));
             }
-            if v.is_instance_of::<ArrayBuffer>() {
-                return Ok(Value::Ext(EXT_ARRAY_BUFFER, bytes.to_vec()));
+            if v.is_instance_of::<Uint8Array>() {
+                return Ok(Value::Binary(bytes.view.to_vec()));
             }
             let Some(kind) = VIEWS.iter().position(|k| *k == type_name(v)) else {
                 return Err(format!("is {}, which cannot be stored", describe(v)));
             };
             let mut data = vec![kind as u8];
-            data.extend(bytes.to_vec());
+            data.extend(bytes.view.to_vec());
             return Ok(Value::Ext(EXT_VIEW, data));
         }
         if let Some(d) = v.dyn_ref::<Date>() {

@@ -232,18 +232,19 @@ impl JsKvStore {
             key: id.key.clone(),
             writes: vec![0, 0],
         });
-        let longest = [
+        // A store with all-or-nothing batches stages no temps.
+        let mut names = vec![
             self.name(Table::Meta, id),
             self.name(Table::Values, &crate::store::value_key(id, 0)),
-            self.name(Table::Temps, &crate::store::id_key(&temp)),
-        ]
-        .iter()
-        .map(|n| self.key_bytes(n))
-        .max()?;
+        ];
+        if !self.caps.atomic {
+            names.push(self.name(Table::Temps, &crate::store::id_key(&temp)));
+        }
+        let longest = names.iter().map(|n| self.key_bytes(n)).max()?;
         let own = id.key.len();
         (longest > most).then(|| {
             format!(
-                "key is {own} bytes, too long for a {} store, which keeps keys of at most {most} bytes: with kvsweep's prefix, namespace and suffixes its records' keys take {longest} (a key may have at most {} bytes)",
+                "key is {own} bytes, too long for a {} store: with kvsweep's prefix, namespace and suffixes its records would need keys of {longest} bytes, and kvsweep keeps them to {most} there (a key may have at most {} bytes)",
                 self.kind,
                 (most + own).saturating_sub(longest)
             )

@@ -186,6 +186,22 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
       store.close();
       await kv.deleteCacheStorage(`forms-${name}`);
     }
+    {
+      // An entry an earlier version keyed by the relative URL, and the one
+      // track keys the same response by now: the older goes, the response stays.
+      const cache = await caches.open("forms-legacy");
+      const store = await kv.openCacheStorage("forms-legacy");
+      const sweeper = new kv.Sweeper(store, { policy: { maxEntries: 1 }, clock: () => now });
+      await cache.put("/forms/c", new Response("c"));
+      await sweeper.put("/forms/c", null, { size: 1 });
+      now += 1;
+      await kv.track(sweeper, "/forms/c", new Response("c"));
+      const report = await sweeper.run();
+      runs.legacy = { deleted: report.deleted, cached: (await cache.keys()).map((r) => new URL(r.url).pathname) };
+      sweeper.close();
+      store.close();
+      await kv.deleteCacheStorage("forms-legacy");
+    }
     const store = await kv.openCacheStorage("forms");
     const sweeper = new kv.Sweeper(store, { clock: () => now });
     const message = async (f) => {
@@ -203,6 +219,7 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
       noUrl: await message(() => kv.track(sweeper, "", new Response("x"))),
       notResponse: await message(() => kv.track(sweeper, "/forms/c", { headers: {} })),
       usedBody: await message(() => kv.track(sweeper, "/forms/c", used)),
+      namespace: await message(() => kv.track(sweeper, "/forms/c", new Response("x"), { namespace: "n" })),
     };
     // A content-length in hexadecimal is not a size: the body is measured.
     await kv.track(sweeper, "/forms/hex", new Response("1234567890", { headers: { "content-length": "0x10" } }));
@@ -224,6 +241,9 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
   assert.match(out.bad.noUrl, /request must be a Request or a non-empty URL string, got ""/);
   assert.match(out.bad.notResponse, /response must be a Response \(or null\), got an object/);
   assert.match(out.bad.usedBody, /response's body is already read, and its headers give no content-length/);
+  assert.match(out.bad.namespace, /options.namespace is not for Cache Storage entries/);
+  assert.equal(out.runs.legacy.deleted.maxEntries?.count, 1, "the older entry goes");
+  assert.deepEqual(out.runs.legacy.cached, ["/forms/c"], "the response the newer entry stands for stays");
   assert.equal(out.sizes["/forms/hex"], 10);
   assert.equal(out.sizes["/forms/given"], 99);
   await context.close();

@@ -459,27 +459,31 @@ test("put and putBlob read a buffer's or a view's bytes through the built-in get
   await assert.rejects(s.put("gone", emptied), /value (is a detached ArrayBuffer|cannot be viewed)/);
   await s.put("after", 1);
   assert.equal(await s.get("after"), 1);
+  // Buffers and views from another realm (a vm context, an iframe) are
+  // buffers and views all the same.
+  const { runInNewContext } = await import("node:vm");
+  const [buffer, view] = runInNewContext("[new Uint8Array([1, 2, 3]).buffer, new Uint16Array(new Uint8Array([5, 0, 6, 0]).buffer)]");
+  await s.put("realm", { buffer, view });
+  const back = await s.get("realm");
+  assert.deepEqual(new Uint8Array(back.buffer), new Uint8Array([1, 2, 3]));
+  assert.deepEqual([...back.view], [5, 6]);
   s.free();
 });
 
-test("an object met twice in one value is refused by path, at once, however its parts are shared", async () => {
+test("an object met twice in one value is written twice; a value repeating its parts without end is refused in about a second, not after minutes", async () => {
   const s = new Sweeper(memoryStore());
   const tags = ["a"];
-  await assert.rejects(s.put("k", { a: tags, b: tags }), { message: 'kvsweep: put("k"): value.b is an object met before in this value, which would come back as a copy of it; store a copy, or store it once' });
   const d = new Date(0);
-  await assert.rejects(s.put("k", [d, d]), /value\[1\] is an object met before/);
-  const bytes = new Uint8Array([1]);
-  await assert.rejects(s.put("k", new Map([["x", bytes], ["y", bytes]])), /is an object met before/);
-  // Each level shares the one below twice: 2^40 paths through 40 Maps.
+  await s.put("k", { a: tags, b: tags, d, e: d });
+  assert.deepEqual(await s.get("k"), { a: ["a"], b: ["a"], d: new Date(0), e: new Date(0) });
+  // Each level holds the one below twice: 2^40 paths through 40 Maps.
   let v = new Map();
   for (let i = 0; i < 40; i++) v = new Map([[v, v]]);
   const started = performance.now();
-  await assert.rejects(s.put("k", v), /is an object met before/);
-  assert.ok(performance.now() - started < 1_000, "refused at once, not after walking every path");
-  // Copies, and the same object in separate values, are fine.
-  await s.put("k", { a: tags, b: [...tags], d, e: new Date(d) });
-  await s.putMany([{ key: "x", value: tags }, { key: "y", value: tags }]);
-  assert.deepEqual(await s.get("y"), ["a"]);
+  await assert.rejects(s.put("k", v), /repeats objects met before in this value more than 100000 times/);
+  assert.ok(performance.now() - started < 5_000, `${Math.round(performance.now() - started)} ms`);
+  await s.put("after", 1);
+  assert.equal(await s.get("after"), 1);
 });
 
 test("a TTL past 2^53 - 1 ms ends there: the entry's times stay JavaScript numbers, and listing it works", async () => {

@@ -238,6 +238,22 @@ test("reads before a run with maxOps: their deferred accessedAt refreshes spend 
   assert.deepEqual(await slice(200), await slice(0));
 });
 
+test("a run with maxOps evicts by recency with reads it has not written: their refreshes count, unwritten", async () => {
+  let now = 1_000_000;
+  const kv = new KvDouble();
+  const s = new Sweeper(kvStore(kv), { clock: () => now, policy: { maxEntries: 2 } });
+  for (const k of ["a", "b", "c"]) {
+    now += 1_000;
+    await s.put(k, k);
+  }
+  now += 1_000;
+  assert.equal(await s.get("a"), "a"); // a is now the most recent; b the least
+  const report = await s.run({ maxOps: 1000 });
+  assert.equal(report.deleted.maxEntries?.count, 1);
+  assert.equal(await s.get("b"), undefined);
+  assert.equal(await s.get("a"), "a");
+});
+
 test("Workers KV keeps values of at most 25 MiB: a larger one is refused at put, by name, and never cut", async () => {
   const kv = new KvDouble();
   const sweeper = new Sweeper(kvStore(kv), { policy: POLICY });
@@ -257,7 +273,7 @@ test("keys and values past what the backend keeps are refused at put, naming the
   const s = new Sweeper(kvStore(kv), { policy: POLICY });
   const long = "k".repeat(500);
   // Under Workers KV's 512 bytes itself, but not with kvsweep's prefix and suffixes.
-  await assert.rejects(s.put(long, 1), /^Error: kvsweep: put\("k{500}"\): key is 500 bytes, too long for a workers-kv store, which keeps keys of at most 512 bytes: .* \(a key may have at most \d+ bytes\)$/);
+  await assert.rejects(s.put(long, 1), /^Error: kvsweep: put\("k{500}"\): key is 500 bytes, too long for a workers-kv store: .* kvsweep keeps them to 512 there \(a key may have at most \d+ bytes\)$/);
   await assert.rejects(s.putMany([{ key: "a", value: 1 }, { key: long, value: 2 }]), /^Error: kvsweep: putMany items\[1\] \("k{500}"\): key is 500 bytes, too long/);
   assert.equal(kv.map.size, 0, "nothing written, not even a temp");
   const room = Number(/a key may have at most (\d+) bytes/.exec(await s.put(long, 1).catch((e) => e.message))[1]);
