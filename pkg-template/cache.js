@@ -119,7 +119,13 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
       active += take.length;
       for (const [name, settle] of take) {
         const finish = settled(settle);
-        const reads = standsFor(name).map((n) => done(store.get(n)));
+        let reads;
+        try {
+          reads = standsFor(name).map((n) => done(store.get(n)));
+        } catch (e) {
+          finish(e); // its record stays for the next time the store opens
+          continue;
+        }
         Promise.all(reads).then(
           (found) => {
             if (found.some((r) => r !== undefined)) return finish(null); // made again: its response is live

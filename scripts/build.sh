@@ -42,7 +42,7 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # make it do: read buffers' extents through the built-in getters, never a
 # value's own properties, refuse option names with lone surrogates, and
 # refuse keys and values the edge backends cannot hold before writing.)
-budget=214500
+budget=215000
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -601,7 +601,6 @@ impl<S: Store> Sweeper<S> {
         Ok((meta, value))
     }
 
-    /// Whether reads have deferred `accessedAt` refreshes not yet written.
     /// Raises the listed `accessedAt` of entries whose reads' refreshes are
     /// still pending (a run with a call budget leaves them unwritten), so
     /// that eviction by recency sees those reads all the same.
@@ -620,6 +619,7 @@ impl<S: Store> Sweeper<S> {
         self.touches.borrow_mut().extend(read);
     }
 
+    /// Whether reads have deferred `accessedAt` refreshes not yet written.
     pub fn touches_pending(&self) -> bool {
         !self.touches.borrow().is_empty()
     }

@@ -419,6 +419,8 @@ pub(super) struct Inner {
     pub(super) background: Cell<bool>,
     /// A write of the `accessedAt` refreshes reads deferred is due.
     touch_flush: Cell<bool>,
+    /// A flush of reads' refreshes is writing: a run waits for it.
+    flushing: Cell<bool>,
     /// When a read last deferred a refresh of `accessedAt` (real time).
     last_read: Cell<Millis>,
     /// Background runs (SPEC §4).
@@ -454,6 +456,10 @@ impl Inner {
         host: &mut JsHost,
         lease_ms: Option<Millis>,
     ) -> Result<crate::exec::RunReport, Error> {
+        // After a flush of reads' refreshes already writing (see schedule_touch_flush).
+        while self.flushing.get() {
+            gloo_timers::future::TimeoutFuture::new(5).await;
+        }
         let leased = matches!(self.sweeper.store(), AnyStore::Kv(_));
         let held_by = match leased {
             true => {
@@ -519,13 +525,16 @@ impl Inner {
                 gloo_timers::future::TimeoutFuture::new(wait as u32).await;
             }
             // Not while a run deletes: on a store without compare-and-set a
-            // refresh read before a deletion would write the entry back.
-            while inner.running.get() && !inner.closed.get() {
+            // refresh read before a deletion would write the entry back (and
+            // a run waits for a flush begun: `flushing`).
+            while inner.running.get() {
                 gloo_timers::future::TimeoutFuture::new(20).await;
             }
             inner.touch_flush.set(false);
             // Best effort: a refresh that fails leaves accessedAt older.
+            inner.flushing.set(true);
             let _ = inner.sweeper.flush_touches().await;
+            inner.flushing.set(false);
         });
     }
 }
@@ -747,6 +756,7 @@ impl JsSweeper {
             closed: Cell::new(false),
             background: Cell::new(false),
             touch_flush: Cell::new(false),
+            flushing: Cell::new(false),
             last_read: Cell::new(0),
             driver,
             lease_owner: format!(
@@ -1435,7 +1445,13 @@ impl JsSweeper {
         if self.inner.sweeper.touches_pending() {
             let inner = self.inner.clone();
             super::driver::spawn(async move {
+                // After a run stopping at its batch's end (see schedule_touch_flush).
+                while inner.running.get() {
+                    gloo_timers::future::TimeoutFuture::new(20).await;
+                }
+                inner.flushing.set(true);
                 let _ = inner.sweeper.flush_touches().await;
+                inner.flushing.set(false);
             });
         }
     }

@@ -53,7 +53,8 @@ fn field_is_true(v: &JsValue, name: &str) -> bool {
 }
 
 /// How often a value may meet an object it met before (each walked again:
-/// 100,000 repeats of small Maps take about a second).
+/// 100,000 repeats of small Maps take about a second), or 16 times its own
+/// objects if that is more.
 const MAX_REPEATS: u32 = 100_000;
 
 /// How deep an options object may nest.
@@ -142,6 +143,8 @@ struct Slots {
     buffer_length: js_sys::Function,
     /// `buffer`, `byteOffset`, `byteLength` of typed arrays, then of `DataView`s.
     views: [[js_sys::Function; 3]; 2],
+    /// A typed array's kind (`Symbol.toStringTag` of `%TypedArray%.prototype`).
+    tag: js_sys::Function,
 }
 
 impl Slots {
@@ -153,7 +156,7 @@ impl Slots {
             Reflect::get(&d, &"get".into()).ok()?.dyn_into().ok()
         };
         let proto = |of: &JsValue| Reflect::get(of, &"prototype".into()).ok();
-        let typed = Object::get_prototype_of(&proto(&uint8)?).into();
+        let typed: JsValue = Object::get_prototype_of(&proto(&uint8)?).into();
         let data = proto(&js_sys::DataView::new(&ArrayBuffer::new(0), 0, 0).constructor())?;
         let three = |p: &JsValue| {
             Some([
@@ -162,7 +165,13 @@ impl Slots {
                 get(p, "byteLength")?,
             ])
         };
+        let tag = Reflect::get_own_property_descriptor(
+            typed.dyn_ref::<Object>()?,
+            &js_sys::Symbol::to_string_tag().into(),
+        )
+        .ok()?;
         Some(Slots {
+            tag: Reflect::get(&tag, &"get".into()).ok()?.dyn_into().ok()?,
             buffer_length: get(&proto(&ArrayBuffer::new(0).constructor())?, "byteLength")?,
             views: [three(&typed)?, three(&data)?],
             uint8,
@@ -199,12 +208,24 @@ fn exact_bytes(v: &JsValue, value: bool) -> Result<Option<Bytes>, String> {
             }
             return Ok(None);
         }
-        let (of, offset, length) = match own_length {
-            Ok(length) => (v.clone(), 0.0.into(), length),
+        let (of, offset, length, kind) = match own_length {
+            Ok(length) => (v.clone(), 0.0.into(), length, None),
             Err(_) => {
                 // A typed array's getters throw for a DataView, and the reverse.
-                let [b, o, l] = slots.views.iter().find(|g| g[0].call0(v).is_ok()).ok_or("is a view whose extent cannot be read (a Proxy?)")?;
-                (call(b, v)?, call(o, v)?, call(l, v)?)
+                let group = slots.views.iter().position(|g| g[0].call0(v).is_ok()).ok_or("is a view whose extent cannot be read (a Proxy?)")?;
+                let [b, o, l] = &slots.views[group];
+                // Its kind as the built-in tag says it, whatever its
+                // constructor's name or prototype claim.
+                let name = match group {
+                    0 => call(&slots.tag, v)?.as_string().unwrap_or_default(),
+                    _ => "DataView".into(),
+                };
+                let kind = match VIEWS.iter().position(|k| *k == name) {
+                    Some(i) => i as u8,
+                    None if name == "Uint8Array" => UINT8,
+                    None => return Err(format!("is a {name}, which cannot be stored")),
+                };
+                (call(b, v)?, call(o, v)?, call(l, v)?, Some(kind))
             }
         };
         if value && slots.buffer_length.call0(&of).is_err() {
@@ -218,7 +239,7 @@ fn exact_bytes(v: &JsValue, value: bool) -> Result<Option<Bytes>, String> {
             Ok(view) => Ok(Some(Bytes {
                 view: view.unchecked_into(),
                 len: length.as_f64().unwrap_or(0.0),
-                buffer,
+                kind,
             })),
             Err(e) if field_is_true(&of, "detached") => Err(format!(
                 "is a detached ArrayBuffer (its bytes were transferred away): {}",
@@ -229,13 +250,16 @@ fn exact_bytes(v: &JsValue, value: bool) -> Result<Option<Bytes>, String> {
     })
 }
 
+/// `Bytes::kind` of a `Uint8Array` (stored as MessagePack bin, not a view).
+const UINT8: u8 = u8::MAX;
+
 /// What `exact_bytes` read: a new view of exactly the bytes, their length
-/// as a JS number (past 4 GiB a u32 would wrap), and whether they were a
-/// whole `ArrayBuffer` rather than a view.
+/// as a JS number (past 4 GiB a u32 would wrap), and the kind of view they
+/// were (an index of `VIEWS`, or `UINT8`; `None`: a whole `ArrayBuffer`).
 struct Bytes {
     view: Uint8Array,
     len: f64,
-    buffer: bool,
+    kind: Option<u8>,
 }
 
 /// What a getter or a Proxy trap threw, as an error of the value's path.
@@ -385,18 +409,20 @@ pub fn to_stored(v: &JsValue, limit: usize, past: &str) -> Result<StoredValue, S
     if v.is_instance_of::<Uint8Array>() {
         let bytes = exact_bytes(v, true).map_err(|e| format!("value {e}"))?;
         let bytes = bytes.ok_or("value is not a Uint8Array")?;
-        if bytes.len > limit as f64 {
-            return Err(format!(
-                "value is {} bytes, more than {past}",
-                bytes.len as u64
-            ));
+        // One only by its prototype (another kind, as its tag says) goes as what it is.
+        if bytes.kind == Some(UINT8) {
+            if bytes.len > limit as f64 {
+                let size = bytes.len as u64;
+                return Err(format!("value is {size} bytes, more than {past}"));
+            }
+            return Ok(StoredValue::Bytes(bytes.view.to_vec()));
         }
-        return Ok(StoredValue::Bytes(bytes.view.to_vec()));
     }
     let mut enc = Encoder {
         path: Vec::new(),
         open: js_sys::Set::new(&JsValue::UNDEFINED),
         seen: js_sys::Set::new(&JsValue::UNDEFINED),
+        objects: 0,
         repeats: 0,
         past,
         left: limit,
@@ -439,6 +465,7 @@ struct Encoder<'a> {
     open: js_sys::Set,
     /// Every object met so far, and how often one was met again.
     seen: js_sys::Set,
+    objects: u32,
     repeats: u32,
     /// Which size limit the value is held to, and what is left of it for the
     /// nodes, keys, strings and bytes to come.
@@ -514,26 +541,23 @@ impl Encoder<'_> {
         // before its size refused it: past so many repeats it is refused.
         if self.seen.has(v) {
             self.repeats += 1;
-            if self.repeats > MAX_REPEATS {
-                return Err(format!("repeats objects met before in this value more than {MAX_REPEATS} times (each is written again, as a copy); store a value that shares fewer of its parts"));
+            // Many times more than its own objects: a value holding one
+            // object in each of its 100,000 rows is fine.
+            if self.repeats > MAX_REPEATS.max(16 * self.objects) {
+                return Err(format!("repeats objects met before in this value more than {} times (each is written again, as a copy); store a value that shares fewer of its parts", self.repeats - 1));
             }
         } else if v.is_object() {
             self.seen.add(v);
+            self.objects += 1;
         }
-        if let Some(bytes) = exact_bytes(v, true)? {
-            self.spend(bytes.len)?;
-            if bytes.buffer {
-                return Ok(Value::Ext(EXT_ARRAY_BUFFER, bytes.view.to_vec()));
+        // Bytes first where they say so (no getter is tried on every object).
+        let bytes_like = ArrayBuffer::is_view(v)
+            || v.is_instance_of::<ArrayBuffer>()
+            || v.is_instance_of::<Uint8Array>();
+        if bytes_like {
+            if let Some(bytes) = exact_bytes(v, true)? {
+                return self.bytes(bytes);
             }
-            if v.is_instance_of::<Uint8Array>() {
-                return Ok(Value::Binary(bytes.view.to_vec()));
-            }
-            let Some(kind) = VIEWS.iter().position(|k| *k == type_name(v)) else {
-                return Err(format!("is {}, which cannot be stored", describe(v)));
-            };
-            let mut data = vec![kind as u8];
-            data.extend(bytes.view.to_vec());
-            return Ok(Value::Ext(EXT_VIEW, data));
         }
         if let Some(d) = v.dyn_ref::<Date>() {
             let ms = try_time(d).map_err(threw)?;
@@ -546,6 +570,12 @@ impl Encoder<'_> {
         let is_map = v.has_type::<js_sys::Map>();
         let is_set = v.has_type::<js_sys::Set>();
         if !(is_array || is_map || is_set || is_plain_object(v)) {
+            // A buffer from another realm (a vm context, an iframe) is one all the same.
+            if !bytes_like {
+                if let Some(bytes) = exact_bytes(v, true)? {
+                    return self.bytes(bytes);
+                }
+            }
             return Err(format!(
                 "is {}, which cannot be stored; store plain objects, arrays, Map, Set, Date, BigInt, ArrayBuffer or typed arrays",
                 describe(v)
@@ -566,6 +596,17 @@ impl Encoder<'_> {
         };
         self.open.delete(v);
         inner
+    }
+
+    /// A buffer or a view, as `exact_bytes` read it.
+    fn bytes(&mut self, bytes: Bytes) -> Result<Value, String> {
+        self.spend(bytes.len)?;
+        let data = bytes.view.to_vec();
+        Ok(match bytes.kind {
+            None => Value::Ext(EXT_ARRAY_BUFFER, data),
+            Some(UINT8) => Value::Binary(data),
+            Some(kind) => Value::Ext(EXT_VIEW, [&[kind][..], &data].concat()),
+        })
     }
 
     /// Descends into one part, and comes back only if it encoded.

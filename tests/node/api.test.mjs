@@ -462,11 +462,20 @@ test("put and putBlob read a buffer's or a view's bytes through the built-in get
   // Buffers and views from another realm (a vm context, an iframe) are
   // buffers and views all the same.
   const { runInNewContext } = await import("node:vm");
-  const [buffer, view] = runInNewContext("[new Uint8Array([1, 2, 3]).buffer, new Uint16Array(new Uint8Array([5, 0, 6, 0]).buffer)]");
-  await s.put("realm", { buffer, view });
+  const [buffer, view, bytes] = runInNewContext("[new Uint8Array([1, 2, 3]).buffer, new Uint16Array(new Uint8Array([5, 0, 6, 0]).buffer), new Uint8Array([7, 8])]");
+  await s.put("realm", { buffer, view, bytes });
   const back = await s.get("realm");
   assert.deepEqual(new Uint8Array(back.buffer), new Uint8Array([1, 2, 3]));
   assert.deepEqual([...back.view], [5, 6]);
+  assert.deepEqual(back.bytes, new Uint8Array([7, 8]));
+  await s.put("realm", bytes);
+  assert.deepEqual(await s.get("realm"), new Uint8Array([7, 8]));
+  // A view's kind is its built-in tag's, whatever its prototype claims.
+  const posing = Object.setPrototypeOf(new Int16Array([1, -2]), Float64Array.prototype);
+  await s.put("posing", { posing, also: Object.setPrototypeOf(new Int16Array([3]), Uint8Array.prototype) });
+  const posed = await s.get("posing");
+  assert.ok(posed.posing instanceof Int16Array && posed.also instanceof Int16Array);
+  assert.deepEqual([...posed.posing, ...posed.also], [1, -2, 3]);
   s.free();
 });
 
@@ -484,6 +493,10 @@ test("an object met twice in one value is written twice; a value repeating its p
   assert.ok(performance.now() - started < 5_000, `${Math.round(performance.now() - started)} ms`);
   await s.put("after", 1);
   assert.equal(await s.get("after"), 1);
+  // Rows sharing one object are many repeats, but no more than their own objects.
+  const meta = { kind: "row" };
+  await s.put("rows", Array.from({ length: 150_000 }, (_, i) => ({ i, meta })));
+  assert.equal((await s.get("rows")).length, 150_000);
 });
 
 test("a TTL past 2^53 - 1 ms ends there: the entry's times stay JavaScript numbers, and listing it works", async () => {
