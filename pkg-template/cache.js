@@ -117,23 +117,22 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
         continue;
       }
       active += take.length;
-      for (const [name, settle] of take) {
-        const finish = settled(settle);
-        let reads;
-        try {
-          reads = standsFor(name).map((n) => done(store.get(n)));
-        } catch (e) {
-          finish(e); // its record stays for the next time the store opens
-          continue;
-        }
-        Promise.all(reads).then(
-          (found) => {
-            if (found.some((r) => r !== undefined)) return finish(null); // made again: its response is live
-            cache.delete(urlOf(name), matchOptions).then(() => finish(null), finish);
-          },
-          (e) => finish(e ?? new Error("the entry could not be read")),
-        );
+      const finishes = take.map(([, settle]) => settled(settle));
+      let present;
+      try {
+        present = presentNames(store, take.flatMap(([name]) => standsFor(name)));
+      } catch (e) {
+        finishes.forEach((finish) => finish(e)); // the records stay for the next time the store opens
+        continue;
       }
+      present.then(
+        (there) =>
+          take.forEach(([name], i) => {
+            if (standsFor(name).some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
+            cache.delete(urlOf(name), matchOptions).then(() => finishes[i](null), finishes[i]);
+          }),
+        (e) => finishes.forEach((finish) => finish(e ?? new Error("the entries could not be read"))),
+      );
     }
   };
   const batch = (names, pending) =>
@@ -153,6 +152,25 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
       await Promise.all(batches.slice(0, Math.max(0, batches.length - keep)));
     },
   };
+}
+
+/**
+ * Which of `names` are records in `store` now: the keys of their range at
+ * once where they lie close together (as a batch's deleted entries do),
+ * else one read each.
+ */
+function presentNames(store, names) {
+  const sorted = [...new Set(names)].sort(); // UTF-16 order, as IndexedDB compares string keys
+  if (sorted.length >= 8) {
+    const most = 2 * sorted.length + 1;
+    const range = IDBKeyRange.bound(sorted[0], sorted[sorted.length - 1]);
+    const keys = done(store.getAllKeys(range, most));
+    return keys.then((got) => (got.length < most ? new Set(got) : each()));
+  }
+  return each();
+  function each() {
+    return Promise.all(sorted.map((n) => done(store.get(n)))).then((got) => new Set(sorted.filter((_, i) => got[i] !== undefined)));
+  }
 }
 
 /** Where the entries a committed batch deleted wait for their responses to go. */
