@@ -41,6 +41,19 @@ const setUp = async ([name, total, keep, fill, start]) => {
 
 const cachedUrls = async (name) => (await (await caches.open(name)).keys()).map((r) => r.url).sort();
 
+/** `fn` run in a fresh page of its own (a context closed after, whatever happens). */
+async function inPage(fn) {
+  await env.ready;
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(env.server.url);
+    return await page.evaluate(fn);
+  } finally {
+    await context.close();
+  }
+}
+
 // The crash comes `delay` ms after the run has deleted 20 entries; with
 // `stall`, once the run has deleted that many responses the rest of its
 // cache.delete calls never return, and the crash finds batches committed
@@ -104,11 +117,7 @@ for (const [round, delay, stall] of [[1, 0], [2, 100], [3, 0, 25]]) {
 }
 
 test("a response cached with a Vary header goes with its entry", { timeout: 60_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await context.newPage();
-  await page.goto(env.server.url);
-  const left = await page.evaluate(async () => {
+  const left = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const cache = await caches.open("vary");
     const [old, fresh] = [`${location.origin}/vary/old`, `${location.origin}/vary/new`];
@@ -130,15 +139,10 @@ test("a response cached with a Vary header goes with its entry", { timeout: 60_0
     return { deleted: report.deleted, urls };
   });
   assert.deepEqual(left.urls, ["/vary/new"]);
-  await context.close();
 });
 
 test("the key–value scenario on a Cache Storage store", { timeout: 60_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await context.newPage();
-  await page.goto(env.server.url);
-  const out = await page.evaluate(async () => {
+  const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const { kvScenario } = await import("/tests/shared/kv-scenario.mjs");
     const { recordNames } = await import("/tests/shared/store-names.js");
@@ -152,15 +156,10 @@ test("the key–value scenario on a Cache Storage store", { timeout: 60_000 }, a
   });
   assert.equal(out.kind, "cache-storage");
   checkScenario(out, assert);
-  await context.close();
 });
 
 test("one entry per cached response: a URL's fragment, or its relative form, names the same entry, and track checks what it is given", { timeout: 60_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await context.newPage();
-  await page.goto(env.server.url);
-  const out = await page.evaluate(async () => {
+  const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     let now = 1_000;
     // Cache Storage ignores the fragment and resolves a relative URL: each
@@ -246,15 +245,10 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
   assert.deepEqual(out.runs.legacy.cached, ["/forms/c"], "the response the newer entry stands for stays");
   assert.equal(out.sizes["/forms/hex"], 10);
   assert.equal(out.sizes["/forms/given"], 99);
-  await context.close();
 });
 
 test("a response cached and tracked again while its old entry's deletion waits its turn stays", { timeout: 60_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await context.newPage();
-  await page.goto(env.server.url);
-  const out = await page.evaluate(async () => {
+  const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const cache = await caches.open("again");
     // One cache.delete at a time: the run's deletions wait in line long
@@ -292,15 +286,10 @@ test("a response cached and tracked again while its old entry's deletion waits i
   assert.equal(out.live, true, "the entry made again is live");
   assert.equal(out.body, "fresh", "and its response stays");
   assert.equal(out.left, 1);
-  await context.close();
 });
 
 test("expirationPlugin opens its store again after its cache and database were deleted from elsewhere", { timeout: 60_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await context.newPage();
-  await page.goto(env.server.url);
-  const out = await page.evaluate(async () => {
+  const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const plugin = kv.expirationPlugin({ maxEntries: 2 });
     const cacheName = "reopened";
@@ -324,5 +313,4 @@ test("expirationPlugin opens its store again after its cache and database were d
   assert.equal(out.before, 2);
   assert.deepEqual(out.errors, []);
   assert.deepEqual(out.after, ["/reopened/5", "/reopened/6"]);
-  await context.close();
 });
