@@ -71,8 +71,13 @@ export class Sweeper extends RawSweeper {
     }
     if (freed(store)) throw new Error("kvsweep: new Sweeper(store, options): store was freed (free() was called on it)");
     super(store, options);
+    STORES.set(this, store);
   }
 }
+
+const STORES = new WeakMap();
+/** The store a Sweeper of this package was made with. */
+export const storeOf = (sweeper) => STORES.get(sweeper);
 
 // Every method but free(): a call on a freed Sweeper says so, the way the
 // method fails (a rejected promise where it returns one).

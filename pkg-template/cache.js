@@ -16,7 +16,7 @@
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { Sweeper, describe } from "./api.js";
+import { Sweeper, describe, storeOf } from "./api.js";
 import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriver } from "./idbkv.js";
 
 /**
@@ -89,6 +89,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
  * failed, the record stays, and the store tries again after it opens again.
  */
 function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
+  const noSearch = matchOptions.ignoreSearch === true;
   const queue = [];
   let head = 0;
   let active = 0;
@@ -120,7 +121,7 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
       const finishes = take.map(([, settle]) => settled(settle));
       let present;
       try {
-        present = presentNames(store, take.flatMap(([name]) => standsFor(name)));
+        present = presentNames(store, take.flatMap(([name]) => standsFor(name, noSearch)));
       } catch (e) {
         finishes.forEach((finish) => finish(e)); // the records stay for the next time the store opens
         continue;
@@ -128,7 +129,7 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
       present.then(
         (there) =>
           take.forEach(([name], i) => {
-            if (standsFor(name).some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
+            if (standsFor(name, noSearch).some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
             cache.delete(urlOf(name), matchOptions).then(() => finishes[i](null), finishes[i]);
           }),
         (e) => finishes.forEach((finish) => finish(e ?? new Error("the entries could not be read"))),
@@ -182,10 +183,10 @@ const urlOf = (name) => name.slice(name.indexOf("\0") + 1);
  * earlier version keyed by a relative or `#fragment` URL, the one `track`
  * keys the same response by now. Either present keeps the response.
  */
-function standsFor(name) {
+function standsFor(name, noSearch) {
   const url = urlOf(name);
   try {
-    const now = entryUrl(url);
+    const now = entryUrl(url, noSearch);
     return now === url ? [name] : [name, name.slice(0, name.length - url.length) + now];
   } catch {
     return [name];
@@ -208,7 +209,7 @@ async function finishPending(db, cache, matchOptions) {
     try {
       const entries = Array.isArray(lists[i]) ? lists[i].filter((n) => typeof n === "string") : [];
       const s = store();
-      const back = await Promise.all(entries.map((n) => Promise.all(standsFor(n).map((m) => done(s.get(m))))));
+      const back = await Promise.all(entries.map((n) => Promise.all(standsFor(n, matchOptions.ignoreSearch === true).map((m) => done(s.get(m))))));
       const gone = entries.filter((_, j) => back[j].every((r) => r === undefined));
       await Promise.all(gone.map((n) => cache.delete(urlOf(n), matchOptions)));
       const tx = db.transaction("records", "readwrite");
@@ -276,10 +277,18 @@ async function openCache(name, options, onClosed) {
   // bare URL and would outlive its entry.
   const match = { ignoreVary: true, ...matchOptions };
   const store = kvStoreOfDriver(cacheDriver(db, cache, match, concurrency));
+  if (match.ignoreSearch === true) SEARCHLESS.add(store);
   closesWith(store, db);
   return store;
 }
 
+
+/**
+ * Stores whose `matchOptions.ignoreSearch` makes one `cache.delete` take
+ * every response of a URL whatever its query: their entries are keyed
+ * without it, one entry for all of them.
+ */
+const SEARCHLESS = new WeakSet();
 
 /**
  * The entry key of `request`: its URL as Cache Storage matches it, absolute
@@ -287,7 +296,7 @@ async function openCache(name, options, onClosed) {
  * `/a`, `https://host/a` and `/a#top` are one entry, as they are one
  * cached response.
  */
-function entryUrl(request) {
+function entryUrl(request, noSearch = false) {
   const url = typeof request === "string" ? request : request instanceof Request ? request.url : undefined;
   if (typeof url !== "string" || url === "") {
     throw new TypeError(`kvsweep: track(sweeper, request, response): request must be a Request or a non-empty URL string, got ${describe(request)}`);
@@ -299,6 +308,7 @@ function entryUrl(request) {
     throw new TypeError(`kvsweep: track(sweeper, request, response): request ${JSON.stringify(url)} is not a URL here`);
   }
   parsed.hash = "";
+  if (noSearch) parsed.search = "";
   return parsed.href;
 }
 
@@ -307,7 +317,7 @@ export async function track(sweeper, request, response, options = {}) {
   if (!(sweeper instanceof Sweeper)) {
     throw new TypeError(`kvsweep: track(sweeper, request, response): sweeper must be a Sweeper, got ${describe(sweeper)}`);
   }
-  const url = entryUrl(request);
+  const url = entryUrl(request, SEARCHLESS.has(storeOf(sweeper)));
   if (options === null || typeof options !== "object") {
     throw new TypeError(`kvsweep: track(sweeper, request, response, options): options must be an object, got ${describe(options)}`);
   }

@@ -201,6 +201,29 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
       store.close();
       await kv.deleteCacheStorage("forms-legacy");
     }
+    {
+      // With ignoreSearch one cache.delete takes every query of a URL: the
+      // entry stands for all of them, and goes with all of them.
+      const cache = await caches.open("forms-search");
+      const store = await kv.openCacheStorage("forms-search", { matchOptions: { ignoreSearch: true } });
+      const sweeper = new kv.Sweeper(store, { policy: { maxEntries: 1 }, clock: () => now });
+      for (const url of ["/forms/s?v=1", "/forms/s?v=2", "/forms/t"]) {
+        await cache.put(url, new Response(url));
+        now += 1;
+        await kv.track(sweeper, url, new Response(url));
+        if (url === "/forms/s?v=2") {
+          const report = await sweeper.run();
+          runs.searchKept = { deleted: report.deleted, cached: (await cache.keys()).map((r) => new URL(r.url).pathname + new URL(r.url).search).sort() };
+        }
+      }
+      const report = await sweeper.run();
+      const keys = [];
+      for await (const k of sweeper.keys()) keys.push(new URL(k).pathname + new URL(k).search);
+      runs.searchGone = { deleted: report.deleted, keys, cached: (await cache.keys()).map((r) => new URL(r.url).pathname + new URL(r.url).search) };
+      sweeper.close();
+      store.close();
+      await kv.deleteCacheStorage("forms-search");
+    }
     const store = await kv.openCacheStorage("forms");
     const sweeper = new kv.Sweeper(store, { clock: () => now });
     const message = async (f) => {
@@ -241,6 +264,10 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
   assert.match(out.bad.notResponse, /response must be a Response \(or null\), got an object/);
   assert.match(out.bad.usedBody, /response's body is already read, and its headers give no content-length/);
   assert.match(out.bad.namespace, /options.namespace is not for Cache Storage entries/);
+  assert.deepEqual(out.runs.searchKept, { deleted: {}, cached: ["/forms/s?v=1", "/forms/s?v=2"] }, "two queries of one URL are one entry under ignoreSearch");
+  assert.equal(out.runs.searchGone.deleted.maxEntries?.count, 1);
+  assert.deepEqual(out.runs.searchGone.keys, ["/forms/t"]);
+  assert.deepEqual(out.runs.searchGone.cached, ["/forms/t"], "the entry's responses went together, the live one stayed");
   assert.equal(out.runs.legacy.deleted.maxEntries?.count, 1, "the older entry goes");
   assert.deepEqual(out.runs.legacy.cached, ["/forms/c"], "the response the newer entry stands for stays");
   assert.equal(out.sizes["/forms/hex"], 10);
