@@ -16,6 +16,17 @@ async function newPage(context) {
   return page;
 }
 
+/** `fn` run in a fresh page of its own (a context closed after, whatever happens). */
+async function inPage(fn) {
+  await env.ready;
+  const context = await env.browser.newContext();
+  try {
+    return await (await newPage(context)).evaluate(fn);
+  } finally {
+    await context.close();
+  }
+}
+
 /** Runs the module `url` in a dedicated worker named `name` of `page`: what it posts, its error checked. */
 async function inWorker(page, url, name) {
   const got = await page.evaluate(
@@ -32,10 +43,7 @@ async function inWorker(page, url, name) {
 }
 
 test("the key–value scenario on an OPFS store, on the main thread", { timeout: 60_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await newPage(context);
-  const out = await page.evaluate(async () => {
+  const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const { kvScenario } = await import("/tests/shared/kv-scenario.mjs");
     const { opfsNames } = await import("/tests/shared/store-names.js");
@@ -50,7 +58,6 @@ test("the key–value scenario on an OPFS store, on the main thread", { timeout:
   });
   assert.equal(out.kind, "opfs");
   checkScenario(out, assert);
-  await context.close();
 });
 
 test("the key–value scenario on an OPFS store, in a dedicated worker (sync access handles)", { timeout: 60_000 }, async () => {
@@ -86,10 +93,7 @@ test("in a dedicated worker a new blob's file is a part file moved into place, n
 });
 
 test("on the main thread a blob's swap file never replaces a file there whole", { timeout: 60_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await newPage(context);
-  const out = await page.evaluate(async () => {
+  const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const { opfsFiles } = await import("/tests/shared/store-names.js");
     const hex = async (b) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))].map((x) => x.toString(16).padStart(2, "0")).join("");
@@ -154,7 +158,6 @@ test("on the main thread a blob's swap file never replaces a file there whole", 
   assert.deepEqual(out.cut, { close: 1, abort: 0 });
   assert.deepEqual(out.read, [true, true, true]);
   assert.deepEqual(out.files, out.ids);
-  await context.close();
 });
 
 /** In the page: `n` blobs of `size` bytes, each its own, all different. */
@@ -308,10 +311,7 @@ test(`a crash while a run deletes blobs${stall ? " (files of committed batches n
 }
 
 test("openOpfs removes files that no record claims and parts of cut-short writes", { timeout: 60_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await newPage(context);
-  const out = await page.evaluate(async () => {
+  const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const { opfsFiles } = await import("/tests/shared/store-names.js");
     await kv.deleteOpfs("unclaimed");
@@ -340,14 +340,10 @@ test("openOpfs removes files that no record claims and parts of cut-short writes
   assert.equal(out.before.length, 3);
   assert.deepEqual(out.after, [out.kept]);
   assert.deepEqual(out.bytes, [1, 2, 3]);
-  await context.close();
 });
 
 test("openOpfs and deleteOpfs refuse bad arguments with clear errors", { timeout: 30_000 }, async () => {
-  await env.ready;
-  const context = await env.browser.newContext();
-  const page = await newPage(context);
-  const messages = await page.evaluate(async () => {
+  const messages = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const out = [];
     for (const f of [() => kv.openOpfs(""), () => kv.openOpfs("a/b"), () => kv.openOpfs(42), () => kv.openOpfs("x", { sync: true }), () => kv.deleteOpfs(undefined)]) {
@@ -365,5 +361,4 @@ test("openOpfs and deleteOpfs refuse bad arguments with clear errors", { timeout
   assert.match(messages[2], /got 42/);
   assert.match(messages[3], /openOpfs\(name, options\): openOpfs takes no options yet/);
   assert.match(messages[4], /^TypeError: kvsweep: deleteOpfs\(name\): name must be a non-empty string, got undefined/);
-  await context.close();
 });
