@@ -69,6 +69,9 @@ pub struct RunReport {
     /// each run's own deletions).
     #[serde(skip)]
     pub carried: Tally,
+    /// The store closed under the run: it stopped at the batch that found it so.
+    #[serde(skip)]
+    pub halted: bool,
 }
 
 /// An item's place in execution order: entries by namespace and key, then
@@ -283,6 +286,10 @@ pub async fn execute<S: Store, H: RunHost>(
             return report;
         }
         waiting.extend(delete_entries(store, batch, true, &mut report).await);
+        if report.halted {
+            report.done = false;
+            return report;
+        }
         report.stopped_after = batch.last().map(|a| position(a));
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
@@ -298,6 +305,10 @@ pub async fn execute<S: Store, H: RunHost>(
                 return report;
             }
             still.extend(delete_entries(store, batch, false, &mut report).await);
+            if report.halted {
+                report.done = false;
+                return report;
+            }
         }
         progress.deleted = deleted_count(&report);
         if still.len() == before {
@@ -322,6 +333,10 @@ pub async fn execute<S: Store, H: RunHost>(
                     let items = temp_deletions(store, batch, &mut report).await;
                     apply_items(store, items, &mut report).await;
                 }
+            }
+            if report.halted {
+                report.done = false;
+                return report;
             }
             report.stopped_after = batch.last().map(|a| position(a));
             progress.processed += batch.len() as u64;
@@ -354,15 +369,22 @@ fn item_error(a: &Action, message: String) -> ItemError {
     }
 }
 
-/// Records `message` as the error of every action: the run goes on without them.
+/// Records `message` as the error of every action: the run goes on without
+/// them, unless the store was closed under it (`closed`), which stops it.
 fn fail_all<'a>(
     report: &mut RunReport,
     actions: impl IntoIterator<Item = &'a Action>,
     message: &str,
+    closed: bool,
 ) {
+    report.halted |= closed;
     for a in actions {
         report.errors.push(item_error(a, message.to_string()));
     }
+}
+
+fn closed(e: &Error) -> bool {
+    matches!(e, Error::Store(StoreError::Closed(_)))
 }
 
 fn entry_id(a: &Action) -> EntryId {
@@ -422,7 +444,7 @@ async fn delete_entries<'a, S: Store>(
             Vec::new()
         }
         Err(e) => {
-            fail_all(report, batch.iter().copied(), &e.to_string());
+            fail_all(report, batch.iter().copied(), &e.to_string(), closed(&e));
             Vec::new()
         }
     }
@@ -816,11 +838,19 @@ async fn apply_items<S: Store>(store: &S, items: Vec<Item<'_>>, report: &mut Run
                 match store.apply(item.ops).await {
                     Ok(()) => count_deleted(report, item.action),
                     Err(StoreError::Conflict(_)) => report.kept += 1,
-                    Err(e) => report.errors.push(item_error(item.action, e.to_string())),
+                    Err(e) => {
+                        report.halted |= matches!(e, StoreError::Closed(_));
+                        report.errors.push(item_error(item.action, e.to_string()))
+                    }
                 }
             }
         }
-        Err(e) => fail_all(report, items.iter().map(|i| i.action), &e.to_string()),
+        Err(e) => fail_all(
+            report,
+            items.iter().map(|i| i.action),
+            &e.to_string(),
+            matches!(e, StoreError::Closed(_)),
+        ),
     }
 }
 
@@ -846,6 +876,7 @@ async fn delete_blobs<S: Store>(store: &S, batch: &[&Action], report: &mut RunRe
             report,
             batch.iter().copied(),
             &format!("re-check failed: {e}"),
+            closed(&e),
         ),
     }
 }
@@ -935,6 +966,7 @@ async fn temp_deletions<'a, S: Store>(
             {
                 Ok(mut f) => f.pop().flatten(),
                 Err(e) => {
+                    report.halted |= matches!(e, StoreError::Closed(_));
                     report
                         .errors
                         .push(item_error(a, format!("re-check failed: {e}")));

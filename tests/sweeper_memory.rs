@@ -854,3 +854,63 @@ fn touches_wait_for_a_pause_and_flush_in_slices() {
         }
     });
 }
+
+/// Crashes the store after `batches` batches: its connection closed under the run.
+struct CloseAfter {
+    store: kvsweep::store::faulty::FaultyStore<MemoryStore>,
+    batches: usize,
+}
+
+impl kvsweep::exec::RunHost for CloseAfter {
+    async fn between_batches(&mut self, progress: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
+        if progress.running {
+            if self.batches == 0 {
+                self.store.crash();
+            }
+            self.batches = self.batches.saturating_sub(1);
+        }
+        kvsweep::exec::Flow::Continue
+    }
+}
+
+#[test]
+fn a_store_closed_under_a_run_stops_it_not_done() {
+    use kvsweep::store::faulty::FaultyStore;
+    let config = kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            batch_size: 10,
+            page_size: 100,
+        },
+        ..Default::default()
+    };
+    let faulty = FaultyStore::new(MemoryStore::new(), 3);
+    let s = Sweeper::new(faulty.clone(), Policy::default(), config);
+    block_on(async {
+        for i in 0..45 {
+            s.put(
+                &EntryId::new("", format!("k{i:02}")),
+                bytes(b"."),
+                expiring(1, &[]),
+                0,
+            )
+            .await
+            .unwrap();
+        }
+        let mut host = CloseAfter {
+            store: faulty.clone(),
+            batches: 2,
+        };
+        let report = s.run(Mode::Full, 10, &mut host).await.unwrap();
+        // Two batches went; the third found the store closed and the run
+        // stopped there, rather than failing every later item and saying done.
+        assert!(!report.done);
+        assert_eq!(report.deleted[&Reason::Expired].count, 20);
+        assert_eq!(report.errors.len(), 10 + 1, "one batch, and the cursor");
+        assert!(report.errors[0].message.contains("store is closed"));
+        faulty.recover();
+        assert_eq!(faulty.inner().count(Table::Meta), 25);
+        let rest = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+        assert!(rest.done);
+        assert_eq!(faulty.inner().count(Table::Meta), 0);
+    });
+}

@@ -150,7 +150,7 @@ export interface RebuildReport {
   errors: { kind: "entry" | "blob"; namespace?: string; key: string; message: string }[];
 }
 export interface RunReport {
-  /** False when the run stopped early; the next run resumes it. */
+  /** False when the run stopped early; the next run resumes it. `stopped: "closed"`: this Sweeper, or its store's connection, was closed (then `errors` says which batch found the store closed). */
   done: boolean; stopped?: "aborted" | "budget" | "closed" | "ops" | "leased"; mode: Mode;
   /** The lease holder's id, when stopped is "leased". */
   leasedBy?: string;
@@ -493,6 +493,10 @@ impl Inner {
             self.sweeper.log_run(logged).await;
         }
         let report = report?;
+        // The store was closed under the run (its connection, not this Sweeper).
+        if report.halted && host.stopped.is_none() {
+            host.stopped = Some("closed");
+        }
         // Stopped inside a listing page by the call limit.
         if !report.done && host.stopped.is_none() && host.max_ops.is_some() {
             host.stopped = Some("ops");

@@ -1184,3 +1184,26 @@ test("on the IndexedDB records of OPFS and Cache Storage, a put over an entry th
   assert.equal(await s.get("page"), 2);
   db.close();
 });
+
+test("a store closed under a run stops it: done false, stopped \"closed\", the rest kept for the next run (fake-indexeddb)", async () => {
+  const name = `closed-run-${Date.now()}`;
+  const clock = manualClock();
+  const store = await openIndexedDb(name);
+  const s = new Sweeper(store, { clock, batchSize: 10 });
+  await s.putMany(Array.from({ length: 45 }, (_, i) => ({ key: `k${String(i).padStart(2, "0")}`, value: i, ttlMs: 1 })));
+  clock.now += 10;
+  let batches = 0;
+  const report = await s.run({ onProgress: (p) => { if (p.running && ++batches === 3) store.close(); } });
+  assert.equal(report.done, false);
+  assert.equal(report.stopped, "closed");
+  assert.equal(report.deleted.expired.count, 20);
+  assert.ok(report.errors.length >= 10 && report.errors.length <= 11, `${report.errors.length} errors: one batch, and maybe the cursor`);
+  assert.match(report.errors[0].message, /store is closed/);
+  s.free();
+  const again = new Sweeper(await openIndexedDb(name), { clock });
+  const rest = await again.run();
+  assert.equal(rest.done, true);
+  assert.equal(rest.deleted.expired.count, 25, "nothing went after the store closed; the rest goes now");
+  assert.equal((await again.plan()).actions.length, 0);
+  again.free();
+});
