@@ -200,8 +200,9 @@ pub(super) fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
     super::tojs::to_js(v).map_err(js_err)
 }
 
-fn opt(v: &JsValue) -> Result<OptValue, JsValue> {
-    convert::to_opt(v).map_err(js_err)
+/// An options argument as a tree; `root` names it in messages ("put options").
+fn opt(v: &JsValue, root: &str) -> Result<OptValue, JsValue> {
+    convert::to_opt(v, root).map_err(js_err)
 }
 
 pub(super) fn field(obj: &JsValue, name: &str) -> JsValue {
@@ -681,7 +682,7 @@ impl JsSweeper {
         #[wasm_bindgen(unchecked_param_type = "SweeperOptions | undefined")] options: JsValue,
     ) -> Result<JsSweeper, JsValue> {
         let (policy, mut config, schedule) =
-            options::parse_sweeper_options(&opt(&options)?).map_err(js_err)?;
+            options::parse_sweeper_options(&opt(&options, "")?).map_err(js_err)?;
         // Sweepers in other tabs and workers share the store: their write ids must differ.
         config.write_nonce = crate::sweeper::splitmix64(
             (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
@@ -787,7 +788,8 @@ impl JsSweeper {
             let past = past_limit(limit, self.inner.sweeper.store());
             let value = convert::to_stored(&value, limit, &past)
                 .map_err(|e| js_err(format!("put({}): {e}", Quoted(&key))))?;
-            let (ns, opts) = options::parse_put_options(&opt(&options)?).map_err(js_err)?;
+            let (ns, opts) =
+                options::parse_put_options(&opt(&options, "put options")?).map_err(js_err)?;
             let id = EntryId::new(ns, key);
             if let Some(why) = self.inner.key_too_long(&id) {
                 return Err(js_err(format!("put({}): {why}", Quoted(&id.key))));
@@ -1060,8 +1062,8 @@ impl JsSweeper {
         #[wasm_bindgen(unchecked_param_type = "PageOptions | undefined")] options: JsValue,
     ) -> Promise {
         let what = if values { "entries" } else { "keys" };
-        let parsed =
-            opt(&options).and_then(|o| options::parse_list_options(&o, what).map_err(js_err));
+        let parsed = opt(&options, &format!("{what} options"))
+            .and_then(|o| options::parse_list_options(&o, what).map_err(js_err));
         promise(&self.inner, |inner| async move {
             let o = parsed?;
             let now = inner.now()?;
@@ -1131,8 +1133,8 @@ impl JsSweeper {
         &self,
         #[wasm_bindgen(unchecked_param_type = "PlanOptions | undefined")] options: JsValue,
     ) -> Promise {
-        let parsed =
-            opt(&options).and_then(|o| options::parse_run_options(&o, "plan").map_err(js_err));
+        let parsed = opt(&options, "plan options")
+            .and_then(|o| options::parse_run_options(&o, "plan").map_err(js_err));
         let signal = field(&options, "signal");
         promise(&self.inner, |inner| async move {
             let run = parsed?;
@@ -1181,8 +1183,8 @@ impl JsSweeper {
         &self,
         #[wasm_bindgen(unchecked_param_type = "RunOptions | undefined")] options: JsValue,
     ) -> Promise {
-        let parsed =
-            opt(&options).and_then(|o| options::parse_run_options(&o, "run").map_err(js_err));
+        let parsed = opt(&options, "run options")
+            .and_then(|o| options::parse_run_options(&o, "run").map_err(js_err));
         let signal = field(&options, "signal");
         let on_progress = field(&options, "onProgress").dyn_into::<Function>().ok();
         promise(&self.inner, |inner| async move {
@@ -1306,7 +1308,8 @@ impl JsSweeper {
             let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, None);
             match op.as_str() {
                 "history" => {
-                    let (ns, limit) = options::parse_history_options(&opt(&a)?).map_err(js_err)?;
+                    let (ns, limit) = options::parse_history_options(&opt(&a, "history options")?)
+                        .map_err(js_err)?;
                     if let Some(ns) = &ns {
                         sw.known_namespace(ns, "history").await.map_err(js_err)?;
                     }
@@ -1347,8 +1350,11 @@ impl JsSweeper {
                         )))
                         }
                     };
-                    let ns = options::parse_namespace_options(&opt(&b)?, "resolvePrefix")
-                        .map_err(js_err)?;
+                    let ns = options::parse_namespace_options(
+                        &opt(&b, "resolvePrefix options")?,
+                        "resolvePrefix",
+                    )
+                    .map_err(js_err)?;
                     sw.known_namespace(&ns, "resolvePrefix")
                         .await
                         .map_err(js_err)?;
@@ -1365,7 +1371,8 @@ impl JsSweeper {
                     Ok(out.into())
                 }
                 "prune" => {
-                    let older = options::parse_prune_options(&opt(&a)?).map_err(js_err)?;
+                    let older =
+                        options::parse_prune_options(&opt(&a, "prune options")?).map_err(js_err)?;
                     let _lock = inner.exclusive("prune").await?;
                     let report = sw.prune(older, now, &mut host).await;
                     inner.running.set(false);
@@ -1373,7 +1380,8 @@ impl JsSweeper {
                 }
                 "verify" => {
                     let (shard, repair) =
-                        options::parse_verify_options(&opt(&a)?).map_err(js_err)?;
+                        options::parse_verify_options(&opt(&a, "verify options")?)
+                            .map_err(js_err)?;
                     to_js(&sw.verify(shard, repair, &mut host).await.map_err(fail)?)
                 }
                 "zombies" => to_js(&sw.zombies(&mut host).await.map_err(fail)?),
@@ -1394,7 +1402,8 @@ impl JsSweeper {
                 }
                 "health" => {
                     let period = inner.driver.period_ms();
-                    let max_backlog = options::parse_health_options(&opt(&a)?).map_err(js_err)?;
+                    let max_backlog = options::parse_health_options(&opt(&a, "health options")?)
+                        .map_err(js_err)?;
                     let mut health = sw.health(period, now).await.map_err(fail)?;
                     if let Some(max) = max_backlog {
                         let found = sw.backlog(now, &mut host).await.map_err(fail)?;
@@ -1558,7 +1567,8 @@ fn put_items(
         convert::try_assign(&rest, &item).map_err(read)?;
         let _ = Reflect::delete_property(&rest, &"key".into());
         let _ = Reflect::delete_property(&rest, &"value".into());
-        let (ns, opts) = options::parse_put_item(&opt(&rest)?, i).map_err(js_err)?;
+        let (ns, opts) = options::parse_put_item(&opt(&rest, &format!("putMany items[{i}]"))?, i)
+            .map_err(js_err)?;
         out.push((EntryId::new(ns, key), value, opts));
     }
     Ok(out)
@@ -1610,7 +1620,9 @@ impl<'a> EntryOut<'a> {
 
 fn key_options(key: &JsValue, options: &JsValue, what: &str) -> Result<(EntryId, bool), JsValue> {
     let key = key_arg(key, what)?;
-    let (ns, include_expired) = options::parse_key_options(&opt(options)?, what).map_err(js_err)?;
+    let (ns, include_expired) =
+        options::parse_key_options(&opt(options, &format!("{what} options"))?, what)
+            .map_err(js_err)?;
     Ok((EntryId::new(ns, key), include_expired))
 }
 

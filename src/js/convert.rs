@@ -63,14 +63,21 @@ const MAX_DEPTH: usize = 100;
 const EXT_TIMESTAMP: i8 = -1;
 
 /// Converts an options argument into a tree the native parser checks.
-pub fn to_opt(v: &JsValue) -> Result<OptValue, String> {
-    to_opt_at(v, 0)
+/// `root` names the argument in messages ("put options", "policy"'s parent
+/// is "" for the Sweeper's own): a string with a lone surrogate is refused
+/// by its path, as the parsers name what they refuse.
+pub fn to_opt(v: &JsValue, root: &str) -> Result<OptValue, String> {
+    to_opt_at(v, 0, root)
 }
 
-fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
+fn to_opt_at(v: &JsValue, depth: usize, path: &str) -> Result<OptValue, String> {
     if depth > MAX_DEPTH {
         return Err(format!("options nest deeper than {MAX_DEPTH} levels"));
     }
+    let named = |what: &str| match path {
+        "" => format!("an option {what}"),
+        p => format!("{p} {what}"),
+    };
     Ok(if v.is_undefined() {
         OptValue::Undefined
     } else if v.is_null() {
@@ -80,20 +87,28 @@ fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
     } else if let Some(n) = v.as_f64() {
         OptValue::Number(n)
     } else if let Some(s) = v.as_string() {
-        well_formed(v, &s)?;
+        if lone_surrogate(v, &s) {
+            return Err(format!(
+                "{} must be well-formed UTF-16, got a string with a lone surrogate",
+                match path {
+                    "" => "an option",
+                    p => p,
+                }
+            ));
+        }
         OptValue::String(s)
     } else if v.is_function() {
         OptValue::Function
-    } else if try_is_array(v).map_err(|e| format!("an option {}", threw(e)))? {
-        let arr = try_array_from(v).map_err(|e| format!("an option {}", threw(e)))?;
+    } else if try_is_array(v).map_err(|e| named(&threw(e)))? {
+        let arr = try_array_from(v).map_err(|e| named(&threw(e)))?;
         let mut items = Vec::with_capacity(arr.length() as usize);
-        for item in arr.iter() {
-            items.push(to_opt_at(&item, depth + 1)?);
+        for (i, item) in arr.iter().enumerate() {
+            items.push(to_opt_at(&item, depth + 1, &format!("{path}[{i}]"))?);
         }
         OptValue::Array(items)
     } else if is_plain_object(v) {
         let mut fields = Vec::new();
-        let entries = try_entries(v).map_err(|e| format!("an option {}", threw(e)))?;
+        let entries = try_entries(v).map_err(|e| named(&threw(e)))?;
         for pair in entries.iter() {
             let pair: Array = pair.unchecked_into();
             // A name is checked as a string is: a namespace or a group
@@ -101,12 +116,19 @@ fn to_opt_at(v: &JsValue, depth: usize) -> Result<OptValue, String> {
             let name = pair.get(0);
             let key = name.as_string().unwrap_or_default();
             if lone_surrogate(&name, &key) {
-                return Err(
-                    "an option's name holds a lone surrogate (it must be well-formed UTF-16)"
-                        .into(),
-                );
+                return Err(format!(
+                    "{} a property name with a lone surrogate (names must be well-formed UTF-16)",
+                    match path {
+                        "" => "the options have".to_string(),
+                        p => format!("{p} has"),
+                    }
+                ));
             }
-            fields.push((key, to_opt_at(&pair.get(1), depth + 1)?));
+            let at = match path {
+                "" => key.clone(),
+                p => format!("{p}.{key}"),
+            };
+            fields.push((key, to_opt_at(&pair.get(1), depth + 1, &at)?));
         }
         OptValue::Object(fields)
     } else {
@@ -691,16 +713,6 @@ impl Encoder<'_> {
             fields.push((key_value, item));
         }
         Ok(Value::Map(fields))
-    }
-}
-
-/// Refuses an option string (a value or a name) holding a lone surrogate.
-fn well_formed(v: &JsValue, s: &str) -> Result<(), String> {
-    match lone_surrogate(v, s) {
-        true => Err(
-            "a string in the options holds a lone surrogate (it must be well-formed UTF-16)".into(),
-        ),
-        false => Ok(()),
     }
 }
 

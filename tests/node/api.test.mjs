@@ -376,11 +376,16 @@ test("messages show values as JavaScript writes them", async () => {
   await assert.rejects(s.put(42, 1), { message: "kvsweep: put: key must be a non-empty string, got 42" });
   await assert.rejects(s.put("\ud800", "hi"), /put: key must be well-formed UTF-16, got a string with a lone surrogate/);
   await assert.rejects(s.get("\udc00"), /get: key must be well-formed UTF-16/);
-  await assert.rejects(s.put("k", 1, { namespace: "n\ud800" }), /lone surrogate/);
+  await assert.rejects(s.put("k", 1, { namespace: "n\ud800" }), /put options\.namespace must be well-formed UTF-16, got a string with a lone surrogate/);
+  // A lone surrogate in any option's value is named by its path.
+  await assert.rejects(s.put("k", 1, { group: "g\udc00" }), /put options\.group must be well-formed UTF-16/);
+  await assert.rejects(s.run({ mode: "\ud800" }), /run options\.mode must be well-formed UTF-16/);
+  await assert.rejects(s.putMany([{ key: "a", value: 1 }, { key: "b", value: 2, refs: ["a", "\ud800"] }]), /putMany items\[1\]\.refs\[1\] must be well-formed UTF-16/);
+  assert.throws(() => new Sweeper(memoryStore(), { policy: { groups: { g: { keepLast: "\ud800" } } } }), /policy\.groups\.g\.keepLast must be well-formed UTF-16/);
   // A policy's namespace or group named with a lone surrogate would name
   // U+FFFD's, and delete there: refused.
-  assert.throws(() => new Sweeper(memoryStore(), { policy: { namespaces: { "\ud800": { maxEntries: 0 } } } }), /an option's name holds a lone surrogate/);
-  assert.throws(() => new Sweeper(memoryStore(), { policy: { groups: { "\udc00": { keepLast: 1 } } } }), /an option's name holds a lone surrogate/);
+  assert.throws(() => new Sweeper(memoryStore(), { policy: { namespaces: { "\ud800": { maxEntries: 0 } } } }), /policy\.namespaces has a property name with a lone surrogate \(names must be well-formed UTF-16\)/);
+  assert.throws(() => new Sweeper(memoryStore(), { policy: { groups: { "\udc00": { keepLast: 1 } } } }), /policy\.groups has a property name with a lone surrogate/);
   const throwing = new Sweeper(memoryStore(), { clock: () => { throw new RangeError("no time"); } });
   await assert.rejects(throwing.put("k", 1), { message: "kvsweep: clock() threw RangeError: no time" });
   const fractional = new Sweeper(memoryStore(), { clock: () => 1.5 });
