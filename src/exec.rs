@@ -223,6 +223,12 @@ pub trait RunHost {
     fn calls_counted(&self) -> bool {
         false
     }
+
+    /// How many items the next batch may hold, of `wanted` (at least 1): a
+    /// host that counts calls (`maxOps`) sizes batches to what is left.
+    fn batch_room(&mut self, wanted: usize) -> usize {
+        wanted
+    }
 }
 
 /// A host that never yields and never stops: native tests and tools.
@@ -280,11 +286,14 @@ pub async fn execute<S: Store, H: RunHost>(
 
     // Entries whose referrers are garbage in a later batch wait, then go together.
     let mut waiting: Vec<&Action> = Vec::new();
-    for batch in entries.chunks(batch_size) {
+    let mut rest = &entries[..];
+    while !rest.is_empty() {
         if host.between_batches(&progress).await == Flow::Stop {
             report.done = false;
             return report;
         }
+        let batch;
+        (batch, rest) = rest.split_at(host.batch_room(batch_size).clamp(1, rest.len()));
         waiting.extend(delete_entries(store, batch, true, &mut report).await);
         if report.halted {
             report.done = false;
@@ -322,11 +331,14 @@ pub async fn execute<S: Store, H: RunHost>(
     // Then the blobs the entries freed, then temps: each item re-read, then deleted.
     for (phase, actions) in [("blobs", &blobs), ("temps", &temps)] {
         progress.phase = phase;
-        for batch in actions.chunks(batch_size) {
+        let mut rest = &actions[..];
+        while !rest.is_empty() {
             if host.between_batches(&progress).await == Flow::Stop {
                 report.done = false;
                 return report;
             }
+            let batch;
+            (batch, rest) = rest.split_at(host.batch_room(batch_size).clamp(1, rest.len()));
             match phase {
                 "blobs" => delete_blobs(store, batch, &mut report).await,
                 _ => {

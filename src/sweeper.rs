@@ -1368,6 +1368,10 @@ impl<H: RunHost> RunHost for Tracked<'_, H> {
         self.inner.stopped()
     }
 
+    fn batch_room(&mut self, wanted: usize) -> usize {
+        self.inner.batch_room(wanted)
+    }
+
     async fn between_batches(&mut self, progress: &Progress) -> exec::Flow {
         *self.progress.borrow_mut() = progress.clone();
         let flow = self.inner.between_batches(progress).await;

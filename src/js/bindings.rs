@@ -433,9 +433,11 @@ pub(super) struct Inner {
 /// Bytes kept free in a backend's largest value for kvsweep's encoding.
 const VALUE_HEADROOM: usize = 1024;
 
-/// Backend calls kept for after a run: giving its lease back and logging
-/// it (a read and a write each).
-const AFTER_RUN_CALLS: u64 = 4;
+/// Backend calls kept for after a run: saving where it stopped, giving its
+/// lease back and logging it. Workers KV makes 5 (a write; a read and a
+/// write; a read and a write), Durable Objects 8 (their transactions read
+/// the state record and its value's chunk list: 2, 3, 3).
+const AFTER_RUN_CALLS: u64 = 8;
 
 /// Items per batch on a kvStore whose backend sets no limit of its own.
 const KV_BATCH: usize = 25;
@@ -501,6 +503,16 @@ impl Inner {
         // Stopped inside a listing page by the call limit.
         if !report.done && host.stopped.is_none() && host.max_ops.is_some() {
             host.stopped = Some("ops");
+        }
+        // Stopped by the call limit before its first batch: every run with
+        // this limit would stop there too, deleting nothing, so say so.
+        if let (Some("ops"), 0, Some((used, max))) = (host.stopped, host.batches, host.ops_used()) {
+            return Err(Error::InvalidInput(format!(
+                "options.maxOps is {max}, too few to list this store: this run made {used} \
+                 calls (its lease, the listing, giving the lease back and logging itself) \
+                 and stopped before it could delete anything; give it more calls, or keep \
+                 the store smaller"
+            )));
         }
         Ok(report)
     }
@@ -1645,8 +1657,14 @@ pub(super) struct JsHost {
     leased_by: Option<String>,
     /// The most backend calls the run may make, and the count when it began.
     max_ops: Option<(u64, u64)>,
-    /// The most backend calls one batch has made, and the count after the last.
-    batch_ops: (u64, u64),
+    /// The most backend calls one item of a batch has cost in this phase of
+    /// the run (0: none measured yet), and the phase.
+    item_ops: (u64, &'static str),
+    /// The most calls one batch has made, in any phase: what the first
+    /// batch of a phase is assumed to cost.
+    largest: u64,
+    /// The items of the batch begun, and the call count when it began.
+    batch: (usize, u64),
 }
 
 /// How long a long computation (planning) holds the main thread before it
@@ -1670,7 +1688,9 @@ impl JsHost {
             batches: 0,
             yielded_at: js_sys::Date::now(),
             max_ops: None,
-            batch_ops: (0, 0),
+            item_ops: (0, ""),
+            largest: 0,
+            batch: (0, 0),
             leased_by: None,
         }
     }
@@ -1679,7 +1699,6 @@ impl JsHost {
     pub(super) fn limit_ops(&mut self, max: Option<u64>) {
         if let (Some(max), Some(now)) = (max, self.inner.sweeper.store().ops()) {
             self.max_ops = Some((max, now));
-            self.batch_ops = (0, now);
             // Listing pages are sized to fit, keeping room to give the lease
             // back and log the run.
             if let AnyStore::Kv(kv) = self.inner.sweeper.store() {
@@ -1704,19 +1723,35 @@ impl JsHost {
         Some((now.saturating_sub(start), max))
     }
 
-    /// Whether the next batch (as large as the largest so far) would pass the limit.
+    /// What the batch just done cost per item, in calls (the most so far in
+    /// this phase: entries, blobs, temps cost differently).
+    fn settle_batch(&mut self, phase: &'static str) {
+        let Some(now) = self.inner.sweeper.store().ops() else {
+            return;
+        };
+        if self.item_ops.1 != phase {
+            self.item_ops = (0, phase);
+        }
+        let (items, start) = self.batch;
+        if items > 0 {
+            let calls = now.saturating_sub(start);
+            self.largest = self.largest.max(calls);
+            self.item_ops.0 = self.item_ops.0.max(calls.div_ceil(items as u64));
+        }
+        self.batch = (0, now);
+    }
+
+    /// Whether not even one more item fits the limit, with room for giving
+    /// the lease back and logging the run.
     fn out_of_ops(&mut self) -> bool {
         let Some((used, max)) = self.ops_used() else {
             return false;
         };
-        let now = self.max_ops.map_or(0, |(_, start)| start) + used;
-        let last = now.saturating_sub(self.batch_ops.1);
-        self.batch_ops = (self.batch_ops.0.max(last), now);
-        // Room for the next batch, as large as the largest so far, and for
-        // giving the lease back and logging the run.
-        used.saturating_add(self.batch_ops.0.max(1))
-            .saturating_add(AFTER_RUN_CALLS)
-            > max
+        let next = match self.item_ops.0 {
+            0 => self.largest.max(1),
+            per => per,
+        };
+        used.saturating_add(next).saturating_add(AFTER_RUN_CALLS) > max
     }
 
     fn should_stop(&mut self) -> bool {
@@ -1772,6 +1807,24 @@ impl RunHost for JsHost {
         self.max_ops.is_some()
     }
 
+    /// Under `maxOps`: the first batch of each phase holds one item, to
+    /// learn what an item costs; later ones as many as the calls left pay
+    /// for at that cost.
+    fn batch_room(&mut self, wanted: usize) -> usize {
+        let n = match self.ops_used() {
+            None => wanted,
+            Some(_) if self.item_ops.0 == 0 => 1,
+            Some((used, max)) => {
+                let left = max.saturating_sub(used).saturating_sub(AFTER_RUN_CALLS);
+                usize::try_from(left / self.item_ops.0).unwrap_or(usize::MAX)
+            }
+        }
+        .clamp(1, wanted.max(1));
+        let now = self.inner.sweeper.store().ops().unwrap_or(0);
+        self.batch = (n, now);
+        n
+    }
+
     fn stopped(&mut self) -> bool {
         // Listing: stop when the calls are used up (a store too large to
         // list within the limit says so in its report, rather than failing).
@@ -1790,6 +1843,7 @@ impl RunHost for JsHost {
     }
 
     async fn between_batches(&mut self, progress: &Progress) -> Flow {
+        self.settle_batch(progress.phase);
         self.report(progress).await;
         if !progress.running || self.should_stop() {
             return if progress.running {
