@@ -280,6 +280,16 @@ test("health({ maxBacklog }) warns when a full plan finds more garbage than that
   s.close();
 });
 
+test("a store that holds nothing yet is empty in the default namespace: history, detail and resolvePrefix answer, not refuse", async () => {
+  const s = new Sweeper(memoryStore());
+  assert.deepEqual(await s.history(), []);
+  assert.deepEqual(await s.history({ namespace: "" }), []);
+  assert.equal(await s.detail("a"), undefined);
+  assert.deepEqual(await s.resolvePrefix("a"), { none: true });
+  await assert.rejects(s.detail("a", { namespace: "nobody" }), /detail: no namespace "nobody"/);
+  s.close();
+});
+
 test("maintenance calls refuse bad arguments by name", async () => {
   const s = new Sweeper(memoryStore());
   await s.put("k", 1);
