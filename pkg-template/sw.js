@@ -19,9 +19,26 @@ export { openOpfs, deleteOpfs } from "./opfs.js";
 // Cache Storage and OPFS stores and the Workbox plugin load the module when first used.
 setLoader(ready);
 
-/** Loads the WebAssembly module next to this file, once; resolves when it is ready. */
-export function ready() {
-  loading ??= init({ module_or_path: new URL("./kvsweep_bg.wasm", import.meta.url) }).then(
+/**
+ * Loads the WebAssembly module, once; resolves when it is ready. `source`,
+ * where the bundle cannot find `kvsweep_bg.wasm` next to itself (a classic
+ * service worker, an IIFE bundle: no `import.meta.url`), is its URL, a
+ * `Response` or a compiled `WebAssembly.Module`. Later calls share the first
+ * load.
+ */
+export function ready(source) {
+  if (loading) return loading;
+  let from = source;
+  if (from === undefined) {
+    try {
+      from = new URL("./kvsweep_bg.wasm", import.meta.url);
+    } catch {
+      return Promise.reject(new Error(
+        "kvsweep: ready(source): this bundle cannot find kvsweep_bg.wasm next to itself (a classic service worker or an IIFE bundle has no import.meta.url): serve kvsweep_bg.wasm and call `await ready(new URL(\"/kvsweep_bg.wasm\", self.location))` before anything else",
+      ));
+    }
+  }
+  loading = init({ module_or_path: from }).then(
     () => {
       loaded = true;
     },

@@ -233,6 +233,7 @@ test("npm pack: the tarball holds every file exports points at, types included, 
   const main = manifest.exports["."];
   assert.equal(Object.keys(main)[0], "types");
   assert.equal(Object.keys(manifest.exports["./sw"])[0], "types");
+  assert.deepEqual(manifest.exports["./sw"], { types: "./sw.d.ts", workerd: "./workerd.js", node: "./node.js", default: "./sw.js" });
   assert.deepEqual(
     { types: main.types, workerd: main.workerd, node: main.node, deno: main.deno, default: main.default, sw: manifest.exports["./sw"].default, swTypes: manifest.exports["./sw"].types },
     { types: "./index.d.ts", workerd: "./workerd.js", node: "./node.js", deno: "./index.js", default: "./index.js", sw: "./sw.js", swTypes: "./sw.d.ts" },
@@ -354,7 +355,8 @@ test("Node ESM: import kvsweep and kvsweep/sw in a plain Node project, through t
   const result = JSON.parse(r.stdout.trim().split("\n").at(-1));
   assert.deepEqual(result.resolved, {
     main: pathToFileURL(installedFile(dir, "node.js")).href,
-    sw: pathToFileURL(installedFile(dir, "sw.js")).href,
+    // The service-worker entry too: Node cannot fetch the file: URL sw.js loads from.
+    sw: pathToFileURL(installedFile(dir, "node.js")).href,
   });
   assertScenarios(result, ["memory", "map", "sw"]);
   const names = await declared();
