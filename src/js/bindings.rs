@@ -402,9 +402,13 @@ pub async fn open_indexed_db(
             )))
         }
     };
-    let store = IdbStore::open(&name)
-        .await
-        .map_err(|e| js_err(format!("openIndexedDb({}): {e}", Quoted(&name))))?;
+    let store = IdbStore::open(&name).await.map_err(|e| {
+        let why = match e {
+            StoreError::Backend(m) => m,
+            e => e.to_string(),
+        };
+        js_err(format!("openIndexedDb({}): {why}", Quoted(&name)))
+    })?;
     Ok(JsStore {
         inner: AnyStore::Idb(Rc::new(store)),
     })

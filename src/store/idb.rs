@@ -321,7 +321,28 @@ impl IdbStore {
         let result = settle(&req).await;
         req.set_onupgradeneeded(None);
         drop(on_upgrade);
-        let db: IdbDatabase = result?.unchecked_into();
+        let db: IdbDatabase = match result {
+            Ok(db) => db.unchecked_into(),
+            Err(StoreError::Backend(m)) if m.starts_with("VersionError") => {
+                return Err(StoreError::Backend(format!(
+                    "the database is at a later version than kvsweep's ({DB_VERSION}): \
+                     another library's database, or a later kvsweep's; give kvsweep a \
+                     database of its own"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        // A database of the same name made by something else, at kvsweep's
+        // version: every call would fail on a missing object store.
+        let existing = db.object_store_names();
+        if let Some(missing) = Table::ALL.iter().find(|t| !existing.contains(t.name())) {
+            db.close();
+            return Err(StoreError::Backend(format!(
+                "the database is not kvsweep's: it has no object store {}; give kvsweep \
+                 a database of its own",
+                Quoted(missing.name()),
+            )));
+        }
         // Another tab upgrading the schema asks us to let go.
         db.set_onversionchange(Some(&Function::new_no_args("this.close()")));
         Ok(IdbStore {

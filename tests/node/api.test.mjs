@@ -716,7 +716,7 @@ test("an aborted signal gives the same answer on an empty store and a full one; 
 });
 
 test("a Sweeper without a store, or after free(), says so by name", async () => {
-  assert.throws(() => new Sweeper(), { message: "kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore(), openIndexedDb(), kvStore() or durableObjectStore(), got undefined" });
+  assert.throws(() => new Sweeper(), { message: "kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore(), openIndexedDb(), openOpfs(), openCacheStorage(), kvStore() or durableObjectStore(), got undefined" });
   assert.throws(() => new Sweeper({}), /store must be a KvStore .* got an object/);
   const s = new Sweeper(memoryStore());
   await s.put("k", 1);
@@ -1211,4 +1211,35 @@ test("a store closed under a run stops it: done false, stopped \"closed\", the r
   assert.equal(rest.deleted.expired.count, 25, "nothing went after the store closed; the rest goes now");
   assert.equal((await again.plan()).actions.length, 0);
   again.free();
+});
+
+test("openIndexedDb refuses a database that is not kvsweep's, naming what it holds (fake-indexeddb)", async () => {
+  const make = (name, version) =>
+    new Promise((resolve, reject) => {
+      const req = indexedDB.open(name, version);
+      req.onupgradeneeded = () => req.result.createObjectStore("todos");
+      req.onsuccess = () => {
+        req.result.close();
+        resolve();
+      };
+      req.onerror = () => reject(req.error);
+    });
+  const same = `app-v1-${Date.now()}`;
+  await make(same, 1);
+  await assert.rejects(openIndexedDb(same), {
+    message: `kvsweep: openIndexedDb("${same}"): the database is not kvsweep's: it has no object store "meta"; give kvsweep a database of its own`,
+  });
+  const later = `app-v3-${Date.now()}`;
+  await make(later, 3);
+  await assert.rejects(openIndexedDb(later), /openIndexedDb\(".*"\): the database is at a later version than kvsweep's \(1\): another library's database, or a later kvsweep's; give kvsweep a database of its own$/);
+  // The app's database is as it was, and kvsweep's own opens.
+  const names = await new Promise((resolve) => {
+    const req = indexedDB.open(same);
+    req.onsuccess = () => {
+      resolve([...req.result.objectStoreNames]);
+      req.result.close();
+    };
+  });
+  assert.deepEqual(names, ["todos"]);
+  (await openIndexedDb(`own-${Date.now()}`)).close();
 });
