@@ -67,7 +67,7 @@ for (const name of ["capabilities", "close", "kind"]) {
 export class Sweeper extends RawSweeper {
   constructor(store, options) {
     if (!(store instanceof KvStore)) {
-      throw new Error(`kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore(), openIndexedDb(), kvStore() or durableObjectStore(), got ${describe(store)}`);
+      throw new Error(`kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore(), openIndexedDb(), openOpfs(), openCacheStorage(), kvStore() or durableObjectStore(), got ${describe(store)}`);
     }
     if (freed(store)) throw new Error("kvsweep: new Sweeper(store, options): store was freed (free() was called on it)");
     super(store, options);

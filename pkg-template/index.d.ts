@@ -88,10 +88,15 @@ export declare function collectR2Orphans(
   store: KvStore,
   options?: { graceMs?: number; dryRun?: boolean; limit?: number },
 ): Promise<{ checked: number; orphans: string[]; bytes: number; deleted: number }>;
-/** Any key–value object kvStore accepts besides the known backends. */
+/**
+ * Any key–value object kvStore accepts besides the known backends: one with
+ * get, put, delete and list(prefix). kvsweep writes each
+ * record as base64 text (what any store keeps exactly) and reads back the
+ * string `get` resolves to.
+ */
 export interface GenericKv {
   get(name: string): unknown;
-  put(name: string, value: Uint8Array): unknown;
+  put(name: string, value: string): unknown;
   delete(name: string): unknown;
   list(prefix: string): unknown;
 }
