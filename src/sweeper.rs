@@ -2,7 +2,7 @@
 //! in as `now`; the JS binding reads its injected clock and passes it on.
 
 use crate::error::Quoted;
-use crate::vecmap::VecSet;
+use crate::vecmap::VecMap;
 use std::cell::{Cell, RefCell};
 
 use crate::codec::{self, StoredValue};
@@ -20,6 +20,10 @@ pub use maint::{
     assess, decode_run_log, Health, HealthFacts, HealthStatus, LoggedRun, MoveReport, Referrer,
     Resolved, Shard, VerifyReport, Zombie, AMBIGUOUS_MAX, RUN_LOG_LEN,
 };
+
+/// How long a put trusts that a namespace it registered is still registered
+/// (see `Sweeper::registered`): later, it writes the record again.
+pub const REGISTRATION_RECHECK_MS: Millis = 10_000;
 
 /// Default largest value `put` and `putBlob` accept: 64 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 << 20;
@@ -192,8 +196,13 @@ pub struct Sweeper<S: Store> {
     store: S,
     policy: Policy,
     config: Config,
-    /// Namespaces known to be registered, so `put` writes the record once.
-    registered: RefCell<VecSet<String>>,
+    /// Namespaces known to be registered, and when this sweeper last wrote
+    /// or listed their record (0: listed), so `put` writes it only now and
+    /// then: another context may delete the namespace meanwhile
+    /// (`deleteNamespace`), and an entry written after that, unregistered,
+    /// would be a zombie no run touches. A put [`REGISTRATION_RECHECK_MS`]
+    /// after the last write of the record writes it again.
+    registered: RefCell<VecMap<String, Millis>>,
     progress: RefCell<Progress>,
     /// Writes made, for write ids.
     writes: Cell<u64>,
@@ -221,7 +230,7 @@ impl<S: Store> Sweeper<S> {
             store,
             policy,
             config,
-            registered: RefCell::new(VecSet::new()),
+            registered: RefCell::new(VecMap::new()),
             progress: RefCell::new(Progress {
                 phase: "idle",
                 ..Progress::default()
@@ -264,6 +273,14 @@ impl<S: Store> Sweeper<S> {
         &self.policy
     }
 
+    /// Whether this sweeper wrote `namespace`'s record lately (see `registered`).
+    fn registered_lately(&self, namespace: &str, now: Millis) -> bool {
+        self.registered
+            .borrow()
+            .get(namespace)
+            .is_some_and(|&at| at != 0 && now.saturating_sub(at) < REGISTRATION_RECHECK_MS)
+    }
+
     /// Stores `value` at `id`. What it references must exist: blobs (store
     /// them with `put_blob` first) and entries of the same namespace. The
     /// namespace is registered on first write.
@@ -275,7 +292,7 @@ impl<S: Store> Sweeper<S> {
         now: Millis,
     ) -> Result<(), Error> {
         let w = self.entry_write(id, &value, opts, now)?;
-        let register = !self.registered.borrow().contains(&id.namespace);
+        let register = !self.registered_lately(&id.namespace, now);
         let atomic = self.store.atomic();
         // The record as this sweeper last saw it, or none: a store may write
         // on that guess and keep the write only if it was right. Unseen
@@ -321,7 +338,9 @@ impl<S: Store> Sweeper<S> {
         }
         self.remember_all(written.into_inner());
         if register {
-            self.registered.borrow_mut().insert(id.namespace.clone());
+            self.registered
+                .borrow_mut()
+                .insert(id.namespace.clone(), now);
         }
         Ok(())
     }
@@ -347,7 +366,7 @@ impl<S: Store> Sweeper<S> {
         let mut register: Vec<String> = writes
             .iter()
             .map(|w| w.id.namespace.clone())
-            .filter(|ns| !self.registered.borrow().contains(ns))
+            .filter(|ns| !self.registered_lately(ns, now))
             .collect();
         crate::sort::sort(&mut register);
         register.dedup();
@@ -426,7 +445,10 @@ impl<S: Store> Sweeper<S> {
             self.absent_entries.found(present.get());
         }
         self.remember_all(written.into_inner());
-        self.registered.borrow_mut().extend(register);
+        let mut known = self.registered.borrow_mut();
+        for ns in register {
+            known.insert(ns, now);
+        }
         Ok(())
     }
 
@@ -1048,9 +1070,16 @@ impl<S: Store> Sweeper<S> {
             namespaces.extend(page.into_iter().map(|(id, _)| id.key));
         })
         .await?;
-        self.registered
-            .borrow_mut()
-            .extend(namespaces.iter().cloned());
+        // As listed: a namespace deleted elsewhere is forgotten; one listed
+        // keeps the time this sweeper last wrote its record.
+        let mut sorted = namespaces.clone();
+        crate::sort::sort(&mut sorted);
+        let mut known = self.registered.borrow_mut();
+        known.retain(|ns, _| sorted.binary_search(ns).is_ok());
+        for ns in sorted {
+            known.entry(ns).or_insert(0);
+        }
+        drop(known);
         inv.namespaces = Some(namespaces);
         Ok(inv)
     }

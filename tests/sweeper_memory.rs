@@ -914,3 +914,45 @@ fn a_store_closed_under_a_run_stops_it_not_done() {
         assert_eq!(faulty.inner().count(Table::Meta), 0);
     });
 }
+
+#[test]
+fn a_namespace_deleted_by_another_sweeper_is_registered_again_by_a_later_put() {
+    let store = MemoryStore::new();
+    let a = Sweeper::new(store.clone(), Policy::default(), Default::default());
+    let b = Sweeper::new(store.clone(), Policy::default(), Default::default());
+    let t0 = 1_000_000;
+    let recheck = kvsweep::sweeper::REGISTRATION_RECHECK_MS;
+    block_on(async {
+        let id = |k: &str| EntryId::new("user-1", k);
+        a.put(&id("draft"), bytes(b"x"), Default::default(), t0)
+            .await
+            .unwrap();
+        // Another tab signs the user out.
+        b.delete_namespace("user-1", &mut RunToEnd).await.unwrap();
+        assert_eq!(store.count(Table::Namespaces), 0);
+        // This one writes again soon after: the record it wrote lately is
+        // trusted, and the entry lands unregistered (a zombie, reported).
+        a.put(&id("session"), bytes(b"s"), expiring(1_000, &[]), t0 + 1)
+            .await
+            .unwrap();
+        assert_eq!(a.zombies(&mut RunToEnd).await.unwrap().len(), 1);
+        // Its next put past the recheck registers the namespace again: the
+        // expired session is then collected.
+        let later = t0 + recheck;
+        a.put(&id("other"), bytes(b"o"), Default::default(), later)
+            .await
+            .unwrap();
+        assert_eq!(store.count(Table::Namespaces), 1);
+        let report = a.run(Mode::Full, later + 1, &mut RunToEnd).await.unwrap();
+        assert!(report.zombies.is_empty());
+        assert_eq!(report.deleted[&Reason::Expired].count, 1);
+        // A run forgets namespaces deleted elsewhere: the next put registers
+        // at once, whenever it comes.
+        b.delete_namespace("user-1", &mut RunToEnd).await.unwrap();
+        a.run(Mode::Full, later + 2, &mut RunToEnd).await.unwrap();
+        a.put(&id("again"), bytes(b"a"), Default::default(), later + 3)
+            .await
+            .unwrap();
+        assert_eq!(store.count(Table::Namespaces), 1);
+    });
+}

@@ -340,7 +340,7 @@ impl Health {
 impl<S: Store> Sweeper<S> {
     /// Whether `namespace` is registered or holds entries.
     async fn namespace_exists(&self, namespace: &str) -> Result<bool, Error> {
-        if self.registered.borrow().contains(namespace) {
+        if self.registered.borrow().contains_key(namespace) {
             return Ok(true);
         }
         let record = self
@@ -1181,7 +1181,7 @@ impl<S: Store> Sweeper<S> {
             return Err(Error::Stopped);
         }
         // A put by this sweeper would skip registering a namespace it knows.
-        *self.registered.borrow_mut() = VecSet::new();
+        self.registered.borrow_mut().clear();
         for (ns, stamp) in copied.of(Table::Namespaces).iter() {
             let mut after = Some(EntryId::new(ns.key.as_str(), ""));
             if !self.namespace_page(&ns.key, &mut after).await?.is_empty() {
