@@ -1152,18 +1152,24 @@ impl<S: Store> Sweeper<S> {
         now: Millis,
         host: &mut H,
     ) -> Result<RunReport, Error> {
-        // A run stopped early (budget, abort) left a cursor: go on from it, in
-        // the stronger of the two modes, over a fresh plan of the store as it is.
+        // A run stopped early (budget, abort) left a cursor: a run of its mode
+        // goes on from it, over a fresh plan of the store as it is. A run of
+        // the other mode starts from the beginning: a full run's entries come
+        // before where a light one stopped, and a light run deletes no entry.
+        // A light run leaves a full run's cursor as it is, for the next full
+        // run; a full run replaces a light one's.
         let cursor_key = id_key(CURSOR_KEY);
         let stored = self
             .store
             .get(Table::State, std::slice::from_ref(&cursor_key))
             .await?;
-        let cursor: Option<Cursor> = stored
+        let found: Option<Cursor> = stored
             .into_iter()
             .flatten()
             .find_map(|b| Cursor::decode(&b).ok());
-        let mode = cursor.as_ref().map_or(mode, |c| c.mode.max(mode));
+        let keep_cursor = found.as_ref().is_some_and(|c| c.mode > mode);
+        let had_cursor = found.is_some();
+        let cursor = found.filter(|c| c.mode == mode);
         if !host.calls_counted() {
             let _ = self.flush_touches().await;
         }
@@ -1200,6 +1206,8 @@ impl<S: Store> Sweeper<S> {
             }
         }
         let op = match (&report.stopped_after, report.done) {
+            // Another mode's progress, kept for a run of that mode.
+            _ if keep_cursor => None,
             (Some(after), false) => {
                 let next = Cursor {
                     mode,
@@ -1212,9 +1220,7 @@ impl<S: Store> Sweeper<S> {
             }
             // Stopped before its first batch: the cursor, if any, stays as it was.
             (None, false) => None,
-            (_, true) => cursor
-                .is_some()
-                .then_some(Op::Delete(Table::State, cursor_key)),
+            (_, true) => had_cursor.then_some(Op::Delete(Table::State, cursor_key)),
         };
         if let Some(op) = op {
             if let Err(e) = self.store.apply(vec![op]).await {

@@ -417,21 +417,80 @@ fn a_stopped_run_leaves_a_cursor_and_the_next_run_resumes_it() {
         assert!(!first.done);
         assert_eq!(first.deleted[&Reason::Expired].count, 20);
         assert_eq!(s.store().count(Table::State), 1, "cursor saved");
-        // Light asked, but the stopped run was full: the stronger mode goes on.
+        // A light run deletes no entry, and leaves the full run's cursor.
+        let light = s.run(Mode::Light, 10, &mut RunToEnd).await.unwrap();
+        assert!(!light.resumed && light.done);
+        assert_eq!(light.mode, Mode::Light);
+        assert!(light.deleted.is_empty());
+        assert_eq!(s.store().count(Table::Meta), 25);
+        assert_eq!(
+            s.store().count(Table::State),
+            1,
+            "the full run's cursor kept"
+        );
         let second = s
-            .run(Mode::Light, 10, &mut StopAfter { batches: 1 })
+            .run(Mode::Full, 10, &mut StopAfter { batches: 1 })
             .await
             .unwrap();
         assert!(second.resumed && !second.done);
         assert_eq!(second.mode, Mode::Full);
         assert_eq!(second.deleted[&Reason::Expired].count, 30);
-        let last = s.run(Mode::Light, 10, &mut RunToEnd).await.unwrap();
+        let last = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
         assert!(last.resumed && last.done);
         assert_eq!(last.deleted[&Reason::Expired].count, 45);
         assert_eq!(s.store().count(Table::Meta), 0);
         assert_eq!(s.store().count(Table::State), 0, "cursor cleared");
         let fresh = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
         assert!(!fresh.resumed);
+    });
+}
+
+#[test]
+fn a_full_run_after_a_stopped_light_run_plans_every_entry() {
+    // A light run stopped among the blobs; a full run then resumed from its
+    // place and skipped every entry, saying done (found in Chromium).
+    let config = kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            batch_size: 10,
+            page_size: 100,
+        },
+        ..Default::default()
+    };
+    let policy = Policy {
+        orphan_grace_ms: 0,
+        ..Policy::default()
+    };
+    let s = Sweeper::new(MemoryStore::new(), policy, config);
+    block_on(async {
+        for i in 0..30u32 {
+            s.put_blob(&i.to_le_bytes(), 0).await.unwrap();
+            s.put(
+                &EntryId::new("", format!("k{i:02}")),
+                bytes(b"."),
+                expiring(1, &[]),
+                0,
+            )
+            .await
+            .unwrap();
+        }
+        let light = s
+            .run(Mode::Light, 10, &mut StopAfter { batches: 1 })
+            .await
+            .unwrap();
+        assert!(!light.done);
+        assert_eq!(light.deleted[&Reason::OrphanBlob].count, 10);
+        let full = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+        assert!(full.done && !full.resumed);
+        assert_eq!(full.deleted[&Reason::Expired].count, 30);
+        assert_eq!(full.deleted[&Reason::OrphanBlob].count, 20);
+        assert_eq!(s.store().count(Table::Meta), 0);
+        assert_eq!(
+            s.store().count(Table::State),
+            0,
+            "the light run's cursor is gone"
+        );
+        let again = s.plan(Mode::Full, 10).await.unwrap();
+        assert!(again.actions.is_empty());
     });
 }
 
