@@ -640,14 +640,20 @@ impl Inner {
                 feed(self, Input::Wrote(n));
                 Ok(())
             }
-            Err(e @ Error::Store(StoreError::QuotaExceeded(_))) if self.driver.auto => {
-                feed(self, Input::Pressure);
-                Err(js_err(format!(
-                    "{method}: {e}; a full cleanup has been requested (see stats()): try again after it"
-                )))
+            Err(e @ Error::Store(StoreError::QuotaExceeded(_))) => {
+                let err = if self.driver.auto {
+                    feed(self, Input::Pressure);
+                    js_err(format!(
+                        "{method}: {e}; a full cleanup has been requested (see stats()): try again after it"
+                    ))
+                } else {
+                    named(method, e)
+                };
+                // As the browser names it, for apps that check `e.name`.
+                let _ = Reflect::set(&err, &"name".into(), &"QuotaExceededError".into());
+                Err(err)
             }
-            Err(e) if method == "putMany" => Err(js_err(format!("putMany: {e}"))),
-            Err(e) => Err(js_err(e)),
+            Err(e) => Err(named(method, e)),
         }
     }
 }

@@ -343,8 +343,11 @@ impl IdbStore {
                 Quoted(missing.name()),
             )));
         }
-        // Another tab upgrading the schema asks us to let go.
-        db.set_onversionchange(Some(&Function::new_no_args("this.close()")));
+        // Another tab deleting the database or upgrading its schema asks us
+        // to let go; later calls say why the connection is closed.
+        db.set_onversionchange(Some(&Function::new_no_args(
+            "this.close(); this.kvsweepLetGo = true",
+        )));
         Ok(IdbStore {
             db,
             next_page: std::cell::RefCell::new(None),
@@ -374,7 +377,20 @@ impl IdbStore {
         }
         self.db
             .transaction_with_str_sequence_and_mode(&names, mode)
-            .map_err(|e| js_error(&e))
+            .map_err(|e| match js_error(&e) {
+                StoreError::Closed(_) if self.let_go() => StoreError::Closed(
+                    "another tab or worker deleted the database or upgraded it, and this \
+                     connection closed to let it; open the database again (openIndexedDb) \
+                     for a new Sweeper"
+                        .into(),
+                ),
+                other => other,
+            })
+    }
+
+    /// Whether this connection closed for another context's deletion or upgrade.
+    fn let_go(&self) -> bool {
+        Reflect::get(&self.db, &"kvsweepLetGo".into()).is_ok_and(|v| v.is_truthy())
     }
 
     /// Requests one page of `table`'s keys and values after `lower` (a raw

@@ -780,7 +780,7 @@ test("a put may not reference an entry get would not return", async () => {
   await s.put("pinned", 1, { ttlMs: 10, pinned: true });
   clock.now += 20;
   assert.equal(await s.get("x"), undefined);
-  await assert.rejects(s.put("y", 1, { refs: ["x"] }), { message: 'kvsweep: refs: entry "x" in namespace "" has expired: put it again first' });
+  await assert.rejects(s.put("y", 1, { refs: ["x"] }), { message: 'kvsweep: put: refs: entry "x" in namespace "" has expired: put it again first' });
   await s.put("y", 1, { refs: ["pinned"] }); // a pinned entry never expires for get
   await s.put("x", 2);
   await s.put("y", 1, { refs: ["x"] });
@@ -1242,4 +1242,19 @@ test("openIndexedDb refuses a database that is not kvsweep's, naming what it hol
   });
   assert.deepEqual(names, ["todos"]);
   (await openIndexedDb(`own-${Date.now()}`)).close();
+});
+
+test("after another context deletes the database, calls say so (fake-indexeddb)", async () => {
+  const name = `let-go-${Date.now()}`;
+  const s = new Sweeper(await openIndexedDb(name));
+  await s.put("k", 1);
+  // Another tab deletes it: this connection closes so as not to block it.
+  await new Promise((resolve, reject) => {
+    const req = indexedDB.deleteDatabase(name);
+    req.onsuccess = resolve;
+    req.onerror = () => reject(req.error);
+    req.onblocked = () => reject(new Error("blocked: the connection did not let go"));
+  });
+  await assert.rejects(s.put("k", 2), /put: store is closed: another tab or worker deleted the database or upgraded it, and this connection closed to let it; open the database again \(openIndexedDb\) for a new Sweeper/);
+  s.free();
 });
