@@ -35,6 +35,7 @@ function safeFree(Class) {
   const free = Class.prototype.free;
   const safe = function free_() {
     if (freed(this)) return;
+    stopFlushWhenHidden(this);
     try {
       free.call(this);
     } catch {
@@ -72,7 +73,29 @@ export class Sweeper extends RawSweeper {
     if (freed(store)) throw new Error("kvsweep: new Sweeper(store, options): store was freed (free() was called on it)");
     super(store, options);
     STORES.set(this, store);
+    flushWhenHidden(this);
   }
+}
+
+// Reads' refreshes of accessedAt wait for reads to pause; a page hidden
+// (another tab, closed, navigated away) may not come back: write them then.
+// The listener holds the Sweeper weakly, and goes with free() or close().
+const HIDE_LISTENERS = new WeakMap();
+function flushWhenHidden(sweeper) {
+  const doc = globalThis.document;
+  if (typeof doc?.addEventListener !== "function" || typeof WeakRef !== "function") return;
+  const ref = new WeakRef(sweeper);
+  const onHide = () => {
+    const s = ref.deref();
+    if (!s) return doc.removeEventListener("visibilitychange", onHide);
+    if (doc.visibilityState === "hidden" && !freed(s)) RawSweeper.prototype.__flushReads.call(s);
+  };
+  doc.addEventListener("visibilitychange", onHide);
+  HIDE_LISTENERS.set(sweeper, () => doc.removeEventListener("visibilitychange", onHide));
+}
+function stopFlushWhenHidden(sweeper) {
+  HIDE_LISTENERS.get(sweeper)?.();
+  HIDE_LISTENERS.delete(sweeper);
 }
 
 const STORES = new WeakMap();
@@ -96,6 +119,7 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
           return Promise.reject(error);
         }
         try {
+          if (name === "close") stopFlushWhenHidden(this);
           return method.apply(this, args);
         } catch (error) {
           // A method that returns a promise fails the way it says: by rejecting.

@@ -1477,18 +1477,35 @@ impl JsSweeper {
         feed(&self.inner, Input::Close);
         // Reads' deferred refreshes of accessedAt go now, not when reads
         // pause (best effort: a store closed at once drops them).
-        if self.inner.sweeper.touches_pending() {
-            let inner = self.inner.clone();
-            super::driver::spawn(async move {
-                // After a run stopping at its batch's end (see schedule_touch_flush).
-                while inner.running.get() {
-                    gloo_timers::future::TimeoutFuture::new(20).await;
-                }
-                inner.flushing.set(true);
-                let _ = inner.sweeper.flush_touches().await;
-                inner.flushing.set(false);
-            });
+        self.inner.flush_now();
+    }
+
+    /// Writes reads' deferred refreshes of `accessedAt` now: the package
+    /// calls it when the page is hidden (it may be about to go away).
+    #[wasm_bindgen(js_name = "__flushReads", skip_typescript)]
+    pub fn flush_reads(&self) {
+        if !self.inner.closed.get() {
+            self.inner.flush_now();
         }
+    }
+}
+
+impl Inner {
+    /// Writes reads' deferred refreshes now, after a run going stops at its
+    /// batch's end (see `schedule_touch_flush`).
+    fn flush_now(self: &Rc<Self>) {
+        if !self.sweeper.touches_pending() {
+            return;
+        }
+        let inner = self.clone();
+        super::driver::spawn(async move {
+            while inner.running.get() {
+                gloo_timers::future::TimeoutFuture::new(20).await;
+            }
+            inner.flushing.set(true);
+            let _ = inner.sweeper.flush_touches().await;
+            inner.flushing.set(false);
+        });
     }
 }
 

@@ -1258,3 +1258,32 @@ test("after another context deletes the database, calls say so (fake-indexeddb)"
   await assert.rejects(s.put("k", 2), /put: store is closed: another tab or worker deleted the database or upgraded it, and this connection closed to let it; open the database again \(openIndexedDb\) for a new Sweeper/);
   s.free();
 });
+
+test("reads' deferred accessedAt refreshes are written when the page is hidden", async () => {
+  // A page's document, as far as the package looks at it.
+  const doc = Object.assign(new EventTarget(), { visibilityState: "visible" });
+  globalThis.document = doc;
+  try {
+    const clock = manualClock();
+    const store = memoryStore();
+    const s = new Sweeper(store, { clock });
+    await s.put("k", 1);
+    clock.now += 5_000;
+    assert.equal(await s.get("k"), 1);
+    // What the store holds, read by another Sweeper (not this one's pending refresh).
+    const other = new Sweeper(store, { clock });
+    const stored = async () => (await other.history())[0].accessedAt;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await stored(), T0, "deferred: reads pause for a second first");
+    doc.visibilityState = "hidden";
+    doc.dispatchEvent(new Event("visibilitychange"));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await stored(), T0 + 5_000);
+    // Closed, the Sweeper no longer listens.
+    s.close();
+    doc.dispatchEvent(new Event("visibilitychange"));
+    s.free();
+  } finally {
+    delete globalThis.document;
+  }
+});
