@@ -45,8 +45,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # (215,000 until the fixes of 2026-11-27's second session: option strings
 # with a lone surrogate named by their path, a run stopping when its store
 # closes under it, maxOps batches sized to the calls left, a database that
-# is not kvsweep's refused by name.)
-budget=217000
+# is not kvsweep's refused by name, namespaces registered again after a
+# deletion elsewhere, an unreadable entry deleted by name and reported by
+# health.)
+budget=218500
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -34,6 +34,26 @@ impl Counts {
         entries: &[EntryId],
         blobs: &[String],
     ) -> Result<Result<Counts, Vec<Read>>, Error> {
+        Counts::read(reads, entries, blobs, false)
+    }
+
+    /// [`Counts::from_reads`] for lowering counts only: an unreadable record
+    /// is left as it is (its count, unknown, stays too high: nothing is
+    /// lost). A delete of what references it goes on.
+    pub fn to_lower(
+        reads: &Reads,
+        entries: &[EntryId],
+        blobs: &[String],
+    ) -> Result<Result<Counts, Vec<Read>>, Error> {
+        Counts::read(reads, entries, blobs, true)
+    }
+
+    fn read(
+        reads: &Reads,
+        entries: &[EntryId],
+        blobs: &[String],
+        lenient: bool,
+    ) -> Result<Result<Counts, Vec<Read>>, Error> {
         let mut missing: Vec<Read> = entries
             .iter()
             .filter(|id| !reads.has(Table::Meta, id))
@@ -53,27 +73,36 @@ impl Counts {
         for id in entries {
             let meta = match reads.get(Table::Meta, id).flatten() {
                 None => None,
-                Some(bytes) => Some((
-                    codec::decode_meta(bytes).map_err(|cause| Error::Corrupt {
-                        what: format!(
-                            "metadata of {} in namespace {}",
-                            Quoted(&id.key),
-                            Quoted(&id.namespace)
-                        ),
-                        cause,
-                    })?,
-                    bytes.to_vec(),
-                )),
+                Some(bytes) => match codec::decode_meta(bytes) {
+                    Ok(meta) => Some((meta, bytes.to_vec())),
+                    Err(_) if lenient => None,
+                    Err(cause) => {
+                        return Err(Error::Corrupt {
+                            what: format!(
+                                "metadata of {} in namespace {}",
+                                Quoted(&id.key),
+                                Quoted(&id.namespace)
+                            ),
+                            cause,
+                        })
+                    }
+                },
             };
             counts.entries.insert(id.clone(), meta);
         }
         for b in blobs {
             let rec = match reads.get(Table::BlobMeta, &id_key(b)).flatten() {
                 None => None,
-                Some(bytes) => Some(codec::decode_blob(bytes).map_err(|cause| Error::Corrupt {
-                    what: format!("record of blob {b}"),
-                    cause,
-                })?),
+                Some(bytes) => match codec::decode_blob(bytes) {
+                    Ok(rec) => Some(rec),
+                    Err(_) if lenient => None,
+                    Err(cause) => {
+                        return Err(Error::Corrupt {
+                            what: format!("record of blob {b}"),
+                            cause,
+                        })
+                    }
+                },
             };
             counts.blobs.insert(b.clone(), rec);
         }

@@ -831,6 +831,59 @@ impl<S: Store> Sweeper<S> {
         Ok(existed)
     }
 
+    /// Deletes `id`'s record when it cannot be read (`delete` refused it
+    /// with `err`): how many reference it is then unknown, so it goes only
+    /// when no readable entry record of its namespace references it (an
+    /// unreadable one's references cannot be followed by any reader). The
+    /// counts of what it referenced stay as they were, too high: nothing is
+    /// lost, and `rebuild` lowers them. Its value records go with it.
+    async fn delete_unreadable(&self, id: &EntryId, err: Error) -> Result<bool, Error> {
+        let Some(bytes) = self
+            .store
+            .get(Table::Meta, std::slice::from_ref(id))
+            .await?
+            .pop()
+            .flatten()
+        else {
+            return Ok(false);
+        };
+        // The record that could not be read is another (one it references).
+        if codec::decode_meta(&bytes).is_ok() {
+            return Err(err);
+        }
+        let mut referrers = 0;
+        for (other, record) in self.namespace_records(&id.namespace).await? {
+            if let (false, Ok(meta)) = (other == *id, codec::decode_meta(&record)) {
+                referrers += u64::from(meta.refs.contains(&id.key));
+            }
+        }
+        if referrers > 0 {
+            return Err(Error::Referenced {
+                id: id.clone(),
+                referrers,
+            });
+        }
+        // Its writes' value records: its key, U+0001, then hex digits.
+        let mark = format!("{}\u{1}", id.key);
+        let from = EntryId::new(id.namespace.clone(), mark.clone());
+        let values = self.store.list(Table::Values, Some(&from), 64).await?;
+        let mut ops = vec![
+            Op::Expect(Table::Meta, id.clone(), Some(crate::store::stamp(&bytes))),
+            Op::Delete(Table::Meta, id.clone()),
+        ];
+        ops.extend(
+            values
+                .into_iter()
+                .map(|(vid, _)| vid)
+                .take_while(|vid| vid.namespace == id.namespace && vid.key.starts_with(&mark))
+                .filter(|vid| vid.key[mark.len()..].bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(|vid| Op::Delete(Table::Values, vid)),
+        );
+        self.store.apply(ops).await?;
+        self.remember(id, None);
+        Ok(true)
+    }
+
     /// Every entry record of `namespace`, in key order.
     async fn namespace_records(&self, namespace: &str) -> Result<Vec<crate::store::Record>, Error> {
         let mut out = Vec::new();
@@ -885,6 +938,7 @@ impl<S: Store> Sweeper<S> {
     ) -> Result<bool, Error> {
         let refused = match self.delete(id).await {
             Err(e @ Error::Referenced { .. }) => e,
+            Err(e @ Error::Corrupt { .. }) => return self.delete_unreadable(id, e).await,
             other => return other,
         };
         // The referrers are the namespace's entries whose refs name `id`;

@@ -104,7 +104,8 @@ pub fn read_meta(reads: &Reads, id: &EntryId) -> Result<Option<Option<EntryMeta>
 pub fn decode_entry_meta(id: &EntryId, bytes: &[u8]) -> Result<EntryMeta, Error> {
     codec::decode_meta(bytes).map_err(|cause| Error::Corrupt {
         what: format!(
-            "metadata of {} in namespace {} (its references are unknown, so it is left as it is)",
+            "metadata of {} in namespace {} (its references are unknown, so it is left as it is; \
+             delete it to remove it)",
             Quoted(&id.key),
             Quoted(&id.namespace)
         ),
@@ -313,7 +314,8 @@ pub fn delete_step(reads: &Reads, id: &EntryId, atomic: bool) -> Result<Step<boo
     }
     let ref_ids = others(id, &refs);
     let blobs = distinct(&old.blobs);
-    let mut counts = match Counts::from_reads(reads, &ref_ids, &blobs)? {
+    // What it references and cannot be read keeps its count (too high).
+    let mut counts = match Counts::to_lower(reads, &ref_ids, &blobs)? {
         Ok(c) => c,
         Err(missing) => return Ok(Step::Read(missing)),
     };

@@ -170,6 +170,62 @@ fn undecodable_metadata_is_kept_and_reported() {
     });
 }
 
+#[test]
+fn an_unreadable_entry_is_deleted_by_name_when_nothing_can_reference_it() {
+    let s = sweeper();
+    block_on(async {
+        use kvsweep::store::{Op, Store};
+        let garble = |key: &str| {
+            s.store().apply(vec![Op::Put(
+                Table::Meta,
+                EntryId::new("n", key),
+                vec![0xc1],
+            )])
+        };
+        let id = |key: &str| EntryId::new("n", key);
+        s.put(&id("bad"), bytes(&[7; 100_000]), Default::default(), 0)
+            .await
+            .unwrap();
+        s.put(&id("user"), bytes(b"u"), refs(&["bad"]), 0)
+            .await
+            .unwrap();
+        garble("bad").await.unwrap();
+        // A live entry references it: refused, as for a readable one.
+        let err = s.delete_at(&id("bad"), 1).await.unwrap_err();
+        assert!(
+            matches!(err, kvsweep::Error::Referenced { referrers: 1, .. }),
+            "{err}"
+        );
+        // What references it goes, the unreadable count left as it is.
+        assert!(s.delete_at(&id("user"), 1).await.unwrap());
+        // A put over it, or referencing it, says how to remove it.
+        let err = s
+            .put(&id("bad"), bytes(b"new"), Default::default(), 1)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("delete it to remove it"), "{err}");
+        // Another unreadable record's references cannot be followed: it
+        // holds nothing back. Each goes, with its value record.
+        s.put(&id("other"), bytes(b"o"), Default::default(), 0)
+            .await
+            .unwrap();
+        garble("other").await.unwrap();
+        assert!(s.store().count(Table::Values) > 0);
+        assert!(s.delete_at(&id("bad"), 1).await.unwrap());
+        assert!(s.delete_at(&id("other"), 1).await.unwrap());
+        assert!(!s.delete_at(&id("bad"), 1).await.unwrap());
+        assert_eq!(s.store().count(Table::Meta), 0);
+        assert_eq!(s.store().count(Table::Values), 0);
+        // The namespace is no longer frozen: a run collects again.
+        s.put(&id("old"), bytes(b"."), expiring(1, &[]), 0)
+            .await
+            .unwrap();
+        let report = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+        assert!(report.corrupt.is_empty());
+        assert_eq!(report.deleted[&Reason::Expired].count, 1);
+    });
+}
+
 fn bytes(b: &[u8]) -> StoredValue {
     StoredValue::Bytes(b.to_vec())
 }

@@ -326,8 +326,16 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
 
 impl Health {
     /// Weighs the garbage backlog too: a warning when a full plan found
-    /// more than `max` items to delete.
-    pub fn weigh_backlog(&mut self, found: u64, max: u64) {
+    /// more than `max` items to delete, or entries it could not read (which
+    /// hold back their namespace and every blob).
+    pub fn weigh_backlog(&mut self, (found, unreadable): (u64, usize), max: u64) {
+        if unreadable > 0 {
+            self.status = self.status.max(HealthStatus::Warning);
+            self.reasons.push(format!(
+                "{unreadable} entries cannot be read: no run deletes in their namespaces, nor any \
+                 blob, until they are deleted (delete(key)) or written again"
+            ));
+        }
         if found > max {
             self.status = self.status.max(HealthStatus::Warning);
             self.reasons.push(format!(
@@ -754,10 +762,16 @@ impl<S: Store> Sweeper<S> {
             .unwrap_or_default())
     }
 
-    /// How many items a full run would delete now: the garbage backlog
-    /// `health` can weigh ([`Health::weigh_backlog`]).
-    pub async fn backlog<H: RunHost>(&self, now: Millis, host: &mut H) -> Result<u64, Error> {
-        Ok(self.plan_hosted(Mode::Full, now, host).await?.actions.len() as u64)
+    /// How many items a full run would delete now, and how many entries it
+    /// could not read: the garbage backlog `health` can weigh
+    /// ([`Health::weigh_backlog`]).
+    pub async fn backlog<H: RunHost>(
+        &self,
+        now: Millis,
+        host: &mut H,
+    ) -> Result<(u64, usize), Error> {
+        let plan = self.plan_hosted(Mode::Full, now, host).await?;
+        Ok((plan.actions.len() as u64, plan.summary.corrupt.len()))
     }
 
     /// Health from the run log, the lease and the run cursor (see [`assess`]).

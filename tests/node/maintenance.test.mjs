@@ -395,3 +395,27 @@ test("schedule.auditShards: scheduled full runs verify the next shard each, and 
   assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 2e6 } }), { message: "kvsweep: schedule.auditShards must be at most 1000000, got 2000000" });
   assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: -2 } }), { message: "kvsweep: schedule.auditShards must not be negative, got -2" });
 });
+
+test("an unreadable entry record: health warns of it, delete removes it, and runs collect again", async () => {
+  const m = new Map();
+  let now = 1_700_000_000_000;
+  const s = new Sweeper(kvStore(m), { clock: () => now, policy: { orphanGraceMs: 0 } });
+  const orphan = await s.putBlob(new Uint8Array([42]));
+  await s.put("bad", 1, { namespace: "N" });
+  await s.put("session", 1, { namespace: "N", ttlMs: 5 });
+  m.set("kvsweep/m/N\0bad", new Uint8Array([0xc1])); // a torn record
+  now += 60_000;
+  const frozen = await s.run();
+  assert.deepEqual(frozen.corrupt, [{ namespace: "N", key: "bad" }]);
+  assert.deepEqual(frozen.deleted, {});
+  const health = await s.health({ maxBacklog: 10 });
+  assert.equal(health.status, "warning");
+  assert.ok(health.reasons.some((r) => /^1 entries cannot be read: no run deletes in their namespaces, nor any blob, until they are deleted/.test(r)), JSON.stringify(health.reasons));
+  await assert.rejects(s.put("bad", 2, { namespace: "N" }), /put: metadata of "bad" in namespace "N" .*delete it to remove it/);
+  assert.equal(await s.delete("bad", { namespace: "N" }), true);
+  const after = await s.run();
+  assert.equal(after.deleted.expired.count, 1);
+  assert.equal(after.deleted.orphanBlob.count, 1);
+  assert.equal(await s.getBlob(orphan), undefined);
+  assert.equal((await s.health({ maxBacklog: 10 })).status, "healthy");
+});
