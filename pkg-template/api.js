@@ -102,6 +102,16 @@ const STORES = new WeakMap();
 /** The store a Sweeper of this package was made with. */
 export const storeOf = (sweeper) => STORES.get(sweeper);
 
+// The module says only that the Sweeper is closed: the package names the call.
+const CLOSED = "kvsweep: this Sweeper is closed";
+function nameClosed(error, name) {
+  return error?.message === CLOSED ? new Error(`kvsweep: Sweeper.${name}: this Sweeper is closed (close() was called)`) : error;
+}
+const namingClosed = (promise, name) =>
+  promise.then(undefined, (error) => {
+    throw nameClosed(error, name);
+  });
+
 // Every method but free(): a call on a freed Sweeper says so, the way the
 // method fails (a rejected promise where it returns one).
 const SYNC = new Set(["progress", "close", "request", "stats"]);
@@ -120,11 +130,12 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
         }
         try {
           if (name === "close") stopFlushWhenHidden(this);
-          return method.apply(this, args);
+          const out = method.apply(this, args);
+          return typeof out?.then === "function" ? namingClosed(out, name) : out;
         } catch (error) {
           // A method that returns a promise fails the way it says: by rejecting.
-          if (SYNC.has(name)) throw error;
-          return Promise.reject(error);
+          if (SYNC.has(name)) throw nameClosed(error, name);
+          return Promise.reject(nameClosed(error, name));
         }
       },
     }[name],
@@ -150,8 +161,8 @@ Object.defineProperty(Sweeper.prototype, "get", {
   value: function get(key, options) {
     const dead = () => gone(this, "Sweeper.get");
     if (freed(this)) return Promise.reject(dead());
-    if (this[ONLY_SLOW]) return rawGet.call(this, key, options);
-    const slow = () => (freed(this) ? Promise.reject(dead()) : rawGet.call(this, key, options));
+    if (this[ONLY_SLOW]) return namingClosed(rawGet.call(this, key, options), "get");
+    const slow = () => (freed(this) ? Promise.reject(dead()) : namingClosed(rawGet.call(this, key, options), "get"));
     let resolve, reject;
     const result = new Promise((ok, fail) => {
       resolve = ok;
@@ -181,10 +192,10 @@ Object.defineProperty(Sweeper.prototype, "get", {
     try {
       if (!readStart.call(this, key, options, read)) {
         this[ONLY_SLOW] = true;
-        return rawGet.call(this, key, options);
+        return namingClosed(rawGet.call(this, key, options), "get");
       }
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(nameClosed(error, "get"));
     }
     return result;
   },

@@ -644,7 +644,7 @@ pub fn parse_list_options(v: &OptValue, what: &str) -> Result<ListOptions> {
     )?;
     let limit = f.whole("limit")?;
     if limit == Some(0) {
-        return err(format!("{} must be 1 or more", f.path("limit")));
+        return err(format!("{} must be 1 or more, got 0", f.path("limit")));
     }
     Ok(ListOptions {
         namespace: namespace(&f)?,
@@ -716,11 +716,11 @@ pub fn parse_run_options(v: &OptValue, what: &str) -> Result<RunOptions> {
     }
     let max_ops = f.whole("maxOps")?;
     if max_ops == Some(0) {
-        return err(format!("{} must be 1 or more", f.path("maxOps")));
+        return err(format!("{} must be 1 or more, got 0", f.path("maxOps")));
     }
     let lease_ms = f.whole("leaseMs")?;
     if lease_ms == Some(0) {
-        return err(format!("{} must be 1 or more", f.path("leaseMs")));
+        return err(format!("{} must be 1 or more, got 0", f.path("leaseMs")));
     }
     Ok(RunOptions {
         mode,
