@@ -503,7 +503,7 @@ impl EntryPlanner<'_> {
             // Each round replans the namespace; a long cascade (many old
             // group members kept alive by references) is cut off here and
             // the next run goes on where this one stopped.
-            if !unsettled || rounds == MAX_FIXPOINT_ROUNDS {
+            if !unsettled || rounds >= max_fixpoint_rounds(scratch.unique.len()) {
                 break;
             }
             rounds += 1;
@@ -643,8 +643,17 @@ fn tally(summary: &mut Summary, actions: &[Action], inv: &Inventory) {
 }
 
 /// How many times a namespace is planned again towards its fixpoint (SPEC §2)
-/// in one plan: each round costs a full plan of the namespace.
-const MAX_FIXPOINT_ROUNDS: usize = 8;
+/// in one plan: each round costs a full plan of the namespace, so a
+/// namespace may take as many rounds as [`FIXPOINT_WORK`] entries planned
+/// pay for, and never fewer than [`MIN_FIXPOINT_ROUNDS`]. A cascade (each
+/// round's quota evicting a group member whose older sibling, kept alive by
+/// a reference, then climbs into the kept) needs a round per step: up to
+/// 800 steps in a namespace of 10,000 entries, 8 in one of 1,000,000.
+fn max_fixpoint_rounds(entries: usize) -> usize {
+    (FIXPOINT_WORK / entries.max(1)).max(MIN_FIXPOINT_ROUNDS)
+}
+const FIXPOINT_WORK: usize = 8_000_000;
+const MIN_FIXPOINT_ROUNDS: usize = 8;
 
 /// Per-namespace working memory, reused from one namespace to the next.
 #[derive(Default)]

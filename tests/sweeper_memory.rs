@@ -1071,3 +1071,56 @@ fn a_namespace_deleted_by_another_sweeper_is_registered_again_by_a_later_put() {
         assert_eq!(store.count(Table::Namespaces), 1);
     });
 }
+
+#[test]
+fn a_long_cascade_of_retention_and_quota_settles_in_one_run() {
+    // Each group keeps its newest member; its older one is referenced by a
+    // pinned entry (which moves its accessedAt). The quota evicts one newest
+    // member a round, whose older sibling then climbs into the kept and
+    // counts: 40 rounds. A second run at the same `now` deletes nothing.
+    let k = 40u64;
+    let mut policy = Policy::default();
+    for i in 0..k {
+        policy
+            .rules
+            .groups
+            .insert(format!("G{i}"), kvsweep::policy::GroupRule { keep_last: 1 });
+    }
+    policy.rules.max_entries = Some(2 * k - 1);
+    let s = Sweeper::new(MemoryStore::new(), policy, Default::default());
+    block_on(async {
+        let mut t = 1_000;
+        let grouped = |i: u64| PutOptions {
+            group: Some(format!("G{i}")),
+            ..Default::default()
+        };
+        for i in 0..k {
+            for name in ["y", "x"] {
+                s.put(
+                    &EntryId::new("", format!("{name}{i}")),
+                    bytes(b"."),
+                    grouped(i),
+                    t,
+                )
+                .await
+                .unwrap();
+                t += 1_000;
+            }
+        }
+        for i in 0..k {
+            let pinned = PutOptions {
+                pinned: true,
+                refs: vec![format!("y{i}")],
+                ..Default::default()
+            };
+            s.put(&EntryId::new("", format!("p{i}")), bytes(b"."), pinned, t)
+                .await
+                .unwrap();
+            t += 1_000;
+        }
+        let first = s.run(Mode::Full, t, &mut RunToEnd).await.unwrap();
+        assert_eq!(first.deleted[&Reason::MaxEntries].count, k);
+        let second = s.run(Mode::Full, t, &mut RunToEnd).await.unwrap();
+        assert!(second.deleted.is_empty(), "{:?}", second.deleted);
+    });
+}
