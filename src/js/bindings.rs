@@ -166,7 +166,7 @@ export interface RunReport {
 export interface MoveReport {
   /** Entries copied, and those whose values have records of their own. */
   entries: number; values: number;
-  /** Blobs copied (each hashed on the way) and their bytes. */
+  /** Blobs copied (each hashed on the way), and the bytes this call copied: a move resumed after one cut short counts every blob, but only the bytes it copied itself. */
   blobs: number; blobBytes: number; namespaces: number;
   /** Passes over the source: each after the first copies what changed meanwhile. */
   passes: number;
