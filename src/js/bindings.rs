@@ -1160,9 +1160,13 @@ impl JsSweeper {
         let signal = field(&options, "signal");
         promise(&self.inner, |inner| async move {
             let run = parsed?;
+            // Named as fetch() names its abort, for apps that check e.name.
             let aborted = || {
-                (field(&signal, "aborted").as_bool() == Some(true))
-                    .then(|| js_err("plan: aborted by options.signal"))
+                (field(&signal, "aborted").as_bool() == Some(true)).then(|| {
+                    let e = js_err("plan: aborted by options.signal");
+                    let _ = Reflect::set(&e, &"name".into(), &"AbortError".into());
+                    e
+                })
             };
             if let Some(e) = aborted() {
                 return Err(e);
