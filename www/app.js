@@ -428,8 +428,11 @@ async function doGenerate(ev) {
     const input = $("gen-count");
     const n = Number(input.value);
     if (!Number.isSafeInteger(n) || n < 1 || n > 200_000) throw new Error("Entries to generate must be a whole number from 1 to 200,000");
-    const settings = readSettings();
     const out = $("gen-result");
+    // A failed attempt leaves no earlier one's result beside its error.
+    out.textContent = "";
+    delete out.dataset.added;
+    const settings = readSettings();
     const t0 = performance.now();
     const made = await generate(n, settings, (done, of) => {
       out.textContent = `Writing… ${fmt.format(done)} / ${fmt.format(of)}`;
