@@ -105,7 +105,7 @@ export const storeOf = (sweeper) => STORES.get(sweeper);
 // The module says only that the Sweeper is closed: the package names the call.
 const CLOSED = "kvsweep: this Sweeper is closed";
 function nameClosed(error, name) {
-  return error?.message === CLOSED ? new Error(`kvsweep: Sweeper.${name}: this Sweeper is closed (close() was called)`) : error;
+  return error?.message === CLOSED ? new Error(`kvsweep: ${name}: this Sweeper is closed (close() was called)`) : error;
 }
 const namingClosed = (promise, name) =>
   promise.then(undefined, (error) => {
@@ -217,7 +217,11 @@ async function* pages(sweeper, values, options = {}) {
   let left = valid ? limit ?? Infinity : 1;
   let after = options?.after;
   while (left > 0) {
-    const page = await sweeper.keysPage(values, { ...options, after, limit: valid ? Math.min(left, 1000) : limit });
+    if (freed(sweeper)) throw gone(sweeper, what);
+    const page = await namingClosed(
+      RawSweeper.prototype.keysPage.call(sweeper, values, { ...options, after, limit: valid ? Math.min(left, 1000) : limit }),
+      values ? "entries" : "keys",
+    );
     for (const item of page.items) {
       if (values && item.length === 1) {
         // A value kept in a record of its own: read as get reads it.
@@ -260,9 +264,9 @@ for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zo
       [name](a, b) {
         if (freed(this)) return Promise.reject(gone(this, `Sweeper.${name}`));
         try {
-          return RawSweeper.prototype.maintain.call(this, name, a, b);
+          return namingClosed(RawSweeper.prototype.maintain.call(this, name, a, b), name);
         } catch (error) {
-          return Promise.reject(error);
+          return Promise.reject(nameClosed(error, name));
         }
       },
     }[name],

@@ -293,7 +293,10 @@ pub async fn execute<S: Store, H: RunHost>(
             return report;
         }
         let batch;
-        (batch, rest) = rest.split_at(host.batch_room(batch_size).clamp(1, rest.len()));
+        (batch, rest) = rest.split_at(
+            host.batch_room(batch_size.min(rest.len()))
+                .clamp(1, rest.len()),
+        );
         waiting.extend(delete_entries(store, batch, true, &mut report).await);
         if report.halted {
             report.done = false;
@@ -309,13 +312,17 @@ pub async fn execute<S: Store, H: RunHost>(
         let before = waiting.len();
         let mut still = Vec::new();
         for batch in waiting.chunks(waiting_batch) {
+            // Stopped here, the run saves no place past these entries (they
+            // come before it in execution order): the next run plans them.
             if host.between_batches(&progress).await == Flow::Stop {
                 report.done = false;
+                report.stopped_after = None;
                 return report;
             }
             still.extend(delete_entries(store, batch, false, &mut report).await);
             if report.halted {
                 report.done = false;
+                report.stopped_after = None;
                 return report;
             }
         }
@@ -338,7 +345,10 @@ pub async fn execute<S: Store, H: RunHost>(
                 return report;
             }
             let batch;
-            (batch, rest) = rest.split_at(host.batch_room(batch_size).clamp(1, rest.len()));
+            (batch, rest) = rest.split_at(
+                host.batch_room(batch_size.min(rest.len()))
+                    .clamp(1, rest.len()),
+            );
             match phase {
                 "blobs" => delete_blobs(store, batch, &mut report).await,
                 _ => {

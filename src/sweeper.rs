@@ -5,7 +5,7 @@ use crate::error::Quoted;
 use crate::vecmap::VecMap;
 use std::cell::{Cell, RefCell};
 
-use crate::codec::{self, StoredValue};
+use crate::codec::{self, DecodeError, StoredValue};
 pub use crate::error::Error;
 use crate::exec::{self, Cursor, ExecConfig, Progress, RunHost, RunReport};
 use crate::model::{blob_id, is_blob_id, EntryId, EntryMeta, Inventory, InventoryEntry, Millis};
@@ -831,10 +831,11 @@ impl<S: Store> Sweeper<S> {
         Ok(existed)
     }
 
-    /// Deletes `id`'s record when it cannot be read (`delete` refused it
-    /// with `err`): how many reference it is then unknown, so it goes only
-    /// when no readable entry record of its namespace references it (an
-    /// unreadable one's references cannot be followed by any reader). The
+    /// Deletes `id`'s record when it is malformed (`delete` refused it with
+    /// `err`): how many reference it is then unknown, so it goes only when
+    /// no readable entry record of its namespace references it (a malformed
+    /// one's references cannot be followed by any reader) and none is a
+    /// later release's (which that release reads). The
     /// counts of what it referenced stay as they were, too high: nothing is
     /// lost, and `rebuild` lowers them. Its value records go with it.
     async fn delete_unreadable(&self, id: &EntryId, err: Error) -> Result<bool, Error> {
@@ -847,14 +848,19 @@ impl<S: Store> Sweeper<S> {
         else {
             return Ok(false);
         };
-        // The record that could not be read is another (one it references).
-        if codec::decode_meta(&bytes).is_ok() {
+        // The record that could not be read is another (one it references),
+        // or one a later release wrote, which that release reads: left as it is.
+        if !matches!(codec::decode_meta(&bytes), Err(DecodeError::Malformed(_))) {
             return Err(err);
         }
         let mut referrers = 0;
         for (other, record) in self.namespace_records(&id.namespace).await? {
-            if let (false, Ok(meta)) = (other == *id, codec::decode_meta(&record)) {
-                referrers += u64::from(meta.refs.contains(&id.key));
+            match codec::decode_meta(&record) {
+                _ if other == *id => {}
+                Ok(meta) => referrers += u64::from(meta.refs.contains(&id.key)),
+                // A later release's record may reference it, and be read.
+                Err(DecodeError::UnsupportedVersion(_)) => return Err(err),
+                Err(DecodeError::Malformed(_)) => {}
             }
         }
         if referrers > 0 {
@@ -1272,7 +1278,8 @@ impl<S: Store> Sweeper<S> {
                 };
                 Some(Op::Put(Table::State, cursor_key, next.encode()))
             }
-            // Stopped before its first batch: the cursor, if any, stays as it was.
+            // Stopped before its first batch, or among entries that waited
+            // for their referrers: the cursor, if any, stays as it was.
             (None, false) => None,
             (_, true) => had_cursor.then_some(Op::Delete(Table::State, cursor_key)),
         };

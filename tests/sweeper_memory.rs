@@ -226,6 +226,26 @@ fn an_unreadable_entry_is_deleted_by_name_when_nothing_can_reference_it() {
     });
 }
 
+#[test]
+fn a_later_releases_record_is_neither_deleted_as_unreadable_nor_ignored_as_a_referrer() {
+    let s = sweeper();
+    block_on(async {
+        use kvsweep::store::{Op, Store};
+        let id = |key: &str| EntryId::new("n", key);
+        let put_raw =
+            |key: &str, bytes: Vec<u8>| s.store().apply(vec![Op::Put(Table::Meta, id(key), bytes)]);
+        // [2, {}]: a record of format version 2, which a later release reads.
+        put_raw("future", vec![0x92, 0x02, 0x80]).await.unwrap();
+        put_raw("bad", vec![0xc1]).await.unwrap();
+        let err = s.delete_at(&id("future"), 1).await.unwrap_err();
+        assert!(matches!(err, kvsweep::Error::Corrupt { .. }), "{err}");
+        // It may reference the malformed one: that stays too.
+        let err = s.delete_at(&id("bad"), 1).await.unwrap_err();
+        assert!(matches!(err, kvsweep::Error::Corrupt { .. }), "{err}");
+        assert_eq!(s.store().count(Table::Meta), 2);
+    });
+}
+
 fn bytes(b: &[u8]) -> StoredValue {
     StoredValue::Bytes(b.to_vec())
 }
@@ -1050,7 +1070,11 @@ fn a_namespace_deleted_by_another_sweeper_is_registered_again_by_a_later_put() {
         a.put(&id("session"), bytes(b"s"), expiring(1_000, &[]), t0 + 1)
             .await
             .unwrap();
-        assert_eq!(a.zombies(&mut RunToEnd).await.unwrap().len(), 1);
+        assert_eq!(store.count(Table::Namespaces), 0);
+        a.put(&id("more"), bytes(b"m"), Default::default(), t0 + recheck - 1)
+            .await
+            .unwrap();
+        assert_eq!(store.count(Table::Namespaces), 0, "still trusted");
         // Its next put past the recheck registers the namespace again: the
         // expired session is then collected.
         let later = t0 + recheck;
@@ -1122,5 +1146,50 @@ fn a_long_cascade_of_retention_and_quota_settles_in_one_run() {
         assert_eq!(first.deleted[&Reason::MaxEntries].count, k);
         let second = s.run(Mode::Full, t, &mut RunToEnd).await.unwrap();
         assert!(second.deleted.is_empty(), "{:?}", second.deleted);
+    });
+}
+
+#[test]
+fn a_run_stopped_among_entries_waiting_for_their_referrers_leaves_them_to_the_next() {
+    let config = kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            batch_size: 10,
+            page_size: 100,
+        },
+        ..Default::default()
+    };
+    let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
+    block_on(async {
+        let key = |i: usize| format!("k{i:02}");
+        for i in 0..20 {
+            s.put(&EntryId::new("", key(i)), bytes(b"."), expiring(1, &[]), 0)
+                .await
+                .unwrap();
+        }
+        // Each of the first 20 is referenced by one of the last 20: in
+        // their batches they wait for their referrers' batches.
+        for i in 20..40 {
+            s.put(
+                &EntryId::new("", key(i)),
+                bytes(b"."),
+                expiring(1, &[&key(i - 20)]),
+                0,
+            )
+            .await
+            .unwrap();
+        }
+        let first = s
+            .run(Mode::Full, 10, &mut StopAfter { batches: 4 })
+            .await
+            .unwrap();
+        assert!(!first.done);
+        assert_eq!(first.deleted[&Reason::Expired].count, 20);
+        let rest = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+        assert!(rest.done);
+        assert_eq!(
+            s.store().count(Table::Meta),
+            0,
+            "the waiting entries went too"
+        );
     });
 }

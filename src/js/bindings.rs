@@ -424,8 +424,10 @@ pub(super) struct Inner {
     pub(super) background: Cell<bool>,
     /// A write of the `accessedAt` refreshes reads deferred is due.
     touch_flush: Cell<bool>,
-    /// A flush of reads' refreshes is writing: a run waits for it.
-    flushing: Cell<bool>,
+    /// Flushes of reads' refreshes writing (the one reads schedule, and one
+    /// at close or when the page is hidden): a run, and what deletes as a
+    /// run does (`exclusive`), waits for them.
+    flushing: Cell<u32>,
     /// When a read last deferred a refresh of `accessedAt` (real time).
     last_read: Cell<Millis>,
     /// Background runs (SPEC §4).
@@ -464,7 +466,7 @@ impl Inner {
         lease_ms: Option<Millis>,
     ) -> Result<crate::exec::RunReport, Error> {
         // After a flush of reads' refreshes already writing (see schedule_touch_flush).
-        while self.flushing.get() {
+        while self.flushing.get() > 0 {
             gloo_timers::future::TimeoutFuture::new(5).await;
         }
         let leased = matches!(self.sweeper.store(), AnyStore::Kv(_));
@@ -512,7 +514,7 @@ impl Inner {
         // this limit would stop there too, deleting nothing, so say so.
         if let (Some("ops"), 0, Some((used, max))) = (host.stopped, host.batches, host.ops_used()) {
             return Err(Error::InvalidInput(format!(
-                "options.maxOps is {max}, too few to list this store: this run made {used} \
+                "options.maxOps is {max}, too few for this store: this run made {used} \
                  calls (its lease, the listing, giving the lease back and logging itself) \
                  and stopped before it could delete anything; give it more calls, or keep \
                  the store smaller"
@@ -553,9 +555,9 @@ impl Inner {
             }
             inner.touch_flush.set(false);
             // Best effort: a refresh that fails leaves accessedAt older.
-            inner.flushing.set(true);
+            inner.flushing.set(inner.flushing.get() + 1);
             let _ = inner.sweeper.flush_touches().await;
-            inner.flushing.set(false);
+            inner.flushing.set(inner.flushing.get() - 1);
         });
     }
 }
@@ -613,6 +615,12 @@ impl Inner {
         self.open()?;
         if self.running.replace(true) {
             return Err(busy());
+        }
+        // After a flush of reads' refreshes begun (one read before a deletion
+        // would write the entry back, on a store without compare-and-set);
+        // none begins while `running`.
+        while self.flushing.get() > 0 {
+            gloo_timers::future::TimeoutFuture::new(5).await;
         }
         Ok(lock)
     }
@@ -783,7 +791,7 @@ impl JsSweeper {
             closed: Cell::new(false),
             background: Cell::new(false),
             touch_flush: Cell::new(false),
-            flushing: Cell::new(false),
+            flushing: Cell::new(0),
             last_read: Cell::new(0),
             driver,
             lease_owner: format!(
@@ -1336,7 +1344,9 @@ impl JsSweeper {
                 "history" => {
                     let (ns, limit) = options::parse_history_options(&opt(&a, "history options")?)
                         .map_err(js_err)?;
-                    if let Some(ns) = &ns {
+                    // The default namespace of a store that holds nothing
+                    // yet is empty, not missing (so in detail, resolvePrefix).
+                    if let Some(ns) = ns.as_deref().filter(|ns| !ns.is_empty()) {
                         sw.known_namespace(ns, "history").await.map_err(js_err)?;
                     }
                     let _ = sw.flush_touches().await;
@@ -1350,9 +1360,11 @@ impl JsSweeper {
                 }
                 "detail" => {
                     let (id, include_expired) = key_options(&a, &b, "detail")?;
-                    sw.known_namespace(&id.namespace, "detail")
-                        .await
-                        .map_err(js_err)?;
+                    if !id.namespace.is_empty() {
+                        sw.known_namespace(&id.namespace, "detail")
+                            .await
+                            .map_err(js_err)?;
+                    }
                     let _ = sw.flush_touches().await;
                     let Some((meta, value)) = sw
                         .read_entry(&id, now, include_expired, false)
@@ -1381,9 +1393,11 @@ impl JsSweeper {
                         "resolvePrefix",
                     )
                     .map_err(js_err)?;
-                    sw.known_namespace(&ns, "resolvePrefix")
-                        .await
-                        .map_err(js_err)?;
+                    if !ns.is_empty() {
+                        sw.known_namespace(&ns, "resolvePrefix")
+                            .await
+                            .map_err(js_err)?;
+                    }
                     let out = js_sys::Object::new();
                     let (k, v): (&str, JsValue) =
                         match sw.resolve_prefix(&ns, &prefix, now).await.map_err(fail)? {
@@ -1506,9 +1520,9 @@ impl Inner {
             while inner.running.get() {
                 gloo_timers::future::TimeoutFuture::new(20).await;
             }
-            inner.flushing.set(true);
+            inner.flushing.set(inner.flushing.get() + 1);
             let _ = inner.sweeper.flush_touches().await;
-            inner.flushing.set(false);
+            inner.flushing.set(inner.flushing.get() - 1);
         });
     }
 }
@@ -1688,15 +1702,17 @@ pub(super) struct JsHost {
     leased_by: Option<String>,
     /// The most backend calls the run may make, and the count when it began.
     max_ops: Option<(u64, u64)>,
-    /// The most backend calls one item of a batch has cost in this phase of
-    /// the run (0: none measured yet), and the phase.
-    item_ops: (u64, &'static str),
-    /// The most calls one batch has made, in any phase: what the first
-    /// batch of a phase is assumed to cost.
-    largest: u64,
-    /// The items of the batch begun, and the call count when it began.
-    batch: (usize, u64),
+    /// The most backend calls one item has cost in each phase of the run
+    /// (entries, blobs, temps; 0: none measured yet).
+    item_ops: [u64; 3],
+    /// The phase the run is in (`Progress::phase`, as an index of `item_ops`).
+    phase: usize,
+    /// The items of the batch begun, the call count when it began, and its phase.
+    batch: (usize, u64, usize),
 }
+
+/// What one item is taken to cost before one of its phase was measured.
+const FIRST_ITEM_CALLS: u64 = 4;
 
 /// How long a long computation (planning) holds the main thread before it
 /// yields: well under the 50 ms a page may freeze.
@@ -1719,9 +1735,9 @@ impl JsHost {
             batches: 0,
             yielded_at: js_sys::Date::now(),
             max_ops: None,
-            item_ops: (0, ""),
-            largest: 0,
-            batch: (0, 0),
+            item_ops: [0; 3],
+            phase: 0,
+            batch: (0, 0, 0),
             leased_by: None,
         }
     }
@@ -1754,22 +1770,30 @@ impl JsHost {
         Some((now.saturating_sub(start), max))
     }
 
-    /// What the batch just done cost per item, in calls (the most so far in
-    /// this phase: entries, blobs, temps cost differently).
+    /// Charges the batch just done to its phase: the most calls an item
+    /// cost there. Then the run is in `phase`.
     fn settle_batch(&mut self, phase: &'static str) {
         let Some(now) = self.inner.sweeper.store().ops() else {
             return;
         };
-        if self.item_ops.1 != phase {
-            self.item_ops = (0, phase);
-        }
-        let (items, start) = self.batch;
+        let (items, start, of) = self.batch;
         if items > 0 {
-            let calls = now.saturating_sub(start);
-            self.largest = self.largest.max(calls);
-            self.item_ops.0 = self.item_ops.0.max(calls.div_ceil(items as u64));
+            let per = now.saturating_sub(start).div_ceil(items as u64);
+            self.item_ops[of] = self.item_ops[of].max(per);
         }
-        self.batch = (0, now);
+        self.batch = (0, now, 0);
+        self.phase = match phase {
+            "blobs" => 1,
+            "temps" => 2,
+            _ => 0,
+        };
+    }
+
+    /// What the next item is taken to cost: the most an item of its phase
+    /// cost so far, and never less than any phase's (or a first guess).
+    fn next_item_ops(&self) -> u64 {
+        let most = self.item_ops.iter().copied().max().unwrap_or(0);
+        self.item_ops[self.phase].max(most).max(FIRST_ITEM_CALLS)
     }
 
     /// Whether not even one more item fits the limit, with room for giving
@@ -1778,11 +1802,9 @@ impl JsHost {
         let Some((used, max)) = self.ops_used() else {
             return false;
         };
-        let next = match self.item_ops.0 {
-            0 => self.largest.max(1),
-            per => per,
-        };
-        used.saturating_add(next).saturating_add(AFTER_RUN_CALLS) > max
+        used.saturating_add(self.next_item_ops())
+            .saturating_add(AFTER_RUN_CALLS)
+            > max
     }
 
     fn should_stop(&mut self) -> bool {
@@ -1794,7 +1816,10 @@ impl JsHost {
             self.stopped = Some("closed");
         } else if self.batches > 0 && self.deadline.is_some_and(|d| js_sys::Date::now() >= d) {
             self.stopped = Some("budget");
-        } else if self.batches > 0 && self.out_of_ops() {
+        } else if self.out_of_ops() {
+            // Before the first batch too: a limit that leaves no room for one
+            // item after the listing would stop every run there (the run
+            // then rejects, saying so).
             self.stopped = Some("ops");
         }
         self.stopped.is_some()
@@ -1839,20 +1864,21 @@ impl RunHost for JsHost {
     }
 
     /// Under `maxOps`: the first batch of each phase holds one item, to
-    /// learn what an item costs; later ones as many as the calls left pay
-    /// for at that cost.
+    /// learn what an item costs; later ones half as many as the calls left
+    /// pay for at the costliest item so far (items differ: one with more
+    /// references costs more).
     fn batch_room(&mut self, wanted: usize) -> usize {
         let n = match self.ops_used() {
             None => wanted,
-            Some(_) if self.item_ops.0 == 0 => 1,
+            Some(_) if self.item_ops[self.phase] == 0 => 1,
             Some((used, max)) => {
                 let left = max.saturating_sub(used).saturating_sub(AFTER_RUN_CALLS);
-                usize::try_from(left / self.item_ops.0).unwrap_or(usize::MAX)
+                usize::try_from(left / (2 * self.next_item_ops())).unwrap_or(usize::MAX)
             }
         }
         .clamp(1, wanted.max(1));
         let now = self.inner.sweeper.store().ops().unwrap_or(0);
-        self.batch = (n, now);
+        self.batch = (n, now, self.phase);
         n
     }
 

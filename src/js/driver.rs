@@ -446,6 +446,10 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
                 // retried after the lock's delay (not at once: that would spin).
                 if host.stopped == Some("leased") {
                     Input::Leased
+                } else if report.halted {
+                    // The store closed under it: the next goes after the
+                    // retry's delay, not at once.
+                    Input::RunFailed
                 } else {
                     Input::RunEnded { done: report.done }
                 },

@@ -332,8 +332,11 @@ impl Health {
         if unreadable > 0 {
             self.status = self.status.max(HealthStatus::Warning);
             self.reasons.push(format!(
-                "{unreadable} entries cannot be read: no run deletes in their namespaces, nor any \
-                 blob, until they are deleted (delete(key)) or written again"
+                "{unreadable} {} cannot be read: no run deletes in {} namespace, nor any blob, \
+                 until {} deleted (delete(key))",
+                if unreadable == 1 { "entry" } else { "entries" },
+                if unreadable == 1 { "its" } else { "their" },
+                if unreadable == 1 { "it is" } else { "they are" },
             ));
         }
         if found > max {
@@ -367,9 +370,7 @@ impl<S: Store> Sweeper<S> {
 
     /// An error for a namespace that is neither registered nor holds entries.
     pub async fn known_namespace(&self, namespace: &str, what: &str) -> Result<(), Error> {
-        // The default namespace is where every call without one goes: a
-        // store that holds nothing yet is empty there, not missing it.
-        if namespace.is_empty() || self.namespace_exists(namespace).await? {
+        if self.namespace_exists(namespace).await? {
             Ok(())
         } else {
             Err(Error::InvalidInput(format!(

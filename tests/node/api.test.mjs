@@ -656,7 +656,7 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
       // A closed Sweeper says so before it looks at the bytes.
       const shut = new Sweeper(memoryStore());
       shut.close();
-      await assert.rejects(shut.putBlob(huge), { message: "kvsweep: Sweeper.putBlob: this Sweeper is closed (close() was called)" });
+      await assert.rejects(shut.putBlob(huge), { message: "kvsweep: putBlob: this Sweeper is closed (close() was called)" });
     }
     // The limit itself is held to what the module's memory can take, and so
     // is all that one putMany takes: the items past it are not copied in.
@@ -693,7 +693,12 @@ test("close() from onProgress stops the run after its current batch", async () =
   assert.equal(report.done, false);
   assert.equal(report.stopped, "closed");
   assert.ok(report.deleted.expired.count < 50, JSON.stringify(report));
-  await assert.rejects(s.run(), /^Error: kvsweep: Sweeper.run: this Sweeper is closed \(close\(\) was called\)$/);
+  await assert.rejects(s.run(), /^Error: kvsweep: run: this Sweeper is closed \(close\(\) was called\)$/);
+  // Every call names itself, the maintenance ones and the iterators too.
+  await assert.rejects(s.history(), { message: "kvsweep: history: this Sweeper is closed (close() was called)" });
+  await assert.rejects(s.health(), { message: "kvsweep: health: this Sweeper is closed (close() was called)" });
+  await assert.rejects(s.keys().next(), { message: "kvsweep: keys: this Sweeper is closed (close() was called)" });
+  await assert.rejects(s.entries().next(), { message: "kvsweep: entries: this Sweeper is closed (close() was called)" });
 });
 
 test("an aborted signal gives the same answer on an empty store and a full one; plan takes a signal", async () => {
@@ -928,7 +933,7 @@ test("plan({ signal }) stops listing a store as soon as it is aborted", async ()
     return getAll.apply(this, args);
   };
   try {
-    await assert.rejects(s.plan({ signal: controller.signal }), /^Error: kvsweep: plan: aborted by options\.signal$/);
+    await assert.rejects(s.plan({ signal: controller.signal }), { name: "AbortError", message: "kvsweep: plan: aborted by options.signal" });
   } finally {
     IDBObjectStore.prototype.getAll = getAll;
   }
@@ -1033,7 +1038,7 @@ test("get on IndexedDB reads the entry's record with one plain request, and goes
     // A closed Sweeper, a closed store and a freed Sweeper fail as the module's get fails.
     const closing = new Sweeper(store, { clock });
     closing.close();
-    await assert.rejects(closing.get(""), { message: "kvsweep: Sweeper.get: this Sweeper is closed (close() was called)" });
+    await assert.rejects(closing.get(""), { message: "kvsweep: get: this Sweeper is closed (close() was called)" });
     store.close();
     await assert.rejects(s.get("small"), /^Error: kvsweep: get: store is closed: /);
     s.free();
@@ -1279,9 +1284,24 @@ test("reads' deferred accessedAt refreshes are written when the page is hidden",
     doc.dispatchEvent(new Event("visibilitychange"));
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(await stored(), T0 + 5_000);
-    // Closed, the Sweeper no longer listens.
-    s.close();
-    doc.dispatchEvent(new Event("visibilitychange"));
+    // Closed or freed, a Sweeper no longer listens.
+    const raw = Object.getPrototypeOf(Sweeper.prototype);
+    const flush = raw.__flushReads;
+    let flushes = 0;
+    raw.__flushReads = function (...args) {
+      flushes++;
+      return flush.apply(this, args);
+    };
+    try {
+      doc.dispatchEvent(new Event("visibilitychange"));
+      assert.equal(flushes, 2, "both Sweepers listen while open");
+      s.close();
+      other.free();
+      doc.dispatchEvent(new Event("visibilitychange"));
+      assert.equal(flushes, 2);
+    } finally {
+      raw.__flushReads = flush;
+    }
     s.free();
   } finally {
     delete globalThis.document;

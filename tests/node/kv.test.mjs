@@ -179,23 +179,30 @@ test("10,000 entries are cleaned in slices, none over 1,000 backend calls, and t
 });
 
 test("small maxOps hold from the first batch: batches are sized to the calls left", async () => {
-  for (const [n, maxOps] of [[10, 20], [10, 40], [100, 60]]) {
+  // [entries, blobs each, maxOps]: items that cost more (a blob's count to
+  // lower, blobs to delete after them) are measured, not assumed.
+  for (const [n, blobs, maxOps] of [[10, 0, 30], [10, 0, 40], [100, 0, 60], [50, 1, 60], [20, 5, 40], [10, 1, 30]]) {
     const kv = new KvDouble();
     let now = 1_800_000_000_000;
-    const sweeper = new Sweeper(kvStore(kv), { clock: () => now });
-    for (let i = 0; i < n; i++) await sweeper.put(`k${i}`, i, { ttlMs: 10 });
-    now += 1000;
+    const sweeper = new Sweeper(kvStore(kv), { clock: () => now, policy: { orphanGraceMs: 120_000 } });
+    for (let i = 0; i < n; i++) {
+      const ids = [];
+      for (let b = 0; b < blobs; b++) ids.push(await sweeper.putBlob(new Uint8Array([i, b, 7])));
+      await sweeper.put(`k${i}`, i, { ttlMs: 10, blobs: ids });
+    }
+    now += 200_000;
     let report;
     let runs = 0;
     do {
       const before = kv.calls;
       report = await sweeper.run({ maxOps });
       const calls = kv.calls - before;
-      assert.ok(calls <= maxOps, `${n} entries, maxOps ${maxOps}: run ${runs + 1} made ${calls} calls`);
+      assert.ok(calls <= maxOps, `${n} entries with ${blobs} blobs each, maxOps ${maxOps}: run ${runs + 1} made ${calls} calls`);
       runs++;
-    } while (!report.done && runs < 100);
-    assert.equal(report.done, true, `${n} entries, maxOps ${maxOps}: done in ${runs} runs`);
+    } while (!report.done && runs < 200);
+    assert.equal(report.done, true, `${n} entries with ${blobs} blobs each, maxOps ${maxOps}: done in ${runs} runs`);
     assert.equal(report.deleted.expired.count, n);
+    assert.equal(report.deleted.orphanBlob?.count ?? 0, n * blobs);
   }
 });
 
@@ -390,13 +397,13 @@ test("maxOps holds even when Workers KV listing needs a read per key (metadata t
   // with that limit would stop there too, rejects saying so.
   for (let runs = 0; runs < 2; runs++) {
     const before = kv.calls;
-    await assert.rejects(s.run({ maxOps: 500 }), /^Error: kvsweep: run: options\.maxOps is 500, too few to list this store: this run made (49\d|500) calls/);
+    await assert.rejects(s.run({ maxOps: 500 }), /^Error: kvsweep: run: options\.maxOps is 500, too few for this store: this run made (49\d|500) calls/);
     const calls = kv.calls - before;
     assert.ok(calls <= 500, `run ${runs + 1} made ${calls} calls`);
   }
   // ...and gives its lease back: another Sweeper runs at once.
   const other = new Sweeper(kvStore(kv), { clock: () => now, policy: POLICY });
-  await assert.rejects(other.run({ maxOps: 500 }), /too few to list/);
+  await assert.rejects(other.run({ maxOps: 500 }), /too few for this store/);
   // A user's writes during a limited run are never refused for its limit.
   const during = s.run({ maxOps: 50 });
   await s.put("written-during", 1);

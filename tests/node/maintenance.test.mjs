@@ -287,6 +287,8 @@ test("a store that holds nothing yet is empty in the default namespace: history,
   assert.equal(await s.detail("a"), undefined);
   assert.deepEqual(await s.resolvePrefix("a"), { none: true });
   await assert.rejects(s.detail("a", { namespace: "nobody" }), /detail: no namespace "nobody"/);
+  // Deleting is another matter: nothing there to delete is refused by name.
+  await assert.rejects(s.deleteNamespace(""), /deleteNamespace: no namespace "" \(none is registered or holds entries\)/);
   s.close();
 });
 
@@ -410,7 +412,7 @@ test("an unreadable entry record: health warns of it, delete removes it, and run
   assert.deepEqual(frozen.deleted, {});
   const health = await s.health({ maxBacklog: 10 });
   assert.equal(health.status, "warning");
-  assert.ok(health.reasons.some((r) => /^1 entries cannot be read: no run deletes in their namespaces, nor any blob, until they are deleted/.test(r)), JSON.stringify(health.reasons));
+  assert.ok(health.reasons.some((r) => /^1 entry cannot be read: no run deletes in its namespace, nor any blob, until it is deleted \(delete\(key\)\)$/.test(r)), JSON.stringify(health.reasons));
   await assert.rejects(s.put("bad", 2, { namespace: "N" }), /put: metadata of "bad" in namespace "N" .*delete it to remove it/);
   assert.equal(await s.delete("bad", { namespace: "N" }), true);
   const after = await s.run();

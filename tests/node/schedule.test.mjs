@@ -225,7 +225,7 @@ test("close() cancels the timer and refuses requests", async () => {
   assert.equal(st.state, "closed");
   assert.equal(st.nextRunAt, undefined);
   assert.equal(st.pending, undefined);
-  assert.throws(() => s.request("full"), /^Error: kvsweep: Sweeper.request: this Sweeper is closed \(close\(\) was called\)$/);
+  assert.throws(() => s.request("full"), /^Error: kvsweep: request: this Sweeper is closed \(close\(\) was called\)$/);
   await sleep(60);
   assert.equal(s.stats().runs, 0);
 });

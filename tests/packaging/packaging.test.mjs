@@ -233,7 +233,7 @@ test("npm pack: the tarball holds every file exports points at, types included, 
   const main = manifest.exports["."];
   assert.equal(Object.keys(main)[0], "types");
   assert.equal(Object.keys(manifest.exports["./sw"])[0], "types");
-  assert.deepEqual(manifest.exports["./sw"], { types: "./sw.d.ts", workerd: "./workerd.js", node: "./node.js", default: "./sw.js" });
+  assert.deepEqual(manifest.exports["./sw"], { types: "./sw.d.ts", workerd: "./workerd.js", deno: "./sw.js", node: "./node.js", default: "./sw.js" });
   assert.deepEqual(
     { types: main.types, workerd: main.workerd, node: main.node, deno: main.deno, default: main.default, sw: manifest.exports["./sw"].default, swTypes: manifest.exports["./sw"].types },
     { types: "./index.d.ts", workerd: "./workerd.js", node: "./node.js", deno: "./index.js", default: "./index.js", sw: "./sw.js", swTypes: "./sw.d.ts" },
