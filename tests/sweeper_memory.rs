@@ -1071,9 +1071,14 @@ fn a_namespace_deleted_by_another_sweeper_is_registered_again_by_a_later_put() {
             .await
             .unwrap();
         assert_eq!(store.count(Table::Namespaces), 0);
-        a.put(&id("more"), bytes(b"m"), Default::default(), t0 + recheck - 1)
-            .await
-            .unwrap();
+        a.put(
+            &id("more"),
+            bytes(b"m"),
+            Default::default(),
+            t0 + recheck - 1,
+        )
+        .await
+        .unwrap();
         assert_eq!(store.count(Table::Namespaces), 0, "still trusted");
         // Its next put past the recheck registers the namespace again: the
         // expired session is then collected.
