@@ -115,3 +115,40 @@ for (const r of rows) {
   const rate = r.cpuS ? Math.round(r.deleted / r.cpuS) : `${Math.round(r.deleted / r.wallS)} (wall)`;
   console.log(`| ${r.backend} | ${r.deleted} | ${r.cpuS?.toFixed(2) ?? "–"} | ${rate} | ${r.wallS.toFixed(2)} | ${r.slices} | ${r.maxOps ? `${r.largest} / ${r.maxOps}` : "no limit"} |`);
 }
+
+// Small limits: the most calls a slice made against maxOps on the Workers KV
+// double, for stores whose items cost differently (blobs to lower and
+// delete, a chain of references, which goes in one batch whatever the limit).
+async function smallLimit(n, blobs, chain, maxOps) {
+  const kv = new KvDouble();
+  let now = T0;
+  const sweeper = new Sweeper(kvStore(kv), { clock: () => now, policy: POLICY });
+  const key = (i) => `k${String(i).padStart(4, "0")}`;
+  for (let i = 0; i < n; i++) {
+    const ids = [];
+    for (let b = 0; b < blobs; b++) ids.push(await sweeper.putBlob(new Uint8Array([i & 255, i >> 8, b])));
+    await sweeper.put(key(i), i, { ttlMs: 10, blobs: ids, refs: chain && i > 0 ? [key(i - 1)] : [] });
+  }
+  now += 200_000;
+  let report;
+  let slices = 0;
+  let most = 0;
+  try {
+    do {
+      const before = kv.calls;
+      report = await sweeper.run({ maxOps });
+      most = Math.max(most, kv.calls - before);
+      slices++;
+    } while (!report.done && slices < 1000);
+  } catch (e) {
+    return `| ${n} | ${blobs} | ${chain ? "yes" : "no"} | ${maxOps} | rejected: ${e.message.replace(/^kvsweep: run: /, "").slice(0, 40)}… | | |`;
+  }
+  return `| ${n} | ${blobs} | ${chain ? "yes" : "no"} | ${maxOps} | ${slices} | ${most} | ${report.done} |`;
+}
+
+console.log("\nSmall limits on the Workers KV double: every slice's calls against maxOps\n");
+console.log("| entries | blobs each | reference chain | maxOps | slices | most calls in a slice | done |");
+console.log("| --- | --- | --- | --- | --- | --- | --- |");
+for (const [n, blobs, chain, maxOps] of [[10, 0, false, 12], [10, 0, false, 20], [10, 0, false, 40], [100, 0, false, 60], [50, 1, false, 60], [20, 5, false, 40], [40, 0, true, 60], [1000, 0, false, 1000]]) {
+  console.log(await smallLimit(n, blobs, chain, maxOps));
+}

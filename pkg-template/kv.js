@@ -313,8 +313,11 @@ function workersKvDriver(kv, prefix) {
       const skip = startAfter;
       budget(maxCalls, 1);
       spend(d);
-      // At most one get per key listed: a page never passes the call limit.
-      const size = Math.max(1, Math.min(1000, limit, maxCalls - 1));
+      // Whole pages: most records come in their key's metadata, and the
+      // listing must read every record whatever its pages, so a page whose
+      // gets the calls left cannot pay for stops the listing (below) where
+      // smaller pages would have stopped it later, having spent more.
+      const size = Math.max(1, Math.min(1000, limit));
       const page = await kv.list({ prefix: tablePrefix, cursor, limit: size });
       const items = [];
       const slow = [];

@@ -229,6 +229,12 @@ pub trait RunHost {
     fn batch_room(&mut self, wanted: usize) -> usize {
         wanted
     }
+
+    /// Whether a batch of `items` that cannot be split (entries that
+    /// reference one another go together) fits what the host allows.
+    fn fits(&mut self, _items: usize) -> bool {
+        true
+    }
 }
 
 /// A host that never yields and never stops: native tests and tools.
@@ -286,23 +292,38 @@ pub async fn execute<S: Store, H: RunHost>(
 
     // Entries whose referrers are garbage in a later batch wait, then go together.
     let mut waiting: Vec<&Action> = Vec::new();
+    // Where the first entry that waits is in `entries`: a run stopped later
+    // saves no place past it, or the next run would skip it.
+    let mut first_waiting: Option<usize> = None;
     let mut rest = &entries[..];
     while !rest.is_empty() {
         if host.between_batches(&progress).await == Flow::Stop {
             report.done = false;
             return report;
         }
+        let at = entries.len() - rest.len();
         let batch;
         (batch, rest) = rest.split_at(
             host.batch_room(batch_size.min(rest.len()))
                 .clamp(1, rest.len()),
         );
-        waiting.extend(delete_entries(store, batch, true, &mut report).await);
+        let held = delete_entries(store, batch, true, &mut report).await;
+        if let (None, Some(first)) = (first_waiting, held.first()) {
+            first_waiting = batch
+                .iter()
+                .position(|a| core::ptr::eq(*a, *first))
+                .map(|i| at + i);
+        }
+        waiting.extend(held);
         if report.halted {
             report.done = false;
             return report;
         }
-        report.stopped_after = batch.last().map(|a| position(a));
+        report.stopped_after = match first_waiting {
+            Some(0) => None,
+            Some(i) => Some(position(entries[i - 1])),
+            None => batch.last().map(|a| position(a)),
+        };
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
     }
@@ -314,7 +335,7 @@ pub async fn execute<S: Store, H: RunHost>(
         for batch in waiting.chunks(waiting_batch) {
             // Stopped here, the run saves no place past these entries (they
             // come before it in execution order): the next run plans them.
-            if host.between_batches(&progress).await == Flow::Stop {
+            if host.between_batches(&progress).await == Flow::Stop || !host.fits(batch.len()) {
                 report.done = false;
                 report.stopped_after = None;
                 return report;

@@ -278,7 +278,8 @@ impl<S: Store> Sweeper<S> {
         self.registered
             .borrow()
             .get(namespace)
-            .is_some_and(|&at| at != 0 && now.saturating_sub(at) < REGISTRATION_RECHECK_MS)
+            // A clock that went back is no measure: write it again.
+            .is_some_and(|&at| at != 0 && at <= now && now - at < REGISTRATION_RECHECK_MS)
     }
 
     /// Stores `value` at `id`. What it references must exist: blobs (store
@@ -1466,6 +1467,10 @@ impl<H: RunHost> RunHost for Tracked<'_, H> {
 
     fn batch_room(&mut self, wanted: usize) -> usize {
         self.inner.batch_room(wanted)
+    }
+
+    fn fits(&mut self, items: usize) -> bool {
+        self.inner.fits(items)
     }
 
     async fn between_batches(&mut self, progress: &Progress) -> exec::Flow {

@@ -510,14 +510,20 @@ impl Inner {
         if !report.done && host.stopped.is_none() && host.max_ops.is_some() {
             host.stopped = Some("ops");
         }
-        // Stopped by the call limit before its first batch: every run with
-        // this limit would stop there too, deleting nothing, so say so.
-        if let (Some("ops"), 0, Some((used, max))) = (host.stopped, host.batches, host.ops_used()) {
+        // Stopped by the call limit having deleted nothing and saved no
+        // place to go on from (before its first batch, or with entries that
+        // wait for their referrers, which go together): every run with this
+        // limit would stop the same way, so say so.
+        let own = report.deleted.values().map(|t| t.count).sum::<u64>() - report.carried.count;
+        if let (Some("ops"), 0, None, Some((used, max))) =
+            (host.stopped, own, &report.stopped_after, host.ops_used())
+        {
             return Err(Error::InvalidInput(format!(
                 "options.maxOps is {max}, too few for this store: this run made {used} \
-                 calls (its lease, the listing, giving the lease back and logging itself) \
-                 and stopped before it could delete anything; give it more calls, or keep \
-                 the store smaller"
+                 calls (its lease, the listing, its batches, giving the lease back and \
+                 logging itself) and stopped before it could delete anything or save a \
+                 place to go on from (entries that reference one another go together, in \
+                 one batch); give it more calls, or keep the store smaller"
             )));
         }
         Ok(report)
@@ -1153,7 +1159,7 @@ impl JsSweeper {
             let result = inner.sweeper.clear(&ns, &mut host).await;
             inner.running.set(false);
             let report = result.map_err(|e| js_err(format!("clear: {e}")))?;
-            to_js(&report)
+            host.report_js(&report)
         })
     }
 
@@ -1416,7 +1422,7 @@ impl JsSweeper {
                     let _lock = inner.exclusive("prune").await?;
                     let report = sw.prune(older, now, &mut host).await;
                     inner.running.set(false);
-                    to_js(&report.map_err(fail)?)
+                    host.report_js(&report.map_err(fail)?)
                 }
                 "verify" => {
                     let (shard, repair) =
@@ -1438,7 +1444,7 @@ impl JsSweeper {
                     let _lock = inner.exclusive("deleteNamespace").await?;
                     let report = sw.delete_namespace(&ns, &mut host).await;
                     inner.running.set(false);
-                    to_js(&report.map_err(fail)?)
+                    host.report_js(&report.map_err(fail)?)
                 }
                 "health" => {
                     let period = inner.driver.period_ms();
@@ -1712,7 +1718,7 @@ pub(super) struct JsHost {
 }
 
 /// What one item is taken to cost before one of its phase was measured.
-const FIRST_ITEM_CALLS: u64 = 4;
+const FIRST_ITEM_CALLS: u64 = 6;
 
 /// How long a long computation (planning) holds the main thread before it
 /// yields: well under the 50 ms a page may freeze.
@@ -1768,6 +1774,16 @@ impl JsHost {
         let (max, start) = self.max_ops?;
         let now = self.inner.sweeper.store().ops()?;
         Some((now.saturating_sub(start), max))
+    }
+
+    /// A run-like report (clear, prune, deleteNamespace) as JS, saying why
+    /// it stopped when it did (`stopped: "closed"`, as a run's).
+    pub(super) fn report_js(&self, report: &crate::exec::RunReport) -> Result<JsValue, JsValue> {
+        let out = to_js(report)?;
+        if let (Some(why), false) = (self.stopped, report.done) {
+            let _ = Reflect::set(&out, &"stopped".into(), &why.into());
+        }
+        Ok(out)
     }
 
     /// Charges the batch just done to its phase: the most calls an item
@@ -1880,6 +1896,20 @@ impl RunHost for JsHost {
         let now = self.inner.sweeper.store().ops().unwrap_or(0);
         self.batch = (n, now, self.phase);
         n
+    }
+
+    /// Under `maxOps`: entries that go together (they reference one
+    /// another) go only if all of them fit; else the run stops before them.
+    fn fits(&mut self, items: usize) -> bool {
+        let Some((used, max)) = self.ops_used() else {
+            return true;
+        };
+        let cost = (items as u64).saturating_mul(self.next_item_ops());
+        if used.saturating_add(cost).saturating_add(AFTER_RUN_CALLS) > max {
+            self.stopped = Some("ops");
+            return false;
+        }
+        true
     }
 
     fn stopped(&mut self) -> bool {

@@ -421,3 +421,18 @@ test("an unreadable entry record: health warns of it, delete removes it, and run
   assert.equal(await s.getBlob(orphan), undefined);
   assert.equal((await s.health({ maxBacklog: 10 })).status, "healthy");
 });
+
+test("clear, prune and deleteNamespace stopped by close() say so: stopped \"closed\"", async () => {
+  for (const call of [(s) => s.clear(""), (s) => s.prune({ olderThanMs: 0 }), (s) => s.deleteNamespace("")]) {
+    let now = 1_700_000_000_000;
+    const s = new Sweeper(memoryStore(), { clock: () => now, batchSize: 10 });
+    await s.putMany(Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: i })));
+    now += 1000;
+    const pending = call(s);
+    await new Promise((r) => setTimeout(r, 0));
+    s.close();
+    const report = await pending;
+    assert.equal(report.done, false, JSON.stringify(report));
+    assert.equal(report.stopped, "closed");
+  }
+});
