@@ -308,10 +308,11 @@ pub async fn execute<S: Store, H: RunHost>(
                 .clamp(1, rest.len()),
         );
         let held = delete_entries(store, batch, true, &mut report).await;
-        if let (None, Some(first)) = (first_waiting, held.first()) {
+        // `held` is not in batch order: the earliest of them in the batch.
+        if first_waiting.is_none() {
             first_waiting = batch
                 .iter()
-                .position(|a| core::ptr::eq(*a, *first))
+                .position(|a| held.iter().any(|h| core::ptr::eq(*a, *h)))
                 .map(|i| at + i);
         }
         waiting.extend(held);
@@ -329,16 +330,23 @@ pub async fn execute<S: Store, H: RunHost>(
     }
     // Garbage cycles go only in one batch: these batches may be larger.
     let waiting_batch = batch_size.max(WAITING_BATCH);
-    while !waiting.is_empty() {
+    // Entries that wait but do not fit what the host allows are left to a
+    // later run; the blobs and temps still go (each is re-checked).
+    let mut deferred = false;
+    'waiting: while !waiting.is_empty() {
         let before = waiting.len();
         let mut still = Vec::new();
         for batch in waiting.chunks(waiting_batch) {
             // Stopped here, the run saves no place past these entries (they
             // come before it in execution order): the next run plans them.
-            if host.between_batches(&progress).await == Flow::Stop || !host.fits(batch.len()) {
+            if host.between_batches(&progress).await == Flow::Stop {
                 report.done = false;
                 report.stopped_after = None;
                 return report;
+            }
+            if !host.fits(batch.len()) {
+                deferred = true;
+                break 'waiting;
             }
             still.extend(delete_entries(store, batch, false, &mut report).await);
             if report.halted {
@@ -381,7 +389,10 @@ pub async fn execute<S: Store, H: RunHost>(
                 report.done = false;
                 return report;
             }
-            report.stopped_after = batch.last().map(|a| position(a));
+            // Not past entries left waiting: they come before in execution order.
+            if !deferred {
+                report.stopped_after = batch.last().map(|a| position(a));
+            }
             progress.processed += batch.len() as u64;
             progress.deleted = deleted_count(&report);
         }
@@ -389,7 +400,11 @@ pub async fn execute<S: Store, H: RunHost>(
     progress.phase = "idle";
     progress.running = false;
     host.between_batches(&progress).await;
-    report.stopped_after = None;
+    if deferred {
+        report.done = false;
+    } else {
+        report.stopped_after = None;
+    }
     report
 }
 

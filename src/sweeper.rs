@@ -860,7 +860,15 @@ impl<S: Store> Sweeper<S> {
                 _ if other == *id => {}
                 Ok(meta) => referrers += u64::from(meta.refs.contains(&id.key)),
                 // A later release's record may reference it, and be read.
-                Err(DecodeError::UnsupportedVersion(_)) => return Err(err),
+                Err(DecodeError::UnsupportedVersion(_)) => {
+                    return Err(Error::InvalidInput(format!(
+                        "{} in namespace {} cannot be read, and the record of {} there was \
+                         written by a later release, which may reference it: it is left as it is",
+                        Quoted(&id.key),
+                        Quoted(&id.namespace),
+                        Quoted(&other.key)
+                    )))
+                }
                 Err(DecodeError::Malformed(_)) => {}
             }
         }
@@ -1280,8 +1288,18 @@ impl<S: Store> Sweeper<S> {
                 Some(Op::Put(Table::State, cursor_key, next.encode()))
             }
             // Stopped before its first batch, or among entries that waited
-            // for their referrers: the cursor, if any, stays as it was.
-            (None, false) => None,
+            // for their referrers: the place, if any, stays as it was, with
+            // the totals so far.
+            (None, false) => cursor.as_ref().map(|c| {
+                let same = Cursor {
+                    mode,
+                    started_at: c.started_at,
+                    after: c.after.clone(),
+                    deleted: report.deleted.clone(),
+                    kept: report.kept,
+                };
+                Op::Put(Table::State, cursor_key, same.encode())
+            }),
             (_, true) => had_cursor.then_some(Op::Delete(Table::State, cursor_key)),
         };
         if let Some(op) = op {

@@ -239,9 +239,12 @@ fn a_later_releases_record_is_neither_deleted_as_unreadable_nor_ignored_as_a_ref
         put_raw("bad", vec![0xc1]).await.unwrap();
         let err = s.delete_at(&id("future"), 1).await.unwrap_err();
         assert!(matches!(err, kvsweep::Error::Corrupt { .. }), "{err}");
-        // It may reference the malformed one: that stays too.
+        // It may reference the malformed one: that stays too, and says why.
         let err = s.delete_at(&id("bad"), 1).await.unwrap_err();
-        assert!(matches!(err, kvsweep::Error::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("written by a later release"),
+            "{err}"
+        );
         assert_eq!(s.store().count(Table::Meta), 2);
     });
 }
@@ -1196,5 +1199,54 @@ fn a_run_stopped_among_entries_waiting_for_their_referrers_leaves_them_to_the_ne
             0,
             "the waiting entries went too"
         );
+    });
+}
+
+#[test]
+fn a_stopped_run_saves_no_place_past_the_earliest_waiting_entry_of_its_batch() {
+    // The batch [a0, a1, a2, k00, k01]: k01 (referenced by k02, outside the
+    // batch) holds k00 back, and comes back first among the held.
+    let config = kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            batch_size: 5,
+            page_size: 100,
+        },
+        ..Default::default()
+    };
+    let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
+    block_on(async {
+        for k in ["a0", "a1", "a2"] {
+            s.put(&EntryId::new("", k), bytes(b"."), expiring(1, &[]), 0)
+                .await
+                .unwrap();
+        }
+        let key = |i: usize| format!("k{i:02}");
+        for i in 0..8 {
+            let refs = if i == 0 { vec![] } else { vec![key(i - 1)] };
+            let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+            s.put(
+                &EntryId::new("", key(i)),
+                bytes(b"."),
+                expiring(1, &refs),
+                0,
+            )
+            .await
+            .unwrap();
+        }
+        let first = s
+            .run(Mode::Full, 10, &mut StopAfter { batches: 1 })
+            .await
+            .unwrap();
+        assert!(!first.done);
+        let mut runs = 0;
+        loop {
+            let r = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+            runs += 1;
+            if r.done || runs > 5 {
+                break;
+            }
+        }
+        assert!(s.plan(Mode::Full, 10).await.unwrap().actions.is_empty());
+        assert_eq!(s.store().count(Table::Meta), 0);
     });
 }

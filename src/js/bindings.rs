@@ -1715,6 +1715,8 @@ pub(super) struct JsHost {
     phase: usize,
     /// The items of the batch begun, the call count when it began, and its phase.
     batch: (usize, u64, usize),
+    /// Items the run had deleted at the last report of progress.
+    deleted_seen: u64,
 }
 
 /// What one item is taken to cost before one of its phase was measured.
@@ -1744,6 +1746,7 @@ impl JsHost {
             item_ops: [0; 3],
             phase: 0,
             batch: (0, 0, 0),
+            deleted_seen: 0,
             leased_by: None,
         }
     }
@@ -1780,20 +1783,26 @@ impl JsHost {
     /// it stopped when it did (`stopped: "closed"`, as a run's).
     pub(super) fn report_js(&self, report: &crate::exec::RunReport) -> Result<JsValue, JsValue> {
         let out = to_js(report)?;
-        if let (Some(why), false) = (self.stopped, report.done) {
+        let why = self.stopped.or(report.halted.then_some("closed"));
+        if let (Some(why), false) = (why, report.done) {
             let _ = Reflect::set(&out, &"stopped".into(), &why.into());
         }
         Ok(out)
     }
 
     /// Charges the batch just done to its phase: the most calls an item
-    /// cost there. Then the run is in `phase`.
-    fn settle_batch(&mut self, phase: &'static str) {
+    /// cost there. A batch that deleted nothing (its items kept, or waiting
+    /// for their referrers: a read each) is no sample of what deleting
+    /// costs. Then the run is in `progress.phase`.
+    fn settle_batch(&mut self, progress: &Progress) {
         let Some(now) = self.inner.sweeper.store().ops() else {
             return;
         };
+        let phase = progress.phase;
         let (items, start, of) = self.batch;
-        if items > 0 {
+        let deleted = progress.deleted > self.deleted_seen;
+        self.deleted_seen = progress.deleted;
+        if items > 0 && deleted {
             let per = now.saturating_sub(start).div_ceil(items as u64);
             self.item_ops[of] = self.item_ops[of].max(per);
         }
@@ -1904,12 +1913,10 @@ impl RunHost for JsHost {
         let Some((used, max)) = self.ops_used() else {
             return true;
         };
+        // Not a stop: the run goes on to blobs and temps (it then reports
+        // stopped: "ops", not being done).
         let cost = (items as u64).saturating_mul(self.next_item_ops());
-        if used.saturating_add(cost).saturating_add(AFTER_RUN_CALLS) > max {
-            self.stopped = Some("ops");
-            return false;
-        }
-        true
+        used.saturating_add(cost).saturating_add(AFTER_RUN_CALLS) <= max
     }
 
     fn stopped(&mut self) -> bool {
@@ -1930,7 +1937,7 @@ impl RunHost for JsHost {
     }
 
     async fn between_batches(&mut self, progress: &Progress) -> Flow {
-        self.settle_batch(progress.phase);
+        self.settle_batch(progress);
         self.report(progress).await;
         if !progress.running || self.should_stop() {
             return if progress.running {
