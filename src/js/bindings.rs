@@ -1908,7 +1908,8 @@ impl RunHost for JsHost {
     }
 
     /// Under `maxOps`: entries that go together (they reference one
-    /// another) go only if all of them fit; else the run stops before them.
+    /// another) go only if all of them fit; else the run leaves them to a
+    /// later run and goes on to blobs and temps.
     fn fits(&mut self, items: usize) -> bool {
         let Some((used, max)) = self.ops_used() else {
             return true;
