@@ -249,6 +249,29 @@ fn a_later_releases_record_is_neither_deleted_as_unreadable_nor_ignored_as_a_ref
     });
 }
 
+/// A config whose runs delete in batches of `batch_size`.
+fn in_batches_of(batch_size: usize) -> kvsweep::Config {
+    kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            batch_size,
+            page_size: 100,
+        },
+        ..Default::default()
+    }
+}
+
+/// Puts entry `k{i:02}`, expiring 1 ms after time 0.
+async fn put_expired<S: kvsweep::store::Store>(s: &Sweeper<S>, i: usize) {
+    s.put(
+        &EntryId::new("", format!("k{i:02}")),
+        bytes(b"."),
+        expiring(1, &[]),
+        0,
+    )
+    .await
+    .unwrap();
+}
+
 fn bytes(b: &[u8]) -> StoredValue {
     StoredValue::Bytes(b.to_vec())
 }
@@ -470,24 +493,11 @@ impl kvsweep::exec::RunHost for StopAfter {
 
 #[test]
 fn a_stopped_run_leaves_a_cursor_and_the_next_run_resumes_it() {
-    let config = kvsweep::Config {
-        exec: kvsweep::exec::ExecConfig {
-            batch_size: 10,
-            page_size: 100,
-        },
-        ..Default::default()
-    };
+    let config = in_batches_of(10);
     let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
     block_on(async {
         for i in 0..45 {
-            s.put(
-                &EntryId::new("", format!("k{i:02}")),
-                bytes(b"."),
-                expiring(1, &[]),
-                0,
-            )
-            .await
-            .unwrap();
+            put_expired(&s, i).await;
         }
         let first = s
             .run(Mode::Full, 10, &mut StopAfter { batches: 2 })
@@ -528,13 +538,7 @@ fn a_stopped_run_leaves_a_cursor_and_the_next_run_resumes_it() {
 fn a_full_run_after_a_stopped_light_run_plans_every_entry() {
     // A light run stopped among the blobs; a full run then resumed from its
     // place and skipped every entry, saying done (found in Chromium).
-    let config = kvsweep::Config {
-        exec: kvsweep::exec::ExecConfig {
-            batch_size: 10,
-            page_size: 100,
-        },
-        ..Default::default()
-    };
+    let config = in_batches_of(10);
     let policy = Policy {
         orphan_grace_ms: 0,
         ..Policy::default()
@@ -543,14 +547,7 @@ fn a_full_run_after_a_stopped_light_run_plans_every_entry() {
     block_on(async {
         for i in 0..30u32 {
             s.put_blob(&i.to_le_bytes(), 0).await.unwrap();
-            s.put(
-                &EntryId::new("", format!("k{i:02}")),
-                bytes(b"."),
-                expiring(1, &[]),
-                0,
-            )
-            .await
-            .unwrap();
+            put_expired(&s, i as usize).await;
         }
         let light = s
             .run(Mode::Light, 10, &mut StopAfter { batches: 1 })
@@ -1014,25 +1011,12 @@ impl kvsweep::exec::RunHost for CloseAfter {
 #[test]
 fn a_store_closed_under_a_run_stops_it_not_done() {
     use kvsweep::store::faulty::FaultyStore;
-    let config = kvsweep::Config {
-        exec: kvsweep::exec::ExecConfig {
-            batch_size: 10,
-            page_size: 100,
-        },
-        ..Default::default()
-    };
+    let config = in_batches_of(10);
     let faulty = FaultyStore::new(MemoryStore::new(), 3);
     let s = Sweeper::new(faulty.clone(), Policy::default(), config);
     block_on(async {
         for i in 0..45 {
-            s.put(
-                &EntryId::new("", format!("k{i:02}")),
-                bytes(b"."),
-                expiring(1, &[]),
-                0,
-            )
-            .await
-            .unwrap();
+            put_expired(&s, i).await;
         }
         let mut host = CloseAfter {
             store: faulty.clone(),
@@ -1159,13 +1143,7 @@ fn a_long_cascade_of_retention_and_quota_settles_in_one_run() {
 
 #[test]
 fn a_run_stopped_among_entries_waiting_for_their_referrers_leaves_them_to_the_next() {
-    let config = kvsweep::Config {
-        exec: kvsweep::exec::ExecConfig {
-            batch_size: 10,
-            page_size: 100,
-        },
-        ..Default::default()
-    };
+    let config = in_batches_of(10);
     let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
     block_on(async {
         let key = |i: usize| format!("k{i:02}");
@@ -1206,13 +1184,7 @@ fn a_run_stopped_among_entries_waiting_for_their_referrers_leaves_them_to_the_ne
 fn a_stopped_run_saves_no_place_past_the_earliest_waiting_entry_of_its_batch() {
     // The batch [a0, a1, a2, k00, k01]: k01 (referenced by k02, outside the
     // batch) holds k00 back, and comes back first among the held.
-    let config = kvsweep::Config {
-        exec: kvsweep::exec::ExecConfig {
-            batch_size: 5,
-            page_size: 100,
-        },
-        ..Default::default()
-    };
+    let config = in_batches_of(5);
     let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
     block_on(async {
         for k in ["a0", "a1", "a2"] {

@@ -3,29 +3,19 @@
 // import.meta.url to find kvsweep_bg.wasm by, so it is given to ready()
 // (tests/e2e/sw-entry.test.mjs bundles and registers it).
 import { ready, Sweeper, openIndexedDb } from "../../pkg/sw.js";
+import { answerMessages } from "./sw-harness.js";
 
-self.addEventListener("install", () => self.skipWaiting());
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
-
-self.addEventListener("message", (event) => {
-  event.waitUntil(
-    (async () => {
-      const out = {};
-      try {
-        // Without its URL the bundle says what to do.
-        await openIndexedDb(event.data.db).catch((e) => (out.early = e.message));
-        await ready(new URL("/pkg/kvsweep_bg.wasm", self.location));
-        const store = await openIndexedDb(event.data.db);
-        const sweeper = new Sweeper(store);
-        for (let i = 0; i < 50; i++) await sweeper.put(`k${i}`, { i }, { ttlMs: i % 2 ? 1 : 60_000 });
-        await new Promise((r) => setTimeout(r, 5));
-        out.deleted = (await sweeper.run()).deleted.expired?.count;
-        out.value = (await sweeper.get("k4"))?.i === 4;
-        store.close();
-      } catch (e) {
-        out.error = String(e?.stack ?? e);
-      }
-      event.source.postMessage(out);
-    })(),
-  );
+answerMessages(async (data) => {
+  const out = {};
+  // Without its URL the bundle says what to do.
+  await openIndexedDb(data.db).catch((e) => (out.early = e.message));
+  await ready(new URL("/pkg/kvsweep_bg.wasm", self.location));
+  const store = await openIndexedDb(data.db);
+  const sweeper = new Sweeper(store);
+  for (let i = 0; i < 50; i++) await sweeper.put(`k${i}`, { i }, { ttlMs: i % 2 ? 1 : 60_000 });
+  await new Promise((r) => setTimeout(r, 5));
+  out.deleted = (await sweeper.run()).deleted.expired?.count;
+  out.value = (await sweeper.get("k4"))?.i === 4;
+  store.close();
+  return out;
 });
