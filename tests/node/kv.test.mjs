@@ -178,6 +178,24 @@ test("10,000 entries are cleaned in slices, none over 1,000 backend calls, and t
   console.log(`# 10,000 entries on a Workers KV double: ${runs} runs, at most ${most} calls each (limit 1,000)`);
 });
 
+/**
+ * Runs `sweeper` with `maxOps` until a run is done (or `most` runs), each
+ * checked to make no more backend calls than that; a rejection ends the
+ * slices and is returned as the last report.
+ */
+async function slices(sweeper, kv, maxOps, most, label) {
+  let report;
+  let runs = 0;
+  do {
+    const before = kv.calls;
+    report = await sweeper.run({ maxOps }).catch((e) => e);
+    if (report instanceof Error) break;
+    assert.ok(kv.calls - before <= maxOps, `${label}: run ${runs + 1} made ${kv.calls - before} calls`);
+    runs++;
+  } while (!report.done && runs < most);
+  return { report, runs };
+}
+
 test("small maxOps hold from the first batch: batches are sized to the calls left", async () => {
   // [entries, blobs each, maxOps]: items that cost more (a blob's count to
   // lower, blobs to delete after them) are measured, not assumed.
@@ -191,16 +209,9 @@ test("small maxOps hold from the first batch: batches are sized to the calls lef
       await sweeper.put(`k${i}`, i, { ttlMs: 10, blobs: ids });
     }
     now += 200_000;
-    let report;
-    let runs = 0;
-    do {
-      const before = kv.calls;
-      report = await sweeper.run({ maxOps });
-      const calls = kv.calls - before;
-      assert.ok(calls <= maxOps, `${n} entries with ${blobs} blobs each, maxOps ${maxOps}: run ${runs + 1} made ${calls} calls`);
-      runs++;
-    } while (!report.done && runs < 200);
-    assert.equal(report.done, true, `${n} entries with ${blobs} blobs each, maxOps ${maxOps}: done in ${runs} runs`);
+    const label = `${n} entries with ${blobs} blobs each, maxOps ${maxOps}`;
+    const { report, runs } = await slices(sweeper, kv, maxOps, 200, label);
+    assert.equal(report.done, true, `${label}: done in ${runs} runs (${report.message ?? ""})`);
     assert.equal(report.deleted.expired.count, n);
     assert.equal(report.deleted.orphanBlob?.count ?? 0, n * blobs);
   }
@@ -222,15 +233,8 @@ test("maxOps and a chain of references: no run passes its limit, and limited run
       await s.put(key(i), i, { ttlMs: 10, refs: i ? [key(i - 1)] : [], blobs: ids });
     }
     now += 200_000;
-    let report;
-    let runs = 0;
-    do {
-      const before = kv.calls;
-      report = await s.run({ maxOps });
-      assert.ok(kv.calls - before <= maxOps, `maxOps ${maxOps}: run ${runs + 1} made ${kv.calls - before} calls`);
-      runs++;
-    } while (!report.done && runs < 60);
-    assert.equal(report.done, true, `maxOps ${maxOps}: ${runs} runs`);
+    const { report, runs } = await slices(s, kv, maxOps, 60, `maxOps ${maxOps}`);
+    assert.equal(report.done, true, `maxOps ${maxOps}: ${runs} runs (${report.message ?? ""})`);
     assert.equal((await s.plan()).actions.length, 0, `maxOps ${maxOps}: done means nothing is left`);
   }
 });
@@ -247,15 +251,7 @@ test("maxOps and a garbage cycle a store without all-or-nothing batches keeps: t
   const orphans = [];
   for (let i = 0; i < 5; i++) orphans.push(await s.putBlob(new Uint8Array([9, i])));
   now += 200_000;
-  let report;
-  let runs = 0;
-  do {
-    const before = kv.calls;
-    report = await s.run({ maxOps: 150 }).catch((e) => e);
-    if (report instanceof Error) break;
-    assert.ok(kv.calls - before <= 150, `run ${runs + 1} made ${kv.calls - before} calls`);
-    runs++;
-  } while (!report.done && runs < 10);
+  await slices(s, kv, 150, 10, "a cycle, maxOps 150");
   for (const id of orphans) assert.equal(await s.getBlob(id), undefined, "orphan blobs are collected even with the cycle left");
 });
 
