@@ -17,6 +17,8 @@ const HEARTBEAT_MS = 5;
 /** The TTL of entries meant to expire, and how far the clock jumps before the runs. */
 const TTL_MS = 1000;
 const CLOCK_JUMP_MS = 10_000;
+/** The sliced background run's `sliceMs`. */
+const SLICE_MS = 20;
 /** Pause between measurements, so one's background work (compaction, GC) bleeds less into the next. */
 const SETTLE_MS = 200;
 /** Slices a put or get row is timed in, kvsweep's and the baseline's alternating. */
@@ -24,7 +26,7 @@ const ROUNDS = 10;
 /** How long after the writes the get row reads: over a second, so reads refresh accessedAt. */
 const READ_LATER_MS = 2000;
 /** The rows runBench knows; `only` picks a subset. */
-const ROWS = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "background", "memory"];
+const ROWS = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "background", "sliced", "memory"];
 
 const STORE = "kv"; // the object store of the plain-IndexedDB baselines
 
@@ -690,6 +692,27 @@ async function benchSize(size, want, ctx) {
   } else if (want("background")) {
     row("background").kvsweep = { na: "this build has no scheduler" };
   }
+  // The same, in slices of SLICE_MS: its run ends when a slice's report says done.
+  let sliced = null;
+  if (want("sliced") && typeof Sweeper.prototype.request === "function") {
+    const store = await openIndexedDb(names.kvSliced);
+    let ended = null;
+    const sweeper = new Sweeper(store, {
+      clock: () => clock.now,
+      schedule: {
+        debounceMs: 0,
+        periodMs: 0,
+        sliceMs: SLICE_MS,
+        onRun: (e) => (e.type === "error" || (e.type === "end" && e.report.done)) && ended?.(e),
+      },
+    });
+    open.push(() => {
+      sweeper.close();
+      store.close?.();
+    });
+    await kvFill(sweeper, 0, size, mainKey, oddTtl);
+    sliced = { sweeper, end: () => new Promise((resolve) => (ended = resolve)) };
+  }
 
   // Time passes: every entry written with a TTL has now expired.
   clock.now += CLOCK_JUMP_MS;
@@ -762,6 +785,21 @@ async function benchSize(size, want, ctx) {
     }, { heartbeat: true });
   }
 
+  // Row 8, the background cleanup in slices of SLICE_MS, beside the unsliced one.
+  if (sliced) {
+    await settle();
+    row("sliced").kvsweep = await measure(`background run(full) in ${SLICE_MS} ms slices kvsweep`, half, async () => {
+      const ended = sliced.end();
+      sliced.sweeper.request("full");
+      const e = await ended;
+      if (e.type !== "end") throw new Error(`the sliced background run failed: ${e.error?.message}`);
+      const deleted = totalDeleted(e.report);
+      if (deleted !== half) warnings.push(`sliced background run: deleted ${deleted}, expected ${half}`);
+      return { count: deleted };
+    }, { heartbeat: true });
+    row("sliced").baseline = rows.background?.kvsweep ?? { na: "the background row was not measured" };
+  }
+
   if (want("memory")) await benchMemory(size, timed, rows, warnings);
 }
 
@@ -809,6 +847,7 @@ async function runBench(size, only) {
     kvScattered: `bench-kv-scattered-${tag}`,
     kvAdjacent: `bench-kv-adjacent-${tag}`,
     kvBackground: `bench-kv-background-${tag}`,
+    kvSliced: `bench-kv-sliced-${tag}`,
     plainMain: `bench-plain-main-${tag}`,
     plainScattered: `bench-plain-scattered-${tag}`,
     plainAdjacent: `bench-plain-adjacent-${tag}`,

@@ -38,7 +38,7 @@ const ARGS = [
 const ON_DISK = process.env.PROFILE === "disk";
 const SIZE_TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MIN ?? 30) * 60_000;
 /** The rows bench/bench.js knows (its ROWS), for --only. */
-const ROW_NAMES = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "background", "memory"];
+const ROW_NAMES = ["put", "putMany", "get", "list", "scattered", "adjacent", "range", "background", "sliced", "memory"];
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -287,6 +287,13 @@ const TABLE = [
   gapRow("main-thread gap: run scattered", "scattered"),
   gapRow("main-thread gap: run adjacent", "adjacent"),
   gapRow("main-thread gap: background run (request)", "background"),
+  {
+    label: "background run in 20 ms slices (sliceMs) vs unsliced",
+    key: "sliced",
+    target: "—",
+    cells: (rows) => [rateCell(rows.sliced?.kvsweep, true), rateCell(rows.sliced?.baseline, true), ratioCell(rows.sliced)],
+  },
+  gapRow("main-thread gap: background run in 20 ms slices", "sliced"),
   {
     label: "key-range delete of the adjacent half (reference)",
     key: "range",
