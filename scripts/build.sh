@@ -48,7 +48,9 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # is not kvsweep's refused by name, namespaces registered again after a
 # deletion elsewhere, an unreadable entry deleted by name and reported by
 # health.)
-budget=219500
+# (219,500 until a stopped run's plan was kept for the run that goes on from
+# it: about 480 bytes, for sliced background runs 4x faster.)
+budget=219600
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

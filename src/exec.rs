@@ -62,6 +62,9 @@ pub struct RunReport {
     pub zombies: Vec<String>,
     /// This run went on from one stopped earlier; `deleted` counts both.
     pub resumed: bool,
+    /// This run went on with the plan of the run it resumed (made by this
+    /// sweeper moments before), not a new listing of the store.
+    pub plan_reused: bool,
     /// Where the run stopped, when it did not finish: the last item handled.
     #[serde(skip)]
     pub stopped_after: Option<Position>,

@@ -95,6 +95,22 @@ pub fn splitmix64(x: u64) -> u64 {
 /// The `State` record of a run that stopped early.
 const CURSOR_KEY: &str = "run-cursor";
 
+/// How long a stopped run's plan serves the runs that go on from it (see
+/// [`Sweeper::run`]), counted from the `now` it was made at.
+pub const PLAN_KEEP_MS: Millis = 30_000;
+
+/// The plan of this sweeper's last run, kept when it stopped early and saved
+/// its place: the next run of its mode goes on with it rather than listing
+/// and planning the store again (a sliced run re-planned every slice).
+struct KeptPlan {
+    mode: Mode,
+    made_at: Millis,
+    /// The cursor record as the run saved it: a run elsewhere since (another
+    /// tab, a worker) writes or deletes it, and the plan is dropped.
+    cursor: Vec<u8>,
+    plan: Plan,
+}
+
 /// The `State` record of the run lease (see [`Sweeper::take_lease`]).
 const LEASE_KEY: &str = "run-lease";
 
@@ -219,6 +235,7 @@ pub struct Sweeper<S: Store> {
     /// Whether entries and blobs not seen are guessed absent.
     absent_entries: AbsentGuess,
     absent_blobs: AbsentGuess,
+    kept_plan: RefCell<Option<KeptPlan>>,
 }
 
 /// Deferred refreshes are merged once this many are pending, at the least.
@@ -241,7 +258,26 @@ impl<S: Store> Sweeper<S> {
             absent_entries: AbsentGuess::default(),
             absent_blobs: AbsentGuess::default(),
             seen: RefCell::new(crate::vecmap::VecMap::new()),
+            kept_plan: RefCell::new(None),
         }
+    }
+
+    /// The plan kept by this sweeper's last run, if it stopped early and
+    /// saved the very cursor `stored` (a run elsewhere since would have
+    /// rewritten or deleted it), in `mode`, under [`PLAN_KEEP_MS`] before `now`.
+    fn take_plan(&self, mode: Mode, stored: Option<&[u8]>, now: Millis) -> Option<KeptPlan> {
+        self.kept_plan.borrow_mut().take().filter(|k| {
+            k.mode == mode
+                && stored == Some(&k.cursor[..])
+                && now >= k.made_at
+                && now - k.made_at <= PLAN_KEEP_MS
+        })
+    }
+
+    /// Drops the plan kept for a stopped run's next slice: what a
+    /// maintenance call deleted would be counted again as the run's.
+    pub(crate) fn forget_plan(&self) {
+        self.kept_plan.borrow_mut().take();
     }
 
     /// Keeps the entry records a write made as the guesses for the next.
@@ -750,6 +786,7 @@ impl<S: Store> Sweeper<S> {
         actions: Vec<plan::Action>,
         host: &mut H,
     ) -> RunReport {
+        self.forget_plan();
         let plan = Plan {
             summary: plan::Summary {
                 mode: Mode::Full,
@@ -1228,33 +1265,44 @@ impl<S: Store> Sweeper<S> {
         // A light run leaves a full run's cursor as it is, for the next full
         // run; a full run replaces a light one's.
         let cursor_key = id_key(CURSOR_KEY);
-        let stored = self
+        let stored: Option<Vec<u8>> = self
             .store
             .get(Table::State, std::slice::from_ref(&cursor_key))
-            .await?;
-        let found: Option<Cursor> = stored
-            .into_iter()
-            .flatten()
-            .find_map(|b| Cursor::decode(&b).ok());
+            .await?
+            .pop()
+            .flatten();
+        let found: Option<Cursor> = stored.as_deref().and_then(|b| Cursor::decode(b).ok());
         let keep_cursor = found.as_ref().is_some_and(|c| c.mode > mode);
         let had_cursor = found.is_some();
         let cursor = found.filter(|c| c.mode == mode);
         if !host.calls_counted() {
             let _ = self.flush_touches().await;
         }
-        let mut inv = match self.inventory_hosted(host).await {
-            // Stopped before anything was deleted: the cursor stays as it was.
-            Err(Error::Stopped) => {
-                return Ok(RunReport {
-                    mode,
-                    ..Default::default()
-                })
+        // The plan of this sweeper's run that saved this very cursor goes on,
+        // while young: each deletion is re-checked as its batch runs (an entry
+        // written or referenced since stays), so it is as safe as a run that
+        // takes this long; a quota it planned counts the store as it was then.
+        let kept = self.take_plan(mode, stored.as_deref(), now);
+        let plan_reused = kept.is_some();
+        let (mut plan, made_at) = match kept {
+            Some(k) => (k.plan, k.made_at),
+            None => {
+                let mut inv = match self.inventory_hosted(host).await {
+                    // Stopped before anything was deleted: the cursor stays as it was.
+                    Err(Error::Stopped) => {
+                        return Ok(RunReport {
+                            mode,
+                            ..Default::default()
+                        })
+                    }
+                    other => other?,
+                };
+                self.touch_inventory(&mut inv);
+                let plan =
+                    plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await;
+                (plan, now)
             }
-            other => other?,
         };
-        self.touch_inventory(&mut inv);
-        let mut plan = plan::plan_with(&inv, &self.policy, now, mode, &mut HostPause(host)).await;
-        drop(inv);
         if let Some(c) = &cursor {
             plan.actions.retain(|a| exec::position(a) > c.after);
         }
@@ -1263,6 +1311,7 @@ impl<S: Store> Sweeper<S> {
             progress: &self.progress,
         };
         let mut report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
+        report.plan_reused = plan_reused;
         if let Some(c) = &cursor {
             report.resumed = true;
             report.kept += c.kept;
@@ -1302,9 +1351,18 @@ impl<S: Store> Sweeper<S> {
             }),
             (_, true) => had_cursor.then_some(Op::Delete(Table::State, cursor_key)),
         };
+        if let (Some(Op::Put(_, _, bytes)), false) = (&op, report.halted) {
+            *self.kept_plan.borrow_mut() = Some(KeptPlan {
+                mode,
+                made_at,
+                cursor: bytes.clone(),
+                plan,
+            });
+        }
         if let Some(op) = op {
             if let Err(e) = self.store.apply(vec![op]).await {
                 // The run itself went well; the next one starts from the beginning.
+                self.forget_plan();
                 report.errors.push(exec::ItemError {
                     kind: crate::plan::ActionKind::Temp,
                     namespace: None,

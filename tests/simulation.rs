@@ -155,6 +155,7 @@ struct Stats {
     stopped_runs: u64,
     failed_runs: u64,
     resumed_runs: u64,
+    reused_plans: u64,
     deleted: u64,
     deleted_by: BTreeMap<&'static str, u64>,
     kept: u64,
@@ -1373,6 +1374,7 @@ impl Sim {
                     }
                     s.stopped_runs += u64::from(!report.done);
                     s.resumed_runs += u64::from(report.resumed);
+                    s.reused_plans += u64::from(report.plan_reused);
                     s.kept += report.kept;
                     s.run_item_errors += report.errors.len() as u64;
                 }
@@ -1860,7 +1862,7 @@ fn simulate(seed: u64, steps: u64, knobs: Knobs) -> Outcome {
     let trace = fnv(w.trace, &digest.to_le_bytes());
     let summary = format!(
         "sim seed={seed} {} steps={steps} in {:.1}s: runs={} (light {}, nested {}, stopped {}, \
-         failed {}, resumed {}), crashes={}, quiet={}, faults={} (run store {}: stale pages {}, \
+         failed {}, resumed {}, on a kept plan {}), crashes={}, quiet={}, faults={} (run store {}: stale pages {}, \
          duplicates {}, cut batches {}; writer store {}), deletions={} {:?}, kept={}, conflicts={}, \
          busy={}, writes: puts {} putBlobs {} deletes {} gets {} errors {} (missing blob {}, \
          missing entry {}, refused deletes {}, hooked {}), \
@@ -1873,6 +1875,7 @@ fn simulate(seed: u64, steps: u64, knobs: Knobs) -> Outcome {
         s.stopped_runs,
         s.failed_runs,
         s.resumed_runs,
+        s.reused_plans,
         s.crashes,
         s.quiet_runs,
         gc.injected() + wr.injected(),

@@ -158,6 +158,8 @@ export interface RunReport {
   ops?: number;
   /** This run went on from one that stopped early; `deleted` counts both. */
   resumed: boolean;
+  /** This run went on with the plan its Sweeper's previous run made (it stopped early, under 30 s before), without listing the store again. */
+  planReused: boolean;
   deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;
   errors: { kind: string; namespace?: string; key: string; message: string }[];
   durationMs: number; corrupt: { namespace: string; key: string }[]; zombies: string[];

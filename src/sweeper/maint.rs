@@ -476,6 +476,7 @@ impl<S: Store> Sweeper<S> {
             namespaces: VecMap::new(),
             ..self.policy.clone()
         };
+        self.forget_plan();
         let _ = self.flush_touches().await;
         let inv = match self.inventory_hosted(host).await {
             Err(Error::Stopped) => {

@@ -147,10 +147,35 @@ test("budgetMs stops a run early and the next run resumes from the saved cursor"
   assert.equal(last.done, true);
   assert.equal(last.resumed, true);
   assert.equal(last.deleted.expired.count, 100);
+  // Each run after the first went on with the plan the first made, without
+  // listing the store again (the clock stood still).
+  assert.equal(reports[0].planReused, false);
+  assert.deepEqual(reports.slice(1).map((r) => r.planReused), reports.slice(1).map(() => true));
   const reader = new Sweeper(store, { clock });
   for (let i = 0; i < 100; i++) {
     assert.equal(await reader.get(`k${String(i).padStart(3, "0")}`, { includeExpired: true }), undefined);
   }
+});
+
+test("a stopped run's plan serves the next run for 30 s; a later run lists and plans again", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock, batchSize: 10 });
+  for (let i = 0; i < 50; i++) await s.put(`k${String(i).padStart(3, "0")}`, i, { ttlMs: 1 });
+  clock.now += 10;
+  const first = await s.run({ budgetMs: 0 });
+  assert.equal(first.planReused, false);
+  clock.now += 30_000;
+  const second = await s.run({ budgetMs: 0 });
+  assert.deepEqual([second.resumed, second.planReused], [true, true]);
+  // Written meanwhile and expired: not in the kept plan, so the kept plan's
+  // runs leave it; a run planned afresh finds it.
+  await s.put("late", 1, { ttlMs: 1 });
+  clock.now += 10;
+  const third = await s.run({ budgetMs: 0 });
+  assert.deepEqual([third.resumed, third.planReused], [true, false], "planned 30,010 ms ago: too old");
+  const rest = await s.run();
+  assert.equal(rest.done, true);
+  assert.equal(rest.deleted.expired.count, 51);
 });
 
 test("references are checked and counted: a referenced entry cannot be deleted", async () => {
