@@ -94,6 +94,7 @@ export interface Stats {
     startedAt: number; durationMs: number; mode: Mode;
     /** "skipped": another context held the store's run lease (kvStore). */
     outcome: "done" | "stopped" | "skipped" | "failed";
+    /** What this run deleted itself: of a sliced run, this slice (its report's totals count the slices before it too). */
     deleted: number; bytes: number; error?: string;
   };
 }

@@ -204,8 +204,17 @@ test("an onRun that throws or rejects never stops scheduling", async () => {
   s.close();
 });
 
-test("a run that uses up its slice goes on in the next one", async () => {
-  const s = new Sweeper(memoryStore(), { batchSize: 5, schedule: { debounceMs: 0, periodMs: 0, sliceMs: 1 } });
+test("a run that uses up its slice goes on in the next one, with the plan the first slice made", async () => {
+  const ends = [];
+  const s = new Sweeper(memoryStore(), {
+    batchSize: 5,
+    schedule: {
+      debounceMs: 0,
+      periodMs: 0,
+      sliceMs: 1,
+      onRun: (e) => e.type === "end" && ends.push({ report: e.report, last: s.stats().lastRun }),
+    },
+  });
   await putExpired(s, 200);
   s.request("full");
   await until(() => s.stats().runs === 1, 10_000, "the sliced run");
@@ -213,6 +222,12 @@ test("a run that uses up its slice goes on in the next one", async () => {
   assert.ok(st.slices > 1, `${st.slices} slices`);
   assert.equal(st.lastRun.outcome, "done");
   assert.equal(await s.get("k7", { includeExpired: true }), undefined);
+  // Each slice's lastRun counts its own deletions; its report, every slice's so far.
+  assert.equal(ends.length, st.slices);
+  assert.equal(ends.reduce((n, e) => n + e.last.deleted, 0), 200);
+  assert.equal(ends.at(-1).report.deleted.expired.count, 200);
+  assert.ok(ends.at(-1).last.deleted < 200, `the last slice deleted ${ends.at(-1).last.deleted}`);
+  assert.deepEqual(ends.map((e) => e.report.planReused), ends.map((_, i) => i > 0));
   s.close();
 });
 
