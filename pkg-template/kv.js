@@ -338,23 +338,34 @@ function workersKvDriver(kv, prefix) {
       const last = page.keys.at(-1)?.name;
       return { items, done: page.list_complete === true, cursor: page.list_complete ? undefined : page.cursor, last };
     },
-    async apply(_checks, writes) {
-      // No compare-and-set: checks cannot be made here (see SPEC §6 on the
-      // grace rule). One write after another, in order: kvsweep orders a
-      // batch so that any prefix of it is consistent.
-      for (const [name, bytes, expiresAt] of writes) {
-        spend(d);
-        if (bytes === null) {
-          await kv.delete(name);
-          continue;
-        }
-        const options = {};
-        if (bytes.length <= META_MAX) options.metadata = { v: toBase64(bytes) };
-        // Workers KV expires keys at least 60 s ahead; nearer ones are left to a run.
-        if (expiresAt !== undefined && expiresAt - Date.now() >= 120_000) options.expiration = Math.floor(expiresAt / 1000);
-        await kv.put(name, bytes, options);
-      }
-      return true;
+    // No compare-and-set, so nothing checks a write against what its
+    // read-check-write read: within this isolate, holding this turn from the
+    // first read to the write (src/store/jskv.rs) is what keeps two of
+    // kvsweep's writers (a put and a refresh of accessedAt a read deferred,
+    // say) from writing over each other. Across isolates, SPEC §6's grace rule.
+    lock: () => acquire(kv),
+    apply(_checks, writes, held) {
+      // Checks cannot be made here (see above). One write after another, in
+      // order: kvsweep orders a batch so that any prefix of it is consistent.
+      return serialised(
+        kv,
+        async () => {
+          for (const [name, bytes, expiresAt] of writes) {
+            spend(d);
+            if (bytes === null) {
+              await kv.delete(name);
+              continue;
+            }
+            const options = {};
+            if (bytes.length <= META_MAX) options.metadata = { v: toBase64(bytes) };
+            // Workers KV expires keys at least 60 s ahead; nearer ones are left to a run.
+            if (expiresAt !== undefined && expiresAt - Date.now() >= 120_000) options.expiration = Math.floor(expiresAt / 1000);
+            await kv.put(name, bytes, options);
+          }
+          return true;
+        },
+        held,
+      );
     },
   };
   return d;

@@ -700,3 +700,28 @@ test("a write on a guess never overwrites what it cannot read, nor uploads blob 
   assert.equal(map.reads - before, 2, "the blob's record read, then checked");
   assert.deepEqual(await withR2.getBlob(id), new Uint8Array([4, 5, 6]));
 });
+
+test("on Workers KV, writes and the refreshes reads deferred never overlap in one isolate: neither undoes the other", async () => {
+  // No compare-and-set: a refresh read before a put or a delete and written
+  // after it wrote the old record back (a put's value lost, a deleted entry
+  // back with its value gone).
+  for (let round = 0; round < 5; round++) {
+    const kv = new KvDouble();
+    let now = 1_800_000_000_000;
+    const s = new Sweeper(kvStore(kv), { clock: () => now });
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
+    for (const k of keys) await s.put(k, "old");
+    now += 3_600_000;
+    for (const k of keys) assert.equal(await s.get(k), "old");
+    s.__flushReads();
+    await Promise.all(keys.map((k, i) => (i % 2 ? s.put(k, "new") : s.delete(k))));
+    await new Promise((r) => setTimeout(r, 50));
+    for (const [i, k] of keys.entries()) {
+      assert.equal(await s.get(k), i % 2 ? "new" : undefined, `round ${round}: ${k}`);
+    }
+    const report = await s.run();
+    assert.deepEqual(report.errors, []);
+    assert.equal(report.corrupt.length, 0);
+    s.close();
+  }
+});
