@@ -306,6 +306,90 @@ fn the_run_log_keeps_the_last_runs_and_health_reads_it() {
     });
 }
 
+/// Stops a run after its first batch, as a slice's budget would.
+struct OneBatch;
+
+impl kvsweep::exec::RunHost for OneBatch {
+    async fn between_batches(&mut self, p: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
+        match p.processed {
+            0 => kvsweep::exec::Flow::Continue,
+            _ => kvsweep::exec::Flow::Stop,
+        }
+    }
+}
+
+/// Runs at `at` a batch a slice, logging each slice, until done; returns how many slices.
+async fn slices(s: &Sweeper<MemoryStore>, at: u64) -> usize {
+    let mut n = 0;
+    loop {
+        let r = s.run(Mode::Full, at, &mut OneBatch).await.unwrap();
+        let mut line = LoggedRun::of(at, Ok(&r));
+        line.duration_ms = 7;
+        s.log_run(line).await;
+        n += 1;
+        if r.done {
+            return n;
+        }
+    }
+}
+
+#[test]
+fn the_slices_of_a_run_are_one_line_of_the_run_log() {
+    // Each slice had a line: a sliced run of 40 slices pushed every older run
+    // out of the 32 the log keeps.
+    let config = kvsweep::Config {
+        exec: kvsweep::exec::ExecConfig {
+            batch_size: 10,
+            page_size: 100,
+        },
+        ..Default::default()
+    };
+    let s = Sweeper::new(MemoryStore::new(), Policy::default(), config);
+    let expiring = || PutOptions {
+        ttl_ms: Some(1),
+        ..Default::default()
+    };
+    for i in 0..45 {
+        put(&s, "", &format!("k{i:02}"), T0, expiring());
+    }
+    block_on(async {
+        assert!(slices(&s, T0 + 10).await >= 5);
+        let log = s.run_log().await.unwrap();
+        assert_eq!(log.len(), 1, "{log:?}");
+        let line = &log[0];
+        assert!(line.done && !line.failed, "{line:?}");
+        assert_eq!((line.at, line.deleted), (T0 + 10, 45));
+        assert_eq!(line.duration_ms % 7, 0);
+        assert!(line.duration_ms >= 35, "each slice's time: {line:?}");
+    });
+    // A run that is not resumed has a line of its own; so has one after a
+    // failure, though it resumes the run the failure cut short.
+    for i in 0..20 {
+        put(&s, "", &format!("m{i:02}"), T0, expiring());
+    }
+    block_on(async {
+        let r = s.run(Mode::Full, T0 + 20, &mut OneBatch).await.unwrap();
+        assert!(!r.done);
+        s.log_run(LoggedRun::of(T0 + 20, Ok(&r))).await;
+        s.log_run(LoggedRun::of(T0 + 21, Err(()))).await;
+        slices(&s, T0 + 22).await;
+        let log = s.run_log().await.unwrap();
+        let lines: Vec<(u64, bool, bool, u64)> = log
+            .iter()
+            .map(|r| (r.at, r.done, r.failed, r.deleted))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (T0 + 10, true, false, 45),
+                (T0 + 20, false, false, 10),
+                (T0 + 21, false, true, 0),
+                (T0 + 22, true, false, 10),
+            ]
+        );
+    });
+}
+
 #[test]
 fn health_weighs_each_reason() {
     let ok = |at| LoggedRun {

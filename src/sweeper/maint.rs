@@ -103,6 +103,10 @@ pub struct LoggedRun {
     pub bytes: u64,
     /// Items that could not be deleted.
     pub errors: u64,
+    /// It went on from a run stopped part-way (not kept in the log: a
+    /// resumed run's line is that run's, see [`Sweeper::log_run`]).
+    #[serde(skip)]
+    pub resumed: bool,
 }
 
 impl LoggedRun {
@@ -127,6 +131,7 @@ impl LoggedRun {
                     .fold(0u64, |a, t| a.saturating_add(t.bytes))
                     .saturating_sub(r.carried.bytes),
                 errors: r.errors.len() as u64,
+                resumed: r.resumed,
             },
             Err(()) => LoggedRun {
                 at,
@@ -174,6 +179,7 @@ impl LoggedRun {
             } else {
                 Mode::Light
             },
+            resumed: false,
         })
     }
 }
@@ -733,6 +739,9 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Appends a run to the store's run log (best effort: a log is advice).
+    /// A run that went on from the one logged last, stopped part-way (the
+    /// slices of a sliced run), adds to its line: one line a run, so that
+    /// slices do not push older runs out of the log.
     pub async fn log_run(&self, run: LoggedRun) {
         let key = id_key(RUN_LOG_KEY);
         let _ = self
@@ -742,7 +751,18 @@ impl<S: Store> Sweeper<S> {
                     return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
                 };
                 let mut runs = old.map(decode_run_log).unwrap_or_default();
-                runs.push(run.clone());
+                match runs.last_mut() {
+                    Some(last)
+                        if run.resumed && !last.done && !last.failed && last.mode == run.mode =>
+                    {
+                        last.duration_ms = last.duration_ms.saturating_add(run.duration_ms);
+                        last.deleted = last.deleted.saturating_add(run.deleted);
+                        last.bytes = last.bytes.saturating_add(run.bytes);
+                        last.errors = last.errors.saturating_add(run.errors);
+                        last.done = run.done;
+                    }
+                    _ => runs.push(run.clone()),
+                }
                 let drop = runs.len().saturating_sub(RUN_LOG_LEN);
                 runs.drain(..drop);
                 Ok(Step::Write(
