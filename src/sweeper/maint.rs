@@ -184,6 +184,22 @@ impl LoggedRun {
     }
 }
 
+/// Adds `run` to the log `runs`: a run that went on from the one logged
+/// last, stopped part-way, adds to its line (one line a run).
+fn append_run(runs: &mut Vec<LoggedRun>, run: &LoggedRun) {
+    match runs.last_mut() {
+        Some(last) if run.resumed && !last.done && !last.failed && last.mode == run.mode => {
+            // Each at most what one run can reach.
+            last.duration_ms += run.duration_ms;
+            last.deleted += run.deleted;
+            last.bytes += run.bytes;
+            last.errors += run.errors;
+            last.done = run.done;
+        }
+        _ => runs.push(run.clone()),
+    }
+}
+
 /// The run log's record: newest last, at most [`RUN_LOG_LEN`]. Bytes that are
 /// not a whole log read as none (a log is advice, not data).
 pub fn decode_run_log(bytes: &[u8]) -> Vec<LoggedRun> {
@@ -751,18 +767,7 @@ impl<S: Store> Sweeper<S> {
                     return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
                 };
                 let mut runs = old.map(decode_run_log).unwrap_or_default();
-                match runs.last_mut() {
-                    Some(last)
-                        if run.resumed && !last.done && !last.failed && last.mode == run.mode =>
-                    {
-                        last.duration_ms = last.duration_ms.saturating_add(run.duration_ms);
-                        last.deleted = last.deleted.saturating_add(run.deleted);
-                        last.bytes = last.bytes.saturating_add(run.bytes);
-                        last.errors = last.errors.saturating_add(run.errors);
-                        last.done = run.done;
-                    }
-                    _ => runs.push(run.clone()),
-                }
+                append_run(&mut runs, &run);
                 let drop = runs.len().saturating_sub(RUN_LOG_LEN);
                 runs.drain(..drop);
                 Ok(Step::Write(
