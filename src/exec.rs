@@ -1013,8 +1013,15 @@ async fn temp_deletions<'a, S: Store>(
             continue;
         };
         let mut ops = vec![Op::Expect(Table::Temps, key.clone(), Some(stamp(&bytes)))];
+        let rec = codec::decode_temp(&bytes);
+        // Written again since it was planned (a blob's temp is named by the
+        // blob: a putBlob of the same bytes begun now): it is not stale.
+        if matches!((&rec, a.version), (Ok(r), Some(v)) if r.created_at != v) {
+            report.kept += 1;
+            continue;
+        }
         // An unreadable temp names nothing to clean: only the temp goes.
-        if let Ok(rec) = codec::decode_temp(&bytes) {
+        if let Ok(rec) = rec {
             let (commit_table, commit_key) = match &rec.staged {
                 Staged::Entry { namespace, key, .. } => {
                     (Table::Meta, EntryId::new(namespace.clone(), key.clone()))

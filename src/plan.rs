@@ -615,7 +615,8 @@ async fn actions<P: Pause>(
             key: t.id.clone(),
             reason: Reason::StaleTemp,
             bytes: t.size,
-            version: None,
+            // The temp of a later write of the same blob has the same key.
+            version: Some(t.created_at),
             listed: None,
         });
     }

@@ -9,7 +9,7 @@ use crate::codec::{self, DecodeError, StoredValue};
 pub use crate::error::Error;
 use crate::exec::{self, Cursor, ExecConfig, Progress, RunHost, RunReport};
 use crate::model::{blob_id, is_blob_id, EntryId, EntryMeta, Inventory, InventoryEntry, Millis};
-use crate::plan::{self, Mode, Plan};
+use crate::plan::{self, Mode, Plan, Reason};
 use crate::policy::Policy;
 use crate::refcount::distinct;
 use crate::store::{id_key, value_key, Access, Op, Read, Step, Store, StoreError, Table};
@@ -272,6 +272,28 @@ impl<S: Store> Sweeper<S> {
                 && now >= k.made_at
                 && now - k.made_at <= PLAN_KEEP_MS
         })
+    }
+
+    /// Keeps `plan` for the run that goes on from the cursor `saved`, when
+    /// what is left of it holds nothing a quota or a group's keepLast chose:
+    /// those count other entries and recency (reads move accessedAt, deletes
+    /// shrink a namespace), which no re-check at deletion sees, so they are
+    /// planned again each run.
+    fn keep_plan(&self, mode: Mode, made_at: Millis, saved: &[u8], plan: Plan) {
+        let counted = |a: &plan::Action| {
+            matches!(
+                a.reason,
+                Reason::MaxEntries | Reason::MaxBytes | Reason::Retention
+            )
+        };
+        if !plan.actions.iter().any(counted) {
+            *self.kept_plan.borrow_mut() = Some(KeptPlan {
+                mode,
+                made_at,
+                cursor: saved.to_vec(),
+                plan,
+            });
+        }
     }
 
     /// Drops the plan kept for a stopped run's next slice: what a
@@ -1352,12 +1374,7 @@ impl<S: Store> Sweeper<S> {
             (_, true) => had_cursor.then_some(Op::Delete(Table::State, cursor_key)),
         };
         if let (Some(Op::Put(_, _, bytes)), false) = (&op, report.halted) {
-            *self.kept_plan.borrow_mut() = Some(KeptPlan {
-                mode,
-                made_at,
-                cursor: bytes.clone(),
-                plan,
-            });
+            self.keep_plan(mode, made_at, bytes, plan);
         }
         if let Some(op) = op {
             if let Err(e) = self.store.apply(vec![op]).await {

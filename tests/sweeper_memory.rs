@@ -578,6 +578,187 @@ fn a_stopped_runs_plan_serves_the_next_run_which_still_re_checks_each_item() {
     });
 }
 
+/// Entry `k` of the default namespace.
+fn key(k: &str) -> EntryId {
+    EntryId::new("", k)
+}
+
+/// Puts entries `{prefix}{i:02}` for `i` in `range`, each written (and
+/// last used) at `at(i)`, with `opts`.
+async fn put_each(
+    s: &Sweeper<MemoryStore>,
+    prefix: &str,
+    range: std::ops::Range<u64>,
+    at: impl Fn(u64) -> u64,
+    opts: PutOptions,
+) {
+    for i in range {
+        let id = key(&format!("{prefix}{i:02}"));
+        s.put(&id, bytes(&[1]), opts.clone(), at(i)).await.unwrap();
+    }
+}
+
+// A kept plan went on with evictions counted before the app deleted or read
+// entries (a review of the kept plan found these): a plan that holds any
+// goes no further than its run.
+
+#[test]
+fn a_kept_plan_never_evicts_by_max_entries_counted_before_deletes() {
+    let mut policy = Policy::default();
+    policy.rules.max_entries = Some(20);
+    let s = Sweeper::new(MemoryStore::new(), policy, in_batches_of(5));
+    block_on(async {
+        put_each(&s, "k", 0..40, |i| 1_000 + i * 10, PutOptions::default()).await;
+        let t = 10_000;
+        let mut slice = StopAfter { batches: 1 };
+        let first = s.run(Mode::Full, t, &mut slice).await.unwrap();
+        assert!(!first.done);
+        assert_eq!(first.deleted[&Reason::MaxEntries].count, 5);
+        // The app deletes its 20 newest: 15 are left, under maxEntries.
+        for i in 20..40 {
+            assert!(s.delete(&key(&format!("k{i:02}"))).await.unwrap());
+        }
+        assert!(s.plan(Mode::Full, t + 1).await.unwrap().actions.is_empty());
+        let next = s.run(Mode::Full, t + 1, &mut RunToEnd).await.unwrap();
+        assert!(!next.plan_reused);
+        assert_eq!(s.store().count(Table::Meta), 15);
+    });
+}
+
+#[test]
+fn a_kept_plan_never_evicts_by_recency_entries_read_since() {
+    let mut policy = Policy::default();
+    policy.rules.max_entries = Some(10);
+    let s = Sweeper::new(MemoryStore::new(), policy, in_batches_of(5));
+    block_on(async {
+        put_each(&s, "k", 0..20, |i| 1_000 + i * 10, PutOptions::default()).await;
+        let t = 10_000;
+        assert!(
+            !s.run(Mode::Full, t, &mut StopAfter { batches: 1 })
+                .await
+                .unwrap()
+                .done
+        );
+        // The plan's k05..k09 are read: the most recently used now.
+        for i in 5..10 {
+            let id = key(&format!("k{i:02}"));
+            assert!(s.get(&id, t + 2_000).await.unwrap().is_some());
+        }
+        let next = s.run(Mode::Full, t + 3_000, &mut RunToEnd).await.unwrap();
+        assert!(!next.plan_reused && next.done);
+        for i in 5..10 {
+            let id = key(&format!("k{i:02}"));
+            assert!(s.get(&id, t + 4_000).await.unwrap().is_some(), "{id:?}");
+        }
+        assert_eq!(s.store().count(Table::Meta), 10);
+    });
+}
+
+#[test]
+fn a_kept_plan_never_applies_keep_last_counted_before_deletes() {
+    let mut policy = Policy::default();
+    policy
+        .rules
+        .groups
+        .insert("g".into(), kvsweep::policy::GroupRule { keep_last: 3 });
+    let s = Sweeper::new(MemoryStore::new(), policy, in_batches_of(1));
+    block_on(async {
+        let grouped = PutOptions {
+            group: Some("g".into()),
+            ..Default::default()
+        };
+        put_each(&s, "g", 0..6, |i| 1_000 + i, grouped).await;
+        let t = 10_000;
+        assert!(
+            !s.run(Mode::Full, t, &mut StopAfter { batches: 1 })
+                .await
+                .unwrap()
+                .done
+        );
+        // g00 went; the app deletes g04 and g05: g01..g03 are the newest 3.
+        assert!(s.delete(&key("g04")).await.unwrap());
+        assert!(s.delete(&key("g05")).await.unwrap());
+        let next = s.run(Mode::Full, t + 1, &mut RunToEnd).await.unwrap();
+        assert!(!next.plan_reused);
+        assert_eq!(s.store().count(Table::Meta), 3);
+    });
+}
+
+#[test]
+fn a_stale_temp_written_again_since_planning_is_kept_with_its_blob() {
+    // A blob's temp is named by the blob: a putBlob of the same bytes, begun
+    // after a plan found an old interrupted one's temp stale, writes it
+    // again. A kept plan (or a long run) deleted it, and the bytes with it,
+    // just before the putBlob recorded the blob for an entry.
+    use kvsweep::codec::{encode_blob, encode_temp, BlobRecord, Staged, TempRecord};
+    use kvsweep::store::{faulty::FaultyStore, id_key, Op, Store};
+    let fs = FaultyStore::new(MemoryStore::new(), 1);
+    fs.set_atomic(false);
+    let policy = Policy::default();
+    let day = policy.temp_max_age_ms;
+    let s = Sweeper::new(fs.clone(), policy, in_batches_of(1));
+    let data = b"attachment".to_vec();
+    let bid = kvsweep::model::blob_id(&data);
+    let blob_key = id_key(&bid);
+    let temp_key = id_key(&kvsweep::write::temp_id(&Staged::Blob { id: bid.clone() }));
+    let temp = |at| {
+        let staged = Staged::Blob { id: bid.clone() };
+        let size = data.len() as u64;
+        Op::Put(
+            Table::Temps,
+            temp_key.clone(),
+            encode_temp(&TempRecord {
+                created_at: at,
+                size,
+                staged,
+            }),
+        )
+    };
+    let expiring = PutOptions {
+        ttl_ms: Some(1),
+        ..Default::default()
+    };
+    block_on(async {
+        // A putBlob interrupted at 0: its temp and bytes, no record.
+        let bytes_op = Op::Put(Table::Blobs, blob_key.clone(), data.clone());
+        fs.apply(vec![temp(0), bytes_op.clone()]).await.unwrap();
+        s.put(&key("e"), bytes(&[1]), expiring, 0).await.unwrap();
+        let t1 = day + 10_000;
+        let first = s
+            .run(Mode::Full, t1, &mut StopAfter { batches: 1 })
+            .await
+            .unwrap();
+        assert!(!first.done && first.deleted[&Reason::Expired].count == 1);
+        // A putBlob of the same bytes begins: its temp, then its bytes...
+        let tw = t1 + 1_000;
+        fs.apply(vec![temp(tw), bytes_op]).await.unwrap();
+        // ...the next slice runs...
+        let next = s.run(Mode::Full, t1 + 2_000, &mut RunToEnd).await.unwrap();
+        assert!(next.plan_reused && next.done, "{next:?}");
+        assert_eq!(next.kept, 1, "the temp, written again since planning");
+        // ...and the putBlob records the blob, and an entry references it.
+        let size = data.len() as u64;
+        let rec = BlobRecord {
+            size,
+            created_at: tw,
+            refs: 0,
+            rev: 0,
+        };
+        let record = Op::Put(Table::BlobMeta, blob_key, encode_blob(&rec));
+        fs.apply(vec![record, Op::Delete(Table::Temps, temp_key.clone())])
+            .await
+            .unwrap();
+        let doc = PutOptions {
+            blobs: vec![bid.clone()],
+            ..Default::default()
+        };
+        s.put(&key("doc"), bytes(&[1]), doc, t1 + 3_000)
+            .await
+            .unwrap();
+        assert_eq!(s.get_blob(&bid).await.unwrap(), Some(data.clone()));
+    });
+}
+
 #[test]
 fn a_kept_plan_is_dropped_when_old_or_when_another_run_moved_the_cursor() {
     let store = MemoryStore::new();
