@@ -1,5 +1,11 @@
 // The package initialises its WebAssembly on import; these are the API's types.
-export * from "./kvsweep.js";
+export { KvStore, memoryStore, openIndexedDb } from "./kvsweep.js";
+// Every type of the glue's but its loader's (scripts/build.sh checks).
+export type {
+  Action, Capabilities, DeleteOptions, KeyOptions, ListOptions, Mode, MoveReport, PageOptions, PlanOptions,
+  PlanResult, PlanSummary, Policy, Progress, PutManyItem, PutOptions, Reason, RebuildReport, Rules, RunEvent,
+  RunOptions, RunReport, ScheduleOptions, Stats, SweeperOptions, Tally,
+} from "./kvsweep.js";
 import { Sweeper as GlueSweeper, type ListOptions, type RunReport } from "./kvsweep.js";
 
 /** The glue's Sweeper, with readable errors and the iterators below. */

@@ -3,7 +3,8 @@ import init from "./kvsweep.js";
 
 await init({ module_or_path: new URL("./kvsweep_bg.wasm", import.meta.url) });
 
-export * from "./kvsweep.js";
+// The glue's own exports, less its internals (kvStoreOfDriver, initSync).
+export { KvStore, memoryStore, openIndexedDb } from "./kvsweep.js";
 // In place of the glue's Sweeper: the same class, with readable errors.
 export { Sweeper } from "./api.js";
 export { kvStore, durableObjectStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } from "./kv.js";

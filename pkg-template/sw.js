@@ -9,7 +9,9 @@ import { Sweeper as ApiSweeper } from "./api.js";
 import * as kv from "./kv.js";
 import { setLoader } from "./idbkv.js";
 
-export * from "./kvsweep.js";
+// The glue's own exports, less its internals (kvStoreOfDriver, initSync);
+// memoryStore and openIndexedDb are below.
+export { KvStore } from "./kvsweep.js";
 
 let loading;
 let loaded = false;

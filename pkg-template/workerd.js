@@ -6,7 +6,8 @@ import { initSync } from "./kvsweep.js";
 
 initSync({ module });
 
-export * from "./kvsweep.js";
+// The glue's own exports, less its internals (kvStoreOfDriver, initSync).
+export { KvStore, memoryStore, openIndexedDb } from "./kvsweep.js";
 // In place of the glue's Sweeper: the same class, with readable errors.
 export { Sweeper } from "./api.js";
 export { kvStore, durableObjectStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } from "./kv.js";

@@ -34,6 +34,14 @@ mv pkg/kvsweep_bg.opt.wasm pkg/kvsweep_bg.wasm
 # Short import and export names, in the module and the glue: 2.2 KB gzip.
 node scripts/minify-names.mjs pkg
 cp pkg-template/* LICENSE-MIT LICENSE-APACHE pkg/
+# index.d.ts names the glue's types one by one (not its loader's, initSync
+# and the rest, which no entry exports): a type added in Rust must be added there.
+for t in $(grep -oE '^export (interface|type) [A-Za-z]+' pkg/kvsweep.d.ts | awk '{print $3}' | grep -vE '^(InitInput|InitOutput|SyncInitInput)$'); do
+  if ! sed -n '/^export type {/,/} from/p' pkg-template/index.d.ts | grep -qE "\b$t\b"; then
+    echo "build: pkg-template/index.d.ts does not export the type $t of pkg/kvsweep.d.ts" >&2
+    exit 1
+  fi
+done
 raw=$(stat -c %s pkg/kvsweep_bg.wasm)
 gz=$(gzip -9 -c pkg/kvsweep_bg.wasm | wc -c)
 br=$(node -e 'const z=require("zlib"),fs=require("fs");process.stdout.write(String(z.brotliCompressSync(fs.readFileSync(process.argv[1]),{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length))' pkg/kvsweep_bg.wasm)

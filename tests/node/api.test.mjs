@@ -1079,7 +1079,9 @@ test("get on IndexedDB reads the entry's record with one plain request, and goes
  * the same database (other writers).
  */
 async function recordsDb(name) {
-  const { kvStoreOfDriver } = await import("../../pkg/node.js");
+  // An internal of the glue (not exported by the package), loaded by node.js.
+  await import("../../pkg/node.js");
+  const { kvStoreOfDriver } = await import("../../pkg/kvsweep.js");
   const { openRecords, recordsDriver } = await import("../../pkg/idbkv.js");
   const db = await openRecords(`${name}-${Date.now()}`);
   const driver = recordsDriver(db, "records", 250);
@@ -1330,5 +1332,18 @@ test("reads' deferred accessedAt refreshes are written when the page is hidden",
     s.free();
   } finally {
     delete globalThis.document;
+  }
+});
+
+test("every entry exports the same API, and none of the glue's internals", async () => {
+  const api = [
+    "KvStore", "Sweeper", "collectR2Orphans", "deleteCacheStorage", "deleteOpfs", "durableObjectStore",
+    "expirationPlugin", "kvStore", "memoryStore", "openCacheStorage", "openIndexedDb", "openOpfs", "r2",
+    "ready", "runFromAlarm", "scheduleCleanup", "track",
+  ];
+  // kvsweep/sw (no top-level await) and the Node entry; the browser and
+  // workerd entries are imported by tests/packaging.
+  for (const entry of ["../../pkg/node.js", "../../pkg/sw.js"]) {
+    assert.deepEqual(Object.keys(await import(entry)).sort(), api, entry);
   }
 });
