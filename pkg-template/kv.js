@@ -115,13 +115,31 @@ function prefixEnd(prefix) {
 // One check-and-write at a time per backing object, within this realm.
 const queues = new WeakMap();
 
+/**
+ * How long a turn waits for the one before it at most. A turn can be held
+ * for good: in a Worker, a request that ends with a write in flight (not
+ * awaited, not in waitUntil) runs no further, and its turn would block every
+ * later write of the isolate. After this long the next turn goes on (only
+ * the one write that overlaps loses the turn's exclusion).
+ */
+export const TURN_WAIT_MS = 5000;
+
 /** Waits for `target`'s turn; resolves to the function that ends it. */
 function acquire(target) {
   let release;
   const mine = new Promise((r) => (release = r));
-  const before = queues.get(target) ?? Promise.resolve();
-  queues.set(target, before.then(() => mine));
-  return before.then(() => release);
+  const before = queues.get(target);
+  // Uncontended: no timer.
+  const ready = before === undefined ? Promise.resolve() : new Promise((go) => {
+    const timer = setTimeout(go, TURN_WAIT_MS);
+    before.then(() => (clearTimeout(timer), go()));
+  });
+  const tail = ready.then(() => mine);
+  queues.set(target, tail);
+  return ready.then(() => () => {
+    release();
+    if (queues.get(target) === tail) queues.delete(target);
+  });
 }
 
 async function serialised(target, task, held = false) {

@@ -725,3 +725,28 @@ test("on Workers KV, writes and the refreshes reads deferred never overlap in on
     s.close();
   }
 });
+
+test("on Workers KV, a write that never ends holds the isolate's turn for TURN_WAIT_MS, not for good", async () => {
+  // In a Worker, a request that returns with a write in flight runs no
+  // further: its turn was never given back, and every later write of the
+  // isolate waited for ever (found in workerd through miniflare).
+  const { TURN_WAIT_MS } = await import("../../pkg/kv.js");
+  const kv = new KvDouble();
+  const s = new Sweeper(kvStore(kv));
+  await s.put("a", 1);
+  const put = kv.put.bind(kv);
+  kv.put = (...args) => ((kv.put = put), new Promise(() => {})); // the next put never ends
+  const abandoned = s.put("b", 2);
+  const started = Date.now();
+  let timer;
+  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("the next write still waits")), TURN_WAIT_MS + 3000)));
+  await Promise.race([s.put("c", 3), timeout]).finally(() => clearTimeout(timer));
+  const waited = Date.now() - started;
+  assert.ok(waited >= TURN_WAIT_MS - 50, `waited ${waited} ms`);
+  // Later writes do not wait again.
+  const again = Date.now();
+  await s.put("d", 4);
+  assert.ok(Date.now() - again < 1000);
+  assert.equal(await s.get("c"), 3);
+  void abandoned;
+});
