@@ -10,3 +10,8 @@ export { Sweeper } from "./api.js";
 export { kvStore, durableObjectStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } from "./kv.js";
 export { openCacheStorage, track, deleteCacheStorage, expirationPlugin } from "./cache.js";
 export { openOpfs, deleteOpfs } from "./opfs.js";
+
+/** The module is loaded on import here: resolves at once (`kvsweep/sw` code shared with a service worker calls it). */
+export function ready() {
+  return Promise.resolve();
+}
