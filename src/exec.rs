@@ -195,6 +195,11 @@ pub struct Progress {
     pub processed: u64,
     pub total: u64,
     pub deleted: u64,
+    /// The run has a place to save: stopped now, the next run goes on past
+    /// what it handled. (Not so while every entry handled waits for its
+    /// referrers: a time budget then lets the run go on to where it has.)
+    #[serde(skip)]
+    pub placed: bool,
 }
 
 /// What the driver says between batches.
@@ -330,6 +335,7 @@ pub async fn execute<S: Store, H: RunHost>(
         };
         progress.processed += batch.len() as u64;
         progress.deleted = deleted_count(&report);
+        progress.placed = report.stopped_after.is_some();
     }
     // Garbage cycles go only in one batch: these batches may be larger.
     let waiting_batch = batch_size.max(WAITING_BATCH);
@@ -398,6 +404,7 @@ pub async fn execute<S: Store, H: RunHost>(
             }
             progress.processed += batch.len() as u64;
             progress.deleted = deleted_count(&report);
+            progress.placed = report.stopped_after.is_some();
         }
     }
     progress.phase = "idle";

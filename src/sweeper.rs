@@ -1373,7 +1373,12 @@ impl<S: Store> Sweeper<S> {
             }),
             (_, true) => had_cursor.then_some(Op::Delete(Table::State, cursor_key)),
         };
-        if let (Some(Op::Put(_, _, bytes)), false) = (&op, report.halted) {
+        // Kept only by a run that saved a place of its own: one stopped
+        // before it (among entries that wait, or held now by a referrer
+        // written since) would go round the same batch again on it.
+        if let (Some(Op::Put(_, _, bytes)), false, true) =
+            (&op, report.halted, report.stopped_after.is_some())
+        {
             self.keep_plan(mode, made_at, bytes, plan);
         }
         if let Some(op) = op {

@@ -501,6 +501,7 @@ impl Inner {
         }
         if host.leased_by.is_none() {
             let mut logged = crate::sweeper::LoggedRun::of(now, report.as_ref().map_err(|_| ()));
+            logged.mode = mode;
             logged.duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
             self.sweeper.log_run(logged).await;
         }
@@ -1720,6 +1721,8 @@ pub(super) struct JsHost {
     batch: (usize, u64, usize),
     /// Items the run had deleted at the last report of progress.
     deleted_seen: u64,
+    /// The run has deleted something or has a place to save (see `should_stop`).
+    progressed: bool,
 }
 
 /// What one item is taken to cost before one of its phase was measured.
@@ -1751,6 +1754,7 @@ impl JsHost {
             batch: (0, 0, 0),
             deleted_seen: 0,
             leased_by: None,
+            progressed: false,
         }
     }
 
@@ -1842,7 +1846,10 @@ impl JsHost {
             self.stopped = Some("aborted");
         } else if self.inner.closed.get() {
             self.stopped = Some("closed");
-        } else if self.batches > 0 && self.deadline.is_some_and(|d| js_sys::Date::now() >= d) {
+        } else if self.batches > 0
+            && self.progressed
+            && self.deadline.is_some_and(|d| js_sys::Date::now() >= d)
+        {
             self.stopped = Some("budget");
         } else if self.out_of_ops() {
             // Before the first batch too: a limit that leaves no room for one
@@ -1941,6 +1948,10 @@ impl RunHost for JsHost {
     }
 
     async fn between_batches(&mut self, progress: &Progress) -> Flow {
+        // A time budget stops a run only once it has somewhere to go on
+        // from: a garbage cycle filling the first batches (every entry
+        // waiting for a referrer in a later one) stopped every slice there.
+        self.progressed |= progress.placed || progress.deleted > 0;
         self.settle_batch(progress);
         self.report(progress).await;
         if !progress.running || self.should_stop() {
