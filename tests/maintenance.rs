@@ -388,6 +388,31 @@ fn the_slices_of_a_run_are_one_line_of_the_run_log() {
             ]
         );
     });
+    // A light run logged between two slices of a full run (one after a
+    // delete, say): the full run's slices still share a line.
+    for i in 0..20 {
+        put(&s, "", &format!("n{i:02}"), T0, expiring());
+    }
+    block_on(async {
+        let r = s.run(Mode::Full, T0 + 30, &mut OneBatch).await.unwrap();
+        s.log_run(LoggedRun::of(T0 + 30, Ok(&r))).await;
+        let light = s.run(Mode::Light, T0 + 31, &mut RunToEnd).await.unwrap();
+        s.log_run(LoggedRun::of(T0 + 31, Ok(&light))).await;
+        slices(&s, T0 + 32).await;
+        let log = s.run_log().await.unwrap();
+        let lines: Vec<(u64, Mode, bool, u64)> = log
+            .iter()
+            .map(|r| (r.at, r.mode, r.done, r.deleted))
+            .skip(4)
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (T0 + 30, Mode::Full, true, 20),
+                (T0 + 31, Mode::Light, true, 0)
+            ]
+        );
+    });
 }
 
 #[test]

@@ -184,11 +184,12 @@ impl LoggedRun {
     }
 }
 
-/// Adds `run` to the log `runs`: a run that went on from the one logged
-/// last, stopped part-way, adds to its line (one line a run).
+/// Adds `run` to the log `runs`: a run that went on from one stopped
+/// part-way, the last logged of its mode, adds to its line (one line a run,
+/// though a light run after a delete came in between).
 fn append_run(runs: &mut Vec<LoggedRun>, run: &LoggedRun) {
-    match runs.last_mut() {
-        Some(last) if run.resumed && !last.done && !last.failed && last.mode == run.mode => {
+    match runs.iter_mut().rev().find(|r| r.mode == run.mode) {
+        Some(last) if run.resumed && !last.done && !last.failed => {
             // Each at most what one run can reach.
             last.duration_ms += run.duration_ms;
             last.deleted += run.deleted;
