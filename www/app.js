@@ -693,8 +693,11 @@ function renderSchedulerStats() {
 function ownDeletions(kind, report) {
   const st = stateOf(kind);
   const t = total(report.deleted);
-  const own = report.resumed && st.carried ? { count: t.count - st.carried.count, bytes: t.bytes - st.carried.bytes } : t;
-  st.carried = report.done ? null : t;
+  // A run's report counts the stopped run it resumed, of its own mode (a
+  // light run between the two leaves that count alone).
+  const carried = st.carried?.[report.mode];
+  const own = report.resumed && carried ? { count: t.count - carried.count, bytes: t.bytes - carried.bytes } : t;
+  st.carried = { ...st.carried, [report.mode]: report.done ? null : t };
   st.freedBytes += own.bytes;
   st.freedCount += own.count;
   return own;
