@@ -726,27 +726,39 @@ test("on Workers KV, writes and the refreshes reads deferred never overlap in on
   }
 });
 
-test("on Workers KV, a write that never ends holds the isolate's turn for TURN_WAIT_MS, not for good", async () => {
+test("on Workers KV, a write that never ends holds the isolate's turn for turnWait.ms, not for good; the queue behind it goes on one at a time", async (t) => {
   // In a Worker, a request that returns with a write in flight runs no
   // further: its turn was never given back, and every later write of the
-  // isolate waited for ever (found in workerd through miniflare).
-  const { TURN_WAIT_MS } = await import("../../pkg/kv.js");
+  // isolate waited for ever (found in workerd through miniflare). The wait
+  // counts from when the turn before began: a first version timed each
+  // waiter from when it queued, so a whole queue went on at once.
+  const { turnWait } = await import("../../pkg/kv.js");
+  const saved = turnWait.ms;
+  turnWait.ms = 600; // longer than a put holds the turn here (three writes of 100 ms)
+  t.after(() => (turnWait.ms = saved));
   const kv = new KvDouble();
   const s = new Sweeper(kvStore(kv));
   await s.put("a", 1);
   const put = kv.put.bind(kv);
-  kv.put = (...args) => ((kv.put = put), new Promise(() => {})); // the next put never ends
-  const abandoned = s.put("b", 2);
+  const writes = [];
+  kv.put = async (name, value, options) => {
+    if (name.endsWith("\0stuck")) return new Promise(() => {}); // never ends
+    const at = { name, start: Date.now() };
+    writes.push(at);
+    await new Promise((r) => setTimeout(r, 100)); // a slow write
+    await put(name, value, options);
+    at.end = Date.now();
+  };
+  void s.put("stuck", 0);
   const started = Date.now();
-  let timer;
-  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("the next write still waits")), TURN_WAIT_MS + 3000)));
-  await Promise.race([s.put("c", 3), timeout]).finally(() => clearTimeout(timer));
-  const waited = Date.now() - started;
-  assert.ok(waited >= TURN_WAIT_MS - 50, `waited ${waited} ms`);
+  await Promise.all([s.put("b", 2), s.put("c", 3)]);
+  const [b, c] = ["b", "c"].map((k) => writes.find((w) => w.name.endsWith(`\0${k}`)));
+  assert.ok(b.start - started >= 550, `b waited ${b.start - started} ms for the stuck turn`);
+  assert.ok(c.start >= writes.filter((w) => w.start < c.start).at(-1).end, "c began after b's writes ended");
+  assert.ok(writes.every((w, i) => i === 0 || w.start >= writes[i - 1].end), `no two writes overlapped: ${JSON.stringify(writes.map((w) => [w.name.replace(/\0/g, "~"), w.start - started, w.end - started]))}`);
   // Later writes do not wait again.
   const again = Date.now();
   await s.put("d", 4);
   assert.ok(Date.now() - again < 1000);
-  assert.equal(await s.get("c"), 3);
-  void abandoned;
+  assert.deepEqual([await s.get("b"), await s.get("c"), await s.get("d")], [2, 3, 4]);
 });
