@@ -75,6 +75,10 @@ pub struct RunReport {
     /// The store closed under the run: it stopped at the batch that found it so.
     #[serde(skip)]
     pub halted: bool,
+    /// Entries of the run waited for their referrers, or were left for a
+    /// later run: `stopped_after` may come before items it handled.
+    #[serde(skip)]
+    pub waited: bool,
 }
 
 /// An item's place in execution order: entries by namespace and key, then
@@ -323,6 +327,7 @@ pub async fn execute<S: Store, H: RunHost>(
                 .position(|a| held.iter().any(|h| core::ptr::eq(*a, *h)))
                 .map(|i| at + i);
         }
+        report.waited |= !held.is_empty();
         waiting.extend(held);
         if report.halted {
             report.done = false;
@@ -363,8 +368,8 @@ pub async fn execute<S: Store, H: RunHost>(
                 report.stopped_after = None;
                 return report;
             }
+            progress.deleted = deleted_count(&report);
         }
-        progress.deleted = deleted_count(&report);
         if still.len() == before {
             // Referenced by entries that stay.
             report.kept += still.len() as u64;

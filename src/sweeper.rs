@@ -870,6 +870,8 @@ impl<S: Store> Sweeper<S> {
     /// Deletes the entry at `id`; true if it existed. Refused while other
     /// entries reference it. Its blobs go in the next run.
     pub async fn delete(&self, id: &EntryId) -> Result<bool, Error> {
+        // A kept plan would count this deletion as its own.
+        self.forget_plan();
         let atomic = self.store.atomic();
         self.seen.borrow_mut().remove(id);
         let written = RefCell::new(Vec::new());
@@ -1373,12 +1375,16 @@ impl<S: Store> Sweeper<S> {
             }),
             (_, true) => had_cursor.then_some(Op::Delete(Table::State, cursor_key)),
         };
-        // Kept only by a run that saved a place of its own: one stopped
-        // before it (among entries that wait, or held now by a referrer
-        // written since) would go round the same batch again on it.
-        if let (Some(Op::Put(_, _, bytes)), false, true) =
-            (&op, report.halted, report.stopped_after.is_some())
-        {
+        // Kept only by a run that saved a place of its own, past everything
+        // it handled: one stopped before it (among entries that wait, or
+        // held now by a referrer written since) would go round that batch
+        // again on the plan, counting what it deleted there again.
+        if let (Some(Op::Put(_, _, bytes)), false, false, true) = (
+            &op,
+            report.halted,
+            report.waited,
+            report.stopped_after.is_some(),
+        ) {
             self.keep_plan(mode, made_at, bytes, plan);
         }
         if let Some(op) = op {

@@ -1378,3 +1378,22 @@ test("a kept plan is dropped when an entry it planned is referenced again: the r
   assert.deepEqual((await s.health()).runs.map((x) => [x.done, x.deleted]), [[true, 5]]);
   assert.equal(await s.get("b"), "v");
 });
+
+test("runs on a kept plan count each deletion once: not those behind an entry that waited, nor the app's own deletes", async () => {
+  for (const deleteBetween of [false, true]) {
+    let now = 1_000_000;
+    const s = new Sweeper(memoryStore(), { clock: () => now, batchSize: 3 });
+    // Key order a, b, c | d, e, f | g: f references b, so b waits in the first batch.
+    for (const k of ["a", "b", "c", "d", "e", "g"]) await s.put(k, "v", { ttlMs: 10 });
+    await s.put("f", "v", { ttlMs: 10, refs: ["b"] });
+    now += 1000;
+    const runs = [await s.run({ budgetMs: 0 })];
+    if (deleteBetween) assert.equal(await s.delete("g"), true);
+    while (!runs.at(-1).done && runs.length < 20) runs.push(await s.run({ budgetMs: 0 }));
+    const last = runs.at(-1);
+    assert.equal(last.done, true);
+    const expected = deleteBetween ? 6 : 7;
+    assert.equal(last.deleted.expired.count, expected, JSON.stringify(runs.map((r) => [r.planReused, r.deleted.expired?.count])));
+    assert.deepEqual((await s.health()).runs.filter((x) => x.mode === "full").map((x) => x.deleted), [expected]);
+  }
+});
