@@ -405,13 +405,17 @@ fn the_slices_of_a_run_are_one_line_of_the_run_log() {
             .map(|r| (r.at, r.mode, r.done, r.deleted))
             .skip(4)
             .collect();
+        // The full run's line moves last, with the time of its last part:
+        // health judges the last run, and when one last succeeded, by it.
         assert_eq!(
             lines,
             vec![
-                (T0 + 30, Mode::Full, true, 20),
-                (T0 + 31, Mode::Light, true, 0)
+                (T0 + 31, Mode::Light, true, 0),
+                (T0 + 32, Mode::Full, true, 20)
             ]
         );
+        let h = s.health(1_000, T0 + 500).await.unwrap();
+        assert_eq!(h.last_success_at, Some(T0 + 32));
     });
 }
 

@@ -89,7 +89,7 @@ pub struct VerifyReport {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoggedRun {
-    /// When it started (the run's `now`).
+    /// When it started (the run's `now`); of a run in parts, its last part.
     pub at: Millis,
     pub duration_ms: u64,
     pub mode: Mode,
@@ -186,18 +186,24 @@ impl LoggedRun {
 
 /// Adds `run` to the log `runs`: a run that went on from one stopped
 /// part-way, the last logged of its mode, adds to its line (one line a run,
-/// though a light run after a delete came in between).
+/// though a light run after a delete came in between), which moves to the
+/// end with the time of its last part: health judges the last run, and when
+/// one last succeeded, by it.
 fn append_run(runs: &mut Vec<LoggedRun>, run: &LoggedRun) {
-    match runs.iter_mut().rev().find(|r| r.mode == run.mode) {
-        Some(last) if run.resumed && !last.done && !last.failed => {
+    let at = runs.iter().rposition(|r| r.mode == run.mode);
+    match at.filter(|&i| run.resumed && !runs[i].done && !runs[i].failed) {
+        Some(i) => {
+            let mut line = runs.remove(i);
             // Each at most what one run can reach.
-            last.duration_ms += run.duration_ms;
-            last.deleted += run.deleted;
-            last.bytes += run.bytes;
-            last.errors += run.errors;
-            last.done = run.done;
+            line.duration_ms += run.duration_ms;
+            line.deleted += run.deleted;
+            line.bytes += run.bytes;
+            line.errors += run.errors;
+            line.done = run.done;
+            line.at = run.at;
+            runs.push(line);
         }
-        _ => runs.push(run.clone()),
+        None => runs.push(run.clone()),
     }
 }
 

@@ -441,3 +441,21 @@ test("clear, prune and deleteNamespace stopped by close() say so: stopped \"clos
     assert.equal(report.stopped, "closed");
   }
 });
+
+test("a run that finishes one stopped periods ago leaves health healthy: its log line takes the time of its last part", async () => {
+  let now = 1_800_000_000_000;
+  const s = new Sweeper(memoryStore(), { clock: () => now, batchSize: 10, schedule: { periodMs: 3_600_000 } });
+  await s.putMany(Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: i, ttlMs: 10 })));
+  now += 1000;
+  const stop = new AbortController();
+  const first = await s.run({ signal: stop.signal, onProgress: (p) => p.processed >= 10 && stop.abort() });
+  assert.equal(first.done, false);
+  now += 3 * 3_600_000;
+  const second = await s.run();
+  assert.deepEqual([second.done, second.resumed], [true, true]);
+  const h = await s.health();
+  assert.equal(h.status, "healthy", JSON.stringify(h.reasons));
+  assert.equal(h.lastSuccessAt, now);
+  assert.deepEqual(h.runs.map((r) => [r.at, r.done, r.deleted]), [[now, true, 50]]);
+  s.close();
+});
