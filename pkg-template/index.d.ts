@@ -84,9 +84,9 @@ export interface KvStoreOptions {
 }
 /** An R2 bucket as the home of a store's blob bytes (from r2()). */
 export interface R2Blobs { readonly __kvsweepR2: unique symbol }
-/** Keeps blob bytes in an R2 bucket binding, records in the store it is given to. */
 /** Resolves once the WebAssembly module is loaded: at once from this entry, which loads it on import (code shared with a service worker, which imports `kvsweep/sw`, calls it). */
 export declare function ready(): Promise<void>;
+/** Keeps blob bytes in an R2 bucket binding, records in the store it is given to. */
 export declare function r2(bucket: object): R2Blobs;
 /**
  * Deletes blob bytes in the store's R2 bucket that no record names and are

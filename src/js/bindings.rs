@@ -159,7 +159,7 @@ export interface RunReport {
   ops?: number;
   /** This run went on from one that stopped early; `deleted` counts both. */
   resumed: boolean;
-  /** This run went on with the plan its Sweeper's previous run made (it stopped early, under 30 s before), without listing the store again. */
+  /** This run went on with the plan its Sweeper's previous run made (that run stopped early, having saved a place, and planned at most 30 s before this run began), without listing the store again. */
   planReused: boolean;
   deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;
   errors: { kind: string; namespace?: string; key: string; message: string }[];

@@ -495,16 +495,11 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
     notify(&inner, event.0, mode, ended, Some((event.1 .0, event.1 .1)));
 }
 
-/// What the run deleted itself: a slice's report also counts the slices
-/// before it (`carried`).
+/// What the run deleted itself, as its log line counts it: a slice's
+/// report also counts the slices before it.
 fn totals(report: &RunReport) -> (u64, u64) {
-    let (n, b) = report
-        .deleted
-        .values()
-        .fold((0, 0), |(n, b): (u64, u64), t| {
-            (n + t.count, b.saturating_add(t.bytes))
-        });
-    (n - report.carried.count, b - report.carried.bytes)
+    let line = crate::sweeper::LoggedRun::of(0, Ok(report));
+    (line.deleted, line.bytes)
 }
 
 /// `navigator.storage.estimate()`: usage past the configured fraction of the
