@@ -236,6 +236,9 @@ pub struct Sweeper<S: Store> {
     absent_entries: AbsentGuess,
     absent_blobs: AbsentGuess,
     kept_plan: RefCell<Option<KeptPlan>>,
+    /// Bumped by `forget_plan`: a run keeps no plan when a deletion of
+    /// this sweeper's own came during it.
+    forgotten: Cell<u64>,
 }
 
 /// Deferred refreshes are merged once this many are pending, at the least.
@@ -259,6 +262,7 @@ impl<S: Store> Sweeper<S> {
             absent_blobs: AbsentGuess::default(),
             seen: RefCell::new(crate::vecmap::VecMap::new()),
             kept_plan: RefCell::new(None),
+            forgotten: Cell::new(0),
         }
     }
 
@@ -300,6 +304,7 @@ impl<S: Store> Sweeper<S> {
     /// maintenance call deleted would be counted again as the run's.
     pub(crate) fn forget_plan(&self) {
         self.kept_plan.borrow_mut().take();
+        self.forgotten.set(self.forgotten.get() + 1);
     }
 
     /// Keeps the entry records a write made as the guesses for the next.
@@ -1305,8 +1310,10 @@ impl<S: Store> Sweeper<S> {
         // The plan of this sweeper's run that saved this very cursor goes on,
         // while young: each deletion is re-checked as its batch runs (an entry
         // written or referenced since stays), so it is as safe as a run that
-        // takes this long; a quota it planned counts the store as it was then.
+        // takes this long. (No plan holding quota or keepLast evictions is
+        // kept: see `keep_plan`.)
         let kept = self.take_plan(mode, stored.as_deref(), now);
+        let forgotten = self.forgotten.get();
         let plan_reused = kept.is_some();
         let (mut plan, made_at) = match kept {
             Some(k) => (k.plan, k.made_at),
@@ -1379,11 +1386,12 @@ impl<S: Store> Sweeper<S> {
         // it handled: one stopped before it (among entries that wait, or
         // held now by a referrer written since) would go round that batch
         // again on the plan, counting what it deleted there again.
-        if let (Some(Op::Put(_, _, bytes)), false, false, true) = (
+        if let (Some(Op::Put(_, _, bytes)), false, false, true, true) = (
             &op,
             report.halted,
             report.waited,
             report.stopped_after.is_some(),
+            self.forgotten.get() == forgotten,
         ) {
             self.keep_plan(mode, made_at, bytes, plan);
         }

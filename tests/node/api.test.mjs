@@ -1380,20 +1380,23 @@ test("a kept plan is dropped when an entry it planned is referenced again: the r
 });
 
 test("runs on a kept plan count each deletion once: not those behind an entry that waited, nor the app's own deletes", async () => {
-  for (const deleteBetween of [false, true]) {
+  for (const deleteG of ["never", "between slices", "during the first slice"]) {
     let now = 1_000_000;
     const s = new Sweeper(memoryStore(), { clock: () => now, batchSize: 3 });
     // Key order a, b, c | d, e, f | g: f references b, so b waits in the first batch.
     for (const k of ["a", "b", "c", "d", "e", "g"]) await s.put(k, "v", { ttlMs: 10 });
     await s.put("f", "v", { ttlMs: 10, refs: ["b"] });
     now += 1000;
-    const runs = [await s.run({ budgetMs: 0 })];
-    if (deleteBetween) assert.equal(await s.delete("g"), true);
+    let deleting;
+    const onProgress = (p) => deleteG === "during the first slice" && p.processed === 0 && (deleting ??= s.delete("g"));
+    const runs = [await s.run({ budgetMs: 0, onProgress })];
+    if (deleteG === "between slices") assert.equal(await s.delete("g"), true);
+    if (deleting) assert.equal(await deleting, true);
     while (!runs.at(-1).done && runs.length < 20) runs.push(await s.run({ budgetMs: 0 }));
     const last = runs.at(-1);
     assert.equal(last.done, true);
-    const expected = deleteBetween ? 6 : 7;
-    assert.equal(last.deleted.expired.count, expected, JSON.stringify(runs.map((r) => [r.planReused, r.deleted.expired?.count])));
+    const expected = deleteG === "never" ? 7 : 6;
+    assert.equal(last.deleted.expired.count, expected, `${deleteG}: ${JSON.stringify(runs.map((r) => [r.planReused, r.deleted.expired?.count]))}`);
     assert.deepEqual((await s.health()).runs.filter((x) => x.mode === "full").map((x) => x.deleted), [expected]);
   }
 });
