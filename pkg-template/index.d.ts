@@ -51,6 +51,7 @@ export interface VerifyReport {
 }
 /** One run in the store's run log. */
 export interface LoggedRun {
+  /** When it began; of a run in parts (slices, a run resumed), when its last part began. `durationMs` sums the parts. */
   at: number; durationMs: number; mode: "light" | "full";
   done: boolean; failed: boolean;
   /** What this run deleted itself (a resumed run's RunReport counts the run it went on from too; its log line does not). */
