@@ -4,7 +4,7 @@
 
 use futures_executor::block_on;
 use kvsweep::codec::StoredValue;
-use kvsweep::exec::RunToEnd;
+use kvsweep::exec::{RunReport, RunToEnd};
 use kvsweep::store::Table;
 use kvsweep::{EntryId, MemoryStore, Mode, Policy, PutOptions, Reason, Sweeper};
 
@@ -473,6 +473,14 @@ fn live_referrer_holds_an_expired_entry_and_counts_stay_exact() {
     });
 }
 
+/// A full run at `now` that stops after `batches` batches, as a slice's
+/// time budget would.
+async fn slice<S: kvsweep::store::Store>(s: &Sweeper<S>, now: u64, batches: usize) -> RunReport {
+    s.run(Mode::Full, now, &mut StopAfter { batches })
+        .await
+        .unwrap()
+}
+
 /// Stops a run after `batches` batches, as a time budget would.
 struct StopAfter {
     batches: usize,
@@ -499,10 +507,7 @@ fn a_stopped_run_leaves_a_cursor_and_the_next_run_resumes_it() {
         for i in 0..45 {
             put_expired(&s, i).await;
         }
-        let first = s
-            .run(Mode::Full, 10, &mut StopAfter { batches: 2 })
-            .await
-            .unwrap();
+        let first = slice(&s, 10, 2).await;
         assert!(!first.done);
         assert_eq!(first.deleted[&Reason::Expired].count, 20);
         assert_eq!(s.store().count(Table::State), 1, "cursor saved");
@@ -517,10 +522,7 @@ fn a_stopped_run_leaves_a_cursor_and_the_next_run_resumes_it() {
             1,
             "the full run's cursor kept"
         );
-        let second = s
-            .run(Mode::Full, 10, &mut StopAfter { batches: 1 })
-            .await
-            .unwrap();
+        let second = slice(&s, 10, 1).await;
         assert!(second.resumed && !second.done);
         assert_eq!(second.mode, Mode::Full);
         assert_eq!(second.deleted[&Reason::Expired].count, 30);
@@ -543,10 +545,7 @@ fn a_stopped_runs_plan_serves_the_next_run_which_still_re_checks_each_item() {
         for i in 0..40 {
             put_expired(&s, i).await;
         }
-        let first = s
-            .run(Mode::Full, 10, &mut StopAfter { batches: 2 })
-            .await
-            .unwrap();
+        let first = slice(&s, 10, 2).await;
         assert!(!first.done && !first.plan_reused);
         assert_eq!(first.deleted[&Reason::Expired].count, 20);
         // Written between the slices: k35 again (live now), and k40
@@ -558,10 +557,7 @@ fn a_stopped_runs_plan_serves_the_next_run_which_still_re_checks_each_item() {
         s.put(&key("k40"), bytes(b"."), expiring(1, &[]), 0)
             .await
             .unwrap();
-        let second = s
-            .run(Mode::Full, 12, &mut StopAfter { batches: 1 })
-            .await
-            .unwrap();
+        let second = slice(&s, 12, 1).await;
         assert!(second.resumed && second.plan_reused && !second.done);
         assert_eq!(second.deleted[&Reason::Expired].count, 30);
         let last = s.run(Mode::Full, 13, &mut RunToEnd).await.unwrap();
@@ -610,8 +606,7 @@ fn a_kept_plan_never_evicts_by_max_entries_counted_before_deletes() {
     block_on(async {
         put_each(&s, "k", 0..40, |i| 1_000 + i * 10, PutOptions::default()).await;
         let t = 10_000;
-        let mut slice = StopAfter { batches: 1 };
-        let first = s.run(Mode::Full, t, &mut slice).await.unwrap();
+        let first = slice(&s, t, 1).await;
         assert!(!first.done);
         assert_eq!(first.deleted[&Reason::MaxEntries].count, 5);
         // The app deletes its 20 newest: 15 are left, under maxEntries.
@@ -633,12 +628,7 @@ fn a_kept_plan_never_evicts_by_recency_entries_read_since() {
     block_on(async {
         put_each(&s, "k", 0..20, |i| 1_000 + i * 10, PutOptions::default()).await;
         let t = 10_000;
-        assert!(
-            !s.run(Mode::Full, t, &mut StopAfter { batches: 1 })
-                .await
-                .unwrap()
-                .done
-        );
+        assert!(!slice(&s, t, 1).await.done);
         // The plan's k05..k09 are read: the most recently used now.
         for i in 5..10 {
             let id = key(&format!("k{i:02}"));
@@ -669,12 +659,7 @@ fn a_kept_plan_never_applies_keep_last_counted_before_deletes() {
         };
         put_each(&s, "g", 0..6, |i| 1_000 + i, grouped).await;
         let t = 10_000;
-        assert!(
-            !s.run(Mode::Full, t, &mut StopAfter { batches: 1 })
-                .await
-                .unwrap()
-                .done
-        );
+        assert!(!slice(&s, t, 1).await.done);
         // g00 went; the app deletes g04 and g05: g01..g03 are the newest 3.
         assert!(s.delete(&key("g04")).await.unwrap());
         assert!(s.delete(&key("g05")).await.unwrap());
@@ -724,10 +709,7 @@ fn a_stale_temp_written_again_since_planning_is_kept_with_its_blob() {
         fs.apply(vec![temp(0), bytes_op.clone()]).await.unwrap();
         s.put(&key("e"), bytes(&[1]), expiring, 0).await.unwrap();
         let t1 = day + 10_000;
-        let first = s
-            .run(Mode::Full, t1, &mut StopAfter { batches: 1 })
-            .await
-            .unwrap();
+        let first = slice(&s, t1, 1).await;
         assert!(!first.done && first.deleted[&Reason::Expired].count == 1);
         // A putBlob of the same bytes begins: its temp, then its bytes...
         let tw = t1 + 1_000;
@@ -764,28 +746,27 @@ fn a_kept_plan_is_dropped_when_old_or_when_another_run_moved_the_cursor() {
     let store = MemoryStore::new();
     let s = Sweeper::new(store.clone(), Policy::default(), in_batches_of(10));
     let other = Sweeper::new(store, Policy::default(), in_batches_of(10));
-    let stop = || StopAfter { batches: 1 };
     block_on(async {
         for i in 0..100 {
             put_expired(&s, i).await;
         }
         let t = 10;
-        assert!(!s.run(Mode::Full, t, &mut stop()).await.unwrap().done);
+        assert!(!slice(&s, t, 1).await.done);
         // Too old: planned again.
         let late = t + kvsweep::sweeper::PLAN_KEEP_MS + 1;
-        let r = s.run(Mode::Full, late, &mut stop()).await.unwrap();
+        let r = slice(&s, late, 1).await;
         assert!(r.resumed && !r.plan_reused);
         // A clock gone back: planned again.
-        let r = s.run(Mode::Full, late - 1, &mut stop()).await.unwrap();
+        let r = slice(&s, late - 1, 1).await;
         assert!(r.resumed && !r.plan_reused);
         // Another sweeper's slice saved its own place: planned again.
-        let r = other.run(Mode::Full, late, &mut stop()).await.unwrap();
+        let r = slice(&other, late, 1).await;
         assert!(r.resumed && !r.plan_reused);
-        let r = s.run(Mode::Full, late, &mut stop()).await.unwrap();
+        let r = slice(&s, late, 1).await;
         assert!(r.resumed && !r.plan_reused);
         // A run of the other mode between two slices: planned again.
         s.run(Mode::Light, late, &mut RunToEnd).await.unwrap();
-        let r = s.run(Mode::Full, late, &mut stop()).await.unwrap();
+        let r = slice(&s, late, 1).await;
         assert!(r.resumed && !r.plan_reused);
         // A maintenance call between two slices: planned again.
         s.clear("other", &mut RunToEnd).await.unwrap();
@@ -1425,10 +1406,7 @@ fn a_run_stopped_among_entries_waiting_for_their_referrers_leaves_them_to_the_ne
             .await
             .unwrap();
         }
-        let first = s
-            .run(Mode::Full, 10, &mut StopAfter { batches: 4 })
-            .await
-            .unwrap();
+        let first = slice(&s, 10, 4).await;
         assert!(!first.done);
         assert_eq!(first.deleted[&Reason::Expired].count, 20);
         let rest = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
@@ -1466,10 +1444,7 @@ fn a_stopped_run_saves_no_place_past_the_earliest_waiting_entry_of_its_batch() {
             .await
             .unwrap();
         }
-        let first = s
-            .run(Mode::Full, 10, &mut StopAfter { batches: 1 })
-            .await
-            .unwrap();
+        let first = slice(&s, 10, 1).await;
         assert!(!first.done);
         let mut runs = 0;
         loop {
