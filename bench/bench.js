@@ -673,46 +673,25 @@ async function benchSize(size, want, ctx) {
     adjacentFloor = await floorRunStore(names.floorAdjacent, size, adjKey, clock, plainOpenExisting);
   }
 
-  // The background store: odd keys expire; its Sweeper has a schedule, and
-  // says when its background run ends.
-  let background = null;
-  if (want("background") && typeof Sweeper.prototype.request === "function") {
-    const store = await openIndexedDb(names.kvBackground);
+  // The background stores: odd keys expire; their Sweepers have a schedule
+  // (one in slices of SLICE_MS), and say when a background run ends: when a
+  // report says done, or a run fails.
+  const scheduled = async (name, sliceMs) => {
+    const store = await openIndexedDb(name);
     let ended = null;
-    const sweeper = new Sweeper(store, {
-      clock: () => clock.now,
-      schedule: { debounceMs: 0, periodMs: 0, onRun: (e) => e.type !== "start" && ended?.(e) },
-    });
+    const onRun = (e) => (e.type === "error" || (e.type === "end" && e.report.done)) && ended?.(e);
+    const sweeper = new Sweeper(store, { clock: () => clock.now, schedule: { debounceMs: 0, periodMs: 0, sliceMs, onRun } });
     open.push(() => {
       sweeper.close();
       store.close?.();
     });
     await kvFill(sweeper, 0, size, mainKey, oddTtl);
-    background = { sweeper, end: () => new Promise((resolve) => (ended = resolve)) };
-  } else if (want("background")) {
-    row("background").kvsweep = { na: "this build has no scheduler" };
-  }
-  // The same, in slices of SLICE_MS: its run ends when a slice's report says done.
-  let sliced = null;
-  if (want("sliced") && typeof Sweeper.prototype.request === "function") {
-    const store = await openIndexedDb(names.kvSliced);
-    let ended = null;
-    const sweeper = new Sweeper(store, {
-      clock: () => clock.now,
-      schedule: {
-        debounceMs: 0,
-        periodMs: 0,
-        sliceMs: SLICE_MS,
-        onRun: (e) => (e.type === "error" || (e.type === "end" && e.report.done)) && ended?.(e),
-      },
-    });
-    open.push(() => {
-      sweeper.close();
-      store.close?.();
-    });
-    await kvFill(sweeper, 0, size, mainKey, oddTtl);
-    sliced = { sweeper, end: () => new Promise((resolve) => (ended = resolve)) };
-  }
+    return { sweeper, end: () => new Promise((resolve) => (ended = resolve)) };
+  };
+  const hasScheduler = typeof Sweeper.prototype.request === "function";
+  const background = want("background") && hasScheduler ? await scheduled(names.kvBackground, 0) : null;
+  if (want("background") && !hasScheduler) row("background").kvsweep = { na: "this build has no scheduler" };
+  const sliced = want("sliced") && hasScheduler ? await scheduled(names.kvSliced, SLICE_MS) : null;
 
   // Time passes: every entry written with a TTL has now expired.
   clock.now += CLOCK_JUMP_MS;
@@ -770,33 +749,24 @@ async function benchSize(size, want, ctx) {
       plainDeleteRange(plainMain, mainKey(0), mainKey(half - 1)), { heartbeat: true });
   }
 
-  // Row 7, a background cleanup: request("full"), then the page goes on with
-  // its heartbeat until the scheduler's run ends.
-  if (background) {
+  // Rows 7 and 8, a background cleanup (unsliced, then in slices of
+  // SLICE_MS): request("full"), then the page goes on with its heartbeat
+  // until the scheduler's run ends.
+  const timeBackground = async (what, { sweeper, end }) => {
     await settle();
-    row("background").kvsweep = await measure("background run(full) kvsweep", half, async () => {
-      const ended = background.end();
-      background.sweeper.request("full");
+    return measure(`${what} kvsweep`, half, async () => {
+      const ended = end();
+      sweeper.request("full");
       const e = await ended;
-      if (e.type !== "end") throw new Error(`the background run failed: ${e.error?.message}`);
+      if (e.type !== "end") throw new Error(`the ${what} failed: ${e.error?.message}`);
       const deleted = totalDeleted(e.report);
-      if (deleted !== half) warnings.push(`background run: deleted ${deleted}, expected ${half}`);
+      if (deleted !== half) warnings.push(`${what}: deleted ${deleted}, expected ${half}`);
       return { count: deleted };
     }, { heartbeat: true });
-  }
-
-  // Row 8, the background cleanup in slices of SLICE_MS, beside the unsliced one.
+  };
+  if (background) row("background").kvsweep = await timeBackground("background run(full)", background);
   if (sliced) {
-    await settle();
-    row("sliced").kvsweep = await measure(`background run(full) in ${SLICE_MS} ms slices kvsweep`, half, async () => {
-      const ended = sliced.end();
-      sliced.sweeper.request("full");
-      const e = await ended;
-      if (e.type !== "end") throw new Error(`the sliced background run failed: ${e.error?.message}`);
-      const deleted = totalDeleted(e.report);
-      if (deleted !== half) warnings.push(`sliced background run: deleted ${deleted}, expected ${half}`);
-      return { count: deleted };
-    }, { heartbeat: true });
+    row("sliced").kvsweep = await timeBackground(`background run(full) in ${SLICE_MS} ms slices`, sliced);
     row("sliced").baseline = rows.background?.kvsweep ?? { na: "the background row was not measured" };
   }
 
