@@ -518,7 +518,7 @@ impl Inner {
         // place to go on from (before its first batch, or with entries that
         // wait for their referrers, which go together): every run with this
         // limit would stop the same way, so say so.
-        let own = report.deleted.values().map(|t| t.count).sum::<u64>() - report.carried.count;
+        let own = crate::sweeper::LoggedRun::of(now, Ok(&report)).deleted;
         if let (Some("ops"), 0, None, Some((used, max))) =
             (host.stopped, own, &report.stopped_after, host.ops_used())
         {
