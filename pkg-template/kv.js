@@ -121,8 +121,8 @@ const queues = new WeakMap();
  * crate). A turn can be held for good: in a Worker, a request that ends with
  * a write in flight (not awaited, not in waitUntil) runs no further, and its
  * turn would block every later write of the isolate. Counted from when the
- * turn began, so a queue behind it goes on one at a time. (`ms` is
- * settable for tests.)
+ * turn ahead began (or from when this one queued, if later), so a queue
+ * behind it goes on one at a time. (`ms` is settable for tests.)
  */
 export const turnWait = { ms: 60_000 };
 
