@@ -119,7 +119,8 @@ export declare function kvStore(x: object, options?: KvStoreOptions): KvStore;
 export declare function durableObjectStore(storage: object, options?: Pick<KvStoreOptions, "prefix" | "blobs">): KvStore;
 /**
  * One slice of cleanup from a Durable Object's alarm, then the alarm set
- * again: at once while there is more to do, after periodMs when done.
+ * again: at once when maxOps or budgetMs stopped it with more to do, after
+ * periodMs when done, after retryMs when it failed or stopped otherwise.
  */
 export declare function runFromAlarm(
   sweeper: Sweeper,

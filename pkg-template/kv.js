@@ -968,9 +968,10 @@ export function durableObjectStore(storage, o) {
 
 /**
  * Runs one slice of cleanup from a Durable Object's `alarm()` handler and
- * sets the object's alarm again: at once when the run has more to do, after
- * `periodMs` (default 24 h) when it is done, after `retryMs` (default 10 s)
- * when it failed. Alarms are delivered at least once: a repeated delivery
+ * sets the object's alarm again: at once when its `maxOps` or `budgetMs`
+ * stopped it with more to do, after `periodMs` (default 24 h) when it is
+ * done, after `retryMs` (default 10 s) when it failed or stopped otherwise
+ * (aborted, closed, another isolate's run holding the lease). Alarms are delivered at least once: a repeated delivery
  * runs one more slice, which is safe (a run re-checks every item it
  * deletes). Other options go to `run()` (`maxOps`, `budgetMs`, `mode`).
  */
@@ -991,10 +992,12 @@ export async function runFromAlarm(sweeper, storage, options = {}) {
     await storage.setAlarm(Date.now() + retryMs);
     throw e;
   }
-  // Another isolate's run holds the lease, or a slice got nothing done (its
-  // calls were used up listing): try again later, not at once.
-  const progressed = Object.values(report.deleted ?? {}).some((t) => t.count > 0);
-  const next = report.done ? periodMs : report.stopped === "leased" || !progressed ? retryMs : 1;
+  // At once only after a slice stopped by its limits, which stop a slice
+  // only once it got on (deleted something or saved a place; one that
+  // could not is refused, as too few maxOps). Aborted, closed, or another
+  // isolate's run holding the lease: later. (A resumed report's `deleted`
+  // counts the slices before, so it cannot tell.)
+  const next = report.done ? periodMs : report.stopped === "ops" || report.stopped === "budget" ? 1 : retryMs;
   await storage.setAlarm(Date.now() + next);
   return report;
 }

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createStorage } from "unstorage";
 import Keyv from "keyv";
-import { Sweeper, kvStore, durableObjectStore, memoryStore, r2, collectR2Orphans } from "../../pkg/node.js";
+import { Sweeper, kvStore, durableObjectStore, memoryStore, r2, collectR2Orphans, runFromAlarm } from "../../pkg/node.js";
 import { kvScenario, checkScenario, POLICY } from "../shared/kv-scenario.mjs";
 import { roundTripFailures } from "../shared/fidelity.mjs";
 
@@ -761,4 +761,30 @@ test("on Workers KV, a write that never ends holds the isolate's turn for turnWa
   await s.put("d", 4);
   assert.ok(Date.now() - again < 1000);
   assert.deepEqual([await s.get("b"), await s.get("c"), await s.get("d")], [2, 3, 4]);
+});
+
+test("runFromAlarm sets the alarm at once only after a slice that got on; one stopped otherwise waits retryMs, deletions of the slices before it not counting", async () => {
+  const storage = new DoStorage();
+  const alarms = [];
+  storage.setAlarm = async (at) => void alarms.push(at - Date.now());
+  const clock = () => clock.now;
+  clock.now = 1_000_000;
+  const sweeper = new Sweeper(durableObjectStore(storage), { clock, batchSize: 10 });
+  for (let i = 0; i < 60; i++) await sweeper.put(`t${i}`, i, { ttlMs: 10 });
+  clock.now += 100;
+  const first = await runFromAlarm(sweeper, storage, { maxOps: 40, retryMs: 5_000 });
+  assert.equal(first.stopped, "ops");
+  assert.ok(first.deleted.expired.count > 0);
+  assert.ok(alarms.at(-1) <= 1, `a slice that deleted: at once, not in ${alarms.at(-1)} ms`);
+  // Aborted before its first batch: the slice itself did nothing, though its
+  // report counts what the slice before deleted.
+  const abort = new AbortController();
+  const second = await runFromAlarm(sweeper, storage, { signal: abort.signal, onProgress: () => abort.abort(), retryMs: 5_000 });
+  assert.equal(second.stopped, "aborted");
+  assert.ok(second.resumed && second.deleted.expired.count >= first.deleted.expired.count, JSON.stringify(second));
+  assert.ok(alarms.at(-1) > 4_000, `a slice that did nothing: in retryMs, not in ${alarms.at(-1)} ms`);
+  const last = await runFromAlarm(sweeper, storage, { retryMs: 5_000, periodMs: 60_000 });
+  assert.ok(last.done);
+  assert.equal(last.deleted.expired.count, 60);
+  assert.ok(alarms.at(-1) > 59_000, "done: in periodMs");
 });
