@@ -60,8 +60,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # health.)
 # (219,500 until a stopped run's plan was kept for the run that goes on from
 # it: about 480 bytes, for sliced background runs 4x faster; 219,600 until
-# the imports and exports got short names, 2.2 KB less.)
-budget=218000
+# the imports and exports got short names, 2.2 KB less; 218,000 until a
+# run's maxOps capped its own listing only, not a plan() beside it: about
+# 400 bytes.)
+budget=218200
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

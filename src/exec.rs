@@ -236,6 +236,12 @@ pub trait RunHost {
         false
     }
 
+    /// The store's count of backend calls (where it counts them) that the
+    /// run's listing may not pass (`maxOps`): see [`Store::list_capped`].
+    fn list_cap(&self) -> Option<u64> {
+        None
+    }
+
     /// How many items the next batch may hold, of `wanted` (at least 1): a
     /// host that counts calls (`maxOps`) sizes batches to what is left.
     fn batch_room(&mut self, wanted: usize) -> usize {

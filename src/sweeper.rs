@@ -1234,7 +1234,11 @@ impl<S: Store> Sweeper<S> {
             if host.stopped() {
                 return Err(Error::Stopped);
             }
-            let got = match self.store.list(table, after.as_ref(), page).await {
+            let got = match self
+                .store
+                .list_capped(table, after.as_ref(), page, host.list_cap())
+                .await
+            {
                 // The run's calls ran out in the middle of a page: it stops
                 // as a budget stops it, planning nothing on half a listing.
                 Err(StoreError::OutOfCalls(_)) => return Err(Error::Stopped),
@@ -1567,6 +1571,10 @@ struct Tracked<'a, H> {
 impl<H: RunHost> RunHost for Tracked<'_, H> {
     fn calls_counted(&self) -> bool {
         self.inner.calls_counted()
+    }
+
+    fn list_cap(&self) -> Option<u64> {
+        self.inner.list_cap()
     }
 
     async fn pause(&mut self) {

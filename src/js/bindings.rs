@@ -258,10 +258,20 @@ impl Store for AnyStore {
         after: Option<&EntryId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
+        self.list_capped(table, after, limit, None).await
+    }
+
+    async fn list_capped(
+        &self,
+        table: Table,
+        after: Option<&EntryId>,
+        limit: usize,
+        cap: Option<u64>,
+    ) -> Result<Vec<Record>, StoreError> {
         let f: Boxed<'_, Result<Vec<Record>, StoreError>> = match self {
             AnyStore::Memory(s) => Box::pin(s.list(table, after, limit)),
             AnyStore::Idb(s) => Box::pin(s.list(table, after, limit)),
-            AnyStore::Kv(s) => Box::pin(s.list(table, after, limit)),
+            AnyStore::Kv(s) => Box::pin(s.list_capped(table, after, limit, cap)),
         };
         f.await
     }
@@ -494,7 +504,6 @@ impl Inner {
             }
             Err(e) => Err(e),
         };
-        host.unlimit_ops();
         if took {
             // A lease not given back lapses after its TTL.
             let _ = self.sweeper.release_lease(&self.lease_owner).await;
@@ -1762,20 +1771,6 @@ impl JsHost {
     pub(super) fn limit_ops(&mut self, max: Option<u64>) {
         if let (Some(max), Some(now)) = (max, self.inner.sweeper.store().ops()) {
             self.max_ops = Some((max, now));
-            // Listing pages are sized to fit, keeping room to give the lease
-            // back and log the run.
-            if let AnyStore::Kv(kv) = self.inner.sweeper.store() {
-                kv.set_list_budget(Some(
-                    now.saturating_add(max).saturating_sub(AFTER_RUN_CALLS),
-                ));
-            }
-        }
-    }
-
-    /// Lifts the cap `limit_ops` set.
-    fn unlimit_ops(&self) {
-        if let (Some(_), AnyStore::Kv(kv)) = (self.max_ops, self.inner.sweeper.store()) {
-            kv.set_list_budget(None);
         }
     }
 
@@ -1896,6 +1891,13 @@ impl JsHost {
 impl RunHost for JsHost {
     fn calls_counted(&self) -> bool {
         self.max_ops.is_some()
+    }
+
+    /// The run's listing pages are sized to fit, keeping room to give the
+    /// lease back and log the run.
+    fn list_cap(&self) -> Option<u64> {
+        let (max, start) = self.max_ops?;
+        Some(start.saturating_add(max).saturating_sub(AFTER_RUN_CALLS))
     }
 
     /// Under `maxOps`: the first batch of each phase holds one item, to

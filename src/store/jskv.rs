@@ -136,8 +136,6 @@ pub struct JsKvStore {
     max_entry_bytes: Option<usize>,
     /// Items per batch the driver asks for, if it knows better than the default.
     batch_size: Option<usize>,
-    /// See [`JsKvStore::set_list_budget`].
-    list_budget: std::cell::Cell<Option<u64>>,
     /// A token is the bytes read themselves (the IndexedDB records of OPFS
     /// and Cache Storage): a listing's records are remembered as read.
     tokens_are_bytes: bool,
@@ -196,7 +194,6 @@ impl JsKvStore {
             key_room: limit(&caps_js, "keyRoom").unwrap_or(0),
             key_escaped: flag("keyEscaped"),
             batch_size: limit(&caps_js, "batchSize"),
-            list_budget: std::cell::Cell::new(None),
             blobs_unlocked: flag("blobsUnlocked"),
             tokens_are_bytes: flag("tokensAreBytes"),
         })
@@ -260,15 +257,6 @@ impl JsKvStore {
     /// Items per batch the driver asks for (Cache Storage: as IndexedDB).
     pub fn batch_size(&self) -> Option<usize> {
         self.batch_size
-    }
-
-    /// Caps what listings may spend: pages are sized so that the backend
-    /// calls made so far never pass `limit` (`None`: no cap); a page that
-    /// cannot fit fails with [`StoreError::OutOfCalls`] before calling. Only
-    /// listings are capped (a page of Workers KV can cost a call per key);
-    /// writes and reads, a user's included, never are.
-    pub fn set_list_budget(&self, limit: Option<u64>) {
-        self.list_budget.set(limit);
     }
 
     /// Backend calls made so far (list pages, reads, writes, commits).
@@ -426,6 +414,18 @@ impl Store for JsKvStore {
         after: Option<&EntryId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
+        self.list_capped(table, after, limit, None).await
+    }
+
+    /// Only listings are capped (a page of Workers KV can cost a call per
+    /// key); writes and reads never are.
+    async fn list_capped(
+        &self,
+        table: Table,
+        after: Option<&EntryId>,
+        limit: usize,
+        cap: Option<u64>,
+    ) -> Result<Vec<Record>, StoreError> {
         let prefix = self.table_prefix(table);
         let mut start = after.map(|a| self.name(table, a));
         let mut cursor = start
@@ -443,7 +443,7 @@ impl Store for JsKvStore {
         // short): page on until `limit` records or the end of the table, so
         // that a short answer always means the end (the trait's contract).
         loop {
-            let max_calls = match self.list_budget.get() {
+            let max_calls = match cap {
                 None => f64::INFINITY,
                 Some(cap) => match cap.checked_sub(self.ops()) {
                     Some(left) if left > 0 => left as f64,

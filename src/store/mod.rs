@@ -160,6 +160,21 @@ pub trait Store {
         after: Option<&EntryId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
+    /// [`Store::list`] within a cap on backend calls, for a run limited to
+    /// so many (`maxOps`): the page is sized so that the store's count of
+    /// its calls (where it counts them: kvStore) stays at or under `cap`,
+    /// and one that cannot fit fails with [`StoreError::OutOfCalls`] before
+    /// calling. Only the run's own listing is capped, not a `plan()` or a
+    /// user's read beside it. Stores that do not count calls list as `list`.
+    async fn list_capped(
+        &self,
+        table: Table,
+        after: Option<&EntryId>,
+        limit: usize,
+        _cap: Option<u64>,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.list(table, after, limit).await
+    }
     /// The records at `keys`, `None` where absent, in the order asked.
     async fn get(&self, table: Table, keys: &[EntryId])
         -> Result<Vec<Option<Vec<u8>>>, StoreError>;

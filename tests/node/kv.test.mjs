@@ -788,3 +788,22 @@ test("runFromAlarm sets the alarm at once only after a slice that got on; one st
   assert.equal(last.deleted.expired.count, 60);
   assert.ok(alarms.at(-1) > 59_000, "done: in periodMs");
 });
+
+test("plan() beside a run limited by maxOps lists the whole store, and the run stops within its limit", async () => {
+  const kv = new KvDouble();
+  const clock = () => clock.now;
+  clock.now = 1_000_000;
+  const sweeper = new Sweeper(kvStore(kv), { clock, batchSize: 10, policy: POLICY });
+  for (let i = 0; i < 3000; i++) await sweeper.put(`t${String(i).padStart(4, "0")}`, i, { ttlMs: 10 });
+  clock.now += 100_000;
+  // A plan begins at each of the run's steps, up to its last.
+  const plans = [];
+  const report = await sweeper.run({ maxOps: 60, onProgress: () => plans.push(sweeper.plan()) });
+  const planned = await Promise.all(plans);
+  assert.equal(report.stopped, "ops");
+  assert.ok(report.ops <= 60, `the run made ${report.ops} calls`);
+  const deleted = report.deleted.expired.count;
+  assert.ok(deleted > 0 && planned.length > 2);
+  // What the run had not deleted when each plan listed, at least.
+  for (const p of planned) assert.ok(p.actions.length >= 3000 - deleted, `a plan has ${p.actions.length} actions`);
+});
