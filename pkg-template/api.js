@@ -107,10 +107,18 @@ const CLOSED = "kvsweep: this Sweeper is closed";
 function nameClosed(error, name) {
   return error?.message === CLOSED ? new Error(`kvsweep: ${name}: this Sweeper is closed (close() was called)`) : error;
 }
-const namingClosed = (promise, name) =>
-  promise.then(undefined, (error) => {
-    throw nameClosed(error, name);
-  });
+// `owner`, the Sweeper, is held by the promise's reactions until it
+// settles: one that nothing else holds (`event.waitUntil(new
+// Sweeper(store).run())`) is not collected, which closes it, mid-call.
+const namingClosed = (promise, name, owner) =>
+  promise.then(
+    (value) => (held(owner), value),
+    (error) => {
+      held(owner);
+      throw nameClosed(error, name);
+    },
+  );
+const held = () => {};
 
 // Every method but free(): a call on a freed Sweeper says so, the way the
 // method fails (a rejected promise where it returns one).
@@ -131,7 +139,7 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
         try {
           if (name === "close") stopFlushWhenHidden(this);
           const out = method.apply(this, args);
-          return typeof out?.then === "function" ? namingClosed(out, name) : out;
+          return typeof out?.then === "function" ? namingClosed(out, name, this) : out;
         } catch (error) {
           // A method that returns a promise fails the way it says: by rejecting.
           if (SYNC.has(name)) throw nameClosed(error, name);
@@ -161,8 +169,8 @@ Object.defineProperty(Sweeper.prototype, "get", {
   value: function get(key, options) {
     const dead = () => gone(this, "Sweeper.get");
     if (freed(this)) return Promise.reject(dead());
-    if (this[ONLY_SLOW]) return namingClosed(rawGet.call(this, key, options), "get");
-    const slow = () => (freed(this) ? Promise.reject(dead()) : namingClosed(rawGet.call(this, key, options), "get"));
+    if (this[ONLY_SLOW]) return namingClosed(rawGet.call(this, key, options), "get", this);
+    const slow = () => (freed(this) ? Promise.reject(dead()) : namingClosed(rawGet.call(this, key, options), "get", this));
     let resolve, reject;
     const result = new Promise((ok, fail) => {
       resolve = ok;
@@ -192,7 +200,7 @@ Object.defineProperty(Sweeper.prototype, "get", {
     try {
       if (!readStart.call(this, key, options, read)) {
         this[ONLY_SLOW] = true;
-        return namingClosed(rawGet.call(this, key, options), "get");
+        return namingClosed(rawGet.call(this, key, options), "get", this);
       }
     } catch (error) {
       return Promise.reject(nameClosed(error, "get"));
@@ -221,6 +229,7 @@ async function* pages(sweeper, values, options = {}) {
     const page = await namingClosed(
       RawSweeper.prototype.keysPage.call(sweeper, values, { ...options, after, limit: valid ? Math.min(left, 1000) : limit }),
       values ? "entries" : "keys",
+      sweeper,
     );
     for (const item of page.items) {
       if (values && item.length === 1) {
@@ -264,7 +273,7 @@ for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zo
       [name](a, b) {
         if (freed(this)) return Promise.reject(gone(this, `Sweeper.${name}`));
         try {
-          return namingClosed(RawSweeper.prototype.maintain.call(this, name, a, b), name);
+          return namingClosed(RawSweeper.prototype.maintain.call(this, name, a, b), name, this);
         } catch (error) {
           return Promise.reject(nameClosed(error, name));
         }

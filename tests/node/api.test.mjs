@@ -1400,3 +1400,29 @@ test("runs on a kept plan count each deletion once: not those behind an entry th
     assert.deepEqual((await s.health()).runs.filter((x) => x.mode === "full").map((x) => x.deleted), [expected]);
   }
 });
+
+test("a Sweeper no one holds but its pending call is not collected, nor closed, mid-call", async () => {
+  const { setFlagsFromString } = await import("node:v8");
+  const { runInNewContext } = await import("node:vm");
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc");
+  const tick = (ms) => new Promise((r) => setTimeout(r, ms));
+  for (const open of [async () => memoryStore(), () => openIndexedDb(`gc-${Math.random()}`)]) {
+    const store = await open();
+    const setup = new Sweeper(store, { clock: () => 1_000_000 });
+    for (let i = 0; i < 60; i++) await setup.put(`k${i}`, i);
+    // As `event.waitUntil(new Sweeper(store, options).run())` holds it: by its promise alone.
+    const run = (() =>
+      new Sweeper(store, { policy: { maxEntries: 1 }, batchSize: 5, clock: () => 2_000_000 }).run({
+        onProgress: () => tick(20),
+      }))();
+    await tick(60);
+    gc();
+    await tick(40);
+    gc();
+    const report = await run;
+    assert.equal(report.stopped, undefined, JSON.stringify(report));
+    assert.equal(report.done, true);
+    assert.equal(report.deleted.maxEntries.count, 59);
+  }
+});
