@@ -102,6 +102,30 @@ const STORES = new WeakMap();
 /** The store a Sweeper of this package was made with. */
 export const storeOf = (sweeper) => STORES.get(sweeper);
 
+/**
+ * Checks of what a store's put and putMany may write, beyond the module's:
+ * `(key, options, name)` → an Error, or undefined; `name(field)` names the
+ * argument ("key", "namespace") as the call has it. A Cache Storage store
+ * holds one namespace, and keys that are URLs Cache Storage can hold.
+ */
+export const PUT_CHECKS = new WeakMap();
+
+/** Why `method(...args)` cannot go on `sweeper`'s store, or undefined. */
+function putRefused(sweeper, method, args) {
+  const check = (method === "put" || method === "putMany") && PUT_CHECKS.get(STORES.get(sweeper));
+  if (!check) return undefined;
+  if (method === "put") {
+    return check(args[0], args[2], (field) => `put(key, value, options): ${field === "key" ? "key" : `options.${field}`}`);
+  }
+  if (!Array.isArray(args[0])) return undefined;
+  for (let i = 0; i < args[0].length; i++) {
+    const item = args[0][i];
+    const refused = item !== null && typeof item === "object" ? check(item.key, item, (field) => `putMany(items): items[${i}].${field}`) : undefined;
+    if (refused) return refused;
+  }
+  return undefined;
+}
+
 // The module says only that the Sweeper is closed: the package names the call.
 const CLOSED = "kvsweep: this Sweeper is closed";
 function nameClosed(error, name) {
@@ -136,6 +160,8 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
           if (SYNC.has(name)) throw error;
           return Promise.reject(error);
         }
+        const refused = putRefused(this, name, args);
+        if (refused) return Promise.reject(refused);
         try {
           if (name === "close") stopFlushWhenHidden(this);
           const out = method.apply(this, args);

@@ -16,7 +16,7 @@
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { Sweeper, describe, storeOf } from "./api.js";
+import { PUT_CHECKS, Sweeper, describe, storeOf } from "./api.js";
 import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriver } from "./idbkv.js";
 
 /**
@@ -278,10 +278,36 @@ async function openCache(name, options, onClosed) {
   const match = { ignoreVary: true, ...matchOptions };
   const store = kvStoreOfDriver(cacheDriver(db, cache, match, concurrency));
   if (match.ignoreSearch === true) SEARCHLESS.add(store);
+  PUT_CHECKS.set(store, entryRefused);
   closesWith(store, db);
   return store;
 }
 
+
+/**
+ * What a put on a Cache Storage store may not write (see api.js's
+ * PUT_CHECKS): an entry in a namespace, which would share its URL's
+ * response with the same URL's entry in another (a run deleting one would
+ * take the other's), or under a key that is no URL Cache Storage can hold
+ * (its response could never be cached, nor deleted).
+ */
+function entryRefused(key, options, name) {
+  const namespace = options !== null && typeof options === "object" ? options.namespace : undefined;
+  if (namespace !== undefined && namespace !== "") {
+    return new TypeError(`kvsweep: ${name("namespace")} is ${describe(namespace)}, but a Cache Storage store has one namespace (one cached response per URL, one entry); use a group`);
+  }
+  if (typeof key !== "string") return undefined; // the module says what a key must be
+  let url = null;
+  try {
+    url = new URL(key, globalThis.document?.baseURI ?? globalThis.location?.href);
+  } catch {
+    // Not a URL: refused below.
+  }
+  if (url?.protocol !== "http:" && url?.protocol !== "https:") {
+    return new TypeError(`kvsweep: ${name("key")} is ${JSON.stringify(key)}, not an http or https URL: a Cache Storage store's keys are the URLs of its cached responses`);
+  }
+  return undefined;
+}
 
 /**
  * Stores whose `matchOptions.ignoreSearch` makes one `cache.delete` take
@@ -463,14 +489,16 @@ export function expirationPlugin(options = {}) {
     },
     async cachedResponseWillBeUsed({ cacheName, request, cachedResponse, event }) {
       if (!cachedResponse) return null;
-      const fresh = isFresh(cachedResponse);
+      const options = entryOptions(request.url);
+      // A pinned URL is never expired, by age either.
+      const fresh = options.pinned || isFresh(cachedResponse);
       if (fresh) {
         // As ExpirationPlugin: a use makes the entry the newest (for
         // maxEntries and maxAgeSeconds alike), and expiry runs after, both
         // kept alive by the event so that an idle worker does not drop them.
         const after = inFlight((async () => {
           const { sweeper } = await sweeperFor(cacheName);
-          await track(sweeper, request, cachedResponse, entryOptions(request.url));
+          await track(sweeper, request, cachedResponse, options);
           await expire(cacheName);
         })().catch(() => {}));
         event?.waitUntil?.(after);

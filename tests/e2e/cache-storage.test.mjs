@@ -341,3 +341,52 @@ test("expirationPlugin opens its store again after its cache and database were d
   assert.deepEqual(out.errors, []);
   assert.deepEqual(out.after, ["/reopened/5", "/reopened/6"]);
 });
+
+test("a Cache Storage store refuses puts in a namespace, or under a key no response can have; a pinned URL's plugin serves it however old", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const store = await kv.openCacheStorage("refusals");
+    const sweeper = new kv.Sweeper(store, { policy: { namespaces: { a: { maxAgeMs: 1 } } } });
+    const url = `${location.origin}/shared`;
+    const message = (p) => p.then(() => "accepted", (e) => `${e.name}: ${e.message}`);
+    const got = {
+      namespaced: await message(sweeper.put(url, null, { namespace: "a", size: 1 })),
+      namespacedMany: await message(sweeper.putMany([{ key: url, value: null }, { key: `${url}2`, value: null, namespace: "b", pinned: true }])),
+      notUrl: await message(sweeper.put("http://[bad", null, { size: 1 })),
+      ftp: await message(sweeper.putMany([{ key: "ftp://example.com/x", value: null }])),
+      plain: await message(sweeper.put(url, null, { namespace: "", size: 1 })),
+      relative: await message(sweeper.put("/relative", null, { size: 1 })),
+    };
+    const keys = [];
+    for await (const k of sweeper.keys()) keys.push(k);
+    got.keys = keys;
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("refusals");
+
+    // pinned(url): never expired, by the Date header's age either.
+    const plugin = kv.expirationPlugin({ maxAgeSeconds: 60, pinned: (u) => u.endsWith("/shell") });
+    const cache = await caches.open("pinned-age");
+    const hourOld = new Date(Date.now() - 3_600_000).toUTCString();
+    got.used = {};
+    for (const path of ["/shell", "/other"]) {
+      const request = new Request(`${location.origin}${path}`);
+      const response = new Response("x", { headers: { date: hourOld } });
+      await cache.put(request, response.clone());
+      await plugin.cacheDidUpdate({ cacheName: "pinned-age", request, newResponse: response });
+      const cachedResponse = await cache.match(request);
+      got.used[path] = (await plugin.cachedResponseWillBeUsed({ cacheName: "pinned-age", request, cachedResponse })) !== null;
+    }
+    await plugin.deleteCacheAndMetadata();
+    return got;
+  });
+  const refused = (m, name, what) => assert.match(m, new RegExp(`^TypeError: kvsweep: ${name} is ${what}`), m);
+  refused(out.namespaced, "put\\(key, value, options\\): options\\.namespace", '"a", but a Cache Storage store has one namespace');
+  refused(out.namespacedMany, "putMany\\(items\\): items\\[1\\]\\.namespace", '"b"');
+  refused(out.notUrl, "put\\(key, value, options\\): key", '"http://\\[bad", not an http or https URL');
+  refused(out.ftp, "putMany\\(items\\): items\\[0\\]\\.key", '"ftp://example.com/x"');
+  assert.equal(out.plain, "accepted");
+  assert.equal(out.relative, "accepted");
+  assert.equal(out.keys.length, 2, "nothing of a refused putMany was written");
+  assert.deepEqual(out.used, { "/shell": true, "/other": false });
+});
