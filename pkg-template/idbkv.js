@@ -151,8 +151,9 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
   const d = {
     kind,
     prefix: "",
-    // A token is the bytes themselves (checks compare them).
-    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize, tokensAreBytes: true },
+    // A token is the bytes themselves (checks compare them). Runs take the
+    // database's Web Lock, not a lease (every writer is of this origin).
+    caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize, tokensAreBytes: true, webLock: `kvsweep:${db.name}` },
     ops: 0,
     async get(names) {
       spend();

@@ -62,8 +62,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # it: about 480 bytes, for sliced background runs 4x faster; 219,600 until
 # the imports and exports got short names, 2.2 KB less; 218,000 until a
 # run's maxOps capped its own listing only, not a plan() beside it: about
-# 400 bytes.)
-budget=218200
+# 400 bytes; 218,200 until Deno KV's native expiry was judged by each write
+# of a record (a referenced entry was given it) and Cache Storage and OPFS
+# runs took a Web Lock instead of a lease: about 160 bytes.)
+budget=218400
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

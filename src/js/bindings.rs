@@ -482,7 +482,15 @@ impl Inner {
         while self.flushing.get() > 0 {
             gloo_timers::future::TimeoutFuture::new(5).await;
         }
-        let leased = matches!(self.sweeper.store(), AnyStore::Kv(_));
+        // A store of one origin runs under its Web Lock (see `hand_lock`)
+        // where the browser has them, and takes no lease: a lease of a run
+        // that died held every other context's runs back until it lapsed.
+        let leased = match self.sweeper.store() {
+            AnyStore::Kv(s) => {
+                s.web_lock().is_none() || self.driver.lock_name.as_deref() != s.web_lock()
+            }
+            _ => false,
+        };
         let held_by = match leased {
             true => {
                 let ttl = lease_ms.unwrap_or(DEFAULT_LEASE_MS);
@@ -788,7 +796,8 @@ impl JsSweeper {
         };
         let lock_name = lock_name.or_else(|| match &store.inner {
             AnyStore::Idb(s) => Some(format!("kvsweep:{}", s.name())),
-            AnyStore::Memory(_) | AnyStore::Kv(_) => None,
+            AnyStore::Kv(s) => s.web_lock().map(str::to_owned),
+            AnyStore::Memory(_) => None,
         });
         let on_run = field(&field(&options, "schedule"), "onRun")
             .dyn_into::<Function>()

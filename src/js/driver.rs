@@ -38,7 +38,8 @@ pub(super) struct Driver {
     sched: RefCell<Scheduler>,
     /// The armed `setTimeout`: its handle and the callback it holds.
     timer: RefCell<Option<Timer>>,
-    lock_name: Option<String>,
+    /// The Web Lock of runs, where the context has Web Locks.
+    pub(super) lock_name: Option<String>,
     storage_fraction: f64,
     on_run: Option<Function>,
     /// A `schedule` was given: quota errors may start runs by themselves.

@@ -134,6 +134,10 @@ pub struct JsKvStore {
     key_escaped: bool,
     /// The largest entry record, where only blobs may be larger (R2).
     max_entry_bytes: Option<usize>,
+    /// The Web Lock that keeps this store's runs one at a time, where every
+    /// context that writes it is of one origin (Cache Storage, OPFS): the
+    /// browser lets it go when its holder dies, unlike a lease.
+    web_lock: Option<String>,
     /// Items per batch the driver asks for, if it knows better than the default.
     batch_size: Option<usize>,
     /// A token is the bytes read themselves (the IndexedDB records of OPFS
@@ -194,6 +198,7 @@ impl JsKvStore {
             key_room: limit(&caps_js, "keyRoom").unwrap_or(0),
             key_escaped: flag("keyEscaped"),
             batch_size: limit(&caps_js, "batchSize"),
+            web_lock: member(&caps_js, "webLock").as_string(),
             blobs_unlocked: flag("blobsUnlocked"),
             tokens_are_bytes: flag("tokensAreBytes"),
         })
@@ -252,6 +257,11 @@ impl JsKvStore {
     /// smaller where blob bytes go elsewhere (R2).
     pub fn max_entry_bytes(&self) -> Option<usize> {
         self.max_entry_bytes.or(self.max_value_bytes)
+    }
+
+    /// See [`JsKvStore::web_lock`]'s field.
+    pub fn web_lock(&self) -> Option<&str> {
+        self.web_lock.as_deref()
     }
 
     /// Items per batch the driver asks for (Cache Storage: as IndexedDB).
@@ -368,42 +378,33 @@ impl JsKvStore {
         Ok(out)
     }
 
-    /// When the backend should expire each record a batch writes, if it
+    /// When the backend should expire an entry record a batch writes, if it
     /// expires keys itself: the record of an entry that stands alone — its
     /// value inside it, no references to or from it, not pinned, not
     /// dependent — some time after the entry expires (see
     /// [`NATIVE_EXPIRY_MARGIN_MS`]). Any other entry's record is left to
     /// runs: the backend dropping it would leave the counts of what it
     /// references high, or take an entry something still references (SPEC §2
-    /// keeps those), or leave its value record behind.
-    fn expiries(&self, ops: &[Op]) -> Vec<(String, Millis)> {
-        let mut at = Vec::new();
-        if !self.caps.native_expiry {
-            return at;
+    /// keeps those), or leave its value record behind. Judged by each write
+    /// of the record itself: a batch may write one record twice (an entry,
+    /// then its count raised by an entry written after it), and the last
+    /// write, the one the backend keeps, carries its own expiry or none.
+    fn expiry(&self, table: Table, bytes: &[u8]) -> Option<Millis> {
+        if !self.caps.native_expiry
+            || table != Table::Meta
+            || !crate::write::has_inline_value(bytes)
+        {
+            return None;
         }
-        for op in ops {
-            let Op::Put(Table::Meta, id, bytes) = op else {
-                continue;
-            };
-            if !crate::write::has_inline_value(bytes) {
-                continue;
-            }
-            let Ok(meta) = crate::codec::decode_meta(bytes) else {
-                continue;
-            };
-            let alone = !meta.pinned
-                && !meta.dependent
-                && meta.refs.is_empty()
-                && meta.blobs.is_empty()
-                && meta.referrers == 0;
-            if let (true, Some(expires)) = (alone, meta.expires_at) {
-                at.push((
-                    self.name(Table::Meta, id),
-                    expires.saturating_add(NATIVE_EXPIRY_MARGIN_MS),
-                ));
-            }
-        }
-        at
+        let meta = crate::codec::decode_meta(bytes).ok()?;
+        let alone = !meta.pinned
+            && !meta.dependent
+            && meta.refs.is_empty()
+            && meta.blobs.is_empty()
+            && meta.referrers == 0;
+        alone
+            .then_some(meta.expires_at?)
+            .map(|at| at.saturating_add(NATIVE_EXPIRY_MARGIN_MS))
     }
 }
 
@@ -748,7 +749,6 @@ impl JsKvStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let expiries = self.expiries(&ops);
         // Each check needs the token of the version it expects: the one read
         // last, when that is the version expected; else read it again now.
         let mut checks: Vec<(String, Option<u64>)> = Vec::new();
@@ -776,10 +776,9 @@ impl JsKvStore {
                             self.kind,
                         )));
                     }
-                    let when = expiries
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map_or(JsValue::UNDEFINED, |(_, w)| JsValue::from_f64(*w as f64));
+                    let when = self
+                        .expiry(*t, bytes)
+                        .map_or(JsValue::UNDEFINED, |w| JsValue::from_f64(w as f64));
                     let bytes: JsValue = Uint8Array::from(bytes.as_slice()).into();
                     writes.push(&Array::of3(&JsValue::from_str(&name), &bytes, &when));
                     written.push(name);
