@@ -989,7 +989,7 @@ export async function runFromAlarm(sweeper, storage, options = {}) {
   try {
     report = await sweeper.run(runOptions);
   } catch (e) {
-    await storage.setAlarm(Date.now() + retryMs);
+    await setAlarmBy(storage, Date.now() + retryMs);
     throw e;
   }
   // At once only after a slice stopped by its limits, which stop a slice
@@ -998,8 +998,17 @@ export async function runFromAlarm(sweeper, storage, options = {}) {
   // isolate's run holding the lease: later. (A resumed report's `deleted`
   // counts the slices before, so it cannot tell.)
   const next = report.done ? periodMs : report.stopped === "ops" || report.stopped === "budget" ? 1 : retryMs;
-  await storage.setAlarm(Date.now() + next);
+  await setAlarmBy(storage, Date.now() + next);
   return report;
+}
+
+/**
+ * Sets the Durable Object's alarm for `at`, unless it is set sooner: one
+ * set while a run went (`scheduleCleanup` after a write) stays.
+ */
+async function setAlarmBy(storage, at) {
+  const current = await storage.getAlarm();
+  if (current === null || current > at) await storage.setAlarm(at);
 }
 
 /**
@@ -1014,7 +1023,5 @@ export async function scheduleCleanup(storage, delayMs = 0) {
   if (!Number.isSafeInteger(delayMs) || delayMs < 0) {
     throw new TypeError(`kvsweep: scheduleCleanup(storage, delayMs): delayMs must be a whole number of milliseconds, 0 or more, got ${describe(delayMs)}`);
   }
-  const at = Date.now() + delayMs;
-  const current = await storage.getAlarm();
-  if (current === null || current > at) await storage.setAlarm(at);
+  await setAlarmBy(storage, Date.now() + delayMs);
 }

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createStorage } from "unstorage";
 import Keyv from "keyv";
-import { Sweeper, kvStore, durableObjectStore, memoryStore, r2, collectR2Orphans, runFromAlarm } from "../../pkg/node.js";
+import { Sweeper, kvStore, durableObjectStore, memoryStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } from "../../pkg/node.js";
 import { kvScenario, checkScenario, POLICY } from "../shared/kv-scenario.mjs";
 import { roundTripFailures } from "../shared/fidelity.mjs";
 
@@ -537,9 +537,12 @@ class DoStorage {
     const names = [...this.map.keys()].filter((n) => n.startsWith(prefix) && (startAfter === undefined || n > startAfter)).sort();
     return new Map(names.slice(0, limit).map((n) => [n, this.map.get(n)]));
   }
-  async setAlarm() {}
+  alarm = null;
+  async setAlarm(at) {
+    this.alarm = at;
+  }
   async getAlarm() {
-    return null;
+    return this.alarm;
   }
 }
 
@@ -806,4 +809,31 @@ test("plan() beside a run limited by maxOps lists the whole store, and the run s
   assert.ok(deleted > 0 && planned.length > 2);
   // What the run had not deleted when each plan listed, at least.
   for (const p of planned) assert.ok(p.actions.length >= 3000 - deleted, `a plan has ${p.actions.length} actions`);
+});
+
+test("runFromAlarm keeps an alarm set sooner while it ran (scheduleCleanup after a write)", async () => {
+  const storage = new DoStorage();
+  const sweeper = new Sweeper(durableObjectStore(storage), { batchSize: 10 });
+  for (let i = 0; i < 30; i++) await sweeper.put(`t${i}`, i, { ttlMs: 1 });
+  await new Promise((r) => setTimeout(r, 5));
+  // The alarm fires (Durable Objects clear it as alarm() begins); a request
+  // during the run writes and asks for a cleanup within a second.
+  storage.alarm = null;
+  let asked = false;
+  const report = await runFromAlarm(sweeper, storage, {
+    periodMs: 3_600_000,
+    onProgress: async () => {
+      if (asked) return;
+      asked = true;
+      await sweeper.put("fresh", 1, { ttlMs: 1 });
+      await scheduleCleanup(storage, 1_000);
+    },
+  });
+  assert.ok(report.done);
+  const left = storage.alarm - Date.now();
+  assert.ok(left <= 1_000, `the alarm is in ${left} ms, not within the second scheduleCleanup asked for`);
+  // With none set sooner, a done run's alarm is a period away.
+  storage.alarm = null;
+  await runFromAlarm(sweeper, storage, { periodMs: 3_600_000 });
+  assert.ok(storage.alarm - Date.now() > 3_500_000);
 });
