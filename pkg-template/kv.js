@@ -529,7 +529,9 @@ function denoKvDriver(kv, prefix) {
       let keys = checks.reduce((n, [name]) => n + keyOf(name), 0);
       const chunks = [];
       for (const [name, bytes, expiresAt] of writes) {
-        const options = expiresAt !== undefined && expiresAt > now ? { expireIn: expiresAt - now } : undefined;
+        // Deno KV refuses an expireIn past about 8.2e15 ms from now; expiry
+        // that far off is left to runs (1e15 ms is 31,000 years).
+        const options = expiresAt !== undefined && expiresAt > now && expiresAt - now <= 1e15 ? { expireIn: expiresAt - now } : undefined;
         mutations++;
         size += name.length * 3;
         keys += keyOf(name);
