@@ -75,7 +75,7 @@ impl fmt::Display for Error {
             Error::InvalidInput(m) => f.write_str(m),
             Error::ValueTooLarge { size, limit } => write!(
                 f,
-                "value is {size} bytes, more than the limit of {limit} bytes (raise maxValueBytes to store it)"
+                "value is {size} bytes, more than the limit of {limit} bytes (maxValueBytes, unless the store keeps no larger values)"
             ),
             Error::MissingBlob(id) => write!(f, "blob {id} is not in the store: store it with putBlob first"),
             Error::MissingEntry(id) => write!(
