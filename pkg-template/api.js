@@ -12,7 +12,7 @@ export function describe(v) {
   if (typeof v === "function") return "a function";
   if (Array.isArray(v)) return "an array";
   const name = v?.constructor?.name;
-  return !name || name === "Object" ? "an object" : `${/^(?!Ui)[AEIOU]/.test(name) ? "an" : "a"} ${name}`; // "a Uint8Array"
+  return !name || name === "Object" ? "an object" : `${/^(?!Ui|U[A-Z])[AEIOU]/.test(name) ? "an" : "a"} ${name}`; // "a Uint8Array", "a URL"
 }
 
 /** Whether `obj` holds no object of the module: freed, or never one (a look-alike, or `undefined` when a method is called off its object). */

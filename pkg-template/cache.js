@@ -268,6 +268,7 @@ async function openCache(name, options, onClosed) {
     }
   }
   const { matchOptions, concurrency = 1024 } = options;
+  checkMatchOptions(matchOptions, "openCacheStorage(name, options)");
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new TypeError(`kvsweep: openCacheStorage(name, options): options.concurrency must be a whole number, 1 or more, got ${describe(concurrency)}`);
   }
@@ -323,9 +324,9 @@ const SEARCHLESS = new WeakSet();
  * cached response.
  */
 function entryUrl(request, noSearch = false) {
-  const url = typeof request === "string" ? request : request instanceof Request ? request.url : undefined;
+  const url = typeof request === "string" ? request : request instanceof Request ? request.url : request instanceof URL ? request.href : undefined;
   if (typeof url !== "string" || url === "") {
-    throw new TypeError(`kvsweep: track(sweeper, request, response): request must be a Request or a non-empty URL string, got ${describe(request)}`);
+    throw new TypeError(`kvsweep: track(sweeper, request, response): request must be a Request, a URL or a non-empty URL string, got ${describe(request)}`);
   }
   let parsed;
   try {
@@ -355,6 +356,9 @@ export async function track(sweeper, request, response, options = {}) {
   if (response !== undefined && response !== null && !(response instanceof Response)) {
     throw new TypeError(`kvsweep: track(sweeper, request, response): response must be a Response (or null), got ${describe(response)}`);
   }
+  if (options.size !== undefined && !(Number.isSafeInteger(options.size) && options.size >= 0)) {
+    throw new TypeError(`kvsweep: track(sweeper, request, response, options): options.size must be a whole number of bytes, 0 or more, got ${describe(options.size)}`);
+  }
   const size = options.size ?? (response ? await responseSize(response) : 0);
   await sweeper.put(url, null, { ...options, size });
 }
@@ -374,6 +378,18 @@ export async function deleteCacheStorage(name) {
     req.onerror = () => reject(req.error);
     req.onblocked = () => resolve(); // deleted once the last connection closes
   });
+}
+
+/** `matchOptions` as Cache Storage takes them (CacheQueryOptions), or undefined. */
+function checkMatchOptions(m, call) {
+  if (m === undefined) return;
+  if (m === null || typeof m !== "object") throw new TypeError(`kvsweep: ${call}: options.matchOptions must be an object, got ${describe(m)}`);
+  for (const [k, v] of Object.entries(m)) {
+    if (k !== "ignoreSearch" && k !== "ignoreMethod" && k !== "ignoreVary") {
+      throw new TypeError(`kvsweep: ${call}: options.matchOptions has an unknown option ${JSON.stringify(k)}; the options are ignoreSearch, ignoreMethod, ignoreVary`);
+    }
+    if (v !== undefined && typeof v !== "boolean") throw new TypeError(`kvsweep: ${call}: options.matchOptions.${k} must be true or false, got ${describe(v)}`);
+  }
 }
 
 const KNOWN = new Set(["maxEntries", "maxAgeSeconds", "purgeOnQuotaError", "matchOptions", "maxBytes", "pinned", "groups", "registerQuotaErrorCallback", "concurrency"]);
@@ -397,13 +413,19 @@ export function expirationPlugin(options = {}) {
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new TypeError(`kvsweep: expirationPlugin(options): options.${n} must be a whole number, 1 or more, got ${describe(v)}`);
   };
   whole(maxEntries, "maxEntries");
-  whole(maxAgeSeconds, "maxAgeSeconds");
   whole(maxBytes, "maxBytes");
+  // Seconds as ExpirationPlugin takes them: any number above 0 (0.5 is half
+  // a second), up to what milliseconds can count.
+  if (maxAgeSeconds !== undefined && !(typeof maxAgeSeconds === "number" && maxAgeSeconds > 0 && maxAgeSeconds * 1000 <= Number.MAX_SAFE_INTEGER)) {
+    throw new TypeError(`kvsweep: expirationPlugin(options): options.maxAgeSeconds must be a number of seconds above 0, at most ${Number.MAX_SAFE_INTEGER / 1000}, got ${describe(maxAgeSeconds)}`);
+  }
+  checkMatchOptions(matchOptions, "expirationPlugin(options)");
   if (maxEntries === undefined && maxAgeSeconds === undefined && maxBytes === undefined) {
     throw new TypeError("kvsweep: expirationPlugin(options): set at least one of maxEntries, maxAgeSeconds and maxBytes");
   }
   if (pinned !== undefined && typeof pinned !== "function") throw new TypeError(`kvsweep: expirationPlugin(options): options.pinned must be a function (url) => boolean, got ${describe(pinned)}`);
-  if (purgeOnQuotaError === true && typeof registerQuotaErrorCallback !== "function") {
+  // Any truthy value, as ExpirationPlugin reads it.
+  if (purgeOnQuotaError && typeof registerQuotaErrorCallback !== "function") {
     throw new TypeError("kvsweep: expirationPlugin(options): purgeOnQuotaError needs options.registerQuotaErrorCallback, from workbox-core (kvsweep does not depend on Workbox)");
   }
   if (groups === null || typeof groups !== "object") throw new TypeError(`kvsweep: expirationPlugin(options): options.groups must be an object, got ${describe(groups)}`);
@@ -420,7 +442,7 @@ export function expirationPlugin(options = {}) {
   }
   const policy = { orphanGraceMs: 0 };
   if (maxEntries !== undefined) policy.maxEntries = maxEntries;
-  if (maxAgeSeconds !== undefined) policy.maxAgeMs = maxAgeSeconds * 1000;
+  if (maxAgeSeconds !== undefined) policy.maxAgeMs = Math.max(1, Math.round(maxAgeSeconds * 1000));
   if (maxBytes !== undefined) policy.maxBytes = maxBytes;
   if (Object.keys(groupRules).length) policy.groups = groupRules;
 
@@ -479,15 +501,24 @@ export function expirationPlugin(options = {}) {
     work.then(() => busy.delete(work), () => busy.delete(work));
     return work;
   };
+  // What Workbox gives a hook; called by hand without it, say so by name.
+  const hookArgs = (hook, arg) => {
+    if (typeof arg?.cacheName !== "string" || arg.cacheName === "" || !(arg.request instanceof Request)) {
+      throw new TypeError(`kvsweep: expirationPlugin: ${hook}({ cacheName, request }): Workbox calls it with a cache name and a Request, got ${describe(arg?.cacheName)} and ${describe(arg?.request)}`);
+    }
+    return arg;
+  };
   const plugin = {
-    cacheDidUpdate({ cacheName, request, newResponse }) {
+    async cacheDidUpdate(arg) {
+      const { cacheName, request, newResponse } = hookArgs("cacheDidUpdate", arg);
       return inFlight((async () => {
         const { sweeper } = await sweeperFor(cacheName);
         await track(sweeper, request, newResponse, entryOptions(request.url));
         await expire(cacheName);
       })());
     },
-    async cachedResponseWillBeUsed({ cacheName, request, cachedResponse, event }) {
+    async cachedResponseWillBeUsed(arg) {
+      const { cacheName, request, cachedResponse, event } = hookArgs("cachedResponseWillBeUsed", arg);
       if (!cachedResponse) return null;
       const options = entryOptions(request.url);
       // A pinned URL is never expired, by age either.
@@ -501,7 +532,12 @@ export function expirationPlugin(options = {}) {
           await track(sweeper, request, cachedResponse, options);
           await expire(cacheName);
         })().catch(() => {}));
-        event?.waitUntil?.(after);
+        try {
+          event?.waitUntil?.(after);
+        } catch {
+          // An event past its lifetime (InvalidStateError): the work goes on
+          // without it, and the response is served all the same.
+        }
       }
       return fresh ? cachedResponse : null;
     },
@@ -521,6 +557,6 @@ export function expirationPlugin(options = {}) {
       }
     },
   };
-  if (purgeOnQuotaError === true) registerQuotaErrorCallback(() => plugin.deleteCacheAndMetadata());
+  if (purgeOnQuotaError) registerQuotaErrorCallback(() => plugin.deleteCacheAndMetadata());
   return plugin;
 }

@@ -142,16 +142,19 @@ export declare function deleteOpfs(name: string): Promise<void>;
 /** A store for a Cache Storage cache's responses, their metadata in IndexedDB (`kvsweep-cache:<name>`). */
 export declare function openCacheStorage(name: string, options?: { matchOptions?: CacheQueryOptions; concurrency?: number }): Promise<KvStore>;
 /** Records (or refreshes) a cached response as an entry, its size the response's. */
-export declare function track(sweeper: Sweeper, request: Request | string, response?: Response, options?: import("./kvsweep.js").PutOptions): Promise<void>;
+export declare function track(sweeper: Sweeper, request: Request | URL | string, response?: Response | null, options?: Omit<import("./kvsweep.js").PutOptions, "namespace">): Promise<void>;
 /** Deletes a cache and its kvsweep metadata database. */
 export declare function deleteCacheStorage(name: string): Promise<void>;
 export interface ExpirationPluginOptions {
-  maxEntries?: number; maxAgeSeconds?: number; purgeOnQuotaError?: boolean; matchOptions?: CacheQueryOptions;
+  maxEntries?: number;
+  /** Seconds, fractions too (0.5), as ExpirationPlugin takes them. */
+  maxAgeSeconds?: number;
+  purgeOnQuotaError?: boolean; matchOptions?: CacheQueryOptions;
   /** workbox-core's registerQuotaErrorCallback, needed with purgeOnQuotaError. */
   registerQuotaErrorCallback?: (callback: () => void) => void;
   /** Response bytes the cache may hold. */
   maxBytes?: number;
-  /** URLs never expired. */
+  /** URLs never expired, by count, bytes or age: served however old their Date header. */
   pinned?: (url: string) => boolean;
   /** Keep the newest keepLast responses of each group. */
   groups?: Record<string, { match: (url: string) => boolean; keepLast: number }>;

@@ -262,7 +262,7 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
     assert.ok(run.cached.includes(path), `${name}: its response stays`);
   }
   assert.match(out.bad.noSweeper, /^kvsweep: track\(sweeper, request, response\): sweeper must be a Sweeper, got a KvStore$/);
-  assert.match(out.bad.noUrl, /request must be a Request or a non-empty URL string, got ""/);
+  assert.match(out.bad.noUrl, /request must be a Request, a URL or a non-empty URL string, got ""/);
   assert.match(out.bad.notResponse, /response must be a Response \(or null\), got an object/);
   assert.match(out.bad.usedBody, /response's body is already read, and its headers give no content-length/);
   assert.match(out.bad.namespace, /options.namespace is not for Cache Storage entries/);
@@ -391,4 +391,54 @@ test("a Cache Storage store refuses puts in a namespace, or under a key no respo
   assert.equal(out.relative, "accepted");
   assert.equal(out.keys.length, 2, "nothing of a refused putMany was written");
   assert.deepEqual(out.used, { "/shell": true, "/other": false });
+});
+
+test("expirationPlugin takes ExpirationPlugin's options as it does (any truthy purgeOnQuotaError, seconds in fractions), checks matchOptions and its hooks' arguments by name; track takes URL objects", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const message = async (fn) => {
+      try {
+        await fn();
+        return "accepted";
+      } catch (e) {
+        return `${e.name}: ${e.message}`;
+      }
+    };
+    const got = {};
+    got.huge = await message(() => kv.expirationPlugin({ maxAgeSeconds: 1e13 }));
+    got.zero = await message(() => kv.expirationPlugin({ maxAgeSeconds: 0 }));
+    got.half = await message(() => kv.expirationPlugin({ maxAgeSeconds: 0.5 }));
+    got.matchType = await message(() => kv.expirationPlugin({ maxEntries: 1, matchOptions: "x" }));
+    got.matchTypo = await message(() => kv.expirationPlugin({ maxEntries: 1, matchOptions: { ignoreSerch: true } }));
+    got.matchValue = await message(() => kv.openCacheStorage("checks", { matchOptions: { ignoreSearch: 1 } }));
+    let registered = 0;
+    got.truthy = await message(() => kv.expirationPlugin({ maxEntries: 1, purgeOnQuotaError: "yes", registerQuotaErrorCallback: () => registered++ }));
+    got.registered = registered;
+    const plugin = kv.expirationPlugin({ maxEntries: 1 });
+    got.hookEmpty = await message(() => plugin.cacheDidUpdate({}));
+    got.hookUsed = await message(() => plugin.cachedResponseWillBeUsed({ cacheName: "checks", request: "/a" }));
+    const store = await kv.openCacheStorage("checks");
+    const sweeper = new kv.Sweeper(store);
+    got.url = await message(() => kv.track(sweeper, new URL("/by-url", location.href), null));
+    got.size = await message(() => kv.track(sweeper, "/sized", null, { size: -1 }));
+    got.keys = [];
+    for await (const k of sweeper.keys()) got.keys.push(new URL(k).pathname);
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("checks");
+    return got;
+  });
+  assert.match(out.huge, /^TypeError: kvsweep: expirationPlugin\(options\): options\.maxAgeSeconds must be a number of seconds above 0, at most 9007199254740\.99, got 10000000000000$/);
+  assert.match(out.zero, /options\.maxAgeSeconds must be a number of seconds above 0/);
+  assert.equal(out.half, "accepted");
+  assert.match(out.matchType, /^TypeError: kvsweep: expirationPlugin\(options\): options\.matchOptions must be an object, got "x"$/);
+  assert.match(out.matchTypo, /options\.matchOptions has an unknown option "ignoreSerch"; the options are ignoreSearch, ignoreMethod, ignoreVary$/);
+  assert.match(out.matchValue, /^TypeError: kvsweep: openCacheStorage\(name, options\): options\.matchOptions\.ignoreSearch must be true or false, got 1$/);
+  assert.equal(out.truthy, "accepted");
+  assert.equal(out.registered, 1, "a truthy purgeOnQuotaError registers the purge, as in ExpirationPlugin");
+  assert.match(out.hookEmpty, /^TypeError: kvsweep: expirationPlugin: cacheDidUpdate\(\{ cacheName, request \}\): Workbox calls it with a cache name and a Request, got undefined and undefined$/);
+  assert.match(out.hookUsed, /cachedResponseWillBeUsed\(\{ cacheName, request \}\): .* got "checks" and "\/a"$/);
+  assert.equal(out.url, "accepted");
+  assert.match(out.size, /^TypeError: kvsweep: track\(sweeper, request, response, options\): options\.size must be a whole number of bytes, 0 or more, got -1$/);
+  assert.deepEqual(out.keys, ["/by-url"]);
 });
