@@ -501,6 +501,13 @@ export function expirationPlugin(options = {}) {
     work.then(() => busy.delete(work), () => busy.delete(work));
     return work;
   };
+  // A deleteCacheAndMetadata under way: hooks begun meanwhile belong to
+  // later traffic, and wait for it to end, then open the store afresh
+  // (they found it closed, or wrote into the database being deleted).
+  let deleting = null;
+  const afterDeleting = async () => {
+    while (deleting) await deleting.catch(() => {});
+  };
   // What Workbox gives a hook; called by hand without it, say so by name.
   const hookArgs = (hook, arg) => {
     if (typeof arg?.cacheName !== "string" || arg.cacheName === "" || !(arg.request instanceof Request)) {
@@ -512,6 +519,7 @@ export function expirationPlugin(options = {}) {
     async cacheDidUpdate(arg) {
       const { cacheName, request, newResponse } = hookArgs("cacheDidUpdate", arg);
       return inFlight((async () => {
+        await afterDeleting();
         const { sweeper } = await sweeperFor(cacheName);
         await track(sweeper, request, newResponse, entryOptions(request.url));
         await expire(cacheName);
@@ -528,6 +536,7 @@ export function expirationPlugin(options = {}) {
         // maxEntries and maxAgeSeconds alike), and expiry runs after, both
         // kept alive by the event so that an idle worker does not drop them.
         const after = inFlight((async () => {
+          await afterDeleting();
           const { sweeper } = await sweeperFor(cacheName);
           await track(sweeper, request, cachedResponse, options);
           await expire(cacheName);
@@ -544,16 +553,27 @@ export function expirationPlugin(options = {}) {
     /** Deletes every cache this plugin has seen, with its metadata. */
     async deleteCacheAndMetadata() {
       // Hooks begun before this call; later ones belong to later traffic.
-      await Promise.allSettled([...busy]);
-      const names = [...sweepers.keys()];
-      for (const name of names) {
-        const opened = await sweepers.get(name)?.catch(() => null);
-        if (opened) {
-          opened.sweeper.close();
-          opened.store.close();
+      const before = [...busy];
+      const previous = deleting;
+      const work = (async () => {
+        await previous?.catch(() => {});
+        await Promise.allSettled(before);
+        const names = [...sweepers.keys()];
+        for (const name of names) {
+          const opened = await sweepers.get(name)?.catch(() => null);
+          if (opened) {
+            opened.sweeper.close();
+            opened.store.close();
+          }
+          sweepers.delete(name);
+          await deleteCacheStorage(name);
         }
-        sweepers.delete(name);
-        await deleteCacheStorage(name);
+      })();
+      deleting = work;
+      try {
+        await work;
+      } finally {
+        if (deleting === work) deleting = null;
       }
     },
   };

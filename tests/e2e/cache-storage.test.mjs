@@ -442,3 +442,32 @@ test("expirationPlugin takes ExpirationPlugin's options as it does (any truthy p
   assert.match(out.size, /^TypeError: kvsweep: track\(sweeper, request, response, options\): options\.size must be a whole number of bytes, 0 or more, got -1$/);
   assert.deepEqual(out.keys, ["/by-url"]);
 });
+
+test("a hook begun while deleteCacheAndMetadata() goes waits for it, then tracks its response in a fresh database", { timeout: 60_000 }, async () => {
+  const rows = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const rows = [];
+    for (const ticks of [0, 5, 50, 200]) {
+      const name = `race-${ticks}`;
+      const plugin = kv.expirationPlugin({ maxEntries: 3 });
+      const cache = await caches.open(name);
+      const old = `${location.origin}/race/old`;
+      await cache.put(old, new Response("old"));
+      await plugin.cacheDidUpdate({ cacheName: name, request: new Request(old), newResponse: new Response("old") });
+      const deleted = plugin.deleteCacheAndMetadata().then(() => "ok", (e) => e.message);
+      for (let i = 0; i < ticks; i++) await null;
+      const url = `${location.origin}/race/new`;
+      const hook = await plugin.cacheDidUpdate({ cacheName: name, request: new Request(url), newResponse: new Response("new") }).then(() => "ok", (e) => e.message);
+      const store = await kv.openCacheStorage(name);
+      const sweeper = new kv.Sweeper(store);
+      const keys = [];
+      for await (const k of sweeper.keys()) keys.push(new URL(k).pathname);
+      sweeper.close();
+      store.close();
+      rows.push({ ticks, deleted: await deleted, hook, keys });
+      await kv.deleteCacheStorage(name);
+    }
+    return rows;
+  });
+  for (const row of rows) assert.deepEqual(row, { ticks: row.ticks, deleted: "ok", hook: "ok", keys: ["/race/new"] });
+});
