@@ -155,7 +155,7 @@ export interface RunReport {
   done: boolean; stopped?: "aborted" | "budget" | "closed" | "ops" | "leased"; mode: Mode;
   /** The lease holder's id, when stopped is "leased". */
   leasedBy?: string;
-  /** Backend calls this run made (kvStore with maxOps). */
+  /** Backend calls made on the store while this run went (kvStore with maxOps): its own, and any made beside it (a user's writes, a plan()), which count against its limit. */
   ops?: number;
   /** This run went on from one that stopped early; `deleted` counts both. */
   resumed: boolean;
