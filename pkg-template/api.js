@@ -71,6 +71,13 @@ export class Sweeper extends RawSweeper {
       throw new Error(`kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore(), openIndexedDb(), openOpfs(), openCacheStorage(), kvStore() or durableObjectStore(), got ${describe(store)}`);
     }
     if (freed(store)) throw new Error("kvsweep: new Sweeper(store, options): store was freed (free() was called on it)");
+    // Every Sweeper on a store of one origin (OPFS, Cache Storage) takes the
+    // store's own Web Lock, or two could run at once.
+    const own = OWN_LOCKS.get(store);
+    const lockName = options?.schedule?.lockName;
+    if (own !== undefined && lockName !== undefined && lockName !== own) {
+      throw new Error(`kvsweep: new Sweeper(store, options): options.schedule.lockName is not for a ${store.kind} store, whose runs take its own Web Lock ${JSON.stringify(own)}`);
+    }
     super(store, options);
     STORES.set(this, store);
     flushWhenHidden(this);
@@ -99,6 +106,9 @@ function stopFlushWhenHidden(sweeper) {
 }
 
 const STORES = new WeakMap();
+
+/** Stores of one origin (OPFS, Cache Storage) → the Web Lock their runs take (see idbkv.js's runLock). */
+export const OWN_LOCKS = new WeakMap();
 /** The store a Sweeper of this package was made with. */
 export const storeOf = (sweeper) => STORES.get(sweeper);
 
@@ -106,24 +116,33 @@ export const storeOf = (sweeper) => STORES.get(sweeper);
  * Checks of what a store's put and putMany may write, beyond the module's:
  * `(key, options, name)` → an Error, or undefined; `name(field)` names the
  * argument ("key", "namespace") as the call has it. A Cache Storage store
- * holds one namespace, and keys that are URLs Cache Storage can hold.
+ * holds one namespace, and keys that are URLs as Cache Storage keys them.
  */
 export const PUT_CHECKS = new WeakMap();
 
-/** Why `method(...args)` cannot go on `sweeper`'s store, or undefined. */
-function putRefused(sweeper, method, args) {
+/**
+ * `args` of put or putMany on a store with PUT_CHECKS, checked: a copy of
+ * the options (each item) read once, so that what was checked is what the
+ * module writes (a getter could answer otherwise the second time). Throws
+ * what a check refused, or what a getter threw.
+ */
+function checkedPut(sweeper, method, args) {
   const check = (method === "put" || method === "putMany") && PUT_CHECKS.get(STORES.get(sweeper));
-  if (!check) return undefined;
+  if (!check) return args;
+  const copy = (o) => (o !== null && typeof o === "object" && !Array.isArray(o) ? { ...o } : o);
   if (method === "put") {
-    return check(args[0], args[2], (field) => `put(key, value, options): ${field === "key" ? "key" : `options.${field}`}`);
+    const options = copy(args[2]);
+    const refused = check(args[0], options, (field) => `put(key, value, options): ${field === "key" ? "key" : `options.${field}`}`);
+    if (refused) throw refused;
+    return [args[0], args[1], options, ...args.slice(3)];
   }
-  if (!Array.isArray(args[0])) return undefined;
-  for (let i = 0; i < args[0].length; i++) {
-    const item = args[0][i];
+  if (!Array.isArray(args[0])) return args;
+  const items = args[0].map(copy);
+  items.forEach((item, i) => {
     const refused = item !== null && typeof item === "object" ? check(item.key, item, (field) => `putMany(items): items[${i}].${field}`) : undefined;
-    if (refused) return refused;
-  }
-  return undefined;
+    if (refused) throw refused;
+  });
+  return [items, ...args.slice(1)];
 }
 
 // The module says only that the Sweeper is closed: the package names the call.
@@ -160,11 +179,9 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
           if (SYNC.has(name)) throw error;
           return Promise.reject(error);
         }
-        const refused = putRefused(this, name, args);
-        if (refused) return Promise.reject(refused);
         try {
           if (name === "close") stopFlushWhenHidden(this);
-          const out = method.apply(this, args);
+          const out = method.apply(this, checkedPut(this, name, args));
           return typeof out?.then === "function" ? namingClosed(out, name, this) : out;
         } catch (error) {
           // A method that returns a promise fails the way it says: by rejecting.

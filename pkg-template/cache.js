@@ -16,8 +16,8 @@
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { PUT_CHECKS, Sweeper, describe, storeOf } from "./api.js";
-import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriver } from "./idbkv.js";
+import { OWN_LOCKS, PUT_CHECKS, Sweeper, describe, storeOf } from "./api.js";
+import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriver, runLock } from "./idbkv.js";
 
 /**
  * The Cache Storage driver: records in IndexedDB (see idbkv.js). The
@@ -279,8 +279,9 @@ async function openCache(name, options, onClosed) {
   const match = { ignoreVary: true, ...matchOptions };
   const store = kvStoreOfDriver(cacheDriver(db, cache, match, concurrency));
   if (match.ignoreSearch === true) SEARCHLESS.add(store);
-  PUT_CHECKS.set(store, entryRefused);
+  PUT_CHECKS.set(store, (key, options, name) => entryRefused(key, options, name, match.ignoreSearch === true));
   closesWith(store, db);
+  OWN_LOCKS.set(store, runLock(db));
   return store;
 }
 
@@ -289,10 +290,12 @@ async function openCache(name, options, onClosed) {
  * What a put on a Cache Storage store may not write (see api.js's
  * PUT_CHECKS): an entry in a namespace, which would share its URL's
  * response with the same URL's entry in another (a run deleting one would
- * take the other's), or under a key that is no URL Cache Storage can hold
- * (its response could never be cached, nor deleted).
+ * take the other's), or under a key other than its URL as `track` keys it
+ * (absolute, no fragment; no query where `ignoreSearch`): `/a` beside
+ * `https://host/a` is a second entry for one response. A key that is no
+ * http or https URL names no response Cache Storage can hold.
  */
-function entryRefused(key, options, name) {
+function entryRefused(key, options, name, noSearch) {
   const namespace = options !== null && typeof options === "object" ? options.namespace : undefined;
   if (namespace !== undefined && namespace !== "") {
     return new TypeError(`kvsweep: ${name("namespace")} is ${describe(namespace)}, but a Cache Storage store has one namespace (one cached response per URL, one entry); use a group`);
@@ -306,6 +309,10 @@ function entryRefused(key, options, name) {
   }
   if (url?.protocol !== "http:" && url?.protocol !== "https:") {
     return new TypeError(`kvsweep: ${name("key")} is ${JSON.stringify(key)}, not an http or https URL: a Cache Storage store's keys are the URLs of its cached responses`);
+  }
+  const canonical = entryUrl(url.href, noSearch);
+  if (canonical !== key) {
+    return new TypeError(`kvsweep: ${name("key")} is ${JSON.stringify(key)}; this response's entry is keyed ${JSON.stringify(canonical)} (the URL as Cache Storage matches it, as track keys it)`);
   }
   return undefined;
 }
@@ -505,8 +512,10 @@ export function expirationPlugin(options = {}) {
   // later traffic, and wait for it to end, then open the store afresh
   // (they found it closed, or wrote into the database being deleted).
   let deleting = null;
+  // Only the deletion under way when the hook began: a later one waits for
+  // this hook (it began before that one), so waiting for it would hang both.
   const afterDeleting = async () => {
-    while (deleting) await deleting.catch(() => {});
+    await deleting?.catch(() => {});
   };
   // What Workbox gives a hook; called by hand without it, say so by name.
   const hookArgs = (hook, arg) => {

@@ -19,8 +19,8 @@
 // In a dedicated worker, files are written through sync access handles
 // (`createSyncAccessHandle`); elsewhere through `createWritable`.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { describe } from "./api.js";
-import { closesWith, done, loaded, openRecords, recordsDriver, outOfCalls } from "./idbkv.js";
+import { OWN_LOCKS, describe } from "./api.js";
+import { closesWith, done, loaded, openRecords, recordsDriver, outOfCalls, runLock } from "./idbkv.js";
 
 const BLOBS = "b/\0"; // blob bytes: the names of files (blobs have no namespace)
 const RECORDS = "c/\0"; // blob records
@@ -279,6 +279,7 @@ export async function openOpfs(name, options = {}) {
   const sync = typeof globalThis.FileSystemFileHandle?.prototype.createSyncAccessHandle === "function";
   const store = kvStoreOfDriver(opfsDriver(db, dir, lock, sync));
   closesWith(store, db);
+  OWN_LOCKS.set(store, runLock(db));
   return store;
 }
 

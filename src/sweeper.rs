@@ -1421,11 +1421,16 @@ impl<S: Store> Sweeper<S> {
     /// can check (Deno KV, Durable Objects, memory, IndexedDB); on a store
     /// without compare-and-set (Workers KV) two isolates may both take it, and
     /// safety rests on the executor's re-checks and grace periods, not on it.
+    ///
+    /// `force` takes it whoever holds it: for a run that holds the store's
+    /// Web Lock, when no live run of this release can hold the lease (see
+    /// the JS binding's `run_leased`).
     pub async fn take_lease(
         &self,
         owner: &str,
         ttl_ms: Millis,
         now: Millis,
+        force: bool,
     ) -> Result<Option<String>, Error> {
         let key = id_key(LEASE_KEY);
         let mine = Lease {
@@ -1439,7 +1444,9 @@ impl<S: Store> Sweeper<S> {
                     return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
                 };
                 match held.and_then(Lease::decode) {
-                    Some(l) if l.owner != owner && l.until > now => Ok(Step::Done(Some(l.owner))),
+                    Some(l) if !force && l.owner != owner && l.until > now => {
+                        Ok(Step::Done(Some(l.owner)))
+                    }
                     _ => Ok(Step::Write(
                         vec![Op::Put(Table::State, key.clone(), mine.clone())],
                         None,

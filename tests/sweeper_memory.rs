@@ -1007,27 +1007,34 @@ fn delete_at_reads_the_namespace_page_by_page() {
 fn one_owner_holds_the_run_lease_until_it_lapses_or_is_given_back() {
     let s = sweeper();
     block_on(async {
-        assert_eq!(s.take_lease("a", 1_000, 0).await.unwrap(), None);
+        assert_eq!(s.take_lease("a", 1_000, 0, false).await.unwrap(), None);
         // Another owner is refused while the lease runs, told who holds it.
         assert_eq!(
-            s.take_lease("b", 1_000, 999).await.unwrap(),
+            s.take_lease("b", 1_000, 999, false).await.unwrap(),
             Some("a".to_string())
         );
         // The holder renews it.
-        assert_eq!(s.take_lease("a", 1_000, 500).await.unwrap(), None);
+        assert_eq!(s.take_lease("a", 1_000, 500, false).await.unwrap(), None);
         assert_eq!(
-            s.take_lease("b", 1_000, 1_400).await.unwrap(),
+            s.take_lease("b", 1_000, 1_400, false).await.unwrap(),
             Some("a".to_string())
         );
         // Lapsed: another takes it, and the first one's release leaves it be.
-        assert_eq!(s.take_lease("b", 1_000, 1_500).await.unwrap(), None);
+        assert_eq!(s.take_lease("b", 1_000, 1_500, false).await.unwrap(), None);
         s.release_lease("a").await.unwrap();
         assert_eq!(
-            s.take_lease("c", 1_000, 1_600).await.unwrap(),
+            s.take_lease("c", 1_000, 1_600, false).await.unwrap(),
             Some("b".to_string())
         );
         s.release_lease("b").await.unwrap();
-        assert_eq!(s.take_lease("c", 1_000, 1_600).await.unwrap(), None);
+        assert_eq!(s.take_lease("c", 1_000, 1_600, false).await.unwrap(), None);
+        // Forced (a run under its store's Web Lock): taken from a holder
+        // whose lease runs, which then finds it gone.
+        assert_eq!(s.take_lease("d", 1_000, 1_700, true).await.unwrap(), None);
+        assert_eq!(
+            s.take_lease("c", 1_000, 1_800, false).await.unwrap(),
+            Some("d".to_string())
+        );
     });
 }
 

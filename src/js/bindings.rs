@@ -477,24 +477,24 @@ impl Inner {
         now: Millis,
         host: &mut JsHost,
         lease_ms: Option<Millis>,
+        web_locked: bool,
     ) -> Result<crate::exec::RunReport, Error> {
         // After a flush of reads' refreshes already writing (see schedule_touch_flush).
         while self.flushing.get() > 0 {
             gloo_timers::future::TimeoutFuture::new(5).await;
         }
-        // A store of one origin runs under its Web Lock (see `hand_lock`)
-        // where the browser has them, and takes no lease: a lease of a run
-        // that died held every other context's runs back until it lapsed.
-        let leased = match self.sweeper.store() {
-            AnyStore::Kv(s) => {
-                s.web_lock().is_none() || self.driver.lock_name.as_deref() != s.web_lock()
-            }
-            _ => false,
-        };
+        // A run holding its store's Web Lock (a store of one origin: OPFS,
+        // Cache Storage) takes the lease whoever holds it: no live run of
+        // this release can, only a run that died (whose lease held every
+        // other context's runs back until it lapsed) or one of an earlier
+        // release, which then stops at its next batch.
+        let leased = matches!(self.sweeper.store(), AnyStore::Kv(_));
         let held_by = match leased {
             true => {
                 let ttl = lease_ms.unwrap_or(DEFAULT_LEASE_MS);
-                self.sweeper.take_lease(&self.lease_owner, ttl, now).await
+                self.sweeper
+                    .take_lease(&self.lease_owner, ttl, now, web_locked)
+                    .await
             }
             false => Ok(None),
         };
@@ -794,6 +794,8 @@ impl JsSweeper {
             Some(o) => (o.config, o.lock_name, o.storage_fraction, o.audit_shards),
             None => (ScheduleConfig::manual(), None, 0.0, 0),
         };
+        // A store of one origin has a Web Lock of its own, which every
+        // Sweeper on it takes (api.js refuses a lockName there).
         let lock_name = lock_name.or_else(|| match &store.inner {
             AnyStore::Idb(s) => Some(format!("kvsweep:{}", s.name())),
             AnyStore::Kv(s) => s.web_lock().map(str::to_owned),
@@ -1258,7 +1260,7 @@ impl JsSweeper {
                 ));
             }
             // Across tabs and workers too: held until this run ends.
-            let _lock = super::driver::hand_lock(&inner, &signal).await;
+            let lock = super::driver::hand_lock(&inner, &signal).await;
             inner.open()?;
             if inner.running.replace(true) {
                 return Err(js_err(
@@ -1284,7 +1286,13 @@ impl JsSweeper {
                 Ok(now) => {
                     host.limit_ops(run.max_ops);
                     inner
-                        .run_leased(run.mode, now, &mut host, run.lease_ms)
+                        .run_leased(
+                            run.mode,
+                            now,
+                            &mut host,
+                            run.lease_ms,
+                            lock.store_own(&inner),
+                        )
                         .await
                         .map_err(|e| named("run", e))
                 }

@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
-use super::bindings::{field, Inner, JsHost};
+use super::bindings::{field, AnyStore, Inner, JsHost};
 use crate::exec::RunReport;
 use crate::model::Millis;
 use crate::plan::Mode;
@@ -299,6 +299,24 @@ fn take_lock(inner: &Rc<Inner>) {
 /// Holds the Web Lock of a run called by hand until dropped.
 pub(super) struct HandLock(Option<Function>);
 
+impl HandLock {
+    /// Whether this is the store's own Web Lock, held (see `run_leased`).
+    pub(super) fn store_own(&self, inner: &Inner) -> bool {
+        self.0.is_some() && own_lock(inner)
+    }
+}
+
+/// Whether the Sweeper's runs take its store's own Web Lock (a store of one
+/// origin, where the context has Web Locks).
+fn own_lock(inner: &Inner) -> bool {
+    match inner.sweeper.store() {
+        AnyStore::Kv(s) => {
+            s.web_lock().is_some() && inner.driver.lock_name.as_deref() == s.web_lock()
+        }
+        _ => false,
+    }
+}
+
 impl Drop for HandLock {
     fn drop(&mut self) {
         if let Some(release) = self.0.take() {
@@ -420,7 +438,9 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
     let mut host = JsHost::new(inner.clone(), JsValue::UNDEFINED, None, deadline);
     let result = match inner.now() {
         Ok(now) => {
-            let run = inner.run_leased(mode, now, &mut host, None).await;
+            // The lock held, not a run going on without it (see take_lock).
+            let locked = inner.driver.release.borrow().is_some() && own_lock(&inner);
+            let run = inner.run_leased(mode, now, &mut host, None, locked).await;
             // The rolling audit: the next shard of the blobs after each full
             // run that finished; what it finds shows in health().
             let shards = inner.driver.audit_shards;
