@@ -547,7 +547,10 @@ export function expirationPlugin(options = {}) {
         const after = inFlight((async () => {
           await afterDeleting();
           const { sweeper } = await sweeperFor(cacheName);
-          await track(sweeper, request, cachedResponse, options);
+          // The size measured when it was cached: a response whose headers
+          // do not give it (compressed, chunked) is not read again on every hit.
+          const known = await sweeper.detail(entryUrl(request, SEARCHLESS.has(storeOf(sweeper))));
+          await track(sweeper, request, cachedResponse, known ? { ...options, size: known.size } : options);
           await expire(cacheName);
         })().catch(() => {}));
         try {

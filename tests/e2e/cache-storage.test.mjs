@@ -532,3 +532,38 @@ test("a hook begun while deleteCacheAndMetadata() goes waits for it, then tracks
   assert.equal(burst, "ended");
   for (const row of rows) assert.deepEqual(row, { ticks: row.ticks, deleted: "ok", hook: "ok", keys: ["/race/new"] });
 });
+
+test("a cache hit refreshes its entry without reading the response's body again (its size is the one measured when cached)", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const plugin = kv.expirationPlugin({ maxEntries: 10 });
+    const cache = await caches.open("hits");
+    const request = new Request(`${location.origin}/hits/bundle.js`);
+    // As a compressed response comes back: its Content-Length is not its body's.
+    const response = () => new Response("x".repeat(5000), { headers: { "content-encoding": "gzip" } });
+    await cache.put(request, response());
+    await plugin.cacheDidUpdate({ cacheName: "hits", request, newResponse: response() });
+    let reads = 0;
+    const arrayBuffer = Response.prototype.arrayBuffer;
+    Response.prototype.arrayBuffer = function (...args) {
+      reads++;
+      return arrayBuffer.apply(this, args);
+    };
+    const waits = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const cachedResponse = await cache.match(request);
+        await plugin.cachedResponseWillBeUsed({ cacheName: "hits", request, cachedResponse, event: { waitUntil: (p) => waits.push(p) } });
+      }
+      await Promise.all(waits);
+    } finally {
+      Response.prototype.arrayBuffer = arrayBuffer;
+    }
+    const sweeper = new kv.Sweeper(await kv.openCacheStorage("hits"));
+    const size = (await sweeper.detail(request.url)).size;
+    sweeper.close();
+    await plugin.deleteCacheAndMetadata();
+    return { reads, size, waits: waits.length };
+  });
+  assert.deepEqual(out, { reads: 0, size: 5000, waits: 3 });
+});
