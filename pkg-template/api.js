@@ -76,7 +76,7 @@ export class Sweeper extends RawSweeper {
     const own = OWN_LOCKS.get(store);
     const lockName = options?.schedule?.lockName;
     if (own !== undefined && lockName !== undefined && lockName !== own) {
-      throw new Error(`kvsweep: new Sweeper(store, options): options.schedule.lockName is not for a ${store.kind} store, whose runs take its own Web Lock ${JSON.stringify(own)}`);
+      throw new Error(`kvsweep: new Sweeper(store, options): options.schedule.lockName is not for ${/^[aeiou]/.test(store.kind) ? "an" : "a"} ${store.kind} store, whose runs take its own Web Lock ${JSON.stringify(own)}`);
     }
     super(store, options);
     STORES.set(this, store);

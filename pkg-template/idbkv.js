@@ -36,11 +36,32 @@ export async function openRecords(dbName, onClosed) {
   req.onupgradeneeded = () => req.result.createObjectStore("records");
   const db = await done(req);
   db.onversionchange = () => {
+    CLOSED_BY.set(db, "elsewhere");
     db.close();
     onClosed?.();
   };
+  // A closed connection's transaction() says why it closed, as openIndexedDb's
+  // store does, not the browser's "The database connection is closing".
+  db.transaction = (...args) => {
+    try {
+      return Object.getPrototypeOf(db).transaction.apply(db, args);
+    } catch (e) {
+      const why = CLOSED_BY.get(db);
+      if (e?.name !== "InvalidStateError" || !why) throw e;
+      const error = new Error(
+        why === "elsewhere"
+          ? `another tab or worker deleted the database ${db.name} or upgraded it, and this connection closed to let it; open the store again for a new Sweeper`
+          : "the store was closed (store.close())",
+      );
+      error.name = "InvalidStateError";
+      throw error;
+    }
+  };
   return db;
 }
+
+/** Why a records database's connection closed: "elsewhere" (deleted or upgraded there) or "here" (store.close()). */
+const CLOSED_BY = new WeakMap();
 
 // What loads the WebAssembly first, where importing did not (kvsweep/sw).
 let loader = async () => {};
@@ -54,6 +75,7 @@ export function closesWith(store, db) {
   const close = store.close.bind(store);
   Object.defineProperty(store, "close", {
     value: () => {
+      if (!CLOSED_BY.has(db)) CLOSED_BY.set(db, "here");
       db.close();
       close();
     },

@@ -362,3 +362,34 @@ test("openOpfs and deleteOpfs refuse bad arguments with clear errors", { timeout
   assert.match(messages[3], /openOpfs\(name, options\): openOpfs takes no options yet/);
   assert.match(messages[4], /^TypeError: kvsweep: deleteOpfs\(name\): name must be a non-empty string, got undefined/);
 });
+
+test("an OPFS store deleted from another tab says so, as openIndexedDb's does; one closed here says that", { timeout: 60_000 }, async () => {
+  await env.ready;
+  const context = await env.browser.newContext();
+  try {
+    const a = await newPage(context);
+    const b = await newPage(context);
+    await a.evaluate(async () => {
+      const kv = await import("/pkg/index.js");
+      window.sweeper = new kv.Sweeper(await kv.openOpfs("elsewhere"));
+      await window.sweeper.putBlob(new Uint8Array([1]));
+    });
+    await b.evaluate(async () => (await import("/pkg/index.js")).deleteOpfs("elsewhere"));
+    const messages = await a.evaluate(async () => {
+      const kv = await import("/pkg/index.js");
+      const out = [];
+      for (const call of [() => window.sweeper.putBlob(new Uint8Array([2])), () => window.sweeper.run()]) out.push(await call().then(() => "ok", (e) => e.message));
+      const store = await kv.openOpfs("here");
+      const mine = new kv.Sweeper(store);
+      store.close();
+      out.push(await mine.put("k", 1).then(() => "ok", (e) => e.message));
+      await kv.deleteOpfs("here");
+      return out;
+    });
+    assert.match(messages[0], /^kvsweep: putBlob: store is closed: another tab or worker deleted the database kvsweep-opfs:elsewhere or upgraded it, and this connection closed to let it; open the store again for a new Sweeper$/);
+    assert.match(messages[1], /run: .*another tab or worker deleted the database kvsweep-opfs:elsewhere/);
+    assert.match(messages[2], /^kvsweep: put: store is closed: the store was closed \(store\.close\(\)\)$/);
+  } finally {
+    await context.close();
+  }
+});
