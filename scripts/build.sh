@@ -65,8 +65,9 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # 400 bytes; 218,200 until Deno KV's native expiry was judged by each write
 # of a record (a referenced entry was given it) and Cache Storage and OPFS
 # runs took their Web Lock and, holding it, the lease whoever held it:
-# about 240 bytes.)
-budget=218500
+# about 240 bytes; 218,500 until progress() showed a sliced run as one,
+# not each slice from nought: about 140 bytes.)
+budget=218700
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

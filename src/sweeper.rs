@@ -825,6 +825,7 @@ impl<S: Store> Sweeper<S> {
         let mut tracked = Tracked {
             inner: host,
             progress: &self.progress,
+            before: (0, 0),
         };
         exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await
     }
@@ -1070,6 +1071,7 @@ impl<S: Store> Sweeper<S> {
         let mut tracked = Tracked {
             inner: host,
             progress: &progress,
+            before: (0, 0),
         };
         let report = exec::execute(&self.store, &plan, config, &mut tracked).await;
         self.seen.borrow_mut().clear();
@@ -1341,9 +1343,14 @@ impl<S: Store> Sweeper<S> {
         if let Some(c) = &cursor {
             plan.actions.retain(|a| exec::position(a) > c.after);
         }
+        let before = cursor.as_ref().map_or((0, 0), |c| {
+            let deleted: u64 = c.deleted.values().map(|t| t.count).sum();
+            (deleted + c.kept, deleted)
+        });
         let mut tracked = Tracked {
             inner: host,
             progress: &self.progress,
+            before,
         };
         let mut report = exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await;
         report.plan_reused = plan_reused;
@@ -1573,6 +1580,10 @@ impl<H: RunHost> plan::Pause for HostPause<'_, H> {
 struct Tracked<'a, H> {
     inner: &'a mut H,
     progress: &'a RefCell<Progress>,
+    /// What the slices before this one of the run handled and deleted:
+    /// `progress()` shows the run as a whole, not each slice from nought.
+    /// (The host sees the slice's own: its budget waits for it to get on.)
+    before: (u64, u64),
 }
 
 impl<H: RunHost> RunHost for Tracked<'_, H> {
@@ -1601,7 +1612,13 @@ impl<H: RunHost> RunHost for Tracked<'_, H> {
     }
 
     async fn between_batches(&mut self, progress: &Progress) -> exec::Flow {
-        *self.progress.borrow_mut() = progress.clone();
+        let (handled, deleted) = self.before;
+        *self.progress.borrow_mut() = Progress {
+            processed: progress.processed + handled,
+            total: progress.total + handled,
+            deleted: progress.deleted + deleted,
+            ..progress.clone()
+        };
         let flow = self.inner.between_batches(progress).await;
         if flow == exec::Flow::Stop {
             let mut p = self.progress.borrow_mut();

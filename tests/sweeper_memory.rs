@@ -1465,3 +1465,43 @@ fn a_stopped_run_saves_no_place_past_the_earliest_waiting_entry_of_its_batch() {
         assert_eq!(s.store().count(Table::Meta), 0);
     });
 }
+
+/// Records what `progress()` shows at each step of a run.
+struct Peek<'a> {
+    s: &'a Sweeper<MemoryStore>,
+    seen: Vec<(bool, u64, u64, u64)>,
+}
+
+impl kvsweep::exec::RunHost for Peek<'_> {
+    async fn between_batches(&mut self, _: &kvsweep::exec::Progress) -> kvsweep::exec::Flow {
+        let p = self.s.progress();
+        self.seen.push((p.running, p.processed, p.total, p.deleted));
+        kvsweep::exec::Flow::Continue
+    }
+}
+
+#[test]
+fn progress_shows_a_sliced_run_as_one_not_each_slice_from_nought() {
+    let s = Sweeper::new(MemoryStore::new(), Policy::default(), in_batches_of(10));
+    block_on(async {
+        for i in 0..30 {
+            put_expired(&s, i).await;
+        }
+        let first = slice(&s, 10, 1).await;
+        assert!(!first.done);
+        let mut peek = Peek {
+            s: &s,
+            seen: Vec::new(),
+        };
+        let rest = s.run(Mode::Full, 10, &mut peek).await.unwrap();
+        assert!(rest.done && rest.resumed);
+        // Going on from the 10 the first slice handled, out of 30 in all.
+        assert_eq!(peek.seen.first(), Some(&(true, 10, 30, 10)));
+        assert_eq!(peek.seen.last(), Some(&(false, 30, 30, 30)));
+        assert!(
+            peek.seen.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{:?}",
+            peek.seen
+        );
+    });
+}

@@ -1334,7 +1334,9 @@ impl JsSweeper {
         })
     }
 
-    /// A snapshot of the current run's progress.
+    /// A snapshot of the current run's progress; a slice of a run stopped
+    /// part-way goes on from what the slices before it handled and deleted,
+    /// out of the run's total (`onProgress` gets the slice's own).
     #[wasm_bindgen(unchecked_return_type = "Progress")]
     pub fn progress(&self) -> Result<JsValue, JsValue> {
         to_js(&self.inner.sweeper.progress())

@@ -522,6 +522,7 @@ impl<S: Store> Sweeper<S> {
         let mut tracked = Tracked {
             inner: host,
             progress: &self.progress,
+            before: (0, 0),
         };
         Ok(exec::execute(&self.store, &plan, self.config.exec, &mut tracked).await)
     }
