@@ -75,7 +75,7 @@ export class Sweeper extends RawSweeper {
     // store's own Web Lock, or two could run at once.
     const own = OWN_LOCKS.get(store);
     const lockName = options?.schedule?.lockName;
-    if (own !== undefined && lockName !== undefined && lockName !== own) {
+    if (own !== undefined && typeof lockName === "string" && lockName !== own) {
       throw new Error(`kvsweep: new Sweeper(store, options): options.schedule.lockName is not for ${/^[aeiou]/.test(store.kind) ? "an" : "a"} ${store.kind} store, whose runs take its own Web Lock ${JSON.stringify(own)}`);
     }
     super(store, options);
@@ -129,7 +129,9 @@ export const PUT_CHECKS = new WeakMap();
 function checkedPut(sweeper, method, args) {
   const check = (method === "put" || method === "putMany") && PUT_CHECKS.get(STORES.get(sweeper));
   if (!check) return args;
-  const copy = (o) => (o !== null && typeof o === "object" && !Array.isArray(o) ? { ...o } : o);
+  // Plain objects only: anything else goes as it is, for the module to refuse by name.
+  const plain = (o) => o !== null && typeof o === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(o));
+  const copy = (o) => (plain(o) ? { ...o } : o);
   if (method === "put") {
     const options = copy(args[2]);
     const refused = check(args[0], options, (field) => `put(key, value, options): ${field === "key" ? "key" : `options.${field}`}`);

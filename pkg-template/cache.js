@@ -221,15 +221,21 @@ async function finishPending(db, cache, matchOptions) {
   }
 }
 
+/** The size of a response's body as its headers give it (Content-Length, not compressed), or undefined. */
+function headerSize(response) {
+  const header = response.headers.get("content-length")?.trim();
+  const length = header && /^[0-9]+$/.test(header) ? Number(header) : NaN;
+  return Number.isSafeInteger(length) && response.headers.get("content-encoding") === null ? length : undefined;
+}
+
 /**
  * The size of a response's body, without reading it when its headers say.
  * An opaque response (a no-cors fetch) shows neither: it counts 0 bytes
  * unless `track` is given its `size`.
  */
 async function responseSize(response) {
-  const header = response.headers.get("content-length")?.trim();
-  const length = header && /^[0-9]+$/.test(header) ? Number(header) : NaN;
-  if (Number.isSafeInteger(length) && response.headers.get("content-encoding") === null) return length;
+  const length = headerSize(response);
+  if (length !== undefined) return length;
   if (response.type === "opaque" || response.type === "opaqueredirect") return 0;
   if (response.bodyUsed) {
     throw new TypeError("kvsweep: track(sweeper, request, response): response's body is already read, and its headers give no content-length; pass a response before reading it, or its size in options.size");
@@ -547,9 +553,10 @@ export function expirationPlugin(options = {}) {
         const after = inFlight((async () => {
           await afterDeleting();
           const { sweeper } = await sweeperFor(cacheName);
-          // The size measured when it was cached: a response whose headers
-          // do not give it (compressed, chunked) is not read again on every hit.
-          const known = await sweeper.detail(entryUrl(request, SEARCHLESS.has(storeOf(sweeper))));
+          // Sized by its headers where they say; else as when it was
+          // tracked: a response whose headers do not give it (compressed,
+          // chunked) is not read again on every hit.
+          const known = headerSize(cachedResponse) === undefined ? await sweeper.detail(entryUrl(request, SEARCHLESS.has(storeOf(sweeper)))) : undefined;
           await track(sweeper, request, cachedResponse, known ? { ...options, size: known.size } : options);
           await expire(cacheName);
         })().catch(() => {}));

@@ -151,6 +151,9 @@ function deleteMany(store, names, keys) {
   for (const n of doomed) store.delete(n);
 }
 
+/** The Web Lock that keeps runs on the records in `db` one at a time (api.js's OWN_LOCKS). */
+export const runLock = (db) => `kvsweep:${db.name}`;
+
 /**
  * The driver over `db`'s records. `hooks` (all optional):
  * - `extra(store, writes)`: more writes for the batch's transaction, made
@@ -162,9 +165,6 @@ function deleteMany(store, names, keys) {
  * deleted once the batch commits (browsers may default to "relaxed", which a
  * system crash could undo after the outside deletion).
  */
-/** The Web Lock that keeps runs on the records in `db` one at a time (api.js's OWN_LOCKS). */
-export const runLock = (db) => `kvsweep:${db.name}`;
-
 export function recordsDriver(db, kind, batchSize, hooks = {}) {
   const spend = (n = 1) => {
     d.ops += n;
@@ -177,7 +177,7 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
     kind,
     prefix: "",
     // A token is the bytes themselves (checks compare them). Runs take the
-    // database's Web Lock, not a lease (every writer is of this origin).
+    // database's Web Lock (every writer is of this origin), then the lease.
     caps: { atomic: true, compareAndSet: true, visibilityMs: 0, nativeExpiry: false, batchSize, tokensAreBytes: true, webLock: runLock(db) },
     ops: 0,
     async get(names) {

@@ -66,8 +66,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # of a record (a referenced entry was given it) and Cache Storage and OPFS
 # runs took their Web Lock and, holding it, the lease whoever held it:
 # about 240 bytes; 218,500 until progress() showed a sliced run as one,
-# not each slice from nought: about 140 bytes.)
-budget=218700
+# not each slice from nought: about 140 bytes; 218,700 until a lease taken
+# under the Web Lock was marked so, and only such a lease was taken from
+# another (a review found two runs overlapping): about 210 bytes.)
+budget=218900
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

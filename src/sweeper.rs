@@ -113,6 +113,14 @@ struct KeptPlan {
 
 /// The `State` record of the run lease (see [`Sweeper::take_lease`]).
 const LEASE_KEY: &str = "run-lease";
+/// The end of a lease owner's name when taken under the store's lock (see
+/// `take_lease`).
+const LOCKED_LEASE: &str = "\u{1}locked";
+
+/// A lease owner's name without its `LOCKED_LEASE` ending.
+fn unlocked(owner: &str) -> &str {
+    owner.strip_suffix(LOCKED_LEASE).unwrap_or(owner)
+}
 
 /// The latest time an expiry can be: 2^53 - 1 ms, JavaScript's largest exact integer.
 const LAST_TIME: Millis = (1 << 53) - 1;
@@ -1429,19 +1437,25 @@ impl<S: Store> Sweeper<S> {
     /// without compare-and-set (Workers KV) two isolates may both take it, and
     /// safety rests on the executor's re-checks and grace periods, not on it.
     ///
-    /// `force` takes it whoever holds it: for a run that holds the store's
-    /// Web Lock, when no live run of this release can hold the lease (see
-    /// the JS binding's `run_leased`).
+    /// `locked`: the caller holds a lock every `locked` taker takes first
+    /// (the store's Web Lock, see the JS binding's `run_leased`). Its lease
+    /// is marked so, and it takes a marked lease another holds: that holder
+    /// died, as the lock is the caller's now. Any other lease (a taker
+    /// without the lock, an earlier release) is respected until it lapses.
     pub async fn take_lease(
         &self,
         owner: &str,
         ttl_ms: Millis,
         now: Millis,
-        force: bool,
+        locked: bool,
     ) -> Result<Option<String>, Error> {
         let key = id_key(LEASE_KEY);
+        let mut owner = owner.to_owned();
+        if locked {
+            owner.push_str(LOCKED_LEASE);
+        }
         let mine = Lease {
-            owner: owner.to_owned(),
+            owner: owner.clone(),
             until: now.saturating_add(ttl_ms),
         }
         .encode();
@@ -1451,8 +1465,12 @@ impl<S: Store> Sweeper<S> {
                     return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
                 };
                 match held.and_then(Lease::decode) {
-                    Some(l) if !force && l.owner != owner && l.until > now => {
-                        Ok(Step::Done(Some(l.owner)))
+                    Some(l)
+                        if l.owner != owner
+                            && l.until > now
+                            && !(locked && l.owner.ends_with(LOCKED_LEASE)) =>
+                    {
+                        Ok(Step::Done(Some(unlocked(&l.owner).to_owned())))
                     }
                     _ => Ok(Step::Write(
                         vec![Op::Put(Table::State, key.clone(), mine.clone())],
@@ -1463,7 +1481,7 @@ impl<S: Store> Sweeper<S> {
             .await
     }
 
-    /// Gives the lease back, if `owner` still holds it.
+    /// Gives the lease back, if `owner` still holds it (`locked` or not).
     pub async fn release_lease(&self, owner: &str) -> Result<(), Error> {
         let key = id_key(LEASE_KEY);
         self.store
@@ -1472,7 +1490,7 @@ impl<S: Store> Sweeper<S> {
                     return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
                 };
                 match held.and_then(Lease::decode) {
-                    Some(l) if l.owner == owner => {
+                    Some(l) if unlocked(&l.owner) == owner => {
                         Ok(Step::Write(vec![Op::Delete(Table::State, key.clone())], ()))
                     }
                     _ => Ok(Step::Done(())),

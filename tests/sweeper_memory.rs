@@ -1028,13 +1028,23 @@ fn one_owner_holds_the_run_lease_until_it_lapses_or_is_given_back() {
         );
         s.release_lease("b").await.unwrap();
         assert_eq!(s.take_lease("c", 1_000, 1_600, false).await.unwrap(), None);
-        // Forced (a run under its store's Web Lock): taken from a holder
-        // whose lease runs, which then finds it gone.
-        assert_eq!(s.take_lease("d", 1_000, 1_700, true).await.unwrap(), None);
+        // Under the store's lock: a lease taken without it is respected
+        // while it runs; one taken under it was a run that died, as the
+        // lock is this taker's now.
         assert_eq!(
-            s.take_lease("c", 1_000, 1_800, false).await.unwrap(),
-            Some("d".to_string())
+            s.take_lease("d", 1_000, 1_700, true).await.unwrap(),
+            Some("c".to_string())
         );
+        s.release_lease("c").await.unwrap();
+        assert_eq!(s.take_lease("d", 1_000, 1_700, true).await.unwrap(), None);
+        assert_eq!(s.take_lease("e", 1_000, 1_800, true).await.unwrap(), None);
+        // Others are told who holds it, by name; its holder gives it back.
+        assert_eq!(
+            s.take_lease("f", 1_000, 1_900, false).await.unwrap(),
+            Some("e".to_string())
+        );
+        s.release_lease("e").await.unwrap();
+        assert_eq!(s.take_lease("f", 1_000, 1_900, false).await.unwrap(), None);
     });
 }
 

@@ -62,7 +62,7 @@ export interface ScheduleOptions {
   runOnStart?: boolean;
   /** A full run after this many writes (default 0 = never). */
   autoAfterWrites?: number;
-  /** The Web Locks name that keeps runs of tabs and workers one at a time (default "kvsweep:" + the IndexedDB name). */
+  /** The Web Locks name that keeps runs of tabs and workers one at a time (default "kvsweep:" + the IndexedDB name; refused on OPFS and Cache Storage stores, whose runs take their own). */
   lockName?: string;
   /** Each run's time budget; a run that uses it up goes on in the next slice (default 0 = no budget). */
   sliceMs?: number;
@@ -122,9 +122,9 @@ export interface RunOptions {
   mode?: Mode; signal?: AbortSignal; budgetMs?: number;
   /** Most backend calls (list pages, reads, writes) the run may make: an edge request's limit (kvStore only). The run stops before the next batch would pass it; the next run resumes. */
   maxOps?: number;
-  /** How long the run holds a kvStore's run lease (default 5 minutes); another Sweeper's run meanwhile stops at once with stopped: "leased". */
+  /** How long the run holds a kvStore's run lease (default 5 minutes); another Sweeper's run meanwhile stops at once with stopped: "leased" (on OPFS and Cache Storage, a run holding the store's Web Lock takes a lease another took under it: that run died). */
   leaseMs?: number;
-  /** Called between batches; the run waits for a promise it returns (until the run is aborted or the Sweeper closed). A throw or a rejected promise stops the run, which then rejects with it. */
+  /** Called between batches with the slice's own figures (progress() shows a resumed run as a whole); the run waits for a promise it returns (until the run is aborted or the Sweeper closed). A throw or a rejected promise stops the run, which then rejects with it. */
   onProgress?: (p: Progress) => void | Promise<void>;
 }
 export interface Tally { count: number; bytes: number }
@@ -484,10 +484,10 @@ impl Inner {
             gloo_timers::future::TimeoutFuture::new(5).await;
         }
         // A run holding its store's Web Lock (a store of one origin: OPFS,
-        // Cache Storage) takes the lease whoever holds it: no live run of
-        // this release can, only a run that died (whose lease held every
-        // other context's runs back until it lapsed) or one of an earlier
-        // release, which then stops at its next batch.
+        // Cache Storage) takes a lease another took under that lock: its
+        // run died (its lease held every other context's runs back until it
+        // lapsed). A lease taken without the lock (its request failed, or an
+        // earlier release) is respected until it lapses.
         let leased = matches!(self.sweeper.store(), AnyStore::Kv(_));
         let held_by = match leased {
             true => {

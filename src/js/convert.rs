@@ -506,10 +506,7 @@ impl Encoder<'_> {
     fn spend(&mut self, n: impl Into<f64>) -> Result<(), String> {
         let n = n.into();
         if n > self.left as f64 {
-            return Err(match self.path.is_empty() {
-                true => format!("passes {}", self.past),
-                false => format!("takes the value past {}", self.past),
-            });
+            return Err(format!("takes the total past {}", self.past));
         }
         self.left -= n as usize;
         Ok(())

@@ -398,12 +398,16 @@ test("a Cache Storage store refuses puts in a namespace, or under a key no respo
       ),
     };
     got.origin = location.origin;
-    try {
-      new kv.Sweeper(store, { schedule: { lockName: "mine" } }).close();
-      got.lockName = "accepted";
-    } catch (e) {
-      got.lockName = `${e.name}: ${e.message}`;
+    for (const [name, lockName] of [["lockName", "mine"], ["lockNameType", 5]]) {
+      try {
+        new kv.Sweeper(store, { schedule: { lockName } }).close();
+        got[name] = "accepted";
+      } catch (e) {
+        got[name] = `${e.name}: ${e.message}`;
+      }
     }
+    // Options that are not a plain object go as they are, refused by the module.
+    got.mapOptions = await message(sweeper.put(`${url}5`, null, new Map([["pinned", true]])));
     const keys = [];
     for await (const k of sweeper.keys()) keys.push(k);
     got.keys = keys;
@@ -436,6 +440,8 @@ test("a Cache Storage store refuses puts in a namespace, or under a key no respo
   refused(out.relative, "put\\(key, value, options\\): key", `"/relative"; this response's entry is keyed "${out.origin}/relative"`);
   refused(out.fragment, "put\\(key, value, options\\): key", `"${out.origin}/shared#top"; this response's entry is keyed "${out.origin}/shared"`);
   assert.equal(out.twoFaced, "accepted");
+  assert.match(out.lockNameType, /schedule\.lockName must be a string/);
+  assert.match(out.mapOptions, /^Error: kvsweep: put options must be .*got a Map/);
   assert.equal(out.lockName, `Error: kvsweep: new Sweeper(store, options): options.schedule.lockName is not for a cache-storage store, whose runs take its own Web Lock "kvsweep:kvsweep-cache:refusals"`);
   assert.match(out.throwing, /^Error: from the getter$/, "a getter that throws rejects the put's promise");
   assert.deepEqual(out.keys, [`${out.origin}/shared`, `${out.origin}/shared3`], "nothing of a refused putMany was written, nor in another namespace");
@@ -561,9 +567,16 @@ test("a cache hit refreshes its entry without reading the response's body again 
     }
     const sweeper = new kv.Sweeper(await kv.openCacheStorage("hits"));
     const size = (await sweeper.detail(request.url)).size;
+    // Replaced behind the plugin's back by one whose headers give its size:
+    // a hit takes that size.
+    await cache.put(request, new Response("y".repeat(100), { headers: { "content-length": "100" } }));
+    const after = [];
+    await plugin.cachedResponseWillBeUsed({ cacheName: "hits", request, cachedResponse: await cache.match(request), event: { waitUntil: (p) => after.push(p) } });
+    await Promise.all(after);
+    const resized = (await sweeper.detail(request.url)).size;
     sweeper.close();
     await plugin.deleteCacheAndMetadata();
-    return { reads, size, waits: waits.length };
+    return { reads, size, waits: waits.length, resized };
   });
-  assert.deepEqual(out, { reads: 0, size: 5000, waits: 3 });
+  assert.deepEqual(out, { reads: 0, size: 5000, waits: 3, resized: 100 });
 });

@@ -1,0 +1,104 @@
+// Runs on a store of one origin (the IndexedDB records of OPFS and Cache
+// Storage) under a Web Lock and the run lease, in Node with fake-indexeddb
+// and a Web Locks API of this file's own, so that a lock request can fail
+// and a lock can be let go while its run still goes (its context died).
+import "fake-indexeddb/auto";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+/** Exclusive by name, as navigator.locks is; see `failNext` and `drop`. */
+const locks = {
+  held: new Map(), // name → the queue of requests waiting for it
+  failNext: false,
+  request(name, options, callback) {
+    if (this.failNext) {
+      this.failNext = false;
+      return Promise.reject(new DOMException("the request failed", "InvalidStateError"));
+    }
+    return new Promise((resolve, reject) => {
+      const go = () => {
+        this.held.set(name, []);
+        Promise.resolve(callback({ name }))
+          .then(resolve, reject)
+          .finally(() => this.drop(name));
+      };
+      if (!this.held.has(name)) go();
+      else this.held.get(name).push(go);
+    });
+  },
+  /** Lets `name` go, to the next request (as when its holder's context dies). */
+  drop(name) {
+    const queue = this.held.get(name);
+    if (!queue) return;
+    this.held.delete(name);
+    queue.shift()?.();
+    if (queue.length) this.held.set(name, queue);
+  },
+};
+Object.defineProperty(globalThis, "navigator", { value: { locks }, configurable: true });
+
+const { Sweeper } = await import("../../pkg/node.js");
+const { kvStoreOfDriver } = await import("../../pkg/kvsweep.js");
+const { openRecords, recordsDriver, runLock } = await import("../../pkg/idbkv.js");
+const { OWN_LOCKS } = await import("../../pkg/api.js");
+
+/** A store of one origin over `db`, as openOpfs and openCacheStorage make them. */
+function store(db) {
+  const s = kvStoreOfDriver(recordsDriver(db, "records", 250));
+  OWN_LOCKS.set(s, runLock(db));
+  return s;
+}
+
+async function setUp(name) {
+  const db = await openRecords(`${name}-${Math.random()}`);
+  const clock = () => clock.now;
+  clock.now = 1_700_000_000_000;
+  const make = () => new Sweeper(store(db), { clock, batchSize: 5 });
+  const first = make();
+  for (let i = 0; i < 60; i++) await first.put(`k${String(i).padStart(3, "0")}`, i, { ttlMs: 1000 });
+  clock.now += 5000;
+  return { db, make, first };
+}
+
+test("a run whose lock request failed holds the lease, and a run with the lock respects it: never two at once", async () => {
+  const { db, make, first: b } = await setUp("failed");
+  const a = make();
+  let during;
+  locks.failNext = true; // b's request fails: b goes on with the lease alone
+  const report = await b.run({
+    onProgress: async () => {
+      during ??= await a.run();
+    },
+  });
+  assert.equal(report.done, true);
+  assert.equal(report.deleted.expired.count, 60);
+  assert.equal(during.stopped, "leased", JSON.stringify(during));
+  assert.equal(during.deleted.expired, undefined);
+  a.close();
+  b.close();
+  db.close();
+});
+
+test("a run that holds the lock takes the lease of one that took it under the lock and died", async () => {
+  const { db, make, first: dead } = await setUp("died");
+  const next = make();
+  let taken;
+  const report = await dead.run({
+    onProgress: async () => {
+      if (taken) return;
+      // The browser lets a dead context's lock go; its lease stays behind.
+      locks.drop(runLock(db));
+      taken = await next.run();
+    },
+  });
+  assert.equal(taken.done, true, JSON.stringify(taken));
+  assert.equal(taken.stopped, undefined);
+  assert.ok(taken.deleted.expired.count > 0);
+  // (The "dead" run here goes on: deletions are re-checked, so the two
+  // together delete each entry once.)
+  assert.equal((taken.deleted.expired?.count ?? 0) + (report.deleted.expired?.count ?? 0) >= 60, true);
+  for await (const k of next.keys()) assert.fail(`left ${k}`);
+  next.close();
+  dead.close();
+  db.close();
+});
