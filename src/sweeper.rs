@@ -1450,12 +1450,12 @@ impl<S: Store> Sweeper<S> {
         locked: bool,
     ) -> Result<Option<String>, Error> {
         let key = id_key(LEASE_KEY);
-        let mut owner = owner.to_owned();
+        let mut name = owner.to_owned();
         if locked {
-            owner.push_str(LOCKED_LEASE);
+            name.push_str(LOCKED_LEASE);
         }
         let mine = Lease {
-            owner: owner.clone(),
+            owner: name,
             until: now.saturating_add(ttl_ms),
         }
         .encode();
@@ -1465,8 +1465,9 @@ impl<S: Store> Sweeper<S> {
                     return Ok(Step::Read(vec![Read::Key(Table::State, key.clone())]));
                 };
                 match held.and_then(Lease::decode) {
+                    // Its own, marked or not (a release that failed), it renews.
                     Some(l)
-                        if l.owner != owner
+                        if unlocked(&l.owner) != owner
                             && l.until > now
                             && !(locked && l.owner.ends_with(LOCKED_LEASE)) =>
                     {

@@ -1045,6 +1045,14 @@ fn one_owner_holds_the_run_lease_until_it_lapses_or_is_given_back() {
         );
         s.release_lease("e").await.unwrap();
         assert_eq!(s.take_lease("f", 1_000, 1_900, false).await.unwrap(), None);
+        // A holder's own lease, taken the other way (its release failed),
+        // it renews either way.
+        assert_eq!(s.take_lease("f", 1_000, 1_950, true).await.unwrap(), None);
+        assert_eq!(s.take_lease("f", 1_000, 1_960, false).await.unwrap(), None);
+        assert_eq!(
+            s.take_lease("g", 1_000, 1_970, false).await.unwrap(),
+            Some("f".to_string())
+        );
     });
 }
 
