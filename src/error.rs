@@ -10,13 +10,19 @@ use crate::store::StoreError;
 /// A string in double quotes, escaped as JavaScript's `JSON.stringify`
 /// escapes it: how messages name keys, namespaces and values. (Rust's `{:?}`
 /// would do, in Rust's escapes, with 4 KB of Unicode tables in the module.)
+/// A string past `QUOTED_CHARS` characters is cut there, an ellipsis after
+/// the closing quote, so that a key of megabytes gives a message of a line.
 pub(crate) struct Quoted<'a>(pub(crate) &'a str);
+
+/// How many characters of a string a message quotes.
+pub(crate) const QUOTED_CHARS: usize = 100;
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use fmt::Write;
         f.write_char('"')?;
-        for c in self.0.chars() {
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(QUOTED_CHARS) {
             match c {
                 '"' => f.write_str("\\\"")?,
                 '\\' => f.write_str("\\\\")?,
@@ -29,7 +35,11 @@ impl fmt::Display for Quoted<'_> {
                 c => f.write_char(c)?,
             }
         }
-        f.write_char('"')
+        f.write_char('"')?;
+        if chars.next().is_some() {
+            f.write_char('…')?;
+        }
+        Ok(())
     }
 }
 
@@ -108,5 +118,19 @@ impl std::error::Error for Error {}
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         Error::Store(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_string_is_quoted_in_part_and_a_short_one_whole() {
+        let exact = "é".repeat(QUOTED_CHARS);
+        assert_eq!(Quoted(&exact).to_string(), format!("\"{exact}\""));
+        let long = format!("{exact}x{}", "y".repeat(8000));
+        assert_eq!(Quoted(&long).to_string(), format!("\"{exact}\"…"));
+        assert_eq!(Quoted("a\"\n\u{1}").to_string(), "\"a\\\"\\n\\u0001\"");
     }
 }
