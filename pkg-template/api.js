@@ -4,10 +4,10 @@
 // "null pointer passed to rust").
 import { KvStore, Sweeper as RawSweeper } from "./kvsweep.js";
 
-/** A value as an error message shows it, the way JavaScript would write it. */
+/** A value as an error message shows it, the way JavaScript would write it; a string past 100 characters in part. */
 export function describe(v) {
   if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean") return String(v);
-  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "string") return v.length > 100 ? `${JSON.stringify(v.slice(0, 100))}…` : JSON.stringify(v); // as the module quotes keys
   if (typeof v === "bigint") return `${v}n`;
   if (typeof v === "function") return "a function";
   if (Array.isArray(v)) return "an array";

@@ -314,11 +314,11 @@ function entryRefused(key, options, name, noSearch) {
     // Not a URL: refused below.
   }
   if (url?.protocol !== "http:" && url?.protocol !== "https:") {
-    return new TypeError(`kvsweep: ${name("key")} is ${JSON.stringify(key)}, not an http or https URL: a Cache Storage store's keys are the URLs of its cached responses`);
+    return new TypeError(`kvsweep: ${name("key")} is ${describe(key)}, not an http or https URL: a Cache Storage store's keys are the URLs of its cached responses`);
   }
   const canonical = entryUrl(url.href, noSearch);
   if (canonical !== key) {
-    return new TypeError(`kvsweep: ${name("key")} is ${JSON.stringify(key)}; this response's entry is keyed ${JSON.stringify(canonical)} (the URL as Cache Storage matches it, as track keys it)`);
+    return new TypeError(`kvsweep: ${name("key")} is ${describe(key)}; this response's entry is keyed ${describe(canonical)} (the URL as Cache Storage matches it, as track keys it)`);
   }
   return undefined;
 }

@@ -178,6 +178,14 @@ test("a stopped run's plan serves the next run for 30 s; a later run lists and p
   assert.equal(rest.deleted.expired.count, 51);
 });
 
+test("a message quotes a long key in part: an 8 KB key gives a message of a line", async () => {
+  const s = new Sweeper(memoryStore());
+  const key = "k".repeat(8192);
+  const err = await s.put("doc", 1, { refs: [key] }).then(() => null, (e) => e);
+  assert.match(err?.message ?? "", new RegExp(`entry "${"k".repeat(100)}"… is not in namespace`));
+  assert.ok(err.message.length < 300, err.message.length);
+});
+
 test("references are checked and counted: a referenced entry cannot be deleted", async () => {
   const s = new Sweeper(memoryStore());
   await assert.rejects(s.put("doc", 1, { refs: ["att"] }), /entry "att" is not in namespace "": put it first/);
