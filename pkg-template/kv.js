@@ -397,10 +397,14 @@ function workersKvDriver(kv, prefix) {
   return d;
 }
 
-/** Splits a value into chunks of `max` bytes. */
+/**
+ * Splits a value into chunks of `max` bytes, each a copy: a Durable Object
+ * stores a view with its whole buffer, so views of one value made each chunk
+ * as large as the value (and one of 3 MiB too big for SQLite).
+ */
 function split(bytes, max) {
   const parts = [];
-  for (let i = 0; i < bytes.length; i += max) parts.push(bytes.subarray(i, i + max));
+  for (let i = 0; i < bytes.length; i += max) parts.push(bytes.slice(i, i + max));
   return parts;
 }
 

@@ -180,6 +180,22 @@ export class Cleaner {
           return await scenario(durableObjectStore(this.storage), async () => [...(await this.storage.list()).keys()]);
         case "/chunks":
           return Response.json({ names: [...(await this.storage.list({ prefix: "kvsweep-chunk/" })).keys()] });
+        case "/big": {
+          // A split value's chunks hold their own bytes, not the value's
+          // whole buffer each; 5 MiB goes in and comes back.
+          const sweeper = new Sweeper(durableObjectStore(this.storage, { prefix: "big/" }));
+          const value = new Uint8Array(5 << 20).map((_, i) => i % 251);
+          await sweeper.put("v", value);
+          const back = await sweeper.get("v");
+          const blob = await sweeper.putBlob(value.subarray(0, 300 * 1024));
+          const stored = [...(await this.storage.list({ prefix: "big/kvsweep-chunk/" })).values()];
+          const chunks = [...(await this.storage.list({ prefix: "kvsweep-chunk/big/" })).values()];
+          return Response.json({
+            same: back instanceof Uint8Array && back.length === value.length && back.every((b, i) => b === value[i]),
+            blobBack: (await sweeper.getBlob(blob))?.length ?? null,
+            chunks: [...stored, ...chunks].map((c) => [c.length, c.buffer.byteLength]),
+          });
+        }
         case "/concurrent": {
           // Twenty writes at once in one event, each referencing one entry:
           // the object's batches must not interleave (counts stay exact).

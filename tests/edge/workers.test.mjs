@@ -155,6 +155,17 @@ test("a Durable Object store alone: the cleanup scenario, split values and their
   assert.equal(names.length, 2);
 });
 
+test("a Durable Object stores a split value's chunks as their own bytes: 5 MiB goes in and comes back", async () => {
+  const out = await call("/do/big?do=big");
+  assert.equal(out.same, true);
+  assert.equal(out.blobBack, 300 * 1024);
+  assert.ok(out.chunks.length >= 40, JSON.stringify(out.chunks.length));
+  for (const [length, buffer] of out.chunks) {
+    assert.ok(length <= 128 * 1024, `a chunk of ${length} bytes`);
+    assert.equal(buffer, length, "a stored chunk holds its own bytes alone");
+  }
+});
+
 test("a Durable Object's kvsweep writes made at once in one event do not interleave", async () => {
   const out = await call("/do/concurrent?do=conc");
   assert.match(out.refused ?? "", /referenced/);
