@@ -309,7 +309,12 @@ impl Scheduler {
                 if !done {
                     self.soon(rerun.map_or(self.mode, |r| r.max(self.mode)), now, now);
                 } else {
-                    self.rearm_period(now);
+                    // The period counts from the last full run: a light run
+                    // (after deletes) leaves it, or deletes more often than
+                    // the period would put the full run off for good.
+                    if self.mode == Mode::Full || self.period_at.is_none() {
+                        self.rearm_period(now);
+                    }
                     if let Some(mode) = rerun {
                         self.soon(mode, now, now);
                     }

@@ -57,6 +57,39 @@ fn period_is_armed_at_start_and_after_each_run() {
 }
 
 #[test]
+fn light_runs_more_often_than_the_period_do_not_put_the_full_run_off() {
+    let mut s = Scheduler::new(
+        ScheduleConfig {
+            period_ms: 1_000,
+            ..cfg()
+        },
+        0,
+    );
+    drain(&mut s);
+    let mut full_at = None;
+    // A delete every 150 ms, each asking for a light run.
+    for t in (0..3_000).step_by(50) {
+        if t % 150 == 0 {
+            s.handle(t, Input::Deleted);
+        }
+        s.handle(t, Input::Timer);
+        for out in drain(&mut s) {
+            if let Output::StartRun { mode, .. } = out {
+                if mode == Mode::Full && full_at.is_none() {
+                    full_at = Some(t);
+                }
+                s.handle(t + 10, Input::RunEnded { done: true });
+            }
+        }
+    }
+    assert_eq!(
+        full_at,
+        Some(1_000),
+        "the full run is due one period after the start"
+    );
+}
+
+#[test]
 fn requests_debounce_coalesce_and_the_stronger_mode_wins() {
     let mut s = Scheduler::new(cfg(), 0);
     s.handle(0, Input::Request(Mode::Light));
@@ -484,7 +517,10 @@ impl Model {
                 if !done {
                     self.ask(now, mode, Some(now));
                 } else {
-                    self.period_at = (self.cfg.period_ms > 0).then_some(now + self.cfg.period_ms);
+                    if self.mode == Mode::Full || self.period_at.is_none() {
+                        self.period_at =
+                            (self.cfg.period_ms > 0).then_some(now + self.cfg.period_ms);
+                    }
                     // The rerun is what was asked during the run, not the run's own mode.
                     if had {
                         let _ = mode;
