@@ -68,8 +68,12 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # about 240 bytes; 218,500 until progress() showed a sliced run as one,
 # not each slice from nought: about 140 bytes; 218,700 until a lease taken
 # under the Web Lock was marked so, and only such a lease was taken from
-# another (a review found two runs overlapping): about 210 bytes.)
-budget=218900
+# another (a review found two runs overlapping): about 210 bytes; 218,900
+# until the scheduler's timers ran on a clock that only goes forward (a wall
+# clock set back held runs back), a store closed for good stopped background
+# runs rather than failing them for ever, and a throwing clock's message was
+# prefixed once: about 210 bytes.)
+budget=219150
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

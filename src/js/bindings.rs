@@ -49,10 +49,10 @@ export interface SweeperOptions {
   /** Largest value put/putBlob accept, in bytes (default 64 MiB, at most 256 MiB). */
   maxValueBytes?: number;
   /** Background runs. Without it, runs happen only on run() and request(). */
-  schedule?: ScheduleOptions;
+  schedule?: ScheduleOptions | null;
 }
 export interface ScheduleOptions {
-  /** A full run this long after the last one ended (default 24 h; 0 = never). */
+  /** A full run this long after the last full run ended (default 24 h; 0 = never). */
   periodMs?: number;
   /** A request waits this long for more (default 1000). */
   debounceMs?: number;
@@ -810,7 +810,7 @@ impl JsSweeper {
             lock_name,
             fraction,
             on_run,
-            js_sys::Date::now() as Millis,
+            super::driver::sched_now(),
             auto,
             audit_shards,
         );

@@ -109,7 +109,9 @@ impl Driver {
             set(&out, "pending", mode.as_str().into());
         }
         if let Some(at) = st.next_at {
-            set(&out, "nextRunAt", (at as f64).into());
+            // On the wall clock, as it reads now.
+            let wall = js_sys::Date::now() + (at as f64 - sched_now() as f64);
+            set(&out, "nextRunAt", wall.into());
         }
         set(&out, "runs", (st.runs as f64).into());
         set(&out, "slices", (st.slices as f64).into());
@@ -149,11 +151,39 @@ pub(super) fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(task);
 }
 
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(catch, js_namespace = performance, js_name = now)]
+    fn performance_now() -> Result<f64, JsValue>;
+}
+
+thread_local! {
+    /// `Date.now() - performance.now()` when first asked.
+    static ORIGIN: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The scheduler's time: milliseconds that only go forward, near
+/// `Date.now()` when first asked (`performance.now()` from then). On the
+/// wall clock, a clock set back an hour held every due run back an hour.
+/// `Date.now()` where there is no `performance`.
+pub(super) fn sched_now() -> Millis {
+    let wall = js_sys::Date::now();
+    let Ok(mono) = performance_now() else {
+        return wall as Millis;
+    };
+    let origin = ORIGIN.with(|o| {
+        let origin = o.get().unwrap_or(wall - mono);
+        o.set(Some(origin));
+        origin
+    });
+    (origin + mono).max(0.0) as Millis
+}
+
 /// Tells the scheduler what happened now, and does what it asks.
 pub(super) fn feed(inner: &Rc<Inner>, input: Input) {
     // Timers run on real time, so the scheduler does too: an injected clock
     // (a test's, frozen or jumping) dates entries, not timers.
-    let now = js_sys::Date::now() as Millis;
+    let now = sched_now();
     let outputs: Vec<Output> = {
         let mut s = inner.driver.sched.borrow_mut();
         s.handle(now, input);
@@ -449,7 +479,12 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
             }
             run.map_err(|e| e.to_string())
         }
-        Err(e) => Err(super::convert::thrown(&e)),
+        // clock_now's own error, "kvsweep: clock() threw …": its message
+        // alone, or the event's error read "kvsweep: Error: kvsweep: …".
+        Err(e) => Err(field(&e, "message")
+            .as_string()
+            .map(|m| m.strip_prefix("kvsweep: ").unwrap_or(&m).to_owned())
+            .unwrap_or_else(|| super::convert::thrown(&e))),
     };
     inner.running.set(false);
     inner.background.set(false);
@@ -510,7 +545,10 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
     *inner.driver.last.borrow_mut() = Some(last);
     let ended = js_sys::Date::now();
     release_lock(&inner);
-    feed(&inner, input);
+    // A store closed for good fails every run: retried, it kept failing
+    // every retryMaxMs for ever (and kept Node running). Background runs stop.
+    let gone = matches!(inner.sweeper.store(), AnyStore::Idb(s) if s.closed_for_good());
+    feed(&inner, if gone { Input::Close } else { input });
     // Told last: stats() in the callback shows the run ended, and a request
     // from it is a new one.
     notify(&inner, event.0, mode, ended, Some((event.1 .0, event.1 .1)));

@@ -337,9 +337,10 @@ const MAX_SCHEDULE_MS: u64 = 365 * DAY_MS;
 /// Most shards the rolling audit splits the blobs into.
 pub const MAX_AUDIT_SHARDS: u64 = 1_000_000;
 
-/// `schedule`: absent means no background runs but those `request()` asks for.
+/// `schedule`: absent or `null` means no background runs but those
+/// `request()` asks for (`schedule: on ? {...} : null` turns them off).
 pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
-    if v.is_absent() {
+    if v.is_absent() || matches!(v, OptValue::Null) {
         return Ok(None);
     }
     let f = Fields::new(

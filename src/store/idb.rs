@@ -32,6 +32,8 @@ pub struct IdbStore {
     next_page: std::cell::RefCell<Option<PageRequest>>,
     /// Holds later calls back while a write committed early is unconfirmed.
     gate: Gate,
+    /// `close()` was called.
+    closed: std::cell::Cell<bool>,
 }
 
 /// The order of this store's transactions is the order of the calls that
@@ -352,6 +354,7 @@ impl IdbStore {
             db,
             next_page: std::cell::RefCell::new(None),
             gate: Gate::default(),
+            closed: std::cell::Cell::new(false),
         })
     }
 
@@ -361,7 +364,14 @@ impl IdbStore {
     }
 
     pub fn close(&self) {
+        self.closed.set(true);
         self.db.close();
+    }
+
+    /// Whether this connection is closed for good: by `close()`, or to let
+    /// another context delete or upgrade the database.
+    pub fn closed_for_good(&self) -> bool {
+        self.closed.get() || self.let_go()
     }
 
     fn transaction(

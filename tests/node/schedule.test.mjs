@@ -113,6 +113,18 @@ test("a delete asks for a light run, which takes the blob the entry held", async
   s.close();
 });
 
+test("schedule: null is no schedule, as schedule: undefined is", async () => {
+  for (const schedule of [undefined, null]) {
+    const s = new Sweeper(memoryStore(), { schedule });
+    await s.put("doc", "text");
+    assert.equal(await s.delete("doc"), true);
+    assert.equal(s.stats().pending, undefined, `schedule: ${schedule}`);
+    assert.equal(s.stats().nextRunAt, undefined, `schedule: ${schedule}`);
+    s.close();
+  }
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: false }), /kvsweep: schedule must be an object, got false/);
+});
+
 test("autoAfterWrites asks for a full run after that many writes", async () => {
   const s = new Sweeper(memoryStore(), { schedule: { debounceMs: 10, periodMs: 0, autoAfterWrites: 5 } });
   for (let i = 0; i < 4; i++) await s.put(`k${i}`, i);
@@ -340,6 +352,53 @@ test("timers run on real time: a frozen injected clock still gets its background
   assert.ok(Math.abs(s.stats().nextRunAt - (Date.now() + 10)) < 1_000, "nextRunAt is by Date.now()");
   await until(() => s.stats().runs === 1, 5_000, "the run");
   assert.equal(s.stats().lastRun.deleted, 1, "the run dated entries by the injected clock");
+  s.close();
+});
+
+test("a wall clock set back an hour does not hold a requested run back", async () => {
+  const s = new Sweeper(memoryStore(), { schedule: { debounceMs: 50, periodMs: 0 } });
+  const realNow = Date.now;
+  s.request("full");
+  Date.now = () => realNow() - 3600e3;
+  try {
+    await until(() => s.stats().runs === 1, 3_000, "the run, 50 ms after its request");
+    // nextRunAt reads on the wall clock as it is now.
+    s.request("full");
+    assert.ok(Math.abs(s.stats().nextRunAt - (Date.now() + 50)) < 1_000, `nextRunAt ${s.stats().nextRunAt - Date.now()} ms ahead`);
+  } finally {
+    Date.now = realNow;
+    s.close();
+  }
+});
+
+test("a store closed for good stops background runs rather than retrying them for ever", async () => {
+  const store = await openIndexedDb(`closed-${Date.now()}`);
+  const errors = [];
+  const s = new Sweeper(store, { schedule: { debounceMs: 10, retryMs: 20, retryMaxMs: 40, periodMs: 0, onRun: (e) => e.type === "error" && errors.push(e.error.message) } });
+  await s.put("a", 1);
+  await s.delete("a"); // asks for a light run
+  store.close();
+  await until(() => s.stats().state === "closed", 3_000, "background runs stopped");
+  await sleep(300);
+  assert.ok(s.stats().failures <= 1, `${s.stats().failures} failed runs`);
+  assert.equal(s.stats().nextRunAt, undefined);
+  assert.ok(errors.length <= 1 && errors.every((m) => /closed/.test(m)), JSON.stringify(errors));
+  s.close();
+});
+
+test("a clock that throws in a background run: its error says so once", async () => {
+  let broken = false;
+  const events = [];
+  const clock = () => {
+    if (broken) throw new Error("clock broke");
+    return Date.now();
+  };
+  const s = new Sweeper(memoryStore(), { clock, schedule: { debounceMs: 10, retryMs: 60_000, periodMs: 0, onRun: (e) => e.type === "error" && events.push(e.error.message) } });
+  broken = true;
+  s.request("full");
+  await until(() => events.length === 1, 3_000, "the failed run");
+  assert.equal(events[0], "kvsweep: clock() threw Error: clock broke");
+  assert.equal(s.stats().lastRun.error, "clock() threw Error: clock broke");
   s.close();
 });
 
