@@ -72,8 +72,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # until the scheduler's timers ran on a clock that only goes forward (a wall
 # clock set back held runs back), a store closed for good stopped background
 # runs rather than failing them for ever, and a throwing clock's message was
-# prefixed once: about 210 bytes.)
-budget=219150
+# prefixed once: about 210 bytes; 219,150 until a background run that could
+# not delete some items counted as failed, retried and said so in stats():
+# about 75 bytes.)
+budget=219200
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

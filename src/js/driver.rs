@@ -502,9 +502,10 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
                 // retried after the lock's delay (not at once: that would spin).
                 if host.stopped == Some("leased") {
                     Input::Leased
-                } else if report.halted {
-                    // The store closed under it: the next goes after the
-                    // retry's delay, not at once.
+                } else if report.halted || (report.done && !report.errors.is_empty()) {
+                    // The store closed under it, or items could not be
+                    // deleted: the next goes after the retry's delay, not at
+                    // once (and not only after the next period).
                     Input::RunFailed
                 } else {
                     Input::RunEnded { done: report.done }
@@ -514,13 +515,20 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
                     duration_ms,
                     mode,
                     outcome: match (report.done, host.stopped) {
+                        (true, _) if !report.errors.is_empty() => "failed",
                         (true, _) => "done",
                         (false, Some("leased")) => "skipped",
                         _ => "stopped",
                     },
                     deleted,
                     bytes,
-                    error: None,
+                    error: report.errors.first().map(|e| {
+                        format!(
+                            "{} items could not be deleted: {}",
+                            report.errors.len(),
+                            e.message
+                        )
+                    }),
                 },
                 ("end", ("report", out)),
             )

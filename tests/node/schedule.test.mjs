@@ -402,6 +402,37 @@ test("a clock that throws in a background run: its error says so once", async ()
   s.close();
 });
 
+test("a background run that could not delete some items counts as failed and is retried", async () => {
+  const store = await openIndexedDb(`errors-${Date.now()}`);
+  let now = Date.now();
+  const clock = () => now;
+  const s = new Sweeper(store, { clock, batchSize: 10, schedule: { debounceMs: 0, periodMs: 0, retryMs: 50, retryMaxMs: 100 } });
+  for (let i = 0; i < 30; i++) await s.put(`k${i}`, i, { ttlMs: 1_000 });
+  now += 10_000;
+  const del = IDBObjectStore.prototype.delete;
+  let calls = 0;
+  IDBObjectStore.prototype.delete = function (...args) {
+    calls += 1;
+    if (calls % 3 === 0) throw new DOMException("delete refused", "UnknownError");
+    return del.apply(this, args);
+  };
+  try {
+    s.request("full");
+    await until(() => s.stats().lastRun !== undefined, 5_000, "the first run");
+    const { lastRun, failures } = s.stats();
+    assert.equal(lastRun.outcome, "failed");
+    assert.match(lastRun.error, /^\d+ items could not be deleted: .*delete refused/);
+    assert.equal(failures, 1);
+  } finally {
+    IDBObjectStore.prototype.delete = del;
+  }
+  // Retried without another request, and done once deletes work again.
+  await until(() => s.stats().lastRun.outcome === "done", 5_000, "the retry");
+  assert.equal((await s.plan()).actions.length, 0);
+  s.close();
+  store.close();
+});
+
 test("free() during a background run stops it at its next batch", async () => {
   let s;
   const ended = new Promise((resolve) => {
