@@ -829,7 +829,7 @@ impl JsKvStore {
             || over(checks.len(), self.caps.max_batch_checks)
         {
             return Err(StoreError::Backend(format!(
-                "one batch would make {} writes and {} checks, and a {} store commits at most {} writes and {} checks at once: write fewer entries per call (putMany) or lower batchSize",
+                "one batch would make {} writes and {} checks, and a {} store commits at most {} writes and {} checks at once: write fewer entries per call (putMany), reference fewer entries and blobs from one entry, or lower batchSize",
                 writes.length(),
                 checks.len(),
                 self.kind,
