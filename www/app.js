@@ -163,8 +163,13 @@ function numberField(id, label, scale = 1) {
   const input = $(id);
   if (input.validity.badInput) throw new Error(`${label} must be a number`);
   if (input.value.trim() === "") return undefined;
-  // Out-of-range values go through as they are, so the page shows the library's own error.
-  return Math.round(Number(input.value) * scale);
+  const n = Number(input.value);
+  // Counts go through as typed (1.5, -1), so the page shows the library's
+  // own error; seconds become whole milliseconds, none lost to rounding.
+  if (scale === 1) return n;
+  const ms = Math.round(n * scale);
+  if (ms === 0 && n !== 0) throw new Error(`${label} must be 0 or at least ${1 / scale} s, got ${input.value}`);
+  return ms;
 }
 
 /** The policy, the schedule and the generator's settings, as the form says. */
@@ -191,6 +196,7 @@ function readSettings() {
   }
 
   const ttlMs = numberField("pol-ttl", "API response TTL", 1000);
+  if (ttlMs < 0) throw new Error(`API response TTL must be 0 or more seconds, got ${$("pol-ttl").value}`);
   const pinEvery = numberField("pol-pin-every", "Pin every n-th note") ?? 0;
   if (!Number.isSafeInteger(pinEvery) || pinEvery < 0) throw new Error("Pin every n-th note must be a whole number, 0 or more");
   return { policy, schedule, ttlMs, pinEvery };

@@ -454,11 +454,18 @@ pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config, Option<Sch
     }
     let policy = parse_policy(f.get("policy").unwrap_or(&OptValue::Undefined))?;
     let mut config = Config::default();
-    if let Some(n) = f.whole("batchSize")? {
-        if n == 0 || n > 100_000 {
-            return err(format!("batchSize must be between 1 and 100000, got {n}"));
+    // One message for every value out of its range (1.5 and 0 alike).
+    match f.get("batchSize") {
+        None => {}
+        Some(OptValue::Number(n)) if n.fract() == 0.0 && (1.0..=100_000.0).contains(n) => {
+            config.exec.batch_size = *n as usize
         }
-        config.exec.batch_size = n as usize;
+        Some(v) => {
+            return err(format!(
+                "batchSize must be a whole number from 1 to 100000, got {}",
+                v.describe()
+            ))
+        }
     }
     if let Some(n) = f.whole("maxValueBytes")? {
         if n > MAX_VALUE_BYTES as u64 {

@@ -122,6 +122,11 @@ test("demo page: generate, plan, run, cancel, background runs, policy, stores", 
   await page.fill("#pol-max-entries", "-1");
   await act("#policy-apply");
   assert.match(await text("#error-message"), /policy\.maxEntries must not be negative/);
+  await page.click("#error-dismiss");
+  // A fraction is the library's to refuse too, not the page's to round.
+  await page.fill("#pol-max-entries", "1.5");
+  await act("#policy-apply");
+  assert.match(await text("#error-message"), /policy\.maxEntries must be a whole number/);
   await page.fill("#pol-max-entries", "");
   await page.click("#error-dismiss");
   assert.equal(await page.locator("#error").isVisible(), false);

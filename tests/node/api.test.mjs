@@ -80,6 +80,9 @@ test("bad input rejects with an Error that says what is wrong", async () => {
   assert.throws(() => new Sweeper(memoryStore(), { policy: { maxAge: 1 } }), /unknown option "maxAge"/);
   assert.throws(() => new Sweeper(memoryStore(), { policy: { maxBytes: -1 } }), /policy.maxBytes must not be negative/);
   assert.throws(() => new Sweeper(memoryStore(), { clock: 5 }), /clock must be a function/);
+  for (const [batchSize, got] of [[1.5, "1.5"], [0, "0"], [100_001, "100001"], ["10", '"10"']]) {
+    assert.throws(() => new Sweeper(memoryStore(), { batchSize }), { message: `kvsweep: batchSize must be a whole number from 1 to 100000, got ${got}` });
+  }
   const badClock = new Sweeper(memoryStore(), { clock: () => "soon" });
   await assert.rejects(badClock.put("k", 1), { message: 'kvsweep: clock() must return a whole number of milliseconds since the Unix epoch, 0 to 2^53 - 1, got "soon"' });
   await assert.rejects(openIndexedDb(""), /name must be a non-empty string/);
