@@ -70,9 +70,18 @@ export function setLoader(load) {
 }
 export const loaded = () => loader();
 
-/** `store.close()` closes `db` too (a KvStore's own close() has no connection to close). */
+/**
+ * `store.close()` closes `db` too (a KvStore's own close() has no connection
+ * to close), and the store is marked closed when `db` closes for another
+ * context (its background runs then stop once one fails).
+ */
 export function closesWith(store, db) {
   const close = store.close.bind(store);
+  const letGo = db.onversionchange;
+  db.onversionchange = (e) => {
+    letGo?.call(db, e);
+    close();
+  };
   Object.defineProperty(store, "close", {
     value: () => {
       if (!CLOSED_BY.has(db)) CLOSED_BY.set(db, "here");

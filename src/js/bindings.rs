@@ -242,6 +242,16 @@ pub enum AnyStore {
 }
 
 impl AnyStore {
+    /// Whether the store was closed, here or (IndexedDB, OPFS, Cache
+    /// Storage) by another context deleting or upgrading its database.
+    pub(super) fn closed_for_good(&self) -> bool {
+        match self {
+            AnyStore::Idb(s) => s.closed_for_good(),
+            AnyStore::Kv(s) => s.closed_for_good(),
+            AnyStore::Memory(_) => false,
+        }
+    }
+
     /// Backend calls made so far, where the backend counts them (kvStore).
     pub(super) fn ops(&self) -> Option<u64> {
         match self {
@@ -377,8 +387,10 @@ impl JsStore {
 
     /// Closes the underlying database connection (IndexedDB).
     pub fn close(&self) {
-        if let AnyStore::Idb(s) = &self.inner {
-            s.close();
+        match &self.inner {
+            AnyStore::Idb(s) => s.close(),
+            AnyStore::Kv(s) => s.close(),
+            AnyStore::Memory(_) => {}
         }
     }
 }

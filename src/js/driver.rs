@@ -554,9 +554,13 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
     let ended = js_sys::Date::now();
     release_lock(&inner);
     // A store closed for good fails every run: retried, it kept failing
-    // every retryMaxMs for ever (and kept Node running). Background runs stop.
-    let gone = matches!(inner.sweeper.store(), AnyStore::Idb(s) if s.closed_for_good());
-    feed(&inner, if gone { Input::Close } else { input });
+    // every retryMaxMs for ever (and kept Node running). Background runs
+    // stop once a run fails on it.
+    let gone = input == Input::RunFailed && inner.sweeper.store().closed_for_good();
+    feed(&inner, input);
+    if gone {
+        feed(&inner, Input::Close);
+    }
     // Told last: stats() in the callback shows the run ended, and a request
     // from it is a new one.
     notify(&inner, event.0, mode, ended, Some((event.1 .0, event.1 .1)));

@@ -146,6 +146,9 @@ pub struct JsKvStore {
     /// The driver writes blob bytes outside the batch, before its checks,
     /// where a concurrent run may delete them (R2): see `transact_guess`.
     blobs_unlocked: bool,
+    /// `store.close()` was called, or (OPFS, Cache Storage) another context
+    /// deleted or upgraded the database: see [`JsKvStore::closed_for_good`].
+    closed: std::cell::Cell<bool>,
 }
 
 fn err(e: JsValue) -> StoreError {
@@ -200,6 +203,7 @@ impl JsKvStore {
             batch_size: limit(&caps_js, "batchSize"),
             web_lock: member(&caps_js, "webLock").as_string(),
             blobs_unlocked: flag("blobsUnlocked"),
+            closed: std::cell::Cell::new(false),
             tokens_are_bytes: flag("tokensAreBytes"),
         })
     }
@@ -745,6 +749,17 @@ impl Store for Held<'_> {
 }
 
 impl JsKvStore {
+    /// Marks the store closed: see [`JsKvStore::closed_for_good`].
+    pub fn close(&self) {
+        self.closed.set(true);
+    }
+
+    /// Whether `close()` was called: a backend that then fails every call
+    /// (OPFS, Cache Storage) will not work again.
+    pub fn closed_for_good(&self) -> bool {
+        self.closed.get()
+    }
+
     async fn apply_with(&self, ops: Vec<Op>, held: bool) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());

@@ -371,7 +371,7 @@ test("an OPFS store deleted from another tab says so, as openIndexedDb's does; o
     const b = await newPage(context);
     await a.evaluate(async () => {
       const kv = await import("/pkg/index.js");
-      window.sweeper = new kv.Sweeper(await kv.openOpfs("elsewhere"));
+      window.sweeper = new kv.Sweeper(await kv.openOpfs("elsewhere"), { schedule: { debounceMs: 10, retryMs: 20, retryMaxMs: 40, periodMs: 0 } });
       await window.sweeper.putBlob(new Uint8Array([1]));
     });
     await b.evaluate(async () => (await import("/pkg/index.js")).deleteOpfs("elsewhere"));
@@ -380,12 +380,21 @@ test("an OPFS store deleted from another tab says so, as openIndexedDb's does; o
       const out = [];
       for (const call of [() => window.sweeper.putBlob(new Uint8Array([2])), () => window.sweeper.run()]) out.push(await call().then(() => "ok", (e) => e.message));
       const store = await kv.openOpfs("here");
-      const mine = new kv.Sweeper(store);
+      const mine = new kv.Sweeper(store, { schedule: { debounceMs: 10, retryMs: 20, retryMaxMs: 40, periodMs: 0 } });
       store.close();
       out.push(await mine.put("k", 1).then(() => "ok", (e) => e.message));
+      // Background runs on a store closed for good stop after one fails,
+      // not retried every retryMaxMs for ever.
+      for (const s of [window.sweeper, mine]) {
+        s.request("full");
+        for (let i = 0; i < 100 && s.stats().state !== "closed"; i++) await new Promise((r) => setTimeout(r, 30));
+        await new Promise((r) => setTimeout(r, 200));
+        out.push(`${s.stats().state} after ${s.stats().failures}`);
+      }
       await kv.deleteOpfs("here");
       return out;
     });
+    assert.deepEqual(messages.slice(3), ["closed after 1", "closed after 1"]);
     assert.match(messages[0], /^kvsweep: putBlob: store is closed: another tab or worker deleted the database kvsweep-opfs:elsewhere or upgraded it, and this connection closed to let it; open the store again for a new Sweeper$/);
     assert.match(messages[1], /run: .*another tab or worker deleted the database kvsweep-opfs:elsewhere/);
     assert.match(messages[2], /^kvsweep: put: store is closed: the store was closed \(store\.close\(\)\)$/);
