@@ -75,8 +75,14 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # prefixed once: about 210 bytes; 219,150 until a background run that could
 # not delete some items counted as failed, retried and said so in stats():
 # about 75 bytes; 219,200 until batchSize's messages agreed on its range
-# and Deno KV's check limit said to reference fewer items: about 60 bytes.)
-budget=219250
+# and Deno KV's check limit said to reference fewer items: about 60 bytes;
+# 219,250 until a quota counted what lives, so that referenced entries no
+# longer held a namespace over its maxEntries or maxBytes for good (a
+# bisection over the eviction order, with a liveness mark and a byte count
+# per step): about 560 bytes, after a first version of 1,380 and savings
+# in the scheduler's clock and a failed run's message. Issue 7 holds npm
+# test under 220,000.)
+budget=219900
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

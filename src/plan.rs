@@ -11,7 +11,7 @@ use hashbrown::{hash_table, DefaultHashBuilder, HashMap, HashTable};
 use serde::{Deserialize, Serialize};
 
 use crate::mark::mark_reachable;
-use crate::model::{BlobInfo, EntryId, Inventory, InventoryEntry, Millis};
+use crate::model::{BlobInfo, EntryId, EntryMeta, Inventory, InventoryEntry, Millis};
 use crate::policy::{Policy, Rules};
 use crate::sort::{sort, sort_by, sort_ixs_by};
 
@@ -667,10 +667,14 @@ struct Scratch {
     dropped: Vec<Option<Reason>>,
     /// Entries in the order a rule looks at them.
     ranked: Vec<Ix>,
-    /// The distinct known blobs of one entry.
-    entry_blobs: Vec<Ix>,
-    /// Entries still counted per blob, for `maxBytes`.
-    refcount: HashMap<usize, u32>,
+    /// Each entry's known blobs, by index: where its own begin in the
+    /// second, which holds them all (for `maxBytes`).
+    blob_ixs: (Vec<Ix>, Vec<Ix>),
+    /// Per blob, the weighing that last counted it, and the last weighing's
+    /// number: `maxBytes` counts each blob once.
+    blob_seen: (Vec<u32>, u32),
+    /// Per blob, the roots holding it while `maxBytes` ranks them (else 0).
+    holders: Vec<u32>,
 }
 
 impl Scratch {
@@ -719,8 +723,9 @@ impl Scratch {
             keys,
             dropped,
             ranked,
-            entry_blobs,
-            refcount,
+            blob_ixs,
+            blob_seen,
+            holders,
         } = self;
         let n = unique.len();
         let entry = |j: Ix| &entries[unique[j as usize] as usize];
@@ -787,87 +792,190 @@ impl Scratch {
             }
         }
 
-        pauser.pause().await;
-        // Rule 4: maxEntries, then maxBytes, over what is left, least recently accessed first.
-        if rules.max_entries.is_some() || rules.max_bytes.is_some() {
-            ranked.clear();
-            ranked.extend((0..n).map(ix).filter(|&j| dropped[j as usize].is_none()));
-            // Ties broken by key: a total order.
-            sort_ixs_by(ranked, &|a, b| {
-                let (ea, eb) = (entry(a), entry(b));
-                ea.meta
-                    .accessed_at
-                    .cmp(&eb.meta.accessed_at)
-                    .then_with(|| ea.id.key.cmp(&eb.id.key))
-            });
-            let mut count = ranked.len() as u64;
-            if let Some(max) = rules.max_entries {
-                for &j in ranked.iter() {
-                    if count <= max {
-                        break;
-                    }
-                    if !entry(j).meta.pinned {
-                        dropped[j as usize] = Some(Reason::MaxEntries);
-                        count -= 1;
-                    }
-                }
-            }
-            if let (Some(max), Some(target)) = (rules.max_bytes, rules.byte_target()) {
-                // Exact: a sum of u64 sizes fits in u128, so eviction never
-                // compares or subtracts against a saturated total.
-                refcount.clear();
-                let mut bytes: u128 = 0;
-                for &j in ranked.iter().filter(|&&j| dropped[j as usize].is_none()) {
-                    let m = &entry(j).meta;
-                    bytes += u128::from(m.size);
-                    distinct_blobs(&m.blobs, blobs, entry_blobs);
-                    for &bi in entry_blobs.iter() {
-                        let bi = bi as usize;
-                        let c = refcount.entry(bi).or_insert(0);
-                        if *c == 0 {
-                            bytes += u128::from(blobs.list[bi].size);
-                        }
-                        *c += 1;
-                    }
-                }
-                if bytes > u128::from(max) {
-                    for &j in ranked.iter() {
-                        if bytes <= u128::from(target) {
-                            break;
-                        }
-                        let m = &entry(j).meta;
-                        if m.pinned || dropped[j as usize].is_some() {
-                            continue;
-                        }
-                        dropped[j as usize] = Some(Reason::MaxBytes);
-                        bytes -= u128::from(m.size);
-                        distinct_blobs(&m.blobs, blobs, entry_blobs);
-                        for &bi in entry_blobs.iter() {
-                            let bi = bi as usize;
-                            if let Some(c) = refcount.get_mut(&bi) {
-                                *c -= 1;
-                                if *c == 0 {
-                                    bytes -= u128::from(blobs.list[bi].size);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
-        pauser.pause().await;
         // Liveness: roots are the entries no rule dropped (pinned ones always),
         // plus everything they reference within the namespace.
-        let roots = (0..n).filter(|&j| dropped[j].is_none());
-        mark_reachable(n, roots, |j, out| {
-            for r in &entry(ix(j)).meta.refs {
-                let h = blobs.hasher.hash_one(r.as_str());
-                if let Some(&k) = keys.find(h, |&k| entry(k).id.key == *r) {
-                    out.push(k as usize);
+        let live_for = |dropped: &[Option<Reason>]| {
+            mark_reachable(n, (0..n).filter(|&j| dropped[j].is_none()), |j, out| {
+                for r in &entry(ix(j)).meta.refs {
+                    let h = blobs.hasher.hash_one(r.as_str());
+                    if let Some(&k) = keys.find(h, |&k| entry(k).id.key == *r) {
+                        out.push(k as usize);
+                    }
+                }
+            })
+        };
+
+        pauser.pause().await;
+        // Rule 4: maxEntries, then maxBytes, over what is left, least recently
+        // accessed first. A quota counts what lives: an entry it evicts that
+        // a root still references lives on and still counts (SPEC §2), so
+        // eviction goes on down the order until what lives fits. Eviction
+        // takes a prefix of the unpinned roots in that order, and what lives
+        // only shrinks as the prefix grows: the shortest prefix that fits is
+        // found by bisection, from the shortest that counting roots alone
+        // allows (where nothing evicted is referenced, that one fits).
+        if rules.max_entries.is_none() && rules.max_bytes.is_none() {
+            return live_for(dropped);
+        }
+        ranked.clear();
+        ranked.extend((0..n).map(ix).filter(|&j| dropped[j as usize].is_none()));
+        // Ties broken by key: a total order.
+        sort_ixs_by(ranked, &|a, b| {
+            let (ea, eb) = (entry(a), entry(b));
+            ea.meta
+                .accessed_at
+                .cmp(&eb.meta.accessed_at)
+                .then_with(|| ea.id.key.cmp(&eb.id.key))
+        });
+        let roots = ranked.len();
+        ranked.retain(|&j| !entry(j).meta.pinned);
+        let all = ranked.len();
+        // `ranked[from..k]` evicted for `reason`, `ranked[k..]` not.
+        let evict = |dropped: &mut [Option<Reason>], from: usize, k: usize, reason: Reason| {
+            for (pos, &j) in ranked.iter().enumerate().skip(from) {
+                dropped[j as usize] = (pos < k).then_some(reason);
+            }
+        };
+        // The known blobs of each entry, by index, looked up once (only
+        // `maxBytes` asks).
+        let (starts, flat) = blob_ixs;
+        starts.clear();
+        flat.clear();
+        if rules.max_bytes.is_some() {
+            for j in 0..n {
+                starts.push(ix(flat.len()));
+                flat.extend(held(&entry(ix(j)).meta, blobs).map(ix));
+            }
+            starts.push(ix(flat.len()));
+        }
+        let held_by = |j: usize| &flat[starts[j] as usize..starts[j + 1] as usize];
+        // Bytes of what lives: entries' own, and each distinct blob once
+        // (`seen` holds, per blob, the number of the weighing that last
+        // counted it). Exact: a sum of u64 sizes fits in u128, so eviction
+        // never compares or subtracts against a saturated total.
+        let weight = |live: &[bool], (seen, weighing): &mut (Vec<u32>, u32)| {
+            seen.resize(blobs.list.len(), 0);
+            *weighing = weighing.wrapping_add(1);
+            if *weighing == 0 {
+                seen.fill(0);
+                *weighing = 1;
+            }
+            let mut bytes: u128 = 0;
+            for j in (0..n).filter(|&j| live[j]) {
+                bytes += u128::from(entry(ix(j)).meta.size);
+                for &b in held_by(j) {
+                    if seen[b as usize] != *weighing {
+                        seen[b as usize] = *weighing;
+                        bytes += u128::from(blobs.list[b as usize].size);
+                    }
                 }
             }
-        })
+            bytes
+        };
+        // Whether what lives with `ranked[..k]` evicted fits: maxEntries,
+        // and the byte target once maxBytes is passed; with what lives.
+        let max_entries = rules.max_entries.unwrap_or(u64::MAX);
+        let fits = |dropped: &mut [Option<Reason>],
+                    blob_seen: &mut (Vec<u32>, u32),
+                    k: usize,
+                    target: Option<u128>| {
+            evict(dropped, 0, k, Reason::MaxEntries);
+            let l = live_for(dropped);
+            let ok = l.iter().filter(|&&x| x).count() as u64 <= max_entries
+                && target.is_none_or(|t| weight(&l, blob_seen) <= t);
+            (ok, l)
+        };
+        let lo = usize::try_from((roots as u64).saturating_sub(max_entries))
+            .unwrap_or(usize::MAX)
+            .min(all);
+        let (k_entries, mut live) =
+            least_fitting(lo, all, pauser, &mut |k| fits(dropped, blob_seen, k, None)).await;
+        let mut k = k_entries;
+        if let (Some(max), Some(target)) = (rules.max_bytes, rules.byte_target()) {
+            evict(dropped, 0, k, Reason::MaxEntries);
+            let now_live = live.take().unwrap_or_else(|| live_for(dropped));
+            if weight(&now_live, blob_seen) > u128::from(max) {
+                // The roots alone: evicting in order until their bytes fit
+                // is as short as a prefix that fits can be (`holders` counts
+                // the roots holding each blob, and is left all 0).
+                holders.resize(blobs.list.len(), 0);
+                let roots = || (0..n).filter(|&j| dropped[j].is_none());
+                let mut bytes: u128 = 0;
+                for j in roots() {
+                    bytes += u128::from(entry(ix(j)).meta.size);
+                    for &b in held_by(j) {
+                        if holders[b as usize] == 0 {
+                            bytes += u128::from(blobs.list[b as usize].size);
+                        }
+                        holders[b as usize] += 1;
+                    }
+                }
+                let mut lo = k_entries;
+                for &j in &ranked[k_entries..] {
+                    if bytes <= u128::from(target) {
+                        break;
+                    }
+                    lo += 1;
+                    bytes -= u128::from(entry(j).meta.size);
+                    for &b in held_by(j as usize) {
+                        holders[b as usize] -= 1;
+                        if holders[b as usize] == 0 {
+                            bytes -= u128::from(blobs.list[b as usize].size);
+                        }
+                    }
+                }
+                for j in roots() {
+                    for &b in held_by(j) {
+                        holders[b as usize] = 0;
+                    }
+                }
+                pauser.pause().await;
+                (k, live) = least_fitting(lo, all, pauser, &mut |k| {
+                    fits(dropped, blob_seen, k, Some(u128::from(target)))
+                })
+                .await;
+            } else {
+                live = Some(now_live);
+            }
+        }
+        evict(dropped, 0, k_entries, Reason::MaxEntries);
+        evict(dropped, k_entries, k, Reason::MaxBytes);
+        live.unwrap_or_else(|| live_for(dropped))
+    }
+}
+
+/// The inventory indices of the known blobs `m` references.
+fn held<'a>(m: &'a EntryMeta, blobs: &'a BlobIndex<'_>) -> impl Iterator<Item = usize> + 'a {
+    m.blobs.iter().filter_map(|id| blobs.get(id))
+}
+
+/// The least `k` in `lo..=hi` for which `fits(k)` holds, where `fits` is
+/// false below some `k` and true from there on, and `hi` is taken to fit
+/// (unasked); with what `fits` gave for that `k`, if it was asked. `lo` is
+/// asked first: where it fits, once is enough.
+async fn least_fitting<P: Pause>(
+    mut lo: usize,
+    mut hi: usize,
+    pauser: &mut P,
+    fits: &mut dyn FnMut(usize) -> (bool, Vec<bool>),
+) -> (usize, Option<Vec<bool>>) {
+    let mut found = None;
+    let mut first = true;
+    while lo < hi {
+        let k = if first { lo } else { lo + (hi - lo) / 2 };
+        first = false;
+        let (ok, t) = fits(k);
+        pauser.pause().await;
+        if ok {
+            hi = k;
+            found = Some((k, t));
+        } else {
+            lo = k + 1;
+        }
+    }
+    match found {
+        Some((k, t)) if k == lo => (lo, Some(t)),
+        _ => (lo, None),
     }
 }
 
@@ -891,14 +999,6 @@ fn sort_by_id<'a>(ixs: &mut Vec<Ix>, id: impl Fn(Ix) -> &'a str) {
     keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| id(a.1).cmp(id(b.1))));
     ixs.clear();
     ixs.extend(keyed.into_iter().map(|(_, i)| i));
-}
-
-/// Puts in `out` the inventory indices of the distinct known blobs in `ids`.
-fn distinct_blobs(ids: &[String], blobs: &BlobIndex<'_>, out: &mut Vec<Ix>) {
-    out.clear();
-    out.extend(ids.iter().filter_map(|id| blobs.get(id)).map(ix));
-    sort_ixs_by(out, &|a, b| a.cmp(&b));
-    out.dedup();
 }
 
 #[cfg(test)]

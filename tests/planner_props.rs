@@ -193,11 +193,47 @@ fn reference(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Expec
                 }
             }
         }
-        // Quotas over what is left, least recently accessed first.
+        // What lives: the roots (entries no rule dropped), and what they
+        // reference within the namespace, transitively.
+        let live_of = |dropped: &BTreeMap<&str, Reason>| -> BTreeSet<&str> {
+            let mut live: BTreeSet<&str> = members
+                .iter()
+                .map(|e| e.id.key.as_str())
+                .filter(|k| !dropped.contains_key(k))
+                .collect();
+            loop {
+                let before = live.len();
+                for e in &members {
+                    if live.contains(e.id.key.as_str()) {
+                        for r in &e.meta.refs {
+                            if let Some(t) = members.iter().find(|t| &t.id.key == r) {
+                                live.insert(&t.id.key);
+                            }
+                        }
+                    }
+                }
+                if live.len() == before {
+                    break;
+                }
+            }
+            live
+        };
+        let weight_of = |dropped: &BTreeMap<&str, Reason>| -> u128 {
+            let live = live_of(dropped);
+            let set: Vec<&InventoryEntry> = members
+                .iter()
+                .copied()
+                .filter(|e| live.contains(e.id.key.as_str()))
+                .collect();
+            weight(&set, &sizes)
+        };
+        // Quotas: the least recently accessed unpinned roots go, one at a
+        // time, until what lives fits (an evicted entry a root references
+        // lives on and still counts).
         let mut lru: Vec<&InventoryEntry> = members
             .iter()
             .copied()
-            .filter(|e| !dropped.contains_key(e.id.key.as_str()))
+            .filter(|e| !dropped.contains_key(e.id.key.as_str()) && !e.meta.pinned)
             .collect();
         lru.sort_by(|a, b| {
             a.meta
@@ -205,54 +241,28 @@ fn reference(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Expec
                 .cmp(&b.meta.accessed_at)
                 .then(a.id.key.cmp(&b.id.key))
         });
-        let mut kept = lru.clone();
         if let Some(max) = r.max_entries {
             for e in &lru {
-                if kept.len() as u64 <= max {
+                if live_of(&dropped).len() as u64 <= max {
                     break;
                 }
-                if !e.meta.pinned {
-                    dropped.insert(&e.id.key, Reason::MaxEntries);
-                    kept.retain(|k| k.id != e.id);
-                }
+                dropped.insert(&e.id.key, Reason::MaxEntries);
             }
         }
         if let Some(max) = r.max_bytes {
             let target = (max as f64 * r.low_watermark).floor() as u64;
-            if weight(&kept, &sizes) > max as u128 {
+            if weight_of(&dropped) > max as u128 {
                 for e in &lru {
-                    if weight(&kept, &sizes) <= target as u128 {
+                    if weight_of(&dropped) <= target as u128 {
                         break;
                     }
-                    if e.meta.pinned || dropped.contains_key(e.id.key.as_str()) {
-                        continue;
-                    }
-                    dropped.insert(&e.id.key, Reason::MaxBytes);
-                    kept.retain(|k| k.id != e.id);
-                }
-            }
-        }
-        // Mark from the roots through refs within the namespace.
-        let mut live: BTreeSet<&str> = members
-            .iter()
-            .map(|e| e.id.key.as_str())
-            .filter(|k| !dropped.contains_key(k))
-            .collect();
-        loop {
-            let before = live.len();
-            for e in &members {
-                if live.contains(e.id.key.as_str()) {
-                    for r in &e.meta.refs {
-                        if let Some(t) = members.iter().find(|t| &t.id.key == r) {
-                            live.insert(&t.id.key);
-                        }
+                    if !dropped.contains_key(e.id.key.as_str()) {
+                        dropped.insert(&e.id.key, Reason::MaxBytes);
                     }
                 }
             }
-            if live.len() == before {
-                break;
-            }
         }
+        let live = live_of(&dropped);
         for e in &members {
             if live.contains(e.id.key.as_str()) {
                 live_entries.push(e);
@@ -1038,10 +1048,10 @@ fn huge_sizes_neither_overflow_nor_skew_max_bytes() {
     assert_eq!(p.summary.deleted[&Reason::MaxBytes].bytes, u64::MAX);
 }
 
-/// Where rules interact (SPEC §2, fixpoint): a quota evicts the
-/// newest-but-one draft, so the draft retention dropped (kept alive by a
-/// reference) climbs into the two newest, becomes a root, and its extra count
-/// pushes `k0` out of `maxEntries`. The planner sees it in the same plan.
+/// Where rules interact (SPEC §2, fixpoint): the draft retention dropped,
+/// kept alive by a reference, counts towards `maxEntries`, and goes with the
+/// entry that kept it alive when the quota evicts that one. The second plan
+/// deletes nothing.
 #[test]
 fn a_quota_eviction_that_promotes_a_rescued_entry_is_planned_at_once() {
     let draft = |key: &str, accessed_at, refs: &[&str]| {
@@ -1091,18 +1101,98 @@ fn a_quota_eviction_that_promotes_a_rescued_entry_is_planned_at_once() {
             .collect()
     };
     // keepLast keeps k0, k1 (same createdAt: by key) and drops k2, which k0
-    // keeps alive; maxEntries then evicts k1 and k3, least recently accessed.
-    // Left would be k0, k2, k4: both drafts within keepLast, three roots, so
-    // maxEntries evicts k0 too, and k2 and k4 stay.
+    // keeps alive; five entries live. maxEntries evicts the least recently
+    // accessed until what lives fits: k1 and k3 leave k0, k2 and k4 living,
+    // three, so k0 goes too, and with it k2, which lived only through k0.
     let first = plan(&inv, &policy, NOW, Mode::Full);
     assert_eq!(
         gone(&first),
         [
             ("k0".to_string(), Reason::MaxEntries),
             ("k1".to_string(), Reason::MaxEntries),
+            ("k2".to_string(), Reason::Retention),
             ("k3".to_string(), Reason::MaxEntries)
         ]
     );
     let second = plan(&apply(&inv, &first), &policy, NOW, Mode::Full);
     assert_eq!(gone(&second), []);
+}
+
+/// A quota counts what lives (SPEC §2): an entry it evicts that a root still
+/// references lives on and still counts, so eviction goes on down the order
+/// until what lives fits. Counting roots alone, the least recently accessed
+/// attachments were "evicted", lived on through their documents, and the
+/// store stayed over its quota for good.
+#[test]
+fn quotas_count_what_lives_so_referenced_entries_do_not_stop_eviction() {
+    let entry = |key: &str, accessed_at, refs: &[&str], size| {
+        listed_entry(
+            key,
+            EntryMeta {
+                accessed_at,
+                size,
+                refs: refs.iter().map(|r| r.to_string()).collect(),
+                ..EntryMeta::default()
+            },
+        )
+    };
+    // Attachments first, each read as its document is.
+    let mut entries = Vec::new();
+    for i in 1..=4 {
+        entries.push(entry(&format!("att{i}"), i, &[], 10));
+        entries.push(entry(&format!("doc{i}"), i, &[&format!("att{i}")], 10));
+    }
+    let inv = Inventory {
+        entries,
+        ..Inventory::default()
+    };
+    let gone = |p: &Plan| -> Vec<(String, Reason)> {
+        p.actions
+            .iter()
+            .map(|a| (a.key.clone(), a.reason))
+            .collect()
+    };
+    let mut by_count = Policy::default();
+    by_count.rules.max_entries = Some(4);
+    let mut by_bytes = Policy::default();
+    by_bytes.rules.max_bytes = Some(70);
+    by_bytes.rules.low_watermark = Some(0.6);
+    for (policy, reason) in [(by_count, Reason::MaxEntries), (by_bytes, Reason::MaxBytes)] {
+        let first = plan(&inv, &policy, NOW, Mode::Full);
+        let want: Vec<(String, Reason)> = ["att1", "att2", "doc1", "doc2"]
+            .iter()
+            .map(|k| (k.to_string(), reason))
+            .collect();
+        assert_eq!(gone(&first), want);
+        let second = plan(&apply(&inv, &first), &policy, NOW, Mode::Full);
+        assert_eq!(gone(&second), []);
+    }
+
+    // An expired entry a root references counts too: y (read first) goes,
+    // and x with it.
+    let inv = Inventory {
+        entries: vec![
+            listed_entry(
+                "x",
+                EntryMeta {
+                    accessed_at: 1,
+                    expires_at: Some(NOW - 1),
+                    ..EntryMeta::default()
+                },
+            ),
+            entry("y", 2, &["x"], 0),
+            entry("z", 3, &[], 0),
+        ],
+        ..Inventory::default()
+    };
+    let mut policy = Policy::default();
+    policy.rules.max_entries = Some(2);
+    let first = plan(&inv, &policy, NOW, Mode::Full);
+    assert_eq!(
+        gone(&first),
+        [
+            ("x".to_string(), Reason::Expired),
+            ("y".to_string(), Reason::MaxEntries)
+        ]
+    );
 }

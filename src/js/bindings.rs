@@ -92,7 +92,7 @@ export interface Stats {
   skipped: number;
   lastRun?: {
     startedAt: number; durationMs: number; mode: Mode;
-    /** "skipped": another context held the store's run lease (kvStore); "failed": it threw, or could not delete some items (error says how many), and is retried. */
+    /** "skipped": another context held the store's run lease (kvStore); "failed": it threw, or could not delete some items (error says why for the first; health() counts them), and is retried. */
     outcome: "done" | "stopped" | "skipped" | "failed";
     /** What this run deleted itself: of a sliced run, this slice (its report's totals count the slices before it too). */
     deleted: number; bytes: number; error?: string;

@@ -157,26 +157,11 @@ extern "C" {
     fn performance_now() -> Result<f64, JsValue>;
 }
 
-thread_local! {
-    /// `Date.now() - performance.now()` when first asked.
-    static ORIGIN: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
-}
-
-/// The scheduler's time: milliseconds that only go forward, near
-/// `Date.now()` when first asked (`performance.now()` from then). On the
-/// wall clock, a clock set back an hour held every due run back an hour.
-/// `Date.now()` where there is no `performance`.
+/// The scheduler's time: milliseconds that only go forward
+/// (`performance.now()`). On the wall clock, a clock set back an hour held
+/// every due run back an hour. `Date.now()` where there is no `performance`.
 pub(super) fn sched_now() -> Millis {
-    let wall = js_sys::Date::now();
-    let Ok(mono) = performance_now() else {
-        return wall as Millis;
-    };
-    let origin = ORIGIN.with(|o| {
-        let origin = o.get().unwrap_or(wall - mono);
-        o.set(Some(origin));
-        origin
-    });
-    (origin + mono).max(0.0) as Millis
+    performance_now().unwrap_or_else(|_| js_sys::Date::now()) as Millis
 }
 
 /// Tells the scheduler what happened now, and does what it asks.
@@ -522,13 +507,8 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
                     },
                     deleted,
                     bytes,
-                    error: report.errors.first().map(|e| {
-                        format!(
-                            "{} items could not be deleted: {}",
-                            report.errors.len(),
-                            e.message
-                        )
-                    }),
+                    // The first item's error (health() counts them all).
+                    error: report.errors.first().map(|e| e.message.clone()),
                 },
                 ("end", ("report", out)),
             )
