@@ -614,6 +614,34 @@ fn move_to_stops_before_clearing_when_a_source_blob_is_corrupt() {
 }
 
 #[test]
+fn move_to_stops_before_clearing_when_an_entry_cannot_be_read_and_resumes_once_it_is_gone() {
+    let s = filled();
+    let target = MemoryStore::new();
+    block_on(async {
+        let bad = EntryId::new("x", "one");
+        s.store()
+            .apply(vec![Op::Put(Table::Meta, bad.clone(), vec![0xc1])])
+            .await
+            .unwrap();
+        let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
+        assert_eq!(report.corrupt, ["one"]);
+        assert!(!report.verified);
+        assert_eq!(report.cleared, 0);
+        assert_eq!(s.store().count(Table::Meta), 3, "the source is untouched");
+        // Once the record is gone, the move resumes and finishes.
+        s.store()
+            .apply(vec![Op::Delete(Table::Meta, bad)])
+            .await
+            .unwrap();
+        let again = s.move_to(&target, &mut RunToEnd).await.unwrap();
+        assert!(again.resumed && again.verified && again.corrupt.is_empty());
+        assert_eq!(again.entries, 2);
+        assert_eq!(s.store().count(Table::Meta), 0);
+        assert_eq!(target.count(Table::Meta), 2);
+    });
+}
+
+#[test]
 fn move_to_refuses_the_source_itself_even_when_marked_as_a_move_target() {
     let s = filled();
     block_on(async {

@@ -179,7 +179,7 @@ export interface MoveReport {
   cleared: number;
   /** Entries the source kept: written during the move (they and what they use stay). */
   left: number;
-  /** Blobs whose source bytes do not hash to their id: the move stopped before clearing anything. */
+  /** Blobs whose source bytes do not hash to their id, and keys of entries whose metadata cannot be read: the move stopped before clearing anything (mend or delete them, then call moveTo again to resume). */
   corrupt: string[];
   /** A move cut short before was resumed. */
   resumed: boolean;

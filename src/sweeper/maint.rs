@@ -947,8 +947,9 @@ pub struct MoveReport {
     /// Entries the source kept (rewritten since their copy, or referenced by
     /// one written since): with the namespaces and blobs they use.
     pub left: u64,
-    /// Blobs whose source bytes do not hash to their id: the move stops
-    /// before it clears anything.
+    /// Blobs whose source bytes do not hash to their id, and the keys of
+    /// entries whose metadata cannot be read: the move stops before it
+    /// clears anything (delete or mend them, and call it again to resume).
     pub corrupt: Vec<String>,
     /// A move cut short before was resumed.
     pub resumed: bool,
@@ -1003,6 +1004,9 @@ impl<S: Store> Sweeper<S> {
                 "moveTo: the target is the source store itself".into(),
             ));
         }
+        // Reads' deferred refreshes of accessedAt go with the copy: else the
+        // target would rank entries just read as unused.
+        let _ = self.flush_touches().await;
         let mark = id_key(MOVE_MARK_KEY);
         let phase = target
             .get(Table::State, std::slice::from_ref(&mark))
@@ -1110,11 +1114,12 @@ impl<S: Store> Sweeper<S> {
                 for (key, bytes) in records {
                     let stamp = crate::store::stamp(&bytes);
                     match table {
-                        Table::Meta => {
-                            if let Ok(m) = codec::decode_meta(&bytes) {
-                                entries.push((key.clone(), (m.write_id, m.size)));
-                            }
-                        }
+                        Table::Meta => match codec::decode_meta(&bytes) {
+                            Ok(m) => entries.push((key.clone(), (m.write_id, m.size))),
+                            // Not cleared, so not moved: the move stops
+                            // before clearing, and resumes once it is mended.
+                            Err(_) => report.corrupt.push(key.key.clone()),
+                        },
                         Table::BlobMeta => {
                             if let Ok(b) = codec::decode_blob(&bytes) {
                                 blobs.push((key.clone(), b.created_at));

@@ -364,6 +364,22 @@ test("moveTo copies a store to another backend, reads it back, and empties the s
   }
 });
 
+test("moveTo takes reads' pending accessedAt refreshes with it: the entry just read is the one a quota keeps", async () => {
+  const clock = manualClock();
+  const s = new Sweeper(memoryStore(), { clock });
+  await s.put("a", 1);
+  clock.now += 5_000;
+  await s.put("b", 2);
+  clock.now += 5_000;
+  assert.equal(await s.get("a"), 1); // its refresh is deferred
+  const to = memoryStore();
+  await s.moveTo(to);
+  const t = new Sweeper(to, { clock, policy: { maxEntries: 1 } });
+  assert.deepEqual((await t.plan({ mode: "full" })).actions.map((a) => a.key), ["b"]);
+  s.close();
+  t.close();
+});
+
 test("moveTo refuses a target that is not a store, the source opened twice, and a source without compare-and-set", async () => {
   const name = `twice-${Math.random()}`;
   const s = new Sweeper(await openIndexedDb(name));
