@@ -29,7 +29,7 @@ impl fmt::Display for DecodeError {
                 f,
                 "record has format version {v}; this release reads version {FORMAT_VERSION}"
             ),
-            DecodeError::Malformed(why) => write!(f, "record is not valid kvsweep metadata: {why}"),
+            DecodeError::Malformed(why) => write!(f, "record is not one kvsweep wrote: {why}"),
         }
     }
 }
