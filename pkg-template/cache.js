@@ -498,6 +498,17 @@ export function expirationPlugin(options = {}) {
     const group = Object.entries(groups).find(([, r]) => r.match(url))?.[0];
     return { pinned: pinned?.(url) === true, ...(group ? { group } : {}) };
   };
+  // The entry's options at a hook, with what it holds now (`known`): a pin
+  // or group a page gave it with track() stays, the plugin's own add to
+  // them (a hit unpinned a page's "keep offline" entry, and maxEntries then
+  // expired it).
+  const hookOptions = async (sweeper, request) => {
+    const options = entryOptions(request.url);
+    const known = await sweeper.detail(entryUrl(request, SEARCHLESS.has(storeOf(sweeper))));
+    if (known?.pinned) options.pinned = true;
+    if (options.group === undefined && known?.group !== undefined) options.group = known.group;
+    return [options, known];
+  };
   const isFresh = (response) => {
     if (maxAgeSeconds === undefined) return true;
     const date = response.headers.get("date");
@@ -536,16 +547,25 @@ export function expirationPlugin(options = {}) {
       return inFlight((async () => {
         await afterDeleting();
         const { sweeper } = await sweeperFor(cacheName);
-        await track(sweeper, request, newResponse, entryOptions(request.url));
+        await track(sweeper, request, newResponse, (await hookOptions(sweeper, request))[0]);
         await expire(cacheName);
       })());
     },
     async cachedResponseWillBeUsed(arg) {
       const { cacheName, request, cachedResponse, event } = hookArgs("cachedResponseWillBeUsed", arg);
       if (!cachedResponse) return null;
-      const options = entryOptions(request.url);
-      // A pinned URL is never expired, by age either.
-      const fresh = options.pinned || isFresh(cachedResponse);
+      // A pinned URL is never expired, by age either: pinned by the
+      // plugin, or (asked only of a stale response) by a page's track().
+      let fresh = entryOptions(request.url).pinned || isFresh(cachedResponse);
+      if (!fresh) {
+        try {
+          await afterDeleting();
+          const { sweeper } = await sweeperFor(cacheName);
+          fresh = (await sweeper.detail(entryUrl(request, SEARCHLESS.has(storeOf(sweeper)))))?.pinned === true;
+        } catch {
+          // Unknown: stale, as ExpirationPlugin would have it.
+        }
+      }
       if (fresh) {
         // As ExpirationPlugin: a use makes the entry the newest (for
         // maxEntries and maxAgeSeconds alike), and expiry runs after, both
@@ -553,11 +573,11 @@ export function expirationPlugin(options = {}) {
         const after = inFlight((async () => {
           await afterDeleting();
           const { sweeper } = await sweeperFor(cacheName);
+          const [options, known] = await hookOptions(sweeper, request);
           // Sized by its headers where they say; else as when it was
           // tracked: a response whose headers do not give it (compressed,
           // chunked) is not read again on every hit.
-          const known = headerSize(cachedResponse) === undefined ? await sweeper.detail(entryUrl(request, SEARCHLESS.has(storeOf(sweeper)))) : undefined;
-          await track(sweeper, request, cachedResponse, known ? { ...options, size: known.size } : options);
+          await track(sweeper, request, cachedResponse, known && headerSize(cachedResponse) === undefined ? { ...options, size: known.size } : options);
           await expire(cacheName);
         })().catch(() => {}));
         try {

@@ -580,3 +580,36 @@ test("a cache hit refreshes its entry without reading the response's body again 
   });
   assert.deepEqual(out, { reads: 0, size: 5000, waits: 3, resized: 100 });
 });
+
+test("a pin a page gave an entry with track() stays through the plugin's hooks, and keeps it served however old", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const plugin = kv.expirationPlugin({ maxEntries: 1, maxAgeSeconds: 60 });
+    const name = "page-pins";
+    const cache = await caches.open(name);
+    const old = new Date(Date.now() - 3600e3).toUTCString();
+    const response = (body) => new Response(body, { headers: { date: old, "content-length": String(body.length) } });
+    const offline = new Request(`${location.origin}/pins/article`);
+    await cache.put(offline, response("kept for offline"));
+    // The page's "keep offline" button.
+    const page = new kv.Sweeper(await kv.openCacheStorage(name));
+    await kv.track(page, offline, response("kept for offline"), { pinned: true, group: "saved" });
+    page.close();
+    // The strategy fetches it again, then serves it from the cache, stale by
+    // its Date; then caches another URL, which maxEntries: 1 expires.
+    await plugin.cacheDidUpdate({ cacheName: name, request: offline, newResponse: response("kept for offline") });
+    const waits = [];
+    const served = await plugin.cachedResponseWillBeUsed({ cacheName: name, request: offline, cachedResponse: await cache.match(offline), event: { waitUntil: (p) => waits.push(p) } });
+    await Promise.all(waits);
+    const other = new Request(`${location.origin}/pins/other`);
+    await cache.put(other, response("other"));
+    await plugin.cacheDidUpdate({ cacheName: name, request: other, newResponse: response("other") });
+    const reader = new kv.Sweeper(await kv.openCacheStorage(name));
+    const entry = await reader.detail(offline.url);
+    reader.close();
+    const left = (await cache.keys()).map((r) => new URL(r.url).pathname);
+    await plugin.deleteCacheAndMetadata();
+    return { served: served ? await served.text() : null, pinned: entry?.pinned, group: entry?.group, left };
+  });
+  assert.deepEqual(out, { served: "kept for offline", pinned: true, group: "saved", left: ["/pins/article"] });
+});
