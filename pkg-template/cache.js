@@ -498,14 +498,16 @@ export function expirationPlugin(options = {}) {
     const group = Object.entries(groups).find(([, r]) => r.match(url))?.[0];
     return { pinned: pinned?.(url) === true, ...(group ? { group } : {}) };
   };
-  // The entry's options at a hook, with what it holds now (`known`): a pin
-  // or group a page gave it with track() stays, the plugin's own add to
-  // them (a hit unpinned a page's "keep offline" entry, and maxEntries then
-  // expired it).
+  // The entry's options at a hook, with what it holds now (`known`, if it
+  // can be read). Without a `pinned` option, a pin a page gave it with
+  // track() stays (a hit unpinned a page's "keep offline" entry, and
+  // maxEntries then expired it); with one, `pinned(url)` decides, so that
+  // a pin it gave can be taken back. A group a page gave stays where the
+  // plugin's `groups` give none.
   const hookOptions = async (sweeper, request) => {
     const options = entryOptions(request.url);
-    const known = await sweeper.detail(entryUrl(request, SEARCHLESS.has(storeOf(sweeper))));
-    if (known?.pinned) options.pinned = true;
+    const known = await sweeper.detail(entryUrl(request, SEARCHLESS.has(storeOf(sweeper)))).catch(() => undefined);
+    if (!pinned && known?.pinned) options.pinned = true;
     if (options.group === undefined && known?.group !== undefined) options.group = known.group;
     return [options, known];
   };
@@ -555,9 +557,10 @@ export function expirationPlugin(options = {}) {
       const { cacheName, request, cachedResponse, event } = hookArgs("cachedResponseWillBeUsed", arg);
       if (!cachedResponse) return null;
       // A pinned URL is never expired, by age either: pinned by the
-      // plugin, or (asked only of a stale response) by a page's track().
+      // plugin, or (asked only of a stale response, and only where the
+      // plugin leaves pins to pages) by a page's track().
       let fresh = entryOptions(request.url).pinned || isFresh(cachedResponse);
-      if (!fresh) {
+      if (!fresh && !pinned) {
         try {
           await afterDeleting();
           const { sweeper } = await sweeperFor(cacheName);

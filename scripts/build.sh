@@ -80,9 +80,11 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # longer held a namespace over its maxEntries or maxBytes for good (a
 # bisection over the eviction order, with a liveness mark and a byte count
 # per step): about 560 bytes, after a first version of 1,380 and savings
-# in the scheduler's clock and a failed run's message. Issue 7 holds npm
-# test under 220,000.)
-budget=219900
+# in the scheduler's clock and a failed run's message; 219,900 until moveTo
+# stopped on unreadable blob metadata too and items that keep failing wait
+# for the period after three retries: about 60 bytes. Issue 7 holds npm
+# test under 220,000: the next bytes must come from shrinking the module.)
+budget=219990
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -486,12 +486,12 @@ impl EntryPlanner<'_> {
                     doomed.push((i, scratch.dropped[j].unwrap_or(Reason::Unreachable)));
                 }
             }
-            // A run leaves a fixpoint (SPEC §2). Rules interact in one way
-            // only: `keepLast` ranks the group members rules 1–2 left, so
-            // when a quota evicts a ruled group member, a member retention
-            // dropped but a reference kept alive climbs into the kept,
-            // becomes a root and counts towards the quota. Plan the
-            // survivors again until nothing more drops.
+            // A run leaves a fixpoint (SPEC §2). Quotas count what lives,
+            // so what survives a round fits them; the one interaction left
+            // is `keepLast`, which ranks the group members rules 1–2 left:
+            // when a quota evicts a ruled group member, another climbs into
+            // the kept. Plan the survivors again until nothing more drops
+            // (a safeguard: a review found no case where it drops more).
             let unsettled = doomed[round..].iter().any(|&(i, reason)| {
                 matches!(reason, Reason::MaxEntries | Reason::MaxBytes)
                     && inv.entries[i as usize]

@@ -642,6 +642,24 @@ fn move_to_stops_before_clearing_when_an_entry_cannot_be_read_and_resumes_once_i
 }
 
 #[test]
+fn move_to_stops_before_clearing_when_a_blob_record_cannot_be_read() {
+    let s = filled();
+    let target = MemoryStore::new();
+    block_on(async {
+        let blob = s.store().keys(Table::BlobMeta)[0].clone();
+        s.store()
+            .apply(vec![Op::Put(Table::BlobMeta, blob.clone(), vec![0xc1])])
+            .await
+            .unwrap();
+        let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
+        assert_eq!(report.corrupt, [blob.key]);
+        assert!(!report.verified);
+        assert_eq!(report.cleared, 0);
+        assert_eq!(s.store().count(Table::Meta), 3, "the source is untouched");
+    });
+}
+
+#[test]
 fn move_to_refuses_the_source_itself_even_when_marked_as_a_move_target() {
     let s = filled();
     block_on(async {

@@ -892,12 +892,11 @@ proptest! {
     }
 
     // Replanning the store a full plan leaves, at the same `now`: what is
-    // left is meant to be stable. An entry evicted by maxEntries/maxBytes but
-    // kept alive by a reference stays and counts again, yet causes no new
-    // deletion: such entries rank before every root (they were evicted first),
-    // so the quota drops them again first and the same live referrers rescue
-    // them again; the first plan's roots stay roots, so all that lived lives.
-    // Blobs and temps: same live set, same `now`, so no new orphans or stale temps.
+    // left is meant to be stable. Quotas count what lives (an entry evicted
+    // but kept alive by a reference counts), so what is left fits them and
+    // the next plan evicts nothing; the first plan's roots stay roots, so all
+    // that lived lives. Blobs and temps: same live set, same `now`, so no new
+    // orphans or stale temps.
     //
     #[test]
     fn replanning_the_applied_plan_finds_nothing_more(

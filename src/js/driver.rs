@@ -435,6 +435,10 @@ fn notify(inner: &Inner, kind: &str, mode: Mode, at: f64, extra: Option<(&str, J
     }
 }
 
+/// Retries in a row of a run that could not delete some items, before they
+/// wait for the period like any item a run leaves.
+const ITEM_RETRIES: u32 = 3;
+
 /// A run the scheduler started: waits for a run called by hand to finish,
 /// runs, records the outcome, releases the lock, tells the scheduler.
 async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) {
@@ -487,10 +491,16 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
                 // retried after the lock's delay (not at once: that would spin).
                 if host.stopped == Some("leased") {
                     Input::Leased
-                } else if report.halted || (report.done && !report.errors.is_empty()) {
+                } else if report.halted
+                    || (report.done
+                        && !report.errors.is_empty()
+                        && inner.driver.sched.borrow().stats().failures_in_row < ITEM_RETRIES)
+                {
                     // The store closed under it, or items could not be
                     // deleted: the next goes after the retry's delay, not at
-                    // once (and not only after the next period).
+                    // once (and not only after the next period). Items that
+                    // keep failing wait for the period after a few retries:
+                    // else a lasting refusal made a full run every retryMaxMs.
                     Input::RunFailed
                 } else {
                     Input::RunEnded { done: report.done }

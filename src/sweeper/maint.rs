@@ -1120,11 +1120,10 @@ impl<S: Store> Sweeper<S> {
                             // before clearing, and resumes once it is mended.
                             Err(_) => report.corrupt.push(key.key.clone()),
                         },
-                        Table::BlobMeta => {
-                            if let Ok(b) = codec::decode_blob(&bytes) {
-                                blobs.push((key.clone(), b.created_at));
-                            }
-                        }
+                        Table::BlobMeta => match codec::decode_blob(&bytes) {
+                            Ok(b) => blobs.push((key.clone(), b.created_at)),
+                            Err(_) => report.corrupt.push(key.key.clone()),
+                        },
                         _ => {}
                     }
                     listed.push((key.clone(), stamp));

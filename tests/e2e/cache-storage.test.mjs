@@ -613,3 +613,38 @@ test("a pin a page gave an entry with track() stays through the plugin's hooks, 
   });
   assert.deepEqual(out, { served: "kept for offline", pinned: true, group: "saved", left: ["/pins/article"] });
 });
+
+test("with a pinned option, the plugin's pinned(url) decides: a pin it gave is taken back when it stops saying so", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const saved = new Set();
+    const plugin = kv.expirationPlugin({ maxEntries: 1, pinned: (url) => saved.has(url) });
+    const name = "plugin-pins";
+    const cache = await caches.open(name);
+    const response = (body) => new Response(body, { headers: { "content-length": String(body.length) } });
+    const hit = async (request) => {
+      const waits = [];
+      await plugin.cachedResponseWillBeUsed({ cacheName: name, request, cachedResponse: await cache.match(request), event: { waitUntil: (p) => waits.push(p) } });
+      await Promise.all(waits);
+    };
+    const a = new Request(`${location.origin}/saved/a`);
+    saved.add(a.url);
+    await cache.put(a, response("a"));
+    await plugin.cacheDidUpdate({ cacheName: name, request: a, newResponse: response("a") });
+    await hit(a);
+    const reader = new kv.Sweeper(await kv.openCacheStorage(name));
+    const pinnedAtFirst = (await reader.detail(a.url))?.pinned;
+    saved.delete(a.url);
+    await hit(a);
+    const pinnedAfter = (await reader.detail(a.url))?.pinned;
+    reader.close();
+    // Unpinned, a then goes as the least recently used when b comes.
+    const b = new Request(`${location.origin}/saved/b`);
+    await cache.put(b, response("b"));
+    await plugin.cacheDidUpdate({ cacheName: name, request: b, newResponse: response("b") });
+    const left = (await cache.keys()).map((r) => new URL(r.url).pathname);
+    await plugin.deleteCacheAndMetadata();
+    return { pinnedAtFirst, pinnedAfter, left };
+  });
+  assert.deepEqual(out, { pinnedAtFirst: true, pinnedAfter: false, left: ["/saved/b"] });
+});

@@ -434,6 +434,30 @@ test("a background run that could not delete some items counts as failed and is 
   store.close();
 });
 
+test("items that keep failing are retried three times, then wait for the period", async () => {
+  const store = await openIndexedDb(`stuck-${Date.now()}`);
+  let now = Date.now();
+  const clock = () => now;
+  const s = new Sweeper(store, { clock, schedule: { debounceMs: 0, periodMs: 0, retryMs: 20, retryMaxMs: 40 } });
+  await s.put("stuck", 1, { ttlMs: 1_000 });
+  now += 10_000;
+  const del = IDBObjectStore.prototype.delete;
+  IDBObjectStore.prototype.delete = function () {
+    throw new DOMException("refused for good", "UnknownError");
+  };
+  try {
+    s.request("full");
+    await until(() => s.stats().slices === 4, 5_000, "the run and its three retries");
+    await sleep(300);
+    const { slices, failures, pending, nextRunAt, lastRun } = s.stats();
+    assert.deepEqual({ slices, failures, pending, nextRunAt, outcome: lastRun.outcome }, { slices: 4, failures: 3, pending: undefined, nextRunAt: undefined, outcome: "failed" });
+  } finally {
+    IDBObjectStore.prototype.delete = del;
+    s.close();
+    store.close();
+  }
+});
+
 test("free() during a background run stops it at its next batch", async () => {
   let s;
   const ended = new Promise((resolve) => {
