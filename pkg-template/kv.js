@@ -269,15 +269,24 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   });
 }
 
-/** keyv: values as base64 text, which every keyv store and serialiser keeps exactly. */
-function keyvDriver(keyv, prefix, visibilityMs) {
+/**
+ * keyv: values as base64 text, which every keyv store and serialiser keeps
+ * exactly. Written with a ttl of 0, "never expires", whatever the instance's
+ * default `ttl` (which expired pinned entries and blob records behind the
+ * runs' back). A keyv that rewrites keys (`sanitize`) is refused: it merged
+ * kvsweep's record names, and one namespace's get answered with another's value.
+ */
+function keyvDriver(keyv, prefix, visibilityMs, what) {
+  if (keyv.sanitize?.enabled === true) {
+    throw new TypeError(`kvsweep: ${what}: this Keyv rewrites keys (sanitize), which would merge kvsweep's records; give kvsweep a Keyv without sanitize`);
+  }
   return sortedDriver({
     kind: "keyv",
     target: keyv,
     prefix,
     caps: { atomic: false, compareAndSet: false, visibilityMs, nativeExpiry: false },
     read: (n) => keyv.get(n),
-    write: (n, b) => keyv.set(n, toBase64(b)),
+    write: (n, b) => keyv.set(n, toBase64(b), 0),
     remove: (n) => keyv.delete(n),
     names: async () => {
       const out = [];
@@ -306,7 +315,13 @@ function genericDriver(x, prefix, visibilityMs) {
       const out = [];
       const add = (k) => out.push(typeof k === "string" ? k : k?.name ?? k?.key);
       if (Array.isArray(got)) got.forEach(add);
-      else if (Array.isArray(got?.keys)) got.keys.forEach(add);
+      else if (Array.isArray(got?.keys)) {
+        // One page of more: taking it as all would hide the rest from runs.
+        if (got.list_complete === false || got.done === false) {
+          throw new TypeError("kvsweep: kvStore: list(prefix) returned one page of names (list_complete: false); it must return them all: wrap it to page on");
+        }
+        got.keys.forEach(add);
+      }
       else if (got && typeof got[Symbol.asyncIterator] === "function") for await (const k of got) add(k);
       else if (got && typeof got[Symbol.iterator] === "function") for (const k of got) add(k);
       else throw new TypeError(`kvsweep: kvStore: list(prefix) must return names (an array, { keys }, or an iterable), got ${describe(got)}`);
@@ -942,7 +957,7 @@ function baseDriver(x, { prefix, visibilityMs }, what) {
   if (isDenoKv(x)) return known("Deno KV"), denoKvDriver(x, prefix);
   if (isWorkersKv(x)) return known("Workers KV"), workersKvDriver(x, prefix);
   if (isUnstorage(x)) return unstorageDriver(x, prefix, visibilityMs ?? 0);
-  if (isKeyv(x)) return keyvDriver(x, prefix, visibilityMs ?? 0);
+  if (isKeyv(x)) return keyvDriver(x, prefix, visibilityMs ?? 0, what);
   if (fn(x, "get", "put", "delete", "list")) return genericDriver(x, prefix, visibilityMs ?? 0);
   throw new TypeError(
     `kvsweep: ${what}: x must be a Workers KV binding, a Deno.Kv, Durable Object storage, a Map, an unstorage or keyv instance, or an object with get, put, delete and list; got ${describe(x)}`,

@@ -474,6 +474,22 @@ test("maxOps holds even when Workers KV listing needs a read per key (metadata t
   assert.equal(all.deleted.expired.count, 400);
 });
 
+test("a keyv's default ttl expires none of kvsweep's records; a keyv that rewrites keys is refused", async () => {
+  const keyv = new Keyv({ ttl: 50 });
+  const s = new Sweeper(kvStore(keyv));
+  const blob = await s.putBlob(new Uint8Array([1, 2, 3]));
+  await s.put("doc", "kept", { pinned: true, blobs: [blob] });
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(await s.get("doc"), "kept");
+  assert.deepEqual(await s.getBlob(blob), new Uint8Array([1, 2, 3]));
+  assert.deepEqual((await s.verify()).missing, []);
+  await s.put("child", 1, { refs: ["doc"] });
+  assert.throws(() => kvStore(new Keyv({ sanitize: { keys: true } })), /kvStore\(x\): this Keyv rewrites keys \(sanitize\)/);
+  // A generic list giving one page of more is refused, not taken as all.
+  const paged = { get: async () => null, put: async () => {}, delete: async () => {}, list: async () => ({ keys: [{ name: "a" }], list_complete: false, cursor: "c" }) };
+  await assert.rejects(new Sweeper(kvStore(paged)).plan(), /list\(prefix\) returned one page of names \(list_complete: false\)/);
+});
+
 test("options are checked by name: unknown ones, visibilityMs where the backend knows its own, collectR2Orphans", async () => {
   assert.throws(() => kvStore(new Map(), { blob: {} }), /kvStore\(x\): unknown option "blob"; the options are prefix, visibilityMs, blobs/);
   assert.throws(() => kvStore(new Map(), { visibilityMs: 5 }), /options\.visibilityMs is for unstorage, keyv and generic stores; a Map store knows its own/);
