@@ -120,8 +120,9 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
       active += take.length;
       const finishes = take.map(([, settle]) => settled(settle));
       let present;
+      const stands = take.map(([name]) => standsFor(name, noSearch)); // a URL parsed each: once
       try {
-        present = presentNames(store, take.flatMap(([name]) => standsFor(name, noSearch)));
+        present = presentNames(store, stands.flat());
       } catch (e) {
         finishes.forEach((finish) => finish(e)); // the records stay for the next time the store opens
         continue;
@@ -129,7 +130,7 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
       present.then(
         (there) =>
           take.forEach(([name], i) => {
-            if (standsFor(name, noSearch).some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
+            if (stands[i].some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
             cache.delete(urlOf(name), matchOptions).then(() => finishes[i](null), finishes[i]);
           }),
         (e) => finishes.forEach((finish) => finish(e ?? new Error("the entries could not be read"))),
