@@ -4,6 +4,9 @@
 // "null pointer passed to rust").
 import { KvStore, Sweeper as RawSweeper } from "./kvsweep.js";
 
+/** Whether `s` is well-formed UTF-16: a lone surrogate, encoded as UTF-8 or read as a USVString, becomes U+FFFD, so two names would name one thing. */
+export const wellFormed = (s) => s.isWellFormed?.() ?? !/[\uD800-\uDFFF]/.test(s.replace(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g, ""));
+
 /** A value as an error message shows it, the way JavaScript would write it; a string past 100 characters in part. */
 export function describe(v) {
   if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean") return String(v);

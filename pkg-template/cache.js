@@ -16,7 +16,7 @@
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { OWN_LOCKS, PUT_CHECKS, Sweeper, describe, storeOf } from "./api.js";
+import { OWN_LOCKS, PUT_CHECKS, Sweeper, describe, storeOf, wellFormed } from "./api.js";
 import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriver, runLock } from "./idbkv.js";
 
 /**
@@ -262,6 +262,7 @@ async function openCache(name, options, onClosed) {
   if (typeof name !== "string" || name === "") {
     throw new TypeError(`kvsweep: openCacheStorage(name): name must be a non-empty string, got ${describe(name)}`);
   }
+  if (!wellFormed(name)) throw new TypeError("kvsweep: openCacheStorage(name): name holds a lone surrogate (it must be well-formed UTF-16)");
   if (typeof caches === "undefined" || typeof indexedDB === "undefined") {
     throw new TypeError("kvsweep: openCacheStorage(name): Cache Storage and IndexedDB are not available here (pages, workers and service workers have them, in a secure context: https or localhost)");
   }

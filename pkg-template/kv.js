@@ -21,7 +21,7 @@
 // Uint8Array, null (gone since listed) or anything else (not kvsweep's
 // bytes: reported as corrupt), with `done` once the table has no more.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { describe } from "./api.js";
+import { describe, wellFormed } from "./api.js";
 
 const PREFIX = "kvsweep/";
 
@@ -919,8 +919,7 @@ function options(o, what, allowed = OPTIONS) {
   const prefix = o.prefix ?? PREFIX;
   if (typeof prefix !== "string") throw new TypeError(`kvsweep: ${what}: options.prefix must be a string, got ${describe(prefix)}`);
   if (prefix.includes("\0")) throw new TypeError(`kvsweep: ${what}: options.prefix must not contain U+0000`);
-  // Encoded as UTF-8, a lone surrogate becomes U+FFFD: two prefixes would name one store.
-  if (!prefix.isWellFormed?.() && /[\uD800-\uDFFF]/.test(prefix.replace(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g, ""))) {
+  if (!wellFormed(prefix)) {
     throw new TypeError(`kvsweep: ${what}: options.prefix holds a lone surrogate (it must be well-formed UTF-16)`);
   }
   const blobs = o.blobs;

@@ -19,7 +19,7 @@
 // In a dedicated worker, files are written through sync access handles
 // (`createSyncAccessHandle`); elsewhere through `createWritable`.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { OWN_LOCKS, describe } from "./api.js";
+import { OWN_LOCKS, describe, wellFormed } from "./api.js";
 import { closesWith, done, loaded, openRecords, recordsDriver, outOfCalls, runLock } from "./idbkv.js";
 
 const BLOBS = "b/\0"; // blob bytes: the names of files (blobs have no namespace)
@@ -253,6 +253,7 @@ function checkName(name, call) {
   if (name.length > 200 || /[\/\\\0]/.test(name)) {
     throw new TypeError(`kvsweep: ${call}(name): name must be at most 200 characters, without / \\ or U+0000 (it names a directory), got ${JSON.stringify(name.slice(0, 40))}`);
   }
+  if (!wellFormed(name)) throw new TypeError(`kvsweep: ${call}(name): name holds a lone surrogate (it must be well-formed UTF-16: it names a directory)`);
   if (typeof navigator === "undefined" || typeof navigator.storage?.getDirectory !== "function" || typeof indexedDB === "undefined") {
     throw new TypeError(`kvsweep: ${call}(name): the origin private file system and IndexedDB are not available here (pages, workers and service workers have them, in a secure context: https or localhost)`);
   }

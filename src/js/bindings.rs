@@ -353,8 +353,9 @@ pub struct JsStore {
 
 #[wasm_bindgen(js_class = KvStore)]
 impl JsStore {
-    /// "memory", "indexeddb", or a kvStore's backend: "workers-kv",
-    /// "deno-kv", "durable-object", "map", "unstorage", "keyv", "kv".
+    /// "memory", "indexeddb", "opfs", "cache-storage", or a kvStore's
+    /// backend: "workers-kv", "deno-kv", "durable-object", "map",
+    /// "unstorage", "keyv", "kv" (with "+r2" where R2 holds its blobs).
     #[wasm_bindgen(getter)]
     pub fn kind(&self) -> String {
         match &self.inner {
@@ -419,10 +420,10 @@ pub async fn open_indexed_db(
     #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
 ) -> Result<JsStore, JsValue> {
     let name = match name.as_string() {
-        Some(n) if !n.is_empty() => n,
+        Some(n) if !n.is_empty() && !convert::lone_surrogate(&name, &n) => n,
         _ => {
             return Err(js_err(format!(
-                "openIndexedDb: name must be a non-empty string, got {}",
+                "openIndexedDb: name must be a non-empty, well-formed string, got {}",
                 convert::describe(&name)
             )))
         }
@@ -1100,7 +1101,7 @@ impl JsSweeper {
     }
 
     /// The blob's bytes, or `undefined` if the store does not hold it.
-    #[wasm_bindgen(js_name = getBlob, unchecked_return_type = "Promise<Uint8Array | undefined>")]
+    #[wasm_bindgen(js_name = getBlob, unchecked_return_type = "Promise<Uint8Array<ArrayBuffer> | undefined>")]
     pub fn get_blob(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,

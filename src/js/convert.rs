@@ -328,15 +328,20 @@ pub fn describe(v: &JsValue) -> String {
     } else if v.is_symbol() {
         "a symbol".into()
     } else if let Some(s) = v.as_string() {
-        Quoted(&s).to_string()
+        // Quoted, a lone surrogate would show as U+FFFD: not what was passed.
+        if lone_surrogate(v, &s) {
+            "a string with a lone surrogate".into()
+        } else {
+            Quoted(&s).to_string()
+        }
     } else if v.is_function() {
         "a function".into()
     } else if try_is_array(v).unwrap_or(false) {
         "an array".into()
     } else {
         let name = type_name(v);
-        // "a Uint8Array": its U sounds as "you".
-        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) && !name.starts_with("Ui") {
+        // "a Uint8Array", "a URL": their U sounds as "you".
+        let article = if name.starts_with(['A', 'E', 'I', 'O']) {
             "an"
         } else {
             "a"
@@ -362,6 +367,7 @@ fn type_name(v: &JsValue) -> String {
         .ok()
         .and_then(|c| Reflect::get(&c, &"name".into()).ok())
         .and_then(|n| n.as_string())
+        .filter(|n| !n.is_empty()) // an anonymous class's
         .unwrap_or_else(|| "value".into())
 }
 
@@ -890,7 +896,13 @@ fn from_msgpack(v: &Value, depth: usize) -> Result<JsValue, String> {
                 .chunks_exact(2)
                 .map(|c| u16::from_le_bytes([c[0], c[1]]))
                 .collect();
-            js_sys::JsString::from_char_code(&units).into()
+            // By pieces: the glue spreads its argument into a call, and
+            // 125,000 units overflowed the stack.
+            let mut out = js_sys::JsString::from("");
+            for piece in units.chunks(8192) {
+                out = out.concat(&js_sys::JsString::from_char_code(piece).into());
+            }
+            out.into()
         }
         Value::Ext(tag, _) => {
             return Err(format!(

@@ -85,7 +85,7 @@ test("bad input rejects with an Error that says what is wrong", async () => {
   }
   const badClock = new Sweeper(memoryStore(), { clock: () => "soon" });
   await assert.rejects(badClock.put("k", 1), { message: 'kvsweep: clock() must return a whole number of milliseconds since the Unix epoch, 0 to 2^53 - 1, got "soon"' });
-  await assert.rejects(openIndexedDb(""), /name must be a non-empty string/);
+  await assert.rejects(openIndexedDb(""), /name must be a non-empty, well-formed string/);
   // After all that, the module still works.
   await s.put("k", 1);
   assert.equal(await s.get("k"), 1);
@@ -427,7 +427,21 @@ test("messages show values as JavaScript writes them", async () => {
   const fractional = new Sweeper(memoryStore(), { clock: () => 1.5 });
   await assert.rejects(fractional.put("k", 1), /whole number of milliseconds .* got 1\.5$/);
   await assert.rejects(s.getBlob(7), { message: "kvsweep: getBlob: id must be a string, got 7" });
-  await assert.rejects(openIndexedDb(Infinity), { message: "kvsweep: openIndexedDb: name must be a non-empty string, got Infinity" });
+  await assert.rejects(openIndexedDb(Infinity), { message: "kvsweep: openIndexedDb: name must be a non-empty, well-formed string, got Infinity" });
+  // A lone surrogate would open U+FFFD's database: two names, one database.
+  await assert.rejects(openIndexedDb("app-\ud800"), { message: "kvsweep: openIndexedDb: name must be a non-empty, well-formed string, got a string with a lone surrogate" });
+  // Quoted, it showed as U+FFFD, which the caller never passed.
+  await assert.rejects(s.clear("\ud800"), /clear: namespace must be a well-formed string .*, got a string with a lone surrogate$/);
+  await assert.rejects(s.put("k", new (class {})()), /value is an object, which cannot be stored/);
+  await assert.rejects(s.put("k", new URL("http://x/")), /value is a URL, which cannot be stored/);
+});
+
+test("a long string with a lone surrogate comes back: it was rebuilt with one call spreading every unit, which overflowed the stack", async () => {
+  const long = "\ud800" + "x".repeat(200_000) + "\udc00";
+  const s = new Sweeper(memoryStore());
+  await s.put("k", { long, list: [long] });
+  const got = await s.get("k");
+  assert.ok(got.long === long && got.list[0] === long);
 });
 
 test("fractions and huge numbers in messages read as JavaScript prints them (String(n))", async () => {

@@ -26,6 +26,14 @@ export async function usage(): Promise<void> {
   const value: unknown = await sweeper.get("doc/1", { namespace: "user-42" });
   await bare.get("plain");
   const bytes: Uint8Array | undefined = await sweeper.getBlob(id);
+  // Its bytes go where a BlobPart, a BodyInit or a BufferSource goes (TS 5.7+
+  // reads a bare Uint8Array as one over any ArrayBufferLike, which they refuse).
+  const blobBytes = await sweeper.getBlob(id);
+  if (blobBytes) {
+    new Blob([blobBytes]);
+    new Response(blobBytes);
+    await crypto.subtle.digest("SHA-256", blobBytes);
+  }
   const existed: boolean = await bare.delete("plain");
   const plan: PlanResult = await sweeper.plan({ mode: "full" });
   await bare.plan();
