@@ -430,6 +430,9 @@ test("messages show values as JavaScript writes them", async () => {
   await assert.rejects(openIndexedDb(Infinity), { message: "kvsweep: openIndexedDb: name must be a non-empty, well-formed string, got Infinity" });
   // A lone surrogate would open U+FFFD's database: two names, one database.
   await assert.rejects(openIndexedDb("app-\ud800"), { message: "kvsweep: openIndexedDb: name must be a non-empty, well-formed string, got a string with a lone surrogate" });
+  const { openCacheStorage, openOpfs } = await import("../../pkg/node.js");
+  await assert.rejects(openCacheStorage("app-\ud800"), /openCacheStorage\(name\): name holds a lone surrogate/);
+  await assert.rejects(openOpfs("app-\udc00"), /openOpfs\(name\): name holds a lone surrogate/);
   // Quoted, it showed as U+FFFD, which the caller never passed.
   await assert.rejects(s.clear("\ud800"), /clear: namespace must be a well-formed string .*, got a string with a lone surrogate$/);
   await assert.rejects(s.put("k", new (class {})()), /value is an object, which cannot be stored/);
