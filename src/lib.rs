@@ -4,11 +4,15 @@
 //! The core (`model`, `policy`, `mark`, `plan`) is pure and `no_std` + `alloc`:
 //! plain data in, plain data out, with `now` passed in. With the `std` feature
 //! come the codec, the store trait and its backends, the executor and the
-//! [`Sweeper`]; on `wasm32` also the JavaScript bindings.
+//! `Sweeper`; on `wasm32` also the JavaScript bindings.
+//!
+//! A `Sweeper` and its stores are for one thread (their futures are not
+//! `Send`, as a browser's are not): on a multi-threaded runtime, run them on
+//! one thread (tokio's `LocalSet` and `spawn_local`).
 //!
 //! # Example
 //!
-//! A [`Sweeper`] over the in-memory store: an entry older than the policy's
+//! A `Sweeper` over the in-memory store: an entry older than the policy's
 //! `max_age_ms` is planned for deletion with its reason, and a run deletes it.
 //!
 //! ```

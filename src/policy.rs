@@ -29,7 +29,9 @@ pub struct Rules {
     pub max_age_ms: Option<Millis>,
     pub max_entries: Option<u64>,
     pub max_bytes: Option<u64>,
-    /// In (0, 1]; defaults to [`DEFAULT_LOW_WATERMARK`].
+    /// In (0, 1]; defaults to [`DEFAULT_LOW_WATERMARK`], which also
+    /// stands for a value outside it (NaN too): 2.0 would never evict, NaN
+    /// evict everything. (JavaScript refuses such values.)
     pub low_watermark: Option<f64>,
     pub groups: VecMap<String, GroupRule>,
 }
@@ -53,7 +55,10 @@ impl Rules {
     /// The byte count eviction brings a namespace down to, once above `max_bytes`.
     pub fn byte_target(&self) -> Option<u64> {
         let max = self.max_bytes?;
-        let mark = self.low_watermark.unwrap_or(DEFAULT_LOW_WATERMARK);
+        let mark = self
+            .low_watermark
+            .filter(|m| *m > 0.0 && *m <= 1.0)
+            .unwrap_or(DEFAULT_LOW_WATERMARK);
         // Truncation is a floor for non-negative values.
         Some((max as f64 * mark) as u64)
     }

@@ -31,7 +31,10 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 << 20;
 /// Options of `put`, besides the key and value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PutOptions {
+    /// Expires this long after the put (past 2^53 - 1 ms, then).
     pub ttl_ms: Option<Millis>,
+    /// Expires at this time (past 2^53 - 1 ms, then); with `ttl_ms` too,
+    /// the earlier of the two (JavaScript refuses both).
     pub expires_at: Option<Millis>,
     pub group: Option<String>,
     pub pinned: bool,
@@ -556,10 +559,10 @@ impl<S: Store> Sweeper<S> {
         // A TTL reaching past 2^53 - 1 ms (`ttlMs: Number.MAX_SAFE_INTEGER`
         // for "never") ends there: every time stays a JavaScript number.
         let until = |ttl: Millis| now.saturating_add(ttl).min(LAST_TIME);
-        let expires_at = match (opts.ttl_ms, opts.expires_at) {
-            (Some(ttl), Some(at)) => Some(until(ttl).min(at)),
-            (Some(ttl), None) => Some(until(ttl)),
-            (None, at) => at,
+        let until_at = |at: Millis| at.min(LAST_TIME);
+        let expires_at = match (opts.ttl_ms.map(until), opts.expires_at.map(until_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         Ok(EntryWrite {
             id: id.clone(),
@@ -1295,6 +1298,7 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Plans and runs a cleanup. `host` yields, reports progress and may stop the run.
+    /// The run is not logged: [`Sweeper::log_run`] does that, for [`Sweeper::health`].
     pub async fn run<H: RunHost>(
         &self,
         mode: Mode,

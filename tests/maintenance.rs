@@ -1243,3 +1243,69 @@ fn migrate_without_transactions_leaves_an_entry_that_keeps_changing_and_rewrites
         );
     }
 }
+
+#[test]
+fn huge_arguments_and_out_of_range_inputs_give_errors_or_limits_not_panics() {
+    let s = sweeper();
+    put(&s, "", "k", T0, PutOptions::default());
+    block_on(async {
+        // 2 * limit and 2 * period overflowed (a panic with overflow checks).
+        assert_eq!(
+            s.history(None, usize::MAX, &mut RunToEnd)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let report = s.run(Mode::Full, T0, &mut RunToEnd).await.unwrap();
+        s.log_run(LoggedRun::of(T0, Ok(&report))).await;
+        assert_eq!(
+            s.health(u64::MAX, T0 + 1).await.unwrap().status,
+            HealthStatus::Healthy
+        );
+        // A shard past its count checked nothing and said it was fine.
+        for shard in [Shard { index: 5, count: 2 }, Shard { index: 0, count: 0 }] {
+            let e = s
+                .verify(Some(shard), false, &mut RunToEnd)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("index must be below its count"), "{e}");
+        }
+        // An expiry past 2^53 - 1 ms ends there, as a TTL does.
+        let opts = PutOptions {
+            expires_at: Some(u64::MAX),
+            ..Default::default()
+        };
+        let far = StoredValue::Bytes(vec![1]);
+        s.put(&EntryId::new("", "far"), far, opts, T0)
+            .await
+            .unwrap();
+        let (meta, _) = s
+            .detail(&EntryId::new("", "far"), T0, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(meta.expires_at, Some((1 << 53) - 1));
+    });
+}
+
+#[test]
+fn a_low_watermark_outside_zero_to_one_is_the_default_not_no_eviction_or_all() {
+    for mark in [2.0, f64::NAN, 0.0, -1.0] {
+        let mut policy = Policy::default();
+        policy.rules.max_bytes = Some(100);
+        policy.rules.low_watermark = Some(mark);
+        let s = Sweeper::new(MemoryStore::new(), policy, Default::default());
+        for i in 0..5u64 {
+            let opts = PutOptions {
+                size: Some(30),
+                ..Default::default()
+            };
+            put(&s, "", &format!("k{i}"), T0 + i, opts);
+        }
+        // 150 bytes over 100: down to 90 (0.9) keeps 3 of 5.
+        let plan = block_on(s.plan(Mode::Full, T0 + 10)).unwrap();
+        assert_eq!(plan.actions.len(), 2, "low_watermark {mark}");
+    }
+}

@@ -281,13 +281,15 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
             HealthStatus::Warning,
             "no run is logged in this store yet".into(),
         )),
-        (Some(_), Some(at)) if period > 0 && now.saturating_sub(at) > 2 * period => reasons.push((
-            HealthStatus::Critical,
-            format!(
-                "no successful run for {} ms, more than two periods of {period} ms",
-                now - at
-            ),
-        )),
+        (Some(_), Some(at)) if period > 0 && now.saturating_sub(at) > period.saturating_mul(2) => {
+            reasons.push((
+                HealthStatus::Critical,
+                format!(
+                    "no successful run for {} ms, more than two periods of {period} ms",
+                    now - at
+                ),
+            ))
+        }
         (Some(_), None) if runs.len() >= 3 => {
             reasons.push((HealthStatus::Critical, "no run in the log succeeded".into()))
         }
@@ -431,7 +433,7 @@ impl<S: Store> Sweeper<S> {
                     best.push(InventoryEntry { id, meta });
                 }
             }
-            if best.len() > 2 * limit {
+            if best.len() > limit.saturating_mul(2) {
                 crate::sort::sort_by(best, newest_first);
                 best.truncate(limit);
             }
@@ -606,6 +608,11 @@ impl<S: Store> Sweeper<S> {
         host: &mut H,
     ) -> Result<VerifyReport, Error> {
         let shard = shard.unwrap_or(Shard { index: 0, count: 1 });
+        if shard.index >= shard.count {
+            return Err(Error::InvalidInput(
+                "verify: a shard's index must be below its count".into(),
+            ));
+        }
         let inv = self.inventory_hosted(host).await?;
         let mut report = VerifyReport::default();
         let held: VecSet<&str> = inv
@@ -810,6 +817,8 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Health from the run log, the lease and the run cursor (see [`assess`]).
+    /// [`Sweeper::run`] logs nothing: a caller logs each run with
+    /// [`Sweeper::log_run`], as the JavaScript binding does.
     pub async fn health(&self, period_ms: Millis, now: Millis) -> Result<Health, Error> {
         let keys = [
             id_key(RUN_LOG_KEY),
