@@ -112,7 +112,7 @@ async function writeFile(dir, file, bytes, sync, expectNew) {
     }
     const size = await there;
     if (size === bytes.length) {
-      await dir.removeEntry(part).catch(() => {}); // else the next openOpfs removes it
+      await dir.removeEntry(part).catch(() => {}); // else the next openOpfs, run or plan removes it
       return;
     }
     // Not whole, so not live: a crash's leftover, gone before the move.
@@ -171,6 +171,10 @@ function opfsDriver(db, dir, lock, sync) {
       return names.map((n) => by.get(n));
     },
     async list(prefix, startAfter, cursor, limit, maxCalls = Infinity) {
+      // A listing of the blob records (a run's, a plan's) begins by removing
+      // files no record claims: a crashed tab or worker leaves them while
+      // others keep the store open.
+      if (prefix === RECORDS.slice(0, -1) && startAfter === undefined && maxCalls >= 1) await removeUnclaimed(db, dir, lock);
       if (!isBlob(prefix)) return records.list(prefix, startAfter, cursor, limit, maxCalls);
       if (maxCalls < 1) throw outOfCalls();
       records.ops += 1;

@@ -148,7 +148,7 @@ fn prune_deletes_old_entries_but_not_pinned_or_referenced_ones() {
 }
 
 #[test]
-fn verify_finds_corrupt_and_missing_blobs_and_repair_removes_only_corrupt_ones() {
+fn verify_finds_corrupt_and_missing_blobs_and_repair_clears_the_way_for_put_blob() {
     let s = sweeper();
     block_on(async {
         let mut ids = Vec::new();
@@ -203,16 +203,33 @@ fn verify_finds_corrupt_and_missing_blobs_and_repair_removes_only_corrupt_ones()
         }
         assert_eq!(per_shard, 8);
 
+        // putBlob of a missing blob's bytes wrote only its record, so they
+        // stayed missing: the repair removes the record too.
         let repaired = s.verify(None, true, &mut RunToEnd).await.unwrap();
-        assert_eq!(repaired.removed, [ids[0].clone()]);
-        for t in [Table::Blobs, Table::BlobMeta] {
-            assert!(store.get(t, &[id_key(&ids[0])]).await.unwrap()[0].is_none());
+        assert_eq!(repaired.removed, [ids[0].clone(), ids[1].clone()]);
+        for id in &ids[..2] {
+            for t in [Table::Blobs, Table::BlobMeta] {
+                assert!(store.get(t, &[id_key(id)]).await.unwrap()[0].is_none());
+            }
         }
-        // The entry that referenced it is reported, never deleted.
+        // The entries that referenced them are reported, never deleted.
         assert!(s.store().keys(Table::Meta).iter().any(|id| id.key == "d0"));
         let after = s.verify(None, false, &mut RunToEnd).await.unwrap();
         assert!(after.corrupt.is_empty());
         assert_eq!(after.missing.len(), 2, "{after:?}");
+        // putBlob of the right bytes restores both, rebuild their counts.
+        for (i, id) in ids[..2].iter().enumerate() {
+            assert_eq!(&s.put_blob(&[i as u8; 100], T0 + 10).await.unwrap(), id);
+            assert_eq!(s.get_blob(id).await.unwrap(), Some(vec![i as u8; 100]));
+        }
+        s.rebuild().await.unwrap();
+        let clean = s.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert!(
+            clean.corrupt.is_empty() && clean.missing.is_empty(),
+            "{clean:?}"
+        );
+        let plan = s.plan(Mode::Full, T0 + 86_400_000).await.unwrap();
+        assert!(plan.actions.is_empty(), "{plan:?}");
     });
 }
 

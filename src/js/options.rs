@@ -161,6 +161,31 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
+    /// A whole number from `lo` to `hi`: one message for every value
+    /// outside (1.5 and 0 alike).
+    fn whole_in(&self, key: &str, lo: u64, hi: u64) -> Result<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(OptValue::Number(n))
+                if n.fract() == 0.0 && (lo as f64..=hi as f64).contains(n) =>
+            {
+                Ok(Some(*n as u64))
+            }
+            Some(v) => {
+                let hi = if hi as f64 >= MAX_SAFE_INTEGER {
+                    "2^53 - 1".into()
+                } else {
+                    hi.to_string()
+                };
+                err(format!(
+                    "{} must be a whole number from {lo} to {hi}, got {}",
+                    self.path(key),
+                    v.describe()
+                ))
+            }
+        }
+    }
+
     fn boolean(&self, key: &str) -> Result<bool> {
         match self.get(key) {
             None => Ok(false),
@@ -454,18 +479,8 @@ pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config, Option<Sch
     }
     let policy = parse_policy(f.get("policy").unwrap_or(&OptValue::Undefined))?;
     let mut config = Config::default();
-    // One message for every value out of its range (1.5 and 0 alike).
-    match f.get("batchSize") {
-        None => {}
-        Some(OptValue::Number(n)) if n.fract() == 0.0 && (1.0..=100_000.0).contains(n) => {
-            config.exec.batch_size = *n as usize
-        }
-        Some(v) => {
-            return err(format!(
-                "batchSize must be a whole number from 1 to 100000, got {}",
-                v.describe()
-            ))
-        }
+    if let Some(n) = f.whole_in("batchSize", 1, 100_000)? {
+        config.exec.batch_size = n as usize;
     }
     if let Some(n) = f.whole("maxValueBytes")? {
         if n > MAX_VALUE_BYTES as u64 {
@@ -570,15 +585,7 @@ pub const MAX_HISTORY: u64 = 10_000;
 /// The options of `history`: a namespace (all when absent) and how many (default 50).
 pub fn parse_history_options(v: &OptValue) -> Result<(Option<String>, usize)> {
     let f = Fields::new(v, "history options", &["namespace", "limit"])?;
-    let limit = match f.whole("limit")? {
-        None => 50,
-        Some(n) if (1..=MAX_HISTORY).contains(&n) => n as usize,
-        Some(n) => {
-            return err(format!(
-                "history options.limit must be from 1 to {MAX_HISTORY}, got {n}"
-            ))
-        }
-    };
+    let limit = f.whole_in("limit", 1, MAX_HISTORY)?.unwrap_or(50) as usize;
     Ok((f.string("namespace")?, limit))
 }
 
@@ -650,10 +657,7 @@ pub fn parse_list_options(v: &OptValue, what: &str) -> Result<ListOptions> {
         &format!("{what} options"),
         &["namespace", "prefix", "limit", "after"],
     )?;
-    let limit = f.whole("limit")?;
-    if limit == Some(0) {
-        return err(format!("{} must be 1 or more, got 0", f.path("limit")));
-    }
+    let limit = f.whole_in("limit", 1, MAX_SAFE_INTEGER as u64)?;
     Ok(ListOptions {
         namespace: namespace(&f)?,
         prefix: f.string("prefix")?.unwrap_or_default(),
@@ -722,14 +726,8 @@ pub fn parse_run_options(v: &OptValue, what: &str) -> Result<RunOptions> {
             ))
         }
     }
-    let max_ops = f.whole("maxOps")?;
-    if max_ops == Some(0) {
-        return err(format!("{} must be 1 or more, got 0", f.path("maxOps")));
-    }
-    let lease_ms = f.whole("leaseMs")?;
-    if lease_ms == Some(0) {
-        return err(format!("{} must be 1 or more, got 0", f.path("leaseMs")));
-    }
+    let max_ops = f.whole_in("maxOps", 1, MAX_SAFE_INTEGER as u64)?;
+    let lease_ms = f.whole_in("leaseMs", 1, MAX_SAFE_INTEGER as u64)?;
     Ok(RunOptions {
         mode,
         budget_ms: f.whole("budgetMs")?,

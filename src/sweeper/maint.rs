@@ -79,7 +79,7 @@ pub struct VerifyReport {
     pub missing: Vec<String>,
     /// Blob records that could not be decoded (kept, never inferred garbage).
     pub unreadable: Vec<String>,
-    /// Corrupt blobs removed (with `repair`).
+    /// Corrupt blobs removed, and the records of missing ones (with `repair`).
     pub removed: Vec<String>,
     /// The entries that reference a corrupt or missing blob: reported, never deleted.
     pub referrers: Vec<Referrer>,
@@ -673,7 +673,7 @@ impl<S: Store> Sweeper<S> {
             }
         }
         if repair {
-            for id in corrupt.iter() {
+            for id in corrupt.iter().chain(missing.iter()) {
                 if self.remove_corrupt_blob(id).await? {
                     report.removed.push(id.clone());
                 }
@@ -685,7 +685,9 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Removes blob `id`'s bytes and record if its bytes, read again in the
-    /// same transaction, still do not hash to it; whether it did.
+    /// same transaction, still do not hash to it, or its record if its
+    /// bytes are still missing (so that `putBlob` of its bytes writes them
+    /// again); whether it did.
     async fn remove_corrupt_blob(&self, id: &str) -> Result<bool, Error> {
         let key = id_key(id);
         self.store
@@ -707,6 +709,10 @@ impl<S: Store> Sweeper<S> {
                         }
                         Ok(Step::Write(ops, true))
                     }
+                    None if record.is_some() => Ok(Step::Write(
+                        vec![Op::Delete(Table::BlobMeta, key.clone())],
+                        true,
+                    )),
                     _ => Ok(Step::Done(false)),
                 }
             })

@@ -310,7 +310,7 @@ test(`a crash while a run deletes blobs${stall ? " (files of committed batches n
 });
 }
 
-test("openOpfs removes files that no record claims and parts of cut-short writes", { timeout: 60_000 }, async () => {
+test("openOpfs, and runs while the store is open, remove files that no record claims and parts of cut-short writes", { timeout: 60_000 }, async () => {
   const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const { opfsFiles } = await import("/tests/shared/store-names.js");
@@ -332,14 +332,28 @@ test("openOpfs removes files that no record claims and parts of cut-short writes
     const after = await opfsFiles("unclaimed");
     sweeper = new kv.Sweeper(store);
     const bytes = [...(await sweeper.getBlob(kept))];
+    // Left while the store stays open here (a crashed tab or worker): the
+    // next run's listing removes them, not only the next openOpfs.
+    for (const name of ["c".repeat(64), `${kept}.part-abc`]) {
+      const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
+      await w.write(new Uint8Array([9]));
+      await w.close();
+    }
+    const whileOpen = await opfsFiles("unclaimed");
+    const report = await sweeper.run();
+    const afterRun = await opfsFiles("unclaimed");
+    const still = [...(await sweeper.getBlob(kept))];
     sweeper.close();
     store.close();
     await kv.deleteOpfs("unclaimed");
-    return { kept, before, after, bytes };
+    return { kept, before, after, bytes, whileOpen, afterRun, still, errors: report.errors.length };
   });
   assert.equal(out.before.length, 3);
   assert.deepEqual(out.after, [out.kept]);
   assert.deepEqual(out.bytes, [1, 2, 3]);
+  assert.equal(out.whileOpen.length, 3);
+  assert.deepEqual(out.afterRun, [out.kept]);
+  assert.deepEqual([out.still, out.errors], [[1, 2, 3], 0]);
 });
 
 test("openOpfs and deleteOpfs refuse bad arguments with clear errors", { timeout: 30_000 }, async () => {

@@ -873,7 +873,9 @@ test("keys, entries and clear, as idb-keyval users expect", async () => {
   assert.equal(await s.get("other"), 1);
   // The blob lost its last reference: a light run collects it after its grace.
   await assert.rejects(s.clear(5), /clear: namespace must be a well-formed string/);
-  await assert.rejects(s.keys({ limit: 0 }).next(), /keys options.limit must be 1 or more, got 0$/);
+  await assert.rejects(s.keys({ limit: 0 }).next(), /keys options.limit must be a whole number from 1 to 2\^53 - 1, got 0$/);
+  // A fraction gets the same range, not one that 0 then fails.
+  await assert.rejects(s.keys({ limit: 0.5 }).next(), /keys options.limit must be a whole number from 1 to 2\^53 - 1, got 0\.5$/);
   await assert.rejects(s.keys(new Date()).next(), { message: "kvsweep: Sweeper.keys(options): options must be a plain object, got a Date" });
   await assert.rejects(s.entries(5).next(), /Sweeper.entries\(options\): options must be a plain object, got 5/);
 });

@@ -411,9 +411,9 @@ test("keys and values past what the backend keeps are refused at put, naming the
 
 test("run options of kvStore runs are checked by name", async () => {
   const s = new Sweeper(memoryStore());
-  await assert.rejects(s.run({ maxOps: 0 }), /run options\.maxOps must be 1 or more, got 0$/);
-  await assert.rejects(s.run({ maxOps: -1 }), /run options\.maxOps must not be negative, got -1/);
-  await assert.rejects(s.run({ leaseMs: 0 }), /run options\.leaseMs must be 1 or more/);
+  await assert.rejects(s.run({ maxOps: 0 }), /run options\.maxOps must be a whole number from 1 to 2\^53 - 1, got 0$/);
+  await assert.rejects(s.run({ maxOps: -1 }), /run options\.maxOps must be a whole number from 1 to 2\^53 - 1, got -1$/);
+  await assert.rejects(s.run({ leaseMs: 0 }), /run options\.leaseMs must be a whole number from 1 to 2\^53 - 1, got 0$/);
 });
 
 test("a record that is not kvsweep's bytes, mid-table, is reported as corrupt and the listing goes on past it", async () => {

@@ -102,7 +102,7 @@ for (const [kind, open] of Object.entries(stores)) {
   });
 }
 
-test("verify finds a damaged and a lost blob on a key-value store, and repair removes the damaged one", async () => {
+test("verify finds a damaged and a lost blob on a key-value store; repair removes the damaged one and the lost one's record, and putBlob restores both", async () => {
   const map = new Map();
   const s = new Sweeper(kvStore(map));
   const ids = [];
@@ -134,11 +134,20 @@ test("verify finds a damaged and a lost blob on a key-value store, and repair re
   assert.equal(parts[0].checked + parts[1].checked, 3);
 
   const repaired = await s.verify({ repair: true });
-  assert.deepEqual(repaired.removed, [ids[0]]);
+  assert.deepEqual(repaired.removed, [ids[0], ids[1]]);
   assert.equal(await s.getBlob(ids[0]), undefined);
   // The entry that referenced it stays, reported.
   assert.deepEqual(await s.get("doc0"), { i: 0 });
   assert.deepEqual((await s.verify()).missing.sort(), [ids[0], ids[1]].sort());
+  // The lost blob's record went too: putBlob writes its bytes again (it
+  // wrote only the record while one was there).
+  for (const i of [0, 1]) {
+    assert.equal(await s.putBlob(new Uint8Array(1000).fill(i)), ids[i]);
+    assert.deepEqual(await s.getBlob(ids[i]), new Uint8Array(1000).fill(i));
+  }
+  await s.rebuild();
+  const after = await s.verify();
+  assert.deepEqual([after.checked, after.corrupt, after.missing], [4, [], []]);
 });
 
 test("health reads the run log kept in the store, across sweepers", async () => {
@@ -305,8 +314,9 @@ test("maintenance calls refuse bad arguments by name", async () => {
     [() => s.resolvePrefix(5), "kvsweep: resolvePrefix: prefix must be a non-empty, well-formed string, got 5"],
     [() => s.resolvePrefix("k", { namespace: "nobody" }), 'kvsweep: resolvePrefix: no namespace "nobody" (none is registered or holds entries)'],
     [() => s.history({ namespace: "nobody" }), 'kvsweep: history: no namespace "nobody" (none is registered or holds entries)'],
-    [() => s.history({ limit: 0 }), "kvsweep: history options.limit must be from 1 to 10000, got 0"],
-    [() => s.history({ limit: 1.5 }), "kvsweep: history options.limit must be a whole number from 0 to 2^53 - 1 (Number.MAX_SAFE_INTEGER), got 1.5"],
+    [() => s.history({ limit: 0 }), "kvsweep: history options.limit must be a whole number from 1 to 10000, got 0"],
+    [() => s.history({ limit: 2.5 }), "kvsweep: history options.limit must be a whole number from 1 to 10000, got 2.5"],
+    [() => s.history({ limit: 1.5 }), "kvsweep: history options.limit must be a whole number from 1 to 10000, got 1.5"],
     [() => s.history({ lmit: 1 }), 'kvsweep: history options: unknown option "lmit"; the options are namespace, limit'],
     [() => s.prune(), "kvsweep: prune options.olderThanMs is required: entries not updated for that many milliseconds are deleted"],
     [() => s.prune({ olderThanMs: -1 }), "kvsweep: prune options.olderThanMs must not be negative, got -1"],
