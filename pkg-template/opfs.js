@@ -148,6 +148,7 @@ const locked = (lock, fn) => (globalThis.navigator?.locks ? navigator.locks.requ
  */
 function opfsDriver(db, dir, lock, sync) {
   const records = recordsDriver(db, "opfs", 250);
+  let swept = -Infinity; // when a listing last removed unclaimed files (performance.now())
   const d = {
     kind: "opfs",
     prefix: "",
@@ -172,9 +173,14 @@ function opfsDriver(db, dir, lock, sync) {
     },
     async list(prefix, startAfter, cursor, limit, maxCalls = Infinity) {
       // A listing of the blob records (a run's, a plan's) begins by removing
-      // files no record claims: a crashed tab or worker leaves them while
-      // others keep the store open.
-      if (prefix === RECORDS.slice(0, -1) && startAfter === undefined && maxCalls >= 1) await removeUnclaimed(db, dir, lock);
+      // files no record claims, at most once a minute: a crashed tab or
+      // worker leaves them while others keep the store open. Only under Web
+      // Locks (without them no write would be kept out), and as
+      // housekeeping: a failure fails nothing.
+      if (prefix === RECORDS.slice(0, -1) && startAfter === undefined && globalThis.navigator?.locks && performance.now() - swept > 60_000) {
+        swept = performance.now();
+        await removeUnclaimed(db, dir, lock).catch(() => {});
+      }
       if (!isBlob(prefix)) return records.list(prefix, startAfter, cursor, limit, maxCalls);
       if (maxCalls < 1) throw outOfCalls();
       records.ops += 1;

@@ -246,6 +246,10 @@ pub struct Sweeper<S: Store> {
     /// Whether entries and blobs not seen are guessed absent.
     absent_entries: AbsentGuess,
     absent_blobs: AbsentGuess,
+    /// Blobs whose bytes `verify` found missing or removed as corrupt:
+    /// `putBlob` of their bytes writes them again (else it refreshes the
+    /// record alone), keeping the record and its reference count.
+    pub(crate) lost_blobs: RefCell<crate::vecmap::VecSet<String>>,
     kept_plan: RefCell<Option<KeptPlan>>,
     /// Bumped by `forget_plan`: a run keeps no plan when a deletion of
     /// this sweeper's own came during it.
@@ -271,6 +275,7 @@ impl<S: Store> Sweeper<S> {
             touch_merge_at: Cell::new(TOUCH_MERGE_MIN),
             absent_entries: AbsentGuess::default(),
             absent_blobs: AbsentGuess::default(),
+            lost_blobs: RefCell::new(crate::vecmap::VecSet::new()),
             seen: RefCell::new(crate::vecmap::VecMap::new()),
             kept_plan: RefCell::new(None),
             forgotten: Cell::new(0),
@@ -1129,13 +1134,14 @@ impl<S: Store> Sweeper<S> {
         }
         // Whether the blob was there, as read (not as guessed).
         let present = Cell::new(false);
+        let lost = self.lost_blobs.borrow().contains(id.as_str());
         let mut step = |reads: &crate::store::Reads| {
             if !core::ptr::eq(reads, &guess)
                 && matches!(reads.get(Table::BlobMeta, &key), Some(Some(_)))
             {
                 present.set(true);
             }
-            write::put_blob_step(reads, &id, bytes, now, atomic)
+            write::put_blob_step(reads, &id, bytes, now, atomic, lost)
         };
         let mut outcome = if guess.keys().is_empty() {
             self.store.transact(Access::Write, &tables, &mut step).await
@@ -1157,6 +1163,9 @@ impl<S: Store> Sweeper<S> {
             other => other?,
         }
         self.absent_blobs.found(present.get());
+        if lost {
+            self.lost_blobs.borrow_mut().remove(id.as_str());
+        }
         Ok(id)
     }
 

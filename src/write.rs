@@ -358,12 +358,16 @@ pub fn delete_step(reads: &Reads, id: &EntryId, atomic: bool) -> Result<Step<boo
 /// On a guess of the blob absent, a store may write its bytes before it
 /// learns the blob was there, and keep that write beside the refreshed
 /// record: the bytes are the same, since a blob's id is their SHA-256.
+/// `rewrite` writes the bytes beside a record that is there too (a blob
+/// whose bytes `verify` found missing, or removed as corrupt): its record,
+/// and the reference count in it, stay.
 pub fn put_blob_step(
     reads: &Reads,
     id: &str,
     bytes: &[u8],
     now: Millis,
     atomic: bool,
+    rewrite: bool,
 ) -> Result<Step<()>, Error> {
     let key = id_key(id);
     let counts = match Counts::from_reads(reads, &[], &[id.to_string()])? {
@@ -372,10 +376,13 @@ pub fn put_blob_step(
     };
     let mut ops = Vec::new();
     match counts.blob(id) {
-        Some(rec) if rec.created_at >= now => return Ok(Step::Done(())),
+        Some(rec) if rec.created_at >= now && !rewrite => return Ok(Step::Done(())),
         Some(rec) => {
+            if rewrite {
+                ops.push(Op::Put(Table::Blobs, key.clone(), bytes.to_vec()));
+            }
             let refreshed = BlobRecord {
-                created_at: now,
+                created_at: now.max(rec.created_at),
                 rev: rec.rev.wrapping_add(1),
                 ..rec.clone()
             };

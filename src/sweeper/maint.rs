@@ -79,7 +79,7 @@ pub struct VerifyReport {
     pub missing: Vec<String>,
     /// Blob records that could not be decoded (kept, never inferred garbage).
     pub unreadable: Vec<String>,
-    /// Corrupt blobs removed, and the records of missing ones (with `repair`).
+    /// Corrupt blobs whose bytes were removed (with `repair`; their records stay).
     pub removed: Vec<String>,
     /// The entries that reference a corrupt or missing blob: reported, never deleted.
     pub referrers: Vec<Referrer>,
@@ -598,9 +598,11 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// Recomputes the SHA-256 of the blobs in `shard` (all by default) and
-    /// compares it with their ids; with `repair`, removes a corrupt blob
-    /// (re-checked in the transaction that removes it) and reports the
-    /// entries that referenced it, which are never deleted for it.
+    /// compares it with their ids; with `repair`, removes a corrupt blob's
+    /// bytes (re-checked in the transaction that removes them; its record
+    /// and counts stay) and reports the entries that referenced it, which
+    /// are never deleted for it. `putBlob` on this Sweeper of a blob found
+    /// missing or removed writes its bytes again.
     pub async fn verify<H: RunHost>(
         &self,
         shard: Option<Shard>,
@@ -673,44 +675,38 @@ impl<S: Store> Sweeper<S> {
             }
         }
         if repair {
-            for id in corrupt.iter().chain(missing.iter()) {
+            for id in corrupt.iter() {
                 if self.remove_corrupt_blob(id).await? {
                     report.removed.push(id.clone());
                 }
             }
         }
+        // putBlob of their bytes writes them again (see `lost_blobs`).
+        let mut lost = self.lost_blobs.borrow_mut();
+        for id in missing.iter().chain(report.removed.iter()) {
+            lost.insert(id.clone());
+        }
+        drop(lost);
         report.corrupt = corrupt.into_iter().collect();
         report.missing = missing.into_iter().collect();
         Ok(report)
     }
 
-    /// Removes blob `id`'s bytes and record if its bytes, read again in the
-    /// same transaction, still do not hash to it, or its record if its
-    /// bytes are still missing (so that `putBlob` of its bytes writes them
-    /// again); whether it did.
+    /// Removes blob `id`'s bytes if, read again in the same transaction,
+    /// they still do not hash to it; whether it did. Its record, and the
+    /// reference count in it, stay: the blob reads as missing until
+    /// `putBlob` of its bytes writes them again (a record written anew
+    /// would count no referrer, and a run would trust it).
     async fn remove_corrupt_blob(&self, id: &str) -> Result<bool, Error> {
         let key = id_key(id);
         self.store
-            .transact(Access::Write, &[Table::Blobs, Table::BlobMeta], |reads| {
-                let (Some(bytes), Some(record)) = (
-                    reads.get(Table::Blobs, &key),
-                    reads.get(Table::BlobMeta, &key),
-                ) else {
-                    return Ok(Step::Read(vec![
-                        Read::Key(Table::Blobs, key.clone()),
-                        Read::Key(Table::BlobMeta, key.clone()),
-                    ]));
+            .transact(Access::Write, &[Table::Blobs], |reads| {
+                let Some(bytes) = reads.get(Table::Blobs, &key) else {
+                    return Ok(Step::Read(vec![Read::Key(Table::Blobs, key.clone())]));
                 };
                 match bytes {
-                    Some(b) if blob_id(b) != id => {
-                        let mut ops = vec![Op::Delete(Table::Blobs, key.clone())];
-                        if record.is_some() {
-                            ops.push(Op::Delete(Table::BlobMeta, key.clone()));
-                        }
-                        Ok(Step::Write(ops, true))
-                    }
-                    None if record.is_some() => Ok(Step::Write(
-                        vec![Op::Delete(Table::BlobMeta, key.clone())],
+                    Some(b) if blob_id(b) != id => Ok(Step::Write(
+                        vec![Op::Delete(Table::Blobs, key.clone())],
                         true,
                     )),
                     _ => Ok(Step::Done(false)),

@@ -151,7 +151,7 @@ test("moveTo moves an IndexedDB store to OPFS in Chromium, blobs as files", { ti
   assert.deepEqual(out.onDisk, [...out.ids].sort());
 });
 
-test("verify finds an OPFS file whose bytes no longer match their SHA-256 (issue #11)", { timeout: 90_000 }, async () => {
+test("verify finds an OPFS file whose bytes no longer match their SHA-256, repair removes it, and putBlob writes it again (issue #11)", { timeout: 90_000 }, async () => {
   const page = await (await env.browser.newContext()).newPage();
   await page.goto(env.server.url);
   const out = await page.evaluate(async () => {
@@ -172,12 +172,22 @@ test("verify finds an OPFS file whose bytes no longer match their SHA-256 (issue
     const repaired = await s.verify({ repair: true });
     const files = [];
     for await (const [file] of dir.entries()) files.push(file);
+    // Its record and count stayed: putBlob of the right bytes writes the file again.
+    const restored = await s.putBlob(new Uint8Array(4096).fill(2));
+    const after = await s.verify();
+    const filesAfter = [];
+    for await (const [file] of dir.entries()) filesAfter.push(file);
+    const rebuilt = await s.rebuild();
     s.close();
-    return { good, bad, before, found, repaired, files };
+    return { good, bad, before, found, repaired, files, restored, after, filesAfter: filesAfter.sort(), fixed: rebuilt.blobsFixed };
   });
   assert.deepEqual([out.before.checked, out.before.corrupt], [2, []]);
   assert.deepEqual(out.found.corrupt, [out.bad]);
   assert.deepEqual(out.found.referrers, [{ namespace: "", key: "a", blob: out.bad }]);
   assert.deepEqual(out.repaired.removed, [out.bad]);
   assert.deepEqual(out.files, [out.good]);
+  assert.equal(out.restored, out.bad);
+  assert.deepEqual([out.after.checked, out.after.corrupt, out.after.missing], [2, [], []]);
+  assert.deepEqual(out.filesAfter, [out.good, out.bad].sort());
+  assert.equal(out.fixed, 0);
 });
