@@ -177,7 +177,7 @@ function opfsDriver(db, dir, lock, sync) {
       // worker leaves them while others keep the store open. Only under Web
       // Locks (without them no write would be kept out), and as
       // housekeeping: a failure fails nothing.
-      if (prefix === RECORDS.slice(0, -1) && startAfter === undefined && globalThis.navigator?.locks && performance.now() - swept > 60_000) {
+      if (prefix === RECORDS.slice(0, -1) && startAfter === undefined && maxCalls >= 1 && globalThis.navigator?.locks && performance.now() - swept > 60_000) {
         swept = performance.now();
         await removeUnclaimed(db, dir, lock).catch(() => {});
       }

@@ -374,42 +374,44 @@ pub fn put_blob_step(
         Ok(c) => c,
         Err(missing) => return Ok(Step::Read(missing)),
     };
-    let mut ops = Vec::new();
-    match counts.blob(id) {
+    let record = counts.blob(id);
+    let rec = match record {
         Some(rec) if rec.created_at >= now && !rewrite => return Ok(Step::Done(())),
-        Some(rec) => {
-            if rewrite {
-                ops.push(Op::Put(Table::Blobs, key.clone(), bytes.to_vec()));
-            }
-            let refreshed = BlobRecord {
-                created_at: now.max(rec.created_at),
-                rev: rec.rev.wrapping_add(1),
-                ..rec.clone()
-            };
-            ops.push(Op::Put(
-                Table::BlobMeta,
-                key,
-                codec::encode_blob(&refreshed),
-            ));
-        }
-        None => {
-            let staged = Staged::Blob { id: id.to_string() };
-            let temp = stage(atomic, staged, bytes.len() as u64, now);
-            if let Some((put, _)) = &temp {
-                ops.push(put.clone());
-            }
-            ops.push(Op::Put(Table::Blobs, key.clone(), bytes.to_vec()));
-            let rec = BlobRecord {
-                size: bytes.len() as u64,
-                created_at: now,
-                refs: 0,
-                rev: 0,
-            };
-            ops.push(Op::Put(Table::BlobMeta, key, codec::encode_blob(&rec)));
-            if let Some((_, delete)) = temp {
-                ops.push(delete);
-            }
-        }
+        // Refreshed: its reference count stays.
+        Some(rec) => BlobRecord {
+            created_at: now.max(rec.created_at),
+            rev: rec.rev.wrapping_add(1),
+            ..rec.clone()
+        },
+        None => BlobRecord {
+            size: bytes.len() as u64,
+            created_at: now,
+            refs: 0,
+            rev: 0,
+        },
+    };
+    let mut ops = Vec::new();
+    // The bytes, staged where batches are not atomic (a batch cut short
+    // after them leaves a temp that a run cleans, not bytes no record claims).
+    let temp = (record.is_none() || rewrite)
+        .then(|| {
+            stage(
+                atomic,
+                Staged::Blob { id: id.to_string() },
+                bytes.len() as u64,
+                now,
+            )
+        })
+        .flatten();
+    if let Some((put, _)) = &temp {
+        ops.push(put.clone());
+    }
+    if record.is_none() || rewrite {
+        ops.push(Op::Put(Table::Blobs, key.clone(), bytes.to_vec()));
+    }
+    ops.push(Op::Put(Table::BlobMeta, key, codec::encode_blob(&rec)));
+    if let Some((_, delete)) = temp {
+        ops.push(delete);
     }
     Ok(Step::Write(ops, ()))
 }

@@ -637,6 +637,8 @@ impl<S: Store> Sweeper<S> {
             .collect();
         let mut missing: VecSet<String> = VecSet::new();
         let mut corrupt: VecSet<String> = VecSet::new();
+        // Blobs whose bytes are right, and recorded ones without their bytes.
+        let (mut fine, mut gone): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
         for chunk in ids.chunks(VERIFY_BATCH) {
             let keys: Vec<EntryId> = chunk.iter().map(|id| id_key(id)).collect();
             let got = self.store.get(Table::Blobs, &keys).await?;
@@ -644,12 +646,15 @@ impl<S: Store> Sweeper<S> {
                 match bytes {
                     None => {
                         missing.insert(id.to_string());
+                        gone.push(id);
                     }
                     Some(b) => {
                         report.checked += 1;
                         report.bytes += b.len() as u64;
                         if blob_id(&b) != *id {
                             corrupt.insert(id.to_string());
+                        } else {
+                            fine.push(id);
                         }
                     }
                 }
@@ -674,19 +679,27 @@ impl<S: Store> Sweeper<S> {
                 }
             }
         }
+        // What putBlob should write again (see `lost_blobs`): recorded
+        // blobs found without their bytes (a blob with no record at all is
+        // written whole anyway), then those whose corrupt bytes go below.
+        // Not borrowed across an await: a call beside this one may use it.
+        {
+            let mut lost = self.lost_blobs.borrow_mut();
+            for id in fine {
+                lost.remove(id);
+            }
+            for id in gone {
+                lost.insert(id.to_string());
+            }
+        }
         if repair {
             for id in corrupt.iter() {
                 if self.remove_corrupt_blob(id).await? {
                     report.removed.push(id.clone());
+                    self.lost_blobs.borrow_mut().insert(id.clone());
                 }
             }
         }
-        // putBlob of their bytes writes them again (see `lost_blobs`).
-        let mut lost = self.lost_blobs.borrow_mut();
-        for id in missing.iter().chain(report.removed.iter()) {
-            lost.insert(id.clone());
-        }
-        drop(lost);
         report.corrupt = corrupt.into_iter().collect();
         report.missing = missing.into_iter().collect();
         Ok(report)
