@@ -204,16 +204,20 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
       spend();
       const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
       const rangeAfter = (after) => IDBKeyRange.bound(after ?? prefix, end, after !== undefined, true);
-      const ask = prefetched?.prefix === prefix && prefetched.after === startAfter && prefetched.limit === limit ? prefetched.page : page(rangeAfter(startAfter), limit);
+      // One record more than asked for says whether more follow: a store
+      // of a whole number of pages ends without reading an empty one.
+      const ask = prefetched?.prefix === prefix && prefetched.after === startAfter && prefetched.limit === limit ? prefetched.page : page(rangeAfter(startAfter), limit > 0 ? limit + 1 : limit);
       prefetched = null;
       const [keys, values] = await ask;
-      // A full page: read the next one while this one is converted.
-      if (keys.length === limit && limit > 0) {
-        const after = keys[keys.length - 1];
-        prefetched = { prefix, after, limit, page: page(rangeAfter(after), limit) };
+      const more = limit > 0 && keys.length > limit;
+      if (more) {
+        keys.length = values.length = limit;
+        // Read the next page while this one is converted.
+        const after = keys[limit - 1];
+        prefetched = { prefix, after, limit, page: page(rangeAfter(after), limit + 1) };
         prefetched.page.catch(() => {});
       }
-      return { items: keys.map((k, i) => [k, bytesOf(values[i]) ?? false]), done: keys.length < limit };
+      return { items: keys.map((k, i) => [k, bytesOf(values[i]) ?? false]), done: !more };
     },
     apply(checks, writes) {
       return d.commit(checks, writes);
