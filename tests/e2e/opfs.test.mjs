@@ -416,3 +416,31 @@ test("an OPFS store deleted from another tab says so, as openIndexedDb's does; o
     await context.close();
   }
 });
+
+test("listings page over whole pages and past them: every entry counted, whatever the last page holds", { timeout: 90_000 }, async () => {
+  // The records driver (idbkv.js) reads pages of 1,001 to know whether more
+  // follow, and the next page ahead: a page boundary off by one would drop
+  // or repeat entries (an inclusive bound repeats one per page).
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const got = [];
+    for (const n of [999, 1000, 2000, 2001]) {
+      const name = `pages-${n}`;
+      await kv.deleteOpfs(name);
+      const store = await kv.openOpfs(name);
+      const s = new kv.Sweeper(store, { policy: { maxEntries: n - 3 } });
+      for (let i = 0; i < n; i += 500) {
+        await s.putMany(Array.from({ length: Math.min(500, n - i) }, (_, j) => ({ key: `k${String(i + j).padStart(5, "0")}`, value: i + j })));
+      }
+      const keys = [];
+      for await (const k of s.keys()) keys.push(k);
+      const plan = await s.plan();
+      s.close();
+      store.close();
+      await kv.deleteOpfs(name);
+      got.push({ n, keys: keys.length, distinct: new Set(keys).size, actions: plan.actions.length, scanned: plan.summary.scanned });
+    }
+    return got;
+  });
+  for (const r of out) assert.deepEqual([r.keys, r.distinct, r.actions], [r.n, r.n, 3], JSON.stringify(r));
+});
