@@ -164,6 +164,11 @@ impl<'a> Fields<'a> {
     /// A whole number from `lo` to `hi`: one message for every value
     /// outside (1.5 and 0 alike).
     fn whole_in(&self, key: &str, lo: u64, hi: u64) -> Result<Option<u64>> {
+        self.whole_in_as(key, lo, hi, "")
+    }
+
+    /// `whole_in`, its message saying what `hi` is (`note`: " (a year)").
+    fn whole_in_as(&self, key: &str, lo: u64, hi: u64, note: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
             Some(OptValue::Number(n))
@@ -178,7 +183,7 @@ impl<'a> Fields<'a> {
                     hi.to_string()
                 };
                 err(format!(
-                    "{} must be a whole number from {lo} to {hi}, got {}",
+                    "{} must be a whole number from {lo} to {hi}{note}, got {}",
                     self.path(key),
                     v.describe()
                 ))
@@ -388,13 +393,7 @@ pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
     )?;
     let mut config = ScheduleConfig::default();
     let ms = |key: &str, into: &mut u64| -> Result<()> {
-        if let Some(n) = f.whole(key)? {
-            if n > MAX_SCHEDULE_MS {
-                return err(format!(
-                    "{} must be at most {MAX_SCHEDULE_MS} (a year), got {n}",
-                    f.path(key)
-                ));
-            }
+        if let Some(n) = f.whole_in_as(key, 0, MAX_SCHEDULE_MS, " (a year)")? {
             *into = n;
         }
         Ok(())
@@ -444,15 +443,7 @@ pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
             ))
         }
     }
-    let audit_shards = match f.whole("auditShards")? {
-        None => 0,
-        Some(n) if n <= MAX_AUDIT_SHARDS => n as u32,
-        Some(n) => {
-            return err(format!(
-                "schedule.auditShards must be at most {MAX_AUDIT_SHARDS}, got {n}"
-            ))
-        }
-    };
+    let audit_shards = f.whole_in("auditShards", 0, MAX_AUDIT_SHARDS)?.unwrap_or(0) as u32;
     Ok(Some(ScheduleOptions {
         config,
         lock_name,
@@ -482,13 +473,7 @@ pub fn parse_sweeper_options(v: &OptValue) -> Result<(Policy, Config, Option<Sch
     if let Some(n) = f.whole_in("batchSize", 1, 100_000)? {
         config.exec.batch_size = n as usize;
     }
-    if let Some(n) = f.whole("maxValueBytes")? {
-        if n > MAX_VALUE_BYTES as u64 {
-            return err(format!(
-                "{} must be at most {MAX_VALUE_BYTES} (256 MiB), got {n}",
-                f.path("maxValueBytes")
-            ));
-        }
+    if let Some(n) = f.whole_in_as("maxValueBytes", 0, MAX_VALUE_BYTES as u64, " (256 MiB)")? {
         config.max_value_bytes = n as usize;
     }
     let schedule = parse_schedule(f.get("schedule").unwrap_or(&OptValue::Undefined))?;

@@ -714,7 +714,8 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
     }
     // The limit itself is held to what the module's memory can take, and so
     // is all that one putMany takes: the items past it are not copied in.
-    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 2 ** 28 + 1 }), { message: "kvsweep: maxValueBytes must be at most 268435456 (256 MiB), got 268435457" });
+    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 2 ** 28 + 1 }), { message: "kvsweep: maxValueBytes must be a whole number from 0 to 268435456 (256 MiB), got 268435457" });
+    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 1024.5 }), { message: "kvsweep: maxValueBytes must be a whole number from 0 to 268435456 (256 MiB), got 1024.5" });
     const many = new Sweeper(memoryStore());
     const sixty = "x".repeat(60 * 2 ** 20);
     await assert.rejects(many.putMany(Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: sixty }))), {

@@ -426,8 +426,9 @@ test("schedule.auditShards: scheduled full runs verify the next shard each, and 
   assert.equal(h.status, "warning", JSON.stringify(h));
   assert.match(h.reasons.join("\n"), /^the rolling audit found 1 corrupt, missing or unreadable blobs in shard [01] of 2; verify\(\) lists them$/m);
   s.close();
-  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 2e6 } }), { message: "kvsweep: schedule.auditShards must be at most 1000000, got 2000000" });
-  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: -2 } }), { message: "kvsweep: schedule.auditShards must not be negative, got -2" });
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 2e6 } }), { message: "kvsweep: schedule.auditShards must be a whole number from 0 to 1000000, got 2000000" });
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: -2 } }), { message: "kvsweep: schedule.auditShards must be a whole number from 0 to 1000000, got -2" });
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 1.5 } }), { message: "kvsweep: schedule.auditShards must be a whole number from 0 to 1000000, got 1.5" });
 });
 
 test("an unreadable entry record: health warns of it, delete removes it, and runs collect again", async () => {

@@ -262,9 +262,11 @@ test("request() and schedule options are checked", () => {
   assert.throws(() => s.request("medium"), /^Error: kvsweep: request: mode must be "light" or "full", got "medium"$/);
   assert.throws(() => s.request(1), /got 1$/);
   const bad = [
-    [{ debounceMs: -1 }, /schedule\.debounceMs must not be negative, got -1/],
-    [{ periodMs: 1.5 }, /schedule\.periodMs must be a whole number/],
-    [{ periodMs: 400 * 24 * 3600 * 1000 }, /schedule\.periodMs must be at most 31536000000 \(a year\)/],
+    // One message for every value outside the range, with the range it is.
+    [{ debounceMs: -1 }, /schedule\.debounceMs must be a whole number from 0 to 31536000000 \(a year\), got -1$/],
+    [{ periodMs: 1.5 }, /schedule\.periodMs must be a whole number from 0 to 31536000000 \(a year\), got 1\.5$/],
+    [{ retryMaxMs: 2 ** 53 }, /schedule\.retryMaxMs must be a whole number from 0 to 31536000000 \(a year\), got 9007199254740992$/],
+    [{ periodMs: 400 * 24 * 3600 * 1000 }, /schedule\.periodMs must be a whole number from 0 to 31536000000 \(a year\), got 34560000000$/],
     [{ debounceMs: 500, maxWaitMs: 100 }, /schedule\.maxWaitMs must be at least schedule\.debounceMs \(500\), got 100$/],
     [{ retryMs: 500, retryMaxMs: 100 }, /schedule\.retryMaxMs must be at least schedule\.retryMs \(500\), got 100$/],
     [{ runOnStart: "yes" }, /schedule\.runOnStart must be true or false, got "yes"/],
