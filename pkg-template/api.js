@@ -170,7 +170,7 @@ const held = () => {};
 
 // Every method but free(): a call on a freed Sweeper says so, the way the
 // method fails (a rejected promise where it returns one).
-const SYNC = new Set(["progress", "close", "request", "stats"]);
+const SYNC = new Set(["progress", "request", "stats"]);
 for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
   const method = RawSweeper.prototype[name];
   if (name === "constructor" || name === "free" || name.startsWith("__") || typeof method !== "function") continue;
@@ -179,6 +179,8 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
     writable: true,
     value: {
       [name](...args) {
+        // A freed Sweeper is closed already: close() has nothing to wait for.
+        if (name === "close" && freed(this)) return Promise.resolve();
         if (freed(this)) {
           const error = gone(this, `Sweeper.${name}`);
           if (SYNC.has(name)) throw error;

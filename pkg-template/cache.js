@@ -606,7 +606,7 @@ export function expirationPlugin(options = {}) {
         for (const name of names) {
           const opened = await sweepers.get(name)?.catch(() => null);
           if (opened) {
-            opened.sweeper.close();
+            await opened.sweeper.close(); // a run going stops first
             opened.store.close();
           }
           sweepers.delete(name);

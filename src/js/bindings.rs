@@ -1540,13 +1540,16 @@ impl JsSweeper {
     /// Stops accepting calls and cancels the scheduler's timer. A run in
     /// progress stops after its current batch (`stopped: "closed"`), saving
     /// where it stopped for the next run. Reads' deferred refreshes of
-    /// `accessedAt` are written now.
-    pub fn close(&self) {
+    /// `accessedAt` are written now. Resolves once that run has stopped and
+    /// those refreshes are written (or failed to be: a store closed
+    /// meanwhile), so that `await sweeper.close(); store.close()` loses
+    /// nothing; it never rejects.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> Promise {
         self.inner.closed.set(true);
         feed(&self.inner, Input::Close);
-        // Reads' deferred refreshes of accessedAt go now, not when reads
-        // pause (best effort: a store closed at once drops them).
-        self.inner.flush_now();
+        // Reads' deferred refreshes of accessedAt go now, not when reads pause.
+        Promise::new(&mut |resolve, _| self.inner.flush_now(Some(resolve)))
     }
 
     /// Writes reads' deferred refreshes of `accessedAt` now: the package
@@ -1554,16 +1557,16 @@ impl JsSweeper {
     #[wasm_bindgen(js_name = "__flushReads", skip_typescript)]
     pub fn flush_reads(&self) {
         if !self.inner.closed.get() {
-            self.inner.flush_now();
+            self.inner.flush_now(None);
         }
     }
 }
 
 impl Inner {
     /// Writes reads' deferred refreshes now, after a run going stops at its
-    /// batch's end (see `schedule_touch_flush`).
-    fn flush_now(self: &Rc<Self>) {
-        if !self.sweeper.touches_pending() {
+    /// batch's end (see `schedule_touch_flush`); then calls `done`.
+    fn flush_now(self: &Rc<Self>, done: Option<Function>) {
+        if !self.sweeper.touches_pending() && done.is_none() {
             return;
         }
         let inner = self.clone();
@@ -1571,9 +1574,14 @@ impl Inner {
             while inner.running.get() {
                 gloo_timers::future::TimeoutFuture::new(20).await;
             }
-            inner.flushing.set(inner.flushing.get() + 1);
-            let _ = inner.sweeper.flush_touches().await;
-            inner.flushing.set(inner.flushing.get() - 1);
+            if inner.sweeper.touches_pending() {
+                inner.flushing.set(inner.flushing.get() + 1);
+                let _ = inner.sweeper.flush_touches().await;
+                inner.flushing.set(inner.flushing.get() - 1);
+            }
+            if let Some(done) = done {
+                let _ = done.call0(&JsValue::UNDEFINED);
+            }
         });
     }
 }

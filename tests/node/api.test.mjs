@@ -1367,6 +1367,39 @@ test("reads' deferred accessedAt refreshes are written when the page is hidden",
   }
 });
 
+test("close() resolves once reads' refreshes are written and a run going has stopped, so the store can close right after (fake-indexeddb)", async () => {
+  const name = `close-${Date.now()}`;
+  const clock = manualClock();
+  let store = await openIndexedDb(name);
+  const s = new Sweeper(store, { clock, batchSize: 1 });
+  for (let i = 0; i < 5; i++) await s.put(`k${i}`, i, { ttlMs: 1 });
+  await s.put("kept", 1);
+  clock.now += 5_000;
+  assert.equal(await s.get("kept"), 1); // a refresh of accessedAt, deferred
+  // A run held at its first batch's end until the Sweeper closes.
+  let settled = false;
+  const run = s.run({ onProgress: () => new Promise(() => {}) }).then((report) => ((settled = true), report));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(settled, false, "the run waits at its batch's end");
+  const closing = s.close();
+  assert.ok(closing instanceof Promise);
+  assert.equal(await closing, undefined);
+  assert.equal(settled, true, "the run stopped before close() resolved");
+  assert.equal((await run).stopped, "closed");
+  store.close();
+  // Another connection sees the refresh: it was written before the store closed.
+  store = await openIndexedDb(name);
+  const other = new Sweeper(store, { clock });
+  const kept = (await other.history()).find((e) => e.key === "kept");
+  assert.equal(kept.accessedAt, T0 + 5_000);
+  // Again, or after free(): nothing to wait for.
+  assert.equal(await s.close(), undefined);
+  s.free();
+  assert.equal(await s.close(), undefined);
+  await other.close();
+  store.close();
+});
+
 test("every entry exports the same API, and none of the glue's internals", async () => {
   const api = [
     "KvStore", "Sweeper", "collectR2Orphans", "deleteCacheStorage", "deleteOpfs", "durableObjectStore",
