@@ -15,21 +15,21 @@ export declare class Sweeper extends GlueSweeper {
   /** `[key, value]` pairs of the entries `get` would return, in key order. */
   entries(options?: ListOptions): AsyncGenerator<[string, unknown], void, undefined>;
   /** The most recently updated entries (of one namespace, or of all), newest first; limit 1–10,000, default 50. */
-  history(options?: { namespace?: string; limit?: number }): Promise<EntryDetail[]>;
+  history(options?: { namespace?: string | undefined; limit?: number | undefined }): Promise<EntryDetail[]>;
   /** One entry with its metadata and decoded value; expired ones only with includeExpired. Does not count as a use (no accessedAt refresh). */
-  detail(key: string, options?: { namespace?: string; includeExpired?: boolean }): Promise<(EntryDetail & { value: unknown }) | undefined>;
+  detail(key: string, options?: { namespace?: string | undefined; includeExpired?: boolean | undefined }): Promise<(EntryDetail & { value: unknown }) | undefined>;
   /** The key a prefix names: itself when it is a key, the only key it begins, else up to 20 candidates, or none. */
-  resolvePrefix(prefix: string, options?: { namespace?: string }): Promise<{ key: string } | { ambiguous: string[] } | { none: true }>;
+  resolvePrefix(prefix: string, options?: { namespace?: string | undefined }): Promise<{ key: string } | { ambiguous: string[] } | { none: true }>;
   /** Deletes entries not updated for olderThanMs (pinned ones, and old ones fresher entries reference, stay): a full run under that age alone. */
   prune(options: { olderThanMs: number }): Promise<RunReport>;
   /** Hashes blobs again (those of one shard when given) and reports corrupt and missing ones and the entries that reference them; repair removes corrupt blobs' bytes (their records and counts stay), and putBlob of the right bytes on this Sweeper then writes them again. */
-  verify(options?: { shard?: { index: number; count: number }; repair?: boolean }): Promise<VerifyReport>;
+  verify(options?: { shard?: { index: number; count: number } | undefined; repair?: boolean | undefined }): Promise<VerifyReport>;
   /** Namespaces that hold entries but have no registration record. */
   zombies(): Promise<{ namespace: string; entries: number; bytes: number }[]>;
   /** Deletes every entry of a namespace, then its registration record. */
   deleteNamespace(namespace: string): Promise<RunReport>;
   /** healthy / warning / critical, with the reasons, from the run log kept in the store; with maxBacklog, a full plan is made too and more garbage than that warns. */
-  health(options?: { maxBacklog?: number }): Promise<Health>;
+  health(options?: { maxBacklog?: number | undefined }): Promise<Health>;
   /** Rewrites entry records an earlier release wrote in an older layout (metadata without accessedAt; small values in records of their own): guarded, resumable by calling it again; unreadable records are reported, never touched. */
   migrate(): Promise<MigrateReport>;
 }
@@ -77,11 +77,11 @@ import type { KvStore } from "./kvsweep.js";
 
 export interface KvStoreOptions {
   /** Every key kvsweep writes starts with it (default "kvsweep/"), so it can share a store with other data. */
-  prefix?: string;
+  prefix?: string | undefined;
   /** How long a write takes to show everywhere (unstorage, keyv and generic objects; default 0). */
-  visibilityMs?: number;
+  visibilityMs?: number | undefined;
   /** Keep blob bytes in an R2 bucket: `{ blobs: r2(env.BUCKET) }`. */
-  blobs?: R2Blobs;
+  blobs?: R2Blobs | undefined;
 }
 /** An R2 bucket as the home of a store's blob bytes (from r2()). */
 export interface R2Blobs { readonly __kvsweepR2: unique symbol }
@@ -95,7 +95,7 @@ export declare function r2(bucket: object): R2Blobs;
  */
 export declare function collectR2Orphans(
   store: KvStore,
-  options?: { graceMs?: number; dryRun?: boolean; limit?: number },
+  options?: { graceMs?: number | undefined; dryRun?: boolean | undefined; limit?: number | undefined },
 ): Promise<{ checked: number; orphans: string[]; bytes: number; deleted: number }>;
 /**
  * Any key–value object kvStore accepts besides the known backends: one with
@@ -125,7 +125,7 @@ export declare function durableObjectStore(storage: object, options?: Pick<KvSto
 export declare function runFromAlarm(
   sweeper: Sweeper,
   storage: object,
-  options?: { periodMs?: number; retryMs?: number } & import("./kvsweep.js").RunOptions,
+  options?: { periodMs?: number | undefined; retryMs?: number | undefined } & import("./kvsweep.js").RunOptions,
 ): Promise<import("./kvsweep.js").RunReport>;
 /** Sets the Durable Object's alarm delayMs from now (default 0) unless it is set sooner. */
 export declare function scheduleCleanup(storage: object, delayMs?: number): Promise<void>;
@@ -140,25 +140,25 @@ export declare function openOpfs(name: string, options?: Record<string, never>):
 export declare function deleteOpfs(name: string): Promise<void>;
 
 /** A store for a Cache Storage cache's responses, their metadata in IndexedDB (`kvsweep-cache:<name>`). */
-export declare function openCacheStorage(name: string, options?: { matchOptions?: CacheQueryOptions; concurrency?: number }): Promise<KvStore>;
+export declare function openCacheStorage(name: string, options?: { matchOptions?: CacheQueryOptions | undefined; concurrency?: number | undefined }): Promise<KvStore>;
 /** Records (or refreshes) a cached response as an entry, its size the response's. */
 export declare function track(sweeper: Sweeper, request: Request | URL | string, response?: Response | null, options?: Omit<import("./kvsweep.js").PutOptions, "namespace">): Promise<void>;
 /** Deletes a cache and its kvsweep metadata database. */
 export declare function deleteCacheStorage(name: string): Promise<void>;
 export interface ExpirationPluginOptions {
-  maxEntries?: number;
+  maxEntries?: number | undefined;
   /** Seconds, fractions too (0.5), as ExpirationPlugin takes them. */
-  maxAgeSeconds?: number;
-  purgeOnQuotaError?: boolean; matchOptions?: CacheQueryOptions;
+  maxAgeSeconds?: number | undefined;
+  purgeOnQuotaError?: boolean | undefined; matchOptions?: CacheQueryOptions | undefined;
   /** workbox-core's registerQuotaErrorCallback, needed with purgeOnQuotaError. */
-  registerQuotaErrorCallback?: (callback: () => void) => void;
+  registerQuotaErrorCallback?: ((callback: () => void) => void) | undefined;
   /** Response bytes the cache may hold. */
-  maxBytes?: number;
+  maxBytes?: number | undefined;
   /** URLs never expired, by count, bytes or age: served however old their Date header. */
-  pinned?: (url: string) => boolean;
+  pinned?: ((url: string) => boolean) | undefined;
   /** Keep the newest keepLast responses of each group. */
-  groups?: Record<string, { match: (url: string) => boolean; keepLast: number }>;
-  concurrency?: number;
+  groups?: Record<string, { match: (url: string) => boolean; keepLast: number }> | undefined;
+  concurrency?: number | undefined;
 }
 /** A Workbox plugin in place of ExpirationPlugin. */
 export declare function expirationPlugin(options: ExpirationPluginOptions): {

@@ -33,48 +33,48 @@ const TS_TYPES: &'static str = r#"
 export type Mode = "light" | "full";
 export type Reason = "expired" | "maxAge" | "retention" | "maxEntries" | "maxBytes" | "unreachable" | "orphanBlob" | "staleTemp" | "cleared" | "corrupt";
 export interface Rules {
-  maxAgeMs?: number; maxEntries?: number; maxBytes?: number; lowWatermark?: number;
-  groups?: Record<string, { keepLast: number }>;
+  maxAgeMs?: number | undefined; maxEntries?: number | undefined; maxBytes?: number | undefined; lowWatermark?: number | undefined;
+  groups?: Record<string, { keepLast: number }> | undefined;
 }
 export interface Policy extends Rules {
-  orphanGraceMs?: number; tempMaxAgeMs?: number;
-  namespaces?: Record<string, Rules>;
+  orphanGraceMs?: number | undefined; tempMaxAgeMs?: number | undefined;
+  namespaces?: Record<string, Rules> | undefined;
 }
 export interface SweeperOptions {
-  policy?: Policy;
+  policy?: Policy | undefined;
   /** Milliseconds since the Unix epoch; defaults to Date.now. It dates entries; the scheduler's timers run on real time. */
-  clock?: () => number;
+  clock?: (() => number) | undefined;
   /** Items deleted per transaction (default 250). */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** Largest value put/putBlob accept, in bytes (default 64 MiB, at most 256 MiB). */
-  maxValueBytes?: number;
+  maxValueBytes?: number | undefined;
   /** Background runs. Without it, runs happen only on run() and request(). */
-  schedule?: ScheduleOptions | null;
+  schedule?: ScheduleOptions | null | undefined;
 }
 export interface ScheduleOptions {
   /** A full run this long after the last full run ended (default 24 h; 0 = never). */
-  periodMs?: number;
+  periodMs?: number | undefined;
   /** A request waits this long for more (default 1000). */
-  debounceMs?: number;
+  debounceMs?: number | undefined;
   /** ...but never longer than this after the first (default 10000, at least debounceMs). */
-  maxWaitMs?: number;
+  maxWaitMs?: number | undefined;
   /** A full run soon after the Sweeper is made. */
-  runOnStart?: boolean;
+  runOnStart?: boolean | undefined;
   /** A full run after this many writes (default 0 = never). */
-  autoAfterWrites?: number;
+  autoAfterWrites?: number | undefined;
   /** The Web Locks name that keeps runs of tabs and workers one at a time (default "kvsweep:" + the IndexedDB name; refused on OPFS and Cache Storage stores, whose runs take their own). */
-  lockName?: string;
+  lockName?: string | undefined;
   /** Each run's time budget; a run that uses it up goes on in the next slice (default 0 = no budget). */
-  sliceMs?: number;
+  sliceMs?: number | undefined;
   /** A full run when navigator.storage.estimate() says usage passed this fraction of the quota (default 0.8; 0 = never). */
-  storageFraction?: number;
+  storageFraction?: number | undefined;
   /** After a failed run, the first retry waits this long (default 1000), doubling with each failure in a row up to retryMaxMs (default 15 min). */
-  retryMs?: number;
-  retryMaxMs?: number;
+  retryMs?: number | undefined;
+  retryMaxMs?: number | undefined;
   /** The rolling audit: after each scheduled full run that finishes, verify() the next of this many shards of the blobs, so every blob is hashed again every auditShards runs; what it finds shows in health() (default 0 = never). */
-  auditShards?: number;
+  auditShards?: number | undefined;
   /** Called as background runs start, end and fail; what it throws is ignored. */
-  onRun?: (event: RunEvent) => void;
+  onRun?: ((event: RunEvent) => void) | undefined;
 }
 export type RunEvent =
   | { type: "start"; mode: Mode; at: number }
@@ -99,33 +99,33 @@ export interface Stats {
   };
 }
 export interface PutOptions {
-  namespace?: string; ttlMs?: number; expiresAt?: number; group?: string;
-  pinned?: boolean; locked?: boolean;
+  namespace?: string | undefined; ttlMs?: number | undefined; expiresAt?: number | undefined; group?: string | undefined;
+  pinned?: boolean | undefined; locked?: boolean | undefined;
   /** Lives only while a live entry references it (an attachment). */
-  dependent?: boolean;
-  refs?: string[]; blobs?: string[];
+  dependent?: boolean | undefined;
+  refs?: string[] | undefined; blobs?: string[] | undefined;
   /** Bytes the entry counts for against maxBytes (default: its value's size): what it stands for, such as a cached response. */
-  size?: number;
+  size?: number | undefined;
 }
 export interface PutManyItem extends PutOptions { key: string; value: unknown }
-export interface KeyOptions { namespace?: string; includeExpired?: boolean }
-export interface DeleteOptions { namespace?: string }
-export interface ListOptions { namespace?: string; prefix?: string; limit?: number }
-export interface PageOptions extends ListOptions { after?: string }
+export interface KeyOptions { namespace?: string | undefined; includeExpired?: boolean | undefined }
+export interface DeleteOptions { namespace?: string | undefined }
+export interface ListOptions { namespace?: string | undefined; prefix?: string | undefined; limit?: number | undefined }
+export interface PageOptions extends ListOptions { after?: string | undefined }
 export interface Progress { running: boolean; phase: "entries" | "blobs" | "temps" | "idle"; processed: number; total: number; deleted: number }
 export interface PlanOptions {
-  mode?: Mode;
+  mode?: Mode | undefined;
   /** Checked between listing pages and once planning ends: an abort rejects the plan. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 export interface RunOptions {
-  mode?: Mode; signal?: AbortSignal; budgetMs?: number;
+  mode?: Mode | undefined; signal?: AbortSignal | undefined; budgetMs?: number | undefined;
   /** Most backend calls (list pages, reads, writes) the run may make: an edge request's limit (kvStore only). The run stops before the next batch would pass it; the next run resumes. */
-  maxOps?: number;
+  maxOps?: number | undefined;
   /** How long the run holds a kvStore's run lease (default 5 minutes); another Sweeper's run meanwhile stops at once with stopped: "leased" (on OPFS and Cache Storage, a run holding the store's Web Lock takes a lease another took under it: that run died). */
-  leaseMs?: number;
+  leaseMs?: number | undefined;
   /** Called between batches with the slice's own figures (progress() shows a resumed run as a whole); the run waits for a promise it returns (until the run is aborted or the Sweeper closed). A throw or a rejected promise stops the run, which then rejects with it. */
-  onProgress?: (p: Progress) => void | Promise<void>;
+  onProgress?: ((p: Progress) => void | Promise<void>) | undefined;
 }
 export interface Tally { count: number; bytes: number }
 /** What a store promises (SPEC §6). */

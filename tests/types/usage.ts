@@ -102,3 +102,29 @@ export async function maintenance(sweeper: Sweeper) {
   console.log(moved.verified, moved.cleared, moved.left, moved.corrupt.length);
   console.log(pruned.deleted, checked.corrupt, checked.referrers[0]?.blob, health.status, health.reasons, health.runs[0]?.durationMs);
 }
+
+/**
+ * Options forwarded from a caller's own optional settings hold an explicit
+ * `undefined`, which the runtime takes as left out: the declarations accept
+ * it under `exactOptionalPropertyTypes` too (tests/node/types.test.mjs).
+ */
+export async function forwarded(settings: { ttlMs?: number | undefined; namespace?: string | undefined; signal?: AbortSignal | undefined }) {
+  const { ttlMs, namespace, signal } = settings;
+  const sweeper = new Sweeper(memoryStore(), {
+    policy: { maxAgeMs: ttlMs, maxEntries: undefined, groups: undefined },
+    clock: undefined, batchSize: undefined, maxValueBytes: undefined,
+    schedule: { periodMs: ttlMs, onRun: undefined, lockName: undefined },
+  });
+  await sweeper.put("k", 1, { namespace, ttlMs, refs: undefined, blobs: undefined, pinned: undefined });
+  await sweeper.putMany([{ key: "j", value: 2, namespace, group: undefined }]);
+  await sweeper.get("k", { namespace, includeExpired: undefined });
+  await sweeper.delete("j", { namespace });
+  for await (const key of sweeper.keys({ namespace, prefix: undefined, limit: undefined })) console.log(key);
+  await sweeper.plan({ mode: undefined, signal });
+  await sweeper.run({ mode: undefined, signal, budgetMs: undefined, maxOps: undefined, leaseMs: undefined, onProgress: undefined });
+  await sweeper.history({ namespace, limit: undefined });
+  await sweeper.detail("k", { namespace, includeExpired: undefined });
+  await sweeper.verify({ shard: undefined, repair: undefined });
+  await sweeper.health({ maxBacklog: undefined });
+  await sweeper.close();
+}
