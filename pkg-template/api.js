@@ -171,6 +171,14 @@ const held = () => {};
 // Every method but free(): a call on a freed Sweeper says so, the way the
 // method fails (a rejected promise where it returns one).
 const SYNC = new Set(["progress", "request", "stats"]);
+// The module's internal entry points, kept here and taken off the public
+// prototype: called with other arguments than this file passes, they would
+// not fail the way a method does.
+const INTERNAL = {};
+for (const name of ["maintain", "readStart", "readEnd"]) {
+  INTERNAL[name] = RawSweeper.prototype[name];
+  delete RawSweeper.prototype[name];
+}
 for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
   const method = RawSweeper.prototype[name];
   if (name === "constructor" || name === "free" || name.startsWith("__") || typeof method !== "function") continue;
@@ -210,8 +218,7 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
 // request that fails (a closed database, say) goes the module's way, which
 // says what went wrong.
 const rawGet = RawSweeper.prototype.get;
-const readStart = RawSweeper.prototype.readStart;
-const readEnd = RawSweeper.prototype.readEnd;
+const { readStart, readEnd } = INTERNAL;
 const ONLY_SLOW = Symbol("kvsweep.getSlow");
 Object.defineProperty(Sweeper.prototype, "get", {
   configurable: true,
@@ -323,7 +330,7 @@ for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zo
       [name](a, b) {
         if (freed(this)) return Promise.reject(gone(this, `Sweeper.${name}`));
         try {
-          return namingClosed(RawSweeper.prototype.maintain.call(this, name, a, b), name, this);
+          return namingClosed(INTERNAL.maintain.call(this, name, a, b), name, this);
         } catch (error) {
           return Promise.reject(nameClosed(error, name));
         }
