@@ -34,11 +34,18 @@ function gone(obj, what, kind = "Sweeper") {
  * argument) frees it once that method returns — what the glue does, while
  * throwing "attempted to take ownership of Rust value while it was borrowed".
  */
-function safeFree(Class) {
+function safeFree(Class, flush) {
   const free = Class.prototype.free;
   const safe = function free_() {
     if (freed(this)) return;
     stopFlushWhenHidden(this);
+    try {
+      // A Sweeper's refreshes of accessedAt its reads deferred are written
+      // after it goes (the write holds what it needs), as at close().
+      flush?.call(this);
+    } catch {
+      // Best effort, as at close().
+    }
     try {
       free.call(this);
     } catch {
@@ -49,7 +56,7 @@ function safeFree(Class) {
     Object.defineProperty(Class.prototype, key, { configurable: true, writable: true, value: safe });
   }
 }
-safeFree(RawSweeper);
+safeFree(RawSweeper, RawSweeper.prototype.__flushReads);
 safeFree(KvStore);
 
 // A freed KvStore says so, by name.
@@ -220,18 +227,38 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
 const rawGet = RawSweeper.prototype.get;
 const { readStart, readEnd } = INTERNAL;
 const ONLY_SLOW = Symbol("kvsweep.getSlow");
+// Gets under way, per Sweeper: close() writes the refreshes of accessedAt
+// they defer once they end (a read cut off by close() is still a use).
+const READING = new WeakMap();
+function began(sweeper) {
+  let r = READING.get(sweeper);
+  if (!r) READING.set(sweeper, (r = { n: 0, idle: [] }));
+  r.n++;
+  let ended = false;
+  return () => {
+    if (ended) return;
+    ended = true;
+    if (--r.n === 0) for (const idle of r.idle.splice(0)) idle();
+  };
+}
+function tracked(sweeper, promise) {
+  const done = began(sweeper);
+  promise.then(done, done);
+  return promise;
+}
 Object.defineProperty(Sweeper.prototype, "get", {
   configurable: true,
   writable: true,
   value: function get(key, options) {
     const dead = () => gone(this, "Sweeper.get");
     if (freed(this)) return Promise.reject(dead());
-    if (this[ONLY_SLOW]) return namingClosed(rawGet.call(this, key, options), "get", this);
-    const slow = () => (freed(this) ? Promise.reject(dead()) : namingClosed(rawGet.call(this, key, options), "get", this));
+    if (this[ONLY_SLOW]) return tracked(this, namingClosed(rawGet.call(this, key, options), "get", this));
+    const slow = () => (freed(this) ? Promise.reject(dead()) : tracked(this, namingClosed(rawGet.call(this, key, options), "get", this)));
     let resolve, reject;
+    const done = began(this);
     const result = new Promise((ok, fail) => {
-      resolve = ok;
-      reject = fail;
+      resolve = (value) => (ok(value), done());
+      reject = (error) => (fail(error), done());
     });
     const read = (db, recordKey, includeExpired) => {
       let request;
@@ -257,12 +284,29 @@ Object.defineProperty(Sweeper.prototype, "get", {
     try {
       if (!readStart.call(this, key, options, read)) {
         this[ONLY_SLOW] = true;
-        return namingClosed(rawGet.call(this, key, options), "get", this);
+        done();
+        return tracked(this, namingClosed(rawGet.call(this, key, options), "get", this));
       }
     } catch (error) {
+      done();
       return Promise.reject(nameClosed(error, "get"));
     }
     return result;
+  },
+});
+
+// close() resolves once the gets under way have ended and their refreshes
+// are written too (the module's close() writes those deferred so far).
+const closeNow = Sweeper.prototype.close;
+Object.defineProperty(Sweeper.prototype, "close", {
+  configurable: true,
+  writable: true,
+  value: function close() {
+    const closing = closeNow.call(this);
+    const r = READING.get(this);
+    if (!r?.n) return closing;
+    const ended = () => (r.n ? new Promise((idle) => r.idle.push(idle)) : undefined);
+    return closing.then(ended).then(() => (freed(this) ? undefined : closeNow.call(this)));
   },
 });
 

@@ -569,7 +569,8 @@ impl Inner {
     /// pause (see `touch_flush_wait`), so that a read costs no write of its
     /// own and a burst of reads does not wait behind its refreshes.
     fn schedule_touch_flush(self: &Rc<Self>) {
-        if !self.sweeper.touches_pending() {
+        // Closed, the package's close() writes them once its reads end.
+        if !self.sweeper.touches_pending() || self.closed.get() {
             return;
         }
         let now = js_sys::Date::now() as Millis;

@@ -1400,6 +1400,47 @@ test("close() resolves once reads' refreshes are written and a run going has sto
   store.close();
 });
 
+test("a get still under way when close() is called is a use: close() writes its refresh, and a quota keeps that entry (memory, fake-indexeddb)", async () => {
+  for (const open of [async () => memoryStore(), () => openIndexedDb(`close-read-${Date.now()}`)]) {
+    const clock = manualClock();
+    const store = await open();
+    const s = new Sweeper(store, { clock });
+    for (const key of ["a", "b", "c"]) {
+      await s.put(key, key);
+      clock.now += 1;
+    }
+    clock.now += 5_000;
+    const read = s.get("a");
+    const closing = s.close();
+    assert.equal(await read, "a");
+    await closing;
+    // Another Sweeper on the same store evicts by recency: "a" was read last.
+    const other = new Sweeper(store, { clock, policy: { maxEntries: 2 } });
+    await other.run();
+    const keys = [];
+    for await (const key of other.keys()) keys.push(key);
+    assert.deepEqual(keys, ["a", "c"], store.kind);
+    await other.close();
+    store.close();
+  }
+});
+
+test("free() and a disposed Sweeper (using) write the refreshes of accessedAt its reads deferred, as close() does", async () => {
+  for (const end of [(s) => s.free(), (s) => s[Symbol.dispose]()]) {
+    const clock = manualClock();
+    const store = memoryStore();
+    const s = new Sweeper(store, { clock });
+    await s.put("a", 1);
+    clock.now += 5_000;
+    assert.equal(await s.get("a"), 1);
+    end(s);
+    await new Promise((r) => setTimeout(r, 20));
+    const other = new Sweeper(store, { clock });
+    assert.equal((await other.detail("a")).accessedAt, T0 + 5_000);
+    other.free();
+  }
+});
+
 test("every entry exports the same API, and none of the glue's internals", async () => {
   const api = [
     "KvStore", "Sweeper", "collectR2Orphans", "deleteCacheStorage", "deleteOpfs", "durableObjectStore",
