@@ -59,6 +59,8 @@ pub struct RunReport {
     pub errors: Vec<ItemError>,
     pub duration_ms: u64,
     pub corrupt: Vec<EntryId>,
+    /// Blob records the plan could not read: their blobs stay.
+    pub corrupt_blobs: Vec<String>,
     pub zombies: Vec<String>,
     /// This run went on from one stopped earlier; `deleted` counts both.
     pub resumed: bool,
@@ -291,6 +293,7 @@ pub async fn execute<S: Store, H: RunHost>(
         scanned: plan.summary.scanned,
         reachable: plan.summary.reachable,
         corrupt: plan.summary.corrupt.clone(),
+        corrupt_blobs: plan.summary.corrupt_blobs.clone(),
         zombies: plan.summary.zombies.clone(),
         ..RunReport::default()
     };
@@ -690,8 +693,10 @@ fn entry_batch_step<'a>(
         }
         blobs.extend(distinct(&d.meta.blobs));
     }
+    // What they reference and cannot be read keeps its count, too high: it
+    // stays, and nothing else in the batch is held back by it.
     let mut counts =
-        match Counts::from_reads(reads, &distinct_ids(outside.clone()), &distinct(&blobs))? {
+        match Counts::to_lower(reads, &distinct_ids(outside.clone()), &distinct(&blobs))? {
             Ok(c) => c,
             Err(missing) => return Ok(Step::Read(missing)),
         };

@@ -163,7 +163,9 @@ export interface RunReport {
   planReused: boolean;
   deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;
   errors: { kind: string; namespace?: string; key: string; message: string }[];
-  durationMs: number; corrupt: { namespace: string; key: string }[]; zombies: string[];
+  durationMs: number; corrupt: { namespace: string; key: string }[];
+  /** Blob records the run could not read: their blobs stay (verify() lists them). */
+  corruptBlobs: string[]; zombies: string[];
 }
 /** What moveTo did. */
 export interface MoveReport {

@@ -359,7 +359,25 @@ impl Health {
     /// Weighs the garbage backlog too: a warning when a full plan found
     /// more than `max` items to delete, or entries it could not read (which
     /// hold back their namespace and every blob).
-    pub fn weigh_backlog(&mut self, (found, unreadable): (u64, usize), max: u64) {
+    pub fn weigh_backlog(&mut self, (found, unreadable, blobs): (u64, usize, usize), max: u64) {
+        if blobs > 0 {
+            self.status = self.status.max(HealthStatus::Warning);
+            self.reasons.push(format!(
+                "{blobs} blob {} cannot be read: {} kept until {} (verify() lists {})",
+                if blobs == 1 { "record" } else { "records" },
+                if blobs == 1 {
+                    "its blob is"
+                } else {
+                    "their blobs are"
+                },
+                if blobs == 1 {
+                    "it is mended"
+                } else {
+                    "they are mended"
+                },
+                if blobs == 1 { "it" } else { "them" },
+            ));
+        }
         if unreadable > 0 {
             self.status = self.status.max(HealthStatus::Warning);
             self.reasons.push(format!(
@@ -819,16 +837,21 @@ impl<S: Store> Sweeper<S> {
             .unwrap_or_default())
     }
 
-    /// How many items a full run would delete now, and how many entries it
-    /// could not read: the garbage backlog `health` can weigh
-    /// ([`Health::weigh_backlog`]).
+    /// How many items a full run would delete now, and how many entries and
+    /// blob records it could not read: the garbage backlog `health` can
+    /// weigh ([`Health::weigh_backlog`]).
     pub async fn backlog<H: RunHost>(
         &self,
         now: Millis,
         host: &mut H,
-    ) -> Result<(u64, usize), Error> {
+    ) -> Result<(u64, usize, usize), Error> {
         let plan = self.plan_hosted(Mode::Full, now, host).await?;
-        Ok((plan.actions.len() as u64, plan.summary.corrupt.len()))
+        let s = &plan.summary;
+        Ok((
+            plan.actions.len() as u64,
+            s.corrupt.len(),
+            s.corrupt_blobs.len(),
+        ))
     }
 
     /// Health from the run log, the lease and the run cursor (see [`assess`]).

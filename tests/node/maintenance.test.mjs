@@ -431,6 +431,47 @@ test("schedule.auditShards: scheduled full runs verify the next shard each, and 
   assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 1.5 } }), { message: "kvsweep: schedule.auditShards must be a whole number from 0 to 1000000, got 1.5" });
 });
 
+test("an unreadable blob record: runs and health report it, its blob stays, and it holds back no other entry of a batch (kvStore, fake-indexeddb)", async () => {
+  const stores = [
+    ["kv", async () => {
+      const m = new Map();
+      return { store: kvStore(m), damage: async (id) => m.set(`kvsweep/c/\u0000${id}`, Uint8Array.of(0xc1)) };
+    }],
+    ["indexeddb", async () => {
+      const name = `blob-torn-${Date.now()}`;
+      const store = await openIndexedDb(name);
+      const damage = async (id) => {
+        const db = await new Promise((ok, fail) => Object.assign(indexedDB.open(name), { onsuccess: (e) => ok(e.target.result), onerror: fail }));
+        await new Promise((ok) => (Object.assign(db.transaction("blobMeta", "readwrite"), { oncomplete: ok }).objectStore("blobMeta").put(Uint8Array.of(0xc1), ["", id])));
+        db.close();
+      };
+      return { store, damage };
+    }],
+  ];
+  for (const [kind, open] of stores) {
+    const { store, damage } = await open();
+    const s = new Sweeper(store);
+    const id = await s.putBlob(new Uint8Array([1, 2]));
+    await s.put("a", 1, { namespace: "N", blobs: [id] });
+    await s.put("b", 2, { namespace: "N" });
+    await damage(id);
+    const run = await s.run();
+    assert.deepEqual(run.corruptBlobs, [id], kind);
+    assert.deepEqual(run.errors, [], kind);
+    const health = await s.health({ maxBacklog: 10 });
+    assert.equal(health.status, "warning", kind);
+    assert.ok(health.reasons.includes("1 blob record cannot be read: its blob is kept until it is mended (verify() lists it)"), JSON.stringify(health.reasons));
+    // A batch holding the entry that references it, and one that does not:
+    // both go, and the blob stays (its count, unknown, is not lowered).
+    const cleared = await s.clear("N");
+    assert.deepEqual(cleared.errors, [], kind);
+    assert.equal(cleared.deleted.cleared?.count, 2, kind);
+    assert.deepEqual(await s.getBlob(id), new Uint8Array([1, 2]), kind);
+    await s.close();
+    store.close();
+  }
+});
+
 test("an unreadable entry record: health warns of it, delete removes it, and runs collect again", async () => {
   const m = new Map();
   let now = 1_700_000_000_000;
