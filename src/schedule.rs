@@ -116,6 +116,9 @@ pub enum Input {
     },
     /// The run failed (an error, a throw): it will be retried.
     RunFailed,
+    /// A full run called by hand (not started here) ran to its end: the
+    /// period counts from it too.
+    FullRunByHand,
     /// This many entries were written.
     Wrote(u64),
     /// An entry was deleted.
@@ -349,6 +352,9 @@ impl Scheduler {
                     self.storage_checked_at = Some(now);
                     self.out.push(Output::CheckStorage);
                 }
+            }
+            Input::FullRunByHand if self.phase == Phase::Idle && self.period_at.is_some() => {
+                self.rearm_period(now)
             }
             Input::Deleted if self.cfg.after_delete => self.request(Mode::Light, now),
             Input::Pressure => self.soon(Mode::Full, now, now),

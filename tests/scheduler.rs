@@ -57,6 +57,31 @@ fn period_is_armed_at_start_and_after_each_run() {
 }
 
 #[test]
+fn a_full_run_by_hand_puts_the_periodic_run_off_a_light_one_or_one_cut_short_does_not() {
+    let mut s = Scheduler::new(
+        ScheduleConfig {
+            period_ms: 5_000,
+            ..cfg()
+        },
+        1_000,
+    );
+    assert_eq!(drain(&mut s), vec![Output::ArmTimer(6_000)]);
+    s.handle(3_000, Input::FullRunByHand);
+    assert_eq!(drain(&mut s), vec![Output::ArmTimer(8_000)]);
+    assert_eq!(s.stats().runs, 0, "not a run of the scheduler's");
+    s.handle(8_000, Input::Timer);
+    assert_eq!(drain(&mut s), vec![start(Mode::Full)]);
+    // While its own run goes, a hand run's end changes nothing.
+    s.handle(8_100, Input::FullRunByHand);
+    s.handle(8_500, Input::RunEnded { done: true });
+    assert_eq!(drain(&mut s), vec![Output::ArmTimer(13_500)]);
+    // Without a period, nothing is armed.
+    let mut none = Scheduler::new(cfg(), 1_000);
+    none.handle(2_000, Input::FullRunByHand);
+    assert_eq!(drain(&mut none), vec![]);
+}
+
+#[test]
 fn light_runs_more_often_than_the_period_do_not_put_the_full_run_off() {
     let mut s = Scheduler::new(
         ScheduleConfig {

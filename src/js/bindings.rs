@@ -1272,7 +1272,7 @@ impl JsSweeper {
             inner.after_background().await?;
             if inner.running.get() {
                 return Err(js_err(
-                    "a run is already in progress on this Sweeper; await it first",
+                    "run: a run is already in progress on this Sweeper; await it first",
                 ));
             }
             // Across tabs and workers too: held until this run ends.
@@ -1280,7 +1280,7 @@ impl JsSweeper {
             inner.open()?;
             if inner.running.replace(true) {
                 return Err(js_err(
-                    "a run is already in progress on this Sweeper; await it first",
+                    "run: a run is already in progress on this Sweeper; await it first",
                 ));
             }
             // An aborted signal stops every run the same way, however much
@@ -1322,6 +1322,9 @@ impl JsSweeper {
                 return Err(e);
             }
             report.duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+            if report.done && run.mode == Mode::Full {
+                feed(&inner, Input::FullRunByHand);
+            }
             let out = to_js(&report)?;
             if let Some(why) = host.stopped {
                 let _ = Reflect::set(&out, &"stopped".into(), &why.into());

@@ -95,6 +95,19 @@ test("a request during a run reruns after it; run() by hand waits for a backgrou
   s.close();
 });
 
+test("a full run by hand puts the periodic run off by periodMs; a light one does not", async () => {
+  const s = new Sweeper(memoryStore(), { schedule: { periodMs: 60_000 } });
+  const armed = s.stats().nextRunAt;
+  await sleep(30);
+  await s.run({ mode: "light" });
+  assert.equal(s.stats().nextRunAt, armed, "a light run leaves the period");
+  await s.run();
+  const after = s.stats().nextRunAt;
+  assert.ok(after - armed >= 25, `the period counts from the hand run's end: ${after - armed} ms later`);
+  assert.equal(s.stats().runs, 0, "runs counts the background ones");
+  await s.close();
+});
+
 test("a delete asks for a light run, which takes the blob the entry held", async () => {
   const s = new Sweeper(memoryStore(), {
     policy: { orphanGraceMs: 0 },
