@@ -345,6 +345,8 @@ impl JsKvStore {
     }
 
     /// Reads `names`, remembering each version's token.
+    /// A value that is not bytes reads as empty bytes (unreadable) under a
+    /// record's name, and as an error under a blob's.
     async fn read(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         // A name past the store's key limit holds nothing it could have
         // written: absent, without asking a backend that would refuse it.
@@ -381,7 +383,11 @@ impl JsKvStore {
                 Some(b) => Some(b.to_vec()),
                 None if value.is_null() || value.is_undefined() => None,
                 // Never read as absent: that would let a put or a run act on
-                // a record it cannot see.
+                // a record it cannot see. A record kvsweep decodes reads as
+                // empty bytes, which do not decode: unreadable, kept and
+                // reported, as a listing has it, and delete(key) removes it.
+                // A blob's bytes have no such form: an error.
+                None if !name.starts_with(&self.table_prefix(Table::Blobs)) => Some(Vec::new()),
                 None => {
                     return Err(StoreError::Backend(format!(
                         "the backend holds a value at {} that is not bytes kvsweep wrote",

@@ -141,6 +141,25 @@ for (const [name, make, raw] of [
   });
 }
 
+test("a record that is not bytes (a string put there by other code) is unreadable, kept and reported, and delete(key) removes it: its namespace does not stay frozen", async () => {
+  const m = new Map();
+  let now = 1.8e12;
+  const s = new Sweeper(kvStore(m), { clock: () => now, policy: { maxAgeMs: 1000 } });
+  await s.put("victim", 1);
+  await s.put("old", 2);
+  m.set("kvsweep/m/\u0000victim", "garbage");
+  now += 5000;
+  const frozen = await s.run();
+  assert.deepEqual(frozen.corrupt, [{ namespace: "", key: "victim" }]);
+  assert.deepEqual(frozen.deleted, {});
+  await assert.rejects(s.put("victim", 3), /^Error: kvsweep: put: metadata of "victim" in namespace "" .*delete it to remove it/);
+  assert.equal(m.get("kvsweep/m/\u0000victim"), "garbage", "kept as it was");
+  assert.equal(await s.delete("victim"), true);
+  const after = await s.run();
+  assert.deepEqual(after.corrupt, []);
+  assert.deepEqual(after.deleted, { maxAge: { count: 1, bytes: 1 } });
+});
+
 test("values round-trip exactly through a byte store (kvsweep's encoding)", async () => {
   const failures = await roundTripFailures(new Sweeper(kvStore(new Generic())));
   assert.deepEqual(failures, []);
@@ -430,7 +449,7 @@ test("a record that is not kvsweep's bytes, mid-table, is reported as corrupt an
   // The namespace with a record it cannot read is frozen (SPEC §2): nothing of it goes.
   assert.equal(plan.actions.length, 0);
   assert.equal(plan.summary.scanned, 1500, "every entry was listed, the unreadable one too");
-  await assert.rejects(s.get("k0500"), /holds a value at .*k0500.* that is not bytes kvsweep wrote/);
+  await assert.rejects(s.get("k0500"), /^Error: kvsweep: get: metadata of "k0500" in namespace "" .*could not be read: record is not one kvsweep wrote/);
 });
 
 test("two runs started at the same moment: one takes the lease, the other stops at once", async () => {
@@ -688,7 +707,7 @@ test("a write on a guess never overwrites what it cannot read, nor uploads blob 
   await sweeper.put("probe", 1);
   const name = [...storage.map.keys()].find((n) => n.endsWith("probe")).replace("probe", "foreign");
   storage.map.set(name, { not: "bytes" });
-  await assert.rejects(sweeper.put("foreign", 2), /not bytes kvsweep wrote/);
+  await assert.rejects(sweeper.put("foreign", 2), /put: metadata of "foreign" in namespace "" .*could not be read: record is not one kvsweep wrote/);
   assert.deepEqual(storage.map.get(name), { not: "bytes" });
 
   // Blob bytes in R2 go up only after a read found the blob's record absent.
