@@ -94,8 +94,12 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # as a cdylib alone: with an rlib beside it in Cargo.toml, cargo silently
 # dropped the release profile's lto = true (rust-lang/cargo#9672), and with
 # link-time optimisation the module is 17.5 KB gzip smaller (201,754) and
-# its put, plan and run 20-25% faster.)
-budget=202000
+# its put, plan and run 20-25% faster; 202,000 until the twentieth session's
+# fixes from testers: a run report's corruptBlobs and health's word on
+# unreadable blob records, a batch no longer held back by one, a hand run
+# putting the period off, close() as a promise, a record that is not bytes
+# read as unreadable: about 150 bytes.)
+budget=202300
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1
