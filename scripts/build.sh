@@ -98,8 +98,9 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # fixes from testers: a run report's corruptBlobs and health's word on
 # unreadable blob records, a batch no longer held back by one, a hand run
 # putting the period off, close() as a promise, a record that is not bytes
-# read as unreadable: about 150 bytes.)
-budget=202300
+# read as unreadable: about 150 bytes; then messages naming their call
+# (new Sweeper's options, a call cut short by close()): about 250.)
+budget=202400
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

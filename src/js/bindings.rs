@@ -194,6 +194,18 @@ pub(super) fn js_err(msg: impl std::fmt::Display) -> JsValue {
 
 /// `e` as the error of the call `what`, named once.
 fn named(what: &str, e: Error) -> JsValue {
+    // Cut short between pages: by close(), the one stop a call without a
+    // signal or a budget has.
+    if matches!(e, Error::Stopped) {
+        let resume = if what == "moveTo" {
+            "; moveTo on a new Sweeper resumes the move"
+        } else {
+            ""
+        };
+        return js_err(format!(
+            "{what}: stopped, this Sweeper was closed (close() was called){resume}"
+        ));
+    }
     let message = e.to_string();
     match message.strip_prefix(what) {
         Some(rest) if rest.starts_with(':') => js_err(message),
@@ -754,8 +766,16 @@ impl JsSweeper {
         store: &JsStore,
         #[wasm_bindgen(unchecked_param_type = "SweeperOptions | undefined")] options: JsValue,
     ) -> Result<JsSweeper, JsValue> {
-        let (policy, mut config, schedule) =
-            options::parse_sweeper_options(&opt(&options, "")?).map_err(js_err)?;
+        let (policy, mut config, schedule) = options::parse_sweeper_options(&opt(&options, "")?)
+            .map_err(|e| {
+                let e = e.to_string();
+                let sep = if e.starts_with("options") {
+                    ""
+                } else {
+                    "options."
+                };
+                js_err(format!("new Sweeper(store, options): {sep}{e}"))
+            })?;
         // Sweepers in other tabs and workers share the store: their write ids must differ.
         config.write_nonce = crate::sweeper::splitmix64(
             (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
@@ -1052,9 +1072,10 @@ impl JsSweeper {
         let limit = self.inner.sweeper.max_value_bytes();
         let past = past_limit(limit, self.inner.sweeper.store());
         let too_large = move |size: f64| {
+            let n = size as u64;
             js_err(format!(
-                "putBlob: bytes holds {} bytes, more than {past}",
-                size as u64
+                "putBlob: bytes holds {n} {}, more than {past}",
+                if n == 1 { "byte" } else { "bytes" }
             ))
         };
         let size = convert::blob_size(&bytes);

@@ -307,7 +307,11 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
         } else if last.errors > 0 {
             reasons.push((
                 HealthStatus::Warning,
-                format!("the last run could not delete {} items", last.errors),
+                format!(
+                    "the last run could not delete {} {}",
+                    last.errors,
+                    if last.errors == 1 { "item" } else { "items" }
+                ),
             ));
         }
     }
@@ -391,7 +395,8 @@ impl Health {
         if found > max {
             self.status = self.status.max(HealthStatus::Warning);
             self.reasons.push(format!(
-                "{found} items of garbage wait for a cleanup, more than maxBacklog ({max}); run a full cleanup"
+                "{found} {} of garbage wait for a cleanup, more than maxBacklog ({max}); run a full cleanup",
+                if found == 1 { "item" } else { "items" }
             ));
         }
     }

@@ -81,7 +81,7 @@ test("bad input rejects with an Error that says what is wrong", async () => {
   assert.throws(() => new Sweeper(memoryStore(), { policy: { maxBytes: -1 } }), /policy.maxBytes must not be negative/);
   assert.throws(() => new Sweeper(memoryStore(), { clock: 5 }), /clock must be a function/);
   for (const [batchSize, got] of [[1.5, "1.5"], [0, "0"], [100_001, "100001"], ["10", '"10"']]) {
-    assert.throws(() => new Sweeper(memoryStore(), { batchSize }), { message: `kvsweep: batchSize must be a whole number from 1 to 100000, got ${got}` });
+    assert.throws(() => new Sweeper(memoryStore(), { batchSize }), { message: `kvsweep: new Sweeper(store, options): options.batchSize must be a whole number from 1 to 100000, got ${got}` });
   }
   const badClock = new Sweeper(memoryStore(), { clock: () => "soon" });
   await assert.rejects(badClock.put("k", 1), { message: 'kvsweep: clock() must return a whole number of milliseconds since the Unix epoch, 0 to 2^53 - 1, got "soon"' });
@@ -714,8 +714,8 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
     }
     // The limit itself is held to what the module's memory can take, and so
     // is all that one putMany takes: the items past it are not copied in.
-    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 2 ** 28 + 1 }), { message: "kvsweep: maxValueBytes must be a whole number from 0 to 268435456 (256 MiB), got 268435457" });
-    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 1024.5 }), { message: "kvsweep: maxValueBytes must be a whole number from 0 to 268435456 (256 MiB), got 1024.5" });
+    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 2 ** 28 + 1 }), { message: "kvsweep: new Sweeper(store, options): options.maxValueBytes must be a whole number from 0 to 268435456 (256 MiB), got 268435457" });
+    assert.throws(() => new Sweeper(memoryStore(), { maxValueBytes: 1024.5 }), { message: "kvsweep: new Sweeper(store, options): options.maxValueBytes must be a whole number from 0 to 268435456 (256 MiB), got 1024.5" });
     const many = new Sweeper(memoryStore());
     const sixty = "x".repeat(60 * 2 ** 20);
     await assert.rejects(many.putMany(Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: sixty }))), {

@@ -426,9 +426,9 @@ test("schedule.auditShards: scheduled full runs verify the next shard each, and 
   assert.equal(h.status, "warning", JSON.stringify(h));
   assert.match(h.reasons.join("\n"), /^the rolling audit found 1 corrupt, missing or unreadable blobs in shard [01] of 2; verify\(\) lists them$/m);
   s.close();
-  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 2e6 } }), { message: "kvsweep: schedule.auditShards must be a whole number from 0 to 1000000, got 2000000" });
-  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: -2 } }), { message: "kvsweep: schedule.auditShards must be a whole number from 0 to 1000000, got -2" });
-  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 1.5 } }), { message: "kvsweep: schedule.auditShards must be a whole number from 0 to 1000000, got 1.5" });
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 2e6 } }), { message: "kvsweep: new Sweeper(store, options): options.schedule.auditShards must be a whole number from 0 to 1000000, got 2000000" });
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: -2 } }), { message: "kvsweep: new Sweeper(store, options): options.schedule.auditShards must be a whole number from 0 to 1000000, got -2" });
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: { auditShards: 1.5 } }), { message: "kvsweep: new Sweeper(store, options): options.schedule.auditShards must be a whole number from 0 to 1000000, got 1.5" });
 });
 
 test("an unreadable blob record: runs and health report it, its blob stays, and it holds back no other entry of a batch (kvStore, fake-indexeddb)", async () => {
@@ -470,6 +470,17 @@ test("an unreadable blob record: runs and health report it, its blob stays, and 
     await s.close();
     store.close();
   }
+});
+
+test("a maintenance call cut short by close() says so, by name (fake-indexeddb)", async () => {
+  const store = await openIndexedDb(`cut-${Date.now()}`);
+  const s = new Sweeper(store);
+  for (let i = 0; i < 3000; i += 1000) await s.putMany(Array.from({ length: 1000 }, (_, j) => ({ key: `k${i + j}`, value: i + j })));
+  const verifying = s.verify();
+  await 0;
+  s.close();
+  await assert.rejects(verifying, { message: "kvsweep: verify: stopped, this Sweeper was closed (close() was called)" });
+  store.close();
 });
 
 test("an unreadable entry record: health warns of it, delete removes it, and runs collect again", async () => {

@@ -135,7 +135,7 @@ test("schedule: null is no schedule, as schedule: undefined is", async () => {
     assert.equal(s.stats().nextRunAt, undefined, `schedule: ${schedule}`);
     s.close();
   }
-  assert.throws(() => new Sweeper(memoryStore(), { schedule: false }), /kvsweep: schedule must be an object, got false/);
+  assert.throws(() => new Sweeper(memoryStore(), { schedule: false }), /^Error: kvsweep: new Sweeper\(store, options\): options.schedule must be an object, got false$/);
 });
 
 test("autoAfterWrites asks for a full run after that many writes", async () => {
