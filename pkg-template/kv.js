@@ -21,7 +21,7 @@
 // Uint8Array, null (gone since listed) or anything else (not kvsweep's
 // bytes: reported as corrupt), with `done` once the table has no more.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { describe, wellFormed } from "./api.js";
+import { Sweeper, describe, wellFormed } from "./api.js";
 
 const PREFIX = "kvsweep/";
 
@@ -995,20 +995,38 @@ export function durableObjectStore(storage, o) {
  * runs one more slice, which is safe (a run re-checks every item it
  * deletes). Other options go to `run()` (`maxOps`, `budgetMs`, `mode`).
  */
-export async function runFromAlarm(sweeper, storage, options = {}) {
+/** runFromAlarm's options: its own, then run()'s. */
+const ALARM_OPTIONS = ["periodMs", "retryMs", "mode", "signal", "budgetMs", "maxOps", "leaseMs", "onProgress"];
+
+export async function runFromAlarm(sweeper, storage, options) {
   if (!isDurableObjectStorage(storage)) {
     throw new TypeError(`kvsweep: runFromAlarm(sweeper, storage, options): storage must be a Durable Object's ctx.storage, got ${describe(storage)}`);
+  }
+  const call = "kvsweep: runFromAlarm(sweeper, storage, options)";
+  if (!(sweeper instanceof Sweeper)) {
+    throw new TypeError(`${call}: sweeper must be a Sweeper, got ${describe(sweeper)}`);
+  }
+  if (options !== undefined && (options === null || typeof options !== "object")) {
+    throw new TypeError(`${call}: options must be an object, got ${describe(options)}`);
+  }
+  const unknown = Object.keys(options ?? {}).find((k) => !ALARM_OPTIONS.includes(k));
+  if (unknown !== undefined) {
+    throw new TypeError(`${call}: unknown option ${JSON.stringify(unknown)}; the options are ${ALARM_OPTIONS.join(", ")}`);
   }
   const { periodMs = 86_400_000, retryMs = 10_000, ...runOptions } = options ?? {};
   for (const [name, v] of [["periodMs", periodMs], ["retryMs", retryMs]]) {
     if (!Number.isSafeInteger(v) || v < 1) {
-      throw new TypeError(`kvsweep: runFromAlarm(sweeper, storage, options): options.${name} must be a whole number of milliseconds, 1 or more, got ${describe(v)}`);
+      throw new TypeError(`${call}: options.${name} must be a whole number of milliseconds, 1 or more, got ${describe(v)}`);
     }
   }
   let report;
   try {
     report = await sweeper.run(runOptions);
   } catch (e) {
+    // A run option refused: a mistake no retry mends, said by this call's name.
+    if (typeof e?.message === "string" && e.message.startsWith("kvsweep: run options")) {
+      throw new TypeError(`${call}: options${e.message.slice("kvsweep: run options".length)}`);
+    }
     await setAlarmBy(storage, Date.now() + retryMs);
     throw e;
   }

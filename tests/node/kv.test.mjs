@@ -846,6 +846,25 @@ test("plan() beside a run limited by maxOps lists the whole store, and the run s
   for (const p of planned) assert.ok(p.actions.length >= 3000 - deleted, `a plan has ${p.actions.length} actions`);
 });
 
+test("runFromAlarm refuses a bad call by its own name, before it sets any alarm", async () => {
+  const storage = new DoStorage();
+  const alarms = [];
+  storage.setAlarm = async (at) => void alarms.push(at);
+  const sweeper = new Sweeper(durableObjectStore(storage));
+  const call = "kvsweep: runFromAlarm(sweeper, storage, options)";
+  const bad = [
+    [sweeper, { perodMs: 5 }, `${call}: unknown option "perodMs"; the options are periodMs, retryMs, mode, signal, budgetMs, maxOps, leaseMs, onProgress`],
+    [{}, {}, `${call}: sweeper must be a Sweeper, got an object`],
+    [sweeper, 5, `${call}: options must be an object, got 5`],
+    [sweeper, { maxOps: 0 }, `${call}: options.maxOps must be a whole number from 1 to 2^53 - 1, got 0`],
+    [sweeper, { mode: "x" }, `${call}: options.mode must be "light" or "full", got "x"`],
+  ];
+  for (const [s, options, message] of bad) await assert.rejects(runFromAlarm(s, storage, options), { name: "TypeError", message });
+  assert.deepEqual(alarms, [], "no alarm for a call that cannot run");
+  await runFromAlarm(sweeper, storage);
+  assert.equal(alarms.length, 1);
+});
+
 test("runFromAlarm keeps an alarm set sooner while it ran (scheduleCleanup after a write)", async () => {
   const storage = new DoStorage();
   const sweeper = new Sweeper(durableObjectStore(storage), { batchSize: 10 });
