@@ -99,8 +99,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # unreadable blob records, a batch no longer held back by one, a hand run
 # putting the period off, close() as a promise, a record that is not bytes
 # read as unreadable: about 150 bytes; then messages naming their call
-# (new Sweeper's options, a call cut short by close()): about 250.)
-budget=202400
+# (new Sweeper's options, a call cut short by close()): about 250; then
+# put and putMany refusing, by their arguments, what Deno KV cannot check
+# in one commit (it said "lower batchSize", which does nothing there): 310.)
+budget=202700
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

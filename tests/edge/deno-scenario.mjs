@@ -127,10 +127,14 @@ await scenario("file", `${dir}/scenario.sqlite`);
   assert.equal(splitChunks, 2, `chunks of "split": ${splitChunks}`);
   // A putMany over Deno KV's limits of one commit is refused whole, saying so.
   const many = Array.from({ length: 150 }, (_, i) => ({ key: `m${i}`, value: i }));
-  await assert.rejects(a.putMany(many), /putMany: .*one batch would make \d+ writes and \d+ checks, and a deno-kv store commits at most 1000 writes and 100 checks at once/);
+  await assert.rejects(a.putMany(many), { message: "kvsweep: putMany: items would check 150 records in one commit (each entry's, and those of the entries and blobs it references), more than the 100 this store checks at once: split items over several putMany calls" });
   assert.equal(await a.get("m0"), undefined);
-  await a.putMany(many.slice(0, 40));
-  assert.equal(await a.get("m39"), 39);
+  // 100 new entries referencing nothing fit one commit; one more reference does not.
+  await a.putMany(many.slice(0, 100));
+  assert.equal(await a.get("m99"), 99);
+  const refs = Array.from({ length: 100 }, (_, i) => `m${i}`);
+  await assert.rejects(a.put("hub", 1, { refs }), { message: "kvsweep: put: options.refs and options.blobs would check 101 records in one commit (each entry's, and those of the entries and blobs it references), more than the 100 this store checks at once: reference fewer" });
+  await a.put("hub", 1, { refs: refs.slice(0, 99) });
   kvA.close();
   kvB.close();
   console.log(JSON.stringify({ ok: "lease", blocked: seen.length }));
