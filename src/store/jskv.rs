@@ -261,11 +261,17 @@ impl JsKvStore {
         }
         let longest = names.iter().map(|n| self.key_bytes(n)).max()?;
         let own = id.key.len();
+        let room = (most + own).saturating_sub(longest);
+        // No key fits: the namespace (or, without one, the prefix) is what is long.
+        let (what, len) = match (room, id.namespace.len()) {
+            (0, 0) => ("kvStore options.prefix", self.prefix.len()),
+            (0, n) => ("options.namespace", n),
+            _ => ("key", own),
+        };
         (longest > most).then(|| {
             format!(
-                "key is {own} bytes, too long for a {} store: with kvsweep's prefix, namespace and suffixes its records would need keys of {longest} bytes, and kvsweep keeps them to {most} there (a key may have at most {} bytes)",
+                "{what} is {len} bytes, too long for a {} store: with kvsweep's prefix, namespace and suffixes its records would need keys of {longest} bytes, and kvsweep keeps them to {most} there (a key may have at most {room} bytes)",
                 self.kind,
-                (most + own).saturating_sub(longest)
             )
         })
     }

@@ -388,6 +388,10 @@ test("keys and values past what the backend keeps are refused at put, naming the
   await s.put("k".repeat(room), 1);
   assert.equal(await s.get("k".repeat(room)), 1);
   await assert.rejects(s.put("k".repeat(room + 1), 1), /key is \d+ bytes, too long/);
+  // A namespace, or a prefix, that leaves no room for any key is named as what is long.
+  await assert.rejects(s.put("k", 1, { namespace: "n".repeat(470) }), /^Error: kvsweep: put\("k"\): options\.namespace is 470 bytes, too long for a workers-kv store: .*\(a key may have at most 0 bytes\)$/);
+  const prefixed = new Sweeper(kvStore(new KvDouble(), { prefix: "p".repeat(600) }), { policy: POLICY });
+  await assert.rejects(prefixed.put("k", 1), /^Error: kvsweep: put\("k"\): kvStore options\.prefix is 600 bytes, too long for a workers-kv store/);
   const calls = kv.calls;
   assert.equal(await s.get("k".repeat(600)), undefined);
   assert.equal(kv.calls, calls, "a key the backend cannot hold is not asked for");
