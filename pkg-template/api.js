@@ -335,7 +335,9 @@ async function* pages(sweeper, values, options = {}) {
     for (const item of page.items) {
       if (values && item.length === 1) {
         // A value kept in a record of its own: read as get reads it.
-        const value = await sweeper.get(item[0], { namespace: options?.namespace });
+        const value = await sweeper.get(item[0], { namespace: options?.namespace }).catch((e) => {
+          throw typeof e?.message === "string" && e.message.startsWith("kvsweep: get: ") ? new Error(`kvsweep: entries: ${e.message.slice(14)}`) : e;
+        });
         if (value === undefined) continue; // deleted or expired meanwhile
         yield [item[0], value];
       } else {

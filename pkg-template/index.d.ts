@@ -6,14 +6,14 @@ export type {
   PlanResult, PlanSummary, Policy, Progress, PutManyItem, PutOptions, Reason, RebuildReport, Rules, RunEvent,
   RunOptions, RunReport, ScheduleOptions, Stats, SweeperOptions, Tally,
 } from "./kvsweep.js";
-import { Sweeper as GlueSweeper, type ListOptions, type RunReport } from "./kvsweep.js";
+import { Sweeper as GlueSweeper, type ListOptions, type PageOptions, type RunReport } from "./kvsweep.js";
 
 /** The glue's Sweeper, with readable errors and the iterators below. */
 export declare class Sweeper extends GlueSweeper {
   /** The keys `get` would return, in key order, read in pages. */
-  keys(options?: ListOptions): AsyncGenerator<string, void, undefined>;
+  keys(options?: PageOptions): AsyncGenerator<string, void, undefined>;
   /** `[key, value]` pairs of the entries `get` would return, in key order. */
-  entries(options?: ListOptions): AsyncGenerator<[string, unknown], void, undefined>;
+  entries(options?: PageOptions): AsyncGenerator<[string, unknown], void, undefined>;
   /** The most recently updated entries (of one namespace, or of all), newest first; limit 1–10,000, default 50. */
   history(options?: { namespace?: string | undefined; limit?: number | undefined }): Promise<EntryDetail[]>;
   /** One entry with its metadata and decoded value; expired ones only with includeExpired. Does not count as a use (no accessedAt refresh). */

@@ -160,6 +160,18 @@ test("a record that is not bytes (a string put there by other code) is unreadabl
   assert.deepEqual(after.deleted, { maxAge: { count: 1, bytes: 1 } });
 });
 
+test("entries() over a value it cannot read says entries, not get", async () => {
+  const m = new Map();
+  const s = new Sweeper(kvStore(m));
+  await s.put("big", "x".repeat(100_000)); // a value in a record of its own
+  const name = [...m.keys()].find((k) => k.startsWith("kvsweep/v/"));
+  m.set(name, Uint8Array.of(0xc1));
+  await assert.rejects(async () => {
+    for await (const entry of s.entries()) assert.fail(`read ${entry[0]}`);
+  }, { message: 'kvsweep: entries: value of "big" in namespace "" could not be read: record is not one kvsweep wrote: unknown value tag 193' });
+  await assert.rejects(s.get("big"), /^Error: kvsweep: get: value of "big"/);
+});
+
 test("values round-trip exactly through a byte store (kvsweep's encoding)", async () => {
   const failures = await roundTripFailures(new Sweeper(kvStore(new Generic())));
   assert.deepEqual(failures, []);

@@ -100,7 +100,8 @@ test("a full run by hand puts the periodic run off by periodMs; a light one does
   const armed = s.stats().nextRunAt;
   await sleep(30);
   await s.run({ mode: "light" });
-  assert.equal(s.stats().nextRunAt, armed, "a light run leaves the period");
+  // nextRunAt is on the wall clock, converted at each call: within a millisecond or two.
+  assert.ok(Math.abs(s.stats().nextRunAt - armed) <= 2, "a light run leaves the period");
   await s.run();
   const after = s.stats().nextRunAt;
   assert.ok(after - armed >= 25, `the period counts from the hand run's end: ${after - armed} ms later`);
