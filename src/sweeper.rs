@@ -453,8 +453,8 @@ impl<S: Store> Sweeper<S> {
             ("items", "split items over several putMany calls")
         };
         Err(Error::InvalidInput(format!(
-            "{what} would check {checks} records in one commit (each entry's, and those of the \
-             entries and blobs it references), more than the {most} this store checks at once: {fix}"
+            "{what} would check {checks} records (each entry's and what it references) in one \
+             commit, more than the {most} this store checks at once: {fix}"
         )))
     }
 

@@ -1253,7 +1253,7 @@ impl JsSweeper {
                 Err(e) => {
                     return Err(aborted().unwrap_or_else(|| match e {
                         Error::Stopped => js_err("plan: this Sweeper was closed while it planned"),
-                        e => js_err(e),
+                        e => named("plan", e),
                     }))
                 }
             };
@@ -1401,6 +1401,12 @@ impl JsSweeper {
                 )))
             }
         };
+        // The background runs stopped on a store closed for good: say so.
+        if self.inner.sweeper.store().closed_for_good() {
+            return Err(js_err(
+                "request: the store is closed, so no run can start; open it again for a new Sweeper",
+            ));
+        }
         feed(&self.inner, Input::Request(mode));
         Ok(())
     }

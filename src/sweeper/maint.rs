@@ -367,19 +367,7 @@ impl Health {
         if blobs > 0 {
             self.status = self.status.max(HealthStatus::Warning);
             self.reasons.push(format!(
-                "{blobs} blob {} cannot be read: {} kept until {} (verify() lists {})",
-                if blobs == 1 { "record" } else { "records" },
-                if blobs == 1 {
-                    "its blob is"
-                } else {
-                    "their blobs are"
-                },
-                if blobs == 1 {
-                    "it is mended"
-                } else {
-                    "they are mended"
-                },
-                if blobs == 1 { "it" } else { "them" },
+                "blob records that cannot be read: {blobs}; their blobs are kept (verify() lists them)"
             ));
         }
         if unreadable > 0 {

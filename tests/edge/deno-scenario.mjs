@@ -127,13 +127,13 @@ await scenario("file", `${dir}/scenario.sqlite`);
   assert.equal(splitChunks, 2, `chunks of "split": ${splitChunks}`);
   // A putMany over Deno KV's limits of one commit is refused whole, saying so.
   const many = Array.from({ length: 150 }, (_, i) => ({ key: `m${i}`, value: i }));
-  await assert.rejects(a.putMany(many), { message: "kvsweep: putMany: items would check 150 records in one commit (each entry's, and those of the entries and blobs it references), more than the 100 this store checks at once: split items over several putMany calls" });
+  await assert.rejects(a.putMany(many), { message: "kvsweep: putMany: items would check 150 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: split items over several putMany calls" });
   assert.equal(await a.get("m0"), undefined);
   // 100 new entries referencing nothing fit one commit; one more reference does not.
   await a.putMany(many.slice(0, 100));
   assert.equal(await a.get("m99"), 99);
   const refs = Array.from({ length: 100 }, (_, i) => `m${i}`);
-  await assert.rejects(a.put("hub", 1, { refs }), { message: "kvsweep: put: options.refs and options.blobs would check 101 records in one commit (each entry's, and those of the entries and blobs it references), more than the 100 this store checks at once: reference fewer" });
+  await assert.rejects(a.put("hub", 1, { refs }), { message: "kvsweep: put: options.refs and options.blobs would check 101 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: reference fewer" });
   await a.put("hub", 1, { refs: refs.slice(0, 99) });
   kvA.close();
   kvB.close();

@@ -1320,6 +1320,8 @@ test("after another context deletes the database, calls say so (fake-indexeddb)"
     req.onblocked = () => reject(new Error("blocked: the connection did not let go"));
   });
   await assert.rejects(s.put("k", 2), /put: store is closed: another tab or worker deleted the database or upgraded it, and this connection closed to let it; open the database again \(openIndexedDb\) for a new Sweeper/);
+  await assert.rejects(s.plan(), /^Error: kvsweep: plan: store is closed: another tab or worker deleted the database/);
+  assert.throws(() => s.request("full"), /^Error: kvsweep: request: the store is closed, so no run can start; open it again for a new Sweeper$/);
   s.free();
 });
 

@@ -460,7 +460,7 @@ test("an unreadable blob record: runs and health report it, its blob stays, and 
     assert.deepEqual(run.errors, [], kind);
     const health = await s.health({ maxBacklog: 10 });
     assert.equal(health.status, "warning", kind);
-    assert.ok(health.reasons.includes("1 blob record cannot be read: its blob is kept until it is mended (verify() lists it)"), JSON.stringify(health.reasons));
+    assert.ok(health.reasons.includes("blob records that cannot be read: 1; their blobs are kept (verify() lists them)"), JSON.stringify(health.reasons));
     // A batch holding the entry that references it, and one that does not:
     // both go, and the blob stays (its count, unknown, is not lowered).
     const cleared = await s.clear("N");
