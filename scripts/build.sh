@@ -101,8 +101,11 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # read as unreadable: about 150 bytes; then messages naming their call
 # (new Sweeper's options, a call cut short by close()): about 250; then
 # put and putMany refusing, by their arguments, what Deno KV cannot check
-# in one commit (it said "lower batchSize", which does nothing there): 310.)
-budget=202700
+# in one commit (it said "lower batchSize", which does nothing there): 310;
+# then health telling an unreadable run log from none, and schedule pairs
+# (debounceMs/maxWaitMs, retryMs/retryMaxMs) one of which given alone moves
+# the other's default: 170.)
+budget=202900
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -399,13 +399,26 @@ pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
         Ok(())
     };
     ms("periodMs", &mut config.period_ms)?;
-    ms("debounceMs", &mut config.debounce_ms)?;
-    config.max_wait_ms = config.max_wait_ms.max(config.debounce_ms);
+    // Of a pair, one given moves the other's default out of its way (a
+    // maxWaitMs of 500 lowers the default debounce to 500, a debounceMs of
+    // 20 s raises the default cap to 20 s); two given must agree.
     ms("maxWaitMs", &mut config.max_wait_ms)?;
-    ms("sliceMs", &mut config.slice_ms)?;
-    ms("retryMs", &mut config.retry_base_ms)?;
-    config.retry_max_ms = config.retry_max_ms.max(config.retry_base_ms);
     ms("retryMaxMs", &mut config.retry_max_ms)?;
+    if f.get("debounceMs").is_none() {
+        config.debounce_ms = config.debounce_ms.min(config.max_wait_ms);
+    }
+    if f.get("retryMs").is_none() {
+        config.retry_base_ms = config.retry_base_ms.min(config.retry_max_ms);
+    }
+    ms("debounceMs", &mut config.debounce_ms)?;
+    if f.get("maxWaitMs").is_none() {
+        config.max_wait_ms = config.max_wait_ms.max(config.debounce_ms);
+    }
+    ms("retryMs", &mut config.retry_base_ms)?;
+    if f.get("retryMaxMs").is_none() {
+        config.retry_max_ms = config.retry_max_ms.max(config.retry_base_ms);
+    }
+    ms("sliceMs", &mut config.slice_ms)?;
     if config.retry_max_ms < config.retry_base_ms {
         return err(format!(
             "schedule.retryMaxMs must be at least schedule.retryMs ({}), got {}",

@@ -858,11 +858,10 @@ impl<S: Store> Sweeper<S> {
             id_key(AUDIT_KEY),
         ];
         let mut got = self.store.get(Table::State, &keys).await?.into_iter();
-        let runs = got
-            .next()
-            .flatten()
-            .map(|b| decode_run_log(&b))
-            .unwrap_or_default();
+        let log = got.next().flatten();
+        let runs = log.as_deref().map(decode_run_log).unwrap_or_default();
+        // Bytes there, no run read from them: not "no run yet".
+        let unreadable_log = runs.is_empty() && log.is_some_and(|b| b.len() > 1);
         let lapsed_lease = got
             .next()
             .flatten()
@@ -885,7 +884,13 @@ impl<S: Store> Sweeper<S> {
             unfinished_since,
             audit,
         };
-        Ok(assess(runs, facts, now))
+        let mut health = assess(runs, facts, now);
+        if unreadable_log {
+            health.reasons[0] =
+                "the run log cannot be read (damaged, or a newer version's); the next run starts a new one"
+                    .into();
+        }
+        Ok(health)
     }
 }
 

@@ -472,6 +472,18 @@ test("an unreadable blob record: runs and health report it, its blob stays, and 
   }
 });
 
+test("an unreadable run log: health says so, not that no run is logged yet", async () => {
+  const m = new Map();
+  const s = new Sweeper(kvStore(m), { schedule: { periodMs: 3_600_000 } });
+  await s.run();
+  assert.equal((await s.health()).runs.length, 1);
+  m.set("kvsweep/s/\u0000runs", Uint8Array.of(0xc1, 1, 2, 3));
+  const health = await s.health();
+  assert.equal(health.status, "warning");
+  assert.deepEqual(health.reasons, ["the run log cannot be read (damaged, or a newer version's); the next run starts a new one"]);
+  await s.close();
+});
+
 test("a maintenance call cut short by close() says so, by name (fake-indexeddb)", async () => {
   const store = await openIndexedDb(`cut-${Date.now()}`);
   const s = new Sweeper(store);

@@ -293,6 +293,10 @@ test("request() and schedule options are checked", () => {
   for (const [schedule, message] of bad) {
     assert.throws(() => new Sweeper(memoryStore(), { schedule }), message, JSON.stringify(schedule));
   }
+  // One of a pair given alone moves the other's default out of its way, either way round.
+  for (const schedule of [{ maxWaitMs: 500 }, { debounceMs: 20_000 }, { retryMaxMs: 500 }, { retryMs: 2_000_000 }]) {
+    new Sweeper(memoryStore(), { schedule }).free();
+  }
 });
 
 test("a Sweeper waiting for its next period does not keep Node running", async () => {
