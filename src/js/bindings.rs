@@ -73,7 +73,7 @@ export interface ScheduleOptions {
   retryMaxMs?: number | undefined;
   /** The rolling audit: after each scheduled full run that finishes, verify() the next of this many shards of the blobs, so every blob is hashed again every auditShards runs; what it finds shows in health() (default 0 = never). */
   auditShards?: number | undefined;
-  /** Called as background runs start, end and fail; what it throws is ignored. */
+  /** Called as background runs start, end ("end" too for a run that could not delete some items: its report's errors say which, and stats() counts it failed and retries it) and throw ("error"); what it throws is ignored. */
   onRun?: ((event: RunEvent) => void) | undefined;
 }
 export type RunEvent =
