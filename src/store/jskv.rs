@@ -245,6 +245,12 @@ impl JsKvStore {
     /// temp's, each with kvsweep's prefix, namespace and suffix), in words
     /// naming the key's own length and the most it may have.
     pub fn key_too_long(&self, id: &EntryId) -> Option<String> {
+        if id.namespace.bytes().any(|b| b == 0) {
+            return Some(
+                "options.namespace contains U+0000, which a key–value store's layout cannot hold"
+                    .into(),
+            );
+        }
         let most = self.max_key_bytes?.saturating_sub(self.key_room);
         let temp = crate::write::temp_id(&crate::codec::Staged::Entry {
             namespace: id.namespace.clone(),

@@ -160,6 +160,15 @@ test("a record that is not bytes (a string put there by other code) is unreadabl
   assert.deepEqual(after.deleted, { maxAge: { count: 1, bytes: 1 } });
 });
 
+test("a namespace holding U+0000 is refused on a key-value store by its argument's name, and nothing is written", async () => {
+  const m = new Map();
+  const s = new Sweeper(kvStore(m));
+  const message = "kvsweep: put(\"k\"): options.namespace contains U+0000, which a key–value store's layout cannot hold";
+  await assert.rejects(s.put("k", 1, { namespace: "a\u0000b" }), { message });
+  await assert.rejects(s.putMany([{ key: "k", value: 1, namespace: "a\u0000b" }]), /^Error: kvsweep: putMany items\[0\] \("k"\): options\.namespace contains U\+0000/);
+  assert.equal(m.size, 0);
+});
+
 test("entries() over a value it cannot read says entries, not get", async () => {
   const m = new Map();
   const s = new Sweeper(kvStore(m));
