@@ -159,8 +159,12 @@ function checkedPut(sweeper, method, args) {
 
 // The module says only that the Sweeper is closed: the package names the call.
 const CLOSED = "kvsweep: this Sweeper is closed";
+const closedError = (name) => new Error(`kvsweep: ${name}: this Sweeper is closed (close() was called)`);
+// Sweepers whose close() waits for their gets under way before it closes the
+// module's, with what it returned: meanwhile no call begins.
+const CLOSING = new WeakMap();
 function nameClosed(error, name) {
-  return error?.message === CLOSED ? new Error(`kvsweep: ${name}: this Sweeper is closed (close() was called)`) : error;
+  return error?.message === CLOSED ? closedError(name) : error;
 }
 // `owner`, the Sweeper, is held by the promise's reactions until it
 // settles: one that nothing else holds (`event.waitUntil(new
@@ -194,8 +198,14 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
     writable: true,
     value: {
       [name](...args) {
-        // A freed Sweeper is closed already: close() has nothing to wait for.
-        if (name === "close" && freed(this)) return Promise.resolve();
+        // A freed Sweeper is closed already: close() has nothing to wait for
+        // (called off a Sweeper, it fails as every method does).
+        if (name === "close" && freed(this) && typeof this?.__wbg_ptr === "number") return Promise.resolve();
+        if (CLOSING.has(this)) {
+          const error = closedError(name);
+          if (SYNC.has(name)) throw error;
+          return Promise.reject(error);
+        }
         if (freed(this)) {
           const error = gone(this, `Sweeper.${name}`);
           if (SYNC.has(name)) throw error;
@@ -252,6 +262,7 @@ Object.defineProperty(Sweeper.prototype, "get", {
   value: function get(key, options) {
     const dead = () => gone(this, "Sweeper.get");
     if (freed(this)) return Promise.reject(dead());
+    if (CLOSING.has(this)) return Promise.reject(closedError("get"));
     if (this[ONLY_SLOW]) return tracked(this, namingClosed(rawGet.call(this, key, options), "get", this));
     const slow = () => (freed(this) ? Promise.reject(dead()) : tracked(this, namingClosed(rawGet.call(this, key, options), "get", this)));
     let resolve, reject;
@@ -302,11 +313,17 @@ Object.defineProperty(Sweeper.prototype, "close", {
   configurable: true,
   writable: true,
   value: function close() {
-    const closing = closeNow.call(this);
     const r = READING.get(this);
-    if (!r?.n) return closing;
-    const ended = () => (r.n ? new Promise((idle) => r.idle.push(idle)) : undefined);
-    return closing.then(ended).then(() => (freed(this) ? undefined : closeNow.call(this)));
+    if (CLOSING.has(this)) return CLOSING.get(this);
+    if (!r?.n || freed(this)) return closeNow.call(this);
+    // Gets under way end first (one may yet need the module, to read a value
+    // kept in a record of its own); meanwhile no call begins.
+    const closing = new Promise((idle) => r.idle.push(idle)).then(() => {
+      CLOSING.delete(this);
+      return closeNow.call(this);
+    });
+    CLOSING.set(this, closing);
+    return closing;
   },
 });
 
@@ -375,6 +392,7 @@ for (const name of ["history", "detail", "resolvePrefix", "prune", "verify", "zo
     value: {
       [name](a, b) {
         if (freed(this)) return Promise.reject(gone(this, `Sweeper.${name}`));
+        if (CLOSING.has(this)) return Promise.reject(closedError(name));
         try {
           return namingClosed(INTERNAL.maintain.call(this, name, a, b), name, this);
         } catch (error) {

@@ -986,6 +986,9 @@ export function durableObjectStore(storage, o) {
   return make(bucket ? withR2(d, bucket) : d);
 }
 
+/** runFromAlarm's options: its own, then run()'s. */
+const ALARM_OPTIONS = ["periodMs", "retryMs", "mode", "signal", "budgetMs", "maxOps", "leaseMs", "onProgress"];
+
 /**
  * Runs one slice of cleanup from a Durable Object's `alarm()` handler and
  * sets the object's alarm again: at once when its `maxOps` or `budgetMs`
@@ -995,9 +998,6 @@ export function durableObjectStore(storage, o) {
  * runs one more slice, which is safe (a run re-checks every item it
  * deletes). Other options go to `run()` (`maxOps`, `budgetMs`, `mode`).
  */
-/** runFromAlarm's options: its own, then run()'s. */
-const ALARM_OPTIONS = ["periodMs", "retryMs", "mode", "signal", "budgetMs", "maxOps", "leaseMs", "onProgress"];
-
 export async function runFromAlarm(sweeper, storage, options) {
   if (!isDurableObjectStorage(storage)) {
     throw new TypeError(`kvsweep: runFromAlarm(sweeper, storage, options): storage must be a Durable Object's ctx.storage, got ${describe(storage)}`);

@@ -373,7 +373,6 @@ impl<S: Store> Sweeper<S> {
     ) -> Result<(), Error> {
         let w = self.entry_write(id, &value, opts, now)?;
         let register = !self.registered_lately(&id.namespace, now);
-        self.within_checks(core::slice::from_ref(&w), register as usize)?;
         let atomic = self.store.atomic();
         // The record as this sweeper last saw it, or none: a store may write
         // on that guess and keep the write only if it was right. Unseen
@@ -399,6 +398,7 @@ impl<S: Store> Sweeper<S> {
             }
             let out = write::put_step(reads, &w, now, atomic, register);
             if let Ok(Step::Write(ops, _)) = &out {
+                self.within_checks(reads, "options.refs and options.blobs")?;
                 *written.borrow_mut() = meta_writes(ops);
             }
             out
@@ -426,36 +426,24 @@ impl<S: Store> Sweeper<S> {
         Ok(())
     }
 
-    /// Refuses, before anything is written, writes whose commit would check
-    /// more records than the store takes at once (Deno KV: 100): each
-    /// entry's, those of the entries and blobs it references, and of the
-    /// namespaces `register` new.
-    fn within_checks(&self, writes: &[EntryWrite], register: usize) -> Result<(), Error> {
-        let Some(most) = self.store.capabilities().max_batch_checks else {
-            return Ok(());
-        };
-        // Entries as "namespace\0key", blobs by id (no \0 in one): distinct.
-        let mut names: Vec<String> = Vec::new();
-        for w in writes {
-            let ns = &w.id.namespace;
-            for key in core::iter::once(&w.id.key).chain(&w.refs) {
-                names.push([ns.as_str(), "\0", key].concat());
-            }
-            names.extend(w.blobs.iter().cloned());
+    /// Refuses a write, before it is made, whose commit would check more
+    /// records than the store takes at once (Deno KV: 100): one check of
+    /// each record `reads` holds, as the default `transact` makes them.
+    fn within_checks(&self, reads: &crate::store::Reads, what: &str) -> Result<(), Error> {
+        let most = self.store.capabilities().max_batch_checks;
+        let checks = reads.keys().len();
+        match most {
+            Some(most) if checks > most => Err(Error::InvalidInput(format!(
+                "{what} would check {checks} records (each entry's and what it references) in one \
+                 commit, more than the {most} this store checks at once: {}",
+                if what == "items" {
+                    "split items over several putMany calls"
+                } else {
+                    "reference fewer"
+                }
+            ))),
+            _ => Ok(()),
         }
-        let checks = distinct(&names).len() + register;
-        if checks <= most {
-            return Ok(());
-        }
-        let (what, fix) = if writes.len() == 1 {
-            ("options.refs and options.blobs", "reference fewer")
-        } else {
-            ("items", "split items over several putMany calls")
-        };
-        Err(Error::InvalidInput(format!(
-            "{what} would check {checks} records (each entry's and what it references) in one \
-             commit, more than the {most} this store checks at once: {fix}"
-        )))
     }
 
     /// Stores several entries in one batch (one transaction where the store
@@ -483,7 +471,6 @@ impl<S: Store> Sweeper<S> {
             .collect();
         crate::sort::sort(&mut register);
         register.dedup();
-        self.within_checks(&writes, register.len())?;
         let atomic = self.store.atomic();
         let tables = entry_tables(atomic, !register.is_empty());
         // The entry records the last step wrote, remembered as guesses.
@@ -491,6 +478,7 @@ impl<S: Store> Sweeper<S> {
         let step = |reads: &crate::store::Reads| {
             let step = write::put_many_step(reads, &writes, now, atomic, &register)?;
             if let Step::Write(ops, ()) = &step {
+                self.within_checks(reads, "items")?;
                 *written.borrow_mut() = meta_writes(ops);
             }
             Ok(step)

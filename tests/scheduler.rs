@@ -57,7 +57,7 @@ fn period_is_armed_at_start_and_after_each_run() {
 }
 
 #[test]
-fn a_full_run_by_hand_puts_the_periodic_run_off_a_light_one_or_one_cut_short_does_not() {
+fn a_full_run_by_hand_puts_the_periodic_run_off_but_not_while_a_background_run_goes() {
     let mut s = Scheduler::new(
         ScheduleConfig {
             period_ms: 5_000,

@@ -1207,7 +1207,9 @@ impl JsSweeper {
         #[wasm_bindgen(unchecked_param_type = "string")] namespace: JsValue,
     ) -> Promise {
         let parsed = match namespace.as_string() {
-            Some(ns) if !convert::lone_surrogate(&namespace, &ns) => Ok(ns),
+            Some(ns) if !convert::lone_surrogate(&namespace, &ns) => {
+                options::no_nul(&ns, "clear: namespace").map(|_| ns).map_err(js_err)
+            }
             _ => Err(js_err(format!(
                 "clear: namespace must be a well-formed string (\"\" is the default namespace), got {}",
                 convert::describe(&namespace)
@@ -1604,7 +1606,8 @@ impl Inner {
         }
         let inner = self.clone();
         super::driver::spawn(async move {
-            while inner.running.get() {
+            // After a run going, and a flush already writing what it took.
+            while inner.running.get() || inner.flushing.get() > 0 {
                 gloo_timers::future::TimeoutFuture::new(20).await;
             }
             if inner.sweeper.touches_pending() {

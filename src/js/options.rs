@@ -562,7 +562,23 @@ fn put_options(v: &OptValue, path: &str, also: &[&str]) -> Result<(String, PutOp
 }
 
 fn namespace(f: &Fields<'_>) -> Result<String> {
-    Ok(f.string("namespace")?.unwrap_or_default())
+    let ns = f.string("namespace")?.unwrap_or_default();
+    no_nul(&ns, &f.path("namespace"))?;
+    Ok(ns)
+}
+
+/// Refuses a namespace holding U+0000: on a key–value store it separates
+/// the namespace from the key in a record's name, so "a\0b" with key "k"
+/// would name namespace "a"'s entry "b\0k". Refused on every store alike,
+/// so that a store's entries can move to any other.
+pub fn no_nul(ns: &str, path: &str) -> Result<()> {
+    if ns.bytes().any(|b| b == 0) {
+        return err(format!(
+            "{path} must not contain U+0000, which separates a namespace from its key on key–value stores, got {}",
+            Quoted(ns)
+        ));
+    }
+    Ok(())
 }
 
 /// The options of `get`, `delete` and `detail`: the namespace and `includeExpired`.
@@ -584,7 +600,9 @@ pub const MAX_HISTORY: u64 = 10_000;
 pub fn parse_history_options(v: &OptValue) -> Result<(Option<String>, usize)> {
     let f = Fields::new(v, "history options", &["namespace", "limit"])?;
     let limit = f.whole_in("limit", 1, MAX_HISTORY)?.unwrap_or(50) as usize;
-    Ok((f.string("namespace")?, limit))
+    let ns = f.string("namespace")?;
+    no_nul(ns.as_deref().unwrap_or(""), &f.path("namespace"))?;
+    Ok((ns, limit))
 }
 
 /// The options of `resolvePrefix` and `deleteNamespace`: the namespace.

@@ -245,12 +245,6 @@ impl JsKvStore {
     /// temp's, each with kvsweep's prefix, namespace and suffix), in words
     /// naming the key's own length and the most it may have.
     pub fn key_too_long(&self, id: &EntryId) -> Option<String> {
-        if id.namespace.bytes().any(|b| b == 0) {
-            return Some(
-                "options.namespace contains U+0000, which a key–value store's layout cannot hold"
-                    .into(),
-            );
-        }
         let most = self.max_key_bytes?.saturating_sub(self.key_room);
         let temp = crate::write::temp_id(&crate::codec::Staged::Entry {
             namespace: id.namespace.clone(),
@@ -268,10 +262,14 @@ impl JsKvStore {
         let longest = names.iter().map(|n| self.key_bytes(n)).max()?;
         let own = id.key.len();
         let room = (most + own).saturating_sub(longest);
-        // No key fits: the namespace (or, without one, the prefix) is what is long.
-        let (what, len) = match (room, id.namespace.len()) {
-            (0, 0) => ("kvStore options.prefix", self.prefix.len()),
-            (0, n) => ("options.namespace", n),
+        // No key fits: the namespace is what is long, or, when no name
+        // would fit even without a namespace and a key, the prefix.
+        let ns = id.namespace.len();
+        let (what, len) = match room {
+            0 if longest.saturating_sub(own + ns) >= most => {
+                ("kvStore options.prefix", self.prefix.len())
+            }
+            0 => ("options.namespace", ns),
             _ => ("key", own),
         };
         (longest > most).then(|| {
@@ -320,8 +318,9 @@ impl JsKvStore {
     /// The record key a backend key names, if it is one of `table`'s.
     fn id_of(&self, table_prefix: &str, name: &str) -> Option<EntryId> {
         let rest = name.strip_prefix(table_prefix)?;
-        let (ns, key) = rest.split_once('\0')?;
-        Some(EntryId::new(ns, key))
+        // By byte, not a char pattern (its searcher is code of its own).
+        let at = rest.bytes().position(|b| b == 0)?;
+        Some(EntryId::new(&rest[..at], &rest[at + 1..]))
     }
 
     async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, StoreError> {

@@ -860,8 +860,9 @@ impl<S: Store> Sweeper<S> {
         let mut got = self.store.get(Table::State, &keys).await?.into_iter();
         let log = got.next().flatten();
         let runs = log.as_deref().map(decode_run_log).unwrap_or_default();
-        // Bytes there, no run read from them: not "no run yet".
-        let unreadable_log = runs.is_empty() && log.is_some_and(|b| b.len() > 1);
+        // A record there, no run read from it, and not an empty log: not
+        // "no run yet".
+        let unreadable_log = runs.is_empty() && log.is_some_and(|b| b != [STATE_FORMAT]);
         let lapsed_lease = got
             .next()
             .flatten()

@@ -135,6 +135,14 @@ await scenario("file", `${dir}/scenario.sqlite`);
   const refs = Array.from({ length: 100 }, (_, i) => `m${i}`);
   await assert.rejects(a.put("hub", 1, { refs }), { message: "kvsweep: put: options.refs and options.blobs would check 101 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: reference fewer" });
   await a.put("hub", 1, { refs: refs.slice(0, 99) });
+  // A Sweeper new to the store registers the namespace by a write, not a
+  // check: 100 new entries still fit. Swapping 50 references for 50 others
+  // checks all 100 and the entry: refused first, by name.
+  const fresh = new pkg.Sweeper(pkg.kvStore(kvA));
+  const f = Array.from({ length: 100 }, (_, i) => `f${i}`);
+  await fresh.putMany(f.map((key, i) => ({ key, value: i, namespace: "fresh" })));
+  await fresh.put("swap", 1, { namespace: "fresh", refs: f.slice(0, 50) });
+  await assert.rejects(fresh.put("swap", 2, { namespace: "fresh", refs: f.slice(50) }), { message: "kvsweep: put: options.refs and options.blobs would check 101 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: reference fewer" });
   kvA.close();
   kvB.close();
   console.log(JSON.stringify({ ok: "lease", blocked: seen.length }));

@@ -1411,17 +1411,26 @@ test("a get still under way when close() is called is a use: close() writes its 
       await s.put(key, key);
       clock.now += 1;
     }
+    await s.put("big", "x".repeat(100_000)); // a value in a record of its own
     clock.now += 5_000;
     const read = s.get("a");
+    const big = s.get("big"); // on IndexedDB, the module reads its value after the record
     const closing = s.close();
+    await assert.rejects(s.put("late", 1), /^Error: kvsweep: put: this Sweeper is closed \(close\(\) was called\)$/);
     assert.equal(await read, "a");
+    assert.equal((await big).length, 100_000);
     await closing;
     // Another Sweeper on the same store evicts by recency: "a" was read last.
+    await new Sweeper(store).delete("big");
     const other = new Sweeper(store, { clock, policy: { maxEntries: 2 } });
     await other.run();
     const keys = [];
     for await (const key of other.keys()) keys.push(key);
     assert.deepEqual(keys, ["a", "c"], store.kind);
+    // close() taken off its Sweeper fails as every method does, closing nothing.
+    const { close } = other;
+    await assert.rejects(close(), /^Error: kvsweep: Sweeper\.close: called without its Sweeper, on undefined/);
+    assert.notEqual(other.stats().state, "closed");
     await other.close();
     store.close();
   }

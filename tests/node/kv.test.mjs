@@ -160,13 +160,53 @@ test("a record that is not bytes (a string put there by other code) is unreadabl
   assert.deepEqual(after.deleted, { maxAge: { count: 1, bytes: 1 } });
 });
 
-test("a namespace holding U+0000 is refused on a key-value store by its argument's name, and nothing is written", async () => {
+test("a namespace holding U+0000 is refused by every call, by its argument's name: on a key-value store it would name another namespace's entry", async () => {
   const m = new Map();
   const s = new Sweeper(kvStore(m));
-  const message = "kvsweep: put(\"k\"): options.namespace contains U+0000, which a key–value store's layout cannot hold";
-  await assert.rejects(s.put("k", 1, { namespace: "a\u0000b" }), { message });
-  await assert.rejects(s.putMany([{ key: "k", value: 1, namespace: "a\u0000b" }]), /^Error: kvsweep: putMany items\[0\] \("k"\): options\.namespace contains U\+0000/);
-  assert.equal(m.size, 0);
+  await s.put("b\u0000k", "secret of a", { namespace: "a" }); // backend name "a\0b\0k"
+  const bad = (name) => ({ message: `kvsweep: ${name} must not contain U+0000, which separates a namespace from its key on key–value stores, got "a\\u0000b"` });
+  await assert.rejects(s.put("k", 1, { namespace: "a\u0000b" }), bad("put options.namespace"));
+  await assert.rejects(s.putMany([{ key: "k", value: 1, namespace: "a\u0000b" }]), bad("putMany items[0].namespace"));
+  await assert.rejects(s.get("k", { namespace: "a\u0000b" }), bad("get options.namespace"));
+  await assert.rejects(s.delete("k", { namespace: "a\u0000b" }), bad("delete options.namespace"));
+  await assert.rejects(s.clear("a\u0000b"), bad("clear: namespace"));
+  await assert.rejects(s.history({ namespace: "a\u0000b" }), bad("history options.namespace"));
+  await assert.rejects(async () => {
+    for await (const key of s.keys({ namespace: "a\u0000b" })) assert.fail(key);
+  }, bad("keys options.namespace"));
+  assert.equal(await s.get("b\u0000k", { namespace: "a" }), "secret of a", "namespace a's entry untouched");
+  // A prefix long enough for no key is named as what is long, whatever the namespace.
+  const prefixed = new Sweeper(kvStore(new KvDouble(), { prefix: "p".repeat(600) }), { policy: POLICY });
+  await assert.rejects(prefixed.put("k", 1, { namespace: "a" }), /^Error: kvsweep: put\("k"\): kvStore options\.prefix is 600 bytes, too long/);
+});
+
+test("close() waits for a refresh of accessedAt a timed flush is already writing (a slow store)", async () => {
+  const g = new Generic();
+  const put = g.put.bind(g);
+  let slow = 0;
+  let closed = false;
+  const late = [];
+  g.put = async (k, v) => {
+    if (slow) await new Promise((r) => setTimeout(r, slow));
+    if (closed) late.push(k);
+    return put(k, v);
+  };
+  const clock = () => clock.now;
+  clock.now = 1_700_000_000_000;
+  const s = new Sweeper(kvStore(g), { clock });
+  await s.put("a", 1);
+  clock.now += 5_000;
+  assert.equal(await s.get("a"), 1);
+  slow = 500;
+  await new Promise((r) => setTimeout(r, 1_200)); // the flush, a second after the reads, is writing
+  await s.close();
+  closed = true; // as store.close() would
+  await new Promise((r) => setTimeout(r, 700));
+  assert.deepEqual(late, [], "nothing written after close() resolved");
+  slow = 0;
+  const other = new Sweeper(kvStore(g), { clock });
+  assert.equal((await other.detail("a")).accessedAt, clock.now);
+  await other.close();
 });
 
 test("entries() over a value it cannot read says entries, not get", async () => {

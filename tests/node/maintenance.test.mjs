@@ -477,10 +477,13 @@ test("an unreadable run log: health says so, not that no run is logged yet", asy
   const s = new Sweeper(kvStore(m), { schedule: { periodMs: 3_600_000 } });
   await s.run();
   assert.equal((await s.health()).runs.length, 1);
-  m.set("kvsweep/s/\u0000runs", Uint8Array.of(0xc1, 1, 2, 3));
-  const health = await s.health();
-  assert.equal(health.status, "warning");
-  assert.deepEqual(health.reasons, ["the run log cannot be read (damaged, or a newer version's); the next run starts a new one"]);
+  // Damaged, one byte of a newer format, or not bytes at all.
+  for (const damaged of [Uint8Array.of(0xc1, 1, 2, 3), Uint8Array.of(0xc1), "not bytes"]) {
+    m.set("kvsweep/s/\u0000runs", damaged);
+    const health = await s.health();
+    assert.equal(health.status, "warning");
+    assert.deepEqual(health.reasons, ["the run log cannot be read (damaged, or a newer version's); the next run starts a new one"], String(damaged));
+  }
   await s.close();
 });
 
