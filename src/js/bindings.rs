@@ -1404,7 +1404,7 @@ impl JsSweeper {
             }
         };
         // The background runs stopped on a store closed for good: say so.
-        if self.inner.sweeper.store().closed_for_good() {
+        if self.inner.driver.stopped() {
             return Err(js_err(
                 "request: the store is closed, so no run can start; open it again for a new Sweeper",
             ));

@@ -1310,7 +1310,7 @@ test("openIndexedDb refuses a database that is not kvsweep's, naming what it hol
 
 test("after another context deletes the database, calls say so (fake-indexeddb)", async () => {
   const name = `let-go-${Date.now()}`;
-  const s = new Sweeper(await openIndexedDb(name));
+  const s = new Sweeper(await openIndexedDb(name), { schedule: { debounceMs: 0, retryMs: 20, periodMs: 0 } });
   await s.put("k", 1);
   // Another tab deletes it: this connection closes so as not to block it.
   await new Promise((resolve, reject) => {
@@ -1321,6 +1321,11 @@ test("after another context deletes the database, calls say so (fake-indexeddb)"
   });
   await assert.rejects(s.put("k", 2), /put: store is closed: another tab or worker deleted the database or upgraded it, and this connection closed to let it; open the database again \(openIndexedDb\) for a new Sweeper/);
   await assert.rejects(s.plan(), /^Error: kvsweep: plan: store is closed: another tab or worker deleted the database/);
+  // A background run fails on it and the background runs stop: a request
+  // then says so, where it returned and nothing ever ran.
+  s.request("full");
+  for (let i = 0; i < 100 && s.stats().state !== "closed"; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(s.stats().state, "closed");
   assert.throws(() => s.request("full"), /^Error: kvsweep: request: the store is closed, so no run can start; open it again for a new Sweeper$/);
   s.free();
 });
