@@ -100,8 +100,9 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # naming their call, ...) cost about 1,000 bytes and took the budget to
 # 202,900 on the way; then two char patterns in string searches (a
 # lone-surrogate check, a record name split at U+0000), each with a searcher
-# of its own, became byte searches: 820 bytes less, 202,216 in all.)
-budget=202300
+# of its own, became byte searches: 820 bytes less, 202,216 in all; then
+# moveTo's report naming an unreadable entry's namespace: 202,304.)
+budget=202400
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -623,7 +623,8 @@ fn move_to_stops_before_clearing_when_a_source_blob_is_corrupt() {
             .await
             .unwrap();
         let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
-        assert_eq!(report.corrupt, [blob.key]);
+        assert_eq!(report.corrupt_blobs, [blob.key]);
+        assert!(report.corrupt.is_empty());
         assert!(!report.verified);
         assert_eq!(report.cleared, 0);
         assert_eq!(s.store().count(Table::Meta), 3);
@@ -645,7 +646,12 @@ fn move_to_stops_before_clearing_when_an_entry_cannot_be_read_and_resumes_once_i
             .await
             .unwrap();
         let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
-        assert_eq!(report.corrupt, ["one"]);
+        assert_eq!(
+            report.corrupt,
+            std::slice::from_ref(&bad),
+            "the entry, with its namespace"
+        );
+        assert!(report.corrupt_blobs.is_empty());
         assert!(!report.verified);
         assert_eq!(report.cleared, 0);
         assert_eq!(s.store().count(Table::Meta), 3, "the source is untouched");
@@ -673,7 +679,8 @@ fn move_to_stops_before_clearing_when_a_blob_record_cannot_be_read() {
             .await
             .unwrap();
         let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
-        assert_eq!(report.corrupt, [blob.key]);
+        assert_eq!(report.corrupt_blobs, [blob.key]);
+        assert!(report.corrupt.is_empty());
         assert!(!report.verified);
         assert_eq!(report.cleared, 0);
         assert_eq!(s.store().count(Table::Meta), 3, "the source is untouched");

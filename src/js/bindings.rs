@@ -181,8 +181,10 @@ export interface MoveReport {
   cleared: number;
   /** Entries the source kept: written during the move (they and what they use stay). */
   left: number;
-  /** Blobs whose source bytes do not hash to their id, and keys of entries whose metadata cannot be read: the move stopped before clearing anything (mend or delete them, then call moveTo again to resume). */
-  corrupt: string[];
+  /** Entries whose metadata cannot be read: the move stopped before clearing anything (mend or delete them, then call moveTo again to resume). */
+  corrupt: { namespace: string; key: string }[];
+  /** Blobs whose record cannot be read or whose source bytes do not hash to their id: the move stopped before clearing anything, as for corrupt. */
+  corruptBlobs: string[];
   /** A move cut short before was resumed. */
   resumed: boolean;
 }

@@ -993,10 +993,12 @@ pub struct MoveReport {
     /// Entries the source kept (rewritten since their copy, or referenced by
     /// one written since): with the namespaces and blobs they use.
     pub left: u64,
-    /// Blobs whose source bytes do not hash to their id, and the keys of
-    /// entries whose metadata cannot be read: the move stops before it
-    /// clears anything (delete or mend them, and call it again to resume).
-    pub corrupt: Vec<String>,
+    /// Entries whose metadata cannot be read, and blobs whose record cannot
+    /// be read or whose source bytes do not hash to their id: the move
+    /// stops before it clears anything (delete or mend them, and call it
+    /// again to resume).
+    pub corrupt: Vec<EntryId>,
+    pub corrupt_blobs: Vec<String>,
     /// A move cut short before was resumed.
     pub resumed: bool,
 }
@@ -1093,7 +1095,7 @@ impl<S: Store> Sweeper<S> {
             let changes = self
                 .copy_pass(target, &mut copied, !clearing, &mut report, host)
                 .await?;
-            if !report.corrupt.is_empty() {
+            if !report.corrupt.is_empty() || !report.corrupt_blobs.is_empty() {
                 return Ok(report);
             }
             if changes == 0 {
@@ -1164,11 +1166,11 @@ impl<S: Store> Sweeper<S> {
                             Ok(m) => entries.push((key.clone(), (m.write_id, m.size))),
                             // Not cleared, so not moved: the move stops
                             // before clearing, and resumes once it is mended.
-                            Err(_) => report.corrupt.push(key.key.clone()),
+                            Err(_) => report.corrupt.push(key.clone()),
                         },
                         Table::BlobMeta => match codec::decode_blob(&bytes) {
                             Ok(b) => blobs.push((key.clone(), b.created_at)),
-                            Err(_) => report.corrupt.push(key.key.clone()),
+                            Err(_) => report.corrupt_blobs.push(key.key.clone()),
                         },
                         _ => {}
                     }
@@ -1178,7 +1180,7 @@ impl<S: Store> Sweeper<S> {
                     }
                     if table == Table::Blobs {
                         if blob_id(&bytes) != key.key {
-                            report.corrupt.push(key.key);
+                            report.corrupt_blobs.push(key.key);
                             continue;
                         }
                         report.blob_bytes += bytes.len() as u64;

@@ -347,8 +347,8 @@ test("moveTo copies a store to another backend, reads it back, and empties the s
     const report = await s.moveTo(to);
     const what = `${from.kind} → ${to.kind}: ${JSON.stringify(report)}`;
     assert.deepEqual(
-      [report.entries, report.blobs, report.blobBytes, report.namespaces, report.verified, report.left, report.corrupt, report.resumed],
-      [3, 1, 20_000, 3, true, 0, [], false],
+      [report.entries, report.blobs, report.blobBytes, report.namespaces, report.verified, report.left, report.corrupt, report.corruptBlobs, report.resumed],
+      [3, 1, 20_000, 3, true, 0, [], [], false],
       what,
     );
     // Three entries, three namespaces and the blob went from the source.
@@ -470,6 +470,23 @@ test("an unreadable blob record: runs and health report it, its blob stays, and 
     await s.close();
     store.close();
   }
+});
+
+test("moveTo names an unreadable entry with its namespace, and an unreadable blob record apart, and clears nothing", async () => {
+  const m = new Map();
+  const s = new Sweeper(kvStore(m));
+  const id = await s.putBlob(new Uint8Array([7]));
+  await s.put("bad", 1, { namespace: "N" });
+  await s.put("good", 2, { namespace: "M", blobs: [id] });
+  m.set("kvsweep/m/N\u0000bad", Uint8Array.of(0xc1));
+  m.set(`kvsweep/c/\u0000${id}`, Uint8Array.of(0xc1));
+  const report = await s.moveTo(memoryStore());
+  assert.deepEqual(report.corrupt, [{ namespace: "N", key: "bad" }]);
+  assert.deepEqual(report.corruptBlobs, [id]);
+  assert.equal(report.verified, false);
+  assert.equal(report.cleared, 0);
+  assert.equal(await s.get("good", { namespace: "M" }), 2);
+  await s.close();
 });
 
 test("an unreadable run log: health says so, not that no run is logged yet", async () => {
