@@ -129,6 +129,13 @@ export const storeOf = (sweeper) => STORES.get(sweeper);
  * holds one namespace, and keys that are URLs as Cache Storage keys them.
  */
 export const PUT_CHECKS = new WeakMap();
+/**
+ * Stores whose deletions finish after their commit (Cache Storage's
+ * responses) → a function whose promise settles once every deletion
+ * committed so far has finished: delete, clear and the other calls that
+ * delete outside a run resolve after it, as a run does.
+ */
+export const SETTLES = new WeakMap();
 
 /**
  * `args` of put or putMany on a store with PUT_CHECKS, checked: a copy of
@@ -417,3 +424,29 @@ Object.defineProperty(Sweeper.prototype, "moveTo", {
     return rawMoveTo.call(this, target);
   },
 });
+
+// Deletions outside a run resolve once the store has finished them (Cache
+// Storage deletes a deleted entry's response after the commit): a URL
+// cached and tracked right after keeps its new response.
+for (const name of ["delete", "clear", "deleteNamespace", "prune", "moveTo"]) {
+  const method = Sweeper.prototype[name];
+  Object.defineProperty(Sweeper.prototype, name, {
+    configurable: true,
+    writable: true,
+    value: {
+      [name](...args) {
+        const settle = SETTLES.get(STORES.get(this));
+        const out = method.apply(this, args);
+        if (!settle) return out;
+        // Failed part way, it may have deleted some: settled all the same.
+        return out.then(
+          async (value) => (await settle(), value),
+          async (error) => {
+            await settle();
+            throw error;
+          },
+        );
+      },
+    }[name],
+  });
+}

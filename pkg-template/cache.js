@@ -16,7 +16,7 @@
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { OWN_LOCKS, PUT_CHECKS, Sweeper, describe, storeOf, wellFormed } from "./api.js";
+import { OWN_LOCKS, PUT_CHECKS, SETTLES, Sweeper, describe, storeOf, wellFormed } from "./api.js";
 import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriver, runLock } from "./idbkv.js";
 
 /**
@@ -67,6 +67,8 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
       }
     },
   });
+  // Every response deletion queued so far, finished (see SETTLES).
+  d.settle = () => responses.delete([]);
   const list = d.list;
   d.list = async (...args) => {
     recovered ??= finishPending(db, cache, matchOptions).catch(() => {});
@@ -285,7 +287,9 @@ async function openCache(name, options, onClosed) {
   // ignoreVary, a response cached with a Vary header would not match the
   // bare URL and would outlive its entry.
   const match = { ignoreVary: true, ...matchOptions };
-  const store = kvStoreOfDriver(cacheDriver(db, cache, match, concurrency));
+  const driver = cacheDriver(db, cache, match, concurrency);
+  const store = kvStoreOfDriver(driver);
+  SETTLES.set(store, driver.settle);
   if (match.ignoreSearch === true) SEARCHLESS.add(store);
   PUT_CHECKS.set(store, (key, options, name) => entryRefused(key, options, name, match.ignoreSearch === true));
   closesWith(store, db);

@@ -331,6 +331,48 @@ test("a response cached and tracked again while its old entry's deletion waits i
   assert.equal(out.left, 1);
 });
 
+test("delete, clear, deleteNamespace and prune resolve once their responses are gone, as a run does: a URL cached and tracked right after keeps its new response", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const cache = await caches.open("settled");
+    // One cache.delete at a time: responses go long after their entries' commit.
+    const store = await kv.openCacheStorage("settled", { concurrency: 1 });
+    let now = 1_000;
+    const sweeper = new kv.Sweeper(store, { clock: () => now });
+    const urls = Array.from({ length: 60 }, (_, i) => `${location.origin}/settled/${String(i).padStart(3, "0")}`);
+    const fill = async () => {
+      for (const u of urls) {
+        await cache.put(u, new Response(`old ${u}`));
+        await kv.track(sweeper, u, new Response(`old ${u}`));
+      }
+    };
+    const left = async () => (await cache.keys()).length;
+    const out = {};
+    await fill();
+    await sweeper.delete(urls[0]);
+    out.delete = await left();
+    await sweeper.clear("");
+    out.clear = await left();
+    await fill();
+    now += 10_000;
+    await sweeper.prune({ olderThanMs: 1_000 });
+    out.prune = await left();
+    // Cached and tracked again at once: the new response stays.
+    await fill();
+    await sweeper.clear("");
+    await cache.put(urls[5], new Response("fresh"));
+    await kv.track(sweeper, urls[5], new Response("fresh"));
+    await new Promise((r) => setTimeout(r, 200));
+    const fresh = await cache.match(urls[5]);
+    out.fresh = fresh ? await fresh.text() : null;
+    await sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("settled");
+    return out;
+  });
+  assert.deepEqual(out, { delete: 59, clear: 0, prune: 0, fresh: "fresh" });
+});
+
 test("expirationPlugin opens its store again after its cache and database were deleted from elsewhere", { timeout: 60_000 }, async () => {
   const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
