@@ -949,7 +949,9 @@ impl JsSweeper {
                 .map_err(|e| named("get", e))?;
             inner.schedule_touch_flush();
             match found {
-                Some((_, value)) => convert::from_stored(&value).map_err(js_err),
+                Some((_, value)) => {
+                    convert::from_stored(&value).map_err(|e| js_err(format!("get: {e}")))
+                }
                 None => Ok(JsValue::UNDEFINED),
             }
         })
@@ -1015,13 +1017,15 @@ impl JsSweeper {
             .inner
             .sweeper
             .read_record(&id, bytes.as_deref(), now, include_expired)
-            .map_err(js_err)?;
+            .map_err(|e| named("get", e))?;
         self.inner.schedule_touch_flush();
         match found {
             None => Ok(JsValue::UNDEFINED),
             Some(None) => Ok(JsValue::NULL),
             Some(Some(value)) => {
-                Ok(js_sys::Array::of1(&convert::from_stored(&value).map_err(js_err)?).into())
+                let value =
+                    convert::from_stored(&value).map_err(|e| js_err(format!("get: {e}")))?;
+                Ok(js_sys::Array::of1(&value).into())
             }
         }
     }
@@ -1462,7 +1466,8 @@ impl JsSweeper {
                         return Ok(JsValue::UNDEFINED);
                     };
                     let out = to_js(&EntryOut::of(&id, &meta))?;
-                    let value = convert::from_stored(&value).map_err(js_err)?;
+                    let value =
+                        convert::from_stored(&value).map_err(|e| js_err(format!("detail: {e}")))?;
                     let _ = Reflect::set(&out, &"value".into(), &value);
                     Ok(out)
                 }

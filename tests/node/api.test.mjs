@@ -1457,6 +1457,19 @@ test("free() and a disposed Sweeper (using) write the refreshes of accessedAt it
   }
 });
 
+test("get of an entry whose record cannot be read names get, on IndexedDB's one-request read too (fake-indexeddb)", async () => {
+  const name = `torn-get-${Date.now()}`;
+  const store = await openIndexedDb(name);
+  const s = new Sweeper(store);
+  await s.put("a", 1);
+  const db = await new Promise((ok, fail) => Object.assign(indexedDB.open(name), { onsuccess: (e) => ok(e.target.result), onerror: fail }));
+  await new Promise((ok) => (Object.assign(db.transaction("meta", "readwrite"), { oncomplete: ok }).objectStore("meta").put(Uint8Array.of(0xc1, 0xff, 0), ["", "a"])));
+  db.close();
+  await assert.rejects(s.get("a"), /^Error: kvsweep: get: metadata of "a" in namespace ""/);
+  await s.close();
+  store.close();
+});
+
 test("every entry exports the same API, and none of the glue's internals", async () => {
   const api = [
     "KvStore", "Sweeper", "collectR2Orphans", "deleteCacheStorage", "deleteOpfs", "durableObjectStore",
