@@ -101,8 +101,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # 202,900 on the way; then two char patterns in string searches (a
 # lone-surrogate check, a record name split at U+0000), each with a searcher
 # of its own, became byte searches: 820 bytes less, 202,216 in all; then
-# moveTo's report naming an unreadable entry's namespace: 202,304.)
-budget=202400
+# moveTo's report naming an unreadable entry's namespace: 202,304; then a
+# value past maxValueBytes naming the size of the part that passed it, and a
+# primitive's wrapper object named as one: 202,541.)
+budget=202600
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

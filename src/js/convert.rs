@@ -348,6 +348,12 @@ pub fn describe(v: &JsValue) -> String {
         };
         if name == "Object" || name == "value" {
             "an object".into()
+        } else if matches!(
+            name.as_str(),
+            "Number" | "String" | "Boolean" | "BigInt" | "Symbol"
+        ) {
+            // Primitives are answered above: this is a wrapper object.
+            format!("{article} {name} object (a wrapper; pass the primitive)")
         } else {
             format!("{article} {name}")
         }
@@ -512,7 +518,10 @@ impl Encoder<'_> {
     fn spend(&mut self, n: impl Into<f64>) -> Result<(), String> {
         let n = n.into();
         if n > self.left as f64 {
-            return Err(format!("takes the total past {}", self.past));
+            return Err(format!(
+                "is {} bytes as encoded, which takes the value past {}",
+                n as u64, self.past
+            ));
         }
         self.left -= n as usize;
         Ok(())
