@@ -208,7 +208,8 @@ for (const name of Object.getOwnPropertyNames(RawSweeper.prototype)) {
         // A freed Sweeper is closed already: close() has nothing to wait for
         // (called off a Sweeper, it fails as every method does).
         if (name === "close" && freed(this) && typeof this?.__wbg_ptr === "number") return Promise.resolve();
-        if (CLOSING.has(this)) {
+        // stats() and progress() answer while close() waits, as before and after.
+        if (CLOSING.has(this) && name !== "stats" && name !== "progress") {
           const error = closedError(name);
           if (SYNC.has(name)) throw error;
           return Promise.reject(error);
@@ -324,7 +325,9 @@ Object.defineProperty(Sweeper.prototype, "close", {
     if (CLOSING.has(this)) return CLOSING.get(this);
     if (!r?.n || freed(this)) return closeNow.call(this);
     // Gets under way end first (one may yet need the module, to read a value
-    // kept in a record of its own); meanwhile no call begins.
+    // kept in a record of its own); meanwhile no call begins, the timer is
+    // cancelled and a run going stops after its batch.
+    RawSweeper.prototype.__halt.call(this);
     const closing = new Promise((idle) => r.idle.push(idle)).then(() => {
       CLOSING.delete(this);
       return closeNow.call(this);
@@ -339,6 +342,7 @@ Object.defineProperty(Sweeper.prototype, "close", {
 async function* pages(sweeper, values, options = {}) {
   const what = `Sweeper.${values ? "entries" : "keys"}`;
   if (freed(sweeper)) throw gone(sweeper, what);
+  if (CLOSING.has(sweeper)) throw closedError(values ? "entries" : "keys");
   // Spread below, a Date or a class instance would pass as {}: refused as keysPage refuses it.
   const proto = options === null || typeof options !== "object" ? undefined : Object.getPrototypeOf(options);
   if (options !== undefined && options !== null && proto !== Object.prototype && proto !== null) {

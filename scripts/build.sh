@@ -103,8 +103,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # of its own, became byte searches: 820 bytes less, 202,216 in all; then
 # moveTo's report naming an unreadable entry's namespace: 202,304; then a
 # value past maxValueBytes naming the size of the part that passed it, and a
-# primitive's wrapper object named as one: 202,541.)
-budget=202600
+# primitive's wrapper object named as one: 202,541; then a second review's
+# mends (close() halting runs at once while gets under way end; Deno KV's
+# limit on what one entry may reference): 202,647.)
+budget=202700
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -398,7 +398,7 @@ impl<S: Store> Sweeper<S> {
             }
             let out = write::put_step(reads, &w, now, atomic, register);
             if let Ok(Step::Write(ops, _)) = &out {
-                self.within_checks(reads, "options.refs and options.blobs")?;
+                self.within_checks(reads, core::slice::from_ref(&w), "this put")?;
                 *written.borrow_mut() = meta_writes(ops);
             }
             out
@@ -426,24 +426,38 @@ impl<S: Store> Sweeper<S> {
         Ok(())
     }
 
-    /// Refuses a write, before it is made, whose commit would check more
-    /// records than the store takes at once (Deno KV: 100): one check of
-    /// each record `reads` holds, as the default `transact` makes them.
-    fn within_checks(&self, reads: &crate::store::Reads, what: &str) -> Result<(), Error> {
-        let most = self.store.capabilities().max_batch_checks;
-        let checks = reads.keys().len();
-        match most {
-            Some(most) if checks > most => Err(Error::InvalidInput(format!(
-                "{what} would check {checks} records (each entry's and what it references) in one \
-                 commit, more than the {most} this store checks at once: {}",
-                if what == "items" {
-                    "split items over several putMany calls"
-                } else {
-                    "reference fewer"
-                }
-            ))),
-            _ => Ok(()),
+    /// Refuses a write, before it is made, that a store checking at most so
+    /// many records in one commit (Deno KV: 100) cannot take: one whose
+    /// commit would check more (one check of each record `reads` holds, as
+    /// the default `transact` makes them), or an entry referencing more
+    /// entries and blobs than its deletion could check with it later.
+    fn within_checks(
+        &self,
+        reads: &crate::store::Reads,
+        writes: &[EntryWrite],
+        what: &str,
+    ) -> Result<(), Error> {
+        let Some(most) = self.store.capabilities().max_batch_checks else {
+            return Ok(());
+        };
+        for w in writes {
+            let named = w.refs.len() + w.blobs.len();
+            if named >= most {
+                return Err(Error::InvalidInput(format!(
+                    "{} references {named} entries and blobs, more than the {} this store lets one entry reference (its deletion checks each in one commit)",
+                    Quoted(&w.id.key),
+                    most - 1
+                )));
+            }
         }
+        let checks = reads.keys().len();
+        if checks > most {
+            return Err(Error::InvalidInput(format!(
+                "{what} would check {checks} records (each entry's and what it references) in one \
+                 commit, more than the {most} this store checks at once: split it over several calls"
+            )));
+        }
+        Ok(())
     }
 
     /// Stores several entries in one batch (one transaction where the store
@@ -478,7 +492,7 @@ impl<S: Store> Sweeper<S> {
         let step = |reads: &crate::store::Reads| {
             let step = write::put_many_step(reads, &writes, now, atomic, &register)?;
             if let Step::Write(ops, ()) = &step {
-                self.within_checks(reads, "items")?;
+                self.within_checks(reads, &writes, "items")?;
                 *written.borrow_mut() = meta_writes(ops);
             }
             Ok(step)

@@ -462,6 +462,9 @@ pub(super) struct Inner {
     /// A run (by hand or scheduled) or a clear is going.
     pub(super) running: Cell<bool>,
     pub(super) closed: Cell<bool>,
+    /// Runs stop and start no more, while calls under way end (the
+    /// package's close() waits for gets under way before it closes).
+    pub(super) halted: Cell<bool>,
     /// The run going is the scheduler's (`run()` waits for it).
     pub(super) background: Cell<bool>,
     /// A write of the `accessedAt` refreshes reads deferred is due.
@@ -586,7 +589,7 @@ impl Inner {
     /// own and a burst of reads does not wait behind its refreshes.
     fn schedule_touch_flush(self: &Rc<Self>) {
         // Closed, the package's close() writes them once its reads end.
-        if !self.sweeper.touches_pending() || self.closed.get() {
+        if !self.sweeper.touches_pending() || self.stopping() {
             return;
         }
         let now = js_sys::Date::now() as Millis;
@@ -620,6 +623,11 @@ impl Inner {
 }
 
 impl Inner {
+    /// Closed, or halted on the way there: runs stop at their batch's end.
+    pub(super) fn stopping(&self) -> bool {
+        self.closed.get() || self.halted.get()
+    }
+
     pub(super) fn now(&self) -> Result<Millis, JsValue> {
         clock_now(self.clock.as_ref())
     }
@@ -684,7 +692,7 @@ impl Inner {
 
     /// Waits for a background run to end: a call by hand comes after it.
     async fn after_background(&self) -> Result<(), JsValue> {
-        while self.running.get() && self.background.get() && !self.closed.get() {
+        while self.running.get() && self.background.get() && !self.stopping() {
             gloo_timers::future::TimeoutFuture::new(20).await;
         }
         self.open()
@@ -857,6 +865,7 @@ impl JsSweeper {
             clock,
             running: Cell::new(false),
             closed: Cell::new(false),
+            halted: Cell::new(false),
             background: Cell::new(false),
             touch_flush: Cell::new(false),
             flushing: Cell::new(0),
@@ -1594,6 +1603,14 @@ impl JsSweeper {
         Promise::new(&mut |resolve, _| self.inner.flush_now(Some(resolve)))
     }
 
+    /// close()'s first half, while gets under way end: the scheduler's
+    /// timer is cancelled and a run going stops after its batch.
+    #[wasm_bindgen(js_name = "__halt", skip_typescript)]
+    pub fn halt(&self) {
+        self.inner.halted.set(true);
+        feed(&self.inner, Input::Close);
+    }
+
     /// Writes reads' deferred refreshes of `accessedAt` now: the package
     /// calls it when the page is hidden (it may be about to go away).
     #[wasm_bindgen(js_name = "__flushReads", skip_typescript)]
@@ -1922,7 +1939,7 @@ impl JsHost {
             self.stopped = Some("failed");
         } else if field(&self.signal, "aborted").as_bool() == Some(true) {
             self.stopped = Some("aborted");
-        } else if self.inner.closed.get() {
+        } else if self.inner.stopping() {
             self.stopped = Some("closed");
         } else if self.batches > 0
             && self.progressed
@@ -1966,7 +1983,7 @@ impl JsHost {
     /// the run is aborted or the Sweeper closed.
     async fn wait_for(&self, pending: Promise) -> Option<JsValue> {
         let stop =
-            || field(&self.signal, "aborted").as_bool() == Some(true) || self.inner.closed.get();
+            || field(&self.signal, "aborted").as_bool() == Some(true) || self.inner.stopping();
         super::driver::settle_or(&pending, stop).await?.err()
     }
 }

@@ -519,7 +519,7 @@ impl Encoder<'_> {
         let n = n.into();
         if n > self.left as f64 {
             return Err(format!(
-                "is {} bytes as encoded, which takes the value past {}",
+                "is at least {} bytes as encoded, which takes the value past {}",
                 n as u64, self.past
             ));
         }

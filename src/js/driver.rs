@@ -397,7 +397,7 @@ pub(super) async fn hand_lock(inner: &Inner, signal: &JsValue) -> HandLock {
     let mut withdrawn = false;
     let settled = settle_or(&granted, || {
         let aborted = field(signal, "aborted").as_bool() == Some(true);
-        if !withdrawn && (aborted || inner.closed.get()) {
+        if !withdrawn && (aborted || inner.stopping()) {
             withdrawn = true;
             if let Ok(abort) = field(&controller, "abort").dyn_into::<Function>() {
                 let _ = abort.call0(&controller);
@@ -447,11 +447,11 @@ const ITEM_RETRIES: u32 = 3;
 /// A run the scheduler started: waits for a run called by hand to finish,
 /// runs, records the outcome, releases the lock, tells the scheduler.
 async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) {
-    while inner.running.get() && !inner.closed.get() {
+    while inner.running.get() && !inner.stopping() {
         gloo_timers::future::TimeoutFuture::new(20).await;
     }
     let started = js_sys::Date::now();
-    if inner.closed.get() {
+    if inner.stopping() {
         release_lock(&inner);
         return feed(&inner, Input::RunEnded { done: false });
     }

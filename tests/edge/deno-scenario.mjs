@@ -127,14 +127,18 @@ await scenario("file", `${dir}/scenario.sqlite`);
   assert.equal(splitChunks, 2, `chunks of "split": ${splitChunks}`);
   // A putMany over Deno KV's limits of one commit is refused whole, saying so.
   const many = Array.from({ length: 150 }, (_, i) => ({ key: `m${i}`, value: i }));
-  await assert.rejects(a.putMany(many), { message: "kvsweep: putMany: items would check 150 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: split items over several putMany calls" });
+  await assert.rejects(a.putMany(many), { message: "kvsweep: putMany: items would check 150 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: split it over several calls" });
   assert.equal(await a.get("m0"), undefined);
   // 100 new entries referencing nothing fit one commit; one more reference does not.
   await a.putMany(many.slice(0, 100));
   assert.equal(await a.get("m99"), 99);
   const refs = Array.from({ length: 100 }, (_, i) => `m${i}`);
-  await assert.rejects(a.put("hub", 1, { refs }), { message: "kvsweep: put: options.refs and options.blobs would check 101 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: reference fewer" });
+  await assert.rejects(a.put("hub", 1, { refs }), { message: 'kvsweep: put: "hub" references 100 entries and blobs, more than the 99 this store lets one entry reference (its deletion checks each in one commit)' });
   await a.put("hub", 1, { refs: refs.slice(0, 99) });
+  // Added to later, past what its deletion could check: refused too (the
+  // write itself would check only the new ones).
+  await assert.rejects(a.put("hub", 2, { refs }), /^Error: kvsweep: put: "hub" references 100 entries and blobs, more than the 99/);
+  assert.equal(await a.delete("hub"), true, "deletable");
   // A Sweeper new to the store registers the namespace by a write, not a
   // check: 100 new entries still fit. Swapping 50 references for 50 others
   // checks all 100 and the entry: refused first, by name.
@@ -142,7 +146,7 @@ await scenario("file", `${dir}/scenario.sqlite`);
   const f = Array.from({ length: 100 }, (_, i) => `f${i}`);
   await fresh.putMany(f.map((key, i) => ({ key, value: i, namespace: "fresh" })));
   await fresh.put("swap", 1, { namespace: "fresh", refs: f.slice(0, 50) });
-  await assert.rejects(fresh.put("swap", 2, { namespace: "fresh", refs: f.slice(50) }), { message: "kvsweep: put: options.refs and options.blobs would check 101 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: reference fewer" });
+  await assert.rejects(fresh.put("swap", 2, { namespace: "fresh", refs: f.slice(50) }), { message: "kvsweep: put: this put would check 101 records (each entry's and what it references) in one commit, more than the 100 this store checks at once: split it over several calls" });
   kvA.close();
   kvB.close();
   console.log(JSON.stringify({ ok: "lease", blocked: seen.length }));

@@ -680,18 +680,18 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
         },
       },
     };
-    await assert.rejects(s.put("k", value), { message: 'kvsweep: put("k"): value.text is 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    await assert.rejects(s.put("k", value), { message: 'kvsweep: put("k"): value.text is at least 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
     assert.equal(read, false);
     await assert.rejects(s.put("k", new Uint8Array(20_000)), { message: 'kvsweep: put("k"): value is 20000 bytes, more than the limit of 16000 bytes (raise maxValueBytes to store it)' });
-    await assert.rejects(s.putMany([{ key: "a", value: [new ArrayBuffer(10_000), new Float64Array(1_000)] }]), /putMany items\[0\] \("a"\): value\[1\] is 8000 bytes as encoded, which takes the value past the limit of 16000 bytes/);
+    await assert.rejects(s.putMany([{ key: "a", value: [new ArrayBuffer(10_000), new Float64Array(1_000)] }]), /putMany items\[0\] \("a"\): value\[1\] is at least 8000 bytes as encoded, which takes the value past the limit of 16000 bytes/);
     // Blobs by their byteLength or size: no digest begun, no Blob read.
     for (const bytes of [new Uint8Array(20_000), new DataView(new ArrayBuffer(20_000)), new Blob([new Uint8Array(20_000)])]) {
       await assert.rejects(s.putBlob(bytes), { message: "kvsweep: putBlob: bytes holds 20000 bytes, more than the limit of 16000 bytes (raise maxValueBytes to store it)" });
     }
     assert.deepEqual(calls, { digest: 0, arrayBuffer: 0 });
     // Keys count too. A string alone past the limit says so as the value.
-    await assert.rejects(s.put("k", "x".repeat(20_000)), { message: 'kvsweep: put("k"): value is 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
-    await assert.rejects(s.put("k", { ["k".repeat(20_000)]: 0 }), { message: 'kvsweep: put("k"): value is 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    await assert.rejects(s.put("k", "x".repeat(20_000)), { message: 'kvsweep: put("k"): value is at least 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    await assert.rejects(s.put("k", { ["k".repeat(20_000)]: 0 }), { message: 'kvsweep: put("k"): value is at least 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
     // A wrapper object of a primitive is refused as what it is.
     await assert.rejects(s.put("k", Object(5n)), /^Error: kvsweep: put\("k"\): value is a BigInt object \(a wrapper; pass the primitive\), which cannot be stored/);
     await assert.rejects(s.put("k", { n: new Number(1) }), /^Error: kvsweep: put\("k"\): value\.n is a Number object \(a wrapper; pass the primitive\)/);
@@ -722,7 +722,7 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
     const many = new Sweeper(memoryStore());
     const sixty = "x".repeat(60 * 2 ** 20);
     await assert.rejects(many.putMany(Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: sixty }))), {
-      message: 'kvsweep: putMany items[4] ("k4"): value is 62914560 bytes as encoded, which takes the value past the 268435456 bytes one putMany call takes in all (split it into several calls)',
+      message: 'kvsweep: putMany items[4] ("k4"): value is at least 62914560 bytes as encoded, which takes the value past the 268435456 bytes one putMany call takes in all (split it into several calls)',
     });
     assert.equal(await many.get("k0"), undefined, "nothing of a refused putMany is written");
   } finally {

@@ -180,6 +180,37 @@ test("a namespace holding U+0000 is refused by every call, by its argument's nam
   await assert.rejects(prefixed.put("k", 1, { namespace: "a" }), /^Error: kvsweep: put\("k"\): kvStore options\.prefix is 600 bytes, too long/);
 });
 
+test("while close() waits for a get under way, the timer is cancelled, no run starts, stats() answers, and later calls are refused", async () => {
+  const g = new Generic();
+  const get = g.get.bind(g);
+  let release = null;
+  g.get = (k) => (release === null && k.endsWith("\u0000stuck") && g.hold ? new Promise((r) => (release = () => r(get(k)))) : get(k));
+  let lists = 0;
+  const list = g.list.bind(g);
+  g.list = (prefix) => (lists++, list(prefix));
+  const s = new Sweeper(kvStore(g), { schedule: { periodMs: 30, debounceMs: 0 } });
+  await s.put("stuck", 1);
+  await s.put("old", 2, { ttlMs: 1 });
+  g.hold = true;
+  const read = s.get("stuck");
+  await new Promise((r) => setTimeout(r, 5));
+  const closing = s.close();
+  const listsAtClose = lists;
+  assert.equal(typeof s.stats().state, "string", "stats() answers while close() waits");
+  assert.equal(s.progress().running, false);
+  await assert.rejects(s.put("late", 1), /^Error: kvsweep: put: this Sweeper is closed \(close\(\) was called\)$/);
+  await assert.rejects(async () => {
+    for await (const key of s.keys()) assert.fail(key);
+  }, /^Error: kvsweep: keys: this Sweeper is closed/);
+  await new Promise((r) => setTimeout(r, 200)); // periods of 30 ms pass
+  assert.equal(lists, listsAtClose, "no background run after close()");
+  assert.ok([...g.map.keys()].some((k) => k.endsWith("\u0000old")), "the expired entry was not collected after close()");
+  release();
+  assert.equal(await read, 1);
+  await closing;
+  assert.equal(s.stats().state, "closed");
+});
+
 test("close() waits for a refresh of accessedAt a timed flush is already writing (a slow store)", async () => {
   const g = new Generic();
   const put = g.put.bind(g);
