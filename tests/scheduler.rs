@@ -20,6 +20,11 @@ fn cfg() -> ScheduleConfig {
     }
 }
 
+/// A scheduler of `cfg()` with a period, made at `now`.
+fn periodic(period_ms: Millis, now: Millis) -> Scheduler {
+    Scheduler::new(ScheduleConfig { period_ms, ..cfg() }, now)
+}
+
 fn start(mode: Mode) -> Output {
     Output::StartRun {
         mode,
@@ -37,13 +42,7 @@ fn idle_without_period_arms_nothing() {
 
 #[test]
 fn period_is_armed_at_start_and_after_each_run() {
-    let mut s = Scheduler::new(
-        ScheduleConfig {
-            period_ms: 5_000,
-            ..cfg()
-        },
-        1_000,
-    );
+    let mut s = periodic(5_000, 1_000);
     assert_eq!(drain(&mut s), vec![Output::ArmTimer(6_000)]);
     // Early timer: nothing starts, the timer is armed again.
     s.handle(5_000, Input::Timer);
@@ -58,13 +57,7 @@ fn period_is_armed_at_start_and_after_each_run() {
 
 #[test]
 fn a_full_run_by_hand_puts_the_periodic_run_off_but_not_while_a_background_run_goes() {
-    let mut s = Scheduler::new(
-        ScheduleConfig {
-            period_ms: 5_000,
-            ..cfg()
-        },
-        1_000,
-    );
+    let mut s = periodic(5_000, 1_000);
     assert_eq!(drain(&mut s), vec![Output::ArmTimer(6_000)]);
     s.handle(3_000, Input::FullRunByHand);
     assert_eq!(drain(&mut s), vec![Output::ArmTimer(8_000)]);
@@ -83,13 +76,7 @@ fn a_full_run_by_hand_puts_the_periodic_run_off_but_not_while_a_background_run_g
 
 #[test]
 fn light_runs_more_often_than_the_period_do_not_put_the_full_run_off() {
-    let mut s = Scheduler::new(
-        ScheduleConfig {
-            period_ms: 1_000,
-            ..cfg()
-        },
-        0,
-    );
+    let mut s = periodic(1_000, 0);
     drain(&mut s);
     let mut full_at = None;
     // A delete every 150 ms, each asking for a light run.
@@ -149,13 +136,7 @@ fn max_wait_caps_the_debounce() {
 
 #[test]
 fn a_request_during_a_run_reruns_at_once_after_it() {
-    let mut s = Scheduler::new(
-        ScheduleConfig {
-            period_ms: 10_000,
-            ..cfg()
-        },
-        0,
-    );
+    let mut s = periodic(10_000, 0);
     s.handle(0, Input::Request(Mode::Light));
     s.handle(100, Input::Timer);
     drain(&mut s);
@@ -365,13 +346,7 @@ fn run_on_start_runs_full_after_the_debounce() {
 
 #[test]
 fn close_cancels_the_timer_and_starts_nothing_more() {
-    let mut s = Scheduler::new(
-        ScheduleConfig {
-            period_ms: 1_000,
-            ..cfg()
-        },
-        0,
-    );
+    let mut s = periodic(1_000, 0);
     s.handle(0, Input::Request(Mode::Full));
     drain(&mut s);
     s.handle(50, Input::Close);
