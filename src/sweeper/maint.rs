@@ -1096,6 +1096,9 @@ impl<S: Store> Sweeper<S> {
                 .copy_pass(target, &mut copied, !clearing, &mut report, host)
                 .await?;
             if !report.corrupt.is_empty() || !report.corrupt_blobs.is_empty() {
+                // A blob whose record and bytes are both bad: once.
+                crate::sort::sort(&mut report.corrupt_blobs);
+                report.corrupt_blobs.dedup();
                 return Ok(report);
             }
             if changes == 0 {
