@@ -1360,7 +1360,9 @@ impl JsSweeper {
                 return Err(e);
             }
             report.duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
-            if report.done && run.mode == Mode::Full {
+            // Only a whole one: one that could not delete some items leaves
+            // the period (a background run would be retried).
+            if report.done && report.errors.is_empty() && run.mode == Mode::Full {
                 feed(&inner, Input::FullRunByHand);
             }
             let out = to_js(&report)?;

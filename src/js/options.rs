@@ -421,13 +421,13 @@ pub fn parse_schedule(v: &OptValue) -> Result<Option<ScheduleOptions>> {
     ms("sliceMs", &mut config.slice_ms)?;
     if config.retry_max_ms < config.retry_base_ms {
         return err(format!(
-            "schedule.retryMaxMs must be at least schedule.retryMs ({}), got {}",
+            "schedule.retryMaxMs must be at least options.schedule.retryMs ({}), got {}",
             config.retry_base_ms, config.retry_max_ms
         ));
     }
     if config.max_wait_ms < config.debounce_ms {
         return err(format!(
-            "schedule.maxWaitMs must be at least schedule.debounceMs ({}), got {}",
+            "schedule.maxWaitMs must be at least options.schedule.debounceMs ({}), got {}",
             config.debounce_ms, config.max_wait_ms
         ));
     }
