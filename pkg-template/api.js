@@ -439,7 +439,10 @@ for (const name of ["delete", "clear", "deleteNamespace", "prune", "moveTo"]) {
     writable: true,
     value: {
       [name](...args) {
-        const settle = SETTLES.get(STORES.get(this));
+        // moveTo deletes in its target too (what it copied and then saw go).
+        const stores = [STORES.get(this), name === "moveTo" ? args[0] : undefined];
+        const settles = stores.map((store) => store && SETTLES.get(store)).filter(Boolean);
+        const settle = settles.length ? () => Promise.all(settles.map((f) => f())) : undefined;
         const out = method.apply(this, args);
         if (!settle) return out;
         // Failed part way, it may have deleted some: settled all the same.
