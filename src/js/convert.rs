@@ -734,7 +734,8 @@ impl Encoder<'_> {
 /// Whether the JS string `v`, which reached Rust as `s`, held a lone
 /// surrogate (Rust got U+FFFD for it; only then is the original checked).
 pub fn lone_surrogate(v: &JsValue, s: &str) -> bool {
-    // U+FFFD's UTF-8, sought as bytes: a char pattern costs 200 bytes of wasm.
+    // U+FFFD's UTF-8, sought as bytes: a char pattern's searcher cost about
+    // 620 bytes of gzipped wasm here.
     s.as_bytes().windows(3).any(|w| w == [0xef, 0xbf, 0xbd])
         && v.dyn_ref::<js_sys::JsString>()
             .is_some_and(|js| !js.is_valid_utf16())

@@ -84,12 +84,12 @@ impl Driver {
         }
     }
 
-    /// The scheduler's period (0: no periodic runs).
     /// Whether the scheduler stopped for good (closed, or its store was).
     pub(super) fn stopped(&self) -> bool {
         self.sched.borrow().phase() == crate::schedule::Phase::Closed
     }
 
+    /// The scheduler's period (0: no periodic runs).
     pub(super) fn period_ms(&self) -> Millis {
         self.sched.borrow().config().period_ms
     }
