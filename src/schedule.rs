@@ -116,8 +116,9 @@ pub enum Input {
     },
     /// The run failed (an error, a throw): it will be retried.
     RunFailed,
-    /// A full run called by hand (not started here) ran to its end: the
-    /// period counts from it too.
+    /// A full run called by hand (not started here) ran to its end without
+    /// errors: the period counts from it too, and a periodic run started
+    /// meanwhile, waiting behind it, is left undone.
     FullRunByHand,
     /// This many entries were written.
     Wrote(u64),
@@ -228,6 +229,9 @@ pub struct Scheduler {
     stats: Stats,
     /// Outputs not yet polled, oldest first (a handful at most).
     out: Vec<Output>,
+    /// The periodic run started has nothing left to do: a full run by hand
+    /// went to its end while it waited (see [`Scheduler::covered`]).
+    covered: bool,
 }
 
 impl Scheduler {
@@ -248,6 +252,7 @@ impl Scheduler {
             timer: None,
             stats: Stats::default(),
             out: Vec::new(),
+            covered: false,
         };
         s.rearm_period(now);
         if cfg.run_on_start {
@@ -281,6 +286,13 @@ impl Scheduler {
         }
     }
 
+    /// Whether the run started is the periodic one and a full run by hand
+    /// went to its end since it was due: the driver then answers
+    /// `RunEnded { done: true }` without running it (not counted as a run).
+    pub fn covered(&self) -> bool {
+        self.covered
+    }
+
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         (!self.out.is_empty()).then(|| self.out.remove(0))
@@ -305,7 +317,9 @@ impl Scheduler {
             Input::LockDenied if self.phase == Phase::Locking => self.skip(now),
             Input::Leased if self.phase == Phase::Running => self.skip(now),
             Input::RunEnded { done } if self.phase == Phase::Running => {
-                self.count_end(input);
+                if !core::mem::take(&mut self.covered) {
+                    self.count_end(input);
+                }
                 self.phase = Phase::Idle;
                 self.hold_until = 0;
                 let rerun = self.rerun.take();
@@ -353,9 +367,15 @@ impl Scheduler {
                     self.out.push(Output::CheckStorage);
                 }
             }
-            Input::FullRunByHand if self.phase == Phase::Idle && self.period_at.is_some() => {
-                self.rearm_period(now)
-            }
+            Input::FullRunByHand => match self.phase {
+                Phase::Idle if self.period_at.is_some() => self.rearm_period(now),
+                // Started while the hand run went, and waiting behind it
+                // (the driver starts no run until a run by hand ends).
+                Phase::Locking | Phase::Running => {
+                    self.covered = self.periodic && self.rerun.is_none()
+                }
+                _ => {}
+            },
             Input::Deleted if self.cfg.after_delete => self.request(Mode::Light, now),
             Input::Pressure => self.soon(Mode::Full, now, now),
             Input::Close => {
@@ -466,6 +486,7 @@ impl Scheduler {
         let carried = self.pending.take();
         self.mode = carried.map_or(Mode::Full, |p| if period_due { Mode::Full } else { p.mode });
         self.periodic = carried.is_none();
+        self.covered = false;
         if period_due {
             self.period_at = None;
         }

@@ -64,14 +64,77 @@ fn a_full_run_by_hand_puts_the_periodic_run_off_but_not_while_a_background_run_g
     assert_eq!(s.stats().runs, 0, "not a run of the scheduler's");
     s.handle(8_000, Input::Timer);
     assert_eq!(drain(&mut s), vec![start(Mode::Full)]);
-    // While its own run goes, a hand run's end changes nothing.
+    // Its own run carried a request: a hand run's end changes nothing.
+    s.handle(8_050, Input::Request(Mode::Light));
     s.handle(8_100, Input::FullRunByHand);
+    assert!(
+        !s.covered(),
+        "the request came after the hand run may have read the store"
+    );
     s.handle(8_500, Input::RunEnded { done: true });
-    assert_eq!(drain(&mut s), vec![Output::ArmTimer(13_500)]);
+    assert_eq!(
+        drain(&mut s),
+        vec![Output::ArmTimer(8_500)],
+        "the request's rerun, at once"
+    );
+    assert_eq!(s.stats().runs, 1);
     // Without a period, nothing is armed.
     let mut none = Scheduler::new(cfg(), 1_000);
     none.handle(2_000, Input::FullRunByHand);
     assert_eq!(drain(&mut none), vec![]);
+}
+
+#[test]
+fn a_periodic_run_started_while_a_full_run_by_hand_went_is_left_undone_after_it() {
+    let mut s = periodic(5_000, 1_000);
+    drain(&mut s);
+    s.handle(6_000, Input::Timer);
+    assert_eq!(drain(&mut s), vec![start(Mode::Full)]);
+    // The driver holds it back until the hand run ends.
+    s.handle(7_000, Input::FullRunByHand);
+    assert!(s.covered(), "nothing left for it to do");
+    s.handle(7_000, Input::RunEnded { done: true });
+    assert_eq!(
+        drain(&mut s),
+        vec![Output::ArmTimer(12_000)],
+        "the period counts from the hand run"
+    );
+    assert_eq!(s.stats().runs, 0, "left undone, not counted");
+    assert!(!s.covered());
+    // Whilst it waits for the lock too.
+    let mut s = Scheduler::new(
+        ScheduleConfig {
+            period_ms: 5_000,
+            use_lock: true,
+            ..cfg()
+        },
+        1_000,
+    );
+    drain(&mut s);
+    s.handle(6_000, Input::Timer);
+    assert_eq!(drain(&mut s), vec![Output::TakeLock]);
+    s.handle(6_500, Input::FullRunByHand);
+    s.handle(6_600, Input::LockTaken);
+    assert_eq!(drain(&mut s), vec![start(Mode::Full)]);
+    assert!(s.covered());
+    // A run that carried a request is not covered.
+    let mut s = Scheduler::new(cfg(), 0);
+    s.handle(0, Input::Request(Mode::Full));
+    s.handle(100, Input::Timer);
+    assert_eq!(
+        drain(&mut s),
+        vec![Output::ArmTimer(100), start(Mode::Full)]
+    );
+    s.handle(200, Input::FullRunByHand);
+    assert!(!s.covered(), "a request's run is not the periodic one");
+    // Nor one after a failure: a new start forgets it.
+    let mut s = periodic(5_000, 1_000);
+    drain(&mut s);
+    s.handle(6_000, Input::Timer);
+    s.handle(6_100, Input::FullRunByHand);
+    s.handle(6_200, Input::RunFailed);
+    s.handle(20_000, Input::Timer);
+    assert!(!s.covered());
 }
 
 #[test]

@@ -455,6 +455,11 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
         release_lock(&inner);
         return feed(&inner, Input::RunEnded { done: false });
     }
+    // The periodic run, and a full run by hand went to its end meanwhile.
+    if inner.driver.sched.borrow().covered() {
+        release_lock(&inner);
+        return feed(&inner, Input::RunEnded { done: true });
+    }
     inner.running.set(true);
     inner.background.set(true);
     notify(&inner, "start", mode, started, None);

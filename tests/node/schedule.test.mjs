@@ -125,6 +125,23 @@ test("a full run by hand puts the periodic run off by periodMs; a light one does
   await t.close();
 });
 
+test("a periodic run falling due during a full run by hand is not run after it", async () => {
+  const s = new Sweeper(memoryStore(), { batchSize: 10, schedule: { periodMs: 60 } });
+  await putExpired(s, 50);
+  // Five batches, 40 ms each: the period falls due while it goes.
+  const t0 = Date.now();
+  const report = await s.run({ onProgress: () => sleep(40) });
+  const ended = Date.now();
+  assert.ok(ended - t0 > 60, `the hand run outlasted the period (${ended - t0} ms)`);
+  assert.equal(report.deleted.expired.count, 50);
+  await sleep(30);
+  assert.equal(s.stats().runs, 0, "no background run behind it");
+  assert.ok(s.stats().nextRunAt >= ended + 50, "the period counts from the hand run's end");
+  // The next period runs as ever.
+  await until(() => s.stats().runs === 1, 5_000, "the next periodic run");
+  await s.close();
+});
+
 test("a delete asks for a light run, which takes the blob the entry held", async () => {
   const s = new Sweeper(memoryStore(), {
     policy: { orphanGraceMs: 0 },
