@@ -797,6 +797,15 @@ pub struct BlobRecord {
     /// Raised by every write of the record (see `EntryMeta::rev`).
     #[serde(default)]
     pub rev: u64,
+    /// `verify` with repair found its bytes gone, or removed them as
+    /// corrupt: the next `putBlob` of its bytes, by any Sweeper, writes
+    /// them again. Written only when true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub lost: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl BlobRecord {
@@ -811,13 +820,17 @@ impl BlobRecord {
 
 pub fn encode_blob(r: &BlobRecord) -> Vec<u8> {
     Writer::record(|w| {
-        w.map(4);
+        w.map(4 + usize::from(r.lost));
         w.uints(&[
             ("size", r.size),
             ("createdAt", r.created_at),
             ("refs", r.refs),
             ("rev", r.rev),
         ]);
+        if r.lost {
+            w.str("lost");
+            w.bool(true);
+        }
     })
 }
 
@@ -829,6 +842,11 @@ pub fn decode_blob(bytes: &[u8]) -> Result<BlobRecord, DecodeError> {
         created_at: f.u64("createdAt")?,
         refs: f.u64("refs")?,
         rev: f.u64_or_zero("rev")?,
+        lost: match f.get("lost") {
+            None => false,
+            Some(Value::Boolean(b)) => *b,
+            Some(_) => return Err(Fields::invalid("lost", "true or false")),
+        },
     })
 }
 
@@ -837,8 +855,7 @@ pub fn encode_blob_info(info: &BlobInfo) -> Vec<u8> {
     encode_blob(&BlobRecord {
         size: info.size,
         created_at: info.created_at,
-        refs: 0,
-        rev: 0,
+        ..BlobRecord::default()
     })
 }
 
@@ -1079,6 +1096,7 @@ mod tests {
                 created_at: n / 5,
                 refs: n / 7,
                 rev: n / 11,
+                lost: i % 2 == 1,
             };
             assert_eq!(encode_blob(&blob), by_serde(&blob), "blob {i}");
             let temps = [
@@ -1205,13 +1223,16 @@ mod tests {
             staged: Staged::Blob { id: "b".into() },
         };
         assert_eq!(decode_temp(&encode_temp(&blob_temp)), Ok(blob_temp));
-        let blob = BlobRecord {
-            size: 1,
-            created_at: 2,
-            refs: 3,
-            rev: 4,
-        };
-        assert_eq!(decode_blob(&encode_blob(&blob)), Ok(blob));
+        for lost in [false, true] {
+            let blob = BlobRecord {
+                size: 1,
+                created_at: 2,
+                refs: 3,
+                rev: 4,
+                lost,
+            };
+            assert_eq!(decode_blob(&encode_blob(&blob)), Ok(blob));
+        }
         // Serde's own reader reads the same bytes the same way.
         let meta = EntryMeta {
             created_at: 1,

@@ -375,19 +375,21 @@ pub fn put_blob_step(
         Err(missing) => return Ok(Step::Read(missing)),
     };
     let record = counts.blob(id);
+    // Its bytes found gone (by `verify`): written again.
+    let rewrite = rewrite || record.is_some_and(|r| r.lost);
     let rec = match record {
         Some(rec) if rec.created_at >= now && !rewrite => return Ok(Step::Done(())),
         // Refreshed: its reference count stays.
         Some(rec) => BlobRecord {
             created_at: now.max(rec.created_at),
             rev: rec.rev.wrapping_add(1),
+            lost: false,
             ..rec.clone()
         },
         None => BlobRecord {
             size: bytes.len() as u64,
             created_at: now,
-            refs: 0,
-            rev: 0,
+            ..BlobRecord::default()
         },
     };
     let mut ops = Vec::new();

@@ -238,6 +238,72 @@ fn verify_finds_corrupt_and_missing_blobs_and_repair_clears_the_way_for_put_blob
 }
 
 #[test]
+fn after_verify_with_repair_put_blob_on_another_sweeper_writes_lost_bytes_again() {
+    let s = sweeper();
+    block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..3u8 {
+            let id = s.put_blob(&[i; 100], T0).await.unwrap();
+            let opts = PutOptions {
+                blobs: vec![id.clone()],
+                ..Default::default()
+            };
+            let entry = EntryId::new("docs", format!("d{i}"));
+            s.put(&entry, StoredValue::Bytes(vec![i]), opts, T0)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        // One blob's bytes damaged, one's lost (and, later, a third's lost
+        // but only seen by a verify without repair).
+        let store = s.store();
+        store
+            .apply(vec![
+                Op::Put(Table::Blobs, id_key(&ids[0]), vec![9; 100]),
+                Op::Delete(Table::Blobs, id_key(&ids[1])),
+            ])
+            .await
+            .unwrap();
+        let repaired = s
+            .verify(Some(Shard { index: 0, count: 1 }), true, &mut RunToEnd)
+            .await
+            .unwrap();
+        assert_eq!(repaired.removed, [ids[0].clone()]);
+        // A page reload: a new Sweeper over the same store. Its putBlob
+        // writes the bytes again where the record says they were lost.
+        let other = Sweeper::new(store.clone(), Policy::default(), Default::default());
+        for (i, id) in ids[..2].iter().enumerate() {
+            assert_eq!(&other.put_blob(&[i as u8; 100], T0 + 10).await.unwrap(), id);
+            assert_eq!(other.get_blob(id).await.unwrap(), Some(vec![i as u8; 100]));
+        }
+        // Written once: the mark is gone, and the next putBlob refreshes alone.
+        let rec = store
+            .get(Table::BlobMeta, &[id_key(&ids[0])])
+            .await
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        assert!(!kvsweep::codec::decode_blob(&rec).unwrap().lost);
+        let rebuilt = other.rebuild().await.unwrap();
+        assert_eq!((rebuilt.blobs_fixed, rebuilt.entries_fixed), (0, 0));
+        store
+            .apply(vec![Op::Delete(Table::Blobs, id_key(&ids[2]))])
+            .await
+            .unwrap();
+        let clean = other.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert!(clean.corrupt.is_empty(), "{clean:?}");
+        assert_eq!(clean.missing, [ids[2].clone()], "still lost: {clean:?}");
+        // Without repair nothing is marked: only the Sweeper that found it
+        // writes it again.
+        let third = Sweeper::new(store.clone(), Policy::default(), Default::default());
+        third.put_blob(&[2; 100], T0 + 20).await.unwrap();
+        assert_eq!(third.get_blob(&ids[2]).await.unwrap(), None);
+        other.put_blob(&[2; 100], T0 + 30).await.unwrap();
+        assert_eq!(other.get_blob(&ids[2]).await.unwrap(), Some(vec![2; 100]));
+    });
+}
+
+#[test]
 fn zombies_are_listed_and_delete_namespace_removes_entries_and_record() {
     let s = sweeper();
     for i in 0..5 {

@@ -723,8 +723,7 @@ fn a_stale_temp_written_again_since_planning_is_kept_with_its_blob() {
         let rec = BlobRecord {
             size,
             created_at: tw,
-            refs: 0,
-            rev: 0,
+            ..BlobRecord::default()
         };
         let record = Op::Put(Table::BlobMeta, blob_key, encode_blob(&rec));
         fs.apply(vec![record, Op::Delete(Table::Temps, temp_key.clone())])

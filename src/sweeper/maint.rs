@@ -613,7 +613,8 @@ impl<S: Store> Sweeper<S> {
     /// bytes (re-checked in the transaction that removes them; its record
     /// and counts stay) and reports the entries that referenced it, which
     /// are never deleted for it. `putBlob` on this Sweeper of a blob found
-    /// missing or removed writes its bytes again.
+    /// missing or removed writes its bytes again; with `repair`, on any
+    /// Sweeper too (the blob's record is marked lost).
     pub async fn verify<H: RunHost>(
         &self,
         shard: Option<Shard>,
@@ -699,13 +700,17 @@ impl<S: Store> Sweeper<S> {
             for id in fine {
                 lost.remove(id);
             }
-            for id in gone {
+            for id in &gone {
                 lost.insert(id.to_string());
             }
         }
         if repair {
+            // Marked in their records too, for every Sweeper's putBlob.
+            for id in gone {
+                self.mark_lost(id).await?;
+            }
             for id in corrupt.iter() {
-                if self.remove_corrupt_blob(id).await? {
+                if self.mark_lost(id).await? {
                     report.removed.push(id.clone());
                     self.lost_blobs.borrow_mut().insert(id.clone());
                 }
@@ -716,25 +721,54 @@ impl<S: Store> Sweeper<S> {
         Ok(report)
     }
 
-    /// Removes blob `id`'s bytes if, read again in the same transaction,
-    /// they still do not hash to it; whether it did. Its record, and the
+    /// Marks blob `id`'s record lost (see `BlobRecord::lost`) if, read again
+    /// in the same transaction, its bytes are gone or do not hash to it,
+    /// and removes such bytes; whether it removed them. The record, and the
     /// reference count in it, stay: the blob reads as missing until
-    /// `putBlob` of its bytes writes them again (a record written anew
-    /// would count no referrer, and a run would trust it).
-    async fn remove_corrupt_blob(&self, id: &str) -> Result<bool, Error> {
+    /// `putBlob` of its bytes, by any Sweeper, writes them again (a record
+    /// written anew would count no referrer, and a run would trust it). The
+    /// mark goes first: a batch cut short leaves bytes still to remove, not
+    /// bytes gone unmarked.
+    async fn mark_lost(&self, id: &str) -> Result<bool, Error> {
         let key = id_key(id);
         self.store
-            .transact(Access::Write, &[Table::Blobs], |reads| {
-                let Some(bytes) = reads.get(Table::Blobs, &key) else {
-                    return Ok(Step::Read(vec![Read::Key(Table::Blobs, key.clone())]));
+            .transact(Access::Write, &[Table::Blobs, Table::BlobMeta], |reads| {
+                let (Some(bytes), Some(record)) = (
+                    reads.get(Table::Blobs, &key),
+                    reads.get(Table::BlobMeta, &key),
+                ) else {
+                    return Ok(Step::Read(vec![
+                        Read::Key(Table::Blobs, key.clone()),
+                        Read::Key(Table::BlobMeta, key.clone()),
+                    ]));
                 };
-                match bytes {
-                    Some(b) if blob_id(b) != id => Ok(Step::Write(
-                        vec![Op::Delete(Table::Blobs, key.clone())],
-                        true,
-                    )),
-                    _ => Ok(Step::Done(false)),
+                let corrupt = bytes.as_ref().is_some_and(|b| blob_id(b) != id);
+                if bytes.is_some() && !corrupt {
+                    return Ok(Step::Done(false));
                 }
+                let mut ops = Vec::new();
+                if let Some(rec) = record.and_then(|r| codec::decode_blob(r).ok()) {
+                    if !rec.lost {
+                        let rec = codec::BlobRecord {
+                            lost: true,
+                            rev: rec.rev.wrapping_add(1),
+                            ..rec
+                        };
+                        ops.push(Op::Put(
+                            Table::BlobMeta,
+                            key.clone(),
+                            codec::encode_blob(&rec),
+                        ));
+                    }
+                }
+                if corrupt {
+                    ops.push(Op::Delete(Table::Blobs, key.clone()));
+                }
+                Ok(if ops.is_empty() {
+                    Step::Done(false)
+                } else {
+                    Step::Write(ops, corrupt)
+                })
             })
             .await
     }
