@@ -794,15 +794,17 @@ impl Scratch {
 
         // Liveness: roots are the entries no rule dropped (pinned ones always),
         // plus everything they reference within the namespace.
-        let live_for = |dropped: &[Option<Reason>]| {
-            mark_reachable(n, (0..n).filter(|&j| dropped[j].is_none()), |j, out| {
-                for r in &entry(ix(j)).meta.refs {
-                    let h = blobs.hasher.hash_one(r.as_str());
-                    if let Some(&k) = keys.find(h, |&k| entry(k).id.key == *r) {
-                        out.push(k as usize);
-                    }
+        // The entries of the namespace `j` references.
+        let edges = |j: usize, out: &mut Vec<usize>| {
+            for r in &entry(ix(j)).meta.refs {
+                let h = blobs.hasher.hash_one(r.as_str());
+                if let Some(&k) = keys.find(h, |&k| entry(k).id.key == *r) {
+                    out.push(k as usize);
                 }
-            })
+            }
+        };
+        let live_for = |dropped: &[Option<Reason>]| {
+            mark_reachable(n, (0..n).filter(|&j| dropped[j].is_none()), edges)
         };
 
         pauser.pause().await;
@@ -940,7 +942,110 @@ impl Scratch {
         }
         evict(dropped, 0, k_entries, Reason::MaxEntries);
         evict(dropped, k_entries, k, Reason::MaxBytes);
-        live.unwrap_or_else(|| live_for(dropped))
+        let mut live = live.unwrap_or_else(|| live_for(dropped));
+        if k == 0 {
+            return live;
+        }
+        // Given back: the shortest prefix that fits may evict more than the
+        // quota needs. Evicting the entry that kept an older one alive can
+        // leave room for that one, or for others the prefix took (maxEntries
+        // 2 over a, b, c → a, d, least recently accessed first: the prefix
+        // a, b, c leaves d alone). So each evicted entry, most recently
+        // accessed first, is kept again when it fits, with what it
+        // references, under maxEntries and the byte bound: the target when
+        // maxBytes evicted, else maxBytes itself (what is kept never
+        // starts a new eviction).
+        let bound = rules.max_bytes.map(|max| {
+            u128::from(if k > k_entries {
+                rules.byte_target().unwrap_or(max)
+            } else {
+                max
+            })
+        });
+        let mut count = live.iter().filter(|&&x| x).count() as u64;
+        let mut bytes = bound.map_or(0, |_| weight(&live, blob_seen));
+        // Per blob, whether what lives holds it (`holders`, left all 0).
+        holders.resize(blobs.list.len(), 0);
+        if bound.is_some() {
+            for j in (0..n).filter(|&j| live[j]) {
+                for &b in held_by(j) {
+                    holders[b as usize] = 1;
+                }
+            }
+        }
+        // Bounded: a long chain behind each evicted entry could cost the
+        // square of the namespace; past this, the rest stays evicted.
+        let mut work = 4 * n + 100_000;
+        let (mut trial, mut stack, mut next) = (Vec::new(), Vec::new(), Vec::new());
+        for &j in ranked[..k].iter().rev() {
+            let j = j as usize;
+            trial.clear();
+            stack.clear();
+            let mut add: u128 = 0;
+            let (seen, weighing) = &mut *blob_seen;
+            *weighing = weighing.wrapping_add(1);
+            if *weighing == 0 {
+                seen.fill(0);
+                *weighing = 1;
+            }
+            let mut fits = true;
+            let mut visit = |x: usize, trial: &mut Vec<usize>, stack: &mut Vec<usize>| {
+                if live[x] {
+                    return;
+                }
+                live[x] = true;
+                trial.push(x);
+                stack.push(x);
+                if bound.is_some() {
+                    add += u128::from(entry(ix(x)).meta.size);
+                    for &b in held_by(x) {
+                        let b = b as usize;
+                        if holders[b] == 0 && seen[b] != *weighing {
+                            seen[b] = *weighing;
+                            add += u128::from(blobs.list[b].size);
+                        }
+                    }
+                }
+            };
+            visit(j, &mut trial, &mut stack);
+            while let Some(x) = stack.pop() {
+                next.clear();
+                edges(x, &mut next);
+                for &y in &next {
+                    visit(y, &mut trial, &mut stack);
+                }
+                work = work.saturating_sub(1 + next.len());
+                if work == 0 || count + trial.len() as u64 > max_entries {
+                    fits = false;
+                    break;
+                }
+            }
+            fits &=
+                count + trial.len() as u64 <= max_entries && bound.is_none_or(|b| bytes + add <= b);
+            if fits {
+                count += trial.len() as u64;
+                bytes += add;
+                for &x in trial.iter().filter(|_| bound.is_some()) {
+                    for &b in held_by(x) {
+                        holders[b as usize] = 1;
+                    }
+                }
+                dropped[j] = None;
+            } else {
+                for &x in &trial {
+                    live[x] = false;
+                }
+            }
+            if work == 0 {
+                break;
+            }
+        }
+        for j in (0..n).filter(|&j| bound.is_some() && live[j]) {
+            for &b in held_by(j) {
+                holders[b as usize] = 0;
+            }
+        }
+        live
     }
 }
 

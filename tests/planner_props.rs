@@ -249,9 +249,12 @@ fn reference(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Expec
                 dropped.insert(&e.id.key, Reason::MaxEntries);
             }
         }
+        let mut byte_bound = None;
         if let Some(max) = r.max_bytes {
             let target = (max as f64 * r.low_watermark).floor() as u64;
+            byte_bound = Some(max as u128);
             if weight_of(&dropped) > max as u128 {
+                byte_bound = Some(target as u128);
                 for e in &lru {
                     if weight_of(&dropped) <= target as u128 {
                         break;
@@ -260,6 +263,26 @@ fn reference(inv: &Inventory, policy: &Policy, now: Millis, mode: Mode) -> Expec
                         dropped.insert(&e.id.key, Reason::MaxBytes);
                     }
                 }
+            }
+        }
+        // What the quotas evicted beyond need is kept again, most recently
+        // accessed first, wherever what lives still fits (the byte bound:
+        // the target when maxBytes evicted, else maxBytes).
+        for e in lru.iter().rev() {
+            let key = e.id.key.as_str();
+            if !matches!(
+                dropped.get(key),
+                Some(Reason::MaxEntries | Reason::MaxBytes)
+            ) {
+                continue;
+            }
+            let mut trial = dropped.clone();
+            trial.remove(key);
+            if r.max_entries
+                .is_none_or(|m| live_of(&trial).len() as u64 <= m)
+                && byte_bound.is_none_or(|b| weight_of(&trial) <= b)
+            {
+                dropped = trial;
             }
         }
         let live = live_of(&dropped);
@@ -1103,18 +1126,64 @@ fn a_quota_eviction_that_promotes_a_rescued_entry_is_planned_at_once() {
     // keeps alive; five entries live. maxEntries evicts the least recently
     // accessed until what lives fits: k1 and k3 leave k0, k2 and k4 living,
     // three, so k0 goes too, and with it k2, which lived only through k0.
+    // That leaves one: k1, evicted on the way, fits again and stays.
     let first = plan(&inv, &policy, NOW, Mode::Full);
     assert_eq!(
         gone(&first),
         [
             ("k0".to_string(), Reason::MaxEntries),
-            ("k1".to_string(), Reason::MaxEntries),
             ("k2".to_string(), Reason::Retention),
             ("k3".to_string(), Reason::MaxEntries)
         ]
     );
     let second = plan(&apply(&inv, &first), &policy, NOW, Mode::Full);
     assert_eq!(gone(&second), []);
+}
+
+/// A quota evicts no more than it needs (SPEC §2): evicting the entry that
+/// kept an older one alive, a prefix of the order can leave room it need
+/// not. What fits again is kept, most recently accessed first, with what it
+/// references (found by a tester: maxEntries 2 over a, b, c → a, d left d
+/// alone).
+#[test]
+fn quotas_give_back_what_the_eviction_order_took_beyond_need() {
+    let entry = |key: &str, accessed_at, refs: &[&str]| {
+        listed_entry(
+            key,
+            EntryMeta {
+                accessed_at,
+                size: 90,
+                refs: refs.iter().map(|r| r.to_string()).collect(),
+                ..EntryMeta::default()
+            },
+        )
+    };
+    let inv = Inventory {
+        entries: vec![
+            entry("a", 1, &[]),
+            entry("b", 2, &[]),
+            entry("c", 3, &["a"]),
+            entry("d", 4, &[]),
+        ],
+        ..Inventory::default()
+    };
+    let mut by_count = Policy::default();
+    by_count.rules.max_entries = Some(2);
+    let mut by_bytes = Policy::default();
+    by_bytes.rules.max_bytes = Some(200);
+    by_bytes.rules.low_watermark = Some(1.0);
+    for (policy, reason) in [(by_count, Reason::MaxEntries), (by_bytes, Reason::MaxBytes)] {
+        let first = plan(&inv, &policy, NOW, Mode::Full);
+        let gone: Vec<(&str, Reason)> = first
+            .actions
+            .iter()
+            .map(|a| (a.key.as_str(), a.reason))
+            .collect();
+        // c goes, and a with it (a is older than b): b and d stay, two.
+        assert_eq!(gone, [("a", reason), ("c", reason)]);
+        let second = plan(&apply(&inv, &first), &policy, NOW, Mode::Full);
+        assert!(second.actions.is_empty(), "{second:?}");
+    }
 }
 
 /// A quota counts what lives (SPEC §2): an entry it evicts that a root still
