@@ -95,6 +95,10 @@ impl ScheduleConfig {
     }
 }
 
+/// Retries in a row of a run that could not delete some items
+/// ([`Input::RunEndedWithErrors`]).
+pub const ITEM_RETRIES: u32 = 3;
+
 /// Something that happened, at the `now` passed with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -116,6 +120,11 @@ pub enum Input {
     },
     /// The run failed (an error, a throw): it will be retried.
     RunFailed,
+    /// The run went to its end but could not delete some items: counted
+    /// failed, and retried [`ITEM_RETRIES`] times in a row; past that, its
+    /// items wait for the period like any a run leaves (a lasting refusal
+    /// made no full run every `retry_max_ms` for ever).
+    RunEndedWithErrors,
     /// A full run called by hand (not started here) ran to its end without
     /// errors: the period counts from it too, and a periodic run started
     /// meanwhile, waiting behind it, is left undone.
@@ -134,7 +143,7 @@ pub enum Input {
 /// What the driver must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Start a run; answer with `RunEnded` or `RunFailed`.
+    /// Start a run; answer with `RunEnded`, `RunEndedWithErrors` or `RunFailed`.
     StartRun {
         mode: Mode,
         budget_ms: Option<Millis>,
@@ -337,7 +346,20 @@ impl Scheduler {
                     }
                 }
             }
-            Input::RunFailed if self.phase == Phase::Running => {
+            Input::RunEndedWithErrors
+                if self.phase == Phase::Running && self.stats.failures_in_row >= ITEM_RETRIES =>
+            {
+                self.count_end(input);
+                self.phase = Phase::Idle;
+                self.hold_until = 0;
+                if self.mode == Mode::Full || self.period_at.is_none() {
+                    self.rearm_period(now);
+                }
+                if let Some(mode) = self.rerun.take() {
+                    self.soon(mode, now, now);
+                }
+            }
+            Input::RunFailed | Input::RunEndedWithErrors if self.phase == Phase::Running => {
                 self.count_end(input);
                 self.phase = Phase::Idle;
                 let n = self.stats.failures_in_row.min(40) - 1;
@@ -394,7 +416,7 @@ impl Scheduler {
     fn count_end(&mut self, input: Input) {
         match input {
             Input::RunEnded { done: true } => self.stats.runs += 1,
-            Input::RunFailed => {
+            Input::RunFailed | Input::RunEndedWithErrors => {
                 self.stats.failures += 1;
                 self.stats.failures_in_row = self.stats.failures_in_row.saturating_add(1);
             }

@@ -2,7 +2,7 @@
 //! events per seed, checked step by step against a small reference model that
 //! keeps a log of unserved requests instead of the scheduler's folded state.
 
-use kvsweep::schedule::{Input, Output, Phase, ScheduleConfig, Scheduler, DAY_MS};
+use kvsweep::schedule::{Input, Output, Phase, ScheduleConfig, Scheduler, DAY_MS, ITEM_RETRIES};
 use kvsweep::{Millis, Mode};
 
 fn drain(s: &mut Scheduler) -> Vec<Output> {
@@ -277,6 +277,53 @@ fn failures_back_off_exponentially_up_to_the_cap_then_recover() {
     assert_eq!(s.stats().failures_in_row, 0);
     assert_eq!(s.stats().failures, 5);
     assert_eq!(s.phase(), Phase::Idle);
+}
+
+#[test]
+fn a_run_that_could_not_delete_some_items_is_retried_a_few_times_then_waits_for_the_period() {
+    let mut s = Scheduler::new(
+        ScheduleConfig {
+            retry_base_ms: 1_000,
+            retry_max_ms: 5_000,
+            period_ms: 60_000,
+            ..cfg()
+        },
+        0,
+    );
+    drain(&mut s);
+    s.handle(0, Input::Request(Mode::Full));
+    s.handle(100, Input::Timer);
+    drain(&mut s);
+    let mut t = 100;
+    for retry in 0..ITEM_RETRIES {
+        s.handle(t, Input::RunEndedWithErrors);
+        let out = drain(&mut s);
+        assert_eq!(
+            out,
+            vec![Output::ArmTimer(t + (1_000 << retry))],
+            "retry {retry}"
+        );
+        t += 1_000 << retry;
+        s.handle(t, Input::Timer);
+        assert_eq!(drain(&mut s), vec![start(Mode::Full)]);
+    }
+    // Failed once more: counted failed, and left for the period.
+    s.handle(t, Input::RunEndedWithErrors);
+    assert_eq!(drain(&mut s), vec![Output::ArmTimer(t + 60_000)]);
+    let st = s.stats();
+    assert_eq!((st.runs, st.failures, st.failures_in_row), (0, 4, 4));
+    assert_eq!(s.phase(), Phase::Idle);
+    // The period's run fails again: no retry.
+    s.handle(t + 60_000, Input::Timer);
+    assert_eq!(drain(&mut s), vec![start(Mode::Full)]);
+    s.handle(t + 60_100, Input::RunEndedWithErrors);
+    assert_eq!(drain(&mut s), vec![Output::ArmTimer(t + 120_100)]);
+    assert_eq!(s.stats().failures_in_row, 5);
+    // One that deletes everything ends the row.
+    s.handle(t + 120_100, Input::Timer);
+    drain(&mut s);
+    s.handle(t + 120_200, Input::RunEnded { done: true });
+    assert_eq!((s.stats().runs, s.stats().failures_in_row), (1, 0));
 }
 
 #[test]

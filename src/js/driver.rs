@@ -440,10 +440,6 @@ fn notify(inner: &Inner, kind: &str, mode: Mode, at: f64, extra: Option<(&str, J
     }
 }
 
-/// Retries in a row of a run that could not delete some items, before they
-/// wait for the period like any item a run leaves.
-const ITEM_RETRIES: u32 = 3;
-
 /// A run the scheduler started: waits for a run called by hand to finish,
 /// runs, records the outcome, releases the lock, tells the scheduler.
 async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) {
@@ -501,17 +497,15 @@ async fn scheduled_run(inner: Rc<Inner>, mode: Mode, budget_ms: Option<Millis>) 
                 // retried after the lock's delay (not at once: that would spin).
                 if host.stopped == Some("leased") {
                     Input::Leased
-                } else if report.halted
-                    || (report.done
-                        && !report.errors.is_empty()
-                        && inner.driver.sched.borrow().stats().failures_in_row < ITEM_RETRIES)
-                {
-                    // The store closed under it, or items could not be
-                    // deleted: the next goes after the retry's delay, not at
-                    // once (and not only after the next period). Items that
-                    // keep failing wait for the period after a few retries:
-                    // else a lasting refusal made a full run every retryMaxMs.
+                } else if report.halted {
+                    // The store closed under it: the next goes after the
+                    // retry's delay, not at once (and not only after the
+                    // next period).
                     Input::RunFailed
+                } else if report.done && !report.errors.is_empty() {
+                    // Items could not be deleted: retried a few times (the
+                    // scheduler's ITEM_RETRIES), then left for the period.
+                    Input::RunEndedWithErrors
                 } else {
                     Input::RunEnded { done: report.done }
                 },
