@@ -68,6 +68,7 @@ export interface MigrateReport {
 export interface Health {
   status: "healthy" | "warning" | "critical";
   reasons: string[];
+  /** When the last run that went to its end without errors began (a run stopped part-way is none). */
   lastSuccessAt?: number;
   /** The last runs, newest last (at most 32). */
   runs: LoggedRun[];

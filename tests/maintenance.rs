@@ -547,6 +547,18 @@ fn health_weighs_each_reason() {
         assess(vec![ok(T0 + 500)], unfinished.clone(), T0 + 600).status,
         HealthStatus::Healthy
     );
+    // A run stopped before it saved a cursor (aborted before its first
+    // batch): no success, and garbage left once a period has passed.
+    let stopped = LoggedRun {
+        done: false,
+        ..ok(T0 + 100)
+    };
+    let h = assess(vec![ok(T0), stopped.clone()], facts.clone(), T0 + 1_200);
+    assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
+    assert!(h.reasons[0].contains("stopped before its end"), "{h:?}");
+    assert_eq!(h.last_success_at, Some(T0), "a stopped run is no success");
+    let h = assess(vec![ok(T0), stopped], facts.clone(), T0 + 600);
+    assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
     // A period of 0 (no periodic runs) never makes a run overdue.
     let none = HealthFacts::default();
     assert_eq!(

@@ -247,6 +247,7 @@ pub enum HealthStatus {
 pub struct Health {
     pub status: HealthStatus,
     pub reasons: Vec<String>,
+    /// When the last run that went to its end without errors began.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<Millis>,
     /// The run log, newest last.
@@ -273,7 +274,9 @@ pub struct HealthFacts {
 /// rolling audit found bad blobs, or no run is logged yet.
 pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
     let mut reasons: Vec<(HealthStatus, String)> = Vec::new();
-    let success = |r: &&LoggedRun| !r.failed && r.errors == 0;
+    // A run stopped part-way (a budget, an abort) is no success: the
+    // garbage past where it stopped is still there.
+    let success = |r: &&LoggedRun| r.done && !r.failed && r.errors == 0;
     let last_success_at = runs.iter().rev().find(success).map(|r| r.at);
     let period = facts.period_ms;
     match (runs.last(), last_success_at) {
@@ -324,7 +327,12 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
             ),
         ));
     }
-    if let Some(since) = facts.unfinished_since {
+    // Its cursor, or, where it stopped before saving one (before its first
+    // batch, or among entries waiting for others), the log's last line.
+    let unfinished = facts
+        .unfinished_since
+        .or_else(|| runs.last().filter(|r| !r.done && !r.failed).map(|r| r.at));
+    if let Some(since) = unfinished {
         let age = now.saturating_sub(since);
         if period > 0 && age > period {
             reasons.push((
