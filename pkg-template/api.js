@@ -193,7 +193,7 @@ const SYNC = new Set(["progress", "request", "stats"]);
 // prototype: called with other arguments than this file passes, they would
 // not fail the way a method does.
 const INTERNAL = {};
-for (const name of ["maintain", "readStart", "readEnd"]) {
+for (const name of ["maintain", "readStart", "readEnd", "keysPage"]) {
   INTERNAL[name] = RawSweeper.prototype[name];
   delete RawSweeper.prototype[name];
 }
@@ -337,8 +337,9 @@ Object.defineProperty(Sweeper.prototype, "close", {
   },
 });
 
-// keys() and entries(): async iterators over the pages keysPage reads, like
-// idb-keyval's keys() and entries() but lazy. `limit` caps how many come.
+// keys() and entries(): async iterators over the pages the module's keysPage
+// (internal) reads, like idb-keyval's keys() and entries() but lazy. `limit`
+// caps how many come.
 async function* pages(sweeper, values, options = {}) {
   const what = `Sweeper.${values ? "entries" : "keys"}`;
   if (freed(sweeper)) throw gone(sweeper, what);
@@ -356,7 +357,7 @@ async function* pages(sweeper, values, options = {}) {
   while (left > 0) {
     if (freed(sweeper)) throw gone(sweeper, what);
     const page = await namingClosed(
-      RawSweeper.prototype.keysPage.call(sweeper, values, { ...options, after, limit: valid ? Math.min(left, 1000) : limit }),
+      INTERNAL.keysPage.call(sweeper, values, { ...options, after, limit: valid ? Math.min(left, 1000) : limit }),
       values ? "entries" : "keys",
       sweeper,
     );

@@ -1166,8 +1166,9 @@ impl JsSweeper {
 
     /// One page of keys (or `[key, value]` pairs): `{ items, next }`, where
     /// `next` is the `after` of the following page (absent at the end). The
-    /// package's `keys()` and `entries()` iterate over these pages.
-    #[wasm_bindgen(js_name = keysPage, unchecked_return_type = "Promise<{ items: unknown[]; next?: string }>")]
+    /// package's `keys()` and `entries()` iterate over these pages (it is
+    /// theirs alone: `api.js` takes it off the public prototype).
+    #[wasm_bindgen(js_name = keysPage, skip_typescript)]
     pub fn keys_page(
         &self,
         values: bool,

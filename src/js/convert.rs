@@ -244,8 +244,9 @@ fn exact_bytes(v: &JsValue, value: bool) -> Result<Option<Bytes>, String> {
                 };
                 let kind = match VIEWS.iter().position(|k| *k == name) {
                     Some(i) => i as u8,
-                    None if name == "Uint8Array" => UINT8,
-                    None => return Err(format!("is a {name}, which cannot be stored")),
+                    // A blob's bytes are any view's.
+                    None if name == "Uint8Array" || !value => UINT8,
+                    None => return Err(format!("is a {name}, which cannot be stored (it is new, and not yet read back in every runtime kvsweep serves); store a Uint8Array over its buffer")),
                 };
                 (call(b, v)?, call(o, v)?, call(l, v)?, Some(kind))
             }
