@@ -219,6 +219,13 @@ pub enum Flow {
 /// decides whether to go on (abort signal, time budget).
 #[allow(async_fn_in_trait)]
 pub trait RunHost {
+    /// Called after each batch: [`Flow::Stop`] ends the run there (not
+    /// done; the next run of the mode goes on from its place). A time
+    /// budget should stop only once the run has made progress
+    /// (`progress.deleted > 0` or `progress.placed`): entries that wait for
+    /// their referrers (a chain of garbage) fill the first batches of a
+    /// run, and a host that stops every run within them never deletes the
+    /// chain. An abort may stop at any batch.
     async fn between_batches(&mut self, progress: &Progress) -> Flow;
 
     /// Called often during long computations (planning): a host on a

@@ -1436,18 +1436,27 @@ impl<S: Store> Sweeper<S> {
                 Some(Op::Put(Table::State, cursor_key, next.encode()))
             }
             // Stopped before its first batch, or among entries that waited
-            // for their referrers: the place, if any, stays as it was, with
-            // the totals so far.
-            (None, false) => cursor.as_ref().map(|c| {
-                let same = Cursor {
-                    mode,
-                    started_at: c.started_at,
-                    after: c.after.clone(),
-                    deleted: report.deleted.clone(),
-                    kept: report.kept,
+            // for their referrers: the place, if any, stays as it was (none:
+            // before everything), with the totals so far, so that the run's
+            // last report counts what this part deleted too.
+            (None, false) => {
+                let deleted = report.deleted.values().any(|t| t.count > 0);
+                let after = match &cursor {
+                    Some(c) => Some(c.after.clone()),
+                    None => (deleted || report.kept > 0)
+                        .then(|| (plan::ActionKind::Entry, String::new(), String::new())),
                 };
-                Op::Put(Table::State, cursor_key, same.encode())
-            }),
+                after.map(|after| {
+                    let same = Cursor {
+                        mode,
+                        started_at: cursor.as_ref().map_or(now, |c| c.started_at),
+                        after,
+                        deleted: report.deleted.clone(),
+                        kept: report.kept,
+                    };
+                    Op::Put(Table::State, cursor_key, same.encode())
+                })
+            }
             (_, true) => had_cursor.then_some(Op::Delete(Table::State, cursor_key)),
         };
         // Kept only by a run that saved a place of its own, past everything
