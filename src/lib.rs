@@ -50,6 +50,7 @@
 extern crate alloc;
 
 mod sort;
+#[doc(hidden)] // the crate's own small collections, not API
 pub mod vecmap;
 
 pub mod mark;
@@ -73,12 +74,14 @@ pub(crate) mod mpv;
 #[cfg(feature = "std")]
 pub mod rebuild;
 #[cfg(feature = "std")]
+#[doc(hidden)] // the executor's reference counts, not API
 pub mod refcount;
 #[cfg(feature = "std")]
 pub mod store;
 #[cfg(feature = "std")]
 pub mod sweeper;
 #[cfg(feature = "std")]
+#[doc(hidden)] // the write protocol's steps, public for this crate's tests only
 pub mod write;
 
 #[cfg(feature = "std")]
@@ -86,4 +89,5 @@ pub use store::{memory::MemoryStore, Store};
 #[cfg(feature = "std")]
 pub use sweeper::{Config, Error, PutOptions, Sweeper};
 #[cfg(feature = "std")]
+#[doc(hidden)] // the JavaScript bindings (the npm package's), not Rust API
 pub mod js;
