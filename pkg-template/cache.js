@@ -379,7 +379,13 @@ export async function track(sweeper, request, response, options = {}) {
     throw new TypeError(`kvsweep: track(sweeper, request, response, options): options.size must be a whole number of bytes, 0 or more, got ${describe(options.size)}`);
   }
   const size = options.size ?? (response ? await responseSize(response) : 0);
-  await sweeper.put(url, null, { ...options, size });
+  try {
+    await sweeper.put(url, null, { ...options, size });
+  } catch (e) {
+    // Its options are put's, and so are its refusals: named by the call made.
+    if (typeof e?.message === "string" && e.message.startsWith("kvsweep: put")) e.message = `kvsweep: track${e.message.slice(12)}`;
+    throw e;
+  }
 }
 
 /**
