@@ -403,10 +403,14 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// An entry's metadata record, with no inline value, in the current
+/// [`FORMAT_VERSION`].
 pub fn encode_meta(meta: &EntryMeta) -> Vec<u8> {
     Writer::record(|w| write_meta(w, meta))
 }
 
+/// Reads an entry's metadata from its record (an inline value is skipped);
+/// `Err` if the record is corrupt or of another format version.
 pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, DecodeError> {
     Ok(decode_meta_layout(bytes)?.0)
 }
@@ -789,6 +793,7 @@ impl<'a> Reader<'a> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlobRecord {
+    /// Length of the blob's bytes.
     pub size: u64,
     /// When the blob was written, or last written again: its grace starts here.
     pub created_at: Millis,
@@ -809,6 +814,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl BlobRecord {
+    /// What the planner needs of the blob `id`.
     pub fn info(&self, id: &str) -> BlobInfo {
         BlobInfo {
             id: id.to_string(),
@@ -818,6 +824,7 @@ impl BlobRecord {
     }
 }
 
+/// A blob record, as stored in `BlobMeta`.
 pub fn encode_blob(r: &BlobRecord) -> Vec<u8> {
     Writer::record(|w| {
         w.map(4 + usize::from(r.lost));
@@ -834,6 +841,7 @@ pub fn encode_blob(r: &BlobRecord) -> Vec<u8> {
     })
 }
 
+/// Reads a blob record; `Err` if it is corrupt or of another format version.
 pub fn decode_blob(bytes: &[u8]) -> Result<BlobRecord, DecodeError> {
     let body = body(bytes)?;
     let f = Fields::of(&body)?;
@@ -859,6 +867,7 @@ pub fn encode_blob_info(info: &BlobInfo) -> Vec<u8> {
     })
 }
 
+/// Reads the blob record of `id` as the planner needs it.
 pub fn decode_blob_info(id: &str, bytes: &[u8]) -> Result<BlobInfo, DecodeError> {
     Ok(decode_blob(bytes)?.info(id))
 }
@@ -870,12 +879,18 @@ pub enum Staged {
     /// Values of an entry's writes (by write id); the entry's metadata is the
     /// commit record: a value whose write it does not name is left over.
     Entry {
+        /// The entry's namespace.
         namespace: String,
+        /// The entry's key.
         key: String,
+        /// The write ids whose values it staged.
         writes: Vec<u64>,
     },
     /// A blob's bytes; its blob record is the commit record.
-    Blob { id: String },
+    Blob {
+        /// The blob's id.
+        id: String,
+    },
 }
 
 /// A temp: what a write staged and when. A write puts it first and deletes it
@@ -883,11 +898,15 @@ pub enum Staged {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TempRecord {
+    /// When the write staged it; it is stale `tempMaxAgeMs` later.
     pub created_at: Millis,
+    /// Bytes of what it staged.
     pub size: u64,
+    /// What it staged.
     pub staged: Staged,
 }
 
+/// A temp record, as stored in `Temps`.
 pub fn encode_temp(r: &TempRecord) -> Vec<u8> {
     Writer::record(|w| {
         w.map(3);
@@ -921,6 +940,7 @@ pub fn encode_temp(r: &TempRecord) -> Vec<u8> {
     })
 }
 
+/// Reads a temp record; `Err` if it is corrupt or of another format version.
 pub fn decode_temp(bytes: &[u8]) -> Result<TempRecord, DecodeError> {
     let body = body(bytes)?;
     let f = Fields::of(&body)?;
@@ -966,6 +986,7 @@ pub fn encode_temp_info(info: &TempInfo) -> Vec<u8> {
     })
 }
 
+/// Reads the temp record of `id` as the planner needs it.
 pub fn decode_temp_info(id: &str, bytes: &[u8]) -> Result<TempInfo, DecodeError> {
     let r = decode_temp(bytes)?;
     Ok(TempInfo {
@@ -983,6 +1004,7 @@ struct NamespaceRecord {
     registered_at: Millis,
 }
 
+/// A namespace's registration record, registered at `registered_at`.
 pub fn encode_namespace(registered_at: Millis) -> Vec<u8> {
     Writer::record(|w| {
         w.map(1);
@@ -993,7 +1015,10 @@ pub fn encode_namespace(registered_at: Millis) -> Vec<u8> {
 /// An entry's inline value as stored: raw bytes, or any value as MessagePack.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StoredValue {
+    /// Raw bytes (a `Uint8Array` from JavaScript), returned as they were put.
     Bytes(Vec<u8>),
+    /// Any other value, in kvsweep's MessagePack encoding of the
+    /// structured-clone types (SPEC §8).
     MsgPack(Vec<u8>),
 }
 
@@ -1008,10 +1033,12 @@ impl StoredValue {
         }
     }
 
+    /// Whether the value takes no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The value as stored in `Values` or inline: a tag byte, then its bytes.
     pub fn encode(&self) -> Vec<u8> {
         let (tag, body) = match self {
             StoredValue::Bytes(b) => (TAG_BYTES, b),
@@ -1023,6 +1050,7 @@ impl StoredValue {
         out
     }
 
+    /// Reads a stored value; `Err` on an unknown tag or an empty record.
     pub fn decode(bytes: &[u8]) -> Result<StoredValue, DecodeError> {
         match bytes.split_first() {
             Some((&TAG_BYTES, rest)) => Ok(StoredValue::Bytes(rest.to_vec())),

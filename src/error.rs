@@ -51,7 +51,9 @@ pub enum Error {
     InvalidInput(String),
     /// A value is larger than `maxValueBytes`.
     ValueTooLarge {
+        /// The value's size in bytes.
         size: u64,
+        /// The largest size accepted, in bytes.
         limit: usize,
     },
     /// An entry references a blob the store does not hold.
@@ -63,12 +65,16 @@ pub enum Error {
     ExpiredEntry(EntryId),
     /// `delete` of an entry that other entries still reference.
     Referenced {
+        /// The entry asked to be deleted.
         id: EntryId,
+        /// How many entries reference it.
         referrers: u64,
     },
     /// A record could not be decoded.
     Corrupt {
+        /// Which record could not be read, for a person to read.
         what: String,
+        /// Why it could not be decoded.
         cause: DecodeError,
     },
     /// A write kept colliding with concurrent writes to the same records.
@@ -76,6 +82,7 @@ pub enum Error {
     /// The host stopped a plan or a run while it listed the store (an abort
     /// signal, `close()`).
     Stopped,
+    /// The store failed the operation.
     Store(StoreError),
 }
 

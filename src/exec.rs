@@ -37,10 +37,14 @@ impl Default for ExecConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemError {
+    /// Whether the item is an entry, a blob or a temp.
     pub kind: ActionKind,
+    /// The entry's namespace; `None` for blobs and temps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The entry key, blob id or temp id.
     pub key: String,
+    /// What went wrong, for a person to read.
     pub message: String,
 }
 
@@ -50,17 +54,27 @@ pub struct ItemError {
 pub struct RunReport {
     /// False when the run stopped early (aborted or out of budget).
     pub done: bool,
+    /// The mode of the plan run.
     pub mode: Mode,
+    /// Items deleted, with their bytes, by reason.
     pub deleted: VecMap<Reason, Tally>,
     /// Items planned for deletion that were kept because they were no longer garbage.
     pub kept: u64,
+    /// Entries listed when the plan was made (decodable and corrupt).
     pub scanned: u64,
+    /// Entries the plan keeps: roots and what they reach.
     pub reachable: u64,
+    /// Items that could not be deleted; they stay for a later run.
     pub errors: Vec<ItemError>,
+    /// How long the run took, in milliseconds. The JavaScript driver measures
+    /// it; a run from Rust leaves it 0.
     pub duration_ms: u64,
+    /// Entries whose metadata could not be decoded: kept and reported.
     pub corrupt: Vec<EntryId>,
     /// Blob records the plan could not read: their blobs stay.
     pub corrupt_blobs: Vec<String>,
+    /// Namespaces holding entries but not registered: reported, never deleted
+    /// by a run.
     pub zombies: Vec<String>,
     /// This run went on from one stopped earlier; `deleted` counts both.
     pub resumed: bool,
@@ -87,6 +101,7 @@ pub struct RunReport {
 /// blobs, then temps, by id.
 pub type Position = (ActionKind, String, String);
 
+/// Where `a` stands in execution order.
 pub fn position(a: &Action) -> Position {
     (
         a.kind,
@@ -99,14 +114,20 @@ pub fn position(a: &Action) -> Position {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cursor {
+    /// The mode of the run stopped: only a run of that mode goes on from it.
     pub mode: Mode,
+    /// When the run's first part started.
     pub started_at: crate::model::Millis,
+    /// The last item handled: the next part starts after it.
     pub after: Position,
+    /// What the run's parts so far deleted, by reason.
     pub deleted: VecMap<Reason, Tally>,
+    /// Items the run's parts so far kept because they were no longer garbage.
     pub kept: u64,
 }
 
 impl Cursor {
+    /// The cursor as stored (MessagePack).
     pub fn encode(&self) -> Vec<u8> {
         codec::Writer::record(|w| {
             w.map(5);
@@ -135,6 +156,7 @@ impl Cursor {
         })
     }
 
+    /// Reads a cursor stored by [`Cursor::encode`]; `Err` if it is malformed.
     pub fn decode(bytes: &[u8]) -> Result<Cursor, codec::DecodeError> {
         use codec::{malformed, Fields};
         let body = codec::body(bytes)?;
@@ -195,11 +217,15 @@ impl Cursor {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
+    /// Whether a run is going.
     pub running: bool,
     /// "entries", "blobs", "temps" or "idle".
     pub phase: &'static str,
+    /// Actions of the plan handled so far, deleted or not.
     pub processed: u64,
+    /// Actions in the plan.
     pub total: u64,
+    /// Items deleted so far.
     pub deleted: u64,
     /// The run has a place to save: stopped now, the next run goes on past
     /// what it handled. (Not so while every entry handled waits for its
@@ -211,7 +237,10 @@ pub struct Progress {
 /// What the driver says between batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
+    /// Go on with the next batch.
     Continue,
+    /// Stop here: the run is not done, and the next run of its mode goes on
+    /// from its place.
     Stop,
 }
 

@@ -10,11 +10,14 @@ pub type Millis = u64;
 /// Where an entry lives: its namespace and its key within it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EntryId {
+    /// The tenant the entry belongs to.
     pub namespace: String,
+    /// The entry's key, unique within its namespace.
     pub key: String,
 }
 
 impl EntryId {
+    /// The id of `key` in `namespace`.
     pub fn new(namespace: impl Into<String>, key: impl Into<String>) -> Self {
         EntryId {
             namespace: namespace.into(),
@@ -32,13 +35,21 @@ impl EntryId {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryMeta {
+    /// When the entry was first written; later writes keep it. Retention
+    /// (`keepLast`) ranks by it.
     pub created_at: Millis,
+    /// When the entry was last written; `maxAgeMs` counts from it.
     pub updated_at: Millis,
+    /// When the entry was last written, read or referenced by a new write;
+    /// `maxEntries` and `maxBytes` evict the least recent first.
     pub accessed_at: Millis,
+    /// When the entry expires: from then on, unless pinned, it reads as
+    /// missing and a run deletes it (`expired`). `None`: never.
     #[serde(default)]
     pub expires_at: Option<Millis>,
     /// Bytes of the entry's own inline value.
     pub size: u64,
+    /// The retention group (`keepLast`) the entry counts in; `None`: none.
     #[serde(default)]
     pub group: Option<String>,
     /// Never deleted by any policy.
@@ -73,7 +84,9 @@ pub struct EntryMeta {
 /// One entry as the planner sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InventoryEntry {
+    /// Where the entry lives.
     pub id: EntryId,
+    /// Its decoded metadata.
     pub meta: EntryMeta,
 }
 
@@ -81,8 +94,12 @@ pub struct InventoryEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlobInfo {
+    /// SHA-256 of the bytes, lower-case hex.
     pub id: String,
+    /// Length of the bytes.
     pub size: u64,
+    /// When the blob was last written (a put of the same bytes refreshes it);
+    /// its orphan grace (`orphanGraceMs`) counts from it.
     pub created_at: Millis,
 }
 
@@ -90,20 +107,26 @@ pub struct BlobInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TempInfo {
+    /// The temp's key in the store.
     pub id: String,
+    /// Bytes of what it staged.
     pub size: u64,
+    /// When it was staged; it is stale `tempMaxAgeMs` later.
     pub created_at: Millis,
 }
 
 /// Everything the planner needs to know about a store, read in one listing.
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
+    /// Entries whose metadata decoded.
     pub entries: Vec<InventoryEntry>,
     /// Entries whose metadata could not be decoded: kept and reported.
     pub corrupt: Vec<EntryId>,
+    /// Blobs whose metadata decoded.
     pub blobs: Vec<BlobInfo>,
     /// Blob metadata records that could not be decoded (by id): kept and reported.
     pub corrupt_blobs: Vec<String>,
+    /// Temps whose records decoded.
     pub temps: Vec<TempInfo>,
     /// Temp records that could not be decoded (by id): kept and reported,
     /// since what they staged is unknown.

@@ -19,13 +19,25 @@ use crate::sort::{sort, sort_by, sort_ixs_by};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Reason {
+    /// An unpinned entry whose `expiresAt` is at or before `now`.
     Expired,
+    /// An unpinned entry not written for longer than `maxAgeMs`.
     MaxAge,
+    /// An entry not among the `keepLast` newest (by `createdAt`) of its group.
     Retention,
+    /// An entry evicted, least recently accessed first, to bring its
+    /// namespace within `maxEntries`.
     MaxEntries,
+    /// An entry evicted, least recently accessed first, to bring its
+    /// namespace's bytes down to the low watermark of `maxBytes`.
     MaxBytes,
+    /// A dependent entry that no live entry references any more, once
+    /// `orphanGraceMs` has passed since it was written.
     Unreachable,
+    /// A blob that no live entry references, once `orphanGraceMs` has passed
+    /// since it was written.
     OrphanBlob,
+    /// A temp left by an interrupted write, once `tempMaxAgeMs` old.
     StaleTemp,
     /// Deleted by `clear(namespace)`, not by a rule.
     Cleared,
@@ -34,6 +46,7 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in report order.
     pub const ALL: [Reason; 10] = [
         Reason::Expired,
         Reason::MaxAge,
@@ -47,6 +60,7 @@ impl Reason {
         Reason::Corrupt,
     ];
 
+    /// The reason's name in reports and in JavaScript (`"maxAge"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Expired => "expired",
@@ -83,6 +97,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode's name in reports and in JavaScript (`"light"`, `"full"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Light => "light",
@@ -95,8 +110,11 @@ impl Mode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ActionKind {
+    /// An entry: its metadata, value and the references it holds.
     Entry,
+    /// A blob's bytes and metadata.
     Blob,
+    /// A temp left by an interrupted write.
     Temp,
 }
 
@@ -104,13 +122,16 @@ pub enum ActionKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Action {
+    /// Whether an entry, a blob or a temp goes.
     pub kind: ActionKind,
     /// The entry's namespace; `None` for blobs and temps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The entry key, blob id or temp id.
     pub key: String,
+    /// The rule that dropped the item (the first one, for an entry).
     pub reason: Reason,
+    /// Bytes freed: an entry's own value size, a blob's or a temp's size.
     pub bytes: u64,
     /// What the item was when planned (an entry's `writeId`, a blob's
     /// `createdAt`): the executor deletes it only if it is unchanged.
@@ -126,7 +147,9 @@ pub struct Action {
 /// Count and bytes under one reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
+    /// How many items (deleted by a run, or to delete in a plan).
     pub count: u64,
+    /// Their bytes, added up (capped at `u64::MAX`).
     pub bytes: u64,
 }
 
@@ -134,20 +157,28 @@ pub struct Tally {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// The mode planned in.
     pub mode: Mode,
+    /// The time planned at.
     pub now: Millis,
     /// Entries listed (decodable and corrupt).
     pub scanned: u64,
     /// Entries that stay: roots and what they reach.
     pub reachable: u64,
+    /// Blobs listed.
     pub blobs: u64,
+    /// Temps listed.
     pub temps: u64,
     /// Unreferenced blobs kept because they are younger than `orphanGraceMs`.
     pub young_blobs: u64,
+    /// What the actions delete, by reason. `corrupt` is present, at zero,
+    /// when some entries could not be decoded.
     pub deleted: VecMap<Reason, Tally>,
     /// Entries whose metadata could not be decoded: kept and reported.
     pub corrupt: Vec<EntryId>,
+    /// Blobs whose metadata could not be decoded (by id): kept and reported.
     pub corrupt_blobs: Vec<String>,
+    /// Temps whose records could not be decoded (by id): kept and reported.
     pub corrupt_temps: Vec<String>,
     /// Namespaces holding entries but not registered: reported, never deleted by a run.
     pub zombies: Vec<String>,
@@ -156,7 +187,9 @@ pub struct Summary {
 /// A plan: what to delete, in execution order (entries, then blobs, then temps).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Plan {
+    /// The deletions, entries first, then blobs, then temps.
     pub actions: Vec<Action>,
+    /// Counts and findings.
     pub summary: Summary,
 }
 
@@ -295,6 +328,7 @@ fn group_by_namespace(entries: &[InventoryEntry]) -> Grouped<'_> {
 /// decides whether to yield.
 #[allow(async_fn_in_trait)]
 pub trait Pause {
+    /// A point where the caller may yield before planning goes on.
     async fn pause(&mut self);
 }
 

@@ -19,6 +19,7 @@ pub const DEFAULT_LOW_WATERMARK: f64 = 0.9;
 /// Retention for one group: keep the newest `keep_last` entries by `createdAt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupRule {
+    /// How many of the group's newest entries stay; 0 keeps none.
     pub keep_last: u64,
 }
 
@@ -26,13 +27,21 @@ pub struct GroupRule {
 /// namespace override replaces the fields it sets.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rules {
+    /// Longest an unpinned entry may go unwritten (by `updatedAt`), in
+    /// milliseconds; `None`: no limit.
     pub max_age_ms: Option<Millis>,
+    /// Most entries the namespace keeps; the least recently accessed
+    /// unpinned ones go first. `None`: no limit.
     pub max_entries: Option<u64>,
+    /// Most bytes the namespace keeps (values plus distinct blobs): above it,
+    /// the least recently accessed unpinned entries go until the bytes fall
+    /// to `low_watermark × max_bytes`. `None`: no limit.
     pub max_bytes: Option<u64>,
     /// In (0, 1]; defaults to [`DEFAULT_LOW_WATERMARK`], which also
     /// stands for a value outside it (NaN too): 2.0 would never evict, NaN
     /// evict everything. (JavaScript refuses such values.)
     pub low_watermark: Option<f64>,
+    /// Retention rules, by group name.
     pub groups: VecMap<String, GroupRule>,
 }
 
@@ -67,9 +76,16 @@ impl Rules {
 /// The whole policy: global rules, per-namespace overrides and the grace periods.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
+    /// The rules of every namespace without an override.
     pub rules: Rules,
+    /// Per-namespace overrides, by namespace: each replaces the fields it
+    /// sets in `rules`.
     pub namespaces: VecMap<String, Rules>,
+    /// How long an unreferenced blob (or dependent entry) is kept after it
+    /// was written, in milliseconds; default [`DEFAULT_ORPHAN_GRACE_MS`].
     pub orphan_grace_ms: Millis,
+    /// Age in milliseconds at which a temp is stale and deleted; default
+    /// [`DEFAULT_TEMP_MAX_AGE_MS`].
     pub temp_max_age_ms: Millis,
 }
 

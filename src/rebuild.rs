@@ -147,7 +147,9 @@ pub struct RebuildReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RecordKind {
+    /// An entry's metadata (its `referrers` count).
     Entry,
+    /// A blob's record (its `refs` count).
     Blob,
 }
 
@@ -157,12 +159,14 @@ pub enum RecordKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FixError {
+    /// Whether the fix was to an entry or a blob record.
     pub kind: RecordKind,
     /// The entry's namespace; `None` for blobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The entry's key or the blob's id.
     pub key: String,
+    /// What went wrong, for a person to read.
     pub message: String,
 }
 

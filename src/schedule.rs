@@ -62,6 +62,7 @@ pub struct ScheduleConfig {
     pub check_storage_ms: Millis,
 }
 
+/// A day in milliseconds: the default `period_ms`.
 pub const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 
 impl Default for ScheduleConfig {
@@ -108,6 +109,8 @@ pub enum Input {
     Timer,
     /// The answer to [`Output::TakeLock`].
     LockTaken,
+    /// The lock is held by another context: this run is skipped (a requested
+    /// one is retried after `lock_retry_ms`).
     LockDenied,
     /// The run started could not begin: the store's run lease is held by
     /// another context (at the edge, where the lease stands for the lock).
@@ -116,6 +119,7 @@ pub enum Input {
     /// The run started by [`Output::StartRun`] ended; `done` is false when it
     /// stopped on its budget and has more to do.
     RunEnded {
+        /// Whether the run finished; false when its budget ran out first.
         done: bool,
     },
     /// The run failed (an error, a throw): it will be retried.
@@ -145,7 +149,9 @@ pub enum Input {
 pub enum Output {
     /// Start a run; answer with `RunEnded`, `RunEndedWithErrors` or `RunFailed`.
     StartRun {
+        /// The mode to run in.
         mode: Mode,
+        /// The slice's time budget (`slice_ms`); `None`: run to the end.
         budget_ms: Option<Millis>,
     },
     /// (Re-)arm the one timer to fire at `at`, replacing any armed before.
@@ -166,11 +172,14 @@ pub enum Phase {
     Idle,
     /// Waiting for the lock's answer.
     Locking,
+    /// A run (or one slice of it) is going.
     Running,
+    /// Closed: nothing more starts.
     Closed,
 }
 
 impl Phase {
+    /// The phase's name in `stats()` (`"idle"`, `"running"`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Idle => "idle",
@@ -188,7 +197,10 @@ pub struct Stats {
     pub runs: u64,
     /// Runs started, slices included.
     pub slices: u64,
+    /// Runs that failed or ended with items they could not delete.
     pub failures: u64,
+    /// Such failures since a run or slice last ended without errors; they
+    /// set the retry back-off.
     pub failures_in_row: u32,
     /// Runs skipped because another context held the lock.
     pub skipped: u64,
@@ -271,10 +283,12 @@ impl Scheduler {
         s
     }
 
+    /// The configuration it was made with.
     pub fn config(&self) -> &ScheduleConfig {
         &self.cfg
     }
 
+    /// Where it is now.
     pub fn phase(&self) -> Phase {
         self.phase
     }
@@ -288,6 +302,7 @@ impl Scheduler {
         }
     }
 
+    /// Its counters, with the time the timer fires next.
     pub fn stats(&self) -> Stats {
         Stats {
             next_at: self.timer,

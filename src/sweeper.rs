@@ -36,11 +36,20 @@ pub struct PutOptions {
     /// Expires at this time (past 2^53 - 1 ms, then); with `ttl_ms` too,
     /// the earlier of the two (JavaScript refuses both).
     pub expires_at: Option<Millis>,
+    /// The retention group (`keepLast`) the entry counts in; `None`: none.
     pub group: Option<String>,
+    /// Never deleted by any policy (nor does it expire).
     pub pinned: bool,
+    /// Never deleted by retention (`keepLast`).
     pub locked: bool,
+    /// Not a root of its own: lives only while a live entry references it
+    /// (an attachment, a chunk).
     pub dependent: bool,
+    /// Keys of other entries in the same namespace that this one keeps alive;
+    /// each must be in the store and not expired.
     pub refs: Vec<String>,
+    /// Ids of blobs (from `putBlob`) that this entry keeps alive; each must
+    /// be in the store.
     pub blobs: Vec<String>,
     /// Bytes the entry counts for against `maxBytes`, when it stands for
     /// more than its value (a cached response kept elsewhere); default: the
@@ -51,7 +60,11 @@ pub struct PutOptions {
 /// Settings of a sweeper besides its policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// How runs are cut into batches and listings into pages.
     pub exec: ExecConfig,
+    /// Largest value or blob accepted, in bytes; default
+    /// [`DEFAULT_MAX_VALUE_BYTES`]. Not capped here: the JavaScript option
+    /// `maxValueBytes` is (256 MiB), for the module's memory.
     pub max_value_bytes: usize,
     /// Seeds the ids of this sweeper's writes; sweepers sharing a store need
     /// different ones (the JS binding draws one at random).
@@ -88,6 +101,7 @@ fn default_nonce() -> u64 {
 }
 
 /// A well-mixed 64-bit hash of `x` (splitmix64's finaliser).
+#[doc(hidden)]
 pub fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -209,6 +223,7 @@ const TOUCH_BATCH: usize = 512;
 /// `first` and last reading at `last`: `None` now, else how long to wait
 /// (never more than [`TOUCH_MAX_DELAY_MS`]). A clock set back before
 /// `first` makes them due at once.
+#[doc(hidden)]
 pub fn touch_flush_wait(first: Millis, last: Millis, now: Millis) -> Option<Millis> {
     let due = last
         .saturating_add(TOUCH_QUIET_MS)
@@ -260,6 +275,7 @@ pub struct Sweeper<S: Store> {
 const TOUCH_MERGE_MIN: usize = 4096;
 
 impl<S: Store> Sweeper<S> {
+    /// A sweeper of `store` under `policy`.
     pub fn new(store: S, policy: Policy, config: Config) -> Self {
         Sweeper {
             store,
@@ -339,6 +355,7 @@ impl<S: Store> Sweeper<S> {
         seen.insert(id.clone(), record);
     }
 
+    /// The store it sweeps.
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -348,6 +365,7 @@ impl<S: Store> Sweeper<S> {
         self.config.max_value_bytes
     }
 
+    /// The policy its plans follow.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::model::{EntryId, Millis};
 
 #[cfg(feature = "testing")]
+#[doc(hidden)] // a test double for this crate's own tests, not API
 pub mod faulty;
 /// IndexedDB, in browsers, workers and (with fake-indexeddb) Node.
 #[cfg(target_arch = "wasm32")]
@@ -38,6 +39,7 @@ pub enum Table {
 }
 
 impl Table {
+    /// Every table.
     pub const ALL: [Table; 7] = [
         Table::Meta,
         Table::Values,
@@ -81,6 +83,7 @@ pub fn value_key(id: &EntryId, write_id: u64) -> EntryId {
 /// One step of a batch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
+    /// Writes the record at the key, replacing any there.
     Put(Table, EntryId, Vec<u8>),
     /// Deleting a key that is absent is not an error.
     Delete(Table, EntryId),
@@ -95,6 +98,7 @@ pub enum Op {
 }
 
 impl Op {
+    /// The table the step touches.
     pub fn table(&self) -> Table {
         match self {
             Op::Put(t, ..) | Op::Delete(t, _) | Op::DeleteRange(t, ..) | Op::Expect(t, ..) => *t,
@@ -298,7 +302,9 @@ pub const MAX_ATTEMPTS: usize = 16;
 /// Whether a transaction writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Reads only.
     Read,
+    /// Reads and writes.
     Write,
 }
 
@@ -356,6 +362,7 @@ impl Capabilities {
 /// A read a step asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Read {
+    /// The record at one key (absent reads as `None`).
     Key(Table, EntryId),
     /// Every record with a key in `from..=to` (only on stores with
     /// [`Capabilities::transactions`]); keys in the range not found read as absent.
@@ -416,6 +423,7 @@ impl Reads {
             .collect()
     }
 
+    /// Records what was read at `key`: its bytes, or `None` if absent.
     pub fn insert(&mut self, table: Table, key: EntryId, value: Option<Vec<u8>>) {
         self.records.insert((table, key), value);
     }
@@ -433,6 +441,8 @@ impl Reads {
             .any(|(t, f, l)| *t == table && f <= to && from <= l)
     }
 
+    /// Records a range read of `from..=to`: the records `found`, and every
+    /// other key in the range as absent.
     pub fn insert_range(&mut self, table: Table, from: EntryId, to: EntryId, found: Vec<Record>) {
         for (k, v) in found {
             self.records.insert((table, k), Some(v));

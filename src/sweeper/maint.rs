@@ -27,23 +27,33 @@ const RUN_LOG_KEY: &str = "runs";
 /// What a prefix names: one key, several, or none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolved {
+    /// The key named: the prefix itself when an entry has it, else the only
+    /// key that starts with it.
     Key(String),
+    /// Several keys start with it: the first [`AMBIGUOUS_MAX`] of them, in
+    /// key order.
     Ambiguous(Vec<String>),
+    /// No key starts with it.
     None,
 }
 
 /// A namespace with entries and no registration record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Zombie {
+    /// The namespace's name.
     pub namespace: String,
+    /// Entries it holds, readable or not.
     pub entries: u64,
+    /// Bytes of their values (an entry that cannot be read counts 0).
     pub bytes: u64,
 }
 
 /// Which blobs `verify` reads: those whose id falls in shard `index` of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// Which shard: from 0 to `count - 1`.
     pub index: u32,
+    /// How many shards the blobs are split into; 0 or 1: one shard, every blob.
     pub count: u32,
 }
 
@@ -59,8 +69,11 @@ impl Shard {
 /// An entry that references a blob `verify` found corrupt or missing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Referrer {
+    /// The entry's namespace.
     pub namespace: String,
+    /// The entry's key.
     pub key: String,
+    /// The id of the corrupt or missing blob it references.
     pub blob: String,
 }
 
@@ -91,7 +104,9 @@ pub struct VerifyReport {
 pub struct LoggedRun {
     /// When it started (the run's `now`); of a run in parts, its last part.
     pub at: Millis,
+    /// How long it took, in milliseconds (of a run in parts, all its parts).
     pub duration_ms: u64,
+    /// The mode it ran in.
     pub mode: Mode,
     /// It went to the end of its plan.
     pub done: bool,
@@ -100,6 +115,7 @@ pub struct LoggedRun {
     /// What this run deleted itself: a resumed run's report counts the run
     /// it went on from too, its log line does not.
     pub deleted: u64,
+    /// The bytes of what it deleted itself.
     pub bytes: u64,
     /// Items that could not be deleted.
     pub errors: u64,
@@ -236,8 +252,15 @@ const STATE_FORMAT: u8 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
+    /// Nothing to report.
     Healthy,
+    /// Something wants a look: the last run failed or could not delete some
+    /// items, a lease lapsed, garbage was left behind, the audit found bad
+    /// blobs, records cannot be read, the backlog is large, or no run is
+    /// logged yet.
     Warning,
+    /// Cleanup is not happening: no successful run within two periods, the
+    /// last three runs failed, or none of three or more logged succeeded.
     Critical,
 }
 
@@ -245,7 +268,9 @@ pub enum HealthStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
+    /// The worst status any reason gives.
     pub status: HealthStatus,
+    /// Why, one sentence each for a person to read; empty when healthy.
     pub reasons: Vec<String>,
     /// When the last run that went to its end without errors began.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1018,10 +1043,13 @@ const MOVE_CLEARING: u8 = 2;
 pub struct MoveReport {
     /// Entries (metadata records) copied, and their values kept in records of their own.
     pub entries: u64,
+    /// Value records copied (of entries whose value has a record of its own).
     pub values: u64,
     /// Blobs copied and their bytes, every one hashed on the way.
     pub blobs: u64,
+    /// Bytes of the blobs copied.
     pub blob_bytes: u64,
+    /// Namespace registration records copied.
     pub namespaces: u64,
     /// Passes over the source: the first copies, each next one copies what
     /// changed meanwhile, until one finds nothing new.
@@ -1040,6 +1068,8 @@ pub struct MoveReport {
     /// stops before it clears anything (delete or mend them, and call it
     /// again to resume).
     pub corrupt: Vec<EntryId>,
+    /// Blobs, by id, whose record cannot be read or whose source bytes do not
+    /// hash to their id.
     pub corrupt_blobs: Vec<String>,
     /// A move cut short before was resumed.
     pub resumed: bool,
