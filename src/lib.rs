@@ -46,6 +46,7 @@
 //! [`Policy`] and `now` gives a [`Plan`] of [`Action`]s, each with its
 //! [`Reason`].
 #![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
 
 extern crate alloc;
 

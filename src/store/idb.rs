@@ -363,6 +363,7 @@ impl IdbStore {
         self.db.name()
     }
 
+    /// Closes the connection: every call after it fails as closed here.
     pub fn close(&self) {
         self.closed.set(true);
         self.db.close();
