@@ -41,8 +41,15 @@ function safeFree(Class, flush) {
     stopFlushWhenHidden(this);
     try {
       // A Sweeper's refreshes of accessedAt its reads deferred are written
-      // after it goes (the write holds what it needs), as at close().
-      flush?.call(this);
+      // after it goes (the write holds what it needs), as at close(); its
+      // store's close() waits for them (free() gives nothing to await).
+      if (flush) {
+        const store = STORES.get(this);
+        let written;
+        const writing = new Promise((resolve) => (written = resolve));
+        flush.call(this, written);
+        if (store) flushing(store, writing);
+      }
     } catch {
       // Best effort, as at close().
     }
@@ -59,6 +66,23 @@ function safeFree(Class, flush) {
 safeFree(RawSweeper, RawSweeper.prototype.__flushReads);
 safeFree(KvStore);
 
+// Per store, the refreshes freed Sweepers are still writing: `sweeper.free();
+// store.close()` closes the store once they are written, as IndexedDB's
+// close() lets the transactions begun before it finish.
+const FLUSHING = new WeakMap();
+function flushing(store, writing) {
+  let pending = FLUSHING.get(store);
+  if (!pending) FLUSHING.set(store, (pending = new Set()));
+  pending.add(writing);
+  writing.then(() => pending.delete(writing));
+}
+/** Calls `close` now, or once the refreshes freed Sweepers of `store` are writing are written. */
+export function afterFlushes(store, close) {
+  const pending = FLUSHING.get(store);
+  if (!pending?.size) return close();
+  Promise.all(pending).then(() => close());
+}
+
 // A freed KvStore says so, by name.
 for (const name of ["capabilities", "close", "kind"]) {
   const d = Object.getOwnPropertyDescriptor(KvStore.prototype, name);
@@ -69,6 +93,7 @@ for (const name of ["capabilities", "close", "kind"]) {
     [key]: {
       [name](...args) {
         if (freed(this)) throw gone(this, `KvStore.${name}`, "KvStore");
+        if (name === "close") return afterFlushes(this, () => !freed(this) && raw.apply(this, args));
         return raw.apply(this, args);
       },
     }[name],

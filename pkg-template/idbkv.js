@@ -5,6 +5,8 @@
 // close together are read as one key range, runs of adjacent deletes go as
 // one range delete, and listing reads the next page while one is converted.
 
+import { afterFlushes } from "./api.js";
+
 export const done = (req) =>
   new Promise((resolve, reject) => {
     req.onsuccess = () => resolve(req.result);
@@ -83,11 +85,14 @@ export function closesWith(store, db) {
     close();
   };
   Object.defineProperty(store, "close", {
-    value: () => {
-      if (!CLOSED_BY.has(db)) CLOSED_BY.set(db, "here");
-      db.close();
-      close();
-    },
+    // After the refreshes freed Sweepers are writing (see api.js), as the
+    // KvStore's own close() does.
+    value: () =>
+      afterFlushes(store, () => {
+        if (!CLOSED_BY.has(db)) CLOSED_BY.set(db, "here");
+        db.close();
+        close();
+      }),
   });
 }
 

@@ -1615,11 +1615,15 @@ impl JsSweeper {
     }
 
     /// Writes reads' deferred refreshes of `accessedAt` now: the package
-    /// calls it when the page is hidden (it may be about to go away).
+    /// calls it when the page is hidden (it may be about to go away), and
+    /// at free(), with `done`, called once they are written (or none were
+    /// due): the store's close() waits for it.
     #[wasm_bindgen(js_name = "__flushReads", skip_typescript)]
-    pub fn flush_reads(&self) {
-        if !self.inner.closed.get() {
-            self.inner.flush_now(None);
+    pub fn flush_reads(&self, done: Option<Function>) {
+        if !self.inner.closed.get() && (done.is_some() || self.inner.sweeper.touches_pending()) {
+            self.inner.flush_now(done);
+        } else if let Some(done) = done {
+            let _ = done.call0(&JsValue::UNDEFINED);
         }
     }
 }

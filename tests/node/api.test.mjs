@@ -1460,6 +1460,27 @@ test("free() and a disposed Sweeper (using) write the refreshes of accessedAt it
   }
 });
 
+test("free() then store.close() at once still writes the refreshes: the store closes once they are written (fake-indexeddb)", async () => {
+  for (const end of [(s) => s.free(), (s) => s[Symbol.dispose]()]) {
+    const name = `free-close-${Date.now()}-${Math.random()}`;
+    const clock = manualClock();
+    const store = await openIndexedDb(name);
+    const s = new Sweeper(store, { clock });
+    await s.put("a", 1);
+    clock.now += 5_000;
+    assert.equal(await s.get("a"), 1);
+    end(s);
+    store.close(); // nothing to await: free() returns nothing
+    await new Promise((r) => setTimeout(r, 50));
+    await assert.rejects(new Sweeper(store).get("a"), /store is closed|was closed/, "closed after all");
+    const again = await openIndexedDb(name);
+    const other = new Sweeper(again, { clock });
+    assert.equal((await other.detail("a")).accessedAt, T0 + 5_000);
+    await other.close();
+    again.close();
+  }
+});
+
 test("get of an entry whose record cannot be read names get, on IndexedDB's one-request read too (fake-indexeddb)", async () => {
   const name = `torn-get-${Date.now()}`;
   const store = await openIndexedDb(name);
