@@ -48,18 +48,29 @@ export async function openRecords(dbName, onClosed) {
     try {
       return Object.getPrototypeOf(db).transaction.apply(db, args);
     } catch (e) {
-      const why = CLOSED_BY.get(db);
-      if (e?.name !== "InvalidStateError" || !why) throw e;
-      const error = new Error(
-        why === "elsewhere"
-          ? `another tab or worker deleted the database ${db.name} or upgraded it, and this connection closed to let it; open the store again for a new Sweeper`
-          : "the store was closed (store.close())",
-      );
-      error.name = "InvalidStateError";
-      throw error;
+      if (e?.name !== "InvalidStateError" || !CLOSED_BY.has(db)) throw e;
+      throw closedError(db);
     }
   };
   return db;
+}
+
+function closedError(db) {
+  const error = new Error(
+    CLOSED_BY.get(db) === "elsewhere"
+      ? `another tab or worker deleted the database ${db.name} or upgraded it, and this connection closed to let it; open the store again for a new Sweeper`
+      : "the store was closed (store.close())",
+  );
+  error.name = "InvalidStateError";
+  return error;
+}
+
+/**
+ * Throws what a transaction on `db` would once it is closed: for what the
+ * store keeps outside it (OPFS files), which stays readable after.
+ */
+export function checkOpen(db) {
+  if (CLOSED_BY.has(db)) throw closedError(db);
 }
 
 /** Why a records database's connection closed: "elsewhere" (deleted or upgraded there) or "here" (store.close()). */

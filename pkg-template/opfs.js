@@ -20,7 +20,7 @@
 // (`createSyncAccessHandle`); elsewhere through `createWritable`.
 import { kvStoreOfDriver } from "./kvsweep.js";
 import { OWN_LOCKS, describe, wellFormed } from "./api.js";
-import { closesWith, done, loaded, openRecords, recordsDriver, outOfCalls, runLock } from "./idbkv.js";
+import { checkOpen, closesWith, done, loaded, openRecords, recordsDriver, outOfCalls, runLock } from "./idbkv.js";
 
 const BLOBS = "b/\0"; // blob bytes: the names of files (blobs have no namespace)
 const RECORDS = "c/\0"; // blob records
@@ -162,6 +162,8 @@ function opfsDriver(db, dir, lock, sync) {
     async get(names) {
       const blobs = names.filter(isBlob);
       if (blobs.length === 0) return records.get(names);
+      // The files outlive the store's connection: closed, it reads nothing.
+      checkOpen(db);
       const others = names.filter((n) => !isBlob(n));
       records.ops += blobs.length;
       const [got, files] = await Promise.all([others.length ? records.get(others) : [], Promise.all(blobs.map((n) => readFile(dir, fileOf(n))))]);
@@ -182,6 +184,7 @@ function opfsDriver(db, dir, lock, sync) {
         await removeUnclaimed(db, dir, lock).catch(() => {});
       }
       if (!isBlob(prefix)) return records.list(prefix, startAfter, cursor, limit, maxCalls);
+      checkOpen(db);
       if (maxCalls < 1) throw outOfCalls();
       records.ops += 1;
       const names = (await filesOf(dir)).filter((f) => HASH.test(f)).map((f) => BLOBS + f);
@@ -191,6 +194,7 @@ function opfsDriver(db, dir, lock, sync) {
     },
     async apply(checks, writes) {
       if (!writes.some(([n]) => isBlob(n)) && !checks.some(([n]) => isBlob(n))) return records.apply(checks, writes);
+      checkOpen(db); // before any file is written
       return locked(lock, async () => {
         for (const [name, token] of checks.filter(([n]) => isBlob(n))) {
           if (((await readFile(dir, fileOf(name))) !== null) !== (token !== null)) return false;

@@ -386,7 +386,7 @@ test("an OPFS store deleted from another tab says so, as openIndexedDb's does; o
     await a.evaluate(async () => {
       const kv = await import("/pkg/index.js");
       window.sweeper = new kv.Sweeper(await kv.openOpfs("elsewhere"), { schedule: { debounceMs: 10, retryMs: 20, retryMaxMs: 40, periodMs: 0 } });
-      await window.sweeper.putBlob(new Uint8Array([1]));
+      window.blob = await window.sweeper.putBlob(new Uint8Array([1]));
     });
     await b.evaluate(async () => (await import("/pkg/index.js")).deleteOpfs("elsewhere"));
     const messages = await a.evaluate(async () => {
@@ -395,8 +395,11 @@ test("an OPFS store deleted from another tab says so, as openIndexedDb's does; o
       for (const call of [() => window.sweeper.putBlob(new Uint8Array([2])), () => window.sweeper.run()]) out.push(await call().then(() => "ok", (e) => e.message));
       const store = await kv.openOpfs("here");
       const mine = new kv.Sweeper(store, { schedule: { debounceMs: 10, retryMs: 20, retryMaxMs: 40, periodMs: 0 } });
+      const id = await mine.putBlob(new Uint8Array([3]));
       store.close();
       out.push(await mine.put("k", 1).then(() => "ok", (e) => e.message));
+      // A blob's file outlives the connection: read, it was "missing" (found by a tester).
+      const blobs = [await window.sweeper.getBlob(window.blob).then(() => "read", (e) => e.message), await mine.getBlob(id).then(() => "read", (e) => e.message)];
       // Background runs on a store closed for good stop after one fails,
       // not retried every retryMaxMs for ever.
       for (const s of [window.sweeper, mine]) {
@@ -406,9 +409,11 @@ test("an OPFS store deleted from another tab says so, as openIndexedDb's does; o
         out.push(`${s.stats().state} after ${s.stats().failures}`);
       }
       await kv.deleteOpfs("here");
-      return out;
+      return [...out, ...blobs];
     });
-    assert.deepEqual(messages.slice(3), ["closed after 1", "closed after 1"]);
+    assert.deepEqual(messages.slice(3, 5), ["closed after 1", "closed after 1"]);
+    assert.match(messages[5], /^kvsweep: getBlob: store is closed: another tab or worker deleted the database kvsweep-opfs:elsewhere/);
+    assert.match(messages[6], /^kvsweep: getBlob: store is closed: the store was closed \(store\.close\(\)\)$/);
     assert.match(messages[0], /^kvsweep: putBlob: store is closed: another tab or worker deleted the database kvsweep-opfs:elsewhere or upgraded it, and this connection closed to let it; open the store again for a new Sweeper$/);
     assert.match(messages[1], /run: .*another tab or worker deleted the database kvsweep-opfs:elsewhere/);
     assert.match(messages[2], /^kvsweep: put: store is closed: the store was closed \(store\.close\(\)\)$/);
