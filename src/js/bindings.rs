@@ -1316,22 +1316,29 @@ impl JsSweeper {
             }
             // Across tabs and workers too: held until this run ends.
             let lock = super::driver::hand_lock(&inner, &signal).await;
-            inner.open()?;
+            // An aborted signal stops every run the same way, however much
+            // the store holds: before it starts; and so does a close() that
+            // ended the wait for the lock (as it stops a run going).
+            let stopped = if inner.stopping() {
+                "closed"
+            } else if field(&signal, "aborted").as_bool() == Some(true) {
+                "aborted"
+            } else {
+                ""
+            };
             if inner.running.replace(true) {
                 return Err(js_err(
                     "run: a run is already in progress on this Sweeper; await it first",
                 ));
             }
-            // An aborted signal stops every run the same way, however much
-            // the store holds: before it starts.
-            if field(&signal, "aborted").as_bool() == Some(true) {
+            if !stopped.is_empty() {
                 inner.running.set(false);
                 let report = crate::exec::RunReport {
                     mode: run.mode,
                     ..Default::default()
                 };
                 let out = to_js(&report)?;
-                let _ = Reflect::set(&out, &"stopped".into(), &"aborted".into());
+                let _ = Reflect::set(&out, &"stopped".into(), &stopped.into());
                 return Ok(out);
             }
             let started = js_sys::Date::now();

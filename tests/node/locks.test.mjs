@@ -22,8 +22,15 @@ const locks = {
           .then(resolve, reject)
           .finally(() => this.drop(name));
       };
-      if (!this.held.has(name)) go();
-      else this.held.get(name).push(go);
+      if (!this.held.has(name)) return go();
+      this.held.get(name).push(go);
+      // As navigator.locks: an aborted signal withdraws a request that waits.
+      options?.signal?.addEventListener("abort", () => {
+        const queue = this.held.get(name) ?? [];
+        if (!queue.includes(go)) return;
+        queue.splice(queue.indexOf(go), 1);
+        reject(new DOMException("the request was aborted", "AbortError"));
+      });
     });
   },
   /** Lets `name` go, to the next request (as when its holder's context dies). */
@@ -102,5 +109,22 @@ test("a run that holds the lock takes the lease of one that took it under the lo
   for await (const k of next.keys()) assert.fail(`left ${k}`);
   next.close();
   dead.close();
+  db.close();
+});
+
+test("close() while run() waits for the lock another context holds ends the wait as an abort does: stopped \"closed\"", { timeout: 10_000 }, async () => {
+  const { db, make } = await setUp("close-waiting");
+  let release;
+  const other = locks.request(runLock(db), {}, () => new Promise((r) => (release = r)));
+  const s = make();
+  const running = s.run();
+  await new Promise((r) => setTimeout(r, 50));
+  await s.close();
+  const report = await running;
+  assert.equal(report.done, false);
+  assert.equal(report.stopped, "closed");
+  assert.deepEqual(report.deleted, {});
+  release();
+  await other;
   db.close();
 });
