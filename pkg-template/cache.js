@@ -363,7 +363,14 @@ export async function track(sweeper, request, response, options = {}) {
   if (!(sweeper instanceof Sweeper)) {
     throw new TypeError(`kvsweep: track(sweeper, request, response): sweeper must be a Sweeper, got ${describe(sweeper)}`);
   }
+  // On another store it would write an entry that stands for no response.
+  if (!PUT_CHECKS.has(storeOf(sweeper))) {
+    throw new TypeError(`kvsweep: track(sweeper, request, response): sweeper must be a Sweeper of an openCacheStorage() store, not of ${/^[aeiou]/.test(storeOf(sweeper)?.kind ?? "") ? "an" : "a"} ${storeOf(sweeper)?.kind ?? "unknown"} store`);
+  }
   const url = entryUrl(request, SEARCHLESS.has(storeOf(sweeper)));
+  if (!url.startsWith("http:") && !url.startsWith("https:")) {
+    throw new TypeError(`kvsweep: track(sweeper, request, response): request is ${describe(url)}, not an http or https URL: Cache Storage holds no response for it`);
+  }
   if (options === null || typeof options !== "object") {
     throw new TypeError(`kvsweep: track(sweeper, request, response, options): options must be an object, got ${describe(options)}`);
   }

@@ -259,6 +259,8 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
       usedBody: await message(() => kv.track(sweeper, "/forms/c", used)),
       namespace: await message(() => kv.track(sweeper, "/forms/c", new Response("x"), { namespace: "n" })),
       ttl: await message(() => kv.track(sweeper, "/forms/c", new Response("x"), { ttlMs: -5 })),
+      ftp: await message(() => kv.track(sweeper, "ftp://x/y", new Response("x"))),
+      memory: await message(() => kv.track(new kv.Sweeper(kv.memoryStore()), "/forms/c", new Response("x"))),
     };
     // A content-length in hexadecimal is not a size: the body is measured.
     await kv.track(sweeper, "/forms/hex", new Response("1234567890", { headers: { "content-length": "0x10" } }));
@@ -282,6 +284,8 @@ test("one entry per cached response: a URL's fragment, or its relative form, nam
   assert.match(out.bad.usedBody, /response's body is already read, and its headers give no content-length/);
   assert.match(out.bad.namespace, /options.namespace is not for Cache Storage entries/);
   assert.match(out.bad.ttl, /^kvsweep: track options\.ttlMs must not be negative, got -5$/, "put's refusal, named by the call made");
+  assert.match(out.bad.ftp, /^kvsweep: track\(sweeper, request, response\): request is "ftp:\/\/x\/y", not an http or https URL: Cache Storage holds no response for it$/);
+  assert.match(out.bad.memory, /^kvsweep: track\(sweeper, request, response\): sweeper must be a Sweeper of an openCacheStorage\(\) store, not of a memory store$/);
   assert.deepEqual(out.runs.searchKept, { deleted: {}, cached: ["/forms/s?v=1", "/forms/s?v=2"] }, "two queries of one URL are one entry under ignoreSearch");
   assert.equal(out.runs.searchGone.deleted.maxEntries?.count, 1);
   assert.deepEqual(out.runs.searchGone.keys, ["/forms/t"]);
