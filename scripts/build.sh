@@ -106,7 +106,13 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # primitive's wrapper object named as one: 202,541; then a second review's
 # mends (close() halting runs at once while gets under way end; Deno KV's
 # limit on what one entry may reference): 202,647.)
-budget=202700
+# (202,700 until the twenty-first session's fixes of what testers found:
+# quotas giving back what the eviction order took beyond need (about 700
+# bytes), a lost blob's mark for every Sweeper's putBlob (about 350), and
+# about 300 for the rest (a periodic run a full hand run covered, item
+# retries counted in the scheduler, a run part's totals kept without a
+# place, free() then store.close(), close() during a lock wait): 204,528.)
+budget=204600
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1
