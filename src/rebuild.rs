@@ -40,7 +40,11 @@
 //!    and the fix is `Expect(record, stamp of the fix collect)` plus the
 //!    record with the new count, everything else as the fix collect read it.
 //! 3. A count above the stored one is raised under `Expect(record, stamp of
-//!    the last collect)`: always safe, so no other condition.
+//!    the last collect)`: always safe, so no other condition. It may leak:
+//!    a referrer deleted after the last collect listed it, with its count
+//!    lowered before that collect read the record, is counted still, and
+//!    the raise stands (a tester saw it beside a run, on a store without
+//!    transactions). The next rebuild lowers it again.
 //!
 //! Fixes go in batches; a batch that conflicts is retried item by item, and an
 //! item that conflicts again is left for the next rebuild.
