@@ -147,23 +147,30 @@ fn prune_deletes_old_entries_but_not_pinned_or_referenced_ones() {
     });
 }
 
+/// `n` blobs of 100 bytes (`[i; 100]`), each referenced by entry `d{i}` of
+/// namespace "docs"; their ids.
+async fn blobs_each_referenced(s: &Sweeper<MemoryStore>, n: u8) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = s.put_blob(&[i; 100], T0).await.unwrap();
+        let opts = PutOptions {
+            blobs: vec![id.clone()],
+            ..Default::default()
+        };
+        let entry = EntryId::new("docs", format!("d{i}"));
+        s.put(&entry, StoredValue::Bytes(vec![i]), opts, T0)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
 #[test]
 fn verify_finds_corrupt_and_missing_blobs_and_repair_clears_the_way_for_put_blob() {
     let s = sweeper();
     block_on(async {
-        let mut ids = Vec::new();
-        for i in 0..8u8 {
-            let id = s.put_blob(&[i; 100], T0).await.unwrap();
-            let opts = PutOptions {
-                blobs: vec![id.clone()],
-                ..Default::default()
-            };
-            let entry = EntryId::new("docs", format!("d{i}"));
-            s.put(&entry, StoredValue::Bytes(vec![i]), opts, T0)
-                .await
-                .unwrap();
-            ids.push(id);
-        }
+        let ids = blobs_each_referenced(&s, 8).await;
         let clean = s.verify(None, false, &mut RunToEnd).await.unwrap();
         assert_eq!((clean.checked, clean.bytes), (8, 800));
         assert!(clean.corrupt.is_empty() && clean.missing.is_empty() && clean.referrers.is_empty());
@@ -241,19 +248,7 @@ fn verify_finds_corrupt_and_missing_blobs_and_repair_clears_the_way_for_put_blob
 fn after_verify_with_repair_put_blob_on_another_sweeper_writes_lost_bytes_again() {
     let s = sweeper();
     block_on(async {
-        let mut ids = Vec::new();
-        for i in 0..3u8 {
-            let id = s.put_blob(&[i; 100], T0).await.unwrap();
-            let opts = PutOptions {
-                blobs: vec![id.clone()],
-                ..Default::default()
-            };
-            let entry = EntryId::new("docs", format!("d{i}"));
-            s.put(&entry, StoredValue::Bytes(vec![i]), opts, T0)
-                .await
-                .unwrap();
-            ids.push(id);
-        }
+        let ids = blobs_each_referenced(&s, 3).await;
         // One blob's bytes damaged, one's lost (and, later, a third's lost
         // but only seen by a verify without repair).
         let store = s.store();
