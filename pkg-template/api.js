@@ -39,6 +39,7 @@ function safeFree(Class, flush) {
   const safe = function free_() {
     if (freed(this)) return;
     stopFlushWhenHidden(this);
+    CLOSING_STORES.get(this)?.(); // a store's close() still waiting: now
     try {
       // A Sweeper's refreshes of accessedAt its reads deferred are written
       // after it goes (the write holds what it needs), as at close(); its
@@ -76,11 +77,23 @@ function flushing(store, writing) {
   pending.add(writing);
   writing.then(() => pending.delete(writing));
 }
+// Per store, its close() waiting for those refreshes: the store's free()
+// closes it at once (the refreshes not yet written are dropped).
+const CLOSING_STORES = new WeakMap();
 /** Calls `close` now, or once the refreshes freed Sweepers of `store` are writing are written. */
 export function afterFlushes(store, close) {
   const pending = FLUSHING.get(store);
   if (!pending?.size) return close();
-  Promise.all(pending).then(() => close());
+  let done = false;
+  const now = () => {
+    if (done) return;
+    done = true;
+    CLOSING_STORES.delete(store);
+    FLUSHING.delete(store); // a close() it makes goes at once
+    close();
+  };
+  CLOSING_STORES.set(store, now);
+  Promise.all(pending).then(now);
 }
 
 // A freed KvStore says so, by name.
@@ -93,7 +106,7 @@ for (const name of ["capabilities", "close", "kind"]) {
     [key]: {
       [name](...args) {
         if (freed(this)) throw gone(this, `KvStore.${name}`, "KvStore");
-        if (name === "close") return afterFlushes(this, () => !freed(this) && raw.apply(this, args));
+        if (name === "close") return afterFlushes(this, () => raw.apply(this, args));
         return raw.apply(this, args);
       },
     }[name],

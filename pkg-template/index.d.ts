@@ -22,7 +22,7 @@ export declare class Sweeper extends GlueSweeper {
   resolvePrefix(prefix: string, options?: { namespace?: string | undefined }): Promise<{ key: string } | { ambiguous: string[] } | { none: true }>;
   /** Deletes entries not updated for olderThanMs (pinned ones, and old ones fresher entries reference, stay): a full run under that age alone. */
   prune(options: { olderThanMs: number }): Promise<RunReport>;
-  /** Hashes blobs again (those of one shard when given) and reports corrupt and missing ones and the entries that reference them; repair removes corrupt blobs' bytes (their records and counts stay) and marks the records of blobs removed or found missing lost, so that putBlob of the right bytes on any Sweeper writes them again (without repair, on this Sweeper only). */
+  /** Hashes blobs again (those of one shard when given) and reports corrupt and missing ones and the entries that reference them; repair removes corrupt blobs' bytes (their records and counts stay) and, on a store with compare-and-set, marks the records of blobs removed or found missing lost, so that putBlob of the right bytes on any Sweeper writes them again (else on this Sweeper only). */
   verify(options?: { shard?: { index: number; count: number } | undefined; repair?: boolean | undefined }): Promise<VerifyReport>;
   /** Namespaces that hold entries but have no registration record. */
   zombies(): Promise<{ namespace: string; entries: number; bytes: number }[]>;
@@ -68,7 +68,7 @@ export interface MigrateReport {
 export interface Health {
   status: "healthy" | "warning" | "critical";
   reasons: string[];
-  /** When the last run that went to its end without errors began (a run stopped part-way is none). */
+  /** When the last run that went to its end without errors began (of a run in parts, its last part; a run stopped part-way is none). */
   lastSuccessAt?: number;
   /** The last runs, newest last (at most 32). */
   runs: LoggedRun[];

@@ -194,8 +194,9 @@ function opfsDriver(db, dir, lock, sync) {
     },
     async apply(checks, writes) {
       if (!writes.some(([n]) => isBlob(n)) && !checks.some(([n]) => isBlob(n))) return records.apply(checks, writes);
-      checkOpen(db); // before any file is written
+      checkOpen(db); // before any file is written, and again once the lock is held
       return locked(lock, async () => {
+        checkOpen(db);
         for (const [name, token] of checks.filter(([n]) => isBlob(n))) {
           if (((await readFile(dir, fileOf(name))) !== null) !== (token !== null)) return false;
         }

@@ -298,6 +298,48 @@ fn after_verify_with_repair_put_blob_on_another_sweeper_writes_lost_bytes_again(
     });
 }
 
+/// Without compare-and-set, verify's repair writes no blob record: the
+/// write could put back an older count and time over a put's (found by a
+/// review). Only the Sweeper that found the loss writes the bytes again.
+#[test]
+fn without_compare_and_set_verify_marks_no_record_and_its_own_put_blob_restores() {
+    let records = MemoryStore::new();
+    let store = kvsweep::store::faulty::FaultyStore::new(records.clone(), 1);
+    store.set_atomic(false);
+    store.set_compare_and_set(false);
+    let s = Sweeper::new(store, Policy::default(), Default::default());
+    block_on(async {
+        let id = s.put_blob(&[7; 100], T0).await.unwrap();
+        let opts = PutOptions {
+            blobs: vec![id.clone()],
+            ..Default::default()
+        };
+        s.put(
+            &EntryId::new("", "d"),
+            StoredValue::Bytes(vec![1]),
+            opts,
+            T0,
+        )
+        .await
+        .unwrap();
+        let meta = |records: &MemoryStore| {
+            let key = id_key(&id);
+            let records = records.clone();
+            async move { records.get(Table::BlobMeta, &[key]).await.unwrap()[0].clone() }
+        };
+        let before = meta(&records).await;
+        records
+            .apply(vec![Op::Put(Table::Blobs, id_key(&id), vec![9; 100])])
+            .await
+            .unwrap();
+        let repaired = s.verify(None, true, &mut RunToEnd).await.unwrap();
+        assert_eq!(repaired.removed, std::slice::from_ref(&id));
+        assert_eq!(meta(&records).await, before, "the record is as it was");
+        assert_eq!(s.put_blob(&[7; 100], T0 + 10).await.unwrap(), id);
+        assert_eq!(s.get_blob(&id).await.unwrap(), Some(vec![7; 100]));
+    });
+}
+
 #[test]
 fn zombies_are_listed_and_delete_namespace_removes_entries_and_record() {
     let s = sweeper();

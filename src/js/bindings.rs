@@ -1627,9 +1627,10 @@ impl JsSweeper {
     /// due): the store's close() waits for it.
     #[wasm_bindgen(js_name = "__flushReads", skip_typescript)]
     pub fn flush_reads(&self, done: Option<Function>) {
-        if !self.inner.closed.get() && (done.is_some() || self.inner.sweeper.touches_pending()) {
+        if !self.inner.closed.get() && self.inner.sweeper.touches_pending() {
             self.inner.flush_now(done);
         } else if let Some(done) = done {
+            // Nothing to write: the store closes at once.
             let _ = done.call0(&JsValue::UNDEFINED);
         }
     }

@@ -272,7 +272,8 @@ pub struct Health {
     pub status: HealthStatus,
     /// Why, one sentence each for a person to read; empty when healthy.
     pub reasons: Vec<String>,
-    /// When the last run that went to its end without errors began.
+    /// When the last run that went to its end without errors began (of a
+    /// run in parts, its last part).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<Millis>,
     /// The run log, newest last.
@@ -756,7 +757,9 @@ impl<S: Store> Sweeper<S> {
 
     /// Marks blob `id`'s record lost (see `BlobRecord::lost`) if, read again
     /// in the same transaction, its bytes are gone or do not hash to it,
-    /// and removes such bytes; whether it removed them. The record, and the
+    /// and removes such bytes; whether it removed them. Not marked on a
+    /// store without compare-and-set (only this Sweeper's `putBlob` writes
+    /// the bytes again there). The record, and the
     /// reference count in it, stay: the blob reads as missing until
     /// `putBlob` of its bytes, by any Sweeper, writes them again (a record
     /// written anew would count no referrer, and a run would trust it). The
@@ -764,6 +767,7 @@ impl<S: Store> Sweeper<S> {
     /// bytes gone unmarked.
     async fn mark_lost(&self, id: &str) -> Result<bool, Error> {
         let key = id_key(id);
+        let cas = self.store.capabilities().compare_and_set;
         self.store
             .transact(Access::Write, &[Table::Blobs, Table::BlobMeta], |reads| {
                 let (Some(bytes), Some(record)) = (
@@ -780,7 +784,13 @@ impl<S: Store> Sweeper<S> {
                     return Ok(Step::Done(false));
                 }
                 let mut ops = Vec::new();
-                if let Some(rec) = record.and_then(|r| codec::decode_blob(r).ok()) {
+                // Only where the write is checked against the record read:
+                // without compare-and-set it could put back an older count
+                // and time over a put's, and a run trust them.
+                if let Some(rec) = record
+                    .filter(|_| cas)
+                    .and_then(|r| codec::decode_blob(r).ok())
+                {
                     if !rec.lost {
                         let rec = codec::BlobRecord {
                             lost: true,

@@ -1481,6 +1481,43 @@ test("free() then store.close() at once still writes the refreshes: the store cl
   }
 });
 
+test("a store closed while freed Sweepers' refreshes are written, then freed, closes at once, without an unhandled rejection (fake-indexeddb)", async () => {
+  const { kvStoreOfDriver } = await import("../../pkg/kvsweep.js");
+  const { openRecords, recordsDriver, closesWith } = await import("../../pkg/idbkv.js");
+  const unhandled = [];
+  const listen = (e) => unhandled.push(String(e?.message ?? e));
+  process.on("unhandledRejection", listen);
+  try {
+    // As openOpfs and openCacheStorage make theirs, and openIndexedDb's.
+    const records = async () => {
+      const db = await openRecords(`free-close-${Math.random()}`);
+      const store = kvStoreOfDriver(recordsDriver(db, "records", 250));
+      closesWith(store, db);
+      return { store, closed: () => assert.throws(() => db.transaction("records"), /the store was closed/) };
+    };
+    const idb = async () => {
+      const store = await openIndexedDb(`free-close-idb-${Math.random()}`);
+      return { store, closed: () => {} };
+    };
+    for (const make of [records, idb]) {
+      const { store, closed } = await make();
+      const clock = manualClock();
+      const s = new Sweeper(store, { clock });
+      await s.put("a", 1);
+      clock.now += 5_000;
+      assert.equal(await s.get("a"), 1);
+      s.free();
+      store.close();
+      store.free();
+      await new Promise((r) => setTimeout(r, 100));
+      closed();
+    }
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", listen);
+  }
+});
+
 test("get of an entry whose record cannot be read names get, on IndexedDB's one-request read too (fake-indexeddb)", async () => {
   const name = `torn-get-${Date.now()}`;
   const store = await openIndexedDb(name);
