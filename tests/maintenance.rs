@@ -166,6 +166,18 @@ async fn blobs_each_referenced(s: &Sweeper<MemoryStore>, n: u8) -> Vec<String> {
     ids
 }
 
+/// Damages the bytes of blob `ids[0]` and loses those of `ids[1]`, in the
+/// store directly.
+async fn damage_first_two(s: &Sweeper<MemoryStore>, ids: &[String]) {
+    s.store()
+        .apply(vec![
+            Op::Put(Table::Blobs, id_key(&ids[0]), vec![9; 100]),
+            Op::Delete(Table::Blobs, id_key(&ids[1])),
+        ])
+        .await
+        .unwrap();
+}
+
 #[test]
 fn verify_finds_corrupt_and_missing_blobs_and_repair_clears_the_way_for_put_blob() {
     let s = sweeper();
@@ -177,13 +189,7 @@ fn verify_finds_corrupt_and_missing_blobs_and_repair_clears_the_way_for_put_blob
 
         // Damage one blob's bytes and lose another's, in the store directly.
         let store = s.store();
-        store
-            .apply(vec![
-                Op::Put(Table::Blobs, id_key(&ids[0]), vec![9; 100]),
-                Op::Delete(Table::Blobs, id_key(&ids[1])),
-            ])
-            .await
-            .unwrap();
+        damage_first_two(&s, &ids).await;
         let found = s.verify(None, false, &mut RunToEnd).await.unwrap();
         assert_eq!(found.checked, 7);
         assert_eq!(found.corrupt, [ids[0].clone()]);
@@ -252,13 +258,7 @@ fn after_verify_with_repair_put_blob_on_another_sweeper_writes_lost_bytes_again(
         // One blob's bytes damaged, one's lost (and, later, a third's lost
         // but only seen by a verify without repair).
         let store = s.store();
-        store
-            .apply(vec![
-                Op::Put(Table::Blobs, id_key(&ids[0]), vec![9; 100]),
-                Op::Delete(Table::Blobs, id_key(&ids[1])),
-            ])
-            .await
-            .unwrap();
+        damage_first_two(&s, &ids).await;
         let repaired = s
             .verify(Some(Shard { index: 0, count: 1 }), true, &mut RunToEnd)
             .await
