@@ -340,14 +340,20 @@ impl Scheduler {
             Input::LockTaken if self.phase == Phase::Locking => self.start_run(),
             Input::LockDenied if self.phase == Phase::Locking => self.skip(now),
             Input::Leased if self.phase == Phase::Running => self.skip(now),
-            Input::RunEnded { done } if self.phase == Phase::Running => {
+            // Ended, or could not delete some items past their retries:
+            // those wait for the period like anything a run leaves.
+            Input::RunEnded { .. } | Input::RunEndedWithErrors
+                if self.phase == Phase::Running
+                    && (input != Input::RunEndedWithErrors
+                        || self.stats.failures_in_row >= ITEM_RETRIES) =>
+            {
                 if !core::mem::take(&mut self.covered) {
                     self.count_end(input);
                 }
                 self.phase = Phase::Idle;
                 self.hold_until = 0;
                 let rerun = self.rerun.take();
-                if !done {
+                if input == (Input::RunEnded { done: false }) {
                     self.soon(rerun.map_or(self.mode, |r| r.max(self.mode)), now, now);
                 } else {
                     // The period counts from the last full run: a light run
@@ -359,19 +365,6 @@ impl Scheduler {
                     if let Some(mode) = rerun {
                         self.soon(mode, now, now);
                     }
-                }
-            }
-            Input::RunEndedWithErrors
-                if self.phase == Phase::Running && self.stats.failures_in_row >= ITEM_RETRIES =>
-            {
-                self.count_end(input);
-                self.phase = Phase::Idle;
-                self.hold_until = 0;
-                if self.mode == Mode::Full || self.period_at.is_none() {
-                    self.rearm_period(now);
-                }
-                if let Some(mode) = self.rerun.take() {
-                    self.soon(mode, now, now);
                 }
             }
             Input::RunFailed | Input::RunEndedWithErrors if self.phase == Phase::Running => {
