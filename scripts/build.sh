@@ -111,8 +111,11 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # bytes), a lost blob's mark for every Sweeper's putBlob (about 350), and
 # about 300 for the rest (a periodic run a full hand run covered, item
 # retries counted in the scheduler, a run part's totals kept without a
-# place, free() then store.close(), close() during a lock wait): 204,528.)
-budget=204600
+# place, free() then store.close(), close() during a lock wait): 204,528;
+# 204,600 until run reports gave what a resumed run carried, so that a page
+# can tell what the run deleted itself (the demo counted it wrong): about
+# 120 bytes, 204,671.)
+budget=204700
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -85,8 +85,8 @@ pub struct RunReport {
     #[serde(skip)]
     pub stopped_after: Option<Position>,
     /// Of `deleted`, what the run it resumed had deleted (the run log counts
-    /// each run's own deletions).
-    #[serde(skip)]
+    /// each run's own deletions): what this run deleted itself is `deleted`
+    /// less this.
     pub carried: Tally,
     /// The store closed under the run: it stopped at the batch that found it so.
     #[serde(skip)]

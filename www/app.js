@@ -152,7 +152,7 @@ function random(seed) {
 }
 
 function stateOf(kind) {
-  if (!perStore.has(kind)) perStore.set(kind, { samples: [], freedBytes: 0, freedCount: 0, carried: null });
+  if (!perStore.has(kind)) perStore.set(kind, { samples: [], freedBytes: 0, freedCount: 0, seen: null });
   return perStore.get(kind);
 }
 
@@ -167,8 +167,11 @@ function numberField(id, label, scale = 1) {
   // Counts go through as typed (1.5, -1), so the page shows the library's
   // own error; seconds become whole milliseconds, none lost to rounding.
   if (scale === 1) return n;
+  // Checked here, in the seconds typed: the library would name milliseconds.
+  if (n < 0) throw new Error(`${label} must be 0 or more seconds, got ${input.value}`);
   const ms = Math.round(n * scale);
   if (ms === 0 && n !== 0) throw new Error(`${label} must be 0 or at least ${1 / scale} s, got ${input.value}`);
+  if (!Number.isSafeInteger(ms)) throw new Error(`${label} must be at most ${Math.floor(Number.MAX_SAFE_INTEGER / scale)} seconds, got ${input.value}`);
   return ms;
 }
 
@@ -196,7 +199,6 @@ function readSettings() {
   }
 
   const ttlMs = numberField("pol-ttl", "API response TTL", 1000);
-  if (ttlMs < 0) throw new Error(`API response TTL must be 0 or more seconds, got ${$("pol-ttl").value}`);
   const pinEvery = numberField("pol-pin-every", "Pin every n-th note") ?? 0;
   if (!Number.isSafeInteger(pinEvery) || pinEvery < 0) throw new Error("Pin every n-th note must be a whole number, 0 or more");
   return { policy, schedule, ttlMs, pinEvery };
@@ -694,18 +696,19 @@ function renderSchedulerStats() {
 
 /**
  * The report of a run that went on from one that stopped early counts both
- * (RunReport.resumed), so what this run deleted itself is the difference.
+ * (RunReport.resumed); `carried` is what the earlier one deleted, so what
+ * this run deleted itself is the difference. Freed counts the earlier one
+ * too where the page did not see it end (a Sweeper it replaced meanwhile).
  */
 function ownDeletions(kind, report) {
   const st = stateOf(kind);
   const t = total(report.deleted);
-  // A run's report counts the stopped run it resumed, of its own mode (a
-  // light run between the two leaves that count alone).
-  const carried = st.carried?.[report.mode];
-  const own = report.resumed && carried ? { count: t.count - carried.count, bytes: t.bytes - carried.bytes } : t;
-  st.carried = { ...st.carried, [report.mode]: report.done ? null : t };
-  st.freedBytes += own.bytes;
-  st.freedCount += own.count;
+  const carried = report.resumed ? report.carried : { count: 0, bytes: 0 };
+  const own = { count: t.count - carried.count, bytes: t.bytes - carried.bytes };
+  const seen = (report.resumed && st.seen?.[report.mode]) || { count: 0, bytes: 0 };
+  st.seen = { ...st.seen, [report.mode]: report.done ? null : t };
+  st.freedBytes += own.bytes + Math.max(0, carried.bytes - seen.bytes);
+  st.freedCount += own.count + Math.max(0, carried.count - seen.count);
   return own;
 }
 

@@ -159,6 +159,8 @@ export interface RunReport {
   ops?: number;
   /** This run went on from one that stopped early; `deleted` counts both. */
   resumed: boolean;
+  /** Of `deleted`, what the runs it went on from had deleted: this run's own is `deleted` less this (0 when not resumed). */
+  carried: Tally;
   /** This run went on with the plan its Sweeper's previous run made (that run stopped early, having saved a place, and planned at most 30 s before this run began), without listing the store again. */
   planReused: boolean;
   deleted: Partial<Record<Reason, Tally>>; kept: number; scanned: number; reachable: number;

@@ -150,6 +150,9 @@ test("budgetMs stops a run early and the next run resumes from the saved cursor"
   assert.equal(last.done, true);
   assert.equal(last.resumed, true);
   assert.equal(last.deleted.expired.count, 100);
+  // What each run carried from the one before: its own is the difference.
+  assert.deepEqual(reports[0].carried, { count: 0, bytes: 0 });
+  for (let i = 1; i < reports.length; i++) assert.equal(reports[i].carried.count, reports[i - 1].deleted.expired.count, `run ${i}`);
   // Each run after the first went on with the plan the first made, without
   // listing the store again (the clock stood still).
   assert.equal(reports[0].planReused, false);
