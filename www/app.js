@@ -133,6 +133,18 @@ async function action(fn) {
     await fn();
   } catch (err) {
     showError(err);
+    // Another tab deleted the store's database: open it again (empty), so
+    // that the next action works and the numbers are the store's.
+    if (current && /another tab or worker deleted the database/.test(messageOf(err))) {
+      stores.delete(current.kind);
+      try {
+        await useStore(current.kind);
+        await refresh("reopened");
+        showError(`${messageOf(err)} (the page has opened the store again)`);
+      } catch (again) {
+        showError(again);
+      }
+    }
   } finally {
     setBusy(false);
     document.body.dataset.actions = String(++finished);
