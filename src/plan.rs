@@ -889,19 +889,16 @@ impl Scratch {
         // (`seen` holds, per blob, the number of the weighing that last
         // counted it). Exact: a sum of u64 sizes fits in u128, so eviction
         // never compares or subtracts against a saturated total.
-        let weight = |live: &[bool], (seen, weighing): &mut (Vec<u32>, u32)| {
-            seen.resize(blobs.list.len(), 0);
-            *weighing = weighing.wrapping_add(1);
-            if *weighing == 0 {
-                seen.fill(0);
-                *weighing = 1;
-            }
+        let weight = |live: &[bool], blob_seen: &mut (Vec<u32>, u32)| {
+            blob_seen.0.resize(blobs.list.len(), 0);
+            let weighing = new_weighing(blob_seen);
+            let seen = &mut blob_seen.0;
             let mut bytes: u128 = 0;
             for j in (0..n).filter(|&j| live[j]) {
                 bytes += u128::from(entry(ix(j)).meta.size);
                 for &b in held_by(j) {
-                    if seen[b as usize] != *weighing {
-                        seen[b as usize] = *weighing;
+                    if seen[b as usize] != weighing {
+                        seen[b as usize] = weighing;
                         bytes += u128::from(blobs.list[b as usize].size);
                     }
                 }
@@ -1016,12 +1013,8 @@ impl Scratch {
             trial.clear();
             stack.clear();
             let mut add: u128 = 0;
-            let (seen, weighing) = &mut *blob_seen;
-            *weighing = weighing.wrapping_add(1);
-            if *weighing == 0 {
-                seen.fill(0);
-                *weighing = 1;
-            }
+            let weighing = new_weighing(blob_seen);
+            let seen = &mut blob_seen.0;
             let mut fits = true;
             let mut visit = |x: usize, trial: &mut Vec<usize>, stack: &mut Vec<usize>| {
                 if live[x] {
@@ -1034,8 +1027,8 @@ impl Scratch {
                     add += u128::from(entry(ix(x)).meta.size);
                     for &b in held_by(x) {
                         let b = b as usize;
-                        if holders[b] == 0 && seen[b] != *weighing {
-                            seen[b] = *weighing;
+                        if holders[b] == 0 && seen[b] != weighing {
+                            seen[b] = weighing;
                             add += u128::from(blobs.list[b].size);
                         }
                     }
@@ -1081,6 +1074,17 @@ impl Scratch {
         }
         live
     }
+}
+
+/// The number of a new weighing of blobs (see `Scratch::blob_seen`): a
+/// blob it has counted holds it; on wrap-around none holds it.
+fn new_weighing((seen, weighing): &mut (Vec<u32>, u32)) -> u32 {
+    *weighing = weighing.wrapping_add(1);
+    if *weighing == 0 {
+        seen.fill(0);
+        *weighing = 1;
+    }
+    *weighing
 }
 
 /// The inventory indices of the known blobs `m` references.

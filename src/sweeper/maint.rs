@@ -739,8 +739,10 @@ impl<S: Store> Sweeper<S> {
             }
         }
         if repair {
-            // Marked in their records too, for every Sweeper's putBlob.
-            for id in gone {
+            // Marked in their records too, for every Sweeper's putBlob
+            // (only where the mark's write is checked: see `mark_lost`).
+            let cas = self.store.capabilities().compare_and_set;
+            for id in gone.into_iter().filter(|_| cas) {
                 self.mark_lost(id).await?;
             }
             for id in corrupt.iter() {
