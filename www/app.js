@@ -277,6 +277,12 @@ async function applyPolicy(ev) {
     const next = makeSweeper(current.kind, current.store, readSettings());
     current.sweeper.close();
     current = next;
+    // The old Sweeper's background run stops with it; its end is not shown
+    // (events of a replaced Sweeper are dropped), so say here how it ended.
+    for (const started of $("bg-events").querySelectorAll('li[data-type="start"]')) {
+      const mode = started.dataset.mode;
+      started.replaceWith(el("li", { "data-type": "end", "data-mode": mode, "data-done": "false" }, `${fmtTime(Date.now())} ${mode} run stopped: the policy changed`));
+    }
     $("policy-result").textContent = `Applied at ${fmtTime(Date.now())}.`;
     setStatus("Policy applied");
     await refresh("policy");

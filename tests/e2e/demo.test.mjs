@@ -360,6 +360,23 @@ test("demo page stays responsive while a run cleans 100,000 entries in IndexedDB
     // bound leaves room for a loaded CI machine, and the library's own gaps
     // are held to 50 ms by npm run bench, not here.
     assert.ok(runGap.timer < 250 && runGap.frame < 250, `the page went ${Math.round(Math.max(runGap.timer, runGap.frame))} ms without a timer or a frame during the cleanup`);
+
+    // A policy applied while a background run goes closes the Sweeper that
+    // runs it: the run's "started…" line ends, saying why (its own end event
+    // is not shown: the page drops a replaced Sweeper's events).
+    await page.locator("#request-run").click();
+    await page.waitForSelector('#bg-events li[data-type="start"]', { timeout: 10_000 });
+    const done = Number(await page.locator("body").getAttribute("data-actions"));
+    const going = await page.evaluate(() => {
+      const going = document.querySelector('#bg-events li[data-type="start"]') !== null;
+      document.querySelector("#policy-apply").click();
+      return going;
+    });
+    assert.ok(going, "the background run over 50,000 entries was still going when the policy was applied");
+    await page.waitForFunction((n) => Number(document.body.dataset.actions ?? 0) > n, done, { polling: 50 });
+    await noError();
+    assert.equal(await page.locator('#bg-events li[data-type="start"]').count(), 0, "no run is shown as started after its Sweeper closed");
+    assert.match(await text("#bg-events"), /full run stopped: the policy changed/);
     assert.deepEqual(pageErrors, [], "no uncaught errors in the page");
     assert.deepEqual(foreignRequests, [], "no requests outside the demo server");
   } finally {
