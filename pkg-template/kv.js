@@ -460,6 +460,11 @@ function denoKvDriver(kv, prefix) {
       keyRoom: 48,
       keyEscaped: true,
     }),
+    // Writes check what they read, so they need no turn to be safe; but
+    // thirty of this isolate's at once on one record collide again and
+    // again. One that collided waits for this turn and goes again holding
+    // it, so they go one at a time (src/store/jskv.rs).
+    lockAfterConflict: () => acquire(kv),
     async value(name, v) {
       if (!isHead(v)) return bytesOf(v);
       const keys = d.chunkKeys(name, v);

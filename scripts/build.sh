@@ -115,7 +115,11 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # 204,600 until run reports gave what a resumed run carried, so that a page
 # can tell what the run deleted itself (the demo counted it wrong): about
 # 120 bytes, 204,671.)
-budget=204700
+# (204,700 until, on the twenty-second session, Deno KV writes of one
+# isolate that collided went again one at a time under a turn taken after
+# the conflict (thirty puts at once to one record lost a third to "kept
+# colliding"): about 260 bytes, 204,959.)
+budget=205000
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

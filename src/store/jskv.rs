@@ -23,6 +23,8 @@
 //!   table has no more; `last` and `cursor` say where to go on; a page that
 //!   would make more than `maxCalls` calls fails first (`KvsweepOutOfCalls`);
 //! - `lock()` (optional) → a function ending the turn it waited for;
+//! - `lockAfterConflict()` (optional) → the same, taken by a write only once
+//!   its checks failed, for the rest of it (Deno KV);
 //! - `apply(checks, writes)` → `true`, or `false` when a check failed and
 //!   nothing was written: `checks` are `[name, token]` (token `null`:
 //!   nothing at all is there, not even what is not kvsweep's bytes or a
@@ -709,6 +711,12 @@ struct Held<'a> {
     turn: bool,
     remembered: bool,
     used: RefCell<Vec<String>>,
+    /// The turn taken after a conflict, where the driver offers one for
+    /// that (`lockAfterConflict`: Deno KV), held to the end of the write:
+    /// writes of this realm that collided go again one at a time, so thirty
+    /// at once all succeed, while writes that do not collide still go
+    /// together. (Checks still guard against other processes.)
+    late: RefCell<Option<Turn>>,
 }
 
 impl<'a> Held<'a> {
@@ -718,6 +726,7 @@ impl<'a> Held<'a> {
             turn,
             remembered,
             used: RefCell::new(Vec::new()),
+            late: RefCell::new(None),
         }
     }
 }
@@ -772,9 +781,21 @@ impl Store for Held<'_> {
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.store.apply_with(ops, self.turn).await
+        let out = self.store.apply_with(ops, self.turn).await;
+        let first = !self.turn && self.late.borrow().is_none();
+        if first
+            && matches!(out, Err(StoreError::Conflict(_)))
+            && member(&self.store.driver, LATE_TURN).is_function()
+        {
+            let turn = Turn(self.store.call(LATE_TURN, &[]).await?);
+            self.late.replace(Some(turn));
+        }
+        out
     }
 }
+
+/// A driver's method taking its turn for a write that collided (see `Held`).
+const LATE_TURN: &str = "lockAfterConflict";
 
 impl JsKvStore {
     /// Marks the store closed: see [`JsKvStore::closed_for_good`].

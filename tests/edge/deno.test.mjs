@@ -19,7 +19,7 @@ test("Deno KV (in memory and in a file): the cleanup scenario, chunked values, o
     });
     assert.equal(code, 0, `deno failed:\n${stderr}`);
     const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
-    assert.deepEqual(lines.map((l) => l.ok), ["native expiry", "memory", "file", "lease", "calls", "cron"]);
+    assert.deepEqual(lines.map((l) => l.ok), ["native expiry", "memory", "file", "lease", "calls", "concurrent", "concurrent", "cron"]);
     console.log(`# Deno: ${stdout.trim().replace(/\n/g, " ")}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
