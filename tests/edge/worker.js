@@ -112,8 +112,21 @@ export default {
     );
   },
 
-  async fetch(request, env) {
+  async fetch(request, env, ctx) {
     const url = new URL(request.url);
+    if (url.pathname.startsWith("/lru/")) {
+      // The README's pattern: a Sweeper per request, closed in waitUntil,
+      // so that a read's deferred refresh of accessedAt is written.
+      const now = Number(url.searchParams.get("now"));
+      const store = kvStore(env.KV, { prefix: "lru/" });
+      const sweeper = new Sweeper(store, { clock: () => now, policy: { maxEntries: 2 } });
+      const out = {};
+      if (url.pathname === "/lru/put") for (const key of ["a", "b", "c"]) await sweeper.put(key, key);
+      if (url.pathname === "/lru/get") out.value = await sweeper.get("a");
+      if (url.pathname === "/lru/plan") out.evicts = (await sweeper.plan()).actions.map((a) => `${a.key}:${a.reason}`);
+      if (url.searchParams.get("close") !== "no") ctx.waitUntil(sweeper.close());
+      return Response.json(out);
+    }
     if (url.pathname === "/scenario/kv-r2") {
       try {
         return await scenario(kvStore(env.R2_KV, { blobs: r2(env.BUCKET) }), async () => [

@@ -75,6 +75,18 @@ test("a Worker cleans Workers KV in slices: every request under its call limit, 
   console.log(`# Workers KV: ${N} entries, ${slices.length} requests, calls per request (limit 150): ${slices.map((r) => r.ops).join(", ")}`);
 });
 
+test("a Worker's read through a Sweeper made per request and closed in waitUntil moves accessedAt, so maxEntries evicts another entry", async () => {
+  await call(`/lru/put?now=${NOW}`);
+  assert.equal((await call(`/lru/get?now=${NOW + 5_000}`)).value, "a");
+  // Later requests (the refresh is written once close() ends, after the response).
+  let evicts;
+  for (let i = 0; i < 50 && evicts?.[0] !== "b:maxEntries"; i++) {
+    if (i) await new Promise((r) => setTimeout(r, 100));
+    ({ evicts } = await call(`/lru/plan?now=${NOW + 20_000}&close=no`));
+  }
+  assert.deepEqual(evicts, ["b:maxEntries"], "a was read last: b is the least recently used");
+});
+
 test("a Worker cleans from its Cron Trigger, one slice per trigger, until done", async () => {
   const N = 80;
   for (let from = 0; from < N; from += 40) await call(`/seed?ns=cron&now=${NOW}&from=${from}&to=${from + 40}`);
