@@ -29,11 +29,16 @@ import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriv
  * batch records those URLs in its own transaction (`PENDING`), and the
  * first batch after they are gone deletes the record.
  */
-function cacheDriver(db, cache, matchOptions, concurrency) {
+function cacheDriver(db, name, matchOptions, concurrency) {
   let recovered = null; // finishPending, once, before the first listing
   // Records of batches whose responses are gone: the next batch deletes them.
   const emptied = [];
-  const responses = responseDeleter(db, cache, matchOptions, concurrency, (pending) => emptied.push(pending));
+  // The cache as it is now, opened again for each round of deletions: after
+  // an app's caches.delete(name), a Cache object opened before deletes
+  // nothing (the responses cached since would stay for good). A cache that
+  // is gone holds no response to delete, and is not made again (null).
+  const cacheNow = () => caches.has(name).then((there) => (there ? caches.open(name) : null));
+  const responses = responseDeleter(db, cacheNow, matchOptions, concurrency, (pending) => emptied.push(pending));
   const d = recordsDriver(db, "cache-storage", 250, {
     extra(store, writes) {
       const cleared = emptied.splice(0);
@@ -71,7 +76,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
   d.settle = () => responses.delete([]);
   const list = d.list;
   d.list = async (...args) => {
-    recovered ??= finishPending(db, cache, matchOptions).catch(() => {});
+    recovered ??= finishPending(db, cacheNow, matchOptions).catch(() => {});
     await recovered;
     return list(...args);
   };
@@ -90,7 +95,7 @@ function cacheDriver(db, cache, matchOptions, concurrency) {
  * hears its `pending` record's name. When a `cache.delete` or the reading
  * failed, the record stays, and the store tries again after it opens again.
  */
-function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
+function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
   const noSearch = matchOptions.ignoreSearch === true;
   const queue = [];
   let head = 0;
@@ -124,15 +129,16 @@ function responseDeleter(db, cache, matchOptions, concurrency, onGone) {
       let present;
       const stands = take.map(([name]) => standsFor(name, noSearch)); // a URL parsed each: once
       try {
-        present = presentNames(store, stands.flat());
+        present = Promise.all([presentNames(store, stands.flat()), cacheNow()]);
       } catch (e) {
         finishes.forEach((finish) => finish(e)); // the records stay for the next time the store opens
         continue;
       }
       present.then(
-        (there) =>
+        ([there, cache]) =>
           take.forEach(([name], i) => {
-            if (stands[i].some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
+            // Made again: its response is live. No cache: no response.
+            if (!cache || stands[i].some((n) => there.has(n))) return finishes[i](null);
             cache.delete(urlOf(name), matchOptions).then(() => finishes[i](null), finishes[i]);
           }),
         (e) => finishes.forEach((finish) => finish(e ?? new Error("the entries could not be read"))),
@@ -204,7 +210,7 @@ function standsFor(name, noSearch) {
  * between its `cache.put` and its `track`, and the response it just cached
  * must not go. A record whose deletions fail stays for the next time.
  */
-async function finishPending(db, cache, matchOptions) {
+async function finishPending(db, cacheNow, matchOptions) {
   const range = IDBKeyRange.bound(PENDING, PENDING.slice(0, -1) + "0", false, true);
   const store = () => db.transaction("records").objectStore("records");
   const [names, lists] = await readRange(store(), range);
@@ -214,7 +220,8 @@ async function finishPending(db, cache, matchOptions) {
       const s = store();
       const back = await Promise.all(entries.map((n) => Promise.all(standsFor(n, matchOptions.ignoreSearch === true).map((m) => done(s.get(m))))));
       const gone = entries.filter((_, j) => back[j].every((r) => r === undefined));
-      await Promise.all(gone.map((n) => cache.delete(urlOf(n), matchOptions)));
+      const cache = gone.length ? await cacheNow() : null;
+      if (cache) await Promise.all(gone.map((n) => cache.delete(urlOf(n), matchOptions)));
       const tx = db.transaction("records", "readwrite");
       tx.objectStore("records").delete(names[i]);
       await finished(tx);
@@ -282,12 +289,12 @@ async function openCache(name, options, onClosed) {
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new TypeError(`kvsweep: openCacheStorage(name, options): options.concurrency must be a whole number, 1 or more, got ${describe(concurrency)}`);
   }
-  const [db, cache] = await Promise.all([openRecords(`kvsweep-cache:${name}`, onClosed), caches.open(name)]);
+  const db = await openRecords(`kvsweep-cache:${name}`, onClosed);
   // An entry stands for every response cached under its URL: without
   // ignoreVary, a response cached with a Vary header would not match the
   // bare URL and would outlive its entry.
   const match = { ignoreVary: true, ...matchOptions };
-  const driver = cacheDriver(db, cache, match, concurrency);
+  const driver = cacheDriver(db, name, match, concurrency);
   const store = kvStoreOfDriver(driver);
   SETTLES.set(store, driver.settle);
   if (match.ignoreSearch === true) SEARCHLESS.add(store);
@@ -596,10 +603,14 @@ export function expirationPlugin(options = {}) {
           await afterDeleting();
           const { sweeper } = await sweeperFor(cacheName);
           const [options, known] = await hookOptions(sweeper, request);
+          // Unused for longer than maxAgeSeconds (its Date header, if any,
+          // said fresh, or gave no date): served this once, as
+          // ExpirationPlugin serves it, not made new again, and expired now.
+          const idle = policy.maxAgeMs !== undefined && !options.pinned && known && Date.now() - known.updatedAt > policy.maxAgeMs;
           // Sized by its headers where they say; else as when it was
           // tracked: a response whose headers do not give it (compressed,
           // chunked) is not read again on every hit.
-          await track(sweeper, request, cachedResponse, known && headerSize(cachedResponse) === undefined ? { ...options, size: known.size } : options);
+          if (!idle) await track(sweeper, request, cachedResponse, known && headerSize(cachedResponse) === undefined ? { ...options, size: known.size } : options);
           await expire(cacheName);
         })().catch(() => {}));
         try {

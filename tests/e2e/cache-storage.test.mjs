@@ -696,3 +696,71 @@ test("with a pinned option, the plugin's pinned(url) decides: a pin it gave is t
   });
   assert.deepEqual(out, { pinnedAtFirst: true, pinnedAfter: false, left: ["/saved/b"] });
 });
+
+test("after the app deletes the cache itself (caches.delete), runs still delete the responses cached since", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const name = "deleted-by-app";
+    const store = await kv.openCacheStorage(name);
+    const sweeper = new kv.Sweeper(store, { policy: { maxEntries: 1 } });
+    const add = async (path) => {
+      const request = new Request(`${location.origin}/gone/${path}`);
+      const response = new Response(path, { headers: { "content-length": String(path.length) } });
+      await (await caches.open(name)).put(request, response.clone());
+      await kv.track(sweeper, request, response);
+    };
+    await add("a");
+    // "Clear offline data": the app deletes the cache; its entry stays.
+    await caches.delete(name);
+    for (const path of ["b", "c", "d"]) await add(path);
+    const report = await sweeper.run();
+    const left = (await (await caches.open(name)).keys()).map((r) => new URL(r.url).pathname);
+    const keys = [];
+    for await (const k of sweeper.keys()) keys.push(new URL(k).pathname);
+    sweeper.close();
+    store.close();
+    // A cache deleted while entries wait: the run deletes their records and
+    // makes no cache again.
+    const store2 = await kv.openCacheStorage(name);
+    const again = new kv.Sweeper(store2, { policy: { maxEntries: 0 + 1 } });
+    await caches.delete(name);
+    await kv.track(again, new Request(`${location.origin}/gone/e`), new Response("e"));
+    const second = await again.run();
+    const remade = await caches.has(name);
+    again.close();
+    store2.close();
+    await kv.deleteCacheStorage(name);
+    return { deleted: report.deleted.maxEntries?.count, errors: report.errors.length, left, keys, second: second.deleted.maxEntries?.count, remade };
+  });
+  assert.deepEqual(out, { deleted: 3, errors: 0, left: ["/gone/d"], keys: ["/gone/d"], second: 1, remade: false });
+});
+
+test("expirationPlugin: a response with no usable Date header, unused for longer than maxAgeSeconds, is served once more and then expired, as ExpirationPlugin does", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const name = "idle-age";
+    const plugin = kv.expirationPlugin({ maxAgeSeconds: 0.3 });
+    const cache = await caches.open(name);
+    const use = async (request) => {
+      const waits = [];
+      const served = await plugin.cachedResponseWillBeUsed({ cacheName: name, request, cachedResponse: await cache.match(request), event: { waitUntil: (p) => waits.push(p) } });
+      await Promise.all(waits);
+      return served !== null;
+    };
+    const got = {};
+    for (const [label, headers] of [["no date", {}], ["bad date", { date: "not a date" }], ["future date", { date: new Date(Date.now() + 3600e3).toUTCString() }]]) {
+      const request = new Request(`${location.origin}/idle/${encodeURIComponent(label)}`);
+      const response = new Response(label, { headers });
+      await cache.put(request, response.clone());
+      await plugin.cacheDidUpdate({ cacheName: name, request, newResponse: response });
+      const soon = await use(request); // within the age: served, made new
+      await new Promise((r) => setTimeout(r, 450)); // idle past it
+      const late = await use(request); // served once more, then expired
+      got[label] = { soon, late, cached: (await cache.match(request)) !== undefined };
+    }
+    await plugin.deleteCacheAndMetadata();
+    return got;
+  });
+  const expected = { soon: true, late: true, cached: false };
+  assert.deepEqual(out, { "no date": expected, "bad date": expected, "future date": expected });
+});
