@@ -122,7 +122,12 @@ export class Sweeper extends RawSweeper {
     // Every Sweeper on a store of one origin (OPFS, Cache Storage) takes the
     // store's own Web Lock, or two could run at once.
     const own = OWN_LOCKS.get(store);
-    const lockName = options?.schedule?.lockName;
+    let lockName;
+    try {
+      if (own !== undefined) lockName = options?.schedule?.lockName;
+    } catch {
+      // A getter that throws: the module reads it again, and says which it was.
+    }
     if (own !== undefined && typeof lockName === "string" && lockName !== own) {
       throw new Error(`kvsweep: new Sweeper(store, options): options.schedule.lockName is not for ${/^[aeiou]/.test(store.kind) ? "an" : "a"} ${store.kind} store, whose runs take its own Web Lock ${JSON.stringify(own)}`);
     }
@@ -181,7 +186,32 @@ export const SETTLES = new WeakMap();
  * module writes (a getter could answer otherwise the second time). Throws
  * what a check refused, or what a getter threw.
  */
+// A Blob is told by its brand (the built-in size getter accepts it), not by
+// its constructor's name: a subclass's instance, or another realm's (an
+// iframe's), is one, and an object that only calls itself Blob is not.
+const BLOB_SIZE = typeof Blob === "function" ? Object.getOwnPropertyDescriptor(Blob.prototype, "size")?.get : undefined;
+function blobArgument(v) {
+  if (v === null || typeof v !== "object" || ArrayBuffer.isView(v)) return v;
+  try {
+    BLOB_SIZE.call(v);
+  } catch {
+    const name = (() => {
+      try {
+        return v.constructor?.name;
+      } catch {}
+    })();
+    if (name === "Blob" || name === "File") {
+      throw new Error(`kvsweep: putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got an object whose constructor is named ${name} but that is not one`);
+    }
+    return v;
+  }
+  // This realm's own Blob of the same bytes (not copied): read with the
+  // built-in arrayBuffer(), whatever the object's own methods say.
+  return new Blob([v]);
+}
+
 function checkedPut(sweeper, method, args) {
+  if (method === "putBlob") return [blobArgument(args[0]), ...args.slice(1)];
   const check = (method === "put" || method === "putMany") && PUT_CHECKS.get(STORES.get(sweeper));
   if (!check) return args;
   // Plain objects only: anything else goes as it is, for the module to refuse by name.

@@ -1367,7 +1367,13 @@ impl JsSweeper {
             // A progress callback that threw or rejected stopped the run: the
             // run rejects with what it threw (where the run stopped is saved).
             if let Some(e) = host.failure.take() {
-                return Err(e);
+                // An object (another realm's Error too) as it is; a number,
+                // a string or undefined thrown, in an Error naming it.
+                if e.is_object() {
+                    return Err(e);
+                }
+                let thrown = convert::describe(&e);
+                return Err(js_err(format!("run: options.onProgress threw {thrown}")));
             }
             report.duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
             // Only a whole one: one that could not delete some items leaves
@@ -1982,10 +1988,12 @@ impl JsHost {
         };
         let failure = match cb.call1(&JsValue::UNDEFINED, &p) {
             Err(e) => Some(e),
-            Ok(returned) => match returned.dyn_into::<Promise>() {
-                Ok(pending) => self.wait_for(pending).await,
-                Err(_) => None,
-            },
+            // A promise of another realm (an iframe's), or any thenable, is
+            // waited for too, adopted once (`wait_for` races it again and again).
+            Ok(returned) if returned.is_object() => {
+                self.wait_for(Promise::resolve(&returned)).await
+            }
+            Ok(_) => None,
         };
         // The last report comes after the run finished: nothing to stop.
         if progress.running {

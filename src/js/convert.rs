@@ -520,8 +520,8 @@ impl Encoder<'_> {
         let n = n.into();
         if n > self.left as f64 {
             return Err(format!(
-                "is at least {} bytes as encoded, which takes the value past {}",
-                n as u64, self.past
+                "is at least {} bytes as encoded, more than the {} left of {}",
+                n as u64, self.left, self.past
             ));
         }
         self.left -= n as usize;
@@ -614,9 +614,12 @@ impl Encoder<'_> {
                     return self.bytes(bytes);
                 }
             }
+            let what = describe(v);
+            if matches!(what.as_str(), "a Map" | "a Set" | "a Date") {
+                return Err(format!("is {what} of another realm, which cannot be stored; structuredClone() it here first"));
+            }
             return Err(format!(
-                "is {}, which cannot be stored; store plain objects, arrays, Map, Set, Date, BigInt, ArrayBuffer or typed arrays",
-                describe(v)
+                "is {what}, which cannot be stored; store plain objects, arrays, Map, Set, Date, BigInt, ArrayBuffer or typed arrays"
             ));
         }
         if self.path.len() >= MAX_VALUE_DEPTH {

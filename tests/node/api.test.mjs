@@ -683,18 +683,18 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
         },
       },
     };
-    await assert.rejects(s.put("k", value), { message: 'kvsweep: put("k"): value.text is at least 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    await assert.rejects(s.put("k", value), { message: 'kvsweep: put("k"): value.text is at least 20000 bytes as encoded, more than the 15994 left of the limit of 16000 bytes (raise maxValueBytes to store it)' });
     assert.equal(read, false);
     await assert.rejects(s.put("k", new Uint8Array(20_000)), { message: 'kvsweep: put("k"): value is 20000 bytes, more than the limit of 16000 bytes (raise maxValueBytes to store it)' });
-    await assert.rejects(s.putMany([{ key: "a", value: [new ArrayBuffer(10_000), new Float64Array(1_000)] }]), /putMany items\[0\] \("a"\): value\[1\] is at least 8000 bytes as encoded, which takes the value past the limit of 16000 bytes/);
+    await assert.rejects(s.putMany([{ key: "a", value: [new ArrayBuffer(10_000), new Float64Array(1_000)] }]), /putMany items\[0\] \("a"\): value\[1\] is at least 8000 bytes as encoded, more than the 5997 left of the limit of 16000 bytes/);
     // Blobs by their byteLength or size: no digest begun, no Blob read.
     for (const bytes of [new Uint8Array(20_000), new DataView(new ArrayBuffer(20_000)), new Blob([new Uint8Array(20_000)])]) {
       await assert.rejects(s.putBlob(bytes), { message: "kvsweep: putBlob: bytes holds 20000 bytes, more than the limit of 16000 bytes (raise maxValueBytes to store it)" });
     }
     assert.deepEqual(calls, { digest: 0, arrayBuffer: 0 });
     // Keys count too. A string alone past the limit says so as the value.
-    await assert.rejects(s.put("k", "x".repeat(20_000)), { message: 'kvsweep: put("k"): value is at least 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
-    await assert.rejects(s.put("k", { ["k".repeat(20_000)]: 0 }), { message: 'kvsweep: put("k"): value is at least 20000 bytes as encoded, which takes the value past the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    await assert.rejects(s.put("k", "x".repeat(20_000)), { message: 'kvsweep: put("k"): value is at least 20000 bytes as encoded, more than the 15999 left of the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    await assert.rejects(s.put("k", { ["k".repeat(20_000)]: 0 }), { message: 'kvsweep: put("k"): value is at least 20000 bytes as encoded, more than the 15999 left of the limit of 16000 bytes (raise maxValueBytes to store it)' });
     // A wrapper object of a primitive is refused as what it is.
     await assert.rejects(s.put("k", Object(5n)), /^Error: kvsweep: put\("k"\): value is a BigInt object \(a wrapper; pass the primitive\), which cannot be stored/);
     await assert.rejects(s.put("k", { n: new Number(1) }), /^Error: kvsweep: put\("k"\): value\.n is a Number object \(a wrapper; pass the primitive\)/);
@@ -725,7 +725,7 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
     const many = new Sweeper(memoryStore());
     const sixty = "x".repeat(60 * 2 ** 20);
     await assert.rejects(many.putMany(Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: sixty }))), {
-      message: 'kvsweep: putMany items[4] ("k4"): value is at least 62914560 bytes as encoded, which takes the value past the 268435456 bytes one putMany call takes in all (split it into several calls)',
+      message: 'kvsweep: putMany items[4] ("k4"): value is at least 62914560 bytes as encoded, more than the 16777195 left of the 268435456 bytes one putMany call takes in all (split it into several calls)',
     });
     assert.equal(await many.get("k0"), undefined, "nothing of a refused putMany is written");
   } finally {
@@ -745,6 +745,65 @@ test("onProgress that throws or rejects stops the run, which rejects with that e
   assert.equal(rest.done, true);
   assert.equal(rest.resumed, true);
   assert.equal((await s.plan()).actions.length, 0);
+});
+
+test("onProgress: a thenable or another realm's promise is waited for, its rejection stops the run; a non-Error thrown becomes an Error naming it", async () => {
+  const { runInNewContext } = await import("node:vm");
+  const s = await expiredStore(50);
+  // A thenable resolving later holds the run until it does.
+  const order = [];
+  const thenable = { then: (ok) => setTimeout(() => (order.push("resolved"), ok()), 50) };
+  const report = await s.run({ onProgress: (p) => (p.running ? thenable : undefined) });
+  order.push("run ended");
+  assert.equal(report.done, true);
+  assert.equal(order[0], "resolved", order.join(", "));
+  assert.equal(order.at(-1), "run ended", order.join(", "));
+  // Rejections of a thenable and of a vm context's promise stop the run.
+  const t = await expiredStore(50);
+  const bad = new Error("thenable failed");
+  await assert.rejects(t.run({ onProgress: (p) => (p.processed >= 10 ? { then: (_, fail) => fail(bad) } : undefined) }), (e) => e === bad);
+  const foreign = runInNewContext("new Error('vm failed')");
+  const u = await expiredStore(50);
+  await assert.rejects(u.run({ onProgress: (p) => (p.processed >= 10 ? runInNewContext("(e) => Promise.reject(e)")(foreign) : undefined) }), (e) => e === foreign || e?.message?.includes("vm failed"));
+  // Not an Error: the run rejects with an Error saying what was thrown.
+  const v = await expiredStore(50);
+  await assert.rejects(v.run({ onProgress: (p) => { if (p.processed >= 10) throw 42; } }), { message: "kvsweep: run: options.onProgress threw 42" });
+  const w = await expiredStore(50);
+  await assert.rejects(w.run({ onProgress: async (p) => { if (p.processed >= 10) throw undefined; } }), { message: "kvsweep: run: options.onProgress threw undefined" });
+});
+
+test("putBlob tells a Blob by what it is: a subclass's is read with the built-in arrayBuffer(), an object that only calls itself Blob is refused", async () => {
+  const { createHash } = await import("node:crypto");
+  const sha = (bytes) => createHash("sha256").update(bytes).digest("hex");
+  const s = new Sweeper(memoryStore());
+  class MyBlob extends Blob {
+    arrayBuffer() {
+      return Promise.resolve("not bytes");
+    }
+  }
+  const bytes = new TextEncoder().encode("subclassed blob bytes");
+  const id = await s.putBlob(new MyBlob([bytes]));
+  assert.equal(id, sha(bytes));
+  assert.deepEqual(await s.getBlob(id), bytes);
+  const own = new Blob([bytes]);
+  own.arrayBuffer = async () => new ArrayBuffer(0);
+  assert.equal(await s.putBlob(own), sha(bytes), "a Blob's own arrayBuffer is not what is read");
+  const fake = { constructor: { name: "Blob" }, size: 3, arrayBuffer: async () => "not bytes" };
+  await assert.rejects(s.putBlob(fake), { message: "kvsweep: putBlob: bytes must be a Uint8Array, an ArrayBuffer, a typed array or a Blob, got an object whose constructor is named Blob but that is not one" });
+  assert.equal(await s.getBlob(sha(new Uint8Array(0))), undefined, "no empty blob was stored");
+});
+
+test("a Map, Set or Date of another realm is refused, saying so", async () => {
+  const { runInNewContext } = await import("node:vm");
+  const s = new Sweeper(memoryStore());
+  for (const [code, what] of [["new Map([[1, 2]])", "a Map"], ["new Set([1])", "a Set"], ["new Date(0)", "a Date"]]) {
+    await assert.rejects(s.put("k", { v: runInNewContext(code) }), {
+      message: `kvsweep: put("k"): value.v is ${what} of another realm, which cannot be stored; structuredClone() it here first`,
+    });
+  }
+  const copied = structuredClone(runInNewContext("new Map([[1, 2]])"));
+  await s.put("k", copied);
+  assert.deepEqual(await s.get("k"), new Map([[1, 2]]));
 });
 
 test("close() from onProgress stops the run after its current batch", async () => {
