@@ -582,7 +582,7 @@ function denoKvDriver(kv, prefix) {
       }
       if (mutations > 1000 || checks.length > 100 || size > MAX_COMMIT || keys > MAX_COMMIT_KEYS) {
         throw new Error(
-          `a Deno KV commit would hold ${mutations} mutations, ${checks.length} checks, about ${size} bytes and ${keys} bytes of keys, over Deno KV's limits (1,000, 100, 800 KiB and 80 KiB of keys): write fewer or smaller entries per call (putMany), with shorter keys, or lower batchSize`,
+          `a Deno KV commit would hold ${mutations} mutations, ${checks.length} checks, about ${size} bytes and ${keys} bytes of keys, over Deno KV's limits (1,000, 100, 800 KiB and 80 KiB of keys): write fewer or smaller entries per call (putMany), with shorter keys, or, for a run's batches, lower batchSize`,
         );
       }
       // New chunks first, in commits of their own: a crash leaves chunks no
