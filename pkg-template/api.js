@@ -20,6 +20,11 @@ export function describe(v) {
 
 /** Whether `obj` holds no object of the module: freed, or never one (a look-alike, or `undefined` when a method is called off its object). */
 const freed = (obj) => typeof obj?.__wbg_ptr !== "number" || obj.__wbg_ptr === 0;
+/** Why a KvStore that `freed` says is not live is not. */
+const notLive = (store) =>
+  typeof store?.__wbg_ptr === "number"
+    ? "was freed (free() was called on it)"
+    : "has KvStore's prototype but was not made by the module: make one with memoryStore(), openIndexedDb(), openOpfs(), openCacheStorage(), kvStore() or durableObjectStore()";
 
 /** Why the call `what` cannot be made on `obj` (see `freed`). */
 function gone(obj, what, kind = "Sweeper") {
@@ -118,7 +123,7 @@ export class Sweeper extends RawSweeper {
     if (!(store instanceof KvStore)) {
       throw new Error(`kvsweep: new Sweeper(store, options): store must be a KvStore from memoryStore(), openIndexedDb(), openOpfs(), openCacheStorage(), kvStore() or durableObjectStore(), got ${describe(store)}`);
     }
-    if (freed(store)) throw new Error("kvsweep: new Sweeper(store, options): store was freed (free() was called on it)");
+    if (freed(store)) throw new Error(`kvsweep: new Sweeper(store, options): store ${notLive(store)}`);
     // Every Sweeper on a store of one origin (OPFS, Cache Storage) takes the
     // store's own Web Lock, or two could run at once.
     const own = OWN_LOCKS.get(store);
@@ -239,6 +244,10 @@ const closedError = (name) => new Error(`kvsweep: ${name}: this Sweeper is close
 // module's, with what it returned: meanwhile no call begins.
 const CLOSING = new WeakMap();
 function nameClosed(error, name) {
+  if (error?.message === "null pointer passed to rust") {
+    // The glue's words for a Sweeper freed while the call read its arguments.
+    return new Error(`kvsweep: ${name}: this Sweeper was freed (free() was called) while the call went`);
+  }
   return error?.message === CLOSED ? closedError(name) : error;
 }
 // `owner`, the Sweeper, is held by the promise's reactions until it
@@ -490,11 +499,16 @@ Object.defineProperty(Sweeper.prototype, "moveTo", {
   configurable: true,
   writable: true,
   value: function moveTo(target) {
-    if (!(target instanceof KvStore)) {
-      return Promise.reject(new Error(`kvsweep: Sweeper.moveTo(target): target must be a KvStore from memoryStore(), openIndexedDb(), openOpfs(), kvStore() or durableObjectStore(), got ${describe(target)}`));
+    try {
+      // (A revoked Proxy throws here: the promise rejects with it.)
+      if (!(target instanceof KvStore)) {
+        return Promise.reject(new Error(`kvsweep: Sweeper.moveTo(target): target must be a KvStore from memoryStore(), openIndexedDb(), openOpfs(), kvStore() or durableObjectStore(), got ${describe(target)}`));
+      }
+      if (freed(target)) return Promise.reject(new Error(`kvsweep: Sweeper.moveTo(target): target ${notLive(target)}`));
+      return rawMoveTo.call(this, target);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    if (freed(target)) return Promise.reject(new Error("kvsweep: Sweeper.moveTo(target): target was freed (free() was called on it)"));
-    return rawMoveTo.call(this, target);
   },
 });
 

@@ -2,7 +2,7 @@
 import "fake-indexeddb/auto";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Sweeper, memoryStore, openIndexedDb } from "../../pkg/node.js";
+import { Sweeper, memoryStore, openIndexedDb, KvStore } from "../../pkg/node.js";
 
 const T0 = 1_700_000_000_000;
 
@@ -1692,4 +1692,26 @@ test("a Sweeper no one holds but its pending call is not collected, nor closed, 
     assert.equal(report.done, true);
     assert.equal(report.deleted.maxEntries.count, 59);
   }
+});
+
+test("odd arguments fail by kvsweep's words: a store the module did not make, a revoked Proxy given to moveTo, a Sweeper freed by a getter of its own call", async () => {
+  const fake = Object.create(KvStore.prototype);
+  const made = "has KvStore's prototype but was not made by the module: make one with memoryStore(), openIndexedDb(), openOpfs(), openCacheStorage(), kvStore() or durableObjectStore()";
+  assert.throws(() => new Sweeper(fake), { message: `kvsweep: new Sweeper(store, options): store ${made}` });
+  const s = new Sweeper(memoryStore());
+  await assert.rejects(s.moveTo(fake), { message: `kvsweep: Sweeper.moveTo(target): target ${made}` });
+  const { proxy, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const moved = s.moveTo(proxy); // rejects, not throws
+  await assert.rejects(moved, TypeError);
+  await s.put("a", 1);
+  await assert.rejects(
+    s.get("a", {
+      get namespace() {
+        s.free();
+        return "";
+      },
+    }),
+    { message: "kvsweep: get: this Sweeper was freed (free() was called) while the call went" },
+  );
 });
