@@ -778,16 +778,17 @@ impl JsSweeper {
         store: &JsStore,
         #[wasm_bindgen(unchecked_param_type = "SweeperOptions | undefined")] options: JsValue,
     ) -> Result<JsSweeper, JsValue> {
-        let (policy, mut config, schedule) = options::parse_sweeper_options(&opt(&options, "")?)
-            .map_err(|e| {
-                let e = e.to_string();
-                let sep = if e.starts_with("options") {
-                    ""
-                } else {
-                    "options."
-                };
-                js_err(format!("new Sweeper(store, options): {sep}{e}"))
-            })?;
+        let (policy, mut config, schedule) =
+            options::parse_sweeper_options(&opt(&options, "new Sweeper(store, options): options")?)
+                .map_err(|e| {
+                    let e = e.to_string();
+                    let sep = if e.starts_with("options") {
+                        ""
+                    } else {
+                        "options."
+                    };
+                    js_err(format!("new Sweeper(store, options): {sep}{e}"))
+                })?;
         // Sweepers in other tabs and workers share the store: their write ids must differ.
         config.write_nonce = crate::sweeper::splitmix64(
             (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64

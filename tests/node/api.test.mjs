@@ -1715,3 +1715,9 @@ test("odd arguments fail by kvsweep's words: a store the module did not make, a 
     { message: "kvsweep: get: this Sweeper was freed (free() was called) while the call went" },
   );
 });
+
+test("new Sweeper's options name their path when a getter throws or a string is not well-formed", () => {
+  const store = memoryStore();
+  assert.throws(() => new Sweeper(store, { get schedule() { throw 1; } }), { message: "kvsweep: new Sweeper(store, options): options threw 1 when read (a getter or a Proxy)" });
+  assert.throws(() => new Sweeper(store, { schedule: { lockName: "\ud800" } }), { message: "kvsweep: new Sweeper(store, options): options.schedule.lockName must be well-formed UTF-16, got a string with a lone surrogate" });
+});
