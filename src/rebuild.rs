@@ -39,12 +39,17 @@
 //!
 //!    and the fix is `Expect(record, stamp of the fix collect)` plus the
 //!    record with the new count, everything else as the fix collect read it.
-//! 3. A count above the stored one is raised under `Expect(record, stamp of
-//!    the last collect)`: always safe, so no other condition. It may leak:
-//!    a referrer deleted after the last collect listed it, with its count
-//!    lowered before that collect read the record, is counted still, and
-//!    the raise stands (a tester saw it beside a run, on a store without
-//!    transactions). The next rebuild lowers it again.
+//! 3. A count above the stored one is raised on the same conditions, but
+//!    for undecodable metadata (which only hides references, so the count
+//!    of the rest is no more than the truth), under the same `Expect`. A
+//!    raise never lets a run delete anything, but a false one leaks until
+//!    the next rebuild, and writers only ever leave counts too high: a
+//!    reference moved from an entry the last collect had listed to one it
+//!    listed after (a tester saw it on IndexedDB, among writers), or a
+//!    referrer deleted after that collect listed it, with its count lowered
+//!    before the collect read the record, was counted twice, and raised a
+//!    right count. The first changes both entries (one is unstable), the
+//!    second the record's stamp, so neither is raised now.
 //!
 //! Fixes go in batches; a batch that conflicts is retried item by item, and an
 //! item that conflicts again is left for the next rebuild.
@@ -530,19 +535,19 @@ fn choose<'a, T>(
     if count == have {
         return None;
     }
-    if count > have {
-        return Some((last_stamp, last_record, true));
-    }
+    let raise = count > have;
     match hold {
-        Some(Hold::Corrupt) => report.skipped_corrupt += 1,
+        // Undecodable referrers only hide references: a raise to what the
+        // others give is still no more than the truth.
+        Some(Hold::Corrupt) if !raise => report.skipped_corrupt += 1,
         Some(Hold::Changed) => report.skipped_changed += 1,
-        None => {
+        _ => {
             let [first, fix] = earlier;
             match (first, fix) {
                 (Some(first), Some(Seen::Ok { stamp, record }))
                     if first.stamp() == *stamp && *stamp == last_stamp =>
                 {
-                    return Some((*stamp, record, false));
+                    return Some((*stamp, record, raise));
                 }
                 _ => report.skipped_changed += 1,
             }
