@@ -186,6 +186,13 @@ export const PUT_CHECKS = new WeakMap();
 export const SETTLES = new WeakMap();
 
 /**
+ * Stores whose blob bytes live outside kvsweep's records, where other code
+ * can change them (OPFS files, R2 objects): getBlob checks that the bytes
+ * it read are the ones their id (their SHA-256) names.
+ */
+export const CHECKED_BLOBS = new WeakSet();
+
+/**
  * `args` of put or putMany on a store with PUT_CHECKS, checked: a copy of
  * the options (each item) read once, so that what was checked is what the
  * module writes (a getter could answer otherwise the second time). Throws
@@ -509,6 +516,26 @@ Object.defineProperty(Sweeper.prototype, "moveTo", {
     } catch (error) {
       return Promise.reject(error);
     }
+  },
+});
+
+// getBlob on a store of CHECKED_BLOBS: bytes changed outside kvsweep (a
+// file cut short, appended to or overwritten) are refused, not returned.
+const rawGetBlob = Sweeper.prototype.getBlob;
+Object.defineProperty(Sweeper.prototype, "getBlob", {
+  configurable: true,
+  writable: true,
+  value: async function getBlob(id) {
+    const bytes = await rawGetBlob.call(this, id);
+    if (!(bytes instanceof Uint8Array) || !CHECKED_BLOBS.has(STORES.get(this))) return bytes;
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    if (hex !== id) {
+      throw new Error(
+        `kvsweep: getBlob: the ${bytes.length} bytes read for blob ${id} are not the ones its id names (their SHA-256 is ${hex}): they were changed outside kvsweep; verify({ repair: true }) removes them, and putBlob of the right bytes then writes them again`,
+      );
+    }
+    return bytes;
   },
 });
 

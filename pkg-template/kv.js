@@ -21,7 +21,7 @@
 // Uint8Array, null (gone since listed) or anything else (not kvsweep's
 // bytes: reported as corrupt), with `done` once the table has no more.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { Sweeper, describe, wellFormed } from "./api.js";
+import { CHECKED_BLOBS, Sweeper, describe, wellFormed } from "./api.js";
 
 const PREFIX = "kvsweep/";
 
@@ -910,6 +910,7 @@ export async function collectR2Orphans(store, o = {}) {
 function make(driver) {
   const store = kvStoreOfDriver(driver);
   drivers.set(store, driver);
+  if (driver.bucket) CHECKED_BLOBS.add(store); // blob bytes in R2
   return store;
 }
 

@@ -19,7 +19,7 @@
 // In a dedicated worker, files are written through sync access handles
 // (`createSyncAccessHandle`); elsewhere through `createWritable`.
 import { kvStoreOfDriver } from "./kvsweep.js";
-import { OWN_LOCKS, describe, wellFormed } from "./api.js";
+import { CHECKED_BLOBS, OWN_LOCKS, describe, wellFormed } from "./api.js";
 import { checkOpen, closesWith, done, loaded, openRecords, recordsDriver, outOfCalls, runLock } from "./idbkv.js";
 
 const BLOBS = "b/\0"; // blob bytes: the names of files (blobs have no namespace)
@@ -296,6 +296,7 @@ export async function openOpfs(name, options = {}) {
   const store = kvStoreOfDriver(opfsDriver(db, dir, lock, sync));
   closesWith(store, db);
   OWN_LOCKS.set(store, runLock(db));
+  CHECKED_BLOBS.add(store);
   return store;
 }
 

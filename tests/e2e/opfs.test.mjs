@@ -449,3 +449,43 @@ test("listings page over whole pages and past them: every entry counted, whateve
   });
   for (const r of out) assert.deepEqual([r.keys, r.distinct, r.actions], [r.n, r.n, 3], JSON.stringify(r));
 });
+
+test("getBlob refuses bytes changed outside kvsweep (a file cut short, appended to, overwritten), and verify with repair then putBlob restores them", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const name = "tampered";
+    const store = await kv.openOpfs(name);
+    const sweeper = new kv.Sweeper(store);
+    const bytes = new Uint8Array(300_000).map((_, i) => (i * 7) % 251);
+    const id = await sweeper.putBlob(bytes);
+    await sweeper.put("doc", 1, { blobs: [id] });
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(`kvsweep-${name}`);
+    const rewrite = async (content) => {
+      const w = await (await dir.getFileHandle(id)).createWritable();
+      await w.write(content);
+      await w.close();
+    };
+    const flipped = bytes.slice();
+    flipped[1234] ^= 1;
+    const got = {};
+    for (const [label, content] of [["cut", bytes.slice(0, 1000)], ["appended", new Uint8Array([...bytes, 1, 2, 3])], ["flipped", flipped]]) {
+      await rewrite(content);
+      got[label] = await sweeper.getBlob(id).then((b) => `returned ${b.length} bytes`, (e) => e.message);
+    }
+    const report = await sweeper.verify({ repair: true });
+    await sweeper.putBlob(bytes);
+    const back = await sweeper.getBlob(id);
+    got.restored = back.length === bytes.length && back.every((b, i) => b === bytes[i]);
+    got.corrupt = report.corrupt.length;
+    sweeper.close();
+    store.close();
+    await kv.deleteOpfs(name);
+    return { id, got };
+  });
+  const refused = (n) => `kvsweep: getBlob: the ${n} bytes read for blob ${out.id} are not the ones its id names (their SHA-256 is `;
+  assert.ok(out.got.cut.startsWith(refused(1000)), out.got.cut);
+  assert.ok(out.got.appended.startsWith(refused(300_003)), out.got.appended);
+  assert.ok(out.got.flipped.startsWith(refused(300_000)), out.got.flipped);
+  assert.match(out.got.flipped, /they were changed outside kvsweep; verify\(\{ repair: true \}\) removes them/);
+  assert.deepEqual([out.got.corrupt, out.got.restored], [1, true]);
+});

@@ -114,6 +114,18 @@ export default {
 
   async fetch(request, env, ctx) {
     const url = new URL(request.url);
+    if (url.pathname === "/r2-tampered") {
+      // Blob bytes overwritten in R2 by other code: getBlob refuses them.
+      const store = kvStore(env.R2_KV, { prefix: "tamper/", blobs: r2(env.BUCKET) });
+      const sweeper = new Sweeper(store);
+      const id = await sweeper.putBlob(new TextEncoder().encode("the right bytes"));
+      const before = new TextDecoder().decode(await sweeper.getBlob(id));
+      const names = (await bucketNames(env.BUCKET)).filter((n) => n.startsWith("tamper/") && n.includes(id));
+      for (const n of names) await env.BUCKET.put(n, "other bytes");
+      const after = await sweeper.getBlob(id).then((b) => `returned ${b.length} bytes`, (e) => e.message);
+      await sweeper.close();
+      return Response.json({ id, before, objects: names.length, after });
+    }
     if (url.pathname.startsWith("/lru/")) {
       // The README's pattern: a Sweeper per request, closed in waitUntil,
       // so that a read's deferred refresh of accessedAt is written.

@@ -87,6 +87,13 @@ test("a Worker's read through a Sweeper made per request and closed in waitUntil
   assert.deepEqual(evicts, ["b:maxEntries"], "a was read last: b is the least recently used");
 });
 
+test("getBlob refuses blob bytes in R2 that other code overwrote", async () => {
+  const out = await call("/r2-tampered");
+  assert.equal(out.before, "the right bytes");
+  assert.equal(out.objects, 1);
+  assert.match(out.after, new RegExp(`^kvsweep: getBlob: the 11 bytes read for blob ${out.id} are not the ones its id names`));
+});
+
 test("a Worker cleans from its Cron Trigger, one slice per trigger, until done", async () => {
   const N = 80;
   for (let from = 0; from < N; from += 40) await call(`/seed?ns=cron&now=${NOW}&from=${from}&to=${from + 40}`);
