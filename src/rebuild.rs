@@ -39,17 +39,21 @@
 //!
 //!    and the fix is `Expect(record, stamp of the fix collect)` plus the
 //!    record with the new count, everything else as the fix collect read it.
-//! 3. A count above the stored one is raised on the same conditions, but
-//!    for undecodable metadata (which only hides references, so the count
-//!    of the rest is no more than the truth), under the same `Expect`. A
-//!    raise never lets a run delete anything, but a false one leaks until
-//!    the next rebuild, and writers only ever leave counts too high: a
-//!    reference moved from an entry the last collect had listed to one it
-//!    listed after (a tester saw it on IndexedDB, among writers), or a
-//!    referrer deleted after that collect listed it, with its count lowered
-//!    before the collect read the record, was counted twice, and raised a
-//!    right count. The first changes both entries (one is unstable), the
-//!    second the record's stamp, so neither is raised now.
+//! 3. A count below what both the fix and the last collect give is raised,
+//!    to the lesser of the two, under `Expect(record, stamp of the last
+//!    collect)`, if the fix collect read the same stored count as the last.
+//!    A count too low lets a run delete what a live entry references, so no
+//!    more is asked: it is raised however busy the store (a record touched
+//!    by reads, its referrers rewritten). The two conditions rule out the
+//!    false raises writers made likely, which leak until the next rebuild:
+//!    a reference moved, within one collect, from an entry it had listed to
+//!    one it listed after was counted twice (a tester saw it on IndexedDB,
+//!    among writers), and the other collect counts it once; a reference
+//!    dropped (or its referrer deleted) after the last collect listed the
+//!    referrer, with the count lowered before that collect read the record,
+//!    was counted by both (a tester saw it beside a run, on a store without
+//!    transactions), and the stored count fell between the two reads. What
+//!    is left needs writes in both collects' windows that undo each other.
 //!
 //! Fixes go in batches; a batch that conflicts is retried item by item, and an
 //! item that conflicts again is left for the next rebuild.
@@ -410,27 +414,15 @@ enum Hold {
 
 /// The fixes to make, from the three collects (see the module documentation).
 fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildReport) -> Vec<Fix> {
-    // The counts, from the last collect.
-    // Every reference once per referrer, then counted in one sort: the
-    // targets come in no order (blob ids are hashes), and inserting each
-    // into a sorted vector would take quadratic time over a large store.
-    let mut entry_refs: Vec<EntryId> = Vec::new();
-    let mut blob_refs: Vec<String> = Vec::new();
+    // The counts, from the last collect; and from each, the least, which a
+    // raise goes no higher than (see the module documentation).
     for (id, seen) in &last.entries {
-        let Some(meta) = seen.record() else {
+        if seen.record().is_none() {
             report.corrupt.push(id.clone());
-            continue;
-        };
-        let namespace = &id.namespace;
-        entry_refs.extend(
-            distinct(&meta.refs)
-                .into_iter()
-                .map(|r| EntryId::new(namespace.clone(), r)),
-        );
-        blob_refs.extend(distinct(&meta.blobs));
+        }
     }
-    let entry_counts = counted(entry_refs);
-    let blob_counts = counted(blob_refs);
+    let (entry_counts, blob_counts) = tally(last);
+    let (fix_entries, fix_blobs) = tally(fix);
     let doubts = doubts([first, fix, last]);
     let any_corrupt = !doubts.corrupt_namespaces.is_empty();
     let mut fixes = Vec::new();
@@ -441,6 +433,7 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
         };
         report.entries_checked += 1;
         let count = entry_counts.get(id).copied().unwrap_or(0);
+        let floor = count.min(fix_entries.get(id).copied().unwrap_or(0));
         let hold = if doubts.corrupt_namespaces.contains(&id.namespace) {
             Some(Hold::Corrupt)
         } else if doubts.entries.contains(id) {
@@ -449,14 +442,14 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
             None
         };
         let chosen = choose(
-            count,
+            (count, floor),
             (*stamp, record),
             [first.entries.get(id), fix.entries.get(id)],
             |m| m.referrers,
             hold,
             report,
         );
-        if let Some((expect, base, raise)) = chosen {
+        if let Some((expect, base, raise, count)) = chosen {
             let meta = EntryMeta {
                 referrers: count,
                 rev: base.rev.wrapping_add(1),
@@ -485,6 +478,7 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
         };
         report.blobs_checked += 1;
         let count = blob_counts.get(id).copied().unwrap_or(0);
+        let floor = count.min(fix_blobs.get(id).copied().unwrap_or(0));
         let hold = if any_corrupt {
             Some(Hold::Corrupt)
         } else if doubts.blobs.contains(id) {
@@ -493,14 +487,14 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
             None
         };
         let chosen = choose(
-            count,
+            (count, floor),
             (*stamp, record),
             [first.blobs.get(id), fix.blobs.get(id)],
             |b| b.refs,
             hold,
             report,
         );
-        if let Some((expect, base, raise)) = chosen {
+        if let Some((expect, base, raise, count)) = chosen {
             let rec = BlobRecord {
                 refs: count,
                 rev: base.rev.wrapping_add(1),
@@ -519,41 +513,73 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
     fixes
 }
 
-/// Whether and how to fix one record whose true count is `count` and which
+/// Whether and how to fix one record whose count the last collect gives as
+/// `count` (and the fix and last collects at least as `floor`), and which
 /// the last collect read as `last`: the stamp to expect, the record to
-/// rewrite, and whether the fix raises the count.
+/// rewrite, whether the fix raises the count, and the count to write.
 fn choose<'a, T>(
-    count: u64,
+    (count, floor): (u64, u64),
     last: (u64, &'a T),
     earlier: [Option<&'a Seen<T>>; 2],
     stored: impl Fn(&T) -> u64,
     hold: Option<Hold>,
     report: &mut RebuildReport,
-) -> Option<(u64, &'a T, bool)> {
+) -> Option<(u64, &'a T, bool, u64)> {
     let (last_stamp, last_record) = last;
     let have = stored(last_record);
-    if count == have {
+    if floor > have {
+        // Raised only where the fix collect read the same stored count: one
+        // that fell since was a reference dropped after the last collect
+        // listed its referrer (see the module documentation).
+        if let [_, Some(Seen::Ok { record, .. })] = earlier {
+            if stored(record) == have {
+                return Some((last_stamp, last_record, true, floor));
+            }
+        }
+        report.skipped_changed += 1;
         return None;
     }
-    let raise = count > have;
+    if count >= have {
+        return None;
+    }
     match hold {
-        // Undecodable referrers only hide references: a raise to what the
-        // others give is still no more than the truth.
-        Some(Hold::Corrupt) if !raise => report.skipped_corrupt += 1,
+        Some(Hold::Corrupt) => report.skipped_corrupt += 1,
         Some(Hold::Changed) => report.skipped_changed += 1,
-        _ => {
+        None => {
             let [first, fix] = earlier;
             match (first, fix) {
                 (Some(first), Some(Seen::Ok { stamp, record }))
                     if first.stamp() == *stamp && *stamp == last_stamp =>
                 {
-                    return Some((*stamp, record, raise));
+                    return Some((*stamp, record, false, count));
                 }
                 _ => report.skipped_changed += 1,
             }
         }
     }
     None
+}
+
+/// The counts one collect gives: every distinct ref of a decodable entry,
+/// itself included, counts one for the entry of that key in its namespace;
+/// every distinct blob one for the blob. Every reference once per referrer,
+/// then counted in one sort: the targets come in no order (blob ids are
+/// hashes), and inserting each into a sorted vector would take quadratic
+/// time over a large store.
+fn tally(c: &Collect) -> (VecMap<EntryId, u64>, VecMap<String, u64>) {
+    let mut entry_refs: Vec<EntryId> = Vec::new();
+    let mut blob_refs: Vec<String> = Vec::new();
+    for (id, seen) in &c.entries {
+        let Some(meta) = seen.record() else { continue };
+        let namespace = &id.namespace;
+        entry_refs.extend(
+            distinct(&meta.refs)
+                .into_iter()
+                .map(|r| EntryId::new(namespace.clone(), r)),
+        );
+        blob_refs.extend(distinct(&meta.blobs));
+    }
+    (counted(entry_refs), counted(blob_refs))
 }
 
 /// Applies `fixes` in batches, each under the epoch precondition.
