@@ -130,8 +130,10 @@ export class Sweeper extends RawSweeper {
     let lockName;
     try {
       if (own !== undefined) lockName = options?.schedule?.lockName;
-    } catch {
-      // A getter that throws: the module reads it again, and says which it was.
+    } catch (e) {
+      // Refused here, not left for the module to read again: a getter that
+      // threw once and then gave another lock would pass the check below.
+      throw new Error(`kvsweep: new Sweeper(store, options): options.schedule.lockName threw ${e instanceof Error ? `${e.name}: ${e.message}` : describe(e)} when read (a getter or a Proxy)`);
     }
     if (own !== undefined && typeof lockName === "string" && lockName !== own) {
       throw new Error(`kvsweep: new Sweeper(store, options): options.schedule.lockName is not for ${/^[aeiou]/.test(store.kind) ? "an" : "a"} ${store.kind} store, whose runs take its own Web Lock ${JSON.stringify(own)}`);

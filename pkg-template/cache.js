@@ -36,7 +36,9 @@ function cacheDriver(db, name, matchOptions, concurrency) {
   // The cache as it is now, opened again for each round of deletions: after
   // an app's caches.delete(name), a Cache object opened before deletes
   // nothing (the responses cached since would stay for good). A cache that
-  // is gone holds no response to delete, and is not made again (null).
+  // is gone holds no response to delete, and is not made again (null;
+  // unless the app deletes it between has() and open(), which makes it
+  // again, empty, as a Workbox strategy's next put would).
   const cacheNow = () => caches.has(name).then((there) => (there ? caches.open(name) : null));
   const responses = responseDeleter(db, cacheNow, matchOptions, concurrency, (pending) => emptied.push(pending));
   const d = recordsDriver(db, "cache-storage", 250, {
@@ -103,10 +105,15 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
   let batches = [];
   // Refilled by halves: with a queue longer than `concurrency`, not one
   // transaction of reads per cache.delete settled.
-  const settled = (settle) => (e) => {
-    active--;
-    settle(e);
-    if (active <= concurrency >> 1) pump();
+  const settled = (settle) => {
+    let once = false;
+    return (e) => {
+      if (once) return;
+      once = true;
+      active--;
+      settle(e);
+      if (active <= concurrency >> 1) pump();
+    };
   };
   const pump = () => {
     while (active < concurrency && head < queue.length) {
@@ -116,33 +123,25 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
         queue[head++] = undefined;
       }
       if (head === queue.length) queue.length = head = 0;
-      let store;
-      try {
-        store = db.transaction("records").objectStore("records");
-      } catch (e) {
-        // Closed: each record stays for the next time the store opens.
-        for (const [, settle] of take) settle(e);
-        continue;
-      }
       active += take.length;
       const finishes = take.map(([, settle]) => settled(settle));
-      let present;
       const stands = take.map(([name]) => standsFor(name, noSearch)); // a URL parsed each: once
-      try {
-        present = Promise.all([presentNames(store, stands.flat()), cacheNow()]);
-      } catch (e) {
-        finishes.forEach((finish) => finish(e)); // the records stay for the next time the store opens
-        continue;
-      }
-      present.then(
-        ([there, cache]) =>
-          take.forEach(([name], i) => {
-            // Made again: its response is live. No cache: no response.
-            if (!cache || stands[i].some((n) => there.has(n))) return finishes[i](null);
-            cache.delete(urlOf(name), matchOptions).then(() => finishes[i](null), finishes[i]);
-          }),
-        (e) => finishes.forEach((finish) => finish(e ?? new Error("the entries could not be read"))),
-      );
+      // The cache first, then the read, then the deletes in the read's own
+      // continuation: nothing waits between the read and a cache.delete
+      // (a response cached and tracked again there would go).
+      cacheNow()
+        .then((cache) => {
+          if (!cache) return finishes.forEach((finish) => finish(null)); // no cache: no response
+          // Closed, it throws: each record stays for the next time the store opens.
+          const store = db.transaction("records").objectStore("records");
+          return presentNames(store, stands.flat()).then((there) =>
+            take.forEach(([name], i) => {
+              if (stands[i].some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
+              cache.delete(urlOf(name), matchOptions).then(() => finishes[i](null), finishes[i]);
+            }),
+          );
+        })
+        .catch((e) => finishes.forEach((finish) => finish(e ?? new Error("the entries could not be read"))));
     }
   };
   const batch = (names, pending) =>
@@ -605,12 +604,15 @@ export function expirationPlugin(options = {}) {
           const [options, known] = await hookOptions(sweeper, request);
           // Unused for longer than maxAgeSeconds (its Date header, if any,
           // said fresh, or gave no date): served this once, as
-          // ExpirationPlugin serves it, not made new again, and expired now.
+          // ExpirationPlugin serves it, and deleted, not made new again
+          // (deleted by name: a pin pinned(url) has taken back since is on
+          // its record still, and a run would keep it).
           const idle = policy.maxAgeMs !== undefined && !options.pinned && known && Date.now() - known.updatedAt > policy.maxAgeMs;
           // Sized by its headers where they say; else as when it was
           // tracked: a response whose headers do not give it (compressed,
           // chunked) is not read again on every hit.
-          if (!idle) await track(sweeper, request, cachedResponse, known && headerSize(cachedResponse) === undefined ? { ...options, size: known.size } : options);
+          if (idle) await sweeper.delete(entryUrl(request, SEARCHLESS.has(storeOf(sweeper))));
+          else await track(sweeper, request, cachedResponse, known && headerSize(cachedResponse) === undefined ? { ...options, size: known.size } : options);
           await expire(cacheName);
         })().catch(() => {}));
         try {

@@ -812,6 +812,7 @@ function withR2(inner, bucket) {
       return { items, done: !page.truncated, cursor: page.truncated ? page.cursor : undefined, last: page.objects.at(-1)?.key };
     },
     lock: inner.lock,
+    lockAfterConflict: inner.lockAfterConflict,
     async apply(checks, writes, held) {
       const started = Date.now();
       // Blob bytes never change under a name: a check of them is a check of presence.

@@ -723,7 +723,9 @@ fn counts_too_low_are_raised_while_their_referrers_are_written() {
             .filter(|(_, stored, t)| stored != t)
             .collect();
         if !wrong.is_empty() {
-            failures.push(format!("RewriteZ at {k}: {r:?}, (record, stored, true) {wrong:?}"));
+            failures.push(format!(
+                "RewriteZ at {k}: {r:?}, (record, stored, true) {wrong:?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -125,7 +125,7 @@ export interface RunOptions {
   /** How long the run holds a kvStore's run lease (default 5 minutes); another Sweeper's run meanwhile stops at once with stopped: "leased" (on OPFS and Cache Storage, a run holding the store's Web Lock takes a lease another took under it: that run died). */
   leaseMs?: number | undefined;
   /** Called between batches with the slice's own figures (progress() shows a resumed run as a whole); the run waits for a promise it returns (until the run is aborted or the Sweeper closed). A throw or a rejected promise stops the run, which then rejects with it. */
-  onProgress?: ((p: Progress) => void | Promise<void>) | undefined;
+  onProgress?: ((p: Progress) => void | PromiseLike<void>) | undefined;
 }
 export interface Tally { count: number; bytes: number }
 /** What a store promises (SPEC §6). */
@@ -1374,7 +1374,9 @@ impl JsSweeper {
                     return Err(e);
                 }
                 let thrown = convert::describe(&e);
-                return Err(js_err(format!("run: options.onProgress threw {thrown}")));
+                return Err(js_err(format!(
+                    "run: options.onProgress failed with {thrown}"
+                )));
             }
             report.duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
             // Only a whole one: one that could not delete some items leaves

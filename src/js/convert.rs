@@ -615,11 +615,8 @@ impl Encoder<'_> {
                 }
             }
             let what = describe(v);
-            if matches!(what.as_str(), "a Map" | "a Set" | "a Date") {
-                return Err(format!("is {what} of another realm, which cannot be stored; structuredClone() it here first"));
-            }
             return Err(format!(
-                "is {what}, which cannot be stored; store plain objects, arrays, Map, Set, Date, BigInt, ArrayBuffer or typed arrays"
+                "is {what}, which cannot be stored; store plain objects, arrays, Map, Set, Date (this realm's: structuredClone() another's), BigInt, ArrayBuffer or typed arrays"
             ));
         }
         if self.path.len() >= MAX_VALUE_DEPTH {

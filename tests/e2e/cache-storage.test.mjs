@@ -454,6 +454,12 @@ test("a Cache Storage store refuses puts in a namespace, or under a key no respo
         got[name] = `${e.name}: ${e.message}`;
       }
     }
+    try {
+      new kv.Sweeper(store, { schedule: { get lockName() { throw 1; } } }).close();
+      got.lockNameThrows = "accepted";
+    } catch (e) {
+      got.lockNameThrows = `${e.name}: ${e.message}`;
+    }
     // Options that are not a plain object go as they are, refused by the module.
     got.mapOptions = await message(sweeper.put(`${url}5`, null, new Map([["pinned", true]])));
     const keys = [];
@@ -489,6 +495,7 @@ test("a Cache Storage store refuses puts in a namespace, or under a key no respo
   refused(out.fragment, "put\\(key, value, options\\): key", `"${out.origin}/shared#top"; this response's entry is keyed "${out.origin}/shared"`);
   assert.equal(out.twoFaced, "accepted");
   assert.match(out.lockNameType, /schedule\.lockName must be a string/);
+  assert.equal(out.lockNameThrows, "Error: kvsweep: new Sweeper(store, options): options.schedule.lockName threw 1 when read (a getter or a Proxy)");
   assert.match(out.mapOptions, /^Error: kvsweep: put options must be .*got a Map/);
   assert.equal(out.lockName, `Error: kvsweep: new Sweeper(store, options): options.schedule.lockName is not for a cache-storage store, whose runs take its own Web Lock "kvsweep:kvsweep-cache:refusals"`);
   assert.match(out.throwing, /^Error: from the getter$/, "a getter that throws rejects the put's promise");
@@ -759,8 +766,32 @@ test("expirationPlugin: a response with no usable Date header, unused for longer
       got[label] = { soon, late, cached: (await cache.match(request)) !== undefined };
     }
     await plugin.deleteCacheAndMetadata();
+    // A pin pinned(url) gave and then took back: the entry goes all the same
+    // (its record still says pinned; an expiring run alone would keep it).
+    const saved = new Set();
+    const pinning = kv.expirationPlugin({ maxAgeSeconds: 0.3, pinned: (u) => saved.has(u) });
+    const pinName = "idle-unpinned";
+    const pinCache = await caches.open(pinName);
+    const request = new Request(`${location.origin}/idle/saved`);
+    saved.add(request.url);
+    await pinCache.put(request, new Response("saved"));
+    await pinning.cacheDidUpdate({ cacheName: pinName, request, newResponse: new Response("saved") });
+    const usePinned = async () => {
+      const waits = [];
+      const served = await pinning.cachedResponseWillBeUsed({ cacheName: pinName, request, cachedResponse: await pinCache.match(request), event: { waitUntil: (p) => waits.push(p) } });
+      await Promise.all(waits);
+      return served !== null;
+    };
+    await new Promise((r) => setTimeout(r, 450));
+    const whilePinned = await usePinned(); // pinned: served and kept however idle
+    const keptPinned = (await pinCache.match(request)) !== undefined;
+    saved.delete(request.url);
+    await new Promise((r) => setTimeout(r, 450));
+    const unpinned = await usePinned(); // served once more, then gone
+    got.unpinned = { whilePinned, keptPinned, unpinned, cached: (await pinCache.match(request)) !== undefined };
+    await pinning.deleteCacheAndMetadata();
     return got;
   });
   const expected = { soon: true, late: true, cached: false };
-  assert.deepEqual(out, { "no date": expected, "bad date": expected, "future date": expected });
+  assert.deepEqual(out, { "no date": expected, "bad date": expected, "future date": expected, unpinned: { whilePinned: true, keptPinned: true, unpinned: true, cached: false } });
 });

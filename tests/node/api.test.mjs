@@ -767,9 +767,9 @@ test("onProgress: a thenable or another realm's promise is waited for, its rejec
   await assert.rejects(u.run({ onProgress: (p) => (p.processed >= 10 ? runInNewContext("(e) => Promise.reject(e)")(foreign) : undefined) }), (e) => e === foreign || e?.message?.includes("vm failed"));
   // Not an Error: the run rejects with an Error saying what was thrown.
   const v = await expiredStore(50);
-  await assert.rejects(v.run({ onProgress: (p) => { if (p.processed >= 10) throw 42; } }), { message: "kvsweep: run: options.onProgress threw 42" });
+  await assert.rejects(v.run({ onProgress: (p) => { if (p.processed >= 10) throw 42; } }), { message: "kvsweep: run: options.onProgress failed with 42" });
   const w = await expiredStore(50);
-  await assert.rejects(w.run({ onProgress: async (p) => { if (p.processed >= 10) throw undefined; } }), { message: "kvsweep: run: options.onProgress threw undefined" });
+  await assert.rejects(w.run({ onProgress: async (p) => { if (p.processed >= 10) throw undefined; } }), { message: "kvsweep: run: options.onProgress failed with undefined" });
 });
 
 test("putBlob tells a Blob by what it is: a subclass's is read with the built-in arrayBuffer(), an object that only calls itself Blob is refused", async () => {
@@ -793,13 +793,12 @@ test("putBlob tells a Blob by what it is: a subclass's is read with the built-in
   assert.equal(await s.getBlob(sha(new Uint8Array(0))), undefined, "no empty blob was stored");
 });
 
-test("a Map, Set or Date of another realm is refused, saying so", async () => {
+test("a Map, Set or Date of another realm is refused, saying to copy it here", async () => {
   const { runInNewContext } = await import("node:vm");
   const s = new Sweeper(memoryStore());
+  const refused = (path, what) => `kvsweep: put("k"): ${path} is ${what}, which cannot be stored; store plain objects, arrays, Map, Set, Date (this realm's: structuredClone() another's), BigInt, ArrayBuffer or typed arrays`;
   for (const [code, what] of [["new Map([[1, 2]])", "a Map"], ["new Set([1])", "a Set"], ["new Date(0)", "a Date"]]) {
-    await assert.rejects(s.put("k", { v: runInNewContext(code) }), {
-      message: `kvsweep: put("k"): value.v is ${what} of another realm, which cannot be stored; structuredClone() it here first`,
-    });
+    await assert.rejects(s.put("k", { v: runInNewContext(code) }), { message: refused("value.v", what) });
   }
   const copied = structuredClone(runInNewContext("new Map([[1, 2]])"));
   await s.put("k", copied);
