@@ -113,7 +113,18 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
       active--;
       settle(e);
       if (active <= concurrency >> 1) pump();
+      if (active === 0) opened = null; // the next burst opens the cache again
     };
+  };
+  // The cache as this burst of deletions found it: opened once for the
+  // rounds that follow one another (a run's batches), not for each.
+  let opened = null;
+  const cacheOf = () => {
+    opened ??= cacheNow().catch((e) => {
+      opened = null;
+      throw e;
+    });
+    return opened;
   };
   const pump = () => {
     while (active < concurrency && head < queue.length) {
@@ -129,7 +140,7 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
       // The cache first, then the read, then the deletes in the read's own
       // continuation: nothing waits between the read and a cache.delete
       // (a response cached and tracked again there would go).
-      cacheNow()
+      cacheOf()
         .then((cache) => {
           if (!cache) return finishes.forEach((finish) => finish(null)); // no cache: no response
           // Closed, it throws: each record stays for the next time the store opens.
