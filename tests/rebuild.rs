@@ -507,7 +507,15 @@ fn write(store: &MemoryStore, w: W, b: &String, c: &String) {
 /// read) with `writes` made just before the calls with the given indexes.
 /// Returns the report and the store after.
 fn raced(writes: &[(u64, W)]) -> (RebuildReport, MemoryStore) {
-    let (store, b, c) = race_store();
+    raced_on(race_store, writes)
+}
+
+/// [`raced`] on the store `make` makes.
+fn raced_on(
+    make: fn() -> (MemoryStore, String, String),
+    writes: &[(u64, W)],
+) -> (RebuildReport, MemoryStore) {
+    let (store, b, c) = make();
     let faulty = FaultyStore::new(store.clone(), 7);
     let plan = writes.to_vec();
     let inner = store.clone();
@@ -633,17 +641,10 @@ fn exact_store() -> (MemoryStore, String, String) {
 /// raised now, wherever the writes fall.
 #[test]
 fn writes_moving_or_dropping_references_never_make_a_rebuild_raise_a_right_count() {
-    let quiet = {
-        let (store, _, _) = exact_store();
-        let faulty = FaultyStore::new(store.clone(), 7);
-        let calls: Rc<RefCell<u64>> = Rc::default();
-        let log = calls.clone();
-        faulty.set_hook(move |_| *log.borrow_mut() += 1);
-        let r = block_on(rebuild(&faulty, 1, 1)).unwrap();
-        assert_eq!(fixed(&r), 0, "{r:?}");
-        let n = *calls.borrow();
-        n
-    };
+    let (quiet, store) = raced_on(exact_store, &[]);
+    assert_eq!(fixed(&quiet), 0, "{quiet:?}");
+    assert_exact(&store);
+    let n = calls_of_a_quiet_rebuild_on(exact_store);
     let mut failures = Vec::new();
     let pairs = [
         (W::ClearA, W::QToB),
@@ -652,20 +653,9 @@ fn writes_moving_or_dropping_references_never_make_a_rebuild_raise_a_right_count
         (W::ClearZ, W::ClearQ),
     ];
     for (w1, w2) in pairs {
-        for k1 in 0..=quiet {
-            for k2 in k1..=quiet {
-                let (store, b, c) = exact_store();
-                let faulty = FaultyStore::new(store.clone(), 7);
-                let inner = store.clone();
-                faulty.set_hook(move |call| {
-                    if call.index == k1 {
-                        write(&inner, w1, &b, &c);
-                    }
-                    if call.index == k2 {
-                        write(&inner, w2, &b, &c);
-                    }
-                });
-                let r = block_on(rebuild(&faulty, 1, 1)).unwrap();
+        for k1 in 0..=n {
+            for k2 in k1..=n {
+                let (r, store) = raced_on(exact_store, &[(k1, w1), (k2, w2)]);
                 let wrong: Vec<_> = counts(&store)
                     .into_iter()
                     .filter(|(_, stored, t)| stored != t)
@@ -688,36 +678,18 @@ fn writes_moving_or_dropping_references_never_make_a_rebuild_raise_a_right_count
 /// store is raised in one rebuild.
 #[test]
 fn counts_too_low_are_raised_while_their_referrers_are_written() {
-    let low = || {
+    fn low() -> (MemoryStore, String, String) {
         let (store, b, c) = exact_store();
         set_referrers(&store, &id("n", "m"), 1); // true 2
         set_blob_refs(&store, &b, 1); // true 2
         (store, b, c)
-    };
-    let quiet = {
-        let (store, _, _) = low();
-        let r = block_on(rebuild(&store, 1, 1)).unwrap();
-        assert_eq!(r.raised, 2, "{r:?}");
-        assert_exact(&store);
-        let faulty = FaultyStore::new(store.clone(), 7);
-        let calls: Rc<RefCell<u64>> = Rc::default();
-        let log = calls.clone();
-        faulty.set_hook(move |_| *log.borrow_mut() += 1);
-        block_on(rebuild(&faulty, 1, 1)).unwrap();
-        let n = *calls.borrow();
-        n
-    };
+    }
+    let (quiet, store) = raced_on(low, &[]);
+    assert_eq!(quiet.raised, 2, "{quiet:?}");
+    assert_exact(&store);
     let mut failures = Vec::new();
-    for k in 0..=quiet {
-        let (store, b, c) = low();
-        let faulty = FaultyStore::new(store.clone(), 7);
-        let inner = store.clone();
-        faulty.set_hook(move |call| {
-            if call.index == k {
-                write(&inner, W::RewriteZ, &b, &c);
-            }
-        });
-        let r = block_on(rebuild(&faulty, 1, 1)).unwrap();
+    for k in 0..=calls_of_a_quiet_rebuild_on(low) {
+        let (r, store) = raced_on(low, &[(k, W::RewriteZ)]);
         let wrong: Vec<_> = counts(&store)
             .into_iter()
             .filter(|(_, stored, t)| stored != t)
@@ -729,6 +701,18 @@ fn counts_too_low_are_raised_while_their_referrers_are_written() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// How many store calls an undisturbed rebuild makes of the store `make` makes.
+fn calls_of_a_quiet_rebuild_on(make: fn() -> (MemoryStore, String, String)) -> u64 {
+    let (store, _, _) = make();
+    let faulty = FaultyStore::new(store, 7);
+    let calls: Rc<RefCell<u64>> = Rc::default();
+    let log = calls.clone();
+    faulty.set_hook(move |_| *log.borrow_mut() += 1);
+    block_on(rebuild(&faulty, 1, 1)).unwrap();
+    let n = *calls.borrow();
+    n
 }
 
 /// A rebuild that started later takes over: the earlier one's fixes, made
