@@ -194,12 +194,6 @@ export const SETTLES = new WeakMap();
  */
 export const CHECKED_BLOBS = new WeakSet();
 
-/**
- * `args` of put or putMany on a store with PUT_CHECKS, checked: a copy of
- * the options (each item) read once, so that what was checked is what the
- * module writes (a getter could answer otherwise the second time). Throws
- * what a check refused, or what a getter threw.
- */
 // A Blob is told by its brand (the built-in size getter accepts it), not by
 // its constructor's name: a subclass's instance, or another realm's (an
 // iframe's), is one, and an object that only calls itself Blob is not.
@@ -224,6 +218,13 @@ function blobArgument(v) {
   return new Blob([v]);
 }
 
+/**
+ * `args` of putBlob (its bytes: see blobArgument), or of put or putMany on a
+ * store with PUT_CHECKS, checked: a copy of the options (each item) read
+ * once, so that what was checked is what the module writes (a getter could
+ * answer otherwise the second time). Throws what a check refused, or what a
+ * getter threw.
+ */
 function checkedPut(sweeper, method, args) {
   if (method === "putBlob") return [blobArgument(args[0]), ...args.slice(1)];
   const check = (method === "put" || method === "putMany") && PUT_CHECKS.get(STORES.get(sweeper));

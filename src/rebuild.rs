@@ -414,8 +414,8 @@ enum Hold {
 
 /// The fixes to make, from the three collects (see the module documentation).
 fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildReport) -> Vec<Fix> {
-    // The counts, from the last collect; and from each, the least, which a
-    // raise goes no higher than (see the module documentation).
+    // The counts, from the last collect, and from the fix collect: a raise
+    // goes no higher than the lesser (see the module documentation).
     for (id, seen) in &last.entries {
         if seen.record().is_none() {
             report.corrupt.push(id.clone());
@@ -514,7 +514,7 @@ fn plan(first: &Collect, fix: &Collect, last: &Collect, report: &mut RebuildRepo
 }
 
 /// Whether and how to fix one record whose count the last collect gives as
-/// `count` (and the fix and last collects at least as `floor`), and which
+/// `count` (and the lesser of the fix and last collects' as `floor`), and which
 /// the last collect read as `last`: the stamp to expect, the record to
 /// rewrite, whether the fix raises the count, and the count to write.
 fn choose<'a, T>(
