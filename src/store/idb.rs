@@ -145,8 +145,13 @@ pub(crate) fn js_error(e: &JsValue) -> StoreError {
         .ok()
         .and_then(|m| m.as_string())
         .or_else(|| e.as_string())
-        // String(e), for a thrown value that is neither an Error nor a string.
-        .unwrap_or_else(|| String::from(js_sys::Array::of1(e).join("")));
+        // String(e), for a thrown value that is neither an Error nor a
+        // string (join gives "" for undefined and null).
+        .unwrap_or_else(|| match e.is_null() {
+            _ if e.is_undefined() => "undefined".into(),
+            true => "null".into(),
+            false => String::from(js_sys::Array::of1(e).join("")),
+        });
     match name.as_str() {
         "QuotaExceededError" => StoreError::QuotaExceeded(message),
         "InvalidStateError" => StoreError::Closed(message),

@@ -987,3 +987,19 @@ test("runFromAlarm keeps an alarm set sooner while it ran (scheduleCleanup after
   await runFromAlarm(sweeper, storage, { periodMs: 3_600_000 });
   assert.ok(storage.alarm - Date.now() > 3_500_000);
 });
+
+test("a backend that rejects with undefined or null is named so in the error, not left blank", async () => {
+  for (const thrown of [undefined, null]) {
+    const m = new Map();
+    const backend = {
+      get: async () => {
+        throw thrown;
+      },
+      put: async (k, v) => void m.set(k, v),
+      delete: async (k) => void m.delete(k),
+      list: async (p) => [...m.keys()].filter((k) => k.startsWith(p)),
+    };
+    const sweeper = new Sweeper(kvStore(backend));
+    await assert.rejects(sweeper.get("a"), { message: `kvsweep: get: store error: ${thrown}` });
+  }
+});
