@@ -33,9 +33,10 @@ function cacheDriver(db, name, matchOptions, concurrency) {
   let recovered = null; // finishPending, once, before the first listing
   // Records of batches whose responses are gone: the next batch deletes them.
   const emptied = [];
-  // The cache as it is now, opened again for each round of deletions: after
-  // an app's caches.delete(name), a Cache object opened before deletes
-  // nothing (the responses cached since would stay for good). A cache that
+  // The cache as it is now, opened again for each burst of deletions (see
+  // responseDeleter's cacheOf) and for finishPending: after an app's
+  // caches.delete(name), a Cache object opened before deletes nothing (the
+  // responses cached since would stay for good). A cache that
   // is gone holds no response to delete, and is not made again (null;
   // unless the app deletes it between has() and open(), which makes it
   // again, empty, as a Workbox strategy's next put would).
