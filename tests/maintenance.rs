@@ -751,6 +751,31 @@ fn move_to_stops_before_clearing_when_a_source_blob_is_corrupt() {
 }
 
 #[test]
+fn move_to_reports_a_source_blob_recorded_without_its_bytes() {
+    let s = filled();
+    let target = MemoryStore::new();
+    block_on(async {
+        let blob = s.store().keys(Table::Blobs)[0].clone();
+        s.store()
+            .apply(vec![Op::Delete(Table::Blobs, blob.clone())])
+            .await
+            .unwrap();
+        let report = s.move_to(&target, &mut RunToEnd).await.unwrap();
+        // Copied as it was, and said so: not "verified" and silent.
+        assert_eq!(
+            report.missing_blobs,
+            std::slice::from_ref(&blob.key),
+            "{report:?}"
+        );
+        assert!(report.verified && report.corrupt_blobs.is_empty());
+        assert_eq!(report.blobs, 1);
+        let t = Sweeper::new(target.clone(), Policy::default(), Default::default());
+        let check = t.verify(None, false, &mut RunToEnd).await.unwrap();
+        assert_eq!(check.missing, [blob.key]);
+    });
+}
+
+#[test]
 fn move_to_stops_before_clearing_when_an_entry_cannot_be_read_and_resumes_once_it_is_gone() {
     let s = filled();
     let target = MemoryStore::new();

@@ -187,6 +187,8 @@ export interface MoveReport {
   corrupt: { namespace: string; key: string }[];
   /** Blobs whose record cannot be read or whose source bytes do not hash to their id: the move stopped before clearing anything, as for corrupt. */
   corruptBlobs: string[];
+  /** Blobs recorded in the source without their bytes (lost before the move; verify reports them missing): copied as they were, so the target lacks the bytes too. putBlob of the bytes mends them. */
+  missingBlobs: string[];
   /** A move cut short before was resumed. */
   resumed: boolean;
 }

@@ -347,8 +347,8 @@ test("moveTo copies a store to another backend, reads it back, and empties the s
     const report = await s.moveTo(to);
     const what = `${from.kind} → ${to.kind}: ${JSON.stringify(report)}`;
     assert.deepEqual(
-      [report.entries, report.blobs, report.blobBytes, report.namespaces, report.verified, report.left, report.corrupt, report.corruptBlobs, report.resumed],
-      [3, 1, 20_000, 3, true, 0, [], [], false],
+      [report.entries, report.blobs, report.blobBytes, report.namespaces, report.verified, report.left, report.corrupt, report.corruptBlobs, report.missingBlobs, report.resumed],
+      [3, 1, 20_000, 3, true, 0, [], [], [], false],
       what,
     );
     // Three entries, three namespaces and the blob went from the source.
