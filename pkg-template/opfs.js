@@ -229,8 +229,15 @@ function opfsDriver(db, dir, lock, sync) {
           // record claims it (written before by another batch).
           if (!ok && written.length) await removeUnrecorded(db, dir, written).catch(() => {});
         }
-        // Files last: only once no record claims them.
-        if (ok) for (const [name, bytes] of writes) if (isBlob(name) && bytes === null) await removeFile(dir, fileOf(name));
+        // Files last: only once no record claims them. The records are gone,
+        // so the blobs are: a file that cannot go yet (a sync access handle
+        // of another worker holds it) fails nothing, and the next listing
+        // for a run or plan, or the next openOpfs, removes it.
+        if (ok) {
+          for (const [name, bytes] of writes) {
+            if (isBlob(name) && bytes === null) await removeFile(dir, fileOf(name)).catch(() => (swept = -Infinity));
+          }
+        }
         return ok;
       });
     },

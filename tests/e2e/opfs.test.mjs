@@ -489,3 +489,69 @@ test("getBlob refuses bytes changed outside kvsweep (a file cut short, appended 
   assert.match(out.got.flipped, /they were changed outside kvsweep; verify\(\{ repair: true \}\) removes them/);
   assert.deepEqual([out.got.corrupt, out.got.restored], [1, true]);
 });
+
+test("moveTo from an OPFS store whose blob file was removed outside kvsweep copies the record and names the blob missing", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const name = "move-missing";
+    const store = await kv.openOpfs(name);
+    const sweeper = new kv.Sweeper(store);
+    const id = await sweeper.putBlob(new Uint8Array(1000).fill(3));
+    const kept = await sweeper.putBlob(new Uint8Array(500).fill(4));
+    await sweeper.put("doc", 1, { blobs: [id, kept] });
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(`kvsweep-${name}`);
+    await dir.removeEntry(id);
+    const target = kv.memoryStore();
+    const report = await sweeper.moveTo(target);
+    const moved = new kv.Sweeper(target);
+    const after = await moved.verify();
+    sweeper.close();
+    moved.close();
+    store.close();
+    await kv.deleteOpfs(name);
+    return { id, report, missing: after.missing };
+  });
+  assert.deepEqual(out.report.missingBlobs, [out.id], JSON.stringify(out.report));
+  assert.equal(out.report.blobs, 1);
+  assert.deepEqual(out.missing, [out.id]);
+});
+
+test("a run whose blob file cannot be removed yet (held by another worker) counts the blob deleted, reports no error, and the next openOpfs removes the file", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const { opfsFiles } = await import("/tests/shared/store-names.js");
+    const name = "held-file";
+    let now = 1_000_000;
+    let store = await kv.openOpfs(name);
+    const sweeper = new kv.Sweeper(store, { clock: () => now, policy: { orphanGraceMs: 0 } });
+    const id = await sweeper.putBlob(new Uint8Array(2000).fill(5));
+    await sweeper.put("gone", 1, { blobs: [id], ttlMs: 1000 });
+    now += 60_000;
+    // What a sync access handle open in another worker does to removeEntry.
+    const removeEntry = FileSystemDirectoryHandle.prototype.removeEntry;
+    FileSystemDirectoryHandle.prototype.removeEntry = function (file, ...rest) {
+      if (file === id) return Promise.reject(new DOMException("held", "NoModificationAllowedError"));
+      return removeEntry.call(this, file, ...rest);
+    };
+    let report;
+    try {
+      report = await sweeper.run();
+    } finally {
+      FileSystemDirectoryHandle.prototype.removeEntry = removeEntry;
+    }
+    const held = await opfsFiles(name);
+    sweeper.close();
+    store.close();
+    store = await kv.openOpfs(name);
+    const after = await opfsFiles(name);
+    store.close();
+    await kv.deleteOpfs(name);
+    const deleted = Object.values(report.deleted).reduce((n, t) => n + t.count, 0);
+    return { id, deleted, errors: report.errors, done: report.done, held, after };
+  });
+  assert.deepEqual(out.errors, []);
+  assert.equal(out.done, true);
+  assert.equal(out.deleted, 2, "the entry and its blob");
+  assert.deepEqual(out.held, [out.id], "the file stayed while held");
+  assert.deepEqual(out.after, [], "the next openOpfs removed it");
+});
