@@ -391,6 +391,41 @@ fn zombies_are_listed_and_delete_namespace_removes_entries_and_record() {
 }
 
 #[test]
+fn health_says_when_the_last_run_found_records_it_cannot_read_without_a_backlog_check() {
+    let s = sweeper();
+    block_on(async {
+        s.store()
+            .apply(vec![Op::Put(
+                Table::Meta,
+                EntryId::new("", "damaged"),
+                vec![0xc1],
+            )])
+            .await
+            .unwrap();
+        let report = s.run(Mode::Full, T0, &mut RunToEnd).await.unwrap();
+        s.log_run(LoggedRun::of(T0, Ok(&report))).await;
+        // Read back from the log's record, as another context would.
+        let h = s.health(0, T0 + 1).await.unwrap();
+        assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
+        assert!(
+            h.reasons
+                .iter()
+                .any(|r| r.contains("records it cannot read")),
+            "{h:?}"
+        );
+        // Gone once a run finds none.
+        assert!(s
+            .delete_at_hosted(&EntryId::new("", "damaged"), T0 + 1, &mut RunToEnd)
+            .await
+            .unwrap());
+        let report = s.run(Mode::Full, T0 + 2, &mut RunToEnd).await.unwrap();
+        s.log_run(LoggedRun::of(T0 + 2, Ok(&report))).await;
+        let h = s.health(0, T0 + 3).await.unwrap();
+        assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
+    });
+}
+
+#[test]
 fn the_run_log_keeps_the_last_runs_and_health_reads_it() {
     let s = sweeper();
     block_on(async {

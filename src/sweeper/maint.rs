@@ -119,6 +119,10 @@ pub struct LoggedRun {
     pub bytes: u64,
     /// Items that could not be deleted.
     pub errors: u64,
+    /// It found entries or blob records it could not read, and kept them
+    /// (told by `health`: they hold deletions back).
+    #[serde(skip)]
+    pub unreadable: bool,
     /// It went on from a run stopped part-way (not kept in the log: a
     /// resumed run's line is that run's, see [`Sweeper::log_run`]).
     #[serde(skip)]
@@ -147,6 +151,7 @@ impl LoggedRun {
                     .fold(0u64, |a, t| a.saturating_add(t.bytes))
                     .saturating_sub(r.carried.bytes),
                 errors: r.errors.len() as u64,
+                unreadable: !r.corrupt.is_empty() || !r.corrupt_blobs.is_empty(),
                 resumed: r.resumed,
             },
             Err(()) => LoggedRun {
@@ -171,7 +176,8 @@ impl LoggedRun {
         }
         let flags = u8::from(self.done)
             | u8::from(self.failed) << 1
-            | u8::from(self.mode == Mode::Full) << 2;
+            | u8::from(self.mode == Mode::Full) << 2
+            | u8::from(self.unreadable) << 3;
         out.push(flags);
     }
 
@@ -195,6 +201,7 @@ impl LoggedRun {
             } else {
                 Mode::Light
             },
+            unreadable: flags & 8 != 0,
             resumed: false,
         })
     }
@@ -216,6 +223,7 @@ fn append_run(runs: &mut Vec<LoggedRun>, run: &LoggedRun) {
             line.bytes += run.bytes;
             line.errors += run.errors;
             line.done = run.done;
+            line.unreadable = run.unreadable;
             line.at = run.at;
             runs.push(line);
         }
@@ -343,6 +351,12 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
                 ),
             ));
         }
+    }
+    if runs.last().is_some_and(|r| r.unreadable) {
+        reasons.push((
+            HealthStatus::Warning,
+            "the last run found records it cannot read and kept them: no run deletes in their namespaces, nor any blob, until they are deleted (plan() lists them)".into(),
+        ));
     }
     if let Some(until) = facts.lapsed_lease {
         reasons.push((
