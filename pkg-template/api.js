@@ -450,12 +450,14 @@ async function* pages(sweeper, values, options = {}) {
     );
     for (const item of page.items) {
       if (values && item.length === 1) {
-        // A value kept in a record of its own: read as get reads it.
-        const value = await sweeper.get(item[0], { namespace: options?.namespace }).catch((e) => {
-          throw typeof e?.message === "string" && e.message.startsWith("kvsweep: get: ") ? new Error(`kvsweep: entries: ${e.message.slice(14)}`) : e;
+        // A value kept in a record of its own: read as detail reads it, which
+        // is no use (get's read would move accessedAt, and so change what
+        // maxEntries and maxBytes evict after an export loop).
+        const found = await sweeper.detail(item[0], { namespace: options?.namespace }).catch((e) => {
+          throw typeof e?.message === "string" && e.message.startsWith("kvsweep: detail: ") ? new Error(`kvsweep: entries: ${e.message.slice(17)}`) : e;
         });
-        if (value === undefined) continue; // deleted or expired meanwhile
-        yield [item[0], value];
+        if (found === undefined) continue; // deleted or expired meanwhile
+        yield [item[0], found.value];
       } else {
         yield item;
       }

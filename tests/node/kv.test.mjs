@@ -252,6 +252,25 @@ test("entries() over a value it cannot read says entries, not get", async () => 
   await assert.rejects(s.get("big"), /^Error: kvsweep: get: value of "big"/);
 });
 
+test("entries() is no use of an entry, whatever its value's size: an export loop leaves maxEntries' choice as it was", async () => {
+  const clock = () => clock.now;
+  clock.now = 1_700_000_000_000;
+  const s = new Sweeper(kvStore(new Map()), { clock, policy: { maxEntries: 1 } });
+  await s.put("old", "y".repeat(20_000)); // a value in a record of its own
+  clock.now += 1_000;
+  await s.put("new", "x");
+  clock.now += 5_000;
+  const read = [];
+  for await (const [k, v] of s.entries()) read.push([k, v.length]);
+  assert.deepEqual(read, [["new", 1], ["old", 20_000]]);
+  assert.equal((await s.detail("old")).accessedAt, 1_700_000_000_000);
+  await s.run();
+  const left = [];
+  for await (const k of s.keys()) left.push(k);
+  assert.deepEqual(left, ["new"], "the least recently used goes");
+  await s.close();
+});
+
 test("values round-trip exactly through a byte store (kvsweep's encoding)", async () => {
   const failures = await roundTripFailures(new Sweeper(kvStore(new Generic())));
   assert.deepEqual(failures, []);
