@@ -1004,21 +1004,69 @@ impl Scratch {
                 }
             }
         }
-        // Bounded: a long chain behind each evicted entry could cost the
-        // square of the namespace; past this, the rest stays evicted.
+        // Entries that can never be kept again (by count): keeping others
+        // takes room at least as fast as it takes entries from what one
+        // needs kept with it, so one found too big stays too big, and so
+        // does any entry that reaches it. Found up front from a lower
+        // bound: in a forest grown from the evicted entries in the order
+        // they are tried, what is under an entry is reachable from it.
+        let room = max_entries.saturating_sub(count);
+        let mut doomed = vec![false; n];
+        if room < n as u64 {
+            let (mut size, mut parent, mut order) = (vec![0u32; n], vec![u32::MAX; n], Vec::new());
+            let mut stack = Vec::new();
+            let mut next = Vec::new();
+            for &j in ranked[..k].iter().rev() {
+                let j = j as usize;
+                if live[j] || size[j] != 0 {
+                    continue;
+                }
+                size[j] = 1;
+                stack.push(j);
+                while let Some(x) = stack.pop() {
+                    order.push(x);
+                    next.clear();
+                    edges(x, &mut next);
+                    for &y in &next {
+                        if !live[y] && size[y] == 0 {
+                            size[y] = 1;
+                            parent[y] = x as u32;
+                            stack.push(y);
+                        }
+                    }
+                }
+            }
+            // Children were taken after their parents: sizes add up backwards.
+            for &x in order.iter().rev() {
+                doomed[x] = u64::from(size[x]) > room;
+                if let Some(p) = parent.get(x).copied().filter(|&p| p != u32::MAX) {
+                    size[p as usize] += size[x];
+                }
+            }
+            pauser.pause().await;
+        }
+        // Bounded: what an evicted entry needs kept with it is walked until
+        // it passes the room left, which over many entries could cost the
+        // square of the namespace. Past this budget, each entry left gets a
+        // short walk: those needing few others are still kept again.
         let mut work = 4 * n + 100_000;
         let (mut trial, mut stack, mut next) = (Vec::new(), Vec::new(), Vec::new());
         for &j in ranked[..k].iter().rev() {
             let j = j as usize;
+            if doomed[j] {
+                continue;
+            }
             trial.clear();
             stack.clear();
+            let mut steps = 0usize;
             let mut add: u128 = 0;
             let weighing = new_weighing(blob_seen);
             let seen = &mut blob_seen.0;
             let mut fits = true;
+            // Whether `x` is one that can never be kept (so neither can `j`).
             let mut visit = |x: usize, trial: &mut Vec<usize>, stack: &mut Vec<usize>| {
                 if live[x] {
-                    return;
+                    return false;
                 }
                 live[x] = true;
                 trial.push(x);
@@ -1033,20 +1081,25 @@ impl Scratch {
                         }
                     }
                 }
+                doomed[x]
             };
             visit(j, &mut trial, &mut stack);
+            let mut too_many = false;
             while let Some(x) = stack.pop() {
                 next.clear();
                 edges(x, &mut next);
                 for &y in &next {
-                    visit(y, &mut trial, &mut stack);
+                    too_many |= visit(y, &mut trial, &mut stack);
                 }
-                work = work.saturating_sub(1 + next.len());
-                if work == 0 || count + trial.len() as u64 > max_entries {
+                steps += 1 + next.len();
+                too_many |= count + trial.len() as u64 > max_entries;
+                if too_many || (steps > work && steps > SHORT_WALK) {
                     fits = false;
                     break;
                 }
             }
+            work = work.saturating_sub(steps);
+            doomed[j] = too_many;
             fits &=
                 count + trial.len() as u64 <= max_entries && bound.is_none_or(|b| bytes + add <= b);
             if fits {
@@ -1063,9 +1116,6 @@ impl Scratch {
                     live[x] = false;
                 }
             }
-            if work == 0 {
-                break;
-            }
         }
         for j in (0..n).filter(|&j| bound.is_some() && live[j]) {
             for &b in held_by(j) {
@@ -1075,6 +1125,10 @@ impl Scratch {
         live
     }
 }
+
+/// Steps an evicted entry's walk may take, once the given-back budget is
+/// spent (see `apply_rules`).
+const SHORT_WALK: usize = 64;
 
 /// The number of a new weighing of blobs (see `Scratch::blob_seen`): a
 /// blob it has counted holds it; on wrap-around none holds it.

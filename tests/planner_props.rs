@@ -1264,3 +1264,46 @@ fn quotas_count_what_lives_so_referenced_entries_do_not_stop_eviction() {
         ]
     );
 }
+
+/// A long reference chain under `maxEntries` (each entry references the one
+/// before it, the oldest accessed least recently): keeping the newest
+/// needs the whole chain, so eviction takes all of it, and the entries given
+/// back are the newest whose chain fits. Each of the newest entries' walk
+/// passed the room left, and together they spent the given-back budget
+/// before the first that fits: the whole namespace was deleted.
+#[test]
+fn quotas_over_a_long_chain_give_back_what_fits() {
+    for (len, max) in [(1_000usize, 500u64), (20_000, 10_000), (20_000, 3)] {
+        let key = |i: usize| format!("e{i:06}");
+        let entries = (0..len)
+            .map(|i| {
+                listed_entry(
+                    &key(i),
+                    EntryMeta {
+                        accessed_at: 1 + i as u64,
+                        size: 10,
+                        refs: if i == 0 { vec![] } else { vec![key(i - 1)] },
+                        ..EntryMeta::default()
+                    },
+                )
+            })
+            .collect();
+        let inv = Inventory {
+            entries,
+            ..Inventory::default()
+        };
+        let mut policy = Policy::default();
+        policy.rules.max_entries = Some(max);
+        let first = plan(&inv, &policy, NOW, Mode::Full);
+        let gone: BTreeSet<String> = first.actions.iter().map(|a| a.key.clone()).collect();
+        let expected: BTreeSet<String> = (max as usize..len).map(key).collect();
+        assert_eq!(
+            gone.len(),
+            expected.len(),
+            "chain of {len}, maxEntries {max}"
+        );
+        assert_eq!(gone, expected, "chain of {len}, maxEntries {max}");
+        let second = plan(&apply(&inv, &first), &policy, NOW, Mode::Full);
+        assert!(second.actions.is_empty(), "{second:?}");
+    }
+}
