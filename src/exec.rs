@@ -348,7 +348,7 @@ pub async fn execute<S: Store, H: RunHost>(
     );
 
     // Entries whose referrers are garbage in a later batch wait, then go together.
-    let mut waiting: Vec<&Action> = Vec::new();
+    let mut waiting: Vec<Held<'_>> = Vec::new();
     // Where the first entry that waits is in `entries`: a run stopped later
     // saves no place past it, or the next run would skip it.
     let mut first_waiting: Option<usize> = None;
@@ -369,7 +369,7 @@ pub async fn execute<S: Store, H: RunHost>(
         if first_waiting.is_none() {
             first_waiting = batch
                 .iter()
-                .position(|a| held.iter().any(|h| core::ptr::eq(*a, *h)))
+                .position(|a| held.iter().any(|h| core::ptr::eq(*a, h.0)))
                 .map(|i| at + i);
         }
         report.waited |= !held.is_empty();
@@ -387,7 +387,8 @@ pub async fn execute<S: Store, H: RunHost>(
         progress.deleted = deleted_count(&report);
         progress.placed = report.stopped_after.is_some();
     }
-    // Garbage cycles go only in one batch: these batches may be larger.
+    // Garbage cycles go only in one batch: these batches may be larger,
+    // and one holds a whole cycle, however long.
     let waiting_batch = batch_size.max(WAITING_BATCH);
     // Entries that wait but do not fit what the host allows are left to a
     // later run; the blobs and temps still go (each is re-checked).
@@ -395,7 +396,7 @@ pub async fn execute<S: Store, H: RunHost>(
     'waiting: while !waiting.is_empty() {
         let before = waiting.len();
         let mut still = Vec::new();
-        for batch in waiting.chunks(waiting_batch) {
+        for batch in waiting_batches(&waiting, waiting_batch) {
             // Stopped here, the run saves no place past these entries (they
             // come before it in execution order): the next run plans them.
             if host.between_batches(&progress).await == Flow::Stop {
@@ -407,7 +408,7 @@ pub async fn execute<S: Store, H: RunHost>(
                 deferred = true;
                 break 'waiting;
             }
-            still.extend(delete_entries(store, batch, false, &mut report).await);
+            still.extend(delete_entries(store, &batch, false, &mut report).await);
             if report.halted {
                 report.done = false;
                 report.stopped_after = None;
@@ -526,8 +527,12 @@ struct EntryOutcome<'a> {
     /// Written again since planning, or unreadable now: they stay.
     kept: u64,
     /// Referenced from outside the batch: they wait for their referrers.
-    held: Vec<&'a Action>,
+    held: Vec<Held<'a>>,
 }
+
+/// An entry held back by a referrer outside its batch, with the keys it
+/// references (as read): what orders the batches of those that wait.
+type Held<'a> = (&'a Action, Vec<String>);
 
 /// Deletes what it can of a batch of entries, in one transaction where the
 /// store has them. Returns the entries held back because a referrer outside
@@ -537,7 +542,7 @@ async fn delete_entries<'a, S: Store>(
     batch: &[&'a Action],
     by_listing: bool,
     report: &mut RunReport,
-) -> Vec<&'a Action> {
+) -> Vec<Held<'a>> {
     let caps = store.capabilities();
     let layout = if by_listing && caps.transactions && caps.range_delete {
         Layout::of(batch)
@@ -690,7 +695,9 @@ fn entry_batch_step<'a>(
     // An entry goes only if every entry referencing it goes in the same batch.
     let (go, stay) = referenced_from_outside(doomed);
     doomed = go;
-    outcome.held.extend(stay.iter().map(|d| d.action));
+    outcome
+        .held
+        .extend(stay.into_iter().map(|d| (d.action, d.meta.refs)));
     if doomed.is_empty() {
         return Ok(Step::Done(outcome));
     }
@@ -813,76 +820,67 @@ fn entry_batch_step<'a>(
 }
 
 /// `doomed` split into those every referrer of which is in the set (they may
-/// go together) and those still referenced from outside it, repeated until
-/// what may go references only itself.
-fn referenced_from_outside<'a>(mut doomed: Vec<Doomed<'a>>) -> (Vec<Doomed<'a>>, Vec<Doomed<'a>>) {
-    let mut outside = Vec::new();
-    loop {
-        // How many members reference each member, by index.
-        let index = id_map(&doomed);
-        let mut incoming = vec![0u64; doomed.len()];
-        for d in &doomed {
-            for r in distinct(&d.meta.refs) {
-                if let Some(&t) = index.get(&EntryId::new(d.id.namespace.clone(), r)) {
-                    incoming[t as usize] += 1;
-                }
-            }
-        }
-        drop(index);
-        let (mut go, mut stay) = (Vec::new(), Vec::new());
-        for (d, n) in doomed.into_iter().zip(incoming) {
-            if d.meta.referrers <= n {
-                go.push(d);
-            } else {
-                stay.push(d);
-            }
-        }
-        doomed = go;
-        if stay.is_empty() {
-            return (doomed, outside);
-        }
-        outside.extend(stay);
+/// go together) and those still referenced from outside it: an entry held
+/// back holds back what it references, until what may go references only
+/// itself. Linear: each reference is followed at most once.
+fn referenced_from_outside<'a>(doomed: Vec<Doomed<'a>>) -> (Vec<Doomed<'a>>, Vec<Doomed<'a>>) {
+    let targets = member_targets(&doomed, true);
+    // How many members reference each member, by index.
+    let mut incoming = vec![0u64; doomed.len()];
+    for &t in targets.iter().flatten() {
+        incoming[t] += 1;
     }
+    let outside = |i: usize, incoming: &[u64]| doomed[i].meta.referrers > incoming[i];
+    let mut stays: Vec<bool> = (0..doomed.len()).map(|i| outside(i, &incoming)).collect();
+    let mut work: Vec<usize> = (0..doomed.len()).filter(|&i| stays[i]).collect();
+    while let Some(i) = work.pop() {
+        for &t in &targets[i] {
+            incoming[t] -= 1;
+            if !stays[t] && outside(t, &incoming) {
+                stays[t] = true;
+                work.push(t);
+            }
+        }
+    }
+    let (mut go, mut stay) = (Vec::new(), Vec::new());
+    for (d, held) in doomed.into_iter().zip(stays) {
+        if held {
+            stay.push(d);
+        } else {
+            go.push(d);
+        }
+    }
+    (go, stay)
 }
 
-/// Which members of `doomed` are on reference cycles among them
-/// (self-references aside), by index, found by peeling: an entry that no
-/// remaining entry references, or that references none, is on no cycle.
-fn cycle_members(doomed: &[Doomed<'_>]) -> Vec<bool> {
-    let index = id_map(doomed);
-    // The other members each references, by index.
-    let targets: Vec<Vec<usize>> = doomed
+/// The members of `doomed` each references, by index, each once (with a
+/// self-reference when `with_self`).
+fn member_targets(doomed: &[Doomed<'_>], with_self: bool) -> Vec<Vec<usize>> {
+    let members: Vec<(&EntryId, &[String])> =
+        doomed.iter().map(|d| (&d.id, &d.meta.refs[..])).collect();
+    targets_among(&members, with_self)
+}
+
+/// Of `members` (entries and the keys each references), the members each
+/// references, by index, each once (with a self-reference when `with_self`).
+fn targets_among(members: &[(&EntryId, &[String])], with_self: bool) -> Vec<Vec<usize>> {
+    let index: IdMap = members
         .iter()
-        .map(|d| {
-            distinct(&d.meta.refs)
+        .enumerate()
+        .map(|(i, m)| (m.0, i as u64))
+        .collect();
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, (id, refs))| {
+            distinct(refs)
                 .into_iter()
-                .filter(|r| *r != d.id.key)
-                .filter_map(|r| index.get(&EntryId::new(d.id.namespace.clone(), r)))
+                .filter_map(|r| index.get(&EntryId::new(id.namespace.clone(), r)))
                 .map(|&t| t as usize)
+                .filter(|&t| with_self || t != i)
                 .collect()
         })
-        .collect();
-    let mut rest = vec![true; doomed.len()];
-    loop {
-        let mut referenced = vec![false; doomed.len()];
-        let mut refers = vec![false; doomed.len()];
-        for (i, ts) in targets.iter().enumerate().filter(|(i, _)| rest[*i]) {
-            for &t in ts.iter().filter(|&&t| rest[t]) {
-                referenced[t] = true;
-                refers[i] = true;
-            }
-        }
-        let mut changed = false;
-        for i in 0..rest.len() {
-            if rest[i] && !(referenced[i] && refers[i]) {
-                rest[i] = false;
-                changed = true;
-            }
-        }
-        if !changed {
-            return rest;
-        }
-    }
+        .collect()
 }
 
 /// Entry ids of `doomed` by reference, each with its index there: the one
@@ -897,40 +895,97 @@ fn id_map<'a>(doomed: &'a [Doomed<'_>]) -> IdMap<'a> {
         .collect()
 }
 
+/// Which members of `doomed` are on reference cycles among them
+/// (self-references aside), by index, found by peeling: an entry that no
+/// remaining entry references, or that references none, is on no cycle.
+fn cycle_members(doomed: &[Doomed<'_>]) -> Vec<bool> {
+    let targets = member_targets(doomed, false);
+    let n = doomed.len();
+    let mut sources: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let (mut incoming, mut outgoing) = (vec![0usize; n], vec![0usize; n]);
+    for (i, ts) in targets.iter().enumerate() {
+        outgoing[i] = ts.len();
+        for &t in ts {
+            incoming[t] += 1;
+            sources[t].push(i);
+        }
+    }
+    let mut rest = vec![true; n];
+    let mut work: Vec<usize> = (0..n)
+        .filter(|&i| incoming[i] == 0 || outgoing[i] == 0)
+        .collect();
+    while let Some(i) = work.pop() {
+        if !rest[i] {
+            continue;
+        }
+        rest[i] = false;
+        for &t in &targets[i] {
+            incoming[t] -= 1;
+            if incoming[t] == 0 {
+                work.push(t);
+            }
+        }
+        for &f in &sources[i] {
+            outgoing[f] -= 1;
+            if outgoing[f] == 0 {
+                work.push(f);
+            }
+        }
+    }
+    rest
+}
+
 /// `doomed` ordered so that every entry comes after the entries of `doomed`
 /// that reference it (a self-reference aside). Members of a reference cycle,
 /// which no order can serve, follow in their own order.
 fn referrers_first<'d, 'a>(doomed: &'d [Doomed<'a>]) -> Vec<&'d Doomed<'a>> {
-    let index = id_map(doomed);
-    let targets: Vec<Vec<usize>> = doomed
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            distinct(&d.meta.refs)
-                .into_iter()
-                .filter_map(|r| index.get(&EntryId::new(d.id.namespace.clone(), r)))
-                .map(|&t| t as usize)
-                .filter(|&t| t != i)
-                .collect()
-        })
-        .collect();
-    let mut pending = vec![0usize; doomed.len()];
-    for ts in &targets {
-        for &t in ts {
-            pending[t] += 1;
-        }
+    let (order, rest) = referrers_order(&member_targets(doomed, false));
+    order.into_iter().chain(rest).map(|i| &doomed[i]).collect()
+}
+
+/// Indices of a reference graph (`targets[i]`: those `i` references, none
+/// itself) in an order where each comes after those referencing it; then
+/// the rest: those on a cycle, or referenced from one.
+fn referrers_order(targets: &[Vec<usize>]) -> (Vec<usize>, Vec<usize>) {
+    let n = targets.len();
+    let mut pending = vec![0usize; n];
+    for &t in targets.iter().flatten() {
+        pending[t] += 1;
     }
-    let mut done = vec![false; doomed.len()];
-    let mut order = Vec::with_capacity(doomed.len());
-    while let Some(i) = (0..doomed.len()).find(|&i| !done[i] && pending[i] == 0) {
-        done[i] = true;
-        order.push(&doomed[i]);
+    let mut ready: Vec<usize> = (0..n).rev().filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop() {
+        order.push(i);
         for &t in &targets[i] {
             pending[t] -= 1;
+            if pending[t] == 0 {
+                ready.push(t);
+            }
         }
     }
-    order.extend((0..doomed.len()).filter(|&i| !done[i]).map(|i| &doomed[i]));
-    order
+    let rest = (0..n).filter(|&i| pending[i] > 0).collect();
+    (order, rest)
+}
+
+/// The entries that wait, in batches of up to `size`: referrers before what
+/// they reference, so that each batch's entries are referenced, of those that
+/// wait, only from their batch or batches before it, and a chain of any length
+/// goes in one pass; then, in one last batch however large, the cycles among
+/// them (a cycle goes only all at once) with what they reference.
+fn waiting_batches<'a>(waiting: &[Held<'a>], size: usize) -> Vec<Vec<&'a Action>> {
+    let ids: Vec<EntryId> = waiting.iter().map(|h| entry_id(h.0)).collect();
+    let members: Vec<(&EntryId, &[String])> = ids
+        .iter()
+        .zip(waiting)
+        .map(|(id, h)| (id, &h.1[..]))
+        .collect();
+    let (order, rest) = referrers_order(&targets_among(&members, false));
+    let of = |ixs: &[usize]| ixs.iter().map(|&i| waiting[i].0).collect::<Vec<_>>();
+    let mut batches: Vec<Vec<&'a Action>> = order.chunks(size).map(of).collect();
+    if !rest.is_empty() {
+        batches.push(of(&rest));
+    }
+    batches
 }
 
 fn distinct_ids(mut ids: Vec<EntryId>) -> Vec<EntryId> {

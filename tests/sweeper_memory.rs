@@ -442,6 +442,59 @@ fn garbage_cycles_and_chains_go_even_across_batches() {
     });
 }
 
+/// Garbage cycles longer than a waiting batch (1,024 entries) were split
+/// over batches, each referenced from the next, and stayed for good; long
+/// chains went a batch per pass over what waits, each pass reading all of it.
+/// Now what waits goes referrers first, each cycle in one batch.
+#[test]
+fn garbage_cycles_and_chains_longer_than_a_batch_go_in_one_run() {
+    let s = sweeper();
+    block_on(async {
+        let put = |key: String, refs: Vec<String>| {
+            let s = &s;
+            async move {
+                let opts = PutOptions {
+                    ttl_ms: Some(1),
+                    refs,
+                    ..Default::default()
+                };
+                s.put(&EntryId::new("", &key), bytes(b"."), opts, 0)
+                    .await
+                    .unwrap();
+            }
+        };
+        let n = 3_000;
+        // A cycle: c0 <- c1 <- ... <- c2999 <- c0.
+        let c = |i: usize| format!("c{i:05}");
+        put(c(0), vec![]).await;
+        for i in 1..n {
+            put(c(i), vec![c(i - 1)]).await;
+        }
+        put(c(0), vec![c(n - 1)]).await;
+        // Chains both ways in key order: u_i references u_{i+1}, d_i d_{i-1}.
+        let u = |i: usize| format!("u{i:05}");
+        let d = |i: usize| format!("d{i:05}");
+        put(u(n - 1), vec![]).await;
+        for i in (0..n - 1).rev() {
+            put(u(i), vec![u(i + 1)]).await;
+        }
+        put(d(0), vec![]).await;
+        for i in 1..n {
+            put(d(i), vec![d(i - 1)]).await;
+        }
+        let report = s.run(Mode::Full, 10, &mut RunToEnd).await.unwrap();
+        assert_eq!(
+            (report.deleted[&Reason::Expired].count, report.kept),
+            (3 * n as u64, 0),
+            "{:?}",
+            (report.deleted, report.kept, report.errors.len())
+        );
+        assert_eq!(s.store().count(Table::Meta), 0);
+        let plan = s.plan(Mode::Full, 10).await.unwrap();
+        assert!(plan.actions.is_empty());
+    });
+}
+
 #[test]
 fn live_referrer_holds_an_expired_entry_and_counts_stay_exact() {
     let s = sweeper();
