@@ -1043,7 +1043,6 @@ impl Scratch {
                     size[p as usize] += size[x];
                 }
             }
-            pauser.pause().await;
         }
         // Bounded: what an evicted entry needs kept with it is walked until
         // it passes the room left, which over many entries could cost the
