@@ -676,7 +676,7 @@ impl Inner {
                 "{what}: a run is in progress on this Sweeper; await it first"
             ))
         };
-        self.after_background().await?;
+        self.after_background(&JsValue::UNDEFINED).await?;
         if self.running.get() {
             return Err(busy());
         }
@@ -694,9 +694,14 @@ impl Inner {
         Ok(lock)
     }
 
-    /// Waits for a background run to end: a call by hand comes after it.
-    async fn after_background(&self) -> Result<(), JsValue> {
-        while self.running.get() && self.background.get() && !self.stopping() {
+    /// Waits for a background run to end: a call by hand comes after it,
+    /// unless its `signal` aborts the wait.
+    async fn after_background(&self, signal: &JsValue) -> Result<(), JsValue> {
+        while self.running.get()
+            && self.background.get()
+            && !self.stopping()
+            && field(signal, "aborted").as_bool() != Some(true)
+        {
             gloo_timers::future::TimeoutFuture::new(20).await;
         }
         self.open()
@@ -1313,11 +1318,12 @@ impl JsSweeper {
         let on_progress = field(&options, "onProgress").dyn_into::<Function>().ok();
         promise(&self.inner, |inner| async move {
             let run = parsed?;
-            inner.after_background().await?;
-            if inner.running.get() {
-                return Err(js_err(
-                    "run: a run is already in progress on this Sweeper; await it first",
-                ));
+            inner.after_background(&signal).await?;
+            let busy =
+                || js_err("run: a run is already in progress on this Sweeper; await it first");
+            // Aborted, it settles at once below, even behind a run going.
+            if inner.running.get() && field(&signal, "aborted").as_bool() != Some(true) {
+                return Err(busy());
             }
             // Across tabs and workers too: held until this run ends.
             let lock = super::driver::hand_lock(&inner, &signal).await;
@@ -1331,13 +1337,7 @@ impl JsSweeper {
             } else {
                 ""
             };
-            if inner.running.replace(true) {
-                return Err(js_err(
-                    "run: a run is already in progress on this Sweeper; await it first",
-                ));
-            }
             if !stopped.is_empty() {
-                inner.running.set(false);
                 let report = crate::exec::RunReport {
                     mode: run.mode,
                     ..Default::default()
@@ -1345,6 +1345,9 @@ impl JsSweeper {
                 let out = to_js(&report)?;
                 let _ = Reflect::set(&out, &"stopped".into(), &stopped.into());
                 return Ok(out);
+            }
+            if inner.running.replace(true) {
+                return Err(busy());
             }
             let started = js_sys::Date::now();
             let deadline = run.budget_ms.map(|b| started + b as f64);

@@ -95,6 +95,32 @@ test("a request during a run reruns after it; run() by hand waits for a backgrou
   s.close();
 });
 
+test("run() with an aborted signal settles at once behind this Sweeper's background run, not at its end", async () => {
+  const order = [];
+  let byHand;
+  const s = new Sweeper(await openIndexedDb(`abort-behind-${Math.random()}`), {
+    batchSize: 1,
+    schedule: {
+      debounceMs: 0,
+      periodMs: 0,
+      onRun: (e) => {
+        order.push(e.type);
+        if (e.type === "start") {
+          byHand = s.run({ signal: AbortSignal.abort() }).then((r) => (order.push(`by hand: ${r.stopped}`), r));
+        }
+      },
+    },
+  });
+  await putExpired(s, 200);
+  s.request("full");
+  await until(() => order.includes("end"), 30_000, "the background run");
+  const report = await byHand;
+  assert.deepEqual(order, ["start", "by hand: aborted", "end"]);
+  assert.equal(report.done, false);
+  assert.equal(s.stats().lastRun.deleted, 200, "the background run went on to its end");
+  s.close();
+});
+
 test("a full run by hand puts the periodic run off by periodMs; a light one does not", async () => {
   const s = new Sweeper(memoryStore(), { schedule: { periodMs: 60_000 } });
   const armed = s.stats().nextRunAt;
