@@ -138,6 +138,8 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Chromium's IndexedDB says nothing more.
+            StoreError::QuotaExceeded(m) if m.is_empty() => f.write_str("storage quota exceeded"),
             StoreError::QuotaExceeded(m) => write!(f, "storage quota exceeded: {m}"),
             StoreError::Closed(m) => write!(f, "store is closed: {m}"),
             StoreError::Conflict(m) => write!(f, "changed concurrently: {m}"),
