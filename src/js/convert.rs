@@ -483,7 +483,15 @@ pub fn to_stored(v: &JsValue, limit: usize, past: &str) -> Result<StoredValue, S
         };
         format!("value{at} {why}")
     })?;
-    Ok(StoredValue::MsgPack(mpv::to_vec(&value)))
+    let bytes = mpv::to_vec(&value);
+    // The estimate above counts content; the limit holds for the encoding.
+    if bytes.len() > limit {
+        let size = bytes.len();
+        return Err(format!(
+            "value is {size} bytes as encoded, more than {past}"
+        ));
+    }
+    Ok(StoredValue::MsgPack(bytes))
 }
 
 /// One step of the path to a value inside what `put` was given.

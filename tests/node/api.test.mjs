@@ -695,6 +695,8 @@ test("values and blobs over maxValueBytes are refused before they are copied in,
     // Keys count too. A string alone past the limit says so as the value.
     await assert.rejects(s.put("k", "x".repeat(20_000)), { message: 'kvsweep: put("k"): value is at least 20000 bytes as encoded, more than the 15999 left of the limit of 16000 bytes (raise maxValueBytes to store it)' });
     await assert.rejects(s.put("k", { ["k".repeat(20_000)]: 0 }), { message: 'kvsweep: put("k"): value is at least 20000 bytes as encoded, more than the 15999 left of the limit of 16000 bytes (raise maxValueBytes to store it)' });
+    // At the limit by content, past it by the encoding's header: by name too.
+    await assert.rejects(s.put("k", "x".repeat(15_998)), { message: 'kvsweep: put("k"): value is 16001 bytes as encoded, more than the limit of 16000 bytes (raise maxValueBytes to store it)' });
     // A wrapper object of a primitive is refused as what it is.
     await assert.rejects(s.put("k", Object(5n)), /^Error: kvsweep: put\("k"\): value is a BigInt object \(a wrapper; pass the primitive\), which cannot be stored/);
     await assert.rejects(s.put("k", { n: new Number(1) }), /^Error: kvsweep: put\("k"\): value\.n is a Number object \(a wrapper; pass the primitive\)/);
