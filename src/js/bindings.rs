@@ -42,7 +42,7 @@ export interface Policy extends Rules {
 }
 export interface SweeperOptions {
   policy?: Policy | undefined;
-  /** Milliseconds since the Unix epoch; defaults to Date.now. It dates entries; the scheduler's timers run on real time. */
+  /** Whole milliseconds since the Unix epoch (Math.floor a fractional clock); defaults to Date.now. It dates entries; the scheduler's timers run on real time. */
   clock?: (() => number) | undefined;
   /** Items deleted per transaction (default 250). */
   batchSize?: number | undefined;
@@ -98,18 +98,23 @@ export interface Stats {
     deleted: number; bytes: number; error?: string;
   };
 }
-export interface PutOptions {
-  namespace?: string | undefined; ttlMs?: number | undefined; expiresAt?: number | undefined; group?: string | undefined;
+/** Options are checked by name: one the method does not take is refused, not ignored. Numbers of milliseconds and counts are whole numbers. */
+export type PutOptions = {
+  namespace?: string | undefined; group?: string | undefined;
   pinned?: boolean | undefined; locked?: boolean | undefined;
   /** Lives only while a live entry references it (an attachment). */
   dependent?: boolean | undefined;
   refs?: string[] | undefined; blobs?: string[] | undefined;
   /** Bytes the entry counts for against maxBytes (default: its value's size): what it stands for, such as a cached response. */
   size?: number | undefined;
-}
-export interface PutManyItem extends PutOptions { key: string; value: unknown }
+} & (
+  /** Expiry: after ttlMs from now, or at expiresAt (ms since the epoch); one of the two. */
+  | { ttlMs?: number | undefined; expiresAt?: undefined }
+  | { expiresAt?: number | undefined; ttlMs?: undefined }
+);
+export type PutManyItem = PutOptions & { key: string; value: unknown };
 export interface KeyOptions { namespace?: string | undefined; includeExpired?: boolean | undefined }
-export interface DeleteOptions { namespace?: string | undefined }
+export interface DeleteOptions { namespace?: string | undefined; includeExpired?: never }
 export interface ListOptions { namespace?: string | undefined; prefix?: string | undefined; limit?: number | undefined }
 export interface PageOptions extends ListOptions { after?: string | undefined }
 export interface Progress { running: boolean; phase: "entries" | "blobs" | "temps" | "idle"; processed: number; total: number; deleted: number }
@@ -117,6 +122,8 @@ export interface PlanOptions {
   mode?: Mode | undefined;
   /** Checked between listing pages and once planning ends: an abort rejects the plan. */
   signal?: AbortSignal | undefined;
+  /** run()'s own options: plan() refuses them. */
+  budgetMs?: never; maxOps?: never; leaseMs?: never; onProgress?: never;
 }
 export interface RunOptions {
   mode?: Mode | undefined; signal?: AbortSignal | undefined; budgetMs?: number | undefined;
