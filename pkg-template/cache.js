@@ -254,6 +254,9 @@ function headerSize(response) {
  * An opaque response (a no-cors fetch) shows neither: it counts 0 bytes
  * unless `track` is given its `size`.
  */
+/** Per Cache Storage store: the response its cache holds for a URL. */
+const CACHED = new WeakMap();
+
 async function responseSize(response) {
   const length = headerSize(response);
   if (length !== undefined) return length;
@@ -310,6 +313,9 @@ async function openCache(name, options, onClosed) {
   SETTLES.set(store, driver.settle);
   if (match.ignoreSearch === true) SEARCHLESS.add(store);
   PUT_CHECKS.set(store, (key, options, name) => entryRefused(key, options, name, match.ignoreSearch === true));
+  // track() without a response measures the one cached (a cache that is
+  // gone is not made again).
+  CACHED.set(store, async (url) => ((await caches.has(name)) ? (await caches.open(name)).match(url, match) : undefined));
   closesWith(store, db);
   OWN_LOCKS.set(store, runLock(db));
   return store;
@@ -403,7 +409,8 @@ export async function track(sweeper, request, response, options = {}) {
   if (options.size !== undefined && !(Number.isSafeInteger(options.size) && options.size >= 0)) {
     throw new TypeError(`kvsweep: track(sweeper, request, response, options): options.size must be a whole number of bytes, 0 or more, got ${describe(options.size)}`);
   }
-  const size = options.size ?? (response ? await responseSize(response) : 0);
+  const cached = response ?? (options.size === undefined ? await CACHED.get(storeOf(sweeper))(url) : undefined);
+  const size = options.size ?? (cached ? await responseSize(cached) : 0);
   try {
     await sweeper.put(url, null, { ...options, size });
   } catch (e) {

@@ -142,7 +142,7 @@ export declare function deleteOpfs(name: string): Promise<void>;
 
 /** A store for a Cache Storage cache's responses, their metadata in IndexedDB (`kvsweep-cache:<name>`). */
 export declare function openCacheStorage(name: string, options?: { matchOptions?: CacheQueryOptions | undefined; concurrency?: number | undefined }): Promise<KvStore>;
-/** Records (or refreshes) a cached response as an entry, its size the response's. */
+/** Records (or refreshes) a cached response as an entry, its size the response's (without one, the response the cache holds for the URL; with none there, 0). */
 export declare function track(sweeper: Sweeper, request: Request | URL | string, response?: Response | null, options?: Omit<import("./kvsweep.js").PutOptions, "namespace">): Promise<void>;
 /** Deletes a cache and its kvsweep metadata database. */
 export declare function deleteCacheStorage(name: string): Promise<void>;

@@ -795,3 +795,30 @@ test("expirationPlugin: a response with no usable Date header, unused for longer
   const expected = { soon: true, late: true, cached: false };
   assert.deepEqual(out, { "no date": expected, "bad date": expected, "future date": expected, unpinned: { whilePinned: true, keptPinned: true, unpinned: true, cached: false } });
 });
+
+test("track without a response measures the one the cache holds for the URL (0 with none there), and makes no cache", { timeout: 60_000 }, async () => {
+  const got = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const cache = await caches.open("measured");
+    await cache.put("/measured/a", new Response("x".repeat(1234)));
+    const store = await kv.openCacheStorage("measured");
+    const sweeper = new kv.Sweeper(store);
+    await kv.track(sweeper, "/measured/a");
+    await kv.track(sweeper, "/measured/b", null);
+    const sizes = Object.fromEntries((await sweeper.history()).map((e) => [new URL(e.key).pathname, e.size]));
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("measured");
+    // A cache that is not there is not made.
+    const other = await kv.openCacheStorage("never-cached");
+    const s2 = new kv.Sweeper(other);
+    await kv.track(s2, "/never/a");
+    const made = await caches.has("never-cached");
+    s2.close();
+    other.close();
+    await kv.deleteCacheStorage("never-cached");
+    return { sizes, made };
+  });
+  assert.deepEqual(got.sizes, { "/measured/a": 1234, "/measured/b": 0 });
+  assert.equal(got.made, false);
+});
