@@ -125,7 +125,17 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # saying how much of the limit was left, options named by their path:
 # about 300 bytes, 205,262; a backend rejecting with undefined or null
 # named so (the message was blank): 21 bytes, 205,283.)
-budget=205300
+# (205,300 until, on the twenty-third session, what testers found: garbage
+# cycles longer than a waiting batch never deleted, long chains deleted in
+# quadratic time (waiting entries batched referrers first, the peel, cycle
+# and order steps made linear): about 2,040 bytes; a quota over a long
+# reference chain deleting the whole namespace (entries that can never fit
+# found up front): about 450; moveTo naming blobs recorded without bytes,
+# health() saying the last run found unreadable records, clear() naming the
+# way past one, run() with an aborted signal settling behind a background
+# run, a value past maxValueBytes by its header named by key: about 500;
+# 208,294.)
+budget=208300
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1
