@@ -829,13 +829,20 @@ impl Scratch {
         // Liveness: roots are the entries no rule dropped (pinned ones always),
         // plus everything they reference within the namespace.
         // The entries of the namespace `j` references.
-        let edges = |j: usize, out: &mut Vec<usize>| {
-            for r in &entry(ix(j)).meta.refs {
+        // The first `most` references of `j`, those to entries of the
+        // namespace in `out`; how many it looked at.
+        let edges_upto = |j: usize, out: &mut Vec<usize>, most: usize| {
+            let refs = &entry(ix(j)).meta.refs;
+            for r in refs.iter().take(most) {
                 let h = blobs.hasher.hash_one(r.as_str());
                 if let Some(&k) = keys.find(h, |&k| entry(k).id.key == *r) {
                     out.push(k as usize);
                 }
             }
+            refs.len().min(most)
+        };
+        let edges = |j: usize, out: &mut Vec<usize>| {
+            edges_upto(j, out, usize::MAX);
         };
         let live_for = |dropped: &[Option<Reason>]| {
             mark_reachable(n, (0..n).filter(|&j| dropped[j].is_none()), edges)
@@ -1045,9 +1052,14 @@ impl Scratch {
             }
         }
         // Bounded: what an evicted entry needs kept with it is walked until
-        // it passes the room left, which over many entries could cost the
-        // square of the namespace. Past this budget, each entry left gets a
-        // short walk: those needing few others are still kept again.
+        // it passes the room left (or the byte bound), which over many
+        // entries could cost the square of the namespace. Past this budget,
+        // each entry left gets a short walk, reference by reference: those
+        // needing few others are still kept again, so an older entry may be
+        // kept where a newer one needing many stays evicted (the budget
+        // spent, the greedy order by recency holds only for short walks).
+        // A failure on count or bytes is for good (see above), and dooms
+        // the entry; one on steps does not.
         let mut work = 4 * n + 100_000;
         let (mut trial, mut stack, mut next) = (Vec::new(), Vec::new(), Vec::new());
         for &j in ranked[..k].iter().rev() {
@@ -1057,12 +1069,14 @@ impl Scratch {
             }
             trial.clear();
             stack.clear();
+            let limit = work.max(SHORT_WALK);
             let mut steps = 0usize;
             let mut add: u128 = 0;
             let weighing = new_weighing(blob_seen);
             let seen = &mut blob_seen.0;
             let mut fits = true;
-            // Whether `x` is one that can never be kept (so neither can `j`).
+            // Whether the walk now shows `j` can never be kept: `x` is one
+            // that cannot, or what the walk took passes a bound.
             let mut visit = |x: usize, trial: &mut Vec<usize>, stack: &mut Vec<usize>| {
                 if live[x] {
                     return false;
@@ -1081,26 +1095,26 @@ impl Scratch {
                     }
                 }
                 doomed[x]
+                    || count + trial.len() as u64 > max_entries
+                    || bound.is_some_and(|b| bytes + add > b)
             };
-            visit(j, &mut trial, &mut stack);
-            let mut too_many = false;
-            while let Some(x) = stack.pop() {
+            let mut never = visit(j, &mut trial, &mut stack);
+            while let Some(x) = stack.pop().filter(|_| !never) {
                 next.clear();
-                edges(x, &mut next);
+                steps += 1 + edges_upto(x, &mut next, limit.saturating_sub(steps));
                 for &y in &next {
-                    too_many |= visit(y, &mut trial, &mut stack);
+                    never |= visit(y, &mut trial, &mut stack);
                 }
-                steps += 1 + next.len();
-                too_many |= count + trial.len() as u64 > max_entries;
-                if too_many || (steps > work && steps > SHORT_WALK) {
+                if steps > limit {
                     fits = false;
                     break;
                 }
             }
+            // Not `never`: each entry the walk took was checked against both
+            // bounds as it was taken.
+            fits &= !never;
             work = work.saturating_sub(steps);
-            doomed[j] = too_many;
-            fits &=
-                count + trial.len() as u64 <= max_entries && bound.is_none_or(|b| bytes + add <= b);
+            doomed[j] = never;
             if fits {
                 count += trial.len() as u64;
                 bytes += add;
@@ -1127,7 +1141,7 @@ impl Scratch {
 
 /// Steps an evicted entry's walk may take, once the given-back budget is
 /// spent (see `apply_rules`).
-const SHORT_WALK: usize = 64;
+const SHORT_WALK: usize = 32;
 
 /// The number of a new weighing of blobs (see `Scratch::blob_seen`): a
 /// blob it has counted holds it; on wrap-around none holds it.
