@@ -863,12 +863,13 @@ impl<S: Store> Sweeper<S> {
         let mut actions = Vec::new();
         for (id, bytes) in self.namespace_records(namespace).await? {
             // Named, with the way past it: delete(key) removes such a record.
-            let meta = codec::decode_meta(&bytes).map_err(|cause| {
-                Error::InvalidInput(format!(
-                    "entry {} in namespace {} could not be read ({cause}), so nothing was deleted; delete it by its key, then call again",
+            let meta = codec::decode_meta(&bytes).map_err(|cause| Error::Corrupt {
+                what: format!(
+                    "entry {} in namespace {} (nothing was deleted; delete it by its key, then call again)",
                     Quoted(&id.key),
                     Quoted(namespace)
-                ))
+                ),
+                cause,
             })?;
             let listed = u32::try_from(actions.len()).ok();
             actions.push(entry_action(id, plan::Reason::Cleared, &meta, listed));
