@@ -355,7 +355,7 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
     if runs.last().is_some_and(|r| r.unreadable) {
         reasons.push((
             HealthStatus::Warning,
-            "the last run found records it cannot read and kept them: no run deletes in their namespaces, nor any blob, until they are deleted (plan() lists them)".into(),
+            "the last run found records it cannot read and kept them (plan() lists them): an unreadable entry holds back deletions in its namespace, and of every unreferenced blob, until it is deleted by key".into(),
         ));
     }
     if let Some(until) = facts.lapsed_lease {
