@@ -99,20 +99,19 @@ export interface Stats {
   };
 }
 /** Options are checked by name: one the method does not take is refused, not ignored. Numbers of milliseconds and counts are whole numbers. */
-export type PutOptions = {
-  namespace?: string | undefined; group?: string | undefined;
+export interface PutOptions {
+  namespace?: string | undefined;
+  /** Expiry: after ttlMs from now, or at expiresAt (ms since the epoch); one of the two (put refuses both). */
+  ttlMs?: number | undefined; expiresAt?: number | undefined;
+  group?: string | undefined;
   pinned?: boolean | undefined; locked?: boolean | undefined;
   /** Lives only while a live entry references it (an attachment). */
   dependent?: boolean | undefined;
   refs?: string[] | undefined; blobs?: string[] | undefined;
   /** Bytes the entry counts for against maxBytes (default: its value's size): what it stands for, such as a cached response. */
   size?: number | undefined;
-} & (
-  /** Expiry: after ttlMs from now, or at expiresAt (ms since the epoch); one of the two. */
-  | { ttlMs?: number | undefined; expiresAt?: undefined }
-  | { expiresAt?: number | undefined; ttlMs?: undefined }
-);
-export type PutManyItem = PutOptions & { key: string; value: unknown };
+}
+export interface PutManyItem extends PutOptions { key: string; value: unknown }
 export interface KeyOptions { namespace?: string | undefined; includeExpired?: boolean | undefined }
 export interface DeleteOptions { namespace?: string | undefined; includeExpired?: never }
 export interface ListOptions { namespace?: string | undefined; prefix?: string | undefined; limit?: number | undefined }

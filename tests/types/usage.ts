@@ -1,6 +1,6 @@
 // Every method called as the README calls it; `tsc --strict` must accept it
 // (tests/node/types.test.mjs compiles it against pkg/'s declarations).
-import { Sweeper, memoryStore, openIndexedDb, openOpfs, deleteOpfs, openCacheStorage, track, deleteCacheStorage, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats, type EntryDetail, type VerifyReport, type Health, type MoveReport, type MigrateReport, type RunOptions, type KeyOptions } from "../../pkg/index.js";
+import { Sweeper, memoryStore, openIndexedDb, openOpfs, deleteOpfs, openCacheStorage, track, deleteCacheStorage, type Progress, type RunReport, type PlanResult, type RunEvent, type Stats, type EntryDetail, type VerifyReport, type Health, type MoveReport, type MigrateReport, type RunOptions, type KeyOptions, type PutOptions } from "../../pkg/index.js";
 
 export async function usage(): Promise<void> {
   const store = Math.random() < 0.5 ? memoryStore() : await openIndexedDb("my-app");
@@ -131,11 +131,12 @@ export async function forwarded(settings: { ttlMs?: number | undefined; namespac
 
 /** What the runtime refuses, the declarations refuse too. */
 export async function refused(sweeper: Sweeper, runOptions: RunOptions, keyOptions: KeyOptions) {
-  // @ts-expect-error ttlMs and expiresAt: one of the two
-  await sweeper.put("k", 1, { ttlMs: 5, expiresAt: 10 });
   // @ts-expect-error run()'s own options: plan() refuses them
   await sweeper.plan(runOptions);
   // @ts-expect-error delete() takes no includeExpired
   await sweeper.delete("k", keyOptions);
   await sweeper.put("k", 1, { expiresAt: 10, ttlMs: undefined });
 }
+
+/** PutOptions stays an interface an app's own options may extend. */
+export interface AppPutOptions extends PutOptions { reason?: string }
