@@ -454,6 +454,8 @@ async function* pages(sweeper, values, options = {}) {
         // is no use (get's read would move accessedAt, and so change what
         // maxEntries and maxBytes evict after an export loop).
         const found = await sweeper.detail(item[0], { namespace: options?.namespace }).catch((e) => {
+          // A namespace emptied and unregistered meanwhile: the entry is gone.
+          if (typeof e?.message === "string" && e.message.startsWith("kvsweep: detail: no namespace ")) return undefined;
           throw typeof e?.message === "string" && e.message.startsWith("kvsweep: detail: ") ? new Error(`kvsweep: entries: ${e.message.slice(17)}`) : e;
         });
         if (found === undefined) continue; // deleted or expired meanwhile

@@ -249,14 +249,14 @@ function headerSize(response) {
   return Number.isSafeInteger(length) && response.headers.get("content-encoding") === null ? length : undefined;
 }
 
+/** Per Cache Storage store: the response its cache holds for a URL. */
+const CACHED = new WeakMap();
+
 /**
  * The size of a response's body, without reading it when its headers say.
  * An opaque response (a no-cors fetch) shows neither: it counts 0 bytes
  * unless `track` is given its `size`.
  */
-/** Per Cache Storage store: the response its cache holds for a URL. */
-const CACHED = new WeakMap();
-
 async function responseSize(response) {
   const length = headerSize(response);
   if (length !== undefined) return length;
