@@ -134,8 +134,9 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # health() saying the last run found unreadable records, clear() naming the
 # way past one, run() with an aborted signal settling behind a background
 # run, a value past maxValueBytes by its header named by key: about 500;
-# 208,294.)
-budget=208300
+# 208,294; the review's mends (walks capped reference by reference, a failure on
+# bytes for good too, clear()'s typed error kept): 208,306.)
+budget=208400
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1
