@@ -167,13 +167,21 @@ async function serialised(target, task, held = false) {
  * no await between them and no other code can see half of it.
  */
 function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, versioned, text, sync }) {
+  // unstorage's fs driver resolves with the Error of a failed read (EMFILE,
+  // ENAMETOOLONG, EIO...) rather than rejecting: a failure, not a record
+  // kvsweep did not write (which a run would keep as corrupt).
+  const failed = (v, list = false) => {
+    if (v instanceof Error) throw v;
+    if (list && !Array.isArray(v)) throw new TypeError(`the ${kind} store listed ${describe(v)}, not an array of names`);
+    return v;
+  };
   const d = {
     ...base(kind, prefix, caps),
     async get(list) {
       const out = [];
       for (const name of list) {
         spend(d);
-        const raw = await read(name);
+        const raw = failed(await read(name));
         const bytes = bytesOf(raw, text);
         // A versioned backend (a Map) names the version by the object held.
         out.push([listed(bytes), versioned ? raw ?? null : bytes ?? null]);
@@ -185,7 +193,7 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
       const limit = sync ? want : Math.max(1, Math.min(want, maxCalls - 1));
       budget(maxCalls, sync ? 1 : 2);
       spend(d);
-      const all = (await names(tablePrefix)).filter(
+      const all = failed(await names(tablePrefix), true).filter(
         (n) => n.startsWith(tablePrefix) && (startAfter === undefined || compareNames(n, startAfter) > 0),
       );
       all.sort(compareNames);
@@ -193,7 +201,7 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
       const items = [];
       for (const name of page) {
         if (!sync) spend(d);
-        items.push([name, listed(bytesOf(await read(name), text))]);
+        items.push([name, listed(bytesOf(failed(await read(name)), text))]);
       }
       return { items, done: all.length <= limit, last: page.at(-1) };
     },
@@ -265,7 +273,11 @@ function unstorageDriver(storage, prefix, visibilityMs) {
     read: (n) => storage.getItemRaw(esc(n)),
     write: (n, b) => storage.setItemRaw(esc(n), b),
     remove: (n) => storage.removeItem(esc(n)),
-    names: async () => (await storage.getKeys()).map(unesc).filter((n) => n !== undefined),
+    names: async () => {
+      const keys = await storage.getKeys();
+      // Anything else (an Error it resolved with) is for the listing to refuse.
+      return Array.isArray(keys) ? keys.map(unesc).filter((n) => n !== undefined) : keys;
+    },
   });
 }
 
@@ -903,7 +915,7 @@ export async function collectR2Orphans(store, o = {}) {
     throw new TypeError(`kvsweep: ${what}: options.limit must be a whole number, 1 or more, got ${describe(limit)}`);
   }
   if (d.caps.compareAndSet === false && graceMs < d.caps.visibilityMs + 60_000) {
-    throw new TypeError(`kvsweep: ${what}: options.graceMs must be at least ${d.caps.visibilityMs + 60_000} ms on a ${d.inner.kind} store (its visibility window plus the longest write)`);
+    throw new TypeError(`kvsweep: ${what}: options.graceMs must be at least ${d.caps.visibilityMs + 60_000} ms on ${/^[aeiou]/.test(d.inner.kind) ? "an" : "a"} ${d.inner.kind} store (its visibility window plus the longest write)`);
   }
   return d.orphans({ graceMs, dryRun, limit });
 }

@@ -271,6 +271,26 @@ test("entries() is no use of an entry, whatever its value's size: an export loop
   await s.close();
 });
 
+test("an unstorage read that resolves with an Error (the fs driver's EMFILE, ENAMETOOLONG) fails as that error, never as a record kvsweep did not write", async () => {
+  const storage = createStorage();
+  const s = new Sweeper(kvStore(storage), { clock: () => 1_000 });
+  await s.put("doc", { ok: true });
+  await s.put("old", 1, { ttlMs: 1 });
+  // What unstorage's fs driver does with a read error other than ENOENT.
+  const getItemRaw = storage.getItemRaw;
+  storage.getItemRaw = async () => Object.assign(new Error("EMFILE: too many open files"), { code: "EMFILE" });
+  await assert.rejects(s.get("doc"), { message: "kvsweep: get: store error: EMFILE: too many open files" });
+  const plan = await s.plan().then((p) => p.summary.corrupt, (e) => e.message);
+  storage.getItemRaw = getItemRaw;
+  assert.match(String(plan), /EMFILE/, "the plan fails, rather than keeping live records as corrupt");
+  assert.deepEqual(await s.get("doc"), { ok: true });
+  const getKeys = storage.getKeys;
+  storage.getKeys = async () => new Error("EIO: i/o error");
+  await assert.rejects(s.plan(), /^Error: kvsweep: plan: store error: EIO: i\/o error$/);
+  storage.getKeys = getKeys;
+  await s.close();
+});
+
 test("values round-trip exactly through a byte store (kvsweep's encoding)", async () => {
   const failures = await roundTripFailures(new Sweeper(kvStore(new Generic())));
   assert.deepEqual(failures, []);
