@@ -64,7 +64,12 @@ function clearError() {
 }
 
 window.addEventListener("unhandledrejection", (e) => showError(e.reason));
-window.addEventListener("error", (e) => showError(e.error ?? e.message));
+window.addEventListener("error", (e) => {
+  // A browser notice, not a failure: the chart's ResizeObserver resized it
+  // within the same frame.
+  if (/^ResizeObserver loop/.test(e.message ?? "")) return;
+  showError(e.error ?? e.message);
+});
 
 // ---------- helpers ----------
 
@@ -234,7 +239,7 @@ function makeSweeper(kind, store, settings) {
   const token = {};
   const options = { policy: settings.policy };
   if (settings.schedule) options.schedule = { ...settings.schedule, onRun: (e) => onBackgroundRun(kind, token, e) };
-  return { kind, store, sweeper: new kv.Sweeper(store, options), token };
+  return { kind, store, sweeper: new kv.Sweeper(store, options), token, scheduled: Boolean(settings.schedule) };
 }
 
 async function useStore(kind) {
@@ -380,8 +385,21 @@ async function generate(n, settings, onProgress) {
   const now = Date.now();
   const rnd = random(batch);
   let written = 0;
+  // Each image's bytes by id, to put again (see write).
+  const pngs = new Map();
   const write = async (items) => {
-    await sweeper.putMany(items);
+    for (let tries = 1; ; tries++) {
+      try {
+        await sweeper.putMany(items);
+        break;
+      } catch (err) {
+        // With an orphan grace of 0 a background run may delete an image put
+        // for this chunk before the chunk references it, as it may in any
+        // app: put the chunk's images again and write it again.
+        if (tries === 3 || !/ is not in the store/.test(messageOf(err))) throw err;
+        for (const id of new Set(items.flatMap((i) => i.blobs ?? []))) await sweeper.putBlob(pngs.get(id));
+      }
+    }
     written += items.length;
     onProgress(written, n);
     await tick(); // let the page paint between transactions
@@ -437,6 +455,7 @@ async function generate(n, settings, onProgress) {
           const png = captioned(pictures[p], `attachment ${m} of batch ${tag}`);
           imageBytes += png.length;
           images[m] = await sweeper.putBlob(png);
+          pngs.set(images[m], png);
         }
         item.blobs = [images[m]];
       }
@@ -460,13 +479,19 @@ async function doGenerate(ev) {
     delete out.dataset.added;
     const settings = readSettings();
     const t0 = performance.now();
+    let wrote = 0;
     const made = await generate(n, settings, (done, of) => {
+      wrote = done;
       out.textContent = `Writing… ${fmt.format(done)} / ${fmt.format(of)}`;
+    }).catch((err) => {
+      out.textContent = `Failed after writing ${fmt.format(wrote)} of ${fmt.format(n)} entries.`;
+      setStatus("Generate failed", "error");
+      throw err;
     });
     const ms = Math.round(performance.now() - t0);
     out.textContent =
       `Wrote ${fmt.format(made.entries)} entries (${fmt.format(made.api)} API responses, ${fmt.format(made.notes)} notes, ` +
-      `${fmt.format(made.drafts)} drafts) and ${fmt.format(made.images)} images (${fmtBytes(made.imageBytes)}) in ${fmt.format(ms)} ms.`;
+      `${fmt.format(made.drafts)} drafts) and ${fmt.format(made.images)} ${made.images === 1 ? "image" : "images"} (${fmtBytes(made.imageBytes)}) in ${fmt.format(ms)} ms.`;
     out.dataset.added = made.entries;
     out.dataset.images = made.images;
     out.dataset.ms = ms;
@@ -705,7 +730,7 @@ function renderSchedulerStats() {
   const next = st.nextRunAt ? `next run in ${Math.max(0, Math.round((st.nextRunAt - Date.now()) / 1000))} s` : "no run scheduled";
   const last = st.lastRun ? ` · last: ${st.lastRun.mode} ${st.lastRun.outcome}, ${fmt.format(st.lastRun.deleted)} deleted` : "";
   node.textContent =
-    `Scheduler: ${st.state}${st.pending ? ` (${st.pending} pending)` : ""} · ${next} · ${st.runs} runs, ` +
+    `Scheduler: ${st.state}${st.pending ? ` (${st.pending} pending)` : ""} · ${next} · ${st.runs} ${st.runs === 1 ? "run" : "runs"}, ` +
     `${st.skipped} skipped, ${st.failures} failed${last}`;
   Object.assign(node.dataset, { state: st.state, runs: st.runs, failures: st.failures });
 }
@@ -850,6 +875,12 @@ function onBackgroundRun(kind, token, e) {
 
 function requestRun() {
   if (!current) return;
+  // Without a schedule nothing on the page hears of the run (onRun is the
+  // scheduler's): say so rather than clean unseen.
+  if (!current.scheduled) {
+    showError("Background cleanup is off: turn it on and Apply, or use Run");
+    return;
+  }
   try {
     current.sweeper.request("full");
     setStatus("Background run requested");
@@ -921,7 +952,7 @@ function drawChart() {
       ],
       axes: [
         {},
-        { scale: "n", values: (u, vals) => vals.map((v) => fmt.format(v)), size: 60 },
+        { scale: "n", values: (u, vals) => vals.map((v) => fmt.format(v)), size: 72 },
         { scale: "b", side: 1, grid: { show: false }, values: (u, vals) => vals.map(fmtBytes), size: 70 },
       ],
     },

@@ -299,6 +299,19 @@ test("demo page: generate, plan, run, cancel, background runs, policy, stores", 
   await noError();
   assert.deepEqual(await stats(), { entries: 0, live: 0, blobs: 0, garbage: 0 });
 
+  // The browser's ResizeObserver notice is no error banner (resizing the window showed one).
+  await page.evaluate(() => window.dispatchEvent(new ErrorEvent("error", { message: "ResizeObserver loop completed with undelivered notifications." })));
+  await noError();
+  // Background cleanup off: a request would clean unseen by the page, so it is refused, saying why.
+  await page.locator("#sched-on").uncheck();
+  await act("#policy-apply");
+  await page.locator("#request-run").click();
+  assert.match(await text("#error-message"), /Background cleanup is off/);
+  assert.equal(await page.evaluate(() => document.querySelector("#sched-stats").dataset.runs ?? "0"), "0");
+  await page.locator("#sched-on").check();
+  await act("#policy-apply");
+  await noError();
+
   assert.deepEqual(pageErrors, [], "no uncaught errors in the page");
   assert.deepEqual(consoleErrors, [], "no console errors");
   assert.deepEqual(foreignRequests, [], "no requests outside the demo server");
