@@ -629,8 +629,12 @@ fn health_weighs_each_reason() {
     assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
     assert!(h.reasons[0].contains("stopped before its end"), "{h:?}");
     assert_eq!(h.last_success_at, Some(T0), "a stopped run is no success");
-    let h = assess(vec![ok(T0), stopped], facts.clone(), T0 + 600);
+    let h = assess(vec![ok(T0), stopped.clone()], facts.clone(), T0 + 600);
     assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
+    // Only runs stopped by hand: no better than none (it read healthy).
+    let h = assess(vec![stopped.clone(), stopped], facts.clone(), T0 + 600);
+    assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
+    assert!(h.reasons[0].contains("has gone to its end"), "{h:?}");
     // A period of 0 (no periodic runs) never makes a run overdue.
     let none = HealthFacts::default();
     assert_eq!(

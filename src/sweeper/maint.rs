@@ -330,6 +330,12 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
         (Some(_), None) if runs.len() >= 3 => {
             reasons.push((HealthStatus::Critical, "no run in the log succeeded".into()))
         }
+        // Fewer: not yet alarming, but no better than no run at all (runs
+        // stopped by hand read as healthy beside "last success: never").
+        (Some(_), None) => reasons.push((
+            HealthStatus::Warning,
+            "no run in the log has gone to its end without errors yet".into(),
+        )),
         _ => {}
     }
     let failed_in_row = runs.iter().rev().take_while(|r| r.failed).count();
