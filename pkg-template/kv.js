@@ -223,7 +223,7 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
       return serialised(target, async () => {
         for (const [name, token] of checks) {
           spend(d);
-          if (!same(await read(name), token)) return false;
+          if (!same(failed(await read(name)), token)) return false;
         }
         // One write after another, in order: a batch cut short is a prefix.
         for (const [name, bytes] of writes) {

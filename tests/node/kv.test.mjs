@@ -280,6 +280,8 @@ test("an unstorage read that resolves with an Error (the fs driver's EMFILE, ENA
   const getItemRaw = storage.getItemRaw;
   storage.getItemRaw = async () => Object.assign(new Error("EMFILE: too many open files"), { code: "EMFILE" });
   await assert.rejects(s.get("doc"), { message: "kvsweep: get: store error: EMFILE: too many open files" });
+  // A put fails with it too (its read first; a batch's checks read through the same guard).
+  await assert.rejects(s.put("doc", 2), { message: "kvsweep: put: store error: EMFILE: too many open files" });
   const plan = await s.plan().then((p) => p.summary.corrupt, (e) => e.message);
   storage.getItemRaw = getItemRaw;
   assert.match(String(plan), /EMFILE/, "the plan fails, rather than keeping live records as corrupt");
