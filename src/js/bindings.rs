@@ -234,6 +234,11 @@ fn opt(v: &JsValue, root: &str) -> Result<OptValue, JsValue> {
     convert::to_opt(v, root).map_err(js_err)
 }
 
+/// Whether `signal` (an AbortSignal, or anything) has aborted.
+pub(super) fn aborted(signal: &JsValue) -> bool {
+    field(signal, "aborted").as_bool() == Some(true)
+}
+
 pub(super) fn field(obj: &JsValue, name: &str) -> JsValue {
     if obj.is_object() {
         Reflect::get(obj, &name.into()).unwrap_or(JsValue::UNDEFINED)
@@ -703,11 +708,7 @@ impl Inner {
     /// Waits for a background run to end: a call by hand comes after it,
     /// unless its `signal` aborts the wait.
     async fn after_background(&self, signal: &JsValue) -> Result<(), JsValue> {
-        while self.running.get()
-            && self.background.get()
-            && !self.stopping()
-            && field(signal, "aborted").as_bool() != Some(true)
-        {
+        while self.running.get() && self.background.get() && !self.stopping() && !aborted(signal) {
             gloo_timers::future::TimeoutFuture::new(20).await;
         }
         self.open()
@@ -1271,7 +1272,7 @@ impl JsSweeper {
             let run = parsed?;
             // Named as fetch() names its abort, for apps that check e.name.
             let aborted = || {
-                (field(&signal, "aborted").as_bool() == Some(true)).then(|| {
+                aborted(&signal).then(|| {
                     let e = js_err("plan: aborted by options.signal");
                     let _ = Reflect::set(&e, &"name".into(), &"AbortError".into());
                     e
@@ -1328,7 +1329,7 @@ impl JsSweeper {
             let busy =
                 || js_err("run: a run is already in progress on this Sweeper; await it first");
             // Aborted, it settles at once below, even behind a run going.
-            if inner.running.get() && field(&signal, "aborted").as_bool() != Some(true) {
+            if inner.running.get() && !aborted(&signal) {
                 return Err(busy());
             }
             // Across tabs and workers too: held until this run ends.
@@ -1338,7 +1339,7 @@ impl JsSweeper {
             // ended the wait for the lock (as it stops a run going).
             let stopped = if inner.stopping() {
                 "closed"
-            } else if field(&signal, "aborted").as_bool() == Some(true) {
+            } else if aborted(&signal) {
                 "aborted"
             } else {
                 ""
@@ -1974,7 +1975,7 @@ impl JsHost {
     fn should_stop(&mut self) -> bool {
         if self.failure.is_some() {
             self.stopped = Some("failed");
-        } else if field(&self.signal, "aborted").as_bool() == Some(true) {
+        } else if aborted(&self.signal) {
             self.stopped = Some("aborted");
         } else if self.inner.stopping() {
             self.stopped = Some("closed");
@@ -2021,8 +2022,7 @@ impl JsHost {
     /// rejects with; a promise that never settles holds the run only until
     /// the run is aborted or the Sweeper closed.
     async fn wait_for(&self, pending: Promise) -> Option<JsValue> {
-        let stop =
-            || field(&self.signal, "aborted").as_bool() == Some(true) || self.inner.stopping();
+        let stop = || aborted(&self.signal) || self.inner.stopping();
         super::driver::settle_or(&pending, stop).await?.err()
     }
 }

@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
-use super::bindings::{field, AnyStore, Inner, JsHost};
+use super::bindings::{aborted, field, AnyStore, Inner, JsHost};
 use crate::exec::RunReport;
 use crate::model::Millis;
 use crate::plan::Mode;
@@ -396,8 +396,7 @@ pub(super) async fn hand_lock(inner: &Inner, signal: &JsValue) -> HandLock {
     // Never gives up: an abort withdraws the request, which then settles.
     let mut withdrawn = false;
     let settled = settle_or(&granted, || {
-        let aborted = field(signal, "aborted").as_bool() == Some(true);
-        if !withdrawn && (aborted || inner.stopping()) {
+        if !withdrawn && (aborted(signal) || inner.stopping()) {
             withdrawn = true;
             if let Ok(abort) = field(&controller, "abort").dyn_into::<Function>() {
                 let _ = abort.call0(&controller);
