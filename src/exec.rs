@@ -347,7 +347,8 @@ pub async fn execute<S: Store, H: RunHost>(
         of_kind(ActionKind::Temp),
     );
 
-    // Entries whose referrers are garbage in a later batch wait, then go together.
+    // Entries whose referrers are garbage in a later batch wait, then go
+    // referrers first (see `waiting_batches`).
     let mut waiting: Vec<Held<'_>> = Vec::new();
     // Where the first entry that waits is in `entries`: a run stopped later
     // saves no place past it, or the next run would skip it.

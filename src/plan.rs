@@ -828,9 +828,8 @@ impl Scratch {
 
         // Liveness: roots are the entries no rule dropped (pinned ones always),
         // plus everything they reference within the namespace.
-        // The entries of the namespace `j` references.
-        // The first `most` references of `j`, those to entries of the
-        // namespace in `out`; how many it looked at.
+        // Of the first `most` references of `j`, those to entries of the
+        // namespace, in `out`; returns how many it looked at.
         let edges_upto = |j: usize, out: &mut Vec<usize>, most: usize| {
             let refs = &entry(ix(j)).meta.refs;
             for r in refs.iter().take(most) {
@@ -1110,8 +1109,8 @@ impl Scratch {
                     break;
                 }
             }
-            // Not `never`: each entry the walk took was checked against both
-            // bounds as it was taken.
+            // Without `never`, each entry the walk took passed both bounds
+            // as it was taken: no check is left for the end.
             fits &= !never;
             work = work.saturating_sub(steps);
             doomed[j] = never;
