@@ -160,6 +160,15 @@ async function serialised(target, task, held = false) {
   }
 }
 
+// Each backing object's sorted table names (see sortedDriver), shared by the
+// drivers over it, so that one's writes are added to what another lists.
+const namesOf = new WeakMap();
+function tableNames(target) {
+  let kept = namesOf.get(target);
+  if (!kept) namesOf.set(target, (kept = new Map()));
+  return kept;
+}
+
 /**
  * A driver over a backend that can list every name under a prefix (a Map,
  * unstorage, keyv, a generic object): sorted and paged here. `sync`: reads
@@ -174,6 +183,44 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
     if (v instanceof Error) throw v;
     if (list && !Array.isArray(v)) throw new TypeError(`the ${kind} store listed ${describe(v)}, not an array of names`);
     return v;
+  };
+  // A table's names, sorted, kept from a listing's first page for its next
+  // ones: listing every page afresh (the backends list everything, unsorted)
+  // made a listing of n names cost n²/page. A listing from the start lists
+  // again, as does one whose names are older than ten times what listing
+  // them cost (at least a second, at most ten: another process's new names
+  // show that late, within the minute the grace rule leaves for the longest
+  // write; and such stores take one writing process anyway). Names this
+  // realm writes meanwhile are added (one removed is read as gone: null). A
+  // write that failed midway may or may not have landed: the kept names go.
+  const kept = tableNames(target);
+  const sortedNames = async (tablePrefix, startAfter) => {
+    const known = kept.get(tablePrefix);
+    if (startAfter !== undefined && known && performance.now() - known.at <= known.keep) return known.names;
+    const began = performance.now();
+    spend(d);
+    const all = failed(await names(tablePrefix), true).filter((n) => n.startsWith(tablePrefix));
+    all.sort(compareNames);
+    const now = performance.now();
+    kept.set(tablePrefix, { names: all, at: now, keep: Math.min(10_000, Math.max(1000, 10 * (now - began))) });
+    return all;
+  };
+  const wrote = (name) => {
+    for (const [tablePrefix, { names: all, at, keep }] of kept) {
+      if (!name.startsWith(tablePrefix)) continue;
+      // Too old to be listed from again: let it go rather than keep it up.
+      if (performance.now() - at > keep) {
+        kept.delete(tablePrefix);
+        continue;
+      }
+      let from = 0;
+      for (let to = all.length; from < to; ) {
+        const mid = (from + to) >>> 1;
+        if (compareNames(all[mid], name) < 0) from = mid + 1;
+        else to = mid;
+      }
+      if (all[from] !== name) all.splice(from, 0, name);
+    }
   };
   const d = {
     ...base(kind, prefix, caps),
@@ -192,18 +239,20 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
       // One call for the names, and one read per record unless reads are free.
       const limit = sync ? want : Math.max(1, Math.min(want, maxCalls - 1));
       budget(maxCalls, sync ? 1 : 2);
-      spend(d);
-      const all = failed(await names(tablePrefix), true).filter(
-        (n) => n.startsWith(tablePrefix) && (startAfter === undefined || compareNames(n, startAfter) > 0),
-      );
-      all.sort(compareNames);
-      const page = all.slice(0, limit);
+      const all = await sortedNames(tablePrefix, startAfter);
+      let from = 0;
+      for (let to = all.length; from < to; ) {
+        const mid = (from + to) >>> 1;
+        if (startAfter !== undefined && compareNames(all[mid], startAfter) <= 0) from = mid + 1;
+        else to = mid;
+      }
+      const page = all.slice(from, from + limit);
       const items = [];
       for (const name of page) {
         if (!sync) spend(d);
         items.push([name, listed(bytesOf(failed(await read(name)), text))]);
       }
-      return { items, done: all.length <= limit, last: page.at(-1) };
+      return { items, done: all.length - from <= limit, last: page.at(-1) };
     },
     // A read-check-write of kvsweep's holds this turn from its first read to
     // its write (src/store/jskv.rs), so that writers of this realm never collide.
@@ -216,7 +265,7 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
         for (const [name, token] of checks) if (!same(read(name), token)) return Promise.resolve(false);
         for (const [name, bytes] of writes) {
           if (bytes === null) remove(name);
-          else write(name, bytes);
+          else write(name, bytes), wrote(name);
         }
         return Promise.resolve(true);
       }
@@ -226,10 +275,15 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
           if (!same(failed(await read(name)), token)) return false;
         }
         // One write after another, in order: a batch cut short is a prefix.
-        for (const [name, bytes] of writes) {
-          spend(d);
-          if (bytes === null) await remove(name);
-          else await write(name, bytes);
+        try {
+          for (const [name, bytes] of writes) {
+            spend(d);
+            if (bytes === null) await remove(name);
+            else await write(name, bytes), wrote(name);
+          }
+        } catch (e) {
+          kept.clear();
+          throw e;
         }
         return true;
       }, held);
