@@ -12,8 +12,10 @@
 //   `["kvsweep-chunk", name, i]`, the record holding `{ chunks, size }`.
 // - Durable Objects: key `name`; values over 128 KiB split the same way at
 //   `"kvsweep-chunk/" + name + "/" + i`.
-// - Map, unstorage, keyv, generic objects: key `name`; keyv and generic
-//   objects hold base64 text (what any store keeps exactly).
+// - Map, keyv, generic objects: key `name`; keyv and generic objects hold
+//   base64 text (what any store keeps exactly).
+// - unstorage: key `name` escaped, upper case too (see unstorageDriver),
+//   and a marker `<prefix>format` outside the tables.
 //
 // Every driver counts its backend calls (`ops`) and refuses the call that
 // would pass `limit` (a run's `maxOps`) with an error named KvsweepOutOfCalls,
@@ -309,9 +311,62 @@ function mapDriver(map, prefix) {
   });
 }
 
-/** unstorage: names are escaped, since unstorage rewrites ":", "/", "\\", "?" and "#". */
+/** `task` run once, its promise kept for every later call, unless it fails: then the next call tries again. */
+function once(task) {
+  let kept;
+  return () =>
+    (kept ??= task().catch((e) => {
+      kept = undefined;
+      throw e;
+    }));
+}
+
+/**
+ * Whether a backend folds case (unstorage's fs driver on a case-insensitive
+ * file system, MySQL under a case-insensitive collation), which would make
+ * kvsweep's records "A" and "a" one: writes a name under `prefix` but outside
+ * every table, ending "-A", and reads it as "-a". Made on the backend itself,
+ * so that no driver counts it as one of its calls.
+ */
+async function foldsCase(prefix, put, get, del) {
+  const name = `${prefix}case-probe-${Date.now().toString(36)}${Math.random().toString(16).slice(2, 10)}-`;
+  await put(name + "A");
+  try {
+    const seen = await get(name + "a");
+    // unstorage's fs driver resolves with the Error of a failed read.
+    if (seen instanceof Error) throw seen;
+    return seen !== undefined && seen !== null;
+  } finally {
+    await del(name + "A");
+  }
+}
+
+/** A check to await before each write to a store that keeps names as they are: refuses them all if it folds case. */
+function caseChecked(prefix, put, get, del, refusal) {
+  const folds = once(() => foldsCase(prefix, put, get, del));
+  return async () => {
+    if (await folds()) throw new TypeError(refusal);
+  };
+}
+
+/** What an unstorage store's format marker holds, in the names of this release. */
+const NAMES = "kvsweep names 2";
+
+/**
+ * unstorage: names are escaped, since unstorage rewrites ":", "/", "\\", "?"
+ * and "#"; and in stores made by this release, every upper-case letter too
+ * (all but a-z, 0-9, "_" and "-"), so that on a file system that folds case
+ * no two names are one file. Such a store holds the marker `<prefix>format`;
+ * one with kvsweep's records and no marker is an earlier release's, whose
+ * names keep case: it is read as it is, and written only if the backend
+ * keeps case.
+ */
 function unstorageDriver(storage, prefix, visibilityMs) {
-  const esc = (n) => encodeURIComponent(n).replace(/\./g, "%2E");
+  // Earlier releases' names, kept for their stores (and the marker's name).
+  const legacyEsc = (n) => encodeURIComponent(n).replace(/\./g, "%2E");
+  // Escapes write upper-case hex, and "%" itself is escaped: folding them cannot make two names one.
+  const esc = (n) =>
+    encodeURIComponent(n).replace(/%[0-9A-F]{2}|[^a-z0-9_-]/g, (c) => (c.length > 1 ? c : `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`));
   const unesc = (k) => {
     try {
       return decodeURIComponent(k);
@@ -319,17 +374,52 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       return undefined;
     }
   };
+  const marker = legacyEsc(prefix + "format");
+  const markerBytes = new TextEncoder().encode(NAMES);
+  const got = (v) => {
+    if (v instanceof Error) throw v;
+    return v ?? null;
+  };
+  // Decided at the first read, write or remove: the names' escape, and what
+  // to do before each write (write the marker once; probe a legacy store).
+  const format = once(async () => {
+    const held = got(await storage.getItemRaw(marker));
+    if (held !== null) {
+      const bytes = bytesOf(held);
+      if (held === NAMES || equal(bytes, markerBytes)) return { esc, before: async () => {} };
+      const what = bytes ? describe(new TextDecoder().decode(bytes)) : describe(held);
+      throw new Error(`kvsweep: kvStore: this unstorage store's names are in a format this release does not know (its marker ${describe(prefix + "format")} holds ${what})`);
+    }
+    const keys = got(await storage.getKeys());
+    if (!Array.isArray(keys)) throw new TypeError(`kvsweep: kvStore: the unstorage store listed ${describe(keys)}, not an array of names`);
+    // A new store: marked at its first write, not by a reader.
+    if (!keys.some((k) => unesc(k)?.startsWith(prefix))) return { esc, before: once(() => storage.setItemRaw(marker, markerBytes)) };
+    const before = caseChecked(
+      prefix,
+      (n) => storage.setItemRaw(legacyEsc(n), new Uint8Array([1])),
+      (n) => storage.getItemRaw(legacyEsc(n)),
+      (n) => storage.removeItem(legacyEsc(n)),
+      `kvsweep: kvStore: this unstorage store folds case (a case-insensitive file system?): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case; copy them to a new store (new stores escape case), or keep this one in a case-sensitive directory`,
+    );
+    return { esc: legacyEsc, before };
+  });
+  const written = async (n) => {
+    const f = await format();
+    await f.before();
+    return f.esc(n);
+  };
   return sortedDriver({
     kind: "unstorage",
     target: storage,
     prefix,
     caps: { atomic: false, compareAndSet: false, visibilityMs, nativeExpiry: false },
-    read: (n) => storage.getItemRaw(esc(n)),
-    write: (n, b) => storage.setItemRaw(esc(n), b),
-    remove: (n) => storage.removeItem(esc(n)),
+    read: async (n) => storage.getItemRaw((await format()).esc(n)),
+    write: async (n, b) => storage.setItemRaw(await written(n), b),
+    remove: async (n) => storage.removeItem(await written(n)),
     names: async () => {
       const keys = await storage.getKeys();
-      // Anything else (an Error it resolved with) is for the listing to refuse.
+      // Both formats unescape the same way. Anything else (an Error it
+      // resolved with) is for the listing to refuse.
       return Array.isArray(keys) ? keys.map(unesc).filter((n) => n !== undefined) : keys;
     },
   });
@@ -340,20 +430,28 @@ function unstorageDriver(storage, prefix, visibilityMs) {
  * exactly. Written with a ttl of 0, "never expires", whatever the instance's
  * default `ttl` (which expired pinned entries and blob records behind the
  * runs' back). A keyv that rewrites keys (`sanitize`) is refused: it merged
- * kvsweep's record names, and one namespace's get answered with another's value.
+ * kvsweep's record names, and one namespace's get answered with another's
+ * value; so are writes to one whose store folds case (a MySQL collation).
  */
 function keyvDriver(keyv, prefix, visibilityMs, what) {
   if (keyv.sanitize?.enabled === true) {
     throw new TypeError(`kvsweep: ${what}: this Keyv rewrites keys (sanitize), which would merge kvsweep's records; give kvsweep a Keyv without sanitize`);
   }
+  const checked = caseChecked(
+    prefix,
+    (n) => keyv.set(n, "AQ==", 0),
+    (n) => keyv.get(n),
+    (n) => keyv.delete(n),
+    `kvsweep: ${what}: this Keyv's store folds case (a case-insensitive collation?): kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store (a binary or case-sensitive collation)`,
+  );
   return sortedDriver({
     kind: "keyv",
     target: keyv,
     prefix,
     caps: { atomic: false, compareAndSet: false, visibilityMs, nativeExpiry: false },
     read: (n) => keyv.get(n),
-    write: (n, b) => keyv.set(n, toBase64(b), 0),
-    remove: (n) => keyv.delete(n),
+    write: async (n, b) => (await checked(), keyv.set(n, toBase64(b), 0)),
+    remove: async (n) => (await checked(), keyv.delete(n)),
     names: async () => {
       const out = [];
       for await (const [k] of keyv.iterator()) if (typeof k === "string") out.push(k);
@@ -365,17 +463,25 @@ function keyvDriver(keyv, prefix, visibilityMs, what) {
 
 /**
  * Any object with get, put, delete and list(prefix) (names, { keys }, or an
- * iterable): values as base64 text, which any store keeps exactly.
+ * iterable): values as base64 text, which any store keeps exactly. Writes to
+ * one that folds case are refused.
  */
 function genericDriver(x, prefix, visibilityMs) {
+  const checked = caseChecked(
+    prefix,
+    (n) => x.put(n, "AQ=="),
+    (n) => x.get(n),
+    (n) => x.delete(n),
+    `kvsweep: kvStore: this store (get, put, delete, list) folds case (a case-insensitive collation?): kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store (a binary or case-sensitive collation)`,
+  );
   return sortedDriver({
     kind: "kv",
     target: x,
     prefix,
     caps: { atomic: false, compareAndSet: false, visibilityMs, nativeExpiry: false },
     read: (n) => x.get(n),
-    write: (n, b) => x.put(n, toBase64(b)),
-    remove: (n) => x.delete(n),
+    write: async (n, b) => (await checked(), x.put(n, toBase64(b))),
+    remove: async (n) => (await checked(), x.delete(n)),
     names: async (p) => {
       const got = await x.list(p);
       const out = [];
