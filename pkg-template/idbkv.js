@@ -211,8 +211,9 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
       const [values] = await readMany(db.transaction("records").objectStore("records"), names);
       return names.map((n) => {
         const v = values.get(n);
+        // `false`: something there that is not bytes, as the token too.
         const bytes = v === undefined ? null : bytesOf(v) ?? false;
-        return [bytes, bytes || null];
+        return [bytes, bytes];
       });
     },
     async list(prefix, startAfter, _cursor, limit, maxCalls = Infinity) {
@@ -254,8 +255,12 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
           const names = checks.map(([n]) => n);
           if (onlyDeletes) names.push(...writes.map(([n]) => n));
           const [values, keys] = names.length ? await readMany(store, names) : [new Map(), null];
-          // Absent means nothing there at all, readable or not.
-          const holds = ([name, token]) => (token === null ? values.get(name) === undefined : equal(bytesOf(values.get(name)) ?? null, token));
+          // Absent means nothing there at all, readable or not; `false`,
+          // something there that is not bytes (any such: kvsweep reads none).
+          const holds = ([name, token]) => {
+            const v = values.get(name);
+            return token === null ? v === undefined : token === false ? v !== undefined && bytesOf(v) === undefined : equal(bytesOf(v) ?? null, token);
+          };
           if (!checks.every(holds)) {
             tx.abort();
             return false;

@@ -74,6 +74,13 @@ function bytesOf(v, text = false) {
 /** A listed or read value as the Rust side takes it: bytes, null (absent) or `false` (not bytes). */
 const listed = (bytes) => (bytes === undefined ? false : bytes);
 
+/**
+ * Whether a check whose token is `false` (a record read as not bytes, which
+ * other code put there) holds: something is there, still not bytes. Any such
+ * value will do: kvsweep reads none of them, and a put or delete replaces it.
+ */
+const notBytes = (bytes, raw) => bytes === undefined && raw !== undefined && raw !== null;
+
 function equal(a, b) {
   if (a === b) return true;
   if (!a || !b || a.length !== b.length) return false;
@@ -830,7 +837,7 @@ function durableObjectDriver(storage, prefix) {
       const out = [];
       for (const n of names) {
         const bytes = await d.value(n, got.get(n));
-        out.push([listed(bytes), bytes ?? null]);
+        out.push([listed(bytes), listed(bytes)]);
       }
       return out;
     },
@@ -853,7 +860,8 @@ function durableObjectDriver(storage, prefix) {
         const now = await d.many(checks.map(([n]) => n));
         for (const [name, token] of checks) {
           // Absent means nothing there at all, readable or not.
-          if (token === null ? now.get(name) !== undefined : !equal((await d.value(name, now.get(name))) ?? null, token)) return false;
+          const value = token === null ? undefined : await d.value(name, now.get(name));
+          if (token === null ? now.get(name) !== undefined : token === false ? !notBytes(value, now.get(name)) : !equal(value ?? null, token)) return false;
         }
         // What the checks read is as it is now (the queue holds this
         // object's kvsweep writes): only records written unchecked are read.

@@ -138,7 +138,13 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # bytes for good too, clear()'s typed error kept): 208,306; health() warning
 # while none of fewer than three logged runs went to its end: 208,346; one
 # aborted(signal) helper for seven hand-read checks: 208,280.)
-budget=208300
+# (208,300 until, on the twenty-fourth session, a put or putMany over an
+# entry record torn by a crash (unstorage's fs driver writes in place)
+# replaces it, its count taken from its namespace's readable records: it was
+# refused, and a delete too while anything referenced it. About 1,800 bytes:
+# the async path that reads the record, counts and lists its value records,
+# shared with delete's; 210,096.)
+budget=210100
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -86,6 +86,22 @@ pub enum Error {
     Store(StoreError),
 }
 
+impl Error {
+    /// An entry record that could not be decoded: what it references is
+    /// unknown, so it stays until a put or a delete replaces it.
+    pub fn corrupt_entry(id: &EntryId, cause: DecodeError) -> Error {
+        Error::Corrupt {
+            what: format!(
+                "metadata of {} in namespace {} (its references are unknown, so it is left as it \
+                 is; put or delete it to replace it)",
+                Quoted(&id.key),
+                Quoted(&id.namespace)
+            ),
+            cause,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -5,7 +5,6 @@
 //! commit record and decrements after, so a batch cut short over-counts
 //! (a leak a rebuild repairs) and never under-counts (a live reference lost).
 
-use crate::error::Quoted;
 use crate::vecmap::{VecMap, VecSet};
 
 use crate::codec::{self, BlobRecord};
@@ -76,16 +75,7 @@ impl Counts {
                 Some(bytes) => match codec::decode_meta(bytes) {
                     Ok(meta) => Some((meta, bytes.to_vec())),
                     Err(_) if lenient => None,
-                    Err(cause) => {
-                        return Err(Error::Corrupt {
-                            what: format!(
-                                "metadata of {} in namespace {}",
-                                Quoted(&id.key),
-                                Quoted(&id.namespace)
-                            ),
-                            cause,
-                        })
-                    }
+                    Err(cause) => return Err(Error::corrupt_entry(id, cause)),
                 },
             };
             counts.entries.insert(id.clone(), meta);

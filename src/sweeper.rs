@@ -13,7 +13,7 @@ use crate::plan::{self, Mode, Plan, Reason};
 use crate::policy::Policy;
 use crate::refcount::distinct;
 use crate::store::{id_key, value_key, Access, Op, Read, Step, Store, StoreError, Table};
-use crate::write::{self, entry_tables, EntryWrite};
+use crate::write::{self, entry_tables, EntryWrite, Unreadable};
 
 mod maint;
 pub use maint::{
@@ -382,6 +382,9 @@ impl<S: Store> Sweeper<S> {
     /// Stores `value` at `id`. What it references must exist: blobs (store
     /// them with `put_blob` first) and entries of the same namespace. The
     /// namespace is registered on first write.
+    ///
+    /// A malformed record there (a write torn by a crash) is replaced: see
+    /// [`write::Unreadable`].
     pub async fn put(
         &self,
         id: &EntryId,
@@ -389,7 +392,7 @@ impl<S: Store> Sweeper<S> {
         opts: PutOptions,
         now: Millis,
     ) -> Result<(), Error> {
-        let w = self.entry_write(id, &value, opts, now)?;
+        let mut write = self.entry_write(id, &value, opts, now)?;
         let register = !self.registered_lately(&id.namespace, now);
         let atomic = self.store.atomic();
         // The record as this sweeper last saw it, or none: a store may write
@@ -400,7 +403,7 @@ impl<S: Store> Sweeper<S> {
         let mut guess = crate::store::Reads::default();
         let last_seen = self.seen.borrow_mut().remove(id);
         let unseen = last_seen.is_none();
-        if !unseen || (w.value.len() <= codec::INLINE_MAX && self.absent_entries.guess()) {
+        if !unseen || (write.value.len() <= codec::INLINE_MAX && self.absent_entries.guess()) {
             guess.insert(Table::Meta, id.clone(), last_seen.flatten());
         }
         let tables = entry_tables(atomic, register);
@@ -409,29 +412,41 @@ impl<S: Store> Sweeper<S> {
         // The entry records the write makes, its own and those whose counts
         // it changes: remembered as guesses.
         let written = RefCell::new(Vec::new());
-        let step = |reads: &crate::store::Reads| {
-            if !core::ptr::eq(reads, &guess) && matches!(reads.get(Table::Meta, id), Some(Some(_)))
-            {
-                present.set(true);
-            }
-            let out = write::put_step(reads, &w, now, atomic, register);
-            if let Ok(Step::Write(ops, _)) = &out {
-                self.within_checks(reads, core::slice::from_ref(&w), "this put")?;
-                *written.borrow_mut() = meta_writes(ops);
-            }
-            out
-        };
-        let record = if guess.keys().is_empty() {
-            self.store.transact(Access::Write, &tables, step).await
-        } else {
-            self.store.transact_with_guess(&tables, &guess, step).await
-        };
-        match record {
-            Err(Error::Store(crate::store::StoreError::Busy(_))) => {
-                return Err(Error::Busy(format!("put of {}", Quoted(&id.key))))
-            }
-            other => other?,
-        };
+        loop {
+            let w = &write;
+            let step = |reads: &crate::store::Reads| {
+                if !core::ptr::eq(reads, &guess)
+                    && matches!(reads.get(Table::Meta, id), Some(Some(_)))
+                {
+                    present.set(true);
+                }
+                let out = write::put_step(reads, w, now, atomic, register);
+                if let Ok(Step::Write(ops, _)) = &out {
+                    self.within_checks(reads, core::slice::from_ref(w), "this put")?;
+                    *written.borrow_mut() = meta_writes(ops);
+                }
+                out
+            };
+            let record = if guess.keys().is_empty() {
+                self.store.transact(Access::Write, &tables, step).await
+            } else {
+                self.store.transact_with_guess(&tables, &guess, step).await
+            };
+            match record {
+                Err(Error::Store(crate::store::StoreError::Busy(_))) => {
+                    return Err(Error::Busy(format!("put of {}", Quoted(&id.key))))
+                }
+                // Its record is malformed (a write torn by a crash): replaced.
+                Err(e @ Error::Corrupt { .. }) if w.over.is_none() => {
+                    self.over_unreadable(core::slice::from_mut(&mut write), e)
+                        .await?;
+                    guess = Default::default();
+                    continue;
+                }
+                other => other?,
+            };
+            break;
+        }
         if unseen {
             self.absent_entries.found(present.get());
         }
@@ -496,6 +511,36 @@ impl<S: Store> Sweeper<S> {
                 })?;
             writes.push(w);
         }
+        let mut tried = false;
+        loop {
+            match self.put_many_writes(&writes, now).await {
+                // Malformed records among them (writes torn by a crash) are replaced.
+                Err(e @ Error::Corrupt { .. }) if !tried => {
+                    tried = true;
+                    self.over_unreadable(&mut writes, e).await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sets each write's `over` to the malformed record it replaces, if its
+    /// entry's is one; `err` (what the writes failed with) if none is.
+    async fn over_unreadable(&self, writes: &mut [EntryWrite], err: Error) -> Result<(), Error> {
+        let mut found = false;
+        for w in writes.iter_mut() {
+            w.over = self.unreadable(&w.id).await?.flatten();
+            found |= w.over.is_some();
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+
+    /// [`Sweeper::put_many`] of checked writes.
+    async fn put_many_writes(&self, writes: &[EntryWrite], now: Millis) -> Result<(), Error> {
         let mut register: Vec<String> = writes
             .iter()
             .map(|w| w.id.namespace.clone())
@@ -508,9 +553,9 @@ impl<S: Store> Sweeper<S> {
         // The entry records the last step wrote, remembered as guesses.
         let written = RefCell::new(Vec::new());
         let step = |reads: &crate::store::Reads| {
-            let step = write::put_many_step(reads, &writes, now, atomic, &register)?;
+            let step = write::put_many_step(reads, writes, now, atomic, &register)?;
             if let Step::Write(ops, ()) = &step {
-                self.within_checks(reads, &writes, "items")?;
+                self.within_checks(reads, writes, "items")?;
                 *written.borrow_mut() = meta_writes(ops);
             }
             Ok(step)
@@ -521,7 +566,7 @@ impl<S: Store> Sweeper<S> {
         let mut guess = crate::store::Reads::default();
         if self.absent_entries.guess() {
             let seen = self.seen.borrow();
-            for w in &writes {
+            for w in writes {
                 if w.value.len() <= codec::INLINE_MAX && seen.get(&w.id).is_none_or(Option::is_none)
                 {
                     guess.insert(Table::Meta, w.id.clone(), None);
@@ -635,6 +680,7 @@ impl<S: Store> Sweeper<S> {
             refs: distinct(&opts.refs),
             blobs: distinct(&opts.blobs),
             write_id: self.next_write_id(),
+            over: None,
         })
     }
 
@@ -978,6 +1024,42 @@ impl<S: Store> Sweeper<S> {
     /// counts of what it referenced stay as they were, too high: nothing is
     /// lost, and `rebuild` lowers them. Its value records go with it.
     async fn delete_unreadable(&self, id: &EntryId, err: Error) -> Result<bool, Error> {
+        // The record that could not be read is another (one it references),
+        // or one a later release wrote, which that release reads: left as it is.
+        let u = match self.unreadable(id).await? {
+            None => return Ok(false),
+            Some(None) => return Err(err),
+            Some(Some(u)) => u,
+        };
+        if u.referrers > 0 {
+            return Err(Error::Referenced {
+                id: id.clone(),
+                referrers: u.referrers,
+            });
+        }
+        let mut ops = vec![
+            Op::Expect(Table::Meta, id.clone(), Some(crate::store::stamp(&u.bytes))),
+            Op::Delete(Table::Meta, id.clone()),
+        ];
+        ops.extend(
+            u.values
+                .into_iter()
+                .map(|vid| Op::Delete(Table::Values, vid)),
+        );
+        self.store.apply(ops).await?;
+        self.remember(id, None);
+        Ok(true)
+    }
+
+    /// `id`'s record if it is malformed (what a put over it replaces, and
+    /// what a delete of it removes): `None` when it is gone, `Some(None)`
+    /// when it reads, or a later release wrote it (which that release reads).
+    ///
+    /// Its count is how many readable entry records of its namespace
+    /// reference it (a malformed one's references cannot be followed by any
+    /// reader); if a later release wrote one of them, which may reference
+    /// it, an error. Its value records: its key, U+0001, then hex digits.
+    async fn unreadable(&self, id: &EntryId) -> Result<Option<Option<Unreadable>>, Error> {
         let Some(bytes) = self
             .store
             .get(Table::Meta, std::slice::from_ref(id))
@@ -985,19 +1067,16 @@ impl<S: Store> Sweeper<S> {
             .pop()
             .flatten()
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        // The record that could not be read is another (one it references),
-        // or one a later release wrote, which that release reads: left as it is.
         if !matches!(codec::decode_meta(&bytes), Err(DecodeError::Malformed(_))) {
-            return Err(err);
+            return Ok(Some(None));
         }
         let mut referrers = 0;
         for (other, record) in self.namespace_records(&id.namespace).await? {
             match codec::decode_meta(&record) {
                 _ if other == *id => {}
                 Ok(meta) => referrers += u64::from(meta.refs.contains(&id.key)),
-                // A later release's record may reference it, and be read.
                 Err(DecodeError::UnsupportedVersion(_)) => {
                     return Err(Error::InvalidInput(format!(
                         "{} in namespace {} cannot be read, and the record of {} there was \
@@ -1010,31 +1089,20 @@ impl<S: Store> Sweeper<S> {
                 Err(DecodeError::Malformed(_)) => {}
             }
         }
-        if referrers > 0 {
-            return Err(Error::Referenced {
-                id: id.clone(),
-                referrers,
-            });
-        }
-        // Its writes' value records: its key, U+0001, then hex digits.
         let mark = format!("{}\u{1}", id.key);
         let from = EntryId::new(id.namespace.clone(), mark.clone());
         let values = self.store.list(Table::Values, Some(&from), 64).await?;
-        let mut ops = vec![
-            Op::Expect(Table::Meta, id.clone(), Some(crate::store::stamp(&bytes))),
-            Op::Delete(Table::Meta, id.clone()),
-        ];
-        ops.extend(
-            values
-                .into_iter()
-                .map(|(vid, _)| vid)
-                .take_while(|vid| vid.namespace == id.namespace && vid.key.starts_with(&mark))
-                .filter(|vid| vid.key[mark.len()..].bytes().all(|b| b.is_ascii_hexdigit()))
-                .map(|vid| Op::Delete(Table::Values, vid)),
-        );
-        self.store.apply(ops).await?;
-        self.remember(id, None);
-        Ok(true)
+        let values = values
+            .into_iter()
+            .map(|(vid, _)| vid)
+            .take_while(|vid| vid.namespace == id.namespace && vid.key.starts_with(&mark))
+            .filter(|vid| vid.key[mark.len()..].bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        Ok(Some(Some(Unreadable {
+            bytes,
+            referrers,
+            values,
+        })))
     }
 
     /// Every entry record of `namespace`, in key order.

@@ -10,7 +10,6 @@
 
 use crate::codec::{self, BlobRecord, Staged, TempRecord};
 use crate::error::Error;
-use crate::error::Quoted;
 use crate::model::{EntryId, EntryMeta, Millis};
 use crate::refcount::{distinct, Counts};
 use crate::store::{id_key, value_key, Access, Op, Read, Reads, Step, Store, Table};
@@ -50,6 +49,25 @@ pub struct EntryWrite {
     pub blobs: Vec<String>,
     /// Unique to this write.
     pub write_id: u64,
+    /// The malformed record this write replaces, if it is still there.
+    pub over: Option<Unreadable>,
+}
+
+/// A malformed entry record (a write torn by a crash) that a put replaces:
+/// what it referenced is unknown, so those counts stay as they were (too
+/// high: nothing is lost, and `rebuild` lowers them); its own count is what
+/// its namespace's readable records say.
+#[derive(Clone, Debug)]
+pub struct Unreadable {
+    /// The record's bytes, as read: the put replaces only these.
+    pub bytes: Vec<u8>,
+    /// How many readable entry records of its namespace reference it,
+    /// counted before the put: never too low, since adding a reference to
+    /// it reads it (and fails), but a referrer deleted meanwhile leaves it
+    /// too high (a delete lowers only the counts it can read).
+    pub referrers: u64,
+    /// Its value records (each write's), which go with it.
+    pub values: Vec<EntryId>,
 }
 
 /// The key of the temp that stages `staged`.
@@ -102,15 +120,7 @@ pub fn read_meta(reads: &Reads, id: &EntryId) -> Result<Option<Option<EntryMeta>
 
 /// The metadata in `id`'s record, or the error that says it is corrupt.
 pub fn decode_entry_meta(id: &EntryId, bytes: &[u8]) -> Result<EntryMeta, Error> {
-    codec::decode_meta(bytes).map_err(|cause| Error::Corrupt {
-        what: format!(
-            "metadata of {} in namespace {} (its references are unknown, so it is left as it is; \
-             delete it to remove it)",
-            Quoted(&id.key),
-            Quoted(&id.namespace)
-        ),
-        cause,
-    })
+    codec::decode_meta(bytes).map_err(|cause| Error::corrupt_entry(id, cause))
 }
 
 /// Whether an entry record holds its value itself (see `codec::encode_entry`).
@@ -150,8 +160,32 @@ pub fn put_step(
     atomic: bool,
     register: bool,
 ) -> Result<Step<Vec<u8>>, Error> {
-    let Some(old) = read_meta(reads, &w.id)? else {
-        return Ok(Step::Read(vec![Read::Key(Table::Meta, w.id.clone())]));
+    let over = w
+        .over
+        .as_ref()
+        .filter(|u| reads.get(Table::Meta, &w.id) == Some(Some(&u.bytes[..])));
+    let old = match over {
+        // Counted as an entry with no write, no references and no blobs.
+        Some(u) => Some(EntryMeta {
+            created_at: now,
+            updated_at: now,
+            accessed_at: now,
+            expires_at: None,
+            size: 0,
+            group: None,
+            pinned: false,
+            locked: false,
+            dependent: false,
+            refs: Vec::new(),
+            blobs: Vec::new(),
+            write_id: w.write_id,
+            referrers: u.referrers,
+            rev: 0,
+        }),
+        None => match read_meta(reads, &w.id)? {
+            Some(old) => old,
+            None => return Ok(Step::Read(vec![Read::Key(Table::Meta, w.id.clone())])),
+        },
     };
     let old_refs = old.as_ref().map(|m| distinct(&m.refs)).unwrap_or_default();
     let old_blobs = old.as_ref().map(|m| distinct(&m.blobs)).unwrap_or_default();
@@ -211,7 +245,7 @@ pub fn put_step(
         referrers,
         rev: old.as_ref().map_or(0, |m| m.rev.wrapping_add(1)),
     };
-    let old_write = old.as_ref().map(|m| m.write_id);
+    let old_write = old.as_ref().filter(|_| over.is_none()).map(|m| m.write_id);
     // The old write's value has its own record unless its entry record held it.
     let old_value_record = match reads.get(Table::Meta, &w.id).flatten() {
         Some(bytes) => !has_inline_value(bytes),
@@ -241,6 +275,10 @@ pub fn put_step(
     ops.extend(counts.decrements());
     if let (Some(old_write), true) = (old_write, old_value_record) {
         ops.push(Op::Delete(Table::Values, value_key(&w.id, old_write)));
+    }
+    let mine = value_key(&w.id, w.write_id);
+    for v in over.iter().flat_map(|u| &u.values).filter(|v| **v != mine) {
+        ops.push(Op::Delete(Table::Values, v.clone()));
     }
     if register {
         ops.push(Op::Put(

@@ -198,12 +198,12 @@ fn an_unreadable_entry_is_deleted_by_name_when_nothing_can_reference_it() {
         );
         // What references it goes, the unreadable count left as it is.
         assert!(s.delete_at(&id("user"), 1).await.unwrap());
-        // A put over it, or referencing it, says how to remove it.
+        // A put referencing it says how to replace it.
         let err = s
-            .put(&id("bad"), bytes(b"new"), Default::default(), 1)
+            .put(&id("new"), bytes(b"new"), refs(&["bad"]), 1)
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("delete it to remove it"), "{err}");
+        assert!(err.to_string().contains("put or delete it"), "{err}");
         // Another unreadable record's references cannot be followed: it
         // holds nothing back. Each goes, with its value record.
         s.put(&id("other"), bytes(b"o"), Default::default(), 0)
@@ -224,6 +224,68 @@ fn an_unreadable_entry_is_deleted_by_name_when_nothing_can_reference_it() {
         assert!(report.corrupt.is_empty());
         assert_eq!(report.deleted[&Reason::Expired].count, 1);
     });
+}
+
+#[test]
+fn a_put_over_a_torn_record_replaces_it_and_keeps_the_count_of_what_references_it() {
+    // A process killed mid-put on a store that writes in place (unstorage's
+    // fs driver) leaves the entry's record malformed. A put over it was
+    // refused, and a delete too while anything referenced it.
+    use kvsweep::store::{faulty::FaultyStore, Op, Store};
+    for atomic in [true, false] {
+        let fs = FaultyStore::new(MemoryStore::new(), 1);
+        fs.set_atomic(atomic);
+        let s = Sweeper::new(fs.clone(), Policy::default(), in_batches_of(100));
+        let id = |key: &str| EntryId::new("n", key);
+        block_on(async {
+            s.put(&id("bad"), bytes(&[7; 100_000]), Default::default(), 0)
+                .await
+                .unwrap();
+            for user in ["u1", "u2"] {
+                s.put(&id(user), bytes(b"u"), refs(&["bad"]), 0)
+                    .await
+                    .unwrap();
+            }
+            // Torn: an empty record, and one a later write left unreadable.
+            for torn in [vec![], vec![0xc1]] {
+                fs.apply(vec![Op::Put(Table::Meta, id("bad"), torn)])
+                    .await
+                    .unwrap();
+                s.put(&id("bad"), bytes(b"fresh"), Default::default(), 1)
+                    .await
+                    .unwrap();
+                let got = s.get(&id("bad"), 1).await.unwrap();
+                assert_eq!(got, Some(bytes(b"fresh")), "atomic: {atomic}");
+            }
+            // Its old value records went with it (the new value is in its
+            // entry's record on an atomic store); the count of its two
+            // referrers stayed.
+            let values = fs.inner().keys(Table::Values);
+            let of_bad = values.iter().filter(|v| v.key.starts_with("bad")).count();
+            assert_eq!(of_bad, usize::from(!atomic), "atomic: {atomic}: {values:?}");
+            let err = s.delete_at(&id("bad"), 1).await.unwrap_err();
+            assert!(
+                matches!(err, kvsweep::Error::Referenced { referrers: 2, .. }),
+                "atomic: {atomic}: {err}"
+            );
+            // putMany replaces one too.
+            fs.apply(vec![Op::Put(Table::Meta, id("bad"), vec![0xc1])])
+                .await
+                .unwrap();
+            s.put_many(vec![(id("bad"), bytes(b"again"), Default::default())], 2)
+                .await
+                .unwrap();
+            assert_eq!(s.get(&id("bad"), 2).await.unwrap(), Some(bytes(b"again")));
+            for user in ["u1", "u2"] {
+                assert!(s.delete_at(&id(user), 2).await.unwrap());
+            }
+            assert!(s.delete_at(&id("bad"), 2).await.unwrap());
+            let report = s.run(Mode::Full, 3, &mut RunToEnd).await.unwrap();
+            assert!(report.corrupt.is_empty(), "atomic: {atomic}");
+            assert_eq!(fs.inner().count(Table::Meta), 0, "atomic: {atomic}");
+            assert_eq!(fs.inner().count(Table::Values), 0, "atomic: {atomic}");
+        });
+    }
 }
 
 #[test]

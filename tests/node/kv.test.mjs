@@ -141,7 +141,7 @@ for (const [name, make, raw] of [
   });
 }
 
-test("a record that is not bytes (a string put there by other code) is unreadable, kept and reported, and delete(key) removes it: its namespace does not stay frozen", async () => {
+test("a record that is not bytes (a string put there by other code) is unreadable, kept and reported, and a put replaces it: its namespace does not stay frozen", async () => {
   const m = new Map();
   let now = 1.8e12;
   const s = new Sweeper(kvStore(m), { clock: () => now, policy: { maxAgeMs: 1000 } });
@@ -152,12 +152,33 @@ test("a record that is not bytes (a string put there by other code) is unreadabl
   const frozen = await s.run();
   assert.deepEqual(frozen.corrupt, [{ namespace: "", key: "victim" }]);
   assert.deepEqual(frozen.deleted, {});
-  await assert.rejects(s.put("victim", 3), /^Error: kvsweep: put: metadata of "victim" in namespace "" .*delete it to remove it/);
+  await assert.rejects(s.put("user", 3, { refs: ["victim"] }), /^Error: kvsweep: put: metadata of "victim" in namespace "" .*put or delete it to replace it/);
   assert.equal(m.get("kvsweep/m/\u0000victim"), "garbage", "kept as it was");
-  assert.equal(await s.delete("victim"), true);
+  await s.put("victim", 3);
+  assert.equal(await s.get("victim"), 3);
   const after = await s.run();
   assert.deepEqual(after.corrupt, []);
   assert.deepEqual(after.deleted, { maxAge: { count: 1, bytes: 1 } });
+  assert.equal(await s.get("victim"), 3);
+});
+
+test("on unstorage and keyv too, a value that is not bytes at an entry's record (other code's) is replaced by a put, and removed by a delete", async () => {
+  const backends = [
+    ["unstorage", () => createStorage(), async (b, v) => b.setItem((await b.getKeys()).find((k) => decodeURIComponent(k).endsWith("\0victim")), v)],
+    ["keyv", () => new Keyv(), async (b, v) => b.set("kvsweep/m/\0victim", v, 0)],
+  ];
+  for (const [kind, make, spoil] of backends) {
+    const backend = make();
+    const s = new Sweeper(kvStore(backend));
+    await s.put("victim", 1);
+    await spoil(backend, { not: "bytes" });
+    await assert.rejects(s.get("victim"), /could not be read/, kind);
+    await s.put("victim", 2);
+    assert.equal(await s.get("victim"), 2, kind);
+    await spoil(backend, { not: "bytes" });
+    assert.equal(await s.delete("victim"), true, kind);
+    assert.equal(await s.get("victim"), undefined, kind);
+  }
 });
 
 test("a namespace holding U+0000 is refused by every call, by its argument's name: on a key-value store it would name another namespace's entry", async () => {
@@ -842,10 +863,18 @@ test("a write on a guess never overwrites what it cannot read, nor uploads blob 
   const storage = new DoStorage();
   const sweeper = new Sweeper(durableObjectStore(storage));
   await sweeper.put("probe", 1);
-  const name = [...storage.map.keys()].find((n) => n.endsWith("probe")).replace("probe", "foreign");
+  const probe = [...storage.map.keys()].find((n) => n.endsWith("probe"));
+  const name = probe.replace("probe", "foreign");
+  // A later release's record (format version 127), which a put leaves as it is.
+  const later = new Uint8Array(storage.map.get(probe));
+  later[1] = 0x7f;
+  storage.map.set(name, later);
+  await assert.rejects(sweeper.put("foreign", 2), /put: metadata of "foreign" in namespace "" .*could not be read: record has format version 127/);
+  assert.deepEqual(storage.map.get(name), later);
+  // A value that is not bytes (other code's) is replaced by a put, once read.
   storage.map.set(name, { not: "bytes" });
-  await assert.rejects(sweeper.put("foreign", 2), /put: metadata of "foreign" in namespace "" .*could not be read: record is not one kvsweep wrote/);
-  assert.deepEqual(storage.map.get(name), { not: "bytes" });
+  await sweeper.put("foreign", 3);
+  assert.equal(await sweeper.get("foreign"), 3);
 
   // Blob bytes in R2 go up only after a read found the blob's record absent.
   const objects = new Map();

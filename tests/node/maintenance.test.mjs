@@ -531,7 +531,7 @@ test("an unreadable entry record: health warns of it, delete removes it, and run
   const health = await s.health({ maxBacklog: 10 });
   assert.equal(health.status, "warning");
   assert.ok(health.reasons.some((r) => /^1 entry cannot be read: no run deletes in its namespace, nor any blob, until it is deleted \(delete\(key\)\)$/.test(r)), JSON.stringify(health.reasons));
-  await assert.rejects(s.put("bad", 2, { namespace: "N" }), /put: metadata of "bad" in namespace "N" .*delete it to remove it/);
+  await assert.rejects(s.put("user", 2, { namespace: "N", refs: ["bad"] }), /put: metadata of "bad" in namespace "N" .*put or delete it to replace it/);
   assert.equal(await s.delete("bad", { namespace: "N" }), true);
   const after = await s.run();
   assert.equal(after.deleted.expired.count, 1);
