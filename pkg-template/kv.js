@@ -15,11 +15,13 @@
 // - Map, keyv, generic objects: key `name`; keyv and generic objects hold
 //   base64 text (what any store keeps exactly).
 // - unstorage: key `name` escaped, upper case too (see unstorageDriver),
-//   and a marker `<prefix>format` outside the tables.
+//   and a marker `<prefix>kvsweep-names-format` outside the tables.
 //
 // Every driver counts its backend calls (`ops`) and refuses the call that
 // would pass `limit` (a run's `maxOps`) with an error named KvsweepOutOfCalls,
-// before making it. `list` returns every name it looked at, its value a
+// before making it (all but a few calls once per driver: unstorage's format
+// marker and listing to tell the format, the case probe before a first
+// write). `list` returns every name it looked at, its value a
 // Uint8Array, null (gone since listed) or anything else (not kvsweep's
 // bytes: reported as corrupt), with `done` once the table has no more.
 import { kvStoreOfDriver } from "./kvsweep.js";
@@ -177,6 +179,13 @@ function tableNames(target) {
   if (!kept) namesOf.set(target, (kept = new Map()));
   return kept;
 }
+// The listings of each backing object under way: the names written meanwhile.
+const listings = new WeakMap();
+function listingsOf(target) {
+  let under = listings.get(target);
+  if (!under) listings.set(target, (under = new Set()));
+  return under;
+}
 
 /**
  * A driver over a backend that can list every name under a prefix (a Map,
@@ -195,26 +204,43 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
   };
   // A table's names, sorted, kept from a listing's first page for its next
   // ones: listing every page afresh (the backends list everything, unsorted)
-  // made a listing of n names cost n²/page. A listing from the start lists
-  // again, as does one whose names are older than ten times what listing
-  // them cost (at least a second, at most ten: another process's new names
-  // show that late, within the minute the grace rule leaves for the longest
-  // write; and such stores take one writing process anyway). Names this
-  // realm writes meanwhile are added (one removed is read as gone: null). A
-  // write that failed midway may or may not have landed: the kept names go.
+  // made a listing of n names cost n²/page. They are listed again for a
+  // listing without a start (a run's inventory), and when older than ten
+  // times what listing them cost (at least a second, at most ten: another
+  // process's new names show that much, plus a listing's length, late: within
+  // the minute the grace rule leaves for the longest write; and such stores
+  // take one writing process anyway). Names this realm writes are added,
+  // those written while the backend lists too (its snapshot may be older);
+  // one removed is read as gone (null). A write that failed midway may or
+  // may not have landed: the kept names go.
   const kept = tableNames(target);
-  const sortedNames = async (tablePrefix, startAfter) => {
+  const listing = listingsOf(target);
+  const usable = (tablePrefix, startAfter) => {
     const known = kept.get(tablePrefix);
-    if (startAfter !== undefined && known && performance.now() - known.at <= known.keep) return known.names;
+    return startAfter !== undefined && known && performance.now() - known.at <= known.keep ? known.names : undefined;
+  };
+  const sortedNames = async (tablePrefix, startAfter) => {
+    const known = usable(tablePrefix, startAfter);
+    if (known) return known;
     const began = performance.now();
     spend(d);
-    const all = failed(await names(tablePrefix), true).filter((n) => n.startsWith(tablePrefix));
+    const meanwhile = new Set();
+    listing.add(meanwhile);
+    let all;
+    try {
+      all = failed(await names(tablePrefix), true).filter((n) => n.startsWith(tablePrefix));
+    } finally {
+      listing.delete(meanwhile);
+    }
+    const have = new Set(all);
+    for (const n of meanwhile) if (n.startsWith(tablePrefix) && !have.has(n)) all.push(n);
     all.sort(compareNames);
     const now = performance.now();
     kept.set(tablePrefix, { names: all, at: now, keep: Math.min(10_000, Math.max(1000, 10 * (now - began))) });
     return all;
   };
   const wrote = (name) => {
+    for (const meanwhile of listing) meanwhile.add(name);
     for (const [tablePrefix, { names: all, at, keep }] of kept) {
       if (!name.startsWith(tablePrefix)) continue;
       // Too old to be listed from again: let it go rather than keep it up.
@@ -245,9 +271,10 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
       return out;
     },
     async list(tablePrefix, startAfter, _cursor, want, maxCalls = Infinity) {
-      // One call for the names, and one read per record unless reads are free.
-      const limit = sync ? want : Math.max(1, Math.min(want, maxCalls - 1));
-      budget(maxCalls, sync ? 1 : 2);
+      // One call for the names (unless kept), and one read per record unless reads are free.
+      const naming = usable(tablePrefix, startAfter) ? 0 : 1;
+      const limit = sync ? want : Math.max(1, Math.min(want, maxCalls - naming));
+      budget(maxCalls, sync ? naming : naming + 1);
       const all = await sortedNames(tablePrefix, startAfter);
       let from = 0;
       for (let to = all.length; from < to; ) {
@@ -352,7 +379,7 @@ async function foldsCase(prefix, put, get, del) {
 function caseChecked(prefix, put, get, del, refusal) {
   const folds = once(() => foldsCase(prefix, put, get, del));
   return async () => {
-    if (await folds()) throw new TypeError(refusal);
+    if (await folds()) throw new Error(refusal);
   };
 }
 
@@ -363,13 +390,14 @@ const NAMES = "kvsweep names 2";
  * unstorage: names are escaped, since unstorage rewrites ":", "/", "\\", "?"
  * and "#"; and in stores made by this release, every upper-case letter too
  * (all but a-z, 0-9, "_" and "-"), so that on a file system that folds case
- * no two names are one file. Such a store holds the marker `<prefix>format`;
+ * no two names are one file. Such a store holds the marker
+ * `<prefix>kvsweep-names-format`;
  * one with kvsweep's records and no marker is an earlier release's, whose
  * names keep case: it is read as it is, and written only if the backend
  * keeps case.
  */
 function unstorageDriver(storage, prefix, visibilityMs) {
-  // Earlier releases' names, kept for their stores (and the marker's name).
+  // Earlier releases' names, kept for their stores.
   const legacyEsc = (n) => encodeURIComponent(n).replace(/\./g, "%2E");
   // Escapes write upper-case hex, and "%" itself is escaped: folding them cannot make two names one.
   const esc = (n) =>
@@ -381,7 +409,15 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       return undefined;
     }
   };
-  const marker = legacyEsc(prefix + "format");
+  // Named as no app key under the prefix is likely to be, and escaped as
+  // new names are (so "App/" and "app/" keep two).
+  const markerName = prefix + "kvsweep-names-format";
+  const marker = esc(markerName);
+  // Whether an unstorage key is one of kvsweep's records (the marker is not).
+  const record = (k) => {
+    const n = unesc(k);
+    return n !== undefined && n.startsWith(prefix) && /^[mvbctns]\/[^]*\0/.test(n.slice(prefix.length));
+  };
   const markerBytes = new TextEncoder().encode(NAMES);
   const got = (v) => {
     if (v instanceof Error) throw v;
@@ -395,18 +431,19 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       const bytes = bytesOf(held);
       if (held === NAMES || equal(bytes, markerBytes)) return { esc, before: async () => {} };
       const what = bytes ? describe(new TextDecoder().decode(bytes)) : describe(held);
-      throw new Error(`kvsweep: kvStore: this unstorage store's names are in a format this release does not know (its marker ${describe(prefix + "format")} holds ${what})`);
+      throw new Error(`kvsweep: kvStore: this unstorage store's names are in a format this release does not know (its marker ${describe(markerName)} holds ${what})`);
     }
     const keys = got(await storage.getKeys());
     if (!Array.isArray(keys)) throw new TypeError(`kvsweep: kvStore: the unstorage store listed ${describe(keys)}, not an array of names`);
     // A new store: marked at its first write, not by a reader.
-    if (!keys.some((k) => unesc(k)?.startsWith(prefix))) return { esc, before: once(() => storage.setItemRaw(marker, markerBytes)) };
+    // (Marked meanwhile by another process: new too, its records after the marker.)
+    if (keys.includes(marker) || !keys.some(record)) return { esc, before: once(() => storage.setItemRaw(marker, markerBytes)) };
     const before = caseChecked(
       prefix,
       (n) => storage.setItemRaw(legacyEsc(n), new Uint8Array([1])),
       (n) => storage.getItemRaw(legacyEsc(n)),
       (n) => storage.removeItem(legacyEsc(n)),
-      `kvsweep: kvStore: this unstorage store folds case (a case-insensitive file system?): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case; copy them to a new store (new stores escape case), or keep this one in a case-sensitive directory`,
+      `kvsweep: kvStore: this unstorage store folds case (a case-insensitive file system?): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case; copy its entries to a new store (entries(), then put() into a kvStore over a new unstorage: new stores escape case), or keep it in a case-sensitive directory`,
     );
     return { esc: legacyEsc, before };
   });

@@ -143,8 +143,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # replaces it, its count taken from its namespace's readable records: it was
 # refused, and a delete too while anything referenced it. About 1,800 bytes:
 # the async path that reads the record, counts and lists its value records,
-# shared with delete's; 210,096.)
-budget=210100
+# shared with delete's; 210,096; the review's mends (a later release's
+# record named as such, health saying a put replaces an unreadable entry):
+# 210,178.)
+budget=210200
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

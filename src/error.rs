@@ -88,12 +88,17 @@ pub enum Error {
 
 impl Error {
     /// An entry record that could not be decoded: what it references is
-    /// unknown, so it stays until a put or a delete replaces it.
+    /// unknown, so it stays until a put replaces it or a delete removes it;
+    /// one a later release wrote stays, for that release.
     pub fn corrupt_entry(id: &EntryId, cause: DecodeError) -> Error {
+        let how = match cause {
+            DecodeError::UnsupportedVersion(_) => "a later release wrote it, which reads it",
+            DecodeError::Malformed(_) => "put or delete it to replace it",
+        };
         Error::Corrupt {
             what: format!(
                 "metadata of {} in namespace {} (its references are unknown, so it is left as it \
-                 is; put or delete it to replace it)",
+                 is; {how})",
                 Quoted(&id.key),
                 Quoted(&id.namespace)
             ),

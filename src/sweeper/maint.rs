@@ -361,7 +361,7 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
     if runs.last().is_some_and(|r| r.unreadable) {
         reasons.push((
             HealthStatus::Warning,
-            "the last run found records it cannot read and kept them (plan() lists them): an unreadable entry holds back deletions in its namespace, and of every unreferenced blob, until it is deleted by key".into(),
+            "the last run found records it cannot read and kept them (plan() lists them): an unreadable entry holds back deletions in its namespace, and of every unreferenced blob, until it is put again or deleted by key".into(),
         ));
     }
     if let Some(until) = facts.lapsed_lease {
@@ -428,7 +428,7 @@ impl Health {
             self.status = self.status.max(HealthStatus::Warning);
             self.reasons.push(format!(
                 "{unreadable} {} cannot be read: no run deletes in {} namespace, nor any blob, \
-                 until {} deleted (delete(key))",
+                 until {} put again or deleted (put(key), delete(key))",
                 if unreadable == 1 { "entry" } else { "entries" },
                 if unreadable == 1 { "its" } else { "their" },
                 if unreadable == 1 { "it is" } else { "they are" },

@@ -53,7 +53,7 @@ async function legacyStore(into, fill) {
   s.close();
   for (const k of await plain.getKeys()) {
     const name = decodeURIComponent(k);
-    if (name !== "kvsweep/format") await into.setItemRaw(legacyEsc(name), await plain.getItemRaw(k));
+    if (name !== "kvsweep/kvsweep-names-format") await into.setItemRaw(legacyEsc(name), await plain.getItemRaw(k));
   }
   return into;
 }
@@ -112,7 +112,7 @@ test("an earlier release's unstorage store on a backend that folds case: its rec
   assert.equal(await s.get("User"), "upper");
   assert.deepEqual(await s.get("doc.v1", { namespace: "Team" }), { n: 1 });
   assert.deepEqual(await s.get("plain"), [1, 2]);
-  const refusal = /TypeError: kvsweep: kvStore: this unstorage store folds case \(a case-insensitive file system\?\): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case/;
+  const refusal = /store error: kvsweep: kvStore: this unstorage store folds case \(a case-insensitive file system\?\): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case/;
   await assert.rejects(s.put("user", "lower"), refusal);
   await assert.rejects(s.put("other", 1), refusal);
   await assert.rejects(s.delete("plain"), refusal);
@@ -136,7 +136,7 @@ test("an earlier release's unstorage store on a case-sensitive backend: its reco
   assert.deepEqual(await keysOf(reopened, { namespace: "Team" }), ["New.Key", "doc.v1"]);
   assert.deepEqual((await reopened.run({ mode: "full" })).deleted, {});
   const keys = await storage.getKeys();
-  assert.ok(!keys.includes("kvsweep%2Fformat"), "no marker");
+  assert.ok(!keys.includes("kvsweep%2Fkvsweep-names-format"), "no marker");
   for (const k of keys) assert.equal(k, legacyEsc(decodeURIComponent(k)), "the earlier names");
   assert.ok(!keys.some((k) => decodeURIComponent(k).includes("case-probe")), "the probe removed");
   reopened.close();
@@ -149,23 +149,23 @@ test("the unstorage names' format marker: written at a new store's first put, no
   assert.deepEqual(await keysOf(s), []);
   assert.deepEqual(await storage.getKeys(), [], "a reader writes nothing");
   await s.put("X", 1);
-  assert.equal(new TextDecoder().decode(await storage.getItemRaw("kvsweep%2Fformat")), "kvsweep names 2");
+  assert.equal(new TextDecoder().decode(await storage.getItemRaw("kvsweep%2Fkvsweep-names-format")), "kvsweep names 2");
   assert.ok((await storage.getKeys()).includes("kvsweep%2Fm%2F%00%58"), "new names escape upper case");
   s.close();
   // Under another prefix, the marker is that prefix's.
   const other = new Sweeper(kvStore(storage, { prefix: "app/" }));
   await other.put("y", 2);
-  assert.ok((await storage.getKeys()).includes("app%2Fformat"));
+  assert.ok((await storage.getKeys()).includes("app%2Fkvsweep-names-format"));
   other.close();
 
   const later = createStorage();
-  await later.setItemRaw("kvsweep%2Fformat", new TextEncoder().encode("kvsweep names 9"));
+  await later.setItemRaw("kvsweep%2Fkvsweep-names-format", new TextEncoder().encode("kvsweep names 9"));
   const l = new Sweeper(kvStore(later));
-  const unknown = /store error: kvsweep: kvStore: this unstorage store's names are in a format this release does not know \(its marker "kvsweep\/format" holds "kvsweep names 9"\)/;
+  const unknown = /store error: kvsweep: kvStore: this unstorage store's names are in a format this release does not know \(its marker "kvsweep\/kvsweep-names-format" holds "kvsweep names 9"\)/;
   await assert.rejects(l.get("x"), unknown);
   await assert.rejects(l.put("x", 1), unknown);
   await assert.rejects(l.put("x", 1), unknown);
-  assert.deepEqual(await later.getKeys(), ["kvsweep%2Fformat"]);
+  assert.deepEqual(await later.getKeys(), ["kvsweep%2Fkvsweep-names-format"]);
   l.close();
 });
 
@@ -208,7 +208,7 @@ test("keyv over a store that folds case: writes are refused, reads answer, and t
   const map = new FoldingMap();
   const s = new Sweeper(kvStore(new Keyv(map)));
   assert.equal(await s.get("User"), undefined);
-  const refusal = /TypeError: kvsweep: kvStore\(x\): this Keyv's store folds case \(a case-insensitive collation\?\): kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;
+  const refusal = /store error: kvsweep: kvStore\(x\): this Keyv's store folds case \(a case-insensitive collation\?\): kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;
   await assert.rejects(s.put("User", 1), refusal);
   await assert.rejects(s.put("user", 2), refusal);
   assert.deepEqual([...map.keys()], []);
@@ -227,9 +227,53 @@ test("a generic get/put/delete/list object that folds case: writes are refused, 
   const x = new FoldingGeneric();
   const s = new Sweeper(kvStore(x));
   assert.equal(await s.get("User"), undefined);
-  const refusal = /TypeError: kvsweep: kvStore: this store \(get, put, delete, list\) folds case .*: kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;
+  const refusal = /store error: kvsweep: kvStore: this store \(get, put, delete, list\) folds case .*: kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;
   await assert.rejects(s.put("User", 1), refusal);
   await assert.rejects(s.put("user", 2, { namespace: "A" }), refusal);
   assert.deepEqual([...x.map.keys()], []);
   s.close();
+});
+
+test("a new unstorage store is told from an earlier release's by kvsweep's records only: beside an app's keys, under prefix \"\" or \"app\", its writes go, and an app key named like the old marker is no marker", async () => {
+  for (const [prefix, foreign] of [["", ["settings", "format"]], ["app", ["apple"]], ["kvsweep/", ["settings"]]]) {
+    const storage = foldingStorage();
+    for (const k of foreign) await storage.setItem(k, "app data");
+    const s = new Sweeper(kvStore(storage, { prefix }));
+    await s.put("User", 1, { namespace: "N" });
+    await s.put("user", 2, { namespace: "N" });
+    assert.equal(await s.get("User", { namespace: "N" }), 1, JSON.stringify(prefix));
+    assert.equal(await s.get("user", { namespace: "N" }), 2, JSON.stringify(prefix));
+    for (const k of foreign) assert.equal(await storage.getItem(k), "app data", k);
+    s.close();
+  }
+  // Prefixes differing in case alone keep a marker each, and their records apart.
+  const storage = foldingStorage();
+  const up = new Sweeper(kvStore(storage, { prefix: "App/" }));
+  const low = new Sweeper(kvStore(storage, { prefix: "app/" }));
+  await up.put("k", 1);
+  await low.put("k", 2);
+  assert.deepEqual([await up.get("k"), await low.get("k")], [1, 2]);
+});
+
+test("two unstorage instances over one new backend: one marks the store and writes while the other is telling its format, and both still take it for new (one file per key)", async () => {
+  const { default: memoryDriver } = await import("unstorage/drivers/memory");
+  const driver = memoryDriver();
+  const a = createStorage({ driver });
+  const b = createStorage({ driver });
+  const sa = new Sweeper(kvStore(a));
+  const sb = new Sweeper(kvStore(b));
+  const getItemRaw = b.getItemRaw.bind(b);
+  let armed = true;
+  b.getItemRaw = async (k, ...rest) => {
+    const v = await getItemRaw(k, ...rest);
+    if (armed && k.endsWith("kvsweep-names-format")) {
+      armed = false;
+      await sa.put("Key", "from A"); // between B's read of the marker and its listing
+    }
+    return v;
+  };
+  assert.equal(await sb.get("Key"), "from A");
+  await sb.put("Key", "from B");
+  assert.equal(await sa.get("Key"), "from B");
+  assert.deepEqual((await a.getKeys()).filter((k) => k.includes("m%2F")), ["kvsweep%2Fm%2F%00%4Bey"]);
 });

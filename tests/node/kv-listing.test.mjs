@@ -46,7 +46,7 @@ test("a full run over 6,000 entries on unstorage lists names a bounded number of
   let n = 0;
   for await (const _ of sweeper.keys()) n++;
   assert.equal(n, 1000);
-  assert.ok(counter.calls <= 12, `getKeys called ${counter.calls} times`);
+  assert.ok(counter.calls <= 6, `getKeys called ${counter.calls} times`);
 });
 
 test("what this realm writes during a listing is seen by it: a key put ahead is listed, one deleted ahead is not, also through another kvStore over the same backend", async () => {
@@ -69,4 +69,33 @@ test("what this realm writes during a listing is seen by it: a key put ahead is 
     assert.ok(!seen.includes("k002400"), raw.constructor.name);
     assert.deepEqual(seen, [...seen].sort(), raw.constructor.name);
   }
+});
+
+test("a put that lands while the backend is listing is seen by the listings after it: the backend's list may be older than the put", async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const storage = createStorage();
+  const getKeys = storage.getKeys.bind(storage);
+  let slow = false;
+  storage.getKeys = async (...a) => {
+    const keys = await getKeys(...a); // its list, as of now
+    if (slow) await sleep(100); // a slow backend (a large fs directory)
+    return keys;
+  };
+  const s = new Sweeper(kvStore(storage));
+  await s.put("a", 1);
+  slow = true;
+  const plan = s.plan({ mode: "full" });
+  await sleep(20);
+  await s.put("b", 2, { refs: ["a"] });
+  await plan;
+  slow = false;
+  const keys = [];
+  for await (const k of s.keys()) keys.push(k);
+  assert.deepEqual(keys, ["a", "b"]);
+  // The count a put over a torn record takes from the listing is right too.
+  const name = (await storage.getKeys()).find((k) => decodeURIComponent(k).endsWith("m/\0a"));
+  await storage.setItemRaw(name, new Uint8Array(0)); // torn by a crash
+  await s.put("a", 3);
+  await assert.rejects(s.delete("a"), /referenced by 1 other entry/);
+  assert.equal(await s.get("a"), 3);
 });

@@ -869,7 +869,7 @@ test("a write on a guess never overwrites what it cannot read, nor uploads blob 
   const later = new Uint8Array(storage.map.get(probe));
   later[1] = 0x7f;
   storage.map.set(name, later);
-  await assert.rejects(sweeper.put("foreign", 2), /put: metadata of "foreign" in namespace "" .*could not be read: record has format version 127/);
+  await assert.rejects(sweeper.put("foreign", 2), /put: metadata of "foreign" in namespace "" .*a later release wrote it, which reads it\) could not be read: record has format version 127/);
   assert.deepEqual(storage.map.get(name), later);
   // A value that is not bytes (other code's) is replaced by a put, once read.
   storage.map.set(name, { not: "bytes" });

@@ -6,6 +6,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createStorage } from "unstorage";
 import { Sweeper, memoryStore, openIndexedDb, kvStore } from "../../pkg/node.js";
+import { kvStoreOfDriver } from "../../pkg/kvsweep.js";
+import { openRecords, recordsDriver } from "../../pkg/idbkv.js";
 
 const T0 = 1_700_000_000_000;
 const DAY = 86_400_000;
@@ -530,7 +532,7 @@ test("an unreadable entry record: health warns of it, delete removes it, and run
   assert.deepEqual(frozen.deleted, {});
   const health = await s.health({ maxBacklog: 10 });
   assert.equal(health.status, "warning");
-  assert.ok(health.reasons.some((r) => /^1 entry cannot be read: no run deletes in its namespace, nor any blob, until it is deleted \(delete\(key\)\)$/.test(r)), JSON.stringify(health.reasons));
+  assert.ok(health.reasons.some((r) => /^1 entry cannot be read: no run deletes in its namespace, nor any blob, until it is put again or deleted \(put\(key\), delete\(key\)\)$/.test(r)), JSON.stringify(health.reasons));
   await assert.rejects(s.put("user", 2, { namespace: "N", refs: ["bad"] }), /put: metadata of "bad" in namespace "N" .*put or delete it to replace it/);
   assert.equal(await s.delete("bad", { namespace: "N" }), true);
   const after = await s.run();
@@ -571,4 +573,18 @@ test("a run that finishes one stopped periods ago leaves health healthy: its log
   assert.equal(h.lastSuccessAt, now);
   assert.deepEqual(h.runs.map((r) => [r.at, r.done, r.deleted]), [[now, true, 50]]);
   s.close();
+});
+
+test("the IndexedDB records of OPFS and Cache Storage stores: a value that is not bytes at an entry's record (other code's) is replaced by a put (its check took it for absent, and the put failed with \"kept colliding\")", async () => {
+  const db = await openRecords(`not-bytes-${Date.now()}`, () => {});
+  const s = new Sweeper(kvStoreOfDriver(recordsDriver(db, "opfs", 250)));
+  await s.put("victim", 1);
+  const tx = db.transaction("records", "readwrite");
+  tx.objectStore("records").put({ not: "bytes" }, "m/\u0000victim");
+  await new Promise((r) => (tx.oncomplete = r));
+  await assert.rejects(s.get("victim"), /could not be read: record is not one kvsweep wrote/);
+  await s.put("victim", 2);
+  assert.equal(await s.get("victim"), 2);
+  s.close();
+  db.close();
 });
