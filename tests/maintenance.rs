@@ -597,7 +597,11 @@ fn health_weighs_each_reason() {
         errors: 2,
         ..ok(T0)
     };
-    let h = assess(vec![ok(T0 - 10), with_errors], facts.clone(), T0 + 10);
+    let h = assess(
+        vec![ok(T0 - 10), with_errors.clone()],
+        facts.clone(),
+        T0 + 10,
+    );
     assert_eq!(h.status, HealthStatus::Warning);
     assert_eq!(h.last_success_at, Some(T0 - 10));
     let lapsed = HealthFacts {
@@ -631,10 +635,24 @@ fn health_weighs_each_reason() {
     assert_eq!(h.last_success_at, Some(T0), "a stopped run is no success");
     let h = assess(vec![ok(T0), stopped.clone()], facts.clone(), T0 + 600);
     assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
-    // Only runs stopped by hand: no better than none (it read healthy).
-    let h = assess(vec![stopped.clone(), stopped], facts.clone(), T0 + 600);
+    // Only runs stopped by hand: no better than none (it read healthy), but
+    // no worse however many (three read critical, as three failures do).
+    let h = assess(vec![stopped.clone(); 2], facts.clone(), T0 + 600);
     assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
     assert!(h.reasons[0].contains("has gone to its end"), "{h:?}");
+    let h = assess(vec![stopped.clone(); 5], facts.clone(), T0 + 600);
+    assert_eq!(h.status, HealthStatus::Warning, "{h:?}");
+    let failed = LoggedRun {
+        failed: true,
+        ..stopped.clone()
+    };
+    let some_failed = vec![failed.clone(), stopped.clone(), with_errors, failed];
+    let h = assess(some_failed, facts.clone(), T0 + 600);
+    assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
+    assert!(
+        h.reasons.iter().any(|r| r == "no run in the log succeeded"),
+        "{h:?}"
+    );
     // A period of 0 (no periodic runs) never makes a run overdue.
     let none = HealthFacts::default();
     assert_eq!(

@@ -327,7 +327,9 @@ pub fn assess(runs: Vec<LoggedRun>, facts: HealthFacts, now: Millis) -> Health {
                 ),
             ))
         }
-        (Some(_), None) if runs.len() >= 3 => {
+        // Runs stopped part-way alone (cancelled by hand, say) are not
+        // alarming: one that failed or could not delete items is.
+        (Some(_), None) if runs.iter().filter(|r| r.failed || r.errors > 0).count() >= 3 => {
             reasons.push((HealthStatus::Critical, "no run in the log succeeded".into()))
         }
         // Fewer: not yet alarming, but no better than no run at all (runs
