@@ -778,8 +778,8 @@ function renderReport(report, own) {
   const resumed = report.resumed ? ` It went on from a run that stopped early; the counts include that run's (${fmt.format(t.count - own.count)}).` : "";
   $("report-summary").textContent =
     `${report.mode} run: deleted ${fmt.format(own.count)} (${fmtBytes(own.bytes)}) in ${fmt.format(report.durationMs)} ms, ${state}.${resumed} ` +
-    `Scanned ${fmt.format(report.scanned)} entries, ${fmt.format(report.reachable)} live, ${fmt.format(report.kept)} kept, ` +
-    `${fmt.format(report.errors.length)} errors.`;
+    `Scanned ${fmt.format(report.scanned)} entries, ${fmt.format(report.reachable)} live; ` +
+    `${fmt.format(report.kept)} planned deletions spared (written again since the plan); ${fmt.format(report.errors.length)} errors.`;
   const rows = Object.entries(report.deleted).map(([reason, tally]) =>
     el(
       "tr",
