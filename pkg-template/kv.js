@@ -15,7 +15,8 @@
 // - Map, keyv, generic objects: key `name`; keyv and generic objects hold
 //   base64 text (what any store keeps exactly).
 // - unstorage: key `name` escaped, upper case too (see unstorageDriver),
-//   and a marker `<prefix>kvsweep-names-format` outside the tables.
+//   and a marker `<prefix>kvsweep-names-format` outside the tables; on the
+//   fs drivers, records rewritten in place framed, with a copy at `name~`.
 //
 // Every driver counts its backend calls (`ops`) and refuses the call that
 // would pass `limit` (a run's `maxOps`) with an error named KvsweepOutOfCalls,
@@ -386,15 +387,62 @@ function caseChecked(prefix, put, get, del, refusal) {
 /** What an unstorage store's format marker holds, in the names of this release. */
 const NAMES = "kvsweep names 2";
 
+let crcTable;
+/** CRC-32 (IEEE) of `bytes`. */
+function crc32(bytes) {
+  if (!crcTable) {
+    crcTable = new Int32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+      crcTable[n] = c;
+    }
+  }
+  let c = ~0;
+  for (let i = 0; i < bytes.length; i++) c = (c >>> 8) ^ crcTable[(c ^ bytes[i]) & 0xff];
+  return ~c >>> 0;
+}
+
+/** A record framed as `k`, its length, its bytes and their CRC-32: a write cut short (a torn file) does not pass as whole. */
+function frame(bytes) {
+  const out = new Uint8Array(bytes.length + 9);
+  const view = new DataView(out.buffer);
+  out[0] = 0x6b;
+  view.setUint32(1, bytes.length, true);
+  out.set(bytes, 5);
+  view.setUint32(5 + bytes.length, crc32(bytes), true);
+  return out;
+}
+
+/** The bytes `frame` framed, or undefined if `raw` is not a whole frame. */
+function unframe(raw) {
+  const b = bytesOf(raw);
+  if (!b || b.length < 9 || b[0] !== 0x6b) return undefined;
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const size = view.getUint32(1, true);
+  if (size !== b.length - 9) return undefined;
+  const inner = b.slice(5, 5 + size);
+  return crc32(inner) === view.getUint32(5 + size, true) ? inner : undefined;
+}
+
 /**
  * unstorage: names are escaped, since unstorage rewrites ":", "/", "\\", "?"
  * and "#"; and in stores made by this release, every upper-case letter too
  * (all but a-z, 0-9, "_" and "-"), so that on a file system that folds case
  * no two names are one file. Such a store holds the marker
- * `<prefix>kvsweep-names-format`;
- * one with kvsweep's records and no marker is an earlier release's, whose
- * names keep case: it is read as it is, and written only if the backend
- * keeps case.
+ * `<prefix>kvsweep-names-format`. Without one (lost, or never written), the
+ * names tell: only an earlier release's keep upper case (and "!~*'()"), only
+ * this release's escape them. An earlier release's store is read as it is,
+ * and written only if the backend keeps case.
+ *
+ * unstorage's fs drivers write a file in place: a process killed in the
+ * middle leaves it torn. Records that kvsweep rewrites in place (entry
+ * metadata, refreshed by reads and counted by referrers; blob records;
+ * namespaces; run state) are there, in this release's stores, framed with
+ * their length and CRC-32 and written twice, a copy (`~` after the name)
+ * first: a record torn by a crash reads as its copy, which is the write that
+ * was under way, whole. Values, blob bytes and temps are written once, under
+ * names of their own, before the records that name them.
  */
 function unstorageDriver(storage, prefix, visibilityMs) {
   // Earlier releases' names, kept for their stores.
@@ -413,31 +461,45 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   // new names are (so "App/" and "app/" keep two).
   const markerName = prefix + "kvsweep-names-format";
   const marker = esc(markerName);
+  const markerBytes = new TextEncoder().encode(NAMES);
   // Whether an unstorage key is one of kvsweep's records (the marker is not).
   const record = (k) => {
     const n = unesc(k);
     return n !== undefined && n.startsWith(prefix) && /^[mvbctns]\/[^]*\0/.test(n.slice(prefix.length));
   };
-  const markerBytes = new TextEncoder().encode(NAMES);
+  // Records rewritten in place: framed and kept twice in this release's
+  // stores, on the drivers that write files in place (fs, fs-lite); other
+  // backends replace a value whole. Either reads the other's.
+  const tears = /^fs/.test(storage.getMount?.(marker)?.driver?.name ?? "");
+  const twice = (n) => /^[mcns]\//.test(n.slice(prefix.length));
+  // A copy's key: this release's escape never ends a name with "~".
+  const copy = (k) => k + "~";
   const got = (v) => {
     if (v instanceof Error) throw v;
     return v ?? null;
   };
+  const current = { esc, legacy: false };
   // Decided at the first read, write or remove: the names' escape, and what
   // to do before each write (write the marker once; probe a legacy store).
   const format = once(async () => {
     const held = got(await storage.getItemRaw(marker));
-    if (held !== null) {
-      const bytes = bytesOf(held);
-      if (held === NAMES || equal(bytes, markerBytes)) return { esc, before: async () => {} };
-      const what = bytes ? describe(new TextDecoder().decode(bytes)) : describe(held);
-      throw new Error(`kvsweep: kvStore: this unstorage store's names are in a format this release does not know (its marker ${describe(markerName)} holds ${what})`);
+    const text = held === null ? "" : typeof held === "string" ? held : new TextDecoder().decode(bytesOf(held) ?? new Uint8Array());
+    if (text === NAMES) return { ...current, before: async () => {} };
+    // Another release's format; anything else (a marker torn by a crash) tells nothing.
+    if (/^kvsweep names \d+$/.test(text)) {
+      throw new Error(`kvsweep: kvStore: this unstorage store's names are in a format this release does not know (its marker ${describe(markerName)} holds ${describe(text)}); open it with the release that wrote it`);
     }
     const keys = got(await storage.getKeys());
     if (!Array.isArray(keys)) throw new TypeError(`kvsweep: kvStore: the unstorage store listed ${describe(keys)}, not an array of names`);
-    // A new store: marked at its first write, not by a reader.
-    // (Marked meanwhile by another process: new too, its records after the marker.)
-    if (keys.includes(marker) || !keys.some(record)) return { esc, before: once(() => storage.setItemRaw(marker, markerBytes)) };
+    const records = keys.filter(record);
+    // Only an earlier release's names hold these; only this release's escape them.
+    const older = records.some((k) => /[A-Z!*'()]|~./.test(k.replace(/%[0-9A-F]{2}/g, "")));
+    const newer = keys.includes(marker) || records.some((k) => /%(?:4[1-9A-F]|5[0-9A]|2[1789A]|7E)|~$/.test(k));
+    if (older && newer) {
+      throw new Error(`kvsweep: kvStore: this unstorage store holds kvsweep records under names of two releases (its marker ${describe(markerName)} is gone): two releases wrote it at once; copy its entries to a new store with the release that wrote most of them`);
+    }
+    // A new store, or this release's: marked at its first write, not by a reader.
+    if (!older) return { ...current, before: once(() => storage.setItemRaw(marker, markerBytes)) };
     const before = caseChecked(
       prefix,
       (n) => storage.setItemRaw(legacyEsc(n), new Uint8Array([1])),
@@ -445,26 +507,55 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       (n) => storage.removeItem(legacyEsc(n)),
       `kvsweep: kvStore: this unstorage store folds case (a case-insensitive file system?): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case; copy its entries to a new store (entries(), then put() into a kvStore over a new unstorage: new stores escape case), or keep it in a case-sensitive directory`,
     );
-    return { esc: legacyEsc, before };
+    return { esc: legacyEsc, legacy: true, before };
   });
-  const written = async (n) => {
-    const f = await format();
+  // Once decided, without a wait per call (a listing reads each record).
+  let decided;
+  const known = () => decided ?? format().then((f) => (decided = f));
+  const written = async () => {
+    const f = decided ?? (await known());
     await f.before();
-    return f.esc(n);
+    return f;
   };
   return sortedDriver({
     kind: "unstorage",
     target: storage,
     prefix,
     caps: { atomic: false, compareAndSet: false, visibilityMs, nativeExpiry: false },
-    read: async (n) => storage.getItemRaw((await format()).esc(n)),
-    write: async (n, b) => storage.setItemRaw(await written(n), b),
-    remove: async (n) => storage.removeItem(await written(n)),
+    async read(n) {
+      const f = decided ?? (await known());
+      const k = f.esc(n);
+      const main = got(await storage.getItemRaw(k));
+      if (f.legacy || main === null || !twice(n)) return main;
+      // Unframed (written by another backend or an earlier release), or not
+      // bytes (other code's): as it is. Framed and whole: its bytes. Only
+      // what a write cut short leaves (empty, or a frame's start) reads as
+      // its copy.
+      const view = ArrayBuffer.isView(main) ? main : main instanceof ArrayBuffer ? new Uint8Array(main) : undefined;
+      if (view === undefined || (view.byteLength > 0 && new Uint8Array(view.buffer, view.byteOffset, 1)[0] !== 0x6b)) return main;
+      return unframe(main) ?? unframe(got(await storage.getItemRaw(copy(k)))) ?? main;
+    },
+    async write(n, b) {
+      const f = await written();
+      const k = f.esc(n);
+      if (f.legacy || !tears || !twice(n)) return storage.setItemRaw(k, b);
+      const framed = frame(b);
+      await storage.setItemRaw(copy(k), framed);
+      return storage.setItemRaw(k, framed);
+    },
+    async remove(n) {
+      const f = await written();
+      const k = f.esc(n);
+      if (!f.legacy && twice(n)) await storage.removeItem(copy(k));
+      return storage.removeItem(k);
+    },
     names: async () => {
+      const f = decided ?? (await known());
       const keys = await storage.getKeys();
-      // Both formats unescape the same way. Anything else (an Error it
-      // resolved with) is for the listing to refuse.
-      return Array.isArray(keys) ? keys.map(unesc).filter((n) => n !== undefined) : keys;
+      // Both formats unescape the same way; copies are no records. Anything
+      // else (an Error it resolved with) is for the listing to refuse.
+      if (!Array.isArray(keys)) return keys;
+      return keys.filter((k) => f.legacy || !k.endsWith("~")).map(unesc).filter((n) => n !== undefined);
     },
   });
 }

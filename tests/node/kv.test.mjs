@@ -125,7 +125,8 @@ test("on a store without compare-and-set, grace periods shorter than its visibil
 
 for (const [name, make, raw] of [
   ["a Map", () => new Map(), (m) => [...m.keys()]],
-  ["unstorage (memory driver)", () => createStorage(), async (s) => (await s.getKeys()).map(decodeURIComponent)],
+  // (Without the copies of records rewritten in place: see unstorageDriver.)
+  ["unstorage (memory driver)", () => createStorage(), async (s) => (await s.getKeys()).filter((k) => !k.endsWith("~")).map(decodeURIComponent)],
   ["keyv (memory)", () => new Keyv(), async (k) => {
     const out = [];
     for await (const [key] of k.iterator()) out.push(key);

@@ -1,0 +1,124 @@
+// unstorage's fs driver writes a file in place: a process killed in the
+// middle leaves it torn (empty, or cut short). kvStore keeps the records it
+// rewrites in place (entry metadata, refreshed by reads and counted by
+// referrers; blob records; namespaces; run state) framed and twice, so that a
+// torn one reads as its copy; and it tells its names' format by the names
+// themselves when its marker is gone or torn.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createStorage } from "unstorage";
+import fsDriver from "unstorage/drivers/fs";
+import { Sweeper, kvStore } from "../../pkg/node.js";
+
+const keyOf = async (storage, name) => (await storage.getKeys()).find((k) => decodeURIComponent(k) === name);
+
+/** Cuts a record short as a killed write leaves it: empty, or its first bytes. */
+async function tear(storage, key, keep) {
+  const bytes = new Uint8Array(await storage.getItemRaw(key));
+  await storage.setItemRaw(key, bytes.slice(0, keep));
+}
+
+test("on unstorage's fs driver, an entry record or a blob record torn by a crash reads as its copy: nothing read, referenced or counted is lost", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kvsweep-torn-"));
+  try {
+    const storage = createStorage({ driver: fsDriver({ base: dir }) });
+    const s = new Sweeper(kvStore(storage));
+    const blob = await s.putBlob(new TextEncoder().encode("attachment"));
+    await s.put("Doc", { title: "kept" }, { blobs: [blob] });
+    await s.put("note", "n", { refs: ["Doc"] });
+    s.close();
+    for (const keep of [0, 3, 12]) {
+      // A crash in the middle of rewriting each (a read's refresh, a referrer's count).
+      await tear(storage, await keyOf(storage, "kvsweep/m/\0Doc"), keep);
+      await tear(storage, await keyOf(storage, `kvsweep/c/\0${blob}`), keep);
+      const again = new Sweeper(kvStore(storage)); // the next process
+      assert.deepEqual(await again.get("Doc"), { title: "kept" }, `kept ${keep}`);
+      await assert.rejects(again.delete("Doc"), /referenced by 1 other entry/);
+      assert.deepEqual(await again.getBlob(blob), new TextEncoder().encode("attachment"));
+      await again.putBlob(new TextEncoder().encode("attachment"));
+      await again.put("other", 1, { blobs: [blob] });
+      const report = await again.run({ mode: "full" });
+      assert.deepEqual(report.corrupt, [], `kept ${keep}`);
+      assert.deepEqual(report.deleted, {}, `kept ${keep}`);
+      assert.deepEqual((await again.verify()).unreadable ?? [], []);
+      assert.equal(await again.delete("other"), true);
+      again.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** An unstorage over unstorage's fs driver in a fresh directory, removed after `body`. */
+async function onFs(body) {
+  const dir = await mkdtemp(join(tmpdir(), "kvsweep-torn-"));
+  try {
+    return await body(createStorage({ driver: fsDriver({ base: dir }) }));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test("a record torn while its copy holds the write under way reads as that write; both torn, it is reported, not guessed", () => onFs(async (storage) => {
+  const s = new Sweeper(kvStore(storage));
+  await s.put("k", 1);
+  await s.put("k", 2);
+  const main = await keyOf(storage, "kvsweep/m/\0k");
+  await tear(storage, main, 5);
+  assert.equal(await new Sweeper(kvStore(storage)).get("k"), 2);
+  await tear(storage, main + "~", 5);
+  await assert.rejects(new Sweeper(kvStore(storage)).get("k"), /could not be read/);
+  // A put replaces it.
+  const after = new Sweeper(kvStore(storage));
+  await after.put("k", 3);
+  assert.equal(await after.get("k"), 3);
+}));
+
+test("other backends of unstorage (memory) replace a value whole: their records are kept once, unframed", async () => {
+  const storage = createStorage();
+  const s = new Sweeper(kvStore(storage));
+  await s.put("k", 1);
+  assert.ok(!(await storage.getKeys()).some((k) => k.endsWith("~")));
+  assert.ok([0x92, 0x93].includes(new Uint8Array(await storage.getItemRaw(await keyOf(storage, "kvsweep/m/\0k")))[0]), "a record as kvsweep encodes it");
+});
+
+test("an unstorage store whose format marker is gone, or torn, is told by its names: this release's stay readable (upper-case keys too)", async () => {
+  for (const spoil of [(st, k) => st.removeItem(k), (st, k) => st.setItemRaw(k, new Uint8Array(0)), (st) => st.clear()]) {
+    const storage = createStorage();
+    const s = new Sweeper(kvStore(storage));
+    await s.put("Photo", "p", { namespace: "Team" });
+    await s.put("index", "i");
+    const marker = await keyOf(storage, "kvsweep/kvsweep-names-format");
+    assert.ok(marker, "marked");
+    if (spoil.length === 1) {
+      // The app clears the storage while the store is open: written again, unmarked.
+      await spoil(storage);
+      await s.put("Photo", "p2", { namespace: "Team" });
+      await s.put("index", "i2");
+    } else await spoil(storage, marker);
+    s.close();
+    const again = new Sweeper(kvStore(storage));
+    assert.ok(["p", "p2"].includes(await again.get("Photo", { namespace: "Team" })), spoil.toString());
+    const keys = [];
+    for await (const k of again.keys({ namespace: "Team" })) keys.push(k);
+    assert.deepEqual(keys, ["Photo"], spoil.toString());
+    await again.put("Fresh", 1);
+    assert.equal(await again.get("Fresh"), 1);
+    assert.equal((await storage.getKeys()).filter((k) => k.includes("Fresh")).length, 0, "written in this release's names");
+    again.close();
+  }
+});
+
+test("an unstorage store holding kvsweep names of both formats and no marker is refused, saying so", async () => {
+  const storage = createStorage();
+  const s = new Sweeper(kvStore(storage));
+  await s.put("Photo", "p");
+  s.close();
+  await storage.removeItem(await keyOf(storage, "kvsweep/kvsweep-names-format"));
+  // An earlier release's record beside them (its name keeps case).
+  await storage.setItemRaw(encodeURIComponent("kvsweep/m/\0Old"), new Uint8Array([0x93, 1]));
+  await assert.rejects(new Sweeper(kvStore(storage)).get("Photo"), /holds kvsweep records under names of two releases/);
+});
