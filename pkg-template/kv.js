@@ -521,7 +521,14 @@ function unstorageDriver(storage, prefix, visibilityMs) {
     kind: "unstorage",
     target: storage,
     prefix,
-    caps: { atomic: false, compareAndSet: false, visibilityMs, nativeExpiry: false },
+    caps: {
+      atomic: false,
+      compareAndSet: false,
+      visibilityMs,
+      nativeExpiry: false,
+      // A file name (each escaped name is one) is at most 255 bytes, a copy's "~" included.
+      ...(tears && { maxKeyBytes: 255, keyRoom: 1, keyUriEscaped: true }),
+    },
     async read(n) {
       const f = decided ?? (await known());
       const k = f.esc(n);

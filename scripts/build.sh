@@ -145,8 +145,12 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # the async path that reads the record, counts and lists its value records,
 # shared with delete's; 210,096; the review's mends (a later release's
 # record named as such, health saying a put replaces an unreadable entry):
-# 210,178.)
-budget=210200
+# 210,178; health() critical only for runs that failed: 210,199; on
+# unstorage's fs drivers a key whose records' file names would pass 255
+# bytes refused up front, measured as they are escaped (a rewrite failed
+# with ENAMETOOLONG where the first put passed), and "an unstorage store":
+# 210,547.)
+budget=210600
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -812,7 +812,8 @@ impl JsSweeper {
         let caps = store.inner.capabilities();
         if let Err((name, least)) = policy.check_grace(caps.compare_and_set, caps.visibility_ms) {
             return Err(js_err(format!(
-                "new Sweeper(store, options): options.policy.{name} must be at least {least} ms on a {} store, which has no compare-and-set and shows writes everywhere only after {} ms: a shorter grace could delete what a write elsewhere is about to reference (SPEC §6)",
+                "new Sweeper(store, options): options.policy.{name} must be at least {least} ms on {} {} store, which has no compare-and-set and shows writes everywhere only after {} ms: a shorter grace could delete what a write elsewhere is about to reference (SPEC §6)",
+                crate::store::jskv::article(&store.kind()),
                 store.kind(),
                 caps.visibility_ms
             )));

@@ -147,6 +147,9 @@ pub struct JsKvStore {
     key_room: usize,
     /// Keys are tuples whose encoding adds 2 bytes and escapes each U+0000 (Deno KV).
     key_escaped: bool,
+    /// Keys are escaped as unstorage's are: each byte but a-z, 0-9, `_` and
+    /// `-` as three (`%XX`), and the limit is a file name's.
+    key_uri: bool,
     /// The largest entry record, where only blobs may be larger (R2).
     max_entry_bytes: Option<usize>,
     /// The Web Lock that keeps this store's runs one at a time, where every
@@ -215,6 +218,7 @@ impl JsKvStore {
             max_key_bytes: limit(&caps_js, "maxKeyBytes"),
             key_room: limit(&caps_js, "keyRoom").unwrap_or(0),
             key_escaped: flag("keyEscaped"),
+            key_uri: flag("keyUriEscaped"),
             batch_size: limit(&caps_js, "batchSize"),
             web_lock: member(&caps_js, "webLock").as_string(),
             blobs_unlocked: flag("blobsUnlocked"),
@@ -238,7 +242,21 @@ impl JsKvStore {
     fn key_bytes(&self, name: &str) -> usize {
         match self.key_escaped {
             true => name.len() + name.bytes().filter(|b| *b == 0).count() + 2,
-            false => name.len(),
+            false => self.measure(name),
+        }
+    }
+
+    /// A part of a key as the backend measures it (see `key_uri`).
+    fn measure(&self, part: &str) -> usize {
+        match self.key_uri {
+            true => part
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => 1,
+                    _ => 3,
+                })
+                .sum(),
+            false => part.len(),
         }
     }
 
@@ -262,21 +280,26 @@ impl JsKvStore {
             names.push(self.name(Table::Temps, &crate::store::id_key(&temp)));
         }
         let longest = names.iter().map(|n| self.key_bytes(n)).max()?;
-        let own = id.key.len();
+        let own = self.measure(&id.key);
         let room = (most + own).saturating_sub(longest);
         // No key fits: the namespace is what is long, or, when no name
         // would fit even without a namespace and a key, the prefix.
-        let ns = id.namespace.len();
+        let ns = self.measure(&id.namespace);
         let (what, len) = match room {
             0 if longest.saturating_sub(own + ns) >= most => {
-                ("kvStore options.prefix", self.prefix.len())
+                ("kvStore options.prefix", self.measure(&self.prefix))
             }
             0 => ("options.namespace", ns),
             _ => ("key", own),
         };
+        let escaped = match self.key_uri {
+            true => ", each byte but a-z, 0-9, _ and - counting three, as its names escape them",
+            false => "",
+        };
         (longest > most).then(|| {
             format!(
-                "{what} is {len} bytes, too long for a {} store: with kvsweep's prefix, namespace and suffixes its records would need keys of {longest} bytes, and kvsweep keeps them to {most} there (a key may have at most {room} bytes)",
+                "{what} is {len} bytes, too long for {} {} store: with kvsweep's prefix, namespace and suffixes its records would need keys of {longest} bytes, and kvsweep keeps them to {most} there (a key may have at most {room} bytes{escaped})",
+                article(&self.kind),
                 self.kind,
             )
         })
@@ -834,9 +857,10 @@ impl JsKvStore {
                     let name = self.name(*t, id);
                     if let Some(most) = self.max_key_bytes.filter(|m| self.key_bytes(&name) > *m) {
                         return Err(StoreError::Backend(format!(
-                            "a record's key of {} bytes (namespace {}) is too long for a {} store, which keeps keys of at most {most} bytes",
+                            "a record's key of {} bytes (namespace {}) is too long for {} {} store, which keeps keys of at most {most} bytes",
                             self.key_bytes(&name),
                             Quoted(&id.namespace),
+                            article(&self.kind),
                             self.kind,
                         )));
                     }
@@ -931,5 +955,13 @@ impl JsKvStore {
             ));
         }
         Ok(())
+    }
+}
+
+/// "a" or "an", as English puts it before `word`.
+pub(crate) fn article(word: &str) -> &'static str {
+    match word.bytes().next() {
+        Some(b'a' | b'e' | b'i' | b'o' | b'u') => "an",
+        _ => "a",
     }
 }

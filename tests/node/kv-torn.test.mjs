@@ -122,3 +122,28 @@ test("an unstorage store holding kvsweep names of both formats and no marker is 
   await storage.setItemRaw(encodeURIComponent("kvsweep/m/\0Old"), new Uint8Array([0x93, 1]));
   await assert.rejects(new Sweeper(kvStore(storage)).get("Photo"), /holds kvsweep records under names of two releases/);
 });
+
+test("on unstorage's fs driver, a key is refused up front when its records' file names would pass 255 bytes, so the longest a first put takes is put again", () => onFs(async (storage) => {
+  const s = new Sweeper(kvStore(storage));
+  for (const letter of ["k", "K"]) {
+    // The longest key of this letter a put takes.
+    let lo = 1;
+    let hi = 300;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      const ok = await s.put(letter.repeat(mid), 1).then(() => true, (e) => {
+        assert.match(e.message, /^kvsweep: put\(".*?\): key is \d+ bytes, too long for an unstorage store: .*a key may have at most \d+ bytes, each byte but a-z, 0-9, _ and - counting three/);
+        return false;
+      });
+      if (ok) lo = mid;
+      else hi = mid - 1;
+    }
+    const longest = letter.repeat(lo);
+    assert.ok(lo > 20, `${letter}: ${lo}`);
+    await s.put(longest, 2); // a rewrite names two writes in its temp
+    await s.put(longest, 3, { ttlMs: 60_000 });
+    assert.equal(await s.get(longest), 3);
+    assert.equal(await s.get(letter.repeat(lo + 1)), undefined, "a key too long is simply absent");
+    assert.equal(await s.delete(longest), true);
+  }
+}));
