@@ -470,7 +470,9 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   // Records rewritten in place: framed and kept twice in this release's
   // stores, on the drivers that write files in place (fs, fs-lite); other
   // backends replace a value whole. Either reads the other's.
-  const tears = /^fs/.test(storage.getMount?.(marker)?.driver?.name ?? "");
+  // Any fs mount: a prefixStorage (Nitro's useStorage("data")) answers
+  // getMount for its root, not for where its keys go.
+  const tears = (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some((m) => /^fs/.test(m?.driver?.name ?? ""));
   const twice = (n) => /^[mcns]\//.test(n.slice(prefix.length));
   // A copy's key: this release's escape never ends a name with "~".
   const copy = (k) => k + "~";
@@ -479,6 +481,13 @@ function unstorageDriver(storage, prefix, visibilityMs) {
     return v ?? null;
   };
   const current = { esc, legacy: false };
+  // Bytes that are a frame, or what a write of one cut short leaves (empty,
+  // or a frame's start); not other code's value, nor an unframed record.
+  const framedOrTorn = (v) => {
+    const view = ArrayBuffer.isView(v) ? v : v instanceof ArrayBuffer ? new Uint8Array(v) : undefined;
+    return view !== undefined && (view.byteLength === 0 || new Uint8Array(view.buffer, view.byteOffset, 1)[0] === 0x6b);
+  };
+  const tornMain = (v) => v !== null && framedOrTorn(v) && unframe(v) === undefined;
   // Decided at the first read, write or remove: the names' escape, and what
   // to do before each write (write the marker once; probe a legacy store).
   const format = once(async () => {
@@ -492,9 +501,10 @@ function unstorageDriver(storage, prefix, visibilityMs) {
     const keys = got(await storage.getKeys());
     if (!Array.isArray(keys)) throw new TypeError(`kvsweep: kvStore: the unstorage store listed ${describe(keys)}, not an array of names`);
     const records = keys.filter(record);
-    // Only an earlier release's names hold these; only this release's escape them.
+    // Only an earlier release's names hold these; only this release's escape
+    // them. (A copy's trailing "~" tells nothing: an earlier release's key may end so.)
     const older = records.some((k) => /[A-Z!*'()]|~./.test(k.replace(/%[0-9A-F]{2}/g, "")));
-    const newer = keys.includes(marker) || records.some((k) => /%(?:4[1-9A-F]|5[0-9A]|2[1789A]|7E)|~$/.test(k));
+    const newer = keys.includes(marker) || records.some((k) => /%(?:4[1-9A-F]|5[0-9A]|2[1789A]|7E)/.test(k));
     if (older && newer) {
       throw new Error(`kvsweep: kvStore: this unstorage store holds kvsweep records under names of two releases (its marker ${describe(markerName)} is gone): two releases wrote it at once; copy its entries to a new store with the release that wrote most of them`);
     }
@@ -538,8 +548,7 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       // bytes (other code's): as it is. Framed and whole: its bytes. Only
       // what a write cut short leaves (empty, or a frame's start) reads as
       // its copy.
-      const view = ArrayBuffer.isView(main) ? main : main instanceof ArrayBuffer ? new Uint8Array(main) : undefined;
-      if (view === undefined || (view.byteLength > 0 && new Uint8Array(view.buffer, view.byteOffset, 1)[0] !== 0x6b)) return main;
+      if (!framedOrTorn(main)) return main;
       return unframe(main) ?? unframe(got(await storage.getItemRaw(copy(k)))) ?? main;
     },
     async write(n, b) {
@@ -547,14 +556,24 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       const k = f.esc(n);
       if (f.legacy || !tears || !twice(n)) return storage.setItemRaw(k, b);
       const framed = frame(b);
+      // The copy first, so that a main torn by this write has a whole one;
+      // but where the main is torn already (a crash, a failed write), the
+      // copy is the only whole version: the main first then.
+      if (tornMain(got(await storage.getItemRaw(k)))) {
+        await storage.setItemRaw(k, framed);
+        return storage.setItemRaw(copy(k), framed);
+      }
       await storage.setItemRaw(copy(k), framed);
       return storage.setItemRaw(k, framed);
     },
     async remove(n) {
       const f = await written();
       const k = f.esc(n);
-      if (!f.legacy && twice(n)) await storage.removeItem(copy(k));
-      return storage.removeItem(k);
+      // The main first: absent, it reads as absent whatever its copy holds
+      // (hidden from listings, and written over first by a later write).
+      const out = await storage.removeItem(k);
+      if (!f.legacy && tears && twice(n)) await storage.removeItem(copy(k));
+      return out;
     },
     names: async () => {
       const f = decided ?? (await known());

@@ -128,7 +128,7 @@ impl fmt::Display for Error {
             ),
             Error::Referenced { id, referrers } => write!(
                 f,
-                "entry {} in namespace {} is referenced by {referrers} other entr{}: delete or rewrite those first",
+                "entry {} in namespace {} is referenced by {referrers} other entr{}: delete or rewrite those first (if none does, a crash left its count high: rebuild() recounts)",
                 Quoted(&id.key),
                 Quoted(&id.namespace),
                 if *referrers == 1 { "y" } else { "ies" }

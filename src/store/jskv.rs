@@ -855,7 +855,9 @@ impl JsKvStore {
                         )));
                     }
                     let name = self.name(*t, id);
-                    if let Some(most) = self.max_key_bytes.filter(|m| self.key_bytes(&name) > *m) {
+                    // Room left for what a write adds to a name (a chunk's key, a copy's).
+                    let most = self.max_key_bytes.map(|m| m.saturating_sub(self.key_room));
+                    if let Some(most) = most.filter(|m| self.key_bytes(&name) > *m) {
                         return Err(StoreError::Backend(format!(
                             "a record's key of {} bytes (namespace {}) is too long for {} {} store, which keeps keys of at most {most} bytes",
                             self.key_bytes(&name),

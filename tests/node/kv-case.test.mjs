@@ -283,3 +283,13 @@ test("two unstorage instances over one new backend: one marks the store and writ
   assert.equal(await sa.get("Key"), "from B");
   assert.deepEqual((await a.getKeys()).filter((k) => k.includes("m%2F")), ["kvsweep%2Fm%2F%00%4Bey"]);
 });
+
+test("an earlier release's store whose keys end in \"~\" (as a copy's name does) is still told for what it is, and reads (review)", async () => {
+  const storage = await legacyStore(createStorage(), async (s) => {
+    await s.put("notes~", "tilde");
+    await s.put("plain", 1);
+  });
+  const s = new Sweeper(kvStore(storage));
+  assert.equal(await s.get("notes~"), "tilde");
+  assert.deepEqual(await keysOf(s), ["notes~", "plain"]);
+});

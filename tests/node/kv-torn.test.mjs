@@ -147,3 +147,55 @@ test("on unstorage's fs driver, a key is refused up front when its records' file
     assert.equal(await s.delete(longest), true);
   }
 }));
+
+/** `storage` with its next `method` call on a key ending `suffix` failing, as a crash there would leave it (a write cut to 3 bytes). */
+function failNext(storage, method, suffix) {
+  const real = storage[method].bind(storage);
+  storage[method] = async (key, ...rest) => {
+    if (!key.endsWith(suffix)) return real(key, ...rest);
+    storage[method] = real;
+    if (method === "setItemRaw") await real(key, new Uint8Array(rest[0]).slice(0, 3));
+    throw new Error(`EIO: ${method} of ${key} cut short`);
+  };
+}
+
+test("a record whose main is torn already is written main first: a second crash, in the next write's copy, loses nothing (review)", () => onFs(async (storage) => {
+  const s = new Sweeper(kvStore(storage));
+  await s.put("doc", "v1");
+  await s.put("doc", "v2");
+  const main = await keyOf(storage, "kvsweep/m/\0doc");
+  await tear(storage, main, 4); // a crash mid-main
+  const next = new Sweeper(kvStore(storage));
+  assert.equal(await next.get("doc"), "v2");
+  failNext(storage, "setItemRaw", "%00doc~"); // and another, mid-copy of the next write
+  await assert.rejects(next.put("doc", "v3"), /EIO/);
+  assert.ok(["v2", "v3"].includes(await new Sweeper(kvStore(storage)).get("doc")));
+}));
+
+test("a delete removes the main first: a crash before its copy goes leaves the record gone or whole, never torn alone (review)", () => onFs(async (storage) => {
+  const s = new Sweeper(kvStore(storage));
+  await s.put("doc", "v1");
+  const main = await keyOf(storage, "kvsweep/m/\0doc");
+  await tear(storage, main, 4);
+  failNext(storage, "removeItem", "%00doc~");
+  await assert.rejects(new Sweeper(kvStore(storage)).delete("doc"), /EIO/);
+  assert.equal(await new Sweeper(kvStore(storage)).get("doc"), undefined);
+  const plan = await new Sweeper(kvStore(storage)).plan({ mode: "full" });
+  assert.deepEqual(plan.summary.corrupt, []);
+}));
+
+test("through a prefixStorage over an fs mount (Nitro's useStorage(\"data\")), records are kept twice and keys held to file names too (review)", () => onFs(async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kvsweep-prefix-"));
+  try {
+    const { prefixStorage } = await import("unstorage");
+    const root = createStorage();
+    root.mount("data", fsDriver({ base: dir }));
+    const data = prefixStorage(root, "data");
+    const s = new Sweeper(kvStore(data));
+    await s.put("doc", 1);
+    assert.ok((await data.getKeys()).some((k) => k.endsWith("%00doc~")), "a copy");
+    await assert.rejects(s.put("k".repeat(230), 1), /too long for an unstorage store/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}));
