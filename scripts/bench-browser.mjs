@@ -71,22 +71,24 @@ function parseCommandLine() {
     fail(`${e.message}\n${usage}`);
   }
   if (values.help) {
-    console.log(`${usage}\nrows for --only: ${ROW_NAMES.join(", ")}, cache (the Cache Storage table), opfs (the OPFS table), maint (the maintenance operations)`);
+    console.log(`${usage}\nrows for --only: ${ROW_NAMES.join(", ")}, cache (the Cache Storage table), opfs (the OPFS table), maint (the maintenance operations), kv (kvStore over unstorage in Node)`);
     process.exit(0);
   }
   const sizes = values.sizes.split(",").map((s) => Number(s.trim().replace(/_/g, "")));
   if (!sizes.length || sizes.some((n) => !Number.isInteger(n) || n < 2)) fail(`--sizes: integers ≥ 2, got ${values.sizes}`);
   const only = values.only ? values.only.split(",").map((s) => s.trim()).filter(Boolean) : [];
-  const tables = ["cache", "opfs", "maint"];
+  const tables = ["cache", "opfs", "maint", "kv"];
   const unknown = only.filter((n) => !ROW_NAMES.includes(n) && !tables.includes(n));
   if (unknown.length) fail(`--only: unknown rows ${unknown.join(", ")} (known: ${ROW_NAMES.join(", ")}, ${tables.join(", ")})`);
-  // "cache", "opfs" and "maint": the Cache Storage, OPFS and maintenance tables
-  // (scripts/bench-cache.mjs, bench-opfs.mjs, bench-maint.mjs), after the IndexedDB one.
+  // "cache", "opfs", "maint" and "kv": the Cache Storage, OPFS, maintenance and
+  // kvStore-over-unstorage tables (scripts/bench-cache.mjs, bench-opfs.mjs,
+  // bench-maint.mjs, bench-kv.mjs), after the IndexedDB one.
   const cache = only.length === 0 || only.includes("cache");
   const opfs = only.length === 0 || only.includes("opfs");
   const maint = only.length === 0 || only.includes("maint");
+  const kv = only.length === 0 || only.includes("kv");
   const rows = only.filter((n) => !tables.includes(n));
-  return { sizes, pkg: resolve(values.pkg), only: rows, json: values.json, cache, opfs, maint, skipPage: only.length > 0 && rows.length === 0 };
+  return { sizes, pkg: resolve(values.pkg), only: rows, json: values.json, cache, opfs, maint, kv, skipPage: only.length > 0 && rows.length === 0 };
 }
 
 function fail(message) {
@@ -447,6 +449,7 @@ for (const [wanted, script] of [
   [opts.cache, "bench-cache.mjs"],
   [opts.opfs, "bench-opfs.mjs"],
   [opts.maint, "bench-maint.mjs"],
+  [opts.kv, "bench-kv.mjs"],
 ]) {
   if (!wanted || process.exitCode) continue;
   const r = spawnSync(process.execPath, [join(ROOT, "scripts", script)], { stdio: "inherit" });
