@@ -172,6 +172,24 @@ async function serialised(target, task, held = false) {
   }
 }
 
+/**
+ * `fn` of each of `items`, in order, at most 16 at a time: a listing page's
+ * reads, one a record, need not wait for each other (on unstorage's fs
+ * driver, one after another made a run's listing most of its time).
+ */
+async function inParallel(items, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(16, items.length) }, worker));
+  return out;
+}
+
 // Each backing object's sorted table names (see sortedDriver), shared by the
 // drivers over it, so that one's writes are added to what another lists.
 const namesOf = new WeakMap();
@@ -261,15 +279,13 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
   const d = {
     ...base(kind, prefix, caps),
     async get(list) {
-      const out = [];
-      for (const name of list) {
-        spend(d);
+      spend(d, list.length);
+      return inParallel(list, async (name) => {
         const raw = failed(await read(name));
         const bytes = bytesOf(raw, text);
         // A versioned backend (a Map) names the version by the object held.
-        out.push([listed(bytes), versioned ? raw ?? null : bytes ?? null]);
-      }
-      return out;
+        return [listed(bytes), versioned ? raw ?? null : bytes ?? null];
+      });
     },
     async list(tablePrefix, startAfter, _cursor, want, maxCalls = Infinity) {
       // One call for the names (unless kept), and one read per record unless reads are free.
@@ -284,11 +300,8 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
         else to = mid;
       }
       const page = all.slice(from, from + limit);
-      const items = [];
-      for (const name of page) {
-        if (!sync) spend(d);
-        items.push([name, listed(bytesOf(failed(await read(name)), text))]);
-      }
+      if (!sync) spend(d, page.length);
+      const items = await inParallel(page, async (name) => [name, listed(bytesOf(failed(await read(name)), text))]);
       return { items, done: all.length - from <= limit, last: page.at(-1) };
     },
     // A read-check-write of kvsweep's holds this turn from its first read to
