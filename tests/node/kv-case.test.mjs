@@ -8,6 +8,7 @@ import { createStorage, defineDriver } from "unstorage";
 import Keyv from "keyv";
 import { Sweeper, kvStore } from "../../pkg/node.js";
 import { driverOf } from "../../pkg/kv.js";
+import { Generic } from "../shared/generic-store.mjs";
 
 /**
  * An unstorage driver that folds case as a case-insensitive, case-preserving
@@ -192,23 +193,7 @@ class FoldingMap extends Map {
 }
 
 /** A generic get/put/delete/list object that folds case. */
-class FoldingGeneric {
-  constructor() {
-    this.map = new FoldingMap();
-  }
-  async get(k) {
-    return this.map.get(k);
-  }
-  async put(k, v) {
-    this.map.set(k, v);
-  }
-  async delete(k) {
-    this.map.delete(k);
-  }
-  async list(prefix) {
-    return [...this.map.keys()].filter((k) => k.startsWith(prefix));
-  }
-}
+const foldingGeneric = () => new Generic(new FoldingMap());
 
 test("keyv over a store that folds case: writes are refused, reads answer, and the probe leaves nothing", async () => {
   const map = new FoldingMap();
@@ -230,7 +215,7 @@ test("keyv over a store that folds case: writes are refused, reads answer, and t
 });
 
 test("a generic get/put/delete/list object that folds case: writes are refused, and the probe leaves nothing", async () => {
-  const x = new FoldingGeneric();
+  const x = foldingGeneric();
   const s = new Sweeper(kvStore(x));
   assert.equal(await s.get("User"), undefined);
   const refusal = /store error: kvsweep: kvStore: this store \(get, put, delete, list\) folds case .*: kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;

@@ -10,27 +10,10 @@ import Keyv from "keyv";
 import { Sweeper, kvStore, durableObjectStore, memoryStore, r2, collectR2Orphans, runFromAlarm, scheduleCleanup } from "../../pkg/node.js";
 import { kvScenario, checkScenario, POLICY } from "../shared/kv-scenario.mjs";
 import { roundTripFailures } from "../shared/fidelity.mjs";
+import { Generic } from "../shared/generic-store.mjs";
 
 const pkg = { Sweeper };
 
-/** A generic store: get, put, delete and list(prefix) over a Map. */
-class Generic {
-  constructor() {
-    this.map = new Map();
-  }
-  async get(k) {
-    return this.map.get(k);
-  }
-  async put(k, v) {
-    this.map.set(k, v);
-  }
-  async delete(k) {
-    this.map.delete(k);
-  }
-  async list(prefix) {
-    return [...this.map.keys()].filter((k) => k.startsWith(prefix));
-  }
-}
 
 /**
  * Workers KV as its documentation describes it, in memory: list pages of at
