@@ -21,42 +21,36 @@ async function tear(storage, key, keep) {
   await storage.setItemRaw(key, bytes.slice(0, keep));
 }
 
-test("on unstorage's fs driver, an entry record or a blob record torn by a crash reads as its copy: nothing read, referenced or counted is lost", async () => {
-  const dir = await mkdtemp(join(tmpdir(), "kvsweep-torn-"));
-  try {
-    const storage = createStorage({ driver: fsDriver({ base: dir }) });
-    const s = new Sweeper(kvStore(storage));
-    const blob = await s.putBlob(new TextEncoder().encode("attachment"));
-    await s.put("Doc", { title: "kept" }, { blobs: [blob] });
-    await s.put("note", "n", { refs: ["Doc"] });
-    s.close();
-    for (const keep of [0, 3, 12]) {
-      // A crash in the middle of rewriting each (a read's refresh, a referrer's count).
-      await tear(storage, await keyOf(storage, "kvsweep/m/\0Doc"), keep);
-      await tear(storage, await keyOf(storage, `kvsweep/c/\0${blob}`), keep);
-      const again = new Sweeper(kvStore(storage)); // the next process
-      assert.deepEqual(await again.get("Doc"), { title: "kept" }, `kept ${keep}`);
-      await assert.rejects(again.delete("Doc"), /referenced by 1 other entry/);
-      assert.deepEqual(await again.getBlob(blob), new TextEncoder().encode("attachment"));
-      await again.putBlob(new TextEncoder().encode("attachment"));
-      await again.put("other", 1, { blobs: [blob] });
-      const report = await again.run({ mode: "full" });
-      assert.deepEqual(report.corrupt, [], `kept ${keep}`);
-      assert.deepEqual(report.deleted, {}, `kept ${keep}`);
-      assert.deepEqual((await again.verify()).unreadable ?? [], []);
-      assert.equal(await again.delete("other"), true);
-      again.close();
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+test("on unstorage's fs driver, an entry record or a blob record torn by a crash reads as its copy: nothing read, referenced or counted is lost", () => onFs(async (storage) => {
+  const s = new Sweeper(kvStore(storage));
+  const blob = await s.putBlob(new TextEncoder().encode("attachment"));
+  await s.put("Doc", { title: "kept" }, { blobs: [blob] });
+  await s.put("note", "n", { refs: ["Doc"] });
+  s.close();
+  for (const keep of [0, 3, 12]) {
+    // A crash in the middle of rewriting each (a read's refresh, a referrer's count).
+    await tear(storage, await keyOf(storage, "kvsweep/m/\0Doc"), keep);
+    await tear(storage, await keyOf(storage, `kvsweep/c/\0${blob}`), keep);
+    const again = new Sweeper(kvStore(storage)); // the next process
+    assert.deepEqual(await again.get("Doc"), { title: "kept" }, `kept ${keep}`);
+    await assert.rejects(again.delete("Doc"), /referenced by 1 other entry/);
+    assert.deepEqual(await again.getBlob(blob), new TextEncoder().encode("attachment"));
+    await again.putBlob(new TextEncoder().encode("attachment"));
+    await again.put("other", 1, { blobs: [blob] });
+    const report = await again.run({ mode: "full" });
+    assert.deepEqual(report.corrupt, [], `kept ${keep}`);
+    assert.deepEqual(report.deleted, {}, `kept ${keep}`);
+    assert.deepEqual((await again.verify()).unreadable, []);
+    assert.equal(await again.delete("other"), true);
+    again.close();
   }
-});
+}));
 
-/** An unstorage over unstorage's fs driver in a fresh directory, removed after `body`. */
+/** An unstorage over unstorage's fs driver in a fresh directory (`body`'s second argument), removed after `body`. */
 async function onFs(body) {
   const dir = await mkdtemp(join(tmpdir(), "kvsweep-torn-"));
   try {
-    return await body(createStorage({ driver: fsDriver({ base: dir }) }));
+    return await body(createStorage({ driver: fsDriver({ base: dir }) }), dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -184,18 +178,13 @@ test("a delete removes the main first: a crash before its copy goes leaves the r
   assert.deepEqual(plan.summary.corrupt, []);
 }));
 
-test("through a prefixStorage over an fs mount (Nitro's useStorage(\"data\")), records are kept twice and keys held to file names too (review)", () => onFs(async () => {
-  const dir = await mkdtemp(join(tmpdir(), "kvsweep-prefix-"));
-  try {
-    const { prefixStorage } = await import("unstorage");
-    const root = createStorage();
-    root.mount("data", fsDriver({ base: dir }));
-    const data = prefixStorage(root, "data");
-    const s = new Sweeper(kvStore(data));
-    await s.put("doc", 1);
-    assert.ok((await data.getKeys()).some((k) => k.endsWith("%00doc~")), "a copy");
-    await assert.rejects(s.put("k".repeat(230), 1), /too long for an unstorage store/);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+test("through a prefixStorage over an fs mount (Nitro's useStorage(\"data\")), records are kept twice and keys held to file names too (review)", () => onFs(async (_, dir) => {
+  const { prefixStorage } = await import("unstorage");
+  const root = createStorage();
+  root.mount("data", fsDriver({ base: dir }));
+  const data = prefixStorage(root, "data");
+  const s = new Sweeper(kvStore(data));
+  await s.put("doc", 1);
+  assert.ok((await data.getKeys()).some((k) => k.endsWith("%00doc~")), "a copy");
+  await assert.rejects(s.put("k".repeat(230), 1), /too long for an unstorage store/);
 }));
