@@ -48,11 +48,17 @@ function cacheDriver(db, name, matchOptions, concurrency) {
       for (const name of cleared) store.delete(name);
       const gone = writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n);
       const pending = gone.length ? `${PENDING}${Date.now()}-${Math.random().toString(36).slice(2)}` : null;
-      if (pending) store.put(gone, pending);
+      if (pending) {
+        store.put(gone, pending);
+        responses.ahead();
+      }
       return { cleared, gone, pending };
     },
     async committed(writes, ok, batch) {
-      if (!ok) emptied.push(...(batch?.cleared ?? []));
+      if (!ok) {
+        emptied.push(...(batch?.cleared ?? []));
+        if (batch?.pending) responses.forget();
+      }
       // The responses of deleted entries, once the batch deleting them has committed.
       else if (batch.pending) return responses.delete(batch.gone, batch.pending);
       // A run's own records (its lease given back, its log: its last writes)
@@ -114,18 +120,29 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
       active--;
       settle(e);
       if (active <= concurrency >> 1) pump();
-      if (active === 0) opened = null; // the next burst opens the cache again
+      if (active === 0) opened = known = undefined; // the next burst opens the cache again
     };
   };
   // The cache as this burst of deletions found it: opened once for the
-  // rounds that follow one another (a run's batches), not for each.
-  let opened = null;
+  // rounds that follow one another (a run's batches), not for each, and
+  // opened ahead of a burst by the commit of the batch it follows (`ahead`),
+  // so that the burst waits for no opening; forgotten when no burst
+  // follows (`forget`), so that a later one opens the cache again.
+  let opened;
+  let known; // what `opened` gave (a Cache, or null: none), once it has
   const cacheOf = () => {
-    opened ??= cacheNow().catch((e) => {
-      opened = null;
-      throw e;
-    });
-    return opened;
+    if (opened) return opened;
+    const o = (opened = cacheNow().then(
+      (cache) => {
+        if (opened === o) known = cache;
+        return cache;
+      },
+      (e) => {
+        if (opened === o) opened = known = undefined;
+        throw e;
+      },
+    ));
+    return o;
   };
   const pump = () => {
     while (active < concurrency && head < queue.length) {
@@ -138,22 +155,32 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
       active += take.length;
       const finishes = take.map(([, settle]) => settled(settle));
       const stands = take.map(([name]) => standsFor(name, noSearch)); // a URL parsed each: once
+      const fail = (e) => finishes.forEach((finish) => finish(e ?? new Error("the entries could not be read")));
       // The cache first, then the read, then the deletes in the read's own
       // continuation: nothing waits between the read and a cache.delete
       // (a response cached and tracked again there would go).
-      cacheOf()
-        .then((cache) => {
-          if (!cache) return finishes.forEach((finish) => finish(null)); // no cache: no response
-          // Closed, it throws: each record stays for the next time the store opens.
-          const store = db.transaction("records").objectStore("records");
-          return presentNames(store, stands.flat()).then((there) =>
-            take.forEach(([name], i) => {
-              if (stands[i].some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
-              cache.delete(urlOf(name), matchOptions).then(() => finishes[i](null), finishes[i]);
-            }),
-          );
-        })
-        .catch((e) => finishes.forEach((finish) => finish(e ?? new Error("the entries could not be read"))));
+      const go = (cache) => {
+        if (!cache) return finishes.forEach((finish) => finish(null)); // no cache: no response
+        // Closed, it throws: each record stays for the next time the store opens.
+        const store = db.transaction("records").objectStore("records");
+        return presentNames(store, stands.flat()).then((there) =>
+          take.forEach(([name], i) => {
+            if (stands[i].some((n) => there.has(n))) return finishes[i](null); // made again: its response is live
+            cache.delete(urlOf(name), matchOptions).then(() => finishes[i](null), finishes[i]);
+          }),
+        );
+      };
+      const opening = cacheOf();
+      if (known === undefined) opening.then(go).catch(fail);
+      else {
+        // Opened already: the read's transaction now, before the batch
+        // that follows makes its own, which the read would wait behind.
+        try {
+          go(known)?.catch(fail);
+        } catch (e) {
+          fail(e);
+        }
+      }
     }
   };
   const batch = (names, pending) =>
@@ -161,6 +188,14 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
       if (errors.every((e) => e === null)) onGone(pending);
     });
   return {
+    /** Opens the cache ahead of a burst (while the batch it follows commits). */
+    ahead() {
+      cacheOf().catch(() => {});
+    },
+    /** Forgets a cache opened ahead of a burst that does not come. */
+    forget() {
+      if (active === 0) opened = known = undefined;
+    },
     async delete(names, pending) {
       if (names.length) {
         const b = batch(names, pending);

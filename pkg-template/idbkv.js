@@ -233,6 +233,10 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
         const after = keys[limit - 1];
         prefetched = { prefix, after, limit, page: page(rangeAfter(after), limit + 1) };
         prefetched.page.catch(() => {});
+      } else if (limit > 0 && keys.length === limit) {
+        // A full page that ended the range: the next one, which a caller
+        // paging by whole pages asks for, is empty as of this read.
+        prefetched = { prefix, after: keys[limit - 1], limit, page: Promise.resolve([[], []]) };
       }
       return { items: keys.map((k, i) => [k, bytesOf(values[i]) ?? false]), done: !more };
     },

@@ -822,3 +822,60 @@ test("track without a response measures the one the cache holds for the URL (0 w
   assert.deepEqual(got.sizes, { "/measured/a": 1234, "/measured/b": 0 });
   assert.equal(got.made, false);
 });
+
+test("a run reads no empty listing page, and a batch's responses are checked before the next batch commits", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const name = "order";
+    const cache = await caches.open(name);
+    // Two whole listing pages (1,000 records each), half of them expired.
+    const urls = Array.from({ length: 2000 }, (_, i) => `${location.origin}/order/${String(i).padStart(5, "0")}`);
+    await Promise.all(urls.map((u) => cache.put(u, new Response("x"))));
+    const store = await kv.openCacheStorage(name);
+    const sweeper = new kv.Sweeper(store, { policy: { maxEntries: 1000 } });
+    for (let i = 0; i < urls.length; i += 500) await sweeper.putMany(urls.slice(i, i + 500).map((key) => ({ key, value: null, size: 1 })));
+    // Each transaction as it is made: its mode, then each request on it.
+    const log = [];
+    const transaction = IDBDatabase.prototype.transaction;
+    IDBDatabase.prototype.transaction = function (...args) {
+      const tx = transaction.apply(this, args);
+      const entry = { mode: args[1] ?? "readonly", calls: [] };
+      log.push(entry);
+      const objectStore = tx.objectStore.bind(tx);
+      tx.objectStore = (n) => {
+        const s = objectStore(n);
+        return new Proxy(s, {
+          get(t, k) {
+            const v = t[k];
+            if (typeof v !== "function") return v;
+            return (...b) => {
+              const q = b[0]?.query ?? b[0];
+              entry.calls.push([String(k), q instanceof IDBKeyRange ? String(q.lower) : String(q)]);
+              return v.apply(t, b);
+            };
+          },
+        });
+      };
+      return tx;
+    };
+    let report;
+    try {
+      report = await sweeper.run();
+    } finally {
+      IDBDatabase.prototype.transaction = transaction;
+    }
+    const left = (await cache.keys()).length;
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage(name);
+    // Listing pages of entry records: reads of their values, in ranges
+    // within "m/", in transactions of their own (a response's check reads keys only).
+    const pages = log.filter((t) => t.mode === "readonly" && t.calls.some(([m, lower]) => (m === "getAllRecords" || m === "getAll") && lower.startsWith("m/"))).length;
+    // The transaction made right after the first batch that deleted entries.
+    const first = log.findIndex((t) => t.mode === "readwrite" && t.calls.some(([m, n]) => m === "delete" && n.startsWith("m/")));
+    const next = log[first + 1];
+    return { deleted: report.deleted.maxEntries?.count, left, pages, next: next && [next.mode, next.calls[0]?.[0]] };
+  });
+  // Read before the next batch's transaction, the check waits for none.
+  assert.deepEqual(out, { deleted: 1000, left: 1000, pages: 2, next: ["readonly", "getAllKeys"] });
+});
