@@ -122,6 +122,8 @@ pub struct FaultStats {
     pub calls: u64,
     pub failed: u64,
     pub partial_applies: u64,
+    /// Writes past a cut that a partial apply made too (see `Store::apply`).
+    pub scattered_writes: u64,
     pub crashes: u64,
     pub stale_pages: u64,
     pub duplicate_records: u64,
@@ -520,14 +522,24 @@ impl<S: Store + Clone> Store for FaultyStore<S> {
             .count();
         match self.begin(CallKind::Apply, None, writes, 0)? {
             Some(Fault::PartialApply(n)) => {
-                // Every Expect first (as the contract checks them), then a prefix of the writes.
+                // Every Expect first (as the contract checks them), then the
+                // writes before the cut, and on a store that is not atomic
+                // some of the run the cut falls in (see `Store::apply`).
                 let (mut prefix, rest): (Vec<Op>, Vec<Op>) =
                     ops.into_iter().partition(|op| matches!(op, Op::Expect(..)));
                 let applied = n.min(rest.len());
-                prefix.extend(rest.into_iter().take(applied));
+                let scattered = if self.capabilities().atomic {
+                    Vec::new()
+                } else {
+                    scattered_past(&rest, applied)
+                };
+                let landed = applied + scattered.len();
+                self.state.borrow_mut().stats.scattered_writes += scattered.len() as u64;
+                prefix.extend(rest[..applied].iter().cloned());
+                prefix.extend(scattered.into_iter().map(|i| rest[i].clone()));
                 self.inner.apply(prefix).await?;
                 Err(StoreError::Backend(format!(
-                    "batch partially applied: {applied} of {writes} writes (injected)"
+                    "batch partially applied: {landed} of {writes} writes (injected)"
                 )))
             }
             Some(Fault::CrashAfter) => {
@@ -537,6 +549,48 @@ impl<S: Store + Clone> Store for FaultyStore<S> {
             _ => self.inner.apply(ops).await,
         }
     }
+}
+
+/// Which writes past a cut at `cut` a store that is not atomic may also have
+/// made: some of the run the cut falls in (consecutive puts, or deletes, to
+/// values or to temps, each of another key), chosen by a hash of the
+/// positions, as a backend making the run's writes at once leaves them (see
+/// `Store::apply`).
+fn scattered_past(writes: &[Op], cut: usize) -> Vec<usize> {
+    let kind = |op: &Op| match op {
+        Op::Delete(t @ (Table::Values | Table::Temps), _) => Some((*t, false)),
+        Op::Put(t @ (Table::Values | Table::Temps), ..) => Some((*t, true)),
+        _ => None,
+    };
+    let key = |op: &Op| match op {
+        Op::Delete(_, k) | Op::Put(_, k, _) => Some(k.clone()),
+        _ => None,
+    };
+    let Some(run) = writes.get(cut).and_then(kind) else {
+        return Vec::new();
+    };
+    // The run began at or before the cut; its keys so far are distinct.
+    let mut start = cut;
+    while start > 0 && kind(&writes[start - 1]) == Some(run) {
+        start -= 1;
+    }
+    let mut seen: Vec<EntryId> = Vec::new();
+    let mut out = Vec::new();
+    for (i, op) in writes.iter().enumerate().skip(start) {
+        let Some(k) = key(op).filter(|_| kind(op) == Some(run)) else {
+            break;
+        };
+        if seen.contains(&k) {
+            break;
+        }
+        seen.push(k);
+        let mixed = (cut as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (i as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        if i > cut && mixed.rotate_left(29) & 1 == 1 {
+            out.push(i);
+        }
+    }
+    out
 }
 
 /// Polls a future once and returns its output: for futures over in-memory
@@ -602,6 +656,85 @@ mod tests {
         let err = ready(s.apply(vec![put("c", b"3"), stale])).unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)));
         assert_eq!(s.inner().count(Table::Meta), 2);
+    }
+
+    #[test]
+    fn partial_apply_on_a_store_not_atomic_may_land_part_of_a_run_of_value_or_temp_writes() {
+        // Runs: value deletes a..f, a temp write x, value deletes g, h; then
+        // entry records i, j (never past a cut: their order may matter).
+        let names = ["a", "b", "c", "d", "e", "f", "x", "g", "h", "i", "j"];
+        let ops = || -> Vec<Op> {
+            names
+                .iter()
+                .map(|k| match *k {
+                    "x" => Op::Put(Table::Temps, id_key(k), b"t".to_vec()),
+                    "i" | "j" => put(k, b"new"),
+                    _ => Op::Delete(Table::Values, id_key(k)),
+                })
+                .collect()
+        };
+        let values = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let mut scattered = 0;
+        for cut in 0..names.len() {
+            let inner = MemoryStore::new();
+            let fill = values
+                .iter()
+                .map(|k| Op::Put(Table::Values, id_key(k), b"v".to_vec()));
+            ready(inner.apply(fill.collect())).unwrap();
+            let s = FaultyStore::new(inner, 1);
+            s.set_atomic(false);
+            s.partial_apply_at(0, cut);
+            assert!(ready(s.apply(ops())).is_err());
+            let there: Vec<String> = s
+                .inner()
+                .keys(Table::Values)
+                .iter()
+                .map(|k| k.key.clone())
+                .collect();
+            let gone: Vec<&str> = values
+                .into_iter()
+                .filter(|k| !there.iter().any(|t| t == k))
+                .collect();
+            let before = &names[..cut];
+            for k in before.iter().filter(|k| values.contains(k)) {
+                assert!(gone.contains(k), "cut {cut}: {k} still there");
+            }
+            let temp = s.inner().count(Table::Temps) == 1;
+            assert_eq!(temp, before.contains(&"x"), "cut {cut}: the temp");
+            let records: Vec<String> = s
+                .inner()
+                .keys(Table::Meta)
+                .iter()
+                .map(|k| k.key.clone())
+                .collect();
+            let written: Vec<&str> = ["i", "j"]
+                .into_iter()
+                .filter(|k| before.contains(k))
+                .collect();
+            assert_eq!(records, written, "cut {cut}: entry records");
+            // Past the cut, only deletes of the run it falls in.
+            let past: Vec<&&str> = gone.iter().filter(|k| !before.contains(k)).collect();
+            let run: &[&str] = match cut {
+                0..=5 => &["a", "b", "c", "d", "e", "f"],
+                7..=8 => &["g", "h"],
+                _ => &[],
+            };
+            assert!(past.iter().all(|k| run.contains(k)), "cut {cut}: {past:?}");
+            scattered += past.len();
+        }
+        assert!(scattered > 0, "no cut landed a delete past it");
+        // Nor past a cut in a run of entry records, or on an atomic store.
+        for atomic in [false, true] {
+            let s = store_with(&[]);
+            s.set_atomic(atomic);
+            s.partial_apply_at(0, 1);
+            let records: Vec<Op> = ["a", "b", "c", "d", "e", "f"]
+                .iter()
+                .map(|k| put(k, b"1"))
+                .collect();
+            assert!(ready(s.apply(records)).is_err());
+            assert_eq!(s.inner().keys(Table::Meta), vec![id_key("a")]);
+        }
     }
 
     #[test]

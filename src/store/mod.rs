@@ -185,8 +185,15 @@ pub trait Store {
     async fn get(&self, table: Table, keys: &[EntryId])
         -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// Checks every `Op::Expect`, then applies the writes in order, atomically
-    /// where the backend can (one IndexedDB transaction). Callers order writes
-    /// so that any prefix leaves a consistent store, for backends that cannot.
+    /// where the backend can (one IndexedDB transaction). A backend that
+    /// cannot may make each run of consecutive writes of one kind (puts, or
+    /// deletes) to values or to temps, each of another key, in any order or
+    /// at once (kvStore over unstorage, keyv and generic objects does, 16 at
+    /// a time): cut short, a batch leaves every write before the run the cut
+    /// falls in, and any part of that run. Callers order writes so that any
+    /// such cut leaves a consistent store. Other writes keep their order: a
+    /// count's increment goes before the entry record that references it, a
+    /// referrer's record before the record it references.
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
 
     /// What the store promises (SPEC §6); the write protocol and the
