@@ -180,13 +180,21 @@ async function serialised(target, task, held = false) {
 async function inParallel(items, fn) {
   const out = new Array(items.length);
   let next = 0;
+  let failed = null;
   const worker = async () => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const i = next++;
-      out[i] = await fn(items[i]);
+      try {
+        out[i] = await fn(items[i]);
+      } catch (e) {
+        failed ??= { e };
+      }
     }
   };
+  // A failure starts nothing more, and is thrown once every call under way
+  // has settled: none lands after the caller has heard of it.
   await Promise.all(Array.from({ length: Math.min(16, items.length) }, worker));
+  if (failed) throw failed.e;
   return out;
 }
 
@@ -324,12 +332,26 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
           spend(d);
           if (!same(failed(await read(name)), token)) return false;
         }
-        // One write after another, in order: a batch cut short is a prefix.
+        // One write after another, in order, but for runs of writes (or
+        // deletes) of values or of temps, each of another name: those go 16
+        // at a time, and a batch cut short in one leaves any part of it
+        // (src/store/mod.rs, Store::apply; the simulation cuts them so).
+        const loose = ([name, bytes]) => {
+          const table = name.slice(prefix.length, prefix.length + 2);
+          return (table === "t/" || table === "v/") && table + (bytes === null);
+        };
         try {
-          for (const [name, bytes] of writes) {
-            spend(d);
-            if (bytes === null) await remove(name);
-            else await write(name, bytes), wrote(name);
+          for (let i = 0; i < writes.length; ) {
+            const kind = loose(writes[i]);
+            const names = new Set([writes[i][0]]);
+            let j = i + 1;
+            while (kind && j < writes.length && loose(writes[j]) === kind && !names.has(writes[j][0])) names.add(writes[j++][0]);
+            spend(d, j - i);
+            await inParallel(writes.slice(i, j), async ([name, bytes]) => {
+              if (bytes === null) await remove(name);
+              else await write(name, bytes), wrote(name);
+            });
+            i = j;
           }
         } catch (e) {
           kept.clear();
