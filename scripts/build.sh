@@ -150,7 +150,12 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # bytes refused up front, measured as they are escaped (a rewrite failed
 # with ENAMETOOLONG where the first put passed), and "an unstorage store":
 # 210,547.)
-budget=210600
+# (210,600 until, on the twenty-fifth session, putMany on stores whose
+# batches are not atomic writes every temp and value first and deletes them
+# last, so that kvStore over unstorage, keyv and generic objects makes those
+# runs at once (putMany of 2,000 on a backend of 1 ms a call: 9.4 s, now
+# 3.1 s): 241 bytes, 210,824.)
+budget=210900
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

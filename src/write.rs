@@ -330,6 +330,21 @@ pub fn put_many_step(
         wanted.dedup();
         return Ok(Step::Read(wanted));
     }
+    // Where batches are not atomic, every temp and value written goes first
+    // (temps before values) and every one deleted last (values before temps):
+    // runs a backend may make at once (see `Store::apply`). Staging sooner and
+    // cleaning up later is safe; what lies between (counts and records, as
+    // each step saw them) keeps its order.
+    if !atomic {
+        let class = |op: &Op| match op {
+            Op::Put(Table::Temps, ..) => 0,
+            Op::Put(Table::Values, ..) => 1,
+            Op::Delete(Table::Values, _) => 3,
+            Op::Delete(Table::Temps, _) => 4,
+            _ => 2,
+        };
+        crate::sort::sort_by(&mut ops, |a, b| class(a).cmp(&class(b)));
+    }
     Ok(Step::Write(ops, ()))
 }
 

@@ -2,9 +2,9 @@
 // unstorage and keyv alike) makes at once: runs of value and temp writes and
 // deletes, each of another name, go 16 at a time (src/store/mod.rs,
 // Store::apply); every other write waits for the one before. A failure in a
-// run is heard only once every call of it has settled. (A put, and each
-// entry of a putMany, is one batch of its own on such stores: a temp, a
-// value, a record, the temp's delete; no runs.)
+// run is heard only once every call of it has settled. A putMany writes
+// every temp, then every value, then the records one by one, then deletes
+// the temps (src/write.rs, put_many_step).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Sweeper, kvStore } from "../../pkg/node.js";
@@ -63,6 +63,21 @@ test("a run's value and temp deletes go many at a time, and entry records one at
     if (!["v", "t"].includes(table(name))) assert.deepEqual(during, [], `${name} began while ${during} were in flight`);
     else assert.ok(during.every((d) => table(d) === table(name)), `${name} overlapped ${during}`);
   }
+  sweeper.close();
+});
+
+test("putMany writes its temps and values many at a time, its entry records one at a time, and reads back every value", async () => {
+  const backend = new Watched();
+  const sweeper = new Sweeper(kvStore(backend));
+  const many = items(40).map(({ key, value }, i) => ({ key, value: `${value}${i}`, refs: i > 0 ? [items(1)[0].key] : [] }));
+  await sweeper.putMany(many);
+  const most = (t) => Math.max(0, ...backend.overlaps.filter(([n]) => table(n) === t).map(([, during]) => during.length + 1));
+  assert.ok(most("v") > 1 && most("t") > 1, `values ${most("v")}, temps ${most("t")} at once`);
+  for (const [name, during] of backend.overlaps) {
+    if (!["v", "t"].includes(table(name))) assert.deepEqual(during, [], `${name} began while ${during} were in flight`);
+  }
+  for (const { key, value } of many) assert.equal(await sweeper.get(key), value);
+  assert.equal((await sweeper.detail(many[0].key)).referrers, 39);
   sweeper.close();
 });
 
