@@ -173,6 +173,28 @@ async function serialised(target, task, held = false) {
 }
 
 /**
+ * `each` of a batch's `writes` ([name, bytes or null, ...]) on a backend
+ * without batches: one after another, in order, but for runs of writes (or
+ * deletes) of values or of temps, each of another name, which go 16 at a
+ * time: a batch cut short in one leaves any part of it (src/store/mod.rs,
+ * Store::apply; the simulation cuts them so).
+ */
+async function inRuns(prefix, writes, each) {
+  const loose = ([name, bytes]) => {
+    const table = name.slice(prefix.length, prefix.length + 2);
+    return (table === "t/" || table === "v/") && table + (bytes === null);
+  };
+  for (let i = 0; i < writes.length; ) {
+    const kind = loose(writes[i]);
+    const names = new Set([writes[i][0]]);
+    let j = i + 1;
+    while (kind && j < writes.length && loose(writes[j]) === kind && !names.has(writes[j][0])) names.add(writes[j++][0]);
+    await inParallel(writes.slice(i, j), each);
+    i = j;
+  }
+}
+
+/**
  * `fn` of each of `items`, in order, at most 16 at a time: a listing page's
  * reads, one a record, need not wait for each other (on unstorage's fs
  * driver, one after another made a run's listing most of its time).
@@ -328,31 +350,15 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
         return Promise.resolve(true);
       }
       return serialised(target, async () => {
-        for (const [name, token] of checks) {
-          spend(d);
-          if (!same(failed(await read(name)), token)) return false;
-        }
-        // One write after another, in order, but for runs of writes (or
-        // deletes) of values or of temps, each of another name: those go 16
-        // at a time, and a batch cut short in one leaves any part of it
-        // (src/store/mod.rs, Store::apply; the simulation cuts them so).
-        const loose = ([name, bytes]) => {
-          const table = name.slice(prefix.length, prefix.length + 2);
-          return (table === "t/" || table === "v/") && table + (bytes === null);
-        };
+        // Every check read (16 at a time) before any write.
+        const now = await inParallel(checks, async ([name]) => (spend(d), failed(await read(name))));
+        if (!checks.every(([, token], i) => same(now[i], token))) return false;
         try {
-          for (let i = 0; i < writes.length; ) {
-            const kind = loose(writes[i]);
-            const names = new Set([writes[i][0]]);
-            let j = i + 1;
-            while (kind && j < writes.length && loose(writes[j]) === kind && !names.has(writes[j][0])) names.add(writes[j++][0]);
-            spend(d, j - i);
-            await inParallel(writes.slice(i, j), async ([name, bytes]) => {
-              if (bytes === null) await remove(name);
-              else await write(name, bytes), wrote(name);
-            });
-            i = j;
-          }
+          await inRuns(prefix, writes, async ([name, bytes]) => {
+            spend(d);
+            if (bytes === null) await remove(name);
+            else await write(name, bytes), wrote(name);
+          });
         } catch (e) {
           kept.clear();
           throw e;
@@ -754,23 +760,20 @@ function workersKvDriver(kv, prefix) {
     // say) from writing over each other. Across isolates, SPEC §6's grace rule.
     lock: () => acquire(kv),
     apply(_checks, writes, held) {
-      // Checks cannot be made here (see above). One write after another, in
-      // order: kvsweep orders a batch so that any prefix of it is consistent.
+      // Checks cannot be made here (see above). In order, as inRuns goes:
+      // kvsweep orders a batch so that any cut of it is consistent.
       return serialised(
         kv,
         async () => {
-          for (const [name, bytes, expiresAt] of writes) {
+          await inRuns(prefix, writes, async ([name, bytes, expiresAt]) => {
             spend(d);
-            if (bytes === null) {
-              await kv.delete(name);
-              continue;
-            }
+            if (bytes === null) return kv.delete(name);
             const options = {};
             if (bytes.length <= META_MAX) options.metadata = { v: toBase64(bytes) };
             // Workers KV expires keys at least 60 s ahead; nearer ones are left to a run.
             if (expiresAt !== undefined && expiresAt - Date.now() >= 120_000) options.expiration = Math.floor(expiresAt / 1000);
             await kv.put(name, bytes, options);
-          }
+          });
           return true;
         },
         held,
