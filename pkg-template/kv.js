@@ -515,6 +515,23 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   // getMount for its root, not for where its keys go.
   const tears = (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some((m) => /^fs/.test(m?.driver?.name ?? ""));
   const twice = (n) => /^[mcns]\//.test(n.slice(prefix.length));
+  // unstorage resolves a write to a mount that drops it (readOnly set, or a
+  // driver without setItem) with nothing written: where one is mounted, a
+  // probe written and read back before the first write tells whether ours does.
+  const mayDrop = (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some(
+    (m) => m?.driver && (m.driver.options?.readOnly === true || (typeof m.driver.setItem !== "function" && typeof m.driver.setItemRaw !== "function")),
+  );
+  const dropping = async () => {
+    if (!mayDrop) return;
+    const probe = esc(`${prefix}write-probe-${Date.now().toString(36)}${Math.random().toString(16).slice(2, 10)}`);
+    await storage.setItemRaw(probe, new Uint8Array([1]));
+    const seen = await storage.getItemRaw(probe);
+    await storage.removeItem(probe);
+    if (seen instanceof Error) throw seen;
+    if (seen === null || seen === undefined) {
+      throw new Error("kvsweep: kvStore: this unstorage store drops writes (its driver is readOnly, or has no setItem): its writes would resolve with nothing written; give kvsweep a mount it can write to");
+    }
+  };
   // A copy's key: this release's escape never ends a name with "~".
   const copy = (k) => k + "~";
   const got = (v) => {
@@ -534,7 +551,7 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   const format = once(async () => {
     const held = got(await storage.getItemRaw(marker));
     const text = held === null ? "" : typeof held === "string" ? held : new TextDecoder().decode(bytesOf(held) ?? new Uint8Array());
-    if (text === NAMES) return { ...current, before: async () => {} };
+    if (text === NAMES) return { ...current, before: once(dropping) };
     // Another release's format; anything else (a marker torn by a crash) tells nothing.
     if (/^kvsweep names \d+$/.test(text)) {
       throw new Error(`kvsweep: kvStore: this unstorage store's names are in a format this release does not know (its marker ${describe(markerName)} holds ${describe(text)}); open it with the release that wrote it`);
@@ -550,14 +567,26 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       throw new Error(`kvsweep: kvStore: this unstorage store holds kvsweep records under names of two releases (its marker ${describe(markerName)} is gone): two releases wrote it at once; copy its entries to a new store with the release that wrote most of them`);
     }
     // A new store, or this release's: marked at its first write, not by a reader.
-    if (!older) return { ...current, before: once(() => storage.setItemRaw(marker, markerBytes)) };
-    const before = caseChecked(
+    if (!older) {
+      return {
+        ...current,
+        before: once(async () => {
+          await dropping();
+          await storage.setItemRaw(marker, markerBytes);
+        }),
+      };
+    }
+    const folding = caseChecked(
       prefix,
       (n) => storage.setItemRaw(legacyEsc(n), new Uint8Array([1])),
       (n) => storage.getItemRaw(legacyEsc(n)),
       (n) => storage.removeItem(legacyEsc(n)),
       `kvsweep: kvStore: this unstorage store folds case (a case-insensitive file system?): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case; copy its entries to a new store (entries(), then put() into a kvStore over a new unstorage: new stores escape case), or keep it in a case-sensitive directory`,
     );
+    const before = once(async () => {
+      await dropping();
+      await folding();
+    });
     return { esc: legacyEsc, legacy: true, before };
   });
   // Once decided, without a wait per call (a listing reads each record).

@@ -154,8 +154,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # batches are not atomic writes every temp and value first and deletes them
 # last, so that kvStore over unstorage, keyv and generic objects makes those
 # runs at once (putMany of 2,000 on a backend of 1 ms a call: 9.4 s, now
-# 3.1 s): 241 bytes, 210,824.)
-budget=210900
+# 3.1 s): 241 bytes, 210,824; a backend's message beginning "kvsweep: "
+# (kv.js's refusals) without it, where kvsweep's own message already says
+# it ("kvsweep: put: store error: kvsweep: kvStore: ..."): 85 bytes, 210,909.)
+budget=210950
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -152,6 +152,12 @@ pub(crate) fn js_error(e: &JsValue) -> StoreError {
             true => "null".into(),
             false => String::from(js_sys::Array::of1(e).join("")),
         });
+    // kvsweep's own refusals (kv.js's) say "kvsweep: " once, where the
+    // message they end up in begins.
+    let message = match message.strip_prefix("kvsweep: ") {
+        Some(rest) => rest.to_string(),
+        None => message,
+    };
     match name.as_str() {
         "QuotaExceededError" => StoreError::QuotaExceeded(message),
         "InvalidStateError" => StoreError::Closed(message),

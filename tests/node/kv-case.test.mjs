@@ -119,7 +119,7 @@ test("an earlier release's unstorage store on a backend that folds case: its rec
   assert.equal(await s.get("User"), "upper");
   assert.deepEqual(await s.get("doc.v1", { namespace: "Team" }), { n: 1 });
   assert.deepEqual(await s.get("plain"), [1, 2]);
-  const refusal = /store error: kvsweep: kvStore: this unstorage store folds case \(a case-insensitive file system\?\): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case/;
+  const refusal = /store error: kvStore: this unstorage store folds case \(a case-insensitive file system\?\): kvsweep's records "A" and "a" would be one; its records were written by an earlier release in names that keep case/;
   await assert.rejects(s.put("user", "lower"), refusal);
   await assert.rejects(s.put("other", 1), refusal);
   await assert.rejects(s.delete("plain"), refusal);
@@ -168,7 +168,7 @@ test("the unstorage names' format marker: written at a new store's first put, no
   const later = createStorage();
   await later.setItemRaw("kvsweep%2Fkvsweep-names-format", new TextEncoder().encode("kvsweep names 9"));
   const l = new Sweeper(kvStore(later));
-  const unknown = /store error: kvsweep: kvStore: this unstorage store's names are in a format this release does not know \(its marker "kvsweep\/kvsweep-names-format" holds "kvsweep names 9"\)/;
+  const unknown = /store error: kvStore: this unstorage store's names are in a format this release does not know \(its marker "kvsweep\/kvsweep-names-format" holds "kvsweep names 9"\)/;
   await assert.rejects(l.get("x"), unknown);
   await assert.rejects(l.put("x", 1), unknown);
   await assert.rejects(l.put("x", 1), unknown);
@@ -199,7 +199,7 @@ test("keyv over a store that folds case: writes are refused, reads answer, and t
   const map = new FoldingMap();
   const s = new Sweeper(kvStore(new Keyv(map)));
   assert.equal(await s.get("User"), undefined);
-  const refusal = /store error: kvsweep: kvStore\(x\): this Keyv's store folds case \(a case-insensitive collation\?\): kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;
+  const refusal = /store error: kvStore\(x\): this Keyv's store folds case \(a case-insensitive collation\?\): kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;
   await assert.rejects(s.put("User", 1), refusal);
   await assert.rejects(s.put("user", 2), refusal);
   assert.deepEqual([...map.keys()], []);
@@ -218,7 +218,7 @@ test("a generic get/put/delete/list object that folds case: writes are refused, 
   const x = foldingGeneric();
   const s = new Sweeper(kvStore(x));
   assert.equal(await s.get("User"), undefined);
-  const refusal = /store error: kvsweep: kvStore: this store \(get, put, delete, list\) folds case .*: kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;
+  const refusal = /store error: kvStore: this store \(get, put, delete, list\) folds case .*: kvsweep's records "A" and "a" would be one; give kvsweep a case-sensitive store/;
   await assert.rejects(s.put("User", 1), refusal);
   await assert.rejects(s.put("user", 2, { namespace: "A" }), refusal);
   assert.deepEqual([...x.map.keys()], []);

@@ -1057,3 +1057,39 @@ test("a backend that rejects with undefined or null is named so in the error, no
     await assert.rejects(sweeper.get("a"), { message: `kvsweep: get: store error: ${thrown}` });
   }
 });
+
+test("unstorage: a mount that drops writes (fs with readOnly, a driver without setItem) refuses them, where unstorage resolved them with nothing written", async () => {
+  const { mkdtemp, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { default: fsDriver } = await import("unstorage/drivers/fs");
+  const dir = await mkdtemp(join(tmpdir(), "kvsweep-readonly-"));
+  try {
+    const writer = new Sweeper(kvStore(createStorage({ driver: fsDriver({ base: dir }) })));
+    await writer.put("kept", "v");
+    writer.close();
+    const refusal = /^Error: kvsweep: (put|delete|putMany): store error: kvStore: this unstorage store drops writes \(its driver is readOnly, or has no setItem\)/;
+    const reader = new Sweeper(kvStore(createStorage({ driver: fsDriver({ base: dir, readOnly: true }) })));
+    assert.equal(await reader.get("kept"), "v");
+    await assert.rejects(reader.put("new", "w"), (e) => refusal.test(String(e)));
+    await assert.rejects(reader.putMany([{ key: "new", value: "w" }]), (e) => refusal.test(String(e)));
+    await assert.rejects(reader.delete("kept"), (e) => refusal.test(String(e)));
+    assert.equal(await reader.get("kept"), "v");
+    reader.close();
+    // A driver with no setItem at all (a read-only source), over a fresh store.
+    const map = new Map();
+    const source = { name: "source", hasItem: async (k) => map.has(k), getItem: async (k) => map.get(k) ?? null, getKeys: async () => [...map.keys()] };
+    const fromSource = new Sweeper(kvStore(createStorage({ driver: source })));
+    await assert.rejects(fromSource.put("a", 1), (e) => refusal.test(String(e)));
+    fromSource.close();
+    // A writable mount beside a readOnly one still writes (the probe reads its write back).
+    const both = createStorage();
+    both.mount("assets", fsDriver({ base: dir, readOnly: true }));
+    const beside = new Sweeper(kvStore(both));
+    await beside.put("a", 1);
+    assert.equal(await beside.get("a"), 1);
+    beside.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
