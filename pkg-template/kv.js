@@ -478,12 +478,13 @@ function unframe(raw) {
  *
  * unstorage's fs drivers write a file in place: a process killed in the
  * middle leaves it torn. Records that kvsweep rewrites in place (entry
- * metadata, refreshed by reads and counted by referrers; blob records;
- * namespaces; run state) are there, in this release's stores, framed with
- * their length and CRC-32 and written twice, a copy (`~` after the name)
- * first: a record torn by a crash reads as its copy, which is the write that
- * was under way, whole. Values, blob bytes and temps are written once, under
- * names of their own, before the records that name them.
+ * metadata, refreshed by reads and counted by referrers; blob records and
+ * a blob's temp, which a putBlob of the same bytes writes again; namespaces;
+ * run state) are there, in this release's stores, framed with their length
+ * and CRC-32 and written twice, a copy (`~` after the name) first: a record
+ * torn by a crash reads as its copy, which is the write that was under way,
+ * whole. Values, blob bytes and entries' temps are written once, under names
+ * of their own, before the records that name them.
  */
 function unstorageDriver(storage, prefix, visibilityMs) {
   // Earlier releases' names, kept for their stores.
@@ -514,7 +515,8 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   // Any fs mount: a prefixStorage (Nitro's useStorage("data")) answers
   // getMount for its root, not for where its keys go.
   const tears = (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some((m) => /^fs/.test(m?.driver?.name ?? ""));
-  const twice = (n) => /^[mcns]\//.test(n.slice(prefix.length));
+  // A blob's temp too: a putBlob of the same bytes writes it again in place.
+  const twice = (n) => /^(?:[mcns]\/|t\/\0b:)/.test(n.slice(prefix.length));
   // unstorage resolves a write to a mount that drops it (readOnly set, or a
   // driver without setItem) with nothing written: where one is mounted, a
   // probe written and read back before the first write tells whether ours does.

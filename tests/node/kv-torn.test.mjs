@@ -1,7 +1,7 @@
 // unstorage's fs driver writes a file in place: a process killed in the
 // middle leaves it torn (empty, or cut short). kvStore keeps the records it
 // rewrites in place (entry metadata, refreshed by reads and counted by
-// referrers; blob records; namespaces; run state) framed and twice, so that a
+// referrers; blob records and blob temps; namespaces; run state) framed and twice, so that a
 // torn one reads as its copy; and it tells its names' format by the names
 // themselves when its marker is gone or torn.
 import { test } from "node:test";
@@ -187,4 +187,39 @@ test("through a prefixStorage over an fs mount (Nitro's useStorage(\"data\")), r
   await s.put("doc", 1);
   assert.ok((await data.getKeys()).some((k) => k.endsWith("%00doc~")), "a copy");
   await assert.rejects(s.put("k".repeat(230), 1), /too long for an unstorage store/);
+}));
+
+test("a blob's temp, which a putBlob of the same bytes writes again in place, torn by a crash reads as its copy: no run reports it unreadable, and one past its age cleans it up (review, left last session)", () => onFs(async (storage) => {
+  const { createHash } = await import("node:crypto");
+  const bytes = new TextEncoder().encode("photo");
+  const id = createHash("sha256").update(bytes).digest("hex");
+  // A putBlob whose bytes cannot be written leaves its temp; a second one writes it again.
+  const flaky = Object.create(storage);
+  flaky.setItemRaw = (k, v) => (decodeURIComponent(k).startsWith("kvsweep/b/") ? Promise.reject(new Error("EIO")) : storage.setItemRaw(k, v));
+  let now = Date.now();
+  const clock = () => now;
+  const first = new Sweeper(kvStore(flaky), { clock });
+  await assert.rejects(first.putBlob(bytes), /EIO/);
+  await assert.rejects(first.putBlob(bytes), /EIO/);
+  first.close();
+  const temp = await keyOf(storage, `kvsweep/t/\0b:${id}`);
+  assert.ok(temp, "the temp is there");
+  for (const keep of [0, 3]) {
+    await tear(storage, temp, keep);
+    const s = new Sweeper(kvStore(storage), { clock });
+    const { summary } = await s.plan({ mode: "full" });
+    assert.deepEqual(summary.corruptTemps, [], `kept ${keep}`);
+    assert.equal(summary.temps, 1, `kept ${keep}: the temp, read`);
+    assert.deepEqual((await s.run({ mode: "full" })).deleted, {}, `kept ${keep}: the temp is young`);
+    s.close();
+  }
+  now += 25 * 60 * 60 * 1000;
+  const later = new Sweeper(kvStore(storage), { clock });
+  const report = await later.run({ mode: "full" });
+  assert.equal(report.deleted.staleTemp?.count, 1, JSON.stringify(report.deleted));
+  assert.ok(!(await storage.getKeys()).some((k) => decodeURIComponent(k).includes("\0b:")), "temp and copy gone");
+  // And the bytes go in whole now.
+  assert.equal(await later.putBlob(bytes), id);
+  assert.deepEqual(await later.getBlob(id), bytes);
+  later.close();
 }));
