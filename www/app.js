@@ -192,6 +192,13 @@ function numberField(id, label, scale = 1) {
   return ms;
 }
 
+/**
+ * The settings in use: the form's as last applied (Apply, or the page's
+ * start). Switching store, Reset and Generate use these, not fields edited
+ * since, which wait for Apply.
+ */
+let applied;
+
 /** The policy, the schedule and the generator's settings, as the form says. */
 function readSettings() {
   const policy = {};
@@ -243,7 +250,7 @@ function makeSweeper(kind, store, settings) {
 }
 
 async function useStore(kind) {
-  const settings = readSettings();
+  const settings = (applied ??= readSettings());
   const store = await openStore(kind);
   const next = makeSweeper(kind, store, settings);
   if (current) current.sweeper.close();
@@ -279,9 +286,12 @@ async function applyPolicy(ev) {
   ev.preventDefault();
   await action(async () => {
     // The new Sweeper is made first: a policy the library refuses leaves the old one working.
-    const next = makeSweeper(current.kind, current.store, readSettings());
+    const settings = readSettings();
+    const next = makeSweeper(current.kind, current.store, settings);
     current.sweeper.close();
     current = next;
+    applied = settings;
+    delete $("policy-form").dataset.edited;
     // The old Sweeper's background run stops with it; its end is not shown
     // (events of a replaced Sweeper are dropped), so say here how it ended.
     for (const started of $("bg-events").querySelectorAll('li[data-type="start"]')) {
@@ -477,7 +487,7 @@ async function doGenerate(ev) {
     // A failed attempt leaves no earlier one's result beside its error.
     out.textContent = "";
     delete out.dataset.added;
-    const settings = readSettings();
+    const settings = applied;
     const t0 = performance.now();
     let wrote = 0;
     const made = await generate(n, settings, (done, of) => {
@@ -978,7 +988,6 @@ async function doReset() {
   const kind = current.kind;
   if (!confirm(`Delete every entry and blob of the ${kind} store and start empty?`)) return;
   await action(async () => {
-    readSettings(); // a form the page cannot use stops here, before the store is closed
     current.sweeper.close();
     const store = stores.get(kind);
     stores.delete(kind);
@@ -1024,6 +1033,11 @@ async function start() {
 $("generate-form").addEventListener("submit", doGenerate);
 $("delete-notes").addEventListener("click", deleteOldestNotes);
 $("policy-form").addEventListener("submit", applyPolicy);
+// Edited fields wait for Apply: say so, until it is pressed.
+$("policy-form").addEventListener("input", () => {
+  $("policy-form").dataset.edited = "true";
+  $("policy-result").textContent = "Edited: press Apply to use these settings (until then the last applied ones stay).";
+});
 $("store-select").addEventListener("change", switchStore);
 $("plan-button").addEventListener("click", () => action(() => refresh("plan")));
 $("run-button").addEventListener("click", doRun);

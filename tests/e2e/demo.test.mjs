@@ -272,6 +272,12 @@ test("demo page: generate, plan, run, cancel, background runs, policy, stores", 
   assert.equal((await stats()).garbage, 0);
   await page.fill("#pol-max-entries", "");
   await act("#policy-apply");
+  assert.match(await text("#policy-result"), /^Applied at/);
+
+  // Fields edited without Apply wait for it: not used by a store switch or Generate.
+  await page.fill("#pol-max-entries", "1");
+  await page.fill("#pol-ttl", "0.001");
+  assert.match(await text("#policy-result"), /^Edited: press Apply/);
 
   // OPFS: blobs as files; the same data, the same plan.
   await act("#store-select", { select: "opfs" });
@@ -281,6 +287,8 @@ test("demo page: generate, plan, run, cancel, background runs, policy, stores", 
   await generate(2000);
   assert.deepEqual(await stats(), { entries: 2000, live: 2000 - g1.garbage, blobs: g1.images, garbage: g1.garbage });
   assert.deepEqual((await planTotals()).counts, { expired: g1.expired, retention: g1.retention });
+  await page.fill("#pol-max-entries", "");
+  await page.fill("#pol-ttl", "3600");
   await act("#run-button");
   await noError();
   assert.deepEqual(await report(), { deleted: g1.garbage, own: g1.garbage, done: "true", stopped: "", resumed: "false" });
