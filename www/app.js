@@ -129,13 +129,24 @@ function setBusy(on) {
   for (const b of document.querySelectorAll("[data-busy-lock]")) b.disabled = on || !current;
 }
 
-/** Runs one user action: one at a time, errors shown in the page. */
+/**
+ * Runs one user action: one at a time, errors shown in the page. What `fn`
+ * resolves with as `after` (a plan refreshing after a run, seconds at
+ * 100,000 entries) goes on with the buttons free; the action counts as
+ * finished (body's data-actions) once it has.
+ */
 async function action(fn) {
   if (busy || !current) return;
   setBusy(true);
   clearError();
+  let freed = false;
   try {
-    await fn();
+    const out = await fn();
+    if (out?.after) {
+      setBusy(false);
+      freed = true;
+      await out.after;
+    }
   } catch (err) {
     showError(err);
     // Another tab deleted the store's database: open it again (empty), so
@@ -151,7 +162,7 @@ async function action(fn) {
       }
     }
   } finally {
-    setBusy(false);
+    if (!freed) setBusy(false);
     document.body.dataset.actions = String(++finished);
   }
 }
@@ -840,7 +851,8 @@ async function doRun() {
       : `Cancelled after ${fmt.format(own.count)} deletions · ${report.stopped}`;
     renderReport(report, own);
     setStatus(report.done ? `Cleanup done: ${fmt.format(own.count)} deleted` : `Cleanup stopped: ${fmt.format(own.count)} deleted`);
-    await refresh("run");
+    // The buttons are free while the page plans again.
+    return { after: refresh("run") };
   });
 }
 

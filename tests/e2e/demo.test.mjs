@@ -366,7 +366,14 @@ test("demo page stays responsive while a run cleans 100,000 entries in IndexedDB
 
     const tr = Date.now();
     await beat();
-    await act("#run-button", { timeout: 90_000 });
+    const before = Number(await attr("body", "data-actions"));
+    await page.locator("#run-button").click();
+    // Once the run has reported, the buttons are free while the page plans
+    // again (seconds at this size; they were held until it had).
+    await page.waitForFunction(() => /^Finished/.test(document.querySelector("#run-progress-text").textContent), null, { timeout: 90_000, polling: 20 });
+    const whileReplanning = await page.evaluate(() => ({ busy: document.body.dataset.busy, replanned: document.body.dataset.lastRefresh === "run", plan: document.querySelector("#plan-button").disabled }));
+    assert.deepEqual(whileReplanning, { busy: "false", replanned: false, plan: false });
+    await page.waitForFunction((n) => Number(document.body.dataset.actions ?? 0) > n, before, { timeout: 90_000, polling: 50 });
     const runGap = await stop();
     const runMs = Date.now() - tr;
     await noError();
