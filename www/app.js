@@ -153,6 +153,8 @@ async function action(fn) {
     // that the next action works and the numbers are the store's.
     if (current && /another tab or worker deleted the database/.test(messageOf(err))) {
       stores.delete(current.kind);
+      // A new, empty store: what this page freed and charted was the old one's.
+      perStore.delete(current.kind);
       try {
         await useStore(current.kind);
         await refresh("reopened");

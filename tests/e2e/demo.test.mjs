@@ -301,6 +301,24 @@ test("demo page: generate, plan, run, cancel, background runs, policy, stores", 
   assert.deepEqual(await stats(), { entries: live, live, blobs: before.blobs, garbage: 0 });
   assert.equal(await num("#history-table", "data-runs"), 3, "the run log is the store's");
 
+  // Another tab deletes the database: the next action finds the store closed,
+  // the page opens it again (empty), and what it freed starts again from 0
+  // (the old store's Freed total stayed beside an empty store).
+  assert.ok((await num("#stats", "data-freed")) > 0);
+  const other = await context.newPage();
+  await other.goto(`${env.server.url}/pkg/index.js`);
+  await other.evaluate((name) => new Promise((resolve, reject) => {
+    const req = indexedDB.deleteDatabase(name);
+    req.onsuccess = resolve;
+    req.onerror = () => reject(req.error);
+  }), "kvsweep-demo");
+  await other.close();
+  await act("#plan-button");
+  assert.match(await text("#error-message"), /another tab or worker deleted the database.*\(the page has opened the store again\)/);
+  await page.click("#error-dismiss");
+  assert.deepEqual(await stats(), { entries: 0, live: 0, blobs: 0, garbage: 0 });
+  assert.equal(await num("#stats", "data-freed"), 0);
+
   // Delete the store's data: empty again.
   page.once("dialog", (d) => d.accept());
   await act("#reset-button");
