@@ -156,8 +156,11 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # runs at once (putMany of 2,000 on a backend of 1 ms a call: 9.4 s, now
 # 3.1 s): 241 bytes, 210,824; a backend's message beginning "kvsweep: "
 # (kv.js's refusals) without it, where kvsweep's own message already says
-# it ("kvsweep: put: store error: kvsweep: kvStore: ..."): 85 bytes, 210,909.)
-budget=210950
+# it ("kvsweep: put: store error: kvsweep: kvStore: ..."): 85 bytes, 210,909;
+# a namespace too long for the backend's keys says how long one may be (it
+# said "a key may have at most 0 bytes"), a prefix too long that it leaves
+# no room: 100 bytes, 211,009.)
+budget=211050
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

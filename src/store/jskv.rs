@@ -285,20 +285,25 @@ impl JsKvStore {
         // No key fits: the namespace is what is long, or, when no name
         // would fit even without a namespace and a key, the prefix.
         let ns = self.measure(&id.namespace);
-        let (what, len) = match room {
-            0 if longest.saturating_sub(own + ns) >= most => {
-                ("kvStore options.prefix", self.measure(&self.prefix))
-            }
-            0 => ("options.namespace", ns),
-            _ => ("key", own),
+        // Each name holds the namespace and the key once: what a namespace
+        // may have with a key of one byte.
+        let ns_room = (most + own + ns).saturating_sub(longest + 1);
+        let (what, len, limit) = match room {
+            0 if ns_room == 0 => ("kvStore options.prefix", self.measure(&self.prefix), None),
+            0 => ("options.namespace", ns, Some(("a namespace", ns_room))),
+            _ => ("key", own, Some(("a key", room))),
         };
         let escaped = match self.key_uri {
             true => ", each byte but a-z, 0-9, _ and - counting three, as its names escape them",
             false => "",
         };
         (longest > most).then(|| {
+            let limit = match limit {
+                Some((part, n)) => format!("{part} may have at most {n} bytes{escaped}"),
+                None => format!("the prefix leaves no room for a namespace and a key{escaped}"),
+            };
             format!(
-                "{what} is {len} bytes, too long for {} {} store: with kvsweep's prefix, namespace and suffixes its records would need keys of {longest} bytes, and kvsweep keeps them to {most} there (a key may have at most {room} bytes{escaped})",
+                "{what} is {len} bytes, too long for {} {} store: with kvsweep's prefix, namespace and suffixes its records would need keys of {longest} bytes, and kvsweep keeps them to {most} there ({limit})",
                 article(&self.kind),
                 self.kind,
             )

@@ -527,9 +527,18 @@ test("keys and values past what the backend keeps are refused at put, naming the
   assert.equal(await s.get("k".repeat(room)), 1);
   await assert.rejects(s.put("k".repeat(room + 1), 1), /key is \d+ bytes, too long/);
   // A namespace, or a prefix, that leaves no room for any key is named as what is long.
-  await assert.rejects(s.put("k", 1, { namespace: "n".repeat(470) }), /^Error: kvsweep: put\("k"\): options\.namespace is 470 bytes, too long for a workers-kv store: .*\(a key may have at most 0 bytes\)$/);
+  // A namespace, or a prefix, that leaves no room for any key is named as
+  // what is long, with the most a namespace may have (it said "a key may
+  // have at most 0 bytes").
+  const nsRefusal = /^Error: kvsweep: put\("k"\): options\.namespace is 470 bytes, too long for a workers-kv store: .*\(a namespace may have at most (\d+) bytes\)$/;
+  const nsRoom = Number(nsRefusal.exec(await s.put("k", 1, { namespace: "n".repeat(470) }).catch((e) => String(e)))?.[1]);
+  assert.ok(nsRoom > 0 && nsRoom < 470, `a namespace may have ${nsRoom} bytes`);
+  await s.put("k", 1, { namespace: "n".repeat(nsRoom) });
+  assert.equal(await s.get("k", { namespace: "n".repeat(nsRoom) }), 1);
+  await assert.rejects(s.put("k", 1, { namespace: "n".repeat(nsRoom + 1) }), /options\.namespace is \d+ bytes, too long/);
+  await s.delete("k", { namespace: "n".repeat(nsRoom) });
   const prefixed = new Sweeper(kvStore(new KvDouble(), { prefix: "p".repeat(600) }), { policy: POLICY });
-  await assert.rejects(prefixed.put("k", 1), /^Error: kvsweep: put\("k"\): kvStore options\.prefix is 600 bytes, too long for a workers-kv store/);
+  await assert.rejects(prefixed.put("k", 1), /^Error: kvsweep: put\("k"\): kvStore options\.prefix is 600 bytes, too long for a workers-kv store: .*\(the prefix leaves no room for a namespace and a key\)$/);
   const calls = kv.calls;
   assert.equal(await s.get("k".repeat(600)), undefined);
   assert.equal(kv.calls, calls, "a key the backend cannot hold is not asked for");
