@@ -621,7 +621,8 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       // what a write cut short leaves (empty, or a frame's start) reads as
       // its copy.
       if (!framedOrTorn(main)) return main;
-      return unframe(main) ?? unframe(got(await storage.getItemRaw(copy(k)))) ?? main;
+      // Both torn: what is left of the record reads as cut short (empty).
+      return unframe(main) ?? unframe(got(await storage.getItemRaw(copy(k)))) ?? new Uint8Array(0);
     },
     async write(n, b) {
       const f = await written();

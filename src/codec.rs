@@ -29,6 +29,10 @@ impl fmt::Display for DecodeError {
                 f,
                 "record has format version {v}; this release reads version {FORMAT_VERSION}"
             ),
+            // What a write cut short leaves (a crash on a backend that writes in place).
+            DecodeError::Malformed(why) if why == ENDS_EARLY => {
+                write!(f, "record ends early (a write cut short by a crash?)")
+            }
             DecodeError::Malformed(why) => write!(f, "record is not one kvsweep wrote: {why}"),
         }
     }
@@ -525,8 +529,10 @@ pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
 }
 
+const ENDS_EARLY: &str = "the record ends early";
+
 fn truncated() -> DecodeError {
-    malformed("the record ends early")
+    malformed(ENDS_EARLY)
 }
 
 impl<'a> Reader<'a> {
@@ -770,9 +776,10 @@ impl<'a> Reader<'a> {
     /// Reads `[version, body` or `[version, meta, value`: true when an inline
     /// value follows the body.
     fn record_header(&mut self) -> Result<bool, DecodeError> {
-        let parts = self
-            .array_len()
-            .map_err(|_| malformed("not a versioned record"))?;
+        let parts = self.array_len().map_err(|e| match e {
+            DecodeError::Malformed(w) if w == ENDS_EARLY => truncated(),
+            _ => malformed("not a versioned record"),
+        })?;
         if !(2..=3).contains(&parts) {
             return Err(malformed("not a versioned record"));
         }

@@ -286,11 +286,15 @@ fn key_from_js(v: &JsValue) -> Option<EntryId> {
     ))
 }
 
+/// What a record that is not bytes (other code's value) reads as: a byte
+/// MessagePack never uses, so it decodes as "not one kvsweep wrote" (empty
+/// bytes read as a write cut short).
+pub(crate) const NOT_BYTES: [u8; 1] = [0xc1];
+
 pub(crate) fn bytes_from_js(v: &JsValue) -> Vec<u8> {
-    // Anything else was not written by kvsweep: empty bytes decode as corrupt.
+    // Anything else was not written by kvsweep: it decodes as corrupt.
     v.dyn_ref::<Uint8Array>()
-        .map(Uint8Array::to_vec)
-        .unwrap_or_default()
+        .map_or_else(|| NOT_BYTES.to_vec(), Uint8Array::to_vec)
 }
 
 impl IdbStore {

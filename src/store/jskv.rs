@@ -425,10 +425,12 @@ impl JsKvStore {
                 None if value.is_null() || value.is_undefined() => None,
                 // Never read as absent: that would let a put or a run act on
                 // a record it cannot see. A record kvsweep decodes reads as
-                // empty bytes, which do not decode: unreadable, kept and
+                // NOT_BYTES, which does not decode: unreadable, kept and
                 // reported, as a listing has it, and delete(key) removes it.
                 // A blob's bytes have no such form: an error.
-                None if !name.starts_with(&self.table_prefix(Table::Blobs)) => Some(Vec::new()),
+                None if !name.starts_with(&self.table_prefix(Table::Blobs)) => {
+                    Some(crate::store::idb::NOT_BYTES.to_vec())
+                }
                 None => {
                     return Err(StoreError::Backend(format!(
                         "the backend holds a value at {} that is not bytes kvsweep wrote",
@@ -554,12 +556,11 @@ impl Store for JsKvStore {
                 ) else {
                     continue;
                 };
-                // A value that is not bytes was not written by kvsweep: empty
-                // bytes decode as corrupt, so it is reported and kept.
+                // A value that is not bytes was not written by kvsweep:
+                // NOT_BYTES decodes as corrupt, so it is reported and kept.
                 let bytes = value
                     .dyn_ref::<Uint8Array>()
-                    .map(Uint8Array::to_vec)
-                    .unwrap_or_default();
+                    .map_or_else(|| crate::store::idb::NOT_BYTES.to_vec(), Uint8Array::to_vec);
                 if value.is_instance_of::<Uint8Array>() {
                     self.remember_listed(table, &name, &bytes, &value);
                 }
