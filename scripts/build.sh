@@ -159,8 +159,11 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # it ("kvsweep: put: store error: kvsweep: kvStore: ..."): 85 bytes, 210,909;
 # a namespace too long for the backend's keys says how long one may be (it
 # said "a key may have at most 0 bytes"), a prefix too long that it leaves
-# no room: 100 bytes, 211,009.)
-budget=211050
+# no room: 100 bytes, 211,009; a record cut short (torn by a crash) says
+# so, where it said "not one kvsweep wrote: not a versioned record", and a
+# value other code put there reads as a byte MessagePack never uses rather
+# than as empty: 83 bytes, 211,092.)
+budget=211100
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1
