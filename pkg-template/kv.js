@@ -350,9 +350,10 @@ function sortedDriver({ kind, target, caps, prefix, read, write, remove, names, 
         return Promise.resolve(true);
       }
       return serialised(target, async () => {
-        // Every check read (16 at a time) before any write.
-        const now = await inParallel(checks, async ([name]) => (spend(d), failed(await read(name))));
-        if (!checks.every(([, token], i) => same(now[i], token))) return false;
+        for (const [name, token] of checks) {
+          spend(d);
+          if (!same(failed(await read(name)), token)) return false;
+        }
         try {
           await inRuns(prefix, writes, async ([name, bytes]) => {
             spend(d);
@@ -518,11 +519,16 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   // A blob's temp too: a putBlob of the same bytes writes it again in place.
   const twice = (n) => /^(?:[mcns]\/|t\/\0b:)/.test(n.slice(prefix.length));
   // unstorage resolves a write to a mount that drops it (readOnly set, or a
-  // driver without setItem) with nothing written: where one is mounted, a
-  // probe written and read back before the first write tells whether ours does.
-  const mayDrop = (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some(
-    (m) => m?.driver && (m.driver.options?.readOnly === true || (typeof m.driver.setItem !== "function" && typeof m.driver.setItemRaw !== "function")),
-  );
+  // driver without setItem) with nothing written: where one is mounted (any:
+  // a prefixStorage answers getMount for its root), a probe written and read
+  // back before the first write tells whether ours does. Only where reads see
+  // a write at once (visibilityMs 0, as the store is declared): elsewhere a
+  // read right after a write may miss it, and writes stay unchecked.
+  const mayDrop =
+    visibilityMs === 0 &&
+    (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some(
+      (m) => m?.driver && (m.driver.options?.readOnly === true || (typeof m.driver.setItem !== "function" && typeof m.driver.setItemRaw !== "function")),
+    );
   const dropping = async () => {
     if (!mayDrop) return;
     const probe = esc(`${prefix}write-probe-${Date.now().toString(36)}${Math.random().toString(16).slice(2, 10)}`);
