@@ -569,7 +569,9 @@ fn scattered_past(writes: &[Op], cut: usize) -> Vec<usize> {
     let Some(run) = writes.get(cut).and_then(kind) else {
         return Vec::new();
     };
-    // The run began at or before the cut; its keys so far are distinct.
+    // The stretch of writes of that kind around the cut, cut into runs of
+    // distinct keys as a backend makes them (a repeated key begins the next
+    // run): the run the cut falls in is the one to scatter.
     let mut start = cut;
     while start > 0 && kind(&writes[start - 1]) == Some(run) {
         start -= 1;
@@ -581,7 +583,10 @@ fn scattered_past(writes: &[Op], cut: usize) -> Vec<usize> {
             break;
         };
         if seen.contains(&k) {
-            break;
+            if i > cut {
+                break;
+            }
+            seen.clear();
         }
         seen.push(k);
         let mixed = (cut as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -723,6 +728,50 @@ mod tests {
             scattered += past.len();
         }
         assert!(scattered > 0, "no cut landed a delete past it");
+        // A repeated key begins the next run: a cut before it never lands
+        // what follows it, and one after it may land the rest of its run.
+        let repeated = || -> Vec<Op> {
+            ["a", "b", "a", "c", "d"]
+                .iter()
+                .map(|k| Op::Delete(Table::Values, id_key(k)))
+                .collect()
+        };
+        let mut after_repeat = 0;
+        for cut in 0..5 {
+            let inner = MemoryStore::new();
+            let fill = ["a", "b", "c", "d"]
+                .iter()
+                .map(|k| Op::Put(Table::Values, id_key(k), b"v".to_vec()));
+            ready(inner.apply(fill.collect())).unwrap();
+            let s = FaultyStore::new(inner, 7);
+            s.set_atomic(false);
+            s.partial_apply_at(0, cut);
+            assert!(ready(s.apply(repeated())).is_err());
+            let there: Vec<String> = s
+                .inner()
+                .keys(Table::Values)
+                .iter()
+                .map(|k| k.key.clone())
+                .collect();
+            if cut < 2 {
+                assert!(
+                    there.contains(&"c".to_string()) && there.contains(&"d".to_string()),
+                    "cut {cut}: {there:?}"
+                );
+            } else {
+                // c at 3, d at 4: gone though at or past the cut.
+                let past = [("c", 3), ("d", 4)]
+                    .into_iter()
+                    .filter(|&(_, at)| at >= cut);
+                after_repeat += past
+                    .filter(|(k, _)| !there.contains(&k.to_string()))
+                    .count();
+            }
+        }
+        assert!(
+            after_repeat > 0,
+            "no cut after the repeat landed the rest of its run"
+        );
         // Nor past a cut in a run of entry records, or on an atomic store.
         for atomic in [false, true] {
             let s = store_with(&[]);
