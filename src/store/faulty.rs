@@ -663,6 +663,31 @@ mod tests {
         assert_eq!(s.inner().count(Table::Meta), 2);
     }
 
+    /// `ops` applied, cut at `cut`, on a store that is not atomic holding
+    /// the value records `values`: the store, and the values left.
+    fn cut_over_values(
+        values: &[&str],
+        ops: Vec<Op>,
+        cut: usize,
+    ) -> (FaultyStore<MemoryStore>, Vec<String>) {
+        let inner = MemoryStore::new();
+        let fill = values
+            .iter()
+            .map(|k| Op::Put(Table::Values, id_key(k), b"v".to_vec()));
+        ready(inner.apply(fill.collect())).unwrap();
+        let s = FaultyStore::new(inner, 1);
+        s.set_atomic(false);
+        s.partial_apply_at(0, cut);
+        assert!(ready(s.apply(ops)).is_err());
+        let there = s
+            .inner()
+            .keys(Table::Values)
+            .iter()
+            .map(|k| k.key.clone())
+            .collect();
+        (s, there)
+    }
+
     #[test]
     fn partial_apply_on_a_store_not_atomic_may_land_part_of_a_run_of_value_or_temp_writes() {
         // Runs: value deletes a..f, a temp write x, value deletes g, h; then
@@ -681,21 +706,7 @@ mod tests {
         let values = ["a", "b", "c", "d", "e", "f", "g", "h"];
         let mut scattered = 0;
         for cut in 0..names.len() {
-            let inner = MemoryStore::new();
-            let fill = values
-                .iter()
-                .map(|k| Op::Put(Table::Values, id_key(k), b"v".to_vec()));
-            ready(inner.apply(fill.collect())).unwrap();
-            let s = FaultyStore::new(inner, 1);
-            s.set_atomic(false);
-            s.partial_apply_at(0, cut);
-            assert!(ready(s.apply(ops())).is_err());
-            let there: Vec<String> = s
-                .inner()
-                .keys(Table::Values)
-                .iter()
-                .map(|k| k.key.clone())
-                .collect();
+            let (s, there) = cut_over_values(&values, ops(), cut);
             let gone: Vec<&str> = values
                 .into_iter()
                 .filter(|k| !there.iter().any(|t| t == k))
@@ -738,21 +749,7 @@ mod tests {
         };
         let mut after_repeat = 0;
         for cut in 0..5 {
-            let inner = MemoryStore::new();
-            let fill = ["a", "b", "c", "d"]
-                .iter()
-                .map(|k| Op::Put(Table::Values, id_key(k), b"v".to_vec()));
-            ready(inner.apply(fill.collect())).unwrap();
-            let s = FaultyStore::new(inner, 7);
-            s.set_atomic(false);
-            s.partial_apply_at(0, cut);
-            assert!(ready(s.apply(repeated())).is_err());
-            let there: Vec<String> = s
-                .inner()
-                .keys(Table::Values)
-                .iter()
-                .map(|k| k.key.clone())
-                .collect();
+            let (_, there) = cut_over_values(&["a", "b", "c", "d"], repeated(), cut);
             if cut < 2 {
                 assert!(
                     there.contains(&"c".to_string()) && there.contains(&"d".to_string()),
