@@ -456,6 +456,21 @@ function frame(bytes) {
   return out;
 }
 
+/**
+ * Whether `raw` is what a write of a frame cut short leaves: empty, or a
+ * frame's start, shorter than its header says. The records framed (entry
+ * metadata, blob records and temps, namespaces, run state) are small: a
+ * header saying a MiB or more is other bytes ("keep this" begins as one).
+ */
+function cutFrame(raw) {
+  const b = bytesOf(raw);
+  if (!b || b.length === 0) return true;
+  if (b[0] !== 0x6b) return false;
+  if (b.length < 5) return true;
+  const size = new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(1, true);
+  return size < 1 << 20 && size > b.length - 9;
+}
+
 /** The bytes `frame` framed, or undefined if `raw` is not a whole frame. */
 function unframe(raw) {
   const b = bytesOf(raw);
@@ -519,26 +534,28 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   // A blob's temp too: a putBlob of the same bytes writes it again in place.
   const twice = (n) => /^(?:[mcns]\/|t\/\0b:)/.test(n.slice(prefix.length));
   // unstorage resolves a write to a mount that drops it (readOnly set, or a
-  // driver without setItem) with nothing written: where one is mounted (any:
-  // a prefixStorage answers getMount for its root), a probe written and read
-  // back before the first write tells whether ours does. Only where reads see
-  // a write at once (visibilityMs 0, as the store is declared): elsewhere a
-  // read right after a write may miss it, and writes stay unchecked.
-  const mayDrop =
-    visibilityMs === 0 &&
-    (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some(
-      (m) => m?.driver && (m.driver.options?.readOnly === true || (typeof m.driver.setItem !== "function" && typeof m.driver.setItemRaw !== "function")),
-    );
+  // driver without setItem) with nothing written. Where one is mounted (any:
+  // a prefixStorage answers getMount for its root, not for where its keys
+  // go), a probe written and read back before the first write tells whether
+  // ours does, where reads see a write at once (visibilityMs 0, as the store
+  // is declared). Elsewhere a read right after a write may miss it: there
+  // the mount getMount names for kvsweep's keys (theirs, but on a
+  // prefixStorage its root's) is refused if it drops writes, and that is all.
+  const drops = (m) => Boolean(m?.driver && (m.driver.options?.readOnly === true || (typeof m.driver.setItem !== "function" && typeof m.driver.setItemRaw !== "function")));
+  const mayDrop = (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some(drops);
+  const dropsWrites = () => new Error("kvsweep: kvStore: this unstorage store drops writes (its driver is readOnly, or has no setItem): its writes would resolve with nothing written; give kvsweep a mount it can write to");
   const dropping = async () => {
     if (!mayDrop) return;
+    if (visibilityMs > 0) {
+      if (drops(storage.getMount?.(marker))) throw dropsWrites();
+      return;
+    }
     const probe = esc(`${prefix}write-probe-${Date.now().toString(36)}${Math.random().toString(16).slice(2, 10)}`);
     await storage.setItemRaw(probe, new Uint8Array([1]));
     const seen = await storage.getItemRaw(probe);
     await storage.removeItem(probe);
     if (seen instanceof Error) throw seen;
-    if (seen === null || seen === undefined) {
-      throw new Error("kvsweep: kvStore: this unstorage store drops writes (its driver is readOnly, or has no setItem): its writes would resolve with nothing written; give kvsweep a mount it can write to");
-    }
+    if (seen === null || seen === undefined) throw dropsWrites();
   };
   // A copy's key: this release's escape never ends a name with "~".
   const copy = (k) => k + "~";
@@ -627,8 +644,9 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       // what a write cut short leaves (empty, or a frame's start) reads as
       // its copy.
       if (!framedOrTorn(main)) return main;
-      // Both torn: what is left of the record reads as cut short (empty).
-      return unframe(main) ?? unframe(got(await storage.getItemRaw(copy(k)))) ?? new Uint8Array(0);
+      // Both torn: what is left of a frame cut short reads as cut short
+      // (empty); other bytes that begin as a frame does, as they are.
+      return unframe(main) ?? unframe(got(await storage.getItemRaw(copy(k)))) ?? (cutFrame(main) ? new Uint8Array(0) : main);
     },
     async write(n, b) {
       const f = await written();

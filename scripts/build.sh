@@ -162,8 +162,10 @@ echo "kvsweep_bg.wasm: ${raw} bytes raw (${before} before wasm-opt), ${gz} bytes
 # no room: 100 bytes, 211,009; a record cut short (torn by a crash) says
 # so, where it said "not one kvsweep wrote: not a versioned record", and a
 # value other code put there reads as a byte MessagePack never uses rather
-# than as empty: 83 bytes, 211,092.)
-budget=211100
+# than as empty: 83 bytes, 211,092; the review's mends (IndexedDB blob bytes
+# that are not bytes an error, not made-up bytes; a namespace's room at the
+# prefix's boundary, "1 byte"): 140 bytes, 211,232.)
+budget=211250
 if [ "$gz" -gt "$budget" ]; then
   echo "build: kvsweep_bg.wasm is ${gz} bytes gzip, over its budget of ${budget}; see where the bytes go with twiggy (README)" >&2
   exit 1

@@ -72,6 +72,18 @@ test("a record torn while its copy holds the write under way reads as that write
   assert.equal(await after.get("k"), 3);
 }));
 
+test("another program's file at a record's name, beginning as a frame does ('k'), reads as not kvsweep's, not as a write cut short (review)", () => onFs(async (storage) => {
+  const s = new Sweeper(kvStore(storage));
+  await s.put("k", 1);
+  const main = await keyOf(storage, "kvsweep/m/\0k");
+  await storage.removeItem(main + "~");
+  await storage.setItemRaw(main, new TextEncoder().encode("keep this"));
+  await assert.rejects(new Sweeper(kvStore(storage)).get("k"), /could not be read: record is not one kvsweep wrote/);
+  // A frame cut short (its header says more than is there) reads as cut short.
+  await storage.setItemRaw(main, new Uint8Array([0x6b, 40, 0, 0, 0, 1, 2]));
+  await assert.rejects(new Sweeper(kvStore(storage)).get("k"), /record ends early/);
+}));
+
 test("other backends of unstorage (memory) replace a value whole: their records are kept once, unframed", async () => {
   const storage = createStorage();
   const s = new Sweeper(kvStore(storage));

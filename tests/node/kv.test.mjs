@@ -181,6 +181,11 @@ test("a namespace holding U+0000 is refused by every call, by its argument's nam
   }, bad("keys options.namespace"));
   assert.equal(await s.get("b\u0000k", { namespace: "a" }), "secret of a", "namespace a's entry untouched");
   // A prefix long enough for no key is named as what is long, whatever the namespace.
+  // At the boundary, a prefix that leaves room for an empty namespace only
+  // says so of the namespace (it blamed the prefix; review).
+  const edge = new Sweeper(kvStore(new KvDouble(), { prefix: "p".repeat(471) }), { policy: POLICY });
+  await edge.put("k", 1);
+  await assert.rejects(edge.put("k", 1, { namespace: "x" }), /options\.namespace is 1 bytes, too long .*\(a namespace may have at most 0 bytes, with a key of one byte\)$/);
   const prefixed = new Sweeper(kvStore(new KvDouble(), { prefix: "p".repeat(600) }), { policy: POLICY });
   await assert.rejects(prefixed.put("k", 1, { namespace: "a" }), /^Error: kvsweep: put\("k"\): kvStore options\.prefix is 600 bytes, too long/);
 });
@@ -530,13 +535,18 @@ test("keys and values past what the backend keeps are refused at put, naming the
   // A namespace, or a prefix, that leaves no room for any key is named as
   // what is long, with the most a namespace may have (it said "a key may
   // have at most 0 bytes").
-  const nsRefusal = /^Error: kvsweep: put\("k"\): options\.namespace is 470 bytes, too long for a workers-kv store: .*\(a namespace may have at most (\d+) bytes\)$/;
+  const nsRefusal = /^Error: kvsweep: put\("k"\): options\.namespace is 470 bytes, too long for a workers-kv store: .*\(a namespace may have at most (\d+) bytes, with a key of one byte\)$/;
   const nsRoom = Number(nsRefusal.exec(await s.put("k", 1, { namespace: "n".repeat(470) }).catch((e) => String(e)))?.[1]);
   assert.ok(nsRoom > 0 && nsRoom < 470, `a namespace may have ${nsRoom} bytes`);
   await s.put("k", 1, { namespace: "n".repeat(nsRoom) });
   assert.equal(await s.get("k", { namespace: "n".repeat(nsRoom) }), 1);
   await assert.rejects(s.put("k", 1, { namespace: "n".repeat(nsRoom + 1) }), /options\.namespace is \d+ bytes, too long/);
   await s.delete("k", { namespace: "n".repeat(nsRoom) });
+  // At the boundary, a prefix that leaves room for an empty namespace only
+  // says so of the namespace (it blamed the prefix; review).
+  const edge = new Sweeper(kvStore(new KvDouble(), { prefix: "p".repeat(471) }), { policy: POLICY });
+  await edge.put("k", 1);
+  await assert.rejects(edge.put("k", 1, { namespace: "x" }), /options\.namespace is 1 bytes, too long .*\(a namespace may have at most 0 bytes, with a key of one byte\)$/);
   const prefixed = new Sweeper(kvStore(new KvDouble(), { prefix: "p".repeat(600) }), { policy: POLICY });
   await assert.rejects(prefixed.put("k", 1), /^Error: kvsweep: put\("k"\): kvStore options\.prefix is 600 bytes, too long for a workers-kv store: .*\(the prefix leaves no room for a namespace and a key\)$/);
   const calls = kv.calls;
@@ -1098,6 +1108,12 @@ test("unstorage: a mount that drops writes (fs with readOnly, a driver without s
     await beside.put("a", 1);
     assert.equal(await beside.get("a"), 1);
     beside.close();
+    // Declared with a visibility window, no probe (a read may miss a write):
+    // the mount kvsweep's keys go to is refused if it drops writes (review:
+    // a put resolved, and nothing was written).
+    const windowed = new Sweeper(kvStore(createStorage({ driver: fsDriver({ base: dir, readOnly: true }) }), { visibilityMs: 1000 }), { policy: { orphanGraceMs: 120_000 } });
+    await assert.rejects(windowed.put("new", "w"), (e) => refusal.test(String(e)));
+    windowed.close();
     // Nor does an eventually consistent backend beside a mount without
     // setItem (Nitro's assets), declared so: no probe there, whose read
     // right after its write would miss it (review: every write refused).
