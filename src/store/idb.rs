@@ -538,6 +538,13 @@ impl Store for IdbStore {
         let mut out = Vec::with_capacity(reqs.len());
         for req in &reqs {
             let v = settle(req).await?;
+            // A blob's bytes have no unreadable form (a record's NOT_BYTES):
+            // something else there is an error, as kvStore's.
+            if table == Table::Blobs && !v.is_undefined() && !v.is_instance_of::<Uint8Array>() {
+                return Err(StoreError::Backend(
+                    "the database holds blob bytes that are not bytes kvsweep wrote".into(),
+                ));
+            }
             out.push(if v.is_undefined() {
                 None
             } else {

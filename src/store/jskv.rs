@@ -286,12 +286,17 @@ impl JsKvStore {
         // would fit even without a namespace and a key, the prefix.
         let ns = self.measure(&id.namespace);
         // Each name holds the namespace and the key once: what a namespace
-        // may have with a key of one byte.
-        let ns_room = (most + own + ns).saturating_sub(longest + 1);
-        let (what, len, limit) = match room {
-            0 if ns_room == 0 => ("kvStore options.prefix", self.measure(&self.prefix), None),
-            0 => ("options.namespace", ns, Some(("a namespace", ns_room))),
-            _ => ("key", own, Some(("a key", room))),
+        // may have with a key of one byte (about: a temp's name counts the
+        // namespace's digits too), none if not even an empty one fits.
+        let ns_room = (most + own + ns).checked_sub(longest + 1);
+        let (what, len, limit) = match (room, ns_room) {
+            (0, None) => ("kvStore options.prefix", self.measure(&self.prefix), None),
+            (0, Some(n)) => (
+                "options.namespace",
+                ns,
+                Some(("a namespace", n, ", with a key of one byte")),
+            ),
+            _ => ("key", own, Some(("a key", room, ""))),
         };
         let escaped = match self.key_uri {
             true => ", each byte but a-z, 0-9, _ and - counting three, as its names escape them",
@@ -299,7 +304,10 @@ impl JsKvStore {
         };
         (longest > most).then(|| {
             let limit = match limit {
-                Some((part, n)) => format!("{part} may have at most {n} bytes{escaped}"),
+                Some((part, n, with)) => {
+                    let s = if n == 1 { "" } else { "s" };
+                    format!("{part} may have at most {n} byte{s}{escaped}{with}")
+                }
                 None => format!("the prefix leaves no room for a namespace and a key{escaped}"),
             };
             format!(

@@ -575,6 +575,25 @@ test("a run that finishes one stopped periods ago leaves health healthy: its log
   s.close();
 });
 
+test("IndexedDB: blob bytes that are not bytes (other code's) fail getBlob, not read as made-up bytes (review)", async () => {
+  const name = `blob-not-bytes-${Math.random()}`;
+  const s = new Sweeper(await openIndexedDb(name));
+  const id = await s.putBlob(new Uint8Array([1, 2, 3]));
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open(name);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  const tx = db.transaction("blobs", "readwrite");
+  const store = tx.objectStore("blobs");
+  const key = await new Promise((resolve) => (store.getAllKeys().onsuccess = (e) => resolve(e.target.result[0])));
+  store.put("not bytes", key);
+  await new Promise((r) => (tx.oncomplete = r));
+  db.close();
+  await assert.rejects(s.getBlob(id), /blob bytes that are not bytes kvsweep wrote/);
+  s.close();
+});
+
 test("the IndexedDB records of OPFS and Cache Storage stores: a value that is not bytes at an entry's record (other code's) is replaced by a put (its check took it for absent, and the put failed with \"kept colliding\")", async () => {
   const db = await openRecords(`not-bytes-${Date.now()}`, () => {});
   const s = new Sweeper(kvStoreOfDriver(recordsDriver(db, "opfs", 250)));
