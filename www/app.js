@@ -137,6 +137,7 @@ function setBusy(on) {
  */
 async function action(fn) {
   if (busy || !current) return;
+  const mine = current;
   setBusy(true);
   clearError();
   let freed = false;
@@ -145,9 +146,21 @@ async function action(fn) {
     if (out?.after) {
       setBusy(false);
       freed = true;
-      await out.after;
+      try {
+        await out.after;
+      } catch (err) {
+        // Another action began meanwhile, or the store changed: what this
+        // one went on to do is stale, and the other says how it went.
+        if (busy || current !== mine) return;
+        throw err;
+      }
     }
   } catch (err) {
+    // The buttons are held again for what follows (a reopen), one action at a time.
+    if (freed) {
+      setBusy(true);
+      freed = false;
+    }
     showError(err);
     // Another tab deleted the store's database: open it again (empty), so
     // that the next action works and the numbers are the store's.
@@ -634,8 +647,14 @@ async function doRefresh(label) {
   renderStats(plan);
   renderPlan(plan);
   addSample(s.kind, plan);
-  await renderHealth(s);
-  await renderNotes(s);
+  try {
+    await renderHealth(s);
+    if (s !== current) return;
+    await renderNotes(s);
+  } catch (err) {
+    if (s !== current) return; // replaced (and closed) meanwhile
+    throw err;
+  }
   document.body.dataset.refreshes = String(++refreshes);
   document.body.dataset.lastRefresh = label;
 }
