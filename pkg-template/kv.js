@@ -398,6 +398,9 @@ function once(task) {
     }));
 }
 
+/** A name under `prefix` but outside every table, for a probe of `what` (unique enough to meet no other). */
+const probeName = (prefix, what) => `${prefix}${what}-probe-${Date.now().toString(36)}${Math.random().toString(16).slice(2, 10)}`;
+
 /**
  * Whether a backend folds case (unstorage's fs driver on a case-insensitive
  * file system, MySQL under a case-insensitive collation), which would make
@@ -406,7 +409,7 @@ function once(task) {
  * so that no driver counts it as one of its calls.
  */
 async function foldsCase(prefix, put, get, del) {
-  const name = `${prefix}case-probe-${Date.now().toString(36)}${Math.random().toString(16).slice(2, 10)}-`;
+  const name = `${probeName(prefix, "case")}-`;
   await put(name + "A");
   try {
     const seen = await get(name + "a");
@@ -530,7 +533,8 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   // backends replace a value whole. Either reads the other's.
   // Any fs mount: a prefixStorage (Nitro's useStorage("data")) answers
   // getMount for its root, not for where its keys go.
-  const tears = (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some((m) => /^fs/.test(m?.driver?.name ?? ""));
+  const mounts = storage.getMounts?.("") ?? [storage.getMount?.(marker)];
+  const tears = mounts.some((m) => /^fs/.test(m?.driver?.name ?? ""));
   // A blob's temp too: a putBlob of the same bytes writes it again in place.
   const twice = (n) => /^(?:[mcns]\/|t\/\0b:)/.test(n.slice(prefix.length));
   // unstorage resolves a write to a mount that drops it (readOnly set, or a
@@ -542,7 +546,7 @@ function unstorageDriver(storage, prefix, visibilityMs) {
   // the mount getMount names for kvsweep's keys (theirs, but on a
   // prefixStorage its root's) is refused if it drops writes, and that is all.
   const drops = (m) => Boolean(m?.driver && (m.driver.options?.readOnly === true || (typeof m.driver.setItem !== "function" && typeof m.driver.setItemRaw !== "function")));
-  const mayDrop = (storage.getMounts?.("") ?? [storage.getMount?.(marker)]).some(drops);
+  const mayDrop = mounts.some(drops);
   const dropsWrites = () => new Error("kvsweep: kvStore: this unstorage store drops writes (its driver is readOnly, or has no setItem): its writes would resolve with nothing written; give kvsweep a mount it can write to");
   const dropping = async () => {
     if (!mayDrop) return;
@@ -550,7 +554,7 @@ function unstorageDriver(storage, prefix, visibilityMs) {
       if (drops(storage.getMount?.(marker))) throw dropsWrites();
       return;
     }
-    const probe = esc(`${prefix}write-probe-${Date.now().toString(36)}${Math.random().toString(16).slice(2, 10)}`);
+    const probe = esc(probeName(prefix, "write"));
     await storage.setItemRaw(probe, new Uint8Array([1]));
     const seen = await storage.getItemRaw(probe);
     await storage.removeItem(probe);

@@ -317,7 +317,6 @@ async function applyPolicy(ev) {
     current.sweeper.close();
     current = next;
     applied = settings;
-    delete $("policy-form").dataset.edited;
     // The old Sweeper's background run stops with it; its end is not shown
     // (events of a replaced Sweeper are dropped), so say here how it ended.
     for (const started of $("bg-events").querySelectorAll('li[data-type="start"]')) {
@@ -1068,7 +1067,6 @@ $("delete-notes").addEventListener("click", deleteOldestNotes);
 $("policy-form").addEventListener("submit", applyPolicy);
 // Edited fields wait for Apply: say so, until it is pressed.
 $("policy-form").addEventListener("input", () => {
-  $("policy-form").dataset.edited = "true";
   $("policy-result").textContent = "Edited: press Apply to use these settings (until then the last applied ones stay).";
 });
 $("store-select").addEventListener("change", switchStore);
