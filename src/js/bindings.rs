@@ -111,7 +111,8 @@ export interface PutOptions {
   /** Bytes the entry counts for against maxBytes (default: its value's size): what it stands for, such as a cached response. */
   size?: number | undefined;
 }
-export interface PutManyItem extends PutOptions { key: string; value: unknown }
+/** A value is anything but `undefined` (`put` refuses it; `null` records an empty value). */
+export interface PutManyItem extends PutOptions { key: string; value: {} | null }
 export interface KeyOptions { namespace?: string | undefined; includeExpired?: boolean | undefined }
 export interface DeleteOptions { namespace?: string | undefined; includeExpired?: never }
 export interface ListOptions { namespace?: string | undefined; prefix?: string | undefined; limit?: number | undefined }
@@ -904,7 +905,7 @@ impl JsSweeper {
     pub fn put(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{} | null")] value: JsValue,
         #[wasm_bindgen(unchecked_param_type = "PutOptions | undefined")] options: JsValue,
     ) -> Promise {
         let parsed = (|| {

@@ -136,6 +136,11 @@ export async function refused(sweeper: Sweeper, runOptions: RunOptions, keyOptio
   // @ts-expect-error delete() takes no includeExpired
   await sweeper.delete("k", keyOptions);
   await sweeper.put("k", 1, { expiresAt: 10, ttlMs: undefined });
+  // @ts-expect-error undefined is no value: put refuses it (null records an empty value)
+  await sweeper.put("k", undefined);
+  // @ts-expect-error nor putMany
+  await sweeper.putMany([{ key: "k", value: undefined }]);
+  await sweeper.putMany([{ key: "k", value: null }]);
 }
 
 /** PutOptions stays an interface an app's own options may extend. */
