@@ -2,20 +2,16 @@
 // kvsweep entries. The responses stay where the service worker (or Workbox)
 // put them, in Cache Storage; kvsweep keeps one entry per request URL in
 // IndexedDB — its size the response's, so `maxBytes` counts them — and when
-// a run deletes an entry, its response goes too: while the batch that
-// deleted the entry commits (its transaction holds the entry's record, so
-// nothing can make the entry again meanwhile), or, where the cache is not
-// open yet or `concurrency` holds it back, after (`cache.delete`, many at a
-// time, while the next batch runs), unless the entry is back by then (its
-// URL cached and tracked again: each such entry is read again right before
-// its response goes). A `cache.put` whose `track` has not yet written is the
-// window left, as in Workbox, and its entry then stands for no response
-// until the URL is cached again. The batch records those URLs in its own
-// transaction, and the record goes when they are gone: a crash in between
-// leaves it, and the store, before its first listing after it opens again,
-// deletes the responses whose entries are still gone. A batch that fails to
-// commit after its responses began to go leaves entries without them:
-// garbage as its checks read them, which the next run deletes.
+// a run deletes an entry, its response goes too, right after the batch that
+// deleted the entry commits (`cache.delete`, many at a time, while the next
+// batch runs), unless the entry is back by then (its URL cached and tracked
+// again: each entry is read again right before its response goes; a
+// `cache.put` whose `track` has not yet written is the window left, as in
+// Workbox, and its entry then stands for no response until the URL is
+// cached again). The batch records those URLs in its own transaction, and the
+// record goes when they are gone: a crash in between leaves it, and the
+// store, before its first listing after it opens again, deletes the responses
+// whose entries are still gone.
 //
 // `expirationPlugin(options)` is a Workbox plugin in place of
 // `ExpirationPlugin`: the same options with the same meaning, plus kvsweep's.
@@ -25,8 +21,8 @@ import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriv
 
 /**
  * The Cache Storage driver: records in IndexedDB (see idbkv.js). The
- * responses of the entries a batch deleted go from the cache while it
- * commits or after, at most `concurrency` at a time, while the next batches run: a
+ * responses of the entries a batch deleted go from the cache after it
+ * commits, at most `concurrency` at a time, while the next batches run: a
  * batch of deletions waits only for those of the batches two before it, and
  * a run's own last writes (giving its lease back, its log) wait for all of
  * them, so a run returns when every response it deleted is gone. Each
@@ -35,7 +31,6 @@ import { closesWith, done, finished, loaded, openRecords, readRange, recordsDriv
  */
 function cacheDriver(db, name, matchOptions, concurrency) {
   let recovered = null; // finishPending, once, before the first listing
-  let leased = false; // a run of this context holds the store's lease
   // Records of batches whose responses are gone: the next batch deletes them.
   const emptied = [];
   // The cache as it is now, opened again for each burst of deletions (see
@@ -51,30 +46,21 @@ function cacheDriver(db, name, matchOptions, concurrency) {
     extra(store, writes) {
       const cleared = emptied.splice(0);
       for (const name of cleared) store.delete(name);
-      const put = new Set(writes.filter(([, b]) => b !== null).map(([n]) => n));
-      const gone = writes.filter(([n, b]) => b === null && n.startsWith("m/") && !put.has(n)).map(([n]) => n);
+      const gone = writes.filter(([n, b]) => b === null && n.startsWith("m/")).map(([n]) => n);
       const pending = gone.length ? `${PENDING}${Date.now()}-${Math.random().toString(36).slice(2)}` : null;
-      let started = false;
       if (pending) {
         store.put(gone, pending);
-        // This transaction holds the entries' records, read by its checks:
-        // none can be made again before it ends, so with the cache open
-        // already their responses go now, unread again, while it commits.
-        started = responses.start(gone, pending);
         responses.ahead();
       }
-      return { cleared, gone, pending, started };
+      return { cleared, gone, pending };
     },
     async committed(writes, ok, batch) {
       if (!ok) {
-        // Responses it let go stay gone: their entries, garbage as its
-        // checks read them, are deleted again by the next run.
         emptied.push(...(batch?.cleared ?? []));
-        if (batch?.pending && !batch.started) responses.forget();
+        if (batch?.pending) responses.forget();
       }
-      // The responses of deleted entries, once the batch deleting them has
-      // committed, where they did not go while it did.
-      else if (batch.pending) return batch.started ? responses.delete([], null, 2) : responses.delete(batch.gone, batch.pending);
+      // The responses of deleted entries, once the batch deleting them has committed.
+      else if (batch.pending) return responses.delete(batch.gone, batch.pending);
       // A run's own records (its lease given back, its log: its last writes)
       // wait for every response to go, and then for their records to: a run
       // returns with the responses it deleted gone, none left to be finished
@@ -83,11 +69,6 @@ function cacheDriver(db, name, matchOptions, concurrency) {
       // again before it would go, stays.
       if (!writes.some(([name]) => name.startsWith("s/"))) return;
       await responses.delete([]);
-      // A run holds its lease from its first writes to its last; once let
-      // go, the cache opened for it is too.
-      const lease = writes.find(([name]) => name.endsWith("run-lease"));
-      if (ok && lease) leased = lease[1] !== null;
-      if (!leased) responses.forget();
       if (emptied.length) {
         const names = emptied.splice(0);
         try {
@@ -106,11 +87,7 @@ function cacheDriver(db, name, matchOptions, concurrency) {
   d.list = async (...args) => {
     recovered ??= finishPending(db, cacheNow, matchOptions).catch(() => {});
     await recovered;
-    const page = await list(...args);
-    // A run that has listed its entries opens the cache for its first
-    // batch's responses (see start), while it plans.
-    if (leased && page.done && args[0] === "m/") responses.ahead();
-    return page;
+    return list(...args);
   };
   return d;
 }
@@ -206,44 +183,11 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
       }
     }
   };
-  // A batch's names, in line; with `cache`, as many as `concurrency` lets
-  // go at once, unread (see start), but for an entry whose response another
-  // record may stand for too (an earlier version's key, see standsFor).
-  const batch = (names, pending, cache) =>
-    Promise.all(
-      names.map(
-        (name) =>
-          new Promise((settle) => {
-            if (!cache || active >= concurrency || standsFor(name, noSearch).length > 1) return queue.push([name, settle]);
-            active++;
-            const finish = settled(settle);
-            cache.delete(urlOf(name), matchOptions).then(() => finish(null), finish);
-          }),
-      ),
-    ).then((errors) => {
+  const batch = (names, pending) =>
+    Promise.all(names.map((name) => new Promise((settle) => queue.push([name, settle])))).then((errors) => {
       if (errors.every((e) => e === null)) onGone(pending);
     });
-  const inFlight = (b) => {
-    // In flight until settled, for every caller that waits for it.
-    batches.push(b);
-    b.then(() => (batches = batches.filter((x) => x !== b)));
-    pump();
-  };
   return {
-    /**
-     * Queues the names of a batch whose transaction holds their records
-     * (its checks read them; none can be made again before it ends): with
-     * the cache open already, those `concurrency` lets go are deleted now,
-     * not read again; the rest wait their turn and are read again, as are
-     * those whose response another record may stand for. False,
-     * queuing nothing, when the cache is not open yet (then `delete` them
-     * once the batch commits).
-     */
-    start(names, pending) {
-      if (!known) return false;
-      inFlight(batch(names, pending, known));
-      return true;
-    },
     /** Opens the cache ahead of a burst (while the batch it follows commits). */
     ahead() {
       cacheOf().catch(() => {});
@@ -252,8 +196,15 @@ function responseDeleter(db, cacheNow, matchOptions, concurrency, onGone) {
     forget() {
       if (active === 0) opened = known = undefined;
     },
-    async delete(names, pending, keep = names.length ? 2 : 0) {
-      if (names.length) inFlight(batch(names, pending));
+    async delete(names, pending) {
+      if (names.length) {
+        const b = batch(names, pending);
+        // In flight until settled, for every caller that waits for it.
+        batches.push(b);
+        b.then(() => (batches = batches.filter((x) => x !== b)));
+        pump();
+      }
+      const keep = names.length ? 2 : 0;
       await Promise.all(batches.slice(0, Math.max(0, batches.length - keep)));
     },
   };
