@@ -4,6 +4,8 @@
 // Batches are transactions: atomic, their checks read in them. Names lying
 // close together are read as one key range, runs of adjacent deletes go as
 // one range delete, and listing reads the next page while one is converted.
+// A store of at most MIRROR.limit records is listed from a copy the driver
+// keeps, checked against a token every commit writes (see recordsDriver).
 
 import { afterFlushes } from "./api.js";
 
@@ -176,13 +178,40 @@ function deleteMany(store, names, keys) {
   for (const n of doomed) store.delete(n);
 }
 
+/**
+ * Records a driver keeps a copy of, at most (see recordsDriver): above it,
+ * listings read the database page by page. Tests lower it.
+ */
+export const MIRROR = { limit: 10_000 };
+
+/** The record every commit writes a new random token to: another context's commit shows as a token this driver did not write. */
+const VERSION = "~version";
+
+/** kvsweep's own records (a table's letter, then "/"); not the Cache Storage store's pending deletions ("d/"). */
+const mirrored = (name) => name.length > 1 && name[1] === "/" && "mvbctns".includes(name[0]);
+
+const newToken = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+
+/** The index of the first of `sorted` not below `name` (UTF-16 order, as IndexedDB's). */
+function lowerBound(sorted, name) {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** The Web Lock that keeps runs on the records in `db` one at a time (api.js's OWN_LOCKS). */
 export const runLock = (db) => `kvsweep:${db.name}`;
 
 /**
  * The driver over `db`'s records. `hooks` (all optional):
  * - `extra(store, writes)`: more writes for the batch's transaction, made
- *   once its checks hold; what it returns goes to `committed`;
+ *   once its checks hold (to names outside kvsweep's tables: the driver's
+ *   copy of those follows `writes` only); what it returns goes to `committed`;
  * - `committed(writes, ok, extra)`: awaited after the transaction ends (ok:
  *   it committed), before `apply` returns — also when it failed.
  * `commit(checks, writes, durability)` is `apply` with IndexedDB's
@@ -197,6 +226,67 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
   let prefetched = null; // the page after the one list() last returned
   const page = (range, limit) => {
     return readRange(db.transaction("records").objectStore("records"), range, limit);
+  };
+  // A copy of kvsweep's records, as of the database's VERSION `token`,
+  // while there are at most MIRROR.limit: listings read it, not the
+  // database, while the token is still the one there (one read). This
+  // driver's commits bring it along; another context's (a service worker's,
+  // another tab's) write a token of their own, and the next listing reads
+  // the database again. `sorted`: the names in order, until one is added
+  // or removed.
+  let mirror = null;
+  let building = null; // the copy being read (a promise of it, or of null)
+  const build = () =>
+    (building ??= (async () => {
+      // One transaction: the records and the token as of one moment.
+      const store = db.transaction("records").objectStore("records");
+      const token = done(store.get(VERSION));
+      if ((await done(store.count())) > MIRROR.limit) return null;
+      const [keys, values] = await readRange(store, undefined);
+      const records = new Map();
+      keys.forEach((k, i) => mirrored(k) && records.set(k, values[i]));
+      return { token: await token, records, sorted: null };
+    })().then(
+      (m) => {
+        building = null;
+        mirror = m;
+        return m;
+      },
+      () => (building = null),
+    ));
+  // Read ahead while the store opens for its first listing.
+  build().catch(() => {});
+  const fromMirror = (m, prefix, end, startAfter, limit) => {
+    m.sorted ??= [...m.records.keys()].sort();
+    const sorted = m.sorted;
+    let i = lowerBound(sorted, startAfter ?? prefix);
+    if (sorted[i] === startAfter) i++;
+    const items = [];
+    while (i < sorted.length && sorted[i] < end && !(limit > 0 && items.length === limit)) {
+      const name = sorted[i++];
+      items.push([name, bytesOf(m.records.get(name)) ?? false]);
+    }
+    return { items, done: !(i < sorted.length && sorted[i] < end) };
+  };
+  // After a commit that began with `m` as the copy and read `seen` as the
+  // token: the copy, brought along (its writes, the token it wrote), or
+  // dropped when the token it read was another context's.
+  const follow = (m, seen, ok, writes, token) => {
+    if (m === null || mirror !== m) return;
+    if (seen !== m.token) {
+      mirror = null;
+      return;
+    }
+    if (!ok) return; // nothing written
+    for (const [name, bytes] of writes) {
+      if (!mirrored(name)) continue;
+      const had = m.records.has(name);
+      if (bytes === null) m.records.delete(name);
+      else m.records.set(name, bytes);
+      if (had !== (bytes !== null)) m.sorted = null;
+    }
+    m.token = token;
+    if (m.records.size > MIRROR.limit) mirror = null;
   };
   const d = {
     kind,
@@ -220,6 +310,21 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
       if (maxCalls < 1) throw outOfCalls();
       spend();
       const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+      if (mirrored(prefix)) {
+        // A store small enough is read whole, once, and again at the start
+        // of a listing of entries (after nothing, or after the empty key's
+        // name) after another context wrote.
+        let m = mirror;
+        if (m && (await done(db.transaction("records").objectStore("records").get(VERSION))) !== m.token) {
+          if (mirror === m) mirror = null;
+          m = null;
+        }
+        m ??= await (building ?? (prefix.startsWith("m/") && !(startAfter > `${prefix}\0`) ? build() : null));
+        if (m && mirror === m) {
+          prefetched = null;
+          return fromMirror(m, prefix, end, startAfter, limit);
+        }
+      }
       const rangeAfter = (after) => IDBKeyRange.bound(after ?? prefix, end, after !== undefined, true);
       // One record more than asked for says whether more follow: a store
       // of a whole number of pages ends without reading an empty one.
@@ -254,6 +359,13 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
         const store = tx.objectStore("records");
         const result = finished(tx);
         result.catch(() => {}); // awaited below, unless a request threw first
+        // The token as this transaction finds it: the copy's, unless
+        // another context wrote since. A copy being read was asked for
+        // before this transaction began, so it reads what was there before.
+        const m = mirror ?? building;
+        const before = done(store.get(VERSION));
+        before.catch(() => {});
+        const token = newToken();
         const ok = await (async () => {
           // Every check first, in this transaction; the writes only when all hold.
           const names = checks.map(([n]) => n);
@@ -277,6 +389,7 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
             }
           }
           extra = hooks.extra?.(store, writes);
+          store.put(token, VERSION);
           return true;
         })().catch((e) => {
           try {
@@ -285,6 +398,7 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
           throw e;
         });
         committed = (await result) && ok;
+        follow(await m, await before.catch(() => NaN), committed, writes, token);
         return committed;
       } finally {
         await hooks.committed?.(writes, committed, extra);

@@ -826,6 +826,9 @@ test("track without a response measures the one the cache holds for the URL (0 w
 test("a run reads no empty listing page, and a batch's responses are checked before the next batch commits", { timeout: 60_000 }, async () => {
   const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
+    // No copy of the records: the listing reads pages of the database.
+    const { MIRROR } = await import("/pkg/idbkv.js");
+    MIRROR.limit = 0;
     const name = "order";
     const cache = await caches.open(name);
     // Two whole listing pages (1,000 records each), half of them expired.
@@ -878,4 +881,89 @@ test("a run reads no empty listing page, and a batch's responses are checked bef
   });
   // Read before the next batch's transaction, the check waits for none.
   assert.deepEqual(out, { deleted: 1000, left: 1000, pages: 2, next: ["readonly", "getAllKeys"] });
+});
+
+test("a store small enough is listed from the copy its driver keeps, and sees at once what another store object (another context) wrote", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const name = "copy";
+    const urls = Array.from({ length: 30 }, (_, i) => `${location.origin}/copy/${String(i).padStart(3, "0")}`);
+    const cache = await caches.open(name);
+    let now = 1_000;
+    // Two store objects on one database: each a context of its own (as a
+    // page and its service worker are).
+    const a = await kv.openCacheStorage(name);
+    const b = await kv.openCacheStorage(name);
+    const sa = new kv.Sweeper(a, { policy: { maxEntries: 25 }, clock: () => now });
+    const sb = new kv.Sweeper(b, { policy: { maxEntries: 25 }, clock: () => now });
+    for (const u of urls.slice(0, 20)) {
+      now += 1;
+      await cache.put(u, new Response(u));
+      await kv.track(sa, u, new Response(u));
+    }
+    // Reads of entry records' values from the database, counted.
+    let reads = 0;
+    const getAllRecords = IDBObjectStore.prototype.getAllRecords;
+    const getAll = IDBObjectStore.prototype.getAll;
+    const counted = (real) =>
+      function (...args) {
+        const q = args[0] !== null && typeof args[0] === "object" && !(args[0] instanceof IDBKeyRange) ? args[0].query : args[0];
+        if (q === undefined || q === null || (q instanceof IDBKeyRange && String(q.lower).startsWith("m/"))) reads++;
+        return real.apply(this, args);
+      };
+    if (getAllRecords) IDBObjectStore.prototype.getAllRecords = counted(getAllRecords);
+    IDBObjectStore.prototype.getAll = counted(getAll);
+    const keysOf = async (sweeper) => {
+      const out = [];
+      for await (const k of sweeper.keys()) out.push(k);
+      return out.sort();
+    };
+    const dbNames = async () => {
+      const { recordNames } = await import("/tests/shared/store-names.js");
+      return (await recordNames(`kvsweep-cache:${name}`)).filter((n) => n.startsWith("kvsweep/m/")).map((n) => n.slice("kvsweep/m/\0".length)).sort();
+    };
+    const steps = {};
+    try {
+      reads = 0;
+      steps.own = { keys: await keysOf(sa), reads };
+      // b writes: new entries, and two of a's deleted.
+      for (const u of urls.slice(20)) {
+        now += 1;
+        await cache.put(u, new Response(u));
+        await kv.track(sb, u, new Response(u));
+      }
+      await sb.delete(urls[0]);
+      await sb.delete(urls[1]);
+      reads = 0;
+      steps.afterOther = { keys: await keysOf(sa), reads };
+      reads = 0;
+      steps.again = { keys: await keysOf(sa), reads };
+      // a's run, with b's entries: 28 entries, 25 kept (the oldest three go).
+      const report = await sa.run();
+      steps.run = { deleted: report.deleted.maxEntries?.count ?? 0, keys: await keysOf(sa), other: await keysOf(sb) };
+    } finally {
+      if (getAllRecords) IDBObjectStore.prototype.getAllRecords = getAllRecords;
+      IDBObjectStore.prototype.getAll = getAll;
+    }
+    const db = await dbNames();
+    const cached = (await cache.keys()).map((r) => r.url).sort();
+    sa.close();
+    sb.close();
+    a.close();
+    b.close();
+    await kv.deleteCacheStorage(name);
+    return { steps, db, cached, urls };
+  });
+  const { steps, urls } = out;
+  assert.deepEqual(steps.own.keys, urls.slice(0, 20));
+  assert.equal(steps.own.reads, 0, "a store object lists what it wrote itself from its copy");
+  assert.deepEqual(steps.afterOther.keys, urls.slice(2), "another context's writes are seen at once");
+  assert.ok(steps.afterOther.reads > 0, "after another context wrote, the records are read again");
+  assert.deepEqual(steps.again.keys, urls.slice(2));
+  assert.equal(steps.again.reads, 0, "and then listed from the copy again");
+  assert.equal(steps.run.deleted, 3);
+  assert.deepEqual(steps.run.keys, urls.slice(5));
+  assert.deepEqual(steps.run.other, urls.slice(5), "the other store object sees the run's deletions");
+  assert.deepEqual(out.db, urls.slice(5), "the database holds what the listings said");
+  assert.deepEqual(out.cached, urls.slice(5));
 });
