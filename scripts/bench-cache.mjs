@@ -32,15 +32,18 @@ try {
   console.log("| code | time | left | workbox-expiration time / this time |");
   console.log("| --- | --- | --- | --- |");
   console.log(`| workbox-expiration (ExpirationPlugin's) | ${ms(r.workbox)} | ${r.workboxLeft} | 1.00 |`);
-  console.log(`| kvsweep run (target ≥ 5×) | ${ms(r.kvsweep)} | ${r.kvsweepLeft} | ${r.kvsweepRatio.toFixed(2)} (rounds: ${r.rounds.map((x) => (x.workbox / x.kvsweep).toFixed(1)).join(", ")}) |`);
+  console.log(`| kvsweep run, by the store object that wrote the entries (target ≥ 5×) | ${ms(r.kvsweep)} | ${r.kvsweepLeft} | ${r.kvsweepRatio.toFixed(2)} (rounds: ${r.rounds.map((x) => (x.workbox / x.kvsweep).toFixed(1)).join(", ")}) |`);
+  console.log(`| kvsweep run, store opened just before (its records read once) | ${ms(r.kvsweepCold)} | ${r.kvsweepColdLeft} | ${r.kvsweepColdRatio.toFixed(2)} (rounds: ${r.rounds.map((x) => (x.workbox / x.kvsweepCold).toFixed(1)).join(", ")}) |`);
   console.log(`| plain cache.delete loop | ${ms(r.loop)} | ${KEEP} | ${r.loopRatio.toFixed(2)} |`);
   console.log(`| plain Promise.all of cache.delete | ${ms(r.all)} | ${KEEP} | ${r.allRatio.toFixed(2)} |`);
   // What kvsweep adds to the cache.delete calls it cannot avoid: its listing,
-  // plan, batches and lease (the median of the rounds' differences).
+  // plan, batches and lease (the median of the rounds' differences). The
+  // first kvsweep row's store object wrote the entries itself, so its run
+  // lists them from the copy it keeps (see pkg-template/idbkv.js).
   const over = r.rounds.map((x) => x.kvsweep - x.all).sort((a, b) => a - b)[Math.floor(r.rounds.length / 2)];
   console.log(`\nkvsweep's time above the Promise.all floor: ${ms(over)} (median of the rounds' differences)`);
-  if (r.workboxLeft !== KEEP || r.kvsweepLeft !== KEEP) {
-    console.log(`\nWARNING: a cache kept ${r.workboxLeft} (workbox) / ${r.kvsweepLeft} (kvsweep) responses, not ${KEEP}`);
+  if (r.workboxLeft !== KEEP || r.kvsweepLeft !== KEEP || r.kvsweepColdLeft !== KEEP) {
+    console.log(`\nWARNING: a cache kept ${r.workboxLeft} (workbox) / ${r.kvsweepLeft} (kvsweep) / ${r.kvsweepColdLeft} (kvsweep, opened before) responses, not ${KEEP}`);
     process.exitCode = 1;
   }
 } finally {
