@@ -36,8 +36,15 @@ export const bytesOf = (v) => (v instanceof Uint8Array ? v : v instanceof ArrayB
  * by name. Deleted from elsewhere, the connection closes, and `onClosed` hears it.
  */
 export async function openRecords(dbName, onClosed) {
-  const req = indexedDB.open(dbName, 1);
-  req.onupgradeneeded = () => req.result.createObjectStore("records");
+  // Version 2: every commit writes VERSION (see recordsDriver), which a
+  // driver's copy of the records relies on. Code that does not (earlier
+  // builds, at version 1) can no longer open the database, and its open
+  // connections close when this one upgrades it: a write of theirs would
+  // leave a copy stale for good.
+  const req = indexedDB.open(dbName, 2);
+  req.onupgradeneeded = () => {
+    if (!req.result.objectStoreNames.contains("records")) req.result.createObjectStore("records");
+  };
   const db = await done(req);
   db.onversionchange = () => {
     CLOSED_BY.set(db, "elsewhere");
@@ -184,11 +191,21 @@ function deleteMany(store, names, keys) {
  */
 export const MIRROR = { limit: 10_000 };
 
-/** The record every commit writes a new random token to: another context's commit shows as a token this driver did not write. */
+/**
+ * The record every commit writing a copied record writes a new random
+ * token to: another context's such commit shows as a token this driver did
+ * not write. Part of the stored format (the database's version 2).
+ */
 const VERSION = "~version";
 
-/** kvsweep's own records (a table's letter, then "/"); not the Cache Storage store's pending deletions ("d/"). */
-const mirrored = (name) => name.length > 1 && name[1] === "/" && "mvbctns".includes(name[0]);
+/**
+ * The tables copied: entries, blob records, temps, namespaces, state (small
+ * records a listing reads), not values or blob bytes (any size, read one at
+ * a time), nor the Cache Storage store's pending deletions ("d/").
+ */
+const COPIED = "mctns";
+const mirrored = (name) => name.length > 1 && name[1] === "/" && COPIED.includes(name[0]);
+const tableRange = (letter) => IDBKeyRange.bound(`${letter}/`, `${letter}0`, false, true);
 
 const newToken = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 
@@ -227,24 +244,28 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
   const page = (range, limit) => {
     return readRange(db.transaction("records").objectStore("records"), range, limit);
   };
-  // A copy of kvsweep's records, as of the database's VERSION `token`,
-  // while there are at most MIRROR.limit: listings read it, not the
-  // database, while the token is still the one there (one read). This
-  // driver's commits bring it along; another context's (a service worker's,
-  // another tab's) write a token of their own, and the next listing reads
-  // the database again. `sorted`: the names in order, until one is added
-  // or removed.
+  // A copy of kvsweep's small records (COPIED), as of the database's
+  // VERSION `token`, while there are at most MIRROR.limit: listings read
+  // it, not the database, while the token is still the one there (one
+  // read). This driver's commits bring it along; another context's (a
+  // service worker's, another tab's) write a token of their own, and the
+  // copy is dropped. `sorted`: the names in order (made at a listing, kept
+  // by commits).
   let mirror = null;
   let building = null; // the copy being read (a promise of it, or of null)
   const build = () =>
     (building ??= (async () => {
-      // One transaction: the records and the token as of one moment.
+      // One transaction: the records and the token as of one moment. The
+      // names first, at most one more than the limit (a larger store
+      // costs that much, not a walk of all of it).
       const store = db.transaction("records").objectStore("records");
       const token = done(store.get(VERSION));
-      if ((await done(store.count())) > MIRROR.limit) return null;
-      const [keys, values] = await readRange(store, undefined);
+      const ranges = [...COPIED].map(tableRange);
+      const counts = await Promise.all(ranges.map((r) => done(store.getAllKeys(r, MIRROR.limit + 1)).then((keys) => keys.length)));
+      if (counts.reduce((a, b) => a + b, 0) > MIRROR.limit) return null;
+      const pages = await Promise.all(ranges.map((r, i) => (counts[i] ? readRange(store, r) : [[], []])));
       const records = new Map();
-      keys.forEach((k, i) => mirrored(k) && records.set(k, values[i]));
+      for (const [keys, values] of pages) keys.forEach((k, i) => records.set(k, values[i]));
       return { token: await token, records, sorted: null };
     })().then(
       (m) => {
@@ -269,21 +290,26 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
     return { items, done: !(i < sorted.length && sorted[i] < end) };
   };
   // After a commit that began with `m` as the copy and read `seen` as the
-  // token: the copy, brought along (its writes, the token it wrote), or
-  // dropped when the token it read was another context's.
+  // token: the copy, brought along (its writes, the token it wrote, if
+  // any), or dropped when the token it read was another context's.
   const follow = (m, seen, ok, writes, token) => {
     if (m === null || mirror !== m) return;
     if (seen !== m.token) {
       mirror = null;
       return;
     }
-    if (!ok) return; // nothing written
+    if (!ok || token === null) return; // nothing copied written
     for (const [name, bytes] of writes) {
       if (!mirrored(name)) continue;
       const had = m.records.has(name);
       if (bytes === null) m.records.delete(name);
       else m.records.set(name, bytes);
-      if (had !== (bytes !== null)) m.sorted = null;
+      // The names in order, kept so (a name added or removed in place).
+      if (had !== (bytes !== null) && m.sorted) {
+        const i = lowerBound(m.sorted, name);
+        if (bytes === null) m.sorted.splice(i, 1);
+        else m.sorted.splice(i, 0, name);
+      }
     }
     m.token = token;
     if (m.records.size > MIRROR.limit) mirror = null;
@@ -311,9 +337,11 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
       spend();
       const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
       if (mirrored(prefix)) {
-        // A store small enough is read whole, once, and again at the start
-        // of a listing of entries (after nothing, or after the empty key's
-        // name) after another context wrote.
+        // A store small enough is read whole (its copied tables), once,
+        // and again at the start of a listing of entries (after nothing,
+        // or after the empty key's name) once another context wrote; the
+        // listings between read pages of the database.
+        checkOpen(db);
         let m = mirror;
         if (m && (await done(db.transaction("records").objectStore("records").get(VERSION))) !== m.token) {
           if (mirror === m) mirror = null;
@@ -365,7 +393,8 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
         const m = mirror ?? building;
         const before = done(store.get(VERSION));
         before.catch(() => {});
-        const token = newToken();
+        // Only a commit writing a copied record tells the others.
+        const token = writes.some(([name]) => mirrored(name)) ? newToken() : null;
         const ok = await (async () => {
           // Every check first, in this transaction; the writes only when all hold.
           const names = checks.map(([n]) => n);
@@ -389,7 +418,7 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
             }
           }
           extra = hooks.extra?.(store, writes);
-          store.put(token, VERSION);
+          if (token !== null) store.put(token, VERSION);
           return true;
         })().catch((e) => {
           try {

@@ -887,7 +887,7 @@ test("a store small enough is listed from the copy its driver keeps, and sees at
   const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const name = "copy";
-    const urls = Array.from({ length: 30 }, (_, i) => `${location.origin}/copy/${String(i).padStart(3, "0")}`);
+    const urls = Array.from({ length: 31 }, (_, i) => `${location.origin}/copy/${String(i).padStart(3, "0")}`);
     const cache = await caches.open(name);
     let now = 1_000;
     // Two store objects on one database: each a context of its own (as a
@@ -927,18 +927,23 @@ test("a store small enough is listed from the copy its driver keeps, and sees at
       reads = 0;
       steps.own = { keys: await keysOf(sa), reads };
       // b writes: new entries, and two of a's deleted.
-      for (const u of urls.slice(20)) {
+      for (const u of urls.slice(20, 30)) {
         now += 1;
         await cache.put(u, new Response(u));
         await kv.track(sb, u, new Response(u));
       }
       await sb.delete(urls[0]);
       await sb.delete(urls[1]);
+      // a writes before it lists again: its commit finds b's token, not
+      // its copy's, and does not bring the stale copy along.
+      now += 1;
+      await cache.put(urls[30], new Response(urls[30]));
+      await kv.track(sa, urls[30], new Response(urls[30]));
       reads = 0;
       steps.afterOther = { keys: await keysOf(sa), reads };
       reads = 0;
       steps.again = { keys: await keysOf(sa), reads };
-      // a's run, with b's entries: 28 entries, 25 kept (the oldest three go).
+      // a's run, with b's entries: 29 entries, 25 kept (the oldest four go).
       const report = await sa.run();
       steps.run = { deleted: report.deleted.maxEntries?.count ?? 0, keys: await keysOf(sa), other: await keysOf(sb) };
     } finally {
@@ -961,9 +966,57 @@ test("a store small enough is listed from the copy its driver keeps, and sees at
   assert.ok(steps.afterOther.reads > 0, "after another context wrote, the records are read again");
   assert.deepEqual(steps.again.keys, urls.slice(2));
   assert.equal(steps.again.reads, 0, "and then listed from the copy again");
-  assert.equal(steps.run.deleted, 3);
-  assert.deepEqual(steps.run.keys, urls.slice(5));
-  assert.deepEqual(steps.run.other, urls.slice(5), "the other store object sees the run's deletions");
-  assert.deepEqual(out.db, urls.slice(5), "the database holds what the listings said");
-  assert.deepEqual(out.cached, urls.slice(5));
+  assert.equal(steps.run.deleted, 4);
+  assert.deepEqual(steps.run.keys, urls.slice(6));
+  assert.deepEqual(steps.run.other, urls.slice(6), "the other store object sees the run's deletions");
+  assert.deepEqual(out.db, urls.slice(6), "the database holds what the listings said");
+  assert.deepEqual(out.cached, urls.slice(6));
+});
+
+test("a metadata database of version 1 (earlier builds) opens and keeps its records; code opening it at version 1 after is refused, and its open connections close", { timeout: 60_000 }, async () => {
+  const out = await inPage(async () => {
+    const kv = await import("/pkg/index.js");
+    const req = (r) => new Promise((resolve, reject) => ((r.onsuccess = () => resolve(r.result)), (r.onerror = () => reject(r.error))));
+    const url = `${location.origin}/legacy/a`;
+    // Records as the current code writes them, copied into a database
+    // made at version 1, as earlier builds made it.
+    const src = await kv.openCacheStorage("legacy-src");
+    const s = new kv.Sweeper(src);
+    await s.put(url, null, { size: 3 });
+    s.close();
+    src.close();
+    const db0 = await req(indexedDB.open("kvsweep-cache:legacy-src"));
+    const records = await req(db0.transaction("records").objectStore("records").getAllRecords());
+    db0.close();
+    await kv.deleteCacheStorage("legacy-src");
+    const open1 = indexedDB.open("kvsweep-cache:legacy", 1);
+    open1.onupgradeneeded = () => open1.result.createObjectStore("records");
+    const old = await req(open1);
+    const tx = old.transaction("records", "readwrite");
+    for (const r of records) if (r.primaryKey !== "~version") tx.objectStore("records").put(r.value, r.primaryKey);
+    await new Promise((resolve) => (tx.oncomplete = resolve));
+    // The old code's connection stays open, as a tab of an earlier build's would.
+    let closed = false;
+    old.onversionchange = () => {
+      closed = true;
+      old.close();
+    };
+    const store = await kv.openCacheStorage("legacy");
+    const sweeper = new kv.Sweeper(store);
+    const keys = [];
+    for await (const k of sweeper.keys()) keys.push(k);
+    let refused = null;
+    try {
+      (await req(indexedDB.open("kvsweep-cache:legacy", 1))).close();
+    } catch (e) {
+      refused = e.name;
+    }
+    sweeper.close();
+    store.close();
+    await kv.deleteCacheStorage("legacy");
+    return { keys, closed, refused, url };
+  });
+  assert.deepEqual(out.keys, [out.url], "the entry an earlier build's database holds is read");
+  assert.equal(out.closed, true, "an earlier build's open connection is asked to close");
+  assert.equal(out.refused, "VersionError", "an earlier build opening it after is refused");
 });
