@@ -1198,14 +1198,16 @@ async function recordsDb(name) {
  * store lack getAllRecords (as browsers before it do) when `withRecords` is
  * false; `restore()` undoes both.
  */
-function countStoreCalls(names, withRecords) {
+function countStoreCalls(names, withRecords, probe) {
   const proto = IDBObjectStore.prototype;
   const saved = Object.fromEntries(names.map((n) => [n, Object.getOwnPropertyDescriptor(proto, n)]));
   const calls = Object.fromEntries(names.map((n) => [n, 0]));
   for (const n of names) {
     const f = saved[n].value;
     const counted = function (...a) {
-      calls[n]++;
+      // Not the probes of a store's size before it is copied (keys only,
+      // at most one more than the copy's limit: see MIRROR in idbkv.js).
+      if (!(n === "getAllKeys" && a[1] === probe)) calls[n]++;
       return f.apply(this, a);
     };
     Object.defineProperty(proto, n, { ...saved[n], value: withRecords || n !== "getAllRecords" ? counted : undefined });
@@ -1216,7 +1218,8 @@ function countStoreCalls(names, withRecords) {
 for (const withRecords of [true, false]) {
   const how = withRecords ? "read with getAllRecords" : "where there is no getAllRecords";
   test(`a run on the IndexedDB records of OPFS and Cache Storage deletes each batch from the records it listed, rechecked in its transaction, ${how} (fake-indexeddb)`, async () => {
-    const { calls, restore } = countStoreCalls(["getAllRecords", "getAll", "getAllKeys"], withRecords);
+    const { MIRROR } = await import("../../pkg/idbkv.js");
+    const { calls, restore } = countStoreCalls(["getAllRecords", "getAll", "getAllKeys"], withRecords, MIRROR.limit + 1);
     try {
       await recordsRun(`records-run-${withRecords}`);
     } finally {
