@@ -263,10 +263,12 @@ async function finishPending(db, cacheNow, matchOptions) {
   for (let i = 0; i < names.length; i++) {
     try {
       const entries = Array.isArray(lists[i]) ? lists[i].filter((n) => typeof n === "string") : [];
+      // The cache first: nothing waits between the read and the deletes
+      // (an entry made again there would lose its response).
+      const cache = entries.length ? await cacheNow() : null;
       const s = store();
       const back = await Promise.all(entries.map((n) => Promise.all(standsFor(n, matchOptions.ignoreSearch === true).map((m) => done(s.get(m))))));
       const gone = entries.filter((_, j) => back[j].every((r) => r === undefined));
-      const cache = gone.length ? await cacheNow() : null;
       if (cache) await Promise.all(gone.map((n) => cache.delete(urlOf(n), matchOptions)));
       const tx = db.transaction("records", "readwrite");
       tx.objectStore("records").delete(names[i]);
