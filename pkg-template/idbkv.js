@@ -4,8 +4,9 @@
 // Batches are transactions: atomic, their checks read in them. Names lying
 // close together are read as one key range, runs of adjacent deletes go as
 // one range delete, and listing reads the next page while one is converted.
-// A store of at most MIRROR.limit records is listed from a copy the driver
-// keeps, checked against a token every commit writes (see recordsDriver).
+// A store of at most MIRROR.limit records (and MIRROR.bytes) is listed from
+// a copy the driver keeps, checked against a token every commit writing a
+// copied record writes (see recordsDriver).
 
 import { afterFlushes } from "./api.js";
 
@@ -186,10 +187,11 @@ function deleteMany(store, names, keys) {
 }
 
 /**
- * Records a driver keeps a copy of, at most (see recordsDriver): above it,
- * listings read the database page by page. Tests lower it.
+ * Records a driver keeps a copy of, at most, and their bytes at most (see
+ * recordsDriver; entries hold values of up to 8 KiB): above either,
+ * listings read the database page by page. Tests lower them.
  */
-export const MIRROR = { limit: 10_000 };
+export const MIRROR = { limit: 10_000, bytes: 8 << 20 };
 
 /**
  * The record every commit writing a copied record writes a new random
@@ -199,7 +201,7 @@ export const MIRROR = { limit: 10_000 };
 const VERSION = "~version";
 
 /**
- * The tables copied: entries, blob records, temps, namespaces, state (small
+ * The tables copied: entries, blob records, temps, namespaces, state (the
  * records a listing reads), not values or blob bytes (any size, read one at
  * a time), nor the Cache Storage store's pending deletions ("d/").
  */
@@ -244,8 +246,9 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
   const page = (range, limit) => {
     return readRange(db.transaction("records").objectStore("records"), range, limit);
   };
-  // A copy of kvsweep's small records (COPIED), as of the database's
-  // VERSION `token`, while there are at most MIRROR.limit: listings read
+  // A copy of kvsweep's listed records (COPIED), as of the database's
+  // VERSION `token`, while there are at most MIRROR.limit of them and
+  // MIRROR.bytes: listings read
   // it, not the database, while the token is still the one there (one
   // read). This driver's commits bring it along; another context's (a
   // service worker's, another tab's) write a token of their own, and the
@@ -253,20 +256,44 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
   // by commits).
   let mirror = null;
   let building = null; // the copy being read (a promise of it, or of null)
+  // The token when the store was found too large to copy: not probed
+  // again until another write.
+  let tooLarge;
+  const sizeOf = (name, value) => name.length * 2 + (bytesOf(value)?.length ?? 0);
   const build = () =>
     (building ??= (async () => {
       // One transaction: the records and the token as of one moment. The
-      // names first, at most one more than the limit (a larger store
-      // costs that much, not a walk of all of it).
+      // names first, table by table, at most one more than the limit (a
+      // larger store costs that much, not a walk of all of it).
       const store = db.transaction("records").objectStore("records");
-      const token = done(store.get(VERSION));
-      const ranges = [...COPIED].map(tableRange);
-      const counts = await Promise.all(ranges.map((r) => done(store.getAllKeys(r, MIRROR.limit + 1)).then((keys) => keys.length)));
-      if (counts.reduce((a, b) => a + b, 0) > MIRROR.limit) return null;
-      const pages = await Promise.all(ranges.map((r, i) => (counts[i] ? readRange(store, r) : [[], []])));
+      const token = await done(store.get(VERSION));
+      if (tooLarge !== undefined && token === tooLarge) return null;
+      let count = 0;
+      const tables = [];
+      for (const letter of COPIED) {
+        const range = tableRange(letter);
+        const n = (await done(store.getAllKeys(range, MIRROR.limit + 1))).length;
+        count += n;
+        if (count > MIRROR.limit) {
+          tooLarge = token;
+          return null;
+        }
+        if (n) tables.push(range);
+      }
       const records = new Map();
-      for (const [keys, values] of pages) keys.forEach((k, i) => records.set(k, values[i]));
-      return { token: await token, records, sorted: null };
+      let bytes = 0;
+      for (const [keys, values] of await Promise.all(tables.map((r) => readRange(store, r)))) {
+        keys.forEach((k, i) => {
+          records.set(k, values[i]);
+          bytes += sizeOf(k, values[i]);
+        });
+      }
+      if (bytes > MIRROR.bytes) {
+        tooLarge = token;
+        return null;
+      }
+      tooLarge = undefined;
+      return { token, records, bytes, sorted: null };
     })().then(
       (m) => {
         building = null;
@@ -302,8 +329,12 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
     for (const [name, bytes] of writes) {
       if (!mirrored(name)) continue;
       const had = m.records.has(name);
+      if (had) m.bytes -= sizeOf(name, m.records.get(name));
       if (bytes === null) m.records.delete(name);
-      else m.records.set(name, bytes);
+      else {
+        m.records.set(name, bytes);
+        m.bytes += sizeOf(name, bytes);
+      }
       // The names in order, kept so (a name added or removed in place).
       if (had !== (bytes !== null) && m.sorted) {
         const i = lowerBound(m.sorted, name);
@@ -312,7 +343,7 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
       }
     }
     m.token = token;
-    if (m.records.size > MIRROR.limit) mirror = null;
+    if (m.records.size > MIRROR.limit || m.bytes > MIRROR.bytes) mirror = null;
   };
   const d = {
     kind,

@@ -877,17 +877,18 @@ test("a run reads no empty listing page, and a batch's responses are checked bef
     // The transaction made right after the first batch that deleted entries.
     const first = log.findIndex((t) => t.mode === "readwrite" && t.calls.some(([m, n]) => m === "delete" && n.startsWith("m/")));
     const next = log[first + 1];
-    return { deleted: report.deleted.maxEntries?.count, left, pages, next: next && [next.mode, next.calls[0]?.[0]] };
+    return { deleted: report.deleted.maxEntries?.count, left, pages, next: next && [next.mode, next.calls[0]?.[0], next.calls[0]?.[1].startsWith("m/\0http")] };
   });
-  // Read before the next batch's transaction, the check waits for none.
-  assert.deepEqual(out, { deleted: 1000, left: 1000, pages: 2, next: ["readonly", "getAllKeys"] });
+  // Read before the next batch's transaction, the check (over the deleted
+  // entries' names, not a table's) waits for none.
+  assert.deepEqual(out, { deleted: 1000, left: 1000, pages: 2, next: ["readonly", "getAllKeys", true] });
 });
 
 test("a store small enough is listed from the copy its driver keeps, and sees at once what another store object (another context) wrote", { timeout: 60_000 }, async () => {
   const out = await inPage(async () => {
     const kv = await import("/pkg/index.js");
     const name = "copy";
-    const urls = Array.from({ length: 31 }, (_, i) => `${location.origin}/copy/${String(i).padStart(3, "0")}`);
+    const urls = Array.from({ length: 32 }, (_, i) => `${location.origin}/copy/${String(i).padStart(3, "0")}`);
     const cache = await caches.open(name);
     let now = 1_000;
     // Two store objects on one database: each a context of its own (as a
@@ -934,15 +935,23 @@ test("a store small enough is listed from the copy its driver keeps, and sees at
       }
       await sb.delete(urls[0]);
       await sb.delete(urls[1]);
-      // a writes before it lists again: its commit finds b's token, not
-      // its copy's, and does not bring the stale copy along.
+      // a lists at once: the token is b's, not its copy's.
+      reads = 0;
+      steps.afterOther = { keys: await keysOf(sa), reads };
+      // a writes a new entry: its copy, read again just now, takes it in.
       now += 1;
       await cache.put(urls[30], new Response(urls[30]));
       await kv.track(sa, urls[30], new Response(urls[30]));
       reads = 0;
-      steps.afterOther = { keys: await keysOf(sa), reads };
-      reads = 0;
       steps.again = { keys: await keysOf(sa), reads };
+      // b deletes one more, then a writes before it lists: its commit finds
+      // b's token, not its copy's, and does not bring the stale copy along.
+      await sb.delete(urls[2]);
+      now += 1;
+      await cache.put(urls[31], new Response(urls[31]));
+      await kv.track(sa, urls[31], new Response(urls[31]));
+      reads = 0;
+      steps.afterBoth = { keys: await keysOf(sa), reads };
       // a's run, with b's entries: 29 entries, 25 kept (the oldest four go).
       const report = await sa.run();
       steps.run = { deleted: report.deleted.maxEntries?.count ?? 0, keys: await keysOf(sa), other: await keysOf(sb) };
@@ -962,15 +971,17 @@ test("a store small enough is listed from the copy its driver keeps, and sees at
   const { steps, urls } = out;
   assert.deepEqual(steps.own.keys, urls.slice(0, 20));
   assert.equal(steps.own.reads, 0, "a store object lists what it wrote itself from its copy");
-  assert.deepEqual(steps.afterOther.keys, urls.slice(2), "another context's writes are seen at once");
+  assert.deepEqual(steps.afterOther.keys, urls.slice(2, 30), "another context's writes are seen at once");
   assert.ok(steps.afterOther.reads > 0, "after another context wrote, the records are read again");
-  assert.deepEqual(steps.again.keys, urls.slice(2));
-  assert.equal(steps.again.reads, 0, "and then listed from the copy again");
+  assert.deepEqual(steps.again.keys, urls.slice(2, 31), "the store object's own new entry is in its copy");
+  assert.equal(steps.again.reads, 0, "and the copy is listed, not the database");
+  assert.deepEqual(steps.afterBoth.keys, urls.slice(3), "a write of its own after another context's does not keep the stale copy");
+  assert.ok(steps.afterBoth.reads > 0);
   assert.equal(steps.run.deleted, 4);
-  assert.deepEqual(steps.run.keys, urls.slice(6));
-  assert.deepEqual(steps.run.other, urls.slice(6), "the other store object sees the run's deletions");
-  assert.deepEqual(out.db, urls.slice(6), "the database holds what the listings said");
-  assert.deepEqual(out.cached, urls.slice(6));
+  assert.deepEqual(steps.run.keys, urls.slice(7));
+  assert.deepEqual(steps.run.other, urls.slice(7), "the other store object sees the run's deletions");
+  assert.deepEqual(out.db, urls.slice(7), "the database holds what the listings said");
+  assert.deepEqual(out.cached, urls.slice(7));
 });
 
 test("a metadata database of version 1 (earlier builds) opens and keeps its records; code opening it at version 1 after is refused, and its open connections close", { timeout: 60_000 }, async () => {
@@ -986,14 +997,15 @@ test("a metadata database of version 1 (earlier builds) opens and keeps its reco
     s.close();
     src.close();
     const db0 = await req(indexedDB.open("kvsweep-cache:legacy-src"));
-    const records = await req(db0.transaction("records").objectStore("records").getAllRecords());
+    const os = db0.transaction("records").objectStore("records");
+    const [recordKeys, recordValues] = await Promise.all([req(os.getAllKeys()), req(os.getAll())]);
     db0.close();
     await kv.deleteCacheStorage("legacy-src");
     const open1 = indexedDB.open("kvsweep-cache:legacy", 1);
     open1.onupgradeneeded = () => open1.result.createObjectStore("records");
     const old = await req(open1);
     const tx = old.transaction("records", "readwrite");
-    for (const r of records) if (r.primaryKey !== "~version") tx.objectStore("records").put(r.value, r.primaryKey);
+    recordKeys.forEach((k, i) => k !== "~version" && tx.objectStore("records").put(recordValues[i], k));
     await new Promise((resolve) => (tx.oncomplete = resolve));
     // The old code's connection stays open, as a tab of an earlier build's would.
     let closed = false;

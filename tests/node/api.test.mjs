@@ -1215,15 +1215,18 @@ function countStoreCalls(names, withRecords, probe) {
   return { calls, restore: () => names.forEach((n) => Object.defineProperty(proto, n, saved[n])) };
 }
 
-for (const withRecords of [true, false]) {
-  const how = withRecords ? "read with getAllRecords" : "where there is no getAllRecords";
+for (const [withRecords, copied] of [[true, true], [false, true], [true, false], [false, false]]) {
+  const how = `${withRecords ? "read with getAllRecords" : "where there is no getAllRecords"}, ${copied ? "listed from the driver's copy" : "listed page by page"}`;
   test(`a run on the IndexedDB records of OPFS and Cache Storage deletes each batch from the records it listed, rechecked in its transaction, ${how} (fake-indexeddb)`, async () => {
     const { MIRROR } = await import("../../pkg/idbkv.js");
+    const limit = MIRROR.limit;
+    if (!copied) MIRROR.limit = 0;
     const { calls, restore } = countStoreCalls(["getAllRecords", "getAll", "getAllKeys"], withRecords, MIRROR.limit + 1);
     try {
-      await recordsRun(`records-run-${withRecords}`);
+      await recordsRun(`records-run-${withRecords}-${copied}`);
     } finally {
       restore();
+      MIRROR.limit = limit;
     }
     // Listing pages and batches read keys and values in one request where they can.
     if (withRecords) assert.ok(calls.getAllRecords >= 6 && calls.getAll === 0 && calls.getAllKeys === 0, JSON.stringify(calls));
