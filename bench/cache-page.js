@@ -22,6 +22,28 @@ async function time(fn) {
   return performance.now() - t;
 }
 
+/** kvsweep's run over the cache `name` filled with `total`, keeping `keep`, on a store opened again first when `reopen`: [ms, responses left]. */
+async function kvsweepRun(kv, name, total, keep, reopen) {
+  const { cache, list } = await fill(name, total);
+  let store = await kv.openCacheStorage(name);
+  let sweeper = new kv.Sweeper(store, { policy: { maxEntries: keep } });
+  for (let i = 0; i < list.length; i += 500) {
+    await sweeper.putMany(list.slice(i, i + 500).map((key) => ({ key, value: null, size: body.length })));
+  }
+  if (reopen) {
+    sweeper.close();
+    store.close();
+    store = await kv.openCacheStorage(name);
+    sweeper = new kv.Sweeper(store, { policy: { maxEntries: keep } });
+  }
+  const ms = await time(() => sweeper.run());
+  const left = (await cache.keys()).length;
+  sweeper.close();
+  store.close();
+  await kv.deleteCacheStorage(name);
+  return [ms, left];
+}
+
 // One round: each code once, in this order.
 async function round(kv, total, keep) {
   const out = {};
@@ -36,42 +58,13 @@ async function round(kv, total, keep) {
     await expiration.delete();
   }
 
-  // kvsweep: entries recorded as expirationPlugin records them, then one run.
-  {
-    const { cache, list } = await fill("kv", total);
-    const store = await kv.openCacheStorage("kv");
-    const sweeper = new kv.Sweeper(store, { policy: { maxEntries: keep } });
-    for (let i = 0; i < list.length; i += 500) {
-      await sweeper.putMany(list.slice(i, i + 500).map((key) => ({ key, value: null, size: body.length })));
-    }
-    out.kvsweep = await time(() => sweeper.run());
-    out.kvsweepLeft = (await cache.keys()).length;
-    sweeper.close();
-    store.close();
-    await kv.deleteCacheStorage("kv");
-  }
-
-  // kvsweep on a store opened just before its run (another service worker
-  // start, a page load): its records are read whole once (the first run
-  // waits for that), not listed from the copy the store object that wrote
-  // them keeps.
-  {
-    const { cache, list } = await fill("kvcold", total);
-    const writer = await kv.openCacheStorage("kvcold");
-    const w = new kv.Sweeper(writer);
-    for (let i = 0; i < list.length; i += 500) {
-      await w.putMany(list.slice(i, i + 500).map((key) => ({ key, value: null, size: body.length })));
-    }
-    w.close();
-    writer.close();
-    const store = await kv.openCacheStorage("kvcold");
-    const sweeper = new kv.Sweeper(store, { policy: { maxEntries: keep } });
-    out.kvsweepCold = await time(() => sweeper.run());
-    out.kvsweepColdLeft = (await cache.keys()).length;
-    sweeper.close();
-    store.close();
-    await kv.deleteCacheStorage("kvcold");
-  }
+  // kvsweep: entries recorded as expirationPlugin records them, then one
+  // run by the store object that wrote them (it lists them from the copy it
+  // keeps), and on a store opened just before its run (another service
+  // worker start, a page load: its records are read whole once, and the
+  // run waits for that).
+  [out.kvsweep, out.kvsweepLeft] = await kvsweepRun(kv, "kv", total, keep, false);
+  [out.kvsweepCold, out.kvsweepColdLeft] = await kvsweepRun(kv, "kvcold", total, keep, true);
 
   // Plain code: cache.delete of the oldest, one after another, and all at once.
   {
