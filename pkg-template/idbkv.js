@@ -86,6 +86,9 @@ export function checkOpen(db) {
 /** Why a records database's connection closed: "elsewhere" (deleted or upgraded there) or "here" (store.close()). */
 const CLOSED_BY = new WeakMap();
 
+/** Per records database: what lets its drivers' copies of the records go (see recordsDriver), called by store.close(). */
+const FORGET = new WeakMap();
+
 // What loads the WebAssembly first, where importing did not (kvsweep/sw).
 let loader = async () => {};
 export function setLoader(load) {
@@ -112,6 +115,7 @@ export function closesWith(store, db) {
       afterFlushes(store, () => {
         if (!CLOSED_BY.has(db)) CLOSED_BY.set(db, "here");
         db.close();
+        FORGET.get(db)?.(); // the drivers' copies of its records
         close();
       }),
   });
@@ -297,13 +301,18 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
     })().then(
       (m) => {
         building = null;
-        mirror = m;
-        return m;
+        mirror = CLOSED_BY.has(db) ? null : m; // not kept past close()
+        return mirror;
       },
       () => (building = null),
     ));
   // Read ahead while the store opens for its first listing.
   build().catch(() => {});
+  const forget = FORGET.get(db);
+  FORGET.set(db, () => {
+    forget?.();
+    mirror = null;
+  });
   const fromMirror = (m, prefix, end, startAfter, limit) => {
     m.sorted ??= [...m.records.keys()].sort();
     const sorted = m.sorted;
