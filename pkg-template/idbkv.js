@@ -252,12 +252,11 @@ export function recordsDriver(db, kind, batchSize, hooks = {}) {
   };
   // A copy of kvsweep's listed records (COPIED), as of the database's
   // VERSION `token`, while there are at most MIRROR.limit of them and
-  // MIRROR.bytes: listings read
-  // it, not the database, while the token is still the one there (one
-  // read). This driver's commits bring it along; another context's (a
-  // service worker's, another tab's) write a token of their own, and the
-  // copy is dropped. `sorted`: the names in order (made at a listing, kept
-  // by commits).
+  // MIRROR.bytes: listings read it, not the database, while the token is
+  // still the one there (one read). This driver's commits bring it along;
+  // another context's (a service worker's, another tab's) write a token of
+  // their own, and the copy is dropped. `sorted`: the names in order (made
+  // at a listing, kept by commits).
   let mirror = null;
   let building = null; // the copy being read (a promise of it, or of null)
   // The token when the store was found too large to copy: not probed
